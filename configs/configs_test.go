@@ -1,0 +1,146 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDemoIsValid(t *testing.T) {
+	c, err := Demo()
+	if err != nil {
+		t.Fatalf("embedded demo does not validate:\n%v", err)
+	}
+	if got := len(c.Regions); got != 2 {
+		t.Fatalf("demo regions: want 2, got %d", got)
+	}
+	r, n, err := c.Pick("eu", "")
+	if err != nil || r.Name != "eu" || n.Listeners[0].Address != "127.0.0.12:8443" {
+		t.Fatalf("Pick(eu): got %v %v %v", r, n, err)
+	}
+	if p := r.Pool("cashier"); p == nil || p.Policy != "failover" || p.Health.Rise != DefaultRise {
+		t.Fatalf("cashier pool defaults not applied: %+v", p)
+	}
+}
+
+func TestShippedFilesAreValid(t *testing.T) {
+	for _, f := range []string{"demo.yaml", "production.example.yaml"} {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("%s:\n%v", f, err)
+			continue
+		}
+		if c.File != f {
+			t.Errorf("File: want %q, got %q", f, c.File)
+		}
+	}
+}
+
+func TestErrorsNameFileLineAndField(t *testing.T) {
+	src := `deployment: x
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+          - address: "127.0.0.1:99999"
+            tls: {mode: magic}
+            limits: {max_conns: lots}
+    pools:
+      - name: ledger
+        policy: random
+        colour: blue
+        members: [{url: "ftp://x"}]
+        health: {interval: 1s, timeout: 2s}
+routes:
+  - name: bets
+    pool: nowhere
+    match: {path_prefix: api}
+`
+	_, err := Parse("bad.yaml", []byte(src))
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want *Errors, got %v", err)
+	}
+	want := []string{
+		"bad.yaml:7: regions[0].nodes[0].listeners[0].address: \"127.0.0.1:99999\" has no valid port",
+		"bad.yaml:8: regions[0].nodes[0].listeners[0].tls.mode: \"magic\" is not one of acme, internal, files, off",
+		"bad.yaml:9: regions[0].nodes[0].listeners[0].limits.max_conns: want a whole number, got \"lots\"",
+		"bad.yaml:12: regions[0].pools[0].policy: \"random\" is not one of round_robin, failover",
+		"bad.yaml:13: regions[0].pools[0].colour: unknown field",
+		"bad.yaml:14: regions[0].pools[0].members[0].url: \"ftp://x\" is not http(s)://host:port",
+		"bad.yaml:15: regions[0].pools[0].health.timeout: 2s is longer than the interval 1s",
+		"bad.yaml:18: routes[0].pool: pool \"nowhere\" is not defined in region \"sea\"",
+		"bad.yaml:19: routes[0].match.path_prefix: \"api\" must start with '/'",
+	}
+	// Decoding stops before validation when fields are unknown or mistyped,
+	// so check the two phases separately.
+	msg := err.Error()
+	for _, w := range want {
+		if strings.Contains(w, "unknown field") || strings.Contains(w, "whole number") {
+			if !strings.Contains(msg, w) {
+				t.Errorf("missing %q in:\n%s", w, msg)
+			}
+		}
+	}
+	// Fix the decoding errors, keeping every line where it was.
+	fixed := strings.Replace(strings.Replace(src, "colour: blue", "# colour", 1), "lots", "10", 1)
+	_, err = Parse("bad.yaml", []byte(fixed))
+	if err == nil {
+		t.Fatal("want errors, got none")
+	}
+	msg = err.Error()
+	for _, w := range want {
+		if strings.Contains(w, "unknown field") || strings.Contains(w, "whole number") {
+			continue
+		}
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing %q in:\n%s", w, msg)
+		}
+	}
+}
+
+func TestWritersAtSameEpochAreAmbiguous(t *testing.T) {
+	c, _ := Demo()
+	c.Regions[1].Writers[0].Domain = "sea"
+	v := validator{errs: &Errors{file: "x"}, lines: map[string]int{}}
+	v.writers(c)
+	if v.errs.Len() != 1 || !strings.Contains(v.errs.Error(), "two writers at epoch 1") {
+		t.Fatalf("want one ambiguity error, got %v", v.errs)
+	}
+}
+
+func TestYAMLSyntaxError(t *testing.T) {
+	_, err := Parse("s.yaml", []byte("regions:\n  - name: [\n"))
+	if err == nil || !strings.HasPrefix(err.Error(), "s.yaml:") || !strings.Contains(err.Error(), "syntax") {
+		t.Fatalf("want s.yaml:LINE: syntax error, got %v", err)
+	}
+}
+
+func TestFilesModeChecksFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "c.pem")
+	os.WriteFile(cert, []byte("x"), 0o600)
+	src := "regions:\n- name: a\n  nodes:\n  - name: n\n    listeners:\n    - address: 127.0.0.1:1\n      tls: {mode: files, files: {cert: " + cert + ", key: " + filepath.Join(dir, "missing.pem") + "}}\n"
+	_, err := Parse("f.yaml", []byte(src))
+	if err == nil || !strings.Contains(err.Error(), "f.yaml:7: regions[0].nodes[0].listeners[0].tls.files.key: cannot read") {
+		t.Fatalf("want a key file error on line 7, got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(DemoYAML())
+	f.Add([]byte("regions: [{name: a, nodes: [{name: b}]}]"))
+	f.Add([]byte("a: &x [*x]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data)
+		if err == nil && c == nil {
+			t.Fatal("nil config without error")
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "fuzz.yaml:") {
+			t.Fatalf("error does not name the file: %v", err)
+		}
+	})
+}

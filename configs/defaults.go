@@ -1,0 +1,151 @@
+package configs
+
+import (
+	"strconv"
+	"time"
+)
+
+// Defaults, in one place. The README's configuration reference quotes them.
+const (
+	DefaultDataDir           = "/var/lib/hedge"
+	DefaultDrainPeriod       = 5 * time.Second
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultHSTSMaxAge        = 365 * 24 * time.Hour
+	DefaultACMEDirectory     = "https://acme-v02.api.letsencrypt.org/directory"
+	DefaultACMEHTTPAddress   = ":80"
+	DefaultInternalLifetime  = 24 * time.Hour
+	DefaultHealthPath        = "/healthz"
+	DefaultHealthInterval    = 2 * time.Second
+	DefaultHealthTimeout     = time.Second
+	DefaultRise              = 2
+	DefaultFall              = 2
+	DefaultMaxFails          = 3
+	DefaultEjectFor          = 10 * time.Second
+	DefaultConnectTimeout    = 2 * time.Second
+	DefaultResponseTimeout   = 15 * time.Second
+	DefaultRetryAttempts     = 2
+	DefaultRetryBudget       = 0.2
+	DefaultRetryMinPerSec    = 10
+	DefaultMaxConnsPerMember = 1024
+	DefaultAccessFlush       = time.Second
+)
+
+// ApplyDefaults fills every field left empty with its default. Running code
+// sees only complete, validated values.
+func ApplyDefaults(c *Config) {
+	setStr(&c.Deployment, "hedge")
+	setStr(&c.DataDir, DefaultDataDir)
+	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.Format, "json")
+	setBool(&c.Log.Access.Enabled, true)
+	setDur(&c.Log.Access.FlushInterval, DefaultAccessFlush)
+	setDur(&c.Lifecycle.DrainPeriod, DefaultDrainPeriod)
+	setDur(&c.Lifecycle.ShutdownTimeout, DefaultShutdownTimeout)
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		setStr(&r.Kind, "proxy")
+		setStr(&r.Match.PathPrefix, "/")
+	}
+	for i := range c.Regions {
+		reg := &c.Regions[i]
+		for j := range reg.Nodes {
+			for k := range reg.Nodes[j].Listeners {
+				listenerDefaults(&reg.Nodes[j].Listeners[k], k)
+			}
+		}
+		for j := range reg.Pools {
+			poolDefaults(&reg.Pools[j])
+		}
+	}
+	for i := range c.Dev.Ledgers {
+		setStr(&c.Dev.Ledgers[i].Role, "writer")
+		if c.Dev.Ledgers[i].Epoch == 0 {
+			c.Dev.Ledgers[i].Epoch = 1
+		}
+	}
+}
+
+func listenerDefaults(l *Listener, index int) {
+	if l.Name == "" {
+		l.Name = "edge"
+		if index > 0 {
+			l.Name = "edge" + strconv.Itoa(index+1)
+		}
+	}
+	setBool(&l.HSTS.Enabled, true)
+	setDur(&l.HSTS.MaxAge, DefaultHSTSMaxAge)
+	setSize(&l.Limits.MaxBodyBytes, DefaultMaxBodyBytes)
+	setSize(&l.Limits.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDur(&l.Limits.ReadTimeout, DefaultReadTimeout)
+	setDur(&l.Limits.WriteTimeout, DefaultWriteTimeout)
+	setDur(&l.Limits.IdleTimeout, DefaultIdleTimeout)
+	switch l.TLS.Mode {
+	case "acme":
+		setStr(&l.TLS.ACME.Directory, DefaultACMEDirectory)
+		setStr(&l.TLS.ACME.HTTPAddress, DefaultACMEHTTPAddress)
+		if len(l.TLS.ACME.Challenges) == 0 {
+			l.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+		}
+	case "internal":
+		setDur(&l.TLS.Internal.Lifetime, DefaultInternalLifetime)
+	}
+}
+
+func poolDefaults(p *Pool) {
+	setStr(&p.Policy, "round_robin")
+	setStr(&p.Health.Path, DefaultHealthPath)
+	setDur(&p.Health.Interval, DefaultHealthInterval)
+	setDur(&p.Health.Timeout, DefaultHealthTimeout)
+	setInt(&p.Health.Rise, DefaultRise)
+	setInt(&p.Health.Fall, DefaultFall)
+	setInt(&p.Passive.MaxFails, DefaultMaxFails)
+	setDur(&p.Passive.EjectFor, DefaultEjectFor)
+	setDur(&p.Timeouts.Connect, DefaultConnectTimeout)
+	setDur(&p.Timeouts.Response, DefaultResponseTimeout)
+	setInt(&p.Retries.Attempts, DefaultRetryAttempts)
+	if p.Retries.Budget == 0 {
+		p.Retries.Budget = DefaultRetryBudget
+	}
+	setInt(&p.Retries.MinPerSecond, DefaultRetryMinPerSec)
+	setInt(&p.MaxConnsPerMember, DefaultMaxConnsPerMember)
+	for i := range p.Members {
+		if p.Members[i].Name == "" {
+			p.Members[i].Name = p.Members[i].URL
+		}
+	}
+}
+
+func setStr(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func setInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+func setBool(p **bool, v bool) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+func setDur(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}
+
+func setSize(p *Size, v int64) {
+	if *p == 0 {
+		*p = Size(v)
+	}
+}

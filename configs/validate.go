@@ -1,0 +1,481 @@
+package configs
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// validator checks a decoded, defaulted configuration and records every
+// problem with the line of the field it concerns.
+type validator struct {
+	errs  *Errors
+	lines map[string]int
+}
+
+func (v *validator) bad(path, format string, args ...any) {
+	v.errs.add(v.line(path), path, fmt.Sprintf(format, args...))
+}
+
+// line finds the line of path, or of its nearest ancestor that was written
+// (a missing field is reported where its parent is).
+func (v *validator) line(path string) int {
+	for p := path; p != ""; {
+		if n, ok := v.lines[p]; ok {
+			return n
+		}
+		i := max(strings.LastIndexByte(p, '.'), strings.LastIndexByte(p, '['))
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	if n, ok := v.lines[""]; ok {
+		return n
+	}
+	return 1
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$`)
+
+func (v *validator) name(path, s string) {
+	switch {
+	case s == "":
+		v.bad(path, "required")
+	case !nameRE.MatchString(s):
+		v.bad(path, "%q must be lower-case letters, digits, '-' or '_' (at most 63)", s)
+	}
+}
+
+func (v *validator) config(c *Config) {
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "json", "text")
+	v.positive("log.access.flush_interval", int64(c.Log.Access.FlushInterval))
+	v.positive("lifecycle.shutdown_timeout", int64(c.Lifecycle.ShutdownTimeout))
+	if c.Lifecycle.DrainPeriod < 0 {
+		v.bad("lifecycle.drain_period", "must not be negative")
+	}
+	for i, t := range c.Admin.Tokens {
+		if len(t) < 16 {
+			v.bad(fmt.Sprintf("admin.tokens[%d]", i), "too short: use at least 16 characters")
+		}
+	}
+	if len(c.Regions) == 0 {
+		v.bad("regions", "at least one region is required")
+	}
+	v.routes(c)
+	regionSeen := map[string]bool{}
+	nodeSeen := map[string]string{}
+	for i := range c.Regions {
+		r := &c.Regions[i]
+		p := fmt.Sprintf("regions[%d]", i)
+		v.name(p+".name", r.Name)
+		if regionSeen[r.Name] {
+			v.bad(p+".name", "region %q is defined twice", r.Name)
+		}
+		regionSeen[r.Name] = true
+		if len(r.Nodes) == 0 {
+			v.bad(p+".nodes", "at least one node is required")
+		}
+		for j := range r.Nodes {
+			np := fmt.Sprintf("%s.nodes[%d]", p, j)
+			n := &r.Nodes[j]
+			v.name(np+".name", n.Name)
+			if other, ok := nodeSeen[n.Name]; ok {
+				v.bad(np+".name", "node %q is already defined in region %q: node names are unique in a deployment", n.Name, other)
+			}
+			nodeSeen[n.Name] = r.Name
+			v.node(c, np, n)
+		}
+		pools := map[string]bool{}
+		for j := range r.Pools {
+			pp := fmt.Sprintf("%s.pools[%d]", p, j)
+			v.name(pp+".name", r.Pools[j].Name)
+			if pools[r.Pools[j].Name] {
+				v.bad(pp+".name", "pool %q is defined twice in region %q", r.Pools[j].Name, r.Name)
+			}
+			pools[r.Pools[j].Name] = true
+			v.pool(pp, &r.Pools[j])
+		}
+		for k, rt := range c.Routes {
+			if rt.Kind == "proxy" && rt.Pool != "" && !pools[rt.Pool] {
+				v.bad(fmt.Sprintf("routes[%d].pool", k), "pool %q is not defined in region %q", rt.Pool, r.Name)
+			}
+		}
+		for j, w := range r.Writers {
+			wp := fmt.Sprintf("%s.writers[%d]", p, j)
+			v.name(wp+".domain", w.Domain)
+			v.upstreamURL(wp+".url", w.URL)
+			if w.Epoch < 0 {
+				v.bad(wp+".epoch", "must not be negative")
+			}
+		}
+	}
+	v.writers(c)
+	v.dev(c)
+}
+
+// writers enforces one designated writer per ledger domain: of the static
+// candidates, the highest epoch must be unique.
+func (v *validator) writers(c *Config) {
+	type top struct {
+		epoch int64
+		paths []string
+	}
+	best := map[string]*top{}
+	var order []string
+	for i, r := range c.Regions {
+		for j, w := range r.Writers {
+			p := fmt.Sprintf("regions[%d].writers[%d]", i, j)
+			t := best[w.Domain]
+			switch {
+			case t == nil:
+				best[w.Domain] = &top{w.Epoch, []string{p}}
+				order = append(order, w.Domain)
+			case w.Epoch > t.epoch:
+				*t = top{w.Epoch, []string{p}}
+			case w.Epoch == t.epoch:
+				t.paths = append(t.paths, p)
+			}
+		}
+	}
+	for _, d := range order {
+		if t := best[d]; len(t.paths) > 1 {
+			v.bad(t.paths[1]+".epoch", "ledger domain %q has two writers at epoch %d (also %s): exactly one may be designated", d, t.epoch, t.paths[0])
+		}
+	}
+}
+
+func (v *validator) routes(c *Config) {
+	seen := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		v.name(p+".name", r.Name)
+		if seen[r.Name] {
+			v.bad(p+".name", "route %q is defined twice", r.Name)
+		}
+		seen[r.Name] = true
+		v.oneOf(p+".kind", r.Kind, "proxy")
+		if r.Kind == "proxy" && r.Pool == "" {
+			v.bad(p+".pool", "required for a proxy route")
+		}
+		if !strings.HasPrefix(r.Match.PathPrefix, "/") {
+			v.bad(p+".match.path_prefix", "%q must start with '/'", r.Match.PathPrefix)
+		}
+		if r.Rewrite != "" && !strings.HasPrefix(r.Rewrite, "/") {
+			v.bad(p+".rewrite", "%q must start with '/'", r.Rewrite)
+		}
+		for j, h := range r.Match.Hosts {
+			if !validHostPattern(h) {
+				v.bad(fmt.Sprintf("%s.match.hosts[%d]", p, j), "%q is not a host name or *.suffix wildcard", h)
+			}
+		}
+		for j, m := range r.Match.Methods {
+			if !validMethod(m) {
+				v.bad(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q is not an upper-case HTTP method", m)
+			}
+		}
+		if r.MaxBodyBytes < 0 {
+			v.bad(p+".max_body_bytes", "must not be negative")
+		}
+	}
+}
+
+func (v *validator) node(c *Config, p string, n *Node) {
+	if len(n.Listeners) == 0 {
+		v.bad(p+".listeners", "at least one listener is required")
+	}
+	addrs := map[string]string{}
+	names := map[string]bool{}
+	for i := range n.Listeners {
+		lp := fmt.Sprintf("%s.listeners[%d]", p, i)
+		l := &n.Listeners[i]
+		v.name(lp+".name", l.Name)
+		if names[l.Name] {
+			v.bad(lp+".name", "listener %q is defined twice on this node", l.Name)
+		}
+		names[l.Name] = true
+		v.address(lp+".address", l.Address)
+		if other, ok := addrs[l.Address]; ok {
+			v.bad(lp+".address", "%s is already used by listener %q", l.Address, other)
+		}
+		addrs[l.Address] = l.Name
+		v.tls(lp+".tls", &l.TLS)
+		for j, cidr := range l.TrustedProxies {
+			if _, err := ParsePrefix(cidr); err != nil {
+				v.bad(fmt.Sprintf("%s.trusted_proxies[%d]", lp, j), "%v", err)
+			}
+		}
+		v.positive(lp+".limits.max_body_bytes", int64(l.Limits.MaxBodyBytes))
+		if l.Limits.MaxHeaderBytes < 1024 {
+			v.bad(lp+".limits.max_header_bytes", "must be at least 1KiB")
+		}
+		if l.Limits.MaxConns < 0 {
+			v.bad(lp+".limits.max_conns", "must not be negative")
+		}
+		v.positive(lp+".limits.read_timeout", int64(l.Limits.ReadTimeout))
+		v.positive(lp+".limits.write_timeout", int64(l.Limits.WriteTimeout))
+		v.positive(lp+".limits.idle_timeout", int64(l.Limits.IdleTimeout))
+		if *l.HSTS.Enabled && l.HSTS.MaxAge < 0 {
+			v.bad(lp+".hsts.max_age", "must not be negative")
+		}
+	}
+	if n.Admin.Address != "" {
+		v.address(p+".admin.address", n.Admin.Address)
+		if len(c.Admin.Tokens) == 0 && !c.Admin.AllowLoopback {
+			v.bad(p+".admin", "an admin listener needs admin.tokens or admin.allow_loopback")
+		}
+	}
+}
+
+func (v *validator) tls(p string, t *TLS) {
+	if t.Mode == "" {
+		v.bad(p+".mode", "required: one of acme, internal, files, off")
+		return
+	}
+	if !v.oneOf(p+".mode", t.Mode, "acme", "internal", "files", "off") {
+		return
+	}
+	for i, n := range t.Names {
+		if !validHostPattern(n) && net.ParseIP(n) == nil {
+			v.bad(fmt.Sprintf("%s.names[%d]", p, i), "%q is not a host name", n)
+		}
+	}
+	switch t.Mode {
+	case "acme":
+		if len(t.Names) == 0 {
+			v.bad(p+".names", "acme needs at least one name to obtain a certificate for")
+		}
+		if u, err := url.Parse(t.ACME.Directory); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.bad(p+".acme.directory", "%q is not an http(s) URL", t.ACME.Directory)
+		}
+		for i, ch := range t.ACME.Challenges {
+			v.oneOf(fmt.Sprintf("%s.acme.challenges[%d]", p, i), ch, "http-01", "tls-alpn-01")
+		}
+		if slices.Contains(t.ACME.Challenges, "http-01") {
+			v.address(p+".acme.http_address", t.ACME.HTTPAddress)
+		}
+		if t.ACME.TLSALPNAddress != "" {
+			v.address(p+".acme.tls_alpn_address", t.ACME.TLSALPNAddress)
+		}
+		if t.ACME.CARoots != "" {
+			v.readable(p+".acme.ca_roots", t.ACME.CARoots)
+		}
+	case "internal":
+		if len(t.Names) == 0 {
+			v.bad(p+".names", "internal needs at least one name to issue a certificate for")
+		}
+		v.positive(p+".internal.lifetime", int64(t.Internal.Lifetime))
+	case "files":
+		if t.Files.Cert == "" {
+			v.bad(p+".files.cert", "required with mode files")
+		} else {
+			v.readable(p+".files.cert", t.Files.Cert)
+		}
+		if t.Files.Key == "" {
+			v.bad(p+".files.key", "required with mode files")
+		} else {
+			v.readable(p+".files.key", t.Files.Key)
+		}
+	}
+}
+
+func (v *validator) pool(p string, pl *Pool) {
+	v.oneOf(p+".policy", pl.Policy, "round_robin", "failover")
+	if len(pl.Members) == 0 {
+		v.bad(p+".members", "at least one member is required")
+	}
+	seen := map[string]bool{}
+	for i, m := range pl.Members {
+		mp := fmt.Sprintf("%s.members[%d]", p, i)
+		v.upstreamURL(mp+".url", m.URL)
+		if seen[m.Name] {
+			v.bad(mp+".name", "member %q is listed twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+	h := pl.Health
+	if !strings.HasPrefix(h.Path, "/") {
+		v.bad(p+".health.path", "%q must start with '/'", h.Path)
+	}
+	v.positive(p+".health.interval", int64(h.Interval))
+	v.positive(p+".health.timeout", int64(h.Timeout))
+	if h.Timeout > h.Interval {
+		v.bad(p+".health.timeout", "%s is longer than the interval %s", h.Timeout.D(), h.Interval.D())
+	}
+	v.atLeast(p+".health.rise", h.Rise, 1)
+	v.atLeast(p+".health.fall", h.Fall, 1)
+	v.atLeast(p+".passive.max_fails", pl.Passive.MaxFails, 1)
+	v.positive(p+".passive.eject_for", int64(pl.Passive.EjectFor))
+	v.positive(p+".timeouts.connect", int64(pl.Timeouts.Connect))
+	v.positive(p+".timeouts.response", int64(pl.Timeouts.Response))
+	if pl.Retries.Attempts < 1 || pl.Retries.Attempts > 5 {
+		v.bad(p+".retries.attempts", "must be 1 (no retry) to 5, got %d", pl.Retries.Attempts)
+	}
+	if pl.Retries.Budget < 0 || pl.Retries.Budget > 1 {
+		v.bad(p+".retries.budget", "must be a share between 0 and 1, got %g", pl.Retries.Budget)
+	}
+	v.atLeast(p+".retries.min_per_second", pl.Retries.MinPerSecond, 0)
+	v.atLeast(p+".max_conns_per_member", pl.MaxConnsPerMember, 1)
+}
+
+func (v *validator) dev(c *Config) {
+	for i, l := range c.Dev.Ledgers {
+		p := fmt.Sprintf("dev.ledgers[%d]", i)
+		v.address(p+".address", l.Address)
+		v.name(p+".domain", l.Domain)
+		v.oneOf(p+".role", l.Role, "writer", "replica")
+	}
+	for i, r := range c.Dev.Rails {
+		p := fmt.Sprintf("dev.rails[%d]", i)
+		v.name(p+".name", r.Name)
+		v.address(p+".address", r.Address)
+	}
+}
+
+func (v *validator) oneOf(path, got string, allowed ...string) bool {
+	if slices.Contains(allowed, got) {
+		return true
+	}
+	v.bad(path, "%q is not one of %s", got, strings.Join(allowed, ", "))
+	return false
+}
+
+func (v *validator) positive(path string, n int64) {
+	if n <= 0 {
+		v.bad(path, "must be greater than zero")
+	}
+}
+
+func (v *validator) atLeast(path string, n, min int) {
+	if n < min {
+		v.bad(path, "must be at least %d, got %d", min, n)
+	}
+}
+
+func (v *validator) address(path, addr string) {
+	if addr == "" {
+		v.bad(path, "required (host:port)")
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.bad(path, "%q is not host:port", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		v.bad(path, "%q has no valid port", addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostPattern(host) {
+		v.bad(path, "%q has no valid host", addr)
+	}
+}
+
+func (v *validator) upstreamURL(path, raw string) {
+	u, err := url.Parse(raw)
+	if raw == "" {
+		v.bad(path, "required (http://host:port)")
+		return
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" {
+		v.bad(path, "%q is not http(s)://host:port", raw)
+		return
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		v.bad(path, "%q must not carry a path or query: the request's own is forwarded", raw)
+	}
+}
+
+func (v *validator) readable(path, file string) {
+	if f, err := os.Open(file); err != nil {
+		v.bad(path, "cannot read %s: %v", file, unwrapPathError(err))
+	} else {
+		f.Close()
+	}
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+var hostRE = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$`)
+
+func validHostPattern(h string) bool { return len(h) <= 253 && hostRE.MatchString(h) }
+
+func validMethod(m string) bool {
+	if m == "" || len(m) > 20 {
+		return false
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParsePrefix parses a CIDR, or a bare address as a single-address prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Pick returns the region and node a process plays.
+func (c *Config) Pick(region, node string) (*Region, *Node, error) {
+	for i := range c.Regions {
+		r := &c.Regions[i]
+		if region != "" && r.Name != region {
+			continue
+		}
+		for j := range r.Nodes {
+			if node == "" || r.Nodes[j].Name == node {
+				if node == "" && len(r.Nodes) > 1 {
+					return nil, nil, fmt.Errorf("region %q has %d nodes: name one with -node", r.Name, len(r.Nodes))
+				}
+				return r, &r.Nodes[j], nil
+			}
+		}
+		return nil, nil, fmt.Errorf("region %q has no node %q", r.Name, node)
+	}
+	return nil, nil, fmt.Errorf("no region %q in %s", region, c.File)
+}
+
+// Region returns the named region, or nil.
+func (c *Config) Region(name string) *Region {
+	for i := range c.Regions {
+		if c.Regions[i].Name == name {
+			return &c.Regions[i]
+		}
+	}
+	return nil
+}
+
+// Pool returns the named pool of the region, or nil.
+func (r *Region) Pool(name string) *Pool {
+	for i := range r.Pools {
+		if r.Pools[i].Name == name {
+			return &r.Pools[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,144 @@
+package gateway
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"hedge/gateway/problem"
+)
+
+// accessLog writes one JSON line per request into a buffer that a
+// background flusher empties every interval, so the request path never waits
+// on a write system call.
+type accessLog struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	file   io.Closer
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
+}
+
+func openAccessLog(path string, every time.Duration) (*accessLog, error) {
+	var out io.Writer = os.Stdout
+	var closer io.Closer
+	if path != "" && path != "-" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return nil, err
+		}
+		out, closer = f, f
+	}
+	a := &accessLog{w: bufio.NewWriterSize(out, 64<<10), file: closer, stop: make(chan struct{}), done: make(chan struct{})}
+	go a.flusher(every)
+	return a, nil
+}
+
+func (a *accessLog) flusher(every time.Duration) {
+	defer close(a.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			a.mu.Lock()
+			a.w.Flush()
+			a.mu.Unlock()
+		}
+	}
+}
+
+// Close flushes and stops the flusher; safe to call twice.
+func (a *accessLog) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	close(a.stop)
+	<-a.done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.w.Flush()
+	if a.file != nil {
+		a.file.Close()
+	}
+	return err
+}
+
+// entry is what one line records.
+type entry struct {
+	start    time.Time
+	dur      time.Duration
+	region   string
+	node     string
+	listener string
+	route    string
+	id       []byte
+	client   []byte
+	method   []byte
+	host     []byte
+	path     []byte
+	status   int
+	bytesIn  int
+	bytesOut int
+	upstream string
+	attempts int
+}
+
+var linePool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func (a *accessLog) write(e *entry) {
+	bp := linePool.Get().(*[]byte)
+	b := (*bp)[:0]
+	b = append(b, `{"ts":"`...)
+	b = e.start.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z07:00")
+	b = append(b, `","region":"`...)
+	b = append(b, e.region...)
+	b = append(b, `","node":"`...)
+	b = append(b, e.node...)
+	b = append(b, `","listener":"`...)
+	b = append(b, e.listener...)
+	b = append(b, `","id":`...)
+	b = problem.AppendString(b, e.id)
+	b = append(b, `,"client":"`...)
+	b = append(b, e.client...)
+	b = append(b, `","method":`...)
+	b = problem.AppendString(b, e.method)
+	b = append(b, `,"host":`...)
+	b = problem.AppendString(b, e.host)
+	b = append(b, `,"path":`...)
+	b = problem.AppendString(b, e.path)
+	b = append(b, `,"route":"`...)
+	b = append(b, e.route...)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, int64(e.bytesIn), 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, int64(e.bytesOut), 10)
+	b = append(b, `,"duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(e.dur.Microseconds())/1000, 'f', 3, 64)
+	if e.upstream != "" {
+		b = append(b, `,"upstream":`...)
+		b = problem.AppendString(b, []byte(e.upstream))
+		b = append(b, `,"attempts":`...)
+		b = strconv.AppendInt(b, int64(e.attempts), 10)
+	}
+	b = append(b, "}\n"...)
+	a.mu.Lock()
+	if !a.closed {
+		a.w.Write(b)
+	}
+	a.mu.Unlock()
+	*bp = b
+	linePool.Put(bp)
+}

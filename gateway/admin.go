@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hedge/configs"
+	"hedge/gateway/certs"
+	"hedge/gateway/health"
+	"hedge/gateway/problem"
+)
+
+// adminServer is a node's admin listener: metrics, status, pprof, drain and
+// reload. It is net/http, not fasthttp: nothing here is a hot path, and
+// pprof and promhttp are net/http handlers.
+type adminServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func (n *Node) startAdmin(st *nodeState) error {
+	addr := st.node.Admin.Address
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", n.handleStatus)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := n.Health()
+		if h.Status != "ok" {
+			writeJSON(w, http.StatusServiceUnavailable, h)
+			return
+		}
+		writeJSON(w, http.StatusOK, h)
+	})
+	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, r *http.Request) {
+		n.SetDraining(true, "admin API from "+r.RemoteAddr)
+		writeJSON(w, http.StatusOK, n.Health())
+	})
+	mux.HandleFunc("DELETE /admin/drain", func(w http.ResponseWriter, r *http.Request) {
+		n.SetDraining(false, "admin API from "+r.RemoteAddr)
+		writeJSON(w, http.StatusOK, n.Health())
+	})
+	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		if err := n.g.Reload(ctx); err != nil {
+			detail := err.Error()
+			var ce *configs.Errors
+			if errors.As(err, &ce) {
+				detail = "invalid configuration:\n" + ce.Error()
+			}
+			writeProblem(w, r, problem.UnprocessableInput, "reload rejected; the running configuration keeps serving: "+detail)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, problem.NotFound, "")
+	})
+	srv := &http.Server{Handler: n.authorize(mux), ReadHeaderTimeout: 10 * time.Second}
+	n.admin = &adminServer{srv: srv, ln: ln}
+	go srv.Serve(ln)
+	n.log.Info("admin listener serving", "address", addr)
+	return nil
+}
+
+func (a *adminServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	a.srv.Shutdown(ctx)
+}
+
+// authorize lets in callers with a configured bearer token, and loopback
+// callers when the configuration allows it. Tokens are read from the
+// current configuration, so a reload rotates them.
+func (n *Node) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cfg := n.state.Load().cfg.Admin
+		if cfg.AllowLoopback {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok {
+			for _, t := range cfg.Tokens {
+				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin"`)
+		writeProblem(w, r, problem.Unauthorized, "send Authorization: Bearer with an admin token")
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
+	w.Header().Set("Content-Type", problem.ContentType)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(t.Status)
+	w.Write(problem.AppendJSON(nil, t, detail, nil, []byte(r.URL.Path)))
+}
+
+// Status is what GET /status reports about a node.
+type Status struct {
+	Deployment string           `json:"deployment"`
+	Version    string           `json:"version"`
+	Region     string           `json:"region"`
+	Node       string           `json:"node"`
+	Started    time.Time        `json:"started"`
+	Health     Health           `json:"health"`
+	Listeners  []ListenerStatus `json:"listeners"`
+	Pools      []PoolStatus     `json:"pools"`
+	Routes     []RouteStatus    `json:"routes"`
+	Writers    []configs.Writer `json:"writers"`
+}
+
+// ListenerStatus describes one edge listener.
+type ListenerStatus struct {
+	Name         string       `json:"name"`
+	Address      string       `json:"address"`
+	TLS          string       `json:"tls"`
+	Certificates []certs.Info `json:"certificates,omitempty"`
+}
+
+// PoolStatus describes one pool and its members' health.
+type PoolStatus struct {
+	Name     string          `json:"name"`
+	Policy   string          `json:"policy"`
+	Critical bool            `json:"critical"`
+	Healthy  int             `json:"healthy"`
+	Members  []health.Status `json:"members"`
+}
+
+// RouteStatus describes one route.
+type RouteStatus struct {
+	Name    string        `json:"name"`
+	Kind    string        `json:"kind"`
+	Match   configs.Match `json:"match"`
+	Pool    string        `json:"pool,omitempty"`
+	Rewrite string        `json:"rewrite,omitempty"`
+}
+
+// Status reports the node's state.
+func (n *Node) Status() Status {
+	st := n.state.Load()
+	s := Status{
+		Deployment: st.cfg.Deployment, Version: n.g.opts.Version, Region: n.region, Node: n.name,
+		Started: n.g.started, Health: n.Health(), Writers: st.region.Writers,
+	}
+	for _, lc := range st.node.Listeners {
+		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}
+		if l := st.listeners[lc.Name]; l != nil && l.certs != nil {
+			ls.Certificates = l.certs.Certificates()
+		}
+		s.Listeners = append(s.Listeners, ls)
+	}
+	for _, p := range st.poolList {
+		ps := PoolStatus{Name: p.Name, Policy: p.Cfg.Policy, Critical: p.Critical, Healthy: p.Healthy()}
+		for _, m := range p.Members {
+			ps.Members = append(ps.Members, m.Health.Status())
+		}
+		s.Pools = append(s.Pools, ps)
+	}
+	for _, rc := range st.cfg.Routes {
+		s.Routes = append(s.Routes, RouteStatus{Name: rc.Name, Kind: rc.Kind, Match: rc.Match, Pool: rc.Pool, Rewrite: rc.Rewrite})
+	}
+	return s
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, n.Status())
+}

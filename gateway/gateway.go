@@ -1,0 +1,267 @@
+// Package gateway is hedge's HTTP edge: listeners, TLS, routing, upstream
+// pools and their health, proxying, the admin API and metrics. A Gateway
+// runs one or more edge nodes of a deployment in one process (one in
+// production; all of them in the demo).
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"hedge/configs"
+	"hedge/gateway/httpx"
+	"hedge/gateway/sim"
+)
+
+// Options says which nodes a Gateway plays and how it re-reads its
+// configuration.
+type Options struct {
+	// Region and Node pick the node to run; both empty runs every node of
+	// the configuration in this process.
+	Region, Node string
+	// Reload reads the configuration again (SIGHUP, POST /admin/reload).
+	// Nil disables reloading.
+	Reload func() (*configs.Config, error)
+	Logger *slog.Logger
+	// Version is reported by /status.
+	Version string
+}
+
+// Gateway is one hedge process.
+type Gateway struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	ids     *httpx.IDGen
+	access  *accessLog
+	started time.Time
+
+	mu     sync.Mutex // serialises Reload and Shutdown
+	cfg    *configs.Config
+	nodes  []*Node
+	closer []func() error
+}
+
+// New prepares a Gateway for cfg; Start binds and serves.
+func New(cfg *configs.Config, opts Options) (*Gateway, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	g := &Gateway{opts: opts, log: opts.Logger, metrics: newMetrics(), ids: httpx.NewIDGen(), cfg: cfg}
+	for _, r := range cfg.Regions {
+		if opts.Region != "" && r.Name != opts.Region {
+			continue
+		}
+		for _, nc := range r.Nodes {
+			if opts.Node != "" && nc.Name != opts.Node {
+				continue
+			}
+			n := &Node{g: g, region: r.Name, name: nc.Name, listeners: map[string]*edgeListener{},
+				log: g.log.With("region", r.Name, "node", nc.Name)}
+			n.unrouted = g.metrics.route(r.Name, nc.Name, "-")
+			g.nodes = append(g.nodes, n)
+			g.metrics.addNode(n)
+		}
+	}
+	if len(g.nodes) == 0 {
+		return nil, fmt.Errorf("no node matches region %q node %q in %s", opts.Region, opts.Node, cfg.File)
+	}
+	if opts.Region != "" && opts.Node == "" && len(g.nodes) > 1 {
+		return nil, fmt.Errorf("region %q has %d nodes: name one with -node", opts.Region, len(g.nodes))
+	}
+	return g, nil
+}
+
+// Nodes lists the nodes this process runs.
+func (g *Gateway) Nodes() []*Node { return g.nodes }
+
+// Start runs the development stand-ins the configuration lists, obtains
+// certificates, binds every listener and starts health checks. On error
+// everything started is stopped again.
+func (g *Gateway) Start(ctx context.Context) (err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.started = time.Now()
+	defer func() {
+		if err != nil {
+			g.closeAll()
+		}
+	}()
+	if *g.cfg.Log.Access.Enabled {
+		a, err := openAccessLog(g.cfg.Log.Access.Path, g.cfg.Log.Access.FlushInterval.D())
+		if err != nil {
+			return fmt.Errorf("access log: %w", err)
+		}
+		g.access = a
+		g.closer = append(g.closer, a.Close)
+	}
+	if err := g.startDev(g.cfg.Dev); err != nil {
+		return err
+	}
+	for _, n := range g.nodes {
+		st, err := n.buildState(ctx, g.cfg)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+		if err := n.install(st); err != nil {
+			st.close()
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+		if err := n.startAdmin(st); err != nil {
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+		for _, l := range st.node.Listeners {
+			n.log.Info("edge listener serving", "listener", l.Name, "address", l.Address, "tls", l.TLS.Mode)
+		}
+	}
+	return nil
+}
+
+// startDev runs the ledger simulators and payment rails of the demo.
+func (g *Gateway) startDev(d configs.Dev) error {
+	for _, l := range d.Ledgers {
+		s := sim.LedgerSettings{Domain: l.Domain, Role: l.Role, Epoch: l.Epoch, Logger: g.log.With("sim", "ledger", "domain", l.Domain)}
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("dev ledger %s: %w", l.Address, err)
+		}
+		led := sim.NewLedger(s)
+		if err := g.serveDev(l.Address, led.Serve, led.Close); err != nil {
+			return fmt.Errorf("dev ledger %s: %w", l.Address, err)
+		}
+		g.log.Info("ledger simulator serving", "address", l.Address, "domain", l.Domain, "role", l.Role, "epoch", l.Epoch)
+	}
+	for _, r := range d.Rails {
+		rail := sim.NewRail(sim.RailSettings{Name: r.Name, Logger: g.log.With("sim", "rail", "rail", r.Name)})
+		if err := g.serveDev(r.Address, rail.Serve, rail.Close); err != nil {
+			return fmt.Errorf("dev rail %s: %w", r.Name, err)
+		}
+		g.log.Info("payment rail simulator serving", "address", r.Address, "rail", r.Name)
+	}
+	return nil
+}
+
+func (g *Gateway) serveDev(addr string, serve func(net.Listener) error, stop func() error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go serve(ln)
+	g.closer = append(g.closer, stop)
+	return nil
+}
+
+// Reload re-reads the configuration, builds every node's new state
+// completely, and only then swaps them in. An invalid configuration, or one
+// whose certificates or listeners cannot be set up, is rejected and the
+// running state keeps serving. Established connections are not touched.
+func (g *Gateway) Reload(ctx context.Context) error {
+	if g.opts.Reload == nil {
+		return errors.New("this configuration cannot be reloaded")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	err := g.reload(ctx)
+	result := "ok"
+	if err != nil {
+		result = "rejected"
+		g.log.Error("configuration reload rejected; the running configuration keeps serving", "error", err)
+	} else {
+		g.log.Info("configuration reloaded")
+	}
+	g.metrics.reloads.WithLabelValues(result).Inc()
+	return err
+}
+
+func (g *Gateway) reload(ctx context.Context) error {
+	cfg, err := g.opts.Reload()
+	if err != nil {
+		return err
+	}
+	states := make([]*nodeState, len(g.nodes))
+	for i, n := range g.nodes {
+		st, err := n.buildState(ctx, cfg)
+		if err != nil {
+			for _, s := range states[:i] {
+				s.close()
+			}
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+		states[i] = st
+	}
+	for i, n := range g.nodes {
+		if err := n.install(states[i]); err != nil {
+			for _, s := range states[i:] {
+				s.close()
+			}
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+	}
+	g.cfg = cfg
+	return nil
+}
+
+// Drain turns every node's /healthz red, so DNS and load balancers move
+// players away, while requests are still served.
+func (g *Gateway) Drain(reason string) {
+	for _, n := range g.nodes {
+		n.SetDraining(true, reason)
+	}
+}
+
+// Shutdown drains, waits the drain period, closes the listeners and lets
+// in-flight requests finish until the shutdown timeout.
+func (g *Gateway) Shutdown(ctx context.Context) {
+	g.Drain("shutdown")
+	g.mu.Lock()
+	lc := g.cfg.Lifecycle
+	g.mu.Unlock()
+	g.log.Info("draining before shutdown", "drain_period", lc.DrainPeriod.D())
+	select {
+	case <-time.After(lc.DrainPeriod.D()):
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, n := range g.nodes {
+		n.mu.Lock()
+		for _, el := range n.listeners {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				el.shutdown(ctx, lc.ShutdownTimeout.D())
+			}()
+		}
+		n.mu.Unlock()
+	}
+	wg.Wait()
+	g.closeAll()
+	g.log.Info("shut down")
+}
+
+// closeAll stops everything still running; used by Shutdown and failed Starts.
+func (g *Gateway) closeAll() {
+	for _, n := range g.nodes {
+		n.mu.Lock()
+		for name, el := range n.listeners {
+			el.shutdown(context.Background(), time.Second)
+			delete(n.listeners, name)
+		}
+		if n.admin != nil {
+			n.admin.close()
+		}
+		n.mu.Unlock()
+		if st := n.state.Load(); st != nil {
+			st.close()
+		}
+	}
+	for i := len(g.closer) - 1; i >= 0; i-- {
+		g.closer[i]()
+	}
+	g.closer = nil
+}

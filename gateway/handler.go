@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/gateway/httpx"
+	"hedge/gateway/problem"
+)
+
+// Request is one request on its way through the edge: what the earlier steps
+// established (id, client address, route) for the later ones. It is pooled:
+// nothing may keep it, or the fasthttp context, after Serve returns.
+type Request struct {
+	Ctx *fasthttp.RequestCtx
+	// ID is the X-Request-Id, propagated when the client sent a valid one.
+	ID []byte
+	// Client is the client's address as established from trusted proxies.
+	Client netip.Addr
+	// Peer is the address of the connection's other end.
+	Peer netip.Addr
+	// TrustedPeer reports whether the peer's forwarding headers are believed.
+	TrustedPeer bool
+	// Proto is the scheme the client used ("https" or "http").
+	Proto string
+	Route *Route
+	Node  *Node
+
+	// Upstream and Attempts are filled in by proxying, for the access log.
+	Upstream string
+	Attempts int
+
+	listener *listenerState
+	idBuf    [64]byte
+}
+
+var requestPool = sync.Pool{New: func() any { return new(Request) }}
+
+// serve is the fasthttp handler of one edge listener.
+func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
+	n := l.node
+	st := n.state.Load()
+	ls := st.listeners[l.name]
+	r := requestPool.Get().(*Request)
+	*r = Request{Ctx: ctx, Node: n, listener: ls, Proto: "http"}
+	if ls.tls {
+		r.Proto = "https"
+	}
+	start := ctx.Time()
+
+	if v := ctx.Request.Header.Peek("X-Request-Id"); httpx.ValidRequestID(v) {
+		r.ID = append(r.idBuf[:0], v...)
+	} else {
+		r.ID = n.g.ids.Append(r.idBuf[:0])
+	}
+	r.Peer = peerAddr(ctx)
+	r.Client = r.Peer
+	if ls.trusted.Contains(r.Peer) {
+		r.TrustedPeer = true
+		if xff := ctx.Request.Header.Peek("X-Forwarded-For"); len(xff) > 0 {
+			r.Client = httpx.ClientAddr(r.Peer, xff, ls.trusted)
+		} else if fwd := ctx.Request.Header.Peek("Forwarded"); len(fwd) > 0 {
+			r.Client = httpx.ForwardedFor(r.Peer, fwd, ls.trusted)
+		}
+		if p := ctx.Request.Header.Peek("X-Forwarded-Proto"); string(p) == "https" || string(p) == "http" {
+			r.Proto = string(p)
+		}
+	}
+
+	routeName := "-"
+	path := ctx.Path()
+	switch {
+	case string(path) == "/healthz":
+		routeName = "_healthz"
+		n.healthz(ctx, st)
+	default:
+		route, wrong := st.router.Match(ctx.Host(), ctx.Method(), path)
+		switch {
+		case route != nil:
+			r.Route = route
+			routeName = route.Name
+			if route.maxBody > 0 && len(ctx.Request.Body()) > route.maxBody {
+				problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(route.maxBody)+" bytes", r.ID)
+				break
+			}
+			route.handler.Serve(r)
+		case wrong != nil:
+			problem.Write(ctx, problem.MethodNotAllowed, "", r.ID)
+			ctx.Response.Header.Set("Allow", wrong.allow)
+		default:
+			problem.Write(ctx, problem.NotFound, "", r.ID)
+		}
+	}
+
+	resp := &ctx.Response
+	resp.Header.SetBytesV("X-Request-Id", r.ID)
+	if ls.hsts != "" {
+		resp.Header.Set("Strict-Transport-Security", ls.hsts)
+	}
+	dur := time.Since(start)
+	status := resp.StatusCode()
+	if r.Route != nil {
+		r.Route.stats.count(status)
+		r.Route.stats.latency.Observe(dur.Seconds())
+	} else {
+		n.unrouted.count(status)
+	}
+	if a := n.g.access; a != nil {
+		var cb [48]byte
+		a.write(&entry{
+			start: start, dur: dur, region: n.region, node: n.name, listener: l.name, route: routeName,
+			id: r.ID, client: r.Client.AppendTo(cb[:0]), method: ctx.Method(), host: ctx.Host(), path: path,
+			status: status, bytesIn: len(ctx.Request.Body()), bytesOut: len(resp.Body()),
+			upstream: r.Upstream, attempts: r.Attempts,
+		})
+	}
+	*r = Request{}
+	requestPool.Put(r)
+}
+
+func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	if ta, ok := ctx.RemoteAddr().(*net.TCPAddr); ok {
+		if a, ok := netip.AddrFromSlice(ta.IP); ok {
+			return a.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// errorHandler answers requests fasthttp could not parse, as problem+json.
+func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.As(err, &small):
+		problem.Write(ctx, problem.HeadersTooLarge, "", nil)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		problem.Write(ctx, problem.BodyTooLarge, "", nil)
+	case errors.As(err, &ne) && ne.Timeout():
+		problem.Write(ctx, problem.RequestTimeout, "", nil)
+	default:
+		problem.Write(ctx, problem.BadRequest, "the request could not be parsed", nil)
+	}
+}

@@ -1,0 +1,114 @@
+package health
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s", what, limit)
+	return 0
+}
+
+func TestRiseFallHysteresis(t *testing.T) {
+	var healthy atomic.Bool
+	healthy.Store(true)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+
+	var mu sync.Mutex
+	var changes []Change
+	spec := Spec{URL: srv.URL + "/healthz", Interval: 20 * time.Millisecond, Timeout: 100 * time.Millisecond, Rise: 2, Fall: 3}
+	tg := NewTarget("m1", spec, func(c Change) { mu.Lock(); changes = append(changes, c); mu.Unlock() })
+	c := NewChecker(tg)
+	c.Start()
+	defer c.Close()
+
+	healthy.Store(false)
+	took := waitFor(t, "down after 3 failed probes", 2*time.Second, func() bool { return !tg.Healthy() })
+	if took < 2*spec.Interval {
+		t.Errorf("went down after %s: fall=3 at %s needs at least %s", took, spec.Interval, 2*spec.Interval)
+	}
+	healthy.Store(true)
+	waitFor(t, "up after 2 good probes", 2*time.Second, tg.Healthy)
+	c.Close()
+	c.Close() // twice is fine
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(changes) != 2 || changes[0].Up || !changes[1].Up {
+		t.Fatalf("want changes [down up], got %+v", changes)
+	}
+	if st := tg.Status(); !st.Healthy || st.LastError != "" {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+}
+
+func TestUnreachableTargetGoesDown(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	tg := NewTarget("gone", Spec{URL: url, Interval: 10 * time.Millisecond, Timeout: 50 * time.Millisecond, Rise: 1, Fall: 1}, nil)
+	c := NewChecker(tg)
+	c.Start()
+	defer c.Close()
+	waitFor(t, "down", time.Second, func() bool { return !tg.Healthy() })
+	if tg.Status().LastError == "" {
+		t.Fatal("want the probe error in status")
+	}
+}
+
+func TestPassiveEjection(t *testing.T) {
+	tg := NewTarget("m", Spec{MaxFails: 3, EjectFor: 50 * time.Millisecond, ActiveOff: true}, nil)
+	boom := errors.New("connection refused")
+	tg.ReportFailure(boom)
+	tg.ReportFailure(boom)
+	tg.ReportSuccess() // a success resets the run
+	tg.ReportFailure(boom)
+	tg.ReportFailure(boom)
+	if !tg.Healthy() {
+		t.Fatal("ejected before 3 consecutive failures")
+	}
+	tg.ReportFailure(boom)
+	if tg.Healthy() {
+		t.Fatal("not ejected after 3 consecutive failures")
+	}
+	waitFor(t, "ejection ends", time.Second, tg.Healthy)
+}
+
+func TestInheritKeepsState(t *testing.T) {
+	old := NewTarget("m", Spec{}, nil)
+	old.Set(false, "test")
+	n := NewTarget("m", Spec{}, nil)
+	n.Inherit(old)
+	if n.Healthy() {
+		t.Fatal("a reload revived a failed member")
+	}
+}
+
+func BenchmarkHealthy(b *testing.B) {
+	tg := NewTarget("m", Spec{}, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !tg.Healthy() {
+			b.Fatal("unhealthy")
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package gateway
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics is the process's Prometheus registry. Per-route counters live in
+// plain atomics (one array per route, indexed by status code) and are read
+// at scrape time, so the request path pays one atomic add, not a label
+// lookup. They survive reloads: a route keeps its counters by name.
+type metrics struct {
+	reg      *prometheus.Registry
+	latency  *prometheus.HistogramVec
+	retries  *prometheus.CounterVec
+	upErrors *prometheus.CounterVec
+	changes  *prometheus.CounterVec
+	reloads  *prometheus.CounterVec
+
+	mu     sync.Mutex
+	routes map[string]*routeStats
+	nodes  []*Node
+}
+
+type routeStats struct {
+	region, node, route string
+	status              [600]atomic.Uint64
+	latency             prometheus.Observer
+}
+
+func (s *routeStats) count(status int) {
+	if status < 0 || status >= len(s.status) {
+		status = 0
+	}
+	s.status[status].Add(1)
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry(), routes: map[string]*routeStats{}}
+	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "hedge_request_duration_seconds",
+		Help: "Time from the request's arrival to the end of its handling, by route.",
+		// Edge latencies: from 100µs (served locally) to 10s (slow upstream).
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"region", "node", "route"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_upstream_retries_total", Help: "Requests sent again to another pool member.",
+	}, []string{"region", "node", "pool"})
+	m.upErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_upstream_errors_total", Help: "Failed upstream exchanges by kind (connect, timeout, other).",
+	}, []string{"region", "node", "pool", "kind"})
+	m.changes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_upstream_health_changes_total", Help: "Health transitions of pool members.",
+	}, []string{"region", "node", "pool", "member", "to"})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_config_reloads_total", Help: "Configuration reloads by result.",
+	}, []string{"result"})
+	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// route returns the counters of one route, creating them on first use.
+func (m *metrics) route(region, node, route string) *routeStats {
+	key := region + "\x00" + node + "\x00" + route
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.routes[key]; ok {
+		return s
+	}
+	s := &routeStats{region: region, node: node, route: route, latency: m.latency.WithLabelValues(region, node, route)}
+	m.routes[key] = s
+	return s
+}
+
+func (m *metrics) addNode(n *Node) {
+	m.mu.Lock()
+	m.nodes = append(m.nodes, n)
+	m.mu.Unlock()
+}
+
+var (
+	requestsDesc = prometheus.NewDesc("hedge_requests_total",
+		"Requests answered, by route and status code.", []string{"region", "node", "route", "status"}, nil)
+	memberDesc = prometheus.NewDesc("hedge_upstream_member_healthy",
+		"1 when a pool member may receive requests.", []string{"region", "node", "pool", "member"}, nil)
+	poolDesc = prometheus.NewDesc("hedge_upstream_pool_healthy_members",
+		"Healthy members of a pool.", []string{"region", "node", "pool"}, nil)
+	drainingDesc = prometheus.NewDesc("hedge_node_draining",
+		"1 while the node is draining.", []string{"region", "node"}, nil)
+	certDesc = prometheus.NewDesc("hedge_certificate_expiry_timestamp_seconds",
+		"When the certificate served on a listener expires.", []string{"region", "node", "listener", "name"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- requestsDesc
+	ch <- memberDesc
+	ch <- poolDesc
+	ch <- drainingDesc
+	ch <- certDesc
+}
+
+// Collect implements prometheus.Collector.
+func (m *metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	routes := make([]*routeStats, 0, len(m.routes))
+	for _, s := range m.routes {
+		routes = append(routes, s)
+	}
+	nodes := append([]*Node(nil), m.nodes...)
+	m.mu.Unlock()
+	for _, s := range routes {
+		for code := range s.status {
+			if n := s.status[code].Load(); n > 0 {
+				ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n),
+					s.region, s.node, s.route, strconv.Itoa(code))
+			}
+		}
+	}
+	for _, n := range nodes {
+		st := n.state.Load()
+		if st == nil {
+			continue
+		}
+		draining := 0.0
+		if n.Draining() {
+			draining = 1
+		}
+		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, draining, n.region, n.name)
+		for _, p := range st.poolList {
+			ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Healthy()), n.region, n.name, p.Name)
+			for _, mem := range p.Members {
+				v := 0.0
+				if mem.Health.Healthy() {
+					v = 1
+				}
+				ch <- prometheus.MustNewConstMetric(memberDesc, prometheus.GaugeValue, v, n.region, n.name, p.Name, mem.Name)
+			}
+		}
+		for _, l := range st.listeners {
+			if l.certs == nil {
+				continue
+			}
+			for _, c := range l.certs.Certificates() {
+				for _, name := range c.Names {
+					ch <- prometheus.MustNewConstMetric(certDesc, prometheus.GaugeValue, float64(c.NotAfter.Unix()), n.region, n.name, l.cfg.Name, name)
+				}
+			}
+		}
+	}
+}

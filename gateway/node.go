@@ -1,0 +1,363 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/configs"
+	"hedge/gateway/certs"
+	"hedge/gateway/health"
+	"hedge/gateway/httpx"
+	"hedge/gateway/upstream"
+)
+
+// Node is one edge node: its listeners, its admin listener and the state
+// they serve from. Reload builds a complete new state and swaps it in; the
+// listeners and their connections stay.
+type Node struct {
+	g      *Gateway
+	region string
+	name   string
+	log    *slog.Logger
+
+	state    atomic.Pointer[nodeState]
+	draining atomic.Bool
+	unrouted *routeStats
+
+	mu        sync.Mutex
+	listeners map[string]*edgeListener
+	admin     *adminServer
+}
+
+// nodeState is everything a request reads, built whole before it is used.
+type nodeState struct {
+	cfg       *configs.Config
+	region    *configs.Region
+	node      *configs.Node
+	router    *Router
+	pools     map[string]*upstream.Pool
+	poolList  []*upstream.Pool
+	checker   *health.Checker
+	listeners map[string]*listenerState
+}
+
+// listenerState is the part of the state that is per listener.
+type listenerState struct {
+	cfg     configs.Listener
+	tls     bool
+	trusted httpx.Trusted
+	hsts    string
+	certs   *certs.Manager
+}
+
+// edgeListener is one bound listener; it outlives reloads.
+type edgeListener struct {
+	node    *Node
+	name    string
+	address string
+	tls     bool
+	ln      net.Listener
+	srv     *fasthttp.Server
+	done    chan struct{}
+}
+
+// buildState assembles a node's complete state from cfg; nothing is shared
+// with the previous state, so a failed build leaves the node as it was.
+func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState, error) {
+	region, node, err := cfg.Pick(n.region, n.name)
+	if err != nil {
+		return nil, err
+	}
+	st := &nodeState{cfg: cfg, region: region, node: node, pools: map[string]*upstream.Pool{}, listeners: map[string]*listenerState{}}
+	var targets []*health.Target
+	for _, pc := range region.Pools {
+		p, err := upstream.New(pc, n.healthChanged)
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", pc.Name, err)
+		}
+		st.pools[pc.Name] = p
+		st.poolList = append(st.poolList, p)
+		targets = append(targets, p.Targets()...)
+	}
+	st.checker = health.NewChecker(targets...)
+
+	var maxBody int64
+	for _, lc := range node.Listeners {
+		maxBody = max(maxBody, int64(lc.Limits.MaxBodyBytes))
+	}
+	b := &Build{Config: cfg, Region: region, Node: node, Pools: st.pools}
+	routes := make([]*Route, 0, len(cfg.Routes))
+	for _, rc := range cfg.Routes {
+		r, err := compileRoute(b, rc, maxBody, n.g.metrics)
+		if err != nil {
+			return nil, err
+		}
+		routes = append(routes, r)
+	}
+	st.router = newRouter(routes)
+
+	for _, lc := range node.Listeners {
+		ls := &listenerState{cfg: lc, tls: lc.TLS.Mode != "off"}
+		var prefixes []netip.Prefix
+		for _, s := range lc.TrustedProxies {
+			p, _ := configs.ParsePrefix(s) // validated
+			prefixes = append(prefixes, p)
+		}
+		ls.trusted = httpx.NewTrusted(prefixes)
+		if ls.tls && *lc.HSTS.Enabled {
+			ls.hsts = hstsValue(lc.HSTS)
+		}
+		if ls.tls {
+			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name))
+			if err != nil {
+				st.close()
+				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			ls.certs = m
+			st.listeners[lc.Name] = ls
+			if err := m.Start(ctx); err != nil {
+				st.close()
+				return nil, fmt.Errorf("listener %s: certificates: %w", lc.Name, err)
+			}
+		}
+		st.listeners[lc.Name] = ls
+	}
+	return st, nil
+}
+
+// close releases what a state owns (its probes and certificate managers).
+func (st *nodeState) close() {
+	if st.checker != nil {
+		st.checker.Close()
+	}
+	for _, ls := range st.listeners {
+		if ls.certs != nil {
+			ls.certs.Close()
+		}
+	}
+}
+
+func hstsValue(h configs.HSTS) string {
+	v := "max-age=" + strconv.FormatInt(int64(h.MaxAge.D()/time.Second), 10)
+	if h.IncludeSubdomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return v
+}
+
+// install makes st the node's state: listeners that appeared are bound,
+// those that disappeared are shut down gracefully, member health is carried
+// over, and the old state's probes stop.
+func (n *Node) install(st *nodeState) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := n.state.Load()
+	if old != nil {
+		for _, p := range st.poolList {
+			if op := old.pools[p.Name]; op != nil {
+				p.Inherit(op)
+			}
+		}
+	}
+	// Bind new listeners before anything changes, so a bind failure leaves
+	// the old state serving.
+	var fresh []*edgeListener
+	for _, lc := range st.node.Listeners {
+		cur := n.listeners[lc.Name]
+		if cur != nil && cur.address == lc.Address && cur.tls == (lc.TLS.Mode != "off") {
+			continue
+		}
+		el, err := n.bind(lc)
+		if err != nil {
+			for _, f := range fresh {
+				f.ln.Close()
+			}
+			return err
+		}
+		fresh = append(fresh, el)
+	}
+	n.state.Store(st)
+	st.checker.Start()
+	for _, el := range fresh {
+		if cur := n.listeners[el.name]; cur != nil {
+			go cur.shutdown(context.Background(), st.cfg.Lifecycle.ShutdownTimeout.D())
+		}
+		n.listeners[el.name] = el
+		el.start(st.listeners[el.name].cfg)
+	}
+	for name, el := range n.listeners {
+		if _, ok := st.listeners[name]; !ok {
+			delete(n.listeners, name)
+			go el.shutdown(context.Background(), st.cfg.Lifecycle.ShutdownTimeout.D())
+		}
+	}
+	if old != nil {
+		old.close()
+	}
+	return nil
+}
+
+func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+	}
+	el := &edgeListener{node: n, name: lc.Name, address: lc.Address, tls: lc.TLS.Mode != "off", done: make(chan struct{})}
+	if el.tls {
+		ln = tls.NewListener(ln, &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Certificates follow reloads: each handshake asks the current state.
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				ls := n.state.Load().listeners[el.name]
+				if ls == nil || ls.certs == nil {
+					return nil, fmt.Errorf("listener %s has no certificates", el.name)
+				}
+				return ls.certs.TLSConfig(), nil
+			},
+		})
+	}
+	el.ln = ln
+	return el, nil
+}
+
+func (el *edgeListener) start(lc configs.Listener) {
+	lim := lc.Limits
+	el.srv = &fasthttp.Server{
+		Handler:                       el.serve,
+		ErrorHandler:                  errorHandler,
+		Name:                          "hedge",
+		ReadTimeout:                   lim.ReadTimeout.D(),
+		WriteTimeout:                  lim.WriteTimeout.D(),
+		IdleTimeout:                   lim.IdleTimeout.D(),
+		MaxRequestBodySize:            el.node.maxBody(),
+		ReadBufferSize:                int(lim.MaxHeaderBytes),
+		Concurrency:                   lim.MaxConns,
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		CloseOnShutdown:               true,
+		DisableHeaderNamesNormalizing: false,
+		Logger:                        fasthttpLogger{el.node.log},
+	}
+	go func() {
+		defer close(el.done)
+		el.srv.Serve(el.ln)
+	}()
+}
+
+// shutdown stops accepting and waits up to timeout for in-flight requests.
+func (el *edgeListener) shutdown(ctx context.Context, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if el.srv != nil {
+		el.srv.ShutdownWithContext(ctx)
+		<-el.done
+	} else {
+		el.ln.Close()
+	}
+}
+
+// maxBody is the largest body any route of the node accepts; routes check
+// their own smaller limits.
+func (n *Node) maxBody() int {
+	st := n.state.Load()
+	m := 0
+	for _, ls := range st.listeners {
+		m = max(m, int(ls.cfg.Limits.MaxBodyBytes))
+	}
+	for _, r := range st.router.routes {
+		m = max(m, r.maxBody)
+	}
+	return m
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug("http server", "msg", fmt.Sprintf(format, args...))
+}
+
+func (n *Node) healthChanged(pool string, c health.Change) {
+	to := "down"
+	level := slog.LevelWarn
+	if c.Up {
+		to, level = "up", slog.LevelInfo
+	}
+	n.log.Log(context.Background(), level, "upstream health changed", "pool", pool, "member", c.Target, "to", to, "reason", c.Reason)
+	n.g.metrics.changes.WithLabelValues(n.region, n.name, pool, c.Target, to).Inc()
+}
+
+func (n *Node) countRetry(pool string) {
+	n.g.metrics.retries.WithLabelValues(n.region, n.name, pool).Inc()
+}
+
+func (n *Node) countUpstreamError(pool, kind string) {
+	n.g.metrics.upErrors.WithLabelValues(n.region, n.name, pool, kind).Inc()
+}
+
+// Draining reports whether the node is draining.
+func (n *Node) Draining() bool { return n.draining.Load() }
+
+// SetDraining turns draining on or off; /healthz follows at once.
+func (n *Node) SetDraining(on bool, reason string) {
+	if n.draining.Swap(on) != on {
+		n.log.Warn("drain state changed", "draining", on, "reason", reason)
+	}
+}
+
+// Health is the node's verdict on whether it can serve, as /healthz says it.
+type Health struct {
+	Status   string                `json:"status"`
+	Region   string                `json:"region"`
+	Node     string                `json:"node"`
+	Draining bool                  `json:"draining"`
+	Pools    map[string]PoolHealth `json:"pools"`
+}
+
+// PoolHealth is one pool's part of the verdict.
+type PoolHealth struct {
+	Healthy  int  `json:"healthy"`
+	Members  int  `json:"members"`
+	Critical bool `json:"critical"`
+}
+
+// Health computes the node's health.
+func (n *Node) Health() Health {
+	st := n.state.Load()
+	h := Health{Status: "ok", Region: n.region, Node: n.name, Draining: n.Draining(), Pools: map[string]PoolHealth{}}
+	for _, p := range st.poolList {
+		ph := PoolHealth{Healthy: p.Healthy(), Members: len(p.Members), Critical: p.Critical}
+		h.Pools[p.Name] = ph
+		if ph.Critical && ph.Healthy == 0 {
+			h.Status = "unhealthy"
+		}
+	}
+	if h.Draining {
+		h.Status = "draining"
+	}
+	return h
+}
+
+func (n *Node) healthz(ctx *fasthttp.RequestCtx, _ *nodeState) {
+	h := n.Health()
+	body, _ := json.Marshal(h)
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if h.Status != "ok" {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	}
+	ctx.SetBody(append(body, '\n'))
+}

@@ -1,0 +1,119 @@
+// Package problem writes RFC 9457 problem details, the one error format of
+// every response the gateway writes itself.
+//
+// Each problem has a stable type URI (urn:hedge:problem:SLUG) that clients and
+// dashboards may branch on; the title is fixed per type and the detail says
+// what happened to this request. Bodies never carry internal error text.
+package problem
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+)
+
+// ContentType of every problem response.
+const ContentType = "application/problem+json"
+
+// Type is one kind of problem.
+type Type struct {
+	Slug   string
+	Title  string
+	Status int
+}
+
+// URI is the stable type URI.
+func (t Type) URI() string { return "urn:hedge:problem:" + t.Slug }
+
+// The problems the edge itself answers with. The README lists them.
+var (
+	BadRequest         = Type{"bad-request", "Malformed request", fasthttp.StatusBadRequest}
+	NotFound           = Type{"no-route", "No route for this request", fasthttp.StatusNotFound}
+	MethodNotAllowed   = Type{"method-not-allowed", "Method not allowed on this route", fasthttp.StatusMethodNotAllowed}
+	RequestTimeout     = Type{"request-timeout", "Request not received in time", fasthttp.StatusRequestTimeout}
+	BodyTooLarge       = Type{"body-too-large", "Request body too large", fasthttp.StatusRequestEntityTooLarge}
+	HeadersTooLarge    = Type{"headers-too-large", "Request headers too large", fasthttp.StatusRequestHeaderFieldsTooLarge}
+	NoHealthyUpstream  = Type{"no-healthy-upstream", "No healthy upstream", fasthttp.StatusServiceUnavailable}
+	UpstreamFailed     = Type{"upstream-failed", "Upstream failed", fasthttp.StatusBadGateway}
+	UpstreamTimeout    = Type{"upstream-timeout", "Upstream timed out", fasthttp.StatusGatewayTimeout}
+	Draining           = Type{"draining", "Node is draining", fasthttp.StatusServiceUnavailable}
+	Overloaded         = Type{"overloaded", "Too many connections", fasthttp.StatusServiceUnavailable}
+	Unauthorized       = Type{"unauthorized", "Authentication required", fasthttp.StatusUnauthorized}
+	Forbidden          = Type{"forbidden", "Forbidden", fasthttp.StatusForbidden}
+	UnprocessableInput = Type{"invalid-input", "Invalid input", fasthttp.StatusUnprocessableEntity}
+	Internal           = Type{"internal", "Internal error", fasthttp.StatusInternalServerError}
+)
+
+// Write answers ctx with problem t. detail may be empty; requestID is echoed
+// in the body and the X-Request-Id header. Any body already set is replaced.
+func Write(ctx *fasthttp.RequestCtx, t Type, detail string, requestID []byte) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(t.Status)
+	resp.Header.SetContentType(ContentType)
+	resp.Header.Set("Cache-Control", "no-store")
+	if len(requestID) > 0 {
+		resp.Header.SetBytesV("X-Request-Id", requestID)
+	}
+	b := AppendJSON(resp.Body()[:0], t, detail, requestID, ctx.Path())
+	resp.SetBodyRaw(b)
+}
+
+// AppendJSON appends the problem document to dst.
+func AppendJSON(dst []byte, t Type, detail string, requestID, instance []byte) []byte {
+	dst = append(dst, `{"type":"urn:hedge:problem:`...)
+	dst = append(dst, t.Slug...)
+	dst = append(dst, `","title":`...)
+	dst = appendString(dst, t.Title)
+	dst = append(dst, `,"status":`...)
+	dst = strconv.AppendInt(dst, int64(t.Status), 10)
+	if detail != "" {
+		dst = append(dst, `,"detail":`...)
+		dst = appendString(dst, detail)
+	}
+	if len(instance) > 0 {
+		dst = append(dst, `,"instance":`...)
+		dst = appendString(dst, instance)
+	}
+	if len(requestID) > 0 {
+		dst = append(dst, `,"request_id":`...)
+		dst = appendString(dst, requestID)
+	}
+	return append(dst, "}\n"...)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD so
+// the document stays valid whatever the client sent.
+func appendString[T string | []byte](dst []byte, s T) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
+
+// AppendString is the JSON string encoder used for problem bodies, exported
+// for the access log, which must stay valid JSON on any input too.
+func AppendString(dst []byte, s []byte) []byte { return appendString(dst, s) }

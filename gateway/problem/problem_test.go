@@ -1,0 +1,48 @@
+package problem
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestWriteIsValidProblemJSON(t *testing.T) {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/api/x%22y%FF")
+	ctx.Response.SetBodyString("stale upstream body")
+	Write(&ctx, NoHealthyUpstream, "pool \"ledger\" has no healthy member", []byte("req-1"))
+	if got := string(ctx.Response.Header.ContentType()); got != ContentType {
+		t.Fatalf("content type: want %s, got %s", ContentType, got)
+	}
+	if got := string(ctx.Response.Header.Peek("X-Request-Id")); got != "req-1" {
+		t.Fatalf("X-Request-Id: want req-1, got %q", got)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(ctx.Response.Body(), &doc); err != nil {
+		t.Fatalf("body is not JSON: %v\n%s", err, ctx.Response.Body())
+	}
+	want := map[string]any{
+		"type": "urn:hedge:problem:no-healthy-upstream", "title": "No healthy upstream",
+		"status": float64(503), "detail": `pool "ledger" has no healthy member`,
+		"request_id": "req-1", "instance": "/api/x\"y\ufffd",
+	}
+	for k, v := range want {
+		if doc[k] != v {
+			t.Errorf("%s: want %#v, got %#v", k, v, doc[k])
+		}
+	}
+	if ctx.Response.StatusCode() != 503 {
+		t.Errorf("status: want 503, got %d", ctx.Response.StatusCode())
+	}
+}
+
+func BenchmarkWrite(b *testing.B) {
+	var ctx fasthttp.RequestCtx
+	ctx.Request.SetRequestURI("/api/unknown")
+	id := []byte("0123456789abcdef-42")
+	b.ReportAllocs()
+	for b.Loop() {
+		Write(&ctx, NotFound, "", id)
+	}
+}

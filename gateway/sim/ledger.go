@@ -1,0 +1,617 @@
+package sim
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Ledger roles as reported by GET /role and accepted by POST /admin/role.
+const (
+	RoleWriter  = "writer"
+	RoleReplica = "replica"
+)
+
+const (
+	defaultStartBalance = "1000.00"
+	defaultCurrency     = "EUR"
+	// maxKeyLen bounds what a client can make the ledger remember per key.
+	maxKeyLen  = 255
+	maxBodyLen = 64 << 10
+)
+
+// LedgerSettings configures a Ledger. The zero value is usable: a writer
+// for an unnamed domain at epoch 1.
+type LedgerSettings struct {
+	Domain string // ledger domain, e.g. "sea"
+	// Role is RoleWriter or RoleReplica; empty means RoleWriter, because a
+	// stand-in that refuses every bet by default is a surprise nobody wants.
+	Role string
+	// Epoch is the fencing token this ledger holds; 0 means 1.
+	Epoch int64
+	// StartBalance is credited to every account on its first bet, as a
+	// decimal string with at most two fraction digits; empty means "1000.00".
+	StartBalance string
+	// Currency is the one currency every account holds; empty means "EUR".
+	// Bets in another currency are refused rather than converted.
+	Currency string
+	// AdminToken, when non-empty, is required as "Authorization: Bearer
+	// <token>" on admin endpoints; when empty they are open.
+	AdminToken string
+	Logger     *slog.Logger // may be nil
+}
+
+// Validate reports whether the settings can build a Ledger. NewLedger
+// panics on settings that fail it, so callers holding user input (flags,
+// configuration) should call Validate first.
+func (s LedgerSettings) Validate() error {
+	var errs []error
+	switch s.Role {
+	case "", RoleWriter, RoleReplica:
+	default:
+		errs = append(errs, fmt.Errorf("sim: ledger role %q: want %q or %q", s.Role, RoleWriter, RoleReplica))
+	}
+	if s.Epoch < 0 {
+		errs = append(errs, fmt.Errorf("sim: ledger epoch %d: must not be negative", s.Epoch))
+	}
+	if s.StartBalance != "" {
+		if _, err := parseMinor(s.StartBalance); err != nil {
+			errs = append(errs, fmt.Errorf("sim: ledger start balance: %w", err))
+		}
+	}
+	if s.Currency != "" && !validCurrency(s.Currency) {
+		errs = append(errs, fmt.Errorf("sim: ledger currency %q: want three upper-case letters", s.Currency))
+	}
+	return errors.Join(errs...)
+}
+
+// AppliedKey is one Idempotency-Key the ledger received on POST /bets.
+// Count is how many times it arrived; the debit was applied once however
+// large Count is, which is what a test proving exactly-once looks for.
+type AppliedKey struct {
+	Key     string `json:"key"` // as the client sent it
+	Account string `json:"account"`
+	Count   int    `json:"count"`
+}
+
+// Ledger is an in-memory ledger writer. It is safe for concurrent use.
+type Ledger struct {
+	domain     string
+	currency   string
+	start      int64 // minor units
+	adminToken string
+	log        *slog.Logger
+	handler    http.Handler
+	life       *lifecycle
+
+	// mu guards everything below. A bet's check-and-apply happens under one
+	// hold so concurrent duplicates cannot both debit; the hold covers map
+	// lookups and integer arithmetic only, never I/O or JSON.
+	mu       sync.Mutex
+	role     string
+	epoch    int64
+	seq      int64
+	balances map[string]int64   // account → minor units
+	bets     map[scope]*betSlot // what each key produced
+}
+
+// scope keeps one player's keys from colliding with another's.
+type scope struct{ account, key string }
+
+type betSlot struct {
+	req   betRequest // to tell a retry from a different bet under a reused key
+	resp  betResponse
+	count int
+}
+
+type betRequest struct {
+	Table     string `json:"table"`
+	Amount    string `json:"amount"`
+	Currency  string `json:"currency"`
+	Selection string `json:"selection"`
+	Note      string `json:"note"`
+}
+
+type betResponse struct {
+	BetID    string `json:"bet_id"`
+	Account  string `json:"account"`
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+	Balance  string `json:"balance"`
+	Epoch    int64  `json:"epoch"`
+	Domain   string `json:"domain"`
+}
+
+type roleBody struct {
+	Role   string `json:"role"`
+	Domain string `json:"domain"`
+	Epoch  int64  `json:"epoch"`
+}
+
+// NewLedger returns a Ledger configured by s. It panics if s fails
+// Validate.
+func NewLedger(s LedgerSettings) *Ledger {
+	if err := s.Validate(); err != nil {
+		panic(err)
+	}
+	if s.Role == "" {
+		s.Role = RoleWriter
+	}
+	if s.Epoch == 0 {
+		s.Epoch = 1
+	}
+	if s.StartBalance == "" {
+		s.StartBalance = defaultStartBalance
+	}
+	if s.Currency == "" {
+		s.Currency = defaultCurrency
+	}
+	start, _ := parseMinor(s.StartBalance) // checked by Validate
+	l := &Ledger{
+		domain:     s.Domain,
+		currency:   s.Currency,
+		start:      start,
+		adminToken: s.AdminToken,
+		log:        orDiscard(s.Logger).With("component", "ledgersim", "domain", s.Domain),
+		role:       s.Role,
+		epoch:      s.Epoch,
+		balances:   make(map[string]int64),
+		bets:       make(map[scope]*betSlot),
+	}
+	l.handler = http.HandlerFunc(l.route)
+	l.life = newLifecycle(l.handler, l.log)
+	return l
+}
+
+// Handler returns the ledger's HTTP API, for callers that run their own
+// server (httptest, or a mux shared with other stand-ins).
+func (l *Ledger) Handler() http.Handler { return l.handler }
+
+// Serve answers on ln until Close. It returns nil after Close and the
+// listener's error otherwise.
+func (l *Ledger) Serve(ln net.Listener) error { return l.life.serve(ln) }
+
+// Close stops Serve and drops open connections. It is safe to call more
+// than once.
+func (l *Ledger) Close() error { return l.life.close() }
+
+// Applied lists every Idempotency-Key received on POST /bets that got as far
+// as the ledger's idempotency check, sorted by key and then account.
+func (l *Ledger) Applied() []AppliedKey {
+	l.mu.Lock()
+	out := make([]AppliedKey, 0, len(l.bets))
+	for sc, slot := range l.bets {
+		out = append(out, AppliedKey{Key: sc.key, Account: sc.account, Count: slot.count})
+	}
+	l.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Account < out[j].Account
+	})
+	return out
+}
+
+func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/bets":
+		if allow(w, r, http.MethodPost) {
+			l.bet(w, r)
+		}
+	case "/balance":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			l.balance(w, r)
+		}
+	case "/role":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, l.roleBody())
+		}
+	case "/applied":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, struct {
+				Applied []AppliedKey `json:"applied"`
+			}{l.Applied()})
+		}
+	case "/healthz":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}
+	case "/admin/role":
+		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
+			l.setRole(w, r)
+		}
+	default:
+		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path)
+	}
+}
+
+func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		writeProblem(w, http.StatusBadRequest, "missing-idempotency-key", "Idempotency-Key required",
+			"every bet must carry an Idempotency-Key header so that a retry cannot debit twice")
+		return
+	}
+	if len(key) > maxKeyLen {
+		writeProblem(w, http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed",
+			fmt.Sprintf("Idempotency-Key is %d bytes; at most %d are accepted", len(key), maxKeyLen))
+		return
+	}
+	// Read before taking the lock: the fencing check below must see the
+	// epoch as it is when the bet applies, not when the request arrived.
+	fence, hasFence, err := requestEpoch(r)
+	if err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-epoch", "Ledger-Epoch malformed", err.Error())
+		return
+	}
+	var req betRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return
+	}
+	amount, err := parseMinor(req.Amount)
+	if err == nil && amount == 0 {
+		err = errors.New("amount must be greater than zero")
+	}
+	if err != nil {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid-amount", "Invalid amount", err.Error())
+		return
+	}
+	if req.Currency == "" {
+		req.Currency = l.currency
+	}
+	if req.Currency != l.currency {
+		writeProblem(w, http.StatusUnprocessableEntity, "currency-mismatch", "Currency not held",
+			fmt.Sprintf("accounts in this ledger hold %s, the bet is in %s", l.currency, req.Currency))
+		return
+	}
+	// Normalise so "12.5" and "12.50" count as the same bet on a retry.
+	req.Amount = formatMinor(amount)
+	account := accountOf(r)
+	sc := scope{account: account, key: key}
+
+	l.mu.Lock()
+	role, epoch := l.role, l.epoch
+	if role != RoleWriter {
+		l.mu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, http.StatusServiceUnavailable, "not-writer", "Not the writer",
+			fmt.Sprintf("ledger for domain %q is %s at epoch %d; send bets to the designated writer", l.domain, role, epoch))
+		return
+	}
+	if hasFence && fence < epoch {
+		l.mu.Unlock()
+		writeProblem(w, http.StatusConflict, "stale-epoch", "Stale epoch",
+			fmt.Sprintf("request carries epoch %d but this writer is at epoch %d", fence, epoch))
+		return
+	}
+	if slot, ok := l.bets[sc]; ok {
+		if slot.req != req {
+			l.mu.Unlock()
+			writeProblem(w, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
+				"this key was already used for a different bet")
+			return
+		}
+		slot.count++
+		resp := slot.resp
+		l.mu.Unlock()
+		w.Header().Set("Idempotent-Replayed", "true")
+		writeJSON(w, http.StatusCreated, resp)
+		return
+	}
+	balance, ok := l.balances[account]
+	if !ok {
+		balance = l.start
+	}
+	if balance < amount {
+		l.mu.Unlock()
+		// Not remembered: the player may top up and retry with the same key.
+		writeProblem(w, http.StatusUnprocessableEntity, "insufficient-funds", "Insufficient funds",
+			fmt.Sprintf("balance %s %s is less than the bet %s", formatMinor(balance), l.currency, req.Amount))
+		return
+	}
+	balance -= amount
+	l.balances[account] = balance
+	l.seq++
+	resp := betResponse{
+		BetID:    fmt.Sprintf("%s-%d-%06d", l.domainOrLedger(), epoch, l.seq),
+		Account:  account,
+		Amount:   req.Amount,
+		Currency: req.Currency,
+		Balance:  formatMinor(balance),
+		Epoch:    epoch,
+		Domain:   l.domain,
+	}
+	l.bets[sc] = &betSlot{req: req, resp: resp, count: 1}
+	l.mu.Unlock()
+
+	l.log.Debug("bet applied", "bet_id", resp.BetID, "account", account, "amount", resp.Amount, "balance", resp.Balance)
+	writeJSON(w, http.StatusCreated, resp)
+}
+
+func (l *Ledger) balance(w http.ResponseWriter, r *http.Request) {
+	account := accountOf(r)
+	l.mu.Lock()
+	balance, ok := l.balances[account]
+	epoch := l.epoch
+	l.mu.Unlock()
+	if !ok {
+		// Reads do not create accounts, so probing cannot grow the ledger.
+		balance = l.start
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"account":  account,
+		"balance":  formatMinor(balance),
+		"currency": l.currency,
+		"domain":   l.domain,
+		"epoch":    epoch,
+	})
+}
+
+func (l *Ledger) roleBody() roleBody {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return roleBody{Role: l.role, Domain: l.domain, Epoch: l.epoch}
+}
+
+func (l *Ledger) setRole(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Role  *string `json:"role"`
+		Epoch *int64  `json:"epoch"`
+	}
+	if err := decodeBody(w, r, &req); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return
+	}
+	if req.Role != nil && *req.Role != RoleWriter && *req.Role != RoleReplica {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid-role", "Invalid role",
+			fmt.Sprintf("role %q: want %q or %q", *req.Role, RoleWriter, RoleReplica))
+		return
+	}
+	l.mu.Lock()
+	before := roleBody{Role: l.role, Domain: l.domain, Epoch: l.epoch}
+	// Epochs only move forward: a lowered epoch would let requests fenced
+	// off by a promotion through again.
+	if req.Epoch != nil && *req.Epoch < l.epoch {
+		l.mu.Unlock()
+		writeProblem(w, http.StatusConflict, "stale-epoch", "Stale epoch",
+			fmt.Sprintf("epoch %d is lower than the current epoch %d; epochs never decrease", *req.Epoch, before.Epoch))
+		return
+	}
+	if req.Role != nil {
+		l.role = *req.Role
+	}
+	if req.Epoch != nil {
+		l.epoch = *req.Epoch
+	}
+	after := roleBody{Role: l.role, Domain: l.domain, Epoch: l.epoch}
+	l.mu.Unlock()
+
+	if after != before {
+		l.log.Info("ledger role changed",
+			"from_role", before.Role, "from_epoch", before.Epoch,
+			"to_role", after.Role, "to_epoch", after.Epoch,
+			"remote", r.RemoteAddr)
+	}
+	writeJSON(w, http.StatusOK, after)
+}
+
+func (l *Ledger) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if l.adminToken == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(l.adminToken)) == 1 {
+		return true
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="ledgersim"`)
+	writeProblem(w, http.StatusUnauthorized, "unauthorized", "Unauthorized",
+		"admin endpoints need Authorization: Bearer <token>")
+	return false
+}
+
+func (l *Ledger) domainOrLedger() string {
+	if l.domain == "" {
+		return "ledger"
+	}
+	return l.domain
+}
+
+// accountOf names the account a request acts on. Ledger-Account wins so
+// tests can address accounts directly; otherwise the principal the gateway
+// authenticated, which is either a bare subject or a list of key=value
+// pairs (separated by ";" or ",") containing sub=<subject>.
+func accountOf(r *http.Request) string {
+	if a := strings.TrimSpace(r.Header.Get("Ledger-Account")); a != "" {
+		return a
+	}
+	p := strings.TrimSpace(r.Header.Get("X-Hedge-Principal"))
+	if p == "" {
+		return "anonymous"
+	}
+	if !strings.Contains(p, "=") {
+		return p
+	}
+	for field := range strings.FieldsFuncSeq(p, func(c rune) bool { return c == ';' || c == ',' }) {
+		k, v, _ := strings.Cut(strings.TrimSpace(field), "=")
+		if strings.EqualFold(k, "sub") && strings.TrimSpace(v) != "" {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	return p
+}
+
+func requestEpoch(r *http.Request) (epoch int64, ok bool, err error) {
+	v := r.Header.Get("Ledger-Epoch")
+	if v == "" {
+		return 0, false, nil
+	}
+	epoch, err = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || epoch < 0 {
+		return 0, false, fmt.Errorf("header Ledger-Epoch %q: want a non-negative integer", v)
+	}
+	return epoch, true, nil
+}
+
+// maxWholeDigits keeps amounts well inside int64 minor units.
+const maxWholeDigits = 15
+
+// parseMinor parses a non-negative decimal amount with at most two fraction
+// digits into minor units. Floats never touch money: "0.1"+"0.2" must be
+// exactly "0.30".
+func parseMinor(s string) (int64, error) {
+	whole, frac, hasDot := strings.Cut(s, ".")
+	if whole == "" || len(whole) > maxWholeDigits || !allDigits(whole) ||
+		(hasDot && (frac == "" || len(frac) > 2 || !allDigits(frac))) {
+		return 0, fmt.Errorf("amount %q: want a decimal string like \"12.50\" (at most %d digits, 2 decimals, no sign)", s, maxWholeDigits)
+	}
+	for len(frac) < 2 {
+		frac += "0"
+	}
+	w, _ := strconv.ParseInt(whole, 10, 64) // digits only and short, cannot fail
+	f, _ := strconv.ParseInt(frac, 10, 64)
+	return w*100 + f, nil
+}
+
+func formatMinor(v int64) string {
+	sign := ""
+	if v < 0 {
+		sign, v = "-", -v
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func validCurrency(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for i := 0; i < 3; i++ {
+		if c[i] < 'A' || c[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// The helpers below are shared by every stand-in in this package.
+
+// allow answers 405 with an Allow header unless r uses one of methods; the
+// standard mux would answer in text/plain, and every error here is
+// problem+json.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	w.Header().Set("Allow", strings.Join(methods, ", "))
+	writeProblem(w, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed",
+		fmt.Sprintf("%s %s: allowed methods are %s", r.Method, r.URL.Path, strings.Join(methods, ", ")))
+	return false
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyLen))
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("request body is empty; want a JSON object")
+		}
+		return fmt.Errorf("request body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("request body: want exactly one JSON object")
+	}
+	return nil
+}
+
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// writeProblem writes an RFC 9457 problem whose type is
+// urn:hedge:problem:<slug>, the same namespace the gateway uses, so a client
+// cannot tell from the format whether the gateway or a stand-in refused it.
+func writeProblem(w http.ResponseWriter, status int, slug, title, detail string) {
+	body, _ := json.Marshal(problem{
+		Type:   "urn:hedge:problem:" + slug,
+		Title:  title,
+		Status: status,
+		Detail: detail,
+	})
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		writeProblem(w, http.StatusInternalServerError, "internal", "Internal error", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
+}
+
+// lifecycle owns one http.Server so Serve and Close behave the same for
+// every stand-in: Close is idempotent and Serve reports a Close as nil.
+type lifecycle struct {
+	srv      *http.Server
+	once     sync.Once
+	closeErr error
+}
+
+func newLifecycle(h http.Handler, log *slog.Logger) *lifecycle {
+	return &lifecycle{srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+}
+
+func (lc *lifecycle) serve(ln net.Listener) error {
+	err := lc.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (lc *lifecycle) close() error {
+	lc.once.Do(func() { lc.closeErr = lc.srv.Close() })
+	return lc.closeErr
+}

@@ -1,0 +1,168 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// RailSettings configures a Rail.
+type RailSettings struct {
+	Name   string       // reported in every deposit, so a test sees which rail took it; empty means "rail"
+	Logger *slog.Logger // may be nil
+}
+
+// Rail is a simulated payment provider. It starts healthy; SetHealthy or
+// POST /admin/health turns it down and up so the gateway's rail switching
+// can be driven from a test or a drill. It is safe for concurrent use.
+type Rail struct {
+	name    string
+	log     *slog.Logger
+	handler http.Handler
+	life    *lifecycle
+
+	mu       sync.Mutex
+	healthy  bool
+	seq      int64
+	deposits map[scope]depositResponse
+}
+
+type depositResponse struct {
+	Rail           string `json:"rail"`
+	DepositID      string `json:"deposit_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// NewRail returns a healthy Rail configured by s.
+func NewRail(s RailSettings) *Rail {
+	if s.Name == "" {
+		s.Name = "rail"
+	}
+	r := &Rail{
+		name:     s.Name,
+		log:      orDiscard(s.Logger).With("component", "railsim", "rail", s.Name),
+		healthy:  true,
+		deposits: make(map[scope]depositResponse),
+	}
+	r.handler = http.HandlerFunc(r.route)
+	r.life = newLifecycle(r.handler, r.log)
+	return r
+}
+
+// Handler returns the rail's HTTP API.
+func (r *Rail) Handler() http.Handler { return r.handler }
+
+// Serve answers on ln until Close. It returns nil after Close and the
+// listener's error otherwise.
+func (r *Rail) Serve(ln net.Listener) error { return r.life.serve(ln) }
+
+// Close stops Serve and drops open connections. It is safe to call more
+// than once.
+func (r *Rail) Close() error { return r.life.close() }
+
+// SetHealthy turns the rail up (deposits succeed, /healthz is 200) or down
+// (both answer 503).
+func (r *Rail) SetHealthy(ok bool) {
+	r.mu.Lock()
+	changed := r.healthy != ok
+	r.healthy = ok
+	r.mu.Unlock()
+	if changed {
+		r.log.Info("rail health changed", "healthy", ok)
+	}
+}
+
+func (r *Rail) isHealthy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.healthy
+}
+
+func (r *Rail) route(w http.ResponseWriter, req *http.Request) {
+	switch p := req.URL.Path; {
+	// The gateway forwards the path the client used (/cashier/deposit and
+	// friends), so any cashier path is a deposit here.
+	case p == "/deposit" || strings.HasPrefix(p, "/cashier/"):
+		if allow(w, req, http.MethodPost) {
+			r.deposit(w, req)
+		}
+	case p == "/healthz":
+		if allow(w, req, http.MethodGet, http.MethodHead) {
+			if r.isHealthy() {
+				writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+			} else {
+				r.unavailable(w)
+			}
+		}
+	case p == "/admin/health":
+		if allow(w, req, http.MethodPost) {
+			r.setHealth(w, req)
+		}
+	default:
+		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+p)
+	}
+}
+
+func (r *Rail) deposit(w http.ResponseWriter, req *http.Request) {
+	// The body is not inspected, but reading it lets the connection be
+	// reused, and the limit keeps a stand-in from buffering anything huge.
+	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, req.Body, maxBodyLen))
+	key := req.Header.Get("Idempotency-Key")
+	sc := scope{account: accountOf(req), key: key}
+
+	r.mu.Lock()
+	if !r.healthy {
+		r.mu.Unlock()
+		r.unavailable(w)
+		return
+	}
+	if key != "" {
+		if resp, ok := r.deposits[sc]; ok {
+			r.mu.Unlock()
+			w.Header().Set("Idempotent-Replayed", "true")
+			writeJSON(w, http.StatusOK, resp)
+			return
+		}
+	}
+	r.seq++
+	resp := depositResponse{
+		Rail:           r.name,
+		DepositID:      fmt.Sprintf("%s-dep-%06d", r.name, r.seq),
+		IdempotencyKey: key,
+	}
+	// Without a key nothing can be replayed, so there is nothing to keep.
+	if key != "" {
+		r.deposits[sc] = resp
+	}
+	r.mu.Unlock()
+
+	r.log.Debug("deposit accepted", "deposit_id", resp.DepositID, "path", req.URL.Path)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (r *Rail) setHealth(w http.ResponseWriter, req *http.Request) {
+	var body struct {
+		Healthy *bool `json:"healthy"`
+	}
+	if err := decodeBody(w, req, &body); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return
+	}
+	if body.Healthy == nil {
+		writeProblem(w, http.StatusUnprocessableEntity, "missing-field", "Missing field",
+			`want {"healthy": true} or {"healthy": false}`)
+		return
+	}
+	r.SetHealthy(*body.Healthy)
+	writeJSON(w, http.StatusOK, map[string]any{"rail": r.name, "healthy": *body.Healthy})
+}
+
+func (r *Rail) unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, http.StatusServiceUnavailable, "rail-unavailable", "Payment rail unavailable",
+		fmt.Sprintf("rail %q is down; use another rail or retry with the same Idempotency-Key", r.name))
+}

@@ -1,0 +1,229 @@
+// Command hedge is an active-active regional edge gateway for real-money
+// live gaming. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"hedge/configs"
+	"hedge/gateway"
+	"hedge/gateway/certs"
+	"hedge/gateway/sim"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `hedge — active-active edge gateway for real-money live gaming
+
+Usage:
+  hedge serve [-c FILE] [-region NAME] [-node NAME]   run edge node(s); no -c runs the embedded demo
+  hedge check -c FILE                                 validate a configuration (exit 0 valid, 2 invalid)
+  hedge ledgersim [flags]                             run the ledger simulator (development wallet)
+  hedge version                                       print the version
+
+Run 'hedge COMMAND -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var code int
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		code = serve(args)
+	case "check":
+		code = check(args, os.Stdout, os.Stderr)
+	case "ledgersim":
+		code = ledgersim(args)
+	case "version", "-version", "--version":
+		fmt.Println("hedge", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "hedge: unknown command %q\n\n%s", cmd, usage)
+		code = 2
+	}
+	os.Exit(code)
+}
+
+// loadConfig reads FILE, or the embedded demo when file is empty.
+func loadConfig(file string) (*configs.Config, error) {
+	if file == "" {
+		return configs.Demo()
+	}
+	return configs.Load(file)
+}
+
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	file := fs.String("c", "", "configuration `file` (default: the embedded two-region demo)")
+	region := fs.String("region", "", "region this node plays (default: every region in the file)")
+	node := fs.String("node", "", "node this process plays (default: the region's only node, or all)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	slog.SetDefault(log)
+	if *file == "" {
+		log.Info("no -c given: running the embedded two-region demo (configs/demo.yaml)")
+	}
+	if usesInternalCA(cfg) {
+		root, err := certs.InternalRoot(cfg.DataDir)
+		if err != nil {
+			log.Error("internal CA", "error", err)
+			return 1
+		}
+		abs, _ := filepath.Abs(root)
+		log.Info("internal CA root certificate (trust it in clients, e.g. curl --cacert)", "path", abs)
+	}
+	g, err := gateway.New(cfg, gateway.Options{
+		Region: *region, Node: *node, Logger: log, Version: version,
+		Reload: func() (*configs.Config, error) { return loadConfig(*file) },
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hedge:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	err = g.Start(ctx)
+	cancel()
+	if err != nil {
+		log.Error("start failed", "error", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			log.Info("SIGHUP: reloading configuration")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			g.Reload(ctx) // logged; a rejected reload keeps the old configuration
+			cancel()
+			continue
+		}
+		log.Info("signal received: draining", "signal", sig.String())
+		signal.Stop(sigs)
+		// A second signal during the drain ends the process at once.
+		go func() {
+			again := make(chan os.Signal, 1)
+			signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+			<-again
+			log.Warn("second signal: exiting without waiting")
+			os.Exit(1)
+		}()
+		g.Shutdown(context.Background())
+		return 0
+	}
+	return 0
+}
+
+func usesInternalCA(cfg *configs.Config) bool {
+	for _, r := range cfg.Regions {
+		for _, n := range r.Nodes {
+			for _, l := range n.Listeners {
+				if l.TLS.Mode == "internal" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func newLogger(c configs.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration `file` to check")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "hedge check: -c FILE is required")
+		return 2
+	}
+	cfg, err := configs.Load(*file)
+	if err != nil {
+		var ce *configs.Errors
+		if errors.As(err, &ce) {
+			fmt.Fprintln(stderr, ce.Error())
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n", *file, ce.Len())
+		} else {
+			fmt.Fprintln(stderr, "hedge check:", err)
+		}
+		return 2
+	}
+	nodes := 0
+	for _, r := range cfg.Regions {
+		nodes += len(r.Nodes)
+	}
+	fmt.Fprintf(stdout, "%s: valid (%d regions, %d nodes, %d routes)\n", *file, len(cfg.Regions), nodes, len(cfg.Routes))
+	return 0
+}
+
+func ledgersim(args []string) int {
+	fs := flag.NewFlagSet("ledgersim", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.21:7000", "`address` to serve on")
+	domain := fs.String("domain", "sea", "ledger `domain` this writer owns")
+	role := fs.String("role", sim.RoleWriter, "`role`: writer or replica")
+	epoch := fs.Int64("epoch", 1, "writer `epoch` (fencing token)")
+	balance := fs.String("balance", "1000.00", "starting `balance` of every account")
+	currency := fs.String("currency", "EUR", "account `currency`")
+	token := fs.String("admin-token", "", "bearer `token` required by /admin/* (empty: open)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	s := sim.LedgerSettings{Domain: *domain, Role: *role, Epoch: *epoch, StartBalance: *balance,
+		Currency: *currency, AdminToken: *token, Logger: log}
+	if err := s.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+		return 1
+	}
+	l := sim.NewLedger(s)
+	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch)
+	go func() {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+		<-sigs
+		l.Close()
+	}()
+	if err := l.Serve(ln); err != nil {
+		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+		return 1
+	}
+	return 0
+}
