@@ -56,8 +56,9 @@ func (t Trusted) Contains(a netip.Addr) bool {
 // ClientAddr returns the client's address: the peer itself unless the peer is
 // trusted, in which case X-Forwarded-For is walked right to left, skipping
 // trusted hops, and the first untrusted address is returned (if all are
-// trusted, the leftmost). Only the entries right of the first untrusted one
-// were written by our proxies; everything further left is the client's say.
+// trusted, the leftmost). Counting from the right, only the entries up to
+// the first untrusted one were written by our proxies; everything further
+// left is whatever the client chose to send.
 //
 // A malformed entry stops the walk and the last good hop is returned, so a
 // client cannot push its real address out of view with garbage. Empty list

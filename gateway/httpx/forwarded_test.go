@@ -52,6 +52,7 @@ func TestForwardedFor(t *testing.T) {
 		{"empty quoted for", proxy, `for=""`, proxy},
 		{"garbage element stops, later ones still read", proxy, `garbage!!, for=198.51.100.9`, "198.51.100.9"},
 		{"bad char inside quotes", proxy, "for=\"198.51.100.1\x01\", for=10.0.0.3", "10.0.0.3"},
+		{"escaped control byte", proxy, "for=198.51.100.1;ext=\"\\\x01\", for=10.0.0.3", "10.0.0.3"},
 		// A client's unterminated quote must not swallow what proxies append.
 		{"unterminated quote resyncs", proxy, `for="6.6.6.6, for=198.51.100.9`, "198.51.100.9"},
 		{"quote closed by appended v6", proxy, `for=", for="[2001:db8::9]"`, "2001:db8::9"},
@@ -318,7 +319,7 @@ func FuzzForwarded(f *testing.F) {
 		`for=192.0.2.43, for=198.51.100.17`, `for=192.0.2.43,for="[2001:db8:cafe::17]",for=unknown`,
 		`for=198.51.100.1, for=10.0.0.2;proto=https, for="[2001:db8:ffff::9]"`, `for="6.6.6.6, for=198.51.100.9`,
 		`for=", for="[2001:db8::9]"`, `garbage!!, for=198.51.100.9`, `;;for=198.51.100.1 ; proto=https;`,
-		`for="192.0.2.43:_abc"`, `for="\198.51.100.1"`, `ext="a,b";for=1.2.3.4`, "for=\"a\x80\"",
+		`for="192.0.2.43:_abc"`, `for="\198.51.100.1"`, `ext="a,b";for=1.2.3.4`, "for=\"a\x80\"", "for=1.2.3.4;ext=\"\\\x01\"",
 	} {
 		for i := range fuzzPeers {
 			f.Add(s, uint8(i), "https", "example.com:8443")

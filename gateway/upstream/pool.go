@@ -19,8 +19,8 @@ import (
 
 // Member is one upstream server of a pool.
 type Member struct {
-	Name   string
-	URL    string
+	Name string
+	URL  string
 	// Scheme is "http" or "https"; the request URI must say the same as the
 	// client's transport.
 	Scheme string
