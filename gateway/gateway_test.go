@@ -58,7 +58,7 @@ func newUpstream(t *testing.T, name string) *upstreamRecorder {
 		u.mu.Lock()
 		u.seen = append(u.seen, r)
 		u.mu.Unlock()
-		if d := time.Duration(u.delay.Load()); d > 0 && strings.HasPrefix(r.URL.Path, "/slow") {
+		if d := time.Duration(u.delay.Load()); d > 0 && (strings.HasPrefix(r.URL.Path, "/slow") || r.Header.Get("X-Slow") != "") {
 			time.Sleep(d)
 		}
 		w.Header().Set("Connection", "X-Secret")

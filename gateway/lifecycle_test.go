@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestReloadUnderLoad reloads twice while keep-alive clients hammer the
+// edge: a valid configuration is swapped in without a failed request or a
+// dropped connection, an invalid one is rejected and the old one serves on.
+func TestReloadUnderLoad(t *testing.T) {
+	f := newFixture(t)
+	var dials atomic.Int64
+	tr := &http.Transport{
+		MaxConnsPerHost: 4, MaxIdleConnsPerHost: 4,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+
+	ctx, stop := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stop()
+	var sent, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && sent.Load() < 200_000 {
+				resp, err := client.Post(f.edge.url+"/api/bets", "application/json", strings.NewReader(`{"amount":"1.00"}`))
+				sent.Add(1)
+				if err != nil {
+					if ctx.Err() == nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err.Error())
+					}
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, resp.Status)
+				}
+			}
+		}()
+	}
+	waitUntil(t, "load running", 5*time.Second, func() bool { return sent.Load() > 200 })
+
+	orig, _ := os.ReadFile(f.edge.file)
+	next := strings.Replace(string(orig), "routes:\n", "routes:\n  - name: extra\n    match: {path_prefix: /extra/}\n    pool: games\n", 1)
+	os.WriteFile(f.edge.file, []byte(next), 0o600)
+	if err := f.edge.g.Reload(context.Background()); err != nil {
+		t.Fatalf("valid reload rejected: %v", err)
+	}
+	if resp, _ := do(t, "GET", f.edge.url+"/extra/x", "", ""); resp.StatusCode != 200 {
+		t.Fatalf("route added by reload: want 200, got %d", resp.StatusCode)
+	}
+	mid := sent.Load()
+	waitUntil(t, "load after reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
+
+	os.WriteFile(f.edge.file, []byte(next+"\nbogus_field: 1\n"), 0o600)
+	resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "")
+	if resp.StatusCode != 422 || !strings.Contains(body, "bogus_field") || !strings.Contains(body, "hedge.yaml:") {
+		t.Fatalf("invalid reload: want 422 naming file and field, got %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, "GET", f.edge.url+"/extra/x", "", ""); resp.StatusCode != 200 {
+		t.Fatalf("after a rejected reload the previous configuration must serve, got %d", resp.StatusCode)
+	}
+	mid = sent.Load()
+	waitUntil(t, "load after rejected reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
+	stop()
+	wg.Wait()
+	t.Logf("requests %d, failed %d, connections opened %d", sent.Load(), failed.Load(), dials.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed during reloads; first: %v", failed.Load(), firstErr.Load())
+	}
+	if dials.Load() > 4 {
+		t.Fatalf("reload dropped connections: %d opened for 4 keep-alive clients", dials.Load())
+	}
+}
+
+// TestShutdownDrainsThenFinishesInFlight: health turns red during the drain
+// period while requests are still served, then the listener closes and a
+// request already in flight completes.
+func TestShutdownDrainsThenFinishesInFlight(t *testing.T) {
+	l1, g1, g2 := newUpstream(t, "l1"), newUpstream(t, "g1"), newUpstream(t, "g2")
+	cfg := strings.Replace(baseConfig, "drain_period: 10ms", "drain_period: 400ms", 1)
+	e := startEdge(t, cfg, "{{L1}}", l1.addr(), "{{G1}}", g1.addr(), "{{G2}}", g2.addr())
+	l1.delay.Store(int64(700 * time.Millisecond))
+
+	type result struct {
+		status int
+		err    error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", e.url+"/api/bets", strings.NewReader("{}"))
+		req.Header.Set("X-Slow", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		inflight <- result{status: resp.StatusCode}
+	}()
+	waitUntil(t, "slow request reached the upstream", 2*time.Second, func() bool { return l1.hits.Load() == 1 })
+
+	done := make(chan struct{})
+	go func() {
+		e.g.Shutdown(context.Background())
+		close(done)
+	}()
+	waitUntil(t, "healthz red while draining", time.Second, func() bool {
+		resp, err := http.Get(e.url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 503
+	})
+	if resp, _ := do(t, "GET", e.url+"/games/x", "play.edge.test", ""); resp.StatusCode != 200 {
+		t.Fatalf("requests during the drain period: want 200, got %d", resp.StatusCode)
+	}
+	r := <-inflight
+	if r.err != nil || r.status != 200 {
+		t.Fatalf("in-flight request during shutdown: want 200, got %d %v", r.status, r.err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("shutdown did not finish")
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(e.url, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Fatal("listener still accepting after shutdown")
+	}
+}
