@@ -129,7 +129,7 @@ func (a *accessLog) write(e *entry) {
 	b = strconv.AppendFloat(b, float64(e.dur.Microseconds())/1000, 'f', 3, 64)
 	if e.upstream != "" {
 		b = append(b, `,"upstream":`...)
-		b = problem.AppendString(b, []byte(e.upstream))
+		b = problem.AppendString(b, e.upstream)
 		b = append(b, `,"attempts":`...)
 		b = strconv.AppendInt(b, int64(e.attempts), 10)
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 // freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,7 +90,7 @@ type testEdge struct {
 
 // startEdge runs a one-node gateway from a YAML template; {{EDGE}},
 // {{ADMIN}} and {{DATA}} are filled in.
-func startEdge(t *testing.T, tmpl string, repl ...string) *testEdge {
+func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
 	t.Helper()
 	edge, admin := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()

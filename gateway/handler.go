@@ -36,8 +36,9 @@ type Request struct {
 	Upstream string
 	Attempts int
 
-	listener *listenerState
-	idBuf    [64]byte
+	listener  *listenerState
+	idBuf     [64]byte
+	clientBuf [48]byte
 }
 
 var requestPool = sync.Pool{New: func() any { return new(Request) }}
@@ -112,10 +113,9 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		n.unrouted.count(status)
 	}
 	if a := n.g.access; a != nil {
-		var cb [48]byte
 		a.write(&entry{
 			start: start, dur: dur, region: n.region, node: n.name, listener: l.name, route: routeName,
-			id: r.ID, client: r.Client.AppendTo(cb[:0]), method: ctx.Method(), host: ctx.Host(), path: path,
+			id: r.ID, client: r.Client.AppendTo(r.clientBuf[:0]), method: ctx.Method(), host: ctx.Host(), path: path,
 			status: status, bytesIn: len(ctx.Request.Body()), bytesOut: len(resp.Body()),
 			upstream: r.Upstream, attempts: r.Attempts,
 		})

@@ -116,4 +116,4 @@ func appendString[T string | []byte](dst []byte, s T) []byte {
 
 // AppendString is the JSON string encoder used for problem bodies, exported
 // for the access log, which must stay valid JSON on any input too.
-func AppendString(dst []byte, s []byte) []byte { return appendString(dst, s) }
+func AppendString[T string | []byte](dst []byte, s T) []byte { return appendString(dst, s) }
