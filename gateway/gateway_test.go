@@ -334,6 +334,10 @@ func TestMalformedRequests(t *testing.T) {
 	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("oversized headers: want 431 problem+json, got %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
+	resp, body = rawRequest(t, addr, "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: 5000000\r\n\r\n")
+	if resp.StatusCode != 413 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("body over the listener limit: want 413 problem+json, got %d %s", resp.StatusCode, body)
+	}
 	resp, _ = rawRequest(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: zz\r\n\r\n")
 	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("malformed Content-Length: want 400 problem+json, got %d", resp.StatusCode)

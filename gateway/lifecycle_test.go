@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,4 +149,47 @@ func TestShutdownDrainsThenFinishesInFlight(t *testing.T) {
 		c.Close()
 		t.Fatal("listener still accepting after shutdown")
 	}
+}
+
+// TestNoGoroutineLeak: a gateway that served good and bad requests leaves
+// no goroutine of its own behind once shut down. (fasthttp keeps a few
+// process-wide helpers — the Date header ticker, worker-pool and idle
+// connection cleaners — that end by themselves; they are not hedge's.)
+func TestNoGoroutineLeak(t *testing.T) {
+	l1, g1, g2 := newUpstream(t, "l1"), newUpstream(t, "g1"), newUpstream(t, "g2")
+	e := startEdge(t, baseConfig, "{{L1}}", l1.addr(), "{{G1}}", g1.addr(), "{{G2}}", g2.addr())
+	addr := strings.TrimPrefix(e.url, "http://")
+	do(t, "POST", e.url+"/api/bets", "", "{}")
+	do(t, "GET", e.url+"/nowhere", "", "")
+	rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+	rawRequest(t, addr, "POST /api/bets HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.g.Shutdown(ctx)
+
+	var leaked []string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		leaked = hedgeGoroutines()
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(leaked) > 0 {
+		t.Fatalf("%d goroutines of hedge's outlived shutdown:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+	}
+}
+
+// hedgeGoroutines returns the stacks of goroutines running hedge code,
+// other than tests.
+func hedgeGoroutines() []string {
+	buf := make([]byte, 1<<22)
+	var out []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "hedge/") && !strings.Contains(g, "_test.go") && !strings.Contains(g, "testing.tRunner") {
+			out = append(out, g)
+		}
+	}
+	return out
 }

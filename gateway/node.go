@@ -141,6 +141,9 @@ func (st *nodeState) close() {
 	if st.checker != nil {
 		st.checker.Close()
 	}
+	for _, p := range st.poolList {
+		p.Close()
+	}
 	for _, ls := range st.listeners {
 		if ls.certs != nil {
 			ls.certs.Close()

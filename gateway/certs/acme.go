@@ -42,8 +42,9 @@ func newACME(a configs.ACME, listenerAddress string, log *slog.Logger) (*acmeSet
 	// is pending, on ListenHost plus AltHTTPPort / AltTLSALPNPort. When
 	// the address is already taken it assumes whoever holds it answers
 	// (the listener itself, for tls-alpn-01). It has one ListenHost for
-	// both challenges; http-01, where certmagic's own server is the only
-	// responder, gets to choose it.
+	// both challenges, so http_address chooses it when http-01 is on; the
+	// listener still answers tls-alpn-01 on its own host, because certmagic
+	// finds the port taken and steps aside.
 	var httpHost string
 	if http01 {
 		host, port, err := splitAddress(a.HTTPAddress)

@@ -76,11 +76,13 @@ type Manager struct {
 
 	magic atomic.Pointer[certmagic.Config]
 
-	mu      sync.Mutex
-	cache   *certmagic.Cache
-	cancel  context.CancelFunc
-	started bool
-	closed  bool
+	// closing is cancelled by Close, aborting any Start in progress.
+	closing context.Context
+	close   context.CancelFunc
+
+	mu     sync.Mutex
+	cache  *certmagic.Cache
+	closed bool
 }
 
 // New builds (but does not start obtaining) certificates for the
@@ -100,6 +102,7 @@ func New(t configs.TLS, dataDir string, log *slog.Logger, opts ...Option) (*Mana
 		names: slices.Clone(t.Names),
 		log:   log.With("component", "certs", "mode", t.Mode),
 	}
+	m.closing, m.close = context.WithCancel(context.Background())
 	switch t.Mode {
 	case ModeOff:
 		return m, nil
@@ -172,26 +175,47 @@ func renewCheckInterval(lifetime time.Duration) time.Duration {
 
 // Start obtains or loads certificates for the configured names, waiting
 // until every one is ready (certmagic's ManageSync), and starts renewal
-// maintenance, which runs until Close. For tls-alpn-01 on the listener
-// itself, the listener must already be serving with TLSConfig.
+// maintenance, which runs until Close. Maintenance only renews what Start
+// got, so after an error Start may be called again to retry; names already
+// served are not obtained twice.
+//
+// With tls-alpn-01 on the listener itself, serve the listener (with
+// TLSConfig) before calling Start, so that it answers the challenge.
+// Otherwise certmagic binds the listener's address itself while the
+// challenge lasts, and the gateway's own bind may collide with it.
 func (m *Manager) Start(ctx context.Context) error {
 	if m.newIssuer == nil {
 		return nil // off and files: nothing to obtain or renew
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
+	magic, err := m.certmagic()
+	if err != nil {
+		return err
 	}
-	if m.started {
-		m.mu.Unlock()
-		return errors.New("certs: manager already started")
-	}
-	m.started = true
 	ctx, cancel := context.WithCancel(ctx)
-	m.cancel = cancel
-	// The cache asks for the Config of each certificate it maintains; it
-	// is created here and stored before any certificate enters the cache.
+	defer cancel()
+	defer context.AfterFunc(m.closing, cancel)()
+
+	began := time.Now()
+	if err := magic.ManageSync(ctx, m.names); err != nil {
+		return fmt.Errorf("certs: %s certificates for %v: %w", m.mode, m.names, err)
+	}
+	m.log.Info("certificates ready", "names", m.names, "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// certmagic returns the Manager's certmagic Config, creating it and its
+// Cache (which starts the maintenance goroutine) on first use.
+func (m *Manager) certmagic() (*certmagic.Config, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	if magic := m.magic.Load(); magic != nil {
+		return magic, nil
+	}
+	// The cache asks for the Config of each certificate it maintains; the
+	// Config is stored before any certificate enters the cache.
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) {
 			return m.magic.Load(), nil
@@ -201,17 +225,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	})
 	magic := certmagic.New(cache, m.magicTemplate)
 	magic.Issuers = []certmagic.Issuer{m.newIssuer(magic)}
-	m.magic.Store(magic)
 	m.cache = cache
-	m.mu.Unlock()
-	defer cancel()
-
-	began := time.Now()
-	if err := magic.ManageSync(ctx, m.names); err != nil {
-		return fmt.Errorf("certs: %s certificates for %v: %w", m.mode, m.names, err)
-	}
-	m.log.Info("certificates ready", "names", m.names, "took", time.Since(began).Round(time.Millisecond))
-	return nil
+	m.magic.Store(magic)
+	return magic, nil
 }
 
 // TLSConfig is the listener's server configuration (nil in mode off). It
@@ -276,9 +292,7 @@ func (m *Manager) Close() error {
 		return nil
 	}
 	m.closed = true
-	if m.cancel != nil {
-		m.cancel()
-	}
+	m.close()
 	if m.cache != nil {
 		m.cache.Stop()
 	}

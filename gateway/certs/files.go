@@ -2,6 +2,7 @@ package certs
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"time"
@@ -16,6 +17,11 @@ func loadFiles(f configs.Certificate, names []string, log *slog.Logger) (*tls.Ce
 	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 	if err != nil {
 		return nil, fmt.Errorf("certs: files %s, %s: %w", f.Cert, f.Key, err)
+	}
+	if cert.Leaf == nil { // only with GODEBUG x509keypairleaf=0
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("certs: files %s: %w", f.Cert, err)
+		}
 	}
 	leaf := cert.Leaf
 	if time.Now().After(leaf.NotAfter) {

@@ -227,3 +227,11 @@ func (b *Budget) Withdraw() bool {
 		}
 	}
 }
+
+// Close drops the pool's idle upstream connections; requests still running
+// on a retired pool finish on theirs.
+func (p *Pool) Close() {
+	for _, m := range p.Members {
+		m.Client.CloseIdleConnections()
+	}
+}
