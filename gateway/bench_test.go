@@ -57,4 +57,3 @@ func BenchmarkProxyPath(b *testing.B) {
 		}
 	}
 }
-

@@ -119,7 +119,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 			ls.hsts = hstsValue(lc.HSTS)
 		}
 		if ls.tls {
-			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name))
+			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address))
 			if err != nil {
 				st.close()
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)

@@ -45,7 +45,16 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	for _, f := range fields {
 		f.AddTo(enc)
 	}
-	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
+	level := slogLevel(e.Level)
+	if level == slog.LevelInfo && !notable[e.Message] {
+		// certmagic narrates every lock and step at info; an operator
+		// needs only the outcomes, the rest is there at debug.
+		level = slog.LevelDebug
+		if !c.h.Enabled(context.Background(), level) {
+			return nil
+		}
+	}
+	r := slog.NewRecord(e.Time, level, e.Message, 0)
 	if e.LoggerName != "" {
 		r.AddAttrs(slog.String("logger", e.LoggerName))
 	}
@@ -56,6 +65,13 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// notable are the certmagic info messages kept at info.
+var notable = map[string]bool{
+	"certificate obtained successfully": true,
+	"certificate renewed successfully":  true,
+	"renewing certificate":              true,
+}
 
 func slogLevel(l zapcore.Level) slog.Level {
 	switch {
