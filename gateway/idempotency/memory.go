@@ -1,0 +1,129 @@
+package idempotency
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const shards = 64
+
+// Memory is a bounded in-process store: at most MaxEntries keys, each kept
+// for the retention period. When full, the oldest completed records are
+// evicted first; in-flight claims are never evicted.
+type Memory struct {
+	retention time.Duration
+	perShard  int
+	seed      maphash.Seed
+	next      atomic.Uint64
+	shard     [shards]memShard
+}
+
+type memShard struct {
+	mu    sync.Mutex
+	m     map[string]*memEntry
+	order []string // insertion order, for expiry and eviction
+	head  int
+}
+
+type memEntry struct {
+	rec     Record
+	token   uint64
+	expires int64
+}
+
+// NewMemory makes a store holding at most maxEntries keys for retention.
+func NewMemory(maxEntries int, retention time.Duration) *Memory {
+	m := &Memory{retention: retention, perShard: max(maxEntries/shards, 1), seed: maphash.MakeSeed()}
+	for i := range m.shard {
+		m.shard[i].m = make(map[string]*memEntry)
+	}
+	return m
+}
+
+func (m *Memory) shardOf(key string) *memShard {
+	return &m.shard[maphash.String(m.seed, key)%shards]
+}
+
+// Claim implements Store.
+func (m *Memory) Claim(_ context.Context, key string, fp Fingerprint) (Claim, error) {
+	now := time.Now()
+	s := m.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok {
+		if e.expires > now.UnixNano() {
+			rec := e.rec
+			return Claim{Existing: &rec}, nil
+		}
+		delete(s.m, key)
+	}
+	if len(s.m) >= m.perShard && !s.evict(now.UnixNano(), m.perShard) {
+		return Claim{}, ErrFull
+	}
+	tok := m.next.Add(1)
+	s.m[key] = &memEntry{rec: Record{Fingerprint: fp, Created: now}, token: tok, expires: now.Add(m.retention).UnixNano()}
+	s.order = append(s.order, key)
+	return Claim{Won: true, token: tok}, nil
+}
+
+// evict makes room for one key: expired and completed records go, oldest
+// first; in-flight claims stay. It reports whether there is room.
+func (s *memShard) evict(now int64, limit int) bool {
+	for tries := len(s.order) - s.head; len(s.m) >= limit && tries > 0; tries-- {
+		key := s.order[s.head]
+		s.head++
+		e, ok := s.m[key]
+		switch {
+		case !ok:
+		case e.expires <= now || e.rec.Done:
+			delete(s.m, key)
+		default:
+			s.order = append(s.order, key) // in flight: keep it, look further
+		}
+	}
+	if s.head > 1024 && s.head > len(s.order)/2 {
+		s.order = append(s.order[:0], s.order[s.head:]...)
+		s.head = 0
+	}
+	return len(s.m) < limit
+}
+
+// Complete implements Store.
+func (m *Memory) Complete(_ context.Context, key string, c Claim, fp Fingerprint, resp Response) error {
+	s := m.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && e.token == c.token {
+		e.rec = Record{Fingerprint: fp, Done: true, Response: resp, Created: e.rec.Created}
+	}
+	return nil
+}
+
+// Release implements Store.
+func (m *Memory) Release(_ context.Context, key string, c Claim) error {
+	s := m.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && e.token == c.token && !e.rec.Done {
+		delete(s.m, key)
+	}
+	return nil
+}
+
+// Len counts the keys held (expired ones included until evicted).
+func (m *Memory) Len() int {
+	n := 0
+	for i := range m.shard {
+		s := &m.shard[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// Close implements Store.
+func (m *Memory) Close() error { return nil }

@@ -1,0 +1,88 @@
+// Package idempotency keeps the Idempotency-Key records of money calls
+// (draft-ietf-httpapi-idempotency-key-header): the first request with a key
+// claims it, a concurrent one with the same key sees it in flight, and a
+// later one gets the stored response replayed. Keys are scoped by the
+// authenticated principal before they reach a Store.
+//
+// Two stores implement one interface: Memory (bounded, one node) and Redis
+// (shared by the nodes of a region; a claim is one round trip).
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"time"
+)
+
+// Fingerprint identifies a request's content: method, path and body digest.
+type Fingerprint [32]byte
+
+// FingerprintOf hashes method, path (with query) and body.
+func FingerprintOf(method, path, body []byte) Fingerprint {
+	h := sha256.New()
+	h.Write(method)
+	h.Write([]byte{'\n'})
+	h.Write(path)
+	h.Write([]byte{'\n'})
+	h.Write(body)
+	var fp Fingerprint
+	h.Sum(fp[:0])
+	return fp
+}
+
+// Response is a stored final response.
+type Response struct {
+	Status int
+	// Header holds "Name: value" lines of the headers to replay.
+	Header []string
+	Body   []byte
+}
+
+// Record is what a Store holds for one key.
+type Record struct {
+	Fingerprint Fingerprint
+	// Done is false while the first request is in flight.
+	Done     bool
+	Response Response
+	Created  time.Time
+}
+
+// Claim is the outcome of claiming a key.
+type Claim struct {
+	// Won is true when this request owns the key and must Complete or
+	// Release it; otherwise Existing is the record that was there.
+	Won      bool
+	Existing *Record
+	// token identifies the owner, so only it can complete or release;
+	// value is the in-flight record as a shared store holds it.
+	token uint64
+	value []byte
+}
+
+// ErrFull means the store cannot take another key now.
+var ErrFull = errors.New("idempotency store is full")
+
+// Store keeps idempotency records.
+type Store interface {
+	// Claim creates an in-flight record for key unless one exists.
+	Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error)
+	// Complete stores the final response of the claim's owner.
+	Complete(ctx context.Context, key string, c Claim, fp Fingerprint, resp Response) error
+	// Release forgets an in-flight claim whose outcome is not final (the
+	// request failed before the writer, or its outcome is unknown), so the
+	// client's retry with the same key is forwarded again.
+	Release(ctx context.Context, key string, c Claim) error
+	Close() error
+}
+
+// ScopedKey joins the principal and the client's key; one player's keys can
+// never meet another's.
+func ScopedKey(principal, key []byte) string {
+	b := make([]byte, 0, 2+len(principal)+len(key))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(principal)))
+	b = append(b, principal...)
+	b = append(b, key...)
+	return string(b)
+}

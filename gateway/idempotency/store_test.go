@@ -1,0 +1,160 @@
+package idempotency
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"hedge/gateway/internal/testredis"
+)
+
+func stores(t *testing.T) map[string]Store {
+	addr := testredis.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	r := NewRedis(rc, "test:", time.Hour)
+	t.Cleanup(func() { r.Close() })
+	return map[string]Store{"memory": NewMemory(1000, time.Hour), "redis": r}
+}
+
+func TestStoreContract(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			fp := FingerprintOf([]byte("POST"), []byte("/api/bets"), []byte(`{"amount":"1.00"}`))
+			key := ScopedKey([]byte("player-1"), []byte("k1"))
+			c, err := s.Claim(ctx, key, fp)
+			if err != nil || !c.Won {
+				t.Fatalf("first claim: want won, got %+v %v", c, err)
+			}
+			c2, err := s.Claim(ctx, key, fp)
+			if err != nil || c2.Won || c2.Existing == nil || c2.Existing.Done {
+				t.Fatalf("second claim while in flight: want existing in-flight record, got %+v %v", c2, err)
+			}
+			// Another principal's identical key is a different key.
+			other, _ := s.Claim(ctx, ScopedKey([]byte("player-2"), []byte("k1")), fp)
+			if !other.Won {
+				t.Fatal("keys are not scoped by principal")
+			}
+			// A loser cannot complete or release the owner's claim.
+			s.Release(ctx, key, c2)
+			resp := Response{Status: 201, Header: []string{"Content-Type: application/json"}, Body: []byte(`{"ok":true}`)}
+			if err := s.Complete(ctx, key, c, fp, resp); err != nil {
+				t.Fatal(err)
+			}
+			c3, _ := s.Claim(ctx, key, fp)
+			if c3.Won || !c3.Existing.Done || c3.Existing.Response.Status != 201 || string(c3.Existing.Response.Body) != `{"ok":true}` ||
+				c3.Existing.Response.Header[0] != "Content-Type: application/json" || c3.Existing.Fingerprint != fp {
+				t.Fatalf("after completion: want the stored response, got %+v", c3.Existing)
+			}
+			// Release forgets only an in-flight claim.
+			k2 := ScopedKey([]byte("player-1"), []byte("k2"))
+			c4, _ := s.Claim(ctx, k2, fp)
+			s.Release(ctx, k2, c4)
+			if c5, _ := s.Claim(ctx, k2, fp); !c5.Won {
+				t.Fatal("a released key must be claimable again")
+			}
+			s.Release(ctx, key, c) // completed: release is a no-op
+			if c6, _ := s.Claim(ctx, key, fp); c6.Won {
+				t.Fatal("release removed a completed record")
+			}
+		})
+	}
+}
+
+// TestOneWinnerUnderContention: many nodes (goroutines) claim one key at
+// once; exactly one wins.
+func TestOneWinnerUnderContention(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			for round := range 20 {
+				key := ScopedKey([]byte("p"), fmt.Appendf(nil, "race-%d", round))
+				var wins atomic.Int32
+				var wg sync.WaitGroup
+				for range 16 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						c, err := s.Claim(ctx, key, Fingerprint{})
+						if err != nil {
+							t.Error(err)
+						}
+						if c.Won {
+							wins.Add(1)
+						}
+					}()
+				}
+				wg.Wait()
+				if wins.Load() != 1 {
+					t.Fatalf("round %d: want exactly 1 winner, got %d", round, wins.Load())
+				}
+			}
+		})
+	}
+}
+
+func TestMemoryIsBounded(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(shards*10, time.Hour)
+	for i := range 10_000 {
+		key := ScopedKey([]byte("p"), fmt.Appendf(nil, "k%d", i))
+		c, err := m.Claim(ctx, key, Fingerprint{})
+		if err != nil {
+			t.Fatalf("claim %d: %v", i, err)
+		}
+		m.Complete(ctx, key, c, Fingerprint{}, Response{Status: 200})
+	}
+	if n := m.Len(); n > shards*10 {
+		t.Fatalf("want at most %d keys, got %d", shards*10, n)
+	}
+	// A store full of in-flight claims refuses new keys rather than
+	// forgetting one that is in flight.
+	full := NewMemory(shards, time.Hour)
+	var errs int
+	for i := range 1000 {
+		if _, err := full.Claim(ctx, ScopedKey([]byte("p"), fmt.Appendf(nil, "f%d", i)), Fingerprint{}); err == ErrFull {
+			errs++
+		}
+	}
+	if errs == 0 || full.Len() > shards {
+		t.Fatalf("full of in-flight claims: want ErrFull and at most %d keys, got %d errors, %d keys", shards, errs, full.Len())
+	}
+}
+
+func TestMemoryExpiry(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory(100, 20*time.Millisecond)
+	key := ScopedKey([]byte("p"), []byte("k"))
+	c, _ := m.Claim(ctx, key, Fingerprint{})
+	m.Complete(ctx, key, c, Fingerprint{}, Response{Status: 200})
+	time.Sleep(30 * time.Millisecond)
+	if c, _ := m.Claim(ctx, key, Fingerprint{}); !c.Won {
+		t.Fatal("an expired key must be claimable again")
+	}
+}
+
+func BenchmarkMemoryClaimComplete(b *testing.B) {
+	ctx := context.Background()
+	m := NewMemory(1_000_000, time.Hour)
+	fp := FingerprintOf([]byte("POST"), []byte("/api/bets"), make([]byte, 200))
+	resp := Response{Status: 201, Header: []string{"Content-Type: application/json"}, Body: make([]byte, 100)}
+	keys := make([]string, 1<<16)
+	for i := range keys {
+		keys[i] = ScopedKey([]byte("player-1"), fmt.Appendf(nil, "0b6e2f8c-5d7a-4d0e-9a51-%012d", i))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		key := keys[i&(len(keys)-1)]
+		i++
+		c, _ := m.Claim(ctx, key, fp)
+		if c.Won {
+			m.Complete(ctx, key, c, fp, resp)
+		}
+	}
+}
