@@ -103,15 +103,40 @@ func serve(args []string) int {
 		fmt.Fprintln(os.Stderr, "hedge:", err)
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	err = g.Start(ctx)
-	cancel()
-	if err != nil {
-		log.Error("start failed", "error", err)
-		return 1
-	}
+	// Signals are taken from here on: a SIGTERM while certificates are
+	// still being obtained cancels the start, a SIGHUP waits for it.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	started := make(chan error, 1)
+	go func() { started <- g.Start(ctx) }()
+	reloadPending := false
+	for waiting := true; waiting; {
+		select {
+		case err := <-started:
+			cancel()
+			if err != nil {
+				log.Error("start failed", "error", err)
+				return 1
+			}
+			waiting = false
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reloadPending = true
+				continue
+			}
+			log.Info("signal received while starting: stopping", "signal", sig.String())
+			cancel()
+			if err := <-started; err == nil {
+				g.Shutdown(context.Background())
+			}
+			return 0
+		}
+	}
+	if reloadPending {
+		sigs <- syscall.SIGHUP
+	}
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			log.Info("SIGHUP: reloading configuration")

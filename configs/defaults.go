@@ -33,6 +33,29 @@ const (
 	DefaultRetryMinPerSec    = 10
 	DefaultMaxConnsPerMember = 1024
 	DefaultAccessFlush       = time.Second
+	DefaultMoneyTimeout      = 5 * time.Second
+	DefaultMoneyConnect      = time.Second
+	DefaultJWTLeeway         = 30 * time.Second
+	DefaultDomainClaim       = "ledger_domain"
+	DefaultProbePath         = "/role"
+	DefaultProbeInterval     = time.Second
+	DefaultProbeTimeout      = 500 * time.Millisecond
+	DefaultProbeFall         = 2
+	DefaultPromotionWindow   = 5 * time.Minute
+	DefaultIdemRetention     = 24 * time.Hour
+	DefaultIdemMaxEntries    = 1_000_000
+	DefaultIdemMaxResponse   = 64 << 10
+	DefaultDNSTTL            = 10 * time.Second
+	DefaultDNSStaticTTL      = time.Hour
+	DefaultDNSHealthInterval = time.Second
+	DefaultDNSHealthTimeout  = 500 * time.Millisecond
+	DefaultSOARefresh        = time.Hour
+	DefaultSOARetry          = 10 * time.Minute
+	DefaultSOAExpire         = 14 * 24 * time.Hour
+	DefaultSOAMinimum        = 30 * time.Second
+	DefaultRRLSlip           = 2
+	DefaultRRLIPv4Prefix     = 24
+	DefaultRRLIPv6Prefix     = 56
 )
 
 // ApplyDefaults fills every field left empty with its default. Running code
@@ -46,13 +69,30 @@ func ApplyDefaults(c *Config) {
 	setDur(&c.Log.Access.FlushInterval, DefaultAccessFlush)
 	setDur(&c.Lifecycle.DrainPeriod, DefaultDrainPeriod)
 	setDur(&c.Lifecycle.ShutdownTimeout, DefaultShutdownTimeout)
+	setDur(&c.Auth.JWT.Leeway, DefaultJWTLeeway)
+	setStr(&c.Auth.JWT.DomainClaim, DefaultDomainClaim)
+	setStr(&c.Ledger.Probe.Path, DefaultProbePath)
+	setDur(&c.Ledger.Probe.Interval, DefaultProbeInterval)
+	setDur(&c.Ledger.Probe.Timeout, DefaultProbeTimeout)
+	setInt(&c.Ledger.Probe.Fall, DefaultProbeFall)
+	setDur(&c.Ledger.Promotion.Window, DefaultPromotionWindow)
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		setStr(&r.Kind, "proxy")
 		setStr(&r.Match.PathPrefix, "/")
+		if r.Kind == "ledger" {
+			setDur(&r.Money.Timeout, DefaultMoneyTimeout)
+			setDur(&r.Money.ConnectTimeout, DefaultMoneyConnect)
+		}
 	}
 	for i := range c.Regions {
 		reg := &c.Regions[i]
+		setStr(&reg.DefaultDomain, reg.Name)
+		setStr(&reg.Idempotency.Store, "memory")
+		setDur(&reg.Idempotency.Retention, DefaultIdemRetention)
+		setInt(&reg.Idempotency.MaxEntries, DefaultIdemMaxEntries)
+		setSize(&reg.Idempotency.MaxResponseBytes, DefaultIdemMaxResponse)
+		setStr(&reg.Idempotency.Redis.Prefix, "hedge:idem:"+reg.Name+":")
 		for j := range reg.Nodes {
 			for k := range reg.Nodes[j].Listeners {
 				listenerDefaults(&reg.Nodes[j].Listeners[k], k)
@@ -62,12 +102,45 @@ func ApplyDefaults(c *Config) {
 			poolDefaults(&reg.Pools[j])
 		}
 	}
+	dnsDefaults(&c.DNS)
 	for i := range c.Dev.Ledgers {
 		setStr(&c.Dev.Ledgers[i].Role, "writer")
 		if c.Dev.Ledgers[i].Epoch == 0 {
 			c.Dev.Ledgers[i].Epoch = 1
 		}
 	}
+}
+
+func dnsDefaults(d *DNS) {
+	for i := range d.Zones {
+		z := &d.Zones[i]
+		setDur(&z.TTL, DefaultDNSStaticTTL)
+		setDur(&z.SOA.Refresh, DefaultSOARefresh)
+		setDur(&z.SOA.Retry, DefaultSOARetry)
+		setDur(&z.SOA.Expire, DefaultSOAExpire)
+		setDur(&z.SOA.Minimum, DefaultSOAMinimum)
+		setDur(&z.SOA.TTL, DefaultSOAMinimum)
+		if z.SOA.Serial == 0 {
+			z.SOA.Serial = 1
+		}
+		if z.SOA.MName == "" && len(z.NS) > 0 {
+			z.SOA.MName = z.NS[0]
+		}
+		setStr(&z.SOA.RName, "hostmaster."+z.Name)
+		for j := range z.Services {
+			s := &z.Services[j]
+			setStr(&s.Policy, "failover")
+			setDur(&s.TTL, DefaultDNSTTL)
+			setStr(&s.Health.Path, DefaultHealthPath)
+			setDur(&s.Health.Interval, DefaultDNSHealthInterval)
+			setDur(&s.Health.Timeout, DefaultDNSHealthTimeout)
+			setInt(&s.Health.Rise, DefaultRise)
+			setInt(&s.Health.Fall, DefaultFall)
+		}
+	}
+	setInt(&d.RRL.Slip, DefaultRRLSlip)
+	setInt(&d.RRL.IPv4Prefix, DefaultRRLIPv4Prefix)
+	setInt(&d.RRL.IPv6Prefix, DefaultRRLIPv6Prefix)
 }
 
 func listenerDefaults(l *Listener, index int) {

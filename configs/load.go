@@ -47,17 +47,17 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errs
 	}
 	cfg := &Config{File: file}
-	d := decoder{errs: errs, lines: map[string]int{}}
+	d := decoder{errs: errs, lines: map[string]int{}, failed: map[string]bool{}}
 	if len(root.Content) == 0 {
 		errs.add(1, "", "the configuration is empty")
 		return nil, errs
 	}
 	d.decode(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
-	if errs.Len() > 0 {
-		return nil, errs
-	}
+	// Validation runs even after decoding problems, so every problem is
+	// reported at once; it stays silent on fields that failed to decode
+	// (and what is under them), which would only repeat the same mistake.
 	ApplyDefaults(cfg)
-	v := validator{errs: errs, lines: d.lines}
+	v := validator{errs: errs, lines: d.lines, failed: d.failed}
 	v.config(cfg)
 	if errs.Len() > 0 {
 		return nil, errs
@@ -118,8 +118,14 @@ func yamlErrorLine(err error) (int, string) {
 // unknown field or a wrong type is reported with its path and line and
 // decoding carries on to find the next problem.
 type decoder struct {
-	errs  *Errors
-	lines map[string]int
+	errs   *Errors
+	lines  map[string]int
+	failed map[string]bool
+}
+
+func (d *decoder) fail(line int, path, msg string) {
+	d.failed[path] = true
+	d.errs.add(line, path, msg)
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
@@ -134,14 +140,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if reflect.PointerTo(v.Type()).Implements(unmarshalerType) {
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errs.add(n.Line, path, cleanDecodeError(err))
+			d.fail(n.Line, path, cleanDecodeError(err))
 		}
 		return
 	}
 	switch v.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.errs.add(n.Line, path, "want a mapping of fields")
+			d.fail(n.Line, path, "want a mapping of fields")
 			return
 		}
 		fields := structFields(v.Type())
@@ -151,14 +157,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			p := join(path, key.Value)
 			if !ok {
 				d.lines[p] = key.Line
-				d.errs.add(key.Line, p, "unknown field (known: "+knownFields(fields)+")")
+				d.fail(key.Line, p, "unknown field (known: "+knownFields(fields)+")")
 				continue
 			}
 			d.decode(val, v.Field(idx), p)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.errs.add(n.Line, path, "want a list")
+			d.fail(n.Line, path, "want a list")
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -172,11 +178,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		v.Set(p)
 	default:
 		if n.Kind != yaml.ScalarNode {
-			d.errs.add(n.Line, path, "want a single value, not a "+kindName(n.Kind))
+			d.fail(n.Line, path, "want a single value, not a "+kindName(n.Kind))
 			return
 		}
 		if err := n.Decode(v.Addr().Interface()); err != nil {
-			d.errs.add(n.Line, path, fmt.Sprintf("want %s, got %q", typeName(v.Type()), n.Value))
+			d.fail(n.Line, path, fmt.Sprintf("want %s, got %q", typeName(v.Type()), n.Value))
 		}
 	}
 }

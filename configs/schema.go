@@ -12,6 +12,11 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Admin     Admin     `yaml:"admin"`
 	Lifecycle Lifecycle `yaml:"lifecycle"`
+	// Auth verifies players' bearer tokens on money routes.
+	Auth Auth `yaml:"auth"`
+	// Ledger configures money routing: idempotency, writer discovery and
+	// operator promotion.
+	Ledger Ledger `yaml:"ledger"`
 	// Routes are shared by every node; the pools they name are resolved in
 	// the node's own region.
 	Routes  []Route  `yaml:"routes"`
@@ -19,6 +24,8 @@ type Config struct {
 	// Dev lists development stand-ins (ledger simulators, payment rails)
 	// that `hedge serve` runs inside its own process, as the demo does.
 	Dev Dev `yaml:"dev"`
+	// DNS is the authoritative DNS (dnsfail) that nodes with dns.address serve.
+	DNS DNS `yaml:"dns"`
 
 	// File is the path the configuration was read from ("" for the
 	// embedded demo); it prefixes every error message.
@@ -61,10 +68,16 @@ type Lifecycle struct {
 
 // Region is one active-active region of the deployment.
 type Region struct {
-	Name    string   `yaml:"name"`
-	Nodes   []Node   `yaml:"nodes"`
-	Pools   []Pool   `yaml:"pools"`
-	Writers []Writer `yaml:"writers"`
+	Name string `yaml:"name"`
+	// DefaultDomain is the ledger domain of requests that name none
+	// (default: the region's name).
+	DefaultDomain string `yaml:"default_domain"`
+	// Idempotency is where this region's nodes keep Idempotency-Key
+	// records: one node alone in memory, several sharing Redis.
+	Idempotency Idempotency `yaml:"idempotency"`
+	Nodes       []Node      `yaml:"nodes"`
+	Pools       []Pool      `yaml:"pools"`
+	Writers     []Writer    `yaml:"writers"`
 }
 
 // Node is one edge node (one hedge process in production).
@@ -72,6 +85,17 @@ type Node struct {
 	Name      string     `yaml:"name"`
 	Listeners []Listener `yaml:"listeners"`
 	Admin     AdminAddr  `yaml:"admin"`
+	// Advertise are the addresses DNS answers give for this edge; empty
+	// means the host of the first listener.
+	Advertise []string `yaml:"advertise"`
+	// DNS makes this node serve the deployment's zones.
+	DNS NodeDNS `yaml:"dns"`
+}
+
+// NodeDNS says where a node serves DNS; an empty address serves none.
+type NodeDNS struct {
+	// Address is host:port, served over UDP and TCP.
+	Address string `yaml:"address"`
 }
 
 // AdminAddr is where a node serves metrics, status, pprof and admin calls.
@@ -159,6 +183,96 @@ type Route struct {
 	Rewrite string `yaml:"rewrite"`
 	// MaxBodyBytes overrides the listener's body limit for this route.
 	MaxBodyBytes Size `yaml:"max_body_bytes"`
+	// Money configures a route of kind "ledger".
+	Money Money `yaml:"money"`
+}
+
+// Money is what a ledger route needs: it authenticates the player, enforces
+// Idempotency-Key on unsafe methods and forwards to the designated writer
+// of the request's ledger domain.
+type Money struct {
+	// Heavy routes (tournaments, missions) are shed while their ledger
+	// domain is degraded, so bets keep the capacity.
+	Heavy bool `yaml:"heavy"`
+	// Timeout bounds the writer's answer; past it the outcome is unknown
+	// and the client gets 504 and retries with the same key.
+	Timeout        Duration `yaml:"timeout"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+// Auth verifies bearer JWTs (HS256, RS256, ES256, EdDSA).
+type Auth struct {
+	JWT JWT `yaml:"jwt"`
+}
+
+// JWT says which tokens are accepted and where the ledger domain comes from.
+type JWT struct {
+	Issuer   string   `yaml:"issuer"`
+	Audience []string `yaml:"audience"`
+	Keys     []JWTKey `yaml:"keys"`
+	// JWKSFile is a JSON Web Key Set on disk, read again on reload.
+	JWKSFile string `yaml:"jwks_file"`
+	// DomainClaim names the claim holding the ledger domain.
+	DomainClaim string `yaml:"domain_claim"`
+	// DomainHeader names a header holding the ledger domain, believed only
+	// from trusted proxies.
+	DomainHeader string   `yaml:"domain_header"`
+	Leeway       Duration `yaml:"leeway"`
+}
+
+// JWTKey is one verification key; a private or secret key also lets
+// `hedge token` sign test tokens with it.
+type JWTKey struct {
+	ID  string `yaml:"id"`
+	Alg string `yaml:"alg"` // HS256 | RS256 | ES256 | EdDSA
+	// Secret (HS256) inline — for demos only — or from a file.
+	Secret     string `yaml:"secret"`
+	SecretFile string `yaml:"secret_file"`
+	// PublicKeyFile is PEM (PKIX) for RS256, ES256, EdDSA.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// PrivateKeyFile is PEM (PKCS#8), used only by `hedge token`.
+	PrivateKeyFile string `yaml:"private_key_file"`
+}
+
+// Ledger configures money routing for the whole deployment.
+type Ledger struct {
+	// Probe asks each writer candidate's role endpoint who it is; the
+	// highest epoch claiming the writer role is designated.
+	Probe WriterProbe `yaml:"probe"`
+	// Promotion is the operators' four-eyes designation of a writer.
+	Promotion Promotion `yaml:"promotion"`
+}
+
+// WriterProbe polls writers' role endpoints.
+type WriterProbe struct {
+	Enabled  bool     `yaml:"enabled"`
+	Path     string   `yaml:"path"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// Fall failed probes in a row make a designated writer unreachable.
+	Fall int `yaml:"fall"`
+}
+
+// Promotion needs two different operators within Window.
+type Promotion struct {
+	Window Duration `yaml:"window"`
+}
+
+// Idempotency configures the Idempotency-Key store of a region.
+type Idempotency struct {
+	Store            string   `yaml:"store"` // memory | redis
+	Retention        Duration `yaml:"retention"`
+	MaxEntries       int      `yaml:"max_entries"`
+	MaxResponseBytes Size     `yaml:"max_response_bytes"`
+	Redis            Redis    `yaml:"redis"`
+}
+
+// Redis is a Redis server shared by a region's nodes.
+type Redis struct {
+	Address      string `yaml:"address"`
+	DB           int    `yaml:"db"`
+	PasswordFile string `yaml:"password_file"`
+	Prefix       string `yaml:"prefix"`
 }
 
 // Match selects requests by host, path prefix and method. Empty parts match
@@ -225,7 +339,8 @@ type Retries struct {
 	MinPerSecond int `yaml:"min_per_second"`
 }
 
-// Writer is a ledger writer candidate for one ledger domain.
+// Writer is a ledger writer candidate for one ledger domain; its region is
+// the region it is listed under.
 type Writer struct {
 	Domain string `yaml:"domain"`
 	URL    string `yaml:"url"`
@@ -250,4 +365,96 @@ type DevLedger struct {
 type DevRail struct {
 	Name    string `yaml:"name"`
 	Address string `yaml:"address"`
+}
+
+// DNS is hedge's authoritative DNS: static zones and service names whose
+// answers are the healthy edges of the deployment's regions.
+type DNS struct {
+	Zones []Zone `yaml:"zones"`
+	// Nearest maps client prefixes (EDNS Client Subnet, else the resolver's
+	// address) to a preferred region order for services with policy nearest.
+	Nearest []NearestRule `yaml:"nearest"`
+	RRL     RRL           `yaml:"rrl"`
+	// AuditFile receives one JSON line per override (default
+	// <data_dir>/audit/dns.jsonl).
+	AuditFile string `yaml:"audit_file"`
+}
+
+// Zone is one zone served authoritatively.
+type Zone struct {
+	// Name is the apex, e.g. "edge.test." (the final dot is optional).
+	Name string `yaml:"name"`
+	SOA  SOA    `yaml:"soa"`
+	// NS are the zone's name servers (absolute names).
+	NS []string `yaml:"ns"`
+	// TTL is the default TTL of static records.
+	TTL      Duration  `yaml:"ttl"`
+	Records  []Record  `yaml:"records"`
+	Services []Service `yaml:"services"`
+}
+
+// SOA is the zone's start of authority; Minimum is the negative-answer TTL.
+type SOA struct {
+	MName   string   `yaml:"mname"`
+	RName   string   `yaml:"rname"`
+	Serial  uint32   `yaml:"serial"`
+	Refresh Duration `yaml:"refresh"`
+	Retry   Duration `yaml:"retry"`
+	Expire  Duration `yaml:"expire"`
+	Minimum Duration `yaml:"minimum"`
+	TTL     Duration `yaml:"ttl"`
+}
+
+// Record is one static record, its data in zone-file presentation form.
+type Record struct {
+	// Name is relative to the zone ("www", "@" for the apex) or absolute.
+	Name string `yaml:"name"`
+	// Type is A, AAAA, CNAME, TXT, CAA, MX, SRV or NS.
+	Type  string   `yaml:"type"`
+	TTL   Duration `yaml:"ttl"`
+	Value string   `yaml:"value"`
+}
+
+// Service is a name answered with healthy edges.
+type Service struct {
+	// Name is relative to the zone ("play") or absolute.
+	Name string `yaml:"name"`
+	// Policy is failover | nearest | all.
+	Policy string `yaml:"policy"`
+	// Regions are the candidate regions, in failover order; empty = every
+	// region of the deployment, in configuration order.
+	Regions []string  `yaml:"regions"`
+	TTL     Duration  `yaml:"ttl"`
+	Health  DNSHealth `yaml:"health"`
+}
+
+// DNSHealth probes each edge's /healthz as the service name.
+type DNSHealth struct {
+	Path     string   `yaml:"path"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	Rise     int      `yaml:"rise"`
+	Fall     int      `yaml:"fall"`
+	// CAFile verifies the edges' certificates; empty uses the internal CA
+	// for listeners in internal mode and the system roots otherwise.
+	CAFile             string `yaml:"ca_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// NearestRule maps a client prefix to a preferred region order.
+type NearestRule struct {
+	CIDR    string   `yaml:"cidr"`
+	Regions []string `yaml:"regions"`
+}
+
+// RRL is response rate limiting against reflection attacks (UDP only).
+type RRL struct {
+	// ResponsesPerSecond per client prefix; 0 disables rate limiting.
+	ResponsesPerSecond int `yaml:"responses_per_second"`
+	// Slip sends every Nth limited response truncated (TC=1), so real
+	// resolvers retry over TCP (default 2); -1 drops them all.
+	Slip       int      `yaml:"slip"`
+	IPv4Prefix int      `yaml:"ipv4_prefix"`
+	IPv6Prefix int      `yaml:"ipv6_prefix"`
+	Exempt     []string `yaml:"exempt"`
 }

@@ -10,31 +10,43 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	dnslib "github.com/miekg/dns"
 )
 
 // validator checks a decoded, defaulted configuration and records every
 // problem with the line of the field it concerns.
 type validator struct {
-	errs  *Errors
-	lines map[string]int
+	errs   *Errors
+	lines  map[string]int
+	failed map[string]bool // paths that did not decode
 }
 
 func (v *validator) bad(path, format string, args ...any) {
+	for p := path; p != ""; p = parentPath(p) {
+		if v.failed[p] {
+			return
+		}
+	}
 	v.errs.add(v.line(path), path, fmt.Sprintf(format, args...))
+}
+
+func parentPath(p string) string {
+	i := max(strings.LastIndexByte(p, '.'), strings.LastIndexByte(p, '['))
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
 }
 
 // line finds the line of path, or of its nearest ancestor that was written
 // (a missing field is reported where its parent is).
 func (v *validator) line(path string) int {
-	for p := path; p != ""; {
+	for p := path; p != ""; p = parentPath(p) {
 		if n, ok := v.lines[p]; ok {
 			return n
 		}
-		i := max(strings.LastIndexByte(p, '.'), strings.LastIndexByte(p, '['))
-		if i < 0 {
-			break
-		}
-		p = p[:i]
 	}
 	if n, ok := v.lines[""]; ok {
 		return n
@@ -119,6 +131,7 @@ func (v *validator) config(c *Config) {
 	}
 	v.writers(c)
 	v.dev(c)
+	v.dns(c)
 }
 
 // writers enforces one designated writer per ledger domain: of the static
@@ -478,4 +491,174 @@ func (r *Region) Pool(name string) *Pool {
 		}
 	}
 	return nil
+}
+
+// dns checks the authoritative DNS section and the nodes' DNS settings.
+func (v *validator) dns(c *Config) {
+	regions := map[string]bool{}
+	for i, r := range c.Regions {
+		regions[r.Name] = true
+		for j, n := range r.Nodes {
+			np := fmt.Sprintf("regions[%d].nodes[%d]", i, j)
+			for k, a := range n.Advertise {
+				if _, err := netip.ParseAddr(a); err != nil {
+					v.bad(fmt.Sprintf("%s.advertise[%d]", np, k), "%q is not an IP address", a)
+				}
+			}
+			if len(n.Advertise) == 0 && len(n.Listeners) > 0 {
+				host, _, _ := net.SplitHostPort(n.Listeners[0].Address)
+				if _, err := netip.ParseAddr(host); err != nil && len(c.DNS.Zones) > 0 {
+					v.bad(np+".advertise", "required when the first listener's host (%q) is not an IP address", host)
+				}
+			}
+			if n.DNS.Address != "" {
+				v.address(np+".dns.address", n.DNS.Address)
+				if len(c.DNS.Zones) == 0 {
+					v.bad(np+".dns.address", "this node serves DNS but dns.zones is empty")
+				}
+			}
+		}
+	}
+	checkRegions := func(p string, list []string) {
+		seen := map[string]bool{}
+		for i, r := range list {
+			rp := fmt.Sprintf("%s[%d]", p, i)
+			if !regions[r] {
+				v.bad(rp, "region %q is not defined", r)
+			}
+			if seen[r] {
+				v.bad(rp, "region %q is listed twice", r)
+			}
+			seen[r] = true
+		}
+	}
+	zones := map[string]bool{}
+	names := map[string]string{}
+	for i := range c.DNS.Zones {
+		z := &c.DNS.Zones[i]
+		p := fmt.Sprintf("dns.zones[%d]", i)
+		apex := dnslib.CanonicalName(z.Name)
+		if _, ok := dnslib.IsDomainName(z.Name); z.Name == "" || !ok {
+			v.bad(p+".name", "%q is not a domain name", z.Name)
+			continue
+		}
+		if zones[apex] {
+			v.bad(p+".name", "zone %q is defined twice", apex)
+		}
+		zones[apex] = true
+		if len(z.NS) == 0 {
+			v.bad(p+".ns", "at least one name server is required")
+		}
+		for j, ns := range z.NS {
+			if _, ok := dnslib.IsDomainName(ns); !ok || !strings.HasSuffix(ns, ".") {
+				v.bad(fmt.Sprintf("%s.ns[%d]", p, j), "%q is not an absolute domain name (end it with '.')", ns)
+			}
+		}
+		if _, ok := dnslib.IsDomainName(z.SOA.RName); !ok {
+			v.bad(p+".soa.rname", "%q is not a domain name", z.SOA.RName)
+		}
+		if z.SOA.Minimum < Duration(time.Second) {
+			v.bad(p+".soa.minimum", "must be at least 1s")
+		}
+		v.positive(p+".ttl", int64(z.TTL))
+		for j, r := range z.Records {
+			rp := fmt.Sprintf("%s.records[%d]", p, j)
+			owner, ok := DNSOwner(r.Name, apex)
+			if !ok {
+				v.bad(rp+".name", "%q is not inside zone %s", r.Name, apex)
+				continue
+			}
+			if !v.oneOf(rp+".type", strings.ToUpper(r.Type), "A", "AAAA", "CNAME", "TXT", "CAA", "MX", "SRV", "NS") {
+				continue
+			}
+			if r.TTL < 0 {
+				v.bad(rp+".ttl", "must not be negative")
+			}
+			if _, err := dnslib.NewRR(owner + " 60 IN " + r.Type + " " + r.Value); err != nil {
+				v.bad(rp+".value", "%q is not valid %s data: %v", r.Value, strings.ToUpper(r.Type), err)
+			}
+		}
+		for j := range z.Services {
+			s := &z.Services[j]
+			sp := fmt.Sprintf("%s.services[%d]", p, j)
+			owner, ok := DNSOwner(s.Name, apex)
+			if !ok || s.Name == "" {
+				v.bad(sp+".name", "%q is not a name inside zone %s", s.Name, apex)
+				continue
+			}
+			if other, dup := names[owner]; dup {
+				v.bad(sp+".name", "%s is already a service (%s)", owner, other)
+			}
+			names[owner] = sp
+			for k, r := range z.Records {
+				if o, _ := DNSOwner(r.Name, apex); o == owner && strings.EqualFold(r.Type, "CNAME") {
+					v.bad(sp+".name", "%s also has a CNAME record (%s.records[%d])", owner, p, k)
+				}
+			}
+			v.oneOf(sp+".policy", s.Policy, "failover", "nearest", "all")
+			checkRegions(sp+".regions", s.Regions)
+			if s.TTL < Duration(time.Second) {
+				v.bad(sp+".ttl", "must be at least 1s, got %s", s.TTL.D())
+			}
+			h := s.Health
+			if !strings.HasPrefix(h.Path, "/") {
+				v.bad(sp+".health.path", "%q must start with '/'", h.Path)
+			}
+			if h.Interval < Duration(250*time.Millisecond) {
+				v.bad(sp+".health.interval", "must be at least 250ms, got %s", h.Interval.D())
+			}
+			v.positive(sp+".health.timeout", int64(h.Timeout))
+			if h.Timeout > h.Interval {
+				v.bad(sp+".health.timeout", "%s is longer than the interval %s", h.Timeout.D(), h.Interval.D())
+			}
+			v.atLeast(sp+".health.rise", h.Rise, 1)
+			v.atLeast(sp+".health.fall", h.Fall, 1)
+			if h.CAFile != "" {
+				v.readable(sp+".health.ca_file", h.CAFile)
+			}
+		}
+	}
+	for i, r := range c.DNS.Nearest {
+		p := fmt.Sprintf("dns.nearest[%d]", i)
+		if _, err := netip.ParsePrefix(r.CIDR); err != nil {
+			v.bad(p+".cidr", "%q is not a CIDR such as 10.0.0.0/8", r.CIDR)
+		}
+		if len(r.Regions) == 0 {
+			v.bad(p+".regions", "at least one region is required")
+		}
+		checkRegions(p+".regions", r.Regions)
+	}
+	rl := c.DNS.RRL
+	v.atLeast("dns.rrl.responses_per_second", rl.ResponsesPerSecond, 0)
+	if rl.Slip < -1 {
+		v.bad("dns.rrl.slip", "must be -1 (never) or at least 0, got %d", rl.Slip)
+	}
+	if rl.IPv4Prefix < 8 || rl.IPv4Prefix > 32 {
+		v.bad("dns.rrl.ipv4_prefix", "must be 8 to 32, got %d", rl.IPv4Prefix)
+	}
+	if rl.IPv6Prefix < 16 || rl.IPv6Prefix > 128 {
+		v.bad("dns.rrl.ipv6_prefix", "must be 16 to 128, got %d", rl.IPv6Prefix)
+	}
+	for i, e := range rl.Exempt {
+		if _, err := ParsePrefix(e); err != nil {
+			v.bad(fmt.Sprintf("dns.rrl.exempt[%d]", i), "%v", err)
+		}
+	}
+}
+
+// DNSOwner turns a record name relative to apex ("www", "@") or absolute
+// into its canonical owner name, and says whether it lies inside the zone.
+func DNSOwner(name, apex string) (string, bool) {
+	switch {
+	case name == "" || name == "@":
+		return apex, true
+	case strings.HasSuffix(name, "."):
+	default:
+		name += "." + apex
+	}
+	if _, ok := dnslib.IsDomainName(name); !ok {
+		return "", false
+	}
+	owner := dnslib.CanonicalName(name)
+	return owner, dnslib.IsSubDomain(apex, owner)
 }

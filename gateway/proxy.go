@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	"github.com/valyala/fasthttp"
@@ -62,6 +63,17 @@ func (p *proxyRoute) Serve(r *Request) {
 		r.Upstream, r.Attempts = m.Name, i+1
 		req.URI().SetScheme(m.Scheme)
 		err := m.Client.Do(req, &ctx.Response)
+		if err == nil && ctx.Response.StatusCode() == fasthttp.StatusServiceUnavailable &&
+			retryable && i+1 < attempts && pool.Healthy() > 1 && pool.Budget.Withdraw() {
+			// The member says it cannot serve (a rail going down before its
+			// health checks notice): a request that cannot be applied twice
+			// goes to the next member.
+			m.Health.ReportFailure(errUpstream503)
+			ctx.Response.Reset()
+			r.Node.countUpstreamError(pool.Name, "unavailable")
+			r.Node.countRetry(pool.Name)
+			continue
+		}
 		if err == nil {
 			m.Health.ReportSuccess()
 			cleanResponse(&ctx.Response)
@@ -175,6 +187,8 @@ func cleanResponse(resp *fasthttp.Response) {
 	}
 	h.ResetConnectionClose()
 }
+
+var errUpstream503 = errors.New("answered 503 Service Unavailable")
 
 func isSafe(m []byte) bool {
 	switch string(m) {

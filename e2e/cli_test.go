@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestVersion(t *testing.T) {
+	r := runHedge(t, t.TempDir(), "version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "hedge ") {
+		t.Fatalf("hedge version: want exit 0 and \"hedge VERSION\" on stdout, got exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestCheckShippedConfigs(t *testing.T) {
+	for _, file := range []string{"configs/demo.yaml", "configs/production.example.yaml"} {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			r := runHedge(t, moduleRoot, "check", "-c", file)
+			if r.code != 0 || !strings.HasPrefix(r.stdout, file+": valid (") {
+				t.Fatalf("hedge check -c %s: want exit 0 and %q, got exit %d stdout %q stderr %q",
+					file, file+": valid (...)", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+func TestCheckUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		args   []string
+		stderr string
+	}{
+		{"check without -c", []string{"check"}, "-c FILE is required"},
+		{"check of a missing file", []string{"check", "-c", "missing.yaml"}, "missing.yaml"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"no command", nil, "Usage:"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runHedge(t, t.TempDir(), c.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, c.stderr) {
+				t.Fatalf("hedge %s: want exit 2 and %q on stderr, got exit %d stderr %q",
+					strings.Join(c.args, " "), c.stderr, r.code, r.stderr)
+			}
+		})
+	}
+}
+
+// brokenConfig holds four mistakes of two kinds: two that decoding finds
+// (an unknown field, a bad duration) and two that validation finds (a
+// route naming a pool that does not exist, a listener address without a
+// port). Line numbers below count from its first line.
+const brokenConfig = `deployment: broken
+data_dir: .hedge
+admin:
+  allow_loopback: true
+lifecycle:
+  drain_period: soon
+  shutdown_timout: 10s
+routes:
+  - name: games
+    match: {path_prefix: /games/}
+    pool: nowhere
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+          - name: public
+            address: 127.0.0.1
+            tls: {mode: "off"}
+    pools:
+      - name: games
+        members:
+          - {name: g1, url: "http://127.0.0.1:7000"}
+`
+
+// The exact lines `hedge check` must print for each mistake. The unknown
+// field's message lists the known fields, which grow with the schema, so
+// that part is matched loosely.
+var (
+	badDuration  = regexp.QuoteMeta(`bad.yaml:6: lifecycle.drain_period: "soon" is not a duration (examples: 250ms, 5s, 1h)`)
+	unknownField = regexp.QuoteMeta(`bad.yaml:7: lifecycle.shutdown_timout: unknown field (known: `) + `.*\bshutdown_timeout\b.*\)`
+	missingPool  = regexp.QuoteMeta(`bad.yaml:11: routes[0].pool: pool "nowhere" is not defined in region "sea"`)
+	noPort       = regexp.QuoteMeta(`bad.yaml:18: regions[0].nodes[0].listeners[0].address: "127.0.0.1" is not host:port`)
+)
+
+// TestCheckReportsEveryError: configuration errors are reported all at
+// once, each as FILE:LINE: field.path: message, and check exits 2.
+func TestCheckReportsEveryError(t *testing.T) {
+	fixed := strings.NewReplacer("drain_period: soon", "drain_period: 1s", "shutdown_timout", "shutdown_timeout")
+	for _, c := range []struct {
+		name   string
+		config string
+		want   []string // patterns of stderr's lines, in order
+	}{
+		{"decode and validation errors together", brokenConfig,
+			[]string{badDuration, unknownField, missingPool, noPort, `bad\.yaml: 4 problem\(s\)`}},
+		{"decode errors only",
+			strings.NewReplacer("pool: nowhere", "pool: games", "address: 127.0.0.1\n", "address: 127.0.0.1:8443\n").Replace(brokenConfig),
+			[]string{badDuration, unknownField, `bad\.yaml: 2 problem\(s\)`}},
+		{"validation errors only", fixed.Replace(brokenConfig),
+			[]string{missingPool, noPort, `bad\.yaml: 2 problem\(s\)`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(c.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r := runHedge(t, dir, "check", "-c", "bad.yaml")
+			if r.code != 2 {
+				t.Errorf("hedge check -c bad.yaml: want exit 2, got %d", r.code)
+			}
+			if r.stdout != "" {
+				t.Errorf("hedge check -c bad.yaml: want nothing on stdout, got %q", r.stdout)
+			}
+			got := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+			var missing []string
+			for _, w := range c.want {
+				re := regexp.MustCompile("^" + w + "$")
+				found := false
+				for _, line := range got {
+					if re.MatchString(line) {
+						found = true
+						break
+					}
+				}
+				if !found {
+					missing = append(missing, w)
+				}
+			}
+			if len(missing) > 0 || len(got) != len(c.want) {
+				t.Errorf("hedge check -c bad.yaml: want exactly these %d lines on stderr (as patterns):\n  %s\nmissing:\n  %s\ngot:\n  %s",
+					len(c.want), strings.Join(c.want, "\n  "), strings.Join(missing, "\n  "), strings.Join(got, "\n  "))
+			}
+		})
+	}
+}
+
+func TestLedgersimRole(t *testing.T) {
+	addr := freeAddr(t)
+	p := startHedge(t, "ledgersim", t.TempDir(), "ledgersim", "-listen", addr, "-domain", "sea", "-epoch", "3")
+	var r httpResult
+	waitUntil(t, p, "ledgersim to answer GET /role", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		var err error
+		r, err = tryDo(quickClient, "GET", "http://"+addr+"/role", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, r.String()
+	})
+	if want := `{"role":"writer","domain":"sea","epoch":3}`; r.status != 200 || strings.TrimSpace(r.body) != want {
+		t.Fatalf("GET /role: want 200 %s, got %v", want, r)
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code, ok := p.wait(5 * time.Second); !ok || code != 0 {
+		t.Errorf("ledgersim on SIGTERM: want exit 0 within 5s, got exited=%v code %d", ok, code)
+	}
+}
+
+// serveConfig is a small deployment of the test's own: region lab is the
+// one the process plays (-region lab -node lab-1); region far is only
+// known, so its addresses must stay unbound.
+const serveConfig = `deployment: e2e
+data_dir: "{{DATA}}"
+log: {level: info, format: text}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 100ms, shutdown_timeout: 2s}
+routes:
+  - name: bets
+    match: {path_prefix: /api/bets, methods: [POST]}
+    pool: ledger
+    rewrite: /bets
+regions:
+  - name: lab
+    nodes:
+      - name: lab-1
+        listeners:
+          - name: public
+            address: "{{EDGE}}"
+            tls: {{TLS}}
+        admin: {address: "{{ADMIN}}"}
+    pools:
+      - name: ledger
+        critical: true
+        members:
+          - {name: ledgersim, url: "http://{{LEDGER}}"}
+        health: {interval: 200ms, timeout: 100ms}
+  - name: far
+    nodes:
+      - name: far-1
+        listeners:
+          - name: public
+            address: "{{FAR}}"
+            tls: {mode: "off"}
+    pools:
+      - name: ledger
+        members:
+          - {name: far-ledger, url: "http://{{FARLEDGER}}"}
+`
+
+// balanceRoute is what the reload adds.
+const balanceRoute = `  - name: balance
+    match: {path_prefix: /api/wallet/balance, methods: [GET]}
+    pool: ledger
+    rewrite: /balance
+`
+
+// TestServeReload runs `hedge serve -c FILE -region R -node N` in front of
+// a `hedge ledgersim` child, with TLS off and from the internal CA, and
+// reloads it with SIGHUP: a valid new configuration is swapped in without
+// dropping a keep-alive connection, an invalid one is rejected and the
+// previous one keeps serving.
+func TestServeReload(t *testing.T) {
+	for _, mode := range []string{"off", "internal"} {
+		t.Run("tls "+mode, func(t *testing.T) {
+			t.Parallel()
+			testServeReload(t, mode)
+		})
+	}
+}
+
+func testServeReload(t *testing.T, mode string) {
+	dir := t.TempDir()
+	ledger := freeAddr(t)
+	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
+	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		r, err := tryDo(quickClient, "GET", "http://"+ledger+"/healthz", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 200, r.String()
+	})
+
+	edge, admin, far := freeAddr(t), freeAddr(t), freeAddr(t)
+	tlsYAML, scheme := `{mode: "off"}`, "http"
+	const serverName = "edge.e2e.test"
+	if mode == "internal" {
+		tlsYAML, scheme = `{mode: internal, names: [`+serverName+`]}`, "https"
+	}
+	v1 := strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{EDGE}}", edge, "{{ADMIN}}", admin,
+		"{{LEDGER}}", ledger, "{{FAR}}", far, "{{FARLEDGER}}", freeAddr(t), "{{TLS}}", tlsYAML).Replace(serveConfig)
+	v2 := strings.Replace(v1, "routes:\n", "routes:\n"+balanceRoute, 1)
+	file := filepath.Join(dir, "hedge.yaml")
+	writeFile(t, file, v1)
+
+	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
+	waitUntil(t, p, "hedge serve ready: admin /healthz answers 200", 20*time.Second, 50*time.Millisecond, func() (bool, string) {
+		r, err := tryDo(quickClient, "GET", "http://"+admin+"/healthz", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 200, r.String()
+	})
+	if c, err := net.DialTimeout("tcp", far, time.Second); err == nil {
+		c.Close()
+		t.Errorf("-region lab -node lab-1: region far's listener %s should not be bound, but it accepts connections", far)
+	}
+
+	var tlsConfig *tls.Config
+	if mode == "internal" {
+		tlsConfig = &tls.Config{RootCAs: certPool(t, filepath.Join(dir, "data", "ca", "root.crt")), ServerName: serverName}
+	}
+	kc := newCountingClient(t, tlsConfig)
+	base := scheme + "://" + edge
+	bet := func(key string) httpResult {
+		return do(t, kc.Client, "POST", base+"/api/bets", `{"table":"t1","amount":"5.00","currency":"EUR","selection":"player"}`,
+			"Content-Type", "application/json", "Idempotency-Key", key)
+	}
+
+	r := bet("e2e-1")
+	if r.status != 201 || !strings.Contains(r.body, `"domain":"x"`) || !strings.Contains(r.body, `"balance":"995.00"`) {
+		t.Fatalf("POST /api/bets through hedge: want 201 from ledger domain x with \"balance\":\"995.00\", got %v", r)
+	}
+	if sts := r.header.Get("Strict-Transport-Security"); (mode == "off") != (sts == "") {
+		t.Errorf("tls %s: Strict-Transport-Security is sent on TLS listeners only; got %q", mode, sts)
+	}
+	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", ""); r.status != 404 {
+		t.Fatalf("GET /api/wallet/balance before the reload: want 404 (no such route yet), got %v", r)
+	}
+
+	// A valid new configuration: the new route works, on the connection
+	// opened before the reload.
+	writeFile(t, file, v2)
+	p.signal(t, syscall.SIGHUP)
+	waitUntil(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+		r, err := tryDo(kc.Client, "GET", base+"/api/wallet/balance", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 200 && strings.Contains(r.body, `"balance":"995.00"`), r.String()
+	})
+	if r := bet("e2e-2"); r.status != 201 {
+		t.Errorf("POST /api/bets after the reload: want 201, got %v", r)
+	}
+	if n := kc.dials.Load(); n != 1 {
+		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials", n)
+	}
+	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
+		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", lastLines(p.stderr.String(), 20))
+	}
+
+	// An invalid configuration is rejected; the previous one serves on.
+	invalid := v2 + "bogus_field: 1\n"
+	writeFile(t, file, invalid)
+	p.signal(t, syscall.SIGHUP)
+	// The rejection names the file, line and field, like `hedge check`.
+	where := fmt.Sprintf("%s:%d: bogus_field: unknown field", file, strings.Count(invalid, "\n"))
+	waitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+		log := p.stderr.String()
+		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), lastLines(log, 3)
+	})
+	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", ""); r.status != 200 {
+		t.Errorf("after a rejected reload the previous routes serve: want 200 for the balance, got %v", r)
+	}
+	if r := bet("e2e-3"); r.status != 201 {
+		t.Errorf("after a rejected reload the previous routes serve: want 201 for a bet, got %v", r)
+	}
+	if n := kc.dials.Load(); n != 1 {
+		t.Errorf("after both reloads: want the one keep-alive connection still in use (1 dial), got %d dials", n)
+	}
+	m := do(t, quickClient, "GET", "http://"+admin+"/metrics", "")
+	samples := parseMetrics(m.body, "hedge_config_reloads_total")
+	for _, res := range []string{"ok", "rejected"} {
+		if v, _ := findSample(samples, map[string]string{"result": res}); v != 1 {
+			t.Errorf("metrics: want hedge_config_reloads_total{result=%q} 1, got %v (samples %v)", res, v, samples)
+		}
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	if code, ok := p.wait(5 * time.Second); !ok || code != 0 {
+		t.Errorf("hedge serve on SIGTERM: want exit 0 within drain 100ms + 5s, got exited=%v code %d", ok, code)
+	}
+	lp.signal(t, syscall.SIGTERM)
+	if code, ok := lp.wait(5 * time.Second); !ok || code != 0 {
+		t.Errorf("ledgersim on SIGTERM: want exit 0 within 5s, got exited=%v code %d", ok, code)
+	}
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}

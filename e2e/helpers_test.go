@@ -1,0 +1,489 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	// hedgeBin is the binary under test, built once by TestMain.
+	hedgeBin string
+	// moduleRoot is the directory holding go.mod.
+	moduleRoot string
+)
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	root, err := findModuleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	moduleRoot = root
+	dir, err := os.MkdirTemp("", "hedge-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	hedgeBin = filepath.Join(dir, "hedge")
+	// A race in hedge is a bug these tests should find too: when they run
+	// with -race, so does the binary, and its race reports fail the test
+	// that started it.
+	args := []string{"build", "-o", hedgeBin}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", append(args, ".")...)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: go %s in %s: %v\n%s", strings.Join(args, " "), root, err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// childEnv is the environment of hedge children. A race-enabled binary
+// sleeps a second on exit by default, for its reports to be written;
+// its reports are written to stderr, which the test holds anyway.
+func childEnv() []string {
+	env := os.Environ()
+	if raceEnabled() {
+		env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
+	return env
+}
+
+// findModuleRoot asks the go command where go.mod is.
+func findModuleRoot() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not inside a module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a hedge child process started by a test. It is killed (by its
+// own pid) when the test ends if it is still running, and its output is
+// logged when the test failed.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	stdout syncBuffer
+	stderr syncBuffer
+	done   chan struct{}
+	err    error // valid once done is closed
+}
+
+// startHedge runs hedgeBin with args in dir.
+func startHedge(t testing.TB, name, dir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, done: make(chan struct{})}
+	p.cmd = exec.Command(hedgeBin, args...)
+	p.cmd.Dir = dir
+	p.cmd.Env = childEnv()
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	// If the test binary dies, its children die with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s (hedge %s): %v", name, strings.Join(args, " "), err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			p.cmd.Process.Kill()
+			select {
+			case <-p.done:
+			case <-time.After(10 * time.Second):
+				t.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, p.cmd.Process.Pid)
+			}
+		}
+		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
+			t.Errorf("%s reported a data race:\n%s", p.name, p.stderr.String())
+		} else if t.Failed() {
+			t.Logf("%s (hedge %s) stderr, last lines:\n%s", p.name, strings.Join(args, " "), lastLines(p.stderr.String(), 60))
+		}
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("send %v to %s: %v", sig, p.name, err)
+	}
+}
+
+// wait waits up to timeout for the process to exit and returns its exit
+// code; ok is false when it is still running.
+func (p *proc) wait(timeout time.Duration) (code int, ok bool) {
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode(), true
+	case <-time.After(timeout):
+		return 0, false
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// result is what a hedge command that runs to completion did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// runHedge runs hedgeBin with args in dir and waits for it (at most 30 s).
+func runHedge(t testing.TB, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hedgeBin, args...)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("hedge %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("hedge %s: did not finish in 30s", strings.Join(args, " "))
+	}
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// waitUntil polls cond every poll until it reports true or timeout passes;
+// cond also describes what it saw, for the failure message. When p is not
+// nil and exits meanwhile, waiting stops at once.
+func waitUntil(t testing.TB, p *proc, what string, timeout, poll time.Duration, cond func() (bool, string)) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	last := "(not checked)"
+	for i := 0; i <= int(timeout/poll)+1; i++ {
+		ok, seen := cond()
+		if ok {
+			return time.Since(start)
+		}
+		last = seen
+		if p != nil && p.exited() {
+			t.Fatalf("waiting for %s: %s exited (%v); last seen: %s", what, p.name, p.err, last)
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(poll)
+	}
+	t.Fatalf("waited %v for %s; last seen: %s", timeout, what, last)
+	return 0
+}
+
+// freeAddr returns a 127.0.0.1 address nothing listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// bindable reports whether addr can be listened on now.
+func bindable(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// httpResult is one HTTP exchange, from curl or Go's client.
+type httpResult struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (r httpResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d", r.status)
+	for _, k := range []string{"Content-Type", "X-Request-Id", "Strict-Transport-Security", "Idempotent-Replayed"} {
+		if v := r.header.Get(k); v != "" {
+			fmt.Fprintf(&b, " %s: %q", k, v)
+		}
+	}
+	fmt.Fprintf(&b, " body %q", strings.TrimSpace(r.body))
+	return b.String()
+}
+
+// curl runs the real curl with -sS -i and the given arguments and parses
+// what it printed. A transport failure fails the test.
+func curl(t testing.TB, args ...string) httpResult {
+	t.Helper()
+	r, err := tryCurl(args...)
+	if err != nil {
+		t.Fatalf("curl %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+func tryCurl(args ...string) (httpResult, error) {
+	path, err := exec.LookPath("curl")
+	if err != nil {
+		return httpResult{}, errors.New("curl is not installed (Debian package curl; `make deps` installs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, append([]string{"-sS", "-i", "--max-time", "10"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return httpResult{}, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return parseCurl(stdout.String())
+}
+
+// parseCurl reads what curl -i printed: one head per response (interim
+// 1xx ones first), then the body curl already decoded, so framing headers
+// such as Transfer-Encoding describe nothing left to undo.
+func parseCurl(out string) (httpResult, error) {
+	for {
+		head, body, ok := strings.Cut(out, "\r\n\r\n")
+		if !ok {
+			return httpResult{}, fmt.Errorf("no response head in curl's output %q", out)
+		}
+		tp := textproto.NewReader(bufio.NewReader(strings.NewReader(head + "\r\n\r\n")))
+		line, err := tp.ReadLine()
+		if err != nil {
+			return httpResult{}, fmt.Errorf("parse curl's output %q: %v", out, err)
+		}
+		proto, status, _ := strings.Cut(line, " ")
+		code, err := strconv.Atoi(strings.SplitN(status, " ", 2)[0])
+		if !strings.HasPrefix(proto, "HTTP/") || err != nil {
+			return httpResult{}, fmt.Errorf("parse status line %q in curl's output", line)
+		}
+		mime, err := tp.ReadMIMEHeader()
+		if err != nil {
+			return httpResult{}, fmt.Errorf("parse headers in curl's output %q: %v", head, err)
+		}
+		if code >= 100 && code < 200 {
+			out = body
+			continue
+		}
+		return httpResult{status: code, header: http.Header(mime), body: body}, nil
+	}
+}
+
+// do sends one request with client and reads the whole answer, so the
+// connection can be reused.
+func do(t testing.TB, client *http.Client, method, url, body string, header ...string) httpResult {
+	t.Helper()
+	r, err := tryDo(client, method, url, body, header...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+func tryDo(client *http.Client, method, url, body string, header ...string) (httpResult, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return httpResult{}, err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return httpResult{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return httpResult{}, err
+	}
+	return httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
+}
+
+// quickClient is for one-off plain HTTP calls (admin listeners,
+// simulators); it keeps no connections, so nothing holds a server open.
+var quickClient = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+// countingClient keeps one connection alive and counts how many it dialled.
+type countingClient struct {
+	*http.Client
+	dials atomic.Int64
+}
+
+func newCountingClient(t testing.TB, tlsConfig *tls.Config) *countingClient {
+	c := &countingClient{}
+	tr := &http.Transport{
+		MaxConnsPerHost:     1,
+		MaxIdleConnsPerHost: 1,
+		IdleConnTimeout:     time.Minute,
+		TLSClientConfig:     tlsConfig,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c.dials.Add(1)
+			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	c.Client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return c
+}
+
+func decodeJSON(t testing.TB, what, body string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("%s: want a JSON body, got %q: %v", what, body, err)
+	}
+}
+
+// certPool reads a PEM root certificate file.
+func certPool(t testing.TB, file string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("read root certificate: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no PEM certificate", file)
+	}
+	return pool
+}
+
+// sample is one Prometheus sample from a text exposition.
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+var sampleRE = regexp.MustCompile(`^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$`)
+var labelRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"`)
+
+// parseMetrics reads the samples named name from a text exposition.
+func parseMetrics(text, name string) []sample {
+	var out []sample
+	for line := range strings.SplitSeq(text, "\n") {
+		m := sampleRE.FindStringSubmatch(line)
+		if m == nil || m[1] != name {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[3], 64)
+		if err != nil {
+			continue
+		}
+		s := sample{name: m[1], labels: map[string]string{}, value: v}
+		for _, l := range labelRE.FindAllStringSubmatch(m[2], -1) {
+			s.labels[l[1]] = l[2]
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// findSample returns the value of the sample whose labels include want.
+func findSample(samples []sample, want map[string]string) (float64, bool) {
+next:
+	for _, s := range samples {
+		for k, v := range want {
+			if s.labels[k] != v {
+				continue next
+			}
+		}
+		return s.value, true
+	}
+	return 0, false
+}
