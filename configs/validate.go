@@ -82,6 +82,8 @@ func (v *validator) config(c *Config) {
 		v.bad("regions", "at least one region is required")
 	}
 	v.routes(c)
+	v.auth(c)
+	v.ledger(c)
 	regionSeen := map[string]bool{}
 	nodeSeen := map[string]string{}
 	for i := range c.Regions {
@@ -95,6 +97,8 @@ func (v *validator) config(c *Config) {
 		if len(r.Nodes) == 0 {
 			v.bad(p+".nodes", "at least one node is required")
 		}
+		v.name(p+".default_domain", r.DefaultDomain)
+		v.idempotency(p+".idempotency", &r.Idempotency)
 		for j := range r.Nodes {
 			np := fmt.Sprintf("%s.nodes[%d]", p, j)
 			n := &r.Nodes[j]
@@ -165,6 +169,76 @@ func (v *validator) writers(c *Config) {
 	}
 }
 
+var jwtAlgs = []string{"HS256", "RS256", "ES256", "EdDSA"}
+
+func (v *validator) auth(c *Config) {
+	j := c.Auth.JWT
+	ids := map[string]bool{}
+	for i, k := range j.Keys {
+		p := fmt.Sprintf("auth.jwt.keys[%d]", i)
+		if ids[k.ID] {
+			v.bad(p+".id", "key id %q is used twice", k.ID)
+		}
+		ids[k.ID] = true
+		if !v.oneOf(p+".alg", k.Alg, jwtAlgs...) {
+			continue
+		}
+		if k.Alg == "HS256" {
+			switch {
+			case k.Secret == "" && k.SecretFile == "":
+				v.bad(p, "HS256 needs secret or secret_file")
+			case k.Secret != "" && k.SecretFile != "":
+				v.bad(p, "give secret or secret_file, not both")
+			case k.Secret != "" && len(k.Secret) < 32:
+				v.bad(p+".secret", "too short for HS256: use at least 32 bytes")
+			case k.SecretFile != "":
+				v.readable(p+".secret_file", k.SecretFile)
+			}
+			continue
+		}
+		if k.PublicKeyFile == "" {
+			v.bad(p+".public_key_file", "required for %s", k.Alg)
+		} else {
+			v.readable(p+".public_key_file", k.PublicKeyFile)
+		}
+		if k.PrivateKeyFile != "" {
+			v.readable(p+".private_key_file", k.PrivateKeyFile)
+		}
+	}
+	if j.JWKSFile != "" {
+		v.readable("auth.jwt.jwks_file", j.JWKSFile)
+	}
+	if j.Leeway < 0 {
+		v.bad("auth.jwt.leeway", "must not be negative")
+	}
+}
+
+func (v *validator) ledger(c *Config) {
+	pr := c.Ledger.Probe
+	if !strings.HasPrefix(pr.Path, "/") {
+		v.bad("ledger.probe.path", "%q must start with '/'", pr.Path)
+	}
+	v.positive("ledger.probe.interval", int64(pr.Interval))
+	v.positive("ledger.probe.timeout", int64(pr.Timeout))
+	v.atLeast("ledger.probe.fall", pr.Fall, 1)
+	v.positive("ledger.promotion.window", int64(c.Ledger.Promotion.Window))
+}
+
+func (v *validator) idempotency(p string, id *Idempotency) {
+	if !v.oneOf(p+".store", id.Store, "memory", "redis") {
+		return
+	}
+	v.positive(p+".retention", int64(id.Retention))
+	v.atLeast(p+".max_entries", id.MaxEntries, 64)
+	v.positive(p+".max_response_bytes", int64(id.MaxResponseBytes))
+	if id.Store == "redis" {
+		v.address(p+".redis.address", id.Redis.Address)
+		if id.Redis.PasswordFile != "" {
+			v.readable(p+".redis.password_file", id.Redis.PasswordFile)
+		}
+	}
+}
+
 func (v *validator) routes(c *Config) {
 	seen := map[string]bool{}
 	for i := range c.Routes {
@@ -175,7 +249,17 @@ func (v *validator) routes(c *Config) {
 			v.bad(p+".name", "route %q is defined twice", r.Name)
 		}
 		seen[r.Name] = true
-		v.oneOf(p+".kind", r.Kind, "proxy")
+		v.oneOf(p+".kind", r.Kind, "proxy", "ledger")
+		if r.Kind == "ledger" {
+			if r.Pool != "" {
+				v.bad(p+".pool", "a ledger route goes to the designated writer of the request's domain, not to a pool")
+			}
+			if len(c.Auth.JWT.Keys) == 0 && c.Auth.JWT.JWKSFile == "" {
+				v.bad(p+".kind", "a ledger route authenticates players: configure auth.jwt.keys or auth.jwt.jwks_file")
+			}
+			v.positive(p+".money.timeout", int64(r.Money.Timeout))
+			v.positive(p+".money.connect_timeout", int64(r.Money.ConnectTimeout))
+		}
 		if r.Kind == "proxy" && r.Pool == "" {
 			v.bad(p+".pool", "required for a proxy route")
 		}
