@@ -118,7 +118,13 @@ func (p *proxyRoute) Serve(r *Request) {
 }
 
 // prepare turns the client's request into the upstream request in place.
-func (p *proxyRoute) prepare(r *Request) {
+func (p *proxyRoute) prepare(r *Request) { prepareForward(r, p.prefix, p.rewrite) }
+
+// prepareForward turns the client's request into the request the edge
+// sends on, in place: hop-by-hop headers out, the path rewritten, the
+// forwarding headers, request id and trace context set. Every route kind
+// that forwards uses it.
+func prepareForward(r *Request, prefix, rewrite []byte) {
 	h := &r.Ctx.Request.Header
 	var conn [8][]byte
 	tokens := conn[:0]
@@ -135,12 +141,12 @@ func (p *proxyRoute) prepare(r *Request) {
 	}
 	h.ResetConnectionClose()
 
-	if p.rewrite != nil {
+	if rewrite != nil {
 		uri := r.Ctx.Request.URI()
 		path := uri.Path()
-		if bytes.HasPrefix(path, p.prefix) {
+		if bytes.HasPrefix(path, prefix) {
 			var buf [256]byte
-			np := append(append(buf[:0], p.rewrite...), path[len(p.prefix):]...)
+			np := append(append(buf[:0], rewrite...), path[len(prefix):]...)
 			uri.SetPathBytes(np)
 		}
 	}

@@ -15,6 +15,7 @@ const shards = 64
 // evicted first; in-flight claims are never evicted.
 type Memory struct {
 	retention time.Duration
+	inflight  time.Duration
 	perShard  int
 	seed      maphash.Seed
 	next      atomic.Uint64
@@ -34,9 +35,11 @@ type memEntry struct {
 	expires int64
 }
 
-// NewMemory makes a store holding at most maxEntries keys for retention.
-func NewMemory(maxEntries int, retention time.Duration) *Memory {
-	m := &Memory{retention: retention, perShard: max(maxEntries/shards, 1), seed: maphash.MakeSeed()}
+// NewMemory makes a store holding at most maxEntries keys: completed ones
+// for retention, in-flight claims for inflight (after which a claim whose
+// owner vanished, say in a crash, no longer blocks the client's retry).
+func NewMemory(maxEntries int, retention, inflight time.Duration) *Memory {
+	m := &Memory{retention: retention, inflight: inflight, perShard: max(maxEntries/shards, 1), seed: maphash.MakeSeed()}
 	for i := range m.shard {
 		m.shard[i].m = make(map[string]*memEntry)
 	}
@@ -64,7 +67,7 @@ func (m *Memory) Claim(_ context.Context, key string, fp Fingerprint) (Claim, er
 		return Claim{}, ErrFull
 	}
 	tok := m.next.Add(1)
-	s.m[key] = &memEntry{rec: Record{Fingerprint: fp, Created: now}, token: tok, expires: now.Add(m.retention).UnixNano()}
+	s.m[key] = &memEntry{rec: Record{Fingerprint: fp, Created: now}, token: tok, expires: now.Add(m.inflight).UnixNano()}
 	s.order = append(s.order, key)
 	return Claim{Won: true, token: tok}, nil
 }
@@ -98,6 +101,7 @@ func (m *Memory) Complete(_ context.Context, key string, c Claim, fp Fingerprint
 	defer s.mu.Unlock()
 	if e, ok := s.m[key]; ok && e.token == c.token {
 		e.rec = Record{Fingerprint: fp, Done: true, Response: resp, Created: e.rec.Created}
+		e.expires = time.Now().Add(m.retention).UnixNano()
 	}
 	return nil
 }

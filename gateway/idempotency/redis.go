@@ -20,18 +20,20 @@ type Redis struct {
 	c         redis.UniversalClient
 	prefix    string
 	retention time.Duration
+	inflight  time.Duration
 	owner     string // this process, so tokens are unique across nodes
 	next      atomic.Uint64
 }
 
-// NewRedis uses client for records kept for retention under prefix.
-func NewRedis(client redis.UniversalClient, prefix string, retention time.Duration) *Redis {
+// NewRedis keeps records under prefix: completed ones for retention,
+// in-flight claims for inflight.
+func NewRedis(client redis.UniversalClient, prefix string, retention, inflight time.Duration) *Redis {
 	var b [8]byte
 	now := time.Now().UnixNano()
 	for i := range b {
 		b[i] = byte(now >> (8 * i))
 	}
-	return &Redis{c: client, prefix: prefix, retention: retention, owner: hex.EncodeToString(b[:])}
+	return &Redis{c: client, prefix: prefix, retention: retention, inflight: inflight, owner: hex.EncodeToString(b[:])}
 }
 
 // claimScript: KEYS[1] the key; ARGV[1] the in-flight value; ARGV[2] the TTL
@@ -42,12 +44,12 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false`)
 
-// ownerScript: replace (ARGV[2] set) or delete the key only while it still
-// holds this owner's in-flight value ARGV[1].
+// ownerScript: replace (ARGV[2] set, kept ARGV[3] ms) or delete the key
+// only while it still holds this owner's in-flight value ARGV[1].
 var ownerScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1`)
 
 type redisValue struct {
@@ -67,18 +69,18 @@ func (r *Redis) key(scoped string) string {
 	return r.prefix + hex.EncodeToString(sum[:20])
 }
 
-func (r *Redis) inflight(fp Fingerprint, tok uint64) ([]byte, error) {
+func (r *Redis) inflightValue(fp Fingerprint, tok uint64) ([]byte, error) {
 	return json.Marshal(redisValue{FP: fp[:], Owner: r.owner + "-" + strconv.FormatUint(tok, 10), Created: time.Now().UnixMilli()})
 }
 
 // Claim implements Store.
 func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
 	tok := r.next.Add(1)
-	v, err := r.inflight(fp, tok)
+	v, err := r.inflightValue(fp, tok)
 	if err != nil {
 		return Claim{}, err
 	}
-	res, err := claimScript.Run(ctx, r.c, []string{r.key(key)}, v, r.retention.Milliseconds()).Text()
+	res, err := claimScript.Run(ctx, r.c, []string{r.key(key)}, v, r.inflight.Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
 		return Claim{Won: true, token: tok, value: v}, nil
 	}
@@ -102,12 +104,12 @@ func (r *Redis) Complete(ctx context.Context, key string, c Claim, fp Fingerprin
 	if err != nil {
 		return err
 	}
-	return ownerScript.Run(ctx, r.c, []string{r.key(key)}, c.value, v).Err()
+	return ownerScript.Run(ctx, r.c, []string{r.key(key)}, c.value, v, r.retention.Milliseconds()).Err()
 }
 
 // Release implements Store.
 func (r *Redis) Release(ctx context.Context, key string, c Claim) error {
-	return ownerScript.Run(ctx, r.c, []string{r.key(key)}, c.value, "").Err()
+	return ownerScript.Run(ctx, r.c, []string{r.key(key)}, c.value, "", 0).Err()
 }
 
 // Close implements Store.

@@ -16,9 +16,9 @@ import (
 func stores(t *testing.T) map[string]Store {
 	addr := testredis.Start(t)
 	rc := redis.NewClient(&redis.Options{Addr: addr})
-	r := NewRedis(rc, "test:", time.Hour)
+	r := NewRedis(rc, "test:", time.Hour, time.Minute)
 	t.Cleanup(func() { r.Close() })
-	return map[string]Store{"memory": NewMemory(1000, time.Hour), "redis": r}
+	return map[string]Store{"memory": NewMemory(1000, time.Hour, time.Minute), "redis": r}
 }
 
 func TestStoreContract(t *testing.T) {
@@ -100,7 +100,7 @@ func TestOneWinnerUnderContention(t *testing.T) {
 
 func TestMemoryIsBounded(t *testing.T) {
 	ctx := context.Background()
-	m := NewMemory(shards*10, time.Hour)
+	m := NewMemory(shards*10, time.Hour, time.Minute)
 	for i := range 10_000 {
 		key := ScopedKey([]byte("p"), fmt.Appendf(nil, "k%d", i))
 		c, err := m.Claim(ctx, key, Fingerprint{})
@@ -114,7 +114,7 @@ func TestMemoryIsBounded(t *testing.T) {
 	}
 	// A store full of in-flight claims refuses new keys rather than
 	// forgetting one that is in flight.
-	full := NewMemory(shards, time.Hour)
+	full := NewMemory(shards, time.Hour, time.Minute)
 	var errs int
 	for i := range 1000 {
 		if _, err := full.Claim(ctx, ScopedKey([]byte("p"), fmt.Appendf(nil, "f%d", i)), Fingerprint{}); err == ErrFull {
@@ -126,9 +126,33 @@ func TestMemoryIsBounded(t *testing.T) {
 	}
 }
 
+// TestAbandonedClaimExpires: a claim whose owner never completes it (a
+// crashed node) stops blocking the key after the in-flight period, while a
+// completed record stays for the retention period.
+func TestAbandonedClaimExpires(t *testing.T) {
+	ctx := context.Background()
+	addr := testredis.Start(t)
+	r := NewRedis(redis.NewClient(&redis.Options{Addr: addr}), "t2:", time.Hour, 100*time.Millisecond)
+	defer r.Close()
+	for name, s := range map[string]Store{"memory": NewMemory(1000, time.Hour, 100*time.Millisecond), "redis": r} {
+		abandoned := ScopedKey([]byte("p"), []byte("crash"))
+		done := ScopedKey([]byte("p"), []byte("done"))
+		s.Claim(ctx, abandoned, Fingerprint{})
+		c, _ := s.Claim(ctx, done, Fingerprint{})
+		s.Complete(ctx, done, c, Fingerprint{}, Response{Status: 201})
+		time.Sleep(150 * time.Millisecond)
+		if c, _ := s.Claim(ctx, abandoned, Fingerprint{}); !c.Won {
+			t.Errorf("%s: an abandoned claim still blocks its key after the in-flight period", name)
+		}
+		if c, _ := s.Claim(ctx, done, Fingerprint{}); c.Won {
+			t.Errorf("%s: a completed record expired with the in-flight period", name)
+		}
+	}
+}
+
 func TestMemoryExpiry(t *testing.T) {
 	ctx := context.Background()
-	m := NewMemory(100, 20*time.Millisecond)
+	m := NewMemory(100, 20*time.Millisecond, 20*time.Millisecond)
 	key := ScopedKey([]byte("p"), []byte("k"))
 	c, _ := m.Claim(ctx, key, Fingerprint{})
 	m.Complete(ctx, key, c, Fingerprint{}, Response{Status: 200})
@@ -140,7 +164,7 @@ func TestMemoryExpiry(t *testing.T) {
 
 func BenchmarkMemoryClaimComplete(b *testing.B) {
 	ctx := context.Background()
-	m := NewMemory(1_000_000, time.Hour)
+	m := NewMemory(1_000_000, time.Hour, time.Minute)
 	fp := FingerprintOf([]byte("POST"), []byte("/api/bets"), make([]byte, 200))
 	resp := Response{Status: 201, Header: []string{"Content-Type: application/json"}, Body: make([]byte, 100)}
 	keys := make([]string, 1<<16)

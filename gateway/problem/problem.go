@@ -43,6 +43,18 @@ var (
 	Forbidden          = Type{"forbidden", "Forbidden", fasthttp.StatusForbidden}
 	UnprocessableInput = Type{"invalid-input", "Invalid input", fasthttp.StatusUnprocessableEntity}
 	Internal           = Type{"internal", "Internal error", fasthttp.StatusInternalServerError}
+
+	// Money routes.
+	InvalidToken           = Type{"invalid-token", "Missing or invalid bearer token", fasthttp.StatusUnauthorized}
+	UnknownDomain          = Type{"unknown-ledger-domain", "Unknown ledger domain", fasthttp.StatusForbidden}
+	KeyMissing             = Type{"idempotency-key-missing", "Idempotency-Key required", fasthttp.StatusBadRequest}
+	KeyMalformed           = Type{"idempotency-key-malformed", "Malformed Idempotency-Key", fasthttp.StatusBadRequest}
+	KeyReused              = Type{"idempotency-key-reused", "Idempotency-Key reused for a different request", fasthttp.StatusUnprocessableEntity}
+	KeyInFlight            = Type{"idempotency-key-in-flight", "A request with this Idempotency-Key is in progress", fasthttp.StatusConflict}
+	IdempotencyUnavailable = Type{"idempotency-unavailable", "Idempotency store unavailable", fasthttp.StatusServiceUnavailable}
+	WriterUnavailable      = Type{"writer-unavailable", "No designated ledger writer", fasthttp.StatusServiceUnavailable}
+	OutcomeUnknown         = Type{"outcome-unknown", "Outcome unknown: retry with the same Idempotency-Key", fasthttp.StatusGatewayTimeout}
+	Shed                   = Type{"shed", "Temporarily unavailable while the wallet is degraded", fasthttp.StatusServiceUnavailable}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
