@@ -279,9 +279,9 @@ type Redis struct {
 // everything; the longest matching path prefix wins.
 type Match struct {
 	// Hosts are exact names or "*.suffix" wildcards.
-	Hosts      []string `yaml:"hosts"`
-	PathPrefix string   `yaml:"path_prefix"`
-	Methods    []string `yaml:"methods"`
+	Hosts      []string `yaml:"hosts" json:"hosts,omitempty"`
+	PathPrefix string   `yaml:"path_prefix" json:"path_prefix"`
+	Methods    []string `yaml:"methods" json:"methods,omitempty"`
 }
 
 // Pool is a set of upstream members in one region.

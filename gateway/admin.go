@@ -17,6 +17,7 @@ import (
 	"hedge/configs"
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
+	"hedge/gateway/ledger"
 	"hedge/gateway/problem"
 )
 
@@ -144,7 +145,8 @@ type Status struct {
 	Listeners  []ListenerStatus `json:"listeners"`
 	Pools      []PoolStatus     `json:"pools"`
 	Routes     []RouteStatus    `json:"routes"`
-	Writers    []configs.Writer `json:"writers"`
+	// Ledger is every ledger domain's designated writer and candidates.
+	Ledger []ledger.DomainStatus `json:"ledger"`
 }
 
 // ListenerStatus describes one edge listener.
@@ -178,7 +180,7 @@ func (n *Node) Status() Status {
 	st := n.state.Load()
 	s := Status{
 		Deployment: st.cfg.Deployment, Version: n.g.opts.Version, Region: n.region, Node: n.name,
-		Started: n.g.started, Health: n.Health(), Writers: st.region.Writers,
+		Started: n.g.started, Health: n.Health(), Ledger: st.directory.Status(),
 	}
 	for _, lc := range st.node.Listeners {
 		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}

@@ -10,11 +10,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"hedge/configs"
+	"hedge/gateway/audit"
 	"hedge/gateway/httpx"
+	"hedge/gateway/idempotency"
 	"hedge/gateway/sim"
 )
 
@@ -41,6 +48,10 @@ type Gateway struct {
 	access  *accessLog
 	started time.Time
 
+	audit    *audit.Log
+	stores   map[string]*regionStore // idempotency stores by region, kept across reloads
+	storesMu sync.Mutex
+
 	mu     sync.Mutex // serialises Reload and Shutdown
 	cfg    *configs.Config
 	nodes  []*Node
@@ -52,7 +63,7 @@ func New(cfg *configs.Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	g := &Gateway{opts: opts, log: opts.Logger, metrics: newMetrics(), ids: httpx.NewIDGen(), cfg: cfg}
+	g := &Gateway{opts: opts, log: opts.Logger, metrics: newMetrics(), ids: httpx.NewIDGen(), cfg: cfg, stores: map[string]*regionStore{}}
 	for _, r := range cfg.Regions {
 		if opts.Region != "" && r.Name != opts.Region {
 			continue
@@ -100,6 +111,12 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 		g.access = a
 		g.closer = append(g.closer, a.Close)
 	}
+	a, err := audit.Open(filepath.Join(g.cfg.DataDir, "audit"))
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	g.audit = a
+	g.closer = append(g.closer, a.Close)
 	if err := g.startDev(g.cfg.Dev); err != nil {
 		return err
 	}
@@ -260,8 +277,59 @@ func (g *Gateway) closeAll() {
 			st.close()
 		}
 	}
+	for _, rs := range g.stores {
+		rs.store.Close()
+	}
+	g.stores = map[string]*regionStore{}
 	for i := len(g.closer) - 1; i >= 0; i-- {
 		g.closer[i]()
 	}
 	g.closer = nil
+}
+
+// regionStore is a region's idempotency store and the settings it was made
+// with; a reload keeps it (and its records) unless the settings change.
+type regionStore struct {
+	settings configs.Idempotency
+	inflight time.Duration
+	store    idempotency.Store
+}
+
+// idempotencyStore returns the region's store, made on first use.
+func (g *Gateway) idempotencyStore(region *configs.Region, cfg *configs.Config) (idempotency.Store, error) {
+	// An in-flight claim lives a little longer than the slowest money call.
+	inflight := 30 * time.Second
+	for _, r := range cfg.Routes {
+		if r.Kind == "ledger" {
+			inflight = max(inflight, 2*r.Money.Timeout.D()+10*time.Second)
+		}
+	}
+	g.storesMu.Lock()
+	defer g.storesMu.Unlock()
+	if rs := g.stores[region.Name]; rs != nil {
+		if rs.settings == region.Idempotency && rs.inflight == inflight {
+			return rs.store, nil
+		}
+		old := rs.store
+		// Calls still running on the previous state finish with it.
+		time.AfterFunc(cfg.Lifecycle.ShutdownTimeout.D(), func() { old.Close() })
+	}
+	id := region.Idempotency
+	var s idempotency.Store
+	switch id.Store {
+	case "redis":
+		opts := &redis.Options{Addr: id.Redis.Address, DB: id.Redis.DB, PoolSize: 64, ReadTimeout: time.Second, WriteTimeout: time.Second}
+		if id.Redis.PasswordFile != "" {
+			pw, err := os.ReadFile(id.Redis.PasswordFile)
+			if err != nil {
+				return nil, err
+			}
+			opts.Password = strings.TrimSpace(string(pw))
+		}
+		s = idempotency.NewRedis(redis.NewClient(opts), id.Redis.Prefix, id.Retention.D(), inflight)
+	default:
+		s = idempotency.NewMemory(id.MaxEntries, id.Retention.D(), inflight)
+	}
+	g.stores[region.Name] = &regionStore{settings: id, inflight: inflight, store: s}
+	return s, nil
 }

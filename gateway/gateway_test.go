@@ -92,6 +92,12 @@ type testEdge struct {
 // {{ADMIN}} and {{DATA}} are filled in.
 func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
 	t.Helper()
+	return startEdgeNode(t, tmpl, "", "", repl...)
+}
+
+// startEdgeNode runs one node of a multi-region configuration.
+func startEdgeNode(t testing.TB, tmpl, region, node string, repl ...string) *testEdge {
+	t.Helper()
 	edge, admin := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
 	r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
@@ -107,7 +113,7 @@ func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := New(cfg, Options{Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := New(cfg, Options{Region: region, Node: node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ type metrics struct {
 	changes  *prometheus.CounterVec
 	reloads  *prometheus.CounterVec
 
+	moneyOutcomes *prometheus.CounterVec
+	designations  *prometheus.CounterVec
+
 	mu     sync.Mutex
 	routes map[string]*routeStats
 	nodes  []*Node
@@ -59,7 +62,14 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hedge_config_reloads_total", Help: "Configuration reloads by result.",
 	}, []string{"result"})
-	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m,
+	m.moneyOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_money_requests_total",
+		Help: "Money calls by outcome: claimed (forwarded), replayed, key_reused, in_flight, fail_closed, outcome_unknown.",
+	}, []string{"region", "node", "route", "outcome"})
+	m.designations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_ledger_designation_changes_total", Help: "Changes of a ledger domain's designated writer, by new state.",
+	}, []string{"region", "node", "domain", "state"})
+	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m.moneyOutcomes, m.designations, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +102,10 @@ var (
 		"Healthy members of a pool.", []string{"region", "node", "pool"}, nil)
 	drainingDesc = prometheus.NewDesc("hedge_node_draining",
 		"1 while the node is draining.", []string{"region", "node"}, nil)
+	epochDesc = prometheus.NewDesc("hedge_ledger_writer_epoch",
+		"Epoch of a ledger domain's designated writer; absent while there is none.", []string{"region", "node", "domain", "writer_region", "writer"}, nil)
+	designatedDesc = prometheus.NewDesc("hedge_ledger_domain_designated",
+		"1 while a ledger domain has exactly one designated writer (money calls fail closed otherwise).", []string{"region", "node", "domain", "state"}, nil)
 	certDesc = prometheus.NewDesc("hedge_certificate_expiry_timestamp_seconds",
 		"When the certificate served on a listener expires.", []string{"region", "node", "listener", "name"}, nil)
 )
@@ -103,6 +117,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- poolDesc
 	ch <- drainingDesc
 	ch <- certDesc
+	ch <- epochDesc
+	ch <- designatedDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -140,6 +156,17 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 					v = 1
 				}
 				ch <- prometheus.MustNewConstMetric(memberDesc, prometheus.GaugeValue, v, n.region, n.name, p.Name, mem.Name)
+			}
+		}
+		if st.directory != nil {
+			for _, ds := range st.directory.Status() {
+				des := ds.Designation
+				v := 0.0
+				if des.OK() {
+					v = 1
+					ch <- prometheus.MustNewConstMetric(epochDesc, prometheus.GaugeValue, float64(des.Writer.Epoch), n.region, n.name, des.Domain, des.Writer.Region, des.Writer.URL)
+				}
+				ch <- prometheus.MustNewConstMetric(designatedDesc, prometheus.GaugeValue, v, n.region, n.name, des.Domain, string(des.State))
 			}
 		}
 		for _, l := range st.listeners {

@@ -19,6 +19,7 @@ import (
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
 	"hedge/gateway/httpx"
+	"hedge/gateway/ledger"
 	"hedge/gateway/upstream"
 )
 
@@ -50,6 +51,8 @@ type nodeState struct {
 	poolList  []*upstream.Pool
 	checker   *health.Checker
 	listeners map[string]*listenerState
+	directory *ledger.Directory
+	money     *moneyDeps
 }
 
 // listenerState is the part of the state that is per listener.
@@ -96,7 +99,13 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 	for _, lc := range node.Listeners {
 		maxBody = max(maxBody, int64(lc.Limits.MaxBodyBytes))
 	}
-	b := &Build{Config: cfg, Region: region, Node: node, Pools: st.pools}
+	st.directory = ledger.New(cfg, n.writerChanged)
+	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
+		if st.money, err = newMoneyDeps(n, cfg, region, st.directory); err != nil {
+			return nil, err
+		}
+	}
+	b := &Build{Config: cfg, Region: region, Node: node, Pools: st.pools, Money: st.money, metrics: n.g.metrics}
 	routes := make([]*Route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
 		r, err := compileRoute(b, rc, maxBody, n.g.metrics)
@@ -143,6 +152,14 @@ func (st *nodeState) close() {
 	}
 	for _, p := range st.poolList {
 		p.Close()
+	}
+	if st.directory != nil {
+		st.directory.Close()
+	}
+	for _, r := range st.router.routes {
+		if c, ok := r.handler.(interface{ Close() }); ok {
+			c.Close()
+		}
 	}
 	for _, ls := range st.listeners {
 		if ls.certs != nil {
@@ -193,6 +210,10 @@ func (n *Node) install(st *nodeState) error {
 		}
 		fresh = append(fresh, el)
 	}
+	if old != nil {
+		st.directory.Inherit(old.directory)
+	}
+	st.directory.Start(context.Background())
 	n.state.Store(st)
 	st.checker.Start()
 	for _, el := range fresh {
@@ -301,6 +322,25 @@ func (n *Node) healthChanged(pool string, c health.Change) {
 	}
 	n.log.Log(context.Background(), level, "upstream health changed", "pool", pool, "member", c.Target, "to", to, "reason", c.Reason)
 	n.g.metrics.changes.WithLabelValues(n.region, n.name, pool, c.Target, to).Inc()
+}
+
+// writerChanged reports a new designation: a log line, a metric and an
+// audit record.
+func (n *Node) writerChanged(old, cur ledger.Designation) {
+	level := slog.LevelWarn
+	if cur.OK() {
+		level = slog.LevelInfo
+	}
+	n.log.Log(context.Background(), level, "ledger writer designation changed", "domain", cur.Domain,
+		"state", cur.State, "writer", cur.Writer.URL, "writer_region", cur.Writer.Region, "epoch", cur.Writer.Epoch,
+		"previous_writer", old.Writer.URL, "previous_epoch", old.Writer.Epoch, "source", cur.Source, "reason", cur.Reason)
+	n.g.metrics.designations.WithLabelValues(n.region, n.name, cur.Domain, string(cur.State)).Inc()
+	if err := n.g.audit.Record("ledger_designation", map[string]any{
+		"region": n.region, "node": n.name, "domain": cur.Domain, "state": cur.State, "writer": cur.Writer,
+		"previous": old.Writer, "previous_state": old.State, "source": cur.Source, "reason": cur.Reason,
+	}); err != nil {
+		n.log.Error("audit record failed", "error", err)
+	}
 }
 
 func (n *Node) countRetry(pool string) {

@@ -24,7 +24,8 @@ type RouteKind func(b *Build, rc configs.Route) (RouteHandler, error)
 
 // routeKinds maps configs.Route.Kind to its builder. New kinds register here.
 var routeKinds = map[string]RouteKind{
-	"proxy": newProxyRoute,
+	"proxy":  newProxyRoute,
+	"ledger": newMoneyRoute,
 }
 
 // Build is what route kinds may use while a node's state is assembled.
@@ -33,6 +34,9 @@ type Build struct {
 	Region *configs.Region
 	Node   *configs.Node
 	Pools  map[string]*upstream.Pool
+	// Money is shared by the node's money routes (nil without auth).
+	Money   *moneyDeps
+	metrics *metrics
 }
 
 // Route is one compiled route.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -93,6 +94,12 @@ type Ledger struct {
 	log        *slog.Logger
 	handler    http.Handler
 	life       *lifecycle
+
+	// Faults for tests: delay slows every bet down before it applies;
+	// failAfterApply applies a new bet, then drops the connection without
+	// an answer, which is what an unknown outcome looks like to the edge.
+	delay          atomic.Int64
+	failAfterApply atomic.Bool
 
 	// mu guards everything below. A bet's check-and-apply happens under one
 	// hold so concurrent duplicates cannot both debit; the hold covers map
@@ -231,6 +238,10 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
 			l.setRole(w, r)
 		}
+	case "/admin/faults":
+		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
+			l.setFaults(w, r)
+		}
 	default:
 		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path)
 	}
@@ -279,6 +290,9 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	// Normalise so "12.5" and "12.50" count as the same bet on a retry.
 	req.Amount = formatMinor(amount)
 	account := accountOf(r)
+	if d := time.Duration(l.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	sc := scope{account: account, key: key}
 
 	l.mu.Lock()
@@ -337,7 +351,46 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	l.mu.Unlock()
 
 	l.log.Debug("bet applied", "bet_id", resp.BetID, "account", account, "amount", resp.Amount, "balance", resp.Balance)
+	if l.failAfterApply.Load() {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				conn.Close()
+				return
+			}
+		}
+	}
 	writeJSON(w, http.StatusCreated, resp)
+}
+
+// SetDelay makes every bet wait d before it applies (slow mode).
+func (l *Ledger) SetDelay(d time.Duration) { l.delay.Store(int64(d)) }
+
+// SetFailAfterApply makes new bets apply and then drop the connection.
+func (l *Ledger) SetFailAfterApply(on bool) { l.failAfterApply.Store(on) }
+
+// setFaults is POST /admin/faults {"delay":"2s","fail_after_apply":true}.
+func (l *Ledger) setFaults(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Delay          *string `json:"delay"`
+		FailAfterApply *bool   `json:"fail_after_apply"`
+	}
+	if err := decodeBody(w, r, &body); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return
+	}
+	if body.Delay != nil {
+		d, err := time.ParseDuration(*body.Delay)
+		if err != nil || d < 0 {
+			writeProblem(w, http.StatusUnprocessableEntity, "invalid-delay", "Invalid delay", "delay is a duration such as 2s")
+			return
+		}
+		l.SetDelay(d)
+	}
+	if body.FailAfterApply != nil {
+		l.SetFailAfterApply(*body.FailAfterApply)
+	}
+	l.log.Info("faults set", "delay", time.Duration(l.delay.Load()), "fail_after_apply", l.failAfterApply.Load())
+	writeJSON(w, http.StatusOK, map[string]any{"delay": time.Duration(l.delay.Load()).String(), "fail_after_apply": l.failAfterApply.Load()})
 }
 
 func (l *Ledger) balance(w http.ResponseWriter, r *http.Request) {

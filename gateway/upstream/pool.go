@@ -65,7 +65,7 @@ func New(p configs.Pool, onChange func(pool string, c health.Change)) (*Pool, er
 			NoDefaultUserAgentHeader:      true,
 			DisablePathNormalizing:        true,
 			DisableHeaderNamesNormalizing: false,
-			Dial:                          dialer(p.Timeouts.Connect.D()),
+			Dial:                          Dialer(p.Timeouts.Connect.D()),
 		}
 		if isTLS {
 			client.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
@@ -90,7 +90,9 @@ func New(p configs.Pool, onChange func(pool string, c health.Change)) (*Pool, er
 	return pool, nil
 }
 
-func dialer(timeout time.Duration) fasthttp.DialFunc {
+// Dialer dials with a timeout and marks its failures as DialError, so the
+// caller knows nothing was sent.
+func Dialer(timeout time.Duration) fasthttp.DialFunc {
 	d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	return func(addr string) (net.Conn, error) {
 		c, err := d.Dial("tcp", addr)

@@ -1,0 +1,343 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/configs"
+	"hedge/gateway/httpx"
+	"hedge/gateway/idempotency"
+	"hedge/gateway/jwtauth"
+	"hedge/gateway/ledger"
+	"hedge/gateway/problem"
+	"hedge/gateway/upstream"
+)
+
+// moneyDeps is what every money route of a node shares.
+type moneyDeps struct {
+	verifier      *jwtauth.Verifier
+	directory     *ledger.Directory
+	store         idempotency.Store
+	maxResponse   int
+	defaultDomain string
+	domainHeader  string
+}
+
+type writerClient struct {
+	scheme string
+	client *fasthttp.HostClient
+}
+
+func newMoneyDeps(n *Node, cfg *configs.Config, region *configs.Region, dir *ledger.Directory) (*moneyDeps, error) {
+	d := &moneyDeps{directory: dir, defaultDomain: region.DefaultDomain, domainHeader: cfg.Auth.JWT.DomainHeader,
+		maxResponse: int(region.Idempotency.MaxResponseBytes)}
+	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
+		v, err := jwtauth.New(cfg.Auth.JWT)
+		if err != nil {
+			return nil, err
+		}
+		d.verifier = v
+	}
+	var err error
+	if d.store, err = n.g.idempotencyStore(region, cfg); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// writerClients makes a client per writer of the deployment, with one
+// route's timeouts: a writer is reached directly, whichever region it is in.
+func writerClients(cfg *configs.Config, timeout, connect time.Duration) (map[string]*writerClient, error) {
+	clients := map[string]*writerClient{}
+	for _, r := range cfg.Regions {
+		for _, w := range r.Writers {
+			if clients[w.URL] != nil {
+				continue
+			}
+			u, err := url.Parse(w.URL)
+			if err != nil {
+				return nil, err
+			}
+			clients[w.URL] = &writerClient{scheme: u.Scheme, client: &fasthttp.HostClient{
+				Addr: u.Host, Name: "hedge", IsTLS: u.Scheme == "https",
+				ReadTimeout: timeout, WriteTimeout: timeout, MaxConnWaitTimeout: connect,
+				MaxIdleConnDuration: 30 * time.Second, MaxIdemponentCallAttempts: 1,
+				NoDefaultUserAgentHeader: true, DisablePathNormalizing: true,
+				Dial: upstream.Dialer(connect),
+			}}
+		}
+	}
+	return clients, nil
+}
+
+// moneyRoute forwards money calls (bets, wallet, cashier) to the designated
+// writer of the caller's ledger domain, enforcing Idempotency-Key on unsafe
+// methods. Whatever fails, a call is never applied twice by the edge's doing
+// and never sent to two writers: without a single designated writer it
+// fails closed, and a call whose outcome is unknown is not re-sent.
+type moneyRoute struct {
+	name    string
+	prefix  []byte
+	rewrite []byte
+	heavy   bool
+	deps    *moneyDeps
+	writers map[string]*writerClient // by URL, with this route's timeouts
+	counts  *moneyCounters
+}
+
+func newMoneyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
+	if b.Money == nil || b.Money.verifier == nil {
+		return nil, errors.New("a ledger route needs auth.jwt keys")
+	}
+	m := &moneyRoute{name: rc.Name, prefix: []byte(rc.Match.PathPrefix), heavy: rc.Money.Heavy, deps: b.Money,
+		counts: b.metrics.money(b.Region.Name, b.Node.Name, rc.Name)}
+	if rc.Rewrite != "" {
+		m.rewrite = []byte(rc.Rewrite)
+	}
+	var err error
+	m.writers, err = writerClients(b.Config, rc.Money.Timeout.D(), rc.Money.ConnectTimeout.D())
+	return m, err
+}
+
+// Close drops the route's idle writer connections when its state retires.
+func (m *moneyRoute) Close() {
+	for _, w := range m.writers {
+		w.client.CloseIdleConnections()
+	}
+}
+
+var bearer = []byte("bearer ")
+
+// Serve implements RouteHandler.
+func (m *moneyRoute) Serve(r *Request) {
+	ctx := r.Ctx
+	req := &ctx.Request
+	d := m.deps
+
+	auth := req.Header.Peek("Authorization")
+	var tok []byte
+	if len(auth) > len(bearer) && bytes.EqualFold(auth[:len(bearer)], bearer) {
+		tok = auth[len(bearer):]
+	}
+	claims, err := d.verifier.Verify(tok)
+	if err != nil {
+		detail := "send Authorization: Bearer with a valid token"
+		if !errors.Is(err, jwtauth.ErrNoToken) {
+			detail = "the bearer token was refused"
+		}
+		problem.Write(ctx, problem.InvalidToken, detail, r.ID)
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		return
+	}
+	domain := claims.Domain
+	if domain == "" && d.domainHeader != "" && r.TrustedPeer {
+		domain = string(req.Header.Peek(d.domainHeader))
+	}
+	if domain == "" {
+		domain = d.defaultDomain
+	}
+	des := d.directory.Lookup(domain)
+	if des == nil {
+		problem.Write(ctx, problem.UnknownDomain, "ledger domain "+strconv.Quote(domain)+" is not part of this deployment", r.ID)
+		return
+	}
+	if !des.OK() {
+		m.failClosed(r, des)
+		return
+	}
+
+	unsafe := !isSafe(req.Header.Method())
+	var key string
+	var claim idempotency.Claim
+	var fp idempotency.Fingerprint
+	if unsafe {
+		var kb [256]byte
+		k, err := httpx.ParseIdempotencyKey(kb[:0], req.Header.Peek("Idempotency-Key"))
+		switch {
+		case errors.Is(err, httpx.ErrIdempotencyKeyMissing):
+			problem.Write(ctx, problem.KeyMissing, "send an Idempotency-Key header (a unique value per operation, e.g. a UUID)", r.ID)
+			return
+		case err != nil:
+			problem.Write(ctx, problem.KeyMalformed, "an Idempotency-Key is 1 to 255 printable ASCII characters", r.ID)
+			return
+		}
+		fp = idempotency.FingerprintOf(req.Header.Method(), req.URI().RequestURI(), req.Body())
+		key = idempotency.ScopedKey([]byte(claims.Subject), k)
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		claim, err = d.store.Claim(sctx, key, fp)
+		cancel()
+		if err != nil {
+			r.Node.log.Error("idempotency store failed", "route", m.name, "error", err, "request_id", string(r.ID))
+			problem.Write(ctx, problem.IdempotencyUnavailable, "", r.ID)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return
+		}
+		if !claim.Won {
+			m.answerExisting(r, claim.Existing, fp)
+			return
+		}
+		m.counts.claimed.Inc()
+	}
+	m.forward(r, claims.Subject, domain, key, claim, fp, unsafe)
+}
+
+// answerExisting answers a request whose key was claimed before.
+func (m *moneyRoute) answerExisting(r *Request, ex *idempotency.Record, fp idempotency.Fingerprint) {
+	ctx := r.Ctx
+	switch {
+	case ex.Fingerprint != fp:
+		m.counts.reused.Inc()
+		problem.Write(ctx, problem.KeyReused, "this Idempotency-Key was used for a different request", r.ID)
+	case !ex.Done:
+		m.counts.inFlight.Inc()
+		problem.Write(ctx, problem.KeyInFlight, "the first request with this Idempotency-Key has not finished", r.ID)
+		ctx.Response.Header.Set("Retry-After", "1")
+	default:
+		m.counts.replayed.Inc()
+		resp := &ctx.Response
+		resp.Reset()
+		resp.SetStatusCode(ex.Response.Status)
+		for _, h := range ex.Response.Header {
+			if name, value, ok := bytes.Cut([]byte(h), []byte(": ")); ok {
+				resp.Header.AddBytesKV(name, value)
+			}
+		}
+		resp.Header.Set("Idempotent-Replayed", "true")
+		resp.SetBody(ex.Response.Body)
+	}
+}
+
+func (m *moneyRoute) failClosed(r *Request, des *ledger.Designation) {
+	m.counts.failClosed.Inc()
+	problem.Write(r.Ctx, problem.WriterUnavailable, "ledger domain "+des.Domain+": "+string(des.State)+" ("+des.Reason+")", r.ID)
+	r.Ctx.Response.Header.Set("Retry-After", "1")
+}
+
+// forward sends the call to the designated writer.
+func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim idempotency.Claim, fp idempotency.Fingerprint, unsafe bool) {
+	ctx := r.Ctx
+	req := &ctx.Request
+	d := m.deps
+	clientClose := req.Header.ConnectionClose()
+	var pathBuf [128]byte
+	origPath := append(pathBuf[:0], req.URI().Path()...)
+	prepareForward(r, m.prefix, m.rewrite)
+	h := &req.Header
+	h.Set("X-Hedge-Principal", principal) // never the client's own
+	h.Set("Ledger-Domain", domain)
+
+	release := func() {
+		if unsafe {
+			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			d.store.Release(sctx, key, claim)
+			cancel()
+		}
+	}
+	// Read the designation again right before sending: a change since the
+	// check above must not send the call with the old epoch.
+	des := d.directory.Lookup(domain)
+	if !des.OK() {
+		release()
+		req.URI().SetPathBytes(origPath)
+		m.failClosed(r, des)
+		return
+	}
+	wc := m.writers[des.Writer.URL]
+	var eb [20]byte
+	h.SetBytesV("Ledger-Epoch", strconv.AppendInt(eb[:0], des.Writer.Epoch, 10))
+	req.URI().SetScheme(wc.scheme)
+	r.Upstream = des.Writer.Region + ":" + des.Writer.URL
+
+	var err error
+	for attempt := 1; attempt <= 2; attempt++ {
+		r.Attempts = attempt
+		err = wc.client.Do(req, &ctx.Response)
+		// Only a failure known to be before sending may be tried again,
+		// and only on the same writer.
+		if err == nil || !upstream.BeforeSend(err) {
+			break
+		}
+		ctx.Response.Reset()
+	}
+	if clientClose {
+		defer ctx.SetConnectionClose()
+	}
+	if err != nil {
+		release()
+		req.URI().SetPathBytes(origPath)
+		if upstream.BeforeSend(err) {
+			m.counts.failClosed.Inc()
+			problem.Write(ctx, problem.WriterUnavailable, "the designated writer of "+domain+" is unreachable", r.ID)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return
+		}
+		m.counts.unknown.Inc()
+		r.Node.log.Warn("money call outcome unknown", "route", m.name, "domain", domain, "writer", des.Writer.URL,
+			"epoch", des.Writer.Epoch, "error", err, "request_id", string(r.ID))
+		problem.Write(ctx, problem.OutcomeUnknown, "the writer did not confirm the outcome; retry with the same Idempotency-Key", r.ID)
+		return
+	}
+	cleanResponse(&ctx.Response)
+	if !unsafe {
+		return
+	}
+	status := ctx.Response.StatusCode()
+	if !finalStatus(status) || len(ctx.Response.Body()) > d.maxResponse {
+		release()
+		return
+	}
+	stored := idempotency.Response{Status: status, Body: append([]byte(nil), ctx.Response.Body()...)}
+	for k, v := range ctx.Response.Header.All() {
+		if replayHeader(k) {
+			stored.Header = append(stored.Header, string(k)+": "+string(v))
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	if err := d.store.Complete(sctx, key, claim, fp, stored); err != nil {
+		r.Node.log.Error("idempotency store failed to record a response", "route", m.name, "error", err, "request_id", string(r.ID))
+	}
+	cancel()
+}
+
+// finalStatus tells which answers are the operation's outcome and are
+// replayed to a retry; others (server errors, conflicts, rate limits) let
+// the client's retry reach the writer again.
+func finalStatus(s int) bool {
+	switch {
+	case s >= 500:
+		return false
+	case s == fasthttp.StatusRequestTimeout, s == fasthttp.StatusConflict, s == 425, s == fasthttp.StatusTooManyRequests:
+		return false
+	}
+	return true
+}
+
+// replayHeader reports whether a writer's response header is stored for
+// replay; per-connection and per-response headers are not.
+func replayHeader(k []byte) bool {
+	switch string(k) {
+	case "Date", "Server", "Connection", "Keep-Alive", "Content-Length", "Transfer-Encoding", "X-Request-Id":
+		return false
+	}
+	return true
+}
+
+// moneyCounters count the outcomes of one money route.
+type moneyCounters struct {
+	claimed, replayed, reused, inFlight, failClosed, unknown interface{ Inc() }
+}
+
+func (m *metrics) money(region, node, route string) *moneyCounters {
+	c := m.moneyOutcomes.MustCurryWith(map[string]string{"region": region, "node": node, "route": route})
+	return &moneyCounters{
+		claimed: c.WithLabelValues("claimed"), replayed: c.WithLabelValues("replayed"),
+		reused: c.WithLabelValues("key_reused"), inFlight: c.WithLabelValues("in_flight"),
+		failClosed: c.WithLabelValues("fail_closed"), unknown: c.WithLabelValues("outcome_unknown"),
+	}
+}
