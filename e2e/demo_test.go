@@ -61,6 +61,15 @@ func TestDemo(t *testing.T) {
 	eu := []string{"--cacert", ca, "--resolve", "play.edge.test:8443:127.0.0.12"}
 	with := func(base []string, args ...string) []string { return append(append([]string(nil), base...), args...) }
 
+	// The README's TOKEN=$(bin/hedge token -sub player-1).
+	tr := runHedge(t, dir, "token", "-sub", "player-1")
+	if tr.code != 0 {
+		t.Fatalf("hedge token -sub player-1: exit %d: %s", tr.code, tr.stderr)
+	}
+	auth := "Authorization: Bearer " + strings.TrimSpace(tr.stdout)
+	sea = append(sea, "-H", auth)
+	eu = append(eu, "-H", auth)
+
 	t.Run("bet is applied once and replayed", func(t *testing.T) {
 		bet := with(sea, "-H", "Content-Type: application/json", "-H", "Idempotency-Key: "+betKey,
 			"-d", betBody, "https://play.edge.test:8443/api/bets")
@@ -81,6 +90,11 @@ func TestDemo(t *testing.T) {
 		if second.status != 201 || second.header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("same bet again: want 201 with Idempotent-Replayed: true, got %v", second)
 		}
+		noToken := curl(t, "--cacert", ca, "--resolve", "play.edge.test:8443:127.0.0.11", "-H", "Idempotency-Key: no-token",
+			"-d", betBody, "https://play.edge.test:8443/api/bets")
+		if noToken.status != 401 || !strings.Contains(noToken.body, "urn:hedge:problem:invalid-token") {
+			t.Errorf("bet without a token: want 401 invalid-token, got %v", noToken)
+		}
 		var a, b struct {
 			BetID   string `json:"bet_id"`
 			Balance string `json:"balance"`
@@ -99,8 +113,10 @@ func TestDemo(t *testing.T) {
 			} `json:"applied"`
 		}
 		decodeJSON(t, "GET /applied", applied.body, &got)
-		if len(got.Applied) != 1 || got.Applied[0].Key != betKey || got.Applied[0].Count != 2 {
-			t.Errorf("ledger sea /applied: want exactly key %q received twice (count 2), got %s", betKey, strings.TrimSpace(applied.body))
+		// The edge answered the repeat from its idempotency store: the
+		// ledger received the bet once.
+		if len(got.Applied) != 1 || got.Applied[0].Key != betKey || got.Applied[0].Count != 1 {
+			t.Errorf("ledger sea /applied: want exactly key %q received once, got %s", betKey, strings.TrimSpace(applied.body))
 		}
 		bal := curl(t, with(sea, "https://play.edge.test:8443/api/wallet/balance")...)
 		if bal.status != 200 || !strings.Contains(bal.body, `"balance":"987.50"`) {
