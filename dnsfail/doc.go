@@ -1,4 +1,15 @@
-// Package dnsfail will serve hedge's authoritative, health-aware DNS:
-// service names answered with the edges of healthy regions, probed with
-// hedge/gateway/health. Not built yet; see the README's roadmap.
+// Package dnsfail is hedge's authoritative, health-aware DNS server.
+//
+// It serves the zones of the deployment's configuration (dns.zones) over UDP
+// and TCP: static records (SOA, NS, A, AAAA, CNAME, TXT, CAA, MX, SRV) and
+// service names whose answers are computed from the health of the
+// deployment's edges, probed with hedge/gateway/health. A service's policy
+// (failover, nearest, all) picks which healthy edges answer; when none is
+// healthy the answer fails open with every candidate and says so in the
+// metrics and the status.
+//
+// Files: server.go (sockets, the query handler and its rules), zone.go
+// (static records), answer.go (policies and the computed answers), health.go
+// (edges → health targets, TTL shrink), rrl.go (response rate limiting),
+// admin.go (status, drain push, overrides, audit), metrics.go.
 package dnsfail

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hedge/configs"
+	"hedge/dnsfail"
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
 	"hedge/gateway/ledger"
@@ -57,6 +58,7 @@ func (n *Node) startAdmin(st *nodeState) error {
 		n.SetDraining(false, "admin API from "+r.RemoteAddr)
 		writeJSON(w, http.StatusOK, n.Health())
 	})
+	mux.HandleFunc("/admin/dns/", n.g.dnsAdmin)
 	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 		defer cancel()
@@ -71,6 +73,7 @@ func (n *Node) startAdmin(st *nodeState) error {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 	})
+	n.registerPromotionAPI(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -147,6 +150,8 @@ type Status struct {
 	Routes     []RouteStatus    `json:"routes"`
 	// Ledger is every ledger domain's designated writer and candidates.
 	Ledger []ledger.DomainStatus `json:"ledger"`
+	// DNS is the authoritative DNS this node serves, if any.
+	DNS *dnsfail.Status `json:"dns,omitempty"`
 }
 
 // ListenerStatus describes one edge listener.
@@ -181,6 +186,7 @@ func (n *Node) Status() Status {
 	s := Status{
 		Deployment: st.cfg.Deployment, Version: n.g.opts.Version, Region: n.region, Node: n.name,
 		Started: n.g.started, Health: n.Health(), Ledger: st.directory.Status(),
+		DNS: n.g.dnsStatus(n.name),
 	}
 	for _, lc := range st.node.Listeners {
 		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}

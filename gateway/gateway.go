@@ -48,14 +48,16 @@ type Gateway struct {
 	access  *accessLog
 	started time.Time
 
-	audit    *audit.Log
-	stores   map[string]*regionStore // idempotency stores by region, kept across reloads
-	storesMu sync.Mutex
+	audit      *audit.Log
+	promotions promotions
+	stores     map[string]*regionStore // idempotency stores by region, kept across reloads
+	storesMu   sync.Mutex
 
 	mu     sync.Mutex // serialises Reload and Shutdown
 	cfg    *configs.Config
 	nodes  []*Node
 	closer []func() error
+	dns    dnsHolder // the authoritative DNS server, when a node here serves one (dns.go)
 }
 
 // New prepares a Gateway for cfg; Start binds and serves.
@@ -136,6 +138,9 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 			n.log.Info("edge listener serving", "listener", l.Name, "address", l.Address, "tls", l.TLS.Mode)
 		}
 	}
+	if err := g.startDNS(); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
 	return nil
 }
 
@@ -209,6 +214,12 @@ func (g *Gateway) reload(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", n.name, err)
 		}
 		states[i] = st
+	}
+	if err := g.reloadDNS(cfg); err != nil {
+		for _, s := range states {
+			s.close()
+		}
+		return fmt.Errorf("dns: %w", err)
 	}
 	for i, n := range g.nodes {
 		if err := n.install(states[i]); err != nil {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -276,5 +278,72 @@ func TestMoneyProbedDesignation(t *testing.T) {
 	_, st := do(t, "GET", f.edge.admin+"/status", "", "")
 	if !strings.Contains(st, `"epoch": 2`) {
 		t.Fatalf("status does not show the epoch-2 designation:\n%s", st)
+	}
+}
+
+// TestFourEyesPromotion: one operator requests, the same one cannot
+// approve, a second one does; calls then go to the new writer with the new
+// epoch, and every step is in the audit log.
+func TestFourEyesPromotion(t *testing.T) {
+	sea1, sea1Addr := startLedger(t, "sea", 1, "")
+	sea2, sea2Addr := startLedger(t, "sea", 1, "")
+	_, euAddr := startLedger(t, "eu", 1, "")
+	cfg := strings.Replace(moneyConfig, "admin: {allow_loopback: true}",
+		"admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}", 1)
+	cfg = strings.Replace(cfg, `      - {domain: sea, url: "http://{{SEA}}", epoch: 1}`,
+		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
+      - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
+	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", sea1Addr, "{{SEA2}}", sea2Addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
+	tok := token(t, "player-1", "")
+	betOn := func(key string) (*http.Response, string) {
+		return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key)
+	}
+	if resp, _ := betOn("before"); resp.StatusCode != 201 {
+		t.Fatalf("bet before promotion: %d", resp.StatusCode)
+	}
+	req := `{"domain":"sea","url":"http://` + sea2Addr + `","epoch":2,"reason":"drill: sea-1 wallet maintenance"}`
+	alice := []string{"Authorization", "Bearer operator-alice-0123456789"}
+	bob := []string{"Authorization", "Bearer operator-bob-0123456789"}
+
+	resp, body := do(t, "POST", e.admin+"/admin/ledger/promotions", "", req)
+	if resp.StatusCode != 403 {
+		t.Fatalf("promotion without an operator token (loopback): want 403, got %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", e.admin+"/admin/ledger/promotions", "", strings.Replace(req, `"epoch":2`, `"epoch":1`, 1), alice...)
+	if resp.StatusCode != 422 {
+		t.Fatalf("promotion to an epoch that is not higher: want 422, got %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "POST", e.admin+"/admin/ledger/promotions", "", req, alice...)
+	var pr Promotion
+	if json.Unmarshal([]byte(body), &pr); resp.StatusCode != 202 || pr.Status != "pending" {
+		t.Fatalf("promotion request: want 202 pending, got %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", alice...); resp.StatusCode != 403 {
+		t.Fatalf("approval by the requester: want 403, got %d", resp.StatusCode)
+	}
+	if resp, _ := betOn("between"); resp.StatusCode != 201 || applied(sea1)["player-1/between"] != 1 {
+		t.Fatal("before approval the old writer must keep the domain")
+	}
+	resp, body = do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"state": "designated"`) {
+		t.Fatalf("approval by a second operator: want 200 designated, got %d %s", resp.StatusCode, body)
+	}
+	if resp, body := betOn("after"); resp.StatusCode != 201 || !strings.Contains(body, `"epoch":1`) {
+		t.Fatalf("bet after promotion: %d %s", resp.StatusCode, body)
+	}
+	if applied(sea2)["player-1/after"] != 1 || applied(sea1)["player-1/after"] != 0 {
+		t.Fatalf("after promotion the bet must go to the new writer only: new %v, old %v", applied(sea2), applied(sea1))
+	}
+	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
+		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)
+	}
+	trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []string{`"event":"ledger_promotion_requested"`, `"event":"ledger_promotion_approved"`, `"event":"ledger_designation"`, `"source":"promotion"`} {
+		if !strings.Contains(string(trail), ev) {
+			t.Errorf("audit log lacks %s:\n%s", ev, trail)
+		}
 	}
 }

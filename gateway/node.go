@@ -358,6 +358,7 @@ func (n *Node) Draining() bool { return n.draining.Load() }
 func (n *Node) SetDraining(on bool, reason string) {
 	if n.draining.Swap(on) != on {
 		n.log.Warn("drain state changed", "draining", on, "reason", reason)
+		n.g.announceDrain(n, on, reason)
 	}
 }
 

@@ -56,6 +56,12 @@ type Target struct {
 	ejectedUntil  atomic.Int64 // unix nanos; 0 = not ejected
 	passiveFails  atomic.Int32
 	okRun, badRun int // owned by the probe goroutine
+	// reset asks the probe goroutine to restart its runs after Set, so a
+	// probe that was in flight when an edge announced a drain cannot undo it.
+	reset atomic.Bool
+	// pending counts the consecutive probes that disagree with the verdict:
+	// the verdict flips when it reaches Rise (while down) or Fall (while up).
+	pending atomic.Int32
 
 	mu         sync.Mutex
 	lastError  string
@@ -126,11 +132,21 @@ func (t *Target) ReportFailure(err error) {
 }
 
 // Set forces the active verdict (an edge that announces it is draining).
+// The probes then need Rise (or Fall) results of their own to change it.
 func (t *Target) Set(up bool, reason string) {
+	t.reset.Store(true)
+	t.pending.Store(0)
 	if t.up.Swap(up) != up {
 		t.notify(up, reason)
 	}
 }
+
+// Pending reports how many consecutive probes disagree with the current
+// verdict; the verdict flips when it reaches Rise (while down) or Fall.
+func (t *Target) Pending() int { return int(t.pending.Load()) }
+
+// Spec returns how the target is probed.
+func (t *Target) Spec() Spec { return t.spec }
 
 func (t *Target) setError(err error) {
 	t.mu.Lock()
@@ -298,6 +314,19 @@ func (t *Target) observe(err error) {
 	t.mu.Lock()
 	t.lastProbe = time.Now()
 	t.mu.Unlock()
+	if t.reset.Swap(false) {
+		t.okRun, t.badRun = 0, 0
+	}
+	defer func() {
+		switch up := t.up.Load(); {
+		case up && err != nil:
+			t.pending.Store(int32(t.badRun))
+		case !up && err == nil:
+			t.pending.Store(int32(t.okRun))
+		default:
+			t.pending.Store(0)
+		}
+	}()
 	if err == nil {
 		t.badRun = 0
 		t.okRun++

@@ -1,0 +1,360 @@
+package dnsfail
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"hedge/configs"
+	"hedge/gateway/health"
+)
+
+// Status is the DNS part of GET /status.
+type Status struct {
+	Address  string            `json:"address"`
+	Zones    []string          `json:"zones"`
+	Services []ServiceStatus   `json:"services"`
+	Drained  map[string]string `json:"drained_edges,omitempty"`
+	// Changes are the latest answer changes, oldest first.
+	Changes []Change `json:"changes"`
+}
+
+// ServiceStatus is one service name's current answers and why.
+type ServiceStatus struct {
+	Name       string              `json:"name"`
+	Policy     string              `json:"policy"`
+	TTL        uint32              `json:"ttl"`
+	Answers    map[string][]string `json:"answers"` // region → addresses that may answer
+	FailOpen   bool                `json:"fail_open"`
+	LastChange *Change             `json:"last_change,omitempty"`
+	Overrides  []Override          `json:"overrides,omitempty"`
+	Edges      []EdgeStatus        `json:"edges"`
+}
+
+// EdgeStatus is one candidate edge's health.
+type EdgeStatus struct {
+	Region string   `json:"region"`
+	Node   string   `json:"node"`
+	Addrs  []string `json:"addresses"`
+	health.Status
+}
+
+// Status reports zones, services, their answers and the latest changes.
+func (s *Server) Status() Status {
+	st := s.st.Load()
+	out := Status{Address: s.Addr()}
+	for _, z := range st.zones {
+		out.Zones = append(out.Zones, z.apex)
+	}
+	for _, svc := range st.services {
+		v := svc.view.Load()
+		ss := ServiceStatus{Name: svc.name, Policy: svc.kind, TTL: svc.ttlNow(), Answers: map[string][]string{}, FailOpen: v.failOpen}
+		for _, r := range v.regions {
+			ss.Answers[r.name] = addrStrings(r.addrs)
+		}
+		svc.mu.Lock()
+		if !svc.last.At.IsZero() {
+			c := svc.last
+			ss.LastChange = &c
+		}
+		for _, r := range svc.regions {
+			if o, ok := svc.overrides[r]; ok {
+				ss.Overrides = append(ss.Overrides, o)
+			}
+		}
+		svc.mu.Unlock()
+		for _, e := range svc.edges {
+			ss.Edges = append(ss.Edges, EdgeStatus{Region: e.region, Node: e.node, Addrs: addrStrings(e.addrs), Status: e.target.Status()})
+		}
+		out.Services = append(out.Services, ss)
+	}
+	s.mu.Lock()
+	out.Changes = append([]Change(nil), s.changes...)
+	if len(s.drained) > 0 {
+		out.Drained = map[string]string{}
+		for k, v := range s.drained {
+			out.Drained[k] = v
+		}
+	}
+	s.mu.Unlock()
+	return out
+}
+
+func addrStrings(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// ErrNotFound is returned for an edge or service the configuration lacks.
+var ErrNotFound = errors.New("not found")
+
+// SetEdgeDraining takes node's edge out of (or back into) every service's
+// answers at once: an edge announces its drain instead of waiting to be
+// probed. The probes keep running and decide from then on.
+func (s *Server) SetEdgeDraining(node string, draining bool, reason string) error {
+	st := s.st.Load()
+	found := false
+	s.mu.Lock()
+	if draining {
+		s.drained[node] = reason
+	} else {
+		delete(s.drained, node)
+	}
+	s.mu.Unlock()
+	for _, svc := range st.services {
+		for _, e := range svc.edges {
+			if e.node == node {
+				found = true
+				e.target.Set(!draining, reason)
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("edge %q: %w", node, ErrNotFound)
+	}
+	s.metrics.pushes.WithLabelValues(node, fmt.Sprint(draining)).Inc()
+	s.log.Warn("edge drain announced", "node", node, "draining", draining, "reason", reason)
+	return nil
+}
+
+// Override forces region in or out of a service's answers, or clears the
+// override (mode "clear"). Every override is audited.
+func (s *Server) Override(name string, o Override) error {
+	st := s.st.Load()
+	svc := st.byName[strings.ToLower(strings.TrimSuffix(name, "."))+"."]
+	if svc == nil {
+		return fmt.Errorf("service %q: %w", name, ErrNotFound)
+	}
+	found := false
+	for _, r := range svc.regions {
+		found = found || r == o.Region
+	}
+	if !found {
+		return fmt.Errorf("region %q is not a candidate of %s: %w", o.Region, svc.name, ErrNotFound)
+	}
+	switch o.Mode {
+	case "in", "out", "clear":
+	default:
+		return fmt.Errorf("mode %q is not one of in, out, clear", o.Mode)
+	}
+	if strings.TrimSpace(o.Reason) == "" {
+		return errors.New("a reason is required")
+	}
+	o.At = time.Now().UTC()
+	if err := s.audit.write(auditRecord{At: o.At, Event: "dns.override", Service: svc.name, Region: o.Region, Mode: o.Mode, Reason: o.Reason, By: o.By}); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	if o.Mode == "clear" {
+		delete(svc.overrides, o.Region)
+	} else {
+		svc.overrides[o.Region] = o
+	}
+	s.metrics.overrides.WithLabelValues(svc.name, o.Mode).Inc()
+	s.log.Warn("dns override", "service", svc.name, "region", o.Region, "mode", o.Mode, "reason", o.Reason, "by", o.By)
+	s.applyLocked(svc, fmt.Sprintf("override %s %s by %s: %s", o.Region, o.Mode, o.By, o.Reason))
+	return nil
+}
+
+// Routes registers the DNS admin API on mux; the caller authorizes.
+//
+//	POST   /admin/dns/edges/{node}/drain        an edge announces its drain
+//	DELETE /admin/dns/edges/{node}/drain        … and its end
+//	POST   /admin/dns/services/{name}/override  {"region","mode":"in|out|clear","reason"}
+//	GET    /admin/dns/status                    the DNS part of /status
+func (s *Server) Routes(mux *http.ServeMux) {
+	drain := func(on bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			node := r.PathValue("node")
+			if err := s.SetEdgeDraining(node, on, "drain announced by "+node+" from "+r.RemoteAddr); err != nil {
+				writeError(w, http.StatusNotFound, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"node": node, "draining": on})
+		}
+	}
+	mux.HandleFunc("POST /admin/dns/edges/{node}/drain", drain(true))
+	mux.HandleFunc("DELETE /admin/dns/edges/{node}/drain", drain(false))
+	mux.HandleFunc("POST /admin/dns/services/{name}/override", func(w http.ResponseWriter, r *http.Request) {
+		var o Override
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			return
+		}
+		o.By = r.RemoteAddr
+		if tok := r.Header.Get("Authorization"); tok != "" {
+			o.By += " (bearer token)"
+		}
+		if err := s.Override(r.PathValue("name"), o); err != nil {
+			status := http.StatusUnprocessableEntity
+			if errors.Is(err, ErrNotFound) {
+				status = http.StatusNotFound
+			}
+			writeError(w, status, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Status())
+	})
+	mux.HandleFunc("GET /admin/dns/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Status())
+	})
+}
+
+// Authorize lets in callers with one of the admin tokens, and loopback
+// callers when allowLoopback; used by `hedge dns`, whose admin listener
+// has no gateway around it.
+func Authorize(admin configs.Admin, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if admin.AllowLoopback {
+			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			for _, t := range admin.Tokens {
+				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
+					next.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin"`)
+		writeError(w, http.StatusUnauthorized, errors.New("send Authorization: Bearer with an admin token"))
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// writeError answers with problem+json, as everything hedge writes itself.
+func writeError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"type": "https://hedge.dev/problems/dns-admin", "title": http.StatusText(status), "status": status, "detail": err.Error(),
+	})
+}
+
+// PushDrain tells the DNS server behind adminURL (http://host:port) that
+// node starts (or stops) draining.
+func PushDrain(ctx context.Context, client *http.Client, adminURL, token, node string, draining bool) error {
+	method := http.MethodPost
+	if !draining {
+		method = http.MethodDelete
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(adminURL, "/")+"/admin/dns/edges/"+node+"/drain", nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, req.URL, resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// DNSNodes lists the admin addresses of the nodes that serve DNS, the
+// targets of a drain push.
+func DNSNodes(cfg *configs.Config) map[string]string {
+	out := map[string]string{}
+	for _, r := range cfg.Regions {
+		for _, n := range r.Nodes {
+			if n.DNS.Address != "" && n.Admin.Address != "" {
+				out[n.Name] = n.Admin.Address
+			}
+		}
+	}
+	return out
+}
+
+// auditRecord is one line of the DNS audit log.
+type auditRecord struct {
+	At      time.Time `json:"at"`
+	Event   string    `json:"event"`
+	Service string    `json:"service"`
+	Region  string    `json:"region"`
+	Mode    string    `json:"mode"`
+	Reason  string    `json:"reason"`
+	By      string    `json:"by"`
+}
+
+// auditLog appends JSON lines and syncs each before the change applies.
+type auditLog struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func auditPath(cfg *configs.Config) string {
+	if cfg.DNS.AuditFile != "" {
+		return cfg.DNS.AuditFile
+	}
+	return filepath.Join(cfg.DataDir, "audit", "dns.jsonl")
+}
+
+func newAuditLog(path string) *auditLog { return &auditLog{path: path} }
+
+func (a *auditLog) write(rec auditRecord) error {
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		if err := os.MkdirAll(filepath.Dir(a.path), 0o750); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(a.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+		if err != nil {
+			return err
+		}
+		a.f = f
+	}
+	if _, err := a.f.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	return a.f.Sync()
+}
+
+func (a *auditLog) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f != nil {
+		a.f.Close()
+		a.f = nil
+	}
+}

@@ -1,0 +1,208 @@
+package dnsfail
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"hedge/configs"
+)
+
+// waitFor polls play-like name until cond holds for its A answer, and
+// returns how long it took and the smallest TTL seen meanwhile.
+func (d *testDeployment) waitFor(t *testing.T, name string, limit time.Duration, cond func([]string) bool) (time.Duration, uint32) {
+	t.Helper()
+	start := time.Now()
+	minTTL := uint32(1 << 31)
+	for {
+		r := d.query(t, "udp", name, dns.TypeA)
+		for _, rr := range r.Answer {
+			minTTL = min(minTTL, rr.Header().Ttl)
+		}
+		if cond(answerAddrs(r)) {
+			return time.Since(start), minTTL
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s: condition not met after %s; answers %v", name, limit, answerAddrs(r))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestFailoverTiming turns one region red and measures, with the default
+// health settings (interval 1s, fall 2, rise 2), how long its address stays
+// in the answers, and how long it takes to return after recovery. Both must
+// be within interval × fall + 1s.
+func TestFailoverTiming(t *testing.T) {
+	d := newDeployment(t, deployOpts{health: "{}"})
+	h := d.cfg.DNS.Zones[0].Services[0].Health
+	if h.Interval.D() != configs.DefaultDNSHealthInterval || h.Fall != configs.DefaultFall || h.Rise != configs.DefaultRise {
+		t.Fatalf("the test needs the default health settings, got %+v", h)
+	}
+	budget := time.Duration(h.Fall)*h.Interval.D() + time.Second
+	// Let the probes settle: a few rounds green.
+	time.Sleep(1500 * time.Millisecond)
+	d.sea.red.Store(true)
+	down, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") && has(a, "127.0.0.12") })
+	t.Logf("sea red → left the answers after %s (budget %s); smallest TTL meanwhile %ds", down.Round(time.Millisecond), budget, ttl)
+	if down > budget {
+		t.Errorf("failover took %s, want ≤ %s", down, budget)
+	}
+	if ttl >= 10 {
+		t.Errorf("TTL did not shrink while the change was pending: smallest %d", ttl)
+	}
+	st := d.srv.Status()
+	if st.Services[0].LastChange == nil || !strings.Contains(st.Services[0].LastChange.Reason, "sea-1 down") {
+		t.Errorf("status: want the last change's reason to name sea-1 down, got %+v", st.Services[0].LastChange)
+	}
+
+	d.sea.red.Store(false)
+	up, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return has(a, "127.0.0.11") })
+	t.Logf("sea green → back in the answers after %s (budget %s); smallest TTL meanwhile %ds", up.Round(time.Millisecond), budget, ttl)
+	if up > budget {
+		t.Errorf("recovery took %s, want ≤ %s", up, budget)
+	}
+	if got := d.sea.sni.Load(); got != "play.edge.test" {
+		t.Errorf("probes must ask for the service name: Host %v", got)
+	}
+}
+
+// TestCrashedEdge closes an edge (connection refused, not a 503).
+func TestCrashedEdge(t *testing.T) {
+	d := newDeployment(t, deployOpts{health: "{}"})
+	time.Sleep(1500 * time.Millisecond)
+	d.sea.srv.Close()
+	down, _ := d.waitFor(t, "fo.edge.test.", 10*time.Second, func(a []string) bool { return len(a) == 1 && a[0] == "127.0.0.12" })
+	t.Logf("sea crashed → failover to eu after %s", down.Round(time.Millisecond))
+	if down > 3*time.Second {
+		t.Errorf("failover took %s, want ≤ 3s", down)
+	}
+}
+
+// TestDrainPush: an edge that starts draining tells the DNS server over its
+// admin API, and its address leaves the answers at once.
+func TestDrainPush(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	mux := http.NewServeMux()
+	d.srv.Routes(mux)
+	const token = "dns-test-token-0123456789"
+	admin := httptest.NewServer(Authorize(configs.Admin{Tokens: []string{token}}, mux))
+	defer admin.Close()
+	ctx := context.Background()
+
+	if err := PushDrain(ctx, http.DefaultClient, admin.URL, "wrong-token", "sea-1", true); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("a push with a wrong token: want 401, got %v", err)
+	}
+	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "nobody", true); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("a push for an unknown node: want 404, got %v", err)
+	}
+	d.sea.red.Store(true) // a draining edge's /healthz is red too
+	start := time.Now()
+	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "sea-1", true); err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") })
+	gone = time.Since(start)
+	t.Logf("drain push → sea left the answers after %s", gone.Round(time.Microsecond))
+	if gone > 500*time.Millisecond {
+		t.Errorf("a planned drain took %s to leave the answers, want ≤ 500ms", gone)
+	}
+	// The probes keep it out: several intervals later it is still gone.
+	time.Sleep(time.Second)
+	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); has(a, "127.0.0.11") {
+		t.Fatalf("sea came back while draining: %v", a)
+	}
+	d.sea.red.Store(false)
+	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "sea-1", false); err != nil {
+		t.Fatal(err)
+	}
+	back, _ := d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return has(a, "127.0.0.11") })
+	t.Logf("undrain push → sea back after %s", back.Round(time.Microsecond))
+}
+
+func TestFailOpen(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	d.sea.red.Store(true)
+	d.eu.red.Store(true)
+	d.waitFor(t, "play.edge.test.", 5*time.Second, func([]string) bool { return d.srv.Status().Services[0].FailOpen })
+	a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA))
+	if !has(a, "127.0.0.11") || !has(a, "127.0.0.12") {
+		t.Fatalf("fail open: want every candidate, got %v", a)
+	}
+	if a := answerAddrs(d.query(t, "udp", "fo.edge.test.", dns.TypeA)); len(a) != 1 || a[0] != "127.0.0.11" {
+		t.Fatalf("failover policy failing open: want the first region, got %v", a)
+	}
+	if lc := d.srv.Status().Services[0].LastChange; lc == nil || !lc.FailOpen {
+		t.Fatalf("status: want the last change flagged fail open, got %+v", lc)
+	}
+}
+
+func TestOverride(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	mux := http.NewServeMux()
+	d.srv.Routes(mux)
+	post := func(name, body string) int {
+		req := httptest.NewRequest("POST", "/admin/dns/services/"+name+"/override", strings.NewReader(body))
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		return w.Code
+	}
+	cases := []struct {
+		name, body string
+		want       int
+	}{
+		{"nosuch.edge.test", `{"region":"sea","mode":"out","reason":"x"}`, 404},
+		{"play.edge.test", `{"region":"mars","mode":"out","reason":"x"}`, 404},
+		{"play.edge.test", `{"region":"sea","mode":"sideways","reason":"x"}`, 422},
+		{"play.edge.test", `{"region":"sea","mode":"out"}`, 422},
+		{"play.edge.test", `{"region":"sea","mode":"out","reason":"x","extra":1}`, 400},
+	}
+	for _, c := range cases {
+		if got := post(c.name, c.body); got != c.want {
+			t.Errorf("%s %s: want %d, got %d", c.name, c.body, c.want, got)
+		}
+	}
+	if got := post("play.edge.test", `{"region":"sea","mode":"out","reason":"drill 42"}`); got != 200 {
+		t.Fatalf("override: want 200, got %d", got)
+	}
+	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); has(a, "127.0.0.11") || !has(a, "127.0.0.12") {
+		t.Fatalf("sea forced out: got %v", a)
+	}
+	d.eu.red.Store(true)
+	if got := post("fo.edge.test.", `{"region":"eu","mode":"in","reason":"eu forced in"}`); got != 200 {
+		t.Fatalf("override: want 200, got %d", got)
+	}
+	if got := post("fo.edge.test.", `{"region":"sea","mode":"out","reason":"sea forced out"}`); got != 200 {
+		t.Fatalf("override: want 200, got %d", got)
+	}
+	time.Sleep(time.Second) // eu's probes fail; the override keeps it in
+	if a := answerAddrs(d.query(t, "udp", "fo.edge.test.", dns.TypeA)); len(a) != 1 || a[0] != "127.0.0.12" {
+		t.Fatalf("eu forced in, sea out: got %v", a)
+	}
+	if got := post("play.edge.test", `{"region":"sea","mode":"clear","reason":"drill over"}`); got != 200 {
+		t.Fatalf("clear: want 200, got %d", got)
+	}
+	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); !has(a, "127.0.0.11") {
+		t.Fatalf("override cleared: want sea back, got %v", a)
+	}
+	data, err := os.ReadFile(auditPath(d.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	if len(lines) != 4 {
+		t.Fatalf("audit: want 4 lines, got %d:\n%s", len(lines), data)
+	}
+	var rec auditRecord
+	if err := json.Unmarshal(lines[0], &rec); err != nil || rec.Service != "play.edge.test." || rec.Mode != "out" || rec.Reason != "drill 42" || rec.By == "" {
+		t.Fatalf("audit line: %s (%v)", lines[0], err)
+	}
+}

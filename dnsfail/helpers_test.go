@@ -1,0 +1,182 @@
+package dnsfail
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"hedge/configs"
+)
+
+// fakeEdge is an edge's /healthz whose answer a test turns red or green.
+type fakeEdge struct {
+	srv *httptest.Server
+	red atomic.Bool
+	sni atomic.Value // the Host header of the last probe
+}
+
+func newFakeEdge(t testing.TB) *fakeEdge {
+	e := &fakeEdge{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.sni.Store(r.Host)
+		if e.red.Load() || r.URL.Path != "/healthz" {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *fakeEdge) addr() string { return strings.TrimPrefix(e.srv.URL, "http://") }
+
+// testDeployment is two regions (sea: 127.0.0.11, eu: 127.0.0.12), each
+// with one fake edge, and a DNS server for edge.test. on a free port.
+type testDeployment struct {
+	sea, eu *fakeEdge
+	cfg     *configs.Config
+	srv     *Server
+	addr    string
+}
+
+type deployOpts struct {
+	health string // the services' health mapping (YAML flow)
+	rrl    string // the rrl mapping (YAML flow)
+}
+
+func newDeployment(t testing.TB, o deployOpts) *testDeployment {
+	t.Helper()
+	if o.health == "" {
+		o.health = "{interval: 250ms, timeout: 200ms}"
+	}
+	if o.rrl == "" {
+		o.rrl = "{}"
+	}
+	d := &testDeployment{sea: newFakeEdge(t), eu: newFakeEdge(t)}
+	var big strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&big, "        - {name: big, type: TXT, value: '\"record %02d of a set too large for 512 bytes\"'}\n", i)
+	}
+	src := fmt.Sprintf(`data_dir: %s
+log: {access: {enabled: false}}
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        advertise: [127.0.0.11]
+        listeners: [{address: "%s", tls: {mode: "off"}}]
+        dns: {address: "127.0.0.1:0"}
+  - name: eu
+    nodes:
+      - name: eu-1
+        advertise: [127.0.0.12, "2001:db8::12"]
+        listeners: [{address: "%s", tls: {mode: "off"}}]
+dns:
+  rrl: %s
+  nearest:
+    - {cidr: 10.0.0.0/8, regions: [eu, sea]}
+    - {cidr: 10.9.0.0/16, regions: [sea, eu]}
+    - {cidr: 127.0.0.0/8, regions: [sea, eu]}
+  zones:
+    - name: edge.test.
+      ns: [ns1.edge.test., ns2.other.test.]
+      soa: {rname: hostmaster.edge.test., minimum: 30s, ttl: 60s}
+      records:
+        - {name: ns1, type: A, value: 127.0.0.1}
+        - {name: sea, type: A, value: 127.0.0.11}
+        - {name: www, type: CNAME, value: play.edge.test.}
+        - {name: out, type: CNAME, value: www.example.com.}
+        - {name: a.b.deep, type: A, value: 192.0.2.1}
+        - {name: "@", type: TXT, value: '"hedge test zone"'}
+        - {name: "@", type: CAA, value: '0 issue "letsencrypt.org"'}
+%s      services:
+        - {name: play, policy: all, regions: [sea, eu], health: %s}
+        - {name: fo, policy: failover, regions: [sea, eu], health: %s}
+        - {name: near, policy: nearest, health: %s}
+`, t.TempDir(), d.sea.addr(), d.eu.addr(), o.rrl, big.String(), o.health, o.health, o.health)
+	cfg, err := configs.Parse("test.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("test configuration:\n%v", err)
+	}
+	d.cfg = cfg
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	srv, err := New(cfg, Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	d.srv, d.addr = srv, srv.Addr()
+	return d
+}
+
+// query sends one question over net ("udp" or "tcp") and fails the test on
+// a transport error.
+func (d *testDeployment) query(t *testing.T, net, name string, qtype uint16, edit ...func(*dns.Msg)) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = false
+	for _, f := range edit {
+		f(m)
+	}
+	c := &dns.Client{Net: net, Timeout: 2 * time.Second, UDPSize: 65535}
+	r, _, err := c.Exchange(m, d.addr)
+	if err != nil {
+		t.Fatalf("%s %s %s: %v", net, name, dns.TypeToString[qtype], err)
+	}
+	return r
+}
+
+// answerAddrs lists the A/AAAA addresses of a reply, in order.
+func answerAddrs(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		switch v := rr.(type) {
+		case *dns.A:
+			out = append(out, v.A.String())
+		case *dns.AAAA:
+			out = append(out, v.AAAA.String())
+		}
+	}
+	return out
+}
+
+func has(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// needTool skips when a DNS client the test drives is missing; `make test`
+// installs them (bind9-dnsutils, knot-dnsutils).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("HEDGE_REQUIRE_TOOLS") != "" {
+			t.Fatalf("%s is required (make deps installs it)", name)
+		}
+		t.Skipf("%s not installed (make deps installs it)", name)
+	}
+	return p
+}
