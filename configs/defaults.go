@@ -76,6 +76,13 @@ func ApplyDefaults(c *Config) {
 	setDur(&c.Ledger.Probe.Timeout, DefaultProbeTimeout)
 	setInt(&c.Ledger.Probe.Fall, DefaultProbeFall)
 	setDur(&c.Ledger.Promotion.Window, DefaultPromotionWindow)
+	if c.Ledger.Degradation.ErrorRate == 0 {
+		c.Ledger.Degradation.ErrorRate = 0.05
+	}
+	setDur(&c.Ledger.Degradation.LatencyP95, 750*time.Millisecond)
+	setInt(&c.Ledger.Degradation.MinRequests, 20)
+	setDur(&c.Ledger.Degradation.Window, 5*time.Second)
+	setDur(&c.Ledger.Degradation.RecoverAfter, 15*time.Second)
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		setStr(&r.Kind, "proxy")

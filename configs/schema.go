@@ -241,6 +241,21 @@ type Ledger struct {
 	Probe WriterProbe `yaml:"probe"`
 	// Promotion is the operators' four-eyes designation of a writer.
 	Promotion Promotion `yaml:"promotion"`
+	// Degradation decides when a domain is degraded, so its heavy routes
+	// are shed and bets keep the wallet's capacity.
+	Degradation Degradation `yaml:"degradation"`
+}
+
+// Degradation: a domain is degraded while it has no designated writer, or
+// over Window its money calls fail more than ErrorRate or their p95 latency
+// exceeds LatencyP95 (with at least MinRequests calls). It recovers after
+// RecoverAfter without either.
+type Degradation struct {
+	ErrorRate    float64  `yaml:"error_rate"`
+	LatencyP95   Duration `yaml:"latency_p95"`
+	MinRequests  int      `yaml:"min_requests"`
+	Window       Duration `yaml:"window"`
+	RecoverAfter Duration `yaml:"recover_after"`
 }
 
 // WriterProbe polls writers' role endpoints.

@@ -222,6 +222,14 @@ func (v *validator) ledger(c *Config) {
 	v.positive("ledger.probe.timeout", int64(pr.Timeout))
 	v.atLeast("ledger.probe.fall", pr.Fall, 1)
 	v.positive("ledger.promotion.window", int64(c.Ledger.Promotion.Window))
+	dg := c.Ledger.Degradation
+	if dg.ErrorRate <= 0 || dg.ErrorRate > 1 {
+		v.bad("ledger.degradation.error_rate", "must be a share above 0 and at most 1, got %g", dg.ErrorRate)
+	}
+	v.positive("ledger.degradation.latency_p95", int64(dg.LatencyP95))
+	v.atLeast("ledger.degradation.min_requests", dg.MinRequests, 1)
+	v.positive("ledger.degradation.window", int64(dg.Window))
+	v.positive("ledger.degradation.recover_after", int64(dg.RecoverAfter))
 }
 
 func (v *validator) idempotency(p string, id *Idempotency) {

@@ -283,6 +283,10 @@ func (g *Gateway) closeAll() {
 		if n.admin != nil {
 			n.admin.close()
 		}
+		if n.degrade != nil {
+			n.degrade.close()
+			n.degrade = nil
+		}
 		n.mu.Unlock()
 		if st := n.state.Load(); st != nil {
 			st.close()

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -429,6 +430,13 @@ regions:
 	waitUntil(t, "switch to backup", 2*time.Second, func() bool { return get() == "backup" })
 	primary.healthy.Store(true)
 	waitUntil(t, "switch back to primary", 2*time.Second, func() bool { return get() == "primary" })
+	// Both switches are audited with their reason.
+	trail, _ := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	for _, want := range []string{`"event":"pool_switch"`, `"to":"http://` + backup.addr() + `"`, `went down`, `went up`} {
+		if !strings.Contains(string(trail), want) {
+			t.Errorf("audit log lacks %s:\n%s", want, trail)
+		}
+	}
 }
 
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {

@@ -23,6 +23,8 @@ type metrics struct {
 
 	moneyOutcomes *prometheus.CounterVec
 	designations  *prometheus.CounterVec
+	degraded      *prometheus.GaugeVec
+	switches      *prometheus.CounterVec
 
 	mu     sync.Mutex
 	routes map[string]*routeStats
@@ -69,7 +71,13 @@ func newMetrics() *metrics {
 	m.designations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hedge_ledger_designation_changes_total", Help: "Changes of a ledger domain's designated writer, by new state.",
 	}, []string{"region", "node", "domain", "state"})
-	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m.moneyOutcomes, m.designations, m,
+	m.degraded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hedge_ledger_domain_degraded", Help: "1 while a ledger domain is degraded and its heavy routes are shed.",
+	}, []string{"region", "node", "domain"})
+	m.switches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_pool_switches_total", Help: "Switches of a failover pool (payment rails) to another member, by new member.",
+	}, []string{"region", "node", "pool", "to"})
+	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m.moneyOutcomes, m.designations, m.degraded, m.switches, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

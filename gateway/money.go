@@ -151,6 +151,13 @@ func (m *moneyRoute) Serve(r *Request) {
 		m.failClosed(r, des)
 		return
 	}
+	if m.heavy && r.Node.degrade.Degraded(domain) {
+		// The wallet keeps its capacity for bets while the domain is degraded.
+		m.counts.shed.Inc()
+		problem.Write(ctx, problem.Shed, "ledger domain "+domain+" is degraded; this feature is paused", r.ID)
+		ctx.Response.Header.Set("Retry-After", "5")
+		return
+	}
 
 	unsafe := !isSafe(req.Header.Method())
 	var key string
@@ -255,6 +262,7 @@ func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim id
 	r.Upstream = des.Writer.Region + ":" + des.Writer.URL
 
 	var err error
+	sent := time.Now()
 	for attempt := 1; attempt <= 2; attempt++ {
 		r.Attempts = attempt
 		err = wc.client.Do(req, &ctx.Response)
@@ -268,6 +276,7 @@ func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim id
 	if clientClose {
 		defer ctx.SetConnectionClose()
 	}
+	r.Node.degrade.domain(domain).observe(time.Since(sent), err != nil || ctx.Response.StatusCode() >= 500)
 	if err != nil {
 		release()
 		req.URI().SetPathBytes(origPath)
@@ -330,7 +339,7 @@ func replayHeader(k []byte) bool {
 
 // moneyCounters count the outcomes of one money route.
 type moneyCounters struct {
-	claimed, replayed, reused, inFlight, failClosed, unknown interface{ Inc() }
+	claimed, replayed, reused, inFlight, failClosed, unknown, shed interface{ Inc() }
 }
 
 func (m *metrics) money(region, node, route string) *moneyCounters {
@@ -339,5 +348,6 @@ func (m *metrics) money(region, node, route string) *moneyCounters {
 		claimed: c.WithLabelValues("claimed"), replayed: c.WithLabelValues("replayed"),
 		reused: c.WithLabelValues("key_reused"), inFlight: c.WithLabelValues("in_flight"),
 		failClosed: c.WithLabelValues("fail_closed"), unknown: c.WithLabelValues("outcome_unknown"),
+		shed: c.WithLabelValues("shed"),
 	}
 }

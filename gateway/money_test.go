@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -346,4 +347,52 @@ func TestFourEyesPromotion(t *testing.T) {
 			t.Errorf("audit log lacks %s:\n%s", ev, trail)
 		}
 	}
+}
+
+// TestHeavyRoutesShedWhileDegraded: failing money calls degrade the domain;
+// its heavy routes answer 503 while bets are still forwarded, and they come
+// back after the recovery period.
+func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
+	sea, seaAddr := startLedger(t, "sea", 1, "")
+	_, euAddr := startLedger(t, "eu", 1, "")
+	cfg := strings.Replace(moneyConfig, "  probe: {enabled: {{PROBE}}, interval: 50ms, timeout: 40ms, fall: 1}",
+		"  probe: {enabled: false}\n  degradation: {window: 100ms, min_requests: 5, error_rate: 0.2, recover_after: 300ms}", 1)
+	cfg = strings.Replace(cfg, "routes:\n", `routes:
+  - name: missions
+    kind: ledger
+    match: {path_prefix: /api/missions, methods: [POST]}
+    rewrite: /bets
+    money: {heavy: true}
+`, 1)
+	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", seaAddr, "{{EU}}", euAddr)
+	tok := token(t, "player-1", "")
+	post := func(path, key string) (*http.Response, string) {
+		return do(t, "POST", e.url+path, "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key)
+	}
+	if resp, _ := post("/api/missions", "m-0"); resp.StatusCode != 201 {
+		t.Fatalf("heavy route on a healthy domain: want 201, got %d", resp.StatusCode)
+	}
+	// The writer starts refusing (503): the domain degrades.
+	do(t, "POST", "http://"+seaAddr+"/admin/role", "", `{"role":"replica"}`)
+	for i := range 10 {
+		post("/api/bets", fmt.Sprintf("fail-%d", i))
+	}
+	waitUntil(t, "heavy route shed", 2*time.Second, func() bool {
+		_, body := post("/api/missions", "m-1")
+		return strings.Contains(body, "urn:hedge:problem:shed")
+	})
+	resp, body := post("/api/missions", "m-1")
+	wantProblem(t, resp, body, 503, "shed")
+	// Bets are not shed: they still reach the writer.
+	do(t, "POST", "http://"+seaAddr+"/admin/role", "", `{"role":"writer"}`)
+	if resp, body := post("/api/bets", "ok-1"); resp.StatusCode != 201 {
+		t.Fatalf("bets while degraded: want 201, got %d %s", resp.StatusCode, body)
+	}
+	if applied(sea)["player-1/m-1"] != 0 {
+		t.Fatal("a shed call reached the writer")
+	}
+	waitUntil(t, "heavy route back after recovery", 3*time.Second, func() bool {
+		resp, _ := post("/api/missions", "m-2")
+		return resp.StatusCode == 201
+	})
 }

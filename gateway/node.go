@@ -39,6 +39,10 @@ type Node struct {
 	mu        sync.Mutex
 	listeners map[string]*edgeListener
 	admin     *adminServer
+	degrade   *degradation
+
+	railMu     sync.Mutex
+	activeRail map[string]string // failover pool → member serving it
 }
 
 // nodeState is everything a request reads, built whole before it is used.
@@ -215,6 +219,11 @@ func (n *Node) install(st *nodeState) error {
 	}
 	st.directory.Start(context.Background())
 	n.state.Store(st)
+	if n.degrade == nil {
+		n.degrade = newDegradation(n, st.cfg.Ledger.Degradation)
+	} else {
+		n.degrade.cfg.Store(&st.cfg.Ledger.Degradation)
+	}
 	st.checker.Start()
 	for _, el := range fresh {
 		if cur := n.listeners[el.name]; cur != nil {
@@ -322,6 +331,42 @@ func (n *Node) healthChanged(pool string, c health.Change) {
 	}
 	n.log.Log(context.Background(), level, "upstream health changed", "pool", pool, "member", c.Target, "to", to, "reason", c.Reason)
 	n.g.metrics.changes.WithLabelValues(n.region, n.name, pool, c.Target, to).Inc()
+	n.railSwitch(pool, c)
+}
+
+// railSwitch records a failover pool's change of serving member (a payment
+// rail moving to its backup and back): a log line and an audit record with
+// the health change that caused it.
+func (n *Node) railSwitch(pool string, c health.Change) {
+	st := n.state.Load()
+	if st == nil {
+		return
+	}
+	p := st.pools[pool]
+	if p == nil || !p.Failover {
+		return
+	}
+	active := "none"
+	if m := p.Pick(nil); m != nil {
+		active = m.Name
+	}
+	n.railMu.Lock()
+	if n.activeRail == nil {
+		n.activeRail = map[string]string{}
+	}
+	prev, seen := n.activeRail[pool]
+	if !seen {
+		prev = p.Members[0].Name // pools start on their primary
+	}
+	n.activeRail[pool] = active
+	n.railMu.Unlock()
+	if prev == active {
+		return
+	}
+	reason := fmt.Sprintf("%s went %s: %s", c.Target, map[bool]string{true: "up", false: "down"}[c.Up], c.Reason)
+	n.log.Warn("failover pool switched member", "pool", pool, "from", prev, "to", active, "reason", reason)
+	n.g.metrics.switches.WithLabelValues(n.region, n.name, pool, active).Inc()
+	n.g.audit.Record("pool_switch", map[string]any{"region": n.region, "node": n.name, "pool": pool, "from": prev, "to": active, "reason": reason})
 }
 
 // writerChanged reports a new designation: a log line, a metric and an
