@@ -99,16 +99,30 @@ func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
 // startEdgeNode runs one node of a multi-region configuration.
 func startEdgeNode(t testing.TB, tmpl, region, node string, repl ...string) *testEdge {
 	t.Helper()
+	// A port found free can be taken by another process before the gateway
+	// binds it: try again with new ports rather than fail the test.
+	for attempt := 1; ; attempt++ {
+		e, err := tryStartEdge(t, tmpl, region, node, repl...)
+		if err == nil {
+			return e
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
+}
+
+func tryStartEdge(t testing.TB, tmpl, region, node string, repl ...string) (*testEdge, error) {
 	edge, admin := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
 	r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
 	file := dir + "/hedge.yaml"
 	if err := os.WriteFile(file, []byte(r.Replace(tmpl)), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg, err := configs.Load(file)
 	if err != nil {
-		t.Fatalf("config:\n%v", err)
+		return nil, fmt.Errorf("config:\n%w", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -116,17 +130,17 @@ func startEdgeNode(t testing.TB, tmpl, region, node string, repl ...string) *tes
 	}
 	g, err := New(cfg, Options{Region: region, Node: node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		g.Shutdown(ctx)
 	})
-	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}
+	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
 }
 
 const baseConfig = `
