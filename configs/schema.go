@@ -185,6 +185,13 @@ type Route struct {
 	MaxBodyBytes Size `yaml:"max_body_bytes"`
 	// Money configures a route of kind "ledger".
 	Money Money `yaml:"money"`
+	// Auth "jwt" makes a proxy route authenticate players like money
+	// routes do (ledger routes always do).
+	Auth string `yaml:"auth"`
+	// Idempotency "required" enforces Idempotency-Key on a proxy route's
+	// unsafe methods, scoped by the authenticated player (a cashier in
+	// front of payment rails); ledger routes always enforce it.
+	Idempotency string `yaml:"idempotency"`
 }
 
 // Money is what a ledger route needs: it authenticates the player, enforces

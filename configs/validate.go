@@ -268,6 +268,15 @@ func (v *validator) routes(c *Config) {
 			v.positive(p+".money.timeout", int64(r.Money.Timeout))
 			v.positive(p+".money.connect_timeout", int64(r.Money.ConnectTimeout))
 		}
+		if r.Auth != "" {
+			v.oneOf(p+".auth", r.Auth, "jwt")
+		}
+		if r.Idempotency != "" && v.oneOf(p+".idempotency", r.Idempotency, "required") && r.Auth != "jwt" && r.Kind == "proxy" {
+			v.bad(p+".idempotency", "keys are scoped by the authenticated player: set auth: jwt too")
+		}
+		if r.Auth == "jwt" && len(c.Auth.JWT.Keys) == 0 && c.Auth.JWT.JWKSFile == "" {
+			v.bad(p+".auth", "configure auth.jwt.keys or auth.jwt.jwks_file")
+		}
 		if r.Kind == "proxy" && r.Pool == "" {
 			v.bad(p+".pool", "required for a proxy route")
 		}

@@ -174,10 +174,10 @@ regions:
       - name: ledger
         critical: true
         members: [{name: l1, url: "http://{{L1}}"}]
-        health: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1}
+        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
       - name: games
         members: [{name: g1, url: "http://{{G1}}"}, {name: g2, url: "http://{{G2}}"}]
-        health: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1}
+        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
         timeouts: {connect: 200ms, response: 300ms}
 `
 
@@ -400,7 +400,7 @@ func TestRoundRobinAndFailoverOnDeadMember(t *testing.T) {
 
 func TestConnectFailureRetriedForAnyMethod(t *testing.T) {
 	f := newFixture(t)
-	// Health checks are too slow to notice (rise/fall 1 at 50ms): stop g2
+	// Health checks are too slow to notice (fall 2 at 100ms): stop g2
 	// between two probes by closing its listener, so only a dial fails.
 	f.g2.Listener.Close()
 	ok := 0
@@ -444,8 +444,13 @@ regions:
 	waitUntil(t, "switch to backup", 2*time.Second, func() bool { return get() == "backup" })
 	primary.healthy.Store(true)
 	waitUntil(t, "switch back to primary", 2*time.Second, func() bool { return get() == "primary" })
-	// Both switches are audited with their reason.
-	trail, _ := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	// Both switches are audited with their reason (the record is written
+	// right after the health change that requests may already see).
+	var trail []byte
+	waitUntil(t, "both switches audited", 2*time.Second, func() bool {
+		trail, _ = os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+		return strings.Contains(string(trail), "went up")
+	})
 	for _, want := range []string{`"event":"pool_switch"`, `"to":"http://` + backup.addr() + `"`, `went down`, `went up`} {
 		if !strings.Contains(string(trail), want) {
 			t.Errorf("audit log lacks %s:\n%s", want, trail)

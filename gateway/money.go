@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"net/url"
 	"strconv"
@@ -11,7 +9,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/ledger"
@@ -87,6 +84,7 @@ type moneyRoute struct {
 	rewrite []byte
 	heavy   bool
 	deps    *moneyDeps
+	guard   *keyGuard
 	writers map[string]*writerClient // by URL, with this route's timeouts
 	counts  *moneyCounters
 }
@@ -97,6 +95,7 @@ func newMoneyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	}
 	m := &moneyRoute{name: rc.Name, prefix: []byte(rc.Match.PathPrefix), heavy: rc.Money.Heavy, deps: b.Money,
 		counts: b.metrics.money(b.Region.Name, b.Node.Name, rc.Name)}
+	m.guard = newKeyGuard(rc.Name, b.Money, true, m.counts)
 	if rc.Rewrite != "" {
 		m.rewrite = []byte(rc.Rewrite)
 	}
@@ -112,27 +111,13 @@ func (m *moneyRoute) Close() {
 	}
 }
 
-var bearer = []byte("bearer ")
-
 // Serve implements RouteHandler.
 func (m *moneyRoute) Serve(r *Request) {
 	ctx := r.Ctx
 	req := &ctx.Request
 	d := m.deps
-
-	auth := req.Header.Peek("Authorization")
-	var tok []byte
-	if len(auth) > len(bearer) && bytes.EqualFold(auth[:len(bearer)], bearer) {
-		tok = auth[len(bearer):]
-	}
-	claims, err := d.verifier.Verify(tok)
-	if err != nil {
-		detail := "send Authorization: Bearer with a valid token"
-		if !errors.Is(err, jwtauth.ErrNoToken) {
-			detail = "the bearer token was refused"
-		}
-		problem.Write(ctx, problem.InvalidToken, detail, r.ID)
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	claims, ok := m.guard.authenticate(r)
+	if !ok {
 		return
 	}
 	domain := claims.Domain
@@ -158,66 +143,11 @@ func (m *moneyRoute) Serve(r *Request) {
 		ctx.Response.Header.Set("Retry-After", "5")
 		return
 	}
-
-	unsafe := !isSafe(req.Header.Method())
-	var key string
-	var claim idempotency.Claim
-	var fp idempotency.Fingerprint
-	if unsafe {
-		var kb [256]byte
-		k, err := httpx.ParseIdempotencyKey(kb[:0], req.Header.Peek("Idempotency-Key"))
-		switch {
-		case errors.Is(err, httpx.ErrIdempotencyKeyMissing):
-			problem.Write(ctx, problem.KeyMissing, "send an Idempotency-Key header (a unique value per operation, e.g. a UUID)", r.ID)
-			return
-		case err != nil:
-			problem.Write(ctx, problem.KeyMalformed, "an Idempotency-Key is 1 to 255 printable ASCII characters", r.ID)
-			return
-		}
-		fp = idempotency.FingerprintOf(req.Header.Method(), req.URI().RequestURI(), req.Body())
-		key = idempotency.ScopedKey([]byte(claims.Subject), k)
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		claim, err = d.store.Claim(sctx, key, fp)
-		cancel()
-		if err != nil {
-			r.Node.log.Error("idempotency store failed", "route", m.name, "error", err, "request_id", string(r.ID))
-			problem.Write(ctx, problem.IdempotencyUnavailable, "", r.ID)
-			ctx.Response.Header.Set("Retry-After", "1")
-			return
-		}
-		if !claim.Won {
-			m.answerExisting(r, claim.Existing, fp)
-			return
-		}
-		m.counts.claimed.Inc()
+	k, ok := m.guard.claim(r, claims.Subject)
+	if !ok {
+		return
 	}
-	m.forward(r, claims.Subject, domain, key, claim, fp, unsafe)
-}
-
-// answerExisting answers a request whose key was claimed before.
-func (m *moneyRoute) answerExisting(r *Request, ex *idempotency.Record, fp idempotency.Fingerprint) {
-	ctx := r.Ctx
-	switch {
-	case ex.Fingerprint != fp:
-		m.counts.reused.Inc()
-		problem.Write(ctx, problem.KeyReused, "this Idempotency-Key was used for a different request", r.ID)
-	case !ex.Done:
-		m.counts.inFlight.Inc()
-		problem.Write(ctx, problem.KeyInFlight, "the first request with this Idempotency-Key has not finished", r.ID)
-		ctx.Response.Header.Set("Retry-After", "1")
-	default:
-		m.counts.replayed.Inc()
-		resp := &ctx.Response
-		resp.Reset()
-		resp.SetStatusCode(ex.Response.Status)
-		for _, h := range ex.Response.Header {
-			if name, value, ok := bytes.Cut([]byte(h), []byte(": ")); ok {
-				resp.Header.AddBytesKV(name, value)
-			}
-		}
-		resp.Header.Set("Idempotent-Replayed", "true")
-		resp.SetBody(ex.Response.Body)
-	}
+	m.forward(r, claims.Subject, domain, &k)
 }
 
 func (m *moneyRoute) failClosed(r *Request, des *ledger.Designation) {
@@ -227,7 +157,7 @@ func (m *moneyRoute) failClosed(r *Request, des *ledger.Designation) {
 }
 
 // forward sends the call to the designated writer.
-func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim idempotency.Claim, fp idempotency.Fingerprint, unsafe bool) {
+func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 	ctx := r.Ctx
 	req := &ctx.Request
 	d := m.deps
@@ -239,18 +169,11 @@ func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim id
 	h.Set("X-Hedge-Principal", principal) // never the client's own
 	h.Set("Ledger-Domain", domain)
 
-	release := func() {
-		if unsafe {
-			sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			d.store.Release(sctx, key, claim)
-			cancel()
-		}
-	}
 	// Read the designation again right before sending: a change since the
 	// check above must not send the call with the old epoch.
 	des := d.directory.Lookup(domain)
 	if !des.OK() {
-		release()
+		k.release(r)
 		req.URI().SetPathBytes(origPath)
 		m.failClosed(r, des)
 		return
@@ -278,7 +201,7 @@ func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim id
 	}
 	r.Node.degrade.domain(domain).observe(time.Since(sent), err != nil || ctx.Response.StatusCode() >= 500)
 	if err != nil {
-		release()
+		k.release(r)
 		req.URI().SetPathBytes(origPath)
 		if upstream.BeforeSend(err) {
 			m.counts.failClosed.Inc()
@@ -293,25 +216,7 @@ func (m *moneyRoute) forward(r *Request, principal, domain, key string, claim id
 		return
 	}
 	cleanResponse(&ctx.Response)
-	if !unsafe {
-		return
-	}
-	status := ctx.Response.StatusCode()
-	if !finalStatus(status) || len(ctx.Response.Body()) > d.maxResponse {
-		release()
-		return
-	}
-	stored := idempotency.Response{Status: status, Body: append([]byte(nil), ctx.Response.Body()...)}
-	for k, v := range ctx.Response.Header.All() {
-		if replayHeader(k) {
-			stored.Header = append(stored.Header, string(k)+": "+string(v))
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	if err := d.store.Complete(sctx, key, claim, fp, stored); err != nil {
-		r.Node.log.Error("idempotency store failed to record a response", "route", m.name, "error", err, "request_id", string(r.ID))
-	}
-	cancel()
+	k.finish(r)
 }
 
 // finalStatus tells which answers are the operation's outcome and are

@@ -18,6 +18,9 @@ type proxyRoute struct {
 	pool    *upstream.Pool
 	prefix  []byte
 	rewrite []byte
+	// guard authenticates and enforces Idempotency-Key when the route asks
+	// for it (auth: jwt, idempotency: required); nil otherwise.
+	guard *keyGuard
 }
 
 func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
@@ -28,6 +31,12 @@ func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	pr := &proxyRoute{pool: p, prefix: []byte(rc.Match.PathPrefix)}
 	if rc.Rewrite != "" {
 		pr.rewrite = []byte(rc.Rewrite)
+	}
+	if rc.Auth == "jwt" {
+		if b.Money == nil {
+			return nil, errors.New("auth: jwt needs auth.jwt keys")
+		}
+		pr.guard = newKeyGuard(rc.Name, b.Money, rc.Idempotency == "required", b.metrics.money(b.Region.Name, b.Node.Name, rc.Name))
 	}
 	return pr, nil
 }
@@ -43,6 +52,17 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "T
 func (p *proxyRoute) Serve(r *Request) {
 	ctx := r.Ctx
 	req := &ctx.Request
+	var k keyed
+	if p.guard != nil {
+		claims, ok := p.guard.authenticate(r)
+		if !ok {
+			return
+		}
+		if k, ok = p.guard.claim(r, claims.Subject); !ok {
+			return
+		}
+		req.Header.Set("X-Hedge-Principal", claims.Subject) // never the client's own
+	}
 	clientClose := req.Header.ConnectionClose()
 	var pathBuf [128]byte
 	origPath := append(pathBuf[:0], req.URI().Path()...)
@@ -77,6 +97,7 @@ func (p *proxyRoute) Serve(r *Request) {
 		if err == nil {
 			m.Health.ReportSuccess()
 			cleanResponse(&ctx.Response)
+			k.finish(r)
 			if clientClose {
 				ctx.SetConnectionClose()
 			}
@@ -100,6 +121,7 @@ func (p *proxyRoute) Serve(r *Request) {
 		r.Node.countRetry(pool.Name)
 	}
 	req.URI().SetPathBytes(origPath) // problems name the path the client asked for
+	k.release(r)                     // no final answer: the client's retry must go through
 	switch {
 	case lastErr == nil:
 		problem.Write(ctx, problem.NoHealthyUpstream, "no healthy member in pool "+pool.Name, r.ID)

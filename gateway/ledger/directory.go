@@ -70,6 +70,11 @@ type domainState struct {
 	cur        atomic.Pointer[Designation]
 	candidates []*candidate
 	promoted   *Writer // operator's designation; a higher probed epoch still wins
+	// fence is the highest epoch ever designated for the domain. A writer
+	// below it is stale whatever it claims: if the writer at the fence stops
+	// answering, the domain has no writer (fail closed) rather than falling
+	// back to an older one.
+	fence int64
 }
 
 // Directory holds the designations of every domain of the deployment.
@@ -104,7 +109,9 @@ func New(cfg *configs.Config, onChange func(old, cur Designation)) *Directory {
 	}
 	sort.Strings(d.order)
 	for _, ds := range d.domains {
-		ds.cur.Store(ds.fromConfig())
+		des := ds.fromConfig()
+		ds.fence = des.Writer.Epoch
+		ds.cur.Store(des)
 	}
 	return d
 }
@@ -148,6 +155,7 @@ func (d *Directory) Inherit(old *Directory) {
 			}
 		}
 		ds.promoted = ods.promoted
+		ds.fence = max(ds.fence, ods.fence)
 		old.mu.Unlock()
 		// What probes or operators established outlives a reload, unless
 		// the new configuration names a higher epoch or drops the writer.
@@ -288,6 +296,10 @@ func (d *Directory) recompute(ds *domainState, source string) {
 	}
 	next := &Designation{Domain: ds.name, Since: time.Now(), Source: source}
 	switch {
+	case len(top) > 0 && topEpoch < ds.fence:
+		// Only writers below the fence answer: they are stale.
+		next.State = Unreachable
+		next.Reason = fmt.Sprintf("no reachable writer at epoch %d; writers at lower epochs (%d) are fenced", ds.fence, topEpoch)
 	case len(top) == 1:
 		next.State, next.Writer = Designated, top[0]
 		next.Reason = fmt.Sprintf("highest epoch claiming the writer role: %d", topEpoch)
@@ -303,6 +315,9 @@ func (d *Directory) recompute(ds *domainState, source string) {
 	default:
 		next.State = Unknown
 		next.Reason = "no reachable candidate claims the writer role"
+	}
+	if next.OK() {
+		ds.fence = max(ds.fence, next.Writer.Epoch)
 	}
 	if old.State == next.State && old.Writer == next.Writer {
 		return
@@ -361,6 +376,7 @@ func (d *Directory) Promote(w Writer) (Designation, error) {
 		return Designation{}, fmt.Errorf("%s is not a configured writer of domain %q", w.URL, w.Domain)
 	}
 	ds.promoted = &w
+	ds.fence = max(ds.fence, w.Epoch)
 	if !d.probe.Enabled {
 		// Without probes the promotion is the designation.
 		next := &Designation{Domain: w.Domain, State: Designated, Writer: w, Source: "promotion", Reason: "promoted by operators", Since: time.Now()}
