@@ -11,10 +11,10 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/hedge
 
 # Debian packages the tests and benchmarks use; installed only when missing.
-TEST_DEBS  := curl ca-certificates redis-server
-BENCH_DEBS := nginx-light curl ca-certificates util-linux
+TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils
+BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot
 
-.PHONY: build run test lint bench deps bench-deps fuzz clean
+.PHONY: build run test lint bench deps bench-deps fuzz clean load
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -34,15 +34,60 @@ lint:
 	$(GO) tool staticcheck ./...
 
 test: deps lint build
-	$(GO) test -race -count=1 -timeout 20m ./...
+	HEDGE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
+	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
+
+# Load test of the demo's money routes with vegeta (pinned in go.mod's tool
+# block; built to bin/vegeta so that the attack starts at once and receives
+# Ctrl-C itself): the demo runs in a temporary directory, `hedge loadgen` feeds
+# vegeta bets, retries and balance reads of 100 test players at LOAD_RATE
+# for LOAD_DURATION, half to each edge by its own name (sea.edge.test,
+# eu.edge.test; TLS verified against the demo's CA),
+# vegeta reports, and `hedge loadgen -verify` checks every acknowledged bet
+# against what the ledger simulators applied. The demo is stopped by PID.
+LOAD_RATE     ?= 500
+LOAD_DURATION ?= 20s
+
+load: build
+	$(GO) build -o bin/vegeta github.com/tsenart/vegeta/v12
+	@hedge=$$(pwd)/$(BIN); vegeta=$$(pwd)/bin/vegeta; tmp=$$(mktemp -d); pid=; \
+	alive() { st=$$(cut -d' ' -f3 /proc/$$pid/stat 2>/dev/null); [ -n "$$st" ] && [ "$$st" != Z ]; }; \
+	stop() { [ -n "$$pid" ] || return 0; kill -TERM $$pid 2>/dev/null; i=0; \
+	  while [ $$i -lt 150 ] && alive; do sleep 0.1; i=$$((i+1)); done; kill -KILL $$pid 2>/dev/null; wait $$pid 2>/dev/null; pid=; }; \
+	trap 'stop; rm -rf "$$tmp"' EXIT; trap 'exit 130' INT TERM; \
+	for a in 127.0.0.11:9090 127.0.0.12:9090 127.0.0.21:7000 127.0.0.22:7000; do \
+	  if curl -s -o /dev/null --max-time 1 http://$$a/healthz; then \
+	    echo "load: something already answers on $$a (a demo from make run?); stop it first"; exit 1; fi; done; \
+	(cd $$tmp && exec $$hedge serve) >$$tmp/demo.log 2>&1 & pid=$$!; \
+	ca=$$tmp/.hedge/ca/root.crt; tok=$$($$hedge token -sub load-ready); ready=; i=0; \
+	while [ -z "$$ready" ] && [ $$i -lt 300 ]; do sleep 0.1; i=$$((i+1)); \
+	  if ! alive; then echo "load: the demo exited:"; cat $$tmp/demo.log; exit 1; fi; \
+	  ready=1; for edge in 127.0.0.11 127.0.0.12; do \
+	    curl -sf -o /dev/null --max-time 1 http://$$edge:9090/healthz && \
+	    curl -sf -o /dev/null --max-time 1 --cacert $$ca --resolve play.edge.test:8443:$$edge \
+	      -H "Authorization: Bearer $$tok" https://play.edge.test:8443/api/wallet/balance || ready=; done; done; \
+	if [ -z "$$ready" ]; then echo "load: the demo did not become ready in 30s:"; tail -20 $$tmp/demo.log; exit 1; fi; \
+	echo "load: demo (PID $$pid) ready in $$tmp; vegeta at $(LOAD_RATE)/s for $(LOAD_DURATION) against both edges"; \
+	$$hedge loadgen -count 0 -edge https://sea.edge.test:8443,https://eu.edge.test:8443 | \
+	  $$vegeta attack -lazy -format=json -rate=$(LOAD_RATE)/s -duration=$(LOAD_DURATION) -root-certs $$ca \
+	  -connect-to sea.edge.test:8443:127.0.0.11:8443 -connect-to eu.edge.test:8443:127.0.0.12:8443 \
+	  -output $$tmp/results.bin || exit 1; \
+	$$vegeta report $$tmp/results.bin | awk '/^Error Set:/ { e = 1 } e && ++n > 11 { m++; next } { print } END { if (m) print "… and " m " more" }'; \
+	echo; curl -s http://127.0.0.11:9090/metrics | awk '/^hedge_requests_total/ && /route="(bets|balance)"/ { \
+	  match($$0, /node="[^"]*"/); n[substr($$0, RSTART + 6, RLENGTH - 7)] += $$NF } \
+	  END { for (k in n) printf "edge          %s: %d money requests answered\n", k, n[k] }' | sort; \
+	$$vegeta encode -to json $$tmp/results.bin | $$hedge loadgen -verify -; rc=$$?; \
+	stop; exit $$rc
 
 # A longer fuzzing pass over the parsers of untrusted input.
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./configs/
+	$(GO) test -run '^$$' -fuzz FuzzServeDNS -fuzztime 60s ./dnsfail/
 	for f in FuzzClientAddr FuzzForwarded FuzzTraceparent FuzzIdempotencyKey; do \
 		$(GO) test -run '^$$' -fuzz $$f -fuzztime 30s ./gateway/httpx/ || exit 1; done
 

@@ -53,5 +53,6 @@ require (
 
 tool (
 	github.com/letsencrypt/pebble/v2/cmd/pebble
+	github.com/tsenart/vegeta/v12
 	honnef.co/go/tools/cmd/staticcheck
 )

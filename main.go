@@ -4,22 +4,30 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"hedge/configs"
+	"hedge/dnsfail"
 	"hedge/gateway"
 	"hedge/gateway/certs"
 	"hedge/gateway/jwtauth"
+	"hedge/gateway/loadgen"
 	"hedge/gateway/sim"
 )
 
@@ -32,7 +40,9 @@ Usage:
   hedge serve [-c FILE] [-region NAME] [-node NAME]   run edge node(s); no -c runs the embedded demo
   hedge check -c FILE                                 validate a configuration (exit 0 valid, 2 invalid)
   hedge token -sub PLAYER [-domain D] [-ttl 1h] [-c FILE]   print a player token signed with the configured key
+  hedge dns [-c FILE] [-node NAME] [-admin ADDR]      serve the authoritative DNS alone (no -c: the demo)
   hedge ledgersim [flags]                             run the ledger simulator (development wallet)
+  hedge loadgen [-c FILE] [-count N] [-verify FILE]   vegeta targets for money routes (make load); -verify checks a run
   hedge version                                       print the version
 
 Run 'hedge COMMAND -h' for a command's flags.
@@ -49,8 +59,12 @@ func main() {
 		code = serve(args)
 	case "check":
 		code = check(args, os.Stdout, os.Stderr)
+	case "dns":
+		code = serveDNS(args)
 	case "ledgersim":
 		code = ledgersim(args)
+	case "loadgen":
+		code = loadgenCmd(args, os.Stdin, os.Stdout, os.Stderr)
 	case "token":
 		code = token(args, os.Stdout, os.Stderr)
 	case "version", "-version", "--version":
@@ -245,6 +259,146 @@ func token(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintln(stdout, tok)
+	return 0
+}
+
+// serveDNS runs the authoritative DNS server of one node alone, with its
+// admin API (status, drain announcements, overrides, metrics).
+func serveDNS(args []string) int {
+	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
+	file := fs.String("c", "", "configuration `file` (default: the embedded demo)")
+	node := fs.String("node", "", "node whose dns.address to serve (default: the first node that has one)")
+	adminAddr := fs.String("admin", "", "admin listener `address` (default: the node's admin.address; \"off\" for none)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	slog.SetDefault(log)
+	reg := prometheus.NewRegistry()
+	srv, err := dnsfail.New(cfg, dnsfail.Options{Node: *node, Logger: log, Registerer: reg})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hedge dns:", err)
+		return 2
+	}
+	if err := srv.Start(); err != nil {
+		log.Error("dns start failed", "error", err)
+		return 1
+	}
+	defer srv.Close()
+	if *adminAddr == "" {
+		*adminAddr = dnsfail.DNSNodes(cfg)[dnsfail.ServingNode(cfg, *node)]
+	}
+	if *adminAddr != "" && *adminAddr != "off" {
+		mux := http.NewServeMux()
+		srv.Routes(mux)
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(map[string]any{"version": version, "dns": srv.Status()})
+		})
+		ln, err := net.Listen("tcp", *adminAddr)
+		if err != nil {
+			log.Error("admin listener", "error", err)
+			return 1
+		}
+		admin := &http.Server{Handler: dnsfail.Authorize(cfg.Admin, mux), ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(ln)
+		defer admin.Close()
+		log.Info("dns admin listener serving", "address", ln.Addr().String())
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig != syscall.SIGHUP {
+			log.Info("signal received: stopping", "signal", sig.String())
+			return 0
+		}
+		next, err := loadConfig(*file)
+		if err == nil {
+			err = srv.Reload(next)
+		}
+		if err != nil {
+			log.Error("dns reload rejected; the running configuration keeps serving", "error", err)
+		} else {
+			log.Info("dns configuration reloaded")
+		}
+	}
+	return 0
+}
+
+// loadgenCmd prints vegeta JSON targets (bets, retries, balance reads of
+// test players) for `vegeta attack -lazy -format=json`, or with -verify
+// compares a run's results with what the ledger simulators applied.
+func loadgenCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration `file` whose auth.jwt keys sign and whose writers -verify asks (default: the embedded demo)")
+	var s loadgen.Settings
+	edges := fs.String("edge", "https://play.edge.test:8443", "edge base `URLs` the targets call, comma-separated; each target picks one")
+	fs.IntVar(&s.Players, "players", 100, "test players, one token each")
+	fs.Float64Var(&s.RetryShare, "retry-share", 0.1, "`share` of targets that retry an earlier bet with its key and body")
+	fs.Float64Var(&s.BalanceShare, "balance-share", 0.2, "`share` of targets that read a balance")
+	fs.IntVar(&s.Count, "count", 1000, "targets to print; 0 = endless, for vegeta attack -lazy")
+	fs.Uint64Var(&s.Seed, "seed", 0, "random `seed` for keys and choices (0: random)")
+	fs.StringVar(&s.Amount, "amount", "1.00", "bet `amount`")
+	fs.StringVar(&s.Currency, "currency", "EUR", "bet `currency`")
+	fs.DurationVar(&s.TokenTTL, "ttl", time.Hour, "how long the players' tokens are valid")
+	verify := fs.String("verify", "", "instead: read vegeta's results (`file` from 'vegeta encode -to json', - for stdin) and compare them with the ledgers")
+	ledgers := fs.String("ledgers", "", "comma-separated ledger simulator `URLs` for -verify (default: the configuration's writers)")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if *verify != "" {
+		in := stdin
+		if *verify != "-" {
+			f, err := os.Open(*verify)
+			if err != nil {
+				fmt.Fprintln(stderr, "hedge loadgen:", err)
+				return 2
+			}
+			defer f.Close()
+			in = f
+		}
+		urls := loadgen.LedgerURLs(cfg)
+		if *ledgers != "" {
+			urls = strings.Split(*ledgers, ",")
+		}
+		rep, err := loadgen.Verify(context.Background(), in, urls, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, "hedge loadgen:", err)
+			return 1
+		}
+		rep.Print(stdout)
+		if !rep.OK() {
+			return 1
+		}
+		return 0
+	}
+	s.Edges = strings.Split(*edges, ",")
+	g, err := loadgen.New(cfg, s)
+	if err != nil {
+		fmt.Fprintln(stderr, "hedge", err)
+		return 2
+	}
+	// vegeta closes the pipe when its attack ends: see EPIPE, not SIGPIPE.
+	signal.Ignore(syscall.SIGPIPE)
+	if _, err := g.WriteTo(stdout); err != nil {
+		fmt.Fprintln(stderr, "hedge loadgen:", err)
+		return 1
+	}
 	return 0
 }
 

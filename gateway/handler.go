@@ -39,6 +39,7 @@ type Request struct {
 	listener  *listenerState
 	idBuf     [64]byte
 	clientBuf [48]byte
+	pathBuf   [256]byte
 }
 
 var requestPool = sync.Pool{New: func() any { return new(Request) }}
@@ -75,7 +76,9 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	}
 
 	routeName := "-"
-	path := ctx.Path()
+	// A copy: forwarding rewrites the request's path in place, and the
+	// access log must name the path the client asked for.
+	path := append(r.pathBuf[:0], ctx.Path()...)
 	switch {
 	case string(path) == "/healthz":
 		routeName = "_healthz"
