@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -290,6 +291,8 @@ func serveDNS(args []string) int {
 		return 1
 	}
 	defer srv.Close()
+	// Decoding a large zone leaves garbage behind; give it back at once.
+	debug.FreeOSMemory()
 	if *adminAddr == "" {
 		*adminAddr = dnsfail.DNSNodes(cfg)[dnsfail.ServingNode(cfg, *node)]
 	}

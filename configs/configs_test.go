@@ -130,3 +130,78 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestDNSErrorsNameFileLineAndField(t *testing.T) {
+	src := `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        advertise: [not-an-ip]
+        listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
+        dns: {address: "127.0.0.1:99999"}
+dns:
+  rrl: {responses_per_second: 10, ipv4_prefix: 40}
+  nearest:
+    - {cidr: 10.0.0.0/33, regions: [mars]}
+  zones:
+    - name: edge.test.
+      ns: [ns1.edge.test]
+      records:
+        - {name: www.other.test., type: A, value: 192.0.2.1}
+        - {name: a, type: A, value: not-an-address}
+        - {name: b, type: SPF, value: x}
+      services:
+        - name: play
+          policy: random
+          regions: [sea, eu]
+          ttl: 500ms
+          health: {interval: 100ms, timeout: 50ms}
+`
+	_, err := Parse("dns.yaml", []byte(src))
+	if err == nil {
+		t.Fatal("want errors, got none")
+	}
+	want := []string{
+		`dns.yaml:5: regions[0].nodes[0].advertise[0]: "not-an-ip" is not an IP address`,
+		`dns.yaml:7: regions[0].nodes[0].dns.address: "127.0.0.1:99999" has no valid port`,
+		`dns.yaml:9: dns.rrl.ipv4_prefix: must be 8 to 32, got 40`,
+		`dns.yaml:11: dns.nearest[0].cidr: "10.0.0.0/33" is not a CIDR`,
+		`dns.yaml:11: dns.nearest[0].regions[0]: region "mars" is not defined`,
+		`dns.yaml:14: dns.zones[0].ns[0]: "ns1.edge.test" is not an absolute domain name`,
+		`dns.yaml:16: dns.zones[0].records[0].name: "www.other.test." is not inside zone edge.test.`,
+		`dns.yaml:17: dns.zones[0].records[1].value: "not-an-address" is not valid A data`,
+		`dns.yaml:18: dns.zones[0].records[2].type: "SPF" is not one of A, AAAA, CNAME, TXT, CAA, MX, SRV, NS`,
+		`dns.yaml:21: dns.zones[0].services[0].policy: "random" is not one of failover, nearest, all`,
+		`dns.yaml:22: dns.zones[0].services[0].regions[1]: region "eu" is not defined`,
+		`dns.yaml:23: dns.zones[0].services[0].ttl: must be at least 1s, got 500ms`,
+		`dns.yaml:24: dns.zones[0].services[0].health.interval: must be at least 250ms, got 100ms`,
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing %q in:\n%s", w, msg)
+		}
+	}
+}
+
+func TestDNSDefaults(t *testing.T) {
+	c, err := Demo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := c.DNS.Zones[0]
+	s := z.Services[0]
+	if s.Name != "play" || s.TTL.D() != DefaultDNSTTL || s.Health.Interval.D() != DefaultDNSHealthInterval ||
+		s.Health.Rise != DefaultRise || s.Health.Fall != DefaultFall || s.Health.Path != DefaultHealthPath {
+		t.Fatalf("service defaults not applied: %+v", s)
+	}
+	if z.SOA.MName != "ns1.edge.test." || z.SOA.Serial != 1 || z.SOA.Minimum.D() != DefaultSOAMinimum {
+		t.Fatalf("SOA defaults not applied: %+v", z.SOA)
+	}
+	if c.DNS.RRL.Slip != DefaultRRLSlip || c.DNS.RRL.IPv4Prefix != 24 {
+		t.Fatalf("RRL defaults not applied: %+v", c.DNS.RRL)
+	}
+	if got := c.Regions[0].Nodes[0].DNS.Address; got != "127.0.0.1:5353" {
+		t.Fatalf("demo: sea-1 serves DNS on 127.0.0.1:5353, got %q", got)
+	}
+}

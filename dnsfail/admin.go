@@ -79,7 +79,7 @@ func (s *Server) Status() Status {
 		}
 		out.Services = append(out.Services, ss)
 	}
-	s.mu.Lock()
+	s.logMu.Lock()
 	out.Changes = append([]Change(nil), s.changes...)
 	if len(s.drained) > 0 {
 		out.Drained = map[string]string{}
@@ -87,7 +87,7 @@ func (s *Server) Status() Status {
 			out.Drained[k] = v
 		}
 	}
-	s.mu.Unlock()
+	s.logMu.Unlock()
 	return out
 }
 
@@ -108,13 +108,13 @@ var ErrNotFound = errors.New("not found")
 func (s *Server) SetEdgeDraining(node string, draining bool, reason string) error {
 	st := s.st.Load()
 	found := false
-	s.mu.Lock()
+	s.logMu.Lock()
 	if draining {
 		s.drained[node] = reason
 	} else {
 		delete(s.drained, node)
 	}
-	s.mu.Unlock()
+	s.logMu.Unlock()
 	for _, svc := range st.services {
 		for _, e := range svc.edges {
 			if e.node == node {
@@ -127,7 +127,7 @@ func (s *Server) SetEdgeDraining(node string, draining bool, reason string) erro
 		return fmt.Errorf("edge %q: %w", node, ErrNotFound)
 	}
 	s.metrics.pushes.WithLabelValues(node, fmt.Sprint(draining)).Inc()
-	s.log.Warn("edge drain announced", "node", node, "draining", draining, "reason", reason)
+	s.log.Warn("edge drain announced", "edge", node, "draining", draining, "reason", reason)
 	return nil
 }
 

@@ -29,6 +29,9 @@ type service struct {
 	edges   []*edge
 
 	view atomic.Pointer[view]
+	// st is the state the service belongs to; fastName its wire name.
+	st       *state
+	fastName []byte
 
 	mu        sync.Mutex // serialises rebuilds and overrides
 	overrides map[string]Override

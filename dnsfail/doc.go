@@ -8,8 +8,12 @@
 // healthy the answer fails open with every candidate and says so in the
 // metrics and the status.
 //
-// Files: server.go (sockets, the query handler and its rules), zone.go
-// (static records), answer.go (policies and the computed answers), health.go
-// (edges → health targets, TTL shrink), rrl.go (response rate limiting),
-// admin.go (status, drain push, overrides, audit), metrics.go.
+// Files: server.go (lifecycle, the full query handler and its rules),
+// zone.go (static records), answer.go (policies behind one small interface
+// and the computed answers), health.go (edges → health targets, TTL
+// shrink), fast.go (replies prepared in wire format, the per-query fast
+// path), udp.go (batched multi-socket UDP I/O; TCP is miekg/dns's server),
+// rrl.go (response rate limiting), admin.go (status, drain push, overrides,
+// audit), metrics.go. dnsbench/ compares hedge with gdnsd and Knot under
+// dnsperf (make bench).
 package dnsfail

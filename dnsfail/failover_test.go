@@ -70,8 +70,14 @@ func TestFailoverTiming(t *testing.T) {
 	if up > budget {
 		t.Errorf("recovery took %s, want ≤ %s", up, budget)
 	}
-	if got := d.sea.sni.Load(); got != "play.edge.test" {
-		t.Errorf("probes must ask for the service name: Host %v", got)
+	d.sea.hosts.Range(func(k, _ any) bool {
+		if h := k.(string); h != "play.edge.test" && h != "fo.edge.test" && h != "near.edge.test" {
+			t.Errorf("probes must ask for the service name: Host %q", h)
+		}
+		return true
+	})
+	if _, ok := d.sea.hosts.Load("play.edge.test"); !ok {
+		t.Error("no probe asked for play.edge.test")
 	}
 }
 
@@ -109,8 +115,8 @@ func TestDrainPush(t *testing.T) {
 	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "sea-1", true); err != nil {
 		t.Fatal(err)
 	}
-	gone, _ := d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") })
-	gone = time.Since(start)
+	d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") })
+	gone := time.Since(start)
 	t.Logf("drain push → sea left the answers after %s", gone.Round(time.Microsecond))
 	if gone > 500*time.Millisecond {
 		t.Errorf("a planned drain took %s to leave the answers, want ≤ 500ms", gone)
@@ -132,7 +138,10 @@ func TestFailOpen(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
 	d.sea.red.Store(true)
 	d.eu.red.Store(true)
-	d.waitFor(t, "play.edge.test.", 5*time.Second, func([]string) bool { return d.srv.Status().Services[0].FailOpen })
+	d.waitFor(t, "play.edge.test.", 5*time.Second, func([]string) bool {
+		st := d.srv.Status() // each service probes its edges itself
+		return st.Services[0].FailOpen && st.Services[1].FailOpen
+	})
 	a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA))
 	if !has(a, "127.0.0.11") || !has(a, "127.0.0.12") {
 		t.Fatalf("fail open: want every candidate, got %v", a)

@@ -3,6 +3,8 @@ package dnsfail
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,9 +64,30 @@ func FuzzServeDNS(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1}, true) // compression loop
 	f.Add([]byte{0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, false)
 	d := newDeployment(f, deployOpts{})
+	st := d.srv.st.Load()
 	f.Fuzz(func(t *testing.T, data []byte, udp bool) {
+		// The fast path reads the raw bytes first: what it answers must
+		// parse, and be what the full handler answers.
+		out, res := st.serveFast(data, nil, netip.MustParseAddr("10.1.2.3"), d.srv.metrics)
 		q := new(dns.Msg)
-		if q.Unpack(data) != nil {
+		qerr := q.Unpack(data)
+		if res == fastReply {
+			got := new(dns.Msg)
+			if err := got.Unpack(out); err != nil {
+				t.Fatalf("fast reply does not parse: %v", err)
+			}
+			if qerr != nil {
+				t.Fatalf("fast path answered a query the parser rejects (%v)", qerr)
+			}
+			w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5353}}
+			d.srv.ServeDNS(w, q)
+			want := new(dns.Msg)
+			want.Unpack(w.wire)
+			if !strings.EqualFold(got.String(), want.String()) {
+				t.Fatalf("fast path and handler differ:\n%s\n%s", got, want)
+			}
+		}
+		if qerr != nil {
 			return // the dns package answers FORMERR itself (TestBadInput)
 		}
 		w := &fakeWriter{remote: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 5353}}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,15 +21,15 @@ import (
 
 // fakeEdge is an edge's /healthz whose answer a test turns red or green.
 type fakeEdge struct {
-	srv *httptest.Server
-	red atomic.Bool
-	sni atomic.Value // the Host header of the last probe
+	srv   *httptest.Server
+	red   atomic.Bool
+	hosts sync.Map // the Host headers probes sent
 }
 
 func newFakeEdge(t testing.TB) *fakeEdge {
 	e := &fakeEdge{}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.sni.Store(r.Host)
+		e.hosts.Store(r.Host, true)
 		if e.red.Load() || r.URL.Path != "/healthz" {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return

@@ -43,6 +43,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for p, proto := range []string{"tcp", "udp"} {
 		for rc := range m.byRcode[p] {
 			name := dns.RcodeToString[rc]
+			if rc == dns.RcodeBadVers {
+				name = "BADVERS" // the only extended code a server without TSIG sends
+			}
 			if name == "" {
 				name = strconv.Itoa(rc)
 			}

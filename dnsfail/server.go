@@ -48,10 +48,13 @@ type Server struct {
 
 	st atomic.Pointer[state]
 
-	mu      sync.Mutex // serialises Reload, Close and the change log
+	// mu serialises Start, Reload and Close; it is held while probes stop,
+	// so what the probes' callbacks touch is under logMu instead.
+	mu      sync.Mutex
+	logMu   sync.Mutex
 	changes []Change
 	drained map[string]string // node → reason, kept across reloads
-	udp     *dns.Server
+	udp     *udpServer
 	tcp     *dns.Server
 	addr    string
 	closed  bool
@@ -65,6 +68,7 @@ type state struct {
 	byName   map[string]*service
 	checker  *health.Checker
 	rrl      *rrl
+	fast     *fastTable
 }
 
 // Change is one change of a service's answers, for /status.
@@ -110,14 +114,31 @@ func New(cfg *configs.Config, opts Options) (*Server, error) {
 
 // Address is the DNS address of node, or of the first node that has one.
 func Address(cfg *configs.Config, node string) string {
-	for _, r := range cfg.Regions {
-		for _, n := range r.Nodes {
+	if n := servingNode(cfg, node); n != nil {
+		return n.DNS.Address
+	}
+	return ""
+}
+
+// ServingNode names node if it serves DNS, or else (node "") the first node
+// that does; "" when none.
+func ServingNode(cfg *configs.Config, node string) string {
+	if n := servingNode(cfg, node); n != nil {
+		return n.Name
+	}
+	return ""
+}
+
+func servingNode(cfg *configs.Config, node string) *configs.Node {
+	for i := range cfg.Regions {
+		for j := range cfg.Regions[i].Nodes {
+			n := &cfg.Regions[i].Nodes[j]
 			if (node == "" || n.Name == node) && n.DNS.Address != "" {
-				return n.DNS.Address
+				return n
 			}
 		}
 	}
-	return ""
+	return nil
 }
 
 // build makes a complete state from cfg; health of targets that existed in
@@ -132,6 +153,12 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 			}
 		}
 	}
+	drained := map[string]string{}
+	s.logMu.Lock()
+	for k, v := range s.drained {
+		drained[k] = v
+	}
+	s.logMu.Unlock()
 	var targets []*health.Target
 	for i, zc := range cfg.DNS.Zones {
 		z, err := buildZone(zc)
@@ -170,7 +197,7 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 					t := health.NewTarget(name+"/"+n.Name, spec, func(c health.Change) { s.healthChanged(svc, c) })
 					if ot := oldTargets[t.Name]; ot != nil {
 						t.Inherit(ot)
-					} else if reason, ok := s.drained[n.Name]; ok {
+					} else if reason, ok := drained[n.Name]; ok {
 						t.Set(false, reason)
 					}
 					svc.edges = append(svc.edges, &edge{region: rname, node: n.Name, addrs: addrs, target: t})
@@ -178,6 +205,7 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 				}
 			}
 			svc.view.Store(svc.rebuild())
+			svc.st = st
 			st.services = append(st.services, svc)
 			st.byName[name] = svc
 			z.node(name).service = svc
@@ -185,6 +213,7 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 	}
 	st.checker = health.NewChecker(targets...)
 	st.rrl = newRRL(cfg.DNS.RRL)
+	st.fast = buildFast(st)
 	return st, nil
 }
 
@@ -192,25 +221,23 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	pc, ln, err := listen(s.opts.Address)
+	conns, ln, err := listen(s.opts.Address, udpSockets())
 	if err != nil {
 		return err
 	}
-	s.addr = pc.LocalAddr().String()
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: advertisedUDPSize}
+	s.addr = conns[0].LocalAddr().String()
+	s.udp = &udpServer{s: s, conns: conns}
+	s.udp.start()
 	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 		IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000}
-	var ready sync.WaitGroup
-	ready.Add(2)
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		srv.NotifyStartedFunc = ready.Done
-		go func() {
-			if err := srv.ActivateAndServe(); err != nil {
-				s.log.Error("dns server stopped", "error", err)
-			}
-		}()
-	}
-	ready.Wait()
+	ready := make(chan struct{})
+	s.tcp.NotifyStartedFunc = func() { close(ready) }
+	go func() {
+		if err := s.tcp.ActivateAndServe(); err != nil {
+			s.log.Error("dns server stopped", "error", err)
+		}
+	}()
+	<-ready
 	s.st.Load().checker.Start()
 	s.log.Info("dns serving", "address", s.addr, "zones", len(s.st.Load().zones))
 	return nil
@@ -218,18 +245,20 @@ func (s *Server) Start() error {
 
 // listen binds UDP and TCP on one address. With port 0 the kernel picks
 // the UDP port and TCP takes the same, retrying if that one is taken.
-func listen(addr string) (net.PacketConn, net.Listener, error) {
+func listen(addr string, sockets int) ([]*net.UDPConn, net.Listener, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		conns, err := listenUDP(addr, sockets)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns: %w", err)
 		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		ln, err := net.Listen("tcp", conns[0].LocalAddr().String())
 		if err == nil {
-			return pc, ln, nil
+			return conns, ln, nil
 		}
-		pc.Close()
+		for _, c := range conns {
+			c.Close()
+		}
 		if port != "0" || attempt == 20 {
 			return nil, nil, fmt.Errorf("dns: %w", err)
 		}
@@ -274,10 +303,11 @@ func (s *Server) Close() {
 	s.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		if srv != nil {
-			srv.ShutdownContext(ctx)
-		}
+	if s.udp != nil {
+		s.udp.close()
+	}
+	if s.tcp != nil {
+		s.tcp.ShutdownContext(ctx)
 	}
 	s.st.Load().checker.Close()
 	s.audit.close()
@@ -305,6 +335,7 @@ func (s *Server) applyLocked(svc *service, reason string) {
 	if old != nil && old.describe() == nv.describe() {
 		return
 	}
+	svc.refreshFast()
 	ch := Change{At: time.Now(), Service: svc.name, To: nv.describe(), Reason: reason, FailOpen: nv.failOpen}
 	if old != nil {
 		ch.From = old.describe()
@@ -316,12 +347,12 @@ func (s *Server) applyLocked(svc *service, reason string) {
 	}
 	s.log.Log(context.Background(), level, "dns answer changed", "service", svc.name, "from", ch.From, "to", ch.To, "reason", reason, "fail_open", nv.failOpen)
 	s.metrics.changes.WithLabelValues(svc.name).Inc()
-	s.mu.Lock()
+	s.logMu.Lock()
 	s.changes = append(s.changes, ch)
 	if len(s.changes) > keepChanges {
 		s.changes = s.changes[len(s.changes)-keepChanges:]
 	}
-	s.mu.Unlock()
+	s.logMu.Unlock()
 }
 
 // ServeDNS answers one query (dns.Handler).
@@ -487,7 +518,7 @@ func (st *state) resolve(m *dns.Msg, z *zone, name, lname string, qtype uint16, 
 			m.Ns = append(m.Ns, negativeSOA(z))
 			return scope
 		}
-		if cn := o.rrsets[dns.TypeCNAME]; len(cn) > 0 && qtype != dns.TypeCNAME {
+		if cn := o.rrset(dns.TypeCNAME); len(cn) > 0 && qtype != dns.TypeCNAME {
 			m.Answer = append(m.Answer, rename(cn[0], name))
 			target := cn[0].(*dns.CNAME).Target
 			name, lname = target, strings.ToLower(target)
@@ -518,12 +549,12 @@ func (o *owner) lookup(name string, qtype uint16, client netip.Addr) ([]dns.RR, 
 		return o.service.records(name, qtype, client)
 	}
 	if qtype == dns.TypeANY {
-		if len(o.order) == 0 {
+		if len(o.sets) == 0 {
 			return nil, 0
 		}
-		qtype = o.order[0]
+		qtype = o.sets[0].t
 	}
-	set := o.rrsets[qtype]
+	set := o.rrset(qtype)
 	out := make([]dns.RR, len(set))
 	for i, rr := range set {
 		out[i] = rename(rr, name)
@@ -578,8 +609,8 @@ func glue(st *state, nsset []dns.RR) []dns.RR {
 			continue
 		}
 		if o := z.names[target]; o != nil {
-			out = append(out, o.rrsets[dns.TypeA]...)
-			out = append(out, o.rrsets[dns.TypeAAAA]...)
+			out = append(out, o.rrset(dns.TypeA)...)
+			out = append(out, o.rrset(dns.TypeAAAA)...)
 		}
 	}
 	return out

@@ -22,9 +22,24 @@ type zone struct {
 // the service that computes its A and AAAA answers. An owner with neither is
 // an empty non-terminal (it exists: queries for it get NODATA).
 type owner struct {
-	rrsets  map[uint16][]dns.RR
-	order   []uint16 // rrset types in configuration order, for ANY
+	sets    []rrset // in configuration order (ANY answers the first)
 	service *service
+}
+
+// rrset is the records of one type at one name.
+type rrset struct {
+	t   uint16
+	rrs []dns.RR
+}
+
+// rrset returns the records of type t.
+func (o *owner) rrset(t uint16) []dns.RR {
+	for i := range o.sets {
+		if o.sets[i].t == t {
+			return o.sets[i].rrs
+		}
+	}
+	return nil
 }
 
 func secs(d configs.Duration) uint32 { return uint32(d.D() / time.Second) }
@@ -69,7 +84,7 @@ func buildZone(zc configs.Zone) (*zone, error) {
 func (z *zone) node(name string) *owner {
 	o := z.names[name]
 	if o == nil {
-		o = &owner{rrsets: map[uint16][]dns.RR{}}
+		o = &owner{}
 		z.names[name] = o
 		// Every name between this one and the apex exists too.
 		for parent := name; parent != z.apex; {
@@ -81,7 +96,7 @@ func (z *zone) node(name string) *owner {
 			if _, ok := z.names[parent]; ok {
 				break
 			}
-			z.names[parent] = &owner{rrsets: map[uint16][]dns.RR{}}
+			z.names[parent] = &owner{}
 		}
 	}
 	return o
@@ -90,10 +105,13 @@ func (z *zone) node(name string) *owner {
 func (z *zone) add(name string, rr dns.RR) {
 	o := z.node(name)
 	t := rr.Header().Rrtype
-	if _, ok := o.rrsets[t]; !ok {
-		o.order = append(o.order, t)
+	for i := range o.sets {
+		if o.sets[i].t == t {
+			o.sets[i].rrs = append(o.sets[i].rrs, rr)
+			return
+		}
 	}
-	o.rrsets[t] = append(o.rrsets[t], rr)
+	o.sets = append(o.sets, rrset{t: t, rrs: []dns.RR{rr}})
 }
 
 // zoneSet finds the zone that holds a name: the longest matching apex.

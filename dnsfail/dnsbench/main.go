@@ -1,0 +1,399 @@
+// Command dnsbench compares hedge's DNS with gdnsd and Knot under dnsperf,
+// in one run: each server pinned with taskset to one CPU (-server-cpu) and
+// dnsperf to another (-perf-cpu). The service name play.edge.test is
+// answered by hedge (policy all) and gdnsd (multifo with http_status checks
+// of the same two edges); the static name sea.edge.test by hedge, gdnsd and
+// Knot. It also reports the median latency of sequential queries and
+// hedge's RSS with a zone of -records static records.
+//
+//	go run ./dnsfail/dnsbench -hedge ./bin/hedge   (make bench runs it)
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+var (
+	hedgeBin  = flag.String("hedge", "./bin/hedge", "hedge binary")
+	duration  = flag.Duration("duration", 10*time.Second, "length of each dnsperf run")
+	serverCPU = flag.String("server-cpu", "0", "CPU the servers are pinned to (knotd pins its UDP worker to CPU 0)")
+	perfCPU   = flag.String("perf-cpu", "1", "CPU dnsperf is pinned to")
+	records   = flag.Int("records", 100000, "static records of the memory run (0 skips it)")
+	clients   = flag.Int("clients", 4, "dnsperf -c")
+	outstand  = flag.Int("outstanding", 200, "dnsperf -q")
+)
+
+const (
+	edgePort  = 18081
+	hedgePort = 15301
+	gdnsdPort = 15302
+	knotPort  = 15303
+	hedgeBig  = 15304
+)
+
+var started []*exec.Cmd
+
+func main() {
+	flag.Parse()
+	code := run()
+	for _, c := range started {
+		c.Process.Kill()
+		c.Wait()
+	}
+	os.Exit(code)
+}
+
+func run() int {
+	for _, tool := range []string{"dnsperf", "taskset", "gdnsd", "knotd", *hedgeBin} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "dnsbench: %s not found (make bench-deps installs dnsperf, gdnsd, knot)\n", tool)
+			return 2
+		}
+	}
+	dir, err := os.MkdirTemp("", "dnsbench")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	for _, ip := range []string{"127.0.0.11", "127.0.0.12"} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(edgePort)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "edge:", err)
+			return 1
+		}
+		go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+	}
+	servers := []struct {
+		name  string
+		port  int
+		setup func(string) (*exec.Cmd, error)
+	}{
+		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0) }},
+		{"gdnsd", gdnsdPort, gdnsdCmd},
+		{"knot", knotPort, knotCmd},
+	}
+	ok := map[string]bool{}
+	for _, s := range servers {
+		sd := filepath.Join(dir, s.name)
+		os.MkdirAll(sd, 0o755)
+		cmd, err := s.setup(sd)
+		if err == nil {
+			err = start(cmd, filepath.Join(sd, "log.txt"))
+		}
+		if err == nil {
+			err = waitAnswer(s.port, "sea.edge.test.", 20*time.Second)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v (log: %s)\n", s.name, err, tail(filepath.Join(sd, "log.txt")))
+			continue
+		}
+		ok[s.name] = true
+	}
+	// Let the health checks settle, so play answers both edges everywhere.
+	time.Sleep(3 * time.Second)
+	for _, s := range servers[:2] {
+		if ok[s.name] {
+			if a := answer(s.port, "play.edge.test."); len(a) != 2 {
+				fmt.Fprintf(os.Stderr, "%s: play.edge.test answers %v, want both edges\n", s.name, a)
+			}
+		}
+	}
+	type row struct {
+		server, query    string
+		qps, avg, median float64
+	}
+	var rows []row
+	for _, q := range []struct{ name, qtype string }{{"play.edge.test", "A"}, {"sea.edge.test", "A"}} {
+		for _, s := range servers {
+			if !ok[s.name] || (s.name == "knot" && q.name == "play.edge.test") {
+				continue
+			}
+			qps, avg, err := dnsperf(dir, s.port, q.name+" "+q.qtype)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "dnsperf %s %s: %v\n", s.name, q.name, err)
+				continue
+			}
+			med := medianLatency(s.port, q.name+".", 5000)
+			rows = append(rows, row{s.name, q.name, qps, avg, med})
+		}
+	}
+	fmt.Printf("\ndnsperf %s, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d)\n\n", *duration, *serverCPU, *perfCPU, *clients, *outstand)
+	fmt.Printf("%-16s %-8s %12s %14s %14s %10s\n", "query", "server", "queries/s", "avg lat (µs)", "median (µs)", "vs best")
+	for _, q := range []string{"play.edge.test", "sea.edge.test"} {
+		best := 0.0
+		for _, r := range rows {
+			if r.query == q && r.server != "hedge" {
+				best = max(best, r.qps)
+			}
+		}
+		for _, r := range rows {
+			if r.query != q {
+				continue
+			}
+			ratio := "-"
+			if best > 0 {
+				ratio = fmt.Sprintf("%.2f×", r.qps/best)
+			}
+			fmt.Printf("%-16s %-8s %12.0f %14.1f %14.1f %10s\n", r.query, r.server, r.qps, r.avg*1e6, r.median*1e6, ratio)
+		}
+	}
+	if ok["hedge"] {
+		fmt.Printf("\nhedge RSS, small zone: %s\n", rss(started[0].Process.Pid))
+	}
+	if *records > 0 {
+		sd := filepath.Join(dir, "hedge-big")
+		os.MkdirAll(sd, 0o755)
+		cmd, err := hedgeCmd(sd, hedgeBig, *records)
+		if err == nil {
+			began := time.Now()
+			if err = start(cmd, filepath.Join(sd, "log.txt")); err == nil {
+				err = waitAnswer(hedgeBig, fmt.Sprintf("h%d.edge.test.", *records-1), 60*time.Second)
+			}
+			if err == nil {
+				loaded := time.Since(began)
+				time.Sleep(2 * time.Second) // settled
+				fmt.Printf("hedge RSS, zone of %d static records: %s (loaded and serving in %s)\n", *records, rss(cmd.Process.Pid), loaded.Round(time.Millisecond))
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "hedge big zone: %v (log: %s)\n", err, tail(filepath.Join(sd, "log.txt")))
+		}
+	}
+	return 0
+}
+
+func start(cmd *exec.Cmd, logFile string) error {
+	f, err := os.Create(logFile)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	started = append(started, cmd)
+	return nil
+}
+
+func tail(file string) string {
+	b, _ := os.ReadFile(file)
+	if len(b) > 600 {
+		b = b[len(b)-600:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func pinned(cpu string, argv ...string) *exec.Cmd {
+	return exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
+}
+
+func hedgeCmd(dir string, port, extra int) (*exec.Cmd, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `data_dir: %s
+log: {level: warn, access: {enabled: false}}
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{address: "127.0.0.11:%d", tls: {mode: "off"}}]
+        dns: {address: "127.0.0.1:%d"}
+  - name: eu
+    nodes:
+      - name: eu-1
+        listeners: [{address: "127.0.0.12:%d", tls: {mode: "off"}}]
+dns:
+  zones:
+    - name: edge.test.
+      ns: [ns1.edge.test.]
+      records:
+        - {name: ns1, type: A, value: 127.0.0.1}
+        - {name: sea, type: A, value: 127.0.0.11}
+`, dir, edgePort, port, edgePort)
+	for i := range extra {
+		fmt.Fprintf(&b, "        - {name: h%d, type: A, value: 10.%d.%d.%d}\n", i, i>>16&255, i>>8&255, i&255)
+	}
+	b.WriteString(`      services:
+        - {name: play, policy: all, regions: [sea, eu]}
+`)
+	file := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	return pinned(*serverCPU, *hedgeBin, "dns", "-c", file, "-admin", "off"), nil
+}
+
+const staticZone = `$TTL 3600
+@ 3600 IN SOA ns1.edge.test. hostmaster.edge.test. 1 3600 600 1209600 30
+@ 3600 IN NS ns1.edge.test.
+ns1 3600 IN A 127.0.0.1
+sea 3600 IN A 127.0.0.11
+`
+
+func gdnsdCmd(dir string) (*exec.Cmd, error) {
+	conf := fmt.Sprintf(`options => {
+  listen => [ 127.0.0.1:%d ]
+  run_dir => %s/run
+  state_dir => %s/state
+  udp_threads => 1
+  tcp_threads => 1
+}
+service_types => {
+  edge => { plugin => http_status, port => %d, url_path => /healthz, interval => 2, timeout => 1 }
+}
+plugins => {
+  multifo => {
+    play => { service_types => edge, sea => 127.0.0.11, eu => 127.0.0.12 }
+  }
+}
+`, gdnsdPort, dir, dir, edgePort)
+	if err := os.MkdirAll(filepath.Join(dir, "zones"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	zone := staticZone + "play 10 DYNA multifo!play\n"
+	if err := os.WriteFile(filepath.Join(dir, "zones", "edge.test"), []byte(zone), 0o644); err != nil {
+		return nil, err
+	}
+	return pinned(*serverCPU, "gdnsd", "-c", dir, "start"), nil
+}
+
+func knotCmd(dir string) (*exec.Cmd, error) {
+	conf := fmt.Sprintf(`server:
+    rundir: "%s"
+    listen: 127.0.0.1@%d
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "%s"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "%s"
+zone:
+  - domain: edge.test
+    file: "edge.test.zone"
+`, dir, knotPort, dir, dir)
+	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "edge.test.zone"), []byte(staticZone), 0o644); err != nil {
+		return nil, err
+	}
+	return pinned(*serverCPU, "knotd", "-c", filepath.Join(dir, "knot.conf")), nil
+}
+
+func answer(port int, name string) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	r, _, err := (&dns.Client{Timeout: 500 * time.Millisecond}).Exchange(m, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
+}
+
+func waitAnswer(port int, name string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if len(answer(port, name)) > 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("no answer for %s on port %d after %s", name, port, limit)
+}
+
+var (
+	qpsRE = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
+	latRE = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
+)
+
+func dnsperf(dir string, port int, query string) (qps, avg float64, err error) {
+	qf := filepath.Join(dir, "query.txt")
+	if err := os.WriteFile(qf, []byte(query+"\n"), 0o644); err != nil {
+		return 0, 0, err
+	}
+	secs := strconv.Itoa(int(duration.Seconds()))
+	out, err := pinned(*perfCPU, "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", qf, "-l", secs,
+		"-c", strconv.Itoa(*clients), "-q", strconv.Itoa(*outstand)).CombinedOutput()
+	if err != nil {
+		return 0, 0, fmt.Errorf("%v: %s", err, out)
+	}
+	m1, m2 := qpsRE.FindSubmatch(out), latRE.FindSubmatch(out)
+	if m1 == nil || m2 == nil {
+		return 0, 0, fmt.Errorf("unexpected output: %s", out)
+	}
+	qps, _ = strconv.ParseFloat(string(m1[1]), 64)
+	avg, _ = strconv.ParseFloat(string(m2[1]), 64)
+	return qps, avg, nil
+}
+
+// medianLatency sends n sequential queries over one socket.
+func medianLatency(port int, name string, n int) float64 {
+	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	q, _ := m.Pack()
+	buf := make([]byte, 4096)
+	lat := make([]float64, 0, n)
+	for range n {
+		t := time.Now()
+		c.Write(q)
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(buf); err != nil {
+			continue
+		}
+		lat = append(lat, time.Since(t).Seconds())
+	}
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return lat[len(lat)/2]
+}
+
+func rss(pid int) string {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "?"
+}

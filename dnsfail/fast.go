@@ -1,0 +1,307 @@
+package dnsfail
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// The fast path answers the common query — one question, class IN, no
+// EDNS or EDNS0 without Client Subnet, a name and type known in advance —
+// from answers prepared in wire format whenever health or configuration
+// changes. Per query it only reads the question, copies the prepared reply
+// and patches the id, two flag bits, the question's letter case (answers
+// point at the question's name, so they carry its case too) and, for
+// service names, the TTL. Anything else goes to the dns package's parser
+// and the full handler (server.go).
+
+// fastTable maps (lower-case wire name, qtype) to prepared replies. The map
+// is built once per state; the slots of service names are swapped when
+// their answers change.
+type fastTable struct {
+	slots map[string]*fastSlot
+}
+
+type fastSlot struct {
+	cur atomic.Pointer[fastEntry]
+}
+
+// fastEntry is one prepared reply without OPT; a query with EDNS gets
+// hedge's OPT appended (the full handler puts it last too).
+type fastEntry struct {
+	wire   []byte // id 0, question in lower case
+	qlen   int    // length of the question's name
+	rcode  int
+	ttlOff []int    // offsets of TTLs to patch (service answers)
+	ttlSvc *service // whose ttlNow fills them
+}
+
+func fastKey(wireName []byte, qtype uint16) string {
+	return string(wireName) + string([]byte{byte(qtype >> 8), byte(qtype)})
+}
+
+// buildFast prepares the replies of every name of st's zones.
+func buildFast(st *state) *fastTable {
+	ft := &fastTable{slots: map[string]*fastSlot{}}
+	for _, z := range st.zones {
+		for name, o := range z.names {
+			wire, ok := wireName(name)
+			if !ok {
+				continue
+			}
+			// NODATA, NXDOMAIN and answers that depend on the client
+			// (policy nearest) take the full handler.
+			var types []uint16
+			switch {
+			case len(o.rrset(dns.TypeCNAME)) > 0:
+				types = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME}
+			case o.service != nil:
+				if _, near := o.service.policy.(nearestPolicy); !near {
+					types = []uint16{dns.TypeA, dns.TypeAAAA}
+				}
+			default:
+				for _, set := range o.sets {
+					types = append(types, set.t)
+				}
+			}
+			for _, t := range types {
+				slot := &fastSlot{}
+				if e := st.prepare(name, t, len(wire)); e != nil {
+					slot.cur.Store(e)
+					ft.slots[fastKey(wire, t)] = slot
+				}
+			}
+			if o.service != nil {
+				o.service.fastName = wire
+			}
+		}
+	}
+	return ft
+}
+
+// refreshFast prepares a service's replies again after its answers changed.
+func (svc *service) refreshFast() {
+	st := svc.st
+	if st == nil || st.fast == nil {
+		return
+	}
+	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		if slot := st.fast.slots[fastKey(svc.fastName, t)]; slot != nil && slot.cur.Load() != nil {
+			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName)))
+		}
+	}
+}
+
+// prepare runs the full handler once for (name, qtype) and keeps its reply.
+func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
+	q := new(dns.Msg)
+	q.SetQuestion(name, qtype)
+	q.Id = 0
+	q.RecursionDesired = false
+	m, _ := st.answer(q, netip.Addr{}, true)
+	m.Compress = true
+	wire, err := m.Pack()
+	if err != nil || len(m.Extra) > 0 && m.Extra[len(m.Extra)-1].Header().Rrtype == dns.TypeOPT {
+		return nil
+	}
+	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode}
+	if o := st.owner(name); o != nil && o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+		e.ttlSvc = o.service
+		e.ttlOff = answerTTLOffsets(e.wire)
+	}
+	return e
+}
+
+func (st *state) owner(name string) *owner {
+	if z := st.zones.find(name); z != nil {
+		return z.names[name]
+	}
+	return nil
+}
+
+// wireName converts a canonical presentation name to its wire form.
+func wireName(name string) ([]byte, bool) {
+	buf := make([]byte, 256)
+	n, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil || strings.ContainsRune(name, '\\') {
+		return nil, false
+	}
+	return buf[:n], true
+}
+
+// answerTTLOffsets finds the TTL fields of the answer section of a packed
+// reply whose answers' owner names are compression pointers or plain.
+func answerTTLOffsets(wire []byte) []int {
+	an := int(binary.BigEndian.Uint16(wire[6:]))
+	off := 12
+	off = skipName(wire, off) + 4
+	var out []int
+	for range an {
+		off = skipName(wire, off)
+		if off < 0 || off+10 > len(wire) {
+			return nil
+		}
+		out = append(out, off+4)
+		off += 10 + int(binary.BigEndian.Uint16(wire[off+8:]))
+	}
+	return out
+}
+
+func skipName(wire []byte, off int) int {
+	for off >= 0 && off < len(wire) {
+		l := int(wire[off])
+		switch {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0:
+			return off + 2
+		default:
+			off += 1 + l
+		}
+	}
+	return -1
+}
+
+// optRR is hedge's OPT record: root, type 41, UDP size 1232, version 0.
+var optRR = [11]byte{0, 0, 41, advertisedUDPSize >> 8, advertisedUDPSize & 0xff, 0, 0, 0, 0, 0, 0}
+
+// fastResult says what the fast path did with a query.
+type fastResult int
+
+const (
+	fastSlow  fastResult = iota // not handled: use the full handler
+	fastReply                   // reply written to out
+	fastDrop                    // rate limited: send nothing
+)
+
+// serve answers query into out when it can. It never keeps query or out.
+func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metrics) ([]byte, fastResult) {
+	ft := st.fast
+	if ft == nil || len(query) < 17 {
+		return nil, fastSlow
+	}
+	// Header: a standard query (QR=0, opcode 0), one question, no answer
+	// or authority, at most one additional record (OPT).
+	if query[2]&0xF8 != 0 || binary.BigEndian.Uint32(query[4:]) != 0x00010000 || query[8] != 0 || query[9] != 0 || query[10] != 0 || query[11] > 1 {
+		return nil, fastSlow
+	}
+	// The question's name, lower-cased into a key buffer.
+	var key [258]byte
+	off, n := 12, 0
+	for {
+		if off >= len(query) {
+			return nil, fastSlow
+		}
+		l := int(query[off])
+		if l&0xC0 != 0 || off+1+l > len(query) || n+1+l > 255 {
+			return nil, fastSlow
+		}
+		key[n] = byte(l)
+		n++
+		off++
+		if l == 0 {
+			break
+		}
+		for _, c := range query[off : off+l] {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			key[n] = c
+			n++
+		}
+		off += l
+	}
+	qlen := off - 12
+	if off+4 > len(query) {
+		return nil, fastSlow
+	}
+	qtype := binary.BigEndian.Uint16(query[off:])
+	if binary.BigEndian.Uint16(query[off+2:]) != dns.ClassINET || qtype == 0 || qtype == dns.TypeOPT || qtype >= 128 && qtype < 256 || qtype == 255 {
+		return nil, fastSlow
+	}
+	off += 4
+	edns, do, size := false, false, dns.MinMsgSize
+	if query[11] == 1 {
+		// OPT: root name, type 41, version 0, options other than Client
+		// Subnet ignored (as the full handler does).
+		if off+11 > len(query) || query[off] != 0 || binary.BigEndian.Uint16(query[off+1:]) != dns.TypeOPT || query[off+6] != 0 {
+			return nil, fastSlow
+		}
+		size = max(int(binary.BigEndian.Uint16(query[off+3:])), dns.MinMsgSize)
+		do = query[off+7]&0x80 != 0
+		rdlen := int(binary.BigEndian.Uint16(query[off+9:]))
+		opts := query[off+11:]
+		if len(opts) != rdlen {
+			return nil, fastSlow
+		}
+		for len(opts) > 0 {
+			if len(opts) < 4 {
+				return nil, fastSlow
+			}
+			code, olen := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+			if code == dns.EDNS0SUBNET || 4+olen > len(opts) {
+				return nil, fastSlow
+			}
+			opts = opts[4+olen:]
+		}
+		edns = true
+	} else if off != len(query) {
+		return nil, fastSlow
+	}
+	k := key[:n+2]
+	k[n], k[n+1] = byte(qtype>>8), byte(qtype)
+	slot := ft.slots[string(k)]
+	if slot == nil {
+		return nil, fastSlow
+	}
+	e := slot.cur.Load()
+	if e == nil || e.qlen != qlen {
+		return nil, fastSlow
+	}
+	tmpl := e.wire
+	replyLen := len(tmpl)
+	if edns {
+		replyLen += len(optRR)
+	}
+	if replyLen > size {
+		return nil, fastSlow // truncation is the full handler's job
+	}
+	if st.rrl != nil {
+		switch st.rrl.check(client, time.Now()) {
+		case rrlDrop:
+			m.rrl.WithLabelValues("drop").Inc()
+			return nil, fastDrop
+		case rrlSlip:
+			m.rrl.WithLabelValues("slip").Inc()
+			out = append(out[:0], query[:12+qlen+4]...)
+			out[2] = out[2]&0x01 | 0x80 | 0x04 | 0x02
+			out[3] &= 0x10
+			out[7], out[11] = 0, 0
+			return out, fastReply
+		}
+	}
+	out = append(out[:0], tmpl...)
+	out[0], out[1] = query[0], query[1]
+	out[2] |= query[2] & 0x01 // RD
+	out[3] |= query[3] & 0x10 // CD
+	copy(out[12:12+qlen], query[12:12+qlen])
+	if edns {
+		out = append(out, optRR[:]...)
+		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
+		if do {
+			out[len(out)-4] |= 0x80
+		}
+	}
+	if e.ttlSvc != nil {
+		ttl := e.ttlSvc.ttlNow()
+		for _, o := range e.ttlOff {
+			binary.BigEndian.PutUint32(out[o:], ttl)
+		}
+	}
+	m.query(true, e.rcode)
+	return out, fastReply
+}

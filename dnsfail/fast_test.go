@@ -1,0 +1,169 @@
+package dnsfail
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// TestFastPathMatchesHandler: for every query the fast path answers, its
+// reply is the full handler's reply.
+func TestFastPathMatchesHandler(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	st := d.srv.st.Load()
+	names := []string{"play.edge.test.", "PlAy.EdGe.TeSt.", "edge.test.", "EDGE.test.", "sea.edge.test.", "www.edge.test.",
+		"near.edge.test.", "big.edge.test.", "b.deep.edge.test.", "a.b.deep.edge.test.", "nosuch.edge.test.", "example.com.", "fo.edge.test."}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS, dns.TypeTXT, dns.TypeCAA, dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, 65000}
+	variants := []struct {
+		name string
+		edit func(*dns.Msg)
+	}{
+		{"plain", func(*dns.Msg) {}},
+		{"rd cd", func(m *dns.Msg) { m.RecursionDesired, m.CheckingDisabled = true, true }},
+		{"edns", func(m *dns.Msg) { m.SetEdns0(1232, false) }},
+		{"edns do", func(m *dns.Msg) { m.SetEdns0(4096, true) }},
+		{"edns cookie", func(m *dns.Msg) {
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+		}},
+		{"ecs", withECS("10.1.0.0", 16)},
+		{"edns v1", func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) }},
+	}
+	fast := 0
+	client := netip.MustParseAddr("127.0.0.1")
+	for _, name := range names {
+		for _, qt := range types {
+			for _, v := range variants {
+				q := new(dns.Msg)
+				q.SetQuestion(name, qt)
+				q.Id = 4242
+				q.RecursionDesired = false
+				v.edit(q)
+				wire, err := q.Pack()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, res := st.serveFast(wire, nil, client, d.srv.metrics)
+				if res != fastReply {
+					continue
+				}
+				fast++
+				got := new(dns.Msg)
+				if err := got.Unpack(out); err != nil {
+					t.Fatalf("%s %s %s: fast reply does not parse: %v", name, dns.TypeToString[qt], v.name, err)
+				}
+				w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
+				d.srv.ServeDNS(w, q)
+				want := new(dns.Msg)
+				want.Unpack(w.wire)
+				// Names compressed into the question's name take its letter
+				// case (as in Knot); DNS names compare case-insensitively.
+				if !strings.EqualFold(got.String(), want.String()) || got.Question[0] != want.Question[0] ||
+					(len(got.Answer) > 0 && got.Answer[0].Header().Name != want.Answer[0].Header().Name) {
+					t.Errorf("%s %s %s: fast path and handler differ:\nfast:\n%s\nhandler:\n%s", name, dns.TypeToString[qt], v.name, got, want)
+				}
+			}
+		}
+	}
+	if fast < 60 {
+		t.Fatalf("the fast path answered only %d queries", fast)
+	}
+	t.Logf("fast path answered %d of %d queries", fast, len(names)*len(types)*len(variants))
+}
+
+// TestFastPathFollowsHealth: a service's prepared replies change with its
+// answers.
+func TestFastPathFollowsHealth(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	if err := d.srv.SetEdgeDraining("eu-1", true, "test"); err != nil {
+		t.Fatal(err)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("play.edge.test.", dns.TypeA)
+	wire, _ := q.Pack()
+	out, res := d.srv.st.Load().serveFast(wire, nil, netip.Addr{}, d.srv.metrics)
+	if res != fastReply {
+		t.Fatal("play A not on the fast path")
+	}
+	m := new(dns.Msg)
+	m.Unpack(out)
+	if a := answerAddrs(m); len(a) != 1 || a[0] != "127.0.0.11" {
+		t.Fatalf("eu drained: want [127.0.0.11], got %v", a)
+	}
+}
+
+func benchQuery(b *testing.B, name string, qt uint16, edns bool) []byte {
+	q := new(dns.Msg)
+	q.SetQuestion(name, qt)
+	if edns {
+		q.SetEdns0(1232, false)
+	}
+	wire, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wire
+}
+
+// BenchmarkFastPath is the per-query work of the fast path (no sockets).
+func BenchmarkFastPath(b *testing.B) {
+	d := newDeployment(b, deployOpts{})
+	st := d.srv.st.Load()
+	for _, c := range []struct {
+		name string
+		q    []byte
+	}{
+		{"service", benchQuery(b, "PLAY.edge.test.", dns.TypeA, false)},
+		{"service-edns", benchQuery(b, "play.edge.test.", dns.TypeA, true)},
+		{"static", benchQuery(b, "sea.edge.test.", dns.TypeA, false)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			out := make([]byte, 0, 4096)
+			client := netip.MustParseAddr("127.0.0.1")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, res := st.serveFast(c.q, out, client, d.srv.metrics); res != fastReply {
+					b.Fatal("not on the fast path")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHandler is the full handler (parse, answer, pack), for
+// comparison: what every query would cost without the fast path.
+func BenchmarkHandler(b *testing.B) {
+	d := newDeployment(b, deployOpts{})
+	wire := benchQuery(b, "play.edge.test.", dns.TypeA, false)
+	w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
+	b.ReportAllocs()
+	for b.Loop() {
+		q := new(dns.Msg)
+		q.Unpack(wire)
+		d.srv.ServeDNS(w, q)
+	}
+}
+
+// BenchmarkUDP is one query over a real UDP socket, client included; its
+// allocations are the whole process's per query (the fast path makes none;
+// the socket layer allocates the sender's address).
+func BenchmarkUDP(b *testing.B) {
+	d := newDeployment(b, deployOpts{})
+	c, err := net.Dial("udp", d.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	q := benchQuery(b, "play.edge.test.", dns.TypeA, false)
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Write(q)
+		if _, err := c.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
