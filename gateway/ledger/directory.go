@@ -285,7 +285,10 @@ func (d *Directory) recompute(ds *domainState, source string) {
 		}
 	}
 	for _, c := range ds.candidates {
-		if c.reachable && c.role == "writer" && c.domain == ds.name {
+		// A candidate that stops answering has not stepped down: its last
+		// claim stands, and still rivals an equal one, until it answers
+		// otherwise.
+		if c.role == "writer" && c.domain == ds.name {
 			w := c.Writer
 			w.Epoch = c.epoch
 			consider(w)
@@ -300,6 +303,9 @@ func (d *Directory) recompute(ds *domainState, source string) {
 		// Only writers below the fence answer: they are stale.
 		next.State = Unreachable
 		next.Reason = fmt.Sprintf("no reachable writer at epoch %d; writers at lower epochs (%d) are fenced", ds.fence, topEpoch)
+	case len(top) == 1 && !d.reachable(ds, top[0].URL) && (ds.promoted == nil || *ds.promoted != top[0]):
+		next.State = Unreachable
+		next.Reason = fmt.Sprintf("the writer claiming epoch %d, %s, does not answer: %s", topEpoch, top[0].URL, d.lastErr(ds, top[0].URL))
 	case len(top) == 1:
 		next.State, next.Writer = Designated, top[0]
 		next.Reason = fmt.Sprintf("highest epoch claiming the writer role: %d", topEpoch)

@@ -89,6 +89,11 @@ func TestProbedDesignation(t *testing.T) {
 	step(Designated, a.URL, 1)
 	b.set("writer", 1, false) // two writers claim epoch 1
 	step(Ambiguous, "", 0)
+	// A rival that stops answering has not stepped down: still ambiguous,
+	// never a guess for the one that answers.
+	a.set("writer", 1, true)
+	step(Ambiguous, "", 0)
+	a.set("writer", 1, false)
 	b.set("writer", 2, false) // the higher epoch wins
 	step(Designated, b.URL, 2)
 	// The epoch-2 writer stops answering: the old epoch-1 writer is fenced,

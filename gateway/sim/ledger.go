@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,7 +50,11 @@ type LedgerSettings struct {
 	// AdminToken, when non-empty, is required as "Authorization: Bearer
 	// <token>" on admin endpoints; when empty they are open.
 	AdminToken string
-	Logger     *slog.Logger // may be nil
+	// KeepReceipts records every bet request received (see Receipts), for
+	// tests; the record grows with every request, so leave it off for
+	// anything long-running.
+	KeepReceipts bool
+	Logger       *slog.Logger // may be nil
 }
 
 // Validate reports whether the settings can build a Ledger. NewLedger
@@ -79,10 +84,38 @@ func (s LedgerSettings) Validate() error {
 // AppliedKey is one Idempotency-Key the ledger received on POST /bets.
 // Count is how many times it arrived; the debit was applied once however
 // large Count is, which is what a test proving exactly-once looks for.
+//
+// A key imported from the writer this ledger replicates (see ReplicateTo)
+// is listed with Replicated set: the debit was applied there, not here, and
+// Count says how many times the key has arrived here since (each a replay).
 type AppliedKey struct {
-	Key     string `json:"key"` // as the client sent it
+	Key        string `json:"key"` // as the client sent it
+	Account    string `json:"account"`
+	Count      int    `json:"count"`
+	Replicated bool   `json:"replicated,omitempty"`
+}
+
+// What became of a bet request, as a Receipt records it.
+const (
+	ReceiptApplied  = "applied"  // a new debit
+	ReceiptReplayed = "replayed" // the key was known: the stored answer was sent again
+	ReceiptRefused  = "refused"  // nothing applied; Receipt.Problem says why
+)
+
+// Receipt is one POST /bets as the ledger received it, so a test can check
+// fencing and exactly-once from the writer's side: which key and epoch each
+// request carried, when it arrived and what became of it.
+type Receipt struct {
+	Key     string `json:"key"`
 	Account string `json:"account"`
-	Count   int    `json:"count"`
+	// Epoch is the request's Ledger-Epoch header; -1 when it had none (or
+	// a malformed one).
+	Epoch int64 `json:"epoch"`
+	// At is when the request reached the ledger, before anything was
+	// checked.
+	At      time.Time `json:"at"`
+	Outcome string    `json:"outcome"`           // ReceiptApplied, ReceiptReplayed or ReceiptRefused
+	Problem string    `json:"problem,omitempty"` // the refusal's problem slug, e.g. "stale-epoch"
 }
 
 // Ledger is an in-memory ledger writer. It is safe for concurrent use.
@@ -100,6 +133,13 @@ type Ledger struct {
 	// an answer, which is what an unknown outcome looks like to the edge.
 	delay          atomic.Int64
 	failAfterApply atomic.Bool
+
+	// replica, when set, imports every bet this ledger applies.
+	replica atomic.Pointer[Ledger]
+
+	keepReceipts bool
+	receiptsMu   sync.Mutex // guards receipts only, so recording never holds mu
+	receipts     []Receipt
 
 	// mu guards everything below. A bet's check-and-apply happens under one
 	// hold so concurrent duplicates cannot both debit; the hold covers map
@@ -119,6 +159,8 @@ type betSlot struct {
 	req   betRequest // to tell a retry from a different bet under a reused key
 	resp  betResponse
 	count int
+	// replicated marks a bet another ledger applied and this one imported.
+	replicated bool
 }
 
 type betRequest struct {
@@ -165,15 +207,16 @@ func NewLedger(s LedgerSettings) *Ledger {
 	}
 	start, _ := parseMinor(s.StartBalance) // checked by Validate
 	l := &Ledger{
-		domain:     s.Domain,
-		currency:   s.Currency,
-		start:      start,
-		adminToken: s.AdminToken,
-		log:        orDiscard(s.Logger).With("component", "ledgersim", "domain", s.Domain),
-		role:       s.Role,
-		epoch:      s.Epoch,
-		balances:   make(map[string]int64),
-		bets:       make(map[scope]*betSlot),
+		domain:       s.Domain,
+		currency:     s.Currency,
+		start:        start,
+		adminToken:   s.AdminToken,
+		log:          orDiscard(s.Logger).With("component", "ledgersim", "domain", s.Domain),
+		keepReceipts: s.KeepReceipts,
+		role:         s.Role,
+		epoch:        s.Epoch,
+		balances:     make(map[string]int64),
+		bets:         make(map[scope]*betSlot),
 	}
 	l.handler = http.HandlerFunc(l.route)
 	l.life = newLifecycle(l.handler, l.log)
@@ -193,12 +236,13 @@ func (l *Ledger) Serve(ln net.Listener) error { return l.life.serve(ln) }
 func (l *Ledger) Close() error { return l.life.close() }
 
 // Applied lists every Idempotency-Key received on POST /bets that got as far
-// as the ledger's idempotency check, sorted by key and then account.
+// as the ledger's idempotency check, and every bet imported from the writer
+// this ledger replicates (marked Replicated), sorted by key and then account.
 func (l *Ledger) Applied() []AppliedKey {
 	l.mu.Lock()
 	out := make([]AppliedKey, 0, len(l.bets))
 	for sc, slot := range l.bets {
-		out = append(out, AppliedKey{Key: sc.key, Account: sc.account, Count: slot.count})
+		out = append(out, AppliedKey{Key: sc.key, Account: sc.account, Count: slot.count, Replicated: slot.replicated})
 	}
 	l.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool {
@@ -208,6 +252,51 @@ func (l *Ledger) Applied() []AppliedKey {
 		return out[i].Account < out[j].Account
 	})
 	return out
+}
+
+// Receipts lists every bet request received since the ledger started, in
+// order of arrival; it is empty unless LedgerSettings.KeepReceipts is set.
+func (l *Ledger) Receipts() []Receipt {
+	l.receiptsMu.Lock()
+	defer l.receiptsMu.Unlock()
+	return slices.Clone(l.receipts)
+}
+
+// ReplicateTo makes r a synchronous replica of l: every bet l applies from
+// now on is imported into r before l answers, as a real writer's replica
+// follows its ledger, so that r, once promoted, knows those keys (a retry
+// of one at r is a replay, not a new debit). An imported bet is not an
+// apply of r's: Applied marks it Replicated. A replica whose epoch has moved
+// past the bet's (it was promoted) refuses the import, as a promoted replica
+// no longer follows its old writer. Nil stops replication. The replicas of
+// a set of ledgers must not form a cycle.
+func (l *Ledger) ReplicateTo(r *Ledger) {
+	if r == l {
+		panic("sim: a ledger cannot replicate to itself")
+	}
+	l.replica.Store(r)
+}
+
+// importBet records a bet another ledger applied; it reports an error when
+// this ledger is fenced off from that ledger's epoch.
+func (l *Ledger) importBet(sc scope, req betRequest, resp betResponse, amount int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if resp.Epoch < l.epoch {
+		return fmt.Errorf("replica at epoch %d refuses a bet applied at epoch %d", l.epoch, resp.Epoch)
+	}
+	if _, ok := l.bets[sc]; ok {
+		return nil
+	}
+	balance, ok := l.balances[sc.account]
+	if !ok {
+		balance = l.start
+	}
+	// Debiting rather than copying the writer's balance keeps imports that
+	// arrive out of order right.
+	l.balances[sc.account] = balance - amount
+	l.bets[sc] = &betSlot{req: req, resp: resp, replicated: true}
+	return nil
 }
 
 func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
@@ -249,13 +338,25 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 
 func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get("Idempotency-Key")
+	rc := Receipt{Key: key, Account: accountOf(r), Epoch: -1, At: time.Now(), Outcome: ReceiptRefused}
+	if l.keepReceipts {
+		defer func() {
+			l.receiptsMu.Lock()
+			l.receipts = append(l.receipts, rc)
+			l.receiptsMu.Unlock()
+		}()
+	}
+	refuse := func(status int, slug, title, detail string) {
+		rc.Problem = slug
+		writeProblem(w, status, slug, title, detail)
+	}
 	if key == "" {
-		writeProblem(w, http.StatusBadRequest, "missing-idempotency-key", "Idempotency-Key required",
+		refuse(http.StatusBadRequest, "missing-idempotency-key", "Idempotency-Key required",
 			"every bet must carry an Idempotency-Key header so that a retry cannot debit twice")
 		return
 	}
 	if len(key) > maxKeyLen {
-		writeProblem(w, http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed",
+		refuse(http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed",
 			fmt.Sprintf("Idempotency-Key is %d bytes; at most %d are accepted", len(key), maxKeyLen))
 		return
 	}
@@ -263,12 +364,15 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	// epoch as it is when the bet applies, not when the request arrived.
 	fence, hasFence, err := requestEpoch(r)
 	if err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-epoch", "Ledger-Epoch malformed", err.Error())
+		refuse(http.StatusBadRequest, "malformed-epoch", "Ledger-Epoch malformed", err.Error())
 		return
+	}
+	if hasFence {
+		rc.Epoch = fence
 	}
 	var req betRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		refuse(http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
 		return
 	}
 	amount, err := parseMinor(req.Amount)
@@ -276,20 +380,20 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		err = errors.New("amount must be greater than zero")
 	}
 	if err != nil {
-		writeProblem(w, http.StatusUnprocessableEntity, "invalid-amount", "Invalid amount", err.Error())
+		refuse(http.StatusUnprocessableEntity, "invalid-amount", "Invalid amount", err.Error())
 		return
 	}
 	if req.Currency == "" {
 		req.Currency = l.currency
 	}
 	if req.Currency != l.currency {
-		writeProblem(w, http.StatusUnprocessableEntity, "currency-mismatch", "Currency not held",
+		refuse(http.StatusUnprocessableEntity, "currency-mismatch", "Currency not held",
 			fmt.Sprintf("accounts in this ledger hold %s, the bet is in %s", l.currency, req.Currency))
 		return
 	}
 	// Normalise so "12.5" and "12.50" count as the same bet on a retry.
 	req.Amount = formatMinor(amount)
-	account := accountOf(r)
+	account := rc.Account
 	if d := time.Duration(l.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -300,26 +404,27 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	if role != RoleWriter {
 		l.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
-		writeProblem(w, http.StatusServiceUnavailable, "not-writer", "Not the writer",
+		refuse(http.StatusServiceUnavailable, "not-writer", "Not the writer",
 			fmt.Sprintf("ledger for domain %q is %s at epoch %d; send bets to the designated writer", l.domain, role, epoch))
 		return
 	}
 	if hasFence && fence < epoch {
 		l.mu.Unlock()
-		writeProblem(w, http.StatusConflict, "stale-epoch", "Stale epoch",
+		refuse(http.StatusConflict, "stale-epoch", "Stale epoch",
 			fmt.Sprintf("request carries epoch %d but this writer is at epoch %d", fence, epoch))
 		return
 	}
 	if slot, ok := l.bets[sc]; ok {
 		if slot.req != req {
 			l.mu.Unlock()
-			writeProblem(w, http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
+			refuse(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
 				"this key was already used for a different bet")
 			return
 		}
 		slot.count++
 		resp := slot.resp
 		l.mu.Unlock()
+		rc.Outcome = ReceiptReplayed
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, http.StatusCreated, resp)
 		return
@@ -331,7 +436,7 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	if balance < amount {
 		l.mu.Unlock()
 		// Not remembered: the player may top up and retry with the same key.
-		writeProblem(w, http.StatusUnprocessableEntity, "insufficient-funds", "Insufficient funds",
+		refuse(http.StatusUnprocessableEntity, "insufficient-funds", "Insufficient funds",
 			fmt.Sprintf("balance %s %s is less than the bet %s", formatMinor(balance), l.currency, req.Amount))
 		return
 	}
@@ -349,6 +454,13 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	}
 	l.bets[sc] = &betSlot{req: req, resp: resp, count: 1}
 	l.mu.Unlock()
+	rc.Outcome = ReceiptApplied
+
+	if rep := l.replica.Load(); rep != nil {
+		if err := rep.importBet(sc, req, resp, amount); err != nil {
+			l.log.Warn("bet not replicated", "bet_id", resp.BetID, "account", account, "error", err)
+		}
+	}
 
 	l.log.Debug("bet applied", "bet_id", resp.BetID, "account", account, "amount", resp.Amount, "balance", resp.Balance)
 	if l.failAfterApply.Load() {

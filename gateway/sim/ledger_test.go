@@ -500,3 +500,101 @@ func TestServeAfterClose(t *testing.T) {
 		t.Errorf("listener after Serve returned: expected closed, got %v", err)
 	}
 }
+
+// TestLedgerReplication: a replica imports what its writer applies, so once
+// promoted it answers a retry of those keys as a replay; an import is not
+// an apply of the replica's, and a replica promoted past the writer's epoch
+// no longer follows it.
+func TestLedgerReplication(t *testing.T) {
+	w1, base1 := startLedger(t, LedgerSettings{Domain: "sea", Epoch: 1})
+	w2, base2 := startLedger(t, LedgerSettings{Domain: "sea", Role: RoleReplica, Epoch: 1})
+	w1.ReplicateTo(w2)
+
+	first := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "1")
+	if first.status != http.StatusCreated {
+		t.Fatalf("bet at the writer: expected 201, got %d %s", first.status, first.body)
+	}
+	if got, want := w2.Applied(), []AppliedKey{{Key: "k1", Account: "alice", Replicated: true}}; !slices.Equal(got, want) {
+		t.Fatalf("replica's Applied() after the writer applied k1:\nexpected %+v\n     got %+v", want, got)
+	}
+	if b := balanceOf(t, base2, "alice"); b != "987.50" {
+		t.Errorf("replica's balance: expected 987.50 (the writer's debit), got %s", b)
+	}
+
+	call(t, base2, http.MethodPost, "/admin/role", `{"role":"writer","epoch":2}`)
+	again := call(t, base2, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "2")
+	if again.status != http.StatusCreated || again.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.body, first.body) {
+		t.Fatalf("retry of k1 at the promoted replica: expected the writer's 201 replayed, got %d %q %s",
+			again.status, again.header.Get("Idempotent-Replayed"), again.body)
+	}
+	if got, want := w2.Applied(), []AppliedKey{{Key: "k1", Account: "alice", Count: 1, Replicated: true}}; !slices.Equal(got, want) {
+		t.Errorf("replica's Applied() after the retry:\nexpected %+v\n     got %+v", want, got)
+	}
+
+	// The old writer, still claiming epoch 1, applies k2: the promoted
+	// replica refuses to import it.
+	if r := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k2", "Ledger-Account", "alice", "Ledger-Epoch", "1"); r.status != http.StatusCreated {
+		t.Fatalf("bet at the old writer: expected 201, got %d %s", r.status, r.body)
+	}
+	for _, a := range w2.Applied() {
+		if a.Key == "k2" {
+			t.Errorf("the replica promoted to epoch 2 imported a bet the old writer applied at epoch 1: %+v", a)
+		}
+	}
+	if b := balanceOf(t, base2, "alice"); b != "987.50" {
+		t.Errorf("promoted replica's balance: expected 987.50 (k2 not imported), got %s", b)
+	}
+
+	w1.ReplicateTo(nil)
+	call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k3", "Ledger-Account", "alice", "Ledger-Epoch", "1")
+	if n := len(w2.Applied()); n != 1 {
+		t.Errorf("after ReplicateTo(nil): expected the replica to hold 1 key, got %d", n)
+	}
+}
+
+// TestLedgerReceipts: with KeepReceipts, every bet request is recorded with
+// its key, account, epoch, arrival time and outcome.
+func TestLedgerReceipts(t *testing.T) {
+	l, base := startLedger(t, LedgerSettings{Domain: "sea", Epoch: 2, KeepReceipts: true})
+	before := time.Now()
+	steps := []struct {
+		headers []string
+		want    Receipt
+	}{
+		{[]string{"Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "2"}, Receipt{Key: "k1", Account: "alice", Epoch: 2, Outcome: ReceiptApplied}},
+		{[]string{"Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "3"}, Receipt{Key: "k1", Account: "alice", Epoch: 3, Outcome: ReceiptReplayed}},
+		{[]string{"Idempotency-Key", "k2", "Ledger-Account", "bob", "Ledger-Epoch", "1"}, Receipt{Key: "k2", Account: "bob", Epoch: 1, Outcome: ReceiptRefused, Problem: "stale-epoch"}},
+		{[]string{"Idempotency-Key", "k3", "X-Hedge-Principal", "carol"}, Receipt{Key: "k3", Account: "carol", Epoch: -1, Outcome: ReceiptApplied}},
+		{[]string{"Ledger-Account", "dave"}, Receipt{Account: "dave", Epoch: -1, Outcome: ReceiptRefused, Problem: "missing-idempotency-key"}},
+	}
+	for _, st := range steps {
+		call(t, base, http.MethodPost, "/bets", betBody, st.headers...)
+	}
+	call(t, base, http.MethodPost, "/admin/role", `{"role":"replica"}`)
+	call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k4", "Ledger-Account", "erin", "Ledger-Epoch", "2")
+	steps = append(steps, struct {
+		headers []string
+		want    Receipt
+	}{nil, Receipt{Key: "k4", Account: "erin", Epoch: 2, Outcome: ReceiptRefused, Problem: "not-writer"}})
+
+	got := l.Receipts()
+	if len(got) != len(steps) {
+		t.Fatalf("Receipts(): expected %d, got %d: %+v", len(steps), len(got), got)
+	}
+	for i, st := range steps {
+		r := got[i]
+		if r.At.Before(before) || r.At.After(time.Now()) || (i > 0 && r.At.Before(got[i-1].At)) {
+			t.Errorf("receipt %d: arrival time %v out of order or outside the test", i, r.At)
+		}
+		r.At = time.Time{}
+		if r != st.want {
+			t.Errorf("receipt %d:\nexpected %+v\n     got %+v", i, st.want, r)
+		}
+	}
+
+	quiet, qbase := startLedger(t, LedgerSettings{Domain: "sea"})
+	call(t, qbase, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1")
+	if n := len(quiet.Receipts()); n != 0 {
+		t.Errorf("without KeepReceipts: expected no receipts, got %d", n)
+	}
+}
