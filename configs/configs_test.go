@@ -205,3 +205,30 @@ func TestDNSDefaults(t *testing.T) {
 		t.Fatalf("demo: sea-1 serves DNS on 127.0.0.1:5353, got %q", got)
 	}
 }
+
+func TestDNSZoneFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.zone")
+	os.WriteFile(good, []byte("www 60 IN A 192.0.2.1\nmail IN MX 10 mx.other.test.\n"), 0o600)
+	bad := filepath.Join(dir, "bad.zone")
+	os.WriteFile(bad, []byte("www IN A 192.0.2.1\nwww IN A not-an-address\n"), 0o600)
+	soa := filepath.Join(dir, "soa.zone")
+	os.WriteFile(soa, []byte("@ IN SOA a. b. 1 2 3 4 5\n"), 0o600)
+	src := func(file string) string {
+		return "regions: [{name: a, nodes: [{name: n, listeners: [{address: \"127.0.0.1:1\", tls: {mode: \"off\"}}]}]}]\n" +
+			"dns:\n  zones:\n    - name: edge.test.\n      ns: [ns1.edge.test.]\n      file: " + file + "\n"
+	}
+	if _, err := Parse("z.yaml", []byte(src(good))); err != nil {
+		t.Fatalf("good zone file: %v", err)
+	}
+	for file, want := range map[string]string{
+		bad:                      "z.yaml:6: dns.zones[0].file: " + bad + ": dns: bad A A: \"not-an-address\" at line: 2",
+		soa:                      "type SOA is not served from a zone file",
+		filepath.Join(dir, "no"): "z.yaml:6: dns.zones[0].file: cannot read",
+	} {
+		_, err := Parse("z.yaml", []byte(src(file)))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: want %q, got %v", file, want, err)
+		}
+	}
+}

@@ -410,8 +410,11 @@ type Zone struct {
 	// NS are the zone's name servers (absolute names).
 	NS []string `yaml:"ns"`
 	// TTL is the default TTL of static records.
-	TTL      Duration  `yaml:"ttl"`
-	Records  []Record  `yaml:"records"`
+	TTL     Duration `yaml:"ttl"`
+	Records []Record `yaml:"records"`
+	// File is a zone file (RFC 1035 master format) of more static records,
+	// read at start and on every reload; names are relative to the zone.
+	File     string    `yaml:"file"`
 	Services []Service `yaml:"services"`
 }
 

@@ -679,6 +679,11 @@ func (v *validator) dns(c *Config) {
 				v.bad(rp+".value", "%q is not valid %s data: %v", r.Value, strings.ToUpper(r.Type), err)
 			}
 		}
+		if z.File != "" {
+			if _, err := ReadZoneFile(z.File, apex, z.TTL.D()); err != nil {
+				v.bad(p+".file", "%v", err)
+			}
+		}
 		for j := range z.Services {
 			s := &z.Services[j]
 			sp := fmt.Sprintf("%s.services[%d]", p, j)
@@ -762,4 +767,39 @@ func DNSOwner(name, apex string) (string, bool) {
 	}
 	owner := dnslib.CanonicalName(name)
 	return owner, dnslib.IsSubDomain(apex, owner)
+}
+
+// zoneFileTypes are the record types a zone file may hold; the SOA comes
+// from the configuration.
+var zoneFileTypes = []uint16{dnslib.TypeA, dnslib.TypeAAAA, dnslib.TypeCNAME, dnslib.TypeTXT,
+	dnslib.TypeCAA, dnslib.TypeMX, dnslib.TypeSRV, dnslib.TypeNS}
+
+// ReadZoneFile parses an RFC 1035 master file of static records for the
+// zone apex; records without a TTL get defaultTTL. Errors name the file's
+// line.
+func ReadZoneFile(file, apex string, defaultTTL time.Duration) ([]dnslib.RR, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %v", file, unwrapPathError(err))
+	}
+	defer f.Close()
+	zp := dnslib.NewZoneParser(f, apex, file)
+	zp.SetDefaultTTL(uint32(defaultTTL / time.Second))
+	zp.SetIncludeAllowed(false)
+	var out []dnslib.RR
+	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		h := rr.Header()
+		if !slices.Contains(zoneFileTypes, h.Rrtype) {
+			return nil, fmt.Errorf("%s: type %s is not served from a zone file (the SOA comes from the configuration)", file, dnslib.TypeToString[h.Rrtype])
+		}
+		h.Name = dnslib.CanonicalName(h.Name)
+		if !dnslib.IsSubDomain(apex, h.Name) {
+			return nil, fmt.Errorf("%s: %s is outside the zone %s", file, h.Name, apex)
+		}
+		out = append(out, rr)
+	}
+	if err := zp.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

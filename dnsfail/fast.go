@@ -53,12 +53,13 @@ func buildFast(st *state) *fastTable {
 			if !ok {
 				continue
 			}
-			// NODATA, NXDOMAIN and answers that depend on the client
-			// (policy nearest) take the full handler.
+			// NODATA, NXDOMAIN, answers that depend on the client (policy
+			// nearest) and CNAME chases (their target may be a service
+			// whose answers change) take the full handler.
 			var types []uint16
 			switch {
 			case len(o.rrset(dns.TypeCNAME)) > 0:
-				types = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeCNAME}
+				types = []uint16{dns.TypeCNAME}
 			case o.service != nil:
 				if _, near := o.service.policy.(nearestPolicy); !near {
 					types = []uint16{dns.TypeA, dns.TypeAAAA}

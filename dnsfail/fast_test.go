@@ -93,6 +93,10 @@ func TestFastPathFollowsHealth(t *testing.T) {
 	if a := answerAddrs(m); len(a) != 1 || a[0] != "127.0.0.11" {
 		t.Fatalf("eu drained: want [127.0.0.11], got %v", a)
 	}
+	// A name whose CNAME leads to the service follows it too.
+	if a := answerAddrs(d.query(t, "udp", "www.edge.test.", dns.TypeA)); len(a) != 1 || a[0] != "127.0.0.11" {
+		t.Fatalf("www → play with eu drained: want [127.0.0.11], got %v", a)
+	}
 }
 
 func benchQuery(b *testing.B, name string, qt uint16, edns bool) []byte {

@@ -1,6 +1,7 @@
 package dnsfail
 
 import (
+	"os"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -40,5 +41,27 @@ func TestReload(t *testing.T) {
 	}
 	if fo == nil || len(fo.Overrides) != 1 || fo.Overrides[0].Region != "eu" {
 		t.Fatalf("the override was lost on reload: %+v", fo)
+	}
+}
+
+// TestZoneFile: records of a zone file are served beside the YAML ones.
+func TestZoneFile(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	file := t.TempDir() + "/edge.test.zone"
+	if err := os.WriteFile(file, []byte("$TTL 300\nfrom-file IN A 192.0.2.7\nFrom-File IN TXT \"hello\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	next := *d.cfg
+	next.DNS.Zones = append([]configs.Zone(nil), d.cfg.DNS.Zones...)
+	next.DNS.Zones[0].File = file
+	if err := d.srv.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	r := d.query(t, "udp", "from-file.edge.test.", dns.TypeA)
+	if a := answerAddrs(r); len(a) != 1 || a[0] != "192.0.2.7" || r.Answer[0].Header().Ttl != 300 {
+		t.Fatalf("A from the zone file: got %v", r.Answer)
+	}
+	if r := d.query(t, "tcp", "from-file.edge.test.", dns.TypeTXT); len(r.Answer) != 1 {
+		t.Fatalf("TXT from the zone file: got %v", r.Answer)
 	}
 }

@@ -84,7 +84,7 @@ func run() int {
 		port  int
 		setup func(string) (*exec.Cmd, error)
 	}{
-		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0) }},
+		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0, false) }},
 		{"gdnsd", gdnsdPort, gdnsdCmd},
 		{"knot", knotPort, knotCmd},
 	}
@@ -157,22 +157,30 @@ func run() int {
 		fmt.Printf("\nhedge RSS, small zone: %s\n", rss(started[0].Process.Pid))
 	}
 	if *records > 0 {
-		sd := filepath.Join(dir, "hedge-big")
-		os.MkdirAll(sd, 0o755)
-		cmd, err := hedgeCmd(sd, hedgeBig, *records)
-		if err == nil {
-			began := time.Now()
-			if err = start(cmd, filepath.Join(sd, "log.txt")); err == nil {
-				err = waitAnswer(hedgeBig, fmt.Sprintf("h%d.edge.test.", *records-1), 60*time.Second)
+		for _, zoneFile := range []bool{false, true} {
+			form := "in the YAML"
+			if zoneFile {
+				form = "in a zone file"
 			}
+			sd := filepath.Join(dir, fmt.Sprintf("hedge-big-%v", zoneFile))
+			os.MkdirAll(sd, 0o755)
+			cmd, err := hedgeCmd(sd, hedgeBig, *records, zoneFile)
 			if err == nil {
-				loaded := time.Since(began)
-				time.Sleep(2 * time.Second) // settled
-				fmt.Printf("hedge RSS, zone of %d static records: %s (loaded and serving in %s)\n", *records, rss(cmd.Process.Pid), loaded.Round(time.Millisecond))
+				began := time.Now()
+				if err = start(cmd, filepath.Join(sd, "log.txt")); err == nil {
+					err = waitAnswer(hedgeBig, fmt.Sprintf("h%d.edge.test.", *records-1), 60*time.Second)
+				}
+				if err == nil {
+					loaded := time.Since(began)
+					time.Sleep(2 * time.Second) // settled
+					fmt.Printf("hedge RSS, %d static records %s: %s (loaded and serving in %s)\n", *records, form, rss(cmd.Process.Pid), loaded.Round(time.Millisecond))
+				}
+				cmd.Process.Kill()
+				cmd.Wait()
 			}
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "hedge big zone: %v (log: %s)\n", err, tail(filepath.Join(sd, "log.txt")))
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "hedge big zone %s: %v (log: %s)\n", form, err, tail(filepath.Join(sd, "log.txt")))
+			}
 		}
 	}
 	return 0
@@ -203,7 +211,9 @@ func pinned(cpu string, argv ...string) *exec.Cmd {
 	return exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
 }
 
-func hedgeCmd(dir string, port, extra int) (*exec.Cmd, error) {
+// hedgeCmd writes hedge's configuration with extra static records, in the
+// YAML itself or in a zone file, and returns the pinned command.
+func hedgeCmd(dir string, port, extra int, zoneFile bool) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `data_dir: %s
 log: {level: warn, access: {enabled: false}}
@@ -225,8 +235,20 @@ dns:
         - {name: ns1, type: A, value: 127.0.0.1}
         - {name: sea, type: A, value: 127.0.0.11}
 `, dir, edgePort, port, edgePort)
-	for i := range extra {
-		fmt.Fprintf(&b, "        - {name: h%d, type: A, value: 10.%d.%d.%d}\n", i, i>>16&255, i>>8&255, i&255)
+	if zoneFile {
+		var z strings.Builder
+		for i := range extra {
+			fmt.Fprintf(&z, "h%d 3600 IN A 10.%d.%d.%d\n", i, i>>16&255, i>>8&255, i&255)
+		}
+		zf := filepath.Join(dir, "edge.test.zone")
+		if err := os.WriteFile(zf, []byte(z.String()), 0o644); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "      file: %s\n", zf)
+	} else {
+		for i := range extra {
+			fmt.Fprintf(&b, "        - {name: h%d, type: A, value: 10.%d.%d.%d}\n", i, i>>16&255, i>>8&255, i&255)
+		}
 	}
 	b.WriteString(`      services:
         - {name: play, policy: all, regions: [sea, eu]}

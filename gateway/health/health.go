@@ -136,6 +136,9 @@ func (t *Target) ReportFailure(err error) {
 func (t *Target) Set(up bool, reason string) {
 	t.reset.Store(true)
 	t.pending.Store(0)
+	if up {
+		t.setError(nil)
+	}
 	if t.up.Swap(up) != up {
 		t.notify(up, reason)
 	}

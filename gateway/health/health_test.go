@@ -112,3 +112,29 @@ func BenchmarkHealthy(b *testing.B) {
 		}
 	}
 }
+
+// TestSetRestartsRunsAndPending: after Set (an edge announcing its drain),
+// a probe that was already in flight cannot undo the verdict, and Pending
+// counts the probes that disagree with it.
+func TestSetRestartsRunsAndPending(t *testing.T) {
+	tg := NewTarget("edge", Spec{Rise: 2, Fall: 2, Interval: time.Second}, nil)
+	for range 5 {
+		tg.observe(nil)
+	}
+	tg.Set(false, "draining")
+	tg.observe(nil) // the probe in flight when the drain was announced
+	if tg.Up() {
+		t.Fatal("one success after Set(false) brought the target back; want Rise successes")
+	}
+	if got := tg.Pending(); got != 1 {
+		t.Fatalf("Pending after one success while down: want 1, got %d", got)
+	}
+	tg.observe(nil)
+	if !tg.Up() || tg.Pending() != 0 {
+		t.Fatalf("after Rise successes: want up with nothing pending, got up=%v pending=%d", tg.Up(), tg.Pending())
+	}
+	tg.observe(errors.New("refused"))
+	if tg.Pending() != 1 || !tg.Up() {
+		t.Fatalf("one failure while up: want up with 1 pending, got up=%v pending=%d", tg.Up(), tg.Pending())
+	}
+}
