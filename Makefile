@@ -12,7 +12,7 @@ BIN     := bin/hedge
 
 # Debian packages the tests and benchmarks use; installed only when missing.
 TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils
-BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot
+BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server
 
 .PHONY: build run test lint bench deps bench-deps fuzz clean load
 
@@ -39,6 +39,7 @@ test: deps lint build
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
+	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
 
