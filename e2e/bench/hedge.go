@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// hedgeConfig is one node with one TLS listener and the bet route to a
+// one-member pool: the same job the nginx configuration does, with hedge's
+// own per-request work switched on (request ids, metrics, access log).
+const hedgeConfig = `# written by e2e/bench for one measured run
+deployment: bench
+data_dir: {{dir}}/hedge-data
+log:
+  level: warn
+  format: json
+  access:
+    enabled: true
+    path: {{dir}}/hedge-access.log
+    flush_interval: 1s
+admin:
+  allow_loopback: true
+lifecycle:
+  drain_period: 10ms
+  shutdown_timeout: 2s
+routes:
+  - name: bets
+    match: {path_prefix: /api/bets, methods: [POST]}
+    pool: bets
+regions:
+  - name: bench
+    nodes:
+      - name: bench-1
+        listeners:
+          - name: public
+            address: {{listen}}
+            tls:
+              mode: files
+              files: {cert: {{cert}}, key: {{key}}}
+        admin: {address: {{admin}}}
+    pools:
+      - name: bets
+        members:
+          - {name: upstream, url: "http://{{upstream}}"}
+        health: {interval: 1s}
+`
+
+// startHedge writes the configuration, checks it with `hedge check` (so a
+// schema mistake is reported as such, not as a server that never came up)
+// and starts `hedge serve` pinned to cpu.
+func startHedge(e *env, cpu int) (*server, error) {
+	listen, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.dir, "hedge-")
+	if err != nil {
+		return nil, err
+	}
+	conf := strings.NewReplacer(
+		"{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
+		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
+	).Replace(hedgeConfig)
+	path := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	if out, err := exec.Command(e.hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("hedge check: %v\n%s", err, out)
+	}
+	p, err := startPinned("hedge", dir, cpu, e.hedgeBin, "serve", "-c", path, "-region", "bench", "-node", "bench-1")
+	if err != nil {
+		return nil, err
+	}
+	return &server{
+		name: "hedge", proc: p, addr: listen, adminAddr: admin,
+		pids:      func() []int { return []int{p.pid()} },
+		accessLog: filepath.Join(dir, "hedge-access.log"),
+		// SIGTERM drains (10 ms, configured above) and exits.
+		stop: func() { p.stop(syscall.SIGTERM, 5*time.Second) },
+	}, nil
+}

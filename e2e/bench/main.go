@@ -1,0 +1,305 @@
+// Command bench is hedge's end-to-end speed comparison with nginx: a TLS
+// keep-alive client → the server under test → a fast upstream, POST
+// /api/bets with a 200-byte JSON body and an Idempotency-Key.
+//
+//	go run ./e2e/bench -hedge ./bin/hedge      (make bench runs it)
+//
+// The server under test (hedge, or nginx configured equivalently) is pinned
+// to one CPU and everything else (wrk, the constant-rate client, the
+// upstream) to another. On two cores the load generator saturates first,
+// so req/s is capped by the client; the primary figure is therefore the
+// server's own CPU time per request, read from /proc/PID/stat (utime +
+// stime) before and after a saturating run and divided by the requests wrk
+// completed. Beside it: req/s and latency of that run, p99 at a fixed
+// 2,000 req/s (vegeta), and resident memory.
+//
+// Targets (from the issue): hedge's CPU per request ≤ 1.2× nginx's, req/s
+// ≥ 0.9× nginx's, p99 at 2,000 req/s ≤ 1.5× nginx's. Servers alternate
+// (hedge, nginx, hedge, nginx, ...) and medians are compared, so a drift of
+// the machine during the run hits both. When a target is missed (or with
+// -profile), hedge is run once more under load and a CPU profile taken from
+// its admin listener is added to the report.
+//
+// Other processes on the two CPUs spoil every figure, so each run waits
+// for them to be quiet, counts the CPU time they took anyway, and is
+// measured again (-retries) when that was more than 5 % of a CPU.
+//
+// Needs: Linux, two CPUs, taskset (util-linux), wrk, nginx (nginx-light).
+// Everything listens on 127.0.0.1 ports chosen at run time; every process
+// started is stopped by its id, and the temporary directory removed, also
+// when a step fails or the run is interrupted.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Targets from the issue, as ratios hedge/nginx.
+const (
+	targetCPU = 1.2 // CPU µs per request, at most
+	targetRPS = 0.9 // req/s, at least
+	targetP99 = 1.5 // p99 at the fixed rate, at most
+	fixedRate = 2000
+	loopback  = "127.0.0.1" // the only address anything here listens on
+)
+
+type options struct {
+	hedge     string
+	duration  time.Duration
+	warmup    time.Duration
+	rounds    int
+	conns     int
+	skipNginx bool
+	loadCPU   int
+	serverCPU int
+	out       string
+	profile   bool
+	retries   int
+	quietWait time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.hedge, "hedge", "", "path of the hedge `binary` to measure (required)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measured run (saturating and fixed-rate)")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up before each measured run, not counted")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx")
+	flag.IntVar(&o.conns, "conns", 64, "keep-alive connections of the saturating run")
+	flag.BoolVar(&o.skipNginx, "skip-nginx", false, "measure hedge only (no ratios)")
+	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for wrk, the fixed-rate client and the upstream")
+	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
+	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the JSON and markdown reports")
+	flag.IntVar(&o.retries, "retries", 2, "measure a run again, up to this many times, when other processes disturbed it")
+	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each run, wait at most this long for other processes to leave the CPUs")
+	flag.BoolVar(&o.profile, "profile", false, "profile hedge under load after the rounds even when every target is met")
+
+	// Child roles: this program re-executes itself for the upstream and
+	// the constant-rate client, so each can be pinned to the load CPU.
+	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
+	fixed := flag.String("fixed-rate", "", "internal: be the constant-rate client of `url`")
+	rate := flag.Int("rate", fixedRate, "internal: requests per second of -fixed-rate")
+	ca := flag.String("ca", "", "internal: certificate `file` -fixed-rate trusts")
+	runID := flag.String("run-id", "", "internal: prefix of -fixed-rate's Idempotency-Keys")
+	flag.Parse()
+
+	switch {
+	case *upstream != "":
+		if err := serveUpstream(*upstream); err != nil {
+			fmt.Fprintln(os.Stderr, "upstream:", err)
+			os.Exit(1)
+		}
+		return
+	case *fixed != "":
+		if err := fixedRateMain(*fixed, *ca, *runID, *rate, o.warmup, o.duration); err != nil {
+			fmt.Fprintln(os.Stderr, "fixed-rate:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// env is what every measured run shares.
+type env struct {
+	dir          string // temporary; removed at the end
+	self         string // this program, for the child roles
+	hedgeBin     string
+	certFile     string
+	keyFile      string
+	upstreamAddr string
+	client       *http.Client // trusts certFile; for the correctness probe
+}
+
+func run(o options) (err error) {
+	if o.hedge == "" {
+		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
+	}
+	if o.rounds < 1 || o.conns < 1 || o.duration < time.Second || o.warmup < time.Second {
+		return errors.New("-rounds and -conns must be ≥ 1, -duration and -warmup ≥ 1s")
+	}
+	if n := runtime.NumCPU(); o.loadCPU == o.serverCPU || max(o.loadCPU, o.serverCPU) >= n {
+		return fmt.Errorf("need two distinct CPUs below %d for -load-cpu (%d) and -server-cpu (%d)", n, o.loadCPU, o.serverCPU)
+	}
+	need := []string{"taskset", "wrk"}
+	if !o.skipNginx {
+		need = append(need, nginxBin)
+	}
+	for _, tool := range need {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: install the Debian packages util-linux wrk nginx-light (make bench-deps)", tool)
+		}
+	}
+
+	// Every run is bounded; so is the whole: each attempt may first wait
+	// for quiet CPUs.
+	perRun := 15*time.Second + 2*(o.warmup+o.duration) + o.quietWait
+	total := time.Duration(o.rounds*2*(o.retries+1)+2)*perRun + time.Minute
+	ctx, cancel := context.WithTimeout(context.Background(), total)
+	defer cancel()
+	// SIGPIPE too: when whoever reads our output goes away, stop and clean up.
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
+	defer stopSignals()
+
+	e := &env{}
+	if e.hedgeBin, err = filepath.Abs(o.hedge); err != nil {
+		return err
+	}
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if e.dir, err = os.MkdirTemp("", "hedge-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.dir)
+	if err := os.Chmod(e.dir, 0o755); err != nil { // nginx's worker reaches its dir through it
+		return err
+	}
+	if err := writeCert(e); err != nil {
+		return err
+	}
+	// Measure a copy: bin/hedge may be rebuilt while the rounds run, and
+	// every round must measure the same program.
+	if e.hedgeBin, err = copyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
+		return err
+	}
+
+	// The upstream shares the load generator's CPU: the server's CPU is
+	// left to the server alone.
+	if e.upstreamAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	up, err := startPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstreamAddr)
+	if err != nil {
+		return err
+	}
+	defer up.stop(syscall.SIGTERM, 2*time.Second)
+	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	if err := waitFor(ctx, up, 10*time.Second, func() error { return getOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
+		return err
+	}
+
+	starts := map[string]func(*env, int) (*server, error){"hedge": startHedge, "nginx": startNginx}
+	order := []string{"hedge", "nginx"}
+	if o.skipNginx {
+		order = order[:1]
+	}
+	stamp := time.Now().UTC().Format("20060102-150405")
+	var results, discarded []result
+	for round := 1; round <= o.rounds; round++ {
+		for _, name := range order {
+			r, others, err := measureQuietly(ctx, e, o, starts[name], round, fmt.Sprintf("%s-%s-r%d", stamp, name, round))
+			discarded = append(discarded, others...)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", round, name, err)
+			}
+			results = append(results, r)
+		}
+	}
+
+	rep := newReport(o, e.hedgeBin, results, stamp)
+	rep.Discarded = discarded
+	missed := slices.ContainsFunc(rep.Ratios, func(r ratio) bool { return !r.Met })
+	if o.profile || missed {
+		top, file, err := profileHedge(ctx, e, o, stamp)
+		if err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		rep.Profile, rep.ProfileFile = top, file
+	}
+	fmt.Println()
+	md := rep.markdown()
+	fmt.Print(md)
+	return rep.write(o.out, md)
+}
+
+// copyExecutable copies src to dst and returns dst.
+func copyExecutable(src, dst string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	return dst, os.WriteFile(dst, b, 0o755)
+}
+
+func getOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// writeCert makes the self-signed ECDSA P-256 certificate both servers
+// present, and a client that trusts it.
+func writeCert(e *env) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "hedge bench"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP(loopback)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	e.certFile, e.keyFile = filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
+	if err := os.WriteFile(e.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(e.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	e.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		Proxy:             nil, // loopback only, whatever the environment says
+		TLSClientConfig:   &tls.Config{RootCAs: roots},
+		DisableKeepAlives: true,
+	}}
+	return nil
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// nginxConfig is the reference: what an operator would write to put nginx
+// where hedge stands for this route. TLS termination with the same
+// certificate, a keep-alive pool to the upstream, a limit_req that never
+// triggers (so nginx pays for the lookup, as hedge will for its limits),
+// a buffered access log, the headers hedge adds (X-Forwarded-For,
+// X-Forwarded-Proto towards the upstream, HSTS towards the client), and
+// POST-only routing of /api/bets with everything else answered 404.
+//
+// What hedge does beyond it: request ids (generated, logged, sent both
+// ways), the Forwarded header, Prometheus metrics per route, JSON access
+// lines. Those are the costs the target allows hedge (≤ 1.2× nginx).
+//
+// Both negotiate TLS 1.3 with TLS_AES_128_GCM_SHA256 with wrk. Temp paths
+// are set because Debian's build points them at /var/lib/nginx, outside
+// the run's directory.
+const nginxConfig = `# written by e2e/bench for one measured run
+worker_processes 1;
+error_log {{dir}}/error.log warn;
+pid {{dir}}/nginx.pid;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log {{dir}}/access.log combined buffer=64k flush=1s;
+    client_body_temp_path {{dir}}/body;
+    proxy_temp_path {{dir}}/proxy;
+    fastcgi_temp_path {{dir}}/fastcgi;
+    uwsgi_temp_path {{dir}}/uwsgi;
+    scgi_temp_path {{dir}}/scgi;
+
+    keepalive_requests 100000;
+    keepalive_timeout 120s;
+    server_tokens off;
+
+    limit_req_zone $binary_remote_addr zone=z:10m rate=1000000r/s;
+
+    upstream u {
+        server {{upstream}};
+        keepalive 64;
+        keepalive_requests 100000;
+    }
+
+    server {
+        listen {{listen}} ssl;
+        ssl_certificate {{cert}};
+        ssl_certificate_key {{key}};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        # Pick AES-128-GCM, as hedge (Go) does; OpenSSL would otherwise
+        # follow the client's preference, AES-256-GCM.
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        add_header Strict-Transport-Security "max-age=31536000" always;
+
+        location /api/bets {
+            limit_req zone=z burst=100000 nodelay;
+            limit_except POST { deny all; }
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location / {
+            return 404;
+        }
+    }
+}
+`
+
+const nginxBin = "/usr/sbin/nginx"
+
+// startNginx runs nginx in the foreground (daemon off) with a master and
+// one worker, both pinned to cpu: taskset pins the master and the worker
+// inherits it. The system's nginx service and files are not touched: -p,
+// -c and -e point everything into the run's directory.
+func startNginx(e *env, cpu int) (*server, error) {
+	listen, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.dir, "nginx-")
+	if err != nil {
+		return nil, err
+	}
+	// The worker runs as an unprivileged user when we are root; it must be
+	// able to reach its temp paths.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conf := strings.NewReplacer(
+		"{{dir}}", dir, "{{listen}}", listen,
+		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
+	).Replace(nginxConfig)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{"-p", dir + "/", "-c", path, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
+	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
+	}
+	p, err := startPinned("nginx", dir, cpu, nginxBin, args...)
+	if err != nil {
+		return nil, err
+	}
+	master := p.pid()
+	return &server{
+		name: "nginx", proc: p, addr: listen,
+		// The master and its worker: the master does little, but it is
+		// part of what nginx costs.
+		pids:      func() []int { return append([]int{master}, children(master)...) },
+		accessLog: filepath.Join(dir, "access.log"),
+		errorLog:  filepath.Join(dir, "error.log"),
+		// SIGQUIT is nginx's graceful shutdown.
+		stop: func() { p.stop(syscall.SIGQUIT, 5*time.Second) },
+	}, nil
+}
+
+// nginxVersion is "nginx/1.22.1" or "" when nginx is missing.
+func nginxVersion() string {
+	out, err := exec.Command(nginxBin, "-v").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	return v
+}
