@@ -12,7 +12,7 @@ BIN     := bin/hedge
 
 # Debian packages the tests and benchmarks use; installed only when missing.
 TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils
-BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server
+BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk
 
 .PHONY: build run test lint bench deps bench-deps fuzz clean load
 
