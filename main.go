@@ -87,6 +87,19 @@ func loadConfig(file string) (*configs.Config, error) {
 	return configs.Load(file)
 }
 
+// setup loads the configuration (reporting every problem on stderr) and
+// installs the logger it configures.
+func setup(file string) (*configs.Config, *slog.Logger, bool) {
+	cfg, err := loadConfig(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, false
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	slog.SetDefault(log)
+	return cfg, log, true
+}
+
 func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	file := fs.String("c", "", "configuration `file` (default: the embedded two-region demo)")
@@ -95,13 +108,10 @@ func serve(args []string) int {
 	if fs.Parse(args) != nil {
 		return 2
 	}
-	cfg, err := loadConfig(*file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	cfg, log, ok := setup(*file)
+	if !ok {
 		return 2
 	}
-	log := newLogger(cfg.Log, os.Stderr)
-	slog.SetDefault(log)
 	if *file == "" {
 		log.Info("no -c given: running the embedded two-region demo (configs/demo.yaml)")
 	}
@@ -273,13 +283,10 @@ func serveDNS(args []string) int {
 	if fs.Parse(args) != nil {
 		return 2
 	}
-	cfg, err := loadConfig(*file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	cfg, log, ok := setup(*file)
+	if !ok {
 		return 2
 	}
-	log := newLogger(cfg.Log, os.Stderr)
-	slog.SetDefault(log)
 	reg := prometheus.NewRegistry()
 	srv, err := dnsfail.New(cfg, dnsfail.Options{Node: *node, Logger: log, Registerer: reg})
 	if err != nil {
