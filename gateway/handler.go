@@ -49,6 +49,14 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	n := l.node
 	st := n.state.Load()
 	ls := st.listeners[l.name]
+	if ls == nil {
+		// A reload removed this listener; it is shutting down. Finish the
+		// connection politely.
+		ctx.SetConnectionClose()
+		problem.Write(ctx, problem.Draining, "this listener is closing", nil)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return
+	}
 	r := requestPool.Get().(*Request)
 	*r = Request{Ctx: ctx, Node: n, listener: ls, Proto: "http"}
 	if ls.tls {
