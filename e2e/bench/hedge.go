@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // hedgeConfig is one node with one TLS listener and the bet route to a
@@ -54,11 +56,11 @@ regions:
 // schema mistake is reported as such, not as a server that never came up)
 // and starts `hedge serve` pinned to cpu.
 func startHedge(e *env, cpu int) (*server, error) {
-	listen, err := freeAddr()
+	listen, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
+	admin, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -77,15 +79,15 @@ func startHedge(e *env, cpu int) (*server, error) {
 	if out, err := exec.Command(e.hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("hedge check: %v\n%s", err, out)
 	}
-	p, err := startPinned("hedge", dir, cpu, e.hedgeBin, "serve", "-c", path, "-region", "bench", "-node", "bench-1")
+	p, err := benchkit.StartPinned("hedge", dir, cpu, e.hedgeBin, "serve", "-c", path, "-region", "bench", "-node", "bench-1")
 	if err != nil {
 		return nil, err
 	}
 	return &server{
 		name: "hedge", proc: p, addr: listen, adminAddr: admin,
-		pids:      func() []int { return []int{p.pid()} },
+		pids:      func() []int { return []int{p.PID()} },
 		accessLog: filepath.Join(dir, "hedge-access.log"),
 		// SIGTERM drains (10 ms, configured above) and exits.
-		stop: func() { p.stop(syscall.SIGTERM, 5*time.Second) },
+		stop: func() { p.Stop(syscall.SIGTERM, 5*time.Second) },
 	}, nil
 }

@@ -53,6 +53,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // Targets from the issue, as ratios hedge/nginx.
@@ -105,22 +107,13 @@ func main() {
 
 	switch {
 	case *upstream != "":
-		if err := serveUpstream(*upstream); err != nil {
-			fmt.Fprintln(os.Stderr, "upstream:", err)
-			os.Exit(1)
-		}
+		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
 		return
 	case *fixed != "":
-		if err := fixedRateMain(*fixed, *ca, *runID, *rate, o.warmup, o.duration); err != nil {
-			fmt.Fprintln(os.Stderr, "fixed-rate:", err)
-			os.Exit(1)
-		}
+		benchkit.ExitOnError("fixed-rate:", fixedRateMain(*fixed, *ca, *runID, *rate, o.warmup, o.duration))
 		return
 	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchkit.ExitOnError("bench:", run(o))
 }
 
 // env is what every measured run shares.
@@ -189,16 +182,16 @@ func run(o options) (err error) {
 
 	// The upstream shares the load generator's CPU: the server's CPU is
 	// left to the server alone.
-	if e.upstreamAddr, err = freeAddr(); err != nil {
+	if e.upstreamAddr, err = benchkit.FreeAddr(); err != nil {
 		return err
 	}
-	up, err := startPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstreamAddr)
+	up, err := benchkit.StartPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstreamAddr)
 	if err != nil {
 		return err
 	}
-	defer up.stop(syscall.SIGTERM, 2*time.Second)
+	defer up.Stop(syscall.SIGTERM, 2*time.Second)
 	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	if err := waitFor(ctx, up, 10*time.Second, func() error { return getOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
+	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return getOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
 		return err
 	}
 

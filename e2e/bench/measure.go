@@ -10,12 +10,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // server is one server under test, started for one round.
 type server struct {
 	name      string
-	proc      *proc
+	proc      *benchkit.Proc
 	addr      string
 	adminAddr string       // hedge only
 	pids      func() []int // whose CPU time is the server's
@@ -163,11 +165,11 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	defer s.stop()
 	fail := func(err error) (result, error) {
 		msg := err.Error()
-		if t := s.proc.tail(); t != "" {
+		if t := s.proc.Tail(); t != "" {
 			msg += "\n--- " + s.name + " output:\n" + t
 		}
 		if s.errorLog != "" {
-			if t := tailFile(s.errorLog, 2000); t != "" {
+			if t := benchkit.TailFile(s.errorLog, 2000); t != "" {
 				msg += "\n--- " + s.name + " error log:\n" + t
 			}
 		}
@@ -176,7 +178,7 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 
 	// Ready means: a bet goes through to the upstream (hedge first waits
 	// for its active health check to mark the member up).
-	if err := waitFor(ctx, s.proc, 20*time.Second, func() error { _, err := probe(e, s, "ready"); return err }); err != nil {
+	if err := benchkit.WaitFor(ctx, s.proc, 20*time.Second, func() error { _, err := probe(e, s, "ready"); return err }); err != nil {
 		return fail(err)
 	}
 	saw, err := probe(e, s, runID)
@@ -209,7 +211,7 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	if w.Requests == 0 {
 		return fail(errors.New("wrk completed no requests"))
 	}
-	r.CPUSeconds = float64(after.server-before.server) / clockTicks
+	r.CPUSeconds = float64(after.server-before.server) / benchkit.ClockTicks
 	r.CPUUSPerReq = r.CPUSeconds * 1e6 / float64(w.Requests)
 	r.Requests, r.ReqPerSec = w.Requests, w.reqPerSec()
 	r.P50US, r.P99US, r.MaxUS = w.P50US, w.P99US, w.MaxUS
@@ -218,8 +220,8 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	r.ReadsPerReq = float64(r1-r0) / float64(w.Requests)
 	r.WritesPerReq = float64(w1-w0) / float64(w.Requests)
 	wall := after.at.Sub(before.at).Seconds()
-	r.LoadCPUBusy = float64(after.loadBusy-before.loadBusy) / clockTicks / wall
-	r.ServerCPUBusy = float64(after.serverBusy-before.serverBusy) / clockTicks / wall
+	r.LoadCPUBusy = float64(after.loadBusy-before.loadBusy) / benchkit.ClockTicks / wall
+	r.ServerCPUBusy = float64(after.serverBusy-before.serverBusy) / benchkit.ClockTicks / wall
 	r.OtherCPUSeconds = after.other(before)
 
 	before, err = takeSnap(o, pids)
@@ -235,8 +237,8 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	r.FixedOtherCPU = after.other(before)
 	// 5 % of one CPU over the run, beyond what this benchmark runs.
 	r.Disturbed = r.OtherCPUSeconds > 0.05*o.duration.Seconds() || r.FixedOtherCPU > 0.05*(o.warmup+o.duration).Seconds()
-	if s.proc.exited() {
-		return fail(fmt.Errorf("%s exited during the run: %v", s.name, s.proc.err))
+	if s.proc.Exited() {
+		return fail(fmt.Errorf("%s exited during the run: %v", s.name, s.proc.Err()))
 	}
 	// Both access logs flush at least every second; the fixed-rate run
 	// took longer than that, so the saturating run's lines are on disk.
@@ -260,10 +262,10 @@ type snap struct {
 
 func takeSnap(o options, serverPIDs []int) (sn snap, err error) {
 	sn.at = time.Now()
-	if sn.loadBusy, err = cpuBusy(o.loadCPU); err != nil {
+	if sn.loadBusy, err = benchkit.CPUBusy(o.loadCPU); err != nil {
 		return sn, err
 	}
-	if sn.serverBusy, err = cpuBusy(o.serverCPU); err != nil {
+	if sn.serverBusy, err = benchkit.CPUBusy(o.serverCPU); err != nil {
 		return sn, err
 	}
 	sn.others = othersTicks()

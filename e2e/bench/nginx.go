@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // nginxConfig is the reference: what an operator would write to put nginx
@@ -88,7 +90,7 @@ const nginxBin = "/usr/sbin/nginx"
 // inherits it. The system's nginx service and files are not touched: -p,
 // -c and -e point everything into the run's directory.
 func startNginx(e *env, cpu int) (*server, error) {
-	listen, err := freeAddr()
+	listen, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +115,11 @@ func startNginx(e *env, cpu int) (*server, error) {
 	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
 	}
-	p, err := startPinned("nginx", dir, cpu, nginxBin, args...)
+	p, err := benchkit.StartPinned("nginx", dir, cpu, nginxBin, args...)
 	if err != nil {
 		return nil, err
 	}
-	master := p.pid()
+	master := p.PID()
 	return &server{
 		name: "nginx", proc: p, addr: listen,
 		// The master and its worker: the master does little, but it is
@@ -126,7 +128,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 		accessLog: filepath.Join(dir, "access.log"),
 		errorLog:  filepath.Join(dir, "error.log"),
 		// SIGQUIT is nginx's graceful shutdown.
-		stop: func() { p.stop(syscall.SIGQUIT, 5*time.Second) },
+		stop: func() { p.Stop(syscall.SIGQUIT, 5*time.Second) },
 	}, nil
 }
 

@@ -3,18 +3,18 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // summary is one server's medians over the rounds, and its error counts
@@ -184,14 +184,8 @@ func (rep *report) markdown() string {
 
 // write stores the report as JSON and markdown under dir.
 func (rep *report) write(dir, md string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	base := filepath.Join(dir, "e2e-"+rep.stamp)
-	if err := writeJSON(base+".json", rep); err != nil {
-		return err
-	}
-	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
+	base, err := benchkit.WriteResults(dir, "e2e-"+rep.stamp, rep, md)
+	if err != nil {
 		return err
 	}
 	fmt.Printf("\nwritten: %s.json, %s.md\n", base, base)
@@ -200,21 +194,9 @@ func (rep *report) write(dir, md string) error {
 
 // machine describes where the numbers were taken.
 func machine(hedgeBin string) map[string]string {
-	m := map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(), "nginx": nginxVersion()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m["cpu"] = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m["kernel"] = strings.TrimSpace(string(b))
-	}
-	if out, err := exec.Command(hedgeBin, "version").Output(); err == nil {
-		m["hedge"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "hedge ")
-	}
+	nginx := nginxVersion()
+	m := benchkit.Machine(hedgeBin)
+	m["nginx"] = nginx
 	if b, err := os.ReadFile(hedgeBin); err == nil {
 		m["hedge_sha256"] = fmt.Sprintf("%x", sha256.Sum256(b))[:16]
 	}
@@ -237,7 +219,7 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		return "", "", err
 	}
 	defer s.stop()
-	if err := waitFor(ctx, s.proc, 20*time.Second, func() error { _, err := probe(e, s, "ready"); return err }); err != nil {
+	if err := benchkit.WaitFor(ctx, s.proc, 20*time.Second, func() error { _, err := probe(e, s, "ready"); return err }); err != nil {
 		return "", "", err
 	}
 	secs := max(1, min(5, int(o.duration/time.Second)-2))
@@ -291,12 +273,4 @@ func median(xs []float64) float64 {
 	} else {
 		return (s[n/2-1] + s[n/2]) / 2
 	}
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

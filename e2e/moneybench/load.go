@@ -19,6 +19,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // The two routes under comparison: the same bet to the same ledger
@@ -339,18 +341,18 @@ type snap struct {
 
 func takeSnap(p attackParams) (s snap, err error) {
 	s.at, s.loadavg = time.Now(), loadAvg()
-	if s.loadBusy, err = cpuBusy(p.LoadCPU); err != nil {
+	if s.loadBusy, err = benchkit.CPUBusy(p.LoadCPU); err != nil {
 		return s, err
 	}
-	if s.serverBusy, err = cpuBusy(p.ServerCPU); err != nil {
+	if s.serverBusy, err = benchkit.CPUBusy(p.ServerCPU); err != nil {
 		return s, err
 	}
-	st, err := readStat(p.HedgePID)
+	st, err := benchkit.ReadStat(p.HedgePID)
 	if err != nil {
 		return s, fmt.Errorf("hedge (pid %d): %w", p.HedgePID, err)
 	}
-	s.hedge = st.utime + st.stime
-	s.others = othersTicks(p.HarnessPID)
+	s.hedge = st.Utime + st.Stime
+	s.others = benchkit.OthersTicks(p.HarnessPID)
 	return s, nil
 }
 
@@ -358,15 +360,15 @@ func (s snap) since(b snap, requests int) window {
 	secs := s.at.Sub(b.at).Seconds()
 	w := window{Seconds: secs, LoadAvgBefore: b.loadavg, LoadAvgAfter: s.loadavg}
 	if secs > 0 {
-		w.LoadCPUBusy = float64(s.loadBusy-b.loadBusy) / clockTicks / secs
-		w.ServerCPUBusy = float64(s.serverBusy-b.serverBusy) / clockTicks / secs
+		w.LoadCPUBusy = float64(s.loadBusy-b.loadBusy) / benchkit.ClockTicks / secs
+		w.ServerCPUBusy = float64(s.serverBusy-b.serverBusy) / benchkit.ClockTicks / secs
 	}
-	w.HedgeCPU = float64(s.hedge-b.hedge) / clockTicks
+	w.HedgeCPU = float64(s.hedge-b.hedge) / benchkit.ClockTicks
 	if requests > 0 {
 		w.HedgeUSPerReq = w.HedgeCPU * 1e6 / float64(requests)
 	}
 	if s.others >= b.others { // a process tree that vanished unreaped can shrink the sum
-		w.OtherCPU = float64(s.others-b.others) / clockTicks
+		w.OtherCPU = float64(s.others-b.others) / benchkit.ClockTicks
 	}
 	return w
 }

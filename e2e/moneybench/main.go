@@ -58,6 +58,8 @@ import (
 
 	"hedge/configs"
 	"hedge/gateway/jwtauth"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 const (
@@ -94,16 +96,10 @@ func main() {
 	flag.Parse()
 
 	if *attack != "" {
-		if err := runAttack(*attack); err != nil {
-			fmt.Fprintln(os.Stderr, "attack:", err)
-			os.Exit(1)
-		}
+		benchkit.ExitOnError("attack:", runAttack(*attack))
 		return
 	}
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "moneybench:", err)
-		os.Exit(1)
-	}
+	benchkit.ExitOnError("moneybench:", run(o))
 }
 
 // env is what the run's steps share.
@@ -162,7 +158,7 @@ func run(o options) (err error) {
 		return err
 	}
 	for _, a := range []*string{&e.redisAddr, &e.ledgerAddr, &e.listen, &e.admin} {
-		if *a, err = freeAddr(); err != nil {
+		if *a, err = benchkit.FreeAddr(); err != nil {
 			return err
 		}
 	}
@@ -176,24 +172,24 @@ func run(o options) (err error) {
 	// Redis and the simulator share the load generator's CPU: hedge's CPU
 	// is left to hedge alone.
 	_, redisPort, _ := net.SplitHostPort(e.redisAddr)
-	redis, err := start("redis", e.dir, o.loadCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
+	redis, err := benchkit.Start("redis", e.dir, o.loadCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", e.dir, "--daemonize", "no", "--logfile", "")
 	if err != nil {
 		return err
 	}
-	defer redis.stop(syscall.SIGTERM, 3*time.Second)
-	if err := waitFor(ctx, redis, 10*time.Second, func() error { _, err := redisCmd(e.redisAddr, "PING"); return err }); err != nil {
+	defer redis.Stop(syscall.SIGTERM, 3*time.Second)
+	if err := benchkit.WaitFor(ctx, redis, 10*time.Second, func() error { _, err := redisCmd(e.redisAddr, "PING"); return err }); err != nil {
 		return err
 	}
 
-	ledger, err := start("ledgersim", e.dir, o.loadCPU, e.hedge, "ledgersim", "-listen", e.ledgerAddr, "-domain", domain,
+	ledger, err := benchkit.Start("ledgersim", e.dir, o.loadCPU, e.hedge, "ledgersim", "-listen", e.ledgerAddr, "-domain", domain,
 		"-epoch", "1", "-balance", "100000000.00")
 	if err != nil {
 		return err
 	}
-	defer ledger.stop(syscall.SIGTERM, 3*time.Second)
+	defer ledger.Stop(syscall.SIGTERM, 3*time.Second)
 	plainHTTP := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	if err := waitFor(ctx, ledger, 10*time.Second, func() error { return getOK(plainHTTP, "http://"+e.ledgerAddr+"/healthz") }); err != nil {
+	if err := benchkit.WaitFor(ctx, ledger, 10*time.Second, func() error { return getOK(plainHTTP, "http://"+e.ledgerAddr+"/healthz") }); err != nil {
 		return err
 	}
 
@@ -204,14 +200,14 @@ func run(o options) (err error) {
 	if out, err := exec.CommandContext(ctx, e.hedge, "check", "-c", e.config).CombinedOutput(); err != nil {
 		return fmt.Errorf("hedge check: %v\n%s", err, out)
 	}
-	hedge, err := start("hedge", e.dir, o.serverCPU, e.hedge, "serve", "-c", e.config, "-region", region, "-node", node)
+	hedge, err := benchkit.Start("hedge", e.dir, o.serverCPU, e.hedge, "serve", "-c", e.config, "-region", region, "-node", node)
 	if err != nil {
 		return err
 	}
-	defer hedge.stop(syscall.SIGTERM, 5*time.Second) // drains 10 ms (configured), then exits
+	defer hedge.Stop(syscall.SIGTERM, 5*time.Second) // drains 10 ms (configured), then exits
 	fail := func(err error) error {
 		msg := err.Error()
-		if t := hedge.tail(); t != "" {
+		if t := hedge.Tail(); t != "" {
 			msg += "\n--- hedge output:\n" + t
 		}
 		return errors.New(msg)
@@ -228,23 +224,23 @@ func run(o options) (err error) {
 		return fail(err)
 	}
 	fmt.Printf("moneybench: hedge (PID %d), redis-server (PID %d), ledger simulator (PID %d) ready; %s\n",
-		hedge.pid(), redis.pid(), ledger.pid(), probe)
+		hedge.PID(), redis.PID(), ledger.PID(), probe)
 
 	// The load generator.
 	p := attackParams{
 		Base: "https://" + serverName + ":" + port(e.listen), Dial: e.listen, CA: e.ca, Tokens: tokens, Run: e.run,
 		Rate: o.rate, Warmup: o.warmup, Duration: o.duration, AckedFile: filepath.Join(e.dir, "acked.txt"),
-		HarnessPID: os.Getpid(), HedgePID: hedge.pid(), LoadCPU: max(o.loadCPU, 0), ServerCPU: max(o.serverCPU, 1%runtime.NumCPU()),
+		HarnessPID: os.Getpid(), HedgePID: hedge.PID(), LoadCPU: max(o.loadCPU, 0), ServerCPU: max(o.serverCPU, 1%runtime.NumCPU()),
 	}
 	paramsFile := filepath.Join(e.dir, "attack.json")
-	if err := writeJSON(paramsFile, p); err != nil {
+	if err := benchkit.WriteJSON(paramsFile, p); err != nil {
 		return err
 	}
 	fmt.Printf("moneybench: %d req/s (half to each route) for %s after a %s warm-up; load generator pinned: %s\n",
 		o.rate, o.duration, o.warmup, pinning)
 	actx, acancel := context.WithTimeout(ctx, o.warmup+o.duration+time.Minute)
 	defer acancel()
-	cmd := pinned(actx, o.loadCPU, e.self, "-attack", paramsFile)
+	cmd := benchkit.Command(actx, o.loadCPU, e.self, "-attack", paramsFile)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -257,8 +253,8 @@ func run(o options) (err error) {
 	if err := json.Unmarshal(out, &ar); err != nil {
 		return fmt.Errorf("load generator output: %w", err)
 	}
-	if hedge.exited() {
-		return fail(fmt.Errorf("hedge exited during the run: %v", hedge.err))
+	if hedge.Exited() {
+		return fail(fmt.Errorf("hedge exited during the run: %v", hedge.Err()))
 	}
 
 	// Exactly-once, per route: what the ledger applied against what the
@@ -370,8 +366,8 @@ func writeConfig(e *env) (*configs.Config, error) {
 // through the money route is applied (the writer designated), sent again
 // it is replayed from the Redis store, and a bet through the plain route
 // is applied. It returns a line saying what it saw.
-func ready(ctx context.Context, e *env, hedge *proc, token string) (string, error) {
-	if err := waitFor(ctx, hedge, 30*time.Second, func() error { _, err := os.Stat(e.ca); return err }); err != nil {
+func ready(ctx context.Context, e *env, hedge *benchkit.Proc, token string) (string, error) {
+	if err := benchkit.WaitFor(ctx, hedge, 30*time.Second, func() error { _, err := os.Stat(e.ca); return err }); err != nil {
 		return "", err
 	}
 	client, err := benchClient(e.ca, e.listen, 4)
@@ -394,7 +390,7 @@ func ready(ctx context.Context, e *env, hedge *proc, token string) (string, erro
 	}
 	n := 0
 	var key string
-	err = waitFor(ctx, hedge, 30*time.Second, func() error {
+	err = benchkit.WaitFor(ctx, hedge, 30*time.Second, func() error {
 		n++
 		key = e.run + "-ready-" + strconv.Itoa(n)
 		code, _, body, err := bet(moneyPath, key)
@@ -420,7 +416,7 @@ func ready(ctx context.Context, e *env, hedge *proc, token string) (string, erro
 	if err != nil || keys == "0" {
 		return "", fmt.Errorf("redis holds %q keys (%v) after a money call: is the store Redis?", keys, err)
 	}
-	err = waitFor(ctx, hedge, 10*time.Second, func() error {
+	err = benchkit.WaitFor(ctx, hedge, 10*time.Second, func() error {
 		code, _, body, err := bet(plainPath, e.run+"-ready-plain")
 		if err != nil {
 			return err
@@ -561,12 +557,4 @@ func copyExecutable(src, dst string) (string, error) {
 		return "", err
 	}
 	return dst, os.WriteFile(dst, b, 0o755)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
 }

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 type report struct {
@@ -63,22 +63,9 @@ func newReport(e *env, ar attackResult, ver []verification, stamp, pinning, load
 	return r
 }
 
+// machine describes where the numbers were taken.
 func machine(hedgeBin string) map[string]string {
-	m := map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				m["cpu"] = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		m["kernel"] = strings.TrimSpace(string(b))
-	}
-	if out, err := exec.Command(hedgeBin, "version").Output(); err == nil {
-		m["hedge"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "hedge ")
-	}
+	m := benchkit.Machine(hedgeBin)
 	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
 			if v, ok := strings.CutPrefix(f, "v="); ok {
@@ -141,14 +128,8 @@ func (r *report) markdown() string {
 }
 
 func (r *report) write(dir, md string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	base := filepath.Join(dir, "money-"+r.stamp)
-	if err := writeJSON(base+".json", r); err != nil {
-		return err
-	}
-	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
+	base, err := benchkit.WriteResults(dir, "money-"+r.stamp, r, md)
+	if err != nil {
 		return err
 	}
 	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)

@@ -1,0 +1,134 @@
+package main
+
+// What this harness reads of /proc beyond what benchkit shares.
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"hedge/e2e/internal/benchkit"
+)
+
+// children lists the processes whose parent is pid (nginx's workers).
+func children(pid int) []int {
+	var out []int
+	for c, s := range benchkit.AllStats() {
+		if s.PPID == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// othersTicks is the CPU time, in clock ticks, of every process outside
+// this program's own tree (it, the servers, the upstream, the clients),
+// kernel threads included (see benchkit.OthersTicks). On the two-CPU
+// machines this benchmark is meant for, that is what disturbed the
+// measurement; on a bigger machine it also counts work on the other CPUs.
+func othersTicks() uint64 { return benchkit.OthersTicks(os.Getpid()) }
+
+// othersSince is the CPU time, in seconds, other processes used since
+// othersTicks returned t0.
+func othersSince(t0 uint64) float64 { return ticksBetween(t0, othersTicks()) }
+
+// ticksBetween converts the growth of a tick count to seconds. The sum of
+// others' ticks can shrink when an exited process is reaped without its
+// time being passed on (a parent that ignores SIGCHLD, another PID
+// namespace); that counts as no time.
+func ticksBetween(t0, t1 uint64) float64 {
+	if t1 < t0 {
+		return 0
+	}
+	return float64(t1-t0) / benchkit.ClockTicks
+}
+
+// cpuTicks sums utime+stime of pids.
+func cpuTicks(pids []int) (uint64, error) {
+	var sum uint64
+	for _, pid := range pids {
+		s, err := benchkit.ReadStat(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s.Utime + s.Stime
+	}
+	return sum, nil
+}
+
+// rssKB sums VmRSS (resident now) and VmHWM (resident at peak) of pids, in
+// KiB. For nginx this counts pages the master and worker share twice; the
+// master is small, so the sum is close to what the pair costs.
+func rssKB(pids []int) (rss, hwm int64) {
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			switch k {
+			case "VmRSS":
+				rss += n
+			case "VmHWM":
+				hwm += n
+			}
+		}
+	}
+	return rss, hwm
+}
+
+var errNoOutput = errors.New("no result line in output")
+
+// ctxSwitches sums the voluntary and involuntary context switches of every
+// thread of pids. Each switch is a trip through the scheduler; a server
+// that parks and wakes a goroutine (or a thread) per read pays for it.
+func ctxSwitches(pids []int) int64 {
+	var sum int64
+	for _, pid := range pids {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+					sum += n
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// ioCalls sums the read-like and write-like system calls (recv, send,
+// readv, writev and the rest) of pids, from /proc/PID/io. Next to the CPU
+// time they tell whether a server does more kernel round trips per request
+// or more work per round trip.
+func ioCalls(pids []int) (reads, writes int64) {
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			switch k {
+			case "syscr":
+				reads += n
+			case "syscw":
+				writes += n
+			}
+		}
+	}
+	return reads, writes
+}

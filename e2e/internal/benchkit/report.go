@@ -1,0 +1,58 @@
+package benchkit
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// Machine describes where the numbers were taken: the CPU count and model,
+// the kernel, the Go version and hedgeBin's version. Callers add what else
+// their report names (nginx, wrk, redis).
+func Machine(hedgeBin string) map[string]string {
+	m := map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command(hedgeBin, "version").Output(); err == nil {
+		m["hedge"] = strings.TrimPrefix(strings.TrimSpace(string(out)), "hedge ")
+	}
+	return m
+}
+
+// WriteJSON writes v to path as indented JSON with a final newline.
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// WriteResults stores a report under dir (made if missing) as base.json (v)
+// and base.md (md), where base is dir/name, and returns base.
+func WriteResults(dir, name string, v any, md string) (base string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	base = filepath.Join(dir, name)
+	if err := WriteJSON(base+".json", v); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
+		return "", err
+	}
+	return base, nil
+}
