@@ -76,8 +76,10 @@ func TestBudget(t *testing.T) {
 	for range 10 {
 		b.Deposit() // 10 requests × 0.2 = 2 retries
 	}
-	if !b.Withdraw() || !b.Withdraw() {
-		t.Fatal("10 requests at 20 % must allow 2 retries")
+	for i := range 2 {
+		if !b.Withdraw() {
+			t.Fatalf("10 requests at 20 %% must allow 2 retries; retry %d refused", i+1)
+		}
 	}
 	if b.Withdraw() {
 		t.Fatal("the budget must be spent after 2 retries")
