@@ -55,6 +55,17 @@ var (
 	WriterUnavailable      = Type{"writer-unavailable", "No designated ledger writer", fasthttp.StatusServiceUnavailable}
 	OutcomeUnknown         = Type{"outcome-unknown", "Outcome unknown: retry with the same Idempotency-Key", fasthttp.StatusGatewayTimeout}
 	Shed                   = Type{"shed", "Temporarily unavailable while the wallet is degraded", fasthttp.StatusServiceUnavailable}
+
+	// The protective layer (waf). A blocked request learns nothing of the
+	// rule that stopped it; the audit log has the details.
+	AddressDenied    = Type{"address-denied", "Client address not allowed", fasthttp.StatusForbidden}
+	Blocked          = Type{"request-blocked", "Request blocked", fasthttp.StatusForbidden}
+	URITooLong       = Type{"uri-too-long", "Request URI too long", fasthttp.StatusRequestURITooLong}
+	TooManyHeaders   = Type{"too-many-headers", "Too many request headers", fasthttp.StatusRequestHeaderFieldsTooLarge}
+	UnsupportedMedia = Type{"unsupported-media-type", "Unsupported content type", fasthttp.StatusUnsupportedMediaType}
+	RateLimited      = Type{"rate-limited", "Too many requests", fasthttp.StatusTooManyRequests}
+	SchemaViolation  = Type{"schema-violation", "Request body does not match the route's schema", fasthttp.StatusUnprocessableEntity}
+	MalformedBody    = Type{"malformed-body", "Request body could not be parsed", fasthttp.StatusBadRequest}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
