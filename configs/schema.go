@@ -26,6 +26,12 @@ type Config struct {
 	Dev Dev `yaml:"dev"`
 	// DNS is the authoritative DNS (dnsfail) that nodes with dns.address serve.
 	DNS DNS `yaml:"dns"`
+	// WAF is the Core Rule Set engine's default for every listener and route.
+	WAF WAF `yaml:"waf"`
+	// ACL allows or denies clients on every listener, before any route.
+	ACL ACL `yaml:"acl"`
+	// RateLimits apply to every request (each route may add its own).
+	RateLimits []RateLimit `yaml:"rate_limits"`
 
 	// File is the path the configuration was read from ("" for the
 	// embedded demo); it prefixes every error message.
@@ -113,6 +119,8 @@ type Listener struct {
 	// Forwarded headers are believed; everyone else's are replaced.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	Limits         Limits   `yaml:"limits"`
+	// WAF overrides the top-level waf settings for this listener.
+	WAF WAF `yaml:"waf"`
 }
 
 // TLS selects how a listener gets its certificates.
@@ -192,6 +200,17 @@ type Route struct {
 	// unsafe methods, scoped by the authenticated player (a cashier in
 	// front of payment rails); ledger routes always enforce it.
 	Idempotency string `yaml:"idempotency"`
+
+	// The protective layer, applied in cost order before the route's kind:
+	// ACL, shape limits, rate limits, schema, Core Rule Set.
+	ACL        ACL         `yaml:"acl"`
+	Limits     RouteLimits `yaml:"limits"`
+	RateLimits []RateLimit `yaml:"rate_limits"`
+	// Schema is a JSON Schema file (or builtin:NAME) the body must match;
+	// only its free-text fields then reach the Core Rule Set.
+	Schema string `yaml:"schema"`
+	// WAF overrides the listener's waf settings for this route.
+	WAF WAF `yaml:"waf"`
 }
 
 // Money is what a ledger route needs: it authenticates the player, enforces

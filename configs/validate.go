@@ -136,6 +136,7 @@ func (v *validator) config(c *Config) {
 	v.writers(c)
 	v.dev(c)
 	v.dns(c)
+	v.waf(c)
 }
 
 // writers enforces one designated writer per ledger domain: of the static

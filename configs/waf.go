@@ -1,0 +1,352 @@
+package configs
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// WAF configures the Core Rule Set engine. The top-level `waf` sets the
+// defaults; a listener's `waf` overrides them for requests on that listener,
+// and a route's `waf` overrides the listener's. A field left out inherits
+// from the level above; a list that is set replaces the inherited one.
+type WAF struct {
+	// Mode is block | detect | off.
+	Mode string `yaml:"mode"`
+	// ParanoiaLevel is CRS's paranoia level, 1 to 4.
+	ParanoiaLevel int `yaml:"paranoia_level"`
+	// InboundThreshold is the anomaly score at which a request is blocked.
+	InboundThreshold int `yaml:"inbound_threshold"`
+	// OutboundThreshold is the anomaly score reported for responses.
+	OutboundThreshold int     `yaml:"outbound_threshold"`
+	Exclude           Exclude `yaml:"exclude"`
+	// AllowedMethods replaces CRS's list (rule 900200), which blocks PUT,
+	// PATCH and DELETE: REST routes name theirs.
+	AllowedMethods []string `yaml:"allowed_methods"`
+	// RuleFiles are extra SecLang files, loaded after the Core Rule Set.
+	RuleFiles []string `yaml:"rule_files"`
+	// InspectResponses runs CRS's response rules (logged, never blocking).
+	InspectResponses *bool `yaml:"inspect_responses"`
+
+	// TestProfile is the CRS regression-suite profile (DetectionOnly, PL4,
+	// the go-ftw marker rule). Top level only, and only in a binary built
+	// with -tags hedge_ftw: the marker rule bypasses every rule.
+	TestProfile bool `yaml:"test_profile"`
+	// ErrorLog is a file that receives one ModSecurity-format line per
+	// matched rule (top level only; what go-ftw reads).
+	ErrorLog string `yaml:"error_log"`
+}
+
+// Exclude removes CRS rules.
+type Exclude struct {
+	IDs  []int    `yaml:"ids"`
+	Tags []string `yaml:"tags"`
+}
+
+// ACL allows or denies client addresses (after trusted proxies): deny wins;
+// a non-empty allow list admits only its ranges.
+type ACL struct {
+	Allow []string `yaml:"allow"`
+	Deny  []string `yaml:"deny"`
+}
+
+// RouteLimits are a route's request shape limits. Allowed methods are the
+// route's match.methods (405 with Allow); the body limit is max_body_bytes.
+type RouteLimits struct {
+	// MaxURIBytes bounds the request target (414).
+	MaxURIBytes Size `yaml:"max_uri_bytes"`
+	// MaxHeaders bounds the number of request headers (431).
+	MaxHeaders int `yaml:"max_headers"`
+	// MaxHeaderBytes bounds the headers' total size (431); at most the
+	// listener's limit, which is enforced while reading.
+	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	// ContentTypes are the media types a request body may have (415);
+	// empty accepts any.
+	ContentTypes []string `yaml:"content_types"`
+}
+
+// RateLimit is one token-bucket policy.
+type RateLimit struct {
+	Name string `yaml:"name"`
+	// Key is ip | principal | route: what one bucket is for.
+	Key string `yaml:"key"`
+	// Principal says where a principal key comes from: "jwt" (the verified
+	// token's subject) or "header:NAME". Requests without one are keyed by
+	// their client address.
+	Principal string `yaml:"principal"`
+	// Rate is "N/s", "N/m" or "N/h".
+	Rate  Rate `yaml:"rate"`
+	Burst int  `yaml:"burst"`
+	// Exempt lists CIDRs never limited (operators' load generators).
+	Exempt []string `yaml:"exempt"`
+}
+
+// Rate is requests per second, written "100/s", "600/m" or "3600/h".
+type Rate struct {
+	PerSecond float64
+	Text      string
+	// Window is the unit the rate was written in, used as the quota window
+	// in RateLimit-Policy headers.
+	Window time.Duration
+}
+
+// ParseRate parses "N/s", "N/m" or "N/h".
+func ParseRate(s string) (Rate, error) {
+	n, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("%q is not a rate such as 100/s, 600/m or 3600/h", s)
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(n), 64)
+	if err != nil || v <= 0 {
+		return Rate{}, fmt.Errorf("%q is not a rate such as 100/s: the count must be a positive number", s)
+	}
+	var w time.Duration
+	switch strings.TrimSpace(unit) {
+	case "s":
+		w = time.Second
+	case "m":
+		w = time.Minute
+	case "h":
+		w = time.Hour
+	default:
+		return Rate{}, fmt.Errorf("%q is not a rate such as 100/s: the unit is s, m or h", s)
+	}
+	return Rate{PerSecond: v / w.Seconds(), Text: s, Window: w}, nil
+}
+
+// UnmarshalYAML accepts "N/s", "N/m" or "N/h".
+func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("want a rate such as \"100/s\"")
+	}
+	v, err := ParseRate(n.Value)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// MarshalYAML writes the rate back as written.
+func (r Rate) MarshalYAML() (any, error) { return r.Text, nil }
+
+// Quota is the number of requests the rate allows per window.
+func (r Rate) Quota() int { return int(r.PerSecond*r.Window.Seconds() + 0.5) }
+
+// Over returns w with every field it leaves unset taken from base: the
+// effective settings of a listener (over the top level) or a route (over
+// its listener).
+func (w WAF) Over(base WAF) WAF {
+	out := base
+	if w.Mode != "" {
+		out.Mode = w.Mode
+	}
+	if w.ParanoiaLevel != 0 {
+		out.ParanoiaLevel = w.ParanoiaLevel
+	}
+	if w.InboundThreshold != 0 {
+		out.InboundThreshold = w.InboundThreshold
+	}
+	if w.OutboundThreshold != 0 {
+		out.OutboundThreshold = w.OutboundThreshold
+	}
+	if w.Exclude.IDs != nil {
+		out.Exclude.IDs = w.Exclude.IDs
+	}
+	if w.Exclude.Tags != nil {
+		out.Exclude.Tags = w.Exclude.Tags
+	}
+	if w.AllowedMethods != nil {
+		out.AllowedMethods = w.AllowedMethods
+	}
+	if w.RuleFiles != nil {
+		out.RuleFiles = w.RuleFiles
+	}
+	if w.InspectResponses != nil {
+		out.InspectResponses = w.InspectResponses
+	}
+	return out
+}
+
+// Defaults of the protective layer; the README's configuration reference
+// quotes them.
+const (
+	DefaultWAFMode           = "block"
+	DefaultParanoiaLevel     = 1
+	DefaultInboundThreshold  = 5
+	DefaultOutboundThreshold = 4
+	DefaultMaxURIBytes       = 8 << 10
+	DefaultMaxHeaders        = 100
+)
+
+func wafDefaults(c *Config) {
+	setStr(&c.WAF.Mode, DefaultWAFMode)
+	setInt(&c.WAF.ParanoiaLevel, DefaultParanoiaLevel)
+	setInt(&c.WAF.InboundThreshold, DefaultInboundThreshold)
+	setInt(&c.WAF.OutboundThreshold, DefaultOutboundThreshold)
+	setBool(&c.WAF.InspectResponses, false)
+	if c.WAF.TestProfile {
+		// What the CRS regression suite expects: everything detected, the
+		// request always passed on to the upstream.
+		c.WAF.Mode = "detect"
+		c.WAF.ParanoiaLevel = 4
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		setSize(&r.Limits.MaxURIBytes, DefaultMaxURIBytes)
+		setInt(&r.Limits.MaxHeaders, DefaultMaxHeaders)
+		if r.Kind == "ledger" && r.Limits.ContentTypes == nil {
+			r.Limits.ContentTypes = []string{"application/json"}
+		}
+		for j := range r.RateLimits {
+			setStr(&r.RateLimits[j].Key, "ip")
+		}
+	}
+	for j := range c.RateLimits {
+		setStr(&c.RateLimits[j].Key, "ip")
+	}
+}
+
+func (v *validator) waf(c *Config) {
+	v.wafSettings("waf", &c.WAF, true)
+	v.acl("acl", &c.ACL)
+	v.rateLimits("rate_limits", c.RateLimits, false)
+	for i := range c.Regions {
+		for j := range c.Regions[i].Nodes {
+			for k := range c.Regions[i].Nodes[j].Listeners {
+				p := fmt.Sprintf("regions[%d].nodes[%d].listeners[%d].waf", i, j, k)
+				v.wafSettings(p, &c.Regions[i].Nodes[j].Listeners[k].WAF, false)
+			}
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		v.wafSettings(p+".waf", &r.WAF, false)
+		v.acl(p+".acl", &r.ACL)
+		v.rateLimits(p+".rate_limits", r.RateLimits, r.Kind == "ledger" || r.Auth == "jwt")
+		v.positive(p+".limits.max_uri_bytes", int64(r.Limits.MaxURIBytes))
+		v.positive(p+".limits.max_headers", int64(r.Limits.MaxHeaders))
+		if r.Limits.MaxHeaderBytes < 0 {
+			v.bad(p+".limits.max_header_bytes", "must not be negative")
+		}
+		for j, ct := range r.Limits.ContentTypes {
+			if t, sub, ok := strings.Cut(ct, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(ct, " ;,") {
+				v.bad(fmt.Sprintf("%s.limits.content_types[%d]", p, j), "%q is not a media type such as application/json", ct)
+			}
+		}
+		if r.Schema != "" {
+			if !strings.HasPrefix(r.Schema, "builtin:") {
+				v.readable(p+".schema", r.Schema)
+			}
+			if !slicesContainsFold(r.Limits.ContentTypes, "application/json") {
+				v.bad(p+".schema", "a JSON schema needs limits.content_types to accept only application/json")
+			} else if len(r.Limits.ContentTypes) != 1 {
+				v.bad(p+".limits.content_types", "a route with a JSON schema accepts only application/json")
+			}
+		}
+	}
+}
+
+func slicesContainsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (v *validator) wafSettings(p string, w *WAF, top bool) {
+	if w.Mode != "" {
+		v.oneOf(p+".mode", w.Mode, "block", "detect", "off")
+	}
+	if w.ParanoiaLevel != 0 && (w.ParanoiaLevel < 1 || w.ParanoiaLevel > 4) {
+		v.bad(p+".paranoia_level", "must be 1, 2, 3 or 4, got %d", w.ParanoiaLevel)
+	}
+	if w.InboundThreshold < 0 {
+		v.bad(p+".inbound_threshold", "must be positive")
+	}
+	if w.OutboundThreshold < 0 {
+		v.bad(p+".outbound_threshold", "must be positive")
+	}
+	for i, id := range w.Exclude.IDs {
+		if id < 1 || id > 9999999 {
+			v.bad(fmt.Sprintf("%s.exclude.ids[%d]", p, i), "%d is not a rule id", id)
+		}
+	}
+	for i, t := range w.Exclude.Tags {
+		if t == "" || strings.ContainsAny(t, " \"'") {
+			v.bad(fmt.Sprintf("%s.exclude.tags[%d]", p, i), "%q is not a rule tag such as attack-sqli", t)
+		}
+	}
+	for i, m := range w.AllowedMethods {
+		if !validMethod(m) {
+			v.bad(fmt.Sprintf("%s.allowed_methods[%d]", p, i), "%q is not an upper-case HTTP method", m)
+		}
+	}
+	for i, f := range w.RuleFiles {
+		v.readable(fmt.Sprintf("%s.rule_files[%d]", p, i), f)
+	}
+	if !top {
+		if w.TestProfile {
+			v.bad(p+".test_profile", "set the test profile in the top-level waf section only")
+		}
+		if w.ErrorLog != "" {
+			v.bad(p+".error_log", "set the error log in the top-level waf section only")
+		}
+	}
+}
+
+func (v *validator) acl(p string, a *ACL) {
+	for i, s := range a.Allow {
+		if _, err := ParsePrefix(s); err != nil {
+			v.bad(fmt.Sprintf("%s.allow[%d]", p, i), "%v", err)
+		}
+	}
+	for i, s := range a.Deny {
+		if _, err := ParsePrefix(s); err != nil {
+			v.bad(fmt.Sprintf("%s.deny[%d]", p, i), "%v", err)
+		}
+	}
+}
+
+func (v *validator) rateLimits(p string, list []RateLimit, authenticated bool) {
+	names := map[string]bool{}
+	for i := range list {
+		rl := &list[i]
+		rp := fmt.Sprintf("%s[%d]", p, i)
+		v.name(rp+".name", rl.Name)
+		if names[rl.Name] {
+			v.bad(rp+".name", "rate limit %q is defined twice here", rl.Name)
+		}
+		names[rl.Name] = true
+		if v.oneOf(rp+".key", rl.Key, "ip", "principal", "route") && rl.Key == "principal" {
+			switch {
+			case rl.Principal == "jwt":
+				if !authenticated {
+					v.bad(rp+".principal", "\"jwt\" needs a route that authenticates players (kind ledger, or auth: jwt)")
+				}
+			case strings.HasPrefix(rl.Principal, "header:") && len(rl.Principal) > len("header:"):
+			default:
+				v.bad(rp+".principal", "%q is not \"jwt\" or \"header:NAME\"", rl.Principal)
+			}
+		} else if rl.Principal != "" {
+			v.bad(rp+".principal", "only a principal key names a principal")
+		}
+		if rl.Rate.Text == "" {
+			v.bad(rp+".rate", "required, such as 100/s")
+		}
+		if rl.Burst < 1 {
+			v.bad(rp+".burst", "must be at least 1")
+		}
+		for j, s := range rl.Exempt {
+			if _, err := ParsePrefix(s); err != nil {
+				v.bad(fmt.Sprintf("%s.exempt[%d]", rp, j), "%v", err)
+			}
+		}
+	}
+}
