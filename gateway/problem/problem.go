@@ -66,6 +66,14 @@ var (
 	RateLimited      = Type{"rate-limited", "Too many requests", fasthttp.StatusTooManyRequests}
 	SchemaViolation  = Type{"schema-violation", "Request body does not match the route's schema", fasthttp.StatusUnprocessableEntity}
 	MalformedBody    = Type{"malformed-body", "Request body could not be parsed", fasthttp.StatusBadRequest}
+	// Live streams (WHIP/WHEP).
+	StreamNotFound        = Type{"stream-not-found", "No such live stream", fasthttp.StatusNotFound}
+	StreamSessionNotFound = Type{"stream-session-not-found", "No such stream session", fasthttp.StatusNotFound}
+	PublisherExists       = Type{"stream-publisher-exists", "The stream already has a publisher", fasthttp.StatusConflict}
+	ViewerCap             = Type{"stream-viewer-cap", "WebRTC viewer cap reached: watch over LL-HLS", fasthttp.StatusServiceUnavailable}
+	InvalidSDP            = Type{"invalid-sdp", "Malformed SDP", fasthttp.StatusBadRequest}
+	NoUsableCodec         = Type{"no-usable-codec", "No usable codec offered", fasthttp.StatusUnprocessableEntity}
+	PreconditionFailed    = Type{"precondition-failed", "If-Match does not match the session's ETag", fasthttp.StatusPreconditionFailed}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
