@@ -1,0 +1,351 @@
+package stream
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/logging"
+	"github.com/valyala/fasthttp"
+
+	"hedge/gateway/problem"
+)
+
+// Options configure a Server. Zero durations and sizes take the defaults
+// named on each field.
+type Options struct {
+	// Prefix is the path before the stream name (default "/live/").
+	Prefix string
+	// Studios may publish; a studio always replaces its own publisher (a
+	// reconnect), another studio only when AllowTakeover is set.
+	Studios       []Studio
+	AllowTakeover bool
+	// ViewerTokenKey, when set, makes WHEP require a token made by
+	// SignViewerToken (Authorization: Bearer, or ?token=).
+	ViewerTokenKey []byte
+	// Caps on WebRTC viewers (0: no cap). Over a cap, WHEP answers 503
+	// naming the stream's LL-HLS URL.
+	MaxViewersPerStream int
+	MaxViewersPerNode   int
+	// MaxBodyBytes bounds SDP offers and PATCH bodies (default 64 KiB).
+	MaxBodyBytes int
+	ICE          ICE
+	// PublisherGrace is how long a stream outlives its publisher, waiting
+	// for it to reconnect (default 10s).
+	PublisherGrace time.Duration
+	// MediaTimeout closes a session that connects no media in time
+	// (default 10s).
+	MediaTimeout time.Duration
+	// KeyframeInterval is the minimum time between keyframe requests to a
+	// publisher (default 250ms).
+	KeyframeInterval time.Duration
+	// CachePackets is how many packets per track are kept for NACKs
+	// (default 1024).
+	CachePackets int
+	// OnHub, when set, is called when a stream starts; the returned
+	// function (may be nil) is called when it ends. The LL-HLS muxer
+	// attaches here as a Reader.
+	OnHub func(h *Hub) func()
+	// Origin, when set, names the WHEP URL of another region's edge that
+	// publishes stream (ok false: none); viewers of a stream not published
+	// here make this node pull it from there (see Relay).
+	Origin func(stream string) (whepURL string, ok bool)
+	Relay  RelayOptions
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Prefix == "" {
+		o.Prefix = "/live/"
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.PublisherGrace <= 0 {
+		o.PublisherGrace = 10 * time.Second
+	}
+	if o.MediaTimeout <= 0 {
+		o.MediaTimeout = 10 * time.Second
+	}
+	if o.KeyframeInterval <= 0 {
+		o.KeyframeInterval = 250 * time.Millisecond
+	}
+	if o.CachePackets <= 0 {
+		o.CachePackets = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	o.Relay.defaults()
+}
+
+// Server serves WHIP and WHEP for one node: POST /live/{stream}/whip and
+// /whep create sessions; PATCH and DELETE on /live/{stream}/whip/{id} (and
+// whep) trickle ICE, restart ICE and end them.
+type Server struct {
+	opts Options
+	eng  *engine
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	hubs     map[string]*hubEntry
+	sessions map[string]*session
+	relays   map[string]*relay
+	closed   bool
+
+	viewers atomic.Int64
+}
+
+type hubEntry struct {
+	hub     *Hub
+	cleanup func()
+}
+
+// NewServer opens the node's ICE sockets and returns a server; Close
+// releases them.
+func NewServer(opts Options) (*Server, error) {
+	opts.defaults()
+	lf := logging.NewDefaultLoggerFactory()
+	lf.DefaultLogLevel = logging.LogLevelError
+	eng, err := newEngine(opts.ICE, lf)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		opts: opts, eng: eng, log: opts.Logger,
+		hubs: map[string]*hubEntry{}, sessions: map[string]*session{}, relays: map[string]*relay{},
+	}, nil
+}
+
+// UDPAddr is the address of the node's ICE UDP socket.
+func (s *Server) UDPAddr() string { return s.eng.udpConn.LocalAddr().String() }
+
+// Hub returns the live stream of that name, or nil.
+func (s *Server) Hub(name string) *Hub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.hubs[name]; e != nil {
+		return e.hub
+	}
+	return nil
+}
+
+// Stats is a snapshot for status pages and tests.
+type Stats struct {
+	Streams, Sessions, Viewers, Relays, UDPMappings int
+}
+
+// Stats counts what the server holds now.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{
+		Streams: len(s.hubs), Sessions: len(s.sessions), Viewers: int(s.viewers.Load()),
+		Relays: len(s.relays), UDPMappings: s.eng.udp.mappings(),
+	}
+}
+
+// Close ends every session and stream and closes the ICE sockets.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, x := range s.sessions {
+		sessions = append(sessions, x)
+	}
+	relays := make([]*relay, 0, len(s.relays))
+	for _, r := range s.relays {
+		relays = append(relays, r)
+	}
+	hubs := make([]*Hub, 0, len(s.hubs))
+	for _, e := range s.hubs {
+		hubs = append(hubs, e.hub)
+	}
+	s.mu.Unlock()
+	for _, r := range relays {
+		r.stop()
+	}
+	for _, x := range sessions {
+		x.close()
+	}
+	for _, h := range hubs {
+		h.end()
+	}
+	s.eng.close()
+	return nil
+}
+
+// hubFor returns the stream's hub, creating it when create is set.
+func (s *Server) hubFor(name string, create bool) (*Hub, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, errors.New("server closed")
+	}
+	if e := s.hubs[name]; e != nil {
+		s.mu.Unlock()
+		return e.hub, nil
+	}
+	if !create {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	e := &hubEntry{}
+	e.hub = newHub(name, hubConfig{
+		grace: s.opts.PublisherGrace, keyframeEvery: s.opts.KeyframeInterval, cacheSize: s.opts.CachePackets,
+		onEnd: func(h *Hub) {
+			s.mu.Lock()
+			if s.hubs[name] == e {
+				delete(s.hubs, name)
+			}
+			s.mu.Unlock()
+			if e.cleanup != nil {
+				e.cleanup()
+			}
+		},
+	})
+	s.hubs[name] = e
+	s.mu.Unlock()
+	if s.opts.OnHub != nil {
+		e.cleanup = s.opts.OnHub(e.hub)
+	}
+	return e.hub, nil
+}
+
+// Handle serves one request under the prefix. requestID is echoed in
+// problem bodies. The handler may block while ICE candidates are gathered
+// (milliseconds: host candidates on the node's muxed sockets only).
+func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
+	rest, ok := strings.CutPrefix(string(ctx.Path()), s.opts.Prefix)
+	if !ok {
+		problem.Write(ctx, problem.NotFound, "", requestID)
+		return
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) < 2 || !validName(parts[0]) {
+		problem.Write(ctx, problem.StreamNotFound, "no stream of that name", requestID)
+		return
+	}
+	stream, endpoint := parts[0], parts[1]
+	if endpoint != "whip" && endpoint != "whep" {
+		problem.Write(ctx, problem.NotFound, "", requestID)
+		return
+	}
+	cors(ctx)
+	method := string(ctx.Method())
+	switch {
+	case len(parts) == 2 && method == fasthttp.MethodOptions:
+		ctx.Response.Header.Set("Accept-Post", "application/sdp")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	case len(parts) == 2 && method == fasthttp.MethodPost:
+		if endpoint == "whip" {
+			s.publish(ctx, stream, requestID)
+		} else {
+			s.play(ctx, stream, requestID)
+		}
+	case len(parts) == 3 && method == fasthttp.MethodOptions:
+		ctx.Response.Header.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+	case len(parts) == 3 && (method == fasthttp.MethodDelete || method == fasthttp.MethodPatch):
+		x := s.session(parts[2])
+		if x == nil || x.stream != stream || x.endpoint != endpoint {
+			problem.Write(ctx, problem.StreamSessionNotFound, "", requestID)
+			return
+		}
+		if method == fasthttp.MethodDelete {
+			x.close()
+			ctx.SetStatusCode(fasthttp.StatusOK)
+			return
+		}
+		x.patch(ctx, requestID)
+	default:
+		allow := "OPTIONS, POST"
+		if len(parts) == 3 {
+			allow = "OPTIONS, PATCH, DELETE"
+		}
+		problem.Write(ctx, problem.MethodNotAllowed, "", requestID)
+		ctx.Response.Header.Set("Allow", allow)
+	}
+}
+
+func cors(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Response.Header
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "OPTIONS, POST, PATCH, DELETE")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch")
+}
+
+// validName: 1–64 of [A-Za-z0-9._-], not starting with a dot.
+func validName(n string) bool {
+	if n == "" || len(n) > 64 || n[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) session(id string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
+}
+
+// HLSURL is the LL-HLS playlist of a stream, named to viewers over a cap.
+func (s *Server) HLSURL(stream string) string {
+	return s.opts.Prefix + stream + "/hls/index.m3u8"
+}
+
+// readOffer checks the body of a POST or PATCH; it writes the problem and
+// returns false when the request cannot go on.
+func (s *Server) readBody(ctx *fasthttp.RequestCtx, contentType string, requestID []byte) ([]byte, bool) {
+	ct := string(ctx.Request.Header.ContentType())
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	if !strings.EqualFold(strings.TrimSpace(ct), contentType) {
+		problem.Write(ctx, problem.UnsupportedMedia, "Content-Type must be "+contentType, requestID)
+		return nil, false
+	}
+	b := ctx.PostBody()
+	if len(b) > s.opts.MaxBodyBytes {
+		problem.Write(ctx, problem.BodyTooLarge, "at most "+strconv.Itoa(s.opts.MaxBodyBytes)+" bytes", requestID)
+		return nil, false
+	}
+	return b, true
+}
+
+// linkICEServers advertises the ICE servers (RFC 9725 §4.6).
+func (s *Server) linkICEServers(ctx *fasthttp.RequestCtx) {
+	for _, srv := range s.opts.ICE.Servers {
+		for _, u := range srv.URLs {
+			v := "<" + u + `>; rel="ice-server"`
+			if srv.Username != "" {
+				v += fmt.Sprintf("; username=%q; credential=%q; credential-type=\"password\"", srv.Username, srv.Credential)
+			}
+			ctx.Response.Header.Add("Link", v)
+		}
+	}
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
