@@ -46,7 +46,9 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 	}
 	vp8Offer := offerOf(t, vp8PC)
 
-	tok := func(stream string, exp time.Duration) string { return SignViewerToken(key, stream, time.Now().Add(exp)) }
+	tok := func(stream string, exp time.Duration) string {
+		return SignViewerToken(key, stream, time.Now().Add(exp))
+	}
 	cases := []struct {
 		name, method, path, ctype, auth string
 		body                            string
