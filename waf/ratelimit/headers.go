@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/gateway/problem"
 )
 
 // Header names (draft-ietf-httpapi-ratelimit-headers-10, and RFC 9110 for
@@ -85,6 +87,14 @@ func SetHeaders(h *fasthttp.ResponseHeader, p Policy, d Decision) {
 	if !d.Allowed {
 		h.SetBytesV(HeaderRetryAfter, strconv.AppendInt(a[:0], RetryAfterSeconds(d), 10))
 	}
+}
+
+// Reject answers ctx with 429 problem+json (problem.RateLimited) and the
+// rate limit headers of the denying decision d. The detail is fixed: a
+// flood of denials costs no formatting, and the numbers are in the headers.
+func Reject(ctx *fasthttp.RequestCtx, p Policy, d Decision, requestID []byte) {
+	problem.Write(ctx, problem.RateLimited, "Rate limit exceeded; retry after the Retry-After interval", requestID)
+	SetHeaders(&ctx.Response.Header, p, d)
 }
 
 // appendSFString appends s as a structured-field String (RFC 9651 §4.1.6):

@@ -124,7 +124,10 @@ type Decision struct {
 	RetryAfter time.Duration
 }
 
-const numShards = 64 // a power of two
+const (
+	shardBits = 6
+	numShards = 1 << shardBits
+)
 
 // Limiter enforces one Policy per key. It is safe for concurrent use.
 type Limiter struct {
@@ -133,7 +136,7 @@ type Limiter struct {
 	interval int64 // nanoseconds per token (emission interval T)
 	tau      int64 // (Burst-1)*T: how far ahead of now tat may run
 	epoch    time.Time
-	seed     maphash.Seed
+	seeds    [2]maphash.Seed
 	idle     int64 // a full bucket is evicted after this many ns
 	shardCap int   // max keys per shard; 0 = unbounded
 
@@ -193,7 +196,7 @@ func New(p Policy, opts ...Option) *Limiter {
 		interval: interval,
 		tau:      int64(p.Burst-1) * interval,
 		epoch:    o.epoch,
-		seed:     maphash.MakeSeed(),
+		seeds:    [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
 		idle:     int64(max(o.idle, 0)),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -208,7 +211,7 @@ func New(p Policy, opts ...Option) *Limiter {
 		l.shardCap = (o.maxKeys + numShards - 1) / numShards
 	}
 	for i := range l.shards {
-		l.shards[i].idx = make(map[string]uint32)
+		l.shards[i].m = make(map[digest]int64)
 	}
 	if o.sweepEvery > 0 {
 		go l.sweeper(o.sweepEvery)
@@ -258,20 +261,22 @@ func (l *Limiter) Exempt(client netip.Addr) bool {
 }
 
 // Allow takes one token from key's bucket at time now, unless client is
-// exempt. key is copied when first seen; the caller keeps ownership.
-// Allow does not allocate for a key already held.
+// exempt. Allow keeps no reference to key (it stores a digest of it), so
+// fasthttp's reused buffers are safe to pass. It does not allocate except
+// when a new key makes its shard's map grow.
 func (l *Limiter) Allow(now time.Time, client netip.Addr, key []byte) Decision {
 	if l.Exempt(client) {
 		return Decision{Allowed: true, Exempt: true, Remaining: l.p.Burst}
 	}
 	t := int64(now.Sub(l.epoch))
-	s := &l.shards[maphash.Bytes(l.seed, key)&(numShards-1)]
+	k := digest{maphash.Bytes(l.seeds[0], key), maphash.Bytes(l.seeds[1], key)}
+	s := &l.shards[k[0]>>(64-shardBits)] // top bits; the map uses the low ones
 	s.mu.Lock()
-	i, ok := s.idx[string(key)]
-	if !ok {
-		i = s.insert(l, key, t)
+	tat, ok := s.m[k]
+	if !ok && l.shardCap > 0 && len(s.m) >= l.shardCap {
+		s.evictIdlest()
 	}
-	tat := max(s.tat[i], t) // a bucket idle since tat is full
+	tat = max(tat, t) // a new bucket, or one idle since tat, is full
 	if tat-t > l.tau {
 		s.denied++
 		s.mu.Unlock()
@@ -281,7 +286,8 @@ func (l *Limiter) Allow(now time.Time, client netip.Addr, key []byte) Decision {
 		}
 	}
 	tat += l.interval
-	s.tat[i] = tat
+	s.m[k] = tat
+	s.peak = max(s.peak, len(s.m))
 	s.allowed++
 	s.mu.Unlock()
 	ahead := tat - t // Burst - ahead/T tokens remain
@@ -306,7 +312,7 @@ func (l *Limiter) Stats() Stats {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		st.Keys += len(s.idx)
+		st.Keys += len(s.m)
 		st.Allowed += s.allowed
 		st.Denied += s.denied
 		st.Evicted += s.evicted
@@ -335,38 +341,25 @@ func (l *Limiter) Sweep(now time.Time) int {
 	return n
 }
 
-// shard holds a slice of the keys. A key maps to a slot of tat; freed slots
-// are reused. tat is the GCRA "theoretical arrival time" in ns since epoch:
-// the bucket holds Burst - max(tat-now, 0)/T tokens.
+// digest identifies a key: two 64-bit hashes of its bytes under two random
+// seeds. Storing it instead of the key keeps every entry the same 24 bytes
+// inline in the map, with no allocation per key and nothing for the garbage
+// collector to scan. Two keys share a bucket only if both hashes collide:
+// about n²/2¹²⁹ for n keys (1e-27 at a million), and the seeds are secret.
+type digest [2]uint64
+
+// shard holds a slice of the keys: digest -> tat, the GCRA "theoretical
+// arrival time" in ns since the limiter's epoch. The bucket holds
+// Burst - max(tat-now, 0)/T tokens, so a key whose tat has passed has a
+// full bucket.
 type shard struct {
 	mu      sync.Mutex
-	idx     map[string]uint32
-	tat     []int64
-	free    []uint32
-	peak    int // largest len(idx) since the map was last rebuilt
+	m       map[digest]int64
+	peak    int // largest len(m) since the map was last rebuilt
 	allowed uint64
 	denied  uint64
 	evicted uint64
 	_       [64]byte // keep neighbouring shards' locks off this cache line
-}
-
-// insert adds key with a full bucket and returns its slot. s.mu is held.
-func (s *shard) insert(l *Limiter, key []byte, now int64) uint32 {
-	if l.shardCap > 0 && len(s.idx) >= l.shardCap {
-		s.evictIdlest()
-	}
-	var i uint32
-	if n := len(s.free); n > 0 {
-		i = s.free[n-1]
-		s.free = s.free[:n-1]
-	} else {
-		i = uint32(len(s.tat))
-		s.tat = append(s.tat, 0)
-	}
-	s.tat[i] = now
-	s.idx[string(key)] = i // the conversion copies key
-	s.peak = max(s.peak, len(s.idx))
-	return i
 }
 
 // sampleSize is how many keys evictIdlest compares. Go starts every map
@@ -376,53 +369,42 @@ func (s *shard) insert(l *Limiter, key []byte, now int64) uint32 {
 const sampleSize = 8
 
 func (s *shard) evictIdlest() {
-	var victim string
+	var victim digest
 	oldest := int64(math.MaxInt64)
 	n := 0
-	for k, i := range s.idx {
-		if s.tat[i] < oldest {
-			victim, oldest = k, s.tat[i]
+	for k, tat := range s.m {
+		if tat < oldest {
+			victim, oldest = k, tat
 		}
 		if n++; n == sampleSize {
 			break
 		}
 	}
 	if n > 0 {
-		s.remove(victim)
+		delete(s.m, victim)
+		s.evicted++
 	}
-}
-
-func (s *shard) remove(k string) {
-	i := s.idx[k]
-	delete(s.idx, k)
-	s.free = append(s.free, i)
-	s.evicted++
 }
 
 func (s *shard) sweep(cutoff int64) int {
 	n := 0
-	for k, i := range s.idx {
-		if s.tat[i] < cutoff {
-			s.remove(k)
+	for k, tat := range s.m {
+		if tat < cutoff {
+			delete(s.m, k)
 			n++
 		}
 	}
+	s.evicted += uint64(n)
 	// Go maps never shrink; rebuild a shard that holds less than a quarter
 	// of its peak so that memory follows the live key count down.
-	if s.peak >= 1024 && len(s.idx) < s.peak/4 {
-		s.compact()
+	if s.peak >= 1024 && len(s.m) < s.peak/4 {
+		m := make(map[digest]int64, len(s.m))
+		for k, tat := range s.m {
+			m[k] = tat
+		}
+		s.m, s.peak = m, len(m)
 	}
 	return n
-}
-
-func (s *shard) compact() {
-	idx := make(map[string]uint32, len(s.idx))
-	tat := make([]int64, 0, len(s.idx))
-	for k, i := range s.idx {
-		idx[k] = uint32(len(tat))
-		tat = append(tat, s.tat[i])
-	}
-	s.idx, s.tat, s.free, s.peak = idx, tat, nil, len(idx)
 }
 
 // AppendAddr appends the ByIP key of a: 4 bytes for IPv4 (and IPv4-mapped
