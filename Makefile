@@ -11,7 +11,7 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/hedge
 
 # Debian packages the tests and benchmarks use; installed only when missing.
-TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils
+TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils libre2-dev
 BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk
 
 .PHONY: build run test lint bench deps bench-deps fuzz clean load
