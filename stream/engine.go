@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -69,6 +70,9 @@ func newEngine(cfg ICE, lf logging.LoggerFactory) (*engine, error) {
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
 	se.SetNetworkTypes(networks)
+	// A studio or viewer whose path died is noticed within seconds, so
+	// reconnects and relay retries start soon.
+	se.SetICETimeouts(4*time.Second, 10*time.Second, 2*time.Second)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetIncludeLoopbackCandidate(cfg.Loopback)
 	if len(cfg.NAT1To1IPs) > 0 {

@@ -54,7 +54,8 @@ type Hub struct {
 	tracks    [2]*Track
 	ended     bool
 	grace     *time.Timer
-	ready     chan struct{} // closed once a track exists
+	ready     chan struct{} // closed once the expected tracks exist
+	expect    int           // tracks the first source announced
 	readyDone bool
 	kfLast    time.Time
 	kfTimer   *time.Timer
@@ -104,7 +105,26 @@ func (h *Hub) Tracks() []*Track {
 	return ts
 }
 
-// Ready is closed once the stream has its first track.
+// expectTracks says how many tracks the current source will add (from its
+// SDP), so Ready waits for all of them: a viewer set up after the first
+// track alone would miss the second.
+func (h *Hub) expectTracks(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.expect = min(n, len(h.tracks))
+}
+
+func (h *Hub) countTracks() int {
+	n := 0
+	for _, t := range h.tracks {
+		if t != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Ready is closed once the stream has the tracks its source announced.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // AddReader attaches r; it receives packets from the next one on.
@@ -270,7 +290,7 @@ func (h *Hub) setTrack(gen uint64, kind webrtc.RTPCodecType, codec webrtc.RTPCod
 	if t == nil {
 		t = &Track{hub: h, kind: kind, codec: codec, cache: newPacketCache(h.cfg.cacheSize)}
 		h.tracks[i] = t
-		if !h.readyDone {
+		if !h.readyDone && h.countTracks() >= max(1, h.expect) {
 			h.readyDone = true
 			close(h.ready)
 		}

@@ -1,9 +1,28 @@
 package stream
 
-import "time"
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
 
 // RelayOptions tune pulls of streams published in another region.
 type RelayOptions struct {
+	// Peers are the stream URL prefixes of other regions' edges
+	// ("https://edge.eu.example/live/"); a stream not published here is
+	// pulled over WHEP from the first of them that has it.
+	Peers []string
+	// Client makes the WHEP requests (default: 10s timeout, system roots).
+	Client *http.Client
 	// ReadyTimeout bounds how long a WHEP request waits for a stream's
 	// first track (a relay being set up, a publisher about to send).
 	// Default 5s.
@@ -16,7 +35,14 @@ type RelayOptions struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
+// relayHeader marks a relay's WHEP request: the origin serves it only from a
+// stream published there, never from a relay of its own (no loops).
+const relayHeader = "X-Hedge-Relay"
+
 func (o *RelayOptions) defaults() {
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 5 * time.Second
 	}
@@ -31,16 +57,271 @@ func (o *RelayOptions) defaults() {
 	}
 }
 
-// relay pulls one stream from another region's edge into a local hub.
-type relay struct{}
+// relay pulls one stream from another region's edge into a local hub,
+// once, however many local viewers watch it.
+type relay struct {
+	s      *Server
+	stream string
+	hub    *Hub
 
-func (r *relay) stop() {}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
 
-// startRelay returns the hub of a stream pulled from its origin region, or
-// nil when no other region publishes it.
+	mu        sync.Mutex
+	idle      *time.Timer
+	lastLeave time.Time
+
+	pulls atomic.Int64 // successful connections, for tests and status
+}
+
+// startRelay returns the hub of a stream pulled from another region, or nil
+// when there are no peers.
 func (s *Server) startRelay(stream string) *Hub {
-	return nil
+	if len(s.opts.Relay.Peers) == 0 {
+		return nil
+	}
+	hub, err := s.hubFor(stream, true)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	if r := s.relays[stream]; r != nil || hub.Live() {
+		s.mu.Unlock()
+		return hub
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &relay{s: s, stream: stream, hub: hub, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	s.relays[stream] = r
+	s.mu.Unlock()
+	s.log.Info("stream relay started", "stream", stream)
+	go r.run()
+	r.viewerLeft() // a pull nobody ends up watching stops too
+	return hub
 }
 
 // viewerLeft lets the stream's relay, if any, count down to stopping.
-func (s *Server) viewerLeft(stream string) {}
+func (s *Server) viewerLeft(stream string) {
+	s.mu.Lock()
+	r := s.relays[stream]
+	s.mu.Unlock()
+	if r != nil {
+		r.viewerLeft()
+	}
+}
+
+func (s *Server) isRelay(stream string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.relays[stream] != nil
+}
+
+func (r *relay) viewerLeft() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastLeave = time.Now()
+	if r.idle == nil {
+		r.idle = time.AfterFunc(r.s.opts.Relay.Grace, r.checkIdle)
+	}
+}
+
+func (r *relay) checkIdle() {
+	r.mu.Lock()
+	left := r.s.opts.Relay.Grace - time.Since(r.lastLeave)
+	if r.hub.Viewers() > 0 {
+		r.idle = nil
+		r.mu.Unlock()
+		return
+	}
+	if left > 0 {
+		r.idle = time.AfterFunc(left, r.checkIdle)
+		r.mu.Unlock()
+		return
+	}
+	r.idle = nil
+	r.mu.Unlock()
+	r.s.log.Info("stream relay stopped: no local viewers", "stream", r.stream)
+	r.stop()
+	r.hub.end()
+}
+
+// stop ends the pull and waits for it; safe to call more than once.
+func (r *relay) stop() {
+	r.stopOnce.Do(func() {
+		r.cancel()
+		<-r.done
+		r.mu.Lock()
+		if r.idle != nil {
+			r.idle.Stop()
+		}
+		r.mu.Unlock()
+		r.s.mu.Lock()
+		if r.s.relays[r.stream] == r {
+			delete(r.s.relays, r.stream)
+		}
+		r.s.mu.Unlock()
+	})
+}
+
+func (r *relay) run() {
+	defer close(r.done)
+	o := r.s.opts.Relay
+	backoff := o.MinBackoff
+	for {
+		if r.pull() {
+			backoff = o.MinBackoff
+		}
+		if r.ctx.Err() != nil || r.hub.Ended() {
+			return
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, o.MaxBackoff)
+	}
+}
+
+// pull connects to the first peer that has the stream and feeds the hub
+// until the connection breaks or the relay stops. It reports whether it
+// connected.
+func (r *relay) pull() bool {
+	for _, peer := range r.s.opts.Relay.Peers {
+		if r.ctx.Err() != nil {
+			return false
+		}
+		if r.pullFrom(strings.TrimSuffix(peer, "/") + "/" + r.stream + "/whep") {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *relay) pullFrom(url string) bool {
+	s := r.s
+	pc, err := s.eng.pub.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return false
+	}
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return false
+		}
+	}
+	broken := make(chan struct{})
+	var brokeOnce sync.Once
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed || st == webrtc.PeerConnectionStateDisconnected {
+			brokeOnce.Do(func() { close(broken) })
+		}
+	})
+	src := &relaySource{pc: pc}
+	var gen atomic.Uint64
+	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		g := gen.Load()
+		t, err := r.hub.setTrack(g, remote.Kind(), remote.Codec().RTPCodecCapability)
+		if err != nil {
+			brokeOnce.Do(func() { close(broken) })
+			return
+		}
+		if remote.Kind() == webrtc.RTPCodecTypeVideo {
+			src.videoSSRC.Store(uint32(remote.SSRC()))
+			r.hub.RequestKeyframe()
+		}
+		go drainRTCP(recv)
+		ingest(remote, func(pkt *rtp.Packet) { t.write(g, pkt, time.Now()) })
+	})
+	off, err := pc.CreateOffer(nil)
+	if err != nil {
+		return false
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(off); err != nil {
+		return false
+	}
+	select {
+	case <-gathered:
+	case <-r.ctx.Done():
+		return false
+	}
+	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, url, bytes.NewReader([]byte(pc.LocalDescription().SDP)))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set(relayHeader, "1")
+	if len(s.opts.ViewerTokenKey) > 0 {
+		req.Header.Set("Authorization", "Bearer "+SignViewerToken(s.opts.ViewerTokenKey, r.stream, time.Now().Add(time.Minute)))
+	}
+	resp, err := s.opts.Relay.Client.Do(req)
+	if err != nil {
+		return false
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, int64(s.opts.MaxBodyBytes)))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return false
+	}
+	location := resp.Header.Get("Location")
+	g, err := r.hub.attach(src, true)
+	if err != nil {
+		return false
+	}
+	gen.Store(g)
+	r.hub.expectTracks(sendingSections(answer))
+	defer r.hub.detach(g)
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		return false
+	}
+	r.pulls.Add(1)
+	s.log.Info("stream relay connected", "stream", r.stream, "origin", url)
+	select {
+	case <-broken:
+		s.log.Warn("stream relay broke; retrying", "stream", r.stream, "origin", url)
+	case <-r.ctx.Done():
+		r.deleteSession(url, location)
+	}
+	return true
+}
+
+// deleteSession ends the relay's session at the origin (best effort; the
+// origin also notices the connection close).
+func (r *relay) deleteSession(whepURL, location string) {
+	if location == "" {
+		return
+	}
+	u := location
+	if strings.HasPrefix(location, "/") {
+		if i := strings.Index(whepURL, "://"); i >= 0 {
+			if j := strings.IndexByte(whepURL[i+3:], '/'); j >= 0 {
+				u = whepURL[:i+3+j] + location
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := r.s.opts.Relay.Client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// relaySource is the hub's source while a pull is connected.
+type relaySource struct {
+	pc        *webrtc.PeerConnection
+	videoSSRC atomic.Uint32
+}
+
+func (rs *relaySource) owner() string { return "relay" }
+func (rs *relaySource) close()        { go func() { _ = rs.pc.Close() }() }
+func (rs *relaySource) requestKeyframe() {
+	if ssrc := rs.videoSSRC.Load(); ssrc != 0 {
+		_ = rs.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
+}

@@ -173,3 +173,25 @@ done:
 	b.WriteString("a=end-of-candidates\r\n")
 	return b.String()
 }
+
+// sendingSections counts the audio and video sections of d that send media
+// (sendonly or sendrecv): the tracks a hub should wait for.
+func sendingSections(b []byte) int {
+	var d sdp.SessionDescription
+	if d.Unmarshal(b) != nil {
+		return 0
+	}
+	n := 0
+	for _, m := range d.MediaDescriptions {
+		if (m.MediaName.Media != "audio" && m.MediaName.Media != "video") || m.MediaName.Port.Value == 0 {
+			continue
+		}
+		for _, a := range m.Attributes {
+			if a.Key == "sendonly" || a.Key == "sendrecv" {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}

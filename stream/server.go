@@ -53,10 +53,7 @@ type Options struct {
 	// function (may be nil) is called when it ends. The LL-HLS muxer
 	// attaches here as a Reader.
 	OnHub func(h *Hub) func()
-	// Origin, when set, names the WHEP URL of another region's edge that
-	// publishes stream (ok false: none); viewers of a stream not published
-	// here make this node pull it from there (see Relay).
-	Origin func(stream string) (whepURL string, ok bool)
+	// Relay pulls streams published in other regions for local viewers.
 	Relay  RelayOptions
 	Logger *slog.Logger
 }
@@ -209,7 +206,11 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 			if s.hubs[name] == e {
 				delete(s.hubs, name)
 			}
+			r := s.relays[name]
 			s.mu.Unlock()
+			if r != nil {
+				go r.stop()
+			}
 			if e.cleanup != nil {
 				e.cleanup()
 			}

@@ -199,6 +199,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	p.gen = gen
+	hub.expectTracks(sendingSections(offer))
 	x.onCloseDo(func() { hub.detach(gen) })
 	pc.OnTrack(p.onTrack)
 	s.mu.Lock()
@@ -309,7 +310,12 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		return
 	}
 	hub, _ := s.hubFor(stream, false)
-	if hub == nil {
+	if len(ctx.Request.Header.Peek(relayHeader)) > 0 {
+		// Another region's relay: only a stream published here will do.
+		if hub != nil && s.isRelay(stream) {
+			hub = nil
+		}
+	} else if hub == nil {
 		hub = s.startRelay(stream)
 	}
 	if hub == nil {
