@@ -203,8 +203,9 @@ type Overrides struct {
 type overridesFile struct {
 	Version string `yaml:"version"`
 	Meta    struct {
-		Engine   string `yaml:"engine"`
-		Platform string `yaml:"platform"`
+		Engine      string            `yaml:"engine"`
+		Platform    string            `yaml:"platform"`
+		Annotations map[string]string `yaml:"annotations"`
 	} `yaml:"meta"`
 	TestOverrides []struct {
 		RuleID  uint           `yaml:"rule_id"`
