@@ -49,39 +49,39 @@ type Exclude struct {
 // ACL allows or denies client addresses (after trusted proxies): deny wins;
 // a non-empty allow list admits only its ranges.
 type ACL struct {
-	Allow []string `yaml:"allow"`
-	Deny  []string `yaml:"deny"`
+	Allow []string `yaml:"allow" json:"allow,omitempty"`
+	Deny  []string `yaml:"deny" json:"deny,omitempty"`
 }
 
 // RouteLimits are a route's request shape limits. Allowed methods are the
 // route's match.methods (405 with Allow); the body limit is max_body_bytes.
 type RouteLimits struct {
 	// MaxURIBytes bounds the request target (414).
-	MaxURIBytes Size `yaml:"max_uri_bytes"`
+	MaxURIBytes Size `yaml:"max_uri_bytes" json:"max_uri_bytes"`
 	// MaxHeaders bounds the number of request headers (431).
-	MaxHeaders int `yaml:"max_headers"`
+	MaxHeaders int `yaml:"max_headers" json:"max_headers"`
 	// MaxHeaderBytes bounds the headers' total size (431); at most the
 	// listener's limit, which is enforced while reading.
-	MaxHeaderBytes Size `yaml:"max_header_bytes"`
+	MaxHeaderBytes Size `yaml:"max_header_bytes" json:"max_header_bytes,omitempty"`
 	// ContentTypes are the media types a request body may have (415);
 	// empty accepts any.
-	ContentTypes []string `yaml:"content_types"`
+	ContentTypes []string `yaml:"content_types" json:"content_types,omitempty"`
 }
 
 // RateLimit is one token-bucket policy.
 type RateLimit struct {
-	Name string `yaml:"name"`
+	Name string `yaml:"name" json:"name"`
 	// Key is ip | principal | route: what one bucket is for.
-	Key string `yaml:"key"`
+	Key string `yaml:"key" json:"key"`
 	// Principal says where a principal key comes from: "jwt" (the verified
 	// token's subject) or "header:NAME". Requests without one are keyed by
 	// their client address.
-	Principal string `yaml:"principal"`
+	Principal string `yaml:"principal" json:"principal,omitempty"`
 	// Rate is "N/s", "N/m" or "N/h".
-	Rate  Rate `yaml:"rate"`
-	Burst int  `yaml:"burst"`
+	Rate  Rate `yaml:"rate" json:"rate"`
+	Burst int  `yaml:"burst" json:"burst"`
 	// Exempt lists CIDRs never limited (operators' load generators).
-	Exempt []string `yaml:"exempt"`
+	Exempt []string `yaml:"exempt" json:"exempt,omitempty"`
 }
 
 // Rate is requests per second, written "100/s", "600/m" or "3600/h".
@@ -132,6 +132,9 @@ func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the rate back as written.
 func (r Rate) MarshalYAML() (any, error) { return r.Text, nil }
+
+// MarshalJSON writes the rate as written ("100/s").
+func (r Rate) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(r.Text)), nil }
 
 // Quota is the number of requests the rate allows per window.
 func (r Rate) Quota() int { return int(r.PerSecond*r.Window.Seconds() + 0.5) }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -90,7 +91,7 @@ func TestDemo(t *testing.T) {
 		if second.status != 201 || second.header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("same bet again: want 201 with Idempotent-Replayed: true, got %v", second)
 		}
-		noToken := curl(t, "--cacert", ca, "--resolve", "play.edge.test:8443:127.0.0.11", "-H", "Idempotency-Key: no-token",
+		noToken := curl(t, "--cacert", ca, "--resolve", "play.edge.test:8443:127.0.0.11", "-H", "Idempotency-Key: no-token", "-H", "Content-Type: application/json",
 			"-d", betBody, "https://play.edge.test:8443/api/bets")
 		if noToken.status != 401 || !strings.Contains(noToken.body, "urn:hedge:problem:invalid-token") {
 			t.Errorf("bet without a token: want 401 invalid-token, got %v", noToken)
@@ -136,7 +137,7 @@ func TestDemo(t *testing.T) {
 
 	t.Run("cashier fails over between rails", func(t *testing.T) {
 		deposit := func(key string) httpResult {
-			return curl(t, with(sea, "-H", "Idempotency-Key: "+key, "-d", `{"amount":"50.00","currency":"EUR"}`,
+			return curl(t, with(sea, "-H", "Content-Type: application/json", "-H", "Idempotency-Key: "+key, "-d", `{"amount":"50.00","currency":"EUR"}`,
 				"https://play.edge.test:8443/cashier/deposit")...)
 		}
 		railIs := func(key, rail string) func() (bool, string) {
@@ -220,6 +221,52 @@ func TestDemo(t *testing.T) {
 		if r.status != 200 || !ok || v != 2 {
 			t.Fatalf("metrics: want hedge_requests_total{node=\"sea-1\",route=\"bets\",status=\"201\"} 2 (the bet and its replay), got status %d, found %v value %v; samples: %v",
 				r.status, ok, v, samples)
+		}
+	})
+
+	t.Run("the protective layer answers attacks and bad bets", func(t *testing.T) {
+		post := func(key, body string) httpResult {
+			return curl(t, with(sea, "-H", "Content-Type: application/json", "-H", "Idempotency-Key: "+key, "-d", body,
+				"https://play.edge.test:8443/api/bets")...)
+		}
+		cases := []struct {
+			name, body string
+			status     int
+			slug       string
+		}{
+			{"sql injection in a free-text field", `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","comment":"1' UNION SELECT password FROM users --"}`, 403, "request-blocked"},
+			{"a currency the schema refuses", `{"table":"bacc-07","amount":"1.00","currency":"euro","selection":"banker"}`, 422, "schema-violation"},
+			{"an unknown field", `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","credit":"1000"}`, 422, "schema-violation"},
+			{"truncated JSON", `{"table":"bacc-07","amount":`, 400, "malformed-body"},
+		}
+		for i, c := range cases {
+			r := post(fmt.Sprintf("waf-%d", i), c.body)
+			if r.status != c.status || !strings.Contains(r.body, `"type":"urn:hedge:problem:`+c.slug+`"`) {
+				t.Errorf("%s: want %d %s, got %v", c.name, c.status, c.slug, r)
+			}
+		}
+		// A chat line with an apostrophe, a percent sign and emoji is not an attack.
+		r := post("waf-ok", `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"player","comment":"it's 100% luck 🍀 — bonne chance!"}`)
+		if r.status != 201 {
+			t.Errorf("an ordinary bet with a chatty comment: want 201, got %v", r)
+		}
+		var st struct {
+			Protection struct {
+				WAF []struct {
+					Route, Mode   string
+					ParanoiaLevel int `json:"paranoia_level"`
+					Rules         int
+				}
+			}
+		}
+		decodeJSON(t, "status", curl(t, "http://127.0.0.11:9090/status").body, &st)
+		if len(st.Protection.WAF) == 0 {
+			t.Fatal("/status shows no WAF")
+		}
+		for _, w := range st.Protection.WAF {
+			if w.Mode != "block" || w.ParanoiaLevel != 1 || w.Rules < 100 {
+				t.Errorf("/status: route %s: want the WAF in block mode at PL1 with the CRS rules, got %+v", w.Route, w)
+			}
 		}
 	})
 

@@ -152,6 +152,8 @@ type Status struct {
 	Ledger []ledger.DomainStatus `json:"ledger"`
 	// DNS is the authoritative DNS this node serves, if any.
 	DNS *dnsfail.Status `json:"dns,omitempty"`
+	// Protection is the protective layer: WAF per route, ACLs, limits.
+	Protection ProtectionStatus `json:"protection"`
 }
 
 // ListenerStatus describes one edge listener.
@@ -188,6 +190,7 @@ func (n *Node) Status() Status {
 		Started: n.g.started, Health: n.Health(), Ledger: st.directory.Status(),
 		DNS: n.g.dnsStatus(n.name),
 	}
+	s.Protection = n.protectionStatus(st)
 	for _, lc := range st.node.Listeners {
 		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}
 		if l := st.listeners[lc.Name]; l != nil && l.certs != nil {

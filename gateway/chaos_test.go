@@ -28,6 +28,8 @@ import (
 // epoch 1) and W2 (a replica of W1 until it is promoted).
 const chaosConfig = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
+waf: {mode: off}
 log: {access: {enabled: false}}
 admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}

@@ -18,6 +18,8 @@ import (
 
 const dnsConfig = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
+waf: {mode: off}
 log: {access: {enabled: false}}
 admin: {tokens: [gateway-dns-test-token-01]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}

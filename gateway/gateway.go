@@ -23,6 +23,7 @@ import (
 	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
 	"hedge/gateway/sim"
+	"hedge/waf"
 )
 
 // Options says which nodes a Gateway plays and how it re-reads its
@@ -49,6 +50,8 @@ type Gateway struct {
 	started time.Time
 
 	audit      *audit.Log
+	wafCache   *waf.Cache    // rule engines, schemas and rate limiters, kept across reloads
+	wafAudit   *waf.AuditLog // what the protective layer stopped or saw
 	promotions promotions
 	stores     map[string]*regionStore // idempotency stores by region, kept across reloads
 	storesMu   sync.Mutex
@@ -65,7 +68,7 @@ func New(cfg *configs.Config, opts Options) (*Gateway, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	g := &Gateway{opts: opts, log: opts.Logger, metrics: newMetrics(), ids: httpx.NewIDGen(), cfg: cfg, stores: map[string]*regionStore{}}
+	g := &Gateway{opts: opts, log: opts.Logger, metrics: newMetrics(), ids: httpx.NewIDGen(), cfg: cfg, stores: map[string]*regionStore{}, wafCache: waf.NewCache()}
 	for _, r := range cfg.Regions {
 		if opts.Region != "" && r.Name != opts.Region {
 			continue
@@ -119,6 +122,12 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	g.audit = a
 	g.closer = append(g.closer, a.Close)
+	wa, err := waf.OpenAuditLog(wafAuditPath(g.cfg))
+	if err != nil {
+		return err
+	}
+	g.wafAudit = wa
+	g.closer = append(g.closer, wa.Close)
 	if err := g.startDev(g.cfg.Dev); err != nil {
 		return err
 	}
@@ -292,6 +301,7 @@ func (g *Gateway) closeAll() {
 			st.close()
 		}
 	}
+	g.wafCache.Close()
 	for _, rs := range g.stores {
 		rs.store.Close()
 	}

@@ -145,6 +145,8 @@ func tryStartEdge(t testing.TB, tmpl, region, node string, repl ...string) (*tes
 
 const baseConfig = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
+waf: {mode: off}
 log: {level: debug, access: {enabled: false}}
 admin: {allow_loopback: true}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
@@ -419,6 +421,8 @@ func TestFailoverPolicy(t *testing.T) {
 	primary, backup := newUpstream(t, "primary"), newUpstream(t, "backup")
 	cfg := `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
+waf: {mode: off}
 log: {access: {enabled: false}}
 routes: [{name: cashier, match: {path_prefix: /cashier/}, pool: cashier}]
 regions:

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 
 	"hedge/gateway/httpx"
 	"hedge/gateway/problem"
+	"hedge/waf"
 )
 
 // Request is one request on its way through the edge: what the earlier steps
@@ -91,17 +91,23 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/healthz":
 		routeName = "_healthz"
 		n.healthz(ctx, st)
+	case !ls.acl.Admits(r.Client):
+		problem.Write(ctx, problem.AddressDenied, "", r.ID)
+		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
+			Method: ctx.Method(), Path: path, Blocked: true, Status: problem.AddressDenied.Status})
 	default:
 		route, wrong := st.router.Match(ctx.Host(), ctx.Method(), path)
 		switch {
 		case route != nil:
 			r.Route = route
 			routeName = route.Name
-			if route.maxBody > 0 && len(ctx.Request.Body()) > route.maxBody {
-				problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(route.maxBody)+" bytes", r.ID)
+			guard := ls.guards[route.index]
+			pass, ok := guard.Admit(ctx, r.ID, r.Client)
+			if !ok {
 				break
 			}
 			route.handler.Serve(r)
+			guard.Finish(ctx, pass, r.ID, r.Client)
 		case wrong != nil:
 			problem.Write(ctx, problem.MethodNotAllowed, "", r.ID)
 			ctx.Response.Header.Set("Allow", wrong.allow)

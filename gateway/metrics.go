@@ -25,6 +25,7 @@ type metrics struct {
 	designations  *prometheus.CounterVec
 	degraded      *prometheus.GaugeVec
 	switches      *prometheus.CounterVec
+	protect       *protectMetrics
 
 	mu     sync.Mutex
 	routes map[string]*routeStats
@@ -79,6 +80,7 @@ func newMetrics() *metrics {
 	}, []string{"region", "node", "pool", "to"})
 	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m.moneyOutcomes, m.designations, m.degraded, m.switches, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.protect = newProtectMetrics(m.reg)
 	return m
 }
 

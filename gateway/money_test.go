@@ -25,6 +25,8 @@ const moneySecret = "test-secret-0123456789abcdef-0123456789"
 // (writer in eu), each a real ledger simulator.
 const moneyConfig = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
+waf: {mode: off}
 log: {access: {enabled: false}}
 admin: {allow_loopback: true}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
@@ -297,7 +299,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", sea1Addr, "{{SEA2}}", sea2Addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
 	tok := token(t, "player-1", "")
 	betOn := func(key string) (*http.Response, string) {
-		return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key)
+		return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key, "Content-Type", "application/json")
 	}
 	if resp, _ := betOn("before"); resp.StatusCode != 201 {
 		t.Fatalf("bet before promotion: %d", resp.StatusCode)
@@ -367,7 +369,7 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", seaAddr, "{{EU}}", euAddr)
 	tok := token(t, "player-1", "")
 	post := func(path, key string) (*http.Response, string) {
-		return do(t, "POST", e.url+path, "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key)
+		return do(t, "POST", e.url+path, "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key, "Content-Type", "application/json")
 	}
 	if resp, _ := post("/api/missions", "m-0"); resp.StatusCode != 201 {
 		t.Fatalf("heavy route on a healthy domain: want 201, got %d", resp.StatusCode)

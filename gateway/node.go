@@ -21,6 +21,7 @@ import (
 	"hedge/gateway/httpx"
 	"hedge/gateway/ledger"
 	"hedge/gateway/upstream"
+	"hedge/waf"
 )
 
 // Node is one edge node: its listeners, its admin listener and the state
@@ -57,6 +58,7 @@ type nodeState struct {
 	listeners map[string]*listenerState
 	directory *ledger.Directory
 	money     *moneyDeps
+	held      waf.Held // this state's engines, schemas and rate limiters
 }
 
 // listenerState is the part of the state that is per listener.
@@ -66,6 +68,8 @@ type listenerState struct {
 	trusted httpx.Trusted
 	hsts    string
 	certs   *certs.Manager
+	acl     *waf.ACL     // the global ACL, checked before routing
+	guards  []*waf.Guard // by Route.index
 }
 
 // edgeListener is one bound listener; it outlives reloads.
@@ -116,6 +120,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		if err != nil {
 			return nil, err
 		}
+		r.index = len(routes)
 		routes = append(routes, r)
 	}
 	st.router = newRouter(routes)
@@ -130,6 +135,10 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		ls.trusted = httpx.NewTrusted(prefixes)
 		if ls.tls && *lc.HSTS.Enabled {
 			ls.hsts = hstsValue(lc.HSTS)
+		}
+		if err := n.buildProtection(st, ls, routes); err != nil {
+			st.close()
+			return nil, err
 		}
 		if ls.tls {
 			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address))
@@ -170,6 +179,7 @@ func (st *nodeState) close() {
 			ls.certs.Close()
 		}
 	}
+	st.held.Release()
 }
 
 func hstsValue(h configs.HSTS) string {

@@ -51,6 +51,7 @@ type Route struct {
 	rewrite  []byte
 	handler  RouteHandler
 	stats    *routeStats
+	index    int // in the configuration's order; indexes listenerState.guards
 }
 
 func compileRoute(b *Build, rc configs.Route, listenerMaxBody int64, m *metrics) (*Route, error) {

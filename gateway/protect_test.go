@@ -1,0 +1,361 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The protective layer through a real listener: every layer's answer, the
+// audit log, the metrics, /status and reload.
+const protectConfig = `
+data_dir: {{DATA}}
+log: {level: debug, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+waf: {mode: block, paranoia_level: 1}
+acl: {deny: [203.0.113.0/24]}
+rate_limits:
+  - {name: per-ip, key: ip, rate: 1000/s, burst: 1000}
+routes:
+  - name: api
+    match: {path_prefix: /api/}
+    pool: games
+    max_body_bytes: 1KiB
+    limits: {max_uri_bytes: 512, max_headers: 20, content_types: [application/json]}
+    waf: {allowed_methods: [GET, HEAD, POST, PUT, DELETE, OPTIONS]}
+  - name: watch
+    match: {path_prefix: /watch/}
+    pool: games
+    waf: {mode: detect}
+  - name: webhook
+    match: {path_prefix: /webhook}
+    pool: games
+    acl: {allow: [10.9.0.0/16]}
+  - name: limited
+    match: {path_prefix: /limited}
+    pool: games
+    rate_limits:
+      - {name: per-player, key: principal, principal: "header:X-Player", rate: 1/m, burst: 2, exempt: [10.8.0.0/16]}
+  - name: bets
+    match: {path_prefix: /bets, methods: [POST]}
+    pool: games
+    schema: {{SCHEMA}}
+    limits: {content_types: [application/json]}
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+            tls: {mode: off}
+            trusted_proxies: [127.0.0.0/8]
+        admin: {address: {{ADMIN}}}
+    pools:
+      - name: games
+        members: [{name: g1, url: "http://{{G1}}"}]
+        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
+`
+
+const testBetSchema = `{
+  "type": "object",
+  "required": ["table_id", "amount", "currency"],
+  "additionalProperties": false,
+  "properties": {
+    "table_id": {"type": "string", "format": "uuid"},
+    "amount": {"type": "string", "pattern": "^[0-9]{1,9}(\\.[0-9]{1,2})?$"},
+    "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+    "comment": {"type": "string", "maxLength": 200}
+  }
+}`
+
+type protectFixture struct {
+	edge *testEdge
+	g1   *upstreamRecorder
+	dir  string
+}
+
+func newProtectFixture(t *testing.T) *protectFixture {
+	t.Helper()
+	f := &protectFixture{g1: newUpstream(t, "g1")}
+	schema := filepath.Join(t.TempDir(), "bet.json")
+	if err := os.WriteFile(schema, []byte(testBetSchema), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.edge = startEdge(t, protectConfig, "{{G1}}", f.g1.addr(), "{{SCHEMA}}", schema)
+	f.dir = filepath.Dir(f.edge.file)
+	return f
+}
+
+// auditLines waits for the WAF audit log to hold a line with the request
+// id and returns it.
+func (f *protectFixture) auditLine(t *testing.T, requestID string) map[string]any {
+	t.Helper()
+	path := filepath.Join(f.dir, "audit", "waf.jsonl")
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if fh, err := os.Open(path); err == nil {
+			sc := bufio.NewScanner(fh)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				var m map[string]any
+				if json.Unmarshal(sc.Bytes(), &m) == nil && m["request_id"] == requestID {
+					fh.Close()
+					return m
+				}
+			}
+			fh.Close()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no line for request %s in %s within 5s", requestID, path)
+	return nil
+}
+
+func TestWAFBlocksAttacksWithoutDetails(t *testing.T) {
+	f := newProtectFixture(t)
+	cases := []struct{ name, method, path, body string }{
+		{"sqli in query", "GET", "/api/games?id=1%27%20OR%201%3D1%20--", ""},
+		{"xss in json body", "POST", "/api/profile", `{"nick":"<script>alert(document.cookie)</script>"}`},
+		{"path traversal", "GET", "/api/files?name=../../../../etc/passwd", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := f.g1.hits.Load()
+			resp, body := do(t, c.method, f.edge.url+c.path, "", c.body, "Content-Type", "application/json", "Accept", "application/json")
+			wantProblem(t, resp, body, 403, "request-blocked")
+			if strings.Contains(body, "9") && strings.Contains(body, "rule") {
+				t.Fatalf("the block names rule details: %s", body)
+			}
+			if f.g1.hits.Load() != before {
+				t.Fatal("a blocked request reached the upstream")
+			}
+			line := f.auditLine(t, resp.Header.Get("X-Request-Id"))
+			rules, _ := line["rules"].([]any)
+			if line["action"] != "blocked" || line["layer"] != "crs" || len(rules) == 0 {
+				t.Fatalf("audit line: want a crs block with rule ids, got %v", line)
+			}
+		})
+	}
+	// An ordinary request passes.
+	resp, body := do(t, "GET", f.edge.url+"/api/games?ids=1,2,3&lang=en", "", "", "Accept", "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("ordinary GET: want 200, got %d %s", resp.StatusCode, body)
+	}
+	// PUT is allowed where the route says so.
+	resp, body = do(t, "PUT", f.edge.url+"/api/profile", "", `{"nick":"Zoë"}`, "Content-Type", "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT on a REST route: want 200, got %d %s", resp.StatusCode, body)
+	}
+
+	metrics := get(t, f.edge.admin+"/metrics")
+	if l := grepLines(metrics, "hedge_waf_blocked_total{"); !strings.Contains(l, `layer="crs"`) || !strings.Contains(l, `route="api"`) {
+		t.Fatalf("metrics: no crs block counted:\n%s", grepLines(metrics, "hedge_waf"))
+	}
+}
+
+func TestWAFDetectModeLetsThroughAndRecords(t *testing.T) {
+	f := newProtectFixture(t)
+	resp, body := do(t, "GET", f.edge.url+"/watch/x?q=1%27%20OR%201%3D1%20--", "", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("detect mode: want 200, got %d %s", resp.StatusCode, body)
+	}
+	line := f.auditLine(t, resp.Header.Get("X-Request-Id"))
+	if line["action"] != "detected" {
+		t.Fatalf("audit line: want detected, got %v", line)
+	}
+}
+
+func TestACLs(t *testing.T) {
+	f := newProtectFixture(t)
+	cases := []struct {
+		name, path, client string
+		status             int
+	}{
+		{"global deny before routing", "/api/x", "203.0.113.7", 403},
+		{"global deny on an unknown path", "/nowhere", "203.0.113.7", 403},
+		{"others pass", "/api/x", "198.51.100.1", 200},
+		{"allow list admits its range", "/webhook", "10.9.1.2", 200},
+		{"allow list refuses others", "/webhook", "198.51.100.1", 403},
+		{"ipv6 client outside the allow list", "/webhook", "2001:db8::1", 403},
+	}
+	for _, c := range cases {
+		resp, body := do(t, "GET", f.edge.url+c.path, "", "", "X-Forwarded-For", c.client)
+		if resp.StatusCode != c.status {
+			t.Fatalf("%s: want %d, got %d %s", c.name, c.status, resp.StatusCode, body)
+		}
+		if c.status == 403 {
+			wantProblem(t, resp, body, 403, "address-denied")
+		}
+	}
+}
+
+func TestShapeLimits(t *testing.T) {
+	f := newProtectFixture(t)
+	many := []string{}
+	for i := range 25 {
+		many = append(many, fmt.Sprintf("X-Extra-%d", i), "1")
+	}
+	cases := []struct {
+		name, method, path, body string
+		hdr                      []string
+		status                   int
+		slug                     string
+	}{
+		{"uri too long", "GET", "/api/x?q=" + strings.Repeat("a", 600), "", nil, 414, "uri-too-long"},
+		{"too many headers", "GET", "/api/x", "", many, 431, "too-many-headers"},
+		{"body too large", "POST", "/api/x", `{"a":"` + strings.Repeat("b", 2000) + `"}`, []string{"Content-Type", "application/json"}, 413, "body-too-large"},
+		{"wrong content type", "POST", "/api/x", "a=b", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported-media-type"},
+	}
+	for _, c := range cases {
+		resp, body := do(t, c.method, f.edge.url+c.path, "", c.body, c.hdr...)
+		if resp.StatusCode != c.status {
+			t.Fatalf("%s: want %d, got %d %s", c.name, c.status, resp.StatusCode, body)
+		}
+		wantProblem(t, resp, body, c.status, c.slug)
+	}
+	// Content-Length beside chunked encoding: the smuggling shape.
+	addr := strings.TrimPrefix(f.edge.url, "http://")
+	resp, body := rawRequest(t, addr, "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+	if resp.StatusCode != 400 {
+		t.Fatalf("CL+TE: want 400, got %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	f := newProtectFixture(t)
+	for i := range 2 {
+		resp, body := do(t, "GET", f.edge.url+"/limited", "", "", "X-Player", "p-1")
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d within the burst: want 200, got %d %s", i, resp.StatusCode, body)
+		}
+		if resp.Header.Get("RateLimit-Policy") == "" || resp.Header.Get("RateLimit") == "" {
+			t.Fatalf("allowed response without RateLimit headers: %v", resp.Header)
+		}
+	}
+	resp, body := do(t, "GET", f.edge.url+"/limited", "", "", "X-Player", "p-1")
+	wantProblem(t, resp, body, 429, "rate-limited")
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Fatalf("429 without a useful Retry-After: %q", ra)
+	}
+	if p := resp.Header.Get("RateLimit-Policy"); !strings.Contains(p, `"per-player"`) || !strings.Contains(p, "q=1") {
+		t.Fatalf("RateLimit-Policy: %q", p)
+	}
+	// Another player has its own bucket; an exempt address has none.
+	if resp, _ := do(t, "GET", f.edge.url+"/limited", "", "", "X-Player", "p-2"); resp.StatusCode != 200 {
+		t.Fatalf("another player: want 200, got %d", resp.StatusCode)
+	}
+	for range 5 {
+		if resp, _ := do(t, "GET", f.edge.url+"/limited", "", "", "X-Player", "p-1", "X-Forwarded-For", "10.8.0.1"); resp.StatusCode != 200 {
+			t.Fatalf("exempt load generator: want 200, got %d", resp.StatusCode)
+		}
+	}
+}
+
+func TestSchemaOnMoneyRoute(t *testing.T) {
+	f := newProtectFixture(t)
+	ok := `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"12.50","currency":"EUR","comment":"gl hf, it's 50% luck 🍀"}`
+	resp, body := do(t, "POST", f.edge.url+"/bets", "", ok, "Content-Type", "application/json")
+	if resp.StatusCode != 200 {
+		t.Fatalf("valid bet: want 200, got %d %s", resp.StatusCode, body)
+	}
+	if got := f.g1.last(); got == nil {
+		t.Fatal("the upstream saw no request")
+	} else if b := readBody(t, got); b != ok {
+		t.Fatalf("the upstream must receive the original body:\nwant %s\ngot  %s", ok, b)
+	}
+	cases := []struct {
+		name, body string
+		status     int
+		slug, want string
+	}{
+		{"bad currency", `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"1","currency":"euro"}`, 422, "schema-violation", "/currency"},
+		{"unknown field", `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"1","currency":"EUR","admin":true}`, 422, "schema-violation", "admin"},
+		{"truncated json", `{"table_id":"0b9e1c8a-6a53`, 400, "malformed-body", ""},
+	}
+	for _, c := range cases {
+		resp, body := do(t, "POST", f.edge.url+"/bets", "", c.body, "Content-Type", "application/json")
+		wantProblem(t, resp, body, c.status, c.slug)
+		if !strings.Contains(body, c.want) {
+			t.Fatalf("%s: the detail should name %q: %s", c.name, c.want, body)
+		}
+	}
+	// Free text still reaches the rule engine.
+	attack := `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"1","currency":"EUR","comment":"1' UNION SELECT password FROM users --"}`
+	resp, body = do(t, "POST", f.edge.url+"/bets", "", attack, "Content-Type", "application/json")
+	wantProblem(t, resp, body, 403, "request-blocked")
+}
+
+func TestProtectionReloadsAndShowsInStatus(t *testing.T) {
+	f := newProtectFixture(t)
+	var st Status
+	if err := json.Unmarshal([]byte(get(t, f.edge.admin+"/status")), &st); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range st.Protection.WAF {
+		if w.Route == "api" {
+			found = true
+			if w.Mode != "block" || w.ParanoiaLevel != 1 || w.CRSVersion == "" || w.Rules < 100 {
+				t.Fatalf("status of route api: %+v", w)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("status lists no WAF for route api: %+v", st.Protection)
+	}
+	attack := "/api/games?id=1%27%20OR%201%3D1%20--"
+	if resp, _ := do(t, "GET", f.edge.url+attack, "", ""); resp.StatusCode != 403 {
+		t.Fatalf("before reload: want 403, got %d", resp.StatusCode)
+	}
+	cfg, err := os.ReadFile(f.edge.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), "waf: {mode: block, paranoia_level: 1}", "waf: {mode: detect, paranoia_level: 2}", 1))
+	if err := os.WriteFile(f.edge.file, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.edge.g.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := do(t, "GET", f.edge.url+attack, "", ""); resp.StatusCode != 200 {
+		t.Fatalf("after reload to detect: want 200, got %d", resp.StatusCode)
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, body := do(t, "GET", url, "", "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return body
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func readBody(t *testing.T, r *http.Request) string {
+	t.Helper()
+	b := new(strings.Builder)
+	if _, err := bufio.NewReader(r.Body).WriteTo(b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}

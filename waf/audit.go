@@ -1,0 +1,140 @@
+package waf
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// AuditLog appends one JSON line per stopped request and per request with
+// matched rules: the request id, the client, the layer and, for the rule
+// engine, the rule ids with their (truncated) matched data. Lines are
+// buffered and flushed every FlushEvery, not synced one by one: under attack
+// the WAF writes many lines, and a lost second of them is an acceptable
+// price for not stalling the request path.
+type AuditLog struct {
+	mu   sync.Mutex
+	f    *os.File
+	w    *bufio.Writer
+	path string
+	buf  []byte
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// FlushEvery bounds how long an audit line may sit in the buffer.
+const FlushEvery = time.Second
+
+// OpenAuditLog opens (creating) the audit file at path and starts its
+// flusher; Close stops it.
+func OpenAuditLog(path string) (*AuditLog, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("waf audit log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("waf audit log: %w", err)
+	}
+	a := &AuditLog{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path, stop: make(chan struct{}), done: make(chan struct{})}
+	go a.flusher()
+	return a, nil
+}
+
+// Path is the file the log appends to.
+func (a *AuditLog) Path() string { return a.path }
+
+func (a *AuditLog) flusher() {
+	defer close(a.done)
+	t := time.NewTicker(FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-t.C:
+			a.mu.Lock()
+			a.w.Flush()
+			a.mu.Unlock()
+		}
+	}
+}
+
+// Close flushes and closes the file (safe to call twice).
+func (a *AuditLog) Close() error {
+	var err error
+	a.once.Do(func() {
+		close(a.stop)
+		<-a.done
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.w.Flush()
+		err = a.f.Close()
+	})
+	return err
+}
+
+type auditRule struct {
+	ID       int    `json:"id"`
+	Msg      string `json:"msg,omitempty"`
+	Data     string `json:"data,omitempty"`
+	Severity int    `json:"severity,omitempty"`
+}
+
+type auditLine struct {
+	At       time.Time   `json:"at"`
+	Region   string      `json:"region"`
+	Node     string      `json:"node"`
+	Listener string      `json:"listener"`
+	Route    string      `json:"route"`
+	ID       string      `json:"request_id"`
+	Client   string      `json:"client"`
+	Method   string      `json:"method"`
+	Path     string      `json:"path"`
+	Layer    Layer       `json:"layer"`
+	Action   string      `json:"action"` // blocked | detected
+	Status   int         `json:"status,omitempty"`
+	Policy   string      `json:"policy,omitempty"`
+	Detail   string      `json:"detail,omitempty"`
+	Rules    []auditRule `json:"rules,omitempty"`
+}
+
+// Write records ev for the node (region, node).
+func (a *AuditLog) Write(region, node string, ev *Event) {
+	l := auditLine{
+		At: time.Now().UTC(), Region: region, Node: node, Listener: ev.Listener, Route: ev.Route,
+		ID: string(ev.ID), Client: ev.Client.String(), Method: string(ev.Method), Path: truncate(string(ev.Path), 256),
+		Layer: ev.Layer, Action: "detected", Policy: ev.Policy, Detail: ev.Detail,
+	}
+	if ev.Blocked {
+		l.Action = "blocked"
+		l.Status = ev.Status
+	}
+	for _, m := range ev.Matches {
+		l.Rules = append(l.Rules, auditRule{ID: m.ID, Msg: m.Msg, Data: m.Data, Severity: m.Severity})
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b, err := json.Marshal(&l)
+	if err != nil {
+		return
+	}
+	a.w.Write(b)
+	a.w.WriteByte('\n')
+}
+
+// truncate cuts s to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,304 @@
+package waf
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"hedge/configs"
+	"hedge/waf/crs"
+	"hedge/waf/ratelimit"
+	"hedge/waf/schema"
+)
+
+// Cache keeps what guards share: compiled rule engines (compiling the Core
+// Rule Set takes most of a second), schemas and rate limiters. A reload that
+// leaves a route's settings alone reuses its engine and keeps its rate-limit
+// buckets. Entries are reference-counted by the states that hold them; the
+// last Release closes a limiter.
+type Cache struct {
+	mu       sync.Mutex
+	engines  map[string]*cached[*crs.Engine]
+	schemas  map[string]*cached[*schema.Schema]
+	limiters map[string]*cached[*ratelimit.Limiter]
+	logs     map[string]*os.File
+}
+
+type cached[T any] struct {
+	v    T
+	refs int
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache {
+	return &Cache{
+		engines:  map[string]*cached[*crs.Engine]{},
+		schemas:  map[string]*cached[*schema.Schema]{},
+		limiters: map[string]*cached[*ratelimit.Limiter]{},
+		logs:     map[string]*os.File{},
+	}
+}
+
+// Close closes every limiter and error log; guards must no longer run.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.limiters {
+		l.v.Close()
+	}
+	for _, f := range c.logs {
+		f.Close()
+	}
+	clear(c.limiters)
+	clear(c.logs)
+}
+
+// Held is what one node state holds in the cache; Release gives it back.
+type Held struct {
+	c                          *Cache
+	engines, schemas, limiters []string
+}
+
+// Release drops the state's references (safe to call twice).
+func (h *Held) Release() {
+	if h == nil || h.c == nil {
+		return
+	}
+	c := h.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range h.engines {
+		if e := c.engines[k]; e != nil {
+			if e.refs--; e.refs <= 0 {
+				delete(c.engines, k)
+			}
+		}
+	}
+	for _, k := range h.schemas {
+		if e := c.schemas[k]; e != nil {
+			if e.refs--; e.refs <= 0 {
+				delete(c.schemas, k)
+			}
+		}
+	}
+	for _, k := range h.limiters {
+		if e := c.limiters[k]; e != nil {
+			if e.refs--; e.refs <= 0 {
+				e.v.Close()
+				delete(c.limiters, k)
+			}
+		}
+	}
+	h.engines, h.schemas, h.limiters, h.c = nil, nil, nil, nil
+}
+
+// Scope names where a guard runs, for rate-limit buckets and reports.
+type Scope struct {
+	Region, Node, Listener string
+}
+
+// Guard builds the guard of route on listener. Global rate limits are
+// shared by every route of the node; a route's own are its own. The global
+// ACL is not part of it: the listener checks it before routing (NewACL).
+func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r configs.Route, maxBody int64, hooks *Hooks, h *Held) (*Guard, error) {
+	if h.c == nil {
+		h.c = c
+	}
+	g := &Guard{listener: sc.Listener, route: r.Name, hooks: hooks, shape: NewShape(r.Limits, maxBody)}
+	acl, err := NewACL(r.ACL)
+	if err != nil {
+		return nil, fmt.Errorf("route %s: %w", r.Name, err)
+	}
+	g.acl = acl
+	nodeScope := sc.Region + "/" + sc.Node
+	for _, rl := range cfg.RateLimits {
+		lr, err := c.limiter(nodeScope+"//"+rl.Name, rl, r.Name, h)
+		if err != nil {
+			return nil, fmt.Errorf("rate limit %s: %w", rl.Name, err)
+		}
+		g.limits = append(g.limits, lr)
+	}
+	for _, rl := range r.RateLimits {
+		lr, err := c.limiter(nodeScope+"/"+r.Name+"/"+rl.Name, rl, r.Name, h)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: rate limit %s: %w", r.Name, rl.Name, err)
+		}
+		g.limits = append(g.limits, lr)
+	}
+	if r.Schema != "" {
+		s, err := c.schema(r.Schema, h)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: schema: %w", r.Name, err)
+		}
+		g.schema = s
+	}
+	eff := r.WAF.Over(l.WAF.Over(cfg.WAF))
+	if eff.Mode != "off" {
+		opts, err := c.engineOptions(cfg.WAF, eff, l)
+		if err != nil {
+			return nil, err
+		}
+		e, err := c.engine(opts, h)
+		if err != nil {
+			return nil, fmt.Errorf("route %s: waf: %w", r.Name, err)
+		}
+		g.engine = e
+		g.responses = opts.InspectResponses
+	}
+	return g, nil
+}
+
+func (c *Cache) limiter(key string, rl configs.RateLimit, route string, h *Held) (limitRef, error) {
+	by, err := ratelimit.ParseKey(rl.Key)
+	if err != nil {
+		return limitRef{}, err
+	}
+	p := ratelimit.Policy{Name: rl.Name, By: by, Rate: rl.Rate.PerSecond, Burst: rl.Burst, Window: rl.Rate.Window}
+	for _, s := range rl.Exempt {
+		pf, _ := configs.ParsePrefix(s) // validated
+		p.Exempt = append(p.Exempt, pf)
+	}
+	if err := p.Validate(); err != nil {
+		return limitRef{}, err
+	}
+	// The key carries the settings: a reload that changes them starts
+	// fresh buckets, one that keeps them keeps the buckets.
+	key += "\x00" + rl.Key + "\x00" + rl.Principal + "\x00" + strconv.FormatFloat(p.Rate, 'g', -1, 64) + "\x00" + strconv.Itoa(p.Burst) + "\x00" + p.Window.String() + "\x00" + prefixes(p.Exempt)
+	c.mu.Lock()
+	e := c.limiters[key]
+	if e == nil {
+		e = &cached[*ratelimit.Limiter]{v: ratelimit.New(p)}
+		c.limiters[key] = e
+	}
+	e.refs++
+	c.mu.Unlock()
+	h.limiters = append(h.limiters, key)
+	lr := limitRef{l: e.v, by: by, route: []byte(route)}
+	switch {
+	case rl.Principal == "jwt":
+		lr.jwt = true
+	case strings.HasPrefix(rl.Principal, "header:"):
+		lr.header = strings.TrimPrefix(rl.Principal, "header:")
+	}
+	return lr, nil
+}
+
+func prefixes(ps []netip.Prefix) string {
+	var b strings.Builder
+	for _, p := range ps {
+		b.WriteString(p.String())
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+func (c *Cache) schema(ref string, h *Held) (*schema.Schema, error) {
+	key := ref + "\x00" + fileStamp(ref)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.schemas[key]
+	if e == nil {
+		s, err := schema.Load(ref)
+		if err != nil {
+			return nil, err
+		}
+		e = &cached[*schema.Schema]{v: s}
+		c.schemas[key] = e
+	}
+	e.refs++
+	h.schemas = append(h.schemas, key)
+	return e.v, nil
+}
+
+// fileStamp identifies a file's version, so an edited rule or schema file
+// is compiled again on reload.
+func fileStamp(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return strconv.FormatInt(fi.Size(), 10) + "@" + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
+}
+
+func (c *Cache) engineOptions(top, eff configs.WAF, l configs.Listener) (crs.Options, error) {
+	o := crs.Options{
+		ParanoiaLevel:     eff.ParanoiaLevel,
+		InboundThreshold:  eff.InboundThreshold,
+		OutboundThreshold: eff.OutboundThreshold,
+		ExcludeIDs:        eff.Exclude.IDs,
+		ExcludeTags:       eff.Exclude.Tags,
+		AllowedMethods:    eff.AllowedMethods,
+		RuleFiles:         eff.RuleFiles,
+		InspectResponses:  eff.InspectResponses != nil && *eff.InspectResponses,
+		TestProfile:       top.TestProfile,
+		BodyLimit:         int(l.Limits.MaxBodyBytes),
+	}
+	switch eff.Mode {
+	case "block":
+		o.Mode = crs.Block
+	case "detect":
+		o.Mode = crs.Detect
+	}
+	if top.ErrorLog != "" {
+		w, err := c.errorLog(top.ErrorLog)
+		if err != nil {
+			return o, err
+		}
+		o.ErrorLog = w
+	}
+	return o, nil
+}
+
+func (c *Cache) errorLog(path string) (io.Writer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.logs[path]; f != nil {
+		return f, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("waf error log: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("waf error log: %w", err)
+	}
+	c.logs[path] = f
+	return f, nil
+}
+
+func (c *Cache) engine(o crs.Options, h *Held) (*crs.Engine, error) {
+	key := fmt.Sprintf("%v|%d|%d|%d|%v|%v|%v|%v|%v|%d|%p", o.Mode, o.ParanoiaLevel, o.InboundThreshold, o.OutboundThreshold,
+		o.ExcludeIDs, o.ExcludeTags, o.AllowedMethods, o.InspectResponses, o.TestProfile, o.BodyLimit, o.ErrorLog)
+	for _, f := range o.RuleFiles {
+		key += "|" + f + "@" + fileStamp(f)
+	}
+	c.mu.Lock()
+	e := c.engines[key]
+	if e != nil {
+		e.refs++
+		c.mu.Unlock()
+		h.engines = append(h.engines, key)
+		return e.v, nil
+	}
+	c.mu.Unlock()
+	// Compile outside the lock: it takes long, and two nodes compiling the
+	// same settings at once only waste a little work.
+	eng, err := crs.New(o)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if e = c.engines[key]; e == nil {
+		e = &cached[*crs.Engine]{v: eng}
+		c.engines[key] = e
+	}
+	e.refs++
+	c.mu.Unlock()
+	h.engines = append(h.engines, key)
+	return e.v, nil
+}

@@ -1,0 +1,114 @@
+package waf
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/configs"
+	"hedge/gateway/problem"
+)
+
+// Shape holds a route's request shape limits. The listener already bounds
+// header bytes and body bytes while reading (fasthttp's read buffer and
+// MaxRequestBodySize); Shape adds the route's tighter limits, checked before
+// anything looks inside the request. Methods are the route's match.methods,
+// answered 405 with Allow by the router.
+type Shape struct {
+	maxURI         int
+	maxHeaders     int
+	maxHeaderBytes int
+	maxBody        int
+	contentTypes   [][]byte // lower-case media types; empty accepts any
+}
+
+// NewShape takes a route's validated limits; maxBody is its body limit (0:
+// the listener's).
+func NewShape(l configs.RouteLimits, maxBody int64) Shape {
+	s := Shape{maxURI: int(l.MaxURIBytes), maxHeaders: l.MaxHeaders, maxHeaderBytes: int(l.MaxHeaderBytes), maxBody: int(maxBody)}
+	for _, ct := range l.ContentTypes {
+		s.contentTypes = append(s.contentTypes, bytes.ToLower([]byte(ct)))
+	}
+	return s
+}
+
+var contentLengthHeader = []byte("content-length:")
+
+// Check answers a request of the wrong shape with its problem and reports
+// false; it reports true when the request may go on.
+func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
+	h := &ctx.Request.Header
+	if s.maxURI > 0 && len(h.RequestURI()) > s.maxURI {
+		problem.Write(ctx, problem.URITooLong, "the request target exceeds "+strconv.Itoa(s.maxURI)+" bytes", id)
+		return false
+	}
+	if s.maxHeaders > 0 && h.Len() > s.maxHeaders {
+		problem.Write(ctx, problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers", id)
+		return false
+	}
+	raw := h.RawHeaders()
+	if s.maxHeaderBytes > 0 && len(raw) > s.maxHeaderBytes {
+		problem.Write(ctx, problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes", id)
+		return false
+	}
+	// A chunked body with a Content-Length beside it is the classic
+	// request-smuggling shape: fasthttp drops the Content-Length, but the
+	// upstream or a proxy in between might not.
+	if h.ContentLength() == -1 && hasHeaderLine(raw, contentLengthHeader) {
+		problem.Write(ctx, problem.BadRequest, "Content-Length and Transfer-Encoding together are not accepted", id)
+		return false
+	}
+	body := len(ctx.Request.Body())
+	if s.maxBody > 0 && (body > s.maxBody || h.ContentLength() > s.maxBody) {
+		problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(s.maxBody)+" bytes", id)
+		return false
+	}
+	if len(s.contentTypes) > 0 && body > 0 && !s.acceptsType(h.ContentType()) {
+		problem.Write(ctx, problem.UnsupportedMedia, "this route accepts "+s.typesText(), id)
+		ctx.Response.Header.Set("Accept-Post", s.typesText())
+		return false
+	}
+	return true
+}
+
+func (s *Shape) acceptsType(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	for _, t := range s.contentTypes {
+		if bytes.EqualFold(ct, t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Shape) typesText() string {
+	b := make([]byte, 0, 64)
+	for i, t := range s.contentTypes {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, t...)
+	}
+	return string(b)
+}
+
+// hasHeaderLine reports whether the raw header block has a line starting
+// with name (lower-case, with its colon), in any case.
+func hasHeaderLine(raw, name []byte) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) >= len(name) && bytes.EqualFold(line[:len(name)], name) {
+			return true
+		}
+	}
+	return false
+}
