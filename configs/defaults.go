@@ -111,6 +111,7 @@ func ApplyDefaults(c *Config) {
 	}
 	dnsDefaults(&c.DNS)
 	wafDefaults(c)
+	streamDefaults(c)
 	for i := range c.Dev.Ledgers {
 		setStr(&c.Dev.Ledgers[i].Role, "writer")
 		if c.Dev.Ledgers[i].Epoch == 0 {

@@ -26,6 +26,8 @@ type Config struct {
 	Dev Dev `yaml:"dev"`
 	// DNS is the authoritative DNS (dnsfail) that nodes with dns.address serve.
 	DNS DNS `yaml:"dns"`
+	// Streams configures live streams (routes of kind "stream").
+	Streams Streams `yaml:"streams"`
 	// WAF is the Core Rule Set engine's default for every listener and route.
 	WAF WAF `yaml:"waf"`
 	// ACL allows or denies clients on every listener, before any route.

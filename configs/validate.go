@@ -137,6 +137,7 @@ func (v *validator) config(c *Config) {
 	v.dev(c)
 	v.dns(c)
 	v.waf(c)
+	v.streams(c)
 }
 
 // writers enforces one designated writer per ledger domain: of the static
@@ -258,7 +259,7 @@ func (v *validator) routes(c *Config) {
 			v.bad(p+".name", "route %q is defined twice", r.Name)
 		}
 		seen[r.Name] = true
-		v.oneOf(p+".kind", r.Kind, "proxy", "ledger")
+		v.oneOf(p+".kind", r.Kind, "proxy", "ledger", "stream")
 		if r.Kind == "ledger" {
 			if r.Pool != "" {
 				v.bad(p+".pool", "a ledger route goes to the designated writer of the request's domain, not to a pool")
