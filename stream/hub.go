@@ -152,8 +152,8 @@ func (h *Hub) RemoveReader(r Reader) {
 	h.readerMu.Unlock()
 	// Wait out a fan-out in progress, so r is not called after this returns.
 	for _, t := range h.Tracks() {
-		//lint:ignore SA2001 the empty critical section waits for a fan-out holding t.mu
 		t.mu.Lock()
+		//lint:ignore SA2001 the empty critical section waits for a fan-out holding t.mu
 		t.mu.Unlock()
 	}
 }
