@@ -30,6 +30,7 @@ import (
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/loadgen"
 	"hedge/gateway/sim"
+	"hedge/waf"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -233,6 +234,11 @@ func check(args []string, stdout, stderr io.Writer) int {
 		} else {
 			fmt.Fprintln(stderr, "hedge check:", err)
 		}
+		return 2
+	}
+	// What only compiling finds: SecLang rule files, JSON schemas.
+	if err := waf.Check(cfg); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *file, err)
 		return 2
 	}
 	nodes := 0

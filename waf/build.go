@@ -302,3 +302,31 @@ func (c *Cache) engine(o crs.Options, h *Held) (*crs.Engine, error) {
 	h.engines = append(h.engines, key)
 	return e.v, nil
 }
+
+// Check builds every guard cfg describes — rule engines with their extra
+// rule files, schemas, rate limits — and reports the first that fails, so
+// `hedge check` catches what only compiling finds (a SecLang syntax error,
+// an unknown builtin schema).
+func Check(cfg *configs.Config) error {
+	c := NewCache()
+	defer c.Close()
+	var h Held
+	defer h.Release()
+	for _, reg := range cfg.Regions {
+		for _, n := range reg.Nodes {
+			for _, l := range n.Listeners {
+				for _, r := range cfg.Routes {
+					maxBody := int64(r.MaxBodyBytes)
+					if maxBody == 0 {
+						maxBody = int64(l.Limits.MaxBodyBytes)
+					}
+					sc := Scope{Region: reg.Name, Node: n.Name, Listener: l.Name}
+					if _, err := c.Guard(cfg, sc, l, r, maxBody, nil, &h); err != nil {
+						return fmt.Errorf("region %s node %s listener %s: %w", reg.Name, n.Name, l.Name, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
