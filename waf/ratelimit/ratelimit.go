@@ -273,10 +273,13 @@ func (l *Limiter) Allow(now time.Time, client netip.Addr, key []byte) Decision {
 	s := &l.shards[k[0]>>(64-shardBits)] // top bits; the map uses the low ones
 	s.mu.Lock()
 	tat, ok := s.m[k]
-	if !ok && l.shardCap > 0 && len(s.m) >= l.shardCap {
-		s.evictIdlest()
+	if !ok {
+		if l.shardCap > 0 && len(s.m) >= l.shardCap {
+			s.evictIdlest()
+		}
+		tat = t // a new bucket is full (t may be before the epoch: not 0)
 	}
-	tat = max(tat, t) // a new bucket, or one idle since tat, is full
+	tat = max(tat, t) // a bucket idle since tat is full
 	if tat-t > l.tau {
 		s.denied++
 		s.mu.Unlock()

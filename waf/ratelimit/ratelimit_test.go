@@ -549,3 +549,14 @@ func measureKeys(tb testing.TB, n int, v6 bool) float64 {
 	runtime.KeepAlive(l)
 	return float64(int64(after)-int64(before)) / float64(n)
 }
+
+// A request timed before the limiter's epoch (a time.Now taken just before a
+// reload built the limiter) still finds a new key's bucket full.
+func TestBeforeEpoch(t *testing.T) {
+	l := newTest(t, Policy{Rate: 1, Burst: 3})
+	for i := range 3 {
+		if d := l.Allow(t0.Add(-time.Minute), noClient, []byte("k")); !d.Allowed || d.Remaining != 2-i {
+			t.Fatalf("request %d a minute before the epoch: got %+v, want allowed with %d remaining", i+1, d, 2-i)
+		}
+	}
+}
