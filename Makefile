@@ -11,12 +11,13 @@ LDFLAGS := -X main.version=$(VERSION)
 BIN     := bin/hedge
 
 # Debian packages the tests and benchmarks use; installed only when missing.
-TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils libre2-dev
+TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils libre2-dev \
+              ffmpeg chromium nodejs npm
 BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk
 
-.PHONY: build run test lint bench deps bench-deps fuzz clean load
+.PHONY: build run test lint bench deps bench-deps fuzz clean load web-deps e2e-deps
 
-build:
+build: web-deps
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 run: build
@@ -28,12 +29,33 @@ deps:
 bench-deps:
 	@./.ci/debs $(BENCH_DEBS)
 
+# hls.js for the embedded player, at the version stream/player/package-lock.json
+# pins, copied into the embed directory. The copy is committed so that plain
+# `go build` works from a fresh clone without node; a test checks its version.
+HLSJS := stream/player/node_modules/hls.js/dist/hls.min.js
+$(HLSJS): stream/player/package-lock.json
+	@command -v npm >/dev/null || ./.ci/debs nodejs npm
+	cd stream/player && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+web-deps: $(HLSJS)
+	@cmp -s $(HLSJS) stream/player/web/hls.min.js || cp $(HLSJS) stream/player/web/hls.min.js
+
+# playwright-core drives Debian's Chromium in e2e/stream; no browser is downloaded.
+PLAYWRIGHT := e2e/stream/node_modules/playwright-core/package.json
+$(PLAYWRIGHT): e2e/stream/package-lock.json
+	@command -v npm >/dev/null || ./.ci/debs nodejs npm
+	cd e2e/stream && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
+
+e2e-deps: $(PLAYWRIGHT)
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-test: deps lint build
+test: deps lint build e2e-deps
 	HEDGE_REQUIRE_TOOLS=1 $(GO) test -race -count=1 -timeout 20m ./...
 
 bench: bench-deps build
@@ -41,6 +63,7 @@ bench: bench-deps build
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/hls/ | tee bin/bench-hls-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
 
 # Load test of the demo's money routes with vegeta (pinned in go.mod's tool

@@ -1,0 +1,131 @@
+// hedge studio page: sends the camera and microphone to
+// /live/{stream}/whip (WHIP, RFC 9725) with the studio's bearer token.
+// H.264 is preferred so that the edge can also package LL-HLS. State is on
+// window.hedgePublisher.
+(() => {
+  'use strict';
+
+  const state = (window.hedgePublisher = {
+    state: 'idle', // idle | starting | live | stopped | failed
+    error: null,
+    resource: null, // WHIP session URL
+    codec: null, // negotiated video codec
+    framesEncoded: 0,
+  });
+
+  const form = document.getElementById('form');
+  const tokenField = document.getElementById('token');
+  const startBtn = document.getElementById('start');
+  const stopBtn = document.getElementById('stop');
+  const preview = document.getElementById('preview');
+  const status = document.getElementById('status');
+  // The page is /live/{stream}/publish; WHIP is /live/{stream}/whip.
+  const whip = new URL('whip', location.href);
+  const streamName = decodeURIComponent(location.pathname.split('/').slice(-2, -1)[0] || '');
+  document.getElementById('title').textContent = 'Publish ' + streamName;
+
+  let pc = null;
+  let media = null;
+  let statsTimer = null;
+
+  const set = (s, err) => {
+    state.state = s;
+    state.error = err || null;
+    status.textContent = err ? s + ': ' + err : s;
+  };
+
+  function preferH264(transceiver) {
+    if (!RTCRtpSender.getCapabilities || !transceiver.setCodecPreferences) return;
+    const codecs = RTCRtpSender.getCapabilities('video').codecs;
+    const rank = (c) => {
+      if (c.mimeType.toLowerCase() !== 'video/h264') return 2;
+      // Constrained baseline with packetization-mode=1 is what every
+      // browser decodes and what the LL-HLS muxer expects.
+      const f = c.sdpFmtpLine || '';
+      return f.includes('packetization-mode=1') && f.includes('profile-level-id=42e0') ? 0 : 1;
+    };
+    transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
+  }
+
+  function gathered(ms) {
+    if (pc.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      pc.addEventListener('icegatheringstatechange', () => {
+        if (pc.iceGatheringState === 'complete') {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+  }
+
+  async function start() {
+    const token = tokenField.value.trim();
+    if (!token) return set('idle', 'enter the studio token');
+    startBtn.disabled = true;
+    set('starting');
+    try {
+      media = await navigator.mediaDevices.getUserMedia({
+        video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } },
+        audio: true,
+      });
+      preview.srcObject = media;
+      pc = new RTCPeerConnection();
+      for (const track of media.getTracks()) {
+        const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+        if (track.kind === 'video') preferH264(t);
+      }
+      pc.addEventListener('connectionstatechange', () => {
+        if (pc.connectionState === 'connected') set('live');
+        if (pc.connectionState === 'failed') set('failed', 'ICE failed');
+      });
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(2000);
+      const res = await fetch(whip, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token },
+        body: pc.localDescription.sdp,
+      });
+      const body = await res.text();
+      if (res.status !== 201) throw new Error('WHIP answered ' + res.status + ': ' + body.slice(0, 300));
+      if (res.headers.get('Location')) state.resource = new URL(res.headers.get('Location'), whip).href;
+      await pc.setRemoteDescription({ type: 'answer', sdp: body });
+      const m = /a=rtpmap:\d+ (H264|VP8|VP9|AV1)\//i.exec(body);
+      state.codec = m ? m[1] : null;
+      stopBtn.disabled = false;
+      statsTimer = setInterval(async () => {
+        if (!pc) return;
+        const stats = await pc.getStats();
+        stats.forEach((s) => {
+          if (s.type === 'outbound-rtp' && s.kind === 'video') state.framesEncoded = s.framesEncoded || 0;
+        });
+      }, 1000);
+    } catch (e) {
+      stop();
+      set('failed', e.message);
+    }
+  }
+
+  function stop() {
+    clearInterval(statsTimer);
+    if (state.resource) {
+      fetch(state.resource, { method: 'DELETE', headers: { Authorization: 'Bearer ' + tokenField.value.trim() } }).catch(() => {});
+      state.resource = null;
+    }
+    if (pc) pc.close();
+    pc = null;
+    if (media) media.getTracks().forEach((t) => t.stop());
+    media = null;
+    startBtn.disabled = false;
+    stopBtn.disabled = true;
+    if (state.state !== 'failed') set('stopped');
+  }
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    start();
+  });
+  stopBtn.addEventListener('click', stop);
+  window.addEventListener('pagehide', stop);
+})();
