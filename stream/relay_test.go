@@ -13,7 +13,7 @@ import (
 func TestRelayBetweenRegions(t *testing.T) {
 	base := runtime.NumGoroutine()
 	eu := startNode(t, Options{})
-	sea := startNode(t, Options{Relay: RelayOptions{Peers: []string{eu.base}, Grace: 400 * time.Millisecond, MinBackoff: 50 * time.Millisecond}})
+	sea := startNode(t, Options{Relay: RelayOptions{Peers: []string{eu.base}, Grace: 400 * time.Millisecond, MinBackoff: 50 * time.Millisecond, ReadyTimeout: 15 * time.Second}})
 
 	pub, res := newPublisher(t, eu, "bacc-09", "demo-studio")
 	if pub == nil {
