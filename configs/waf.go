@@ -136,6 +136,20 @@ func (r Rate) MarshalYAML() (any, error) { return r.Text, nil }
 // MarshalJSON writes the rate as written ("100/s").
 func (r Rate) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(r.Text)), nil }
 
+// UnmarshalJSON reads the form MarshalJSON writes.
+func (r *Rate) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("want a rate such as \"100/s\": %w", err)
+	}
+	v, err := ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
 // Quota is the number of requests the rate allows per window.
 func (r Rate) Quota() int { return int(r.PerSecond*r.Window.Seconds() + 0.5) }
 

@@ -359,3 +359,47 @@ func readBody(t *testing.T, r *http.Request) string {
 	}
 	return b.String()
 }
+
+// Bad input answered with the right 4xx problem+json, never a 500, an empty
+// 200 or a dropped connection.
+func TestProtectBadInput(t *testing.T) {
+	f := newProtectFixture(t)
+	addr := strings.TrimPrefix(f.edge.url, "http://")
+	var multipart strings.Builder
+	multipart.WriteString("POST /watch/upload HTTP/1.1\r\nHost: a\r\nContent-Type: multipart/form-data; boundary=XX\r\n")
+	var parts strings.Builder
+	for i := range 3000 {
+		fmt.Fprintf(&parts, "--XX\r\nContent-Disposition: form-data; name=\"f%d\"; filename=\"a%d.txt\"\r\n\r\nx\r\n", i, i)
+	}
+	parts.WriteString("--XX--\r\n")
+	fmt.Fprintf(&multipart, "Content-Length: %d\r\n\r\n%s", parts.Len(), parts.String())
+	cases := []struct {
+		name   string
+		raw    string
+		status []int
+	}{
+		{"truncated json", "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"a\":\"b\",", []int{400, 403}},
+		{"invalid utf-8 in json", "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a\":\"\xff\xfe\"}", []int{400, 403}},
+		{"xml to a json route", "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/xml\r\nContent-Length: 7\r\n\r\n<a></a>", []int{415}},
+		{"multipart bomb", multipart.String(), []int{400, 403, 413}},
+		{"header flood", "GET /api/x HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: b\r\n", 200) + "\r\n", []int{431}},
+		{"very long uri", "GET /api/" + strings.Repeat("a", 20000) + " HTTP/1.1\r\nHost: a\r\n\r\n", []int{414, 431}},
+		{"duplicate content-length", "POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", []int{400}},
+		{"obfuscated transfer-encoding", "POST /api/x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", []int{400, 501}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := rawRequest(t, addr, c.raw)
+			ok := false
+			for _, s := range c.status {
+				ok = ok || resp.StatusCode == s
+			}
+			if !ok {
+				t.Fatalf("want one of %v, got %d %q", c.status, resp.StatusCode, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Fatalf("want a problem+json answer, got %q %q", ct, body)
+			}
+		})
+	}
+}

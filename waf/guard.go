@@ -1,10 +1,12 @@
 package waf
 
 import (
+	"bytes"
 	"net/netip"
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -112,6 +114,13 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	if len(g.limits) > 0 && !g.limit(ctx, id, client, &pass) {
 		return pass, false
 	}
+	// JSON is UTF-8 (RFC 8259); a body that is not is malformed, whatever
+	// an upstream's parser would make of it.
+	if body := ctx.Request.Body(); len(body) > 0 && isJSON(ctx.Request.Header.ContentType()) && !utf8.Valid(body) {
+		problem.Write(ctx, problem.MalformedBody, "the JSON body is not valid UTF-8", id)
+		g.report(ctx, LayerShape, id, client, "", "invalid UTF-8")
+		return pass, false
+	}
 	var reduced []byte
 	var buf *[]byte
 	if g.schema != nil && len(ctx.Request.Body()) > 0 {
@@ -171,6 +180,16 @@ func (g *Guard) Finish(ctx *fasthttp.RequestCtx, pass Pass, id []byte, client ne
 	}
 	g.reportMatches(ctx, tx, id, client, false)
 	tx.End()
+}
+
+// isJSON reports whether a Content-Type is application/json or a +json type.
+func isJSON(ct []byte) bool {
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	ct = bytes.TrimSpace(ct)
+	return bytes.EqualFold(ct, []byte("application/json")) ||
+		len(ct) > 5 && bytes.EqualFold(ct[len(ct)-5:], []byte("+json"))
 }
 
 func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pass *Pass) bool {
