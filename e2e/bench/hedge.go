@@ -18,6 +18,9 @@ import (
 const hedgeConfig = `# written by e2e/bench for one measured run
 deployment: bench
 data_dir: {{dir}}/hedge-data
+# The proxy and money paths alone: the protective layer's cost is
+# measured by e2e/wafbench against nginx + ModSecurity.
+waf: {mode: off}
 log:
   level: warn
   format: json

@@ -291,6 +291,9 @@ func run(o options) (err error) {
 const hedgeConfig = `# written by e2e/moneybench for one run
 deployment: moneybench
 data_dir: {{dir}}/data
+# The proxy and money paths alone: the protective layer's cost is
+# measured by e2e/wafbench against nginx + ModSecurity.
+waf: {mode: off}
 log:
   level: warn
   format: json
