@@ -13,7 +13,8 @@ BIN     := bin/hedge
 # Debian packages the tests and benchmarks use; installed only when missing.
 TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils libre2-dev \
               ffmpeg chromium nodejs npm
-BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk
+BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk \
+              libnginx-mod-http-modsecurity modsecurity-crs libre2-dev
 
 .PHONY: build run test lint bench deps bench-deps fuzz clean load web-deps e2e-deps
 
@@ -62,6 +63,10 @@ bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
+	@# The WAF comparison measures hedge with RE2 (cgo) when it builds, else the pure-Go build; it prints which.
+	@if $(GO) build -tags re2_cgo -ldflags '$(LDFLAGS)' -o bin/hedge-re2 .; then h=bin/hedge-re2; \
+	  else echo "wafbench: the re2_cgo build failed; measuring $(BIN)"; h=$(BIN); fi; \
+	  $(GO) run ./e2e/wafbench -hedge ./$$h
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/hls/ | tee bin/bench-hls-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
