@@ -38,9 +38,9 @@ var targets = map[string]struct {
 	"wafref": {overrides: "overrides-coraza.yaml", start: startWafref},
 }
 
-// defaultTargets are the targets make test runs. hedge joins once its
-// gateway runs the rule engine with the test profile (HEDGE_FTW_TARGETS=hedge
-// runs it before that).
+// defaultTargets are the targets make test runs. hedge joins once its raw
+// failures are down to what overrides.yaml explains (HEDGE_FTW_TARGETS=hedge
+// runs it now; see README.md for what it still misses).
 const defaultTargets = "wafref"
 
 type suiteEnv struct {
@@ -255,7 +255,9 @@ regions:
 func startHedge(t *testing.T, ctx context.Context, env *suiteEnv, errorLog string) (string, int) {
 	t.Helper()
 	bin := filepath.Join(env.bin, "hedge")
-	goBuild(t, ctx, env.root, hedgeTags(t, env.root), bin, ".")
+	tags := hedgeTags(t, env.root)
+	t.Logf("hedge built with -tags %s", strings.Join(tags, ","))
+	goBuild(t, ctx, env.root, tags, bin, ".")
 	dir := t.TempDir()
 	// The listener's port is chosen free and then bound by hedge; another
 	// process may take it in between, so a failed start is retried.
