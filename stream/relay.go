@@ -97,7 +97,12 @@ func (s *Server) startRelay(stream string) *Hub {
 	s.mu.Unlock()
 	s.log.Info("stream relay started", "stream", stream)
 	go r.run()
-	r.viewerLeft() // a pull nobody ends up watching stops too
+	// A pull nobody ends up watching stops too, counted from when the
+	// viewer who started it has stopped waiting for the stream's tracks.
+	r.mu.Lock()
+	r.lastLeave = time.Now().Add(s.opts.Relay.ReadyTimeout)
+	r.idle = time.AfterFunc(s.opts.Relay.ReadyTimeout+s.opts.Relay.Grace, r.checkIdle)
+	r.mu.Unlock()
 	return hub
 }
 
@@ -121,9 +126,10 @@ func (r *relay) viewerLeft() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastLeave = time.Now()
-	if r.idle == nil {
-		r.idle = time.AfterFunc(r.s.opts.Relay.Grace, r.checkIdle)
+	if r.idle != nil {
+		r.idle.Stop()
 	}
+	r.idle = time.AfterFunc(r.s.opts.Relay.Grace, r.checkIdle)
 }
 
 func (r *relay) checkIdle() {
