@@ -210,9 +210,6 @@ func New(p Policy, opts ...Option) *Limiter {
 	if o.maxKeys > 0 {
 		l.shardCap = (o.maxKeys + numShards - 1) / numShards
 	}
-	for i := range l.shards {
-		l.shards[i].m = make(map[digest]int64)
-	}
 	if o.sweepEvery > 0 {
 		go l.sweeper(o.sweepEvery)
 	} else {
@@ -263,23 +260,22 @@ func (l *Limiter) Exempt(client netip.Addr) bool {
 // Allow takes one token from key's bucket at time now, unless client is
 // exempt. Allow keeps no reference to key (it stores a digest of it), so
 // fasthttp's reused buffers are safe to pass. It does not allocate except
-// when a new key makes its shard's map grow.
+// when a new key makes its shard's table grow.
 func (l *Limiter) Allow(now time.Time, client netip.Addr, key []byte) Decision {
 	if l.Exempt(client) {
 		return Decision{Allowed: true, Exempt: true, Remaining: l.p.Burst}
 	}
 	t := int64(now.Sub(l.epoch))
-	k := digest{maphash.Bytes(l.seeds[0], key), maphash.Bytes(l.seeds[1], key)}
-	s := &l.shards[k[0]>>(64-shardBits)] // top bits; the map uses the low ones
+	h0, h1 := maphash.Bytes(l.seeds[0], key), maphash.Bytes(l.seeds[1], key)|1
+	s := &l.shards[h0>>(64-shardBits)] // top bits; the table uses the low ones
 	s.mu.Lock()
-	tat, ok := s.m[k]
-	if !ok {
-		if l.shardCap > 0 && len(s.m) >= l.shardCap {
-			s.evictIdlest()
-		}
+	i, ok := s.t.find(h0, h1)
+	var tat int64
+	if ok {
+		tat = max(s.t.e[i].tat, t) // a bucket idle since tat is full
+	} else {
 		tat = t // a new bucket is full (t may be before the epoch: not 0)
 	}
-	tat = max(tat, t) // a bucket idle since tat is full
 	if tat-t > l.tau {
 		s.denied++
 		s.mu.Unlock()
@@ -289,8 +285,15 @@ func (l *Limiter) Allow(now time.Time, client netip.Addr, key []byte) Decision {
 		}
 	}
 	tat += l.interval
-	s.m[k] = tat
-	s.peak = max(s.peak, len(s.m))
+	if ok {
+		s.t.e[i].tat = tat
+	} else {
+		if l.shardCap > 0 && s.t.n >= l.shardCap {
+			s.t.evictIdlest(h1)
+			s.evicted++
+		}
+		s.t.insert(h0, h1, tat)
+	}
 	s.allowed++
 	s.mu.Unlock()
 	ahead := tat - t // Burst - ahead/T tokens remain
@@ -315,7 +318,7 @@ func (l *Limiter) Stats() Stats {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		st.Keys += len(s.m)
+		st.Keys += s.t.n
 		st.Allowed += s.allowed
 		st.Denied += s.denied
 		st.Evicted += s.evicted
@@ -338,18 +341,20 @@ func (l *Limiter) Sweep(now time.Time) int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += s.sweep(cutoff)
+		k := s.t.sweep(cutoff)
+		s.evicted += uint64(k)
+		n += k
 		s.mu.Unlock()
 	}
 	return n
 }
 
-// digest identifies a key: two 64-bit hashes of its bytes under two random
-// seeds. Storing it instead of the key keeps every entry the same 24 bytes
-// inline in the map, with no allocation per key and nothing for the garbage
-// collector to scan. Two keys share a bucket only if both hashes collide:
-// about n²/2¹²⁹ for n keys (1e-27 at a million), and the seeds are secret.
-type digest [2]uint64
+// A key is identified by a digest: two 64-bit hashes of its bytes under
+// two secret seeds (h1's low bit forced to 1, which marks a used slot).
+// Storing it instead of the key makes every entry the same 24 bytes inline
+// in the shard's table, with no allocation per key and nothing for the
+// garbage collector to scan. Two keys share a bucket only if both hashes
+// collide: about n²/2¹²⁸ for n keys (1e-26 at a million).
 
 // shard holds a slice of the keys: digest -> tat, the GCRA "theoretical
 // arrival time" in ns since the limiter's epoch. The bucket holds
@@ -357,57 +362,11 @@ type digest [2]uint64
 // full bucket.
 type shard struct {
 	mu      sync.Mutex
-	m       map[digest]int64
-	peak    int // largest len(m) since the map was last rebuilt
+	t       table
 	allowed uint64
 	denied  uint64
 	evicted uint64
 	_       [64]byte // keep neighbouring shards' locks off this cache line
-}
-
-// sampleSize is how many keys evictIdlest compares. Go starts every map
-// iteration at a random position, so this is a random sample; the most
-// idle of 8 random keys is, with probability 1-(1-q)^8, among the idlest
-// fraction q of all keys.
-const sampleSize = 8
-
-func (s *shard) evictIdlest() {
-	var victim digest
-	oldest := int64(math.MaxInt64)
-	n := 0
-	for k, tat := range s.m {
-		if tat < oldest {
-			victim, oldest = k, tat
-		}
-		if n++; n == sampleSize {
-			break
-		}
-	}
-	if n > 0 {
-		delete(s.m, victim)
-		s.evicted++
-	}
-}
-
-func (s *shard) sweep(cutoff int64) int {
-	n := 0
-	for k, tat := range s.m {
-		if tat < cutoff {
-			delete(s.m, k)
-			n++
-		}
-	}
-	s.evicted += uint64(n)
-	// Go maps never shrink; rebuild a shard that holds less than a quarter
-	// of its peak so that memory follows the live key count down.
-	if s.peak >= 1024 && len(s.m) < s.peak/4 {
-		m := make(map[digest]int64, len(s.m))
-		for k, tat := range s.m {
-			m[k] = tat
-		}
-		s.m, s.peak = m, len(m)
-	}
-	return n
 }
 
 // AppendAddr appends the ByIP key of a: 4 bytes for IPv4 (and IPv4-mapped

@@ -318,11 +318,11 @@ func TestMaxKeys(t *testing.T) {
 
 // held reports whether l holds key k, looking through every shard.
 func held(l *Limiter, k []byte) bool {
-	d := digest{maphash.Bytes(l.seeds[0], k), maphash.Bytes(l.seeds[1], k)}
+	h0, h1 := maphash.Bytes(l.seeds[0], k), maphash.Bytes(l.seeds[1], k)|1
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		_, ok := s.m[d]
+		_, ok := s.t.find(h0, h1)
 		s.mu.Unlock()
 		if ok {
 			return true
