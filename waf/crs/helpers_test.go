@@ -156,3 +156,11 @@ func betPOST(body string) request {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+func netipAddr(a net.Addr) (netip.Addr, bool) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
