@@ -164,10 +164,17 @@ func WithSweep(every, idle time.Duration) Option {
 	return func(o *options) { o.sweepEvery, o.idle = every, idle }
 }
 
-// WithMaxKeys bounds the number of keys held (spread over the shards).
-// When a shard is full, inserting a new key evicts the most idle of a
-// small random sample of its keys. 0 means no bound beyond eviction of
-// idle keys.
+// DefaultMaxKeys is the key cap of a limiter without WithMaxKeys: at most
+// ~200 MB of tables (24 B per slot, tables up to 2x the keys) however many
+// distinct keys a flood brings, e.g. from a principal header the client
+// chooses.
+const DefaultMaxKeys = 1 << 22
+
+// WithMaxKeys bounds the number of keys held (spread over the shards;
+// default DefaultMaxKeys, n < 0 for no bound beyond idle eviction). When a
+// shard is full, a new key evicts the most idle of a small random sample of
+// its keys; a victim still draining gets a full bucket when it returns, so
+// the cap should sit well above the expected number of active clients.
 func WithMaxKeys(n int) Option { return func(o *options) { o.maxKeys = n } }
 
 // WithEpoch sets the time origin of the limiter's clock. Times passed to
@@ -206,6 +213,9 @@ func New(p Policy, opts ...Option) *Limiter {
 	}
 	for _, e := range p.Exempt {
 		l.exempt = append(l.exempt, e.Masked())
+	}
+	if o.maxKeys == 0 {
+		o.maxKeys = DefaultMaxKeys
 	}
 	if o.maxKeys > 0 {
 		l.shardCap = (o.maxKeys + numShards - 1) / numShards

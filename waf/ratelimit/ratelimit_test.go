@@ -283,6 +283,18 @@ func TestBackgroundSweeper(t *testing.T) {
 }
 
 func TestMaxKeys(t *testing.T) {
+	for _, tc := range []struct {
+		opts []Option
+		want int
+	}{
+		{nil, DefaultMaxKeys / numShards},
+		{[]Option{WithMaxKeys(-1)}, 0},
+		{[]Option{WithMaxKeys(100)}, 2},
+	} {
+		if got := newTest(t, Policy{Rate: 1, Burst: 1}, tc.opts...).shardCap; got != tc.want {
+			t.Errorf("per-shard cap with %d options = %d, want %d", len(tc.opts), got, tc.want)
+		}
+	}
 	const maxKeys = 64 * 100
 	l := newTest(t, Policy{Rate: 1, Burst: 2}, WithMaxKeys(maxKeys))
 	k := make([]byte, 8)
