@@ -68,17 +68,20 @@ func FuzzReduce(f *testing.F) {
 			Reduce(dst, body []byte) []byte
 		}{nested, bet} {
 			out := s.Reduce(nil, body)
+			if v := bet.Check(body); v != nil && v.Malformed {
+				continue // Check refuses it (duplicate keys, bad UTF-8, depth): Reduce never sees it
+			}
 			var doc any
 			dec := json.NewDecoder(bytes.NewReader(body))
 			dec.UseNumber()
 			if dec.Decode(&doc) != nil || dec.More() {
 				continue // may be the body itself: nothing more to hold it to
 			}
+			if bytes.Equal(out, body) {
+				continue // the unscannable-body fallback (bad UTF-8, depth), or {}
+			}
 			var red map[string]string
 			if err := json.Unmarshal(out, &red); err != nil {
-				if bytes.Equal(out, body) {
-					continue // the unscannable-body fallback (duplicates, bad UTF-8, depth)
-				}
 				t.Fatalf("Reduce(%q) = %q: not an object of strings: %v", body, out, err)
 			}
 			for ptr, val := range red {
