@@ -1,0 +1,125 @@
+// Drives Debian's Chromium for stream_test.go: publish the fake camera via
+// WHIP, play via WHEP, break WebRTC (the edge's test proxy drops the viewer's
+// UDP), expect LL-HLS, restore, expect WebRTC again. Prints progress lines
+// and, last, one line "RESULT {json}".
+//
+//   node drive.mjs BASE STREAM TOKEN
+import { chromium } from 'playwright-core';
+
+const [base, stream, token] = process.argv.slice(2);
+if (!base || !stream || !token) {
+  console.error('usage: node drive.mjs BASE STREAM TOKEN');
+  process.exit(2);
+}
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+const result = { ok: false };
+
+async function waitFor(page, what, fn, arg, timeoutMs) {
+  const start = Date.now();
+  try {
+    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 200 });
+  } catch (e) {
+    const st = await page.evaluate(() => window.hedgePlayer || window.hedgePublisher).catch(() => null);
+    throw new Error(`${what}: not within ${timeoutMs} ms; state ${JSON.stringify(st)}`);
+  }
+  return Date.now() - start;
+}
+
+// advancing resolves when the player's currentTime advances by more than
+// `by` seconds in mode `mode` within timeoutMs.
+async function advancing(page, mode, by, timeoutMs) {
+  const start = await page.evaluate(() => window.hedgePlayer.currentTime);
+  return waitFor(
+    page,
+    `${mode}: currentTime advancing`,
+    ([m, s, b]) => window.hedgePlayer.mode === m && window.hedgePlayer.currentTime > s + b,
+    [mode, start, by],
+    timeoutMs,
+  );
+}
+
+async function control(what) {
+  const res = await fetch(`${base}/_test/${what}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`control ${what}: HTTP ${res.status}`);
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+    '--use-fake-device-for-media-stream=fps=30',
+    '--use-fake-ui-for-media-stream',
+    '--allow-loopback-in-peer-connection',
+    '--autoplay-policy=no-user-gesture-required',
+  ],
+});
+try {
+  const pubCtx = await browser.newContext();
+  const pub = await pubCtx.newPage();
+  pub.on('console', (m) => m.type() !== 'log' && log('publisher console:', m.text()));
+  await pub.goto(`${base}/live/${stream}/publish`);
+  await pub.fill('#token', token);
+  await pub.click('#start');
+  await waitFor(pub, 'publisher live', () => window.hedgePublisher.state === 'live' && window.hedgePublisher.framesEncoded > 0, null, 30000);
+  result.publisherCodec = await pub.evaluate(() => window.hedgePublisher.codec);
+  log('publisher live, codec', result.publisherCodec);
+
+  const viewCtx = await browser.newContext();
+  const view = await viewCtx.newPage();
+  view.on('console', (m) => m.type() !== 'log' && log('player console:', m.text()));
+  // Shorter thresholds than a real player's, so the test is quick.
+  await view.goto(`${base}/live/${stream}/?stall=2000&retry=4000`);
+  await waitFor(view, 'WebRTC frames', () => window.hedgePlayer.mode === 'webrtc' && window.hedgePlayer.framesDecoded > 0, null, 30000);
+  await advancing(view, 'webrtc', 1, 10000);
+  result.webrtcTTFF = await view.evaluate(() => window.hedgePlayer.ttff.webrtc);
+  log('WebRTC playing, time to first frame', result.webrtcTTFF, 'ms');
+
+  await control('block');
+  const blockedAt = Date.now();
+  log('viewer UDP blocked');
+  await waitFor(view, 'fallback to LL-HLS', () => window.hedgePlayer.mode === 'hls', null, 20000);
+  result.fallbackDetectMs = Date.now() - blockedAt;
+  await waitFor(view, 'LL-HLS playing', () => window.hedgePlayer.mode === 'hls' && window.hedgePlayer.playing, null, 30000);
+  await advancing(view, 'hls', 2, 15000);
+  result.hlsTTFF = await view.evaluate(() => window.hedgePlayer.ttff.hls);
+  result.fallbackToPlayingMs = Date.now() - blockedAt;
+  log('LL-HLS playing, detected after', result.fallbackDetectMs, 'ms, time to first frame', result.hlsTTFF, 'ms');
+  const samples = [];
+  for (let i = 0; i < 10; i++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const s = await view.evaluate(() => [window.hedgePlayer.latency, window.hedgePlayer.hlsLiveLatency, window.hedgePlayer.mode]);
+    if (s[2] !== 'hls') throw new Error('left LL-HLS while WebRTC was still blocked');
+    if (s[0] !== null) samples.push(s[0]);
+    if (i === 9) result.hlsLiveLatency = s[1];
+  }
+  samples.sort((a, b) => a - b);
+  result.hlsLatency = { median: samples[Math.floor(samples.length / 2)], min: samples[0], max: samples[samples.length - 1], n: samples.length };
+  log('LL-HLS latency (now - PROGRAM-DATE-TIME at the playhead)', JSON.stringify(result.hlsLatency));
+  result.attemptsWhileBlocked = await view.evaluate(() => window.hedgePlayer.webrtcAttempts);
+
+  await control('unblock');
+  const restoredAt = Date.now();
+  log('viewer UDP restored');
+  await waitFor(view, 'return to WebRTC', () => window.hedgePlayer.mode === 'webrtc' && window.hedgePlayer.framesDecoded > 0, null, 45000);
+  await advancing(view, 'webrtc', 1, 10000);
+  result.returnMs = Date.now() - restoredAt;
+  result.webrtcReturnTTFF = await view.evaluate(() => window.hedgePlayer.ttff.webrtcReturn);
+  result.switches = await view.evaluate(() => window.hedgePlayer.switches);
+  log('back on WebRTC', result.returnMs, 'ms after the restore');
+  result.ok = true;
+} catch (e) {
+  result.error = String(e && e.message ? e.message : e);
+  log('FAILED:', result.error);
+} finally {
+  await browser.close().catch(() => {});
+  console.log('RESULT ' + JSON.stringify(result));
+}
