@@ -148,7 +148,9 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	if buf != nil {
 		reducedPool.Put(buf)
 	}
-	if err := tx.BodyError(); err != nil && tx.Blocked() {
+	// A body the engine could not parse was never inspected: refuse it in
+	// detect mode too.
+	if err := tx.BodyError(); err != nil {
 		problem.Write(ctx, problem.MalformedBody, "the body could not be parsed as its content type says", id)
 		g.reportMatches(ctx, tx, id, client, true)
 		tx.End()
