@@ -349,14 +349,35 @@ func (l *Limiter) Sweep(now time.Time) int {
 	cutoff := int64(now.Sub(l.epoch)) - l.idle
 	n := 0
 	for i := range l.shards {
-		s := &l.shards[i]
+		n += l.shards[i].sweep(cutoff)
+	}
+	return n
+}
+
+// sweepChunk is how many slots a sweep looks at per lock hold (~50µs), so
+// that requests of a shard with many keys never wait for a whole sweep.
+const sweepChunk = 4096
+
+func (s *shard) sweep(cutoff int64) int {
+	n := 0
+	size := -1
+	for from := 0; ; from += sweepChunk {
 		s.mu.Lock()
-		k := s.t.sweep(cutoff)
+		if size >= 0 && len(s.t.e) != size { // resized meanwhile: next sweep
+			s.mu.Unlock()
+			return n
+		}
+		size = len(s.t.e)
+		if from >= size {
+			s.t.shrink()
+			s.mu.Unlock()
+			return n
+		}
+		k := s.t.sweepRange(cutoff, from, min(from+sweepChunk, size))
 		s.evicted += uint64(k)
 		n += k
 		s.mu.Unlock()
 	}
-	return n
 }
 
 // A key is identified by a digest: two 64-bit hashes of its bytes under

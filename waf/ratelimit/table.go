@@ -82,32 +82,38 @@ func (t *table) resize(size int) {
 	}
 }
 
-// sweep removes every entry with tat < cutoff, returns how many, and
-// shrinks the table when it has become mostly empty.
-func (t *table) sweep(cutoff int64) int {
+// sweepRange removes the entries of slots [from, to) with tat < cutoff and
+// returns how many. An entry only ever moves backwards into a hole, so
+// looking at slot i again after a removal skips none (at most 3/4 full, a
+// run never wraps onto itself). Entries moved by other operations between
+// two ranges may be missed until the next sweep, which is harmless.
+func (t *table) sweepRange(cutoff int64, from, to int) int {
 	removed := 0
-	for i := 0; i < len(t.e); {
+	for i := from; i < to; {
 		if e := &t.e[i]; e.h1 != 0 && e.tat < cutoff {
-			// remove may shift a later entry into slot i: look at i again.
-			// An entry only ever moves backwards into the hole, so none is
-			// skipped (at most 3/4 full, a run never wraps onto itself).
-			t.remove(i)
+			t.remove(i) // may shift a later entry into slot i
 			removed++
 			continue
 		}
 		i++
 	}
+	return removed
+}
+
+// shrink halves the table as often as it stays at most 1/8 full, keeping
+// room to double before the next grow; an empty table frees its slice.
+func (t *table) shrink() {
+	if t.n == 0 {
+		t.e, t.mask = nil, 0
+		return
+	}
 	if len(t.e) > minTable && t.n*8 < len(t.e) {
 		size := minTable
-		for size*3 < t.n*4*2 { // room to double before the next grow
+		for size*3 < t.n*8 {
 			size *= 2
 		}
 		t.resize(size)
 	}
-	if t.n == 0 {
-		t.e, t.mask = nil, 0
-	}
-	return removed
 }
 
 // sampleSize is how many entries evictIdlest compares: the most idle of 8

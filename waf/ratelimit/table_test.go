@@ -46,7 +46,12 @@ func TestTableMatchesMap(t *testing.T) {
 						want++
 					}
 				}
-				if got := tb.sweep(cutoff); got != want {
+				got := 0
+				for from := 0; from < len(tb.e); from += 5 { // in uneven chunks
+					got += tb.sweepRange(cutoff, from, min(from+5, len(tb.e)))
+				}
+				tb.shrink()
+				if got != want {
 					t.Fatalf("homes=%d step %d: sweep removed %d, want %d", homes, step, got, want)
 				}
 			default: // evict one
