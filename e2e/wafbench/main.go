@@ -63,18 +63,20 @@ import (
 )
 
 type options struct {
-	hedge     string
-	wafref    string
-	n         int
-	warmup    int
-	conns     int
-	rounds    int
-	loadCPU   int
-	serverCPU int
-	cellMax   time.Duration
-	max       time.Duration
-	skipNginx bool
-	out       string
+	hedge       string
+	wafref      string
+	n           int
+	warmup      int
+	conns       int
+	rounds      int
+	loadCPU     int
+	serverCPU   int
+	cellMax     time.Duration
+	max         time.Duration
+	skipNginx   bool
+	out         string
+	profile     bool
+	profileSecs int
 }
 
 // pinnedEnv marks the process that taskset already pinned to the load CPU.
@@ -94,6 +96,8 @@ func main() {
 	flag.DurationVar(&o.max, "max", 5*time.Minute, "bound of the whole run")
 	flag.BoolVar(&o.skipNginx, "skip-nginx", false, "leave nginx + ModSecurity out")
 	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the JSON and markdown reports")
+	flag.BoolVar(&o.profile, "profile", false, "take a CPU profile of hedge (WAF on) during each of its cells; the report lists the top functions")
+	flag.IntVar(&o.profileSecs, "profile-seconds", 5, "length of each profile; keep it below a cell's duration")
 	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
 	flag.Parse()
 
@@ -359,12 +363,23 @@ func measureCell(ctx context.Context, o options, s *server, k kind) (cell, error
 		return c, err
 	}
 	others0, busy0 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.serverCPU)
-	r := closedLoop(ctx, s.addr, k, o.n, o.conns, o.cellMax)
+	var prof chan profileResult
+	if o.profile && s.name == "hedge" {
+		prof = make(chan profileResult, 1)
+		name := fmt.Sprintf("waf-hedge-%s-%s", k, time.Now().UTC().Format("20060102-150405"))
+		go func() { prof <- takeProfile(ctx, s.admin, o.profileSecs, o.out, name) }()
+	}
+	r := closedLoop(ctx, s.addr, k, o.n*s.scale, o.conns, o.cellMax)
 	t1, err := cpuTicks(pids)
 	if err != nil {
 		return c, fmt.Errorf("reading CPU times after the cell (did it exit?): %w", err)
 	}
 	others1, busy1 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.serverCPU)
+	if prof != nil {
+		if c.Profile = <-prof; c.Profile.Err != "" {
+			fmt.Printf("  (profile of %s: %s)\n", k, c.Profile.Err)
+		}
+	}
 	if ctx.Err() != nil {
 		return c, fmt.Errorf("stopped: %w", ctx.Err())
 	}

@@ -31,6 +31,8 @@ type cell struct {
 	// whoever used it.
 	OtherCPUSeconds float64 `json:"other_cpu_seconds"`
 	ServerCPUBusy   float64 `json:"server_cpu_busy"`
+	// Profile is hedge's CPU profile during the cell (-profile).
+	Profile profileResult `json:"profile,omitzero"`
 }
 
 func (c cell) line() string {
@@ -161,8 +163,8 @@ func (r *report) markdown() string {
 		"%d measured requests per cell after %d warm-up, %d round(s) (median shown). "+
 		"CPU/req = server utime+stime (all its processes) ÷ requests answered 200.\n\n",
 		r.ServerCPU, r.LoadCPU, r.Conns, r.N, r.Warmup, r.Rounds)
-	b.WriteString("| server | request | CPU µs/req | req/s | p50 | p99 | allocs/req | others' CPU-s |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| server | request | requests | CPU µs/req | req/s | p50 | p99 | allocs/req | others' CPU-s |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, c := range r.Summary {
 		allocs := "–"
 		if c.HasAllocs {
@@ -170,10 +172,10 @@ func (r *report) markdown() string {
 		}
 		stopped := ""
 		if c.Stopped {
-			stopped = fmt.Sprintf(" (stopped at %d)", c.Requests)
+			stopped = " (stopped by -cell-max)"
 		}
-		fmt.Fprintf(&b, "| %s | %s%s | %.1f | %.0f | %s | %s | %s | %.1f |\n",
-			c.Label, c.Request, stopped, c.CPUUSPerReq, c.ReqPerSec, us(c.P50US), us(c.P99US), allocs, c.OtherCPUSeconds)
+		fmt.Fprintf(&b, "| %s | %s | %d%s | %.1f | %.0f | %s | %s | %s | %.1f |\n",
+			c.Label, c.Request, c.Requests, stopped, c.CPUUSPerReq, c.ReqPerSec, us(c.P50US), us(c.P99US), allocs, c.OtherCPUSeconds)
 	}
 	b.WriteString("\nRatios (throughput on one CPU = inverse CPU per request; measured req/s beside it):\n\n")
 	b.WriteString("| comparison | by CPU/req | by req/s | target | met |\n|---|--:|--:|---|---|\n")
@@ -208,5 +210,10 @@ func (r *report) markdown() string {
 		}
 	}
 	b.WriteString("\n")
+	for _, c := range r.Summary {
+		if c.Profile.Top != "" {
+			fmt.Fprintf(&b, "\nhedge's CPU profile, %s (%s):\n\n```\n%s\n```\n", c.Request, c.Profile.File, c.Profile.Top)
+		}
+	}
 	return b.String()
 }

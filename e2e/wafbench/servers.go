@@ -27,6 +27,10 @@ type server struct {
 	admin string       // hedge: its admin listener (metrics, status)
 	pids  func() []int // whose CPU time is the server's
 	stop  func()
+	// scale multiplies -n for this server's cells: the WAF-off hedge
+	// answers in tens of µs, and a count of 10 ms clock ticks needs more
+	// requests to be exact.
+	scale int
 	// errorLog is read into error messages when the server misbehaves.
 	errorLog string
 }
@@ -115,11 +119,11 @@ func startHedge(e *env, cpu int, mode string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: "hedge", label: "hedge, WAF block PL1", proc: p, addr: listen, admin: admin,
+	s := &server{name: "hedge", label: "hedge, WAF block PL1", proc: p, addr: listen, admin: admin, scale: 1,
 		pids: func() []int { return []int{p.PID()} },
 		stop: func() { p.Stop(syscall.SIGTERM, 5*time.Second) }}
 	if mode == "off" {
-		s.name, s.label = "hedge-waf-off", "hedge, WAF off"
+		s.name, s.label, s.scale = "hedge-waf-off", "hedge, WAF off", 10
 	}
 	return s, nil
 }
@@ -137,7 +141,7 @@ func startWafref(e *env, cpu int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{name: "wafref", label: "reference: net/http + Coraza middleware", proc: p, addr: listen,
+	return &server{name: "wafref", label: "reference: net/http + Coraza middleware", proc: p, addr: listen, scale: 1,
 		pids: func() []int { return []int{p.PID()} },
 		stop: func() { p.Stop(syscall.SIGTERM, 5*time.Second) }}, nil
 }
@@ -246,7 +250,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 		return nil, err
 	}
 	master := p.PID()
-	return &server{name: "nginx-modsec", label: "nginx + ModSecurity 3 + Debian CRS", proc: p, addr: listen,
+	return &server{name: "nginx-modsec", label: "nginx + ModSecurity 3 + Debian CRS", proc: p, addr: listen, scale: 1,
 		// The master and its worker.
 		pids:     func() []int { return append([]int{master}, children(master)...) },
 		stop:     func() { p.Stop(syscall.SIGQUIT, 5*time.Second) },
