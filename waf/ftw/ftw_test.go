@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/build/constraint"
 	"io"
 	"net"
 	"net/http"
@@ -283,7 +284,7 @@ func startHedge(t *testing.T, ctx context.Context, env *suiteEnv, errorLog strin
 }
 
 // hedgeTags are the build tags of the hedge under test: the test profile, and
-// RE2 when the rule engine has it.
+// RE2 when the rule engine has a file that only builds with re2_cgo.
 func hedgeTags(t *testing.T, root string) []string {
 	t.Helper()
 	tags := []string{"hedge_ftw"}
@@ -293,8 +294,19 @@ func hedgeTags(t *testing.T, root string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if regexp.MustCompile(`(?m)^//go:build .*(^|[^!])\bre2_cgo\b`).Match(b) {
-			return append(tags, "re2_cgo")
+		for _, line := range strings.Split(string(b), "\n") {
+			if !constraint.IsGoBuild(line) {
+				continue
+			}
+			expr, err := constraint.Parse(line)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			with := expr.Eval(func(tag string) bool { return tag == "re2_cgo" || tag == "cgo" })
+			without := expr.Eval(func(tag string) bool { return tag == "cgo" })
+			if with && !without {
+				return append(tags, "re2_cgo")
+			}
 		}
 	}
 	return tags
@@ -446,4 +458,31 @@ func moduleRoot() (string, error) {
 		dir = filepath.Dir(dir)
 	}
 	return "", errors.New("module hedge's go.mod not found above the working directory")
+}
+
+func TestHedgeTags(t *testing.T) {
+	for _, tc := range []struct {
+		files map[string]string
+		want  string
+	}{
+		{map[string]string{"rx.go": "//go:build !re2_cgo\n\npackage crs\n"}, "hedge_ftw"},
+		{map[string]string{"rx.go": "//go:build !re2_cgo\n\npackage crs\n", "rx_re2.go": "//go:build re2_cgo\n\npackage crs\n"}, "hedge_ftw,re2_cgo"},
+		{map[string]string{"a.go": "//go:build cgo && re2_cgo\n\npackage crs\n"}, "hedge_ftw,re2_cgo"},
+		{map[string]string{"a.go": "//go:build re2_cgo || !re2_cgo\n\npackage crs\n"}, "hedge_ftw"},
+		{map[string]string{"a.go": "package crs\n"}, "hedge_ftw"},
+	} {
+		root := t.TempDir()
+		dir := filepath.Join(root, "waf", "crs")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range tc.files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := strings.Join(hedgeTags(t, root), ","); got != tc.want {
+			t.Errorf("files %v: want tags %s, got %s", tc.files, tc.want, got)
+		}
+	}
 }
