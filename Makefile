@@ -68,10 +68,7 @@ bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
-	@# The WAF comparison measures hedge with RE2 (cgo) when it builds, else the pure-Go build; it prints which.
-	@if $(GO) build -tags re2_cgo -ldflags '$(LDFLAGS)' -o bin/hedge-re2 .; then h=bin/hedge-re2; \
-	  else echo "wafbench: the re2_cgo build failed; measuring $(BIN)"; h=$(BIN); fi; \
-	  $(GO) run ./e2e/wafbench -hedge ./$$h
+	$(GO) run ./e2e/wafbench -hedge ./$(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/hls/ | tee bin/bench-hls-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
