@@ -63,6 +63,8 @@ test: deps lint build e2e-deps
 	HEDGE_REQUIRE_TOOLS=1 $(GO) test -tags '$(GOTAGS)' -race -count=1 -timeout 20m ./...
 	@# The go-ftw test profile exists only in binaries built with hedge_ftw.
 	$(GO) test -tags '$(GOTAGS) hedge_ftw' -race -count=1 ./waf/crs/
+	@# Heavy Core Rule Set suites, without -race (it slows the rule engine tenfold).
+	$(GO) test -tags '$(GOTAGS)' -count=1 -run 'Corpus' ./waf/
 
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt

@@ -22,7 +22,6 @@ type AuditLog struct {
 	f    *os.File
 	w    *bufio.Writer
 	path string
-	buf  []byte
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,6 +98,11 @@ func (h *Held) Release() {
 	h.engines, h.schemas, h.limiters, h.c = nil, nil, nil, nil
 }
 
+// ruleContentTypes is CRS's "request content type is not allowed" rule.
+const ruleContentTypes = 920420
+
+var streamMethods = []string{"GET", "HEAD", "POST", "OPTIONS", "PATCH", "DELETE"}
+
 // Scope names where a guard runs, for rate-limit buckets and reports.
 type Scope struct {
 	Region, Node, Listener string
@@ -138,11 +144,28 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 		g.schema = s
 	}
 	eff := r.WAF.Over(l.WAF.Over(cfg.WAF))
+	if r.Kind == "stream" && eff.AllowedMethods == nil {
+		// WHIP and WHEP end sessions with DELETE and trickle ICE with
+		// PATCH (RFC 9725), which CRS's default list refuses.
+		eff.AllowedMethods = streamMethods
+	}
 	if eff.Mode != "off" {
 		opts, err := c.engineOptions(cfg.WAF, eff, l)
 		if err != nil {
 			return nil, err
 		}
+		// CRS's content-type list (rule 920420) knows neither WHIP/WHEP's
+		// application/sdp nor merge-patch JSON; a route that names its own
+		// types (415 in the shape layer), and a stream route, whose handler
+		// accepts only its SDP types, are held to their stricter list.
+		if len(r.Limits.ContentTypes) > 0 || r.Kind == "stream" {
+			opts.ExcludeIDs = append(slices.Clone(opts.ExcludeIDs), ruleContentTypes)
+		}
+		// A stream route's bodies are SDP offers and ICE fragments, parsed
+		// strictly by the stream package (pion); the rule engine reads SDP
+		// as form data and mistakes attribute lines for shell commands. Its
+		// headers, path and query are inspected as everywhere.
+		g.bodyless = r.Kind == "stream"
 		e, err := c.engine(opts, h)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: waf: %w", r.Name, err)

@@ -78,6 +78,7 @@ type Guard struct {
 	schema          *schema.Schema
 	engine          *crs.Engine
 	responses       bool
+	bodyless        bool // the body is not the rule engine's to read (stream routes)
 	hooks           *Hooks
 }
 
@@ -94,6 +95,9 @@ type Pass struct {
 	shown *ratelimit.Limiter
 	d     ratelimit.Decision
 }
+
+// emptyDocument stands for a body the rule engine must not read.
+var emptyDocument = []byte("{}")
 
 var reducedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
@@ -143,6 +147,9 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	}
 	if g.engine == nil {
 		return pass, true
+	}
+	if g.bodyless {
+		reduced = emptyDocument
 	}
 	tx := g.engine.Begin(ctx, id, client, reduced)
 	if buf != nil {
@@ -213,8 +220,8 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 			}
 		}
 		if len(key) == 0 {
-			ipBuf = client.As16()
-			key = ipBuf[:]
+			// An IPv6 subscriber holds a whole /64: one bucket for it.
+			key = ratelimit.AppendAddr(ipBuf[:0], client, 64)
 		}
 		d := lr.l.Allow(now, client, key)
 		if d.Exempt {
