@@ -66,6 +66,7 @@ try {
   const pubCtx = await browser.newContext();
   const pub = await pubCtx.newPage();
   pub.on('console', (m) => m.type() !== 'log' && log('publisher console:', m.text()));
+  pub.on('response', (r) => r.status() >= 400 && log('publisher got', r.status(), 'for', r.url()));
   await pub.goto(`${base}/live/${stream}/publish`);
   await pub.fill('#token', token);
   await pub.click('#start');
@@ -76,6 +77,14 @@ try {
   const viewCtx = await browser.newContext();
   const view = await viewCtx.newPage();
   view.on('console', (m) => m.type() !== 'log' && log('player console:', m.text()));
+  view.on('response', async (r) => {
+    if (r.status() >= 400) log('player got', r.status(), 'for', r.url(), await r.text().catch(() => ''));
+    if (process.env.DRIVE_DEBUG && r.url().includes('video1_stream.m3u8') && !globalThis.__shown) {
+      globalThis.__shown = true;
+      log('playlist', r.status(), await r.text().catch(() => ''));
+    }
+  });
+  if (process.env.DRIVE_DEBUG) view.on('request', (r) => r.url().includes('/hls/') && log('req', r.url().split('/hls/')[1]));
   // Shorter thresholds than a real player's, so the test is quick.
   await view.goto(`${base}/live/${stream}/?stall=2000&retry=4000`);
   await waitFor(view, 'WebRTC frames', () => window.hedgePlayer.mode === 'webrtc' && window.hedgePlayer.framesDecoded > 0, null, 30000);

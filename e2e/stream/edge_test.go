@@ -31,6 +31,7 @@ type edge struct {
 	base  string // http://127.0.0.1:port
 	proxy *udpProxy
 
+	logf   func(format string, args ...any)
 	mu     sync.Mutex
 	muxers map[string]*hls.Muxer
 	pages  fasthttp.RequestHandler
@@ -40,7 +41,7 @@ type edge struct {
 
 func startEdge(t *testing.T) *edge {
 	t.Helper()
-	e := &edge{muxers: map[string]*hls.Muxer{}, pages: fasthttpadaptor.NewFastHTTPHandler(player.Handler())}
+	e := &edge{muxers: map[string]*hls.Muxer{}, pages: fasthttpadaptor.NewFastHTTPHandler(player.Handler()), logf: t.Logf}
 	srv, err := stream.NewServer(stream.Options{
 		Studios: []stream.Studio{{Name: "studio", Token: "demo-studio", Streams: []string{"*"}}},
 		ICE:     stream.ICE{UDP: "127.0.0.1:0", Loopback: true},
@@ -98,6 +99,7 @@ func (e *edge) attachHLS(h *stream.Hub) func() {
 				o.Audio = hls.Opus
 			}
 		}
+		o.OnError = func(err error) { e.logf("LL-HLS muxer: %v", err) }
 		m, err := hls.New(o)
 		if err != nil {
 			return // VP8 or no usable track: no LL-HLS for this stream

@@ -135,6 +135,9 @@ func (o *Options) setDefaults() error {
 	return nil
 }
 
+// videoGrid is the step video timestamps are rounded to: 10 ms at 90 kHz.
+const videoGrid = 900
+
 // Stats counts what a Muxer has done since New.
 type Stats struct {
 	Packets          uint64 // RTP packets written
@@ -168,6 +171,8 @@ type Muxer struct {
 	started  bool
 	h264     *h264Depacketizer
 	vrate    uint32 // clock rate of the video packets being depacketized
+	vptsSet  bool
+	lastVPTS int64 // pts of the last frame packaged, on the grid
 	vclock   trackClock
 	aclock   trackClock
 	aseq     seqTracker
@@ -303,6 +308,17 @@ func (m *Muxer) writeH264(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 // writeFrame packages one access unit from the depacketizer.
 func (m *Muxer) writeFrame(f *frame) {
 	pts := m.vclock.pts(f.ssrc, f.timestamp, f.arrival, m.epoch, m.vrate, 90000)
+	// Browsers stamp frames with their capture time, so frame durations
+	// jitter by a millisecond or two. gohlslib stretches the part duration
+	// until it is compatible with every distinct frame duration it has
+	// seen (an iOS rule), which with jittery stamps ends near half a
+	// second and doubles the players' hold-back. On a 10 ms grid a 30 fps
+	// stream has two durations (30 and 40 ms) and parts stay at 200 ms.
+	pts = (pts + videoGrid/2) / videoGrid * videoGrid
+	if m.vptsSet && pts <= m.lastVPTS {
+		pts = m.lastVPTS + videoGrid
+	}
+	m.vptsSet, m.lastVPTS = true, pts
 	ntp := m.epoch.Add(time.Duration(pts) * time.Second / 90000)
 	if err := m.mux.WriteH264(m.video, ntp, pts, f.nalus); err != nil {
 		m.stats.errors.Add(1)

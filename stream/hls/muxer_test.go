@@ -69,7 +69,12 @@ func get(t *testing.T, u string) (*http.Response, []byte) {
 // the video and audio media playlists.
 func mediaPlaylists(t *testing.T, l *live) (video, audio string) {
 	t.Helper()
-	resp, body := get(t, l.url("index.m3u8"))
+	return mediaPlaylistsAt(t, l.url)
+}
+
+func mediaPlaylistsAt(t *testing.T, url func(string) string) (video, audio string) {
+	t.Helper()
+	resp, body := get(t, url("index.m3u8"))
 	if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Fatalf("index.m3u8: expected 200 with CORS, got %d, ACAO %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}

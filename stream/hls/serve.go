@@ -50,7 +50,9 @@ func (m *Muxer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
-	name := path.Base(r.URL.Path)
+	// Strings of a request adapted from fasthttp may alias its reused
+	// buffers: what outlives the call is cloned.
+	name := strings.Clone(path.Base(r.URL.Path))
 	switch {
 	case strings.HasSuffix(name, ".m3u8"):
 		// Playlists may block (blocking reload, or before the first
@@ -154,7 +156,7 @@ func (m *Muxer) noteHint(playlistName string, pl []byte) {
 	if !ok {
 		return
 	}
-	m.hints[streamID] = hint{id: id, msn: msn, part: part}
+	m.hints[strings.Clone(streamID)] = hint{id: id, msn: msn, part: part}
 }
 
 // hintPosition finds where the preload-hinted part will be: in the segment
@@ -275,11 +277,12 @@ func isDone(c <-chan struct{}) bool {
 }
 
 // detach copies what gohlslib reads of a request, so that a handler still
-// waiting after the request ended touches nothing net/http may reuse.
+// waiting after the request ended touches nothing the server may reuse
+// (fasthttpadaptor's strings alias fasthttp's request buffers).
 func detach(r *http.Request) *http.Request {
 	return &http.Request{
-		Method: r.Method,
-		URL:    &url.URL{Path: r.URL.Path, RawQuery: r.URL.RawQuery},
+		Method: strings.Clone(r.Method),
+		URL:    &url.URL{Path: strings.Clone(r.URL.Path), RawQuery: strings.Clone(r.URL.RawQuery)},
 		Header: http.Header{},
 	}
 }

@@ -259,6 +259,9 @@
       const h = new window.Hls({
         lowLatencyMode: true,
         backBufferLength: 4,
+        // Catch up (play up to 1.5x) when behind the target latency
+        // (PART-HOLD-BACK) instead of staying behind for good.
+        maxLiveSyncPlaybackRate: 1.5,
         manifestLoadingMaxRetry: 100,
         levelLoadingMaxRetry: 100,
         fragLoadingMaxRetry: 100,
