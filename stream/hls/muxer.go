@@ -148,7 +148,7 @@ type Stats struct {
 	DroppedFrames    uint64 // video access units not packaged (holes, waiting for a keyframe)
 	AudioPackets     uint64 // Opus packets packaged
 	KeyframeRequests uint64 // signals sent on KeyframeWanted
-	Errors           uint64 // packets or frames gohlslib refused
+	Errors           uint64 // packets or frames gohlslib refused, and its warnings (part or segment target changes iOS players dislike)
 	Ignored          uint64 // packets of a codec without a track
 }
 
