@@ -185,6 +185,11 @@ func run(o options) (err error) {
 	if e.hedgeBin, err = copyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
+	if o.wafref != "" {
+		if _, err := exec.LookPath(o.wafref); err != nil {
+			return fmt.Errorf("-wafref: %w", err)
+		}
+	}
 	if e.wafrefBin = o.wafref; e.wafrefBin == "" {
 		e.wafrefBin = filepath.Join(e.dir, "wafref")
 		fmt.Println("building e2e/wafref ...")

@@ -39,12 +39,21 @@ func (c cell) line() string {
 	s := fmt.Sprintf("%-4s %8.1f µs CPU/req  %7.0f req/s  p50 %s  p99 %s  (%d requests; others used %.1f CPU-s)",
 		c.Request, c.CPUUSPerReq, c.ReqPerSec, us(c.P50US), us(c.P99US), c.Requests, c.OtherCPUSeconds)
 	if c.HasAllocs {
-		s += fmt.Sprintf("  %.0f allocs/req", c.AllocsPerReq)
+		s += "  " + count(c.AllocsPerReq) + " allocs/req"
 	}
 	if c.Stopped {
 		s += "  [stopped by -cell-max]"
 	}
 	return s
+}
+
+// count prints an average count rounded to a whole number; the scrapes'
+// noise can make a true 0 come out slightly negative.
+func count(v float64) string {
+	if v > -1 && v < 0.5 {
+		return "0"
+	}
+	return fmt.Sprintf("%.0f", v)
 }
 
 func us(v int64) string {
@@ -168,7 +177,7 @@ func (r *report) markdown() string {
 	for _, c := range r.Summary {
 		allocs := "–"
 		if c.HasAllocs {
-			allocs = fmt.Sprintf("%.0f", c.AllocsPerReq)
+			allocs = count(c.AllocsPerReq)
 		}
 		stopped := ""
 		if c.Stopped {
@@ -204,7 +213,7 @@ func (r *report) markdown() string {
 		if on != nil && off != nil {
 			fmt.Fprintf(&b, "\nCost of protection, %s: %.1f µs CPU per request (%.1f → %.1f)", req, on.CPUUSPerReq-off.CPUUSPerReq, off.CPUUSPerReq, on.CPUUSPerReq)
 			if on.HasAllocs && off.HasAllocs {
-				fmt.Fprintf(&b, ", %.0f allocations (%.0f → %.0f)", on.AllocsPerReq-off.AllocsPerReq, off.AllocsPerReq, on.AllocsPerReq)
+				fmt.Fprintf(&b, ", %s allocations (%s → %s)", count(on.AllocsPerReq-off.AllocsPerReq), count(off.AllocsPerReq), count(on.AllocsPerReq))
 			}
 			b.WriteString(".")
 		}
