@@ -66,6 +66,9 @@ type RouteLimits struct {
 	// ContentTypes are the media types a request body may have (415);
 	// empty accepts any.
 	ContentTypes []string `yaml:"content_types" json:"content_types,omitempty"`
+	// MaxMultipartParts bounds the parts of a multipart body (413): a
+	// thousand tiny parts cost the rule engine a thousand arguments.
+	MaxMultipartParts int `yaml:"max_multipart_parts" json:"max_multipart_parts"`
 }
 
 // RateLimit is one token-bucket policy.
@@ -197,6 +200,7 @@ const (
 	DefaultOutboundThreshold = 4
 	DefaultMaxURIBytes       = 8 << 10
 	DefaultMaxHeaders        = 100
+	DefaultMaxMultipartParts = 100
 )
 
 func wafDefaults(c *Config) {
@@ -215,6 +219,7 @@ func wafDefaults(c *Config) {
 		r := &c.Routes[i]
 		setSize(&r.Limits.MaxURIBytes, DefaultMaxURIBytes)
 		setInt(&r.Limits.MaxHeaders, DefaultMaxHeaders)
+		setInt(&r.Limits.MaxMultipartParts, DefaultMaxMultipartParts)
 		if r.Kind == "ledger" && r.Limits.ContentTypes == nil {
 			r.Limits.ContentTypes = []string{"application/json"}
 		}
@@ -247,6 +252,7 @@ func (v *validator) waf(c *Config) {
 		v.rateLimits(p+".rate_limits", r.RateLimits, r.Kind == "ledger" || r.Auth == "jwt")
 		v.positive(p+".limits.max_uri_bytes", int64(r.Limits.MaxURIBytes))
 		v.positive(p+".limits.max_headers", int64(r.Limits.MaxHeaders))
+		v.positive(p+".limits.max_multipart_parts", int64(r.Limits.MaxMultipartParts))
 		if r.Limits.MaxHeaderBytes < 0 {
 			v.bad(p+".limits.max_header_bytes", "must not be negative")
 		}

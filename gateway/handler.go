@@ -91,6 +91,13 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	case string(path) == "/healthz":
 		routeName = "_healthz"
 		n.healthz(ctx, st)
+	case !supportedProtocol(ctx.Request.Header.Protocol()):
+		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.0, HTTP/1.1 and HTTP/2", r.ID)
+	case len(ctx.Request.Header.Host()) == 0:
+		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
+	case ctx.IsConnect():
+		// An edge, not a forward proxy: no tunnels.
+		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)
 	case !ls.acl.Admits(r.Client):
 		problem.Write(ctx, problem.AddressDenied, "", r.ID)
 		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
@@ -139,6 +146,10 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	}
 	*r = Request{}
 	requestPool.Put(r)
+}
+
+func supportedProtocol(p []byte) bool {
+	return string(p) == "HTTP/1.1" || string(p) == "HTTP/1.0"
 }
 
 func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {

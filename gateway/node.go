@@ -280,16 +280,20 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 func (el *edgeListener) start(lc configs.Listener) {
 	lim := lc.Limits
 	el.srv = &fasthttp.Server{
-		Handler:                       el.serve,
-		ErrorHandler:                  errorHandler,
-		Name:                          "hedge",
-		ReadTimeout:                   lim.ReadTimeout.D(),
-		WriteTimeout:                  lim.WriteTimeout.D(),
-		IdleTimeout:                   lim.IdleTimeout.D(),
-		MaxRequestBodySize:            el.node.maxBody(),
-		ReadBufferSize:                int(lim.MaxHeaderBytes),
-		Concurrency:                   lim.MaxConns,
-		NoDefaultServerHeader:         true,
+		Handler:               el.serve,
+		ErrorHandler:          errorHandler,
+		Name:                  "hedge",
+		ReadTimeout:           lim.ReadTimeout.D(),
+		WriteTimeout:          lim.WriteTimeout.D(),
+		IdleTimeout:           lim.IdleTimeout.D(),
+		MaxRequestBodySize:    el.node.maxBody(),
+		ReadBufferSize:        int(lim.MaxHeaderBytes),
+		Concurrency:           lim.MaxConns,
+		NoDefaultServerHeader: true,
+		// Multipart bodies go to the rule engine and the upstream as the
+		// client sent them; fasthttp's pre-parsing would rebuild them and
+		// drop the parts' headers.
+		DisablePreParseMultipartForm:  true,
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,

@@ -21,12 +21,13 @@ type Shape struct {
 	maxHeaderBytes int
 	maxBody        int
 	contentTypes   [][]byte // lower-case media types; empty accepts any
+	maxParts       int
 }
 
 // NewShape takes a route's validated limits; maxBody is its body limit (0:
 // the listener's).
 func NewShape(l configs.RouteLimits, maxBody int64) Shape {
-	s := Shape{maxURI: int(l.MaxURIBytes), maxHeaders: l.MaxHeaders, maxHeaderBytes: int(l.MaxHeaderBytes), maxBody: int(maxBody)}
+	s := Shape{maxURI: int(l.MaxURIBytes), maxHeaders: l.MaxHeaders, maxHeaderBytes: int(l.MaxHeaderBytes), maxBody: int(maxBody), maxParts: l.MaxMultipartParts}
 	for _, ct := range l.ContentTypes {
 		s.contentTypes = append(s.contentTypes, bytes.ToLower([]byte(ct)))
 	}
@@ -69,7 +70,41 @@ func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
 		ctx.Response.Header.Set("Accept-Post", s.typesText())
 		return false
 	}
+	if s.maxParts > 0 && body > 0 && multipartParts(h.ContentType(), ctx.Request.Body(), s.maxParts) > s.maxParts {
+		problem.Write(ctx, problem.BodyTooLarge, "more than "+strconv.Itoa(s.maxParts)+" multipart parts", id)
+		return false
+	}
 	return true
+}
+
+// multipartParts counts the parts of a multipart body, stopping past max;
+// 0 when the content type is not multipart.
+func multipartParts(ct, body []byte, max int) int {
+	if len(ct) < 10 || !bytes.EqualFold(ct[:10], []byte("multipart/")) {
+		return 0
+	}
+	i := bytes.Index(bytes.ToLower(ct), []byte("boundary="))
+	if i < 0 {
+		return 0
+	}
+	b := ct[i+len("boundary="):]
+	if j := bytes.IndexByte(b, ';'); j >= 0 {
+		b = b[:j]
+	}
+	b = bytes.Trim(bytes.TrimSpace(b), `"`)
+	if len(b) == 0 {
+		return 0
+	}
+	delim := append([]byte("--"), b...)
+	n := 0
+	for rest := body; n <= max+1; n++ {
+		k := bytes.Index(rest, delim)
+		if k < 0 {
+			break
+		}
+		rest = rest[k+len(delim):]
+	}
+	return n - 1 // the closing delimiter ends the last part
 }
 
 func (s *Shape) acceptsType(ct []byte) bool {

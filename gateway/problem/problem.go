@@ -58,14 +58,15 @@ var (
 
 	// The protective layer (waf). A blocked request learns nothing of the
 	// rule that stopped it; the audit log has the details.
-	AddressDenied    = Type{"address-denied", "Client address not allowed", fasthttp.StatusForbidden}
-	Blocked          = Type{"request-blocked", "Request blocked", fasthttp.StatusForbidden}
-	URITooLong       = Type{"uri-too-long", "Request URI too long", fasthttp.StatusRequestURITooLong}
-	TooManyHeaders   = Type{"too-many-headers", "Too many request headers", fasthttp.StatusRequestHeaderFieldsTooLarge}
-	UnsupportedMedia = Type{"unsupported-media-type", "Unsupported content type", fasthttp.StatusUnsupportedMediaType}
-	RateLimited      = Type{"rate-limited", "Too many requests", fasthttp.StatusTooManyRequests}
-	SchemaViolation  = Type{"schema-violation", "Request body does not match the route's schema", fasthttp.StatusUnprocessableEntity}
-	MalformedBody    = Type{"malformed-body", "Request body could not be parsed", fasthttp.StatusBadRequest}
+	AddressDenied       = Type{"address-denied", "Client address not allowed", fasthttp.StatusForbidden}
+	Blocked             = Type{"request-blocked", "Request blocked", fasthttp.StatusForbidden}
+	URITooLong          = Type{"uri-too-long", "Request URI too long", fasthttp.StatusRequestURITooLong}
+	TooManyHeaders      = Type{"too-many-headers", "Too many request headers", fasthttp.StatusRequestHeaderFieldsTooLarge}
+	UnsupportedMedia    = Type{"unsupported-media-type", "Unsupported content type", fasthttp.StatusUnsupportedMediaType}
+	RateLimited         = Type{"rate-limited", "Too many requests", fasthttp.StatusTooManyRequests}
+	SchemaViolation     = Type{"schema-violation", "Request body does not match the route's schema", fasthttp.StatusUnprocessableEntity}
+	MalformedBody       = Type{"malformed-body", "Request body could not be parsed", fasthttp.StatusBadRequest}
+	VersionNotSupported = Type{"http-version-not-supported", "HTTP version not supported", fasthttp.StatusHTTPVersionNotSupported}
 	// Live streams (WHIP/WHEP).
 	StreamNotFound        = Type{"stream-not-found", "No such live stream", fasthttp.StatusNotFound}
 	StreamSessionNotFound = Type{"stream-session-not-found", "No such stream session", fasthttp.StatusNotFound}

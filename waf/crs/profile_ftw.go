@@ -12,7 +12,7 @@ const testProfileBuilt = true
 // each test and reads the rule ids logged between the two markers; the marker
 // rule logs the header and removes every other rule from that request so the
 // markers themselves add nothing to the log.
-const testProfileDirectives = `SecResponseBodyMimeType text/plain
+const testProfileDirectives = `
 SecAction "id:900005,\
   phase:1,\
   nolog,\

@@ -91,7 +91,9 @@ func (e *Engine) Begin(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, b
 	h := &ctx.Request.Header
 	tx.ProcessURI(string(h.RequestURI()), string(h.Method()), string(h.Protocol()))
 	reduced := body != nil
-	for k, v := range h.All() {
+	// In the order received and as sent: All() would skip an empty Host,
+	// add a Content-Length the client did not send and rewrite cookies.
+	for k, v := range h.AllInOrder() {
 		if reduced && bytes.EqualFold(k, hdrContentType) {
 			continue
 		}

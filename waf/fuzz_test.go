@@ -1,0 +1,77 @@
+package waf_test
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"go.yaml.in/yaml/v3"
+
+	"hedge/configs"
+	"hedge/waf"
+)
+
+// FuzzAdmit feeds arbitrary bodies and content types to a money route's
+// guard (shape limits, schema, reduced document, Core Rule Set) as the
+// gateway calls it: it must never panic, and every refusal must be a 4xx
+// problem+json.
+func FuzzAdmit(f *testing.F) {
+	for _, s := range []struct{ ct, body string }{
+		{"application/json", `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","comment":"gl hf"}`},
+		{"application/json", `{"table":"bacc-07","amount":`},
+		{"application/json", "{\"comment\":\"\xff\xfe\"}"},
+		{"application/json", `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","comment":"<script>alert(1)</script>"}`},
+		{"multipart/form-data; boundary=X", "--X\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--X--\r\n"},
+		{"application/x-www-form-urlencoded", "a=%zz&b=1"},
+		{"text/xml", "<a><b>1</a>"},
+	} {
+		f.Add(s.ct, s.body)
+	}
+	var cfg configs.Config
+	if err := yaml.Unmarshal([]byte(`
+routes:
+  - {name: bets, kind: ledger, schema: "builtin:bet", max_body_bytes: 16KiB}
+  - {name: api, waf: {allowed_methods: [GET, POST, PUT]}}
+`), &cfg); err != nil {
+		f.Fatal(err)
+	}
+	configs.ApplyDefaults(&cfg)
+	cache := waf.NewCache()
+	f.Cleanup(cache.Close)
+	var held waf.Held
+	f.Cleanup(held.Release)
+	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
+	var guards []*waf.Guard
+	for _, r := range cfg.Routes {
+		g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, r, int64(r.MaxBodyBytes), nil, &held)
+		if err != nil {
+			f.Fatal(err)
+		}
+		guards = append(guards, g)
+	}
+	client := netip.MustParseAddr("198.51.100.7")
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		for _, g := range guards {
+			var req fasthttp.Request
+			req.Header.SetMethod("POST")
+			req.SetRequestURI("/api/bets")
+			req.Header.SetHost("play.edge.test")
+			req.Header.Set("User-Agent", "fuzz")
+			req.Header.Set("Accept", "*/*")
+			req.Header.SetContentType(ct)
+			req.SetBodyString(body)
+			ctx := &fasthttp.RequestCtx{}
+			ctx.Init(&req, &net.TCPAddr{IP: client.AsSlice(), Port: 40000}, nil)
+			pass, ok := g.Admit(ctx, []byte("fuzz"), client)
+			if ok {
+				g.Finish(ctx, pass, []byte("fuzz"), client)
+				continue
+			}
+			st := ctx.Response.StatusCode()
+			if st < 400 || st > 499 || string(ctx.Response.Header.ContentType()) != "application/problem+json" {
+				t.Fatalf("refusal of %q %q: want a 4xx problem+json, got %d %q", ct, body, st, ctx.Response.Header.ContentType())
+			}
+		}
+	})
+}
