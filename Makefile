@@ -74,6 +74,7 @@ bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/hls/ | tee bin/bench-hls-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
+	$(GO) run ./e2e/streambench -hedge ./$(BIN)
 
 # Load test of the demo's money routes with vegeta (pinned in go.mod's tool
 # block; built to bin/vegeta so that the attack starts at once and receives

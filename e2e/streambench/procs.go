@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"hedge/e2e/internal/benchkit"
+)
+
+// child is a role process of this program (publisher, viewers) pinned to a
+// CPU, driven over its stdin and answering one JSON line per command.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	log  string
+	done chan struct{}
+}
+
+func startChild(name, dir string, cpu int, args ...string) (*child, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := benchkit.Command(context.Background(), cpu, self, args...)
+	logPath := filepath.Join(dir, name+".err")
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cmd.Stderr = f
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20), log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// call sends one command and decodes the answer into v, within timeout.
+func (c *child) call(timeout time.Duration, v any, cmd string, args ...any) error {
+	line := cmd
+	for _, a := range args {
+		line += " " + fmt.Sprint(a)
+	}
+	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
+		return fmt.Errorf("%s: %s: %w\n%s", c.name, cmd, err, benchkit.TailFile(c.log, 1500))
+	}
+	return c.read(timeout, v)
+}
+
+// read decodes the next JSON line of the child's output into v.
+func (c *child) read(timeout time.Duration, v any) error {
+	type result struct {
+		line string
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() { l, err := c.out.ReadString('\n'); ch <- result{l, err} }()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return fmt.Errorf("%s exited: %v\n%s", c.name, r.err, benchkit.TailFile(c.log, 1500))
+		}
+		if v == nil {
+			return nil
+		}
+		return json.Unmarshal([]byte(r.line), v)
+	case <-time.After(timeout):
+		// The reader goroutine ends when stop closes the pipe.
+		return fmt.Errorf("%s: no answer in %s\n%s", c.name, timeout, benchkit.TailFile(c.log, 1500))
+	}
+}
+
+// stop closes stdin (the child leaves its sessions and exits), then kills
+// its process group if it has not exited after grace.
+func (c *child) stop(grace time.Duration) {
+	if c == nil {
+		return
+	}
+	_ = c.in.Close()
+	select {
+	case <-c.done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
+		<-c.done
+	}
+}
+
+// hedgeConfig is two regions of one node each, a plain-HTTP listener with
+// the stream route as the demo configures it (WAF on, block mode PL1, as
+// in the demo), ICE on each listener's host at one UDP port.
+const hedgeConfig = `# written by e2e/streambench
+deployment: streambench
+data_dir: {{dir}}/data
+waf: {mode: block, paranoia_level: 1}
+log: {level: warn, format: text, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 2s}
+routes:
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios:
+    - {name: bench, token: {{token}}}
+  ice: {udp_port: {{udp}}}
+  relay_grace: 5s
+regions:
+  - name: a
+    nodes:
+      - name: a-1
+        listeners:
+          - {name: public, address: "{{hostA}}:{{port}}", tls: {mode: "off"}}
+        admin: {address: "{{hostA}}:{{admin}}"}
+  - name: b
+    nodes:
+      - name: b-1
+        listeners:
+          - {name: public, address: "{{hostB}}:{{port}}", tls: {mode: "off"}}
+        admin: {address: "{{hostB}}:{{admin}}"}
+`
+
+const studioToken = "bench-studio-token"
+
+// writeConfig picks ports free on both hosts and writes the configuration.
+func writeConfig(hedgeBin, dir, hostA, hostB string) (string, error) {
+	port, err := freePort(hostA, hostB, "tcp")
+	if err != nil {
+		return "", err
+	}
+	admin := port
+	for admin == port {
+		if admin, err = freePort(hostA, hostB, "tcp"); err != nil {
+			return "", err
+		}
+	}
+	udp, err := freePort(hostA, hostB, "udp")
+	if err != nil {
+		return "", err
+	}
+	conf := strings.NewReplacer("{{dir}}", dir, "{{token}}", studioToken, "{{udp}}", strconv.Itoa(udp),
+		"{{hostA}}", hostA, "{{hostB}}", hostB, "{{port}}", strconv.Itoa(port), "{{admin}}", strconv.Itoa(admin)).Replace(hedgeConfig)
+	path := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command(hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("hedge check: %v\n%s", err, out)
+	}
+	return path, nil
+}
+
+// startHedge runs one node pinned to cpu and waits until its stream route
+// answers.
+func startHedge(ctx context.Context, hedgeBin, dir, conf, region string, cpu int, base string) (*benchkit.Proc, error) {
+	p, err := benchkit.StartPinned("hedge-"+region, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", region+"-1")
+	if err != nil {
+		return nil, err
+	}
+	err = benchkit.WaitFor(ctx, p, 30*time.Second, func() error {
+		req, _ := http.NewRequest(http.MethodOptions, base+"probe/whep", nil)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("OPTIONS %sprobe/whep: %d", base, resp.StatusCode)
+		}
+		return nil
+	})
+	if err != nil {
+		p.Stop(syscall.SIGKILL, time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
+// rssBytes is VmRSS of pid.
+func rssBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cpuTicks is utime+stime of pid, in clock ticks.
+func cpuTicks(pid int) uint64 {
+	s, err := benchkit.ReadStat(pid)
+	if err != nil {
+		return 0
+	}
+	return s.Utime + s.Stime
+}
