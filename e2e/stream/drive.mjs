@@ -103,17 +103,20 @@ try {
   result.fallbackToPlayingMs = Date.now() - blockedAt;
   log('LL-HLS playing, detected after', result.fallbackDetectMs, 'ms, time to first frame', result.hlsTTFF, 'ms');
   const samples = [];
-  for (let i = 0; i < 10; i++) {
+  // Sample over 8 s: hls.js first catches up to its target latency.
+  for (let i = 0; i < 16; i++) {
     await new Promise((r) => setTimeout(r, 500));
     const s = await view.evaluate(() => [window.hedgePlayer.latency, window.hedgePlayer.hlsLiveLatency, window.hedgePlayer.mode]);
     if (s[2] !== 'hls') throw new Error('left LL-HLS while WebRTC was still blocked');
     if (s[0] !== null) samples.push(s[0]);
-    if (i === 9) result.hlsLiveLatency = s[1];
+    if (i === 15) result.hlsLiveLatency = s[1];
+    if (i === 15) result.hlsLatencyLast = s[0];
   }
   samples.sort((a, b) => a - b);
   result.hlsLatency = { median: samples[Math.floor(samples.length / 2)], min: samples[0], max: samples[samples.length - 1], n: samples.length };
   log('LL-HLS latency (now - PROGRAM-DATE-TIME at the playhead)', JSON.stringify(result.hlsLatency));
   result.attemptsWhileBlocked = await view.evaluate(() => window.hedgePlayer.webrtcAttempts);
+  result.hlsStalls = await view.evaluate(() => window.hedgePlayer.hlsStalls);
 
   await control('unblock');
   const restoredAt = Date.now();

@@ -54,7 +54,9 @@ type driveResult struct {
 	ReturnMs           float64 `json:"returnMs"`
 	WebRTCReturnTTFF   float64 `json:"webrtcReturnTTFF"`
 	HLSLiveLatency     float64 `json:"hlsLiveLatency"`
+	HLSLatencyLast     float64 `json:"hlsLatencyLast"`
 	AttemptsWhileBlock int     `json:"attemptsWhileBlocked"`
+	HLSStalls          int     `json:"hlsStalls"`
 	HLSLatency         struct {
 		Median, Min, Max float64
 		N                int
@@ -128,6 +130,6 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 		res.WebRTCTTFF, res.HLSTTFF, res.WebRTCReturnTTFF)
 	t.Logf("fallback: detected %.0f ms after the cut, LL-HLS playing %.0f ms after it; back on WebRTC %.0f ms after the restore",
 		res.FallbackDetectMs, res.FallbackToPlaying, res.ReturnMs)
-	t.Logf("LL-HLS latency in hls.js (now − PROGRAM-DATE-TIME at the playhead): median %.2f s (min %.2f, max %.2f, n=%d); hls.js live-edge estimate %.2f s",
-		res.HLSLatency.Median, res.HLSLatency.Min, res.HLSLatency.Max, res.HLSLatency.N, res.HLSLiveLatency)
+	t.Logf("LL-HLS latency in hls.js (now − PROGRAM-DATE-TIME at the playhead): median %.2f s (min %.2f, max %.2f, n=%d over 8 s, last %.2f s); hls.js live-edge estimate %.2f s; %d stalls",
+		res.HLSLatency.Median, res.HLSLatency.Min, res.HLSLatency.Max, res.HLSLatency.N, res.HLSLatencyLast, res.HLSLiveLatency, res.HLSStalls)
 }

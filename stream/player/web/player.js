@@ -30,6 +30,7 @@
     latency: null, // s, LL-HLS: now minus EXT-X-PROGRAM-DATE-TIME of the playhead
     hlsLiveLatency: null, // s, hls.js's own estimate behind the live edge
     webrtcAttempts: 0,
+    hlsStalls: 0, // LL-HLS playback stalls (buffer ran dry)
     switches: [], // {at, to, reason}
     lastError: null,
     streamState: null, // from play.json
@@ -262,11 +263,15 @@
         // Catch up (play up to 1.5x) when behind the target latency
         // (PART-HOLD-BACK) instead of staying behind for good.
         maxLiveSyncPlaybackRate: 1.5,
+        // A stall moves the target latency back by half a second, not the
+        // default full second: one hiccup should not cost a second for good.
+        liveSyncOnStallIncrease: 0.5,
         manifestLoadingMaxRetry: 100,
         levelLoadingMaxRetry: 100,
         fragLoadingMaxRetry: 100,
       });
       h.on(window.Hls.Events.ERROR, (_, data) => {
+        if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) state.hlsStalls++;
         if (!data.fatal) return;
         note('LL-HLS: ' + data.type + ' ' + data.details);
         if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) h.recoverMediaError();
