@@ -1,7 +1,6 @@
 package streame2e
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"strconv"
@@ -11,18 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"hedge/stream"
 	"hedge/stream/hls"
+	"hedge/stream/hls/hubfeed"
 	"hedge/stream/player"
 )
 
 // edge is one hedge stream node assembled from the real parts: stream.Server
 // (WHIP, WHEP, hub) on a fasthttp listener, an LL-HLS muxer attached to every
-// hub as a Reader, the player pages and play.json, and a UDP proxy between
+// hub by hubfeed, the player pages and play.json, and a UDP proxy between
 // WHEP viewers and the node's ICE socket through which the test breaks and
 // restores a viewer's WebRTC path.
 type edge struct {
@@ -31,21 +30,24 @@ type edge struct {
 	base  string // http://127.0.0.1:port
 	proxy *udpProxy
 
-	logf   func(format string, args ...any)
-	mu     sync.Mutex
-	muxers map[string]*hls.Muxer
-	pages  fasthttp.RequestHandler
-	reqID  atomic.Uint64
-	wg     sync.WaitGroup
+	feeds *hubfeed.Set
+	hls   fasthttp.RequestHandler
+	pages fasthttp.RequestHandler
+	reqID atomic.Uint64
+	wg    sync.WaitGroup
 }
 
 func startEdge(t *testing.T) *edge {
 	t.Helper()
-	e := &edge{muxers: map[string]*hls.Muxer{}, pages: fasthttpadaptor.NewFastHTTPHandler(player.Handler()), logf: t.Logf}
+	e := &edge{
+		feeds: hubfeed.New(hls.Options{OnError: func(err error) { t.Logf("LL-HLS muxer: %v", err) }}),
+		pages: fasthttpadaptor.NewFastHTTPHandler(player.Handler()),
+	}
+	e.hls = fasthttpadaptor.NewFastHTTPHandler(e.feeds)
 	srv, err := stream.NewServer(stream.Options{
 		Studios: []stream.Studio{{Name: "studio", Token: "demo-studio", Streams: []string{"*"}}},
 		ICE:     stream.ICE{UDP: "127.0.0.1:0", Loopback: true},
-		OnHub:   e.attachHLS,
+		OnHub:   e.feeds.OnHub,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -72,96 +74,7 @@ func startEdge(t *testing.T) *edge {
 	return e
 }
 
-// attachHLS is the hub's OnHub hook: once the publisher's tracks are known,
-// an LL-HLS muxer reads the stream and its keyframe requests go to the
-// publisher.
-func (e *edge) attachHLS(h *stream.Hub) func() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		select {
-		case <-h.Ready():
-		case <-ctx.Done():
-			return
-		}
-		var o hls.Options
-		// OnRTP runs under the track's lock, so Track.Codec cannot be
-		// called there: note each track's codec now.
-		tracks := map[*stream.Track]trackInfo{}
-		for _, tr := range h.Tracks() {
-			c := tr.Codec()
-			tracks[tr] = trackInfo{codecOf(c.MimeType), c.ClockRate}
-			switch codecOf(c.MimeType) {
-			case hls.H264:
-				o.Video = hls.H264
-			case hls.Opus:
-				o.Audio = hls.Opus
-			}
-		}
-		o.OnError = func(err error) { e.logf("LL-HLS muxer: %v", err) }
-		m, err := hls.New(o)
-		if err != nil {
-			return // VP8 or no usable track: no LL-HLS for this stream
-		}
-		e.mu.Lock()
-		e.muxers[h.Name()] = m
-		e.mu.Unlock()
-		r := &hlsReader{m: m, tracks: tracks}
-		h.AddReader(r)
-		defer func() {
-			h.RemoveReader(r)
-			e.mu.Lock()
-			delete(e.muxers, h.Name())
-			e.mu.Unlock()
-			_ = m.Close()
-		}()
-		for {
-			select {
-			case <-m.KeyframeWanted():
-				h.RequestKeyframe()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
-}
-
-func codecOf(mime string) hls.Codec {
-	switch strings.ToLower(mime) {
-	case "video/h264":
-		return hls.H264
-	case "audio/opus":
-		return hls.Opus
-	case "video/vp8":
-		return hls.VP8
-	}
-	return hls.NoCodec
-}
-
-type trackInfo struct {
-	codec hls.Codec
-	rate  uint32
-}
-
-// hlsReader feeds a muxer from the hub.
-type hlsReader struct {
-	m      *hls.Muxer
-	tracks map[*stream.Track]trackInfo // read-only after attach
-}
-
-func (r *hlsReader) OnRTP(tr *stream.Track, pkt *rtp.Packet) {
-	if ti, ok := r.tracks[tr]; ok {
-		r.m.WriteRTP(ti.codec, ti.rate, pkt, time.Now())
-	}
-}
-
-func (e *edge) muxer(name string) *hls.Muxer {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.muxers[name]
-}
+func (e *edge) muxer(name string) *hls.Muxer { return e.feeds.Muxer(name) }
 
 func (e *edge) handle(ctx *fasthttp.RequestCtx) {
 	path := string(ctx.Path())
@@ -196,12 +109,7 @@ func (e *edge) handle(ctx *fasthttp.RequestCtx) {
 	case "whip":
 		e.srv.Handle(ctx, id)
 	case "hls":
-		m := e.muxer(name)
-		if m == nil {
-			ctx.SetStatusCode(fasthttp.StatusNotFound)
-			return
-		}
-		fasthttpadaptor.NewFastHTTPHandler(m)(ctx)
+		e.hls(ctx)
 	case "play.json":
 		state := "waiting"
 		if h := e.srv.Hub(name); h != nil && h.Live() {
