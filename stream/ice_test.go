@@ -1,0 +1,279 @@
+package stream
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// iceServers of the tests' node, and the Link headers RFC 9725 §4.6 says
+// its 201s carry for them.
+var (
+	testICEServers = []ICEServer{
+		{URLs: []string{"stun:stun.example.net:3478"}},
+		{URLs: []string{"turn:turn.example.net:3478?transport=udp", "turns:turn.example.net:5349"}, Username: "studio", Credential: "s3cret"},
+	}
+	wantLinks = []string{
+		`<stun:stun.example.net:3478>; rel="ice-server"`,
+		`<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="studio"; credential="s3cret"; credential-type="password"`,
+		`<turns:turn.example.net:5349>; rel="ice-server"; username="studio"; credential="s3cret"; credential-type="password"`,
+	}
+)
+
+func TestCreatedAdvertisesICEServers(t *testing.T) {
+	n := startNode(t, Options{ICE: ICE{Servers: testICEServers}})
+	pub, res := newPublisher(t, n, "bacc-21", "demo-studio")
+	if pub == nil {
+		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
+	}
+	if got := res.header.Values("Link"); !slices.Equal(got, wantLinks) {
+		t.Errorf("WHIP 201 Link headers:\nexpected %q\ngot      %q", wantLinks, got)
+	}
+	pub.send(1)
+	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-21"); return h != nil && len(h.Tracks()) == 2 })
+	v, res := newViewer(t, n, "bacc-21")
+	if v == nil {
+		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
+	}
+	if got := res.header.Values("Link"); !slices.Equal(got, wantLinks) {
+		t.Errorf("WHEP 201 Link headers:\nexpected %q\ngot      %q", wantLinks, got)
+	}
+	// Browsers read Link only when CORS exposes it.
+	if exp := res.header.Get("Access-Control-Expose-Headers"); !strings.Contains(exp, "Link") {
+		t.Errorf("Access-Control-Expose-Headers: expected Link among them, got %q", exp)
+	}
+}
+
+// sdpAttr returns the value of the first "a=name:" line of s.
+func sdpAttr(s, name string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), "a="+name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// fragOf is the trickle-ICE fragment (RFC 8840) a client PATCHes: its ICE
+// credentials and the candidates of its first media section.
+func fragOf(offer string, withCandidates bool) string {
+	var b strings.Builder
+	b.WriteString("a=ice-ufrag:" + sdpAttr(offer, "ice-ufrag") + "\r\n")
+	b.WriteString("a=ice-pwd:" + sdpAttr(offer, "ice-pwd") + "\r\n")
+	b.WriteString("m=video 9 UDP/TLS/RTP/SAVPF 0\r\n")
+	b.WriteString("a=mid:" + sdpAttr(offer, "mid") + "\r\n")
+	if withCandidates {
+		m := 0
+		for line := range strings.SplitSeq(offer, "\n") {
+			line = strings.TrimRight(line, "\r")
+			if strings.HasPrefix(line, "m=") {
+				m++
+			}
+			if m == 1 && strings.HasPrefix(line, "a=candidate:") {
+				b.WriteString(line + "\r\n")
+			}
+		}
+		b.WriteString("a=end-of-candidates\r\n")
+	}
+	return b.String()
+}
+
+// replaceICE returns an SDP with its ICE credentials replaced.
+func replaceICE(s, ufrag, pwd string) string {
+	s = strings.ReplaceAll(s, "a=ice-ufrag:"+sdpAttr(s, "ice-ufrag"), "a=ice-ufrag:"+ufrag)
+	return strings.ReplaceAll(s, "a=ice-pwd:"+sdpAttr(s, "ice-pwd"), "a=ice-pwd:"+pwd)
+}
+
+// An ICE restart (RFC 9725 §4.3.2): the viewer PATCHes a fragment with new
+// credentials; the edge answers 200 with its own new credentials and a new
+// ETag, the viewer applies them, and media flows on over the restarted ICE
+// session. The old ETag no longer matches.
+func TestICERestartByPATCH(t *testing.T) {
+	n := startNode(t, Options{})
+	pub, res := newPublisher(t, n, "bacc-22", "demo-studio")
+	if pub == nil {
+		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
+	}
+	pub.send(1)
+	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
+	v, res := newViewer(t, n, "bacc-22")
+	if v == nil {
+		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
+	}
+	oldAnswer, oldETag := res.body, res.header.Get("ETag")
+	waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= 20 })
+
+	oldUfrag := sdpAttr(v.pc.LocalDescription().SDP, "ice-ufrag")
+	off, err := v.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gathered := webrtc.GatheringCompletePromise(v.pc)
+	if err := v.pc.SetLocalDescription(off); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("client ICE gathering timed out")
+	}
+	restart := v.pc.LocalDescription().SDP
+	if sdpAttr(restart, "ice-ufrag") == oldUfrag {
+		t.Fatal("pion did not change the client's ICE credentials")
+	}
+	url := "http://" + n.ln.Addr().String() + v.location
+	r := do(t, "PATCH", url, "application/trickle-ice-sdpfrag", "", []byte(fragOf(restart, true)), "If-Match", oldETag)
+	if r.status != http.StatusOK {
+		t.Fatalf("PATCH ICE restart: expected 200, got %d %s", r.status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/trickle-ice-sdpfrag" {
+		t.Errorf("PATCH ICE restart: expected Content-Type application/trickle-ice-sdpfrag, got %q", ct)
+	}
+	newETag := r.header.Get("ETag")
+	if newETag == "" || newETag == oldETag {
+		t.Errorf("PATCH ICE restart: expected a new ETag (old %s), got %q", oldETag, newETag)
+	}
+	ufrag, pwd := sdpAttr(r.body, "ice-ufrag"), sdpAttr(r.body, "ice-pwd")
+	if ufrag == "" || pwd == "" || ufrag == sdpAttr(oldAnswer, "ice-ufrag") || pwd == sdpAttr(oldAnswer, "ice-pwd") {
+		t.Fatalf("PATCH ICE restart: expected new ice-ufrag and ice-pwd (old %q/%q), got fragment:\n%s", sdpAttr(oldAnswer, "ice-ufrag"), sdpAttr(oldAnswer, "ice-pwd"), r.body)
+	}
+	if !strings.Contains(r.body, "a=candidate:") {
+		t.Errorf("PATCH ICE restart: expected the edge's candidates in the fragment, got:\n%s", r.body)
+	}
+	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: replaceICE(oldAnswer, ufrag, pwd)}); err != nil {
+		t.Fatalf("applying the edge's new credentials: %v", err)
+	}
+	// The edge's ICE agent now answers to the new credentials only: a
+	// session on the old ones would have stopped delivering.
+	vid, _ := v.snapshot()
+	before := len(vid)
+	waitFor(t, 15*time.Second, "video after the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= before+100 })
+	vid, _ = v.snapshot()
+	for j := before + 1; j < len(vid); j++ {
+		if ds, dc := vid[j].SequenceNumber-vid[j-1].SequenceNumber, counter(vid[j])-counter(vid[j-1]); ds != uint16(dc) {
+			t.Fatalf("after the restart, packet %d: sequence advanced by %d but content by %d", j, ds, dc)
+		}
+	}
+	if st := v.pc.ICEConnectionState(); st != webrtc.ICEConnectionStateConnected && st != webrtc.ICEConnectionStateCompleted {
+		t.Errorf("viewer ICE state after the restart: expected connected, got %s", st)
+	}
+	if r := do(t, "PATCH", url, "application/trickle-ice-sdpfrag", "", []byte(fragOf(restart, false)), "If-Match", oldETag); r.status != http.StatusPreconditionFailed {
+		t.Errorf("PATCH with the ETag from before the restart: expected 412, got %d %s", r.status, r.body)
+	}
+}
+
+// Trickle ICE (RFC 9725 §4.3.1): a viewer posts an offer without
+// candidates and PATCHes them afterwards (same credentials: not a
+// restart); the edge answers 204 and knows the viewer's host candidate
+// from the PATCH, not only as a peer-reflexive address learned from
+// connectivity checks.
+func TestTrickleICEByPATCH(t *testing.T) {
+	n := startNode(t, Options{})
+	pub, res := newPublisher(t, n, "bacc-23", "demo-studio")
+	if pub == nil {
+		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
+	}
+	pub.send(1)
+	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-23"); return h != nil && len(h.Tracks()) == 2 })
+
+	pc, err := clientAPI(t, false).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan struct{}, 1)
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+	})
+	off, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(off.SDP, "a=candidate:") {
+		t.Fatal("the offer already carries candidates; the test needs one without")
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(off); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, "POST", n.base+"bacc-23/whep", "application/sdp", "", []byte(off.SDP))
+	if r.status != http.StatusCreated {
+		t.Fatalf("WHEP without candidates: expected 201, got %d %s", r.status, r.body)
+	}
+	location, etag := r.header.Get("Location"), r.header.Get("ETag")
+	if ap := r.header.Get("Accept-Patch"); ap != "application/trickle-ice-sdpfrag" {
+		t.Errorf("WHEP 201: expected Accept-Patch application/trickle-ice-sdpfrag, got %q", ap)
+	}
+	select {
+	case <-gathered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("client ICE gathering timed out")
+	}
+	full := pc.LocalDescription().SDP
+	frag := fragOf(full, true)
+	if !strings.Contains(frag, "a=candidate:") {
+		t.Fatalf("no client candidate to trickle in:\n%s", full)
+	}
+	p := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag)
+	if p.status != http.StatusNoContent {
+		t.Fatalf("trickle PATCH: expected 204, got %d %s", p.status, p.body)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.body}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no media after the trickled candidates")
+	}
+	// The edge's PeerConnection has the viewer's host candidate, with the
+	// port the viewer gathered.
+	id := location[strings.LastIndexByte(location, '/')+1:]
+	x := n.srv.session(id)
+	if x == nil {
+		t.Fatalf("no session %s at the edge", id)
+	}
+	port := candidatePort(t, sdpAttr(frag, "candidate"))
+	var remote []string
+	for _, s := range x.pc.GetStats() {
+		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
+			remote = append(remote, c.CandidateType.String()+" "+c.IP+":"+strconv.Itoa(int(c.Port)))
+			if c.CandidateType == webrtc.ICECandidateTypeHost && int(c.Port) == port {
+				return
+			}
+		}
+	}
+	t.Fatalf("edge's remote candidates: expected the trickled host candidate on port %d, got %v", port, remote)
+}
+
+// candidatePort is the port of an RFC 8839 candidate attribute value.
+func candidatePort(t *testing.T, cand string) int {
+	t.Helper()
+	f := strings.Fields(cand)
+	if len(f) < 6 {
+		t.Fatalf("candidate %q: too few fields", cand)
+	}
+	p, err := strconv.Atoi(f[5])
+	if err != nil {
+		t.Fatalf("candidate %q: port: %v", cand, err)
+	}
+	return p
+}
