@@ -1,0 +1,243 @@
+package gateway
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// streamConfig is one node whose /live/ route is a stream route, behind
+// the whole request path (WAF in block mode at PL1, as the demo runs it).
+const streamConfig = `
+data_dir: {{DATA}}
+waf: {mode: block, paranoia_level: 1}
+log: {level: debug, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+routes:
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
+  ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}]}
+  relay: false
+regions:
+  - name: {{REGION}}
+    nodes:
+      - name: {{REGION}}-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+            tls: {mode: off}
+        admin: {address: {{ADMIN}}}
+`
+
+// freeUDPPort returns a loopback UDP port that was free just now.
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return fmt.Sprint(c.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// streamPeerAPI is a pion API for the test's studio and player: loopback
+// UDP only, the codecs a browser offers for a live table.
+func streamPeerAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}},
+	}}, webrtc.RTPCodecTypeVideo); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{
+		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+	}}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
+}
+
+func gatheredOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	off, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(off); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ICE gathering timed out")
+	}
+	return pc.LocalDescription().SDP
+}
+
+// A studio publishes over WHIP and a player watches over WHEP, both
+// through the gateway's listener and its whole request path; the player
+// receives the studio's video and audio, content intact. Errors of the
+// stream route are problem+json with the request id.
+func TestStreamRouteThroughGateway(t *testing.T) {
+	// The node's stream server lives as long as the process (reloads keep
+	// it): a region name of this run's own keeps -count=N runs apart.
+	region := fmt.Sprintf("live%d", time.Now().UnixNano()%1_000_000)
+	e := startEdge(t, streamConfig, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+	api := streamPeerAPI(t)
+
+	// Studio: H.264 + Opus, each payload carrying a counter.
+	pub, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "studio")
+	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{video, audio} {
+		if _, err := pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer := gatheredOffer(t, pub)
+
+	// A studio token for other streams only, and no token: 401.
+	resp, body := do(t, "POST", e.url+"/live/roulette-1/whip", "", offer, "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	wantProblem(t, resp, body, 401, "invalid-token")
+	resp, body = do(t, "POST", e.url+"/live/bacc-01/whip", "", offer, "Content-Type", "application/sdp")
+	wantProblem(t, resp, body, 401, "invalid-token")
+
+	resp, body = do(t, "POST", e.url+"/live/bacc-01/whip", "", offer, "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP through the gateway: expected 201, got %d %s", resp.StatusCode, body)
+	}
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/live/bacc-01/whip/") {
+		t.Errorf("WHIP Location: expected /live/bacc-01/whip/{id}, got %q", loc)
+	}
+	if l := resp.Header.Get("Link"); l != `<stun:stun.example.net:3478>; rel="ice-server"` {
+		t.Errorf("WHIP Link: expected the configured STUN server, got %q", l)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("WHIP 201 without X-Request-Id")
+	}
+	pubLocation := resp.Header.Get("Location")
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for i := uint32(1); ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			p := make([]byte, 100)
+			binary.BigEndian.PutUint32(p, i)
+			_ = video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 900, Marker: true}, Payload: p})
+			if i%2 == 0 {
+				_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i / 2), Timestamp: i * 480}, Payload: p[:40]})
+			}
+		}
+	}()
+
+	// Player.
+	play, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer play.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := play.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var nVideo, nAudio atomic.Int64
+	var mu sync.Mutex
+	var counters []uint32
+	play.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			if tr.Kind() == webrtc.RTPCodecTypeAudio {
+				nAudio.Add(1)
+				continue
+			}
+			nVideo.Add(1)
+			if len(pkt.Payload) >= 4 {
+				mu.Lock()
+				counters = append(counters, binary.BigEndian.Uint32(pkt.Payload))
+				mu.Unlock()
+			}
+		}
+	})
+	playOffer := gatheredOffer(t, play)
+	// The stream may need a moment to have both tracks; WHEP waits for them.
+	resp, body = do(t, "POST", e.url+"/live/bacc-01/whep", "", playOffer, "Content-Type", "application/sdp")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHEP through the gateway: expected 201, got %d %s", resp.StatusCode, body)
+	}
+	if err := play.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for nVideo.Load() < 50 || nAudio.Load() < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("player through the gateway: expected ≥ 50 video and ≥ 20 audio packets in 15s, got %d and %d", nVideo.Load(), nAudio.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	got := append([]uint32(nil), counters...)
+	mu.Unlock()
+	for i := 1; i < len(got); i++ {
+		if got[i] <= got[i-1] {
+			t.Fatalf("player's video content out of order at packet %d: counter %d after %d", i, got[i], got[i-1])
+		}
+	}
+
+	// Unknown streams and sessions, wrong methods: problem+json.
+	resp, body = do(t, "POST", e.url+"/live/nobody-here/whep", "", playOffer, "Content-Type", "application/sdp")
+	wantProblem(t, resp, body, 404, "stream-not-found")
+	resp, body = do(t, "DELETE", e.url+"/live/bacc-01/whep/0123456789abcdef0123456789abcdef", "", "")
+	wantProblem(t, resp, body, 404, "stream-session-not-found")
+	resp, body = do(t, "POST", e.url+"/live/bacc-01/whip", "", "v=0\r\nnot sdp", "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	wantProblem(t, resp, body, 400, "invalid-sdp")
+
+	// The studio ends its session through the gateway.
+	resp, body = do(t, "DELETE", e.url+pubLocation, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE the WHIP session: expected 200, got %d %s", resp.StatusCode, body)
+	}
+}
