@@ -42,20 +42,11 @@ var browserHeaders = [][2]string{
 	{"Priority", "u=1, i"},
 }
 
-// betBody is a 1 KB bet as the schema builtin:bet describes it, its free-text
-// fields (nickname, comment, note) filled with ordinary table chat in several
-// languages — the part the rule engine has to read.
-var betBody = `{"table":"bacc-07","round_id":"r-000417","amount":"12.50","currency":"EUR",` +
-	`"selection":"banker","odds":1.95,"client_ref":"3f1c2a9e-7b4d-4e8a-9c21-5d6f0a1b2c3d",` +
-	`"placed_at":"2025-10-20T19:42:07.512Z","nickname":"Lucky Lena 🍀",` +
-	`"comment":"Good luck everyone! Banker has won five hands in a row, so I am riding the streak tonight. ` +
-	`Anna is the best dealer on this table, thanks for the smooth game and the friendly chat :) ` +
-	`Viel Glück allen am Tisch, ¡suerte a todos!",` +
-	`"note":"Second session this evening, keeping to my plan: flat stakes of 12.50 on banker, ` +
-	`stop after ten rounds or when I am up by 50. Last round paid 0.95 to 1 after commission, ` +
-	`which is fine by me. Reminder to myself: check the tie bet history before switching sides, ` +
-	`and do not chase losses. Chat was fun tonight, people were cheering for every natural nine. ` +
-	`Bonne chance à tous et à bientôt, 祝大家好运, удачи всем, and see you at the weekend tournament!"}`
+// betBody is a 1 KB bet as the schema builtin:bet describes it: a main bet
+// with side bets, what the client says about itself and its video state —
+// fields the schema pins down — and a nickname and a short comment, the free
+// text the rule engine still reads.
+var betBody = `{"table":"bacc-07","round_id":"r-000417","amount":"12.50","currency":"EUR","selection":"banker","odds":1.95,"client_ref":"3f1c2a9e-7b4d-4e8a-9c21-5d6f0a1b2c3d","placed_at":"2025-10-20T19:42:07.512Z","side_bets":[{"selection":"player_pair","amount":"1.00","odds":12},{"selection":"banker_pair","amount":"1.00","odds":12},{"selection":"perfect_pair","amount":"0.50","odds":25},{"selection":"either_pair","amount":"0.50","odds":6},{"selection":"tie","amount":"2.00","odds":9},{"selection":"player","amount":"5.00","odds":2},{"selection":"banker","amount":"5.00","odds":1.95}],"client":{"app":"casino-web","version":"4.18.2","platform":"web","locale":"de-AT","utc_offset_min":60,"device_id":"9b2f7c1e-4d3a-4b8e-a1f0-7c6d5e4b3a29","session_id":"c0ffee00-1234-4abc-8def-0123456789ab"},"stream":{"mode":"webrtc","quality":"720p","latency_ms":412,"dropped_frames":3},"geo":{"country":"AT","region":"9"},"nickname":"Lucky Lena 🍀","comment":"gl all, riding the banker streak tonight :) nice shoe, Anna!"}`
 
 // attackQuery is a classic SQL injection in the query string.
 var attackQuery = "/api/lobby/tables?category=" + url.QueryEscape("baccarat' UNION SELECT username, password FROM users -- ")
@@ -63,8 +54,8 @@ var attackQuery = "/api/lobby/tables?category=" + url.QueryEscape("baccarat' UNI
 // attackBet is betBody with a SQL injection in its comment: valid for the
 // schema, so only the rule engine can stop it.
 var attackBet = strings.Replace(betBody,
-	`"comment":"Good luck everyone!`,
-	`"comment":"1' UNION SELECT username, password FROM users -- Good luck everyone!`, 1)
+	`"comment":"gl all,`,
+	`"comment":"1' UNION SELECT username, password FROM users -- gl all,`, 1)
 
 // kind is one of the measured requests.
 type kind int
