@@ -156,13 +156,13 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Stream: %.1f Mbit/s synthesized H.264 (30 fps, IDR every 2 s and on PLI, ≤ 1200-byte packets) + Opus (50 packets/s); window %.0f s per step; loss counted from payload counters.\n\n",
 		float64(r.Bitrate)/1e6, r.WindowS)
 	fmt.Fprintf(&b, "hedge RSS idle %.0f MB, with the publisher %.0f MB.\n\n", mb(r.RSSIdle), mb(r.RSSPublisher))
-	b.WriteString("| K | joined (failed) | video loss max / mean | audio loss max / mean | viewers ≥ 1 % | hedge CPU | RSS | RSS/viewer (total / above publisher-only) | clients CPU |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| K | joined (failed) | video loss max / mean | audio loss max / mean | viewers ≥ 1 % | hedge CPU | hedge's CPU busy (anyone) | hedge CPU per 100 viewers | RSS | RSS/viewer (total / above publisher-only) | clients CPU |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %d | %d (%d) | %.2f %% / %.3f %% | %.2f %% / %.3f %% | %d | %.0f %% | %.0f MB | %.2f / %.2f MB | %.0f %% |\n",
+		fmt.Fprintf(&b, "| %d | %d (%d) | %.2f %% / %.3f %% | %.2f %% / %.3f %% | %d | %.0f %% | %.0f %% | %.1f %% | %.0f MB | %.2f / %.2f MB | %.0f %% |\n",
 			s.K, s.Viewers, s.JoinFailed, 100*s.Video.Max, 100*s.Video.Mean, 100*s.Audio.Max, 100*s.Audio.Mean,
-			max(s.Video.Over1Pct, s.Audio.Over1Pct), s.HedgeCPU, mb(s.RSS), float64(s.RSS)/float64(max(1, s.Viewers))/(1<<20),
-			s.rssPerViewer(r.RSSPublisher), s.ClientCPU)
+			max(s.Video.Over1Pct, s.Audio.Over1Pct), s.HedgeCPU, s.HedgeCPUBusy, s.HedgeCPU/float64(max(1, s.Viewers))*100,
+			mb(s.RSS), float64(s.RSS)/float64(max(1, s.Viewers))/(1<<20), s.rssPerViewer(r.RSSPublisher), s.ClientCPU)
 	}
 	fmt.Fprintf(&b, "\nLargest K with < 1 %% loss at every viewer (video and audio): **%d** (target ≥ 500 per core; MediaMTX v1.20.1 on this machine class: ~300).\n\n", r.MaxK)
 	t := r.TTFF
@@ -179,6 +179,7 @@ func (r *report) markdown() string {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "Note: %s\n\n", n)
 	}
+	b.WriteString("hedge's CPU busy is how busy hedge's CPU was with anything (hedge, other users of a shared machine); when it is near 100 % while hedge's own share is lower, hedge was starved, and hedge CPU per 100 viewers is the figure that carries over to a dedicated core.\n")
 	b.WriteString("A step whose clients' CPU is near 100 % may be limited by the pion clients sharing one core, not by hedge: see hedge's own CPU in that row.\n")
 	return b.String()
 }
