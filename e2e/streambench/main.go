@@ -63,13 +63,14 @@ type options struct {
 	max        time.Duration
 	out        string
 	stopAtLoss float64
+	profile    bool
 }
 
 func main() {
 	var o options
 	role := flag.String("role", "", "internal: run as `publisher` or viewers")
 	whip := flag.String("whip", "", "internal: the publisher's WHIP URL")
-	steps := flag.String("steps", "50,100,200,300,500,700", "viewer counts to step through, ascending")
+	steps := flag.String("steps", "50,100,150,200,250,300,400,500,700", "viewer counts to step through, ascending")
 	flag.StringVar(&o.hedge, "hedge", "", "path of the hedge `binary` to measure (required)")
 	flag.DurationVar(&o.window, "window", 10*time.Second, "measured time per step")
 	flag.DurationVar(&o.settle, "settle", 2*time.Second, "pause after viewers joined, before the window")
@@ -80,6 +81,7 @@ func main() {
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "`cpu` the publisher and the viewers are pinned to")
 	flag.DurationVar(&o.max, "max", 5*time.Minute, "bound of the whole run")
 	flag.Float64Var(&o.stopAtLoss, "stop-at-loss", 0.05, "stop stepping after a step whose mean loss is above this `fraction`")
+	flag.BoolVar(&o.profile, "profile", false, "take hedge's CPU profile during each step's window; the report lists the top functions")
 	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the reports")
 	flag.Parse()
 
@@ -134,14 +136,11 @@ func run(o options) error {
 	if err := copyFile(o.hedge, hedgeBin); err != nil {
 		return err
 	}
-	conf, err := writeConfig(hedgeBin, dir, hostA, hostB)
+	conf, ports, err := writeConfig(hedgeBin, dir, hostA, hostB)
 	if err != nil {
 		return err
 	}
-	port, err := listenerPort(conf)
-	if err != nil {
-		return err
-	}
+	port := strconv.Itoa(ports.http)
 	baseA := "http://" + net.JoinHostPort(hostA, port) + "/live/"
 	baseB := "http://" + net.JoinHostPort(hostB, port) + "/live/"
 	const streamName = "bench-1"
@@ -189,7 +188,13 @@ func run(o options) error {
 			r.Notes = append(r.Notes, fmt.Sprintf("stopped before K=%d: %v", k, ctx.Err()))
 			break
 		}
-		s, err := measureStep(ctx, o, hA.PID(), pub, vw, baseA+streamName+"/whep", k, &cur)
+		var prof func() profileResult
+		if o.profile {
+			admin := net.JoinHostPort(hostA, strconv.Itoa(ports.admin))
+			name := fmt.Sprintf("stream-%s-K%d", r.Started.Format("20060102-150405"), k)
+			prof = func() profileResult { return takeProfile(ctx, admin, int(o.window.Seconds())-1, o.out, name) }
+		}
+		s, err := measureStep(ctx, o, hA.PID(), pub, vw, baseA+streamName+"/whep", k, &cur, prof)
 		if err != nil {
 			return err
 		}
@@ -230,7 +235,7 @@ func run(o options) error {
 }
 
 // measureStep brings the viewers to k and measures one window.
-func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, whep string, k int, cur *int) (step, error) {
+func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, whep string, k int, cur *int, profile func() profileResult) (step, error) {
 	s := step{K: k}
 	if n := k - *cur; n > 0 {
 		var add struct {
@@ -260,6 +265,9 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 	time.Sleep(time.Until(from))
 	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
 	b0, _ := benchkit.CPUBusy(o.hedgeCPU)
+	if profile != nil {
+		s.Profile = profile() // returns about a second before the window ends
+	}
 	time.Sleep(time.Until(to))
 	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
 	b1, _ := benchkit.CPUBusy(o.hedgeCPU)
@@ -292,20 +300,6 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return os.WriteFile(to, b, 0o755)
-}
-
-// listenerPort reads the port back from the written configuration.
-func listenerPort(conf string) (string, error) {
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		return "", err
-	}
-	i := strings.Index(string(b), hostA+":")
-	if i < 0 {
-		return "", errors.New("no listener in the configuration")
-	}
-	rest := string(b[i+len(hostA)+1:])
-	return rest[:strings.IndexAny(rest, `"`)], nil
 }
 
 // freePort finds a port of network free on both hosts.

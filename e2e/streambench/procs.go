@@ -147,32 +147,37 @@ regions:
 
 const studioToken = "bench-studio-token"
 
+// nodePorts are the ports every node listens on (each on its own host).
+type nodePorts struct{ http, admin, udp int }
+
 // writeConfig picks ports free on both hosts and writes the configuration.
-func writeConfig(hedgeBin, dir, hostA, hostB string) (string, error) {
+func writeConfig(hedgeBin, dir, hostA, hostB string) (string, nodePorts, error) {
+	var np nodePorts
 	port, err := freePort(hostA, hostB, "tcp")
 	if err != nil {
-		return "", err
+		return "", np, err
 	}
 	admin := port
 	for admin == port {
 		if admin, err = freePort(hostA, hostB, "tcp"); err != nil {
-			return "", err
+			return "", np, err
 		}
 	}
 	udp, err := freePort(hostA, hostB, "udp")
 	if err != nil {
-		return "", err
+		return "", np, err
 	}
+	np = nodePorts{http: port, admin: admin, udp: udp}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{token}}", studioToken, "{{udp}}", strconv.Itoa(udp),
 		"{{hostA}}", hostA, "{{hostB}}", hostB, "{{port}}", strconv.Itoa(port), "{{admin}}", strconv.Itoa(admin)).Replace(hedgeConfig)
 	path := filepath.Join(dir, "hedge.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return "", err
+		return "", np, err
 	}
 	if out, err := exec.Command(hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("hedge check: %v\n%s", err, out)
+		return "", np, fmt.Errorf("hedge check: %v\n%s", err, out)
 	}
-	return path, nil
+	return path, np, nil
 }
 
 // startHedge runs one node pinned to cpu and waits until its stream route

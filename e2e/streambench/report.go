@@ -38,6 +38,7 @@ type step struct {
 	HedgeCPUBusy float64 // % of hedge's CPU busy with anything
 	ClientCPU    float64 // % of one CPU, publisher + viewers
 	RSS          int64
+	Profile      profileResult `json:",omitzero"`
 }
 
 // loss over the viewers of one step: fractions 0..1.
@@ -175,6 +176,11 @@ func (r *report) markdown() string {
 	}
 	if len(r.Publisher) > 0 {
 		fmt.Fprintf(&b, "Publisher: %d video and %d audio packets sent, %d keyframes, %d PLIs received.\n\n", r.Publisher["video"], r.Publisher["audio"], r.Publisher["keyframes"], r.Publisher["plis"])
+	}
+	for _, s := range r.Steps {
+		if s.Profile.Top != "" || s.Profile.Err != "" {
+			fmt.Fprintf(&b, "hedge CPU profile at K=%d (%s):\n\n```\n%s%s\n```\n\n", s.K, s.Profile.File, s.Profile.Top, s.Profile.Err)
+		}
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "Note: %s\n\n", n)
