@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,24 +13,42 @@ import (
 	"sync"
 	"time"
 
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+
 	"hedge/configs"
 	"hedge/gateway/certs"
+	"hedge/gateway/problem"
 	"hedge/stream"
+	"hedge/stream/hls"
+	"hedge/stream/hls/hubfeed"
+	"hedge/stream/player"
 )
 
 func init() { routeKinds["stream"] = newStreamRoute }
 
-// streamServers keeps one stream.Server per node for the process's life:
-// its ICE sockets and live sessions survive configuration reloads (a reload
-// does not change a running node's stream settings).
+// streamServers keeps one stream node per node for the process's life: its
+// ICE sockets, live sessions and LL-HLS muxers survive configuration
+// reloads (a reload does not change a running node's stream settings).
 var streamServers struct {
 	sync.Mutex
-	m map[string]*stream.Server
+	m map[string]*streamNode
 }
 
-// streamRoute serves /live/{stream}/whip, /whep and their session resources.
-type streamRoute struct {
+// streamNode is a node's stream.Server with the LL-HLS muxers it feeds.
+type streamNode struct {
 	srv    *stream.Server
+	hls    *hubfeed.Set
+	hlsH   fasthttp.RequestHandler // hls through fasthttpadaptor
+	player fasthttp.RequestHandler // the player and publish pages
+}
+
+// streamRoute serves, under its prefix, per stream:
+// whip, whep and their session resources (stream.Server);
+// hls/* (LL-HLS, hubfeed); play.json (the playback descriptor);
+// "", publish and the pages' scripts (package player).
+type streamRoute struct {
+	*streamNode
 	prefix string
 }
 
@@ -38,28 +57,160 @@ func newStreamRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	streamServers.Lock()
 	defer streamServers.Unlock()
 	if streamServers.m == nil {
-		streamServers.m = map[string]*stream.Server{}
+		streamServers.m = map[string]*streamNode{}
 	}
 	prefix := rc.Match.PathPrefix
 	if !strings.HasSuffix(prefix, "/") {
 		prefix += "/"
 	}
-	if s := streamServers.m[key]; s != nil {
-		return &streamRoute{srv: s, prefix: prefix}, nil
+	if n := streamServers.m[key]; n != nil {
+		return &streamRoute{streamNode: n, prefix: prefix}, nil
 	}
 	opts, err := streamOptions(b, prefix)
 	if err != nil {
 		return nil, err
 	}
+	// Every stream of the node, published here or relayed from another
+	// region, gets an LL-HLS muxer as it starts.
+	set := hubfeed.New(hls.Options{})
+	opts.OnHub = set.OnHub
 	s, err := stream.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
-	streamServers.m[key] = s
-	return &streamRoute{srv: s, prefix: prefix}, nil
+	n := &streamNode{
+		srv: s, hls: set,
+		hlsH:   fasthttpadaptor.NewFastHTTPHandler(set),
+		player: fasthttpadaptor.NewFastHTTPHandler(player.Handler()),
+	}
+	streamServers.m[key] = n
+	return &streamRoute{streamNode: n, prefix: prefix}, nil
 }
 
-func (sr *streamRoute) Serve(r *Request) { sr.srv.Handle(r.Ctx, r.ID) }
+// muxerWait bounds how long an LL-HLS request for a stream that is starting
+// (a relay connecting, a studio's tracks not all known yet) waits for its
+// muxer before the 404.
+const muxerWait = 5 * time.Second
+
+func (sr *streamRoute) Serve(r *Request) {
+	ctx := r.Ctx
+	rest, ok := strings.CutPrefix(string(ctx.Path()), sr.prefix)
+	name, sub, hasSub := strings.Cut(rest, "/")
+	if !ok || !stream.ValidName(name) {
+		sr.srv.Handle(ctx, r.ID) // its 404 problems
+		return
+	}
+	if !hasSub {
+		// /live/{stream}: the player page is /live/{stream}/.
+		if m := string(ctx.Method()); m == fasthttp.MethodGet || m == fasthttp.MethodHead {
+			ctx.Response.Header.Set("Location", sr.prefix+name+"/")
+			ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
+			return
+		}
+		sr.srv.Handle(ctx, r.ID)
+		return
+	}
+	first, _, _ := strings.Cut(sub, "/")
+	switch first {
+	case "hls":
+		sr.serveHLS(r, name)
+	case "play.json":
+		sr.serveDescriptor(r, name)
+	case "", "publish", "player.js", "publish.js", "hls.min.js":
+		if sub != first {
+			problem.Write(ctx, problem.NotFound, "", r.ID)
+			return
+		}
+		// The pages' problems carry the request's id.
+		ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
+		sr.player(ctx)
+	default:
+		sr.srv.Handle(ctx, r.ID)
+	}
+}
+
+// serveHLS serves /{stream}/hls/*. A stream not published here is pulled
+// from another region's edge (when relaying is on), and its first requests
+// wait for its muxer; every request keeps such a pull alive.
+func (sr *streamRoute) serveHLS(r *Request, name string) {
+	if sr.hls.Muxer(name) == nil {
+		if h := sr.srv.Watch(name); h != nil {
+			waitMuxer(sr.hls, h, name, muxerWait)
+		}
+		if sr.hls.Muxer(name) == nil {
+			problem.Write(r.Ctx, problem.StreamNotFound, "no LL-HLS for this stream (not live, or not H.264/Opus)", r.ID)
+			r.Ctx.Response.Header.Set("Access-Control-Allow-Origin", "*")
+			return
+		}
+	} else {
+		sr.srv.Watch(name)
+	}
+	sr.hlsH(r.Ctx)
+}
+
+// waitMuxer waits, at most limit, until the hub has its tracks and hubfeed
+// has attached a muxer to it (a packageable stream) or the hub ends.
+func waitMuxer(set *hubfeed.Set, h *stream.Hub, name string, limit time.Duration) {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-h.Ready():
+	case <-t.C:
+		return
+	}
+	// hubfeed attaches right after Ready, on its own goroutine.
+	for i := 0; i < 50 && set.Muxer(name) == nil && !h.Ended(); i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// descriptorWait bounds how long play.json waits for a stream being pulled
+// from another region, so that its state says "relayed" rather than
+// "offline" on the first request.
+const descriptorWait = 2 * time.Second
+
+// serveDescriptor answers GET /{stream}/play.json with a player.Descriptor.
+func (sr *streamRoute) serveDescriptor(r *Request, name string) {
+	ctx := r.Ctx
+	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
+		problem.Write(ctx, problem.MethodNotAllowed, "", r.ID)
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
+		return
+	}
+	if h := sr.srv.Watch(name); h != nil {
+		t := time.NewTimer(descriptorWait)
+		select {
+		case <-h.Ready():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	d := player.Descriptor{
+		Stream:     name,
+		WHEP:       sr.srv.WHEPURL(name),
+		HLS:        sr.srv.HLSURL(name),
+		ICEServers: []player.ICEServer{},
+		State:      string(sr.srv.State(name)),
+		Preferred:  player.ModeWebRTC,
+	}
+	for _, s := range sr.srv.ICEServers() {
+		d.ICEServers = append(d.ICEServers, player.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
+	}
+	if sr.srv.OverViewerCap(name) {
+		d.Preferred = player.ModeHLS
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		problem.Write(ctx, problem.Internal, "", r.ID)
+		return
+	}
+	h := &ctx.Response.Header
+	h.SetContentType("application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Access-Control-Allow-Origin", "*")
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetBody(b)
+}
 
 func streamOptions(b *Build, prefix string) (stream.Options, error) {
 	c := b.Config.Streams

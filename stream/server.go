@@ -350,3 +350,75 @@ func newID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// ValidName reports whether n may name a stream: 1–64 of [A-Za-z0-9._-],
+// not starting with a dot.
+func ValidName(n string) bool { return validName(n) }
+
+// WHEPURL is the WHEP endpoint of a stream, as play.json names it.
+func (s *Server) WHEPURL(stream string) string {
+	return s.opts.Prefix + stream + "/whep"
+}
+
+// ICEServers are the STUN/TURN servers handed to clients.
+func (s *Server) ICEServers() []ICEServer {
+	return append([]ICEServer(nil), s.opts.ICE.Servers...)
+}
+
+// State is how a stream is available on a node.
+type State string
+
+// States of a stream.
+const (
+	StateLive    State = "live"    // a studio publishes it to this node
+	StateRelayed State = "relayed" // pulled from another region's edge, media flowing
+	StateOffline State = "offline" // neither (or between a studio's reconnects)
+)
+
+// State reports how the stream is available here now.
+func (s *Server) State(stream string) State {
+	s.mu.Lock()
+	e, relayed := s.hubs[stream], s.relays[stream] != nil
+	s.mu.Unlock()
+	switch {
+	case e == nil || !e.hub.Live():
+		return StateOffline
+	case relayed:
+		return StateRelayed
+	}
+	return StateLive
+}
+
+// OverViewerCap reports whether one more WebRTC viewer of the stream would
+// be refused by the node's or the stream's cap: players should start on
+// LL-HLS.
+func (s *Server) OverViewerCap(stream string) bool {
+	if c := s.opts.MaxViewersPerNode; c > 0 && int(s.viewers.Load()) >= c {
+		return true
+	}
+	if c := s.opts.MaxViewersPerStream; c > 0 {
+		if h := s.Hub(stream); h != nil && h.Viewers() >= c {
+			return true
+		}
+	}
+	return false
+}
+
+// Watch returns the stream's hub for a reader that is not a WHEP viewer
+// (LL-HLS requests, play.json): the stream published here or, when it is
+// not and relay peers are configured, one pulled from another region's edge
+// (the pull starts now). Each call counts as a viewer's activity: a pull
+// lasts at least the relay grace after the last one. nil when the stream
+// is neither here nor can be pulled.
+func (s *Server) Watch(stream string) *Hub {
+	if h := s.Hub(stream); h != nil {
+		s.mu.Lock()
+		r := s.relays[stream]
+		s.mu.Unlock()
+		if r != nil {
+			r.viewerLeft() // restarts the idle countdown
+		}
+		return h
+	}
+	return s.startRelay(stream)
+}

@@ -1,0 +1,376 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+
+	"hedge/stream/player"
+)
+
+// hlsEdgeConfig is a two-region deployment whose nodes serve /live/ as a
+// stream route behind the whole request path (WAF in block mode at PL1, as
+// the demo runs it); sea's node allows one WebRTC viewer. Each node takes
+// ICE on its own loopback address, on the same UDP port.
+const hlsEdgeConfig = `
+data_dir: {{DATA}}
+waf: {mode: block, paranoia_level: 1}
+log: {level: debug, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+routes:
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios: [{name: studio-a, token: studio-a-token}]
+  ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}, {urls: ["turn:turn.example.net:3478"], username: u1, credential: c1}]}
+  max_viewers_per_node: {{CAP}}
+  relay: true
+  relay_grace: 2s
+regions:
+  - name: {{SEA}}
+    nodes:
+      - name: {{SEA}}-1
+        listeners:
+          - name: public
+            address: {{SEA_EDGE}}
+            tls: {mode: off}
+        admin: {address: {{SEA_ADMIN}}}
+  - name: {{EU}}
+    nodes:
+      - name: {{EU}}-1
+        listeners:
+          - name: public
+            address: {{EU_EDGE}}
+            tls: {mode: off}
+        admin: {address: {{EU_ADMIN}}}
+`
+
+// hlsTwoRegions starts both nodes of hlsEdgeConfig: sea on 127.0.0.1, eu on
+// 127.0.0.2. Region names of this run's own keep -count=N runs apart (a
+// node's stream server lives as long as the process).
+func hlsTwoRegions(t *testing.T, viewerCap int) (sea, eu *testEdge) {
+	t.Helper()
+	id := time.Now().UnixNano() % 1_000_000
+	seaName, euName := fmt.Sprintf("hsea%d", id), fmt.Sprintf("heu%d", id)
+	euEdge, euAdmin := hlsFreeAddr(t, "127.0.0.2"), hlsFreeAddr(t, "127.0.0.2")
+	seaEdge, seaAdmin := freeAddr(t), freeAddr(t)
+	repl := []string{
+		"{{UDP}}", freeUDPPortOn(t), "{{CAP}}", fmt.Sprint(viewerCap), "{{SEA}}", seaName, "{{EU}}", euName,
+		"{{SEA_EDGE}}", seaEdge, "{{SEA_ADMIN}}", seaAdmin, "{{EU_EDGE}}", euEdge, "{{EU_ADMIN}}", euAdmin,
+	}
+	sea = startEdgeNode(t, hlsEdgeConfig, seaName, seaName+"-1", repl...)
+	sea.url = "http://" + seaEdge
+	eu = startEdgeNode(t, hlsEdgeConfig, euName, euName+"-1", repl...)
+	eu.url = "http://" + euEdge
+	return sea, eu
+}
+
+func hlsFreeAddr(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// freeUDPPortOn returns a UDP port free on both 127.0.0.1 and 127.0.0.2.
+func freeUDPPortOn(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		a, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		b, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.2:%d", port))
+		a.Close()
+		if err == nil {
+			b.Close()
+			return fmt.Sprint(port)
+		}
+	}
+	t.Fatal("no UDP port free on both 127.0.0.1 and 127.0.0.2")
+	return ""
+}
+
+// hlsPeerAPI is a pion API on loopback UDP with the default codecs.
+func hlsPeerAPI(t *testing.T) *webrtc.API {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+}
+
+// hlsOffer creates pc's offer and waits for its candidates.
+func hlsOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+	t.Helper()
+	off, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(off); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ICE gathering timed out")
+	}
+	return pc.LocalDescription().SDP
+}
+
+// sampleFrames are the access units of package hls's H.264 sample (Annex
+// B, 60 frames at 30 fps, a keyframe every 30).
+func sampleFrames(t *testing.T) [][]byte {
+	t.Helper()
+	raw, err := os.ReadFile("../stream/hls/testdata/sample.h264")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aus [][]byte
+	var cur []byte
+	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
+		n = bytes.TrimRight(n, "\x00")
+		if len(n) == 0 {
+			continue
+		}
+		cur = append(cur, 0, 0, 0, 1)
+		cur = append(cur, n...)
+		if t := n[0] & 0x1f; t == 1 || t == 5 { // a slice ends the access unit
+			aus, cur = append(aus, cur), nil
+		}
+	}
+	if len(aus) < 30 {
+		t.Fatalf("expected at least 30 frames in the sample, got %d", len(aus))
+	}
+	return aus
+}
+
+// publishSample publishes the H.264 sample in a loop at 30 fps through the
+// edge's WHIP endpoint, until the test ends.
+func publishSample(t *testing.T, api *webrtc.API, whip string) {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "studio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := do(t, "POST", whip, "", hlsOffer(t, pc), "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP %s: expected 201, got %d %s", whip, resp.StatusCode, body)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	aus := sampleFrames(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second / 30)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
+		}
+	}()
+	t.Cleanup(func() { close(stop); wg.Wait(); _ = pc.Close() })
+}
+
+// getOK GETs url and fails the test unless it answers 200.
+func getOK(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: expected 200, got %d: %s", url, resp.StatusCode, b)
+	}
+	return resp, b
+}
+
+// waitLLHLS reads the stream's LL-HLS through base (/live/{stream}/hls/)
+// until its video media playlist has at least two segments with parts, and
+// returns that playlist. Every answer must carry CORS headers.
+func waitLLHLS(t *testing.T, base string, limit time.Duration) *playlist.Media {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var last string
+	for time.Now().Before(deadline) {
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(base + "index.m3u8")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			last = fmt.Sprintf("index.m3u8: %d %s", resp.StatusCode, b)
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+			t.Fatalf("index.m3u8: expected Access-Control-Allow-Origin *, got %q", got)
+		}
+		var mv playlist.Multivariant
+		if err := mv.Unmarshal(b); err != nil {
+			t.Fatalf("index.m3u8 does not parse: %v\n%s", err, b)
+		}
+		if len(mv.Variants) == 0 {
+			t.Fatalf("index.m3u8: expected a variant, got none:\n%s", b)
+		}
+		resp, b = getOK(t, base+mv.Variants[0].URI)
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+			t.Fatalf("%s: expected Access-Control-Allow-Origin *, got %q", mv.Variants[0].URI, got)
+		}
+		var pl playlist.Media
+		if err := pl.Unmarshal(b); err != nil {
+			t.Fatalf("%s does not parse: %v\n%s", mv.Variants[0].URI, err, b)
+		}
+		full := 0
+		for _, s := range pl.Segments {
+			if !s.Gap && len(s.Parts) > 0 {
+				full++
+			}
+		}
+		if full >= 2 && pl.PartInf != nil && pl.PreloadHint != nil {
+			return &pl
+		}
+		last = fmt.Sprintf("%s: %d segments with parts, part-inf %v, preload hint %v", mv.Variants[0].URI, full, pl.PartInf != nil, pl.PreloadHint != nil)
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("LL-HLS at %s: expected 2 segments with parts within %v; last: %s", base, limit, last)
+	return nil
+}
+
+func descriptor(t *testing.T, url string) (player.Descriptor, *http.Response) {
+	t.Helper()
+	resp, b := getOK(t, url)
+	var d player.Descriptor
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatalf("play.json does not decode: %v: %s", err, b)
+	}
+	return d, resp
+}
+
+// A studio publishes H.264 through sea's gateway listener; the stream's
+// LL-HLS (parsed with gohlslib's parser) has segments, parts and a preload
+// hint, on sea and on eu, which relays it; play.json describes the stream
+// on each edge and prefers LL-HLS while sea's one WebRTC slot is taken;
+// the player and publish pages are served.
+func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
+	sea, eu := hlsTwoRegions(t, 1)
+	api := hlsPeerAPI(t)
+	live := sea.url + "/live/bacc-07/"
+
+	// Before the studio: offline, WebRTC preferred, URLs and ICE servers.
+	d, resp := descriptor(t, live+"play.json")
+	want := player.Descriptor{
+		Stream: "bacc-07", WHEP: "/live/bacc-07/whep", HLS: "/live/bacc-07/hls/index.m3u8", State: "offline", Preferred: "webrtc",
+		ICEServers: []player.ICEServer{{URLs: []string{"stun:stun.example.net:3478"}}, {URLs: []string{"turn:turn.example.net:3478"}, Username: "u1", Credential: "c1"}},
+	}
+	if fmt.Sprint(d) != fmt.Sprint(want) {
+		t.Errorf("play.json before publishing:\nexpected %+v\ngot      %+v", want, d)
+	}
+	if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
+		t.Errorf("play.json: expected application/json, no-store; got %q, %q", ct, cc)
+	}
+	r, body := do(t, "GET", live+"hls/index.m3u8", "", "")
+	wantProblem(t, r, body, 404, "stream-not-found")
+	r, body = do(t, "POST", live+"play.json", "", "{}", "Content-Type", "application/json")
+	wantProblem(t, r, body, 405, "method-not-allowed")
+
+	// The pages.
+	for _, tc := range []struct{ path, ctype, contains string }{
+		{"", "text/html; charset=utf-8", `src="player.js"`},
+		{"publish", "text/html; charset=utf-8", `src="publish.js"`},
+		{"player.js", "text/javascript; charset=utf-8", "play.json"},
+		{"hls.min.js", "text/javascript; charset=utf-8", "Hls"},
+	} {
+		resp, b := getOK(t, live+tc.path)
+		if ct := resp.Header.Get("Content-Type"); ct != tc.ctype || !bytes.Contains(b, []byte(tc.contains)) {
+			t.Errorf("/live/bacc-07/%s: expected %s containing %q, got %q (%d bytes)", tc.path, tc.ctype, tc.contains, ct, len(b))
+		}
+	}
+	noRedirect := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := noRedirect.Get(sea.url + "/live/bacc-07"); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != "/live/bacc-07/" {
+		t.Errorf("/live/bacc-07: expected 308 to /live/bacc-07/, got %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	r, body = do(t, "GET", live+"nope.js", "", "")
+	wantProblem(t, r, body, 404, "no-route")
+
+	publishSample(t, api, live+"whip")
+	pl := waitLLHLS(t, live+"hls/", 20*time.Second)
+	for _, s := range pl.Segments {
+		if !s.Gap && (s.Duration < 500*time.Millisecond || s.Duration > 2100*time.Millisecond) {
+			t.Errorf("sea segment %s: expected 0.5-2 s, got %v", s.URI, s.Duration)
+		}
+	}
+	if pl.PartInf.PartTarget < 100*time.Millisecond || pl.PartInf.PartTarget > 500*time.Millisecond {
+		t.Errorf("sea part target: expected about 200 ms, got %v", pl.PartInf.PartTarget)
+	}
+	d, _ = descriptor(t, live+"play.json")
+	if d.State != "live" || d.Preferred != "webrtc" {
+		t.Errorf("play.json while live: expected live/webrtc, got %s/%s", d.State, d.Preferred)
+	}
+
+	// eu has no studio: its HLS request pulls the stream from sea.
+	pl = waitLLHLS(t, eu.url+"/live/bacc-07/hls/", 20*time.Second)
+	d, _ = descriptor(t, eu.url+"/live/bacc-07/play.json")
+	if d.State != "relayed" || d.HLS != "/live/bacc-07/hls/index.m3u8" {
+		t.Errorf("eu play.json: expected state relayed, got %+v", d)
+	}
+	if len(pl.Parts)+len(pl.Segments[len(pl.Segments)-1].Parts) == 0 {
+		t.Errorf("eu media playlist: expected parts, got none")
+	}
+
+	// Sea's one WebRTC slot: the relay took it (the pull is a WHEP viewer),
+	// so sea's players are told to start on LL-HLS.
+	d, _ = descriptor(t, live+"play.json")
+	if d.Preferred != "hls" {
+		t.Errorf("sea play.json with its viewer cap reached: expected preferred hls, got %+v", d)
+	}
+}
