@@ -263,6 +263,7 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 		return s, err
 	}
 	time.Sleep(time.Until(from))
+	t0 := time.Now()
 	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
 	b0, _ := benchkit.CPUBusy(o.hedgeCPU)
 	if profile != nil {
@@ -271,7 +272,9 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 	time.Sleep(time.Until(to))
 	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
 	b1, _ := benchkit.CPUBusy(o.hedgeCPU)
-	secs := o.window.Seconds()
+	// The readings' own interval: a late profile or a slow machine may
+	// stretch it beyond the window.
+	secs := time.Since(t0).Seconds()
 	s.HedgeCPU = float64(h1-h0) / benchkit.ClockTicks / secs * 100
 	s.ClientCPU = float64(c1-c0) / benchkit.ClockTicks / secs * 100
 	s.HedgeCPUBusy = float64(b1-b0) / benchkit.ClockTicks / secs * 100

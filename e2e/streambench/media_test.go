@@ -80,13 +80,13 @@ func TestFramesDepacketizeAndCarryTags(t *testing.T) {
 func TestLossOf(t *testing.T) {
 	counts := [][2]int64{{100, 50}, {98, 50}, {90, 0}, {101, 50}}
 	v := lossOf(counts, 0, 100)
-	if math.Abs(v.Max-0.1) > 1e-9 || v.Over1Pct != 2 {
+	if math.Abs(v.Max-0.1) > 1e-9 || v.Min != 0 || v.Over1Pct != 2 {
 		t.Fatalf("video: expected max 10%% and 2 viewers ≥ 1%%, got %+v", v)
 	}
 	if want := (0 + 0.02 + 0.1 + 0) / 4; v.Mean < want-1e-9 || v.Mean > want+1e-9 {
 		t.Fatalf("video mean: expected %v, got %v", want, v.Mean)
 	}
-	if a := lossOf(counts, 1, 50); a.Max != 1 || a.Over1Pct != 1 {
+	if a := lossOf(counts, 1, 50); a.Max != 1 || a.Min != 0 || a.Over1Pct != 1 {
 		t.Fatalf("audio: expected one viewer with everything lost, got %+v", a)
 	}
 }

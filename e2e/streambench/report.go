@@ -41,19 +41,23 @@ type step struct {
 	Profile      profileResult `json:",omitzero"`
 }
 
-// loss over the viewers of one step: fractions 0..1.
+// loss over the viewers of one step: fractions 0..1. When Min is close to
+// Max, every viewer lost the same packets: they were lost before the
+// fan-out (on the way in, or by the publisher's ingest falling behind).
 type loss struct {
-	Max, Mean float64
-	Over1Pct  int // viewers that lost ≥ 1 %
+	Min, Max, Mean float64
+	Over1Pct       int // viewers that lost ≥ 1 %
 }
 
 func lossOf(counts [][2]int64, kind int, sent int64) loss {
 	var l loss
 	if len(counts) == 0 || sent <= 0 {
-		return loss{Max: 1, Mean: 1}
+		return loss{Min: 1, Max: 1, Mean: 1}
 	}
+	l.Min = 1
 	for _, c := range counts {
 		f := 1 - float64(min(c[kind], sent))/float64(sent)
+		l.Min = min(l.Min, f)
 		l.Max = max(l.Max, f)
 		l.Mean += f
 		if f >= 0.01 {
@@ -157,11 +161,11 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Stream: %.1f Mbit/s synthesized H.264 (30 fps, IDR every 2 s and on PLI, ≤ 1200-byte packets) + Opus (50 packets/s); window %.0f s per step; loss counted from payload counters.\n\n",
 		float64(r.Bitrate)/1e6, r.WindowS)
 	fmt.Fprintf(&b, "hedge RSS idle %.0f MB, with the publisher %.0f MB.\n\n", mb(r.RSSIdle), mb(r.RSSPublisher))
-	b.WriteString("| K | joined (failed) | video loss max / mean | audio loss max / mean | viewers ≥ 1 % | hedge CPU | hedge's CPU busy (anyone) | hedge CPU per 100 viewers | RSS | RSS/viewer (total / above publisher-only) | clients CPU |\n")
+	b.WriteString("| K | joined (failed) | video loss min / max / mean | audio loss min / max / mean | viewers ≥ 1 % | hedge CPU | hedge's CPU busy (anyone) | hedge CPU per 100 viewers | RSS | RSS/viewer (total / above publisher-only) | clients CPU |\n")
 	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, "| %d | %d (%d) | %.2f %% / %.3f %% | %.2f %% / %.3f %% | %d | %.0f %% | %.0f %% | %.1f %% | %.0f MB | %.2f / %.2f MB | %.0f %% |\n",
-			s.K, s.Viewers, s.JoinFailed, 100*s.Video.Max, 100*s.Video.Mean, 100*s.Audio.Max, 100*s.Audio.Mean,
+		fmt.Fprintf(&b, "| %d | %d (%d) | %.2f / %.2f / %.3f %% | %.2f / %.2f / %.3f %% | %d | %.0f %% | %.0f %% | %.1f %% | %.0f MB | %.2f / %.2f MB | %.0f %% |\n",
+			s.K, s.Viewers, s.JoinFailed, 100*s.Video.Min, 100*s.Video.Max, 100*s.Video.Mean, 100*s.Audio.Min, 100*s.Audio.Max, 100*s.Audio.Mean,
 			max(s.Video.Over1Pct, s.Audio.Over1Pct), s.HedgeCPU, s.HedgeCPUBusy, s.HedgeCPU/float64(max(1, s.Viewers))*100,
 			mb(s.RSS), float64(s.RSS)/float64(max(1, s.Viewers))/(1<<20), s.rssPerViewer(r.RSSPublisher), s.ClientCPU)
 	}
@@ -185,6 +189,7 @@ func (r *report) markdown() string {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "Note: %s\n\n", n)
 	}
+	b.WriteString("Loss is raw: the viewers send no NACKs (hedge would answer them from its packet cache). When a step's minimum loss is close to its maximum, every viewer lost the same packets: they were dropped before the fan-out, by the publisher's ingest falling behind.\n")
 	b.WriteString("hedge's CPU busy is how busy hedge's CPU was with anything (hedge, other users of a shared machine); when it is near 100 % while hedge's own share is lower, hedge was starved, and hedge CPU per 100 viewers is the figure that carries over to a dedicated core.\n")
 	b.WriteString("A step whose clients' CPU is near 100 % may be limited by the pion clients sharing one core, not by hedge: see hedge's own CPU in that row.\n")
 	return b.String()
