@@ -1,8 +1,10 @@
 // Package streame2e holds the end-to-end test of live streams in a real
-// browser: headless Chromium (Debian's, driven by playwright-core from npm)
-// publishes its fake camera through WHIP on one page and plays it on another
-// through WHEP; the test breaks that viewer's WebRTC path and checks that the
-// player falls back to LL-HLS with hls.js, then restores it and checks that
-// the player returns to WebRTC. It prints time-to-first-frame for both modes
-// and the LL-HLS latency.
+// browser against a real `hedge serve` (built by the test, or $HEDGE_BIN)
+// with a stream route: headless Chromium (Debian's, driven by playwright-core
+// from npm) publishes its fake camera through WHIP on one page and plays it
+// on another through WHEP; the test breaks that viewer's WebRTC path (an HTTP
+// proxy in front of hedge points the viewer's WHEP answer at a UDP proxy the
+// test can block) and checks that the player falls back to LL-HLS with
+// hls.js, then restores it and checks that the player returns to WebRTC. It
+// prints time-to-first-frame for both modes and the LL-HLS latency.
 package streame2e

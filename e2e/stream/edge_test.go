@@ -1,130 +1,294 @@
 package streame2e
 
 import (
-	"encoding/json"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
-
-	"hedge/stream"
-	"hedge/stream/hls"
-	"hedge/stream/hls/hubfeed"
-	"hedge/stream/player"
 )
 
-// edge is one hedge stream node assembled from the real parts: stream.Server
-// (WHIP, WHEP, hub) on a fasthttp listener, an LL-HLS muxer attached to every
-// hub by hubfeed, the player pages and play.json, and a UDP proxy between
-// WHEP viewers and the node's ICE socket through which the test breaks and
-// restores a viewer's WebRTC path.
-type edge struct {
-	srv   *stream.Server
-	http  *fasthttp.Server
-	base  string // http://127.0.0.1:port
-	proxy *udpProxy
+// hedgeBin is the hedge under test: $HEDGE_BIN, or built by TestMain
+// (with -race when the test runs with it).
+var hedgeBin string
 
-	feeds *hubfeed.Set
-	hls   fasthttp.RequestHandler
-	pages fasthttp.RequestHandler
-	reqID atomic.Uint64
-	wg    sync.WaitGroup
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	if b := os.Getenv("HEDGE_BIN"); b != "" {
+		abs, err := filepath.Abs(b)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e/stream:", err)
+			return 1
+		}
+		hedgeBin = abs
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "hedge-e2e-stream-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	hedgeBin = filepath.Join(dir, "hedge")
+	args := []string{"build", "-o", hedgeBin}
+	if raceEnabled() {
+		args = append(args, "-race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", append(args, "hedge")...)
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e/stream: go %s hedge: %v\n%s", strings.Join(args, " "), err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// edgeConfig is one node with the demo's stream route and studio token,
+// behind the whole request path (WAF in block mode, as the demo runs it).
+const edgeConfig = `
+data_dir: {{DATA}}
+waf: {mode: block, paranoia_level: 1}
+log: {level: info, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+routes:
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios: [{name: demo, token: demo-studio}]
+  ice: {udp_port: {{UDP}}}
+  relay: false
+regions:
+  - name: lab
+    nodes:
+      - name: lab-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+            tls: {mode: off}
+        admin: {address: {{ADMIN}}}
+`
+
+// edge is a real `hedge serve` with a stream route, and in front of it the
+// test's WebRTC breaker: an HTTP proxy that passes every request to hedge
+// and rewrites WHEP's SDP so that the viewer's media flows through a UDP
+// proxy, which the test blocks and unblocks (POST /_test/block, /unblock).
+// Publishers' media goes to hedge directly.
+type edge struct {
+	base  string // http://127.0.0.1:port of the front
+	hedge string // http://address of hedge's listener
+	proxy *udpProxy
+	out   syncBuffer // hedge's stderr
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func startEdge(t *testing.T) *edge {
 	t.Helper()
-	e := &edge{
-		feeds: hubfeed.New(hls.Options{OnError: func(err error) { t.Logf("LL-HLS muxer: %v", err) }}),
-		pages: fasthttpadaptor.NewFastHTTPHandler(player.Handler()),
+	e := &edge{}
+	dir := t.TempDir()
+	edgeAddr, adminAddr, udp := freeTCP(t), freeTCP(t), freeUDPPort(t)
+	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", strconv.Itoa(udp)).Replace(edgeConfig)
+	file := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	e.hls = fasthttpadaptor.NewFastHTTPHandler(e.feeds)
-	srv, err := stream.NewServer(stream.Options{
-		Studios: []stream.Studio{{Name: "studio", Token: "demo-studio", Streams: []string{"*"}}},
-		ICE:     stream.ICE{UDP: "127.0.0.1:0", Loopback: true},
-		OnHub:   e.feeds.OnHub,
+	cmd := exec.Command(hedgeBin, "serve", "-c", file)
+	cmd.Dir = dir
+	cmd.Env = os.Environ()
+	if raceEnabled() {
+		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
+	}
+	cmd.Stdout, cmd.Stderr = &e.out, &e.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if strings.Contains(e.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("hedge reported a data race:\n%s", e.out.String())
+		} else if t.Failed() {
+			t.Logf("hedge output, last lines:\n%s", lastLines(e.out.String(), 60))
+		}
 	})
+	e.hedge = "http://" + edgeAddr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(e.hedge + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("hedge serve exited before it was ready:\n%s", lastLines(e.out.String(), 60))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hedge serve: /healthz not 200 within 60 s (last error %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	var err error
+	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(udp)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = srv
-	e.proxy, err = newUDPProxy(srv.UDPAddr())
-	if err != nil {
-		t.Fatal(err)
+	target, _ := url.Parse(e.hedge)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			if isWHEPOffer(pr.In) {
+				// hedge learns the viewer's address from its connectivity
+				// checks, which come through the UDP proxy.
+				b, _ := io.ReadAll(pr.Out.Body)
+				b = stripCandidates(b)
+				pr.Out.Body, pr.Out.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+			}
+		},
+		// hls.js abandons blocking playlist requests it no longer needs:
+		// the browser went away, there is nobody to answer.
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() == nil {
+				t.Logf("front proxy: %s %s: %v", r.Method, r.URL.Path, err)
+				w.WriteHeader(http.StatusBadGateway)
+			}
+		},
+		ModifyResponse: func(r *http.Response) error {
+			if !isWHEPOffer(r.Request) || r.StatusCode != http.StatusCreated {
+				return nil
+			}
+			b, err := io.ReadAll(r.Body)
+			r.Body.Close()
+			if err != nil {
+				return err
+			}
+			b = viaProxy(b, e.proxy.Addr())
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+			r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+			return nil
+		},
 	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /_test/block", func(http.ResponseWriter, *http.Request) { e.proxy.SetBlocked(true) })
+	mux.HandleFunc("POST /_test/unblock", func(http.ResponseWriter, *http.Request) { e.proxy.SetBlocked(false) })
+	mux.Handle("/", rp)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.http = &fasthttp.Server{Handler: e.handle, MaxRequestBodySize: 1 << 20, ReadTimeout: 30 * time.Second}
-	e.wg.Add(1)
-	go func() { defer e.wg.Done(); _ = e.http.Serve(ln) }()
+	front := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = front.Serve(ln) }()
 	e.base = "http://" + ln.Addr().String()
 	t.Cleanup(func() {
-		_ = e.http.Shutdown()
-		e.wg.Wait()
-		_ = srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := front.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Logf("front proxy shutdown: %v", err)
+		}
+		_ = front.Close()
+		<-served
 		e.proxy.Close()
 	})
 	return e
 }
 
-func (e *edge) muxer(name string) *hls.Muxer { return e.feeds.Muxer(name) }
+// isWHEPOffer: POST /live/{stream}/whep (not a session resource).
+func isWHEPOffer(r *http.Request) bool {
+	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, "/live/") {
+		return false
+	}
+	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/live/"), "/")
+	return len(parts) == 2 && parts[1] == "whep"
+}
 
-func (e *edge) handle(ctx *fasthttp.RequestCtx) {
-	path := string(ctx.Path())
-	switch path {
-	case "/_test/block":
-		e.proxy.SetBlocked(true)
-		return
-	case "/_test/unblock":
-		e.proxy.SetBlocked(false)
-		return
+func freeTCP(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	rest, ok := strings.CutPrefix(path, "/live/")
-	if !ok {
-		ctx.SetStatusCode(404)
-		return
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	name, sub, _ := strings.Cut(rest, "/")
-	sub, _, _ = strings.Cut(sub, "/")
-	id := []byte("e2e-" + strconv.FormatUint(e.reqID.Add(1), 10))
-	switch sub {
-	case "whep":
-		post := ctx.IsPost() && !strings.Contains(strings.TrimPrefix(rest, name+"/whep"), "/")
-		if post {
-			// The node learns the viewer's address from its connectivity
-			// checks, which come through the proxy.
-			ctx.Request.SetBody(stripCandidates(ctx.Request.Body()))
-		}
-		e.srv.Handle(ctx, id)
-		if post && ctx.Response.StatusCode() == fasthttp.StatusCreated {
-			ctx.Response.SetBody(viaProxy(ctx.Response.Body(), e.proxy.Addr()))
-		}
-	case "whip":
-		e.srv.Handle(ctx, id)
-	case "hls":
-		e.hls(ctx)
-	case "play.json":
-		state := "waiting"
-		if h := e.srv.Hub(name); h != nil && h.Live() {
-			state = "live"
-		}
-		b, _ := json.Marshal(player.Descriptor{
-			Stream: name, WHEP: "/live/" + name + "/whep", HLS: "/live/" + name + "/hls/index.m3u8",
-			ICEServers: []player.ICEServer{}, State: state, Preferred: player.ModeWebRTC,
-		})
-		ctx.SetContentType("application/json")
-		ctx.Response.Header.Set("Cache-Control", "no-store")
-		ctx.SetBody(b)
-	default:
-		e.pages(ctx)
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
 	}
+	return strings.Join(lines, "\n")
 }
 
 // stripCandidates removes the ICE candidates of an SDP offer.

@@ -106,9 +106,6 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &res); err != nil {
 		t.Fatalf("driver result %q: %v", raw, err)
 	}
-	if m := e.muxer("table1"); m != nil {
-		t.Logf("LL-HLS muxer: %+v", m.Stats())
-	}
 	t.Logf("UDP proxy dropped %d datagrams while the viewer was cut off", e.proxy.dropped.Load())
 	if !res.OK {
 		t.Fatalf("expected publish → WebRTC → LL-HLS → WebRTC, got: %s", res.Error)
