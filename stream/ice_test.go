@@ -89,32 +89,20 @@ func replaceICE(s, ufrag, pwd string) string {
 	return strings.ReplaceAll(s, "a=ice-pwd:"+sdpAttr(s, "ice-pwd"), "a=ice-pwd:"+pwd)
 }
 
-// An ICE restart (RFC 9725 §4.3.2): the viewer PATCHes a fragment with new
-// credentials; the edge answers 200 with its own new credentials and a new
-// ETag, the viewer applies them, and media flows on over the restarted ICE
-// session. The old ETag no longer matches.
-func TestICERestartByPATCH(t *testing.T) {
-	n := startNode(t, Options{})
-	pub, res := newPublisher(t, n, "bacc-22", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
-	v, res := newViewer(t, n, "bacc-22")
-	if v == nil {
-		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
-	}
-	oldAnswer, oldETag := res.body, res.header.Get("ETag")
-	waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= 20 })
-
-	oldUfrag := sdpAttr(v.pc.LocalDescription().SDP, "ice-ufrag")
-	off, err := v.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+// restartICE restarts the ICE session of pc, whose WHIP/WHEP resource is
+// location (answered with answer and etag), the RFC 9725 §4.3.2 way: a
+// PATCH with the client's new credentials, answered 200 with the edge's new
+// credentials and a new ETag, which the client then applies. It returns the
+// fragment it sent.
+func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, answer, etag string) string {
+	t.Helper()
+	oldUfrag := sdpAttr(pc.LocalDescription().SDP, "ice-ufrag")
+	off, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gathered := webrtc.GatheringCompletePromise(v.pc)
-	if err := v.pc.SetLocalDescription(off); err != nil {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(off); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -122,48 +110,86 @@ func TestICERestartByPATCH(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("client ICE gathering timed out")
 	}
-	restart := v.pc.LocalDescription().SDP
+	restart := pc.LocalDescription().SDP
 	if sdpAttr(restart, "ice-ufrag") == oldUfrag {
 		t.Fatal("pion did not change the client's ICE credentials")
 	}
-	url := "http://" + n.ln.Addr().String() + v.location
-	r := do(t, "PATCH", url, "application/trickle-ice-sdpfrag", "", []byte(fragOf(restart, true)), "If-Match", oldETag)
+	frag := fragOf(restart, true)
+	r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag)
 	if r.status != http.StatusOK {
 		t.Fatalf("PATCH ICE restart: expected 200, got %d %s", r.status, r.body)
 	}
 	if ct := r.header.Get("Content-Type"); ct != "application/trickle-ice-sdpfrag" {
 		t.Errorf("PATCH ICE restart: expected Content-Type application/trickle-ice-sdpfrag, got %q", ct)
 	}
-	newETag := r.header.Get("ETag")
-	if newETag == "" || newETag == oldETag {
-		t.Errorf("PATCH ICE restart: expected a new ETag (old %s), got %q", oldETag, newETag)
+	if newETag := r.header.Get("ETag"); newETag == "" || newETag == etag {
+		t.Errorf("PATCH ICE restart: expected a new ETag (old %s), got %q", etag, newETag)
 	}
 	ufrag, pwd := sdpAttr(r.body, "ice-ufrag"), sdpAttr(r.body, "ice-pwd")
-	if ufrag == "" || pwd == "" || ufrag == sdpAttr(oldAnswer, "ice-ufrag") || pwd == sdpAttr(oldAnswer, "ice-pwd") {
-		t.Fatalf("PATCH ICE restart: expected new ice-ufrag and ice-pwd (old %q/%q), got fragment:\n%s", sdpAttr(oldAnswer, "ice-ufrag"), sdpAttr(oldAnswer, "ice-pwd"), r.body)
+	if ufrag == "" || pwd == "" || ufrag == sdpAttr(answer, "ice-ufrag") || pwd == sdpAttr(answer, "ice-pwd") {
+		t.Fatalf("PATCH ICE restart: expected new ice-ufrag and ice-pwd (old %q/%q), got fragment:\n%s", sdpAttr(answer, "ice-ufrag"), sdpAttr(answer, "ice-pwd"), r.body)
 	}
 	if !strings.Contains(r.body, "a=candidate:") {
 		t.Errorf("PATCH ICE restart: expected the edge's candidates in the fragment, got:\n%s", r.body)
 	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: replaceICE(oldAnswer, ufrag, pwd)}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: replaceICE(answer, ufrag, pwd)}); err != nil {
 		t.Fatalf("applying the edge's new credentials: %v", err)
 	}
-	// The edge's ICE agent now answers to the new credentials only: a
-	// session on the old ones would have stopped delivering.
+	return frag
+}
+
+// videoContinues waits for 100 more video packets at v and checks that
+// they are the stream's content in order, without a gap.
+func videoContinues(t *testing.T, v *testViewer, what string) {
+	t.Helper()
 	vid, _ := v.snapshot()
 	before := len(vid)
-	waitFor(t, 15*time.Second, "video after the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= before+100 })
+	waitFor(t, 15*time.Second, "video "+what, func() bool { vid, _ := v.snapshot(); return len(vid) >= before+100 })
 	vid, _ = v.snapshot()
-	for j := before + 1; j < len(vid); j++ {
+	for j := max(1, before); j < len(vid); j++ {
 		if ds, dc := vid[j].SequenceNumber-vid[j-1].SequenceNumber, counter(vid[j])-counter(vid[j-1]); ds != uint16(dc) {
-			t.Fatalf("after the restart, packet %d: sequence advanced by %d but content by %d", j, ds, dc)
+			t.Fatalf("%s, packet %d: sequence advanced by %d but content by %d", what, j, ds, dc)
 		}
 	}
-	if st := v.pc.ICEConnectionState(); st != webrtc.ICEConnectionStateConnected && st != webrtc.ICEConnectionStateCompleted {
-		t.Errorf("viewer ICE state after the restart: expected connected, got %s", st)
-	}
-	if r := do(t, "PATCH", url, "application/trickle-ice-sdpfrag", "", []byte(fragOf(restart, false)), "If-Match", oldETag); r.status != http.StatusPreconditionFailed {
-		t.Errorf("PATCH with the ETag from before the restart: expected 412, got %d %s", r.status, r.body)
+}
+
+// ICE restarts of a viewer and of the studio: after each, media flows on
+// over the restarted ICE session (the edge's agent answers to the new
+// credentials only, so a half-applied restart stops the media), and the
+// ETag from before the restart no longer matches.
+func TestICERestartByPATCH(t *testing.T) {
+	for _, who := range []string{"whep viewer", "whip studio"} {
+		t.Run(who, func(t *testing.T) {
+			n := startNode(t, Options{})
+			pub, res := newPublisher(t, n, "bacc-22", "demo-studio")
+			if pub == nil {
+				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
+			}
+			pubAnswer, pubETag := res.body, res.header.Get("ETag")
+			pub.send(1)
+			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
+			v, res := newViewer(t, n, "bacc-22")
+			if v == nil {
+				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
+			}
+			waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= 20 })
+
+			pc, location, answer, etag := v.pc, v.location, res.body, res.header.Get("ETag")
+			if who == "whip studio" {
+				pc, location, answer, etag = pub.pc, pub.location, pubAnswer, pubETag
+			}
+			frag := restartICE(t, n, pc, location, answer, etag)
+			videoContinues(t, v, "after the "+who+"'s ICE restart")
+			if st := pc.ICEConnectionState(); st != webrtc.ICEConnectionStateConnected && st != webrtc.ICEConnectionStateCompleted {
+				t.Errorf("%s's ICE state after the restart: expected connected, got %s", who, st)
+			}
+			if st := n.srv.Stats(); st.Sessions != 2 || st.Streams != 1 {
+				t.Errorf("after the restart: expected the same 2 sessions of 1 stream, got %+v", st)
+			}
+			if r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag); r.status != http.StatusPreconditionFailed {
+				t.Errorf("PATCH with the ETag from before the restart: expected 412, got %d %s", r.status, r.body)
+			}
+		})
 	}
 }
 
