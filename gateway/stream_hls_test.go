@@ -342,6 +342,12 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	r, body = do(t, "GET", live+"nope.js", "", "")
 	wantProblem(t, r, body, 404, "no-route")
 
+	// A player opens the page before the studio: its play.json starts a
+	// pull of the stream from eu, which has not got it either.
+	pullStarted := time.Now()
+	if d, _ := descriptor(t, live+"play.json"); d.State != "offline" {
+		t.Errorf("play.json before publishing: expected offline, got %s", d.State)
+	}
 	publishSample(t, api, live+"whip")
 	pl := waitLLHLS(t, live+"hls/", 20*time.Second)
 	for _, s := range pl.Segments {
@@ -356,6 +362,15 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	if d.State != "live" || d.Preferred != "webrtc" {
 		t.Errorf("play.json while live: expected live/webrtc, got %s/%s", d.State, d.Preferred)
 	}
+
+	// The studio's arrival stopped that pull; the end of the pull's wait
+	// for media (5 s) and grace (2 s) must not end the studio's stream.
+	time.Sleep(time.Until(pullStarted.Add(8 * time.Second)))
+	d, _ = descriptor(t, live+"play.json")
+	if d.State != "live" {
+		t.Errorf("sea play.json after the idle pull's time ran out: expected state live, got %+v", d)
+	}
+	getOK(t, live+"hls/index.m3u8")
 
 	// eu has no studio: its HLS request pulls the stream from sea.
 	pl = waitLLHLS(t, eu.url+"/live/bacc-07/hls/", 20*time.Second)

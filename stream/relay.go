@@ -149,7 +149,9 @@ func (r *relay) checkIdle() {
 	r.mu.Unlock()
 	r.s.log.Info("stream relay stopped: no local viewers", "stream", r.stream)
 	r.stop()
-	r.hub.end()
+	if !r.hub.publishedHere() {
+		r.hub.end()
+	}
 }
 
 // stop ends the pull and waits for it; safe to call more than once.

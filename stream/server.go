@@ -422,3 +422,28 @@ func (s *Server) Watch(stream string) *Hub {
 	}
 	return s.startRelay(stream)
 }
+
+// publishedHere: a studio now publishes the stream to this node. A pull of
+// it from another region, started by a viewer (or an LL-HLS or play.json
+// request) before the studio arrived, stops; the hub, which the studio
+// feeds now, stays.
+func (s *Server) publishedHere(stream string) {
+	s.mu.Lock()
+	r := s.relays[stream]
+	if r != nil {
+		delete(s.relays, stream)
+	}
+	s.mu.Unlock()
+	if r != nil {
+		s.log.Info("stream relay stopped: published here", "stream", stream)
+		go r.stop()
+	}
+}
+
+// publishedHere reports whether a local studio (not a relay) feeds the hub.
+func (h *Hub) publishedHere() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, relayed := h.src.(*relaySource)
+	return h.src != nil && !relayed
+}

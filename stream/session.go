@@ -199,6 +199,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	p.gen = gen
+	s.publishedHere(stream)
 	hub.expectTracks(sendingSections(offer))
 	x.onCloseDo(func() { hub.detach(gen) })
 	pc.OnTrack(p.onTrack)
