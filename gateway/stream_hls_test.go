@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+	"github.com/valyala/fasthttp"
 
 	"hedge/stream/player"
 )
@@ -63,7 +66,7 @@ regions:
 // hlsTwoRegions starts both nodes of hlsEdgeConfig: sea on 127.0.0.1, eu on
 // 127.0.0.2. Region names of this run's own keep -count=N runs apart (a
 // node's stream server lives as long as the process).
-func hlsTwoRegions(t *testing.T, viewerCap int) (sea, eu *testEdge) {
+func hlsTwoRegions(t testing.TB, viewerCap int, startEU bool) (sea, eu *testEdge) {
 	t.Helper()
 	id := time.Now().UnixNano() % 1_000_000
 	seaName, euName := fmt.Sprintf("hsea%d", id), fmt.Sprintf("heu%d", id)
@@ -75,12 +78,14 @@ func hlsTwoRegions(t *testing.T, viewerCap int) (sea, eu *testEdge) {
 	}
 	sea = startEdgeNode(t, hlsEdgeConfig, seaName, seaName+"-1", repl...)
 	sea.url = "http://" + seaEdge
-	eu = startEdgeNode(t, hlsEdgeConfig, euName, euName+"-1", repl...)
-	eu.url = "http://" + euEdge
+	if startEU {
+		eu = startEdgeNode(t, hlsEdgeConfig, euName, euName+"-1", repl...)
+		eu.url = "http://" + euEdge
+	}
 	return sea, eu
 }
 
-func hlsFreeAddr(t *testing.T, host string) string {
+func hlsFreeAddr(t testing.TB, host string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", host+":0")
 	if err != nil {
@@ -91,7 +96,7 @@ func hlsFreeAddr(t *testing.T, host string) string {
 }
 
 // freeUDPPortOn returns a UDP port free on both 127.0.0.1 and 127.0.0.2.
-func freeUDPPortOn(t *testing.T) string {
+func freeUDPPortOn(t testing.TB) string {
 	t.Helper()
 	for range 20 {
 		a, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -111,7 +116,7 @@ func freeUDPPortOn(t *testing.T) string {
 }
 
 // hlsPeerAPI is a pion API on loopback UDP with the default codecs.
-func hlsPeerAPI(t *testing.T) *webrtc.API {
+func hlsPeerAPI(t testing.TB) *webrtc.API {
 	t.Helper()
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
@@ -126,7 +131,7 @@ func hlsPeerAPI(t *testing.T) *webrtc.API {
 }
 
 // hlsOffer creates pc's offer and waits for its candidates.
-func hlsOffer(t *testing.T, pc *webrtc.PeerConnection) string {
+func hlsOffer(t testing.TB, pc *webrtc.PeerConnection) string {
 	t.Helper()
 	off, err := pc.CreateOffer(nil)
 	if err != nil {
@@ -146,7 +151,7 @@ func hlsOffer(t *testing.T, pc *webrtc.PeerConnection) string {
 
 // sampleFrames are the access units of package hls's H.264 sample (Annex
 // B, 60 frames at 30 fps, a keyframe every 30).
-func sampleFrames(t *testing.T) [][]byte {
+func sampleFrames(t testing.TB) [][]byte {
 	t.Helper()
 	raw, err := os.ReadFile("../stream/hls/testdata/sample.h264")
 	if err != nil {
@@ -173,7 +178,7 @@ func sampleFrames(t *testing.T) [][]byte {
 
 // publishSample publishes the H.264 sample in a loop at 30 fps through the
 // edge's WHIP endpoint, until the test ends.
-func publishSample(t *testing.T, api *webrtc.API, whip string) {
+func publishSample(t testing.TB, api *webrtc.API, whip string) {
 	t.Helper()
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -187,11 +192,22 @@ func publishSample(t *testing.T, api *webrtc.API, whip string) {
 	if _, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
 		t.Fatal(err)
 	}
-	resp, body := do(t, "POST", whip, "", hlsOffer(t, pc), "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	req, err := http.NewRequest("POST", whip, strings.NewReader(hlsOffer(t, pc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer studio-a-token")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("WHIP %s: expected 201, got %d %s", whip, resp.StatusCode, body)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		t.Fatal(err)
 	}
 	aus := sampleFrames(t)
@@ -215,7 +231,7 @@ func publishSample(t *testing.T, api *webrtc.API, whip string) {
 }
 
 // getOK GETs url and fails the test unless it answers 200.
-func getOK(t *testing.T, url string) (*http.Response, []byte) {
+func getOK(t testing.TB, url string) (*http.Response, []byte) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get(url)
@@ -233,7 +249,7 @@ func getOK(t *testing.T, url string) (*http.Response, []byte) {
 // waitLLHLS reads the stream's LL-HLS through base (/live/{stream}/hls/)
 // until its video media playlist has at least two segments with parts, and
 // returns that playlist. Every answer must carry CORS headers.
-func waitLLHLS(t *testing.T, base string, limit time.Duration) *playlist.Media {
+func waitLLHLS(t testing.TB, base string, limit time.Duration) *playlist.Media {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	var last string
@@ -300,7 +316,7 @@ func descriptor(t *testing.T, url string) (player.Descriptor, *http.Response) {
 // on each edge and prefers LL-HLS while sea's one WebRTC slot is taken;
 // the player and publish pages are served.
 func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
-	sea, eu := hlsTwoRegions(t, 1)
+	sea, eu := hlsTwoRegions(t, 1, true)
 	api := hlsPeerAPI(t)
 	live := sea.url + "/live/bacc-07/"
 
@@ -387,5 +403,55 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	d, _ = descriptor(t, live+"play.json")
 	if d.Preferred != "hls" {
 		t.Errorf("sea play.json with its viewer cap reached: expected preferred hls, got %+v", d)
+	}
+}
+
+// BenchmarkStreamLLHLS runs the whole edge handler (request id, routing,
+// WAF at PL1 in block mode, metrics) for what an LL-HLS viewer fetches
+// most — the media playlist without blocking, and a finished segment — of
+// a live stream, and reports allocations per request: the edge's cost per
+// LL-HLS viewer request, on top of the muxer's.
+func BenchmarkStreamLLHLS(b *testing.B) {
+	sea, _ := hlsTwoRegions(b, 0, false)
+	publishSample(b, hlsPeerAPI(b), sea.url+"/live/bacc-07/whip")
+	pl := waitLLHLS(b, sea.url+"/live/bacc-07/hls/", 20*time.Second)
+	var seg string
+	for _, s := range pl.Segments {
+		if !s.Gap {
+			seg = s.URI
+		}
+	}
+	var el *edgeListener
+	for _, l := range sea.g.Nodes()[0].listeners {
+		el = l
+	}
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	for _, tc := range []struct{ name, uri string }{
+		{"playlist", "/live/bacc-07/hls/video1_stream.m3u8"},
+		{"segment", "/live/bacc-07/hls/" + seg},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			// Parsed from the wire, as the listener does: the rule engine
+			// reads the headers as received.
+			raw := []byte("GET " + tc.uri + " HTTP/1.1\r\nHost: play.edge.test\r\n" +
+				"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0 Safari/537.36\r\nAccept: */*\r\n\r\n")
+			var req fasthttp.Request
+			var ctx fasthttp.RequestCtx
+			br := bufio.NewReader(nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				req.Reset()
+				br.Reset(bytes.NewReader(raw))
+				if err := req.Read(br); err != nil {
+					b.Fatal(err)
+				}
+				ctx.Init(&req, remote, nil)
+				el.serve(&ctx)
+				if ctx.Response.StatusCode() != 200 {
+					b.Fatalf("GET %s: want 200, got %d: %s", tc.uri, ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+			b.SetBytes(int64(len(ctx.Response.Body())))
+		})
 	}
 }
