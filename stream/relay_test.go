@@ -45,7 +45,9 @@ func TestRelayBetweenRegions(t *testing.T) {
 		waitFor(t, 10*time.Second, "relayed video and audio", func() bool { vid, aud := v.snapshot(); return len(vid) >= 40 && aud >= 10 })
 		vid, _ := v.snapshot()
 		last := vid[len(vid)-1]
-		if d := int64(pub.sent.Load()) - int64(counter(last)); d < 0 || d > 100 {
+		// The publisher counts a packet after writing it, so the relay may
+		// deliver it before the count moves: one ahead is in order.
+		if d := int64(pub.sent.Load()) - int64(counter(last)); d < -1 || d > 100 {
 			t.Fatalf("viewer %d: last relayed content %d is %d packets behind the publisher (expected under 100)", i, counter(last), d)
 		}
 	}

@@ -41,16 +41,18 @@ type pebble struct {
 
 func startPebble(t *testing.T) *pebble {
 	t.Helper()
-	modDir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
-	if err != nil {
-		t.Fatalf("locating the pebble module: %v", err)
-	}
-	certsDir := filepath.Join(strings.TrimSpace(string(modDir)), "test", "certs")
 	work := t.TempDir()
 	bin := filepath.Join(work, "pebble")
+	// Build first: on a fresh machine that downloads the module, and only
+	// then does `go list` know its directory.
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/letsencrypt/pebble/v2/cmd/pebble").CombinedOutput(); err != nil {
 		t.Fatalf("building pebble: %v\n%s", err, out)
 	}
+	modDir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
+	if err != nil || len(strings.TrimSpace(string(modDir))) == 0 {
+		t.Fatalf("locating the pebble module: %q %v", modDir, err)
+	}
+	certsDir := filepath.Join(strings.TrimSpace(string(modDir)), "test", "certs")
 
 	dnsAddr := startDNS(t)
 	p := &pebble{caRoots: filepath.Join(certsDir, "pebble.minica.pem"), log: &syncBuffer{}}
