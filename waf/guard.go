@@ -149,6 +149,9 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 		return pass, true
 	}
 	if g.bodyless {
+		if hlsPositive(ctx) {
+			return pass, true
+		}
 		reduced = emptyDocument
 	}
 	tx := g.engine.Begin(ctx, id, client, reduced)
