@@ -92,7 +92,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		routeName = "_healthz"
 		n.healthz(ctx, st)
 	case !supportedProtocol(ctx.Request.Header.Protocol()):
-		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.0, HTTP/1.1 and HTTP/2", r.ID)
+		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.1 and HTTP/1.0", r.ID)
 	case len(ctx.Request.Header.Host()) == 0:
 		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
 	case ctx.IsConnect():
