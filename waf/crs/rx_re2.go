@@ -58,9 +58,16 @@ func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 
 type re2RX struct{ re *re2.Regexp }
 
+// Evaluate answers most calls with RE2's DFA: nearly every value matches
+// nothing, and asking for submatches (which rules with the capture action
+// do) would make RE2 run its slower submatch engine on every value. Only a
+// value that matches is searched again for the groups.
 func (o *re2RX) Evaluate(tx plugintypes.TransactionState, value string) bool {
+	if !o.re.MatchString(value) {
+		return false
+	}
 	if !tx.Capturing() {
-		return o.re.MatchString(value)
+		return true
 	}
 	m := o.re.FindStringSubmatchIndex(value)
 	if m == nil {
@@ -103,11 +110,14 @@ func newGoRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 }
 
 func (o *goRX) Evaluate(tx plugintypes.TransactionState, value string) bool {
-	if !tx.Capturing() {
-		if o.bin != nil {
-			return o.bin.MatchString(value)
-		}
-		return o.utf8.MatchString(value)
+	var matched bool
+	if o.bin != nil {
+		matched = o.bin.MatchString(value)
+	} else {
+		matched = o.utf8.MatchString(value)
+	}
+	if !matched || !tx.Capturing() {
+		return matched
 	}
 	var m []int
 	if o.bin != nil {
