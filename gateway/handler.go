@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"net/netip"
@@ -148,6 +149,34 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	requestPool.Put(r)
 }
 
+// headerReceived runs once a request's headers are in, before its body is
+// read: a route with a body limit below the listener's gets it enforced
+// while reading (413 as soon as Content-Length, or the chunks so far, pass
+// it), not after buffering up to the listener's limit. Only a plain path is
+// matched this early; anything else is held to the listener's limit while
+// reading and to the route's by the shape check after.
+func (l *edgeListener) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	st := l.node.state.Load()
+	if st == nil {
+		return fasthttp.RequestConfig{}
+	}
+	ls := st.listeners[l.name]
+	path := h.RequestURI()
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if ls == nil || len(path) == 0 || path[0] != '/' || bytes.IndexByte(path, '%') >= 0 || bytes.Contains(path, dotSegment) {
+		return fasthttp.RequestConfig{}
+	}
+	route, _ := st.router.Match(h.Host(), h.Method(), path)
+	if route == nil || route.maxBody <= 0 || int64(route.maxBody) >= int64(ls.cfg.Limits.MaxBodyBytes) {
+		return fasthttp.RequestConfig{MaxRequestBodySize: int(ls.cfg.Limits.MaxBodyBytes)}
+	}
+	return fasthttp.RequestConfig{MaxRequestBodySize: route.maxBody}
+}
+
+var dotSegment = []byte("/.")
+
 func supportedProtocol(p []byte) bool {
 	return string(p) == "HTTP/1.1" || string(p) == "HTTP/1.0"
 }
@@ -161,18 +190,27 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return netip.Addr{}
 }
 
+// onError answers requests fasthttp could not read (headers too large, a
+// body over the limit, a timeout, garbage) as problem+json with a fresh
+// request id, like every other answer.
+func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
+	var buf [64]byte
+	id := l.node.g.ids.Append(buf[:0])
+	errorHandler(ctx, err, id)
+}
+
 // errorHandler answers requests fasthttp could not parse, as problem+json.
-func errorHandler(ctx *fasthttp.RequestCtx, err error) {
+func errorHandler(ctx *fasthttp.RequestCtx, err error, id []byte) {
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		problem.Write(ctx, problem.HeadersTooLarge, "", nil)
+		problem.Write(ctx, problem.HeadersTooLarge, "", id)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		problem.Write(ctx, problem.BodyTooLarge, "", nil)
+		problem.Write(ctx, problem.BodyTooLarge, "", id)
 	case errors.As(err, &ne) && ne.Timeout():
-		problem.Write(ctx, problem.RequestTimeout, "", nil)
+		problem.Write(ctx, problem.RequestTimeout, "", id)
 	default:
-		problem.Write(ctx, problem.BadRequest, "the request could not be parsed", nil)
+		problem.Write(ctx, problem.BadRequest, "the request could not be parsed", id)
 	}
 }

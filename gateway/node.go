@@ -281,7 +281,8 @@ func (el *edgeListener) start(lc configs.Listener) {
 	lim := lc.Limits
 	el.srv = &fasthttp.Server{
 		Handler:               el.serve,
-		ErrorHandler:          errorHandler,
+		HeaderReceived:        el.headerReceived,
+		ErrorHandler:          el.onError,
 		Name:                  "hedge",
 		ReadTimeout:           lim.ReadTimeout.D(),
 		WriteTimeout:          lim.WriteTimeout.D(),

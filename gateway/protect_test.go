@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -401,5 +402,36 @@ func TestProtectBadInput(t *testing.T) {
 				t.Fatalf("want a problem+json answer, got %q %q", ct, body)
 			}
 		})
+	}
+}
+
+// A route's body limit is enforced while reading: a declared Content-Length
+// over it is answered 413 at once, without waiting for the body.
+func TestRouteBodyLimitWhileReading(t *testing.T) {
+	f := newProtectFixture(t)
+	addr := strings.TrimPrefix(f.edge.url, "http://")
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	if _, err := c.Write([]byte("POST /api/x HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer before the body was sent: %v", err)
+	}
+	if resp.StatusCode != 413 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("want 413 problem+json, got %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("413 took %v: the body was waited for", took)
+	}
+	// Within the limit, the same route serves.
+	if resp, body := do(t, "POST", f.edge.url+"/api/x", "", `{"a":1}`, "Content-Type", "application/json"); resp.StatusCode != 200 {
+		t.Fatalf("small body: want 200, got %d %s", resp.StatusCode, body)
 	}
 }
