@@ -281,6 +281,7 @@ func TestSchemaOnMoneyRoute(t *testing.T) {
 		{"bad currency", `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"1","currency":"euro"}`, 422, "schema-violation", "/currency"},
 		{"unknown field", `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"1","currency":"EUR","admin":true}`, 422, "schema-violation", "admin"},
 		{"truncated json", `{"table_id":"0b9e1c8a-6a53`, 400, "malformed-body", ""},
+		{"no body", ``, 400, "malformed-body", ""},
 	}
 	for _, c := range cases {
 		resp, body := do(t, "POST", f.edge.url+"/bets", "", c.body, "Content-Type", "application/json")

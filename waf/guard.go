@@ -127,7 +127,9 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	}
 	var reduced []byte
 	var buf *[]byte
-	if g.schema != nil && len(ctx.Request.Body()) > 0 {
+	// A route's schema describes the body of every request that sends one,
+	// and an empty POST, PUT or PATCH sends none it could match.
+	if g.schema != nil && (len(ctx.Request.Body()) > 0 || sendsBody(ctx.Method())) {
 		body := ctx.Request.Body()
 		if v := g.schema.Check(body); v != nil {
 			t := problem.SchemaViolation
@@ -192,6 +194,10 @@ func (g *Guard) Finish(ctx *fasthttp.RequestCtx, pass Pass, id []byte, client ne
 	}
 	g.reportMatches(ctx, tx, id, client, false)
 	tx.End()
+}
+
+func sendsBody(m []byte) bool {
+	return string(m) == fasthttp.MethodPost || string(m) == fasthttp.MethodPut || string(m) == fasthttp.MethodPatch
 }
 
 // isJSON reports whether a Content-Type is application/json or a +json type.
