@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"time"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // profileResult is a CPU profile of hedge taken during a cell.
@@ -20,37 +14,9 @@ type profileResult struct {
 }
 
 // takeProfile fetches secs seconds of CPU profile from hedge's admin
-// listener (net/http/pprof) while the cell's load runs, stores it as
-// dir/name.pprof and summarises it with go tool pprof. The load must last
-// longer than secs for the profile to show only the cell.
+// listener while the cell's load runs, stores it as dir/name.pprof and
+// lists its 30 heaviest functions. The load must last longer than secs for
+// the profile to show only the cell.
 func takeProfile(ctx context.Context, admin string, secs int, dir, name string) profileResult {
-	c := &http.Client{Timeout: time.Duration(secs+15) * time.Second, Transport: &http.Transport{Proxy: nil}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
-	if err != nil {
-		return profileResult{Err: err.Error()}
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return profileResult{Err: err.Error()}
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return profileResult{Err: err.Error()}
-	}
-	if resp.StatusCode != http.StatusOK {
-		return profileResult{Err: fmt.Sprintf("pprof: %s: %.200s", resp.Status, b)}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return profileResult{Err: err.Error()}
-	}
-	file := filepath.Join(dir, name+".pprof")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		return profileResult{Err: err.Error()}
-	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=30", file).CombinedOutput()
-	if err != nil {
-		return profileResult{File: file, Err: fmt.Sprintf("go tool pprof: %v: %.300s", err, out)}
-	}
-	return profileResult{File: file, Top: strings.TrimSpace(string(out))}
+	return profileResult(benchkit.TakeProfile(ctx, admin, secs, 30, dir, name))
 }
