@@ -1,77 +1,26 @@
 package gateway
 
 import (
-	"bufio"
-	"io"
-	"os"
 	"strconv"
 	"sync"
 	"time"
 
+	"hedge/gateway/linelog"
 	"hedge/gateway/problem"
 )
 
-// accessLog writes one JSON line per request into a buffer that a
-// background flusher empties every interval, so the request path never waits
-// on a write system call.
+// accessLog writes one JSON line per request through a linelog.Writer,
+// so the request path never waits on a write system call.
 type accessLog struct {
-	mu     sync.Mutex
-	w      *bufio.Writer
-	file   io.Closer
-	stop   chan struct{}
-	done   chan struct{}
-	closed bool
+	*linelog.Writer
 }
 
 func openAccessLog(path string, every time.Duration) (*accessLog, error) {
-	var out io.Writer = os.Stdout
-	var closer io.Closer
-	if path != "" && path != "-" {
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-		if err != nil {
-			return nil, err
-		}
-		out, closer = f, f
+	w, err := linelog.Open(path, every)
+	if err != nil {
+		return nil, err
 	}
-	a := &accessLog{w: bufio.NewWriterSize(out, 64<<10), file: closer, stop: make(chan struct{}), done: make(chan struct{})}
-	go a.flusher(every)
-	return a, nil
-}
-
-func (a *accessLog) flusher(every time.Duration) {
-	defer close(a.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-			a.mu.Lock()
-			a.w.Flush()
-			a.mu.Unlock()
-		}
-	}
-}
-
-// Close flushes and stops the flusher; safe to call twice.
-func (a *accessLog) Close() error {
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		return nil
-	}
-	a.closed = true
-	a.mu.Unlock()
-	close(a.stop)
-	<-a.done
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	err := a.w.Flush()
-	if a.file != nil {
-		a.file.Close()
-	}
-	return err
+	return &accessLog{w}, nil
 }
 
 // entry is what one line records.
@@ -134,11 +83,7 @@ func (a *accessLog) write(e *entry) {
 		b = strconv.AppendInt(b, int64(e.attempts), 10)
 	}
 	b = append(b, "}\n"...)
-	a.mu.Lock()
-	if !a.closed {
-		a.w.Write(b)
-	}
-	a.mu.Unlock()
+	a.Write(b)
 	*bp = b
 	linePool.Put(bp)
 }

@@ -1,14 +1,14 @@
 package waf
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 	"unicode/utf8"
+
+	"hedge/gateway/linelog"
 )
 
 // AuditLog appends one JSON line per stopped request and per request with
@@ -18,13 +18,8 @@ import (
 // the WAF writes many lines, and a lost second of them is an acceptable
 // price for not stalling the request path.
 type AuditLog struct {
-	mu   sync.Mutex
-	f    *os.File
-	w    *bufio.Writer
+	w    *linelog.Writer
 	path string
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
 }
 
 // FlushEvery bounds how long an audit line may sit in the buffer.
@@ -36,47 +31,18 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("waf audit log: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	w, err := linelog.Open(path, FlushEvery)
 	if err != nil {
 		return nil, fmt.Errorf("waf audit log: %w", err)
 	}
-	a := &AuditLog{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path, stop: make(chan struct{}), done: make(chan struct{})}
-	go a.flusher()
-	return a, nil
+	return &AuditLog{w: w, path: path}, nil
 }
 
 // Path is the file the log appends to.
 func (a *AuditLog) Path() string { return a.path }
 
-func (a *AuditLog) flusher() {
-	defer close(a.done)
-	t := time.NewTicker(FlushEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-a.stop:
-			return
-		case <-t.C:
-			a.mu.Lock()
-			a.w.Flush()
-			a.mu.Unlock()
-		}
-	}
-}
-
 // Close flushes and closes the file (safe to call twice).
-func (a *AuditLog) Close() error {
-	var err error
-	a.once.Do(func() {
-		close(a.stop)
-		<-a.done
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.w.Flush()
-		err = a.f.Close()
-	})
-	return err
-}
+func (a *AuditLog) Close() error { return a.w.Close() }
 
 type auditRule struct {
 	ID       int    `json:"id"`
@@ -117,14 +83,11 @@ func (a *AuditLog) Write(region, node string, ev *Event) {
 	for _, m := range ev.Matches {
 		l.Rules = append(l.Rules, auditRule{ID: m.ID, Msg: m.Msg, Data: m.Data, Severity: m.Severity})
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	b, err := json.Marshal(&l)
 	if err != nil {
 		return
 	}
-	a.w.Write(b)
-	a.w.WriteByte('\n')
+	a.w.Write(append(b, '\n'))
 }
 
 // truncate cuts s to at most n bytes, at a rune boundary.
