@@ -269,7 +269,7 @@ func takeSnap(o options, serverPIDs []int) (sn snap, err error) {
 		return sn, err
 	}
 	sn.others = othersTicks()
-	sn.server, err = cpuTicks(serverPIDs)
+	sn.server, err = benchkit.CPUTicks(serverPIDs...)
 	return sn, err
 }
 

@@ -124,7 +124,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 		name: "nginx", proc: p, addr: listen,
 		// The master and its worker: the master does little, but it is
 		// part of what nginx costs.
-		pids:      func() []int { return append([]int{master}, children(master)...) },
+		pids:      func() []int { return append([]int{master}, benchkit.Children(master)...) },
 		accessLog: filepath.Join(dir, "access.log"),
 		errorLog:  filepath.Join(dir, "error.log"),
 		// SIGQUIT is nginx's graceful shutdown.

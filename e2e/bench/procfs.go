@@ -12,17 +12,6 @@ import (
 	"hedge/e2e/internal/benchkit"
 )
 
-// children lists the processes whose parent is pid (nginx's workers).
-func children(pid int) []int {
-	var out []int
-	for c, s := range benchkit.AllStats() {
-		if s.PPID == pid {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
 // othersTicks is the CPU time, in clock ticks, of every process outside
 // this program's own tree (it, the servers, the upstream, the clients),
 // kernel threads included (see benchkit.OthersTicks). On the two-CPU
@@ -43,19 +32,6 @@ func ticksBetween(t0, t1 uint64) float64 {
 		return 0
 	}
 	return float64(t1-t0) / benchkit.ClockTicks
-}
-
-// cpuTicks sums utime+stime of pids.
-func cpuTicks(pids []int) (uint64, error) {
-	var sum uint64
-	for _, pid := range pids {
-		s, err := benchkit.ReadStat(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += s.Utime + s.Stime
-	}
-	return sum, nil
 }
 
 // rssKB sums VmRSS (resident now) and VmHWM (resident at peak) of pids, in

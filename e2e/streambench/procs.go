@@ -223,9 +223,6 @@ func rssBytes(pid int) int64 {
 
 // cpuTicks is utime+stime of pid, in clock ticks.
 func cpuTicks(pid int) uint64 {
-	s, err := benchkit.ReadStat(pid)
-	if err != nil {
-		return 0
-	}
-	return s.Utime + s.Stime
+	t, _ := benchkit.CPUTicks(pid) // 0 once it has exited
+	return t
 }

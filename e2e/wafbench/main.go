@@ -363,7 +363,7 @@ func measureCell(ctx context.Context, o options, s *server, k kind) (cell, error
 			return c, err
 		}
 	}
-	t0, err := cpuTicks(pids)
+	t0, err := benchkit.CPUTicks(pids...)
 	if err != nil {
 		return c, err
 	}
@@ -375,7 +375,7 @@ func measureCell(ctx context.Context, o options, s *server, k kind) (cell, error
 		go func() { prof <- takeProfile(ctx, s.admin, o.profileSecs, o.out, name) }()
 	}
 	r := closedLoop(ctx, s.addr, k, o.n*s.scale, o.conns, o.cellMax)
-	t1, err := cpuTicks(pids)
+	t1, err := benchkit.CPUTicks(pids...)
 	if err != nil {
 		return c, fmt.Errorf("reading CPU times after the cell (did it exit?): %w", err)
 	}

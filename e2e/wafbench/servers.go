@@ -252,33 +252,9 @@ func startNginx(e *env, cpu int) (*server, error) {
 	master := p.PID()
 	return &server{name: "nginx-modsec", label: "nginx + ModSecurity 3 + Debian CRS", proc: p, addr: listen, scale: 1,
 		// The master and its worker.
-		pids:     func() []int { return append([]int{master}, children(master)...) },
+		pids:     func() []int { return append([]int{master}, benchkit.Children(master)...) },
 		stop:     func() { p.Stop(syscall.SIGQUIT, 5*time.Second) },
 		errorLog: filepath.Join(dir, "error.log")}, nil
-}
-
-// children lists the processes whose parent is pid (nginx's worker).
-func children(pid int) []int {
-	var out []int
-	for c, s := range benchkit.AllStats() {
-		if s.PPID == pid {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// cpuTicks sums utime+stime of pids, in clock ticks.
-func cpuTicks(pids []int) (uint64, error) {
-	var sum uint64
-	for _, pid := range pids {
-		s, err := benchkit.ReadStat(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += s.Utime + s.Stime
-	}
-	return sum, nil
 }
 
 // versions names what was measured besides hedge.

@@ -60,6 +60,31 @@ func AllStats() map[int]Stat {
 	return all
 }
 
+// Children lists the processes whose parent is pid (nginx's workers).
+func Children(pid int) []int {
+	var out []int
+	for c, s := range AllStats() {
+		if s.PPID == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// CPUTicks sums utime+stime of pids, in clock ticks. It fails, with 0, if
+// any of them cannot be read (it exited).
+func CPUTicks(pids ...int) (uint64, error) {
+	var sum uint64
+	for _, pid := range pids {
+		s, err := ReadStat(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += s.Utime + s.Stime
+	}
+	return sum, nil
+}
+
 // OthersTicks is the CPU time, in clock ticks, of every process outside
 // root's process tree (root is the harness: it, the servers, the load
 // generators), kernel threads included. Processes that exited are still
