@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -265,22 +266,13 @@ func (v *validator) waf(c *Config) {
 			if !strings.HasPrefix(r.Schema, "builtin:") {
 				v.readable(p+".schema", r.Schema)
 			}
-			if !slicesContainsFold(r.Limits.ContentTypes, "application/json") {
+			if !slices.ContainsFunc(r.Limits.ContentTypes, func(ct string) bool { return strings.EqualFold(ct, "application/json") }) {
 				v.bad(p+".schema", "a JSON schema needs limits.content_types to accept only application/json")
 			} else if len(r.Limits.ContentTypes) != 1 {
 				v.bad(p+".limits.content_types", "a route with a JSON schema accepts only application/json")
 			}
 		}
 	}
-}
-
-func slicesContainsFold(list []string, s string) bool {
-	for _, x := range list {
-		if strings.EqualFold(x, s) {
-			return true
-		}
-	}
-	return false
 }
 
 func (v *validator) wafSettings(p string, w *WAF, top bool) {

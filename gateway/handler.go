@@ -150,29 +150,32 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 }
 
 // headerReceived runs once a request's headers are in, before its body is
-// read: a route with a body limit below the listener's gets it enforced
-// while reading (413 as soon as Content-Length, or the chunks so far, pass
-// it), not after buffering up to the listener's limit. Only a plain path is
-// matched this early; anything else is held to the listener's limit while
-// reading and to the route's by the shape check after.
+// read, and sets the body limit enforced while reading (413 as soon as
+// Content-Length, or the chunks so far, pass it): the listener's from the
+// current state, so a reload changes it at once, or the route's when that
+// is lower, rather than only checking the route's after buffering. Only a
+// plain path is matched this early; anything else is held to the listener's
+// limit while reading and to the route's by the shape check after.
 func (l *edgeListener) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
 	st := l.node.state.Load()
 	if st == nil {
 		return fasthttp.RequestConfig{}
 	}
 	ls := st.listeners[l.name]
+	if ls == nil {
+		return fasthttp.RequestConfig{}
+	}
+	limit := int(ls.cfg.Limits.MaxBodyBytes)
 	path := h.RequestURI()
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	if ls == nil || len(path) == 0 || path[0] != '/' || bytes.IndexByte(path, '%') >= 0 || bytes.Contains(path, dotSegment) {
-		return fasthttp.RequestConfig{}
+	if len(path) > 0 && path[0] == '/' && bytes.IndexByte(path, '%') < 0 && !bytes.Contains(path, dotSegment) {
+		if route, _ := st.router.Match(h.Host(), h.Method(), path); route != nil && route.maxBody > 0 {
+			limit = min(limit, route.maxBody)
+		}
 	}
-	route, _ := st.router.Match(h.Host(), h.Method(), path)
-	if route == nil || route.maxBody <= 0 || int64(route.maxBody) >= int64(ls.cfg.Limits.MaxBodyBytes) {
-		return fasthttp.RequestConfig{MaxRequestBodySize: int(ls.cfg.Limits.MaxBodyBytes)}
-	}
-	return fasthttp.RequestConfig{MaxRequestBodySize: route.maxBody}
+	return fasthttp.RequestConfig{MaxRequestBodySize: limit}
 }
 
 var dotSegment = []byte("/.")
