@@ -1,9 +1,7 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -75,14 +73,11 @@ func startHedge(e *env, cpu int) (*server, error) {
 		"{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
 	).Replace(hedgeConfig)
-	path := filepath.Join(dir, "hedge.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
+	if err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command(e.hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("hedge check: %v\n%s", err, out)
-	}
-	p, err := benchkit.StartPinned("hedge", dir, cpu, e.hedgeBin, "serve", "-c", path, "-region", "bench", "-node", "bench-1")
+	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,11 +110,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"-p", dir + "/", "-c", path, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
-	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
-	}
-	p, err := benchkit.StartPinned("nginx", dir, cpu, nginxBin, args...)
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
 	if err != nil {
 		return nil, err
 	}

@@ -197,8 +197,8 @@ func run(o options) (err error) {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.CommandContext(ctx, e.hedge, "check", "-c", e.config).CombinedOutput(); err != nil {
-		return fmt.Errorf("hedge check: %v\n%s", err, out)
+	if err := benchkit.CheckHedgeConfig(ctx, e.hedge, e.config); err != nil {
+		return err
 	}
 	hedge, err := benchkit.Start("hedge", e.dir, o.serverCPU, e.hedge, "serve", "-c", e.config, "-region", region, "-node", node)
 	if err != nil {

@@ -170,20 +170,14 @@ func writeConfig(hedgeBin, dir, hostA, hostB string) (string, nodePorts, error) 
 	np = nodePorts{http: port, admin: admin, udp: udp}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{token}}", studioToken, "{{udp}}", strconv.Itoa(udp),
 		"{{hostA}}", hostA, "{{hostB}}", hostB, "{{port}}", strconv.Itoa(port), "{{admin}}", strconv.Itoa(admin)).Replace(hedgeConfig)
-	path := filepath.Join(dir, "hedge.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return "", np, err
-	}
-	if out, err := exec.Command(hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
-		return "", np, fmt.Errorf("hedge check: %v\n%s", err, out)
-	}
-	return path, np, nil
+	path, err := benchkit.WriteHedgeConfig(hedgeBin, dir, conf)
+	return path, np, err
 }
 
 // startHedge runs one node pinned to cpu and waits until its stream route
 // answers.
 func startHedge(ctx context.Context, hedgeBin, dir, conf, region string, cpu int, base string) (*benchkit.Proc, error) {
-	p, err := benchkit.StartPinned("hedge-"+region, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", region+"-1")
+	p, err := benchkit.StartHedge("hedge-"+region, dir, cpu, hedgeBin, conf, region, region+"-1")
 	if err != nil {
 		return nil, err
 	}

@@ -108,14 +108,11 @@ func startHedge(e *env, cpu int, mode string) (*server, error) {
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{upstream}}", e.upstream, "{{mode}}", strconv.Quote(mode)).Replace(hedgeConfig)
-	path := filepath.Join(dir, "hedge.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
+	if err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command(e.hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("hedge check: %v\n%s", err, out)
-	}
-	p, err := benchkit.StartPinned("hedge", dir, cpu, e.hedgeBin, "serve", "-c", path, "-region", "bench", "-node", "bench-1")
+	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
 	if err != nil {
 		return nil, err
 	}
@@ -241,11 +238,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 	if err := os.WriteFile(path, []byte(r.Replace(nginxConfig)), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"-p", dir + "/", "-c", path, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
-	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
-	}
-	p, err := benchkit.StartPinned("nginx", dir, cpu, nginxBin, args...)
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
 	if err != nil {
 		return nil, err
 	}

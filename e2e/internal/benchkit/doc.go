@@ -1,6 +1,9 @@
 // Package benchkit is the plumbing the end-to-end benchmark harnesses
-// (e2e/bench and e2e/moneybench) share: child processes pinned to a CPU
-// in their own process group (Proc), readings of /proc (ReadStat,
-// OthersTicks, CPUBusy), and the machine description and result files of
-// their reports (Machine, WriteJSON, WriteResults).
+// (e2e/bench, e2e/moneybench, e2e/wafbench and e2e/streambench) share:
+// child processes pinned to a CPU in their own process group (Proc), hedge
+// and nginx started from a configuration that was checked first
+// (WriteHedgeConfig, StartHedge, StartNginx), readings of /proc (ReadStat,
+// CPUTicks, Children, OthersTicks, CPUBusy), hedge's CPU profile
+// (TakeProfile), and the machine description and result files of their
+// reports (Machine, WriteJSON, WriteResults).
 package benchkit

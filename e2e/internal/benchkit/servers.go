@@ -1,0 +1,50 @@
+package benchkit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+)
+
+// WriteHedgeConfig writes conf to dir/hedge.yaml and checks it with
+// `hedge check` (see CheckHedgeConfig). It returns the file's path.
+func WriteHedgeConfig(hedgeBin, dir, conf string) (string, error) {
+	path := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return "", err
+	}
+	if err := CheckHedgeConfig(context.Background(), hedgeBin, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// CheckHedgeConfig runs `hedge check -c path`, so that a schema mistake
+// is reported as such, not as a server that never came up.
+func CheckHedgeConfig(ctx context.Context, hedgeBin, path string) error {
+	if out, err := exec.CommandContext(ctx, hedgeBin, "check", "-c", path).CombinedOutput(); err != nil {
+		return fmt.Errorf("hedge check: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// StartHedge runs `hedge serve` with the configuration conf as node of
+// region, pinned to cpu (StartPinned); its output goes to dir/name.out.
+func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) (*Proc, error) {
+	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
+}
+
+// StartNginx checks the configuration conf with `nginx -t`, then runs
+// nginx in the foreground (daemon off) with its master pinned to cpu; the
+// workers inherit the affinity. The system's nginx service and files are
+// left alone: -p, -c and -e point everything into dir, where its error log
+// is error.log and its output nginx.out. SIGQUIT stops it gracefully.
+func StartNginx(dir string, cpu int, nginxBin, conf string) (*Proc, error) {
+	args := []string{"-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
+	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
+	}
+	return StartPinned("nginx", dir, cpu, nginxBin, args...)
+}
