@@ -176,7 +176,7 @@ func run(o options) (err error) {
 	}
 	// Measure a copy: bin/hedge may be rebuilt while the rounds run, and
 	// every round must measure the same program.
-	if e.hedgeBin, err = copyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
+	if e.hedgeBin, err = benchkit.CopyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
 
@@ -191,7 +191,7 @@ func run(o options) (err error) {
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
 	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return getOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
+	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return benchkit.GetOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
 		return err
 	}
 
@@ -227,27 +227,6 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Print(md)
 	return rep.write(o.out, md)
-}
-
-// copyExecutable copies src to dst and returns dst.
-func copyExecutable(src, dst string) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	return dst, os.WriteFile(dst, b, 0o755)
-}
-
-func getOK(c *http.Client, url string) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // writeCert makes the self-signed ECDSA P-256 certificate both servers

@@ -154,7 +154,7 @@ func run(o options) (err error) {
 	}
 	defer os.RemoveAll(e.dir)
 	// Measure a copy: bin/hedge may be rebuilt while this runs.
-	if e.hedge, err = copyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
+	if e.hedge, err = benchkit.CopyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
 	for _, a := range []*string{&e.redisAddr, &e.ledgerAddr, &e.listen, &e.admin} {
@@ -189,7 +189,7 @@ func run(o options) (err error) {
 	}
 	defer ledger.Stop(syscall.SIGTERM, 3*time.Second)
 	plainHTTP := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
-	if err := benchkit.WaitFor(ctx, ledger, 10*time.Second, func() error { return getOK(plainHTTP, "http://"+e.ledgerAddr+"/healthz") }); err != nil {
+	if err := benchkit.WaitFor(ctx, ledger, 10*time.Second, func() error { return benchkit.GetOK(plainHTTP, "http://"+e.ledgerAddr+"/healthz") }); err != nil {
 		return err
 	}
 
@@ -537,27 +537,7 @@ func redisCmd(addr, cmd string) (string, error) {
 	return line[1:], nil
 }
 
-func getOK(c *http.Client, url string) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
-}
-
 func port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
-}
-
-func copyExecutable(src, dst string) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	return dst, os.WriteFile(dst, b, 0o755)
 }

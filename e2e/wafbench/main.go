@@ -182,7 +182,7 @@ func run(o options) (err error) {
 		return err
 	}
 	// Measure a copy: bin/hedge may be rebuilt while the run goes on.
-	if e.hedgeBin, err = copyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
+	if e.hedgeBin, err = benchkit.CopyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
 	if o.wafref != "" {
@@ -439,15 +439,6 @@ func upstreamUp(addr string) error {
 		err = fmt.Errorf("upstream answered %d", code)
 	}
 	return err
-}
-
-// copyExecutable copies src to dst and returns dst.
-func copyExecutable(src, dst string) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", err
-	}
-	return dst, os.WriteFile(dst, b, 0o755)
 }
 
 // median of xs (the lower middle for an even count); xs is sorted in place.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,4 +181,28 @@ func ExitOnError(prefix string, err error) {
 		fmt.Fprintln(os.Stderr, prefix, err)
 		os.Exit(1)
 	}
+}
+
+// GetOK fetches url with c and fails unless it answers 200: a readiness
+// probe for WaitFor.
+func GetOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// CopyExecutable copies src to dst and returns dst. A harness measures a
+// copy: bin/hedge may be rebuilt while it runs.
+func CopyExecutable(src, dst string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	return dst, os.WriteFile(dst, b, 0o755)
 }
