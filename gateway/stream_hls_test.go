@@ -8,19 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/valyala/fasthttp"
 
 	"hedge/stream/player"
+	"hedge/stream/streamtest"
 )
 
 // hlsEdgeConfig is a two-region deployment whose nodes serve /live/ as a
@@ -115,119 +111,15 @@ func freeUDPPortOn(t testing.TB) string {
 	return ""
 }
 
-// hlsPeerAPI is a pion API on loopback UDP with the default codecs.
-func hlsPeerAPI(t testing.TB) *webrtc.API {
+// publishSample publishes package hls's H.264 sample in a loop at 30 fps
+// through the edge's WHIP endpoint, until the test ends.
+func publishSample(t testing.TB, api *webrtc.API, whip string) {
 	t.Helper()
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
-}
-
-// hlsOffer creates pc's offer and waits for its candidates.
-func hlsOffer(t testing.TB, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	off, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(off); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ICE gathering timed out")
-	}
-	return pc.LocalDescription().SDP
-}
-
-// sampleFrames are the access units of package hls's H.264 sample (Annex
-// B, 60 frames at 30 fps, a keyframe every 30).
-func sampleFrames(t testing.TB) [][]byte {
-	t.Helper()
-	raw, err := os.ReadFile("../stream/hls/testdata/sample.h264")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var aus [][]byte
-	var cur []byte
-	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
-		n = bytes.TrimRight(n, "\x00")
-		if len(n) == 0 {
-			continue
-		}
-		cur = append(cur, 0, 0, 0, 1)
-		cur = append(cur, n...)
-		if t := n[0] & 0x1f; t == 1 || t == 5 { // a slice ends the access unit
-			aus, cur = append(aus, cur), nil
-		}
-	}
+	aus := streamtest.Frames(t, "../stream/hls/testdata/sample.h264")
 	if len(aus) < 30 {
 		t.Fatalf("expected at least 30 frames in the sample, got %d", len(aus))
 	}
-	return aus
-}
-
-// publishSample publishes the H.264 sample in a loop at 30 fps through the
-// edge's WHIP endpoint, until the test ends.
-func publishSample(t testing.TB, api *webrtc.API, whip string) {
-	t.Helper()
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "studio")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest("POST", whip, strings.NewReader(hlsOffer(t, pc)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer studio-a-token")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHIP %s: expected 201, got %d %s", whip, resp.StatusCode, body)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		t.Fatal(err)
-	}
-	aus := sampleFrames(t)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
-		}
-	}()
-	t.Cleanup(func() { close(stop); wg.Wait(); _ = pc.Close() })
+	streamtest.PublishSample(t, api, whip, "studio-a-token", aus, 0)
 }
 
 // getOK GETs url and fails the test unless it answers 200.
@@ -317,7 +209,7 @@ func descriptor(t *testing.T, url string) (player.Descriptor, *http.Response) {
 // the player and publish pages are served.
 func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	sea, eu := hlsTwoRegions(t, 1, true)
-	api := hlsPeerAPI(t)
+	api := streamtest.DefaultAPI(t)
 	live := sea.url + "/live/bacc-07/"
 
 	// Before the studio: offline, WebRTC preferred, URLs and ICE servers.
@@ -413,7 +305,7 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 // LL-HLS viewer request, on top of the muxer's.
 func BenchmarkStreamLLHLS(b *testing.B) {
 	sea, _ := hlsTwoRegions(b, 0, false)
-	publishSample(b, hlsPeerAPI(b), sea.url+"/live/bacc-07/whip")
+	publishSample(b, streamtest.DefaultAPI(b), sea.url+"/live/bacc-07/whip")
 	pl := waitLLHLS(b, sea.url+"/live/bacc-07/hls/", 20*time.Second)
 	var seg string
 	for _, s := range pl.Segments {

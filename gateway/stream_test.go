@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+
+	"hedge/stream/streamtest"
 )
 
 // streamConfig is one node whose /live/ route is a stream route, behind
@@ -62,7 +63,7 @@ func streamPeerAPI(t *testing.T) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{
-		MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+		MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: streamtest.H264Fmtp,
 		RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}},
 	}}, webrtc.RTPCodecTypeVideo); err != nil {
 		t.Fatal(err)
@@ -72,30 +73,7 @@ func streamPeerAPI(t *testing.T) *webrtc.API {
 	}}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
-}
-
-func gatheredOffer(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	off, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(off); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g:
-	case <-time.After(5 * time.Second):
-		t.Fatal("ICE gathering timed out")
-	}
-	return pc.LocalDescription().SDP
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(streamtest.SettingEngine()))
 }
 
 // A studio publishes over WHIP and a player watches over WHEP, both
@@ -122,7 +100,7 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	offer := gatheredOffer(t, pub)
+	offer := streamtest.Offer(t, pub)
 
 	// A studio token for other streams only, and no token: 401.
 	resp, body := do(t, "POST", e.url+"/live/roulette-1/whip", "", offer, "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
@@ -202,7 +180,7 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 			}
 		}
 	})
-	playOffer := gatheredOffer(t, play)
+	playOffer := streamtest.Offer(t, play)
 	// The stream may need a moment to have both tracks; WHEP waits for them.
 	resp, body = do(t, "POST", e.url+"/live/bacc-01/whep", "", playOffer, "Content-Type", "application/sdp")
 	if resp.StatusCode != http.StatusCreated {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"hedge/stream/streamtest"
 )
 
 const g722Offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" +
@@ -44,7 +46,7 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 	if _, err := vp8PC.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 		t.Fatal(err)
 	}
-	vp8Offer := offerOf(t, vp8PC)
+	vp8Offer := streamtest.Offer(t, vp8PC)
 
 	tok := func(stream string, exp time.Duration) string {
 		return SignViewerToken(key, stream, time.Now().Add(exp))
@@ -121,7 +123,7 @@ func offerFor(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	return offerOf(t, pc)
+	return streamtest.Offer(t, pc)
 }
 
 // A publisher that connects nothing (its offer is answered, then it goes

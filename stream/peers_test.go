@@ -13,18 +13,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
+
+	"hedge/stream/streamtest"
 )
 
 // Test peers are real pion PeerConnections on loopback, talking to a real
 // Server behind a real fasthttp listener.
-
-const testH264Fmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
 
 type testNode struct {
 	t    *testing.T
@@ -69,7 +68,7 @@ func clientAPI(t *testing.T, withNack bool, codecs ...webrtc.RTPCodecParameters)
 	m := &webrtc.MediaEngine{}
 	if len(codecs) == 0 {
 		codecs = []webrtc.RTPCodecParameters{
-			{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: testH264Fmtp, RTCPFeedback: videoFeedback}},
+			{PayloadType: 102, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: streamtest.H264Fmtp, RTCPFeedback: videoFeedback}},
 			{PayloadType: 111, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}},
 		}
 	}
@@ -88,11 +87,7 @@ func clientAPI(t *testing.T, withNack bool, codecs ...webrtc.RTPCodecParameters)
 			t.Fatal(err)
 		}
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se := streamtest.SettingEngine()
 	// Retransmissions repeat sequence numbers the viewer may have seen.
 	se.DisableSRTPReplayProtection(true)
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
@@ -129,25 +124,6 @@ func do(t *testing.T, method, url, ctype, auth string, body []byte, hdr ...strin
 	return httpResult{resp.StatusCode, resp.Header, string(b)}
 }
 
-// offerOf creates pc's offer with all candidates.
-func offerOf(t *testing.T, pc *webrtc.PeerConnection) string {
-	t.Helper()
-	off, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(off); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g:
-	case <-time.After(5 * time.Second):
-		t.Fatal("client ICE gathering timed out")
-	}
-	return pc.LocalDescription().SDP
-}
-
 // testPublisher sends a synthetic H.264 + Opus stream whose payloads carry
 // a counter, so receivers can check content, not just sequence numbers.
 type testPublisher struct {
@@ -169,7 +145,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 		t.Fatal(err)
 	}
 	p := &testPublisher{t: t, pc: pc, stop: make(chan struct{})}
-	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: testH264Fmtp}, "video", "studio")
+	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: streamtest.H264Fmtp}, "video", "studio")
 	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
 	for _, tr := range []*webrtc.TrackLocalStaticRTP{p.video, p.audio} {
 		tc, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
@@ -193,7 +169,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 			}
 		}()
 	}
-	res := do(t, "POST", n.base+stream+"/whip", "application/sdp", token, []byte(offerOf(t, pc)))
+	res := do(t, "POST", n.base+stream+"/whip", "application/sdp", token, []byte(streamtest.Offer(t, pc)))
 	if res.status != http.StatusCreated {
 		_ = pc.Close()
 		return nil, res
@@ -287,7 +263,7 @@ func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testVi
 			v.mu.Unlock()
 		}
 	})
-	res := do(t, "POST", n.base+stream+"/whep", "application/sdp", "", []byte(offerOf(t, pc)), hdr...)
+	res := do(t, "POST", n.base+stream+"/whep", "application/sdp", "", []byte(streamtest.Offer(t, pc)), hdr...)
 	if res.status != http.StatusCreated {
 		_ = pc.Close()
 		return nil, res

@@ -1,59 +1,22 @@
 package hubfeed
 
 import (
-	"bytes"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
-	"github.com/pion/ice/v4"
-	"github.com/pion/rtcp"
-	"github.com/pion/webrtc/v4"
-	"github.com/pion/webrtc/v4/pkg/media"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"hedge/stream"
 	"hedge/stream/hls"
+	"hedge/stream/streamtest"
 )
-
-// frames splits the Annex-B sample of package hls into access units (one
-// slice per frame) and reports which are keyframes.
-func frames(t *testing.T) (aus [][]byte, keys []bool) {
-	raw, err := os.ReadFile("../testdata/sample.h264")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cur []byte
-	key := false
-	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
-		n = bytes.TrimRight(n, "\x00")
-		if len(n) == 0 {
-			continue
-		}
-		cur = append(cur, 0, 0, 0, 1)
-		cur = append(cur, n...)
-		switch n[0] & 0x1f {
-		case 5:
-			key = true
-			fallthrough
-		case 1:
-			aus, keys = append(aus, cur), append(keys, key)
-			cur, key = nil, false
-		}
-	}
-	if len(aus) != 60 {
-		t.Fatalf("expected 60 frames in the sample, got %d", len(aus))
-	}
-	return aus, keys
-}
 
 // TestPublisherToLLHLS publishes the sample with a pion peer through a real
 // stream.Server, starting on a P frame, and checks that the muxer hubfeed
@@ -87,84 +50,13 @@ func TestPublisherToLLHLS(t *testing.T) {
 	base := "http://" + ln.Addr().String() + "/live/"
 	defer func() { _ = hs.Shutdown(); wg.Wait(); _ = srv.Close() }()
 
-	// A pion publisher.
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
+	// A pion publisher, from frame 1: the stream starts without a keyframe.
+	aus := streamtest.Frames(t, "../testdata/sample.h264")
+	if len(aus) != 60 {
+		t.Fatalf("expected 60 frames in the sample, got %d", len(aus))
 	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	video, _ := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
-		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "studio")
-	var plis atomic.Int64
-	tc, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	var pwg sync.WaitGroup
-	pwg.Add(2)
-	go func() {
-		defer pwg.Done()
-		for {
-			pkts, _, err := tc.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, p := range pkts {
-				if _, ok := p.(*rtcp.PictureLossIndication); ok {
-					plis.Add(1)
-				}
-			}
-		}
-	}()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	req, _ := http.NewRequest("POST", base+"t1/whip", strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer tok")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHIP: expected 201, got %d: %s", resp.StatusCode, answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
-	aus, _ := frames(t)
-	go func() {
-		defer pwg.Done()
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := 1; ; i++ { // from frame 1: the stream starts without a keyframe
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
-		}
-	}()
-	defer func() { close(stop); _ = pc.Close(); pwg.Wait() }()
+	pub := streamtest.PublishSample(t, streamtest.DefaultAPI(t), base+"t1/whip", "tok", aus, 1)
+	defer pub.Close()
 
 	deadline := time.Now().Add(20 * time.Second)
 	var m *hls.Muxer
@@ -209,8 +101,8 @@ func TestPublisherToLLHLS(t *testing.T) {
 			t.Errorf("segment %s: expected 1-2 s, got %v", s.URI, s.Duration)
 		}
 	}
-	if st.KeyframeRequests < 1 || plis.Load() < 1 {
-		t.Errorf("expected the muxer to ask for a keyframe and the publisher to get a PLI, got %d requests, %d PLIs", st.KeyframeRequests, plis.Load())
+	if st.KeyframeRequests < 1 || pub.PLIs() < 1 {
+		t.Errorf("expected the muxer to ask for a keyframe and the publisher to get a PLI, got %d requests, %d PLIs", st.KeyframeRequests, pub.PLIs())
 	}
 	if st.Frames == 0 || st.Errors != 0 || st.Lost != 0 {
 		t.Errorf("expected frames packaged without loss or errors, got %+v", st)
