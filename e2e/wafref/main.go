@@ -34,6 +34,7 @@ import (
 	txhttp "github.com/corazawaf/coraza/v3/http"
 	"github.com/corazawaf/coraza/v3/types"
 
+	"hedge/waf/ftw"
 	"hedge/waf/ftw/albedo"
 )
 
@@ -173,7 +174,9 @@ func directives(o options) (string, error) {
 		b.WriteString("SecResponseBodyAccess Off\n")
 	}
 	if o.testProfile {
-		b.WriteString(testProfile)
+		// The same profile as hedge's hedge_ftw build; Coraza's recommended
+		// configuration keeps the response types the RESPONSE-955 tests need.
+		b.WriteString(ftw.Profile)
 	}
 	b.WriteString("Include @crs-setup.conf.example\n")
 	for _, p := range []int{3, 4, 5} {
@@ -187,24 +190,3 @@ func directives(o options) (string, error) {
 	b.WriteString("Include @owasp_crs/*.conf\n")
 	return b.String(), nil
 }
-
-// testProfile is the configuration CRS's regression tests are written for
-// (rule 900005) and go-ftw's marker rule, which logs the X-CRS-Test header of
-// go-ftw's marker requests and removes every other rule from them. It keeps
-// the recommended response MIME types (text/plain, text/html, text/xml):
-// SecResponseBodyMimeType replaces the list, and the RESPONSE-955 web-shell
-// tests need text/html inspected.
-const testProfile = `SecAction "id:900005,phase:1,nolog,pass,\
-  ctl:ruleEngine=DetectionOnly,\
-  ctl:ruleRemoveById=910000,\
-  setvar:tx.crs_validate_utf8_encoding=1,\
-  setvar:tx.arg_name_length=100,\
-  setvar:tx.arg_length=400,\
-  setvar:tx.total_arg_length=64000,\
-  setvar:tx.max_num_args=255,\
-  setvar:tx.max_file_size=64100,\
-  setvar:tx.combined_file_sizes=65535"
-SecRule REQUEST_HEADERS:X-CRS-Test "@rx ^.*$" "id:999999,phase:1,log,pass,t:none,\
-  msg:'X-CRS-Test %{MATCHED_VAR}',\
-  ctl:ruleRemoveById=1-999998"
-`
