@@ -114,11 +114,7 @@ func (n *Node) buildProtection(st *nodeState, ls *listenerState, routes []*Route
 	hooks := n.wafHooks(st)
 	ls.guards = make([]*waf.Guard, len(routes))
 	for i, rc := range st.cfg.Routes {
-		maxBody := int64(rc.MaxBodyBytes)
-		if maxBody == 0 {
-			maxBody = int64(ls.cfg.Limits.MaxBodyBytes)
-		}
-		g, err := n.g.wafCache.Guard(st.cfg, waf.Scope{Region: n.region, Node: n.name, Listener: ls.cfg.Name}, ls.cfg, rc, maxBody, hooks, &st.held)
+		g, err := n.g.wafCache.Guard(st.cfg, waf.Scope{Region: n.region, Node: n.name, Listener: ls.cfg.Name}, ls.cfg, rc, hooks, &st.held)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", ls.cfg.Name, err)
 		}

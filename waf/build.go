@@ -111,9 +111,13 @@ type Scope struct {
 // Guard builds the guard of route on listener. Global rate limits are
 // shared by every route of the node; a route's own are its own. The global
 // ACL is not part of it: the listener checks it before routing (NewACL).
-func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r configs.Route, maxBody int64, hooks *Hooks, h *Held) (*Guard, error) {
+func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r configs.Route, hooks *Hooks, h *Held) (*Guard, error) {
 	if h.c == nil {
 		h.c = c
+	}
+	maxBody := int64(r.MaxBodyBytes)
+	if maxBody == 0 {
+		maxBody = int64(l.Limits.MaxBodyBytes)
 	}
 	g := &Guard{listener: sc.Listener, route: r.Name, hooks: hooks, shape: NewShape(r.Limits, maxBody)}
 	acl, err := NewACL(r.ACL)
@@ -339,12 +343,8 @@ func Check(cfg *configs.Config) error {
 		for _, n := range reg.Nodes {
 			for _, l := range n.Listeners {
 				for _, r := range cfg.Routes {
-					maxBody := int64(r.MaxBodyBytes)
-					if maxBody == 0 {
-						maxBody = int64(l.Limits.MaxBodyBytes)
-					}
 					sc := Scope{Region: reg.Name, Node: n.Name, Listener: l.Name}
-					if _, err := c.Guard(cfg, sc, l, r, maxBody, nil, &h); err != nil {
+					if _, err := c.Guard(cfg, sc, l, r, nil, &h); err != nil {
 						return fmt.Errorf("region %s node %s listener %s: %w", reg.Name, n.Name, l.Name, err)
 					}
 				}

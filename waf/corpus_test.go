@@ -113,7 +113,7 @@ func guards(t *testing.T, cache *waf.Cache, held *waf.Held, pl int) map[string]*
 	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
 	out := map[string]*waf.Guard{}
 	for _, r := range cfg.Routes {
-		g, err := cache.Guard(&cfg, waf.Scope{Region: "sea", Node: "sea-1", Listener: "public"}, l, r, 1<<20, nil, held)
+		g, err := cache.Guard(&cfg, waf.Scope{Region: "sea", Node: "sea-1", Listener: "public"}, l, r, nil, held)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,7 +44,7 @@ routes:
 	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
 	var guards []*waf.Guard
 	for _, r := range cfg.Routes {
-		g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, r, int64(r.MaxBodyBytes), nil, &held)
+		g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, r, nil, &held)
 		if err != nil {
 			f.Fatal(err)
 		}
