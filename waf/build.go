@@ -73,29 +73,25 @@ func (h *Held) Release() {
 	c := h.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, k := range h.engines {
-		if e := c.engines[k]; e != nil {
-			if e.refs--; e.refs <= 0 {
-				delete(c.engines, k)
-			}
-		}
-	}
-	for _, k := range h.schemas {
-		if e := c.schemas[k]; e != nil {
-			if e.refs--; e.refs <= 0 {
-				delete(c.schemas, k)
-			}
-		}
-	}
-	for _, k := range h.limiters {
-		if e := c.limiters[k]; e != nil {
-			if e.refs--; e.refs <= 0 {
-				e.v.Close()
-				delete(c.limiters, k)
-			}
-		}
-	}
+	release(c.engines, h.engines, nil)
+	release(c.schemas, h.schemas, nil)
+	release(c.limiters, h.limiters, (*ratelimit.Limiter).Close)
 	h.engines, h.schemas, h.limiters, h.c = nil, nil, nil, nil
+}
+
+// release drops one reference for each key, and the entries nobody holds
+// any more (closing them, when close is set).
+func release[T any](m map[string]*cached[T], keys []string, close func(T) error) {
+	for _, k := range keys {
+		if e := m[k]; e != nil {
+			if e.refs--; e.refs <= 0 {
+				if close != nil {
+					close(e.v)
+				}
+				delete(m, k)
+			}
+		}
+	}
 }
 
 // ruleContentTypes is CRS's "request content type is not allowed" rule.
