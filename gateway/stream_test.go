@@ -1,18 +1,14 @@
 package gateway
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"hedge/stream/streamtest"
@@ -88,19 +84,8 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 	api := streamPeerAPI(t)
 
 	// Studio: H.264 + Opus, each payload carrying a counter.
-	pub, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	video, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, "video", "studio")
-	audio, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
-	for _, tr := range []*webrtc.TrackLocalStaticRTP{video, audio} {
-		if _, err := pub.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	offer := streamtest.Offer(t, pub)
+	pub := streamtest.NewPublisher(t, api)
+	offer := streamtest.Offer(t, pub.PC)
 
 	// A studio token for other streams only, and no token: 401.
 	resp, body := do(t, "POST", e.url+"/live/roulette-1/whip", "", offer, "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
@@ -122,86 +107,33 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 		t.Error("WHIP 201 without X-Request-Id")
 	}
 	pubLocation := resp.Header.Get("Location")
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+	if err := pub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer func() { close(stop); wg.Wait() }()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := uint32(1); ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			p := make([]byte, 100)
-			binary.BigEndian.PutUint32(p, i)
-			_ = video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: i * 900, Marker: true}, Payload: p})
-			if i%2 == 0 {
-				_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i / 2), Timestamp: i * 480}, Payload: p[:40]})
-			}
-		}
-	}()
+	pub.Send(1)
 
 	// Player.
-	play, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer play.Close()
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := play.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var nVideo, nAudio atomic.Int64
-	var mu sync.Mutex
-	var counters []uint32
-	play.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			pkt, _, err := tr.ReadRTP()
-			if err != nil {
-				return
-			}
-			if tr.Kind() == webrtc.RTPCodecTypeAudio {
-				nAudio.Add(1)
-				continue
-			}
-			nVideo.Add(1)
-			if len(pkt.Payload) >= 4 {
-				mu.Lock()
-				counters = append(counters, binary.BigEndian.Uint32(pkt.Payload))
-				mu.Unlock()
-			}
-		}
-	})
-	playOffer := streamtest.Offer(t, play)
+	play := streamtest.NewViewer(t, api)
+	playOffer := streamtest.Offer(t, play.PC)
 	// The stream may need a moment to have both tracks; WHEP waits for them.
 	resp, body = do(t, "POST", e.url+"/live/bacc-01/whep", "", playOffer, "Content-Type", "application/sdp")
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("WHEP through the gateway: expected 201, got %d %s", resp.StatusCode, body)
 	}
-	if err := play.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+	if err := play.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for nVideo.Load() < 50 || nAudio.Load() < 20 {
+	for vid, aud := play.Snapshot(); len(vid) < 50 || aud < 20; vid, aud = play.Snapshot() {
 		if time.Now().After(deadline) {
-			t.Fatalf("player through the gateway: expected ≥ 50 video and ≥ 20 audio packets in 15s, got %d and %d", nVideo.Load(), nAudio.Load())
+			t.Fatalf("player through the gateway: expected ≥ 50 video and ≥ 20 audio packets in 15s, got %d and %d", len(vid), aud)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	mu.Lock()
-	got := append([]uint32(nil), counters...)
-	mu.Unlock()
+	got, _ := play.Snapshot()
 	for i := 1; i < len(got); i++ {
-		if got[i] <= got[i-1] {
-			t.Fatalf("player's video content out of order at packet %d: counter %d after %d", i, got[i], got[i-1])
+		if c, prev := streamtest.Counter(got[i]), streamtest.Counter(got[i-1]); c <= prev {
+			t.Fatalf("player's video content out of order at packet %d: counter %d after %d", i, c, prev)
 		}
 	}
 

@@ -3,6 +3,8 @@ package stream
 import (
 	"testing"
 	"time"
+
+	"hedge/stream/streamtest"
 )
 
 // A studio that reconnects within the grace period continues the same
@@ -22,15 +24,15 @@ func TestPublisherReconnectContinuity(t *testing.T) {
 			if a == nil {
 				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
 			}
-			a.send(1)
+			a.Send(1)
 			waitFor(t, 10*time.Second, "tracks", func() bool { h := n.srv.Hub("bj-3"); return h != nil && len(h.Tracks()) == 2 })
 			v, res := newViewer(t, n, "bj-3")
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 			}
-			waitFor(t, 10*time.Second, "packets of the first publisher", func() bool { vid, _ := v.snapshot(); return len(vid) >= 30 })
+			waitFor(t, 10*time.Second, "packets of the first publisher", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 30 })
 			if c.dropFirst {
-				a.close()
+				a.Close()
 				waitFor(t, 10*time.Second, "the first publisher's session to end", func() bool { return n.srv.Stats().Sessions == 1 })
 				time.Sleep(200 * time.Millisecond)
 			}
@@ -38,25 +40,25 @@ func TestPublisherReconnectContinuity(t *testing.T) {
 			if b == nil {
 				t.Fatalf("reconnecting WHIP: expected 201, got %d %s", res.status, res.body)
 			}
-			b.send(100000) // a new encoder: new SSRC, sequence numbers and timestamps
+			b.Send(100000) // a new encoder: new SSRC, sequence numbers and timestamps
 			waitFor(t, 10*time.Second, "packets of the second publisher", func() bool {
-				vid, _ := v.snapshot()
-				return len(vid) > 0 && counter(vid[len(vid)-1]) >= 100030
+				vid, _ := v.Snapshot()
+				return len(vid) > 0 && streamtest.Counter(vid[len(vid)-1]) >= 100030
 			})
 			if !c.dropFirst {
 				waitFor(t, 5*time.Second, "the replaced session to end", func() bool { return n.srv.Stats().Sessions == 2 })
 			}
-			vid, _ := v.snapshot()
+			vid, _ := v.Snapshot()
 			switched := false
 			for j := 1; j < len(vid); j++ {
 				p, q := vid[j-1], vid[j]
 				if ds := q.SequenceNumber - p.SequenceNumber; ds != 1 {
-					t.Fatalf("packet %d: sequence number jumped by %d (%d → %d) at content %d → %d", j, ds, p.SequenceNumber, q.SequenceNumber, counter(p), counter(q))
+					t.Fatalf("packet %d: sequence number jumped by %d (%d → %d) at content %d → %d", j, ds, p.SequenceNumber, q.SequenceNumber, streamtest.Counter(p), streamtest.Counter(q))
 				}
 				if int32(q.Timestamp-p.Timestamp) <= 0 {
 					t.Fatalf("packet %d: timestamp went from %d to %d", j, p.Timestamp, q.Timestamp)
 				}
-				if counter(p) < 100000 && counter(q) >= 100000 {
+				if streamtest.Counter(p) < 100000 && streamtest.Counter(q) >= 100000 {
 					switched = true
 					// The gap in timestamps follows the wall-clock gap: under 10 s.
 					if d := q.Timestamp - p.Timestamp; d > 90000*10 {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"hedge/stream/streamtest"
 )
 
 // iceServers of the tests' node, and the Link headers RFC 9725 §4.6 says
@@ -34,7 +36,7 @@ func TestCreatedAdvertisesICEServers(t *testing.T) {
 	if got := res.header.Values("Link"); !slices.Equal(got, wantLinks) {
 		t.Errorf("WHIP 201 Link headers:\nexpected %q\ngot      %q", wantLinks, got)
 	}
-	pub.send(1)
+	pub.Send(1)
 	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-21"); return h != nil && len(h.Tracks()) == 2 })
 	v, res := newViewer(t, n, "bacc-21")
 	if v == nil {
@@ -142,12 +144,12 @@ func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, 
 // they are the stream's content in order, without a gap.
 func videoContinues(t *testing.T, v *testViewer, what string) {
 	t.Helper()
-	vid, _ := v.snapshot()
+	vid, _ := v.Snapshot()
 	before := len(vid)
-	waitFor(t, 15*time.Second, "video "+what, func() bool { vid, _ := v.snapshot(); return len(vid) >= before+100 })
-	vid, _ = v.snapshot()
+	waitFor(t, 15*time.Second, "video "+what, func() bool { vid, _ := v.Snapshot(); return len(vid) >= before+100 })
+	vid, _ = v.Snapshot()
 	for j := max(1, before); j < len(vid); j++ {
-		if ds, dc := vid[j].SequenceNumber-vid[j-1].SequenceNumber, counter(vid[j])-counter(vid[j-1]); ds != uint16(dc) {
+		if ds, dc := vid[j].SequenceNumber-vid[j-1].SequenceNumber, streamtest.Counter(vid[j])-streamtest.Counter(vid[j-1]); ds != uint16(dc) {
 			t.Fatalf("%s, packet %d: sequence advanced by %d but content by %d", what, j, ds, dc)
 		}
 	}
@@ -166,17 +168,17 @@ func TestICERestartByPATCH(t *testing.T) {
 				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
 			}
 			pubAnswer, pubETag := res.body, res.header.Get("ETag")
-			pub.send(1)
+			pub.Send(1)
 			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
 			v, res := newViewer(t, n, "bacc-22")
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 			}
-			waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.snapshot(); return len(vid) >= 20 })
+			waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 
-			pc, location, answer, etag := v.pc, v.location, res.body, res.header.Get("ETag")
+			pc, location, answer, etag := v.PC, v.location, res.body, res.header.Get("ETag")
 			if who == "whip studio" {
-				pc, location, answer, etag = pub.pc, pub.location, pubAnswer, pubETag
+				pc, location, answer, etag = pub.PC, pub.location, pubAnswer, pubETag
 			}
 			frag := restartICE(t, n, pc, location, answer, etag)
 			videoContinues(t, v, "after the "+who+"'s ICE restart")
@@ -204,7 +206,7 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if pub == nil {
 		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
 	}
-	pub.send(1)
+	pub.Send(1)
 	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-23"); return h != nil && len(h.Tracks()) == 2 })
 
 	pc, err := clientAPI(t, false).NewPeerConnection(webrtc.Configuration{})

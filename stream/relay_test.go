@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"hedge/stream/streamtest"
 )
 
 // Two regions in one process: the studio publishes in eu; viewers in sea
@@ -19,7 +21,7 @@ func TestRelayBetweenRegions(t *testing.T) {
 	if pub == nil {
 		t.Fatalf("WHIP at eu: expected 201, got %d %s", res.status, res.body)
 	}
-	pub.send(1)
+	pub.Send(1)
 	waitFor(t, 10*time.Second, "the stream at eu", func() bool { h := eu.srv.Hub("bacc-09"); return h != nil && len(h.Tracks()) == 2 })
 
 	var vs []*testViewer
@@ -32,7 +34,7 @@ func TestRelayBetweenRegions(t *testing.T) {
 	}
 	for i, v := range vs {
 		defer func() {
-			vid, aud := v.snapshot()
+			vid, aud := v.Snapshot()
 			h := sea.srv.Hub("bacc-09")
 			if h == nil {
 				return
@@ -42,13 +44,13 @@ func TestRelayBetweenRegions(t *testing.T) {
 			}
 			t.Logf("viewer %d: video %d audio %d, eu stats %+v", i, len(vid), aud, eu.srv.Stats())
 		}()
-		waitFor(t, 10*time.Second, "relayed video and audio", func() bool { vid, aud := v.snapshot(); return len(vid) >= 40 && aud >= 10 })
-		vid, _ := v.snapshot()
+		waitFor(t, 10*time.Second, "relayed video and audio", func() bool { vid, aud := v.Snapshot(); return len(vid) >= 40 && aud >= 10 })
+		vid, _ := v.Snapshot()
 		last := vid[len(vid)-1]
 		// The publisher counts a packet after writing it, so the relay may
 		// deliver it before the count moves: one ahead is in order.
-		if d := int64(pub.sent.Load()) - int64(counter(last)); d < -1 || d > 100 {
-			t.Fatalf("viewer %d: last relayed content %d is %d packets behind the publisher (expected under 100)", i, counter(last), d)
+		if d := int64(pub.Sent()) - int64(streamtest.Counter(last)); d < -1 || d > 100 {
+			t.Fatalf("viewer %d: last relayed content %d is %d packets behind the publisher (expected under 100)", i, streamtest.Counter(last), d)
 		}
 	}
 	if st := eu.srv.Stats(); st.Viewers != 1 {
@@ -77,18 +79,18 @@ func TestRelayBetweenRegions(t *testing.T) {
 	pulled.closeSync()
 	r := sea.srv.relays["bacc-09"]
 	waitFor(t, 15*time.Second, "the relay to reconnect", func() bool { return r.pulls.Load() >= 2 })
-	mark := pub.sent.Load()
+	mark := pub.Sent()
 	waitFor(t, 10*time.Second, "content sent after the reconnect at every sea viewer", func() bool {
 		for _, v := range vs {
-			vid, _ := v.snapshot()
-			if len(vid) == 0 || counter(vid[len(vid)-1]) < mark+20 {
+			vid, _ := v.Snapshot()
+			if len(vid) == 0 || streamtest.Counter(vid[len(vid)-1]) < mark+20 {
 				return false
 			}
 		}
 		return true
 	})
 	for i, v := range vs {
-		vid, _ := v.snapshot()
+		vid, _ := v.Snapshot()
 		for j := 1; j < len(vid); j++ {
 			if ds := vid[j].SequenceNumber - vid[j-1].SequenceNumber; ds != 1 && int16(ds) > 0 && ds > 200 {
 				t.Fatalf("viewer %d: sequence number jumped by %d across the relay reconnect", i, ds)
@@ -97,12 +99,12 @@ func TestRelayBetweenRegions(t *testing.T) {
 	}
 
 	for _, v := range vs {
-		v.close()
+		v.Close()
 	}
 	waitFor(t, 10*time.Second, "the relay to stop after the last viewer left", func() bool {
 		return sea.srv.Stats().Relays == 0 && sea.srv.Stats().Streams == 0 && eu.srv.Stats().Viewers == 0
 	})
-	pub.close()
+	pub.Close()
 	sea.stop()
 	eu.stop()
 	goroutinesSettle(t, base)

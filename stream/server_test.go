@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
+
+	"hedge/stream/streamtest"
 )
 
 // goroutinesSettle fails t unless the goroutine count returns to base
@@ -38,29 +40,29 @@ func TestFanOutPLIAndCleanup(t *testing.T) {
 	if res.header.Get("ETag") == "" || res.header.Get("Content-Type") != "application/sdp" {
 		t.Errorf("WHIP 201: expected ETag and application/sdp, got ETag %q Content-Type %q", res.header.Get("ETag"), res.header.Get("Content-Type"))
 	}
-	pub.send(1)
+	pub.Send(1)
 	waitFor(t, 10*time.Second, "the stream's first track", func() bool { h := n.srv.Hub("bacc-07"); return h != nil && len(h.Tracks()) == 2 })
 
 	const viewers = 4
 	var vs []*testViewer
 	for i := range viewers {
-		before := pub.plis.Load()
+		before := pub.PLIs()
 		v, res := newViewer(t, n, "bacc-07")
 		if v == nil {
 			t.Fatalf("WHEP viewer %d: expected 201, got %d %s", i, res.status, res.body)
 		}
 		vs = append(vs, v)
 		// A keyframe request reaches the publisher once the viewer connects.
-		waitFor(t, 5*time.Second, "a PLI at the publisher after a viewer joined", func() bool { return pub.plis.Load() > before })
+		waitFor(t, 5*time.Second, "a PLI at the publisher after a viewer joined", func() bool { return pub.PLIs() > before })
 	}
 	for i, v := range vs {
-		waitFor(t, 10*time.Second, "video and audio at every viewer", func() bool { vid, aud := v.snapshot(); return len(vid) >= 50 && aud >= 20 })
-		vid, _ := v.snapshot()
+		waitFor(t, 10*time.Second, "video and audio at every viewer", func() bool { vid, aud := v.Snapshot(); return len(vid) >= 50 && aud >= 20 })
+		vid, _ := v.Snapshot()
 		// The same content in the same order: consecutive sequence numbers
 		// carry consecutive counters.
 		for j := 1; j < len(vid); j++ {
 			ds := vid[j].SequenceNumber - vid[j-1].SequenceNumber
-			dc := counter(vid[j]) - counter(vid[j-1])
+			dc := streamtest.Counter(vid[j]) - streamtest.Counter(vid[j-1])
 			if ds != uint16(dc) {
 				t.Fatalf("viewer %d packet %d: sequence advanced by %d but content by %d", i, j, ds, dc)
 			}
@@ -78,12 +80,12 @@ func TestFanOutPLIAndCleanup(t *testing.T) {
 		if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+v.location, "", "", nil); r.status != http.StatusOK {
 			t.Fatalf("DELETE viewer %d: expected 200, got %d %s", i, r.status, r.body)
 		}
-		v.close()
+		v.Close()
 	}
 	if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+pub.location, "", "", nil); r.status != http.StatusOK {
 		t.Fatalf("DELETE publisher: expected 200, got %d %s", r.status, r.body)
 	}
-	pub.close()
+	pub.Close()
 	waitFor(t, 5*time.Second, "no sessions, streams or UDP mappings", func() bool {
 		st := n.srv.Stats()
 		return st.Sessions == 0 && st.Streams == 0 && st.Viewers == 0 && st.UDPMappings == 0
@@ -98,31 +100,31 @@ func TestNACKFromStreamCache(t *testing.T) {
 	if pub == nil {
 		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
 	}
-	pub.send(1000)
+	pub.Send(1000)
 	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("roulette-1"); return h != nil && len(h.Tracks()) == 2 })
 	v, res := newViewer(t, n, "roulette-1")
 	if v == nil {
 		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 10*time.Second, "60 video packets", func() bool { vid, _ := v.snapshot(); return len(vid) >= 60 })
-	vid, _ := v.snapshot()
+	waitFor(t, 10*time.Second, "60 video packets", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 60 })
+	vid, _ := v.Snapshot()
 	want := map[uint16]uint32{}
 	var nacks []rtcp.NackPair
 	for _, p := range vid[10:15] {
-		want[p.SequenceNumber] = counter(p)
+		want[p.SequenceNumber] = streamtest.Counter(p)
 		nacks = append(nacks, rtcp.NackPair{PacketID: p.SequenceNumber})
 	}
-	if err := v.pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: v.ssrc.Load(), Nacks: nacks}}); err != nil {
+	if err := v.PC.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: v.SSRC(), Nacks: nacks}}); err != nil {
 		t.Fatal(err)
 	}
 	// Each NACKed packet arrives a second time, with the same content.
 	waitFor(t, 5*time.Second, "the NACKed packets again", func() bool {
-		vid, _ := v.snapshot()
+		vid, _ := v.Snapshot()
 		seen := map[uint16]int{}
 		for _, p := range vid {
 			if c, ok := want[p.SequenceNumber]; ok {
-				if counter(p) != c {
-					t.Fatalf("retransmitted seq %d: expected content %d, got %d", p.SequenceNumber, c, counter(p))
+				if streamtest.Counter(p) != c {
+					t.Fatalf("retransmitted seq %d: expected content %d, got %d", p.SequenceNumber, c, streamtest.Counter(p))
 				}
 				seen[p.SequenceNumber]++
 			}

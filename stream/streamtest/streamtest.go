@@ -1,10 +1,12 @@
 // Package streamtest holds what the tests of the live-stream code share:
-// pion peers on loopback, offers with their candidates, and a studio that
-// publishes package hls's H.264 sample over WHIP. Only tests import it.
+// pion peers on loopback, offers with their candidates, a studio and a
+// player whose RTP payloads carry a counter, and a studio that publishes
+// package hls's H.264 sample over WHIP. Only tests import it.
 package streamtest
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 )
@@ -182,3 +185,165 @@ func (p *SamplePublisher) Close() {
 		p.wg.Wait()
 	})
 }
+
+// Publisher is a studio sending a synthetic H.264 + Opus stream whose
+// payloads carry a counter, so that receivers can check content, not just
+// sequence numbers. It counts the keyframe requests (PLIs) it gets.
+type Publisher struct {
+	PC    *webrtc.PeerConnection
+	video *webrtc.TrackLocalStaticRTP
+	audio *webrtc.TrackLocalStaticRTP
+	plis  atomic.Int64
+	sent  atomic.Uint32 // video counter
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+// NewPublisher makes a publisher's peer with api, its sendonly video and
+// audio tracks added; the caller makes the offer (Offer) and sets the
+// answer. It is closed at the end of the test.
+func NewPublisher(t testing.TB, api *webrtc.API) *Publisher {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Publisher{PC: pc, stop: make(chan struct{})}
+	t.Cleanup(p.Close)
+	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264Fmtp}, "video", "studio")
+	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{p.video, p.audio} {
+		tc, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sender := tc.Sender()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for {
+				pkts, _, err := sender.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, x := range pkts {
+					if _, ok := x.(*rtcp.PictureLossIndication); ok {
+						p.plis.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	return p
+}
+
+// Send starts sending: video every 10ms, audio every 20ms, from counter
+// start; video timestamps advance 900 per packet.
+func (p *Publisher) Send(start uint32) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		seq := uint16(start * 7) // arbitrary start, differs per publisher
+		for i := start; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+			}
+			payload := make([]byte, 200)
+			binary.BigEndian.PutUint32(payload, i)
+			_ = p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: i * 900, Marker: true}, Payload: payload})
+			if i%2 == 0 {
+				_ = p.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq / 2, Timestamp: i * 480}, Payload: payload[:40]})
+			}
+			p.sent.Store(i)
+			seq++
+		}
+	}()
+}
+
+// PLIs is how many keyframe requests the publisher has had.
+func (p *Publisher) PLIs() int64 { return p.plis.Load() }
+
+// Sent is the counter of the last video packet sent.
+func (p *Publisher) Sent() uint32 { return p.sent.Load() }
+
+// Close stops sending and closes the peer; it may be called again.
+func (p *Publisher) Close() {
+	p.once.Do(func() {
+		close(p.stop)
+		_ = p.PC.Close()
+		p.wg.Wait()
+	})
+}
+
+// Viewer is a player's peer that records what arrives: the video packets
+// (headers and the counter, Counter) and how many audio packets.
+type Viewer struct {
+	PC    *webrtc.PeerConnection
+	mu    sync.Mutex
+	video []rtp.Packet // headers + first 4 payload bytes
+	audio int
+	ssrc  atomic.Uint32
+	wg    sync.WaitGroup
+}
+
+// NewViewer makes a viewer's peer with api, receiving video and audio; the
+// caller makes the offer (Offer) and sets the answer. It is closed at the
+// end of the test.
+func NewViewer(t testing.TB, api *webrtc.API) *Viewer {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Viewer{PC: pc}
+	t.Cleanup(v.Close)
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		v.wg.Add(1)
+		defer v.wg.Done()
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			v.ssrc.Store(uint32(tr.SSRC()))
+		}
+		for {
+			pkt, _, err := tr.ReadRTP()
+			if err != nil {
+				return
+			}
+			v.mu.Lock()
+			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				pkt.Payload = append([]byte(nil), pkt.Payload[:4]...)
+				v.video = append(v.video, *pkt)
+			} else {
+				v.audio++
+			}
+			v.mu.Unlock()
+		}
+	})
+	return v
+}
+
+// Close closes the peer and waits for its track readers; it may be called
+// again.
+func (v *Viewer) Close() { _ = v.PC.Close(); v.wg.Wait() }
+
+// Snapshot returns the video packets and the count of audio packets so far.
+func (v *Viewer) Snapshot() ([]rtp.Packet, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]rtp.Packet(nil), v.video...), v.audio
+}
+
+// SSRC is the SSRC of the video track received, 0 before it arrives.
+func (v *Viewer) SSRC() uint32 { return v.ssrc.Load() }
+
+// Counter is the counter a Publisher put in a video packet.
+func Counter(p rtp.Packet) uint32 { return binary.BigEndian.Uint32(p.Payload) }
