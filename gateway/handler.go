@@ -170,7 +170,9 @@ func (l *edgeListener) headerReceived(h *fasthttp.RequestHeader) fasthttp.Reques
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
-	if len(path) > 0 && path[0] == '/' && bytes.IndexByte(path, '%') < 0 && !bytes.Contains(path, dotSegment) {
+	// Requests without a body (most of them) need no route limit: the route
+	// is matched once, in serve.
+	if h.ContentLength() != 0 && len(path) > 0 && path[0] == '/' && bytes.IndexByte(path, '%') < 0 && !bytes.Contains(path, dotSegment) {
 		if route, _ := st.router.Match(h.Host(), h.Method(), path); route != nil && route.maxBody > 0 {
 			limit = min(limit, route.maxBody)
 		}
