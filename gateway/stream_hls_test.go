@@ -20,21 +20,9 @@ import (
 )
 
 // hlsEdgeConfig is a two-region deployment whose nodes serve /live/ as a
-// stream route behind the whole request path (WAF in block mode at PL1, as
-// the demo runs it); sea's node allows one WebRTC viewer. Each node takes
-// ICE on its own loopback address, on the same UDP port.
-const hlsEdgeConfig = `
-data_dir: {{DATA}}
-waf: {mode: block, paranoia_level: 1}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-routes:
-  - name: live
-    kind: stream
-    match: {path_prefix: /live/}
-    max_body_bytes: 64KiB
-streams:
+// stream route (streamRouteYAML); sea's node allows one WebRTC viewer.
+// Each node takes ICE on its own loopback address, on the same UDP port.
+const hlsEdgeConfig = streamRouteYAML + `streams:
   studios: [{name: studio-a, token: studio-a-token}]
   ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}, {urls: ["turn:turn.example.net:3478"], username: u1, credential: c1}]}
   max_viewers_per_node: {{CAP}}

@@ -14,9 +14,10 @@ import (
 	"hedge/stream/streamtest"
 )
 
-// streamConfig is one node whose /live/ route is a stream route, behind
-// the whole request path (WAF in block mode at PL1, as the demo runs it).
-const streamConfig = `
+// streamRouteYAML is the head of the stream tests' configurations: /live/
+// is a stream route behind the whole request path (WAF in block mode at
+// PL1, as the demo runs it).
+const streamRouteYAML = `
 data_dir: {{DATA}}
 waf: {mode: block, paranoia_level: 1}
 log: {level: debug, access: {enabled: false}}
@@ -27,7 +28,10 @@ routes:
     kind: stream
     match: {path_prefix: /live/}
     max_body_bytes: 64KiB
-streams:
+`
+
+// streamConfig is one node whose /live/ route is a stream route.
+const streamConfig = streamRouteYAML + `streams:
   studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
   ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}]}
   relay: false
