@@ -154,22 +154,31 @@ func (x *session) created(ctx *fasthttp.RequestCtx, answer string) {
 	ctx.SetBodyString(answer)
 }
 
-// publish serves POST /live/{stream}/whip.
-func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
-	studio, ok := studioFor(s.opts.Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
-	if !ok {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
-		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
-		return
-	}
+// readOffer reads a WHIP or WHEP POST's SDP offer and the codecs it
+// offers; on failure it has answered.
+func (s *Server) readOffer(ctx *fasthttp.RequestCtx, requestID []byte) ([]byte, map[string]bool, bool) {
 	offer, ok := s.readBody(ctx, "application/sdp", requestID)
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	codecs, err := offerCodecs(offer)
 	if err != nil {
 		problem.Write(ctx, problem.InvalidSDP, "the offer is not valid SDP with audio or video", requestID)
+		return nil, nil, false
+	}
+	return offer, codecs, true
+}
+
+// publish serves POST /live/{stream}/whip.
+func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
+	studio, ok := studioFor(s.opts.Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
+	if !ok {
+		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
+		return
+	}
+	offer, codecs, ok := s.readOffer(ctx, requestID)
+	if !ok {
 		return
 	}
 	if !publishable(codecs) {
@@ -301,13 +310,8 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 			return
 		}
 	}
-	offer, ok := s.readBody(ctx, "application/sdp", requestID)
+	offer, codecs, ok := s.readOffer(ctx, requestID)
 	if !ok {
-		return
-	}
-	codecs, err := offerCodecs(offer)
-	if err != nil {
-		problem.Write(ctx, problem.InvalidSDP, "the offer is not valid SDP with audio or video", requestID)
 		return
 	}
 	hub, _ := s.hubFor(stream, false)
