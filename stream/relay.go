@@ -79,7 +79,8 @@ type relay struct {
 // startRelay returns the hub of a stream pulled from another region, or nil
 // when there are no peers.
 func (s *Server) startRelay(stream string) *Hub {
-	if len(s.opts.Relay.Peers) == 0 {
+	o := s.options()
+	if len(o.Relay.Peers) == 0 {
 		return nil
 	}
 	hub, err := s.hubFor(stream, true)
@@ -100,8 +101,8 @@ func (s *Server) startRelay(stream string) *Hub {
 	// A pull nobody ends up watching stops too, counted from when the
 	// viewer who started it has stopped waiting for the stream's tracks.
 	r.mu.Lock()
-	r.lastLeave = time.Now().Add(s.opts.Relay.ReadyTimeout)
-	r.idle = time.AfterFunc(s.opts.Relay.ReadyTimeout+s.opts.Relay.Grace, r.checkIdle)
+	r.lastLeave = time.Now().Add(o.Relay.ReadyTimeout)
+	r.idle = time.AfterFunc(o.Relay.ReadyTimeout+o.Relay.Grace, r.checkIdle)
 	r.mu.Unlock()
 	return hub
 }
@@ -129,12 +130,12 @@ func (r *relay) viewerLeft() {
 	if r.idle != nil {
 		r.idle.Stop()
 	}
-	r.idle = time.AfterFunc(r.s.opts.Relay.Grace, r.checkIdle)
+	r.idle = time.AfterFunc(r.s.options().Relay.Grace, r.checkIdle)
 }
 
 func (r *relay) checkIdle() {
 	r.mu.Lock()
-	left := r.s.opts.Relay.Grace - time.Since(r.lastLeave)
+	left := r.s.options().Relay.Grace - time.Since(r.lastLeave)
 	if r.hub.Viewers() > 0 {
 		r.idle = nil
 		r.mu.Unlock()
@@ -174,7 +175,7 @@ func (r *relay) stop() {
 
 func (r *relay) run() {
 	defer close(r.done)
-	o := r.s.opts.Relay
+	o := r.s.options().Relay
 	backoff := o.MinBackoff
 	for {
 		if r.pull() {
@@ -196,7 +197,7 @@ func (r *relay) run() {
 // until the connection breaks or the relay stops. It reports whether it
 // connected.
 func (r *relay) pull() bool {
-	for _, peer := range r.s.opts.Relay.Peers {
+	for _, peer := range r.s.options().Relay.Peers {
 		if r.ctx.Err() != nil {
 			return false
 		}
@@ -261,14 +262,15 @@ func (r *relay) pullFrom(url string) bool {
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	req.Header.Set(relayHeader, "1")
-	if len(s.opts.ViewerTokenKey) > 0 {
-		req.Header.Set("Authorization", "Bearer "+SignViewerToken(s.opts.ViewerTokenKey, r.stream, time.Now().Add(time.Minute)))
+	o := s.options()
+	if len(o.ViewerTokenKey) > 0 {
+		req.Header.Set("Authorization", "Bearer "+SignViewerToken(o.ViewerTokenKey, r.stream, time.Now().Add(time.Minute)))
 	}
-	resp, err := s.opts.Relay.Client.Do(req)
+	resp, err := o.Relay.Client.Do(req)
 	if err != nil {
 		return false
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, int64(s.opts.MaxBodyBytes)))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, int64(o.MaxBodyBytes)))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		return false
@@ -315,7 +317,7 @@ func (r *relay) deleteSession(whepURL, location string) {
 	if err != nil {
 		return
 	}
-	if resp, err := r.s.opts.Relay.Client.Do(req); err == nil {
+	if resp, err := r.s.options().Relay.Client.Do(req); err == nil {
 		resp.Body.Close()
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +20,8 @@ import (
 )
 
 // Options configure a Server. Zero durations and sizes take the defaults
-// named on each field.
+// named on each field. Reconfigure changes them on a running server, all
+// but ICE's sockets (UDP, TCP, NAT1To1IPs, Loopback), OnHub and Logger.
 type Options struct {
 	// Prefix is the path before the stream name (default "/live/").
 	Prefix string
@@ -87,9 +89,13 @@ func (o *Options) defaults() {
 // /whep create sessions; PATCH and DELETE on /live/{stream}/whip/{id} (and
 // whep) trickle ICE, restart ICE and end them.
 type Server struct {
-	opts Options
+	// opts is read once per use, never held across a request's steps
+	// that may span a Reconfigure: a snapshot, swapped whole.
+	opts atomic.Pointer[Options]
 	eng  *engine
 	log  *slog.Logger
+	// reconf serialises Reconfigure (not requests).
+	reconf sync.Mutex
 
 	mu       sync.Mutex
 	hubs     map[string]*hubEntry
@@ -115,10 +121,79 @@ func NewServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
-		opts: opts, eng: eng, log: opts.Logger,
+	s := &Server{
+		eng: eng, log: opts.Logger,
 		hubs: map[string]*hubEntry{}, sessions: map[string]*session{}, relays: map[string]*relay{},
-	}, nil
+	}
+	s.opts.Store(&opts)
+	return s, nil
+}
+
+// options is the current settings; callers must not modify them.
+func (s *Server) options() *Options { return s.opts.Load() }
+
+// Restart-only settings, as Reconfigure names them.
+const (
+	SettingICEUDP        = "ICE.UDP"
+	SettingICETCP        = "ICE.TCP"
+	SettingICENAT1To1IPs = "ICE.NAT1To1IPs"
+	SettingICELoopback   = "ICE.Loopback"
+)
+
+// Reconfigure applies opts to the running server without touching its
+// sessions, streams or relays. Each request reads the settings once as it
+// needs them, so a request that is running may finish on the old ones.
+//
+// What changes: studios and their tokens (a studio removed, or whose token
+// or patterns changed, keeps its live session but cannot publish again
+// without the new credentials), takeover, the viewer token key, viewer
+// caps (for new viewers: those over a lowered cap stay), the publisher
+// grace (of every stream, from its publisher's next departure), the media
+// timeout (of new sessions), the ICE servers handed to clients, the body
+// limit, the prefix, and relaying (new pulls use the new peers and client;
+// pulls that run keep their viewers and end as before, after the grace).
+//
+// What does not: the ICE sockets and candidates (UDP, TCP, NAT1To1IPs,
+// Loopback) keep their running values; Reconfigure returns the names
+// (Setting*) of those that opts would change, so the caller can say that
+// they need a restart. OnHub and Logger stay as NewServer set them.
+func (s *Server) Reconfigure(opts Options) (needRestart []string) {
+	opts.defaults()
+	s.reconf.Lock()
+	defer s.reconf.Unlock()
+	old := s.options()
+	if opts.ICE.UDP != old.ICE.UDP {
+		needRestart = append(needRestart, SettingICEUDP)
+	}
+	if opts.ICE.TCP != old.ICE.TCP {
+		needRestart = append(needRestart, SettingICETCP)
+	}
+	if !slices.Equal(opts.ICE.NAT1To1IPs, old.ICE.NAT1To1IPs) {
+		needRestart = append(needRestart, SettingICENAT1To1IPs)
+	}
+	if opts.ICE.Loopback != old.ICE.Loopback {
+		needRestart = append(needRestart, SettingICELoopback)
+	}
+	opts.ICE.UDP, opts.ICE.TCP, opts.ICE.NAT1To1IPs, opts.ICE.Loopback = old.ICE.UDP, old.ICE.TCP, old.ICE.NAT1To1IPs, old.ICE.Loopback
+	opts.OnHub, opts.Logger = old.OnHub, old.Logger
+	s.opts.Store(&opts)
+
+	if opts.PublisherGrace != old.PublisherGrace {
+		s.mu.Lock()
+		hubs := make([]*Hub, 0, len(s.hubs))
+		for _, e := range s.hubs {
+			hubs = append(hubs, e.hub)
+		}
+		s.mu.Unlock()
+		for _, h := range hubs {
+			h.setGrace(opts.PublisherGrace)
+		}
+	}
+	if old.Relay.Client != opts.Relay.Client {
+		// Pulls that run finish on the old client; its idle connections go.
+		old.Relay.Client.CloseIdleConnections()
+	}
+	return needRestart
 }
 
 // UDPAddr is the address of the node's ICE UDP socket.
@@ -198,9 +273,10 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 		s.mu.Unlock()
 		return nil, nil
 	}
+	o := s.options()
 	e := &hubEntry{}
 	e.hub = newHub(name, hubConfig{
-		grace: s.opts.PublisherGrace, keyframeEvery: s.opts.KeyframeInterval, cacheSize: s.opts.CachePackets,
+		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, cacheSize: o.CachePackets,
 		onEnd: func(h *Hub) {
 			s.mu.Lock()
 			if s.hubs[name] == e {
@@ -218,8 +294,8 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 	})
 	s.hubs[name] = e
 	s.mu.Unlock()
-	if s.opts.OnHub != nil {
-		e.cleanup = s.opts.OnHub(e.hub)
+	if o.OnHub != nil {
+		e.cleanup = o.OnHub(e.hub)
 	}
 	return e.hub, nil
 }
@@ -228,7 +304,7 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 // problem bodies. The handler may block while ICE candidates are gathered
 // (milliseconds: host candidates on the node's muxed sockets only).
 func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
-	rest, ok := strings.CutPrefix(string(ctx.Path()), s.opts.Prefix)
+	rest, ok := strings.CutPrefix(string(ctx.Path()), s.options().Prefix)
 	if !ok {
 		problem.Write(ctx, problem.NotFound, "", requestID)
 		return
@@ -310,7 +386,7 @@ func (s *Server) session(id string) *session {
 
 // HLSURL is the LL-HLS playlist of a stream, named to viewers over a cap.
 func (s *Server) HLSURL(stream string) string {
-	return s.opts.Prefix + stream + "/hls/index.m3u8"
+	return s.options().Prefix + stream + "/hls/index.m3u8"
 }
 
 // readOffer checks the body of a POST or PATCH; it writes the problem and
@@ -325,8 +401,8 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, contentType string, requestI
 		return nil, false
 	}
 	b := ctx.PostBody()
-	if len(b) > s.opts.MaxBodyBytes {
-		problem.Write(ctx, problem.BodyTooLarge, "at most "+strconv.Itoa(s.opts.MaxBodyBytes)+" bytes", requestID)
+	if limit := s.options().MaxBodyBytes; len(b) > limit {
+		problem.Write(ctx, problem.BodyTooLarge, "at most "+strconv.Itoa(limit)+" bytes", requestID)
 		return nil, false
 	}
 	return b, true
@@ -334,7 +410,7 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, contentType string, requestI
 
 // linkICEServers advertises the ICE servers (RFC 9725 §4.6).
 func (s *Server) linkICEServers(ctx *fasthttp.RequestCtx) {
-	for _, srv := range s.opts.ICE.Servers {
+	for _, srv := range s.options().ICE.Servers {
 		for _, u := range srv.URLs {
 			v := "<" + u + `>; rel="ice-server"`
 			if srv.Username != "" {
@@ -357,12 +433,12 @@ func ValidName(n string) bool { return validName(n) }
 
 // WHEPURL is the WHEP endpoint of a stream, as play.json names it.
 func (s *Server) WHEPURL(stream string) string {
-	return s.opts.Prefix + stream + "/whep"
+	return s.options().Prefix + stream + "/whep"
 }
 
 // ICEServers are the STUN/TURN servers handed to clients.
 func (s *Server) ICEServers() []ICEServer {
-	return append([]ICEServer(nil), s.opts.ICE.Servers...)
+	return append([]ICEServer(nil), s.options().ICE.Servers...)
 }
 
 // State is how a stream is available on a node.
@@ -393,10 +469,11 @@ func (s *Server) State(stream string) State {
 // be refused by the node's or the stream's cap: players should start on
 // LL-HLS.
 func (s *Server) OverViewerCap(stream string) bool {
-	if c := s.opts.MaxViewersPerNode; c > 0 && int(s.viewers.Load()) >= c {
+	o := s.options()
+	if c := o.MaxViewersPerNode; c > 0 && int(s.viewers.Load()) >= c {
 		return true
 	}
-	if c := s.opts.MaxViewersPerStream; c > 0 {
+	if c := o.MaxViewersPerStream; c > 0 {
 		if h := s.Hub(stream); h != nil && h.Viewers() >= c {
 			return true
 		}
@@ -438,6 +515,14 @@ func (s *Server) publishedHere(stream string) {
 		s.log.Info("stream relay stopped: published here", "stream", stream)
 		go r.stop()
 	}
+}
+
+// setGrace sets how long the stream outlives its publisher from the
+// publisher's next departure (a grace already counting keeps its length).
+func (h *Hub) setGrace(d time.Duration) {
+	h.mu.Lock()
+	h.cfg.grace = d
+	h.mu.Unlock()
 }
 
 // publishedHere reports whether a local studio (not a relay) feeds the hub.

@@ -144,7 +144,7 @@ func iceUfrag(s string) string {
 func (x *session) created(ctx *fasthttp.RequestCtx, answer string) {
 	s := x.srv
 	s.linkICEServers(ctx)
-	ctx.Response.Header.Set("Location", s.opts.Prefix+x.stream+"/"+x.endpoint+"/"+x.id)
+	ctx.Response.Header.Set("Location", s.options().Prefix+x.stream+"/"+x.endpoint+"/"+x.id)
 	x.mu.Lock()
 	ctx.Response.Header.Set("ETag", x.etag)
 	x.mu.Unlock()
@@ -171,7 +171,7 @@ func (s *Server) readOffer(ctx *fasthttp.RequestCtx, requestID []byte) ([]byte, 
 
 // publish serves POST /live/{stream}/whip.
 func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
-	studio, ok := studioFor(s.opts.Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
+	studio, ok := studioFor(s.options().Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
 	if !ok {
 		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
@@ -197,7 +197,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 	}
 	x := s.newSession(stream, "whip", hub, pc)
 	p := &publisher{x: x, studio: studio}
-	gen, err := hub.attach(p, s.opts.AllowTakeover)
+	gen, err := hub.attach(p, s.options().AllowTakeover)
 	if err != nil {
 		_ = pc.Close()
 		if errors.Is(err, ErrPublisherExists) {
@@ -215,7 +215,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 	s.mu.Lock()
 	s.sessions[x.id] = x
 	s.mu.Unlock()
-	x.watchState(s.opts.MediaTimeout)
+	x.watchState(s.options().MediaTimeout)
 	ans, err := x.answer(offer)
 	if err != nil {
 		x.closeSync()
@@ -299,12 +299,12 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 
 // play serves POST /live/{stream}/whep.
 func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
-	if len(s.opts.ViewerTokenKey) > 0 {
+	if len(s.options().ViewerTokenKey) > 0 {
 		tok := bearer(string(ctx.Request.Header.Peek("Authorization")))
 		if tok == "" {
 			tok = string(ctx.QueryArgs().Peek("token"))
 		}
-		if err := VerifyViewerToken(s.opts.ViewerTokenKey, tok, stream, time.Now()); err != nil {
+		if err := VerifyViewerToken(s.options().ViewerTokenKey, tok, stream, time.Now()); err != nil {
 			problem.Write(ctx, problem.InvalidToken, err.Error(), requestID)
 			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whep"`)
 			return
@@ -327,7 +327,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		problem.Write(ctx, problem.StreamNotFound, "no stream "+stream+" is live", requestID)
 		return
 	}
-	wait, cancel := context.WithTimeout(context.Background(), s.opts.Relay.ReadyTimeout)
+	wait, cancel := context.WithTimeout(context.Background(), s.options().Relay.ReadyTimeout)
 	defer cancel()
 	select {
 	case <-hub.Ready():
@@ -396,7 +396,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		release()
 	})
 	hub.AddReader(v)
-	x.watchState(s.opts.MediaTimeout)
+	x.watchState(s.options().MediaTimeout)
 	ans, err := x.localAnswer(string(offer))
 	if err != nil {
 		x.closeSync()
@@ -417,11 +417,11 @@ func codecList(cs []webrtc.RTPCodecCapability) string {
 // admitViewer takes a viewer slot of the stream and the node, or reports
 // that a cap is reached.
 func (s *Server) admitViewer(h *Hub) bool {
-	if n := h.viewers.Add(1); s.opts.MaxViewersPerStream > 0 && int(n) > s.opts.MaxViewersPerStream {
+	if n := h.viewers.Add(1); s.options().MaxViewersPerStream > 0 && int(n) > s.options().MaxViewersPerStream {
 		h.viewers.Add(-1)
 		return false
 	}
-	if n := s.viewers.Add(1); s.opts.MaxViewersPerNode > 0 && int(n) > s.opts.MaxViewersPerNode {
+	if n := s.viewers.Add(1); s.options().MaxViewersPerNode > 0 && int(n) > s.options().MaxViewersPerNode {
 		s.viewers.Add(-1)
 		h.viewers.Add(-1)
 		return false
