@@ -40,6 +40,7 @@ type ICEServer struct {
 // every PeerConnection, and the APIs publishers and viewers are built from.
 type engine struct {
 	udpConn net.PacketConn
+	out     *sendBatcher // udpConn, batching fan-outs
 	udp     *trackedMux
 	tcpLn   net.Listener
 	tcp     ice.TCPMux
@@ -54,7 +55,8 @@ func newEngine(cfg ICE, lf logging.LoggerFactory) (*engine, error) {
 		return nil, fmt.Errorf("ice udp %s: %w", cfg.UDP, err)
 	}
 	e.udpConn = pc
-	e.udp = &trackedMux{UDPMux: webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), pc), ufrags: map[string]struct{}{}}
+	e.out = newSendBatcher(pc.(*net.UDPConn))
+	e.udp = &trackedMux{UDPMux: webrtc.NewICEUDPMux(lf.NewLogger("ice-udp"), e.out), ufrags: map[string]struct{}{}}
 	se := webrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(e.udp)
 	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}

@@ -19,6 +19,14 @@ type Reader interface {
 	OnRTP(t *Track, pkt *rtp.Packet)
 }
 
+// GroupReader is a Reader that takes the packets of a group together:
+// those that arrived while the previous group was fanned out. A WHEP
+// viewer sends a group as one datagram train (one GSO send).
+type GroupReader interface {
+	Reader
+	OnRTPGroup(t *Track, pkts []*rtp.Packet)
+}
+
 // Ender is implemented by readers that want to know when their stream ends
 // (the publisher left and did not come back within the grace period).
 type Ender interface {
@@ -69,6 +77,7 @@ type hubConfig struct {
 	grace         time.Duration // publisher absence before the stream ends
 	keyframeEvery time.Duration // minimum interval between keyframe requests
 	cacheSize     int           // packets kept per track for NACK
+	out           *sendBatcher  // the node's ICE socket (nil: readers only)
 	onEnd         func(h *Hub)
 }
 
@@ -366,23 +375,36 @@ func (t *Track) Codec() webrtc.RTPCodecCapability {
 // Packets is how many packets the track has forwarded.
 func (t *Track) Packets() uint64 { return t.packets.Load() }
 
-// write forwards one packet of source generation gen: rewritten into the
-// stream's sequence and timestamp space, cached for retransmission, handed
-// to every reader. pkt is modified.
-func (t *Track) write(gen uint64, pkt *rtp.Packet, now time.Time) {
+// write forwards a group of packets of source generation gen, in order:
+// rewritten into the stream's sequence and timestamp space, cached for
+// retransmission, handed to every reader. The packets are modified.
+func (t *Track) write(gen uint64, pkts []*rtp.Packet, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.hub
 	if h.curGen.Load() != gen {
 		return
 	}
-	t.rw.apply(gen, pkt, now, t.codec.ClockRate)
-	pkt.Header.Extension = false
-	pkt.Header.Extensions = nil
-	t.cache.put(pkt)
-	t.packets.Add(1)
+	for _, pkt := range pkts {
+		t.rw.apply(gen, pkt, now, t.codec.ClockRate)
+		pkt.Header.Extension = false
+		pkt.Header.Extensions = nil
+		t.cache.put(pkt)
+	}
+	t.packets.Add(uint64(len(pkts)))
+	if out := h.cfg.out; out != nil {
+		// The viewers' datagrams of this group leave in batches.
+		out.hold()
+		defer out.release()
+	}
 	for _, r := range *h.readers.Load() {
-		r.OnRTP(t, pkt)
+		if g, ok := r.(GroupReader); ok {
+			g.OnRTPGroup(t, pkts)
+			continue
+		}
+		for _, pkt := range pkts {
+			r.OnRTP(t, pkt)
+		}
 	}
 }
 

@@ -241,7 +241,7 @@ func (r *relay) pullFrom(url string) bool {
 			r.hub.RequestKeyframe()
 		}
 		go drainRTCP(recv)
-		ingest(remote, func(pkt *rtp.Packet) { t.write(g, pkt, time.Now()) })
+		ingest(remote, func(pkts []*rtp.Packet) { t.write(g, pkts, time.Now()) })
 	})
 	off, err := pc.CreateOffer(nil)
 	if err != nil {

@@ -276,7 +276,7 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 	o := s.options()
 	e := &hubEntry{}
 	e.hub = newHub(name, hubConfig{
-		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, cacheSize: o.CachePackets,
+		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, cacheSize: o.CachePackets, out: s.eng.out,
 		onEnd: func(h *Hub) {
 			s.mu.Lock()
 			if s.hubs[name] == e {

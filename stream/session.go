@@ -264,25 +264,75 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		p.x.hub.RequestKeyframe()
 	}
 	go drainRTCP(recv)
-	ingest(remote, func(pkt *rtp.Packet) {
+	ingest(remote, func(pkts []*rtp.Packet) {
 		p.x.media.Store(true)
-		t.write(p.gen, pkt, time.Now())
+		t.write(p.gen, pkts, time.Now())
 	})
 }
 
-// ingest reads a remote track until it ends, reusing one buffer and packet.
-func ingest(remote *webrtc.TrackRemote, fn func(*rtp.Packet)) {
-	buf := make([]byte, 1500)
-	var pkt rtp.Packet
-	for {
-		n, _, err := remote.Read(buf)
-		if err != nil {
-			return
+// Ingest groups: at most maxGroup packets are fanned out together, and the
+// reader may run ingestQueue packets ahead of the fan-out.
+const (
+	maxGroup    = 32
+	ingestQueue = 256
+)
+
+// ingest reads a remote track until it ends and hands fn its packets in
+// groups: whatever arrived while the previous group was fanned out. A
+// reader goroutine keeps reading meanwhile, so a long fan-out does not
+// leave packets to overflow pion's buffers, and the more viewers a group
+// goes to, the larger groups grow: each viewer then gets a group as one
+// datagram train. An idle stream's packets go out one by one, at once.
+func ingest(remote *webrtc.TrackRemote, fn func([]*rtp.Packet)) {
+	type slot struct {
+		buf [1500]byte
+		n   int
+	}
+	free := make(chan *slot, ingestQueue)
+	full := make(chan *slot, ingestQueue)
+	for range ingestQueue {
+		free <- &slot{}
+	}
+	go func() {
+		defer close(full)
+		for s := range free {
+			n, _, err := remote.Read(s.buf[:])
+			if err != nil {
+				return
+			}
+			s.n = n
+			full <- s
 		}
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
+	}()
+	pkts := make([]rtp.Packet, maxGroup)
+	group := make([]*rtp.Packet, 0, maxGroup)
+	slots := make([]*slot, 0, maxGroup)
+	for s := range full {
+		slots = append(slots[:0], s)
+	more:
+		for len(slots) < maxGroup {
+			select {
+			case s, ok := <-full:
+				if !ok {
+					break more
+				}
+				slots = append(slots, s)
+			default:
+				break more
+			}
 		}
-		fn(&pkt)
+		group = group[:0]
+		for i, s := range slots {
+			if pkts[i].Unmarshal(s.buf[:s.n]) == nil {
+				group = append(group, &pkts[i])
+			}
+		}
+		if len(group) > 0 {
+			fn(group)
+		}
+		for _, s := range slots {
+			free <- s
+		}
 	}
 }
 
@@ -438,6 +488,16 @@ type viewer struct {
 func (v *viewer) OnRTP(t *Track, pkt *rtp.Packet) {
 	if vt := v.tracks[kindIndex(t.kind)]; vt != nil {
 		vt.send(pkt)
+	}
+}
+
+// OnRTPGroup sends the group back to back: the node's socket turns it into
+// one datagram train to this viewer.
+func (v *viewer) OnRTPGroup(t *Track, pkts []*rtp.Packet) {
+	if vt := v.tracks[kindIndex(t.kind)]; vt != nil {
+		for _, pkt := range pkts {
+			vt.send(pkt)
+		}
 	}
 }
 
