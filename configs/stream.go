@@ -10,8 +10,15 @@ import (
 // Streams configures live streams (routes of kind "stream"): WHIP ingest,
 // WHEP playback and the relay between regions. One set for the deployment;
 // each node opens its ICE ports on the host of its first listener.
+//
+// A reload applies every field to the running node without touching live
+// sessions, except the ICE sockets (ice.udp_port, ice.tcp_port,
+// ice.nat_1to1_ips, and the first listener's host they bind), which keep
+// their running values until a restart; the reload logs them.
 type Streams struct {
-	// Studios may publish (WHIP) with their bearer token.
+	// Studios may publish (WHIP) with their bearer token. A studio removed
+	// by a reload (or whose token or streams changed) keeps its live
+	// session, but cannot publish again without the new credentials.
 	Studios []StreamStudio `yaml:"studios"`
 	// AllowTakeover lets another studio replace a stream's live publisher
 	// (a studio always replaces its own: a reconnect).
@@ -20,17 +27,21 @@ type Streams struct {
 	// (HMAC-SHA256 with this key, with an expiry). At least 16 characters.
 	ViewerTokenKey string `yaml:"viewer_token_key"`
 	// Caps on WebRTC viewers (0: none); over a cap, viewers are sent to
-	// the stream's LL-HLS URL.
+	// the stream's LL-HLS URL. A cap lowered by a reload applies to new
+	// viewers; those watching stay.
 	MaxViewersPerStream int       `yaml:"max_viewers_per_stream"`
 	MaxViewersPerNode   int       `yaml:"max_viewers_per_node"`
 	ICE                 StreamICE `yaml:"ice"`
 	// PublisherGrace is how long a stream waits for its studio to
-	// reconnect; viewers stay connected meanwhile.
+	// reconnect; viewers stay connected meanwhile. A reload's value counts
+	// from a publisher's next departure, on live streams too.
 	PublisherGrace Duration `yaml:"publisher_grace"`
 	// MediaTimeout closes a session whose media has not started in time.
 	MediaTimeout Duration `yaml:"media_timeout"`
 	// Relay pulls streams published in other regions for local viewers,
-	// from those regions' edges (their first listener).
+	// from those regions' edges (their first listener). Turned off by a
+	// reload, no pull starts; running ones end as usual, relay_grace after
+	// their last viewer.
 	Relay *bool `yaml:"relay"`
 	// RelayGrace keeps a pull after its last local viewer left.
 	RelayGrace Duration `yaml:"relay_grace"`
@@ -48,12 +59,16 @@ type StreamStudio struct {
 // StreamICE is how peers reach a node's media.
 type StreamICE struct {
 	// UDPPort is the one UDP port of every session on a node (ICE UDP mux).
+	// Restart only.
 	UDPPort int `yaml:"udp_port"`
 	// TCPPort, when set, is a passive ICE-TCP port for UDP-blocked clients.
+	// Restart only.
 	TCPPort int `yaml:"tcp_port"`
 	// NAT1To1IPs are the public addresses of a node behind 1:1 NAT.
+	// Restart only.
 	NAT1To1IPs []string `yaml:"nat_1to1_ips"`
-	// Servers are STUN/TURN servers handed to clients.
+	// Servers are STUN/TURN servers handed to clients (WHIP/WHEP Link
+	// headers, play.json); a reload changes them at once.
 	Servers []StreamICEServer `yaml:"servers"`
 }
 

@@ -229,6 +229,14 @@ func (n *Node) install(st *nodeState) error {
 	}
 	st.directory.Start(context.Background())
 	n.state.Store(st)
+	// Route handlers that drive something living longer than a state (the
+	// stream server) take their new settings now, not while a reload that
+	// may still be rejected builds.
+	for _, r := range st.router.routes {
+		if h, ok := r.handler.(interface{ installed(*Node) }); ok {
+			h.installed(n)
+		}
+	}
 	if n.degrade == nil {
 		n.degrade = newDegradation(n, st.cfg.Ledger.Degradation)
 	} else {

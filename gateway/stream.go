@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -29,7 +30,9 @@ func init() { routeKinds["stream"] = newStreamRoute }
 
 // streamServers keeps one stream node per node for the process's life: its
 // ICE sockets, live sessions and LL-HLS muxers survive configuration
-// reloads (a reload does not change a running node's stream settings).
+// reloads. A reload's settings reach the running stream.Server when its
+// state is installed (streamRoute.installed), never from a state that a
+// failed reload throws away.
 var streamServers struct {
 	sync.Mutex
 	m map[string]*streamNode
@@ -41,6 +44,10 @@ type streamNode struct {
 	hls    *hubfeed.Set
 	hlsH   fasthttp.RequestHandler // hls through fasthttpadaptor
 	player fasthttp.RequestHandler // the player and publish pages
+
+	// pending names the configured settings that wait for a restart
+	// (streams.ice.udp_port, ...), as of the last installed state.
+	pending atomic.Pointer[[]string]
 }
 
 // streamRoute serves, under its prefix, per stream:
@@ -50,25 +57,26 @@ type streamNode struct {
 type streamRoute struct {
 	*streamNode
 	prefix string
+	opts   stream.Options // this state's settings, applied when it is installed
 }
 
 func newStreamRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	key := b.Region.Name + "/" + b.Node.Name
+	prefix := rc.Match.PathPrefix
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	opts, err := streamOptions(b, prefix)
+	if err != nil {
+		return nil, err
+	}
 	streamServers.Lock()
 	defer streamServers.Unlock()
 	if streamServers.m == nil {
 		streamServers.m = map[string]*streamNode{}
 	}
-	prefix := rc.Match.PathPrefix
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
 	if n := streamServers.m[key]; n != nil {
-		return &streamRoute{streamNode: n, prefix: prefix}, nil
-	}
-	opts, err := streamOptions(b, prefix)
-	if err != nil {
-		return nil, err
+		return &streamRoute{streamNode: n, prefix: prefix, opts: opts}, nil
 	}
 	// Every stream of the node, published here or relayed from another
 	// region, gets an LL-HLS muxer as it starts.
@@ -84,7 +92,45 @@ func newStreamRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 		player: fasthttpadaptor.NewFastHTTPHandler(player.Handler()),
 	}
 	streamServers.m[key] = n
-	return &streamRoute{streamNode: n, prefix: prefix}, nil
+	return &streamRoute{streamNode: n, prefix: prefix, opts: opts}, nil
+}
+
+// restartFields are the configuration fields behind stream.Server's
+// restart-only settings.
+var restartFields = map[string]string{
+	stream.SettingICEUDP:        "streams.ice.udp_port",
+	stream.SettingICETCP:        "streams.ice.tcp_port",
+	stream.SettingICENAT1To1IPs: "streams.ice.nat_1to1_ips",
+	stream.SettingICELoopback:   "listeners[0].address (the ICE host)",
+}
+
+// installed applies the route's settings to the node's running stream
+// server: live sessions, streams and relays carry on, studios, tokens,
+// caps, graces, ICE servers and relaying change at once. Settings that need
+// new sockets keep their running values and are logged as needing a
+// restart.
+func (sr *streamRoute) installed(n *Node) {
+	var pending []string
+	for _, f := range sr.srv.Reconfigure(sr.opts) {
+		field := restartFields[f]
+		pending = append(pending, field)
+		n.log.Warn("stream setting changed: needs a restart; the running value is kept",
+			"field", field, "configured", iceSetting(sr.opts.ICE, f))
+	}
+	sr.pending.Store(&pending)
+}
+
+// iceSetting is the value of one of stream.ICE's restart-only settings.
+func iceSetting(ice stream.ICE, setting string) string {
+	switch setting {
+	case stream.SettingICEUDP:
+		return ice.UDP
+	case stream.SettingICETCP:
+		return ice.TCP
+	case stream.SettingICENAT1To1IPs:
+		return strings.Join(ice.NAT1To1IPs, ",")
+	}
+	return fmt.Sprint(ice.Loopback)
 }
 
 // muxerWait bounds how long an LL-HLS request for a stream that is starting
