@@ -57,7 +57,13 @@ type driveResult struct {
 	HLSLatencyLast     float64 `json:"hlsLatencyLast"`
 	AttemptsWhileBlock int     `json:"attemptsWhileBlocked"`
 	HLSStalls          int     `json:"hlsStalls"`
-	HLSLatency         struct {
+	HLSJumps           int     `json:"hlsJumps"`
+	HLSTarget          float64 `json:"hlsTarget"`
+	EdgeLag            struct {
+		Median, Max float64
+		N           int
+	} `json:"edgeLag"`
+	HLSLatency struct {
 		Median, Min, Max float64
 		N                int
 	} `json:"hlsLatency"`
@@ -129,4 +135,6 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 		res.FallbackDetectMs, res.FallbackToPlaying, res.ReturnMs)
 	t.Logf("LL-HLS latency in hls.js (now − PROGRAM-DATE-TIME at the playhead): median %.2f s (min %.2f, max %.2f, n=%d over 8 s, last %.2f s); hls.js live-edge estimate %.2f s; %d stalls",
 		res.HLSLatency.Median, res.HLSLatency.Min, res.HLSLatency.Max, res.HLSLatency.N, res.HLSLatencyLast, res.HLSLiveLatency, res.HLSStalls)
+	t.Logf("LL-HLS: player's target %.2f s, %d jumps ahead; media playlists served %.3f s (median, max %.3f, n=%d) after the PROGRAM-DATE-TIME of their live edge",
+		res.HLSTarget, res.HLSJumps, res.EdgeLag.Median, res.EdgeLag.Max, res.EdgeLag.N)
 }

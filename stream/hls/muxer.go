@@ -176,6 +176,9 @@ type Muxer struct {
 	vclock   trackClock
 	aclock   trackClock
 	aseq     seqTracker
+	vq       []heldFrame // video frames waiting for the audio of their time
+	aptsSet  bool
+	apts     int64     // pts of the last Opus packet handed to gohlslib, 90 kHz
 	segStart time.Time // arrival of the keyframe that opened the segment
 	segPTS   int64     // its pts, 90 kHz
 	haveKey  bool      // a keyframe has been packaged
@@ -295,6 +298,7 @@ func (m *Muxer) writeH264(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 	if err != nil {
 		m.report(err)
 	}
+	m.releaseVideo(arrival)
 	switch {
 	case d.needKey():
 		// Nothing is packaged until a keyframe: ask now, not at the end
@@ -305,7 +309,23 @@ func (m *Muxer) writeH264(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 	}
 }
 
-// writeFrame packages one access unit from the depacketizer.
+// avHold bounds how long a video frame waits for the audio of its time
+// (see releaseVideo): audio that is late by more than this, or paused (Opus
+// DTX), does not hold video back.
+const avHold = 100 * time.Millisecond
+
+// heldFrame is a video access unit with its place on the time base, waiting
+// in releaseVideo's queue.
+type heldFrame struct {
+	pts     int64
+	ntp     time.Time
+	nalus   [][]byte
+	key     bool
+	arrival time.Time
+}
+
+// writeFrame places one access unit from the depacketizer on the time base
+// and queues it for releaseVideo.
 func (m *Muxer) writeFrame(f *frame) {
 	pts := m.vclock.pts(f.ssrc, f.timestamp, f.arrival, m.epoch, m.vrate, 90000)
 	// Browsers stamp frames with their capture time, so frame durations
@@ -320,9 +340,39 @@ func (m *Muxer) writeFrame(f *frame) {
 	}
 	m.vptsSet, m.lastVPTS = true, pts
 	ntp := m.epoch.Add(time.Duration(pts) * time.Second / 90000)
-	if err := m.mux.WriteH264(m.video, ntp, pts, f.nalus); err != nil {
+	m.vq = append(m.vq, heldFrame{pts: pts, ntp: ntp, nalus: f.nalus, key: f.key, arrival: f.arrival})
+	m.releaseVideo(f.arrival)
+}
+
+// releaseVideo hands queued video frames to gohlslib once the audio of
+// their time has been handed over (or avHold has passed). gohlslib closes a
+// part when the first video frame beyond it arrives, and puts into that
+// part the audio it has by then; when the audio of the part's last tens of
+// milliseconds comes after that, every audio part ends short of its
+// announced end, and hls.js, finding its audio buffer ending inside a part
+// it has loaded, stops loading audio at the next segment until the live
+// edge has moved on: a stall of a second or more at segment boundaries.
+// Holding video by the few tens of milliseconds the audio lags behind
+// keeps both tracks' parts whole.
+func (m *Muxer) releaseVideo(now time.Time) {
+	n := 0
+	for ; n < len(m.vq); n++ {
+		f := &m.vq[n]
+		if m.audio != nil && m.aptsSet && f.pts > m.apts && now.Sub(f.arrival) < avHold {
+			break
+		}
+		m.writeVideo(f)
+		*f = heldFrame{}
+	}
+	if n > 0 {
+		m.vq = append(m.vq[:0], m.vq[n:]...)
+	}
+}
+
+func (m *Muxer) writeVideo(f *heldFrame) {
+	if err := m.mux.WriteH264(m.video, f.ntp, f.pts, f.nalus); err != nil {
 		m.stats.errors.Add(1)
-		m.report(fmt.Errorf("hls: h264 frame at pts %d: %w", pts, err))
+		m.report(fmt.Errorf("hls: h264 frame at pts %d: %w", f.pts, err))
 		return
 	}
 	m.stats.frames.Add(1)
@@ -331,9 +381,9 @@ func (m *Muxer) writeFrame(f *frame) {
 		// Mirror gohlslib's rule: a keyframe opens a segment once the
 		// current one has lasted SegmentDuration.
 		segTicks := ticks(m.opts.SegmentDuration, 90000)
-		if !m.haveKey || pts-m.segPTS >= segTicks {
+		if !m.haveKey || f.pts-m.segPTS >= segTicks {
 			m.haveKey = true
-			m.segPTS = pts
+			m.segPTS = f.pts
 			m.segStart = f.arrival
 		}
 	}
@@ -375,6 +425,8 @@ func (m *Muxer) writeOpus(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 		return
 	}
 	m.stats.audio.Add(1)
+	m.aptsSet, m.apts = true, pts*90000/48000
+	m.releaseVideo(arrival)
 }
 
 func (m *Muxer) encodeError(err error) {

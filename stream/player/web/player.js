@@ -17,6 +17,13 @@
     retryMin: num('retry', 5000), // first WebRTC retry after a fallback
     retryMax: 30000,
     iceGather: 2000,
+    // LL-HLS latency steering (lat below): s, parts, and a playback rate.
+    latStallMargin: 0.2, // each stall adds this to the target
+    latMaxMargin: 1,
+    latDecay: 0.05, // the margin shrinks by this per second of playback
+    latMinAhead: 1.5, // play faster only with this many parts buffered ahead
+    latRate: num('rate', 1.25),
+    latJump: 0.75, // further behind than this: jump ahead inside the buffer
   };
   const token = qs.get('token'); // optional signed viewer token
 
@@ -31,6 +38,8 @@
     hlsLiveLatency: null, // s, hls.js's own estimate behind the live edge
     webrtcAttempts: 0,
     hlsStalls: 0, // LL-HLS playback stalls (buffer ran dry)
+    hlsTarget: null, // s, the latency LL-HLS playback steers to
+    hlsJumps: 0, // jumps ahead inside the buffer after a long stall
     switches: [], // {at, to, reason}
     lastError: null,
     streamState: null, // from play.json
@@ -259,19 +268,23 @@
     if (window.Hls && window.Hls.isSupported()) {
       const h = new window.Hls({
         lowLatencyMode: true,
+        debug: qs.has('hlsdebug'),
         backBufferLength: 4,
-        // Catch up (play up to 1.5x) when behind the target latency
-        // (PART-HOLD-BACK) instead of staying behind for good.
-        maxLiveSyncPlaybackRate: 1.5,
-        // A stall moves the target latency back by half a second, not the
-        // default full second: one hiccup should not cost a second for good.
-        liveSyncOnStallIncrease: 0.5,
+        // hls.js's own catch-up (maxLiveSyncPlaybackRate) only runs while
+        // more than a second is buffered ahead, which a target of
+        // PART-HOLD-BACK (about 0.6 s) never has: once behind, it stays
+        // behind. steer() below does it instead; 1 switches hls.js's off.
+        maxLiveSyncPlaybackRate: 1,
+        liveSyncOnStallIncrease: 0,
         manifestLoadingMaxRetry: 100,
         levelLoadingMaxRetry: 100,
         fragLoadingMaxRetry: 100,
       });
       h.on(window.Hls.Events.ERROR, (_, data) => {
-        if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) state.hlsStalls++;
+        if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
+          state.hlsStalls++;
+          lat.stalled();
+        }
         if (!data.fatal) return;
         note('LL-HLS: ' + data.type + ' ' + data.details);
         if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) h.recoverMediaError();
@@ -305,7 +318,51 @@
     if (!hls) return;
     hls.close();
     hls = null;
+    lat.reset();
   }
+
+  // lat keeps LL-HLS playback near the live edge: its target is the
+  // playlist's PART-HOLD-BACK plus a margin that each stall raises (up to
+  // cfg.latMaxMargin) and that decays again while playback is smooth.
+  // Behind the target it plays faster (up to cfg.latRate) as long as more
+  // than cfg.latMinAhead parts stay buffered, and jumps ahead inside the
+  // buffer when far behind (a long stall), so a hiccup costs latency for
+  // seconds, not for good.
+  const lat = {
+    margin: 0,
+    at: 0,
+    reset() {
+      this.margin = 0;
+      this.at = 0;
+      vHLS.playbackRate = 1;
+    },
+    stalled() {
+      this.margin = Math.min(this.margin + cfg.latStallMargin, cfg.latMaxMargin);
+    },
+    steer(h) {
+      const d = h.latestLevelDetails;
+      const now = performance.now();
+      const dt = this.at ? (now - this.at) / 1000 : 0;
+      this.at = now;
+      if (!d || !d.live || vHLS.paused || vHLS.readyState < 3 || !vHLS.buffered.length) return;
+      this.margin = Math.max(0, this.margin - dt * cfg.latDecay);
+      const part = d.partTarget || 0.2;
+      const target = (d.partHoldBack || 3 * part) + this.margin;
+      state.hlsTarget = target;
+      const latency = h.latency;
+      const ahead = vHLS.buffered.end(vHLS.buffered.length - 1) - vHLS.currentTime;
+      const behind = latency - target;
+      let rate = 1;
+      if (behind > cfg.latJump && ahead - behind > cfg.latMinAhead * part) {
+        vHLS.currentTime += behind;
+        state.hlsJumps++;
+      } else if (behind > 0.05 && ahead > cfg.latMinAhead * part) {
+        // Gentle close to the target, firmer further away.
+        rate = Math.min(cfg.latRate, 1 + Math.max(0.05, behind * 0.5));
+      }
+      if (vHLS.playbackRate !== rate) vHLS.playbackRate = rate;
+    },
+  };
 
   let lastTime = 0;
   let lastTimeAt = 0;
@@ -325,6 +382,7 @@
       const q = vHLS.getVideoPlaybackQuality && vHLS.getVideoPlaybackQuality();
       if (q) state.hlsFrames = q.totalVideoFrames;
       if (hls && hls.hls) {
+        lat.steer(hls.hls);
         const d = hls.hls.playingDate;
         if (d) state.latency = (Date.now() - d.getTime()) / 1000;
         state.hlsLiveLatency = hls.hls.latency;
