@@ -1,19 +1,23 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/configs"
 	"hedge/stream"
 	"hedge/stream/player"
 	"hedge/stream/streamtest"
@@ -46,6 +50,58 @@ const (
         admin: {address: {{ADMIN}}}
 `
 )
+
+// logBuffer collects a gateway's log lines for a test to read.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startEdgeLogged is startEdge with the gateway's log lines kept in logs.
+func startEdgeLogged(t *testing.T, logs *logBuffer, tmpl string, repl ...string) *testEdge {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		edge, admin, dir := freeAddr(t), freeAddr(t), t.TempDir()
+		r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
+		file := dir + "/hedge.yaml"
+		if err := os.WriteFile(file, []byte(r.Replace(tmpl)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := configs.Load(file)
+		if err != nil {
+			t.Fatalf("config:\n%v", err)
+		}
+		log := slog.New(slog.NewTextHandler(logs, nil))
+		g, err := New(cfg, Options{Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+		if err == nil {
+			err = g.Start(context.Background())
+		}
+		if err != nil {
+			if attempt < 5 && strings.Contains(err.Error(), "address already in use") {
+				continue
+			}
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			g.Shutdown(ctx)
+		})
+		return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}
+	}
+}
 
 // rewriteConfig replaces old with new in the edge's configuration file.
 func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
@@ -84,7 +140,8 @@ func playDescriptor(t *testing.T, url string) player.Descriptor {
 func TestStreamSettingsApplyOnReload(t *testing.T) {
 	region := fmt.Sprintf("reload%d", time.Now().UnixNano()%1_000_000)
 	udp, udp2 := freeUDPPort(t), freeUDPPort(t)
-	e := startEdge(t, streamRouteYAML+streamsBefore+streamNodeYAML,
+	logs := &logBuffer{}
+	e := startEdgeLogged(t, logs, streamRouteYAML+streamsBefore+streamNodeYAML,
 		"{{UDP}}", udp, "{{REGION}}", region)
 	api := streamPeerAPI(t)
 	whip := func(stream, token string) (*streamtest.Publisher, *http.Response, string) {
@@ -164,6 +221,11 @@ func TestStreamSettingsApplyOnReload(t *testing.T) {
 	}
 	if got, want := *n.pending.Load(), []string{"streams.ice.udp_port"}; !slices.Equal(got, want) {
 		t.Errorf("settings waiting for a restart: expected %v, got %v", want, got)
+	}
+	wantLine := `msg="stream setting changed: needs a restart; the running value is kept" region=` + region +
+		` node=` + region + `-1 field=streams.ice.udp_port configured=127.0.0.1:` + udp2
+	if got := logs.String(); strings.Count(got, wantLine) != 1 || strings.Count(got, "needs a restart") != 1 {
+		t.Errorf("log after the reload: expected one line with %q, got:\n%s", wantLine, got)
 	}
 	if got := n.srv.UDPAddr(); got != udpAddr {
 		t.Errorf("ICE UDP socket after the reload: expected %s kept until a restart, got %s", udpAddr, got)
