@@ -1,8 +1,11 @@
 package stream
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -101,6 +104,60 @@ func TestReconfigureSameSocketsNeedsNoRestart(t *testing.T) {
 	}
 	if !n.srv.options().AllowTakeover {
 		t.Error("AllowTakeover: expected true after reconfigure, got false")
+	}
+}
+
+// Requests reading the settings and streams starting while Reconfigure
+// swaps them race with nothing (run with -race), and every stream ends up
+// with the last publisher grace.
+func TestReconfigureWhileServing(t *testing.T) {
+	n := startNode(t, Options{})
+	var wg sync.WaitGroup
+	var finished atomic.Int32
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer finished.Add(1)
+			for i := range 50 {
+				_ = n.srv.OverViewerCap("bacc-01")
+				_ = n.srv.ICEServers()
+				_ = n.srv.WHEPURL("bacc-01")
+				_, _ = studioFor(n.srv.options().Studios, "token-x", "bacc-01")
+				if _, err := n.srv.hubFor(fmt.Sprintf("s%d-%d", g, i), true); err != nil {
+					t.Errorf("hubFor: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	// At least 50 rounds, and on until both readers are done (bounded).
+	last := 0
+	for i := 1; i <= 1_000_000 && (i <= 50 || finished.Load() < 2); i++ {
+		o := *n.srv.options()
+		o.PublisherGrace = time.Duration(i) * time.Millisecond
+		o.MaxViewersPerNode = i
+		o.Studios = []Studio{{Name: "s", Token: fmt.Sprintf("token-%d", i), Streams: []string{"*"}}}
+		o.ICE.Servers = []ICEServer{{URLs: []string{fmt.Sprintf("stun:s%d.example.net", i)}}}
+		if got := n.srv.Reconfigure(o); len(got) != 0 {
+			t.Fatalf("round %d: expected no restart-only change, got %v", i, got)
+		}
+		last = i
+	}
+	wg.Wait()
+	want := time.Duration(last) * time.Millisecond
+	n.srv.mu.Lock()
+	defer n.srv.mu.Unlock()
+	if len(n.srv.hubs) != 100 {
+		t.Errorf("streams started: expected 100, got %d", len(n.srv.hubs))
+	}
+	for name, e := range n.srv.hubs {
+		e.hub.mu.Lock()
+		g := e.hub.cfg.grace
+		e.hub.mu.Unlock()
+		if g != want {
+			t.Errorf("stream %s: expected the last publisher grace %v, got %v", name, want, g)
+		}
 	}
 }
 
