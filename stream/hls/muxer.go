@@ -5,9 +5,11 @@
 // segments live in memory only.
 //
 // gohlslib does the packaging. This package adds what a WebRTC source needs
-// in front of it: RTP depacketization, one time base for audio and video
-// from two unrelated RTP clocks, loss handling (a frame with a hole is never
-// packaged; the muxer waits for the next keyframe), keyframe requests so that
+// in front of it: a small reorder buffer and RTP depacketization, one time
+// base for audio and video from two unrelated RTP clocks, loss handling (a
+// frame with a hole is never packaged; the muxer waits for the next
+// keyframe), video held until the audio of its time is in (so that audio
+// parts are complete when their part closes), keyframe requests so that
 // segments stay between one and two seconds, and bounded waits for blocking
 // playlist requests.
 package hls
@@ -82,6 +84,11 @@ type Options struct {
 	// MaxWaiting bounds the requests blocked at once (default 4096); one
 	// more gets 503.
 	MaxWaiting int
+	// ReorderWait is how long video packets that arrived after a gap in
+	// sequence numbers wait for the missing one (default 40 ms, at most
+	// 32 packets) before it counts as lost and the frames up to the next
+	// keyframe are dropped; negative turns the reordering off.
+	ReorderWait time.Duration
 	// OnError, if set, is told of packets and frames that could not be
 	// packaged. It is called with the muxer's lock held: it must not call
 	// back into the Muxer.
@@ -120,6 +127,9 @@ func (o *Options) setDefaults() error {
 	if o.MaxWaiting == 0 {
 		o.MaxWaiting = 4096
 	}
+	if o.ReorderWait == 0 {
+		o.ReorderWait = 40 * time.Millisecond
+	}
 	switch {
 	case o.PartDuration < 100*time.Millisecond || o.PartDuration > time.Second:
 		return fmt.Errorf("hls: part duration %v outside 100ms..1s", o.PartDuration)
@@ -131,6 +141,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("hls: %d segments; LL-HLS needs at least 7", o.SegmentCount)
 	case o.KeyframeRetry < 0 || o.WaitTimeout < 0 || o.MaxWaiting < 0:
 		return errors.New("hls: negative keyframe retry, wait timeout or max waiting")
+	case o.ReorderWait > time.Second:
+		return fmt.Errorf("hls: reorder wait %v above 1s", o.ReorderWait)
 	}
 	return nil
 }
@@ -170,6 +182,8 @@ type Muxer struct {
 	epoch    time.Time // arrival of the first packet: pts 0
 	started  bool
 	h264     *h264Depacketizer
+	vorder   reorderBuffer // in front of h264
+	depack   func(*rtp.Packet, time.Time)
 	vrate    uint32 // clock rate of the video packets being depacketized
 	vptsSet  bool
 	lastVPTS int64 // pts of the last frame packaged, on the grid
@@ -226,6 +240,8 @@ func New(o Options) (*Muxer, error) {
 		return nil, fmt.Errorf("hls: start muxer: %w", err)
 	}
 	m.h264 = newH264Depacketizer(m.writeFrame)
+	m.vorder.wait = o.ReorderWait
+	m.depack = m.depacketize
 	return m, nil
 }
 
@@ -281,7 +297,23 @@ func (m *Muxer) begin(arrival time.Time) {
 func (m *Muxer) writeH264(clockRate uint32, pkt *rtp.Packet, arrival time.Time) {
 	m.begin(arrival)
 	m.vrate = clockRate
-	err := m.h264.push(pkt, arrival)
+	m.vorder.push(pkt, arrival, m.depack)
+	m.videoTick(arrival)
+}
+
+// depacketize takes the video packets the reorder buffer passes on.
+func (m *Muxer) depacketize(pkt *rtp.Packet, arrival time.Time) {
+	if err := m.h264.push(pkt, arrival); err != nil {
+		m.report(err)
+	}
+}
+
+// videoTick follows up on video packets passed on or still held: it counts
+// the depacketizer's findings, releases frames whose audio is in and asks
+// for keyframes. Audio packets call it too, so that a gap at the end of a
+// burst of video is given up on in time.
+func (m *Muxer) videoTick(arrival time.Time) {
+	m.vorder.expire(arrival, m.depack)
 	d := m.h264
 	if d.late > 0 {
 		m.stats.late.Add(uint64(d.late))
@@ -294,9 +326,6 @@ func (m *Muxer) writeH264(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 	if d.dropped > 0 {
 		m.stats.dropped.Add(uint64(d.dropped))
 		d.dropped = 0
-	}
-	if err != nil {
-		m.report(err)
 	}
 	m.releaseVideo(arrival)
 	switch {
@@ -426,7 +455,11 @@ func (m *Muxer) writeOpus(clockRate uint32, pkt *rtp.Packet, arrival time.Time) 
 	}
 	m.stats.audio.Add(1)
 	m.aptsSet, m.apts = true, pts*90000/48000
-	m.releaseVideo(arrival)
+	if m.vorder.held > 0 {
+		m.videoTick(arrival)
+	} else {
+		m.releaseVideo(arrival)
+	}
 }
 
 func (m *Muxer) encodeError(err error) {

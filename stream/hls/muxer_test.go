@@ -564,10 +564,20 @@ func TestLossWaitsForKeyframe(t *testing.T) {
 	if n < 3 {
 		t.Fatalf("expected the keyframe to take ≥ 3 packets, got %d", n)
 	}
-	if n := drainSignals(m.KeyframeWanted()); n != 1 {
-		t.Errorf("expected a keyframe request right after the loss, got %d", n)
+	// The reorder buffer waits ReorderWait (40 ms) for the missing packet:
+	// frame 16 arrives 33 ms later, frame 17 66 ms later.
+	if n := drainSignals(m.KeyframeWanted()); n != 0 {
+		t.Errorf("expected no keyframe request while the missing packet may still come, got %d", n)
 	}
-	feed(m, p, 14, t0, nil) // frames 16-29: P frames
+	feed(m, p, 1, t0, nil)
+	if n := drainSignals(m.KeyframeWanted()); n != 0 {
+		t.Errorf("expected no keyframe request 33 ms after the gap, got %d", n)
+	}
+	feed(m, p, 1, t0, nil)
+	if n := drainSignals(m.KeyframeWanted()); n != 1 {
+		t.Errorf("expected a keyframe request once the gap has waited 40 ms, got %d", n)
+	}
+	feed(m, p, 12, t0, nil) // frames 18-29: P frames
 	mid := m.Stats()
 	feed(m, p, 1, t0, nil) // frame 30: keyframe
 	after := m.Stats()
