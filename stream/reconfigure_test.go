@@ -174,3 +174,25 @@ func BenchmarkOptionsRead(b *testing.B) {
 		_ = n
 	})
 }
+
+// Relaying turned off by Reconfigure starts no new pull; a pull that runs
+// carries on until its viewers are gone.
+func TestReconfigureRelayOff(t *testing.T) {
+	n := startNode(t, Options{Relay: RelayOptions{
+		Peers: []string{"http://127.0.0.1:9/live/"}, ReadyTimeout: 100 * time.Millisecond, Grace: time.Minute,
+	}})
+	if n.srv.Watch("bacc-01") == nil {
+		t.Fatal("Watch with a relay peer: expected a pull to start, got nil")
+	}
+	o := *n.srv.options()
+	o.Relay.Peers = nil
+	if got := n.srv.Reconfigure(o); len(got) != 0 {
+		t.Fatalf("Reconfigure relay off: expected no restart-only change, got %v", got)
+	}
+	if h := n.srv.Watch("bacc-02"); h != nil {
+		t.Errorf("Watch after relaying was turned off: expected nil, got the hub of %s", h.name)
+	}
+	if st := n.srv.Stats(); st.Relays != 1 {
+		t.Errorf("pulls after relaying was turned off: expected the running one kept (1), got %d", st.Relays)
+	}
+}
