@@ -191,6 +191,8 @@ func (sr *streamRoute) serveHLS(r *Request, name string) {
 	} else {
 		sr.srv.Watch(name)
 	}
+	// Package hls's problems carry the request's id.
+	r.Ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
 	sr.hlsH(r.Ctx)
 }
 

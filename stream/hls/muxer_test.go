@@ -646,22 +646,33 @@ func TestServeErrors(t *testing.T) {
 	}{
 		{"GET", "/index.m3u8", 503, "urn:hedge:problem:hls-stalled"}, // nothing published yet
 		{"GET", "/nothing.mp4", 404, "urn:hedge:problem:no-route"},
+		{"GET", "/x_video1_part5.mp4", 404, "urn:hedge:problem:no-route"}, // not announced
+		{"GET", "/video1_stream.m3u8?_HLS_msn=x", 400, "urn:hedge:problem:bad-request"},
 		{"POST", "/index.m3u8", 405, "urn:hedge:problem:method-not-allowed"},
 		{"OPTIONS", "/index.m3u8", 204, ""},
 	} {
 		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 		req.Header.Set("Origin", "https://player.example")
+		req.Header.Set("X-Request-Id", "req-"+tc.method+tc.path)
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var p struct{ Type string }
+		var p struct {
+			Type      string
+			RequestID string `json:"request_id"`
+		}
 		_ = json.Unmarshal(body, &p)
 		if resp.StatusCode != tc.status || p.Type != tc.problem || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("%s %s: expected %d %q with CORS, got %d %q (ACAO %q): %s", tc.method, tc.path, tc.status, tc.problem,
 				resp.StatusCode, p.Type, resp.Header.Get("Access-Control-Allow-Origin"), body)
+		}
+		if tc.problem != "" && (p.RequestID != "req-"+tc.method+tc.path || resp.Header.Get("X-Request-Id") != p.RequestID ||
+			resp.Header.Get("Content-Type") != "application/problem+json") {
+			t.Errorf("%s %s: expected a problem+json carrying request id %q in body and header, got %q, %q, %q", tc.method, tc.path,
+				"req-"+tc.method+tc.path, resp.Header.Get("Content-Type"), p.RequestID, resp.Header.Get("X-Request-Id"))
 		}
 	}
 	// Close wakes the requests still blocked in gohlslib and waits for them.
@@ -679,6 +690,39 @@ func TestServeErrors(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 404 {
 		t.Errorf("after Close: expected 404, got %d", resp.StatusCode)
+	}
+}
+
+// TestGohlslibErrorsBecomeProblems: what gohlslib answers with a bare
+// status reaches the client as a problem with the request's id.
+func TestGohlslibErrorsBecomeProblems(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		want   string
+		code   int
+	}{
+		{0, "no-route", 404},
+		{400, "bad-request", 400},
+		{500, "internal", 500},
+		{404, "internal", 500},
+	} {
+		rec := &recorder{}
+		if tc.status != 0 {
+			rec.WriteHeader(tc.status)
+		}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/live/t1/hls/video1_stream.m3u8", nil)
+		r.Header.Set("X-Request-Id", "abc")
+		rec.copyTo(w, r)
+		var p struct {
+			Type      string
+			RequestID string `json:"request_id"`
+		}
+		_ = json.Unmarshal(w.Body.Bytes(), &p)
+		if w.Code != tc.code || p.Type != "urn:hedge:problem:"+tc.want || p.RequestID != "abc" || w.Header().Get("X-Request-Id") != "abc" {
+			t.Errorf("gohlslib status %d: expected %d %s with request id abc, got %d %q id %q/%q: %s", tc.status, tc.code, tc.want,
+				w.Code, p.Type, p.RequestID, w.Header().Get("X-Request-Id"), w.Body)
+		}
 	}
 }
 

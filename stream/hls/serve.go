@@ -315,13 +315,20 @@ func (rec *recorder) Write(p []byte) (int, error) {
 }
 
 func (rec *recorder) copyTo(w http.ResponseWriter, r *http.Request) {
-	switch rec.status {
-	case 0:
+	// gohlslib answers errors with a bare status; hedge's answers are
+	// problems, with the request's id.
+	switch {
+	case rec.status == 0:
 		// gohlslib writes nothing for a name it does not know.
 		writeProblem(w, r, problem.NotFound, "no such LL-HLS file (expired, or never produced)")
 		return
-	case http.StatusBadRequest:
+	case rec.status == http.StatusBadRequest:
 		writeProblem(w, r, problem.BadRequest, "_HLS_msn/_HLS_part out of range or malformed")
+		return
+	case rec.status >= 400:
+		// 500: the stream closed under a waiting request, or a file gone
+		// while it was read.
+		writeProblem(w, r, problem.Internal, "the LL-HLS packager could not produce this file")
 		return
 	}
 	h := w.Header()
@@ -335,12 +342,24 @@ func (rec *recorder) copyTo(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// WriteProblem answers r with problem t, like problem.Write for a
+// net/http handler: the request's X-Request-Id (which hedge's gateway sets
+// to its id for the request before handing it over) goes into the body and
+// the response header.
+func WriteProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
+	writeProblem(w, r, t, detail)
+}
+
 func writeProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
 	h := w.Header()
 	h.Set("Content-Type", problem.ContentType)
 	h.Set("Cache-Control", "no-store")
+	id := r.Header.Get("X-Request-Id")
+	if id != "" {
+		h.Set("X-Request-Id", id)
+	}
 	w.WriteHeader(t.Status)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(problem.AppendJSON(nil, t, detail, []byte(r.Header.Get("X-Request-Id")), []byte(r.URL.Path)))
+		_, _ = w.Write(problem.AppendJSON(nil, t, detail, []byte(id), []byte(r.URL.Path)))
 	}
 }

@@ -111,10 +111,7 @@ func (s *Set) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if m == nil {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
-		w.Header().Set("Content-Type", problem.ContentType)
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(problem.StreamNotFound.Status)
-		_, _ = w.Write(problem.AppendJSON(nil, problem.StreamNotFound, "no LL-HLS for this stream (not live, or not H.264/Opus)", nil, []byte(r.URL.Path)))
+		hls.WriteProblem(w, r, problem.StreamNotFound, "no LL-HLS for this stream (not live, or not H.264/Opus)")
 		return
 	}
 	m.ServeHTTP(w, r)
