@@ -199,16 +199,35 @@ func (sr *streamRoute) serveHLS(r *Request, name string) {
 // waitMuxer waits, at most limit, until the hub has its tracks and hubfeed
 // has attached a muxer to it (a packageable stream) or the hub ends.
 func waitMuxer(set *hubfeed.Set, h *stream.Hub, name string, limit time.Duration) {
-	t := time.NewTimer(limit)
-	defer t.Stop()
-	select {
-	case <-h.Ready():
-	case <-t.C:
+	if !waitReady(h, limit) {
 		return
 	}
 	// hubfeed attaches right after Ready, on its own goroutine.
 	for i := 0; i < 50 && set.Muxer(name) == nil && !h.Ended(); i++ {
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReady waits, at most limit, until the hub has its tracks (true) or
+// ends (false): a pull whose peers all answered that they do not have the
+// stream ends its hub at once, and its waiting requests answer 404 then,
+// not after limit.
+func waitReady(h *stream.Hub, limit time.Duration) bool {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.Ready():
+			return true
+		case <-t.C:
+			return false
+		case <-tick.C:
+			if h.Ended() {
+				return false
+			}
+		}
 	}
 }
 
@@ -226,12 +245,7 @@ func (sr *streamRoute) serveDescriptor(r *Request, name string) {
 		return
 	}
 	if h := sr.srv.Watch(name); h != nil {
-		t := time.NewTimer(descriptorWait)
-		select {
-		case <-h.Ready():
-		case <-t.C:
-		}
-		t.Stop()
+		waitReady(h, descriptorWait)
 	}
 	d := player.Descriptor{
 		Stream:     name,

@@ -201,7 +201,15 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	live := sea.url + "/live/bacc-07/"
 
 	// Before the studio: offline, WebRTC preferred, URLs and ICE servers.
+	// The stream is live nowhere: sea asks eu, which answers 404, and
+	// answers then, not after its wait for a pull's media (2 s).
+	asked := time.Now()
 	d, resp := descriptor(t, live+"play.json")
+	if took := time.Since(asked); took > time.Second {
+		t.Errorf("play.json of a stream live nowhere: expected an answer within 1 s, took %v", took)
+	} else {
+		t.Logf("play.json of a stream live nowhere: answered after %v", took)
+	}
 	want := player.Descriptor{
 		Stream: "bacc-07", WHEP: "/live/bacc-07/whep", HLS: "/live/bacc-07/hls/index.m3u8", State: "offline", Preferred: "webrtc",
 		ICEServers: []player.ICEServer{{URLs: []string{"stun:stun.example.net:3478"}}, {URLs: []string{"turn:turn.example.net:3478"}, Username: "u1", Credential: "c1"}},
@@ -212,8 +220,15 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 	if ct, cc := resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"); ct != "application/json" || cc != "no-store" {
 		t.Errorf("play.json: expected application/json, no-store; got %q, %q", ct, cc)
 	}
+	// Within relay's NotFoundTTL of that answer, without asking eu again.
+	asked = time.Now()
 	r, body := do(t, "GET", live+"hls/index.m3u8", "", "")
 	wantProblem(t, r, body, 404, "stream-not-found")
+	if d := time.Since(asked); d > time.Second {
+		t.Errorf("LL-HLS of a stream live nowhere: expected the 404 within 1 s, not after a pull's wait for media (5 s), took %v", d)
+	} else {
+		t.Logf("LL-HLS of a stream live nowhere: 404 after %v", d)
+	}
 	r, body = do(t, "POST", live+"play.json", "", "{}", "Content-Type", "application/json")
 	wantProblem(t, r, body, 405, "method-not-allowed")
 

@@ -33,6 +33,13 @@ type RelayOptions struct {
 	// MinBackoff and MaxBackoff bound the retries of a pull that broke
 	// (defaults 250ms and 10s).
 	MinBackoff, MaxBackoff time.Duration
+	// NotFoundTTL: once every peer has answered a new pull that it does
+	// not have the stream (404), the pull ends at once, so its waiting
+	// requests answer 404 instead of waiting ReadyTimeout, and for this long
+	// requests for the stream answer 404 without asking the peers again
+	// (default 2s; negative: ask every time). A stream that starts in
+	// another region is found at most this much later.
+	NotFoundTTL time.Duration
 }
 
 // relayHeader marks a relay's WHEP request: the origin serves it only from a
@@ -55,6 +62,51 @@ func (o *RelayOptions) defaults() {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 10 * time.Second
 	}
+	if o.NotFoundTTL == 0 {
+		o.NotFoundTTL = 2 * time.Second
+	}
+}
+
+// notFound remembers, for RelayOptions.NotFoundTTL, the streams that no
+// peer had when a pull asked, so a player polling a stream that is live
+// nowhere does not start a pull (a PeerConnection and a request to every
+// peer) on each request. Bounded: expired entries go when it grows, and
+// past notFoundMax names nothing more is remembered.
+type notFound struct {
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+const notFoundMax = 4096
+
+func (n *notFound) add(stream string, until time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.until == nil {
+		n.until = map[string]time.Time{}
+	}
+	if len(n.until) >= notFoundMax/2 {
+		now := time.Now()
+		for k, t := range n.until {
+			if now.After(t) {
+				delete(n.until, k)
+			}
+		}
+	}
+	if len(n.until) < notFoundMax {
+		n.until[stream] = until
+	}
+}
+
+func (n *notFound) has(stream string, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.until[stream]
+	if ok && now.After(t) {
+		delete(n.until, stream)
+		return false
+	}
+	return ok
 }
 
 // relay pulls one stream from another region's edge into a local hub,
@@ -74,13 +126,16 @@ type relay struct {
 	lastLeave time.Time
 
 	pulls atomic.Int64 // successful connections, for tests and status
+	// nowhere: the first pass over the peers found the stream on none;
+	// set before done closes.
+	nowhere bool
 }
 
 // startRelay returns the hub of a stream pulled from another region, or nil
-// when there are no peers.
+// when there are no peers or they just said they do not have it.
 func (s *Server) startRelay(stream string) *Hub {
 	o := s.options()
-	if len(o.Relay.Peers) == 0 {
+	if len(o.Relay.Peers) == 0 || s.notFound.has(stream, time.Now()) {
 		return nil
 	}
 	hub, err := s.hubFor(stream, true)
@@ -97,7 +152,12 @@ func (s *Server) startRelay(stream string) *Hub {
 	s.relays[stream] = r
 	s.mu.Unlock()
 	s.log.Info("stream relay started", "stream", stream)
-	go r.run()
+	go func() {
+		r.run()
+		if r.nowhere {
+			r.endNowhere()
+		}
+	}()
 	// A pull nobody ends up watching stops too, counted from when the
 	// viewer who started it has stopped waiting for the stream's tracks.
 	r.mu.Lock()
@@ -173,13 +233,34 @@ func (r *relay) stop() {
 	})
 }
 
+// endNowhere ends a pull whose peers all said they do not have the
+// stream: the hub ends (unless a studio has started publishing it here),
+// which answers the requests waiting for it, and the stream is remembered
+// as not found for NotFoundTTL.
+func (r *relay) endNowhere() {
+	s := r.s
+	if ttl := s.options().Relay.NotFoundTTL; ttl > 0 {
+		s.notFound.add(r.stream, time.Now().Add(ttl))
+	}
+	s.log.Info("stream relay stopped: no region has the stream", "stream", r.stream)
+	r.stop()
+	if !r.hub.publishedHere() {
+		r.hub.end()
+	}
+}
+
 func (r *relay) run() {
 	defer close(r.done)
 	o := r.s.options().Relay
 	backoff := o.MinBackoff
 	for {
-		if r.pull() {
+		connected, nowhere := r.pull()
+		if connected {
 			backoff = o.MinBackoff
+		}
+		if nowhere && r.pulls.Load() == 0 && r.ctx.Err() == nil {
+			r.nowhere = true
+			return
 		}
 		if r.ctx.Err() != nil || r.hub.Ended() {
 			return
@@ -195,29 +276,44 @@ func (r *relay) run() {
 
 // pull connects to the first peer that has the stream and feeds the hub
 // until the connection breaks or the relay stops. It reports whether it
-// connected.
-func (r *relay) pull() bool {
-	for _, peer := range r.s.options().Relay.Peers {
+// connected, and whether every peer answered that it does not have the
+// stream (404; a peer that could not be asked leaves the question open).
+func (r *relay) pull() (connected, nowhere bool) {
+	peers := r.s.options().Relay.Peers
+	missing := 0
+	for _, peer := range peers {
 		if r.ctx.Err() != nil {
-			return false
+			return false, false
 		}
-		if r.pullFrom(strings.TrimSuffix(peer, "/") + "/" + r.stream + "/whep") {
-			return true
+		switch r.pullFrom(strings.TrimSuffix(peer, "/") + "/" + r.stream + "/whep") {
+		case pullConnected:
+			return true, false
+		case pullNotFound:
+			missing++
 		}
 	}
-	return false
+	return false, missing == len(peers)
 }
 
-func (r *relay) pullFrom(url string) bool {
+// What one pull attempt found.
+type pullResult uint8
+
+const (
+	pullFailed    pullResult = iota // the peer could not be asked, or the connection failed
+	pullNotFound                    // the peer answered 404: it does not have the stream
+	pullConnected                   // connected, fed the hub until the connection broke or the relay stopped
+)
+
+func (r *relay) pullFrom(url string) pullResult {
 	s := r.s
 	pc, err := s.eng.pub.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return false
+		return pullFailed
 	}
 	defer pc.Close()
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			return false
+			return pullFailed
 		}
 	}
 	broken := make(chan struct{})
@@ -245,20 +341,20 @@ func (r *relay) pullFrom(url string) bool {
 	})
 	off, err := pc.CreateOffer(nil)
 	if err != nil {
-		return false
+		return pullFailed
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(off); err != nil {
-		return false
+		return pullFailed
 	}
 	select {
 	case <-gathered:
 	case <-r.ctx.Done():
-		return false
+		return pullFailed
 	}
 	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, url, bytes.NewReader([]byte(pc.LocalDescription().SDP)))
 	if err != nil {
-		return false
+		return pullFailed
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	req.Header.Set(relayHeader, "1")
@@ -268,23 +364,27 @@ func (r *relay) pullFrom(url string) bool {
 	}
 	resp, err := o.Relay.Client.Do(req)
 	if err != nil {
-		return false
+		return pullFailed
 	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, int64(o.MaxBodyBytes)))
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return false
+	switch resp.StatusCode {
+	case http.StatusCreated:
+	case http.StatusNotFound:
+		return pullNotFound
+	default:
+		return pullFailed
 	}
 	location := resp.Header.Get("Location")
 	g, err := r.hub.attach(src, true)
 	if err != nil {
-		return false
+		return pullFailed
 	}
 	gen.Store(g)
 	r.hub.expectTracks(sendingSections(answer))
 	defer r.hub.detach(g)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		return false
+		return pullFailed
 	}
 	r.pulls.Add(1)
 	s.log.Info("stream relay connected", "stream", r.stream, "origin", url)
@@ -294,7 +394,7 @@ func (r *relay) pullFrom(url string) bool {
 	case <-r.ctx.Done():
 		r.deleteSession(url, location)
 	}
-	return true
+	return pullConnected
 }
 
 // deleteSession ends the relay's session at the origin (best effort; the

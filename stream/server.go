@@ -102,6 +102,7 @@ type Server struct {
 	sessions map[string]*session
 	relays   map[string]*relay
 	closed   bool
+	notFound notFound // streams no relay peer had, lately
 
 	viewers atomic.Int64
 }
