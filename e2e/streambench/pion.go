@@ -22,11 +22,10 @@ var (
 	audioCodec = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
 )
 
-// newAPI is a pion API for the benchmark's peers: loopback UDP only, no
-// mDNS. The publisher gets pion's default interceptors (NACK responder,
-// reports, TWCC), as a studio encoder has; viewers get none, so that a
-// client core spends its time receiving, and a lost packet stays lost.
-func newAPI(interceptors bool) (*webrtc.API, error) {
+// newAPI is a pion API for the benchmark's publisher: loopback UDP only, no
+// mDNS, pion's default interceptors (NACK responder, reports, TWCC), as a
+// studio encoder has. (Viewers send no NACKs: a lost packet stays lost.)
+func newAPI() (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: videoCodec, PayloadType: 102}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
@@ -35,10 +34,8 @@ func newAPI(interceptors bool) (*webrtc.API, error) {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
-	if interceptors {
-		if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
-			return nil, err
-		}
+	if err := webrtc.RegisterDefaultInterceptors(m, ir); err != nil {
+		return nil, err
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)

@@ -41,7 +41,7 @@ type publisher struct {
 //
 // It ends when stdin closes.
 func runPublisher(whip, token string, bitrate int) error {
-	api, err := newAPI(true)
+	api, err := newAPI()
 	if err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# hedge live-stream fan-out, %s\n\n", r.Started.Format(time.RFC3339))
-	fmt.Fprintf(&b, "Machine: %s, %s CPUs, kernel %s, %s, hedge %s. hedge pinned to CPU %d; publisher and viewers (pion) to CPU %d.\n",
+	fmt.Fprintf(&b, "Machine: %s, %s CPUs, kernel %s, %s, hedge %s. hedge pinned to CPU %d; publisher (pion) and viewers (pion ICE, DTLS, SRTP) to CPU %d.\n",
 		r.Machine["cpu"], r.Machine["cpus"], r.Machine["kernel"], r.Machine["go"], r.Machine["hedge"], r.HedgeCPU, r.ClientCPU)
 	fmt.Fprintf(&b, "Stream: %.1f Mbit/s synthesized H.264 (30 fps, IDR every 2 s and on PLI, ≤ 1200-byte packets) + Opus (50 packets/s); window %.0f s per step; loss counted from payload counters.\n\n",
 		float64(r.Bitrate)/1e6, r.WindowS)
@@ -191,6 +191,6 @@ func (r *report) markdown() string {
 	}
 	b.WriteString("Loss is raw: the viewers send no NACKs (hedge would answer them from its packet cache). When a step's minimum loss is close to its maximum, every viewer lost the same packets: they were dropped before the fan-out, by the publisher's ingest falling behind.\n")
 	b.WriteString("hedge's CPU busy is how busy hedge's CPU was with anything (hedge, other users of a shared machine); when it is near 100 % while hedge's own share is lower, hedge was starved, and hedge CPU per 100 viewers is the figure that carries over to a dedicated core.\n")
-	b.WriteString("A step whose clients' CPU is near 100 % may be limited by the pion clients sharing one core, not by hedge: see hedge's own CPU in that row.\n")
+	b.WriteString("A step whose clients' CPU is near 100 % may be limited by the clients sharing one core, not by hedge: see hedge's own CPU in that row.\n")
 	return b.String()
 }

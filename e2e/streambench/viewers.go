@@ -12,15 +12,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/pion/webrtc/v4"
 )
 
 // viewerSet is the -role viewers process: K WHEP clients that count, per
 // kind, the tagged packets whose send time falls in the current window.
 type viewerSet struct {
-	api *webrtc.API
-
 	winFrom, winTo atomic.Int64 // Unix ns; packets sent in [from, to) count
 
 	mu      sync.Mutex
@@ -29,7 +25,7 @@ type viewerSet struct {
 
 type viewer struct {
 	set      *viewerSet
-	pc       *webrtc.PeerConnection
+	peer     *peer
 	location string
 	posted   time.Time
 	count    [2]atomic.Int64
@@ -39,7 +35,6 @@ type viewer struct {
 	gotKey   chan struct{}
 	pktOnce  sync.Once
 	keyOnce  sync.Once
-	wg       sync.WaitGroup
 
 	record bool // keep per-packet one-way delays (relay measurement)
 	dmu    sync.Mutex
@@ -55,11 +50,7 @@ type viewer struct {
 //	delays              → {"delays":[{"v":{counter:ns},"a":{...}},...]} of the recording viewers
 //	close               → {} every viewer leaves
 func runViewers() error {
-	api, err := newAPI(false)
-	if err != nil {
-		return err
-	}
-	vs := &viewerSet{api: api}
+	vs := &viewerSet{}
 	defer vs.closeAll()
 	sc := bufio.NewScanner(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
@@ -146,28 +137,19 @@ func (vs *viewerSet) add(n int, url string, record bool) (int, []string) {
 	return added, errs
 }
 
-// join creates one WHEP viewer; its packets are counted from now on.
+// join creates one WHEP viewer and returns once its DTLS handshake is
+// done; its packets are counted from then on.
 func (vs *viewerSet) join(url string, record bool) (*viewer, error) {
-	pc, err := vs.api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, err
-	}
-	v := &viewer{set: vs, pc: pc, record: record, gotPkt: make(chan struct{}), gotKey: make(chan struct{})}
+	v := &viewer{set: vs, record: record, gotPkt: make(chan struct{}), gotKey: make(chan struct{})}
 	if record {
 		v.delays = [2]map[uint32]int64{{}, {}}
 	}
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			v.close()
-			return nil, err
-		}
+	p, err := newPeer(v.onRTP)
+	if err != nil {
+		return nil, err
 	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		v.wg.Add(1)
-		defer v.wg.Done()
-		v.read(tr)
-	})
-	offer, err := localOffer(pc)
+	v.peer = p
+	offer, err := p.offer()
 	if err != nil {
 		v.close()
 		return nil, err
@@ -181,50 +163,46 @@ func (vs *viewerSet) join(url string, record bool) (*viewer, error) {
 		return nil, err
 	}
 	v.location = loc
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := p.answer(answer); err != nil {
+		v.close()
+		return nil, err
+	}
+	if err := p.start(ctx); err != nil {
 		v.close()
 		return nil, err
 	}
 	return v, nil
 }
 
-// read counts one track's packets until the connection closes. The tag is
-// the end of the decrypted RTP packet, so the header is not parsed.
-func (v *viewer) read(tr *webrtc.TrackRemote) {
-	buf := make([]byte, 1600)
-	for {
-		n, _, err := tr.Read(buf)
-		if err != nil {
-			return
-		}
-		now := time.Now().UnixNano()
-		t, ok := readTag(buf[:n])
-		if !ok {
-			continue
-		}
-		if v.firstPkt.Load() == 0 {
-			v.firstPkt.CompareAndSwap(0, now)
-			v.pktOnce.Do(func() { close(v.gotPkt) })
-		}
-		if t.flags&flagKey != 0 && v.firstKey.Load() == 0 {
-			v.firstKey.CompareAndSwap(0, now)
-			v.keyOnce.Do(func() { close(v.gotKey) })
-		}
-		if t.sent >= v.set.winFrom.Load() && t.sent < v.set.winTo.Load() {
-			v.count[t.kind].Add(1)
-			if v.record {
-				v.dmu.Lock()
-				v.delays[t.kind][t.counter] = now - t.sent
-				v.dmu.Unlock()
-			}
+// onRTP counts one decrypted packet. The tag is the end of the packet, so
+// the header is not parsed.
+func (v *viewer) onRTP(pkt []byte, at time.Time) {
+	now := at.UnixNano()
+	t, ok := readTag(pkt)
+	if !ok {
+		return
+	}
+	if v.firstPkt.Load() == 0 {
+		v.firstPkt.CompareAndSwap(0, now)
+		v.pktOnce.Do(func() { close(v.gotPkt) })
+	}
+	if t.flags&flagKey != 0 && v.firstKey.Load() == 0 {
+		v.firstKey.CompareAndSwap(0, now)
+		v.keyOnce.Do(func() { close(v.gotKey) })
+	}
+	if t.sent >= v.set.winFrom.Load() && t.sent < v.set.winTo.Load() {
+		v.count[t.kind].Add(1)
+		if v.record {
+			v.dmu.Lock()
+			v.delays[t.kind][t.counter] = now - t.sent
+			v.dmu.Unlock()
 		}
 	}
 }
 
 func (v *viewer) close() {
 	deleteSession(v.location)
-	_ = v.pc.Close()
-	v.wg.Wait()
+	v.peer.close()
 }
 
 func (vs *viewerSet) window(from, to int64) {
@@ -310,7 +288,7 @@ func (vs *viewerSet) closeAll() {
 	vs.viewers = nil
 	vs.mu.Unlock()
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 64)
 	for _, v := range all {
 		sem <- struct{}{}
 		wg.Add(1)
