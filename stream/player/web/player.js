@@ -276,6 +276,13 @@
         // behind. steer() below does it instead; 1 switches hls.js's off.
         maxLiveSyncPlaybackRate: 1,
         liveSyncOnStallIncrease: 0,
+        // hls.js looks the next fragment up with a 0.25 s tolerance: with
+        // the buffer ending less than that before a segment's end, it moves
+        // on to the next segment and never loads the short part that ends
+        // this one (a segment is cut on a keyframe, so its last part is
+        // often short), which leaves a hole the player stalls in for a
+        // second or two. Parts are 0.2 s: look up exactly.
+        maxFragLookUpTolerance: 0.01,
         manifestLoadingMaxRetry: 100,
         levelLoadingMaxRetry: 100,
         fragLoadingMaxRetry: 100,
