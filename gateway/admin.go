@@ -154,6 +154,8 @@ type Status struct {
 	DNS *dnsfail.Status `json:"dns,omitempty"`
 	// Protection is the protective layer: WAF per route, ACLs, limits.
 	Protection ProtectionStatus `json:"protection"`
+	// Streams is the node's live streams, if it serves any.
+	Streams *StreamStatus `json:"streams,omitempty"`
 }
 
 // ListenerStatus describes one edge listener.
@@ -191,6 +193,7 @@ func (n *Node) Status() Status {
 		DNS: n.g.dnsStatus(n.name),
 	}
 	s.Protection = n.protectionStatus(st)
+	s.Streams = streamStatus(n.region, n.name)
 	for _, lc := range st.node.Listeners {
 		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}
 		if l := st.listeners[lc.Name]; l != nil && l.certs != nil {

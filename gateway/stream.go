@@ -409,3 +409,30 @@ func relayPeers(b *Build, prefix string) ([]string, *http.Client, error) {
 	}
 	return peers, &http.Client{Timeout: 10 * time.Second, Transport: tr}, nil
 }
+
+// StreamStatus is what /status reports about a node's live streams.
+type StreamStatus struct {
+	Streams  int `json:"streams"`
+	Sessions int `json:"sessions"`
+	Viewers  int `json:"viewers"`
+	Relays   int `json:"relays"`
+	// PendingRestart names configured settings the running node does not
+	// use yet: they need new ICE sockets, so a restart.
+	PendingRestart []string `json:"pending_restart,omitempty"`
+}
+
+// streamStatus is the node's live-stream status, nil when it serves none.
+func streamStatus(region, node string) *StreamStatus {
+	streamServers.Lock()
+	n := streamServers.m[region+"/"+node]
+	streamServers.Unlock()
+	if n == nil {
+		return nil
+	}
+	st := n.srv.Stats()
+	s := &StreamStatus{Streams: st.Streams, Sessions: st.Sessions, Viewers: st.Viewers, Relays: st.Relays}
+	if p := n.pending.Load(); p != nil {
+		s.PendingRestart = *p
+	}
+	return s
+}

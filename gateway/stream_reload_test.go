@@ -219,8 +219,8 @@ func TestStreamSettingsApplyOnReload(t *testing.T) {
 	if err := e.g.Reload(context.Background()); err != nil {
 		t.Fatalf("reload to state B: %v", err)
 	}
-	if got, want := *n.pending.Load(), []string{"streams.ice.udp_port"}; !slices.Equal(got, want) {
-		t.Errorf("settings waiting for a restart: expected %v, got %v", want, got)
+	if st := e.g.Nodes()[0].Status().Streams; st == nil || !slices.Equal(st.PendingRestart, []string{"streams.ice.udp_port"}) {
+		t.Errorf("/status streams after the reload: expected pending_restart [streams.ice.udp_port], got %+v", st)
 	}
 	wantLine := `msg="stream setting changed: needs a restart; the running value is kept" region=` + region +
 		` node=` + region + `-1 field=streams.ice.udp_port configured=127.0.0.1:` + udp2
