@@ -90,6 +90,9 @@ func (b *sendBatcher) release() {
 func (b *sendBatcher) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	b.mu.Lock()
 	if b.holds == 0 || len(p) > mtu {
+		if b.n > 0 {
+			b.flushLocked() // what was queued before p leaves before it
+		}
 		b.mu.Unlock()
 		return b.conn.WriteToUDPAddrPort(p, addr)
 	}

@@ -236,3 +236,22 @@ func BenchmarkSendBatcher(b *testing.B) {
 		})
 	}
 }
+
+// A datagram too large to queue leaves at once, after what was queued
+// before it: order holds.
+func TestSendBatcherLargeDatagramKeepsOrder(t *testing.T) {
+	b := newSendBatcher(listenUDP(t, "udp4", "127.0.0.1:0"))
+	peer := listenUDP(t, "udp4", "127.0.0.1:0")
+	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	sizes := []int{100, 100, 4000, 100}
+	b.hold()
+	for i, n := range sizes {
+		_, _ = b.WriteToAddrPort(bytes.Repeat([]byte{byte(i)}, n), to)
+	}
+	b.release()
+	for i, p := range readAll(t, peer, len(sizes)) {
+		if p[0] != byte(i) || len(p) != sizes[i] {
+			t.Fatalf("datagram %d: got %d bytes of %d, want %d of %d", i, len(p), p[0], sizes[i], i)
+		}
+	}
+}
