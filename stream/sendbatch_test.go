@@ -243,7 +243,7 @@ func TestSendBatcherLargeDatagramKeepsOrder(t *testing.T) {
 	b := newSendBatcher(listenUDP(t, "udp4", "127.0.0.1:0"))
 	peer := listenUDP(t, "udp4", "127.0.0.1:0")
 	to := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	sizes := []int{100, 100, 4000, 100}
+	sizes := []int{100, 100, 1800, 100}
 	b.hold()
 	for i, n := range sizes {
 		_, _ = b.WriteToAddrPort(bytes.Repeat([]byte{byte(i)}, n), to)
