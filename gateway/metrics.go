@@ -116,6 +116,14 @@ var (
 		"Epoch of a ledger domain's designated writer; absent while there is none.", []string{"region", "node", "domain", "writer_region", "writer"}, nil)
 	designatedDesc = prometheus.NewDesc("hedge_ledger_domain_designated",
 		"1 while a ledger domain has exactly one designated writer (money calls fail closed otherwise).", []string{"region", "node", "domain", "state"}, nil)
+	streamGaugeDescs = [...]*prometheus.Desc{
+		prometheus.NewDesc("hedge_stream_live", "Live streams on the node (published here or relayed).", []string{"region", "node"}, nil),
+		prometheus.NewDesc("hedge_stream_sessions", "WHIP and WHEP sessions (and relay pulls' peers).", []string{"region", "node"}, nil),
+		prometheus.NewDesc("hedge_stream_viewers", "WebRTC (WHEP) viewers.", []string{"region", "node"}, nil),
+		prometheus.NewDesc("hedge_stream_relays", "Streams pulled from another region.", []string{"region", "node"}, nil),
+	}
+	streamDatagramsDesc = prometheus.NewDesc("hedge_stream_datagrams_total",
+		"Datagrams sent on the ICE UDP socket (result sent), and those the kernel refused (failed).", []string{"region", "node", "result"}, nil)
 	certDesc = prometheus.NewDesc("hedge_certificate_expiry_timestamp_seconds",
 		"When the certificate served on a listener expires.", []string{"region", "node", "listener", "name"}, nil)
 )
@@ -129,6 +137,10 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- certDesc
 	ch <- epochDesc
 	ch <- designatedDesc
+	for _, d := range streamGaugeDescs {
+		ch <- d
+	}
+	ch <- streamDatagramsDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -158,6 +170,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			draining = 1
 		}
 		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, draining, n.region, n.name)
+		if sn := nodeStreams(n.region, n.name); sn != nil {
+			ss := sn.srv.Stats()
+			for i, v := range [...]int{ss.Streams, ss.Sessions, ss.Viewers, ss.Relays} {
+				ch <- prometheus.MustNewConstMetric(streamGaugeDescs[i], prometheus.GaugeValue, float64(v), n.region, n.name)
+			}
+			ch <- prometheus.MustNewConstMetric(streamDatagramsDesc, prometheus.CounterValue, float64(ss.DatagramsSent), n.region, n.name, "sent")
+			ch <- prometheus.MustNewConstMetric(streamDatagramsDesc, prometheus.CounterValue, float64(ss.DatagramsFailed), n.region, n.name, "failed")
+		}
 		for _, p := range st.poolList {
 			ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Healthy()), n.region, n.name, p.Name)
 			for _, mem := range p.Members {

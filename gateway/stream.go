@@ -423,9 +423,7 @@ type StreamStatus struct {
 
 // streamStatus is the node's live-stream status, nil when it serves none.
 func streamStatus(region, node string) *StreamStatus {
-	streamServers.Lock()
-	n := streamServers.m[region+"/"+node]
-	streamServers.Unlock()
+	n := nodeStreams(region, node)
 	if n == nil {
 		return nil
 	}
@@ -435,4 +433,12 @@ func streamStatus(region, node string) *StreamStatus {
 		s.PendingRestart = *p
 	}
 	return s
+}
+
+// nodeStreams is the node's stream server and muxers, nil when it serves
+// no stream route.
+func nodeStreams(region, node string) *streamNode {
+	streamServers.Lock()
+	defer streamServers.Unlock()
+	return streamServers.m[region+"/"+node]
 }

@@ -141,6 +141,24 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 		}
 	}
 
+	// Operators see the stream in /metrics and /status.
+	metrics := get(t, e.admin+"/metrics")
+	for _, want := range []string{
+		`hedge_stream_live{node="` + region + `-1",region="` + region + `"} 1`,
+		`hedge_stream_viewers{node="` + region + `-1",region="` + region + `"} 1`,
+		`hedge_stream_datagrams_total{node="` + region + `-1",region="` + region + `",result="failed"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics: expected %s, got:\n%s", want, grepLines(metrics, "hedge_stream_"))
+		}
+	}
+	if l := grepLines(metrics, `hedge_stream_datagrams_total{node="`+region+`-1",region="`+region+`",result="sent"}`); l == "" || strings.HasSuffix(l, " 0") {
+		t.Errorf("/metrics: expected datagrams sent, got %q", l)
+	}
+	if st := e.g.Nodes()[0].Status().Streams; st == nil || st.Streams != 1 || st.Viewers != 1 || len(st.PendingRestart) != 0 {
+		t.Errorf("/status streams: expected 1 stream, 1 viewer, nothing pending, got %+v", st)
+	}
+
 	// Unknown streams and sessions, wrong methods: problem+json.
 	resp, body = do(t, "POST", e.url+"/live/nobody-here/whep", "", playOffer, "Content-Type", "application/sdp")
 	wantProblem(t, resp, body, 404, "stream-not-found")

@@ -86,7 +86,7 @@ func (b *sendBatcher) release() {
 
 // WriteToAddrPort queues p for addr while the batcher is held, and sends it
 // at once otherwise. A queued datagram counts as written: UDP promises no
-// more, and one that fails later is counted (sendErrors).
+// more, and one that fails later is counted (sendErrors, Stats).
 func (b *sendBatcher) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error) {
 	b.mu.Lock()
 	if b.holds == 0 || len(p) > mtu {
@@ -94,7 +94,9 @@ func (b *sendBatcher) WriteToAddrPort(p []byte, addr netip.AddrPort) (int, error
 			b.flushLocked() // what was queued before p leaves before it
 		}
 		b.mu.Unlock()
-		return b.conn.WriteToUDPAddrPort(p, addr)
+		n, err := b.conn.WriteToUDPAddrPort(p, addr)
+		b.count(err)
+		return n, err
 	}
 	if b.n > 0 && b.gso.Load() {
 		q, m := &b.q[b.n-1], &b.msgs[b.n-1]
@@ -165,17 +167,25 @@ func (b *sendBatcher) sendOneByOne(train []byte, q *queued) int {
 	ok := 0
 	for off := 0; off < len(train); off += q.seg {
 		d := train[off:min(off+q.seg, len(train))]
-		if _, err := b.conn.WriteToUDPAddrPort(d, q.to); err != nil {
-			b.failed.Add(1)
-		} else {
-			b.sent.Add(1)
+		_, err := b.conn.WriteToUDPAddrPort(d, q.to)
+		if b.count(err) {
 			ok++
 		}
 	}
 	return ok
 }
 
-// sendErrors is how many queued datagrams could not be sent.
+// count counts one datagram sent or failed, and says whether it was sent.
+func (b *sendBatcher) count(err error) bool {
+	if err != nil {
+		b.failed.Add(1)
+		return false
+	}
+	b.sent.Add(1)
+	return true
+}
+
+// sendErrors is how many datagrams could not be sent.
 func (b *sendBatcher) sendErrors() uint64 { return b.failed.Load() }
 
 // ReadFromAddrPort, ReadFrom and the rest are the socket's own.

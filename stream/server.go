@@ -213,6 +213,8 @@ func (s *Server) Hub(name string) *Hub {
 // Stats is a snapshot for status pages and tests.
 type Stats struct {
 	Streams, Sessions, Viewers, Relays, UDPMappings int
+	// Datagrams sent on the ICE UDP socket, and those the kernel refused.
+	DatagramsSent, DatagramsFailed uint64
 }
 
 // Stats counts what the server holds now.
@@ -222,6 +224,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Streams: len(s.hubs), Sessions: len(s.sessions), Viewers: int(s.viewers.Load()),
 		Relays: len(s.relays), UDPMappings: s.eng.udp.mappings(),
+		DatagramsSent: s.eng.out.sent.Load(), DatagramsFailed: s.eng.out.failed.Load(),
 	}
 }
 
