@@ -72,7 +72,7 @@ bench: bench-deps build
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
 	$(GO) run ./e2e/wafbench -hedge ./$(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/hls/ | tee bin/bench-hls-go.txt
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/ ./stream/hls/ | tee bin/bench-stream-go.txt
 	$(GO) run ./dnsfail/dnsbench -hedge ./$(BIN) | tee bin/bench-dns.txt
 	$(GO) run ./e2e/streambench -hedge ./$(BIN)
 
