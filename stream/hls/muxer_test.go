@@ -148,7 +148,13 @@ func TestLLHLSPlaylists(t *testing.T) {
 		t.Errorf("expected EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES, got %+v", pl.ServerControl)
 	}
 	if pl.PartInf == nil || pl.PartInf.PartTarget < 180*time.Millisecond || pl.PartInf.PartTarget > 300*time.Millisecond {
-		t.Errorf("expected PART-TARGET about 200ms, got %+v", pl.PartInf)
+		t.Fatalf("expected PART-TARGET about 200ms, got %+v", pl.PartInf)
+	}
+	// RFC 8216bis: PART-HOLD-BACK at least twice PART-TARGET; hls.js aims
+	// at it, so it is the players' latency floor: no more than 3 times.
+	if sc := pl.ServerControl; sc == nil || sc.PartHoldBack == nil ||
+		*sc.PartHoldBack < 2*pl.PartInf.PartTarget || *sc.PartHoldBack > 3*pl.PartInf.PartTarget {
+		t.Errorf("expected PART-HOLD-BACK between 2 and 3 × PART-TARGET (%v), got %+v", pl.PartInf.PartTarget, sc)
 	}
 	if pl.PreloadHint == nil || !strings.Contains(pl.PreloadHint.URI, "_part") {
 		t.Errorf("expected a preload hint naming the next part, got %+v", pl.PreloadHint)
