@@ -169,6 +169,11 @@ try {
   result.edgeLag = { median: median(edgeLags), n: edgeLags.length, max: edgeLags.length ? Math.max(...edgeLags) : null };
   log('LL-HLS edge lag (playlist served − PROGRAM-DATE-TIME of its live edge)', JSON.stringify(result.edgeLag));
 
+  result.publisher = await pub.evaluate(() => {
+    const p = window.hedgePublisher;
+    return { width: p.frameWidth, height: p.frameHeight, resolutionChanges: p.resolutionChanges, limitation: p.qualityLimitation };
+  });
+  log('publisher encoder', JSON.stringify(result.publisher));
   await control('unblock');
   const restoredAt = Date.now();
   log('viewer UDP restored');

@@ -11,6 +11,12 @@
     resource: null, // WHIP session URL
     codec: null, // negotiated video codec
     framesEncoded: 0,
+    // What the encoder does under CPU or bandwidth limits: a resolution
+    // change sends new parameter sets, which cut an LL-HLS segment short.
+    frameWidth: 0,
+    frameHeight: 0,
+    resolutionChanges: 0,
+    qualityLimitation: null,
   });
 
   const form = document.getElementById('form');
@@ -47,6 +53,17 @@
     transceiver.setCodecPreferences([...codecs].sort((a, b) => rank(a) - rank(b)));
   }
 
+  async function keepResolution(sender) {
+    try {
+      const p = sender.getParameters();
+      p.degradationPreference = 'maintain-resolution';
+      await sender.setParameters(p);
+    } catch (e) {
+      // Not settable before negotiation in some browsers: contentHint
+      // asks for the same.
+    }
+  }
+
   function gathered(ms) {
     if (pc.iceGatheringState === 'complete') return Promise.resolve();
     return new Promise((resolve) => {
@@ -73,8 +90,16 @@
       preview.srcObject = media;
       pc = new RTCPeerConnection();
       for (const track of media.getTracks()) {
+        // A table's cards must stay legible, and a resolution change sends
+        // new parameter sets, which cut an LL-HLS segment short (and hls.js
+        // often stalls there): under CPU or bandwidth limits the encoder
+        // should drop frames, not resolution.
+        if (track.kind === 'video' && 'contentHint' in track) track.contentHint = 'detail';
         const t = pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
-        if (track.kind === 'video') preferH264(t);
+        if (track.kind === 'video') {
+          preferH264(t);
+          keepResolution(t.sender);
+        }
       }
       pc.addEventListener('connectionstatechange', () => {
         if (pc.connectionState === 'connected') set('live');
@@ -98,7 +123,12 @@
         if (!pc) return;
         const stats = await pc.getStats();
         stats.forEach((s) => {
-          if (s.type === 'outbound-rtp' && s.kind === 'video') state.framesEncoded = s.framesEncoded || 0;
+          if (s.type !== 'outbound-rtp' || s.kind !== 'video') return;
+          state.framesEncoded = s.framesEncoded || 0;
+          state.frameWidth = s.frameWidth || 0;
+          state.frameHeight = s.frameHeight || 0;
+          state.resolutionChanges = s.qualityLimitationResolutionChanges || 0;
+          state.qualityLimitation = s.qualityLimitationReason || null;
         });
       }, 1000);
     } catch (e) {
