@@ -129,7 +129,7 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 	if got := strings.Join(path, "→"); got != "webrtc→hls→webrtc" {
 		t.Errorf("expected switches webrtc→hls→webrtc, got %s (%+v)", got, res.Switches)
 	}
-	t.Logf("time to first frame: WebRTC %.0f ms, LL-HLS %.0f ms (after the fallback started), WebRTC on return %.0f ms",
+	t.Logf("time to first frame: WebRTC %.0f ms, LL-HLS %.0f ms (after the fallback started); the probe that returned to WebRTC started %.0f ms before its first frame (while UDP was still cut, as a player retries)",
 		res.WebRTCTTFF, res.HLSTTFF, res.WebRTCReturnTTFF)
 	t.Logf("fallback: detected %.0f ms after the cut, LL-HLS playing %.0f ms after it; back on WebRTC %.0f ms after the restore",
 		res.FallbackDetectMs, res.FallbackToPlaying, res.ReturnMs)
