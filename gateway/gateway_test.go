@@ -93,16 +93,28 @@ type testEdge struct {
 // {{ADMIN}} and {{DATA}} are filled in.
 func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
 	t.Helper()
-	return startEdgeNode(t, tmpl, "", "", repl...)
+	return startEdgeWith(t, edgeOptions{}, tmpl, repl...)
 }
 
 // startEdgeNode runs one node of a multi-region configuration.
 func startEdgeNode(t testing.TB, tmpl, region, node string, repl ...string) *testEdge {
 	t.Helper()
+	return startEdgeWith(t, edgeOptions{region: region, node: node}, tmpl, repl...)
+}
+
+// edgeOptions choose the node a test edge runs (default: the only one) and
+// where its log goes (default: nowhere, or stderr with -v).
+type edgeOptions struct {
+	region, node string
+	log          io.Writer
+}
+
+func startEdgeWith(t testing.TB, o edgeOptions, tmpl string, repl ...string) *testEdge {
+	t.Helper()
 	// A port found free can be taken by another process before the gateway
 	// binds it: try again with new ports rather than fail the test.
 	for attempt := 1; ; attempt++ {
-		e, err := tryStartEdge(t, tmpl, region, node, repl...)
+		e, err := tryStartEdge(t, o, tmpl, repl...)
 		if err == nil {
 			return e
 		}
@@ -112,7 +124,7 @@ func startEdgeNode(t testing.TB, tmpl, region, node string, repl ...string) *tes
 	}
 }
 
-func tryStartEdge(t testing.TB, tmpl, region, node string, repl ...string) (*testEdge, error) {
+func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*testEdge, error) {
 	edge, admin := freeAddr(t), freeAddr(t)
 	dir := t.TempDir()
 	r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
@@ -125,10 +137,12 @@ func tryStartEdge(t testing.TB, tmpl, region, node string, repl ...string) (*tes
 		return nil, fmt.Errorf("config:\n%w", err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if o.log != nil {
+		log = slog.New(slog.NewTextHandler(o.log, nil))
+	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := New(cfg, Options{Region: region, Node: node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := New(cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
 	if err != nil {
 		return nil, err
 	}

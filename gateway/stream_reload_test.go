@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
-	"hedge/configs"
 	"hedge/stream"
 	"hedge/stream/player"
 	"hedge/stream/streamtest"
@@ -39,16 +37,6 @@ const (
   ice: {udp_port: {{UDP2}}, servers: [{urls: ["turn:new.example.net:3478"], username: u1, credential: c1}]}
   relay: false
 `
-	streamNodeYAML = `regions:
-  - name: {{REGION}}
-    nodes:
-      - name: {{REGION}}-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
-        admin: {address: {{ADMIN}}}
-`
 )
 
 // logBuffer collects a gateway's log lines for a test to read.
@@ -67,40 +55,6 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// startEdgeLogged is startEdge with the gateway's log lines kept in logs.
-func startEdgeLogged(t *testing.T, logs *logBuffer, tmpl string, repl ...string) *testEdge {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		edge, admin, dir := freeAddr(t), freeAddr(t), t.TempDir()
-		r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
-		file := dir + "/hedge.yaml"
-		if err := os.WriteFile(file, []byte(r.Replace(tmpl)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := configs.Load(file)
-		if err != nil {
-			t.Fatalf("config:\n%v", err)
-		}
-		log := slog.New(slog.NewTextHandler(logs, nil))
-		g, err := New(cfg, Options{Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
-		if err == nil {
-			err = g.Start(context.Background())
-		}
-		if err != nil {
-			if attempt < 5 && strings.Contains(err.Error(), "address already in use") {
-				continue
-			}
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			g.Shutdown(ctx)
-		})
-		return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}
-	}
 }
 
 // rewriteConfig replaces old with new in the edge's configuration file.
@@ -141,7 +95,7 @@ func TestStreamSettingsApplyOnReload(t *testing.T) {
 	region := fmt.Sprintf("reload%d", time.Now().UnixNano()%1_000_000)
 	udp, udp2 := freeUDPPort(t), freeUDPPort(t)
 	logs := &logBuffer{}
-	e := startEdgeLogged(t, logs, streamRouteYAML+streamsBefore+streamNodeYAML,
+	e := startEdgeWith(t, edgeOptions{log: logs}, streamRouteYAML+streamsBefore+streamNodeYAML,
 		"{{UDP}}", udp, "{{REGION}}", region)
 	api := streamPeerAPI(t)
 	whip := func(stream, token string) (*streamtest.Publisher, *http.Response, string) {

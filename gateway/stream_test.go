@@ -30,12 +30,8 @@ routes:
     max_body_bytes: 64KiB
 `
 
-// streamConfig is one node whose /live/ route is a stream route.
-const streamConfig = streamRouteYAML + `streams:
-  studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
-  ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}]}
-  relay: false
-regions:
+// streamNodeYAML is the one region and node of the stream tests.
+const streamNodeYAML = `regions:
   - name: {{REGION}}
     nodes:
       - name: {{REGION}}-1
@@ -45,6 +41,13 @@ regions:
             tls: {mode: off}
         admin: {address: {{ADMIN}}}
 `
+
+// streamConfig is one node whose /live/ route is a stream route.
+const streamConfig = streamRouteYAML + `streams:
+  studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
+  ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}]}
+  relay: false
+` + streamNodeYAML
 
 // freeUDPPort returns a loopback UDP port that was free just now.
 func freeUDPPort(t *testing.T) string {
