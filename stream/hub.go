@@ -71,13 +71,40 @@ type Hub struct {
 	readers   atomic.Pointer[[]Reader]
 	viewers   atomic.Int64
 	curGen    atomic.Uint64 // gen while it may write; 0 once ended
+	fullUntil atomic.Int64  // Unix ns: the fan-out was behind; no new WebRTC viewer until then
 }
+
+// The fan-out is full when a packet waited longer than fanoutBehind before
+// going out; new WebRTC viewers are then sent to LL-HLS for fanoutCooldown
+// after the last time it was, so those watching keep a clean stream.
+const (
+	fanoutBehind   = 200 * time.Millisecond
+	fanoutCooldown = 10 * time.Second
+)
+
+// noteLag records how long a group waited for its fan-out.
+func (h *Hub) noteLag(lag time.Duration) {
+	if lag < fanoutBehind {
+		return
+	}
+	was := h.FanoutFull()
+	h.fullUntil.Store(time.Now().Add(fanoutCooldown).UnixNano())
+	if !was && h.cfg.onFull != nil {
+		h.cfg.onFull(h, lag)
+	}
+}
+
+// FanoutFull reports whether the stream's fan-out has recently fallen
+// behind its studio: one more WebRTC viewer would cost every viewer
+// packets, so new ones are refused (503, LL-HLS instead).
+func (h *Hub) FanoutFull() bool { return time.Now().UnixNano() < h.fullUntil.Load() }
 
 type hubConfig struct {
 	grace         time.Duration // publisher absence before the stream ends
 	keyframeEvery time.Duration // minimum interval between keyframe requests
 	cacheSize     int           // packets kept per track for NACK
 	out           *sendBatcher  // the node's ICE socket (nil: readers only)
+	onFull        func(h *Hub, lag time.Duration)
 	onEnd         func(h *Hub)
 }
 

@@ -337,7 +337,10 @@ func (r *relay) pullFrom(url string) pullResult {
 			r.hub.RequestKeyframe()
 		}
 		go drainRTCP(recv)
-		ingest(remote, func(pkts []*rtp.Packet) { t.write(g, pkts, time.Now()) })
+		ingest(remote, func(pkts []*rtp.Packet, lag time.Duration) {
+			t.write(g, pkts, time.Now())
+			r.hub.noteLag(lag)
+		})
 	})
 	off, err := pc.CreateOffer(nil)
 	if err != nil {

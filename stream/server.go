@@ -281,6 +281,10 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 	e := &hubEntry{}
 	e.hub = newHub(name, hubConfig{
 		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, cacheSize: o.CachePackets, out: s.eng.out,
+		onFull: func(h *Hub, lag time.Duration) {
+			s.log.Warn("stream fan-out behind its studio: new WebRTC viewers are sent to LL-HLS",
+				"stream", h.Name(), "lag", lag.Round(time.Millisecond), "viewers", h.Viewers(), "for", fanoutCooldown)
+		},
 		onEnd: func(h *Hub) {
 			s.mu.Lock()
 			if s.hubs[name] == e {
@@ -470,9 +474,12 @@ func (s *Server) State(stream string) State {
 }
 
 // OverViewerCap reports whether one more WebRTC viewer of the stream would
-// be refused by the node's or the stream's cap: players should start on
-// LL-HLS.
+// be refused, by the node's or the stream's cap or because the stream's
+// fan-out is full: players should start on LL-HLS.
 func (s *Server) OverViewerCap(stream string) bool {
+	if h := s.Hub(stream); h != nil && h.FanoutFull() {
+		return true
+	}
 	o := s.options()
 	if c := o.MaxViewersPerNode; c > 0 && int(s.viewers.Load()) >= c {
 		return true

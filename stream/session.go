@@ -264,9 +264,10 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 		p.x.hub.RequestKeyframe()
 	}
 	go drainRTCP(recv)
-	ingest(remote, func(pkts []*rtp.Packet) {
+	ingest(remote, func(pkts []*rtp.Packet, lag time.Duration) {
 		p.x.media.Store(true)
 		t.write(p.gen, pkts, time.Now())
+		p.x.hub.noteLag(lag)
 	})
 }
 
@@ -283,10 +284,13 @@ const (
 // leave packets to overflow pion's buffers, and the more viewers a group
 // goes to, the larger groups grow: each viewer then gets a group as one
 // datagram train. An idle stream's packets go out one by one, at once.
-func ingest(remote *webrtc.TrackRemote, fn func([]*rtp.Packet)) {
+// fn also learns how long the group's first packet waited: how far the
+// fan-out is behind the studio.
+func ingest(remote *webrtc.TrackRemote, fn func(pkts []*rtp.Packet, lag time.Duration)) {
 	type slot struct {
 		buf [1500]byte
 		n   int
+		at  time.Time
 	}
 	free := make(chan *slot, ingestQueue)
 	full := make(chan *slot, ingestQueue)
@@ -300,7 +304,7 @@ func ingest(remote *webrtc.TrackRemote, fn func([]*rtp.Packet)) {
 			if err != nil {
 				return
 			}
-			s.n = n
+			s.n, s.at = n, time.Now()
 			full <- s
 		}
 	}()
@@ -328,7 +332,7 @@ func ingest(remote *webrtc.TrackRemote, fn func([]*rtp.Packet)) {
 			}
 		}
 		if len(group) > 0 {
-			fn(group)
+			fn(group, time.Since(slots[0].at))
 		}
 		for _, s := range slots {
 			free <- s
@@ -394,9 +398,9 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		problem.Write(ctx, problem.NoUsableCodec, "the stream is "+codecList(caps), requestID)
 		return
 	}
-	if !s.admitViewer(hub) {
+	if why := s.admitViewer(hub); why != "" {
 		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
-		problem.Write(ctx, problem.ViewerCap, "watch "+s.HLSURL(stream)+" instead", requestID)
+		problem.Write(ctx, problem.ViewerCap, why+": watch "+s.HLSURL(stream)+" instead", requestID)
 		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
 		return
 	}
@@ -464,19 +468,23 @@ func codecList(cs []webrtc.RTPCodecCapability) string {
 	return strings.Join(n, " + ")
 }
 
-// admitViewer takes a viewer slot of the stream and the node, or reports
-// that a cap is reached.
-func (s *Server) admitViewer(h *Hub) bool {
-	if n := h.viewers.Add(1); s.options().MaxViewersPerStream > 0 && int(n) > s.options().MaxViewersPerStream {
-		h.viewers.Add(-1)
-		return false
+// admitViewer takes a viewer slot of the stream and the node, or says why
+// there is none: a cap is reached or the stream's fan-out is full.
+func (s *Server) admitViewer(h *Hub) (refused string) {
+	if h.FanoutFull() {
+		return "this node's fan-out of the stream is full"
 	}
-	if n := s.viewers.Add(1); s.options().MaxViewersPerNode > 0 && int(n) > s.options().MaxViewersPerNode {
+	o := s.options()
+	if n := h.viewers.Add(1); o.MaxViewersPerStream > 0 && int(n) > o.MaxViewersPerStream {
+		h.viewers.Add(-1)
+		return "the stream's WebRTC viewer cap is reached"
+	}
+	if n := s.viewers.Add(1); o.MaxViewersPerNode > 0 && int(n) > o.MaxViewersPerNode {
 		s.viewers.Add(-1)
 		h.viewers.Add(-1)
-		return false
+		return "this node's WebRTC viewer cap is reached"
 	}
-	return true
+	return ""
 }
 
 // viewer is a WHEP session reading a hub.

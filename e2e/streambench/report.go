@@ -169,6 +169,12 @@ func (r *report) markdown() string {
 			max(s.Video.Over1Pct, s.Audio.Over1Pct), s.HedgeCPU, s.HedgeCPUBusy, s.HedgeCPU/float64(max(1, s.Viewers))*100,
 			mb(s.RSS), float64(s.RSS)/float64(max(1, s.Viewers))/(1<<20), s.rssPerViewer(r.RSSPublisher), s.ClientCPU)
 	}
+	for _, s := range r.Steps {
+		if s.JoinFailed > 0 && len(s.JoinErrors) > 0 && strings.Contains(s.JoinErrors[0], "fan-out") {
+			fmt.Fprintf(&b, "\nK=%d: hedge refused %d joins because the stream's fan-out had fallen behind (503 naming LL-HLS, its overload protection); the %d viewers watching lost at most %.2f %% video, %.2f %% audio.\n",
+				s.K, s.JoinFailed, s.Viewers, 100*s.Video.Max, 100*s.Audio.Max)
+		}
+	}
 	fmt.Fprintf(&b, "\nLargest K with < 1 %% loss at every viewer (video and audio): **%d** (target ≥ 500 per core; MediaMTX v1.20.1 on this machine class: ~300).\n\n", r.MaxK)
 	t := r.TTFF
 	fmt.Fprintf(&b, "WHEP join, %d viewers one by one: POST → answer median %.0f ms; POST → first packet median %.0f ms; POST → first keyframe packet median **%.0f ms** (p90 %.0f ms; target ≤ 500 ms; MediaMTX 1.5 s); %d saw no keyframe within 5 s.\n\n",
