@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hedge/configs"
 )
 
 // TestReloadUnderLoad reloads twice while keep-alive clients hammer the
@@ -192,4 +195,49 @@ func hedgeGoroutines() []string {
 		}
 	}
 	return out
+}
+
+// A Start that fails after its edge listeners are up (here: the admin
+// address is taken) stops them and returns, every time: a listener shut
+// down before its Serve goroutine ran used to keep Start waiting forever.
+func TestFailedStartReleasesListeners(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for i := range 30 {
+		dir := t.TempDir()
+		edge := freeAddr(t)
+		r := strings.NewReplacer("{{EDGE}}", edge, "{{ADMIN}}", taken.Addr().String(), "{{DATA}}", dir,
+			"{{L1}}", "127.0.0.1:9", "{{G1}}", "127.0.0.1:9", "{{G2}}", "127.0.0.1:9")
+		file := dir + "/hedge.yaml"
+		if err := os.WriteFile(file, []byte(r.Replace(baseConfig)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := configs.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- g.Start(context.Background()) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("start %d with the admin address taken: expected address already in use, got %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("start %d with the admin address taken: still not returned after 10 s", i)
+		}
+		// The edge listener's address is free again.
+		ln, err := net.Listen("tcp", edge)
+		if err != nil {
+			t.Fatalf("start %d: the failed start left its edge listener bound: %v", i, err)
+		}
+		ln.Close()
+	}
 }

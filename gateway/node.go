@@ -320,7 +320,14 @@ func (el *edgeListener) shutdown(ctx context.Context, timeout time.Duration) {
 	defer cancel()
 	if el.srv != nil {
 		el.srv.ShutdownWithContext(ctx)
-		<-el.done
+		// A Serve that had not started when Shutdown ran does not know it
+		// was shut down: closing its listener ends it (a failed Start
+		// shuts listeners down at once).
+		_ = el.ln.Close()
+		select {
+		case <-el.done:
+		case <-ctx.Done():
+		}
 	} else {
 		el.ln.Close()
 	}
