@@ -68,34 +68,55 @@ func SignViewerToken(key []byte, stream string, exp time.Time) string {
 
 // VerifyViewerToken checks tok for stream at time now.
 func VerifyViewerToken(key []byte, tok, stream string, now time.Time) error {
-	p, sig, ok := strings.Cut(tok, ".")
-	if !ok || len(tok) > 1024 {
-		return ErrTokenMalformed
-	}
-	enc := base64.RawURLEncoding
-	payload, err1 := enc.DecodeString(p)
-	mac, err2 := enc.DecodeString(sig)
-	if err1 != nil || err2 != nil {
-		return ErrTokenMalformed
-	}
-	m := hmac.New(sha256.New, key)
-	m.Write(payload)
-	if !hmac.Equal(mac, m.Sum(nil)) {
-		return ErrTokenSignature
-	}
-	name, expS, ok := strings.Cut(string(payload), "\n")
-	if !ok {
-		return ErrTokenMalformed
-	}
-	exp, err := strconv.ParseInt(expS, 10, 64)
+	name, err := verifyToken(key, tok, now)
 	if err != nil {
-		return ErrTokenMalformed
-	}
-	if now.Unix() >= exp {
-		return ErrTokenExpired
+		return err
 	}
 	if name != "*" && name != stream {
 		return ErrTokenStream
 	}
 	return nil
+}
+
+// relayTokenName is what a relay's token is signed for: not a stream name
+// (those have no colon), so no viewer token, not even "*", is one.
+func relayTokenName(stream string) string { return "relay:" + stream }
+
+// verifyRelayToken checks that tok is a relay's token for stream: signed
+// with the deployment's key by another region's edge.
+func verifyRelayToken(key []byte, tok, stream string, now time.Time) bool {
+	name, err := verifyToken(key, tok, now)
+	return err == nil && name == relayTokenName(stream)
+}
+
+// verifyToken checks tok's signature and expiry and returns what it was
+// signed for.
+func verifyToken(key []byte, tok string, now time.Time) (string, error) {
+	p, sig, ok := strings.Cut(tok, ".")
+	if !ok || len(tok) > 1024 {
+		return "", ErrTokenMalformed
+	}
+	enc := base64.RawURLEncoding
+	payload, err1 := enc.DecodeString(p)
+	mac, err2 := enc.DecodeString(sig)
+	if err1 != nil || err2 != nil {
+		return "", ErrTokenMalformed
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(payload)
+	if !hmac.Equal(mac, m.Sum(nil)) {
+		return "", ErrTokenSignature
+	}
+	name, expS, ok := strings.Cut(string(payload), "\n")
+	if !ok {
+		return "", ErrTokenMalformed
+	}
+	exp, err := strconv.ParseInt(expS, 10, 64)
+	if err != nil {
+		return "", ErrTokenMalformed
+	}
+	if now.Unix() >= exp {
+		return "", ErrTokenExpired
+	}
+	return name, nil
 }

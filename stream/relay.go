@@ -363,7 +363,8 @@ func (r *relay) pullFrom(url string) pullResult {
 	req.Header.Set(relayHeader, "1")
 	o := s.options()
 	if len(o.ViewerTokenKey) > 0 {
-		req.Header.Set("Authorization", "Bearer "+SignViewerToken(o.ViewerTokenKey, r.stream, time.Now().Add(time.Minute)))
+		// A relay token: the origin lets it past its viewer caps.
+		req.Header.Set("Authorization", "Bearer "+SignViewerToken(o.ViewerTokenKey, relayTokenName(r.stream), time.Now().Add(time.Minute)))
 	}
 	resp, err := o.Relay.Client.Do(req)
 	if err != nil {

@@ -353,12 +353,18 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 
 // play serves POST /live/{stream}/whep.
 func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
-	if len(s.options().ViewerTokenKey) > 0 {
+	isRelay := len(ctx.Request.Header.Peek(relayHeader)) > 0
+	// trusted: another region's edge, proven by a relay token signed with
+	// the deployment's viewer token key. It feeds a whole region, so no
+	// cap or fan-out protection refuses it.
+	trusted := false
+	if key := s.options().ViewerTokenKey; len(key) > 0 {
 		tok := bearer(string(ctx.Request.Header.Peek("Authorization")))
 		if tok == "" {
 			tok = string(ctx.QueryArgs().Peek("token"))
 		}
-		if err := VerifyViewerToken(s.options().ViewerTokenKey, tok, stream, time.Now()); err != nil {
+		trusted = isRelay && verifyRelayToken(key, tok, stream, time.Now())
+		if err := VerifyViewerToken(key, tok, stream, time.Now()); err != nil && !trusted {
 			problem.Write(ctx, problem.InvalidToken, err.Error(), requestID)
 			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whep"`)
 			return
@@ -369,7 +375,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		return
 	}
 	hub, _ := s.hubFor(stream, false)
-	if len(ctx.Request.Header.Peek(relayHeader)) > 0 {
+	if isRelay {
 		// Another region's relay: only a stream published here will do.
 		if hub != nil && s.isRelay(stream) {
 			hub = nil
@@ -398,7 +404,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		problem.Write(ctx, problem.NoUsableCodec, "the stream is "+codecList(caps), requestID)
 		return
 	}
-	if why := s.admitViewer(hub); why != "" {
+	if why := s.admitViewer(hub, trusted); why != "" {
 		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
 		problem.Write(ctx, problem.ViewerCap, why+": watch "+s.HLSURL(stream)+" instead", requestID)
 		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
@@ -469,8 +475,14 @@ func codecList(cs []webrtc.RTPCodecCapability) string {
 }
 
 // admitViewer takes a viewer slot of the stream and the node, or says why
-// there is none: a cap is reached or the stream's fan-out is full.
-func (s *Server) admitViewer(h *Hub) (refused string) {
+// there is none: a cap is reached or the stream's fan-out is full. A
+// trusted relay takes its slots whatever the caps.
+func (s *Server) admitViewer(h *Hub, trusted bool) (refused string) {
+	if trusted {
+		h.viewers.Add(1)
+		s.viewers.Add(1)
+		return ""
+	}
 	if h.FanoutFull() {
 		return "this node's fan-out of the stream is full"
 	}
