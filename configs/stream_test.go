@@ -6,15 +6,19 @@ import (
 	"testing"
 )
 
-// Every mistake in the streams section is reported at once, each naming
-// the file, the line and the field.
-func TestStreamErrorsNameFileLineAndField(t *testing.T) {
-	src := `regions:
+// oneNode is the deployment of these tests: one region, one node (five
+// lines, so the error lines below count from the sixth).
+const oneNode = `regions:
   - name: sea
     nodes:
       - name: sea-1
         listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
-routes:
+`
+
+// Every mistake in the streams section is reported at once, each naming
+// the file, the line and the field.
+func TestStreamErrorsNameFileLineAndField(t *testing.T) {
+	src := oneNode + `routes:
   - name: live
     kind: stream
     match: {path_prefix: /live/}
@@ -80,12 +84,7 @@ streams:
 
 // A stream route needs at least one studio that may publish.
 func TestStreamRouteNeedsStudios(t *testing.T) {
-	src := `regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
-routes:
+	src := oneNode + `routes:
   - name: live
     kind: stream
     match: {path_prefix: /live/}
@@ -100,12 +99,7 @@ routes:
 // The defaults a streams section without settings gets, and studios'
 // default stream patterns.
 func TestStreamDefaults(t *testing.T) {
-	src := `regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
-streams:
+	src := oneNode + `streams:
   studios: [{name: studio-a, token: long-enough-token}]
 `
 	c, err := Parse("d.yaml", []byte(src))
