@@ -12,19 +12,13 @@ import (
 
 // Reader receives a stream's packets: a WHEP viewer, the LL-HLS muxer, a
 // recorder. OnRTP is called on the publisher's ingest goroutine, in order per
-// track; it must not block, and must not keep pkt or its payload after it
-// returns (copy what it needs). Sequence numbers and timestamps are the
+// track, with a group of packets: those that arrived while the previous
+// group was fanned out (a WHEP viewer sends a group as one datagram train).
+// It must not block, and must not keep the packets or their payloads after
+// it returns (copy what it needs). Sequence numbers and timestamps are the
 // stream's own: continuous across publisher reconnects.
 type Reader interface {
-	OnRTP(t *Track, pkt *rtp.Packet)
-}
-
-// GroupReader is a Reader that takes the packets of a group together:
-// those that arrived while the previous group was fanned out. A WHEP
-// viewer sends a group as one datagram train (one GSO send).
-type GroupReader interface {
-	Reader
-	OnRTPGroup(t *Track, pkts []*rtp.Packet)
+	OnRTP(t *Track, pkts []*rtp.Packet)
 }
 
 // Ender is implemented by readers that want to know when their stream ends
@@ -425,13 +419,7 @@ func (t *Track) write(gen uint64, pkts []*rtp.Packet, now time.Time) {
 		defer out.release()
 	}
 	for _, r := range *h.readers.Load() {
-		if g, ok := r.(GroupReader); ok {
-			g.OnRTPGroup(t, pkts)
-			continue
-		}
-		for _, pkt := range pkts {
-			r.OnRTP(t, pkt)
-		}
+		r.OnRTP(t, pkts)
 	}
 }
 

@@ -17,7 +17,7 @@ type stallReader struct {
 	stall time.Duration
 }
 
-func (r *stallReader) OnRTP(*Track, *rtp.Packet) { r.once.Do(func() { time.Sleep(r.stall) }) }
+func (r *stallReader) OnRTP(*Track, []*rtp.Packet) { r.once.Do(func() { time.Sleep(r.stall) }) }
 
 // A stream whose fan-out fell behind its studio refuses new WebRTC viewers
 // (503 naming LL-HLS, and play.json prefers LL-HLS) so that the viewers

@@ -505,15 +505,9 @@ type viewer struct {
 	tracks [2]*viewerTrack
 }
 
-func (v *viewer) OnRTP(t *Track, pkt *rtp.Packet) {
-	if vt := v.tracks[kindIndex(t.kind)]; vt != nil {
-		vt.send(pkt)
-	}
-}
-
-// OnRTPGroup sends the group back to back: the node's socket turns it into
-// one datagram train to this viewer.
-func (v *viewer) OnRTPGroup(t *Track, pkts []*rtp.Packet) {
+// OnRTP sends the group back to back: the node's socket turns it into one
+// datagram train to this viewer.
+func (v *viewer) OnRTP(t *Track, pkts []*rtp.Packet) {
 	if vt := v.tracks[kindIndex(t.kind)]; vt != nil {
 		for _, pkt := range pkts {
 			vt.send(pkt)

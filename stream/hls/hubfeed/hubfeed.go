@@ -140,8 +140,11 @@ type reader struct {
 	tracks map[*stream.Track]trackInfo // read-only after attach
 }
 
-func (r *reader) OnRTP(tr *stream.Track, pkt *rtp.Packet) {
+func (r *reader) OnRTP(tr *stream.Track, pkts []*rtp.Packet) {
 	if ti, ok := r.tracks[tr]; ok {
-		r.m.WriteRTP(ti.codec, ti.rate, pkt, time.Now())
+		now := time.Now()
+		for _, pkt := range pkts {
+			r.m.WriteRTP(ti.codec, ti.rate, pkt, now)
+		}
 	}
 }
