@@ -398,14 +398,17 @@ func (t *Track) Packets() uint64 { return t.packets.Load() }
 
 // write forwards a group of packets of source generation gen, in order:
 // rewritten into the stream's sequence and timestamp space, cached for
-// retransmission, handed to every reader. The packets are modified.
-func (t *Track) write(gen uint64, pkts []*rtp.Packet, now time.Time) {
+// retransmission, handed to every reader. The packets are modified. lag
+// is how long the group's first packet waited for it (see noteLag).
+func (t *Track) write(gen uint64, pkts []*rtp.Packet, lag time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.hub
 	if h.curGen.Load() != gen {
 		return
 	}
+	h.noteLag(lag)
+	now := time.Now()
 	for _, pkt := range pkts {
 		t.rw.apply(gen, pkt, now, t.codec.ClockRate)
 		pkt.Header.Extension = false

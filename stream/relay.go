@@ -337,10 +337,7 @@ func (r *relay) pullFrom(url string) pullResult {
 			r.hub.RequestKeyframe()
 		}
 		go drainRTCP(recv)
-		ingest(remote, func(pkts []*rtp.Packet, lag time.Duration) {
-			t.write(g, pkts, time.Now())
-			r.hub.noteLag(lag)
-		})
+		ingest(remote, func(pkts []*rtp.Packet, lag time.Duration) { t.write(g, pkts, lag) })
 	})
 	off, err := pc.CreateOffer(nil)
 	if err != nil {

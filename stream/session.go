@@ -266,8 +266,7 @@ func (p *publisher) onTrack(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver
 	go drainRTCP(recv)
 	ingest(remote, func(pkts []*rtp.Packet, lag time.Duration) {
 		p.x.media.Store(true)
-		t.write(p.gen, pkts, time.Now())
-		p.x.hub.noteLag(lag)
+		t.write(p.gen, pkts, lag)
 	})
 }
 
