@@ -146,9 +146,11 @@ func (b *sendBatcher) flushLocked() {
 	for len(ms) > 0 {
 		n, err := b.pc.WriteBatch(ms, 0)
 		n = max(n, 0)
+		segs := 0
 		for _, q := range qs[:n] {
-			b.sent.Add(uint64(q.segs))
+			segs += q.segs
 		}
+		b.sent.Add(uint64(segs))
 		ms, qs = ms[n:], qs[n:]
 		if err == nil && n > 0 || len(ms) == 0 {
 			continue
