@@ -306,7 +306,10 @@ func (el *edgeListener) start(lc configs.Listener) {
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,
-		Logger:                        fasthttpLogger{el.node.log},
+		// Typed errors for framing refusals (onError), and no request
+		// bytes in error messages, which may carry credentials.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{el.node.log},
 	}
 	go func() {
 		defer close(el.done)

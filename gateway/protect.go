@@ -28,7 +28,7 @@ func newProtectMetrics(reg *prometheus.Registry) *protectMetrics {
 	m := &protectMetrics{
 		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedge_waf_blocked_total",
-			Help: "Requests the protective layer stopped, by route, layer (acl, shape, rate_limit, schema, crs) and rule (the CRS rule id or rate-limit policy).",
+			Help: "Requests the protective layer stopped, by route, layer (framing, acl, shape, rate_limit, schema, crs) and rule (the framing fault, the shape limit, the rate-limit policy or the CRS rule id).",
 		}, []string{"region", "node", "route", "layer", "rule"}),
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedge_waf_rule_matches_total",
@@ -77,8 +77,11 @@ func (n *Node) wafEvent(ev *waf.Event) {
 		return
 	}
 	rule := ev.Policy
-	if ev.Layer == waf.LayerCRS {
+	switch {
+	case ev.Layer == waf.LayerCRS:
 		rule = blockingRule(ev.Matches)
+	case ev.Rule != "":
+		rule = ev.Rule
 	}
 	pm.stops.WithLabelValues(n.region, n.name, ev.Route, string(ev.Layer), rule).Inc()
 }

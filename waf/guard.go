@@ -20,11 +20,14 @@ import (
 type Layer string
 
 const (
-	LayerACL    Layer = "acl"
-	LayerShape  Layer = "shape"
-	LayerRate   Layer = "rate_limit"
-	LayerSchema Layer = "schema"
-	LayerCRS    Layer = "crs"
+	// LayerFraming is the edge's check of a request's message framing,
+	// before routing (gateway); it uses Event to report like the others.
+	LayerFraming Layer = "framing"
+	LayerACL     Layer = "acl"
+	LayerShape   Layer = "shape"
+	LayerRate    Layer = "rate_limit"
+	LayerSchema  Layer = "schema"
+	LayerCRS     Layer = "crs"
 )
 
 // Event is what a layer reports about one request it stopped, or, for the
@@ -42,6 +45,10 @@ type Event struct {
 	Status   int
 	// Policy is the rate limit that denied the request.
 	Policy string
+	// Rule is the limit or check that stopped the request in the framing
+	// and shape layers: the limits field it broke (max_args) or the
+	// framing fault (cl-te).
+	Rule string
 	// Detail is the reason given to the client (never rule details).
 	Detail string
 	// Matches are the rule engine's matched rules (LayerCRS only).

@@ -12,9 +12,10 @@ import (
 
 // Shape holds a route's request shape limits. The listener already bounds
 // header bytes and body bytes while reading (fasthttp's read buffer and
-// MaxRequestBodySize); Shape adds the route's tighter limits, checked before
-// anything looks inside the request. Methods are the route's match.methods,
-// answered 405 with Allow by the router.
+// MaxRequestBodySize), and the edge refuses ambiguous framing before
+// routing (gateway, httpx.CheckFraming); Shape adds the route's tighter
+// limits, checked before anything looks inside the request. Methods are the
+// route's match.methods, answered 405 with Allow by the router.
 type Shape struct {
 	maxURI         int
 	maxHeaders     int
@@ -34,8 +35,6 @@ func NewShape(l configs.RouteLimits, maxBody int64) Shape {
 	return s
 }
 
-var contentLengthHeader = []byte("content-length:")
-
 // Check answers a request of the wrong shape with its problem and reports
 // false; it reports true when the request may go on.
 func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
@@ -48,16 +47,8 @@ func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
 		problem.Write(ctx, problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers", id)
 		return false
 	}
-	raw := h.RawHeaders()
-	if s.maxHeaderBytes > 0 && len(raw) > s.maxHeaderBytes {
+	if s.maxHeaderBytes > 0 && len(h.RawHeaders()) > s.maxHeaderBytes {
 		problem.Write(ctx, problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes", id)
-		return false
-	}
-	// A chunked body with a Content-Length beside it is the classic
-	// request-smuggling shape: fasthttp drops the Content-Length, but the
-	// upstream or a proxy in between might not.
-	if h.ContentLength() == -1 && hasHeaderLine(raw, contentLengthHeader) {
-		problem.Write(ctx, problem.BadRequest, "Content-Length and Transfer-Encoding together are not accepted", id)
 		return false
 	}
 	body := len(ctx.Request.Body())
@@ -129,21 +120,4 @@ func (s *Shape) typesText() string {
 		b = append(b, t...)
 	}
 	return string(b)
-}
-
-// hasHeaderLine reports whether the raw header block has a line starting
-// with name (lower-case, with its colon), in any case.
-func hasHeaderLine(raw, name []byte) bool {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if len(line) >= len(name) && bytes.EqualFold(line[:len(name)], name) {
-			return true
-		}
-	}
-	return false
 }

@@ -75,6 +75,11 @@ var (
 	InvalidSDP            = Type{"invalid-sdp", "Malformed SDP", fasthttp.StatusBadRequest}
 	NoUsableCodec         = Type{"no-usable-codec", "No usable codec offered", fasthttp.StatusUnprocessableEntity}
 	PreconditionFailed    = Type{"precondition-failed", "If-Match does not match the session's ETag", fasthttp.StatusPreconditionFailed}
+
+	// Framing and connections, checked before routing. BadFraming: the
+	// edge cannot tell for sure where the request ends (the shapes of
+	// request smuggling); the connection is closed after the answer.
+	BadFraming = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
