@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
@@ -215,6 +216,21 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 // fasthttp closes the connection after the answer: whatever follows on it
 // cannot be trusted to start a request.
 func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
+	if tc, ok := ctx.Conn().(interface{ ConnectionState() tls.ConnectionState }); ok && !tc.ConnectionState().HandshakeComplete {
+		// The TLS handshake did not finish (a client too slow for
+		// read_timeout, or not speaking TLS): there are no keys to write
+		// an answer with, and no request to log. The connection closes.
+		l.node.log.Debug("connection closed before its TLS handshake completed", "listener", l.name, "peer", ctx.RemoteAddr().String(), "error", err)
+		return
+	}
+	// The write deadline fasthttp set for this connection was set before
+	// the read that failed (at the handshake, or at the previous answer):
+	// a read that timed out after read_timeout has usually outlived it, and
+	// the answer would not be written (over TLS: cut off mid-record, then a
+	// close_notify alert). The answer gets its own.
+	if l.writeTimeout > 0 {
+		_ = ctx.Conn().SetWriteDeadline(time.Now().Add(l.writeTimeout))
+	}
 	var buf [64]byte
 	id := l.node.g.ids.Append(buf[:0])
 	rule := errorHandler(ctx, err, id)

@@ -81,6 +81,9 @@ type edgeListener struct {
 	ln      net.Listener
 	srv     *fasthttp.Server
 	done    chan struct{}
+	// writeTimeout is the listener's write_timeout as the server started
+	// with it, for answers written from onError.
+	writeTimeout time.Duration
 }
 
 // buildState assembles a node's complete state from cfg; nothing is shared
@@ -287,6 +290,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 
 func (el *edgeListener) start(lc configs.Listener) {
 	lim := lc.Limits
+	el.writeTimeout = lim.WriteTimeout.D()
 	el.srv = &fasthttp.Server{
 		Handler:               el.serve,
 		HeaderReceived:        el.headerReceived,
