@@ -179,6 +179,11 @@ type Limits struct {
 	ReadTimeout    Duration `yaml:"read_timeout"`
 	WriteTimeout   Duration `yaml:"write_timeout"`
 	IdleTimeout    Duration `yaml:"idle_timeout"`
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (an IPv6 client's /64); past it a new connection is closed at once.
+	// Connections from trusted_proxies are not counted (max_conns bounds
+	// them).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
 }
 
 // Route sends matching requests somewhere. Kind says where: "proxy" sends

@@ -84,6 +84,7 @@ type edgeListener struct {
 	// writeTimeout is the listener's write_timeout as the server started
 	// with it, for answers written from onError.
 	writeTimeout time.Duration
+	conns        *connCap // open connections per client address
 }
 
 // buildState assembles a node's complete state from cfg; nothing is shared
@@ -266,11 +267,15 @@ func (n *Node) install(st *nodeState) error {
 }
 
 func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	tcp, err := net.Listen("tcp", lc.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
 	el := &edgeListener{node: n, name: lc.Name, address: lc.Address, tls: lc.TLS.Mode != "off", done: make(chan struct{})}
+	// Connections over their address's cap are closed before the TLS
+	// handshake, so they cost no handshake.
+	el.conns = newConnCap(tcp, el)
+	var ln net.Listener = el.conns
 	if el.tls {
 		ln = tls.NewListener(ln, &tls.Config{
 			MinVersion: tls.VersionTLS12,

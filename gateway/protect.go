@@ -20,8 +20,9 @@ import (
 
 // protectMetrics count what the protective layer stopped or saw.
 type protectMetrics struct {
-	stops   *prometheus.CounterVec
-	matches *prometheus.CounterVec
+	stops        *prometheus.CounterVec
+	matches      *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
 }
 
 func newProtectMetrics(reg *prometheus.Registry) *protectMetrics {
@@ -35,7 +36,11 @@ func newProtectMetrics(reg *prometheus.Registry) *protectMetrics {
 			Help: "Core Rule Set rules that matched, by route, rule id and action (blocked, detected).",
 		}, []string{"region", "node", "route", "rule", "action"}),
 	}
-	reg.MustRegister(m.stops, m.matches)
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_connections_refused_total",
+		Help: "Connections closed as soon as they were accepted, by listener and reason (per_ip: the address had limits.max_conns_per_ip open).",
+	}, []string{"region", "node", "listener", "reason"})
+	reg.MustRegister(m.stops, m.matches, m.connsRefused)
 	return m
 }
 
