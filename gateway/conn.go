@@ -1,15 +1,20 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The edge's connections, below HTTP: a cap on the open connections of one
 // client address (limits.max_conns_per_ip), counted before the TLS
-// handshake so that an address over it costs no handshake.
+// handshake so that an address over it costs no handshake, and the TLS
+// server name each connection was opened with, for tying Host to it.
 
 // connCap is one listener's count of open connections per client address.
 // The listener it wraps outlives reloads; the cap and the trusted proxies
@@ -116,4 +121,59 @@ func (c *cappedConn) Close() error {
 		c.cap.release(c.key)
 	}
 	return c.Conn.Close()
+}
+
+// tlsListener is tls.NewListener whose connections remember the server
+// name (SNI) they were opened with.
+type tlsListener struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &sniConn{Conn: tls.Server(c, l.cfg)}, nil
+}
+
+// sniConn is a TLS connection of an edge listener. It embeds *tls.Conn, so
+// fasthttp still sees a TLS connection (RequestCtx.IsTLS). fasthttp serves a
+// connection's requests one after another on one goroutine, so the cached
+// name needs no lock.
+type sniConn struct {
+	*tls.Conn
+	name []byte // lower case, without a trailing dot; empty: no SNI
+	read bool
+}
+
+// serverName is the SNI of the handshake, read once per connection (asking
+// tls.Conn every request would take its handshake lock each time).
+func (c *sniConn) serverName() []byte {
+	if !c.read {
+		cs := c.Conn.ConnectionState()
+		if !cs.HandshakeComplete {
+			return nil
+		}
+		c.name = []byte(strings.TrimSuffix(strings.ToLower(cs.ServerName), "."))
+		c.read = true
+	}
+	return c.name
+}
+
+// misdirected reports whether a request on a TLS connection names, in its
+// Host, another server than the one the connection was opened for (RFC 9110
+// §15.5.20, RFC 9112 §3.2): a certificate valid for several names must not
+// let a connection opened for one of them reach the routes of another.
+// Connections without SNI (clients that dialled an IP literal) and from
+// trusted proxies (which may name the origin in their SNI and forward the
+// client's Host) are not checked.
+func misdirected(ctx *fasthttp.RequestCtx, r *Request) bool {
+	sc, ok := ctx.Conn().(*sniConn)
+	if !ok || r.TrustedPeer {
+		return false
+	}
+	name := sc.serverName()
+	return len(name) > 0 && !equalFoldASCII(hostOnly(ctx.Request.Header.Host()), name)
 }

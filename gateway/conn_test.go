@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +12,82 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
+
+// roundTrip writes one request on c and reads its answer.
+func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, raw string) (*http.Response, string) {
+	t.Helper()
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatalf("writing the request: %v", err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// A request whose Host names another server than the TLS connection's SNI
+// is answered 421 misdirected-request, even when the certificate covers
+// both names; a matching Host (any case, a port, a trailing dot) is
+// served; connections without SNI keep today's behaviour.
+func TestHostTiedToSNI(t *testing.T) {
+	e := startTLSEdge(t, "{read_timeout: 5s}")
+	cases := []struct {
+		name, sni, host, path string
+		status                int
+	}{
+		{"matching Host", "play.edge.test", "play.edge.test", "/lobby", 200},
+		{"Host with a port, upper case and a trailing dot", "play.edge.test", "PLAY.Edge.Test.:8443", "/lobby", 200},
+		{"SNI dialled with a trailing dot", "sea.edge.test.", "sea.edge.test", "/lobby", 200},
+		{"/healthz as DNS probes it (SNI and Host the service name)", "play.edge.test", "play.edge.test", "/healthz", 200},
+		{"another name the certificate also covers", "play.edge.test", "sea.edge.test", "/lobby", 421},
+		{"the other way round", "sea.edge.test", "play.edge.test:8443", "/lobby", 421},
+		{"an IP literal Host on a named connection", "play.edge.test", "127.0.0.1", "/lobby", 421},
+		{"no SNI (an IP literal was dialled): not checked", "", "sea.edge.test", "/lobby", 200},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conn := e.dial(t, c.sni)
+			br := bufio.NewReader(conn)
+			resp, body := roundTrip(t, conn, br, "GET "+c.path+" HTTP/1.1\r\nHost: "+c.host+"\r\n\r\n")
+			if resp.StatusCode != c.status {
+				t.Fatalf("SNI %q, Host %q: want %d, got %d %s", c.sni, c.host, c.status, resp.StatusCode, body)
+			}
+			if c.status != 421 {
+				return
+			}
+			var p struct {
+				Type string `json:"type"`
+			}
+			if json.Unmarshal([]byte(body), &p); p.Type != "urn:hedge:problem:misdirected-request" || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("want a misdirected-request problem, got %q %s", resp.Header.Get("Content-Type"), body)
+			}
+			// The connection stays usable for the name it was opened for.
+			host := strings.TrimSuffix(c.sni, ".")
+			if resp, body := roundTrip(t, conn, br, "GET /lobby HTTP/1.1\r\nHost: "+host+"\r\n\r\n"); resp.StatusCode != 200 {
+				t.Fatalf("after the 421, a request for %s on the same connection: want 200, got %d %s", host, resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// A trusted proxy may re-encrypt with its own SNI and forward the client's
+// Host: its connections are not held to the match.
+func TestHostSNIMismatchFromTrustedProxy(t *testing.T) {
+	e := startTLSEdge(t, "{read_timeout: 5s}\n            trusted_proxies: [127.0.0.0/8]")
+	conn := e.dial(t, "play.edge.test")
+	if resp, body := roundTrip(t, conn, bufio.NewReader(conn), "GET /lobby HTTP/1.1\r\nHost: sea.edge.test\r\n\r\n"); resp.StatusCode != 200 {
+		t.Fatalf("trusted proxy with SNI play.edge.test and Host sea.edge.test: want 200, got %d %s", resp.StatusCode, body)
+	}
+}
 
 // connCapConfig is one plain listener with a cap of 3 connections per
 // address; 127.0.0.3 is a trusted proxy.
@@ -145,5 +221,21 @@ func TestFileLimitRaisedAndChecked(t *testing.T) {
 	if !strings.Contains(logs.String(), "listeners may accept more connections than the open-files limit allows") ||
 		!strings.Contains(logs.String(), "listeners_max_conns="+huge) {
 		t.Fatalf("want a warning naming max_conns %s over the limit %d, got logs:\n%s", huge, rl.Cur, logs.String())
+	}
+}
+
+// The per-request part of the Host-SNI check allocates nothing (the name is
+// read once per connection).
+func TestMisdirectedNoAllocs(t *testing.T) {
+	var ctx fasthttp.RequestCtx
+	ctx.Init2(&sniConn{name: []byte("play.edge.test"), read: true}, nil, false)
+	ctx.Request.Header.SetHost("PLAY.Edge.Test.:8443")
+	r := &Request{}
+	var got bool
+	if n := testing.AllocsPerRun(100, func() { got = misdirected(&ctx, r) }); n != 0 {
+		t.Fatalf("misdirected: %v allocs per request, want 0", n)
+	}
+	if got {
+		t.Fatal("a matching Host was reported misdirected: the allocation test measures the wrong path")
 	}
 }

@@ -111,6 +111,8 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 	case len(ctx.Request.Header.Host()) == 0:
 		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
+	case ls.tls && misdirected(ctx, r):
+		problem.Write(ctx, problem.Misdirected, "this connection was opened for another server name: open one for this Host", r.ID)
 	case ctx.IsConnect():
 		// An edge, not a forward proxy: no tunnels.
 		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)

@@ -277,7 +277,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 	el.conns = newConnCap(tcp, el)
 	var ln net.Listener = el.conns
 	if el.tls {
-		ln = tls.NewListener(ln, &tls.Config{
+		ln = tlsListener{Listener: ln, cfg: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			// Certificates follow reloads: each handshake asks the current state.
 			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -287,7 +287,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 				}
 				return ls.certs.TLSConfig(), nil
 			},
-		})
+		}}
 	}
 	el.ln = ln
 	return el, nil

@@ -79,7 +79,8 @@ var (
 	// Framing and connections, checked before routing. BadFraming: the
 	// edge cannot tell for sure where the request ends (the shapes of
 	// request smuggling); the connection is closed after the answer.
-	BadFraming = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
+	BadFraming  = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
+	Misdirected = Type{"misdirected-request", "Host does not match the TLS server name of the connection", fasthttp.StatusMisdirectedRequest}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
