@@ -68,6 +68,8 @@ test: deps lint build e2e-deps
 
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
+	@# The argument limits: counting cost, and the worst request the defaults admit vs a browser GET (≤ 10×).
+	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench 'ArgTally|WorstCaseVsGET' -benchmem ./waf/ | tee bin/bench-waf-limits.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
 	$(GO) run ./e2e/wafbench -hedge ./$(BIN)

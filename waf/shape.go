@@ -35,37 +35,38 @@ func NewShape(l configs.RouteLimits, maxBody int64) Shape {
 	return s
 }
 
-// Check answers a request of the wrong shape with its problem and reports
-// false; it reports true when the request may go on.
-func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
+// Check answers a request of the wrong shape with its problem and returns
+// the limit it broke (the limits field, for metrics and the audit log); ""
+// when the request may go on.
+func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) string {
 	h := &ctx.Request.Header
 	if s.maxURI > 0 && len(h.RequestURI()) > s.maxURI {
 		problem.Write(ctx, problem.URITooLong, "the request target exceeds "+strconv.Itoa(s.maxURI)+" bytes", id)
-		return false
+		return "max_uri_bytes"
 	}
 	if s.maxHeaders > 0 && h.Len() > s.maxHeaders {
 		problem.Write(ctx, problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers", id)
-		return false
+		return "max_headers"
 	}
 	if s.maxHeaderBytes > 0 && len(h.RawHeaders()) > s.maxHeaderBytes {
 		problem.Write(ctx, problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes", id)
-		return false
+		return "max_header_bytes"
 	}
 	body := len(ctx.Request.Body())
 	if s.maxBody > 0 && (body > s.maxBody || h.ContentLength() > s.maxBody) {
 		problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(s.maxBody)+" bytes", id)
-		return false
+		return "max_body_bytes"
 	}
 	if len(s.contentTypes) > 0 && body > 0 && !s.acceptsType(h.ContentType()) {
 		problem.Write(ctx, problem.UnsupportedMedia, "this route accepts "+s.typesText(), id)
 		ctx.Response.Header.Set("Accept-Post", s.typesText())
-		return false
+		return "content_types"
 	}
 	if s.maxParts > 0 && body > 0 && multipartParts(h.ContentType(), ctx.Request.Body(), s.maxParts) > s.maxParts {
 		problem.Write(ctx, problem.BodyTooLarge, "more than "+strconv.Itoa(s.maxParts)+" multipart parts", id)
-		return false
+		return "max_multipart_parts"
 	}
-	return true
+	return ""
 }
 
 // multipartParts counts the parts of a multipart body, stopping past max;
@@ -74,7 +75,7 @@ func multipartParts(ct, body []byte, max int) int {
 	if len(ct) < 10 || !bytes.EqualFold(ct[:10], []byte("multipart/")) {
 		return 0
 	}
-	i := bytes.Index(bytes.ToLower(ct), []byte("boundary="))
+	i := indexFold(ct, "boundary=")
 	if i < 0 {
 		return 0
 	}

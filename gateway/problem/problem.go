@@ -81,6 +81,14 @@ var (
 	// request smuggling); the connection is closed after the answer.
 	BadFraming  = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
 	Misdirected = Type{"misdirected-request", "Host does not match the TLS server name of the connection", fasthttp.StatusMisdirectedRequest}
+
+	// Argument limits (the shape layer): what the rule engine would read
+	// as arguments, bounded before it runs.
+	TooManyArgs     = Type{"too-many-args", "Too many arguments", fasthttp.StatusBadRequest}
+	ArgNameTooLong  = Type{"arg-name-too-long", "Argument name too long", fasthttp.StatusBadRequest}
+	ArgValueTooLong = Type{"arg-value-too-long", "Argument value too long", fasthttp.StatusBadRequest}
+	ArgsTooLarge    = Type{"args-too-large", "Arguments too large", fasthttp.StatusBadRequest}
+	JSONTooDeep     = Type{"json-too-deep", "JSON body nested too deeply", fasthttp.StatusBadRequest}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
