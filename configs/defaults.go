@@ -37,6 +37,7 @@ const (
 	DefaultMoneyConnect      = time.Second
 	DefaultJWTLeeway         = 30 * time.Second
 	DefaultDomainClaim       = "ledger_domain"
+	DefaultSubjectMaxLength  = 128
 	DefaultProbePath         = "/role"
 	DefaultProbeInterval     = time.Second
 	DefaultProbeTimeout      = 500 * time.Millisecond
@@ -71,6 +72,7 @@ func ApplyDefaults(c *Config) {
 	setDur(&c.Lifecycle.ShutdownTimeout, DefaultShutdownTimeout)
 	setDur(&c.Auth.JWT.Leeway, DefaultJWTLeeway)
 	setStr(&c.Auth.JWT.DomainClaim, DefaultDomainClaim)
+	setInt(&c.Auth.JWT.SubjectMaxLength, DefaultSubjectMaxLength)
 	setStr(&c.Ledger.Probe.Path, DefaultProbePath)
 	setDur(&c.Ledger.Probe.Interval, DefaultProbeInterval)
 	setDur(&c.Ledger.Probe.Timeout, DefaultProbeTimeout)

@@ -208,11 +208,28 @@ type Route struct {
 	ACL        ACL         `yaml:"acl"`
 	Limits     RouteLimits `yaml:"limits"`
 	RateLimits []RateLimit `yaml:"rate_limits"`
+	// UpstreamHeaders says which client headers reach the upstream beyond
+	// what the edge's contract sends (README: Forwarded headers).
+	UpstreamHeaders UpstreamHeaders `yaml:"upstream_headers"`
+
 	// Schema is a JSON Schema file (or builtin:NAME) the body must match;
 	// only its free-text fields then reach the Core Rule Set.
 	Schema string `yaml:"schema"`
 	// WAF overrides the listener's waf settings for this route.
 	WAF WAF `yaml:"waf"`
+}
+
+// UpstreamHeaders adjusts what the edge forwards of a client's headers.
+// A money route (a ledger route, or a proxy route with idempotency:
+// required) builds the upstream request from an allowlist; Allow adds
+// client headers to it. Other proxy routes forward the client's headers
+// except hop-by-hop ones, the edge's namespaces (Ledger-*, X-Hedge-*,
+// Hedge-*) and Strip; Strip nil means the default list of headers that
+// name a client address, host or method the edge did not establish.
+// "Name-*" matches every header starting with "Name-".
+type UpstreamHeaders struct {
+	Allow []string `yaml:"allow"`
+	Strip []string `yaml:"strip"`
 }
 
 // Money is what a ledger route needs: it authenticates the player, enforces
@@ -246,6 +263,13 @@ type JWT struct {
 	// from trusted proxies.
 	DomainHeader string   `yaml:"domain_header"`
 	Leeway       Duration `yaml:"leeway"`
+	// SubjectPattern is a regular expression (RE2, anchored) that every
+	// token's subject must match; empty means letters, digits and ._:@-.
+	// Whatever it allows, a subject is refused if it has characters that
+	// could make the principal header ambiguous (see README).
+	SubjectPattern string `yaml:"subject_pattern"`
+	// SubjectMaxLength bounds a subject in bytes.
+	SubjectMaxLength int `yaml:"subject_max_length"`
 }
 
 // JWTKey is one verification key; a private or secret key also lets
@@ -341,6 +365,13 @@ type Pool struct {
 	Retries  Retries       `yaml:"retries"`
 	// MaxConnsPerMember bounds open connections to each member.
 	MaxConnsPerMember int `yaml:"max_conns_per_member"`
+	// SharedIdempotency declares that the members deduplicate
+	// Idempotency-Keys in one shared store, so an unsafe keyed request
+	// whose outcome is unknown at one member may be retried on another.
+	// Off by default: a keyed request that reached a member without an
+	// answer stays with that member. Refused for failover pools, whose
+	// members (primary and backup rails) are independent by design.
+	SharedIdempotency bool `yaml:"shared_idempotency"`
 }
 
 // Member is one upstream server.
