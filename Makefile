@@ -124,6 +124,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzServeDNS -fuzztime 60s ./dnsfail/
 	for f in FuzzClientAddr FuzzForwarded FuzzTraceparent FuzzIdempotencyKey; do \
 		$(GO) test -run '^$$' -fuzz $$f -fuzztime 30s ./gateway/httpx/ || exit 1; done
+	$(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz FuzzMoneyRouteHeaders -fuzztime 60s ./gateway/
 
 clean:
 	rm -rf bin .hedge

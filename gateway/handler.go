@@ -99,6 +99,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	case ctx.IsConnect():
 		// An edge, not a forward proxy: no tunnels.
 		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)
+	case refuseProtectedConnection(ctx, r.ID):
 	case !ls.acl.Admits(r.Client):
 		problem.Write(ctx, problem.AddressDenied, "", r.ID)
 		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
@@ -181,6 +182,23 @@ func (l *edgeListener) headerReceived(h *fasthttp.RequestHeader) fasthttp.Reques
 }
 
 var dotSegment = []byte("/.")
+
+// refuseProtectedConnection answers 400, and closes the connection, when
+// the request's Connection header names a header the edge relies on
+// (Idempotency-Key, Authorization, …): a hop-by-hop removal would take it
+// away after the edge checked it. It reports whether it answered.
+func refuseProtectedConnection(ctx *fasthttp.RequestCtx, id []byte) bool {
+	name := connectionRemovesProtected(&ctx.Request.Header)
+	if name == nil {
+		return false
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	problem.Write(ctx, problem.ProtectedHeader, "the Connection header names "+string(name)+", which hedge relies on and forwards itself", id)
+	ctx.SetConnectionClose()
+	return true
+}
 
 func supportedProtocol(p []byte) bool {
 	return string(p) == "HTTP/1.1" || string(p) == "HTTP/1.0"

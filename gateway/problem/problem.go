@@ -43,6 +43,9 @@ var (
 	Forbidden          = Type{"forbidden", "Forbidden", fasthttp.StatusForbidden}
 	UnprocessableInput = Type{"invalid-input", "Invalid input", fasthttp.StatusUnprocessableEntity}
 	Internal           = Type{"internal", "Internal error", fasthttp.StatusInternalServerError}
+	// ProtectedHeader: the request's Connection header names a header the
+	// edge relies on, which a hop-by-hop removal would take away.
+	ProtectedHeader = Type{"connection-names-protected-header", "Connection names a header the edge relies on", fasthttp.StatusBadRequest}
 
 	// Money routes.
 	InvalidToken           = Type{"invalid-token", "Missing or invalid bearer token", fasthttp.StatusUnauthorized}
@@ -55,6 +58,10 @@ var (
 	WriterUnavailable      = Type{"writer-unavailable", "No designated ledger writer", fasthttp.StatusServiceUnavailable}
 	OutcomeUnknown         = Type{"outcome-unknown", "Outcome unknown: retry with the same Idempotency-Key", fasthttp.StatusGatewayTimeout}
 	Shed                   = Type{"shed", "Temporarily unavailable while the wallet is degraded", fasthttp.StatusServiceUnavailable}
+	// PinnedUnavailable: an earlier request with this key reached an
+	// upstream without a known outcome, and that upstream is down; the
+	// request goes nowhere else, so it cannot be applied twice.
+	PinnedUnavailable = Type{"pinned-upstream-unavailable", "The upstream that holds this Idempotency-Key's outcome is unavailable", fasthttp.StatusServiceUnavailable}
 
 	// The protective layer (waf). A blocked request learns nothing of the
 	// rule that stopped it; the audit log has the details.

@@ -151,6 +151,16 @@ func (p *Pool) Pick(tried []*Member) *Member {
 	return nil
 }
 
+// Member returns the member whose URL is url, or nil.
+func (p *Pool) Member(url string) *Member {
+	for _, m := range p.Members {
+		if m.URL == url {
+			return m
+		}
+	}
+	return nil
+}
+
 func contains(ms []*Member, m *Member) bool {
 	for _, x := range ms {
 		if x == m {
