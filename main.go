@@ -427,12 +427,13 @@ func ledgersim(args []string) int {
 	balance := fs.String("balance", "1000.00", "starting `balance` of every account")
 	currency := fs.String("currency", "EUR", "account `currency`")
 	token := fs.String("admin-token", "", "bearer `token` required by /admin/* (empty: open)")
+	receipts := fs.Bool("receipts", false, "keep every bet request received, for GET /receipts (grows without bound: tests only)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := sim.LedgerSettings{Domain: *domain, Role: *role, Epoch: *epoch, StartBalance: *balance,
-		Currency: *currency, AdminToken: *token, Logger: log}
+		Currency: *currency, AdminToken: *token, KeepReceipts: *receipts, Logger: log}
 	if err := s.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
 		return 2

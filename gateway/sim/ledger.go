@@ -334,6 +334,12 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 				Applied []AppliedKey `json:"applied"`
 			}{l.Applied()})
 		}
+	case "/receipts":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, struct {
+				Receipts []Receipt `json:"receipts"`
+			}{l.Receipts()})
+		}
 	case "/healthz":
 		if allow(w, r, http.MethodGet, http.MethodHead) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
