@@ -117,7 +117,7 @@ func serve(args []string) int {
 		log.Info("no -c given: running the embedded two-region demo (configs/demo.yaml)")
 	}
 	if usesInternalCA(cfg) {
-		root, err := certs.InternalRoot(cfg.DataDir)
+		root, err := certs.InternalRoot(cfg.DataDir, configs.InternalCANames(cfg)...)
 		if err != nil {
 			log.Error("internal CA", "error", err)
 			return 1

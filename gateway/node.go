@@ -141,7 +141,8 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 			return nil, err
 		}
 		if ls.tls {
-			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address))
+			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address),
+				certs.CANames(configs.InternalCANames(cfg)))
 			if err != nil {
 				st.close()
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
