@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"hedge/configs"
 	"hedge/dnsfail"
 	"hedge/gateway"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/certs"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/loadgen"
@@ -306,28 +309,26 @@ func serveDNS(args []string) int {
 	defer srv.Close()
 	// Decoding a large zone leaves garbage behind; give it back at once.
 	debug.FreeOSMemory()
+	serving := dnsfail.ServingNode(cfg, *node)
 	if *adminAddr == "" {
-		*adminAddr = dnsfail.DNSNodes(cfg)[dnsfail.ServingNode(cfg, *node)]
+		*adminAddr = dnsfail.DNSNodes(cfg)[serving]
 	}
+	var admin *dnsAdmin
 	if *adminAddr != "" && *adminAddr != "off" {
 		mux := http.NewServeMux()
 		srv.Routes(mux)
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		mux.Handle("GET /metrics", adminauth.Require(configs.RoleRead, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		mux.Handle("GET /status", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			enc.Encode(map[string]any{"version": version, "dns": srv.Status()})
-		})
-		ln, err := net.Listen("tcp", *adminAddr)
-		if err != nil {
+		}))
+		if admin, err = startDNSAdmin(cfg, serving, *adminAddr, mux, log); err != nil {
 			log.Error("admin listener", "error", err)
 			return 1
 		}
-		admin := &http.Server{Handler: dnsfail.Authorize(cfg.Admin, mux), ReadHeaderTimeout: 10 * time.Second}
-		go admin.Serve(ln)
-		defer admin.Close()
-		log.Info("dns admin listener serving", "address", ln.Addr().String())
+		defer admin.close()
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -341,6 +342,9 @@ func serveDNS(args []string) int {
 		if err == nil {
 			err = srv.Reload(next)
 		}
+		if err == nil && admin != nil {
+			err = admin.reload(next)
+		}
 		if err != nil {
 			log.Error("dns reload rejected; the running configuration keeps serving", "error", err)
 		} else {
@@ -348,6 +352,87 @@ func serveDNS(args []string) int {
 		}
 	}
 	return 0
+}
+
+// dnsAdmin is `hedge dns`'s admin listener: the node's admin settings
+// (tokens and roles, TLS, client certificates), taken again on reload.
+type dnsAdmin struct {
+	node string
+	log  *slog.Logger
+	cfg  atomic.Pointer[configs.Config]
+	tls  atomic.Pointer[adminauth.ServerTLS]
+	http *http.Server
+	mu   sync.Mutex // serialises reloads
+}
+
+func startDNSAdmin(cfg *configs.Config, node, addr string, mux *http.ServeMux, log *slog.Logger) (*dnsAdmin, error) {
+	a := &dnsAdmin{node: node, log: log}
+	a.cfg.Store(cfg)
+	st, err := a.buildTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.tls.Store(st)
+	ln, err := adminauth.Listen(addr, st != nil, a.tls.Load)
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return nil, err
+	}
+	a.http = &http.Server{Handler: adminauth.Guard(func() *configs.Admin { return &a.cfg.Load().Admin }, mux),
+		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go a.http.Serve(ln)
+	log.Info("dns admin listener serving", "address", ln.Addr().String(), "tls", st != nil)
+	return a, nil
+}
+
+func (a *dnsAdmin) buildTLS(cfg *configs.Config) (*adminauth.ServerTLS, error) {
+	var nc *configs.Node
+	for i := range cfg.Regions {
+		for j := range cfg.Regions[i].Nodes {
+			if cfg.Regions[i].Nodes[j].Name == a.node {
+				nc = &cfg.Regions[i].Nodes[j]
+			}
+		}
+	}
+	if nc == nil {
+		return nil, fmt.Errorf("no node %q in %s", a.node, cfg.File)
+	}
+	st, err := adminauth.NewServerTLS(cfg, nc, a.log)
+	if err != nil || st == nil {
+		return st, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// reload takes the new configuration's tokens and re-reads its
+// certificates; the address and whether it serves TLS stay until restart.
+func (a *dnsAdmin) reload(cfg *configs.Config) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st, err := a.buildTLS(cfg)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	a.cfg.Store(cfg)
+	if old := a.tls.Swap(st); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (a *dnsAdmin) close() {
+	a.http.Close()
+	if st := a.tls.Load(); st != nil {
+		st.Close()
+	}
 }
 
 // loadgenCmd prints vegeta JSON targets (bets, retries, balance reads of

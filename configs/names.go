@@ -3,8 +3,8 @@ package configs
 import "slices"
 
 // InternalCANames lists every name the internal CA issues certificates
-// for in this deployment: listeners in internal mode. The CA's name
-// constraints are derived from them when it is created.
+// for in this deployment: listeners and admin listeners in internal mode.
+// The CA's name constraints are derived from them when it is created.
 func InternalCANames(c *Config) []string {
 	var out []string
 	for _, r := range c.Regions {
@@ -13,6 +13,9 @@ func InternalCANames(c *Config) []string {
 				if l.TLS.Mode == "internal" {
 					out = append(out, l.TLS.Names...)
 				}
+			}
+			if n.Admin.Address != "" && n.Admin.TLS.Mode == "internal" {
+				out = append(out, n.Admin.TLS.Names...)
 			}
 		}
 	}

@@ -73,11 +73,7 @@ func (v *validator) config(c *Config) {
 	if c.Lifecycle.DrainPeriod < 0 {
 		v.bad("lifecycle.drain_period", "must not be negative")
 	}
-	for i, t := range c.Admin.Tokens {
-		if len(t) < 16 {
-			v.bad(fmt.Sprintf("admin.tokens[%d]", i), "too short: use at least 16 characters")
-		}
-	}
+	v.admin(c)
 	if len(c.Regions) == 0 {
 		v.bad("regions", "at least one region is required")
 	}
@@ -134,6 +130,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.writers(c)
+	v.drainPush(c)
 	v.dev(c)
 	v.dns(c)
 	v.waf(c)
@@ -343,12 +340,7 @@ func (v *validator) node(c *Config, p string, n *Node) {
 			v.bad(lp+".hsts.max_age", "must not be negative")
 		}
 	}
-	if n.Admin.Address != "" {
-		v.address(p+".admin.address", n.Admin.Address)
-		if len(c.Admin.Tokens) == 0 && !c.Admin.AllowLoopback {
-			v.bad(p+".admin", "an admin listener needs admin.tokens or admin.allow_loopback")
-		}
-	}
+	v.adminListener(c, p+".admin", n)
 }
 
 func (v *validator) tls(p string, t *TLS) {

@@ -292,7 +292,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	sea2, sea2Addr := startLedger(t, "sea", 1, "")
 	_, euAddr := startLedger(t, "eu", 1, "")
 	cfg := strings.Replace(moneyConfig, "admin: {allow_loopback: true}",
-		"admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}", 1)
+		"admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}", 1)
 	cfg = strings.Replace(cfg, `      - {domain: sea, url: "http://{{SEA}}", epoch: 1}`,
 		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
       - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
@@ -305,8 +305,8 @@ func TestFourEyesPromotion(t *testing.T) {
 		t.Fatalf("bet before promotion: %d", resp.StatusCode)
 	}
 	req := `{"domain":"sea","url":"http://` + sea2Addr + `","epoch":2,"reason":"drill: sea-1 wallet maintenance"}`
-	alice := []string{"Authorization", "Bearer operator-alice-0123456789"}
-	bob := []string{"Authorization", "Bearer operator-bob-0123456789"}
+	alice := []string{"Authorization", "Bearer operator-alice-0123456789abcdef0123"}
+	bob := []string{"Authorization", "Bearer operator-bob-0123456789abcdef01234"}
 
 	resp, body := do(t, "POST", e.admin+"/admin/ledger/promotions", "", req)
 	if resp.StatusCode != 403 {

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
 	"hedge/gateway/httpx"
@@ -59,6 +60,10 @@ type nodeState struct {
 	directory *ledger.Directory
 	money     *moneyDeps
 	held      waf.Held // this state's engines, schemas and rate limiters
+	// adminTLS is the admin listener's TLS (nil: plain HTTP); pusher
+	// reaches the DNS nodes' admin listeners to announce drains.
+	adminTLS *adminauth.ServerTLS
+	pusher   *adminauth.Pusher
 }
 
 // listenerState is the part of the state that is per listener.
@@ -156,6 +161,20 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		}
 		st.listeners[lc.Name] = ls
 	}
+	if st.adminTLS, err = adminauth.NewServerTLS(cfg, node, n.log); err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.adminTLS != nil {
+		if err := st.adminTLS.Start(ctx); err != nil {
+			st.close()
+			return nil, fmt.Errorf("admin listener: certificates: %w", err)
+		}
+	}
+	if st.pusher, err = adminauth.NewPusher(cfg, node); err != nil {
+		st.close()
+		return nil, fmt.Errorf("drain push: %w", err)
+	}
 	return st, nil
 }
 
@@ -179,6 +198,12 @@ func (st *nodeState) close() {
 		if ls.certs != nil {
 			ls.certs.Close()
 		}
+	}
+	if st.adminTLS != nil {
+		st.adminTLS.Close()
+	}
+	if st.pusher != nil {
+		st.pusher.Close()
 	}
 	st.held.Release()
 }

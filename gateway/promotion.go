@@ -2,17 +2,18 @@ package gateway
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"hedge/configs"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/ledger"
 	"hedge/gateway/problem"
 )
@@ -20,7 +21,8 @@ import (
 // promotions are operators' requests to designate a writer. One operator
 // asks, a different one approves within the window (four eyes); only then
 // does the designation change, on every node of this process, with an audit
-// record for each step.
+// record for each step. Both operators are admin tokens holding the role
+// promote, told apart by their names.
 type promotions struct {
 	mu      sync.Mutex
 	pending map[string]*Promotion
@@ -40,23 +42,13 @@ type Promotion struct {
 }
 
 // operator names the admin token a request used, without revealing it.
-// Loopback callers without a token have no identity and cannot take part.
-func (n *Node) operator(r *http.Request) (string, bool) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return "", false
-	}
-	for _, t := range n.state.Load().cfg.Admin.Tokens {
-		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
-			sum := sha256.Sum256([]byte(t))
-			return "operator-" + hex.EncodeToString(sum[:4]), true
-		}
-	}
-	return "", false
+func operator(r *http.Request) string {
+	id, _ := adminauth.From(r.Context())
+	return id.Name
 }
 
 func (n *Node) registerPromotionAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /admin/ledger/promotions", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /admin/ledger/promotions", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, r *http.Request) {
 		p := &n.g.promotions
 		p.mu.Lock()
 		list := make([]Promotion, 0, len(p.pending))
@@ -64,18 +56,17 @@ func (n *Node) registerPromotionAPI(mux *http.ServeMux) {
 			list = append(list, *pr)
 		}
 		p.mu.Unlock()
+		slices.SortFunc(list, func(a, b Promotion) int { return a.RequestedAt.Compare(b.RequestedAt) })
 		writeJSON(w, http.StatusOK, map[string]any{"promotions": list})
-	})
-	mux.HandleFunc("POST /admin/ledger/promotions", n.requestPromotion)
-	mux.HandleFunc("POST /admin/ledger/promotions/{id}/approve", n.approvePromotion)
+	}))
+	// Loopback callers never hold promote: four eyes are two operators'
+	// own tokens, even on the node's machine.
+	mux.Handle("POST /admin/ledger/promotions", adminauth.RequireFunc(configs.RolePromote, n.requestPromotion))
+	mux.Handle("POST /admin/ledger/promotions/{id}/approve", adminauth.RequireFunc(configs.RolePromote, n.approvePromotion))
 }
 
 func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
-	who, ok := n.operator(r)
-	if !ok {
-		writeProblem(w, r, problem.Forbidden, "promotions need an operator's admin token, even from loopback")
-		return
-	}
+	who := operator(r)
 	var body struct {
 		Domain string `json:"domain"`
 		URL    string `json:"url"`
@@ -118,11 +109,7 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
-	who, ok := n.operator(r)
-	if !ok {
-		writeProblem(w, r, problem.Forbidden, "promotions need an operator's admin token, even from loopback")
-		return
-	}
+	who := operator(r)
 	p := &n.g.promotions
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -140,7 +127,7 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problem.UnprocessableInput, "this promotion expired; request it again")
 		return
 	case who == pr.RequestedBy:
-		writeProblem(w, r, problem.Forbidden, "four eyes: a different operator must approve")
+		writeProblem(w, r, problem.Forbidden, "four eyes: an operator other than "+who+" must approve")
 		return
 	}
 	pr.ApprovedBy = who
