@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // promotionEdge runs moneyConfig's sea node with two sea writers (the
@@ -91,5 +94,55 @@ func TestFourEyesNeedsTwoPromoters(t *testing.T) {
 		if strings.Contains(string(trail), secret) {
 			t.Errorf("a token appears in the audit log")
 		}
+	}
+}
+
+// TestPromotionsArePrunedAndBounded: a promotion left unapproved past the
+// window leaves the list (audited as expired) and cannot be approved; no
+// more than maxPendingPromotions wait at once.
+func TestPromotionsArePrunedAndBounded(t *testing.T) {
+	e, sea2 := promotionEdge(t, "300ms")
+	req := `{"domain":"sea","url":"http://` + sea2 + `","epoch":2,"reason":"drill"}`
+	code, body := promotionCall(t, e, "/admin/ledger/promotions", req, aliceToken)
+	var pr Promotion
+	if json.Unmarshal([]byte(body), &pr); code != 202 {
+		t.Fatalf("request: %d %s", code, body)
+	}
+	list := func() []Promotion {
+		resp, body := do(t, "GET", e.admin+"/admin/ledger/promotions", "", "", "Authorization", "Bearer "+scraperToken)
+		var l struct{ Promotions []Promotion }
+		if err := json.Unmarshal([]byte(body), &l); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("list: %d %v %s", resp.StatusCode, err, body)
+		}
+		return l.Promotions
+	}
+	if l := list(); len(l) != 1 || l[0].ID != pr.ID || l[0].Status != "pending" {
+		t.Fatalf("list: want the one pending promotion, got %+v", l)
+	}
+	waitUntil(t, "the unapproved promotion leaves the list", 3*time.Second, func() bool { return len(list()) == 0 })
+	if code, body := promotionCall(t, e, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken); code != 404 {
+		t.Errorf("approving an expired promotion: want 404, got %d %s", code, body)
+	}
+	trail, _ := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	if !strings.Contains(string(trail), `"event":"ledger_promotion_expired"`) || !strings.Contains(string(trail), `"id":"`+pr.ID+`"`) {
+		t.Errorf("audit log: want the promotion recorded as expired:\n%s", trail)
+	}
+
+	// The bound: requests within one window, faster than they expire.
+	rewriteConfig(t, e, "promotion: {window: 300ms}", "promotion: {window: 5m}")
+	if resp, body := do(t, "POST", e.admin+"/admin/reload", "", "", "Authorization", "Bearer "+opsToken); resp.StatusCode != 200 {
+		t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	for i := range maxPendingPromotions {
+		if code, body := promotionCall(t, e, "/admin/ledger/promotions", strings.Replace(req, "drill", fmt.Sprint("drill ", i), 1), aliceToken); code != 202 {
+			t.Fatalf("pending promotion %d: want 202, got %d %s", i+1, code, body)
+		}
+	}
+	code, body = promotionCall(t, e, "/admin/ledger/promotions", req, aliceToken)
+	if code != 422 || !strings.Contains(body, "promotions are already pending") {
+		t.Fatalf("promotion %d: want 422 naming the bound, got %d %s", maxPendingPromotions+1, code, body)
+	}
+	if n := len(list()); n != maxPendingPromotions {
+		t.Fatalf("list: want %d pending, got %d", maxPendingPromotions, n)
 	}
 }
