@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -512,8 +513,19 @@ func ledgersim(args []string) int {
 	balance := fs.String("balance", "1000.00", "starting `balance` of every account")
 	currency := fs.String("currency", "EUR", "account `currency`")
 	token := fs.String("admin-token", "", "bearer `token` required by /admin/* (empty: open)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -tls-key)")
+	tlsKey := fs.String("tls-key", "", "the certificate's key `file` (PEM)")
+	clientCA := fs.String("client-ca", "", "require client certificates signed by this CA `file` (PEM; mTLS, with -tls-cert)")
 	if fs.Parse(args) != nil {
 		return 2
+	}
+	var tlsCfg *tls.Config
+	if *tlsCert != "" || *tlsKey != "" || *clientCA != "" {
+		var err error
+		if tlsCfg, err = sim.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
+			fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+			return 2
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := sim.LedgerSettings{Domain: *domain, Role: *role, Epoch: *epoch, StartBalance: *balance,
@@ -527,8 +539,12 @@ func ledgersim(args []string) int {
 		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
 		return 1
 	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	l := sim.NewLedger(s)
-	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch)
+	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch,
+		"tls", tlsCfg != nil, "client_certificates", *clientCA != "")
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

@@ -329,6 +329,25 @@ type Ledger struct {
 	// Degradation decides when a domain is degraded, so its heavy routes
 	// are shed and bets keep the wallet's capacity.
 	Degradation Degradation `yaml:"degradation"`
+	// WriterTLS is how the edge reaches writers with https:// URLs (money
+	// calls and role probes): the CA that verifies them and the client
+	// certificate that proves the edge to them (mTLS).
+	WriterTLS ClientTLS `yaml:"writer_tls"`
+}
+
+// ClientTLS is how the edge verifies an upstream over HTTPS and proves
+// itself to it. Files are read again on every reload.
+type ClientTLS struct {
+	// CAFile (PEM) verifies the upstream's certificate; empty uses the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile (PEM) are the client certificate presented to
+	// upstreams that ask for one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the upstream's certificate must carry;
+	// empty uses the host of the member's or writer's URL.
+	ServerName string `yaml:"server_name"`
 }
 
 // Degradation: a domain is degraded while it has no designated writer, or
@@ -398,6 +417,9 @@ type Pool struct {
 	Retries  Retries       `yaml:"retries"`
 	// MaxConnsPerMember bounds open connections to each member.
 	MaxConnsPerMember int `yaml:"max_conns_per_member"`
+	// TLS is how https:// members (and their health probes) are verified
+	// and the client certificate presented to them.
+	TLS ClientTLS `yaml:"tls"`
 }
 
 // Member is one upstream server.

@@ -229,6 +229,25 @@ func (v *validator) ledger(c *Config) {
 	v.atLeast("ledger.degradation.min_requests", dg.MinRequests, 1)
 	v.positive("ledger.degradation.window", int64(dg.Window))
 	v.positive("ledger.degradation.recover_after", int64(dg.RecoverAfter))
+	v.clientTLS("ledger.writer_tls", c.Ledger.WriterTLS)
+}
+
+// clientTLS checks the files the edge presents and trusts towards an upstream.
+func (v *validator) clientTLS(p string, t ClientTLS) {
+	if t.CAFile != "" {
+		v.readable(p+".ca_file", t.CAFile)
+	}
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "" || t.KeyFile == "":
+		v.bad(p, "give both cert_file and key_file")
+	default:
+		v.readable(p+".cert_file", t.CertFile)
+		v.readable(p+".key_file", t.KeyFile)
+	}
+	if t.ServerName != "" && !validHostPattern(t.ServerName) && net.ParseIP(t.ServerName) == nil {
+		v.bad(p+".server_name", "%q is not a host name", t.ServerName)
+	}
 }
 
 func (v *validator) idempotency(p string, id *Idempotency) {
@@ -432,6 +451,7 @@ func (v *validator) pool(p string, pl *Pool) {
 	}
 	v.atLeast(p+".retries.min_per_second", pl.Retries.MinPerSecond, 0)
 	v.atLeast(p+".max_conns_per_member", pl.MaxConnsPerMember, 1)
+	v.clientTLS(p+".tls", pl.TLS)
 }
 
 func (v *validator) dev(c *Config) {

@@ -96,6 +96,10 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		return nil, err
 	}
 	st := &nodeState{cfg: cfg, region: region, node: node, pools: map[string]*upstream.Pool{}, listeners: map[string]*listenerState{}}
+	writerTLS, err := upstream.ClientTLS(cfg.Ledger.WriterTLS, "")
+	if err != nil {
+		return nil, fmt.Errorf("ledger.writer_tls: %w", err)
+	}
 	var targets []*health.Target
 	for _, pc := range region.Pools {
 		p, err := upstream.New(pc, n.healthChanged)
@@ -112,7 +116,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 	for _, lc := range node.Listeners {
 		maxBody = max(maxBody, int64(lc.Limits.MaxBodyBytes))
 	}
-	st.directory = ledger.New(cfg, n.writerChanged)
+	st.directory = ledger.New(cfg, n.writerChanged, ledger.ProbeTLS(writerTLS))
 	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
 		if st.money, err = newMoneyDeps(n, cfg, region, st.directory); err != nil {
 			return nil, err
