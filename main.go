@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -33,6 +32,7 @@ import (
 	"hedge/gateway/certs"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/loadgen"
+	"hedge/gateway/problem"
 	"hedge/gateway/sim"
 	"hedge/waf"
 )
@@ -325,6 +325,9 @@ func serveDNS(args []string) int {
 			enc.SetIndent("", "  ")
 			enc.Encode(map[string]any{"version": version, "dns": srv.Status()})
 		}))
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			adminauth.WriteProblem(w, r, problem.NotFound, "")
+		})
 		if admin, err = startDNSAdmin(cfg, serving, *adminAddr, mux, log); err != nil {
 			log.Error("admin listener", "error", err)
 			return 1
@@ -339,12 +342,20 @@ func serveDNS(args []string) int {
 			log.Info("signal received: stopping", "signal", sig.String())
 			return 0
 		}
+		// The admin listener's new certificates are made first and put in
+		// place only if the DNS server takes the configuration too.
 		next, err := loadConfig(*file)
+		var adminTLS *adminauth.ServerTLS
+		if err == nil && admin != nil {
+			adminTLS, err = admin.buildTLS(next)
+		}
 		if err == nil {
 			err = srv.Reload(next)
 		}
 		if err == nil && admin != nil {
-			err = admin.reload(next)
+			admin.install(next, adminTLS)
+		} else if adminTLS != nil {
+			adminTLS.Close()
 		}
 		if err != nil {
 			log.Error("dns reload rejected; the running configuration keeps serving", "error", err)
@@ -363,7 +374,6 @@ type dnsAdmin struct {
 	cfg  atomic.Pointer[configs.Config]
 	tls  atomic.Pointer[adminauth.ServerTLS]
 	http *http.Server
-	mu   sync.Mutex // serialises reloads
 }
 
 func startDNSAdmin(cfg *configs.Config, node, addr string, mux *http.ServeMux, log *slog.Logger) (*dnsAdmin, error) {
@@ -404,6 +414,7 @@ func (a *dnsAdmin) buildTLS(cfg *configs.Config) (*adminauth.ServerTLS, error) {
 	if err != nil || st == nil {
 		return st, err
 	}
+	// Certificates for the admin listener: internal ones are issued now.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := st.Start(ctx); err != nil {
@@ -413,20 +424,14 @@ func (a *dnsAdmin) buildTLS(cfg *configs.Config) (*adminauth.ServerTLS, error) {
 	return st, nil
 }
 
-// reload takes the new configuration's tokens and re-reads its
-// certificates; the address and whether it serves TLS stay until restart.
-func (a *dnsAdmin) reload(cfg *configs.Config) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	st, err := a.buildTLS(cfg)
-	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
-	}
+// install takes a reloaded configuration's tokens and the certificates
+// buildTLS read for it; the address and whether it serves TLS stay until
+// restart.
+func (a *dnsAdmin) install(cfg *configs.Config, st *adminauth.ServerTLS) {
 	a.cfg.Store(cfg)
 	if old := a.tls.Swap(st); old != nil {
 		old.Close()
 	}
-	return nil
 }
 
 func (a *dnsAdmin) close() {

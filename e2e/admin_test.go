@@ -71,10 +71,14 @@ func TestDNSAdminTLS(t *testing.T) {
 		{"GET", "/admin/dns/status", "", "e2e-scraper-0123456789abcdef0123456", 200},
 		{"POST", "/admin/dns/services/play.e2e.test/override", override, "e2e-scraper-0123456789abcdef0123456", 403},
 		{"POST", "/admin/dns/services/play.e2e.test/override", override, "e2e-ops-0123456789abcdef0123456789abc", 200},
+		{"GET", "/nope", "", "e2e-scraper-0123456789abcdef0123456", 404},
 	} {
 		r := do(t, client, c.method, base+c.path, c.body, "Authorization", "Bearer "+c.token)
 		if r.status != c.status {
 			t.Errorf("%s %s with token %q: want %d, got %v", c.method, c.path, c.token, c.status, r)
+		}
+		if r.status >= 400 && r.header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s %s: want problem+json, got %q", c.method, c.path, r.header.Get("Content-Type"))
 		}
 	}
 	if r, err := tryDo(quickClient, "GET", "http://"+admin+"/status", ""); err == nil && r.status != 400 {
