@@ -106,6 +106,7 @@ func ApplyDefaults(c *Config) {
 			for k := range reg.Nodes[j].Listeners {
 				listenerDefaults(&reg.Nodes[j].Listeners[k], k)
 			}
+			adminDefaults(&reg.Nodes[j].Admin)
 		}
 		for j := range reg.Pools {
 			poolDefaults(&reg.Pools[j])

@@ -73,11 +73,7 @@ func (v *validator) config(c *Config) {
 	if c.Lifecycle.DrainPeriod < 0 {
 		v.bad("lifecycle.drain_period", "must not be negative")
 	}
-	for i, t := range c.Admin.Tokens {
-		if len(t) < 16 {
-			v.bad(fmt.Sprintf("admin.tokens[%d]", i), "too short: use at least 16 characters")
-		}
-	}
+	v.admin(c)
 	if len(c.Regions) == 0 {
 		v.bad("regions", "at least one region is required")
 	}
@@ -134,6 +130,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.writers(c)
+	v.drainPush(c)
 	v.dev(c)
 	v.dns(c)
 	v.waf(c)
@@ -240,6 +237,25 @@ func (v *validator) ledger(c *Config) {
 	v.atLeast("ledger.degradation.min_requests", dg.MinRequests, 1)
 	v.positive("ledger.degradation.window", int64(dg.Window))
 	v.positive("ledger.degradation.recover_after", int64(dg.RecoverAfter))
+	v.clientTLS("ledger.writer_tls", c.Ledger.WriterTLS)
+}
+
+// clientTLS checks the files the edge presents and trusts towards an upstream.
+func (v *validator) clientTLS(p string, t ClientTLS) {
+	if t.CAFile != "" {
+		v.readable(p+".ca_file", t.CAFile)
+	}
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "" || t.KeyFile == "":
+		v.bad(p, "give both cert_file and key_file")
+	default:
+		v.readable(p+".cert_file", t.CertFile)
+		v.readable(p+".key_file", t.KeyFile)
+	}
+	if t.ServerName != "" && !validHostPattern(t.ServerName) && net.ParseIP(t.ServerName) == nil {
+		v.bad(p+".server_name", "%q is not a host name", t.ServerName)
+	}
 }
 
 func (v *validator) idempotency(p string, id *Idempotency) {
@@ -401,12 +417,7 @@ func (v *validator) node(c *Config, p string, n *Node) {
 			v.bad(lp+".hsts.max_age", "must not be negative")
 		}
 	}
-	if n.Admin.Address != "" {
-		v.address(p+".admin.address", n.Admin.Address)
-		if len(c.Admin.Tokens) == 0 && !c.Admin.AllowLoopback {
-			v.bad(p+".admin", "an admin listener needs admin.tokens or admin.allow_loopback")
-		}
-	}
+	v.adminListener(c, p+".admin", n)
 }
 
 func (v *validator) tls(p string, t *TLS) {
@@ -501,6 +512,7 @@ func (v *validator) pool(p string, pl *Pool) {
 	if pl.SharedIdempotency && pl.Policy == "failover" {
 		v.bad(p+".shared_idempotency", "a failover pool's members (primary and backup rails) deduplicate independently: a request whose outcome is unknown at one must never be sent to another")
 	}
+	v.clientTLS(p+".tls", pl.TLS)
 }
 
 func (v *validator) dev(c *Config) {

@@ -31,7 +31,7 @@ data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
 log: {access: {enabled: false}}
-admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}
+admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 auth:
   jwt:
@@ -731,13 +731,13 @@ func promoteFourEyes(client *http.Client, admin, url string) string {
 		return resp.StatusCode, string(b)
 	}
 	status, body := call("/admin/ledger/promotions",
-		`{"domain":"sea","url":"`+url+`","epoch":2,"reason":"chaos drill: W1 is going away"}`, "operator-alice-0123456789")
+		`{"domain":"sea","url":"`+url+`","epoch":2,"reason":"chaos drill: W1 is going away"}`, "operator-alice-0123456789abcdef0123")
 	if status != http.StatusAccepted {
 		return fmt.Sprintf("request answered %d %s", status, strings.TrimSpace(body))
 	}
 	var pr Promotion
 	json.Unmarshal([]byte(body), &pr)
-	status, body = call("/admin/ledger/promotions/"+pr.ID+"/approve", "", "operator-bob-0123456789")
+	status, body = call("/admin/ledger/promotions/"+pr.ID+"/approve", "", "operator-bob-0123456789abcdef01234")
 	if status != http.StatusOK {
 		return fmt.Sprintf("approval answered %d %s", status, strings.TrimSpace(body))
 	}

@@ -613,7 +613,7 @@ func TestAdminStatusAndMetrics(t *testing.T) {
 
 func TestAdminNeedsToken(t *testing.T) {
 	f := &fixture{l1: newUpstream(t, "l1"), g1: newUpstream(t, "g1"), g2: newUpstream(t, "g2")}
-	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", "admin: {tokens: [operator-token-0123456789]}", 1)
+	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", "admin: {tokens: [{name: ops, token: operator-ops-0123456789abcdef012345, roles: [read]}]}", 1)
 	f.edge = startEdge(t, cfg, "{{L1}}", f.l1.addr(), "{{G1}}", f.g1.addr(), "{{G2}}", f.g2.addr())
 	resp, body := do(t, "GET", f.edge.admin+"/status", "", "")
 	if resp.StatusCode != 401 || !strings.Contains(body, "urn:hedge:problem:unauthorized") {
@@ -623,7 +623,7 @@ func TestAdminNeedsToken(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("wrong token: want 401, got %d", resp.StatusCode)
 	}
-	resp, _ = do(t, "GET", f.edge.admin+"/status", "", "", "Authorization", "Bearer operator-token-0123456789")
+	resp, _ = do(t, "GET", f.edge.admin+"/status", "", "", "Authorization", "Bearer operator-ops-0123456789abcdef012345")
 	if resp.StatusCode != 200 {
 		t.Fatalf("right token: want 200, got %d", resp.StatusCode)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"time"
@@ -62,13 +63,24 @@ func writerClients(cfg *configs.Config, timeout, connect time.Duration) (map[str
 			if err != nil {
 				return nil, err
 			}
-			clients[w.URL] = &writerClient{scheme: u.Scheme, client: &fasthttp.HostClient{
+			hc := &fasthttp.HostClient{
 				Addr: u.Host, Name: "hedge", IsTLS: u.Scheme == "https",
 				ReadTimeout: timeout, WriteTimeout: timeout, MaxConnWaitTimeout: connect,
 				MaxIdleConnDuration: 30 * time.Second, MaxIdemponentCallAttempts: 1,
 				NoDefaultUserAgentHeader: true, DisablePathNormalizing: true,
 				Dial: upstream.Dialer(connect),
-			}}
+			}
+			if hc.IsTLS {
+				// ledger.writer_tls: the writer is verified, and the edge
+				// presents its client certificate; a handshake that fails
+				// is a call never sent (503 writer-unavailable).
+				tc, err := upstream.ClientTLS(cfg.Ledger.WriterTLS, u.Hostname())
+				if err != nil {
+					return nil, fmt.Errorf("ledger.writer_tls: %w", err)
+				}
+				hc.TLSConfig, hc.Dial = tc, upstream.WriterTLSDialer(connect, tc)
+			}
+			clients[w.URL] = &writerClient{scheme: u.Scheme, client: hc}
 		}
 	}
 	return clients, nil

@@ -79,7 +79,7 @@ func startLedger(t testing.TB, domain string, epoch int64, addr string) (*sim.Le
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, KeepReceipts: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	go l.Serve(ln)
 	t.Cleanup(func() { l.Close() })
 	return l, ln.Addr().String()
@@ -293,7 +293,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	sea2, sea2Addr := startLedger(t, "sea", 1, "")
 	_, euAddr := startLedger(t, "eu", 1, "")
 	cfg := strings.Replace(moneyConfig, "admin: {allow_loopback: true}",
-		"admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}", 1)
+		"admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}", 1)
 	cfg = strings.Replace(cfg, `      - {domain: sea, url: "http://{{SEA}}", epoch: 1}`,
 		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
       - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
@@ -306,8 +306,8 @@ func TestFourEyesPromotion(t *testing.T) {
 		t.Fatalf("bet before promotion: %d", resp.StatusCode)
 	}
 	req := `{"domain":"sea","url":"http://` + sea2Addr + `","epoch":2,"reason":"drill: sea-1 wallet maintenance"}`
-	alice := []string{"Authorization", "Bearer operator-alice-0123456789"}
-	bob := []string{"Authorization", "Bearer operator-bob-0123456789"}
+	alice := []string{"Authorization", "Bearer operator-alice-0123456789abcdef0123"}
+	bob := []string{"Authorization", "Bearer operator-bob-0123456789abcdef01234"}
 
 	resp, body := do(t, "POST", e.admin+"/admin/ledger/promotions", "", req)
 	if resp.StatusCode != 403 {
@@ -337,6 +337,17 @@ func TestFourEyesPromotion(t *testing.T) {
 	}
 	if applied(sea2)["player-1/after"] != 1 || applied(sea1)["player-1/after"] != 0 {
 		t.Fatalf("after promotion the bet must go to the new writer only: new %v, old %v", applied(sea2), applied(sea1))
+	}
+	// The fencing token hedge forwarded, as each writer received it: the
+	// old designation's epoch before the approval, the promoted one after.
+	epochs := map[string]int64{}
+	for _, r := range append(sea1.Receipts(), sea2.Receipts()...) {
+		epochs[r.Key] = r.Epoch
+	}
+	for key, want := range map[string]int64{"before": 1, "between": 1, "after": 2} {
+		if epochs[key] != want {
+			t.Errorf("bet %q reached its writer with Ledger-Epoch %d, want %d", key, epochs[key], want)
+		}
 	}
 	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
 		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)

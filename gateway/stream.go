@@ -355,7 +355,7 @@ func relayPeers(b *Build, prefix string) ([]string, *http.Client, error) {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if internal {
-		root, err := certs.InternalRoot(b.Config.DataDir)
+		root, err := certs.InternalRoot(b.Config.DataDir, configs.InternalCANames(b.Config)...)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -41,6 +41,7 @@ var (
 	Overloaded         = Type{"overloaded", "Too many connections", fasthttp.StatusServiceUnavailable}
 	Unauthorized       = Type{"unauthorized", "Authentication required", fasthttp.StatusUnauthorized}
 	Forbidden          = Type{"forbidden", "Forbidden", fasthttp.StatusForbidden}
+	RoleMissing        = Type{"admin-role-missing", "The admin token lacks the role this needs", fasthttp.StatusForbidden}
 	UnprocessableInput = Type{"invalid-input", "Invalid input", fasthttp.StatusUnprocessableEntity}
 	Internal           = Type{"internal", "Internal error", fasthttp.StatusInternalServerError}
 	// ProtectedHeader: the request's Connection header names a header the
