@@ -36,6 +36,8 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 	if v == nil {
 		t.Fatalf("WHEP with a valid token: expected 201, got %d %s", res.status, res.body)
 	}
+	// The cap counts the viewer once it has connected.
+	waitFor(t, 10*time.Second, "the viewer to connect", func() bool { return n.srv.Stats().Viewers == 1 })
 
 	// A viewer's offer that only accepts VP8 cannot play this H.264 stream.
 	vp8PC, err := clientAPI(t, false, webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}).NewPeerConnection(webrtc.Configuration{})

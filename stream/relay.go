@@ -196,7 +196,7 @@ func (r *relay) viewerLeft() {
 func (r *relay) checkIdle() {
 	r.mu.Lock()
 	left := r.s.options().Relay.Grace - time.Since(r.lastLeave)
-	if r.hub.Viewers() > 0 {
+	if r.hub.Viewers() > 0 || r.hub.connecting.Load() > 0 {
 		r.idle = nil
 		r.mu.Unlock()
 		return
