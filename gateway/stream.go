@@ -143,7 +143,7 @@ func (sr *streamRoute) Serve(r *Request) {
 	rest, ok := strings.CutPrefix(string(ctx.Path()), sr.prefix)
 	name, sub, hasSub := strings.Cut(rest, "/")
 	if !ok || !stream.ValidName(name) {
-		sr.srv.Handle(ctx, r.ID) // its 404 problems
+		sr.srv.Handle(ctx, r.ID, r.Client) // its 404 problems
 		return
 	}
 	if !hasSub {
@@ -153,7 +153,7 @@ func (sr *streamRoute) Serve(r *Request) {
 			ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
 			return
 		}
-		sr.srv.Handle(ctx, r.ID)
+		sr.srv.Handle(ctx, r.ID, r.Client)
 		return
 	}
 	first, _, _ := strings.Cut(sub, "/")
@@ -171,7 +171,7 @@ func (sr *streamRoute) Serve(r *Request) {
 		ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
 		sr.player(ctx)
 	default:
-		sr.srv.Handle(ctx, r.ID)
+		sr.srv.Handle(ctx, r.ID, r.Client)
 	}
 }
 

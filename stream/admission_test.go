@@ -3,6 +3,7 @@ package stream
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
 	"testing"
@@ -157,6 +158,144 @@ func settledGoroutines() int {
 	return last
 }
 
+// Per client address (an IPv6 client's /64), session creation is a token
+// bucket over WHIP and WHEP POSTs, and WHEP sessions held at once are
+// capped; other addresses are not affected, and signed relays are exempt.
+func TestAddressLimits(t *testing.T) {
+	key := []byte("address-limits-viewer-key-01")
+	relayTok := "Bearer " + SignViewerToken(key, relayTokenName("bacc-43"), time.Now().Add(time.Minute))
+	viewerTok := "Bearer " + SignViewerToken(key, "bacc-43", time.Now().Add(time.Minute))
+	type post struct {
+		endpoint, client, auth string
+		hdr                    []string
+		status                 int
+		typ                    string // problem type, for refusals
+		retryAfter             string
+	}
+	cases := []struct {
+		name  string
+		opts  Options
+		posts []post
+		// expect checks more, given the answers of the posts that succeeded.
+		expect func(t *testing.T, n *testNode, created []httpResult)
+	}{
+		{
+			name: "rate: a burst, then Retry-After; other addresses have their own bucket",
+			opts: Options{PerAddress: AddressLimits{Rate: 0.5, Burst: 3}},
+			posts: []post{
+				{"whep", "198.51.100.7", "", nil, 201, "", ""},
+				{"whep", "198.51.100.7", "", nil, 201, "", ""},
+				{"whep", "198.51.100.7", "", nil, 201, "", ""},
+				{"whep", "198.51.100.7", "", nil, 429, "stream-session-rate", "2"},
+				{"whep", "198.51.100.8", "", nil, 201, "", ""},
+				{"whep", "::ffff:198.51.100.7", "", nil, 429, "stream-session-rate", "2"},
+			},
+		},
+		{
+			name: "rate: an IPv6 client is its /64",
+			opts: Options{PerAddress: AddressLimits{Rate: 0.5, Burst: 2}},
+			posts: []post{
+				{"whep", "2001:db8:0:1::1", "", nil, 201, "", ""},
+				{"whep", "2001:db8:0:1:ffff::2", "", nil, 201, "", ""},
+				{"whep", "2001:db8:0:1::3", "", nil, 429, "stream-session-rate", "2"},
+				{"whep", "2001:db8:0:2::1", "", nil, 201, "", ""},
+			},
+		},
+		{
+			name: "rate: WHIP attempts count before the studio token is checked",
+			opts: Options{PerAddress: AddressLimits{Rate: 0.5, Burst: 3}},
+			posts: []post{
+				{"whip", "198.51.100.9", "Bearer guess-1", nil, 401, "invalid-token", ""},
+				{"whip", "198.51.100.9", "Bearer guess-2", nil, 401, "invalid-token", ""},
+				{"whip", "198.51.100.9", "Bearer guess-3", nil, 401, "invalid-token", ""},
+				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 429, "stream-session-rate", "2"},
+			},
+		},
+		{
+			name: "sessions: an address holds at most its share, connecting or connected",
+			opts: Options{PerAddress: AddressLimits{MaxSessions: 2}},
+			posts: []post{
+				{"whep", "198.51.100.10", "", nil, 201, "", ""},
+				{"whep", "198.51.100.10", "", nil, 201, "", ""},
+				{"whep", "198.51.100.10", "", nil, 429, "stream-session-limit", "60"},
+				{"whep", "198.51.100.11", "", nil, 201, "", ""},
+			},
+			expect: func(t *testing.T, n *testNode, created []httpResult) {
+				a := netip.MustParseAddr("198.51.100.10")
+				if got := n.srv.addrs.held(a); got != 2 {
+					t.Fatalf("sessions held by %s: expected 2, got %d", a, got)
+				}
+				// Ending one of its sessions frees a slot.
+				first := created[0]
+				if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+first.header.Get("Location"), "", "", nil); r.status != http.StatusOK {
+					t.Fatalf("DELETE: expected 200, got %d %s", r.status, r.body)
+				}
+				waitFor(t, 5*time.Second, "the slot to be released", func() bool { return n.srv.addrs.held(a) == 1 })
+				if r := do(t, "POST", n.base+"bacc-43/whep", "application/sdp", "", halfOpenOffer(t), testClientHeader, a.String()); r.status != http.StatusCreated {
+					t.Fatalf("POST from %s after one of its sessions ended: expected 201, got %d %s", a, r.status, r.body)
+				}
+			},
+		},
+		{
+			name: "signed relays are exempt; viewers with tokens are not",
+			opts: Options{ViewerTokenKey: key, PerAddress: AddressLimits{Rate: 0.1, Burst: 1, MaxSessions: 1}},
+			posts: []post{
+				{"whep", "198.51.100.12", relayTok, []string{relayHeader, "1"}, 201, "", ""},
+				{"whep", "198.51.100.12", relayTok, []string{relayHeader, "1"}, 201, "", ""},
+				{"whep", "198.51.100.12", relayTok, []string{relayHeader, "1"}, 201, "", ""},
+				{"whep", "198.51.100.12", viewerTok, nil, 201, "", ""},
+				{"whep", "198.51.100.12", viewerTok, nil, 429, "stream-session-rate", "10"},
+				{"whep", "198.51.100.12", viewerTok, []string{relayHeader, "1"}, 429, "stream-session-rate", "10"},
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.ConnectTimeout = time.Minute
+			n := startNode(t, c.opts)
+			// The studio publishes from an address of its own, outside the limits
+			// (its POST counts for that address only).
+			pub, res := newPublisher(t, n, "bacc-43", "demo-studio")
+			if pub == nil {
+				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
+			}
+			pub.Send(1)
+			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-43"); return h != nil && len(h.Tracks()) == 2 })
+			offer := halfOpenOffer(t)
+			var created []httpResult
+			for i, p := range c.posts {
+				hdr := append([]string{testClientHeader, p.client}, p.hdr...)
+				if p.auth != "" {
+					hdr = append(hdr, "Authorization", p.auth)
+				}
+				stream := "bacc-43"
+				if p.endpoint == "whip" {
+					stream = fmt.Sprintf("cam-%d", i) // a stream of its own each
+				}
+				r := do(t, "POST", n.base+stream+"/"+p.endpoint, "application/sdp", "", offer, hdr...)
+				if r.status != p.status {
+					t.Fatalf("POST %d (%s from %s): expected %d, got %d %s", i, p.endpoint, p.client, p.status, r.status, r.body)
+				}
+				if p.typ != "" && problemType(r.body) != "urn:hedge:problem:"+p.typ {
+					t.Fatalf("POST %d: expected type %s, got %s", i, p.typ, r.body)
+				}
+				if got := r.header.Get("Retry-After"); got != p.retryAfter {
+					t.Fatalf("POST %d: expected Retry-After %q, got %q", i, p.retryAfter, got)
+				}
+				if p.typ == "stream-session-limit" && !strings.Contains(r.header.Get("Link"), "/live/bacc-43/hls/index.m3u8") {
+					t.Fatalf("POST %d: expected the LL-HLS Link, got %q", i, r.header.Get("Link"))
+				}
+				if r.status == http.StatusCreated {
+					created = append(created, r)
+				}
+			}
+			if c.expect != nil {
+				c.expect(t, n, created)
+			}
+		})
+	}
+}
+
 // Two viewers admitted while neither had connected, for the last slot:
 // the first to connect takes it, the other is closed as it connects, so
 // the cap holds for connected viewers.
@@ -187,4 +326,44 @@ func TestViewerConnectingOverCapIsClosed(t *testing.T) {
 		b, _ := vs[1].Snapshot()
 		return len(a) >= 10 || len(b) >= 10
 	})
+}
+
+// The address table forgets an address once it holds no session and its
+// bucket is full again, so memory follows the addresses active lately;
+// full, it refuses new addresses until a sweep frees room.
+func TestAddrTableBounded(t *testing.T) {
+	var tab addrTable
+	l := AddressLimits{Rate: 1, Burst: 2, MaxSessions: 4}
+	t0 := time.Unix(1_000_000, 0)
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+	for i := range maxTrackedAddrs {
+		if ok, _ := tab.allow(addr(i), t0, l); !ok {
+			t.Fatalf("address %d: first session refused", i)
+		}
+	}
+	if ok, wait := tab.allow(addr(maxTrackedAddrs), t0, l); ok || wait <= 0 {
+		t.Fatalf("new address with the table full of refilling buckets: expected a refusal with a wait, got %v %v", ok, wait)
+	}
+	held := netip.MustParseAddr("192.0.2.1")
+	if ok, _ := tab.hold(held, t0, l); ok { // the table is full
+		t.Fatal("hold in a full table: expected a refusal")
+	}
+	// A second later every bucket is full again: a sweep frees them all.
+	t1 := t0.Add(time.Second)
+	if ok, counted := tab.hold(held, t1, l); !ok || !counted {
+		t.Fatalf("hold after the buckets refilled: expected a counted slot, got %v %v", ok, counted)
+	}
+	if got := tab.size(); got != 1 {
+		t.Fatalf("after the sweep: expected only the address holding a session, got %d entries", got)
+	}
+	// An address holding a session stays however long it is idle.
+	tab.sweep(t1.Add(time.Hour))
+	if tab.held(held) != 1 {
+		t.Fatal("the sweep forgot an address that holds a session")
+	}
+	tab.release(held)
+	tab.sweep(t1.Add(2 * time.Hour))
+	if got := tab.size(); got != 0 {
+		t.Fatalf("after the last session ended: expected an empty table, got %d entries", got)
+	}
 }

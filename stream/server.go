@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,8 @@ type Options struct {
 	// ConnectTimeout closes a session whose ICE and DTLS have not
 	// completed in time, freeing what it holds (default 5s).
 	ConnectTimeout time.Duration
+	// PerAddress limits the sessions one client address may start.
+	PerAddress AddressLimits
 	// MaxBodyBytes bounds SDP offers and PATCH bodies (default 64 KiB).
 	MaxBodyBytes int
 	ICE          ICE
@@ -117,6 +120,7 @@ type Server struct {
 
 	viewers    atomic.Int64 // connected WHEP viewers
 	connecting atomic.Int64 // WHEP viewers not connected yet
+	addrs      addrTable
 	refused    [refusals]atomic.Uint64
 	timeouts   atomic.Uint64 // sessions closed by ConnectTimeout
 }
@@ -243,9 +247,12 @@ type Refusal uint8
 
 // Refusals, each a label of the refusal metric.
 const (
-	RefusedViewerCap    Refusal = iota // a viewer cap or the stream's fan-out: 503 stream-viewer-cap
-	RefusedConnecting                  // MaxConnectingViewers: 503 stream-viewer-cap
-	RefusedCapAtConnect                // connected while the caps were full: closed
+	RefusedViewerCap       Refusal = iota // a viewer cap or the stream's fan-out: 503 stream-viewer-cap
+	RefusedConnecting                     // MaxConnectingViewers: 503 stream-viewer-cap
+	RefusedAddressRate                    // PerAddress.Rate: 429 stream-session-rate
+	RefusedAddressSessions                // PerAddress.MaxSessions: 429 stream-session-limit
+	RefusedSessionAuth                    // PATCH or DELETE without the session's credentials: 401, 403
+	RefusedCapAtConnect                   // connected while the caps were full: closed
 	refusals
 )
 
@@ -256,6 +263,12 @@ func (r Refusal) String() string {
 		return "viewer_cap"
 	case RefusedConnecting:
 		return "connecting_cap"
+	case RefusedAddressRate:
+		return "address_rate"
+	case RefusedAddressSessions:
+		return "address_sessions"
+	case RefusedSessionAuth:
+		return "session_auth"
 	case RefusedCapAtConnect:
 		return "cap_at_connect"
 	}
@@ -359,9 +372,15 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 }
 
 // Handle serves one request under the prefix. requestID is echoed in
-// problem bodies. The handler may block while ICE candidates are gathered
-// (milliseconds: host candidates on the node's muxed sockets only).
-func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
+// problem bodies; client is the address the request comes from, as the
+// edge established it (trusted proxies), which PerAddress limits (when it
+// is not valid, the connection's peer). The handler may block while ICE
+// candidates are gathered (milliseconds: host candidates on the node's
+// muxed sockets only).
+func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte, client netip.Addr) {
+	if !client.IsValid() {
+		client, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	}
 	rest, ok := strings.CutPrefix(string(ctx.Path()), s.options().Prefix)
 	if !ok {
 		problem.Write(ctx, problem.NotFound, "", requestID)
@@ -385,9 +404,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	case len(parts) == 2 && method == fasthttp.MethodPost:
 		if endpoint == "whip" {
-			s.publish(ctx, stream, requestID)
+			s.publish(ctx, stream, requestID, client)
 		} else {
-			s.play(ctx, stream, requestID)
+			s.play(ctx, stream, requestID, client)
 		}
 	case len(parts) == 3 && method == fasthttp.MethodOptions:
 		ctx.Response.Header.Set("Accept-Patch", "application/trickle-ice-sdpfrag")

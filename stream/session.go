@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -184,7 +185,10 @@ func (s *Server) readOffer(ctx *fasthttp.RequestCtx, requestID []byte) ([]byte, 
 }
 
 // publish serves POST /live/{stream}/whip.
-func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
+func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
+	if !s.allowCreate(ctx, client, requestID) {
+		return
+	}
 	studio, ok := studioFor(s.options().Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
 	if !ok {
 		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
@@ -366,7 +370,7 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 }
 
 // play serves POST /live/{stream}/whep.
-func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
+func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
 	isRelay := len(ctx.Request.Header.Peek(relayHeader)) > 0
 	tok := bearer(string(ctx.Request.Header.Peek("Authorization")))
 	if tok == "" {
@@ -374,11 +378,14 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 	}
 	// trusted: another region's edge, proven by a relay token signed with
 	// the deployment's viewer token key. It feeds a whole region, so no
-	// cap or fan-out protection refuses it.
+	// cap, fan-out protection or address limit refuses it.
 	trusted := false
 	key := s.options().ViewerTokenKey
 	if len(key) > 0 {
 		trusted = isRelay && verifyRelayToken(key, tok, stream, time.Now())
+	}
+	if !trusted && !s.allowCreate(ctx, client, requestID) {
+		return
 	}
 	if len(key) > 0 && !trusted {
 		if err := VerifyViewerToken(key, tok, stream, time.Now()); err != nil {
@@ -421,7 +428,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		problem.Write(ctx, problem.NoUsableCodec, "the stream is "+codecList(caps), requestID)
 		return
 	}
-	slot, why := s.admitViewer(hub, trusted)
+	slot, why := s.admitViewer(hub, trusted, client)
 	if slot == nil {
 		s.refuseViewer(ctx, stream, why, requestID)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { srv.Handle(ctx, []byte("req-1")) }}
+	hs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { srv.Handle(ctx, []byte("req-1"), netip.Addr{}) }}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Shutdown(); _ = srv.Close() })
 	base := "http://" + ln.Addr().String() + "/live/t1/"
