@@ -170,8 +170,10 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 	resp, body = do(t, "POST", e.url+"/live/bacc-01/whip", "", "v=0\r\nnot sdp", "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
 	wantProblem(t, resp, body, 400, "invalid-sdp")
 
-	// The studio ends its session through the gateway.
+	// The session's Location alone does not end it; the studio's token does.
 	resp, body = do(t, "DELETE", e.url+pubLocation, "", "")
+	wantProblem(t, resp, body, 401, "invalid-token")
+	resp, body = do(t, "DELETE", e.url+pubLocation, "", "", "Authorization", "Bearer studio-a-token")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE the WHIP session: expected 200, got %d %s", resp.StatusCode, body)
 	}

@@ -227,7 +227,7 @@ func TestAddressLimits(t *testing.T) {
 				}
 				// Ending one of its sessions frees a slot.
 				first := created[0]
-				if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+first.header.Get("Location"), "", "", nil); r.status != http.StatusOK {
+				if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+first.header.Get("Location"), "", first.header.Get(SessionTokenHeader), nil); r.status != http.StatusOK {
 					t.Fatalf("DELETE: expected 200, got %d %s", r.status, r.body)
 				}
 				waitFor(t, 5*time.Second, "the slot to be released", func() bool { return n.srv.addrs.held(a) == 1 })

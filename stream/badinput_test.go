@@ -79,8 +79,8 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 		{"over the stream's viewer cap", "POST", "bacc-01/whep", "application/sdp", tok("*", time.Minute), offerFor(t), nil, 503, "stream-viewer-cap"},
 		{"unknown session", "DELETE", "bacc-01/whip/0123", "", "", "", nil, 404, "stream-session-not-found"},
 		{"session of another endpoint", "DELETE", strings.TrimPrefix(v.location, "/live/"), "", "", "", nil, 0, ""},
-		{"PATCH with a stale ETag", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "", "a=ice-ufrag:x\r\na=ice-pwd:y\r\n", []string{"If-Match", `"stale"`}, 412, "precondition-failed"},
-		{"PATCH that is not a fragment", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "", "garbage", nil, 400, "invalid-sdp"},
+		{"PATCH with a stale ETag", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "demo-studio", "a=ice-ufrag:x\r\na=ice-pwd:y\r\n", []string{"If-Match", `"stale"`}, 412, "precondition-failed"},
+		{"PATCH that is not a fragment", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "demo-studio", "garbage", nil, 400, "invalid-sdp"},
 		{"GET on the endpoint", "GET", "bacc-01/whip", "", "", "", nil, 405, "method-not-allowed"},
 	}
 	for _, c := range cases {

@@ -133,6 +133,7 @@ func do(t *testing.T, method, url, ctype, auth string, body []byte, hdr ...strin
 type testPublisher struct {
 	*streamtest.Publisher
 	location string
+	token    string // the studio token that created the session
 }
 
 func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublisher, httpResult) {
@@ -146,7 +147,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.body}); err != nil {
 		t.Fatal(err)
 	}
-	p.location = res.header.Get("Location")
+	p.location, p.token = res.header.Get("Location"), token
 	return p, res
 }
 
@@ -154,6 +155,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 type testViewer struct {
 	*streamtest.Viewer
 	location string
+	token    string // the session's token (Session-Token)
 }
 
 func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testViewer, httpResult) {
@@ -167,7 +169,7 @@ func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testVi
 	if err := v.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.body}); err != nil {
 		t.Fatal(err)
 	}
-	v.location = res.header.Get("Location")
+	v.location, v.token = res.header.Get("Location"), res.header.Get(SessionTokenHeader)
 	return v, res
 }
 

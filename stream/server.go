@@ -417,6 +417,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte, client netip
 			problem.Write(ctx, problem.StreamSessionNotFound, "", requestID)
 			return
 		}
+		if !s.authorized(ctx, x, requestID) {
+			return
+		}
 		if method == fasthttp.MethodDelete {
 			x.close()
 			ctx.SetStatusCode(fasthttp.StatusOK)
@@ -438,7 +441,7 @@ func cors(ctx *fasthttp.RequestCtx) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "OPTIONS, POST, PATCH, DELETE")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Retry-After")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Retry-After, "+SessionTokenHeader)
 }
 
 // validName: 1–64 of [A-Za-z0-9._-], not starting with a dot.

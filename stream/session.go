@@ -27,10 +27,15 @@ type session struct {
 	hub      *Hub
 	pc       *webrtc.PeerConnection
 
+	// studio published the session (WHIP): its current token controls
+	// the session too.
+	studio string
+
 	mu        sync.Mutex
 	etag      string
 	offer     string // the remote description, for ICE restarts
 	remoteUfr string
+	creds     []credentialHash // what PATCH and DELETE accept (grant)
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -155,11 +160,17 @@ func iceUfrag(s string) string {
 	return ""
 }
 
-// created answers 201 with the SDP answer and the session resource.
-func (x *session) created(ctx *fasthttp.RequestCtx, answer string) {
+// created answers 201 with the SDP answer and the session resource, and,
+// when token is set, the session's own token.
+func (x *session) created(ctx *fasthttp.RequestCtx, answer, token string) {
 	s := x.srv
 	s.linkICEServers(ctx)
 	ctx.Response.Header.Set("Location", s.options().Prefix+x.stream+"/"+x.endpoint+"/"+x.id)
+	if token != "" {
+		ctx.Response.Header.Set(SessionTokenHeader, token)
+		// The token is a credential: no cache keeps it.
+		ctx.Response.Header.Set("Cache-Control", "no-store")
+	}
 	x.mu.Lock()
 	ctx.Response.Header.Set("ETag", x.etag)
 	x.mu.Unlock()
@@ -189,7 +200,8 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 	if !s.allowCreate(ctx, client, requestID) {
 		return
 	}
-	studio, ok := studioFor(s.options().Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
+	token := bearer(string(ctx.Request.Header.Peek("Authorization")))
+	studio, ok := studioFor(s.options().Studios, token, stream)
 	if !ok {
 		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
@@ -214,6 +226,8 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	x := s.newSession(stream, "whip", hub, pc)
+	x.studio = studio
+	x.grant(token)
 	p := &publisher{x: x, studio: studio}
 	gen, err := hub.attach(p, s.options().AllowTakeover)
 	if err != nil {
@@ -242,7 +256,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	s.log.Info("stream published", "stream", stream, "studio", studio, "session", x.id)
-	x.created(ctx, ans)
+	x.created(ctx, ans, "")
 }
 
 // publisher feeds a hub from a WHIP session.
@@ -372,10 +386,7 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 // play serves POST /live/{stream}/whep.
 func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
 	isRelay := len(ctx.Request.Header.Peek(relayHeader)) > 0
-	tok := bearer(string(ctx.Request.Header.Peek("Authorization")))
-	if tok == "" {
-		tok = string(ctx.QueryArgs().Peek("token"))
-	}
+	tok := credential(ctx)
 	// trusted: another region's edge, proven by a relay token signed with
 	// the deployment's viewer token key. It feeds a whole region, so no
 	// cap, fan-out protection or address limit refuses it.
@@ -463,6 +474,11 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte,
 		v.tracks[kindIndex(t.Kind())] = vt
 		go v.readRTCP(sender, vt, t)
 	}
+	sessionToken := newSessionToken()
+	x.grant(sessionToken)
+	if len(key) > 0 {
+		x.grant(tok) // the viewer (or relay) token that created it
+	}
 	// The viewer reads the stream, and counts against the caps, once its
 	// ICE and DTLS complete; until then it only holds a connecting slot.
 	x.onConnect = func() {
@@ -488,7 +504,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte,
 		problem.Write(ctx, problem.InvalidSDP, "the offer could not be answered", requestID)
 		return
 	}
-	x.created(ctx, ans)
+	x.created(ctx, ans, sessionToken)
 }
 
 func codecList(cs []webrtc.RTPCodecCapability) string {

@@ -80,7 +80,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, loc, err := postSDP(ctx, base+"whep", "", offer)
+	answer, sess, err := postSDP(ctx, base+"whep", "", offer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if st := srv.Stats(); st.Viewers != 1 {
 		t.Fatalf("node counts %d viewers, want 1", st.Viewers)
 	}
-	deleteSession(loc)
+	deleteSession(sess)
 	p.close()
 	deadline := time.Now().Add(5 * time.Second)
 	for srv.Stats().Viewers != 0 {
