@@ -1,9 +1,16 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"hedge/gateway/certs"
 	"hedge/stream/streamtest"
 )
 
@@ -176,5 +184,72 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 	resp, body = do(t, "DELETE", e.url+pubLocation, "", "", "Authorization", "Bearer studio-a-token")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE the WHIP session: expected 200, got %d %s", resp.StatusCode, body)
+	}
+}
+
+// A WHIP offer over the route's body limit is answered 413 problem+json,
+// and a client that writes its whole request before reading the answer
+// (as curl and most WHIP encoders do) reads that 413, over plain HTTP and
+// TLS alike: the edge closes such a connection lingering, reading what the
+// client still sends, instead of resetting it under the client's writes.
+func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+		size int
+	}{
+		{"just over the limit", false, 64<<10 + 1},
+		{"1 MiB", false, 1 << 20},
+		{"8 MiB", false, 8 << 20},
+		{"TLS, 1 MiB", true, 1 << 20},
+		{"TLS, 8 MiB", true, 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			region := fmt.Sprintf("big%d", time.Now().UnixNano()%1_000_000)
+			cfg := streamConfig
+			if tc.tls {
+				cfg = strings.Replace(cfg, "tls: {mode: off}", "tls: {mode: internal, names: [play.edge.test]}", 1)
+			}
+			e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+			addr := strings.TrimPrefix(e.url, "http://")
+			var c net.Conn
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tc.tls {
+				root, err := certs.InternalRoot(filepath.Dir(e.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pem, err := os.ReadFile(root)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pool := x509.NewCertPool()
+				pool.AppendCertsFromPEM(pem)
+				c = tls.Client(c, &tls.Config{ServerName: "play.edge.test", RootCAs: pool})
+			}
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			head := fmt.Sprintf("POST /live/bacc-01/whip HTTP/1.1\r\nHost: play.edge.test\r\nContent-Type: application/sdp\r\n"+
+				"Authorization: Bearer studio-a-token\r\nContent-Length: %d\r\n\r\n", tc.size)
+			if _, err := c.Write([]byte(head)); err != nil {
+				t.Fatalf("writing the request head: %v", err)
+			}
+			if _, err := c.Write(bytes.Repeat([]byte("a"), tc.size)); err != nil {
+				t.Fatalf("writing an offer of %d bytes: expected the edge to take it in and answer, got %v", tc.size, err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the answer to an offer of %d bytes: expected 413, got %v", tc.size, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantProblem(t, resp, string(body), 413, "body-too-large")
+			if !resp.Close {
+				t.Error("413 before the body was read: expected Connection: close")
+			}
+		})
 	}
 }
