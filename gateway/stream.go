@@ -284,7 +284,11 @@ func streamOptions(b *Build, prefix string) (stream.Options, error) {
 	}
 	o := stream.Options{
 		Prefix: prefix, AllowTakeover: c.AllowTakeover,
-		MaxViewersPerStream: c.MaxViewersPerStream, MaxViewersPerNode: c.MaxViewersPerNode,
+		MaxViewersPerStream: noLimit(c.MaxViewersPerStream), MaxViewersPerNode: noLimit(c.MaxViewersPerNode),
+		MaxConnectingViewers: noLimit(c.MaxConnectingViewers), ConnectTimeout: c.ConnectTimeout.D(),
+		PerAddress: stream.AddressLimits{
+			Rate: c.PerAddress.Rate.PerSecond, Burst: c.PerAddress.Burst, MaxSessions: noLimit(c.PerAddress.MaxSessions),
+		},
 		PublisherGrace: c.PublisherGrace.D(), MediaTimeout: c.MediaTimeout.D(),
 		ICE: stream.ICE{
 			UDP:        net.JoinHostPort(host, fmt.Sprint(c.ICE.UDPPort)),
@@ -314,6 +318,9 @@ func streamOptions(b *Build, prefix string) (stream.Options, error) {
 	}
 	return o, nil
 }
+
+// noLimit turns the configuration's -1 (no limit) into package stream's 0.
+func noLimit(n int) int { return max(n, 0) }
 
 // relayPeers are the other regions' edges (each node's first listener), and
 // a client that reaches them by their TLS name, trusting the internal CA

@@ -253,3 +253,71 @@ func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
 		})
 	}
 }
+
+// The per-address limits of session creation apply to the client address
+// the edge established: behind a trusted proxy, the X-Forwarded-For
+// client's, each its own. Refusals and connecting viewers show in
+// /metrics.
+func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
+	region := fmt.Sprintf("addr%d", time.Now().UnixNano()%1_000_000)
+	cfg := streamRouteYAML + `streams:
+  studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
+  ice: {udp_port: {{UDP}}}
+  relay: false
+  per_address: {rate: 1/m, burst: 2, max_sessions: 5}
+` + strings.Replace(streamNodeYAML, "tls: {mode: off}", "tls: {mode: off}\n            trusted_proxies: [127.0.0.0/8]", 1)
+	e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+	api := streamPeerAPI(t)
+	pub := streamtest.NewPublisher(t, api)
+	resp, body := do(t, "POST", e.url+"/live/bacc-01/whip", "", streamtest.Offer(t, pub.PC), "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP: expected 201, got %d %s", resp.StatusCode, body)
+	}
+	if err := pub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	pub.Send(1)
+
+	// Offers that never connect: each viewer's PeerConnection is closed
+	// once its offer is made.
+	offer := func() string {
+		v := streamtest.NewViewer(t, api)
+		defer v.Close()
+		return streamtest.Offer(t, v.PC)
+	}
+	for i, c := range []struct {
+		client string
+		status int
+		typ    string
+	}{
+		{"203.0.113.5", 201, ""},
+		{"203.0.113.5", 201, ""},
+		{"203.0.113.5", 429, "stream-session-rate"},
+		{"203.0.113.6", 201, ""},
+		{"203.0.113.6", 201, ""},
+		{"203.0.113.6", 429, "stream-session-rate"},
+	} {
+		resp, body := do(t, "POST", e.url+"/live/bacc-01/whep", "", offer(), "Content-Type", "application/sdp", "X-Forwarded-For", c.client)
+		if c.status == 201 {
+			if resp.StatusCode != 201 {
+				t.Fatalf("WHEP %d from %s: expected 201, got %d %s", i, c.client, resp.StatusCode, body)
+			}
+			continue
+		}
+		wantProblem(t, resp, body, c.status, c.typ)
+		if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Errorf("WHEP %d from %s over its rate: expected Retry-After, got %q", i, c.client, ra)
+		}
+	}
+	labels := `{node="` + region + `-1",reason="address_rate",region="` + region + `"}`
+	metrics := get(t, e.admin+"/metrics")
+	for _, want := range []string{
+		`hedge_stream_refused_total` + labels + ` 2`,
+		`hedge_stream_viewers_connecting{node="` + region + `-1",region="` + region + `"} 4`,
+		`hedge_stream_viewers{node="` + region + `-1",region="` + region + `"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics: expected %s, got:\n%s", want, grepLines(metrics, "hedge_stream_"))
+		}
+	}
+}
