@@ -367,3 +367,32 @@ func TestAddrTableBounded(t *testing.T) {
 		t.Fatalf("after the last session ended: expected an empty table, got %d entries", got)
 	}
 }
+
+// The per-address check every WHIP and WHEP POST makes (rate, then a
+// session slot and its release), for 10,000 addresses in turn: it must not
+// allocate once an address is known.
+func BenchmarkAddressLimits(b *testing.B) {
+	var tab addrTable
+	l := AddressLimits{Rate: 1e9, Burst: 1 << 20, MaxSessions: 1 << 20}
+	addrs := make([]netip.Addr, 10_000)
+	for i := range addrs {
+		addrs[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i), 15: 1})
+	}
+	now := time.Unix(1_000_000, 0)
+	for _, a := range addrs {
+		tab.allow(a, now, l)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		a := addrs[i%len(addrs)]
+		i++
+		if ok, _ := tab.allow(a, now, l); !ok {
+			b.Fatal("refused")
+		}
+		if ok, _ := tab.hold(a, now, l); !ok {
+			b.Fatal("no slot")
+		}
+		tab.release(a)
+	}
+}
