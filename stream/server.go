@@ -168,7 +168,9 @@ const (
 // without the new credentials), takeover, the viewer token key, viewer
 // caps (for new viewers: those over a lowered cap stay), the publisher
 // grace (of every stream, from its publisher's next departure), the media
-// timeout (of new sessions), the ICE servers handed to clients, the body
+// and connect timeouts (of new sessions), the connecting viewers' bound
+// and the per-address limits (for new requests; sessions an address holds
+// stay), the ICE servers handed to clients, the body
 // limit, the prefix, and relaying (new pulls use the new peers and client;
 // pulls that run keep their viewers and end as before, after the grace).
 //
