@@ -28,9 +28,9 @@ import (
 
 func init() { routeKinds["stream"] = newStreamRoute }
 
-// streamServers keeps one stream node per node for the process's life: its
-// ICE sockets, live sessions and LL-HLS muxers survive configuration
-// reloads. A reload's settings reach the running stream.Server when its
+// streamServers keeps one stream node per node until the node shuts down
+// (closeStreams): its ICE sockets, live sessions and LL-HLS muxers survive
+// configuration reloads. A reload's settings reach the running stream.Server when its
 // state is installed (streamRoute.installed), never from a state that a
 // failed reload throws away.
 var streamServers struct {
@@ -440,6 +440,19 @@ func streamStatus(region, node string) *StreamStatus {
 		s.PendingRestart = *p
 	}
 	return s
+}
+
+// closeStreams ends the node's stream server as the node shuts down (or
+// fails to start): its sessions, streams, relays, muxers and ICE sockets,
+// and every goroutine they run. Reloads keep it; only this ends it.
+func closeStreams(region, node string) {
+	streamServers.Lock()
+	n := streamServers.m[region+"/"+node]
+	delete(streamServers.m, region+"/"+node)
+	streamServers.Unlock()
+	if n != nil {
+		_ = n.srv.Close()
+	}
 }
 
 // nodeStreams is the node's stream server and muxers, nil when it serves
