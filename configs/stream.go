@@ -62,7 +62,8 @@ type Streams struct {
 }
 
 // StreamPerAddress limits session creation per client address: a token
-// bucket over WHIP and WHEP POSTs (429 with Retry-After when it runs out),
+// bucket over WHEP POSTs and WHIP POSTs without a valid studio token (429
+// with Retry-After when it runs out),
 // and the WHEP sessions, connecting or connected, an address may hold at
 // once (429 naming the LL-HLS URL). Defaults a household behind one NAT
 // does not reach; a client creating sessions by the hundred does.

@@ -20,10 +20,11 @@ import (
 // /64 (one subscriber holds a whole /64). Zero fields do not limit. Signed
 // relays (another region's edge) are exempt.
 type AddressLimits struct {
-	// Rate and Burst are a token bucket over the address's WHIP and WHEP
-	// POSTs, counted before their tokens are checked (so guessing a studio
-	// token is throttled too). Over it: 429 stream-session-rate with
-	// Retry-After.
+	// Rate and Burst are a token bucket over the address's WHEP POSTs
+	// (counted before a viewer token is checked) and its WHIP POSTs that
+	// fail for want of a studio token, so guessing one is throttled; a
+	// studio's own WHIP POSTs are not limited. Over it: 429
+	// stream-session-rate with Retry-After.
 	Rate  float64 // per second
 	Burst int
 	// MaxSessions is how many WHEP sessions the address may hold at once,

@@ -159,8 +159,9 @@ func settledGoroutines() int {
 }
 
 // Per client address (an IPv6 client's /64), session creation is a token
-// bucket over WHIP and WHEP POSTs, and WHEP sessions held at once are
-// capped; other addresses are not affected, and signed relays are exempt.
+// bucket over WHEP POSTs and failed WHIP POSTs, and WHEP sessions held at
+// once are capped; other addresses are not affected, and signed relays and
+// studios with their token are exempt.
 func TestAddressLimits(t *testing.T) {
 	key := []byte("address-limits-viewer-key-01")
 	relayTok := "Bearer " + SignViewerToken(key, relayTokenName("bacc-43"), time.Now().Add(time.Minute))
@@ -202,13 +203,19 @@ func TestAddressLimits(t *testing.T) {
 			},
 		},
 		{
-			name: "rate: WHIP attempts count before the studio token is checked",
+			name: "rate: guessing studio tokens is throttled; the studio is not",
 			opts: Options{PerAddress: AddressLimits{Rate: 0.5, Burst: 3}},
 			posts: []post{
 				{"whip", "198.51.100.9", "Bearer guess-1", nil, 401, "invalid-token", ""},
 				{"whip", "198.51.100.9", "Bearer guess-2", nil, 401, "invalid-token", ""},
 				{"whip", "198.51.100.9", "Bearer guess-3", nil, 401, "invalid-token", ""},
-				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 429, "stream-session-rate", "2"},
+				{"whip", "198.51.100.9", "Bearer guess-4", nil, 429, "stream-session-rate", "2"},
+				{"whip", "198.51.100.9", "", nil, 429, "stream-session-rate", "2"},
+				// A studio reconnecting all its tables at once from that address.
+				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 201, "", ""},
+				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 201, "", ""},
+				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 201, "", ""},
+				{"whip", "198.51.100.9", "Bearer demo-studio", nil, 201, "", ""},
 			},
 		},
 		{

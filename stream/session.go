@@ -197,12 +197,16 @@ func (s *Server) readOffer(ctx *fasthttp.RequestCtx, requestID []byte) ([]byte, 
 
 // publish serves POST /live/{stream}/whip.
 func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
-	if !s.allowCreate(ctx, client, requestID) {
-		return
-	}
 	token := bearer(string(ctx.Request.Header.Peek("Authorization")))
 	studio, ok := studioFor(s.options().Studios, token, stream)
 	if !ok {
+		// A failed attempt spends the address's budget, so guessing studio
+		// tokens is throttled. A studio's own POSTs do not: a studio that
+		// reconnects all its tables at once must get them all back within
+		// the publisher grace.
+		if !s.allowCreate(ctx, client, requestID) {
+			return
+		}
 		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
 		return
