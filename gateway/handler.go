@@ -220,6 +220,13 @@ func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
 	var buf [64]byte
 	id := l.node.g.ids.Append(buf[:0])
 	errorHandler(ctx, err, id)
+	// fasthttp closes the connection after this answer, perhaps with the
+	// client still sending (a body over the limit): close lingering, so
+	// the client reads the answer rather than a reset.
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		lingerOnClose(ctx)
+	}
 }
 
 // errorHandler answers requests fasthttp could not parse, as problem+json.

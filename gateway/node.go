@@ -297,6 +297,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
+	ln = &lingerListener{Listener: ln} // below TLS: see lingerOnClose
 	el := &edgeListener{node: n, name: lc.Name, address: lc.Address, tls: lc.TLS.Mode != "off", done: make(chan struct{})}
 	if el.tls {
 		ln = tls.NewListener(ln, &tls.Config{

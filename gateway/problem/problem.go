@@ -83,6 +83,11 @@ var (
 	InvalidSDP            = Type{"invalid-sdp", "Malformed SDP", fasthttp.StatusBadRequest}
 	NoUsableCodec         = Type{"no-usable-codec", "No usable codec offered", fasthttp.StatusUnprocessableEntity}
 	PreconditionFailed    = Type{"precondition-failed", "If-Match does not match the session's ETag", fasthttp.StatusPreconditionFailed}
+	// A client address over its share of session creation (stream.AddressLimits).
+	StreamSessionRate  = Type{"stream-session-rate", "Too many stream sessions started from this address", fasthttp.StatusTooManyRequests}
+	StreamSessionLimit = Type{"stream-session-limit", "Too many stream sessions open from this address: watch over LL-HLS", fasthttp.StatusTooManyRequests}
+	// PATCH or DELETE on a session with credentials that are not the session's.
+	StreamSessionForbidden = Type{"stream-session-forbidden", "These credentials do not control this stream session", fasthttp.StatusForbidden}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
