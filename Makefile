@@ -2,7 +2,7 @@
 #   make run    build and run the embedded two-region demo
 #   make test   install what the tests need, then lint and run every test with -race
 #   make bench  Go benchmarks plus the end-to-end comparison with nginx
-#   make lint   gofmt, go vet, staticcheck (pinned as a Go tool)
+#   make lint   gofmt, go mod tidy -diff, go vet, staticcheck (pinned as a Go tool)
 #   make build  build bin/hedge
 
 GO      ?= go
@@ -56,6 +56,7 @@ e2e-deps: $(PLAYWRIGHT)
 
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet -tags '$(GOTAGS)' ./...
 	$(GO) tool staticcheck -tags '$(GOTAGS)' ./...
 
@@ -129,6 +130,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzServeDNS -fuzztime 60s ./dnsfail/
 	for f in FuzzClientAddr FuzzForwarded FuzzTraceparent FuzzIdempotencyKey; do \
 		$(GO) test -run '^$$' -fuzz $$f -fuzztime 30s ./gateway/httpx/ || exit 1; done
+	$(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz FuzzMoneyRouteHeaders -fuzztime 60s ./gateway/
 
 clean:
 	rm -rf bin .hedge

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,9 +28,11 @@ import (
 	"hedge/configs"
 	"hedge/dnsfail"
 	"hedge/gateway"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/certs"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/loadgen"
+	"hedge/gateway/problem"
 	"hedge/gateway/sim"
 	"hedge/waf"
 )
@@ -117,7 +121,7 @@ func serve(args []string) int {
 		log.Info("no -c given: running the embedded two-region demo (configs/demo.yaml)")
 	}
 	if usesInternalCA(cfg) {
-		root, err := certs.InternalRoot(cfg.DataDir)
+		root, err := certs.InternalRoot(cfg.DataDir, configs.InternalCANames(cfg)...)
 		if err != nil {
 			log.Error("internal CA", "error", err)
 			return 1
@@ -306,28 +310,29 @@ func serveDNS(args []string) int {
 	defer srv.Close()
 	// Decoding a large zone leaves garbage behind; give it back at once.
 	debug.FreeOSMemory()
+	serving := dnsfail.ServingNode(cfg, *node)
 	if *adminAddr == "" {
-		*adminAddr = dnsfail.DNSNodes(cfg)[dnsfail.ServingNode(cfg, *node)]
+		*adminAddr = dnsfail.DNSNodes(cfg)[serving]
 	}
+	var admin *dnsAdmin
 	if *adminAddr != "" && *adminAddr != "off" {
 		mux := http.NewServeMux()
 		srv.Routes(mux)
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		mux.Handle("GET /metrics", adminauth.Require(configs.RoleRead, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+		mux.Handle("GET /status", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			enc.Encode(map[string]any{"version": version, "dns": srv.Status()})
+		}))
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			adminauth.WriteProblem(w, r, problem.NotFound, "")
 		})
-		ln, err := net.Listen("tcp", *adminAddr)
-		if err != nil {
+		if admin, err = startDNSAdmin(cfg, serving, *adminAddr, mux, log); err != nil {
 			log.Error("admin listener", "error", err)
 			return 1
 		}
-		admin := &http.Server{Handler: dnsfail.Authorize(cfg.Admin, mux), ReadHeaderTimeout: 10 * time.Second}
-		go admin.Serve(ln)
-		defer admin.Close()
-		log.Info("dns admin listener serving", "address", ln.Addr().String())
+		defer admin.close()
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -337,9 +342,20 @@ func serveDNS(args []string) int {
 			log.Info("signal received: stopping", "signal", sig.String())
 			return 0
 		}
+		// The admin listener's new certificates are made first and put in
+		// place only if the DNS server takes the configuration too.
 		next, err := loadConfig(*file)
+		var adminTLS *adminauth.ServerTLS
+		if err == nil && admin != nil {
+			adminTLS, err = admin.buildTLS(next)
+		}
 		if err == nil {
 			err = srv.Reload(next)
+		}
+		if err == nil && admin != nil {
+			admin.install(next, adminTLS)
+		} else if adminTLS != nil {
+			adminTLS.Close()
 		}
 		if err != nil {
 			log.Error("dns reload rejected; the running configuration keeps serving", "error", err)
@@ -348,6 +364,81 @@ func serveDNS(args []string) int {
 		}
 	}
 	return 0
+}
+
+// dnsAdmin is `hedge dns`'s admin listener: the node's admin settings
+// (tokens and roles, TLS, client certificates), taken again on reload.
+type dnsAdmin struct {
+	node string
+	log  *slog.Logger
+	cfg  atomic.Pointer[configs.Config]
+	tls  atomic.Pointer[adminauth.ServerTLS]
+	http *http.Server
+}
+
+func startDNSAdmin(cfg *configs.Config, node, addr string, mux *http.ServeMux, log *slog.Logger) (*dnsAdmin, error) {
+	a := &dnsAdmin{node: node, log: log}
+	a.cfg.Store(cfg)
+	st, err := a.buildTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.tls.Store(st)
+	ln, err := adminauth.Listen(addr, st != nil, a.tls.Load)
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return nil, err
+	}
+	a.http = &http.Server{Handler: adminauth.Guard(func() *configs.Admin { return &a.cfg.Load().Admin }, mux),
+		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go a.http.Serve(ln)
+	log.Info("dns admin listener serving", "address", ln.Addr().String(), "tls", st != nil)
+	return a, nil
+}
+
+func (a *dnsAdmin) buildTLS(cfg *configs.Config) (*adminauth.ServerTLS, error) {
+	var nc *configs.Node
+	for i := range cfg.Regions {
+		for j := range cfg.Regions[i].Nodes {
+			if cfg.Regions[i].Nodes[j].Name == a.node {
+				nc = &cfg.Regions[i].Nodes[j]
+			}
+		}
+	}
+	if nc == nil {
+		return nil, fmt.Errorf("no node %q in %s", a.node, cfg.File)
+	}
+	st, err := adminauth.NewServerTLS(cfg, nc, a.log)
+	if err != nil || st == nil {
+		return st, err
+	}
+	// Certificates for the admin listener: internal ones are issued now.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// install takes a reloaded configuration's tokens and the certificates
+// buildTLS read for it; the address and whether it serves TLS stay until
+// restart.
+func (a *dnsAdmin) install(cfg *configs.Config, st *adminauth.ServerTLS) {
+	a.cfg.Store(cfg)
+	if old := a.tls.Swap(st); old != nil {
+		old.Close()
+	}
+}
+
+func (a *dnsAdmin) close() {
+	a.http.Close()
+	if st := a.tls.Load(); st != nil {
+		st.Close()
+	}
 }
 
 // loadgenCmd prints vegeta JSON targets (bets, retries, balance reads of
@@ -427,12 +518,24 @@ func ledgersim(args []string) int {
 	balance := fs.String("balance", "1000.00", "starting `balance` of every account")
 	currency := fs.String("currency", "EUR", "account `currency`")
 	token := fs.String("admin-token", "", "bearer `token` required by /admin/* (empty: open)")
+	receipts := fs.Bool("receipts", false, "keep every bet request received, for GET /receipts (grows without bound: tests only)")
+	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -tls-key)")
+	tlsKey := fs.String("tls-key", "", "the certificate's key `file` (PEM)")
+	clientCA := fs.String("client-ca", "", "require client certificates signed by this CA `file` (PEM; mTLS, with -tls-cert)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
+	var tlsCfg *tls.Config
+	if *tlsCert != "" || *tlsKey != "" || *clientCA != "" {
+		var err error
+		if tlsCfg, err = sim.ServerTLS(*tlsCert, *tlsKey, *clientCA); err != nil {
+			fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+			return 2
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := sim.LedgerSettings{Domain: *domain, Role: *role, Epoch: *epoch, StartBalance: *balance,
-		Currency: *currency, AdminToken: *token, Logger: log}
+		Currency: *currency, AdminToken: *token, KeepReceipts: *receipts, Logger: log}
 	if err := s.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
 		return 2
@@ -442,8 +545,12 @@ func ledgersim(args []string) int {
 		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
 		return 1
 	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	l := sim.NewLedger(s)
-	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch)
+	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch,
+		"tls", tlsCfg != nil, "client_certificates", *clientCA != "")
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

@@ -1,9 +1,16 @@
 package configs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -26,14 +33,63 @@ func TestDemoIsValid(t *testing.T) {
 }
 
 func TestShippedFilesAreValid(t *testing.T) {
-	for _, f := range []string{"demo.yaml", "production.example.yaml"} {
-		c, err := Load(f)
-		if err != nil {
-			t.Errorf("%s:\n%v", f, err)
-			continue
+	c, err := Load("demo.yaml")
+	if err != nil {
+		t.Fatalf("demo.yaml:\n%v", err)
+	}
+	if c.File != "demo.yaml" {
+		t.Errorf("File: want %q, got %q", "demo.yaml", c.File)
+	}
+}
+
+// TestProductionExample: the example names its admin tokens' files, which
+// exist only on a real node: checking it reports exactly those (as the
+// README says), and with the files in place it is valid.
+func TestProductionExample(t *testing.T) {
+	_, err := Load("production.example.yaml")
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("want the missing token files reported, got %v", err)
+	}
+	var files []string
+	for _, fe := range errs.List {
+		if !strings.HasSuffix(fe.Field, ".token_file") && !strings.HasSuffix(fe.Field, ".public_key_file") || !strings.Contains(fe.Message, "no such file or directory") {
+			t.Errorf("want only missing token files and the players' JWT key, got %s", fe)
 		}
-		if c.File != f {
-			t.Errorf("File: want %q, got %q", f, c.File)
+		files = append(files, strings.Fields(fe.Message)[2])
+	}
+	want := []string{"/etc/hedge/admin/prometheus:", "/etc/hedge/admin/alice:", "/etc/hedge/admin/bob:", "/etc/hedge/admin/drain-push:", "/etc/hedge/jwt/players-es256.pub:"}
+	if strings.Join(files, " ") != strings.Join(want, " ") {
+		t.Errorf("missing files: want %v, got %v", want, files)
+	}
+
+	src, err := os.ReadFile("production.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i, name := range []string{"prometheus", "alice", "bob", "drain-push"} {
+		os.WriteFile(filepath.Join(dir, name), []byte(fmt.Sprintf("%02d9a1c7e52b04d8e96a1f0c2b7d4e8a5\n", i)), 0o600)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := x509.MarshalPKIXPublicKey(key.Public())
+	os.WriteFile(filepath.Join(dir, "players-es256.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
+	fixed := strings.ReplaceAll(string(src), "/etc/hedge/admin/", dir+"/")
+	fixed = strings.ReplaceAll(fixed, "/etc/hedge/jwt/", dir+"/")
+	c, err := Parse("production.example.yaml", []byte(fixed))
+	if err != nil {
+		t.Fatalf("with the token files in place:\n%v", err)
+	}
+	roles := map[string][]string{}
+	for _, tk := range c.Admin.Tokens {
+		roles[tk.Name] = tk.Roles
+	}
+	if r := roles["prometheus"]; len(r) != 1 || r[0] != RoleRead {
+		t.Errorf("the prometheus token: want only read, got %v", r)
+	}
+	for _, op := range []string{"alice", "bob"} {
+		if !slices.Contains(roles[op], RolePromote) {
+			t.Errorf("operator %s: want promote (four eyes needs two), got %v", op, roles[op])
 		}
 	}
 }

@@ -38,6 +38,7 @@ const (
 	DefaultMoneyConnect      = time.Second
 	DefaultJWTLeeway         = 30 * time.Second
 	DefaultDomainClaim       = "ledger_domain"
+	DefaultSubjectMaxLength  = 128
 	DefaultProbePath         = "/role"
 	DefaultProbeInterval     = time.Second
 	DefaultProbeTimeout      = 500 * time.Millisecond
@@ -72,6 +73,7 @@ func ApplyDefaults(c *Config) {
 	setDur(&c.Lifecycle.ShutdownTimeout, DefaultShutdownTimeout)
 	setDur(&c.Auth.JWT.Leeway, DefaultJWTLeeway)
 	setStr(&c.Auth.JWT.DomainClaim, DefaultDomainClaim)
+	setInt(&c.Auth.JWT.SubjectMaxLength, DefaultSubjectMaxLength)
 	setStr(&c.Ledger.Probe.Path, DefaultProbePath)
 	setDur(&c.Ledger.Probe.Interval, DefaultProbeInterval)
 	setDur(&c.Ledger.Probe.Timeout, DefaultProbeTimeout)
@@ -105,6 +107,7 @@ func ApplyDefaults(c *Config) {
 			for k := range reg.Nodes[j].Listeners {
 				listenerDefaults(&reg.Nodes[j].Listeners[k], k)
 			}
+			adminDefaults(&reg.Nodes[j].Admin)
 		}
 		for j := range reg.Pools {
 			poolDefaults(&reg.Pools[j])

@@ -147,7 +147,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			d.fail(n.Line, path, "want a mapping of fields")
+			msg := "want a mapping of fields"
+			if h, ok := v.Addr().Interface().(mappingHinter); ok {
+				msg = h.mappingHint()
+			}
+			d.fail(n.Line, path, msg)
 			return
 		}
 		fields := structFields(v.Type())
@@ -186,6 +190,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 	}
 }
+
+// mappingHinter is a struct whose older form was a single value: decoding
+// that value says how to write the new form.
+type mappingHinter interface{ mappingHint() string }
 
 func join(path, key string) string {
 	if path == "" {

@@ -56,12 +56,59 @@ type AccessLog struct {
 	FlushInterval Duration `yaml:"flush_interval"`
 }
 
-// Admin configures who may use the admin listeners.
+// Admin configures who may use the admin listeners, and how a node calls
+// another node's admin listener (the drain push to DNS nodes).
 type Admin struct {
-	// Tokens are accepted as "Authorization: Bearer TOKEN".
-	Tokens []string `yaml:"tokens"`
-	// AllowLoopback lets requests from 127.0.0.0/8 and ::1 in without a token.
+	// Tokens are accepted as "Authorization: Bearer TOKEN"; each names
+	// who uses it and what it may do.
+	Tokens []AdminToken `yaml:"tokens"`
+	// AllowLoopback lets requests from 127.0.0.0/8 and ::1 in without a
+	// token, with the roles read and operate (never promote).
 	AllowLoopback bool `yaml:"allow_loopback"`
+	// PushToken names the token (one of Tokens, holding operate) a node
+	// presents when it pushes its drain to the DNS nodes' admin listeners.
+	PushToken string `yaml:"push_token"`
+	// CAFile verifies the certificates of other nodes' admin listeners
+	// (drain push); empty uses the internal CA's root for admin listeners
+	// in internal mode and the system roots otherwise.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Admin roles a token may hold.
+const (
+	// RoleRead reads metrics, status, health, promotions and DNS status.
+	RoleRead = "read"
+	// RoleOperate drains, reloads, overrides DNS answers and profiles.
+	RoleOperate = "operate"
+	// RolePromote requests and approves writer promotions.
+	RolePromote = "promote"
+)
+
+// AdminToken is one bearer token of the admin API.
+type AdminToken struct {
+	// Name is who uses the token; logs and audit records name it, never
+	// the token itself.
+	Name string `yaml:"name"`
+	// Token inline, or TokenFile holding it (read again on every reload,
+	// so a token is rotated by rewriting its file and reloading).
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
+	// Roles are read, operate and promote.
+	Roles []string `yaml:"roles"`
+
+	// Secret is the token itself, from Token or TokenFile, set when the
+	// configuration is loaded.
+	Secret string `yaml:"-"`
+}
+
+// Has reports whether the token holds role.
+func (t *AdminToken) Has(role string) bool {
+	for _, r := range t.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
 }
 
 // Lifecycle bounds draining on SIGTERM and POST /admin/drain.
@@ -109,6 +156,16 @@ type NodeDNS struct {
 // AdminAddr is where a node serves metrics, status, pprof and admin calls.
 type AdminAddr struct {
 	Address string `yaml:"address"`
+	// TLS serves the admin listener over HTTPS: mode internal or files,
+	// as edge listeners (default off). Internal mode defaults its names
+	// to the address's host.
+	TLS TLS `yaml:"tls"`
+	// ClientCA, a PEM file, makes the admin listener require client
+	// certificates it signed (mTLS); read again on every reload.
+	ClientCA string `yaml:"client_ca"`
+	// ClientCert is the certificate this node presents when it calls
+	// other nodes' admin listeners (the drain push).
+	ClientCert Certificate `yaml:"client_cert"`
 }
 
 // Listener is one public edge listener.
@@ -220,11 +277,28 @@ type Route struct {
 	ACL        ACL         `yaml:"acl"`
 	Limits     RouteLimits `yaml:"limits"`
 	RateLimits []RateLimit `yaml:"rate_limits"`
+	// UpstreamHeaders says which client headers reach the upstream beyond
+	// what the edge's contract sends (README: Forwarded headers).
+	UpstreamHeaders UpstreamHeaders `yaml:"upstream_headers"`
+
 	// Schema is a JSON Schema file (or builtin:NAME) the body must match;
 	// only its free-text fields then reach the Core Rule Set.
 	Schema string `yaml:"schema"`
 	// WAF overrides the listener's waf settings for this route.
 	WAF WAF `yaml:"waf"`
+}
+
+// UpstreamHeaders adjusts what the edge forwards of a client's headers.
+// A money route (a ledger route, or a proxy route with idempotency:
+// required) builds the upstream request from an allowlist; Allow adds
+// client headers to it. Other proxy routes forward the client's headers
+// except hop-by-hop ones, the edge's namespaces (Ledger-*, X-Hedge-*,
+// Hedge-*) and Strip; Strip nil means the default list of headers that
+// name a client address, host or method the edge did not establish.
+// "Name-*" matches every header starting with "Name-".
+type UpstreamHeaders struct {
+	Allow []string `yaml:"allow"`
+	Strip []string `yaml:"strip"`
 }
 
 // Money is what a ledger route needs: it authenticates the player, enforces
@@ -258,6 +332,13 @@ type JWT struct {
 	// from trusted proxies.
 	DomainHeader string   `yaml:"domain_header"`
 	Leeway       Duration `yaml:"leeway"`
+	// SubjectPattern is a regular expression (RE2, anchored) that every
+	// token's subject must match; empty means letters, digits and ._:@-.
+	// Whatever it allows, a subject is refused if it has characters that
+	// could make the principal header ambiguous (see README).
+	SubjectPattern string `yaml:"subject_pattern"`
+	// SubjectMaxLength bounds a subject in bytes.
+	SubjectMaxLength int `yaml:"subject_max_length"`
 }
 
 // JWTKey is one verification key; a private or secret key also lets
@@ -284,6 +365,25 @@ type Ledger struct {
 	// Degradation decides when a domain is degraded, so its heavy routes
 	// are shed and bets keep the wallet's capacity.
 	Degradation Degradation `yaml:"degradation"`
+	// WriterTLS is how the edge reaches writers with https:// URLs (money
+	// calls and role probes): the CA that verifies them and the client
+	// certificate that proves the edge to them (mTLS).
+	WriterTLS ClientTLS `yaml:"writer_tls"`
+}
+
+// ClientTLS is how the edge verifies an upstream over HTTPS and proves
+// itself to it. Files are read again on every reload.
+type ClientTLS struct {
+	// CAFile (PEM) verifies the upstream's certificate; empty uses the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile (PEM) are the client certificate presented to
+	// upstreams that ask for one.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ServerName is the name the upstream's certificate must carry;
+	// empty uses the host of the member's or writer's URL.
+	ServerName string `yaml:"server_name"`
 }
 
 // Degradation: a domain is degraded while it has no designated writer, or
@@ -353,6 +453,16 @@ type Pool struct {
 	Retries  Retries       `yaml:"retries"`
 	// MaxConnsPerMember bounds open connections to each member.
 	MaxConnsPerMember int `yaml:"max_conns_per_member"`
+	// SharedIdempotency declares that the members deduplicate
+	// Idempotency-Keys in one shared store, so an unsafe keyed request
+	// whose outcome is unknown at one member may be retried on another.
+	// Off by default: a keyed request that reached a member without an
+	// answer stays with that member. Refused for failover pools, whose
+	// members (primary and backup rails) are independent by design.
+	SharedIdempotency bool `yaml:"shared_idempotency"`
+	// TLS is how https:// members (and their health probes) are verified
+	// and the client certificate presented to them.
+	TLS ClientTLS `yaml:"tls"`
 }
 
 // Member is one upstream server.

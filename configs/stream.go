@@ -3,6 +3,7 @@ package configs
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -26,17 +27,30 @@ type Streams struct {
 	// ViewerTokenKey, when set, makes WHEP require a signed viewer token
 	// (HMAC-SHA256 with this key, with an expiry). At least 16 characters.
 	ViewerTokenKey string `yaml:"viewer_token_key"`
-	// Caps on WebRTC viewers (0: none); over a cap, viewers are sent to
-	// the stream's LL-HLS URL. A cap lowered by a reload applies to new
-	// viewers; those watching stay.
-	MaxViewersPerStream int       `yaml:"max_viewers_per_stream"`
-	MaxViewersPerNode   int       `yaml:"max_viewers_per_node"`
-	ICE                 StreamICE `yaml:"ice"`
+	// Caps on connected WebRTC viewers; over a cap, viewers are sent to
+	// the stream's LL-HLS URL. 0 or absent: the default, sized from the
+	// measured fan-out (DefaultStreamMaxViewersPerStream, and
+	// DefaultStreamMaxViewersPerNode for this machine's cores); -1: no
+	// cap. A cap lowered by a reload applies to new viewers; those
+	// watching stay.
+	MaxViewersPerStream int `yaml:"max_viewers_per_stream"`
+	MaxViewersPerNode   int `yaml:"max_viewers_per_node"`
+	// MaxConnectingViewers bounds a node's WebRTC viewers whose ICE and
+	// DTLS have not completed (they do not count against the caps); over
+	// it, new viewers are sent to LL-HLS too. -1: no bound.
+	MaxConnectingViewers int `yaml:"max_connecting_viewers"`
+	// ConnectTimeout closes a session (WHIP or WHEP) whose ICE and DTLS
+	// have not completed in time.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// PerAddress limits the sessions one client address (an IPv6 client's
+	// /64) may start. Signed relays are exempt.
+	PerAddress StreamPerAddress `yaml:"per_address"`
+	ICE        StreamICE        `yaml:"ice"`
 	// PublisherGrace is how long a stream waits for its studio to
 	// reconnect; viewers stay connected meanwhile. A reload's value counts
 	// from a publisher's next departure, on live streams too.
 	PublisherGrace Duration `yaml:"publisher_grace"`
-	// MediaTimeout closes a session whose media has not started in time.
+	// MediaTimeout closes a publisher whose media has not started in time.
 	MediaTimeout Duration `yaml:"media_timeout"`
 	// Relay pulls streams published in other regions for local viewers,
 	// from those regions' edges (their first listener). Turned off by a
@@ -45,6 +59,19 @@ type Streams struct {
 	Relay *bool `yaml:"relay"`
 	// RelayGrace keeps a pull after its last local viewer left.
 	RelayGrace Duration `yaml:"relay_grace"`
+}
+
+// StreamPerAddress limits session creation per client address: a token
+// bucket over WHEP POSTs and WHIP POSTs without a valid studio token (429
+// with Retry-After when it runs out),
+// and the WHEP sessions, connecting or connected, an address may hold at
+// once (429 naming the LL-HLS URL). Defaults a household behind one NAT
+// does not reach; a client creating sessions by the hundred does.
+type StreamPerAddress struct {
+	Rate  Rate `yaml:"rate"`
+	Burst int  `yaml:"burst"`
+	// MaxSessions: -1 for no limit.
+	MaxSessions int `yaml:"max_sessions"`
 }
 
 // StreamStudio is one studio's publishing credential.
@@ -85,13 +112,45 @@ const (
 	DefaultStreamPublisherGrace = 10 * time.Second
 	DefaultStreamMediaTimeout   = 10 * time.Second
 	DefaultStreamRelayGrace     = 10 * time.Second
+	// One stream's fan-out runs on one core, which serves 500–600 WebRTC
+	// viewers with no loss (README, Performance): 500 leaves headroom.
+	DefaultStreamMaxViewersPerStream = 500
+	// A viewer completes ICE and DTLS in well under a second, and a core
+	// sets up about 180 sessions a second: 200 connecting at once is more
+	// than a node's cores can set up, so a real join surge never reaches
+	// it.
+	DefaultStreamMaxConnectingViewers = 200
+	DefaultStreamConnectTimeout       = 5 * time.Second
+	// Per client address: a household of a few players, each with a few
+	// tables open, starts a few dozen sessions at once and then one per
+	// table every 5–30 s at most (the player's retries).
+	DefaultStreamPerAddressRate        = "1/s"
+	DefaultStreamPerAddressBurst       = 32
+	DefaultStreamPerAddressMaxSessions = 32
 )
+
+// DefaultStreamMaxViewersPerNode is the node's cap: a stream's fan-out per
+// core, on every core but one (kept for TLS, the rule engine, LL-HLS and
+// money routes, which must not starve behind video), at least one. Cores
+// are GOMAXPROCS: the CPUs the process may use.
+func DefaultStreamMaxViewersPerNode() int {
+	return DefaultStreamMaxViewersPerStream * max(1, runtime.GOMAXPROCS(0)-1)
+}
 
 func streamDefaults(c *Config) {
 	s := &c.Streams
 	setInt(&s.ICE.UDPPort, DefaultStreamUDPPort)
 	setDur(&s.PublisherGrace, DefaultStreamPublisherGrace)
 	setDur(&s.MediaTimeout, DefaultStreamMediaTimeout)
+	setInt(&s.MaxViewersPerStream, DefaultStreamMaxViewersPerStream)
+	setInt(&s.MaxViewersPerNode, DefaultStreamMaxViewersPerNode())
+	setInt(&s.MaxConnectingViewers, DefaultStreamMaxConnectingViewers)
+	setDur(&s.ConnectTimeout, DefaultStreamConnectTimeout)
+	if s.PerAddress.Rate.Text == "" {
+		s.PerAddress.Rate, _ = ParseRate(DefaultStreamPerAddressRate)
+	}
+	setInt(&s.PerAddress.Burst, DefaultStreamPerAddressBurst)
+	setInt(&s.PerAddress.MaxSessions, DefaultStreamPerAddressMaxSessions)
 	setDur(&s.RelayGrace, DefaultStreamRelayGrace)
 	setBool(&s.Relay, true)
 	for i := range s.Studios {
@@ -123,12 +182,19 @@ func (v *validator) streams(c *Config) {
 	if s.ViewerTokenKey != "" && len(s.ViewerTokenKey) < 16 {
 		v.bad("streams.viewer_token_key", "too short: use at least 16 characters")
 	}
-	if s.MaxViewersPerStream < 0 {
-		v.bad("streams.max_viewers_per_stream", "must not be negative")
+	for _, f := range []struct {
+		path string
+		n    int
+	}{
+		{"streams.max_viewers_per_stream", s.MaxViewersPerStream}, {"streams.max_viewers_per_node", s.MaxViewersPerNode},
+		{"streams.max_connecting_viewers", s.MaxConnectingViewers}, {"streams.per_address.max_sessions", s.PerAddress.MaxSessions},
+	} {
+		if f.n < -1 {
+			v.bad(f.path, "must be positive, or -1 for no limit; got %d", f.n)
+		}
 	}
-	if s.MaxViewersPerNode < 0 {
-		v.bad("streams.max_viewers_per_node", "must not be negative")
-	}
+	v.positive("streams.connect_timeout", int64(s.ConnectTimeout))
+	v.positive("streams.per_address.burst", int64(s.PerAddress.Burst))
 	if s.ICE.UDPPort < 1 || s.ICE.UDPPort > 65535 {
 		v.bad("streams.ice.udp_port", "must be 1-65535, got %d", s.ICE.UDPPort)
 	}

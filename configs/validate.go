@@ -73,11 +73,7 @@ func (v *validator) config(c *Config) {
 	if c.Lifecycle.DrainPeriod < 0 {
 		v.bad("lifecycle.drain_period", "must not be negative")
 	}
-	for i, t := range c.Admin.Tokens {
-		if len(t) < 16 {
-			v.bad(fmt.Sprintf("admin.tokens[%d]", i), "too short: use at least 16 characters")
-		}
-	}
+	v.admin(c)
 	if len(c.Regions) == 0 {
 		v.bad("regions", "at least one region is required")
 	}
@@ -134,6 +130,7 @@ func (v *validator) config(c *Config) {
 		}
 	}
 	v.writers(c)
+	v.drainPush(c)
 	v.dev(c)
 	v.dns(c)
 	v.waf(c)
@@ -213,6 +210,14 @@ func (v *validator) auth(c *Config) {
 	if j.Leeway < 0 {
 		v.bad("auth.jwt.leeway", "must not be negative")
 	}
+	if j.SubjectPattern != "" {
+		if _, err := regexp.Compile(`^(?:` + j.SubjectPattern + `)$`); err != nil {
+			v.bad("auth.jwt.subject_pattern", "%q is not a regular expression: %v", j.SubjectPattern, err)
+		}
+	}
+	if j.SubjectMaxLength < 1 || j.SubjectMaxLength > 1024 {
+		v.bad("auth.jwt.subject_max_length", "must be 1 to 1024, got %d", j.SubjectMaxLength)
+	}
 }
 
 func (v *validator) ledger(c *Config) {
@@ -232,6 +237,25 @@ func (v *validator) ledger(c *Config) {
 	v.atLeast("ledger.degradation.min_requests", dg.MinRequests, 1)
 	v.positive("ledger.degradation.window", int64(dg.Window))
 	v.positive("ledger.degradation.recover_after", int64(dg.RecoverAfter))
+	v.clientTLS("ledger.writer_tls", c.Ledger.WriterTLS)
+}
+
+// clientTLS checks the files the edge presents and trusts towards an upstream.
+func (v *validator) clientTLS(p string, t ClientTLS) {
+	if t.CAFile != "" {
+		v.readable(p+".ca_file", t.CAFile)
+	}
+	switch {
+	case t.CertFile == "" && t.KeyFile == "":
+	case t.CertFile == "" || t.KeyFile == "":
+		v.bad(p, "give both cert_file and key_file")
+	default:
+		v.readable(p+".cert_file", t.CertFile)
+		v.readable(p+".key_file", t.KeyFile)
+	}
+	if t.ServerName != "" && !validHostPattern(t.ServerName) && net.ParseIP(t.ServerName) == nil {
+		v.bad(p+".server_name", "%q is not a host name", t.ServerName)
+	}
 }
 
 func (v *validator) idempotency(p string, id *Idempotency) {
@@ -301,7 +325,57 @@ func (v *validator) routes(c *Config) {
 		if r.MaxBodyBytes < 0 {
 			v.bad(p+".max_body_bytes", "must not be negative")
 		}
+		v.upstreamHeaders(p+".upstream_headers", r)
 	}
+}
+
+// notForwardable are headers the edge itself sets or removes on every
+// forwarded request, which no allow list can let a client supply.
+var notForwardable = []string{
+	"host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer",
+	"upgrade", "proxy-authorization", "proxy-authenticate", "idempotency-key", "x-request-id", "traceparent",
+	"tracestate", "x-forwarded-for", "x-forwarded-proto", "forwarded", "content-type",
+}
+
+// edgeNamespaces are header name prefixes the edge asserts upstream.
+var edgeNamespaces = []string{"ledger-", "x-hedge-", "hedge-"}
+
+func (v *validator) upstreamHeaders(p string, r *Route) {
+	money := r.Kind == "ledger" || r.Idempotency == "required"
+	if len(r.UpstreamHeaders.Allow) > 0 && !money {
+		v.bad(p+".allow", "only money routes (kind: ledger, or idempotency: required) forward an allowlist; other routes forward every header except upstream_headers.strip")
+	}
+	for i, h := range r.UpstreamHeaders.Allow {
+		hp := fmt.Sprintf("%s.allow[%d]", p, i)
+		name, prefix := strings.CutSuffix(strings.ToLower(h), "*")
+		switch {
+		case !validHeaderName(name):
+			v.bad(hp, "%q is not a header name (a trailing * matches a prefix)", h)
+		case slices.ContainsFunc(notForwardable, func(nf string) bool { return nf == name || prefix && strings.HasPrefix(nf, name) }):
+			v.bad(hp, "%s is set or removed by the edge itself on every forwarded request", h)
+		case slices.ContainsFunc(edgeNamespaces, func(ns string) bool { return strings.HasPrefix(name, ns) || strings.HasPrefix(ns, name) }):
+			v.bad(hp, "%s is in the edge's own namespaces (Ledger-*, X-Hedge-*, Hedge-*), which a client can never supply", h)
+		}
+	}
+	for i, h := range r.UpstreamHeaders.Strip {
+		if !validHeaderName(strings.TrimSuffix(h, "*")) {
+			v.bad(fmt.Sprintf("%s.strip[%d]", p, i), "%q is not a header name (a trailing * matches a prefix)", h)
+		}
+	}
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 §5.1).
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *validator) node(c *Config, p string, n *Node) {
@@ -344,12 +418,7 @@ func (v *validator) node(c *Config, p string, n *Node) {
 			v.bad(lp+".hsts.max_age", "must not be negative")
 		}
 	}
-	if n.Admin.Address != "" {
-		v.address(p+".admin.address", n.Admin.Address)
-		if len(c.Admin.Tokens) == 0 && !c.Admin.AllowLoopback {
-			v.bad(p+".admin", "an admin listener needs admin.tokens or admin.allow_loopback")
-		}
-	}
+	v.adminListener(c, p+".admin", n)
 }
 
 func (v *validator) tls(p string, t *TLS) {
@@ -441,6 +510,10 @@ func (v *validator) pool(p string, pl *Pool) {
 	}
 	v.atLeast(p+".retries.min_per_second", pl.Retries.MinPerSecond, 0)
 	v.atLeast(p+".max_conns_per_member", pl.MaxConnsPerMember, 1)
+	if pl.SharedIdempotency && pl.Policy == "failover" {
+		v.bad(p+".shared_idempotency", "a failover pool's members (primary and backup rails) deduplicate independently: a request whose outcome is unknown at one must never be sent to another")
+	}
+	v.clientTLS(p+".tls", pl.TLS)
 }
 
 func (v *validator) dev(c *Config) {

@@ -3,7 +3,6 @@ package dnsfail
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/health"
 )
 
@@ -171,26 +171,27 @@ func (s *Server) Override(name string, o Override) error {
 	return nil
 }
 
-// Routes registers the DNS admin API on mux; the caller authorizes.
+// Routes registers the DNS admin API on mux, each route behind the role
+// it needs; the caller authenticates (adminauth.Guard).
 //
-//	POST   /admin/dns/edges/{node}/drain        an edge announces its drain
-//	DELETE /admin/dns/edges/{node}/drain        … and its end
-//	POST   /admin/dns/services/{name}/override  {"region","mode":"in|out|clear","reason"}
-//	GET    /admin/dns/status                    the DNS part of /status
+//	POST   /admin/dns/edges/{node}/drain        an edge announces its drain (operate)
+//	DELETE /admin/dns/edges/{node}/drain        … and its end (operate)
+//	POST   /admin/dns/services/{name}/override  {"region","mode":"in|out|clear","reason"} (operate)
+//	GET    /admin/dns/status                    the DNS part of /status (read)
 func (s *Server) Routes(mux *http.ServeMux) {
-	drain := func(on bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
+	drain := func(on bool) http.Handler {
+		return adminauth.RequireFunc(configs.RoleOperate, func(w http.ResponseWriter, r *http.Request) {
 			node := r.PathValue("node")
-			if err := s.SetEdgeDraining(node, on, "drain announced by "+node+" from "+r.RemoteAddr); err != nil {
+			if err := s.SetEdgeDraining(node, on, "drain announced by "+node+" ("+caller(r)+")"); err != nil {
 				writeError(w, http.StatusNotFound, err)
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"node": node, "draining": on})
-		}
+		})
 	}
-	mux.HandleFunc("POST /admin/dns/edges/{node}/drain", drain(true))
-	mux.HandleFunc("DELETE /admin/dns/edges/{node}/drain", drain(false))
-	mux.HandleFunc("POST /admin/dns/services/{name}/override", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /admin/dns/edges/{node}/drain", drain(true))
+	mux.Handle("DELETE /admin/dns/edges/{node}/drain", drain(false))
+	mux.Handle("POST /admin/dns/services/{name}/override", adminauth.RequireFunc(configs.RoleOperate, func(w http.ResponseWriter, r *http.Request) {
 		var o Override
 		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 		dec.DisallowUnknownFields()
@@ -198,10 +199,7 @@ func (s *Server) Routes(mux *http.ServeMux) {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
 			return
 		}
-		o.By = r.RemoteAddr
-		if tok := r.Header.Get("Authorization"); tok != "" {
-			o.By += " (bearer token)"
-		}
+		o.By = caller(r)
 		if err := s.Override(r.PathValue("name"), o); err != nil {
 			status := http.StatusUnprocessableEntity
 			if errors.Is(err, ErrNotFound) {
@@ -211,34 +209,17 @@ func (s *Server) Routes(mux *http.ServeMux) {
 			return
 		}
 		writeJSON(w, http.StatusOK, s.Status())
-	})
-	mux.HandleFunc("GET /admin/dns/status", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.Handle("GET /admin/dns/status", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Status())
-	})
+	}))
 }
 
-// Authorize lets in callers with one of the admin tokens, and loopback
-// callers when allowLoopback; used by `hedge dns`, whose admin listener
-// has no gateway around it.
-func Authorize(admin configs.Admin, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if admin.AllowLoopback {
-			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
-				next.ServeHTTP(w, r)
-				return
-			}
-		}
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-			for _, t := range admin.Tokens {
-				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin"`)
-		writeError(w, http.StatusUnauthorized, errors.New("send Authorization: Bearer with an admin token"))
-	})
+// caller names who made an admin request (the admin token's name, never
+// the token) and from where, for logs and the audit file.
+func caller(r *http.Request) string {
+	id, _ := adminauth.From(r.Context())
+	return id.Name + " from " + r.RemoteAddr
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -260,8 +241,9 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	})
 }
 
-// PushDrain tells the DNS server behind adminURL (http://host:port) that
-// node starts (or stops) draining.
+// PushDrain tells the DNS server behind adminURL (http(s)://host:port)
+// that node starts (or stops) draining; client carries the TLS settings
+// (adminauth.Pusher) and token, when not empty, is sent as a bearer token.
 func PushDrain(ctx context.Context, client *http.Client, adminURL, token, node string, draining bool) error {
 	method := http.MethodPost
 	if !draining {
@@ -290,10 +272,20 @@ func PushDrain(ctx context.Context, client *http.Client, adminURL, token, node s
 // targets of a drain push.
 func DNSNodes(cfg *configs.Config) map[string]string {
 	out := map[string]string{}
-	for _, r := range cfg.Regions {
-		for _, n := range r.Nodes {
-			if n.DNS.Address != "" && n.Admin.Address != "" {
-				out[n.Name] = n.Admin.Address
+	for _, n := range DNSNodeList(cfg) {
+		out[n.Name] = n.Admin.Address
+	}
+	return out
+}
+
+// DNSNodeList lists the nodes that serve DNS and have an admin listener,
+// in configuration order.
+func DNSNodeList(cfg *configs.Config) []*configs.Node {
+	var out []*configs.Node
+	for i := range cfg.Regions {
+		for j := range cfg.Regions[i].Nodes {
+			if n := &cfg.Regions[i].Nodes[j]; n.DNS.Address != "" && n.Admin.Address != "" {
+				out = append(out, n)
 			}
 		}
 	}

@@ -72,7 +72,7 @@ func probeSpec(cfg *configs.Config, n configs.Node, addrs []netip.Addr, svc stri
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: h.InsecureSkipVerify}
 		caFile := h.CAFile
 		if caFile == "" && l.TLS.Mode == "internal" && !h.InsecureSkipVerify {
-			if caFile, err = certs.InternalRoot(cfg.DataDir); err != nil {
+			if caFile, err = certs.InternalRoot(cfg.DataDir, configs.InternalCANames(cfg)...); err != nil {
 				return health.Spec{}, err
 			}
 		}

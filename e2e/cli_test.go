@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -21,14 +26,93 @@ func TestVersion(t *testing.T) {
 }
 
 func TestCheckShippedConfigs(t *testing.T) {
-	for _, file := range []string{"configs/demo.yaml", "configs/production.example.yaml"} {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			r := runHedge(t, moduleRoot, "check", "-c", file)
-			if r.code != 0 || !strings.HasPrefix(r.stdout, file+": valid (") {
-				t.Fatalf("hedge check -c %s: want exit 0 and %q, got exit %d stdout %q stderr %q",
-					file, file+": valid (...)", r.code, r.stdout, r.stderr)
+	const demo = "configs/demo.yaml"
+	r := runHedge(t, moduleRoot, "check", "-c", demo)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, demo+": valid (") {
+		t.Fatalf("hedge check -c %s: want exit 0 and %q, got exit %d stdout %q stderr %q",
+			demo, demo+": valid (...)", r.code, r.stdout, r.stderr)
+	}
+	// The production example names token files and the players' JWT key,
+	// which only exist on a real node: check reports exactly those, as the
+	// README says, and passes once they exist.
+	const prod = "configs/production.example.yaml"
+	r = runHedge(t, moduleRoot, "check", "-c", prod)
+	want := []string{}
+	for _, name := range []string{"prometheus", "alice", "bob", "drain-push"} {
+		want = append(want, `^`+regexp.QuoteMeta(prod)+`:\d+: admin\.tokens\[\d\]\.token_file: cannot read /etc/hedge/admin/`+name+`: no such file or directory$`)
+	}
+	want = append(want, `^`+regexp.QuoteMeta(prod)+`:\d+: auth\.jwt\.keys\[0\]\.public_key_file: cannot read /etc/hedge/jwt/players-es256.pub: no such file or directory$`)
+	want = append(want, `^`+regexp.QuoteMeta(prod)+`: 5 problem\(s\)$`)
+	got := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	if r.code != 2 || len(got) != len(want) {
+		t.Fatalf("hedge check -c %s: want exit 2 and only the 4 missing token files and the JWT key, got exit %d stderr:\n%s", prod, r.code, r.stderr)
+	}
+	for i, w := range want {
+		if !regexp.MustCompile(w).MatchString(got[i]) {
+			t.Errorf("hedge check -c %s, line %d: want %s, got %q", prod, i+1, w, got[i])
+		}
+	}
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join(moduleRoot, prod))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"prometheus", "alice", "bob", "drain-push"} {
+		writeFile(t, filepath.Join(dir, name), fmt.Sprintf("%d1c0f3e6a9b24d7f8e5a0c3b6d9f2e4a7\n", i))
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub, _ := x509.MarshalPKIXPublicKey(key.Public())
+	writeFile(t, filepath.Join(dir, "players-es256.pub"), string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub})))
+	fixed := strings.ReplaceAll(string(src), "/etc/hedge/admin/", dir+"/")
+	writeFile(t, filepath.Join(dir, "prod.yaml"), strings.ReplaceAll(fixed, "/etc/hedge/jwt/", dir+"/"))
+	if r := runHedge(t, dir, "check", "-c", "prod.yaml"); r.code != 0 {
+		t.Fatalf("hedge check of the production example with its token files in place: want exit 0, got %d: %s", r.code, r.stderr)
+	}
+}
+
+// TestCheckRefusesWeakAdminTokens: placeholders, short tokens and the old
+// bare-string form are errors naming file, line and field.
+func TestCheckRefusesWeakAdminTokens(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "short"), "0123456789abcdef\n")
+	config := `admin:
+  tokens:
+    - {name: alice, token: CHANGE-ME-operator-token-one, roles: [read, operate, promote]}
+    - {name: prometheus, token_file: short, roles: [read]}
+    - {name: bob, token: changeme-0123456789abcdef0123456789, roles: [promote]}
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
+        admin: {address: "127.0.0.1:9090"}
+`
+	writeFile(t, filepath.Join(dir, "weak.yaml"), config)
+	old := config[strings.Index(config, "regions:"):]
+	writeFile(t, filepath.Join(dir, "old.yaml"), "admin:\n  tokens: [CHANGE-ME-prometheus-token]\n"+old)
+	for _, c := range []struct {
+		file string
+		want []string
+	}{
+		{"weak.yaml", []string{
+			`weak.yaml:3: admin.tokens[0].token: looks like a placeholder (contains "change-me"): generate one, e.g. openssl rand -hex 32`,
+			`weak.yaml:4: admin.tokens[1].token_file: too short (16 characters): use at least 32, e.g. openssl rand -hex 32`,
+			`weak.yaml:5: admin.tokens[2].token: looks like a placeholder (contains "changeme"): generate one, e.g. openssl rand -hex 32`,
+			`weak.yaml: 3 problem(s)`,
+		}},
+		{"old.yaml", []string{
+			`old.yaml:2: admin.tokens[0]: a bare token is the old form: each token now has a name, roles and a file (or inline token), e.g. {name: alice, token_file: /etc/hedge/admin/alice, roles: [read, operate, promote]}`,
+		}},
+	} {
+		r := runHedge(t, dir, "check", "-c", c.file)
+		if r.code != 2 {
+			t.Errorf("hedge check -c %s: want exit 2, got %d", c.file, r.code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w+"\n") {
+				t.Errorf("hedge check -c %s: want the line\n  %s\ngot:\n%s", c.file, w, r.stderr)
 			}
-		})
+		}
 	}
 }
 

@@ -2,29 +2,29 @@ package gateway
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"hedge/configs"
 	"hedge/dnsfail"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
 	"hedge/gateway/ledger"
 	"hedge/gateway/problem"
 )
 
-// adminServer is a node's admin listener: metrics, status, pprof, drain and
-// reload. It is net/http, not fasthttp: nothing here is a hot path, and
-// pprof and promhttp are net/http handlers.
+// adminServer is a node's admin listener: metrics, status, pprof, drain,
+// reload and promotions, each behind the role it needs (gateway/adminauth).
+// It is net/http, not fasthttp: nothing here is a hot path, and pprof and
+// promhttp are net/http handlers.
 type adminServer struct {
 	srv *http.Server
 	ln  net.Listener
@@ -35,33 +35,55 @@ func (n *Node) startAdmin(st *nodeState) error {
 	if addr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := adminauth.Listen(addr, st.adminTLS != nil, func() *adminauth.ServerTLS { return n.state.Load().adminTLS })
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.g.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /status", n.handleStatus)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	n.adminRoutes(mux)
+	srv := &http.Server{Handler: adminauth.Guard(func() *configs.Admin { return &n.state.Load().cfg.Admin }, mux),
+		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}
+	n.admin = &adminServer{srv: srv, ln: ln}
+	go srv.Serve(ln)
+	scheme := "http"
+	if st.adminTLS != nil {
+		scheme = "https"
+	}
+	n.log.Info("admin listener serving", "address", addr, "scheme", scheme, "client_certificates", st.node.Admin.ClientCA != "")
+	return nil
+}
+
+// adminRoutes registers every admin endpoint with the role it needs: read
+// for what scrapers and dashboards see, operate for what changes how the
+// node serves (and pprof, which exposes memory), promote for writer
+// promotions.
+func (n *Node) adminRoutes(mux *http.ServeMux) {
+	read := func(pattern string, h http.Handler) { mux.Handle(pattern, adminauth.Require(configs.RoleRead, h)) }
+	operate := func(pattern string, h http.Handler) { mux.Handle(pattern, adminauth.Require(configs.RoleOperate, h)) }
+	read("GET /metrics", promhttp.HandlerFor(n.g.metrics.reg, promhttp.HandlerOpts{}))
+	read("GET /status", http.HandlerFunc(n.handleStatus))
+	read("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := n.Health()
 		if h.Status != "ok" {
 			writeJSON(w, http.StatusServiceUnavailable, h)
 			return
 		}
 		writeJSON(w, http.StatusOK, h)
-	})
-	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, r *http.Request) {
-		n.SetDraining(true, "admin API from "+r.RemoteAddr)
+	}))
+	operate("POST /admin/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.SetDraining(true, "admin API, "+caller(r))
 		writeJSON(w, http.StatusOK, n.Health())
-	})
-	mux.HandleFunc("DELETE /admin/drain", func(w http.ResponseWriter, r *http.Request) {
-		n.SetDraining(false, "admin API from "+r.RemoteAddr)
+	}))
+	operate("DELETE /admin/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.SetDraining(false, "admin API, "+caller(r))
 		writeJSON(w, http.StatusOK, n.Health())
-	})
+	}))
+	// The DNS server's routes check their own roles (dnsfail.Routes).
 	mux.HandleFunc("/admin/dns/", n.g.dnsAdmin)
-	mux.HandleFunc("POST /admin/reload", func(w http.ResponseWriter, r *http.Request) {
+	operate("POST /admin/reload", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 		defer cancel()
+		n.log.Info("reload requested", "by", caller(r))
 		if err := n.g.Reload(ctx); err != nil {
 			detail := err.Error()
 			var ce *configs.Errors
@@ -72,53 +94,29 @@ func (n *Node) startAdmin(st *nodeState) error {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	})
+	}))
 	n.registerPromotionAPI(mux)
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	operate("/debug/pprof/", http.HandlerFunc(pprof.Index))
+	operate("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+	operate("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+	operate("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+	operate("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, problem.NotFound, "")
 	})
-	srv := &http.Server{Handler: n.authorize(mux), ReadHeaderTimeout: 10 * time.Second}
-	n.admin = &adminServer{srv: srv, ln: ln}
-	go srv.Serve(ln)
-	n.log.Info("admin listener serving", "address", addr)
-	return nil
+}
+
+// caller names who made an admin request, for logs and audit records: the
+// token's name (never the token), and the address it came from.
+func caller(r *http.Request) string {
+	id, _ := adminauth.From(r.Context())
+	return "by " + id.Name + " from " + r.RemoteAddr
 }
 
 func (a *adminServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	a.srv.Shutdown(ctx)
-}
-
-// authorize lets in callers with a configured bearer token, and loopback
-// callers when the configuration allows it. Tokens are read from the
-// current configuration, so a reload rotates them.
-func (n *Node) authorize(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cfg := n.state.Load().cfg.Admin
-		if cfg.AllowLoopback {
-			if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
-				next.ServeHTTP(w, r)
-				return
-			}
-		}
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if ok {
-			for _, t := range cfg.Tokens {
-				if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
-					next.ServeHTTP(w, r)
-					return
-				}
-			}
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin"`)
-		writeProblem(w, r, problem.Unauthorized, "send Authorization: Bearer with an admin token")
-	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

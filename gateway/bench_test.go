@@ -57,3 +57,56 @@ func BenchmarkProxyPath(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMoneyPath runs the whole edge handler for a bet on a ledger
+// route — token (cached after the first), Idempotency-Key claim and
+// completion in the memory store, the designation, the upstream request
+// built from the edge's contract, proxying to a real writer on loopback —
+// and reports allocations per request.
+func BenchmarkMoneyPath(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(201)
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"bet_id":"sea-1-000001","balance":"987.50"}`)
+	}}
+	go up.Serve(ln)
+	defer up.Shutdown()
+	addr := ln.Addr().String()
+	e := startEdgeNode(b, contractConfig, "sea", "sea-1", "{{WRITER}}", addr, "{{RAIL}}", addr, "{{GAMES}}", addr)
+	var el *edgeListener
+	for _, l := range e.g.Nodes()[0].listeners {
+		el = l
+	}
+	auth := "Bearer " + token(b, "player-1", "")
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	var req fasthttp.Request
+	var ctx fasthttp.RequestCtx
+	var key [40]byte
+	copy(key[:], "0b6e2f8c-5d7a-4d0e-9a51-000000000000")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(betBody)))
+	i := 0
+	for b.Loop() {
+		i++
+		for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
+			key[j] = byte('0' + n%10)
+		}
+		req.Reset()
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("/api/bets")
+		req.Header.SetHost("play.edge.test")
+		req.Header.SetContentType("application/json")
+		req.Header.Set("Authorization", auth)
+		req.Header.SetBytesV("Idempotency-Key", key[:36])
+		req.SetBody(betBody)
+		ctx.Init(&req, remote, nil)
+		el.serve(&ctx)
+		if ctx.Response.StatusCode() != 201 {
+			b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+		}
+	}
+}

@@ -31,7 +31,7 @@ data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
 log: {access: {enabled: false}}
-admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}
+admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 auth:
   jwt:
@@ -143,14 +143,19 @@ type chaosBet struct {
 	final       int // the final status: 2xx, or a 4xx other than 409; 0 if none came
 }
 
-// TestChaosPromotionUnderLoad is the proof of issue 4, item 9: thousands of
-// bets, retried by their clients with the same key, go through two edge
-// nodes sharing one Redis while the writer of their ledger domain is first
-// made ambiguous, then promoted to a new one with a higher epoch, and the
-// old one is killed. Every acknowledged bet is applied exactly once, no key
-// twice, nothing reaches a writer with a stale epoch once the new
+// TestChaosPromotionUnderLoad: thousands of bets, retried by their clients
+// with the same key, go through two edge nodes sharing one Redis while the
+// writer of their ledger domain is first made ambiguous, then promoted to a
+// new one with a higher epoch, the old one is killed, the new one drops its
+// answers for a while and then slows down. The writers run without their
+// own deduplication, so every duplicate the edges forward is a second
+// debit: the edges must forward a key again only after an attempt whose
+// outcome they could not know (504), never after a success they had, and
+// never while another attempt holds the key. Every acknowledged bet is
+// applied, nothing reaches a writer with a stale epoch once the new
 // designation is known, and while the designation is ambiguous the edges
-// answer 503 instead of guessing.
+// answer 503 instead of guessing. Each fault phase is checked to have
+// happened.
 func TestChaosPromotionUnderLoad(t *testing.T) {
 	bets, clients := 5000, 32
 	if testing.Short() {
@@ -162,9 +167,10 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	)
 
 	// Writers: W2 is a replica of W1 (it holds W1's ledger) until promoted.
+	// Neither deduplicates: a key the edges forward twice is applied twice.
 	quiet := slog.New(slog.DiscardHandler)
-	w1 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Epoch: 1, KeepReceipts: true, Logger: quiet})
-	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, Epoch: 1, KeepReceipts: true, Logger: quiet})
+	w1 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Epoch: 1, KeepReceipts: true, NoDedupe: true, Logger: quiet})
+	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, Epoch: 1, KeepReceipts: true, NoDedupe: true, Logger: quiet})
 	w1.ReplicateTo(w2)
 	w1Addr, w2Addr := serveLedger(t, w1), serveLedger(t, w2)
 
@@ -180,11 +186,16 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	}
 	var logs [2]*designationLog
 	var gws [2]*Gateway
+	var accessLogs [2]string
 	for i, node := range []string{"sea-1", "sea-2"} {
 		cfg, err := configs.Load(file)
 		if err != nil {
 			t.Fatalf("config:\n%v", err)
 		}
+		// Each node's access log says how it answered each request id.
+		accessLogs[i] = filepath.Join(dir, node+".access.log")
+		on := true
+		cfg.Log.Access = configs.AccessLog{Enabled: &on, Path: accessLogs[i], FlushInterval: configs.Duration(10 * time.Millisecond)}
 		logs[i] = &designationLog{}
 		g, err := New(cfg, Options{Region: "sea", Node: node, Logger: slog.New(logs[i])})
 		if err != nil {
@@ -234,6 +245,7 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	all := make([]*chaosBet, bets)
 	var next, finished atomic.Int64
 	var stop, impatient atomic.Bool
+	var seen phaseCounts
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
@@ -244,7 +256,7 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 				}
 				b := &chaosBet{key: fmt.Sprintf("chaos-bet-%05d", i), player: players[i%len(players)]}
 				all[i] = b
-				placeBet(client, edges, c+i, tokens[i%len(tokens)], b, betLimit, &stop, &impatient)
+				placeBet(client, edges, c+i, tokens[i%len(tokens)], b, betLimit, &stop, &impatient, &seen)
 				finished.Add(1)
 			}
 		})
@@ -291,22 +303,24 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	epoch2 := func(c designationChange) bool { return c.OK() && c.Writer.URL == w2URL && c.Writer.Epoch == 2 }
 	bothEpoch2 := await("both edges designate W2 at epoch 2", 3*time.Second, both(epoch2))
 
-	// A moment later the old writer dies, with bets in flight; then, for
-	// a moment, the new one applies bets without confirming them, so
-	// clients see unknown outcomes and retry them.
+	// A moment later the old writer dies, with bets in flight; then the
+	// new one applies bets without confirming them, so clients see unknown
+	// outcomes and retry them, until several have.
 	time.Sleep(50 * time.Millisecond)
 	w1.Close()
 	killedAt := time.Now()
 	killedAfter := finished.Load()
 	time.Sleep(50 * time.Millisecond)
+	unknownBefore := seen.unknown.Load()
 	w2.SetFailAfterApply(true)
-	time.Sleep(100 * time.Millisecond)
+	await("clients see unknown outcomes", 10*time.Second, func() bool { return seen.unknown.Load() >= unknownBefore+5 })
 	w2.SetFailAfterApply(false)
 	// Then it slows down while clients lose patience before the edges
 	// do: their retries find the first request still in flight.
+	inFlightBefore := seen.inFlight.Load()
 	w2.SetDelay(300 * time.Millisecond)
 	impatient.Store(true)
-	time.Sleep(200 * time.Millisecond)
+	await("clients find their bets in flight", 10*time.Second, func() bool { return seen.inFlight.Load() >= inFlightBefore+3 })
 	impatient.Store(false)
 	w2.SetDelay(0)
 	wg.Wait()
@@ -386,18 +400,72 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 		}
 	}
 
-	// 1 and 2: every acknowledged bet applied exactly once; no key twice.
-	duplicates, ackedNotApplied := 0, 0
-	for _, b := range all {
-		at := appliedAt[b.player+"/"+b.key]
-		if len(at) > 1 {
-			duplicates++
-			failf("bet %s of %s applied %d times, at %v", b.key, b.player, len(at), at)
+	// 1: every acknowledged bet applied; 2: a key applied twice only
+	// after the edge could not know the first apply's outcome. The writers
+	// do not deduplicate, so this is the edges' doing alone: an edge that
+	// forwarded a key again after a success it had stored, or while
+	// another attempt held the key, shows as an earlier apply whose
+	// request the edge answered with the writer's own status, not 504.
+	time.Sleep(100 * time.Millisecond) // the access logs flush every 10ms
+	edgeStatus := map[string]int{}     // request id → the status the edge answered
+	for _, file := range accessLogs {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if b.final >= 200 && b.final < 300 && len(at) == 0 {
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var e struct {
+				ID     string `json:"id"`
+				Status int    `json:"status"`
+			}
+			if json.Unmarshal([]byte(line), &e) == nil && e.ID != "" {
+				edgeStatus[e.ID] = e.Status
+			}
+		}
+	}
+	appliedReceipts := map[string][]sim.Receipt{} // player/key → applies, in order of arrival
+	for _, r := range append(append([]sim.Receipt(nil), r1...), r2...) {
+		if r.Outcome == sim.ReceiptApplied {
+			appliedReceipts[r.Account+"/"+r.Key] = append(appliedReceipts[r.Account+"/"+r.Key], r)
+		}
+	}
+	edgeDuplicates, reforwards, ackedNotApplied, unlogged := 0, 0, 0, 0
+	for k, rs := range appliedReceipts {
+		slices.SortFunc(rs, func(a, b sim.Receipt) int { return a.At.Compare(b.At) })
+		for i := 1; i < len(rs); i++ {
+			prev := rs[i-1]
+			status, ok := edgeStatus[prev.RequestID]
+			switch {
+			case !ok:
+				unlogged++
+				failf("bet %s was applied by request %s, which no edge logged", k, prev.RequestID)
+			case status == 504:
+				reforwards++ // the outcome was unknown: the client's retry had to go through
+			default:
+				edgeDuplicates++
+				failf("bet %s: an edge answered %d to request %s, which the writer applied at %s, and forwarded the key again (request %s, applied at %s)",
+					k, status, prev.RequestID, prev.At.Format(time.StampMicro), rs[i].RequestID, rs[i].At.Format(time.StampMicro))
+			}
+		}
+	}
+	for _, b := range all {
+		if b.final >= 200 && b.final < 300 && len(appliedReceipts[b.player+"/"+b.key]) == 0 {
 			ackedNotApplied++
 			failf("bet %s of %s acknowledged with %d but applied nowhere", b.key, b.player, b.final)
 		}
+	}
+
+	// Each fault phase happened: unknown outcomes, retries that found their
+	// key in flight, and successes the edges replayed from their own store
+	// (the writers never replay: they do not deduplicate).
+	if unknown504 == 0 || reforwards == 0 {
+		failf("the unknown-outcome phase did not happen: %d answers 504, %d keys forwarded again after one", unknown504, reforwards)
+	}
+	if inFlight409 == 0 {
+		failf("the in-flight phase did not happen: no 409")
+	}
+	if replayed == 0 {
+		failf("no acknowledged bet was replayed by an edge")
 	}
 
 	// Which attempt of a bet carried the request a writer received.
@@ -557,8 +625,8 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 		end.Sub(ambiguousAt).Round(time.Millisecond))
 	t.Logf("edge exchanges entirely inside the ambiguity windows: %d, answered 503 writer-unavailable: %d, forwarded: %d; bets guessed to the rival W2 at epoch 1: %d; epoch regressions: %d; other 503s: %d, transport errors: %d; receipts W1 %d, W2 %d; replicated into W2: %d",
 		inWindow, wuInWindow, forwardedInWindow, guesses, regressions, other503, transport, len(r1), len(r2), imported)
-	summary := fmt.Sprintf("chaos: bets=%d acknowledged=%d replayed=%d retries=%d 503-writer-unavailable=%d 504-outcome-unknown=%d 409-in-flight=%d applied-W1=%d applied-W2=%d duplicates=%d stale-epoch-forwards-after-designation=%d",
-		bets, acked, replayed, attempts-bets, wu503, unknown504, inFlight409, appliedW1, appliedW2, duplicates, stale)
+	summary := fmt.Sprintf("chaos: bets=%d acknowledged=%d replayed-by-edge=%d retries=%d 503-writer-unavailable=%d 504-outcome-unknown=%d 409-in-flight=%d applied-W1=%d applied-W2=%d reforwarded-after-504=%d edge-duplicates=%d unlogged=%d stale-epoch-forwards-after-designation=%d",
+		bets, acked, replayed, attempts-bets, wu503, unknown504, inFlight409, appliedW1, appliedW2, reforwards, edgeDuplicates, unlogged, stale)
 	t.Log(summary)
 	fmt.Println(summary)
 }
@@ -579,7 +647,7 @@ func serveLedger(t *testing.T, l *sim.Ledger) string {
 // than 409), the limit passes or stop is set: the same key and body every
 // time, alternating between the edges. An impatient client gives up on an
 // attempt after 200ms, before the edge does.
-func placeBet(client *http.Client, edges []string, first int, tok string, b *chaosBet, limit time.Duration, stop, impatient *atomic.Bool) {
+func placeBet(client *http.Client, edges []string, first int, tok string, b *chaosBet, limit time.Duration, stop, impatient *atomic.Bool, seen *phaseCounts) {
 	const body = `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker"}`
 	deadline := time.Now().Add(limit)
 	for n := 0; time.Now().Before(deadline) && !stop.Load(); n++ {
@@ -607,6 +675,7 @@ func placeBet(client *http.Client, edges []string, first int, tok string, b *cha
 		a.end = time.Now()
 		cancel()
 		b.attempts = append(b.attempts, a)
+		seen.note(a)
 		switch {
 		case a.status >= 200 && a.status < 300, a.status >= 400 && a.status < 500 && a.status != 409:
 			b.final = a.status
@@ -616,6 +685,19 @@ func placeBet(client *http.Client, edges []string, first int, tok string, b *cha
 		default: // 504, 409, no answer
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// phaseCounts are what the clients have seen so far, for the test to
+// wait until each fault phase has really happened.
+type phaseCounts struct{ unknown, inFlight atomic.Int64 }
+
+func (p *phaseCounts) note(a chaosAttempt) {
+	switch {
+	case a.status == 504 && a.problem == "outcome-unknown":
+		p.unknown.Add(1)
+	case a.status == 409:
+		p.inFlight.Add(1)
 	}
 }
 
@@ -649,13 +731,13 @@ func promoteFourEyes(client *http.Client, admin, url string) string {
 		return resp.StatusCode, string(b)
 	}
 	status, body := call("/admin/ledger/promotions",
-		`{"domain":"sea","url":"`+url+`","epoch":2,"reason":"chaos drill: W1 is going away"}`, "operator-alice-0123456789")
+		`{"domain":"sea","url":"`+url+`","epoch":2,"reason":"chaos drill: W1 is going away"}`, "operator-alice-0123456789abcdef0123")
 	if status != http.StatusAccepted {
 		return fmt.Sprintf("request answered %d %s", status, strings.TrimSpace(body))
 	}
 	var pr Promotion
 	json.Unmarshal([]byte(body), &pr)
-	status, body = call("/admin/ledger/promotions/"+pr.ID+"/approve", "", "operator-bob-0123456789")
+	status, body = call("/admin/ledger/promotions/"+pr.ID+"/approve", "", "operator-bob-0123456789abcdef01234")
 	if status != http.StatusOK {
 		return fmt.Sprintf("approval answered %d %s", status, strings.TrimSpace(body))
 	}

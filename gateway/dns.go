@@ -9,6 +9,7 @@ import (
 
 	"hedge/configs"
 	"hedge/dnsfail"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/problem"
 )
 
@@ -24,6 +25,7 @@ type dnsRunner struct {
 type dnsHolder struct {
 	cur    atomic.Pointer[dnsRunner]
 	pushes sync.WaitGroup // drain pushes to other processes in flight
+	order  sync.Map       // node→DNS node: *sync.Mutex serialising its pushes
 }
 
 // startDNS runs the DNS server when one of this process's nodes has a
@@ -71,18 +73,17 @@ func (g *Gateway) reloadDNS(cfg *configs.Config) error {
 // announceDrain tells every DNS server of the deployment that node n starts
 // (or stops) draining, so its address leaves the answers at once instead of
 // after the probes notice. The server in this process is told directly;
-// others through their admin API (POST /admin/dns/edges/{node}/drain).
+// others through their admin API (POST /admin/dns/edges/{node}/drain),
+// reached as the state's pusher says: https where they serve TLS, with the
+// push token and the node's client certificate.
 func (g *Gateway) announceDrain(n *Node, on bool, reason string) {
 	st := n.state.Load()
 	if st == nil {
 		return
 	}
 	local := g.dns.cur.Load()
-	token := ""
-	if len(st.cfg.Admin.Tokens) > 0 {
-		token = st.cfg.Admin.Tokens[0]
-	}
-	for name, admin := range dnsfail.DNSNodes(st.cfg) {
+	for _, target := range dnsfail.DNSNodeList(st.cfg) {
+		name := target.Name
 		if local != nil && local.node == name {
 			if err := local.srv.SetEdgeDraining(n.name, on, reason); err != nil {
 				n.log.Debug("dns drain announcement", "error", err)
@@ -92,14 +93,28 @@ func (g *Gateway) announceDrain(n *Node, on bool, reason string) {
 		if local != nil && g.runs(name) {
 			continue
 		}
+		client, token, ok := st.pusher.Target(name)
+		if !ok {
+			continue
+		}
+		url := adminauth.URL(target)
 		g.dns.pushes.Add(1)
 		go func() {
 			defer g.dns.pushes.Done()
+			// One push at a time per target, each sending the node's state
+			// as it is then: a drain quickly undone cannot arrive after
+			// its undo.
+			mu, _ := g.dns.order.LoadOrStore(n.name+"→"+name, new(sync.Mutex))
+			mu.(*sync.Mutex).Lock()
+			defer mu.(*sync.Mutex).Unlock()
+			on := n.Draining()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if err := dnsfail.PushDrain(ctx, http.DefaultClient, "http://"+admin, token, n.name, on); err != nil {
-				n.log.Warn("drain announcement to a DNS server failed; its probes will notice", "dns_node", name, "error", err)
+			if err := dnsfail.PushDrain(ctx, client, url, token, n.name, on); err != nil {
+				n.log.Warn("drain announcement to a DNS server failed; its probes will notice", "dns_node", name, "url", url, "error", err)
+				return
 			}
+			n.log.Info("drain announced to a DNS server", "dns_node", name, "url", url, "draining", on)
 		}()
 	}
 }

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"hedge/configs"
+	"hedge/dnsfail"
 )
 
 const dnsConfig = `
@@ -21,7 +24,11 @@ data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
 log: {access: {enabled: false}}
-admin: {tokens: [gateway-dns-test-token-01]}
+admin:
+  tokens:
+    - {name: ops, token: gateway-dns-test-ops-0123456789abcdef, roles: [read, operate]}
+    - {name: drain-push, token_file: "{{DATA}}/push.secret", roles: [operate]}
+  push_token: drain-push
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 regions:
   - name: sea
@@ -29,32 +36,48 @@ regions:
       - name: sea-1
         advertise: [127.0.0.11]
         listeners: [{address: "{{SEA}}", tls: {mode: "off"}}]
-        admin: {address: "{{SEAADMIN}}"}
+        # The DNS node's admin listener: HTTPS from the internal CA, and
+        # only clients with a certificate from the deployment's CA.
+        admin: {address: "{{SEAADMIN}}", tls: {mode: internal}, client_ca: "{{CA}}"}
         dns: {address: "{{DNS}}"}
   - name: eu
     nodes:
       - name: eu-1
         advertise: [127.0.0.12]
         listeners: [{address: "{{EU}}", tls: {mode: "off"}}]
-        admin: {address: "{{EUADMIN}}"}
+        admin: {address: "{{EUADMIN}}", client_cert: {cert: "{{EUCERT}}", key: "{{EUKEY}}"}}
 dns:
   zones:
     - name: edge.test.
       ns: [ns1.edge.test.]
       services:
-        - {name: play, policy: all, health: {interval: 250ms, timeout: 200ms}}
+        # Probes every 10 s, two failures to go down: within this test only
+        # a drain push can take an edge out of the answers.
+        - {name: play, policy: all, health: {interval: 10s, timeout: 1s, fall: 2}}
 `
 
 // TestDNSInServeAndDrainPush runs the deployment as two processes would:
-// one gateway plays sea-1 (which serves DNS), another eu-1. Draining eu-1
-// through its admin API pushes the drain to sea-1's admin API over HTTP
-// with the admin token, and eu-1's address leaves the answers at once.
+// one gateway plays sea-1 (which serves DNS, its admin over HTTPS with
+// client certificates required), another eu-1. Draining eu-1 through its
+// admin API pushes the drain to sea-1's admin API over HTTPS, verified
+// against the internal CA, with eu-1's client certificate and the push
+// token, and eu-1's address leaves the answers at once. The probes are too
+// slow to do it, and sea-1's drained-edge record names the push, so a
+// broken push fails the test; a push refused after the token was rotated
+// on sea-1 alone shows it.
 func TestDNSInServeAndDrainPush(t *testing.T) {
 	dir := t.TempDir()
 	dnsAddr := freeAddr(t)
 	seaAdmin, euAdmin := freeAddr(t), freeAddr(t)
+	ca := newTestCA(t, dir, "deployment-ca")
+	euCert, euKey := ca.issue(t, "eu-1", true)
+	opsCert, opsKey := ca.issue(t, "operator", true)
+	secretFile := filepath.Join(dir, "push.secret")
+	if err := os.WriteFile(secretFile, []byte("push-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", freeAddr(t), "{{EU}}", freeAddr(t),
-		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr)
+		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr, "{{CA}}", ca.File, "{{EUCERT}}", euCert, "{{EUKEY}}", euKey)
 	file := dir + "/hedge.yaml"
 	if err := os.WriteFile(file, []byte(r.Replace(dnsConfig)), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,7 +106,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		return g
 	}
 	start("sea")
-	start("eu")
+	eu := start("eu")
 
 	answers := func() []string {
 		m := new(dns.Msg)
@@ -100,66 +123,122 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	}
 	waitUntil(t, "both edges answer", 3*time.Second, func() bool { return len(answers()) == 2 })
 
-	admin := func(method, url string) int {
+	// sea-1's admin: HTTPS from the internal CA, a client certificate
+	// from the deployment's CA, and still a token.
+	seaClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: rootPool(t, filepath.Join(dir, "ca", "root.crt")), Certificates: []tls.Certificate{loadPair(t, opsCert, opsKey)}}}}
+	defer seaClient.CloseIdleConnections()
+	admin := func(client *http.Client, method, url, token string) (int, string) {
 		req, _ := http.NewRequest(method, url, nil)
-		req.Header.Set("Authorization", "Bearer gateway-dns-test-token-01")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, url, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp.StatusCode, string(body)
 	}
+	const ops = "gateway-dns-test-ops-0123456789abcdef"
+	seaDNS := func() *dnsfail.Status {
+		code, body := admin(seaClient, "GET", "https://"+seaAdmin+"/status", ops)
+		var st Status
+		if err := json.Unmarshal([]byte(body), &st); code != 200 || err != nil {
+			t.Fatalf("sea-1 /status: %d %v %s", code, err, body)
+		}
+		return st.DNS
+	}
+	pushes := func() string {
+		_, body := admin(seaClient, "GET", "https://"+seaAdmin+"/metrics", ops)
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, `hedge_dns_drain_pushes_total{draining="true",node="eu-1"}`) {
+				return strings.Fields(line)[1]
+			}
+		}
+		return "0"
+	}
+
+	// What the push relies on is closed to anyone else.
+	if _, err := http.Get("https://" + seaAdmin + "/status"); err == nil {
+		t.Fatal("sea-1's admin over HTTPS without a client certificate: want the handshake refused")
+	}
+	noCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: rootPool(t, filepath.Join(dir, "ca", "root.crt"))}}}
+	if _, err := noCert.Get("https://" + seaAdmin + "/status"); err == nil {
+		t.Fatal("sea-1's admin verified but without a client certificate: want the handshake refused")
+	}
+	if code, _ := admin(seaClient, "GET", "https://"+seaAdmin+"/status", ""); code != 401 {
+		t.Fatalf("sea-1's admin with a client certificate but no token: want 401, got %d", code)
+	}
+
 	began := time.Now()
-	if code := admin("POST", "http://"+euAdmin+"/admin/drain"); code != 200 {
-		t.Fatalf("drain eu-1: %d", code)
+	if code, body := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
+		t.Fatalf("drain eu-1: %d %s", code, body)
 	}
 	waitUntil(t, "eu-1 leaves the answers", 500*time.Millisecond, func() bool {
 		a := answers()
 		return len(a) == 1 && a[0] == "127.0.0.11"
 	})
 	t.Logf("eu-1 drained in another process → left the answers after %s", time.Since(began).Round(time.Millisecond))
-	time.Sleep(600 * time.Millisecond) // the probes agree: still out
-	if a := answers(); len(a) != 1 {
-		t.Fatalf("eu-1 came back while draining: %v", a)
+	st := seaDNS()
+	if reason := st.Drained["eu-1"]; !strings.Contains(reason, "drain announced by eu-1 (drain-push from") {
+		t.Fatalf("sea-1's drained edges: want eu-1 announced with the drain-push token, got %q", reason)
+	}
+	if st == nil || len(st.Services) != 1 || st.Services[0].LastChange == nil ||
+		!strings.Contains(st.Services[0].LastChange.Reason, "eu-1") {
+		t.Fatalf("/status: want the DNS part with the last change naming eu-1, got %+v", st)
+	}
+	if n := pushes(); n != "1" {
+		t.Fatalf("hedge_dns_drain_pushes_total for eu-1 draining: want 1, got %s", n)
 	}
 
-	resp, err := http.Get("http://" + seaAdmin + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 {
-		t.Fatalf("status without a token: want 401, got %d", resp.StatusCode)
-	}
-	req, _ := http.NewRequest("GET", "http://"+seaAdmin+"/status", nil)
-	req.Header.Set("Authorization", "Bearer gateway-dns-test-token-01")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st Status
-	json.NewDecoder(resp.Body).Decode(&st)
-	resp.Body.Close()
-	if st.DNS == nil || len(st.DNS.Services) != 1 || st.DNS.Services[0].LastChange == nil ||
-		!strings.Contains(st.DNS.Services[0].LastChange.Reason, "eu-1") {
-		t.Fatalf("/status: want the DNS part with the last change naming eu-1, got %+v", st.DNS)
-	}
-
-	if code := admin("DELETE", "http://"+euAdmin+"/admin/drain"); code != 200 {
+	if code, _ := admin(http.DefaultClient, "DELETE", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("undrain eu-1: %d", code)
 	}
 	waitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
 
+	// The push token is rotated on sea-1 only: eu-1's pushes, still with
+	// the old token, are refused, and eu-1 stays in the answers (the
+	// probes are too slow to take it out).
+	if err := os.WriteFile(secretFile, []byte("push-rotated-0123456789abcdef0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := admin(seaClient, "POST", "https://"+seaAdmin+"/admin/reload", ops); code != 200 {
+		t.Fatalf("reload sea-1: %d %s", code, body)
+	}
+	if code, _ := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
+		t.Fatalf("drain eu-1 again: %d", code)
+	}
+	eu.dns.pushes.Wait()
+	if a := answers(); len(a) != 2 {
+		t.Fatalf("a push with the old token: want it refused and eu-1 still answered, got %v", a)
+	}
+	if n := pushes(); n != "1" {
+		t.Fatalf("a refused push was counted: %s", n)
+	}
+	// eu-1 takes the new token on its own reload; its next drain is heard.
+	if code, body := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/reload", ops); code != 200 {
+		t.Fatalf("reload eu-1: %d %s", code, body)
+	}
+	admin(http.DefaultClient, "DELETE", "http://"+euAdmin+"/admin/drain", ops)
+	if code, _ := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
+		t.Fatalf("drain eu-1 after the rotation: %d", code)
+	}
+	waitUntil(t, "eu-1 leaves the answers after the rotation", 500*time.Millisecond, func() bool { return len(answers()) == 1 })
+	admin(http.DefaultClient, "DELETE", "http://"+euAdmin+"/admin/drain", ops)
+	waitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
+
 	// The same process: sea-1 serves DNS and drains itself.
-	if code := admin("POST", "http://"+seaAdmin+"/admin/drain"); code != 200 {
+	if code, _ := admin(seaClient, "POST", "https://"+seaAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("drain sea-1: %d", code)
 	}
 	waitUntil(t, "sea-1 leaves the answers", 500*time.Millisecond, func() bool {
 		a := answers()
 		return len(a) == 1 && a[0] == "127.0.0.12"
 	})
-	if code := admin("POST", "http://"+euAdmin+"/admin/dns/edges/sea-1/drain"); code != 404 {
+	if code, _ := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/dns/edges/sea-1/drain", ops); code != 404 {
 		t.Fatalf("/admin/dns on a node without DNS: want 404, got %d", code)
 	}
 }

@@ -301,6 +301,7 @@ func (g *Gateway) closeAll() {
 		if st := n.state.Load(); st != nil {
 			st.close()
 		}
+		closeStreams(n.region, n.name)
 	}
 	g.wafCache.Close()
 	for _, rs := range g.stores {

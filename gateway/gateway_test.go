@@ -43,7 +43,7 @@ type upstreamRecorder struct {
 	name    string
 }
 
-func newUpstream(t *testing.T, name string) *upstreamRecorder {
+func newUpstream(t testing.TB, name string) *upstreamRecorder {
 	u := &upstreamRecorder{name: name}
 	u.healthy.Store(true)
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -503,17 +503,40 @@ func TestTimeoutsAndRetries(t *testing.T) {
 	if n := f.g1.hits.Load() + f.g2.hits.Load(); n != 3 {
 		t.Fatalf("GET after a timeout: want 2 more attempts (3 in all), got %d", n)
 	}
-	// So may a POST with an Idempotency-Key: the upstream deduplicates it.
+	// A POST with an Idempotency-Key stays with the member it timed out
+	// on: g1 may have applied it, and g2 deduplicates on its own.
 	f.g2.delay.Store(0)
+	before := f.g1.hits.Load() + f.g2.hits.Load()
+	resp, body = do(t, "POST", f.edge.url+"/slow", "", "{}", "Idempotency-Key", "bet-1")
+	wantProblem(t, resp, body, 504, "upstream-timeout")
+	if n := f.g1.hits.Load() + f.g2.hits.Load() - before; n != 1 {
+		t.Fatalf("keyed POST after a timeout, members not sharing idempotency: want 1 attempt, got %d", n)
+	}
+}
+
+// TestSharedIdempotencyRetriesKeyed: a pool that declares its members share
+// one deduplication store may send a keyed POST that timed out on one
+// member to the next.
+func TestSharedIdempotencyRetriesKeyed(t *testing.T) {
+	f := newFixture(t, "        timeouts: {connect: 200ms, response: 300ms}\n", "        timeouts: {connect: 200ms, response: 300ms}\n        shared_idempotency: true\n")
+	f.g1.delay.Store(int64(time.Second))
 	for range 4 {
 		before := f.g1.hits.Load() + f.g2.hits.Load()
-		resp, body = do(t, "POST", f.edge.url+"/slow", "", "{}", "Idempotency-Key", "bet-1")
+		resp, body := do(t, "POST", f.edge.url+"/slow", "", "{}", "Idempotency-Key", "bet-1")
 		if resp.StatusCode != 200 || !strings.HasPrefix(body, "g2 ") {
 			t.Fatalf("keyed POST with g1 slow: want 200 from g2, got %d %q", resp.StatusCode, body)
 		}
 		if n := f.g1.hits.Load() + f.g2.hits.Load() - before; n > 2 {
 			t.Fatalf("keyed POST: at most 2 attempts, got %d", n)
 		}
+	}
+	// Without a key a POST is still never re-sent.
+	before := f.g1.hits.Load() + f.g2.hits.Load()
+	for range 2 {
+		do(t, "POST", f.edge.url+"/slow", "", "{}")
+	}
+	if n := f.g1.hits.Load() + f.g2.hits.Load() - before; n > 3 {
+		t.Fatalf("unkeyed POSTs with shared idempotency: at most one attempt each after g1 times out, got %d for 2", n)
 	}
 }
 
@@ -590,7 +613,7 @@ func TestAdminStatusAndMetrics(t *testing.T) {
 
 func TestAdminNeedsToken(t *testing.T) {
 	f := &fixture{l1: newUpstream(t, "l1"), g1: newUpstream(t, "g1"), g2: newUpstream(t, "g2")}
-	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", "admin: {tokens: [operator-token-0123456789]}", 1)
+	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", "admin: {tokens: [{name: ops, token: operator-ops-0123456789abcdef012345, roles: [read]}]}", 1)
 	f.edge = startEdge(t, cfg, "{{L1}}", f.l1.addr(), "{{G1}}", f.g1.addr(), "{{G2}}", f.g2.addr())
 	resp, body := do(t, "GET", f.edge.admin+"/status", "", "")
 	if resp.StatusCode != 401 || !strings.Contains(body, "urn:hedge:problem:unauthorized") {
@@ -600,7 +623,7 @@ func TestAdminNeedsToken(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("wrong token: want 401, got %d", resp.StatusCode)
 	}
-	resp, _ = do(t, "GET", f.edge.admin+"/status", "", "", "Authorization", "Bearer operator-token-0123456789")
+	resp, _ = do(t, "GET", f.edge.admin+"/status", "", "", "Authorization", "Bearer operator-ops-0123456789abcdef012345")
 	if resp.StatusCode != 200 {
 		t.Fatalf("right token: want 200, got %d", resp.StatusCode)
 	}

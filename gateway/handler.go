@@ -100,6 +100,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		// can be trusted to be a request (RFC 9112 §6.3).
 		problem.Write(ctx, problem.BadFraming, fault.Detail(), r.ID)
 		ctx.SetConnectionClose()
+		lingerOnClose(ctx) // a client still sending reads the 400, not a reset
 		n.wafEvent(&waf.Event{Layer: waf.LayerFraming, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
 			Method: ctx.Method(), Path: path, Blocked: true, Status: problem.BadFraming.Status, Rule: fault.Rule(), Detail: fault.Detail()})
 	case string(path) == "/healthz":
@@ -109,6 +110,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		// A version the edge does not speak has framing it cannot vouch for.
 		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.1 and HTTP/1.0", r.ID)
 		ctx.SetConnectionClose()
+		lingerOnClose(ctx)
 	case len(ctx.Request.Header.Host()) == 0:
 		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
 	case ls.tls && misdirected(ctx, r):
@@ -116,6 +118,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	case ctx.IsConnect():
 		// An edge, not a forward proxy: no tunnels.
 		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)
+	case refuseProtectedConnection(ctx, r.ID):
 	case !ls.acl.Admits(r.Client):
 		problem.Write(ctx, problem.AddressDenied, "", r.ID)
 		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
@@ -199,6 +202,23 @@ func (l *edgeListener) headerReceived(h *fasthttp.RequestHeader) fasthttp.Reques
 
 var dotSegment = []byte("/.")
 
+// refuseProtectedConnection answers 400, and closes the connection, when
+// the request's Connection header names a header the edge relies on
+// (Idempotency-Key, Authorization, …): a hop-by-hop removal would take it
+// away after the edge checked it. It reports whether it answered.
+func refuseProtectedConnection(ctx *fasthttp.RequestCtx, id []byte) bool {
+	name := connectionRemovesProtected(&ctx.Request.Header)
+	if name == nil {
+		return false
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	problem.Write(ctx, problem.ProtectedHeader, "the Connection header names "+string(name)+", which hedge relies on and forwards itself", id)
+	ctx.SetConnectionClose()
+	return true
+}
+
 func supportedProtocol(p []byte) bool {
 	return string(p) == "HTTP/1.1" || string(p) == "HTTP/1.0"
 }
@@ -236,6 +256,13 @@ func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
 	var buf [64]byte
 	id := l.node.g.ids.Append(buf[:0])
 	rule := errorHandler(ctx, err, id)
+	// fasthttp closes the connection after this answer, perhaps with the
+	// client still sending (a body over the limit): close lingering, so
+	// the client reads the answer rather than a reset.
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		lingerOnClose(ctx)
+	}
 	n := l.node
 	h := &ctx.Request.Header
 	// fasthttp resets the request when it cannot read it (the header, and

@@ -58,10 +58,22 @@ func (g *keyGuard) authenticate(r *Request) (jwtauth.Claims, bool) {
 // keyed is one request's hold on its Idempotency-Key.
 type keyed struct {
 	g      *keyGuard
-	key    string
+	key    string // scoped by the principal, as the store knows it
 	claim  idempotency.Claim
 	fp     idempotency.Fingerprint
-	active bool // an unsafe request that won its claim: it must finish or release
+	active bool // an unsafe request that won its claim: it must finish, release or pin
+	raw    [httpx.MaxIdempotencyKeyLen]byte
+	rawLen int
+}
+
+// clientKey is the key the request carries, parsed (nil when the request
+// is not keyed): the edge forwards it in one spelling, whatever the
+// client's.
+func (k *keyed) clientKey() []byte {
+	if !k.active {
+		return nil
+	}
+	return k.raw[:k.rawLen]
 }
 
 // claim enforces Idempotency-Key on unsafe methods. When it returns false it
@@ -73,8 +85,19 @@ func (g *keyGuard) claim(r *Request, principal string) (keyed, bool) {
 	if g.store == nil || isSafe(req.Header.Method()) {
 		return k, true
 	}
-	var kb [256]byte
-	key, err := httpx.ParseIdempotencyKey(kb[:0], req.Header.Peek("Idempotency-Key"))
+	var key []byte
+	var err error
+	switch values := req.Header.PeekAll("Idempotency-Key"); len(values) {
+	case 0:
+		err = httpx.ErrIdempotencyKeyMissing
+	case 1:
+		key, err = httpx.ParseIdempotencyKey(k.raw[:0], values[0])
+	default:
+		// Two keys for one request: whichever the edge chose, an upstream
+		// might choose the other.
+		problem.Write(ctx, problem.KeyMalformed, "send exactly one Idempotency-Key header", r.ID)
+		return k, false
+	}
 	switch {
 	case errors.Is(err, httpx.ErrIdempotencyKeyMissing):
 		problem.Write(ctx, problem.KeyMissing, "send an Idempotency-Key header (a unique value per operation, e.g. a UUID)", r.ID)
@@ -83,6 +106,7 @@ func (g *keyGuard) claim(r *Request, principal string) (keyed, bool) {
 		problem.Write(ctx, problem.KeyMalformed, "an Idempotency-Key is 1 to 255 printable ASCII characters", r.ID)
 		return k, false
 	}
+	k.rawLen = len(key)
 	k.fp = idempotency.FingerprintOf(req.Header.Method(), req.URI().RequestURI(), req.Body())
 	k.key = idempotency.ScopedKey([]byte(principal), key)
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -110,6 +134,11 @@ func (g *keyGuard) answerExisting(r *Request, ex *idempotency.Record, fp idempot
 	case ex.Fingerprint != fp:
 		g.counts.reused.Inc()
 		problem.Write(ctx, problem.KeyReused, "this Idempotency-Key was used for a different request", r.ID)
+	case !ex.Done && ex.Pinned != "":
+		// Only a different request finds a pinned key without winning it
+		// (the same one wins); kept for a store that says otherwise.
+		g.counts.reused.Inc()
+		problem.Write(ctx, problem.KeyReused, "this Idempotency-Key was used for a different request", r.ID)
 	case !ex.Done:
 		g.counts.inFlight.Inc()
 		problem.Write(ctx, problem.KeyInFlight, "the first request with this Idempotency-Key has not finished", r.ID)
@@ -129,6 +158,23 @@ func (g *keyGuard) answerExisting(r *Request, ex *idempotency.Record, fp idempot
 	}
 }
 
+// pin releases the claim of a request that reached upstream without a
+// known outcome, remembering which upstream it reached: the client's retry
+// goes there and nowhere else.
+func (k *keyed) pin(r *Request, upstream string) {
+	if !k.active {
+		return
+	}
+	k.active = false
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := k.g.store.Pin(sctx, k.key, k.claim, k.fp, upstream); err != nil {
+		// The in-flight claim expires on its own; until it does the
+		// client's retries get 409, never a second upstream.
+		r.Node.log.Error("idempotency store failed to pin a key", "route", k.g.route, "error", err, "request_id", string(r.ID))
+	}
+}
+
 // release forgets the claim: the outcome is not final, so the client's
 // retry with the same key must go through again.
 func (k *keyed) release(r *Request) {
@@ -143,7 +189,7 @@ func (k *keyed) release(r *Request) {
 	}
 }
 
-// finish stores the upstream's answer for replay when it is final, and
+// finish stores the upstream's answer for replay when it is a success, and
 // releases the key otherwise.
 func (k *keyed) finish(r *Request) {
 	if !k.active {
@@ -151,7 +197,7 @@ func (k *keyed) finish(r *Request) {
 	}
 	resp := &r.Ctx.Response
 	status := resp.StatusCode()
-	if !finalStatus(status) || len(resp.Body()) > k.g.maxResponse {
+	if !replayable(status) || len(resp.Body()) > k.g.maxResponse {
 		k.release(r)
 		return
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"hedge/stream"
 )
 
 // metrics is the process's Prometheus registry. Per-route counters live in
@@ -121,7 +123,12 @@ var (
 		prometheus.NewDesc("hedge_stream_sessions", "WHIP and WHEP sessions (and relay pulls' peers).", []string{"region", "node"}, nil),
 		prometheus.NewDesc("hedge_stream_viewers", "WebRTC (WHEP) viewers.", []string{"region", "node"}, nil),
 		prometheus.NewDesc("hedge_stream_relays", "Streams pulled from another region.", []string{"region", "node"}, nil),
+		prometheus.NewDesc("hedge_stream_viewers_connecting", "WebRTC (WHEP) viewers whose ICE and DTLS have not completed (not in the caps yet).", []string{"region", "node"}, nil),
 	}
+	streamRefusedDesc = prometheus.NewDesc("hedge_stream_refused_total",
+		"Stream requests refused, by reason: viewer_cap, connecting_cap, address_rate, address_sessions, session_auth, cap_at_connect.", []string{"region", "node", "reason"}, nil)
+	streamTimeoutsDesc = prometheus.NewDesc("hedge_stream_connect_timeouts_total",
+		"Stream sessions closed because their ICE and DTLS did not complete within streams.connect_timeout.", []string{"region", "node"}, nil)
 	streamDatagramsDesc = prometheus.NewDesc("hedge_stream_datagrams_total",
 		"Datagrams sent on the ICE UDP socket (result sent), and those the kernel refused (failed).", []string{"region", "node", "result"}, nil)
 	certDesc = prometheus.NewDesc("hedge_certificate_expiry_timestamp_seconds",
@@ -141,6 +148,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- streamDatagramsDesc
+	ch <- streamRefusedDesc
+	ch <- streamTimeoutsDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -172,11 +181,15 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, draining, n.region, n.name)
 		if sn := nodeStreams(n.region, n.name); sn != nil {
 			ss := sn.srv.Stats()
-			for i, v := range [...]int{ss.Streams, ss.Sessions, ss.Viewers, ss.Relays} {
+			for i, v := range [...]int{ss.Streams, ss.Sessions, ss.Viewers, ss.Relays, ss.Connecting} {
 				ch <- prometheus.MustNewConstMetric(streamGaugeDescs[i], prometheus.GaugeValue, float64(v), n.region, n.name)
 			}
 			ch <- prometheus.MustNewConstMetric(streamDatagramsDesc, prometheus.CounterValue, float64(ss.DatagramsSent), n.region, n.name, "sent")
 			ch <- prometheus.MustNewConstMetric(streamDatagramsDesc, prometheus.CounterValue, float64(ss.DatagramsFailed), n.region, n.name, "failed")
+			for r, v := range ss.Refused {
+				ch <- prometheus.MustNewConstMetric(streamRefusedDesc, prometheus.CounterValue, float64(v), n.region, n.name, stream.Refusal(r).String())
+			}
+			ch <- prometheus.MustNewConstMetric(streamTimeoutsDesc, prometheus.CounterValue, float64(ss.ConnectTimeouts), n.region, n.name)
 		}
 		for _, p := range st.poolList {
 			ch <- prometheus.MustNewConstMetric(poolDesc, prometheus.GaugeValue, float64(p.Healthy()), n.region, n.name, p.Name)

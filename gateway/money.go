@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/ledger"
@@ -61,13 +63,24 @@ func writerClients(cfg *configs.Config, timeout, connect time.Duration) (map[str
 			if err != nil {
 				return nil, err
 			}
-			clients[w.URL] = &writerClient{scheme: u.Scheme, client: &fasthttp.HostClient{
+			hc := &fasthttp.HostClient{
 				Addr: u.Host, Name: "hedge", IsTLS: u.Scheme == "https",
 				ReadTimeout: timeout, WriteTimeout: timeout, MaxConnWaitTimeout: connect,
 				MaxIdleConnDuration: 30 * time.Second, MaxIdemponentCallAttempts: 1,
 				NoDefaultUserAgentHeader: true, DisablePathNormalizing: true,
 				Dial: upstream.Dialer(connect),
-			}}
+			}
+			if hc.IsTLS {
+				// ledger.writer_tls: the writer is verified, and the edge
+				// presents its client certificate; a handshake that fails
+				// is a call never sent (503 writer-unavailable).
+				tc, err := upstream.ClientTLS(cfg.Ledger.WriterTLS, u.Hostname())
+				if err != nil {
+					return nil, fmt.Errorf("ledger.writer_tls: %w", err)
+				}
+				hc.TLSConfig, hc.Dial = tc, upstream.WriterTLSDialer(connect, tc)
+			}
+			clients[w.URL] = &writerClient{scheme: u.Scheme, client: hc}
 		}
 	}
 	return clients, nil
@@ -79,14 +92,15 @@ func writerClients(cfg *configs.Config, timeout, connect time.Duration) (map[str
 // and never sent to two writers: without a single designated writer it
 // fails closed, and a call whose outcome is unknown is not re-sent.
 type moneyRoute struct {
-	name    string
-	prefix  []byte
-	rewrite []byte
-	heavy   bool
-	deps    *moneyDeps
-	guard   *keyGuard
-	writers map[string]*writerClient // by URL, with this route's timeouts
-	counts  *moneyCounters
+	name     string
+	prefix   []byte
+	rewrite  []byte
+	heavy    bool
+	deps     *moneyDeps
+	guard    *keyGuard
+	contract *upstreamContract
+	writers  map[string]*writerClient // by URL, with this route's timeouts
+	counts   *moneyCounters
 }
 
 func newMoneyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
@@ -94,7 +108,7 @@ func newMoneyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 		return nil, errors.New("a ledger route needs auth.jwt keys")
 	}
 	m := &moneyRoute{name: rc.Name, prefix: []byte(rc.Match.PathPrefix), heavy: rc.Money.Heavy, deps: b.Money,
-		counts: b.metrics.money(b.Region.Name, b.Node.Name, rc.Name)}
+		contract: newUpstreamContract(rc), counts: b.metrics.money(b.Region.Name, b.Node.Name, rc.Name)}
 	m.guard = newKeyGuard(rc.Name, b.Money, true, m.counts)
 	if rc.Rewrite != "" {
 		m.rewrite = []byte(rc.Rewrite)
@@ -156,17 +170,16 @@ func (m *moneyRoute) failClosed(r *Request, des *ledger.Designation) {
 	r.Ctx.Response.Header.Set("Retry-After", "1")
 }
 
-// forward sends the call to the designated writer.
+// forward sends the call to the designated writer: a request built from
+// the edge's contract (contract.go), never the client's headers.
 func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 	ctx := r.Ctx
-	req := &ctx.Request
 	d := m.deps
-	clientClose := req.Header.ConnectionClose()
-	var pathBuf [128]byte
-	origPath := append(pathBuf[:0], req.URI().Path()...)
-	prepareForward(r, m.prefix, m.rewrite)
-	h := &req.Header
-	h.Set("X-Hedge-Principal", principal) // never the client's own
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	m.contract.build(out, r, m.prefix, m.rewrite, k.clientKey())
+	h := &out.Header
+	h.Set(httpx.PrincipalHeader, principal)
 	h.Set("Ledger-Domain", domain)
 
 	// Read the designation again right before sending: a change since the
@@ -174,21 +187,21 @@ func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 	des := d.directory.Lookup(domain)
 	if !des.OK() {
 		k.release(r)
-		req.URI().SetPathBytes(origPath)
 		m.failClosed(r, des)
 		return
 	}
 	wc := m.writers[des.Writer.URL]
 	var eb [20]byte
 	h.SetBytesV("Ledger-Epoch", strconv.AppendInt(eb[:0], des.Writer.Epoch, 10))
-	req.URI().SetScheme(wc.scheme)
+	out.URI().SetScheme(wc.scheme)
+	out.URI().SetHost(wc.client.Addr)
 	r.Upstream = des.Writer.Region + ":" + des.Writer.URL
 
 	var err error
 	sent := time.Now()
 	for attempt := 1; attempt <= 2; attempt++ {
 		r.Attempts = attempt
-		err = wc.client.Do(req, &ctx.Response)
+		err = wc.client.Do(out, &ctx.Response)
 		// Only a failure known to be before sending may be tried again,
 		// and only on the same writer.
 		if err == nil || !upstream.BeforeSend(err) {
@@ -196,13 +209,9 @@ func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 		}
 		ctx.Response.Reset()
 	}
-	if clientClose {
-		defer ctx.SetConnectionClose()
-	}
 	r.Node.degrade.domain(domain).observe(time.Since(sent), err != nil || ctx.Response.StatusCode() >= 500)
 	if err != nil {
 		k.release(r)
-		req.URI().SetPathBytes(origPath)
 		if upstream.BeforeSend(err) {
 			m.counts.failClosed.Inc()
 			problem.Write(ctx, problem.WriterUnavailable, "the designated writer of "+domain+" is unreachable", r.ID)
@@ -219,18 +228,12 @@ func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 	k.finish(r)
 }
 
-// finalStatus tells which answers are the operation's outcome and are
-// replayed to a retry; others (server errors, conflicts, rate limits) let
-// the client's retry reach the writer again.
-func finalStatus(s int) bool {
-	switch {
-	case s >= 500:
-		return false
-	case s == fasthttp.StatusRequestTimeout, s == fasthttp.StatusConflict, s == 425, s == fasthttp.StatusTooManyRequests:
-		return false
-	}
-	return true
-}
+// replayable tells which answers are stored and replayed to a retry with
+// the same key: successes only. Any other answer (a refusal such as
+// insufficient funds, a conflict, a server error) releases the key, so the
+// player's retry reaches the writer again, which stays the authority on
+// what it applied.
+func replayable(s int) bool { return s >= 200 && s < 300 }
 
 // replayHeader reports whether a writer's response header is stored for
 // replay; per-connection and per-response headers are not.

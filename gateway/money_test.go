@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,7 +79,7 @@ func startLedger(t testing.TB, domain string, epoch int64, addr string) (*sim.Le
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, KeepReceipts: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	go l.Serve(ln)
 	t.Cleanup(func() { l.Close() })
 	return l, ln.Addr().String()
@@ -97,7 +98,7 @@ func newMoneyFixture(t *testing.T, probe bool) *moneyFixture {
 	return f
 }
 
-func token(t *testing.T, sub, domain string) string {
+func token(t testing.TB, sub, domain string) string {
 	t.Helper()
 	tok, err := jwtauth.Sign(configs.JWT{Issuer: "hedge-test", Audience: []string{"play.edge.test"}, DomainClaim: "ledger_domain",
 		Keys: []configs.JWTKey{{ID: "k1", Alg: "HS256", Secret: moneySecret}}}, sub, domain, time.Hour)
@@ -292,7 +293,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	sea2, sea2Addr := startLedger(t, "sea", 1, "")
 	_, euAddr := startLedger(t, "eu", 1, "")
 	cfg := strings.Replace(moneyConfig, "admin: {allow_loopback: true}",
-		"admin: {allow_loopback: true, tokens: [operator-alice-0123456789, operator-bob-0123456789]}", 1)
+		"admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}", 1)
 	cfg = strings.Replace(cfg, `      - {domain: sea, url: "http://{{SEA}}", epoch: 1}`,
 		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
       - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
@@ -305,8 +306,8 @@ func TestFourEyesPromotion(t *testing.T) {
 		t.Fatalf("bet before promotion: %d", resp.StatusCode)
 	}
 	req := `{"domain":"sea","url":"http://` + sea2Addr + `","epoch":2,"reason":"drill: sea-1 wallet maintenance"}`
-	alice := []string{"Authorization", "Bearer operator-alice-0123456789"}
-	bob := []string{"Authorization", "Bearer operator-bob-0123456789"}
+	alice := []string{"Authorization", "Bearer operator-alice-0123456789abcdef0123"}
+	bob := []string{"Authorization", "Bearer operator-bob-0123456789abcdef01234"}
 
 	resp, body := do(t, "POST", e.admin+"/admin/ledger/promotions", "", req)
 	if resp.StatusCode != 403 {
@@ -336,6 +337,17 @@ func TestFourEyesPromotion(t *testing.T) {
 	}
 	if applied(sea2)["player-1/after"] != 1 || applied(sea1)["player-1/after"] != 0 {
 		t.Fatalf("after promotion the bet must go to the new writer only: new %v, old %v", applied(sea2), applied(sea1))
+	}
+	// The fencing token hedge forwarded, as each writer received it: the
+	// old designation's epoch before the approval, the promoted one after.
+	epochs := map[string]int64{}
+	for _, r := range append(sea1.Receipts(), sea2.Receipts()...) {
+		epochs[r.Key] = r.Epoch
+	}
+	for key, want := range map[string]int64{"before": 1, "between": 1, "after": 2} {
+		if epochs[key] != want {
+			t.Errorf("bet %q reached its writer with Ledger-Epoch %d, want %d", key, epochs[key], want)
+		}
 	}
 	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
 		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)
@@ -397,4 +409,269 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 		resp, _ := post("/api/missions", "m-2")
 		return resp.StatusCode == 201
 	})
+}
+
+// railsConfig: a cashier in front of two independent payment rails (a
+// failover pool: rail-a first), each deduplicating only its own deposits.
+const railsConfig = `
+data_dir: {{DATA}}
+waf: {mode: off}
+log: {access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+auth:
+  jwt:
+    issuer: hedge-test
+    audience: [play.edge.test]
+    keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
+routes:
+  - name: cashier
+    match: {path_prefix: /cashier/deposit, methods: [POST]}
+    pool: cashier
+    auth: jwt
+    idempotency: required
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
+        admin: {address: "{{ADMIN}}"}
+    pools:
+      - name: cashier
+        policy: failover
+        members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
+        health: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1}
+        timeouts: {connect: 200ms, response: 300ms}
+        retries: {attempts: 2}
+`
+
+func startRail(t testing.TB, name string) (*sim.Rail, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sim.NewRail(sim.RailSettings{Name: name})
+	go r.Serve(ln)
+	t.Cleanup(func() { r.Close() })
+	return r, ln.Addr().String()
+}
+
+// booked counts the deposits a rail booked for key.
+func booked(r *sim.Rail, key string) int {
+	n := 0
+	for _, d := range r.Deposits() {
+		if d.Key == key {
+			n++
+		}
+	}
+	return n
+}
+
+// TestUnknownDepositStaysWithItsRail: a deposit that reached a slow rail-a
+// and timed out may have been booked there; it is never sent to rail-b. The
+// client gets 504 and retries with the same key: while rail-a is slow the
+// retry goes to rail-a again, while rail-a is down it fails closed (503),
+// and once rail-a answers, its own deduplication replays the booking. One
+// deposit in all. A new deposit still fails over to rail-b.
+func TestUnknownDepositStaysWithItsRail(t *testing.T) {
+	railA, addrA := startRail(t, "rail-a")
+	railB, addrB := startRail(t, "rail-b")
+	e := startEdgeNode(t, railsConfig, "sea", "sea-1", "{{RAILA}}", addrA, "{{RAILB}}", addrB)
+	tok := token(t, "player-1", "")
+	deposit := func(key string) (*http.Response, string) {
+		return do(t, "POST", e.url+"/cashier/deposit", "", `{"amount":"50.00","currency":"EUR"}`,
+			"Authorization", "Bearer "+tok, "Idempotency-Key", key, "Content-Type", "application/json")
+	}
+	railA.SetDelay(time.Second)
+	resp, body := deposit("dep-1")
+	wantProblem(t, resp, body, 504, "outcome-unknown")
+	if booked(railA, "dep-1") != 1 || booked(railB, "dep-1") != 0 {
+		t.Fatalf("after the timeout: want dep-1 booked at rail-a only, got a=%d b=%d", booked(railA, "dep-1"), booked(railB, "dep-1"))
+	}
+	// Still slow: the retry goes to rail-a again, not to rail-b.
+	resp, body = deposit("dep-1")
+	wantProblem(t, resp, body, 504, "outcome-unknown")
+	// rail-a goes down: the key fails closed instead of moving to rail-b.
+	railA.SetHealthy(false)
+	waitUntil(t, "rail-a down at the edge", 2*time.Second, func() bool {
+		resp, _ := do(t, "GET", e.admin+"/status", "", "")
+		_, st := do(t, "GET", e.admin+"/status", "", "")
+		return resp.StatusCode == 200 && strings.Contains(st, `"healthy": 1`)
+	})
+	resp, body = deposit("dep-1")
+	wantProblem(t, resp, body, 503, "pinned-upstream-unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	// A different deposit under the used key is refused, not sent anywhere.
+	resp, body = do(t, "POST", e.url+"/cashier/deposit", "", `{"amount":"99.00","currency":"EUR"}`,
+		"Authorization", "Bearer "+tok, "Idempotency-Key", "dep-1", "Content-Type", "application/json")
+	wantProblem(t, resp, body, 422, "idempotency-key-reused")
+	// A new deposit fails over to rail-b as before.
+	resp, body = deposit("dep-2")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"rail":"rail-b"`) {
+		t.Fatalf("a new deposit with rail-a down: want 200 from rail-b, got %d %s", resp.StatusCode, body)
+	}
+	// rail-a is back and fast: the retry finds its booking there.
+	railA.SetDelay(0)
+	railA.SetHealthy(true)
+	waitUntil(t, "rail-a back", 2*time.Second, func() bool {
+		resp, _ := deposit("dep-1")
+		return resp.StatusCode == 200
+	})
+	resp, body = deposit("dep-1")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"rail":"rail-a"`) || resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry once rail-a is back: want rail-a's booking replayed, got %d %s", resp.StatusCode, body)
+	}
+	if a, b := booked(railA, "dep-1"), booked(railB, "dep-1"); a+b != 1 || a != 1 {
+		t.Fatalf("dep-1: want one deposit, at rail-a; got rail-a %d, rail-b %d", a, b)
+	}
+}
+
+// scriptedWriter is a writer that answers each bet with the next status
+// of its script (201 once the script is used up) and counts the bets that
+// reached it.
+type scriptedWriter struct {
+	mu     sync.Mutex
+	script []int
+	body   string
+	hits   int
+}
+
+func (w *scriptedWriter) start(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/bets" {
+			rw.WriteHeader(http.StatusNotFound)
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		w.mu.Lock()
+		w.hits++
+		status := http.StatusCreated
+		if len(w.script) > 0 {
+			status, w.script = w.script[0], w.script[1:]
+		}
+		body := w.body
+		w.mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(status)
+		io.WriteString(rw, body)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func (w *scriptedWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hits
+}
+
+// TestMoneyKeyReleasedUnlessSuccess: only a writer's success is stored and
+// replayed. A refusal the player can fix (422 insufficient funds), a
+// conflict, a server error, and a success too large to store all release
+// the key, so the player's retry with it reaches the writer again.
+func TestMoneyKeyReleasedUnlessSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		first  int
+		body   string
+		stored bool
+	}{
+		{"created", 201, `{"bet_id":"b-1"}`, true},
+		{"insufficient funds", 422, `{"type":"urn:hedge:problem:insufficient-funds"}`, false},
+		{"bad request", 400, `{"type":"urn:hedge:problem:malformed-body"}`, false},
+		{"conflict", 409, `{"type":"urn:hedge:problem:stale-epoch"}`, false},
+		{"server error", 500, `{"type":"urn:hedge:problem:internal"}`, false},
+		{"unavailable", 503, `{"type":"urn:hedge:problem:not-writer"}`, false},
+		{"success too large to store", 201, `{"bet_id":"b-1","pad":"` + strings.Repeat("x", 2048) + `"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &scriptedWriter{script: []int{tc.first}, body: tc.body}
+			addr := w.start(t)
+			_, euAddr := startLedger(t, "eu", 1, "")
+			cfg := strings.Replace(moneyConfig, "regions:\n  - name: sea\n", "regions:\n  - name: sea\n    idempotency: {max_response_bytes: 1KiB}\n", 1)
+			e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
+			tok := token(t, "player-1", "")
+			betOn := func() (*http.Response, string) {
+				return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", "k-1", "Content-Type", "application/json")
+			}
+			resp, _ := betOn()
+			if resp.StatusCode != tc.first {
+				t.Fatalf("first answer: want the writer's %d, got %d", tc.first, resp.StatusCode)
+			}
+			resp, _ = betOn()
+			replayed := resp.Header.Get("Idempotent-Replayed") == "true"
+			switch {
+			case tc.stored && (!replayed || w.count() != 1):
+				t.Fatalf("a stored success: want the retry replayed at the edge, got replayed=%v and %d writer hits", replayed, w.count())
+			case !tc.stored && (replayed || w.count() != 2 || resp.StatusCode != 201):
+				t.Fatalf("a released key: want the retry forwarded and the writer's 201, got %d replayed=%v and %d writer hits", resp.StatusCode, replayed, w.count())
+			}
+		})
+	}
+}
+
+// TestMoneyFailsClosedWithoutIdempotencyStore: when the region's Redis is
+// unreachable, an unsafe money call is refused with 503 before anything is
+// forwarded: without its key record the edge could not stop a duplicate.
+func TestMoneyFailsClosedWithoutIdempotencyStore(t *testing.T) {
+	w := &scriptedWriter{body: `{}`}
+	addr := w.start(t)
+	_, euAddr := startLedger(t, "eu", 1, "")
+	dead := freeAddr(t) // nothing listens here
+	cfg := strings.Replace(moneyConfig, "regions:\n  - name: sea\n", "regions:\n  - name: sea\n    idempotency: {store: redis, redis: {address: \""+dead+"\"}}\n", 1)
+	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
+	resp, body := do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+token(t, "player-1", ""), "Idempotency-Key", "k-1", "Content-Type", "application/json")
+	wantProblem(t, resp, body, 503, "idempotency-unavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if strings.Contains(body, dead) || strings.Contains(body, "connection refused") {
+		t.Errorf("the problem leaks internal error text: %s", body)
+	}
+	if n := w.count(); n != 0 {
+		t.Fatalf("the writer was reached %d times without an idempotency store", n)
+	}
+	// A safe read needs no key record and still goes through.
+	if resp, _ := do(t, "GET", e.url+"/api/wallet/balance", "", "", "Authorization", "Bearer "+token(t, "player-1", "")); resp.StatusCode == 503 {
+		t.Fatalf("a balance read without the store: want it forwarded, got 503")
+	}
+}
+
+// TestHostilePlayerStaysInOwnAccount: with a valid token of their own, a
+// player cannot name another account, domain or epoch through headers, nor
+// smuggle another subject inside a signed token's subject: the bet is
+// booked to the token's subject or refused, and the victim's balance does
+// not move.
+func TestHostilePlayerStaysInOwnAccount(t *testing.T) {
+	f := newMoneyFixture(t, false)
+	mallory := token(t, "mallory", "")
+	hostile := []string{"Authorization", "Bearer " + mallory, "Content-Type", "application/json",
+		"Ledger-Account", "victim-1", "X-Hedge-Principal", "victim-1", "Ledger-Domain", "eu", "Ledger-Epoch", "0"}
+	resp, body := do(t, "POST", f.edge.url+"/api/bets", "", bet, append(hostile, "Idempotency-Key", "h-1")...)
+	if resp.StatusCode != 201 || !strings.Contains(body, `"account":"mallory"`) || !strings.Contains(body, `"domain":"sea"`) {
+		t.Fatalf("a bet naming victim-1 in headers: want it booked to mallory in sea, got %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, "GET", f.edge.url+"/api/wallet/balance", "", "", hostile...)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"account":"mallory"`) || !strings.Contains(body, `"balance":"987.50"`) {
+		t.Fatalf("a balance read naming victim-1: want mallory's balance, got %d %s", resp.StatusCode, body)
+	}
+	for _, sub := range []string{"mallory;sub=victim-1", "victim-1,mallory", "victim-1\x00x", "victim-1 ", "victim-1\r\nX: y"} {
+		resp, body := f.bet(t, token(t, sub, ""), "h-2", bet)
+		wantProblem(t, resp, body, 401, "invalid-token")
+	}
+	_, body = do(t, "GET", f.edge.url+"/api/wallet/balance", "", "", "Authorization", "Bearer "+token(t, "victim-1", ""))
+	if !strings.Contains(body, `"balance":"1000.00"`) {
+		t.Fatalf("victim-1's balance moved: %s", body)
+	}
+	for _, a := range f.sea.Applied() {
+		if a.Account != "mallory" {
+			t.Fatalf("the sea ledger applied a bet to %s", a.Account)
+		}
+	}
+	if n := len(f.eu.Applied()); n != 0 {
+		t.Fatalf("the eu ledger applied %d bets: Ledger-Domain from a client was believed", n)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/certs"
 	"hedge/gateway/health"
 	"hedge/gateway/httpx"
@@ -59,6 +60,10 @@ type nodeState struct {
 	directory *ledger.Directory
 	money     *moneyDeps
 	held      waf.Held // this state's engines, schemas and rate limiters
+	// adminTLS is the admin listener's TLS (nil: plain HTTP); pusher
+	// reaches the DNS nodes' admin listeners to announce drains.
+	adminTLS *adminauth.ServerTLS
+	pusher   *adminauth.Pusher
 }
 
 // listenerState is the part of the state that is per listener.
@@ -95,6 +100,10 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		return nil, err
 	}
 	st := &nodeState{cfg: cfg, region: region, node: node, pools: map[string]*upstream.Pool{}, listeners: map[string]*listenerState{}}
+	writerTLS, err := upstream.ClientTLS(cfg.Ledger.WriterTLS, "")
+	if err != nil {
+		return nil, fmt.Errorf("ledger.writer_tls: %w", err)
+	}
 	var targets []*health.Target
 	for _, pc := range region.Pools {
 		p, err := upstream.New(pc, n.healthChanged)
@@ -111,7 +120,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 	for _, lc := range node.Listeners {
 		maxBody = max(maxBody, int64(lc.Limits.MaxBodyBytes))
 	}
-	st.directory = ledger.New(cfg, n.writerChanged)
+	st.directory = ledger.New(cfg, n.writerChanged, ledger.ProbeTLS(writerTLS))
 	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
 		if st.money, err = newMoneyDeps(n, cfg, region, st.directory); err != nil {
 			return nil, err
@@ -145,7 +154,8 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 			return nil, err
 		}
 		if ls.tls {
-			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address))
+			m, err := certs.New(lc.TLS, cfg.DataDir, n.log.With("listener", lc.Name), certs.ListenerAddress(lc.Address),
+				certs.CANames(configs.InternalCANames(cfg)))
 			if err != nil {
 				st.close()
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
@@ -158,6 +168,20 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 			}
 		}
 		st.listeners[lc.Name] = ls
+	}
+	if st.adminTLS, err = adminauth.NewServerTLS(cfg, node, n.log); err != nil {
+		st.close()
+		return nil, err
+	}
+	if st.adminTLS != nil {
+		if err := st.adminTLS.Start(ctx); err != nil {
+			st.close()
+			return nil, fmt.Errorf("admin listener: certificates: %w", err)
+		}
+	}
+	if st.pusher, err = adminauth.NewPusher(cfg, node); err != nil {
+		st.close()
+		return nil, fmt.Errorf("drain push: %w", err)
 	}
 	return st, nil
 }
@@ -182,6 +206,12 @@ func (st *nodeState) close() {
 		if ls.certs != nil {
 			ls.certs.Close()
 		}
+	}
+	if st.adminTLS != nil {
+		st.adminTLS.Close()
+	}
+	if st.pusher != nil {
+		st.pusher.Close()
 	}
 	st.held.Release()
 }
@@ -272,9 +302,10 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
 	el := &edgeListener{node: n, name: lc.Name, address: lc.Address, tls: lc.TLS.Mode != "off", done: make(chan struct{})}
-	// Connections over their address's cap are closed before the TLS
+	// Lingering close is below the cap and TLS (see lingerOnClose);
+	// connections over their address's cap are closed before the TLS
 	// handshake, so they cost no handshake.
-	el.conns = newConnCap(tcp, el)
+	el.conns = newConnCap(&lingerListener{Listener: tcp}, el)
 	var ln net.Listener = el.conns
 	if el.tls {
 		ln = tlsListener{Listener: ln, cfg: &tls.Config{

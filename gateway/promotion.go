@@ -2,17 +2,18 @@ package gateway
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"hedge/configs"
+	"hedge/gateway/adminauth"
 	"hedge/gateway/ledger"
 	"hedge/gateway/problem"
 )
@@ -20,11 +21,17 @@ import (
 // promotions are operators' requests to designate a writer. One operator
 // asks, a different one approves within the window (four eyes); only then
 // does the designation change, on every node of this process, with an audit
-// record for each step.
+// record for each step. Both operators are admin tokens holding the role
+// promote, told apart by their names.
 type promotions struct {
 	mu      sync.Mutex
-	pending map[string]*Promotion
+	pending map[string]*Promotion // pending, and finished ones kept for a window
 }
+
+// maxPendingPromotions bounds the promotions waiting for approval: each is
+// a writer change someone must review, and a leaked token must not be able
+// to grow the list without end.
+const maxPendingPromotions = 16
 
 // Promotion is one request to designate a writer.
 type Promotion struct {
@@ -35,47 +42,68 @@ type Promotion struct {
 	RequestedAt time.Time     `json:"requested_at"`
 	Expires     time.Time     `json:"expires"`
 	ApprovedBy  string        `json:"approved_by,omitempty"`
-	Status      string        `json:"status"` // pending | applied | rejected | expired
+	Status      string        `json:"status"` // pending | applied | rejected
 	Result      string        `json:"result,omitempty"`
+	// Done is when an approval applied or rejected it; finished promotions
+	// are listed for one promotion window after that, then dropped (the
+	// audit log keeps them).
+	Done time.Time `json:"done,omitzero"`
+}
+
+// prune drops promotions that expired while pending, recording each in
+// the audit log as expired, and finished ones older than window; p.mu is
+// held.
+func (n *Node) prune(p *promotions, now time.Time, window time.Duration) {
+	for id, pr := range p.pending {
+		switch {
+		case pr.Status == "pending" && now.After(pr.Expires):
+			delete(p.pending, id)
+			n.log.Warn("writer promotion expired unapproved", "id", pr.ID, "domain", pr.Writer.Domain, "writer", pr.Writer.URL, "requested_by", pr.RequestedBy)
+			n.g.audit.Record("ledger_promotion_expired", map[string]any{"id": pr.ID, "writer": pr.Writer, "requested_by": pr.RequestedBy,
+				"reason": pr.Reason, "expires": pr.Expires})
+		case pr.Status != "pending" && now.Sub(pr.Done) > window:
+			delete(p.pending, id)
+		}
+	}
+}
+
+func (p *promotions) countPending() int {
+	c := 0
+	for _, pr := range p.pending {
+		if pr.Status == "pending" {
+			c++
+		}
+	}
+	return c
 }
 
 // operator names the admin token a request used, without revealing it.
-// Loopback callers without a token have no identity and cannot take part.
-func (n *Node) operator(r *http.Request) (string, bool) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return "", false
-	}
-	for _, t := range n.state.Load().cfg.Admin.Tokens {
-		if subtle.ConstantTimeCompare([]byte(tok), []byte(t)) == 1 {
-			sum := sha256.Sum256([]byte(t))
-			return "operator-" + hex.EncodeToString(sum[:4]), true
-		}
-	}
-	return "", false
+func operator(r *http.Request) string {
+	id, _ := adminauth.From(r.Context())
+	return id.Name
 }
 
 func (n *Node) registerPromotionAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /admin/ledger/promotions", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /admin/ledger/promotions", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, r *http.Request) {
 		p := &n.g.promotions
 		p.mu.Lock()
+		n.prune(p, time.Now(), n.state.Load().cfg.Ledger.Promotion.Window.D())
 		list := make([]Promotion, 0, len(p.pending))
 		for _, pr := range p.pending {
 			list = append(list, *pr)
 		}
 		p.mu.Unlock()
+		slices.SortFunc(list, func(a, b Promotion) int { return a.RequestedAt.Compare(b.RequestedAt) })
 		writeJSON(w, http.StatusOK, map[string]any{"promotions": list})
-	})
-	mux.HandleFunc("POST /admin/ledger/promotions", n.requestPromotion)
-	mux.HandleFunc("POST /admin/ledger/promotions/{id}/approve", n.approvePromotion)
+	}))
+	// Loopback callers never hold promote: four eyes are two operators'
+	// own tokens, even on the node's machine.
+	mux.Handle("POST /admin/ledger/promotions", adminauth.RequireFunc(configs.RolePromote, n.requestPromotion))
+	mux.Handle("POST /admin/ledger/promotions/{id}/approve", adminauth.RequireFunc(configs.RolePromote, n.approvePromotion))
 }
 
 func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
-	who, ok := n.operator(r)
-	if !ok {
-		writeProblem(w, r, problem.Forbidden, "promotions need an operator's admin token, even from loopback")
-		return
-	}
+	who := operator(r)
 	var body struct {
 		Domain string `json:"domain"`
 		URL    string `json:"url"`
@@ -110,6 +138,12 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 	if p.pending == nil {
 		p.pending = map[string]*Promotion{}
 	}
+	n.prune(p, now, st.cfg.Ledger.Promotion.Window.D())
+	if p.countPending() >= maxPendingPromotions {
+		p.mu.Unlock()
+		writeProblem(w, r, problem.UnprocessableInput, fmt.Sprintf("%d promotions are already pending: approve them or let them expire first", maxPendingPromotions))
+		return
+	}
 	p.pending[pr.ID] = pr
 	p.mu.Unlock()
 	n.log.Warn("writer promotion requested", "id", pr.ID, "domain", body.Domain, "writer", body.URL, "epoch", body.Epoch, "by", who, "reason", body.Reason)
@@ -118,31 +152,25 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
-	who, ok := n.operator(r)
-	if !ok {
-		writeProblem(w, r, problem.Forbidden, "promotions need an operator's admin token, even from loopback")
-		return
-	}
+	who := operator(r)
 	p := &n.g.promotions
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
+	n.prune(p, now, n.state.Load().cfg.Ledger.Promotion.Window.D())
 	pr := p.pending[r.PathValue("id")]
 	switch {
 	case pr == nil:
-		writeProblem(w, r, problem.NotFound, "no such promotion")
+		writeProblem(w, r, problem.NotFound, "no such promotion pending: it may have expired unapproved (see the audit log); request it again")
 		return
 	case pr.Status != "pending":
 		writeProblem(w, r, problem.UnprocessableInput, "this promotion is "+pr.Status)
 		return
-	case time.Now().After(pr.Expires):
-		pr.Status = "expired"
-		n.g.audit.Record("ledger_promotion_expired", map[string]any{"id": pr.ID, "writer": pr.Writer})
-		writeProblem(w, r, problem.UnprocessableInput, "this promotion expired; request it again")
-		return
 	case who == pr.RequestedBy:
-		writeProblem(w, r, problem.Forbidden, "four eyes: a different operator must approve")
+		writeProblem(w, r, problem.Forbidden, "four eyes: an operator other than "+who+" must approve")
 		return
 	}
+	pr.Done = now
 	pr.ApprovedBy = who
 	var des ledger.Designation
 	var err error

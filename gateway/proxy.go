@@ -15,9 +15,10 @@ import (
 
 // proxyRoute sends requests to an upstream pool.
 type proxyRoute struct {
-	pool    *upstream.Pool
-	prefix  []byte
-	rewrite []byte
+	pool     *upstream.Pool
+	prefix   []byte
+	rewrite  []byte
+	contract *upstreamContract
 	// guard authenticates and enforces Idempotency-Key when the route asks
 	// for it (auth: jwt, idempotency: required); nil otherwise.
 	guard *keyGuard
@@ -28,7 +29,7 @@ func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	if p == nil {
 		return nil, fmt.Errorf("pool %q is not defined in region %q", rc.Pool, b.Region.Name)
 	}
-	pr := &proxyRoute{pool: p, prefix: []byte(rc.Match.PathPrefix)}
+	pr := &proxyRoute{pool: p, prefix: []byte(rc.Match.PathPrefix), contract: newUpstreamContract(rc)}
 	if rc.Rewrite != "" {
 		pr.rewrite = []byte(rc.Rewrite)
 	}
@@ -45,14 +46,20 @@ func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 // itself owns Transfer-Encoding and Content-Length.
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization"}
 
-// Serve proxies r to a healthy member, retrying on another member only when
-// that cannot apply the request twice: the failure happened before sending,
-// or the method is safe, or the request carries an Idempotency-Key (the
-// upstream deduplicates it). Retries also need the pool's retry budget.
+// Serve proxies r to a healthy member. A request goes to another member
+// after a failure only when that cannot apply it twice: nothing was sent
+// (the connection failed), or the method is safe, or the member refused
+// with 503, or the request carries an Idempotency-Key and the pool's
+// members share one deduplication store (shared_idempotency). An unsafe
+// keyed request whose outcome is unknown at a member stays with that
+// member: the key is pinned to it, the client gets 504, and its retry goes
+// to that member alone, or fails closed while it is down. Retries also need
+// the pool's retry budget.
 func (p *proxyRoute) Serve(r *Request) {
 	ctx := r.Ctx
 	req := &ctx.Request
 	var k keyed
+	principal := ""
 	if p.guard != nil {
 		claims, ok := p.guard.authenticate(r)
 		if !ok {
@@ -61,33 +68,67 @@ func (p *proxyRoute) Serve(r *Request) {
 		if k, ok = p.guard.claim(r, claims.Subject); !ok {
 			return
 		}
-		req.Header.Set("X-Hedge-Principal", claims.Subject) // never the client's own
+		principal = claims.Subject
 	}
-	clientClose := req.Header.ConnectionClose()
-	var pathBuf [128]byte
-	origPath := append(pathBuf[:0], req.URI().Path()...)
-	p.prepare(r)
 	pool := p.pool
+	var pinned *upstream.Member
+	if k.claim.Pinned != "" {
+		if pinned = pool.Member(k.claim.Pinned); pinned == nil || !pinned.Health.Healthy() {
+			k.release(r) // the pin stays
+			problem.Write(ctx, problem.PinnedUnavailable, "an earlier request with this Idempotency-Key reached an upstream that is unavailable now; retry later with the same key", r.ID)
+			ctx.Response.Header.Set("Retry-After", "1")
+			return
+		}
+	}
+
+	clientClose := req.Header.ConnectionClose()
+	out := req
+	var origPath []byte
+	if p.contract.allowlist {
+		out = fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(out)
+		p.contract.build(out, r, p.prefix, p.rewrite, k.clientKey())
+	} else {
+		var pathBuf [128]byte
+		origPath = append(pathBuf[:0], req.URI().Path()...)
+		p.prepare(r)
+	}
+	if principal != "" {
+		out.Header.Set(httpx.PrincipalHeader, principal) // never the client's own
+	}
 	pool.Budget.Deposit()
-	retryable := isSafe(req.Header.Method()) || len(req.Header.Peek("Idempotency-Key")) > 0
+	safe := isSafe(out.Header.Method())
+	keyedReq := k.active || len(out.Header.Peek("Idempotency-Key")) > 0
+	// After an exchange whose outcome is unknown, another member may be
+	// tried only if it cannot apply the request a second time.
+	anotherAfterUnknown := safe || keyedReq && pool.Cfg.SharedIdempotency
 
 	var tried [5]*upstream.Member
 	attempts := pool.Cfg.Retries.Attempts
 	var lastErr error
+	var lastMember *upstream.Member
 	for i := 0; i < attempts; i++ {
-		m := pool.Pick(tried[:i])
+		m := pinned
+		if m == nil {
+			m = pool.Pick(tried[:i])
+		} else if i > 0 && !upstream.BeforeSend(lastErr) {
+			break
+		}
 		if m == nil {
 			break
 		}
-		tried[i] = m
+		tried[i], lastMember = m, m
 		r.Upstream, r.Attempts = m.Name, i+1
-		req.URI().SetScheme(m.Scheme)
-		err := m.Client.Do(req, &ctx.Response)
-		if err == nil && ctx.Response.StatusCode() == fasthttp.StatusServiceUnavailable &&
-			retryable && i+1 < attempts && pool.Healthy() > 1 && pool.Budget.Withdraw() {
+		out.URI().SetScheme(m.Scheme)
+		if p.contract.allowlist {
+			out.URI().SetHost(m.Client.Addr)
+		}
+		err := m.Client.Do(out, &ctx.Response)
+		if err == nil && ctx.Response.StatusCode() == fasthttp.StatusServiceUnavailable && pinned == nil &&
+			(safe || keyedReq) && i+1 < attempts && pool.Healthy() > 1 && pool.Budget.Withdraw() {
 			// The member says it cannot serve (a rail going down before its
-			// health checks notice): a request that cannot be applied twice
-			// goes to the next member.
+			// health checks notice): it did not apply the request, so one
+			// that cannot be applied twice goes to the next member.
 			m.Health.ReportFailure(errUpstream503)
 			ctx.Response.Reset()
 			r.Node.countUpstreamError(pool.Name, "unavailable")
@@ -115,17 +156,28 @@ func (p *proxyRoute) Serve(r *Request) {
 		}
 		r.Node.countUpstreamError(pool.Name, kind)
 		r.Node.log.Debug("upstream exchange failed", "pool", pool.Name, "member", m.Name, "kind", kind, "error", err, "request_id", string(r.ID))
-		if kind != "connect" && !retryable || i+1 >= attempts || !pool.Budget.Withdraw() {
+		if kind != "connect" && !anotherAfterUnknown || i+1 >= attempts || !pool.Budget.Withdraw() {
 			break
 		}
 		r.Node.countRetry(pool.Name)
 	}
-	req.URI().SetPathBytes(origPath) // problems name the path the client asked for
-	k.release(r)                     // no final answer: the client's retry must go through
+	if origPath != nil {
+		req.URI().SetPathBytes(origPath) // problems name the path the client asked for
+	}
+	unknown := lastErr != nil && !upstream.BeforeSend(lastErr)
+	if unknown && k.active && !pool.Cfg.SharedIdempotency {
+		// Sent, and no answer: the member may have applied it. The retry
+		// must find it there, not at a member with a store of its own.
+		k.pin(r, lastMember.URL)
+	} else {
+		k.release(r) // no final answer: the client's retry must go through
+	}
 	switch {
 	case lastErr == nil:
 		problem.Write(ctx, problem.NoHealthyUpstream, "no healthy member in pool "+pool.Name, r.ID)
 		ctx.Response.Header.Set("Retry-After", "1")
+	case unknown && k.claim.Won:
+		problem.Write(ctx, problem.OutcomeUnknown, "pool "+pool.Name+" did not confirm the outcome; retry with the same Idempotency-Key", r.ID)
 	case upstream.Timeout(lastErr):
 		problem.Write(ctx, problem.UpstreamTimeout, "pool "+pool.Name+" did not answer in time", r.ID)
 	case upstream.BeforeSend(lastErr) && pool.Healthy() == 0:
@@ -140,28 +192,37 @@ func (p *proxyRoute) Serve(r *Request) {
 }
 
 // prepare turns the client's request into the upstream request in place.
-func (p *proxyRoute) prepare(r *Request) { prepareForward(r, p.prefix, p.rewrite) }
+func (p *proxyRoute) prepare(r *Request) { prepareForward(r, p.contract, p.prefix, p.rewrite) }
 
 // prepareForward turns the client's request into the request the edge
-// sends on, in place: hop-by-hop headers out, the path rewritten, the
-// forwarding headers, request id and trace context set. Every route kind
-// that forwards uses it.
-func prepareForward(r *Request, prefix, rewrite []byte) {
+// sends on, in place, for routes that forward the client's headers:
+// hop-by-hop headers and the contract's strip list out, the path
+// rewritten, the forwarding headers, request id and trace context set.
+func prepareForward(r *Request, c *upstreamContract, prefix, rewrite []byte) {
 	h := &r.Ctx.Request.Header
-	var conn [8][]byte
-	tokens := conn[:0]
-	httpx.ConnectionTokens(h.Peek("Connection"), func(t []byte) {
-		if len(tokens) < cap(tokens) {
-			tokens = append(tokens, t)
+	// Every Connection header's tokens, not only the first header's.
+	var names [16][64]byte
+	var lens [16]int
+	n := 0
+	for k, v := range h.All() {
+		if !equalFoldASCII(k, connectionLower) {
+			continue
 		}
-	})
-	for _, t := range tokens {
-		h.DelBytes(t)
+		httpx.ConnectionTokens(v, func(t []byte) {
+			if n < len(names) && len(t) <= len(names[n]) {
+				lens[n] = copy(names[n][:], t)
+				n++
+			}
+		})
+	}
+	for i := range n {
+		h.DelBytes(names[i][:lens[i]])
 	}
 	for _, name := range hopByHop {
 		h.Del(name)
 	}
 	h.ResetConnectionClose()
+	c.stripInPlace(h)
 
 	if rewrite != nil {
 		uri := r.Ctx.Request.URI()
@@ -172,30 +233,7 @@ func prepareForward(r *Request, prefix, rewrite []byte) {
 			uri.SetPathBytes(np)
 		}
 	}
-
-	var buf [256]byte
-	client := r.Client.AppendTo(buf[:0])
-	if r.TrustedPeer {
-		if prior := h.Peek("X-Forwarded-For"); len(prior) > 0 {
-			b := append(append(append(buf[len(client):len(client)], prior...), ", "...), r.Peer.String()...)
-			h.SetBytesV("X-Forwarded-For", b)
-		} else {
-			h.SetBytesV("X-Forwarded-For", client)
-		}
-		if len(h.Peek("X-Forwarded-Proto")) == 0 {
-			h.Set("X-Forwarded-Proto", r.Proto)
-		}
-		prior := h.Peek("Forwarded")
-		f := httpx.AppendForwardedElement(nil, r.Peer, []byte(r.Proto), r.Ctx.Host())
-		if len(prior) > 0 {
-			f = append(append(append([]byte(nil), prior...), ", "...), f...)
-		}
-		h.SetBytesV("Forwarded", f)
-	} else {
-		h.SetBytesV("X-Forwarded-For", client)
-		h.Set("X-Forwarded-Proto", r.Proto)
-		h.SetBytesV("Forwarded", httpx.AppendForwardedElement(buf[len(client):len(client)], r.Client, []byte(r.Proto), r.Ctx.Host()))
-	}
+	setForwarding(h, r, h)
 	h.SetBytesV("X-Request-Id", r.ID)
 	if tp := h.Peek("traceparent"); len(tp) > 0 && !httpx.ValidTraceparent(tp) {
 		// An invalid traceparent must not be passed on; tracestate is

@@ -28,9 +28,9 @@ import (
 
 func init() { routeKinds["stream"] = newStreamRoute }
 
-// streamServers keeps one stream node per node for the process's life: its
-// ICE sockets, live sessions and LL-HLS muxers survive configuration
-// reloads. A reload's settings reach the running stream.Server when its
+// streamServers keeps one stream node per node until the node shuts down
+// (closeStreams): its ICE sockets, live sessions and LL-HLS muxers survive
+// configuration reloads. A reload's settings reach the running stream.Server when its
 // state is installed (streamRoute.installed), never from a state that a
 // failed reload throws away.
 var streamServers struct {
@@ -143,7 +143,7 @@ func (sr *streamRoute) Serve(r *Request) {
 	rest, ok := strings.CutPrefix(string(ctx.Path()), sr.prefix)
 	name, sub, hasSub := strings.Cut(rest, "/")
 	if !ok || !stream.ValidName(name) {
-		sr.srv.Handle(ctx, r.ID) // its 404 problems
+		sr.srv.Handle(ctx, r.ID, r.Client) // its 404 problems
 		return
 	}
 	if !hasSub {
@@ -153,7 +153,7 @@ func (sr *streamRoute) Serve(r *Request) {
 			ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
 			return
 		}
-		sr.srv.Handle(ctx, r.ID)
+		sr.srv.Handle(ctx, r.ID, r.Client)
 		return
 	}
 	first, _, _ := strings.Cut(sub, "/")
@@ -171,7 +171,7 @@ func (sr *streamRoute) Serve(r *Request) {
 		ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
 		sr.player(ctx)
 	default:
-		sr.srv.Handle(ctx, r.ID)
+		sr.srv.Handle(ctx, r.ID, r.Client)
 	}
 }
 
@@ -284,7 +284,11 @@ func streamOptions(b *Build, prefix string) (stream.Options, error) {
 	}
 	o := stream.Options{
 		Prefix: prefix, AllowTakeover: c.AllowTakeover,
-		MaxViewersPerStream: c.MaxViewersPerStream, MaxViewersPerNode: c.MaxViewersPerNode,
+		MaxViewersPerStream: noLimit(c.MaxViewersPerStream), MaxViewersPerNode: noLimit(c.MaxViewersPerNode),
+		MaxConnectingViewers: noLimit(c.MaxConnectingViewers), ConnectTimeout: c.ConnectTimeout.D(),
+		PerAddress: stream.AddressLimits{
+			Rate: c.PerAddress.Rate.PerSecond, Burst: c.PerAddress.Burst, MaxSessions: noLimit(c.PerAddress.MaxSessions),
+		},
 		PublisherGrace: c.PublisherGrace.D(), MediaTimeout: c.MediaTimeout.D(),
 		ICE: stream.ICE{
 			UDP:        net.JoinHostPort(host, fmt.Sprint(c.ICE.UDPPort)),
@@ -314,6 +318,9 @@ func streamOptions(b *Build, prefix string) (stream.Options, error) {
 	}
 	return o, nil
 }
+
+// noLimit turns the configuration's -1 (no limit) into package stream's 0.
+func noLimit(n int) int { return max(n, 0) }
 
 // relayPeers are the other regions' edges (each node's first listener), and
 // a client that reaches them by their TLS name, trusting the internal CA
@@ -355,7 +362,7 @@ func relayPeers(b *Build, prefix string) ([]string, *http.Client, error) {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if internal {
-		root, err := certs.InternalRoot(b.Config.DataDir)
+		root, err := certs.InternalRoot(b.Config.DataDir, configs.InternalCANames(b.Config)...)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -433,6 +440,19 @@ func streamStatus(region, node string) *StreamStatus {
 		s.PendingRestart = *p
 	}
 	return s
+}
+
+// closeStreams ends the node's stream server as the node shuts down (or
+// fails to start): its sessions, streams, relays, muxers and ICE sockets,
+// and every goroutine they run. Reloads keep it; only this ends it.
+func closeStreams(region, node string) {
+	streamServers.Lock()
+	n := streamServers.m[region+"/"+node]
+	delete(streamServers.m, region+"/"+node)
+	streamServers.Unlock()
+	if n != nil {
+		_ = n.srv.Close()
+	}
 }
 
 // nodeStreams is the node's stream server and muxers, nil when it serves

@@ -1,9 +1,16 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"hedge/gateway/certs"
 	"hedge/stream/streamtest"
 )
 
@@ -170,9 +178,146 @@ func TestStreamRouteThroughGateway(t *testing.T) {
 	resp, body = do(t, "POST", e.url+"/live/bacc-01/whip", "", "v=0\r\nnot sdp", "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
 	wantProblem(t, resp, body, 400, "invalid-sdp")
 
-	// The studio ends its session through the gateway.
+	// The session's Location alone does not end it; the studio's token does.
 	resp, body = do(t, "DELETE", e.url+pubLocation, "", "")
+	wantProblem(t, resp, body, 401, "invalid-token")
+	resp, body = do(t, "DELETE", e.url+pubLocation, "", "", "Authorization", "Bearer studio-a-token")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE the WHIP session: expected 200, got %d %s", resp.StatusCode, body)
+	}
+}
+
+// A WHIP offer over the route's body limit is answered 413 problem+json,
+// and a client that writes its whole request before reading the answer
+// (as curl and most WHIP encoders do) reads that 413, over plain HTTP and
+// TLS alike: the edge closes such a connection lingering, reading what the
+// client still sends, instead of resetting it under the client's writes.
+func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+		size int
+	}{
+		{"just over the limit", false, 64<<10 + 1},
+		{"1 MiB", false, 1 << 20},
+		{"8 MiB", false, 8 << 20},
+		{"TLS, 1 MiB", true, 1 << 20},
+		{"TLS, 8 MiB", true, 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			region := fmt.Sprintf("big%d", time.Now().UnixNano()%1_000_000)
+			cfg := streamConfig
+			if tc.tls {
+				cfg = strings.Replace(cfg, "tls: {mode: off}", "tls: {mode: internal, names: [play.edge.test]}", 1)
+			}
+			e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+			addr := strings.TrimPrefix(e.url, "http://")
+			var c net.Conn
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if tc.tls {
+				root, err := certs.InternalRoot(filepath.Dir(e.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				pem, err := os.ReadFile(root)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pool := x509.NewCertPool()
+				pool.AppendCertsFromPEM(pem)
+				c = tls.Client(c, &tls.Config{ServerName: "play.edge.test", RootCAs: pool})
+			}
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			head := fmt.Sprintf("POST /live/bacc-01/whip HTTP/1.1\r\nHost: play.edge.test\r\nContent-Type: application/sdp\r\n"+
+				"Authorization: Bearer studio-a-token\r\nContent-Length: %d\r\n\r\n", tc.size)
+			if _, err := c.Write([]byte(head)); err != nil {
+				t.Fatalf("writing the request head: %v", err)
+			}
+			if _, err := c.Write(bytes.Repeat([]byte("a"), tc.size)); err != nil {
+				t.Fatalf("writing an offer of %d bytes: expected the edge to take it in and answer, got %v", tc.size, err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the answer to an offer of %d bytes: expected 413, got %v", tc.size, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			wantProblem(t, resp, string(body), 413, "body-too-large")
+			if !resp.Close {
+				t.Error("413 before the body was read: expected Connection: close")
+			}
+		})
+	}
+}
+
+// The per-address limits of session creation apply to the client address
+// the edge established: behind a trusted proxy, the X-Forwarded-For
+// client's, each its own. Refusals and connecting viewers show in
+// /metrics.
+func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
+	region := fmt.Sprintf("addr%d", time.Now().UnixNano()%1_000_000)
+	cfg := streamRouteYAML + `streams:
+  studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
+  ice: {udp_port: {{UDP}}}
+  relay: false
+  per_address: {rate: 1/m, burst: 2, max_sessions: 5}
+` + strings.Replace(streamNodeYAML, "tls: {mode: off}", "tls: {mode: off}\n            trusted_proxies: [127.0.0.0/8]", 1)
+	e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+	api := streamPeerAPI(t)
+	pub := streamtest.NewPublisher(t, api)
+	resp, body := do(t, "POST", e.url+"/live/bacc-01/whip", "", streamtest.Offer(t, pub.PC), "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("WHIP: expected 201, got %d %s", resp.StatusCode, body)
+	}
+	if err := pub.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: body}); err != nil {
+		t.Fatal(err)
+	}
+	pub.Send(1)
+
+	// Offers that never connect: each viewer's PeerConnection is closed
+	// once its offer is made.
+	offer := func() string {
+		v := streamtest.NewViewer(t, api)
+		defer v.Close()
+		return streamtest.Offer(t, v.PC)
+	}
+	for i, c := range []struct {
+		client string
+		status int
+		typ    string
+	}{
+		{"203.0.113.5", 201, ""},
+		{"203.0.113.5", 201, ""},
+		{"203.0.113.5", 429, "stream-session-rate"},
+		{"203.0.113.6", 201, ""},
+		{"203.0.113.6", 201, ""},
+		{"203.0.113.6", 429, "stream-session-rate"},
+	} {
+		resp, body := do(t, "POST", e.url+"/live/bacc-01/whep", "", offer(), "Content-Type", "application/sdp", "X-Forwarded-For", c.client)
+		if c.status == 201 {
+			if resp.StatusCode != 201 {
+				t.Fatalf("WHEP %d from %s: expected 201, got %d %s", i, c.client, resp.StatusCode, body)
+			}
+			continue
+		}
+		wantProblem(t, resp, body, c.status, c.typ)
+		if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+			t.Errorf("WHEP %d from %s over its rate: expected Retry-After, got %q", i, c.client, ra)
+		}
+	}
+	labels := `{node="` + region + `-1",reason="address_rate",region="` + region + `"}`
+	metrics := get(t, e.admin+"/metrics")
+	for _, want := range []string{
+		`hedge_stream_refused_total` + labels + ` 2`,
+		`hedge_stream_viewers_connecting{node="` + region + `-1",region="` + region + `"} 4`,
+		`hedge_stream_viewers{node="` + region + `-1",region="` + region + `"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics: expected %s, got:\n%s", want, grepLines(metrics, "hedge_stream_"))
+		}
 	}
 }

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -10,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/gateway/problem"
 )
 
 // Studio may publish the streams whose names match one of Streams (path.Match
@@ -119,4 +124,93 @@ func verifyToken(key []byte, tok string, now time.Time) (string, error) {
 		return "", ErrTokenExpired
 	}
 	return name, nil
+}
+
+// SessionTokenHeader carries, in a WHEP 201, the session's own token: the
+// bearer token that PATCH and DELETE on the session's Location need (the
+// viewer token that created the session, if any, works too). The Location
+// alone is not enough: it shows up in logs, referrers and traces.
+const SessionTokenHeader = "Session-Token"
+
+// newSessionToken is 256 random bits, base64url.
+func newSessionToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// credential is the request's bearer token, or its ?token= (a player's
+// viewer token may come in the URL).
+func credential(ctx *fasthttp.RequestCtx) string {
+	if tok := bearer(string(ctx.Request.Header.Peek("Authorization"))); tok != "" {
+		return tok
+	}
+	return string(ctx.QueryArgs().Peek("token"))
+}
+
+// credentialHash is what a session keeps of a credential it accepts.
+type credentialHash [sha256.Size]byte
+
+func hashCredential(tok string) credentialHash {
+	// Tokens of the usual sizes are hashed from the stack: authorizing a
+	// PATCH or DELETE allocates nothing.
+	var buf [512]byte
+	if len(tok) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], tok...))
+	}
+	return sha256.Sum256([]byte(tok))
+}
+
+// grant lets tok control the session (PATCH, DELETE).
+func (x *session) grant(tok string) {
+	if tok == "" {
+		return
+	}
+	x.mu.Lock()
+	x.creds = append(x.creds, hashCredential(tok))
+	x.mu.Unlock()
+}
+
+// accepts reports whether tok was granted control of the session. Every
+// granted credential is compared, in constant time.
+func (x *session) accepts(tok string) bool {
+	h := hashCredential(tok)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	ok := 0
+	for i := range x.creds {
+		ok |= subtle.ConstantTimeCompare(h[:], x.creds[i][:])
+	}
+	return ok == 1
+}
+
+// authorized checks that a PATCH or DELETE carries the session's
+// credentials (RFC 9725 §4.4: the session URL is protected like the
+// endpoint that created it): for a WHIP session, the studio token that
+// created it or that studio's current token (after a reload rotated it);
+// for a WHEP session, its session token or the viewer token that created
+// it. Otherwise it answers 401 (no credential) or 403 (not this
+// session's), counts the refusal, and returns false.
+func (s *Server) authorized(ctx *fasthttp.RequestCtx, x *session, requestID []byte) bool {
+	tok := credential(ctx)
+	if tok != "" && x.accepts(tok) {
+		return true
+	}
+	if tok != "" && x.studio != "" {
+		if name, ok := studioFor(s.options().Studios, tok, x.stream); ok && name == x.studio {
+			return true
+		}
+	}
+	s.refused[RefusedSessionAuth].Add(1)
+	if tok == "" {
+		what := "the studio token that created this session"
+		if x.endpoint == "whep" {
+			what = "the session's token (" + SessionTokenHeader + " of its 201) or the viewer token that created it"
+		}
+		problem.Write(ctx, problem.InvalidToken, "a bearer token is required: "+what, requestID)
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="`+x.endpoint+`"`)
+		return false
+	}
+	problem.Write(ctx, problem.StreamSessionForbidden, "", requestID)
+	return false
 }

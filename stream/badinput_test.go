@@ -36,6 +36,8 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 	if v == nil {
 		t.Fatalf("WHEP with a valid token: expected 201, got %d %s", res.status, res.body)
 	}
+	// The cap counts the viewer once it has connected.
+	waitFor(t, 10*time.Second, "the viewer to connect", func() bool { return n.srv.Stats().Viewers == 1 })
 
 	// A viewer's offer that only accepts VP8 cannot play this H.264 stream.
 	vp8PC, err := clientAPI(t, false, webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}).NewPeerConnection(webrtc.Configuration{})
@@ -77,8 +79,8 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 		{"over the stream's viewer cap", "POST", "bacc-01/whep", "application/sdp", tok("*", time.Minute), offerFor(t), nil, 503, "stream-viewer-cap"},
 		{"unknown session", "DELETE", "bacc-01/whip/0123", "", "", "", nil, 404, "stream-session-not-found"},
 		{"session of another endpoint", "DELETE", strings.TrimPrefix(v.location, "/live/"), "", "", "", nil, 0, ""},
-		{"PATCH with a stale ETag", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "", "a=ice-ufrag:x\r\na=ice-pwd:y\r\n", []string{"If-Match", `"stale"`}, 412, "precondition-failed"},
-		{"PATCH that is not a fragment", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "", "garbage", nil, 400, "invalid-sdp"},
+		{"PATCH with a stale ETag", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "demo-studio", "a=ice-ufrag:x\r\na=ice-pwd:y\r\n", []string{"If-Match", `"stale"`}, 412, "precondition-failed"},
+		{"PATCH that is not a fragment", "PATCH", strings.TrimPrefix(pub.location, "/live/"), "application/trickle-ice-sdpfrag", "demo-studio", "garbage", nil, 400, "invalid-sdp"},
 		{"GET on the endpoint", "GET", "bacc-01/whip", "", "", "", nil, 405, "method-not-allowed"},
 	}
 	for _, c := range cases {

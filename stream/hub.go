@@ -50,22 +50,23 @@ type Hub struct {
 	name string
 	cfg  hubConfig
 
-	mu        sync.Mutex
-	src       source
-	gen       uint64 // of src; packets of an older generation are dropped
-	tracks    [2]*Track
-	ended     bool
-	grace     *time.Timer
-	ready     chan struct{} // closed once the expected tracks exist
-	expect    int           // tracks the first source announced
-	readyDone bool
-	kfLast    time.Time
-	kfTimer   *time.Timer
-	readerMu  sync.Mutex
-	readers   atomic.Pointer[[]Reader]
-	viewers   atomic.Int64
-	curGen    atomic.Uint64 // gen while it may write; 0 once ended
-	fullUntil atomic.Int64  // Unix ns: the fan-out was behind; no new WebRTC viewer until then
+	mu         sync.Mutex
+	src        source
+	gen        uint64 // of src; packets of an older generation are dropped
+	tracks     [2]*Track
+	ended      bool
+	grace      *time.Timer
+	ready      chan struct{} // closed once the expected tracks exist
+	expect     int           // tracks the first source announced
+	readyDone  bool
+	kfLast     time.Time
+	kfTimer    *time.Timer
+	readerMu   sync.Mutex
+	readers    atomic.Pointer[[]Reader]
+	viewers    atomic.Int64  // connected WHEP viewers, reading the hub
+	connecting atomic.Int64  // WHEP viewers whose ICE and DTLS have not completed
+	curGen     atomic.Uint64 // gen while it may write; 0 once ended
+	fullUntil  atomic.Int64  // Unix ns: the fan-out was behind; no new WebRTC viewer until then
 }
 
 // The fan-out is full when a packet waited longer than fanoutBehind before
@@ -112,7 +113,7 @@ func newHub(name string, cfg hubConfig) *Hub {
 // Name is the stream's name.
 func (h *Hub) Name() string { return h.name }
 
-// Viewers is the number of WHEP viewers now attached.
+// Viewers is the number of WHEP viewers now attached (connected).
 func (h *Hub) Viewers() int { return int(h.viewers.Load()) }
 
 // Live reports whether a source is publishing now.

@@ -96,7 +96,7 @@ func replaceICE(s, ufrag, pwd string) string {
 // PATCH with the client's new credentials, answered 200 with the edge's new
 // credentials and a new ETag, which the client then applies. It returns the
 // fragment it sent.
-func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, answer, etag string) string {
+func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, token, answer, etag string) string {
 	t.Helper()
 	oldUfrag := sdpAttr(pc.LocalDescription().SDP, "ice-ufrag")
 	off, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
@@ -117,7 +117,7 @@ func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, 
 		t.Fatal("pion did not change the client's ICE credentials")
 	}
 	frag := fragOf(restart, true)
-	r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag)
+	r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", token, []byte(frag), "If-Match", etag)
 	if r.status != http.StatusOK {
 		t.Fatalf("PATCH ICE restart: expected 200, got %d %s", r.status, r.body)
 	}
@@ -176,11 +176,11 @@ func TestICERestartByPATCH(t *testing.T) {
 			}
 			waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 
-			pc, location, answer, etag := v.PC, v.location, res.body, res.header.Get("ETag")
+			pc, location, token, answer, etag := v.PC, v.location, v.token, res.body, res.header.Get("ETag")
 			if who == "whip studio" {
-				pc, location, answer, etag = pub.PC, pub.location, pubAnswer, pubETag
+				pc, location, token, answer, etag = pub.PC, pub.location, pub.token, pubAnswer, pubETag
 			}
-			frag := restartICE(t, n, pc, location, answer, etag)
+			frag := restartICE(t, n, pc, location, token, answer, etag)
 			videoContinues(t, v, "after the "+who+"'s ICE restart")
 			if st := pc.ICEConnectionState(); st != webrtc.ICEConnectionStateConnected && st != webrtc.ICEConnectionStateCompleted {
 				t.Errorf("%s's ICE state after the restart: expected connected, got %s", who, st)
@@ -188,7 +188,7 @@ func TestICERestartByPATCH(t *testing.T) {
 			if st := n.srv.Stats(); st.Sessions != 2 || st.Streams != 1 {
 				t.Errorf("after the restart: expected the same 2 sessions of 1 stream, got %+v", st)
 			}
-			if r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag); r.status != http.StatusPreconditionFailed {
+			if r := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", token, []byte(frag), "If-Match", etag); r.status != http.StatusPreconditionFailed {
 				t.Errorf("PATCH with the ETag from before the restart: expected 412, got %d %s", r.status, r.body)
 			}
 		})
@@ -246,7 +246,7 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("WHEP without candidates: expected 201, got %d %s", r.status, r.body)
 	}
-	location, etag := r.header.Get("Location"), r.header.Get("ETag")
+	location, etag, token := r.header.Get("Location"), r.header.Get("ETag"), r.header.Get(SessionTokenHeader)
 	if ap := r.header.Get("Accept-Patch"); ap != "application/trickle-ice-sdpfrag" {
 		t.Errorf("WHEP 201: expected Accept-Patch application/trickle-ice-sdpfrag, got %q", ap)
 	}
@@ -260,7 +260,7 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if !strings.Contains(frag, "a=candidate:") {
 		t.Fatalf("no client candidate to trickle in:\n%s", full)
 	}
-	p := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", "", []byte(frag), "If-Match", etag)
+	p := do(t, "PATCH", "http://"+n.ln.Addr().String()+location, "application/trickle-ice-sdpfrag", token, []byte(frag), "If-Match", etag)
 	if p.status != http.StatusNoContent {
 		t.Fatalf("trickle PATCH: expected 204, got %d %s", p.status, p.body)
 	}

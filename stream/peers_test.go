@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 
 // Test peers are real pion PeerConnections on loopback, talking to a real
 // Server behind a real fasthttp listener.
+
+// testClientHeader names the client address a test request comes from.
+const testClientHeader = "X-Test-Client"
 
 type testNode struct {
 	t    *testing.T
@@ -45,7 +49,13 @@ func startNode(t *testing.T, opts Options) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { srv.Handle(ctx, []byte("req-1")) }, MaxRequestBodySize: 1 << 20}
+	// The client address is the connection's, or the test's X-Test-Client
+	// (the edge establishes it from trusted proxies the same way).
+	handle := func(ctx *fasthttp.RequestCtx) {
+		client, _ := netip.ParseAddr(string(ctx.Request.Header.Peek(testClientHeader)))
+		srv.Handle(ctx, []byte("req-1"), client)
+	}
+	hs := &fasthttp.Server{Handler: handle, MaxRequestBodySize: 1 << 20}
 	go func() { _ = hs.Serve(ln) }()
 	n := &testNode{t: t, srv: srv, base: "http://" + ln.Addr().String() + "/live/", ln: ln, http: hs}
 	t.Cleanup(n.stop)
@@ -123,6 +133,7 @@ func do(t *testing.T, method, url, ctype, auth string, body []byte, hdr ...strin
 type testPublisher struct {
 	*streamtest.Publisher
 	location string
+	token    string // the studio token that created the session
 }
 
 func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublisher, httpResult) {
@@ -136,7 +147,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.body}); err != nil {
 		t.Fatal(err)
 	}
-	p.location = res.header.Get("Location")
+	p.location, p.token = res.header.Get("Location"), token
 	return p, res
 }
 
@@ -144,6 +155,7 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 type testViewer struct {
 	*streamtest.Viewer
 	location string
+	token    string // the session's token (Session-Token)
 }
 
 func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testViewer, httpResult) {
@@ -157,7 +169,7 @@ func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testVi
 	if err := v.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.body}); err != nil {
 		t.Fatal(err)
 	}
-	v.location = res.header.Get("Location")
+	v.location, v.token = res.header.Get("Location"), res.header.Get(SessionTokenHeader)
 	return v, res
 }
 

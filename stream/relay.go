@@ -196,7 +196,7 @@ func (r *relay) viewerLeft() {
 func (r *relay) checkIdle() {
 	r.mu.Lock()
 	left := r.s.options().Relay.Grace - time.Since(r.lastLeave)
-	if r.hub.Viewers() > 0 {
+	if r.hub.Viewers() > 0 || r.hub.connecting.Load() > 0 {
 		r.idle = nil
 		r.mu.Unlock()
 		return
@@ -376,7 +376,7 @@ func (r *relay) pullFrom(url string) pullResult {
 	default:
 		return pullFailed
 	}
-	location := resp.Header.Get("Location")
+	location, token := resp.Header.Get("Location"), resp.Header.Get(SessionTokenHeader)
 	g, err := r.hub.attach(src, true)
 	if err != nil {
 		return pullFailed
@@ -393,14 +393,14 @@ func (r *relay) pullFrom(url string) pullResult {
 	case <-broken:
 		s.log.Warn("stream relay broke; retrying", "stream", r.stream, "origin", url)
 	case <-r.ctx.Done():
-		r.deleteSession(url, location)
+		r.deleteSession(url, location, token)
 	}
 	return pullConnected
 }
 
-// deleteSession ends the relay's session at the origin (best effort; the
-// origin also notices the connection close).
-func (r *relay) deleteSession(whepURL, location string) {
+// deleteSession ends the relay's session at the origin with the session's
+// token (best effort; the origin also notices the connection close).
+func (r *relay) deleteSession(whepURL, location, token string) {
 	if location == "" {
 		return
 	}
@@ -417,6 +417,9 @@ func (r *relay) deleteSession(whepURL, location string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
 	if err != nil {
 		return
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if resp, err := r.s.options().Relay.Client.Do(req); err == nil {
 		resp.Body.Close()

@@ -29,6 +29,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	if local == nil {
 		t.Fatalf("local viewer at eu: expected 201, got %d %s", res.status, res.body)
 	}
+	waitFor(t, 10*time.Second, "eu's local viewer to connect", func() bool { return eu.srv.Stats().Viewers == 1 })
 	if _, res := newViewer(t, eu, "bacc-11", "Authorization", tok("bacc-11")); res.status != http.StatusServiceUnavailable {
 		t.Fatalf("second viewer at eu over its cap of 1: expected 503, got %d %s", res.status, res.body)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,17 +33,27 @@ type Options struct {
 	// ViewerTokenKey, when set, makes WHEP require a token made by
 	// SignViewerToken (Authorization: Bearer, or ?token=).
 	ViewerTokenKey []byte
-	// Caps on WebRTC viewers (0: no cap). Over a cap, WHEP answers 503
-	// naming the stream's LL-HLS URL.
+	// Caps on connected WebRTC viewers (0: no cap). Over a cap, WHEP
+	// answers 503 naming the stream's LL-HLS URL. A viewer counts once its
+	// ICE and DTLS have completed; until then it is connecting.
 	MaxViewersPerStream int
 	MaxViewersPerNode   int
+	// MaxConnectingViewers bounds the node's WHEP viewers that are still
+	// connecting (0: no bound); over it, WHEP answers 503 like a cap. A
+	// viewer that connects while the caps are full is closed.
+	MaxConnectingViewers int
+	// ConnectTimeout closes a session whose ICE and DTLS have not
+	// completed in time, freeing what it holds (default 5s).
+	ConnectTimeout time.Duration
+	// PerAddress limits the sessions one client address may start.
+	PerAddress AddressLimits
 	// MaxBodyBytes bounds SDP offers and PATCH bodies (default 64 KiB).
 	MaxBodyBytes int
 	ICE          ICE
 	// PublisherGrace is how long a stream outlives its publisher, waiting
 	// for it to reconnect (default 10s).
 	PublisherGrace time.Duration
-	// MediaTimeout closes a session that connects no media in time
+	// MediaTimeout closes a publisher whose media has not started in time
 	// (default 10s).
 	MediaTimeout time.Duration
 	// KeyframeInterval is the minimum time between keyframe requests to a
@@ -72,6 +83,9 @@ func (o *Options) defaults() {
 	}
 	if o.MediaTimeout <= 0 {
 		o.MediaTimeout = 10 * time.Second
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 5 * time.Second
 	}
 	if o.KeyframeInterval <= 0 {
 		o.KeyframeInterval = 250 * time.Millisecond
@@ -104,7 +118,11 @@ type Server struct {
 	closed   bool
 	notFound notFound // streams no relay peer had, lately
 
-	viewers atomic.Int64
+	viewers    atomic.Int64 // connected WHEP viewers
+	connecting atomic.Int64 // WHEP viewers not connected yet
+	addrs      addrTable
+	refused    [refusals]atomic.Uint64
+	timeouts   atomic.Uint64 // sessions closed by ConnectTimeout
 }
 
 type hubEntry struct {
@@ -150,7 +168,9 @@ const (
 // without the new credentials), takeover, the viewer token key, viewer
 // caps (for new viewers: those over a lowered cap stay), the publisher
 // grace (of every stream, from its publisher's next departure), the media
-// timeout (of new sessions), the ICE servers handed to clients, the body
+// and connect timeouts (of new sessions), the connecting viewers' bound
+// and the per-address limits (for new requests; sessions an address holds
+// stay), the ICE servers handed to clients, the body
 // limit, the prefix, and relaying (new pulls use the new peers and client;
 // pulls that run keep their viewers and end as before, after the grace).
 //
@@ -212,20 +232,65 @@ func (s *Server) Hub(name string) *Hub {
 
 // Stats is a snapshot for status pages and tests.
 type Stats struct {
-	Streams, Sessions, Viewers, Relays, UDPMappings int
+	// Viewers are connected WHEP viewers (what the caps count); Connecting
+	// those whose ICE and DTLS have not completed yet.
+	Streams, Sessions, Viewers, Connecting, Relays, UDPMappings int
 	// Datagrams sent on the ICE UDP socket, and those the kernel refused.
 	DatagramsSent, DatagramsFailed uint64
+	// Refused counts refusals by reason (Refusal), since the server started.
+	Refused [refusals]uint64
+	// ConnectTimeouts counts sessions closed because their ICE and DTLS
+	// did not complete within ConnectTimeout.
+	ConnectTimeouts uint64
+}
+
+// Refusal is why the server refused a session, or a request on one.
+type Refusal uint8
+
+// Refusals, each a label of the refusal metric.
+const (
+	RefusedViewerCap       Refusal = iota // a viewer cap or the stream's fan-out: 503 stream-viewer-cap
+	RefusedConnecting                     // MaxConnectingViewers: 503 stream-viewer-cap
+	RefusedAddressRate                    // PerAddress.Rate: 429 stream-session-rate
+	RefusedAddressSessions                // PerAddress.MaxSessions: 429 stream-session-limit
+	RefusedSessionAuth                    // PATCH or DELETE without the session's credentials: 401, 403
+	RefusedCapAtConnect                   // connected while the caps were full: closed
+	refusals
+)
+
+// String is the refusal's metric label.
+func (r Refusal) String() string {
+	switch r {
+	case RefusedViewerCap:
+		return "viewer_cap"
+	case RefusedConnecting:
+		return "connecting_cap"
+	case RefusedAddressRate:
+		return "address_rate"
+	case RefusedAddressSessions:
+		return "address_sessions"
+	case RefusedSessionAuth:
+		return "session_auth"
+	case RefusedCapAtConnect:
+		return "cap_at_connect"
+	}
+	return "unknown"
 }
 
 // Stats counts what the server holds now.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Streams: len(s.hubs), Sessions: len(s.sessions), Viewers: int(s.viewers.Load()),
-		Relays: len(s.relays), UDPMappings: s.eng.udp.mappings(),
+		Connecting: int(s.connecting.Load()), Relays: len(s.relays), UDPMappings: s.eng.udp.mappings(),
 		DatagramsSent: s.eng.out.sent.Load(), DatagramsFailed: s.eng.out.failed.Load(),
+		ConnectTimeouts: s.timeouts.Load(),
 	}
+	s.mu.Unlock()
+	for i := range st.Refused {
+		st.Refused[i] = s.refused[i].Load()
+	}
+	return st
 }
 
 // Close ends every session and stream and closes the ICE sockets.
@@ -309,9 +374,15 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 }
 
 // Handle serves one request under the prefix. requestID is echoed in
-// problem bodies. The handler may block while ICE candidates are gathered
-// (milliseconds: host candidates on the node's muxed sockets only).
-func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
+// problem bodies; client is the address the request comes from, as the
+// edge established it (trusted proxies), which PerAddress limits (when it
+// is not valid, the connection's peer). The handler may block while ICE
+// candidates are gathered (milliseconds: host candidates on the node's
+// muxed sockets only).
+func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte, client netip.Addr) {
+	if !client.IsValid() {
+		client, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	}
 	rest, ok := strings.CutPrefix(string(ctx.Path()), s.options().Prefix)
 	if !ok {
 		problem.Write(ctx, problem.NotFound, "", requestID)
@@ -335,9 +406,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 	case len(parts) == 2 && method == fasthttp.MethodPost:
 		if endpoint == "whip" {
-			s.publish(ctx, stream, requestID)
+			s.publish(ctx, stream, requestID, client)
 		} else {
-			s.play(ctx, stream, requestID)
+			s.play(ctx, stream, requestID, client)
 		}
 	case len(parts) == 3 && method == fasthttp.MethodOptions:
 		ctx.Response.Header.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
@@ -346,6 +417,9 @@ func (s *Server) Handle(ctx *fasthttp.RequestCtx, requestID []byte) {
 		x := s.session(parts[2])
 		if x == nil || x.stream != stream || x.endpoint != endpoint {
 			problem.Write(ctx, problem.StreamSessionNotFound, "", requestID)
+			return
+		}
+		if !s.authorized(ctx, x, requestID) {
 			return
 		}
 		if method == fasthttp.MethodDelete {
@@ -369,7 +443,7 @@ func cors(ctx *fasthttp.RequestCtx) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "OPTIONS, POST, PATCH, DELETE")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
-	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch")
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Retry-After, "+SessionTokenHeader)
 }
 
 // validName: 1–64 of [A-Za-z0-9._-], not starting with a dot.
@@ -474,14 +548,18 @@ func (s *Server) State(stream string) State {
 }
 
 // OverViewerCap reports whether one more WebRTC viewer of the stream would
-// be refused, by the node's or the stream's cap or because the stream's
-// fan-out is full: players should start on LL-HLS.
+// be refused, by the node's or the stream's cap, because too many viewers
+// are connecting, or because the stream's fan-out is full: players should
+// start on LL-HLS.
 func (s *Server) OverViewerCap(stream string) bool {
 	if h := s.Hub(stream); h != nil && h.FanoutFull() {
 		return true
 	}
 	o := s.options()
 	if c := o.MaxViewersPerNode; c > 0 && int(s.viewers.Load()) >= c {
+		return true
+	}
+	if c := o.MaxConnectingViewers; c > 0 && int(s.connecting.Load()) >= c {
 		return true
 	}
 	if c := o.MaxViewersPerStream; c > 0 {

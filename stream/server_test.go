@@ -77,12 +77,12 @@ func TestFanOutPLIAndCleanup(t *testing.T) {
 
 	// DELETE ends sessions; the stream ends after the publisher's grace.
 	for i, v := range vs {
-		if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+v.location, "", "", nil); r.status != http.StatusOK {
+		if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+v.location, "", v.token, nil); r.status != http.StatusOK {
 			t.Fatalf("DELETE viewer %d: expected 200, got %d %s", i, r.status, r.body)
 		}
 		v.Close()
 	}
-	if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+pub.location, "", "", nil); r.status != http.StatusOK {
+	if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+pub.location, "", pub.token, nil); r.status != http.StatusOK {
 		t.Fatalf("DELETE publisher: expected 200, got %d %s", r.status, r.body)
 	}
 	pub.Close()

@@ -3,6 +3,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,16 +27,24 @@ type session struct {
 	hub      *Hub
 	pc       *webrtc.PeerConnection
 
+	// studio published the session (WHIP): its current token controls
+	// the session too.
+	studio string
+
 	mu        sync.Mutex
 	etag      string
 	offer     string // the remote description, for ICE restarts
 	remoteUfr string
+	creds     []credentialHash // what PATCH and DELETE accept (grant)
 
 	closeOnce sync.Once
 	done      chan struct{}
 	onClose   []func()
-	media     atomic.Bool // first RTP seen (publisher) or connected (viewer)
-	timer     *time.Timer
+	// onConnect runs once, when ICE and DTLS first complete.
+	onConnect func()
+	connected atomic.Bool
+	media     atomic.Bool // first RTP seen (publisher)
+	timers    []*time.Timer
 }
 
 func (s *Server) newSession(stream, endpoint string, hub *Hub, pc *webrtc.PeerConnection) *session {
@@ -51,8 +60,8 @@ func (x *session) close() {
 		delete(x.srv.sessions, x.id)
 		x.srv.mu.Unlock()
 		x.mu.Lock()
-		if x.timer != nil {
-			x.timer.Stop()
+		for _, t := range x.timers {
+			t.Stop()
 		}
 		fns := x.onClose
 		x.mu.Unlock()
@@ -77,28 +86,39 @@ func (x *session) onCloseDo(f func()) {
 	x.mu.Unlock()
 }
 
-// watchState closes the session when its connection fails or closes, and
-// when no media flows within the media timeout.
-func (x *session) watchState(timeout time.Duration) {
+// watchState closes the session when its connection fails or closes, when
+// its ICE and DTLS have not completed within connect (a client that
+// offered and went away, or never meant to connect, holds nothing longer),
+// and, for a publisher, when no media flows within media.
+func (x *session) watchState(connect, media time.Duration) {
 	x.pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		switch st {
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			x.close()
 		case webrtc.PeerConnectionStateConnected:
-			if x.endpoint == "whep" {
-				x.media.Store(true)
-				x.hub.RequestKeyframe()
+			// Again after an ICE restart: onConnect runs the first time only.
+			if x.connected.CompareAndSwap(false, true) && x.onConnect != nil {
+				x.onConnect()
 			}
 		}
 	})
 	x.mu.Lock()
-	x.timer = time.AfterFunc(timeout, func() {
-		if !x.media.Load() {
-			x.srv.log.Info("stream session closed: no media in time", "stream", x.stream, "endpoint", x.endpoint, "session", x.id)
+	defer x.mu.Unlock()
+	x.timers = append(x.timers, time.AfterFunc(connect, func() {
+		if !x.connected.Load() {
+			x.srv.timeouts.Add(1)
+			x.srv.log.Info("stream session closed: not connected in time", "stream", x.stream, "endpoint", x.endpoint, "session", x.id, "timeout", connect)
 			x.close()
 		}
-	})
-	x.mu.Unlock()
+	}))
+	if x.endpoint == "whip" {
+		x.timers = append(x.timers, time.AfterFunc(media, func() {
+			if !x.media.Load() {
+				x.srv.log.Info("stream session closed: no media in time", "stream", x.stream, "endpoint", x.endpoint, "session", x.id)
+				x.close()
+			}
+		}))
+	}
 }
 
 // answer applies the offer, waits for the node's candidates (host ones on
@@ -140,11 +160,17 @@ func iceUfrag(s string) string {
 	return ""
 }
 
-// created answers 201 with the SDP answer and the session resource.
-func (x *session) created(ctx *fasthttp.RequestCtx, answer string) {
+// created answers 201 with the SDP answer and the session resource, and,
+// when token is set, the session's own token.
+func (x *session) created(ctx *fasthttp.RequestCtx, answer, token string) {
 	s := x.srv
 	s.linkICEServers(ctx)
 	ctx.Response.Header.Set("Location", s.options().Prefix+x.stream+"/"+x.endpoint+"/"+x.id)
+	if token != "" {
+		ctx.Response.Header.Set(SessionTokenHeader, token)
+		// The token is a credential: no cache keeps it.
+		ctx.Response.Header.Set("Cache-Control", "no-store")
+	}
 	x.mu.Lock()
 	ctx.Response.Header.Set("ETag", x.etag)
 	x.mu.Unlock()
@@ -170,9 +196,17 @@ func (s *Server) readOffer(ctx *fasthttp.RequestCtx, requestID []byte) ([]byte, 
 }
 
 // publish serves POST /live/{stream}/whip.
-func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
-	studio, ok := studioFor(s.options().Studios, bearer(string(ctx.Request.Header.Peek("Authorization"))), stream)
+func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
+	token := bearer(string(ctx.Request.Header.Peek("Authorization")))
+	studio, ok := studioFor(s.options().Studios, token, stream)
 	if !ok {
+		// A failed attempt spends the address's budget, so guessing studio
+		// tokens is throttled. A studio's own POSTs do not: a studio that
+		// reconnects all its tables at once must get them all back within
+		// the publisher grace.
+		if !s.allowCreate(ctx, client, requestID) {
+			return
+		}
 		problem.Write(ctx, problem.InvalidToken, "a studio token for this stream is required", requestID)
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whip"`)
 		return
@@ -196,6 +230,8 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	x := s.newSession(stream, "whip", hub, pc)
+	x.studio = studio
+	x.grant(token)
 	p := &publisher{x: x, studio: studio}
 	gen, err := hub.attach(p, s.options().AllowTakeover)
 	if err != nil {
@@ -215,7 +251,8 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 	s.mu.Lock()
 	s.sessions[x.id] = x
 	s.mu.Unlock()
-	x.watchState(s.options().MediaTimeout)
+	o := s.options()
+	x.watchState(o.ConnectTimeout, o.MediaTimeout)
 	ans, err := x.answer(offer)
 	if err != nil {
 		x.closeSync()
@@ -223,7 +260,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 		return
 	}
 	s.log.Info("stream published", "stream", stream, "studio", studio, "session", x.id)
-	x.created(ctx, ans)
+	x.created(ctx, ans, "")
 }
 
 // publisher feeds a hub from a WHIP session.
@@ -351,19 +388,22 @@ func drainRTCP(recv *webrtc.RTPReceiver) {
 }
 
 // play serves POST /live/{stream}/whep.
-func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte) {
+func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte, client netip.Addr) {
 	isRelay := len(ctx.Request.Header.Peek(relayHeader)) > 0
+	tok := credential(ctx)
 	// trusted: another region's edge, proven by a relay token signed with
 	// the deployment's viewer token key. It feeds a whole region, so no
-	// cap or fan-out protection refuses it.
+	// cap, fan-out protection or address limit refuses it.
 	trusted := false
-	if key := s.options().ViewerTokenKey; len(key) > 0 {
-		tok := bearer(string(ctx.Request.Header.Peek("Authorization")))
-		if tok == "" {
-			tok = string(ctx.QueryArgs().Peek("token"))
-		}
+	key := s.options().ViewerTokenKey
+	if len(key) > 0 {
 		trusted = isRelay && verifyRelayToken(key, tok, stream, time.Now())
-		if err := VerifyViewerToken(key, tok, stream, time.Now()); err != nil && !trusted {
+	}
+	if !trusted && !s.allowCreate(ctx, client, requestID) {
+		return
+	}
+	if len(key) > 0 && !trusted {
+		if err := VerifyViewerToken(key, tok, stream, time.Now()); err != nil {
 			problem.Write(ctx, problem.InvalidToken, err.Error(), requestID)
 			ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="whep"`)
 			return
@@ -403,38 +443,29 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		problem.Write(ctx, problem.NoUsableCodec, "the stream is "+codecList(caps), requestID)
 		return
 	}
-	if why := s.admitViewer(hub, trusted); why != "" {
-		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
-		problem.Write(ctx, problem.ViewerCap, why+": watch "+s.HLSURL(stream)+" instead", requestID)
-		ctx.Response.Header.Set("Link", "<"+s.HLSURL(stream)+`>; rel="alternate"; type="application/vnd.apple.mpegurl"`)
+	slot, why := s.admitViewer(hub, trusted, client)
+	if slot == nil {
+		s.refuseViewer(ctx, stream, why, requestID)
 		return
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			hub.viewers.Add(-1)
-			s.viewers.Add(-1)
-			s.viewerLeft(stream)
-		}
 	}
 	api, err := s.eng.viewerAPI(caps)
 	if err != nil {
-		release()
+		slot.release()
 		problem.Write(ctx, problem.Internal, "", requestID)
 		return
 	}
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		release()
+		slot.release()
 		problem.Write(ctx, problem.Internal, "", requestID)
 		return
 	}
 	x := s.newSession(stream, "whep", hub, pc)
 	v := &viewer{x: x}
+	slot.reader = v
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		_ = pc.Close()
-		release()
+		slot.release()
 		problem.Write(ctx, problem.InvalidSDP, "the offer could not be applied", requestID)
 		return
 	}
@@ -447,22 +478,37 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte)
 		v.tracks[kindIndex(t.Kind())] = vt
 		go v.readRTCP(sender, vt, t)
 	}
+	sessionToken := newSessionToken()
+	x.grant(sessionToken)
+	if len(key) > 0 {
+		x.grant(tok) // the viewer (or relay) token that created it
+	}
+	// The viewer reads the stream, and counts against the caps, once its
+	// ICE and DTLS complete; until then it only holds a connecting slot.
+	x.onConnect = func() {
+		if slot.connect() {
+			return
+		}
+		if hub.Ended() {
+			s.log.Info("stream viewer closed: the stream ended while it connected", "stream", stream, "session", x.id)
+		} else {
+			s.log.Info("stream viewer closed: the viewer caps filled while it connected", "stream", stream, "session", x.id)
+		}
+		x.close()
+	}
+	x.onCloseDo(slot.release)
 	s.mu.Lock()
 	s.sessions[x.id] = x
 	s.mu.Unlock()
-	x.onCloseDo(func() {
-		hub.RemoveReader(v)
-		release()
-	})
-	hub.AddReader(v)
-	x.watchState(s.options().MediaTimeout)
+	o := s.options()
+	x.watchState(o.ConnectTimeout, o.MediaTimeout)
 	ans, err := x.localAnswer(string(offer))
 	if err != nil {
 		x.closeSync()
 		problem.Write(ctx, problem.InvalidSDP, "the offer could not be answered", requestID)
 		return
 	}
-	x.created(ctx, ans)
+	x.created(ctx, ans, sessionToken)
 }
 
 func codecList(cs []webrtc.RTPCodecCapability) string {
@@ -471,31 +517,6 @@ func codecList(cs []webrtc.RTPCodecCapability) string {
 		n = append(n, c.MimeType)
 	}
 	return strings.Join(n, " + ")
-}
-
-// admitViewer takes a viewer slot of the stream and the node, or says why
-// there is none: a cap is reached or the stream's fan-out is full. A
-// trusted relay takes its slots whatever the caps.
-func (s *Server) admitViewer(h *Hub, trusted bool) (refused string) {
-	if trusted {
-		h.viewers.Add(1)
-		s.viewers.Add(1)
-		return ""
-	}
-	if h.FanoutFull() {
-		return "this node's fan-out of the stream is full"
-	}
-	o := s.options()
-	if n := h.viewers.Add(1); o.MaxViewersPerStream > 0 && int(n) > o.MaxViewersPerStream {
-		h.viewers.Add(-1)
-		return "the stream's WebRTC viewer cap is reached"
-	}
-	if n := s.viewers.Add(1); o.MaxViewersPerNode > 0 && int(n) > o.MaxViewersPerNode {
-		s.viewers.Add(-1)
-		h.viewers.Add(-1)
-		return "this node's WebRTC viewer cap is reached"
-	}
-	return ""
 }
 
 // viewer is a WHEP session reading a hub.

@@ -10,8 +10,9 @@
 // writes: TLS from the internal CA for bench.edge.test, HS256 player
 // tokens, the region's Idempotency-Key store in that Redis, and two routes
 // to the same ledger simulator — `bets` (kind ledger, POST /api/bets) and
-// `plain` (a proxy route, POST /plain/bets, to a pool whose one member is
-// the simulator). Both rewrite to /bets, so the ledger does the same work
+// `plain` (a proxy route with auth: jwt, POST /plain/bets, to a pool whose
+// one member is the simulator; the simulator takes the account from the
+// principal the edge asserts). Both rewrite to /bets, so the ledger does the same work
 // for each; every request carries a valid token and a fresh
 // Idempotency-Key.
 //
@@ -326,6 +327,8 @@ routes:
     pool: ledger
     rewrite: /bets
     max_body_bytes: 16KiB
+    # The writer takes the account from the principal the edge asserts.
+    auth: jwt
 regions:
   - name: {{region}}
     idempotency:

@@ -111,6 +111,17 @@ type edge struct {
 	hedge string // http://address of hedge's listener
 	proxy *udpProxy
 	out   syncBuffer // hedge's stderr
+
+	mu      sync.Mutex
+	deletes []int // statuses of the DELETEs of WHEP sessions the page sent
+}
+
+// whepDeletes returns the statuses hedge answered the page's DELETEs of
+// WHEP sessions with.
+func (e *edge) whepDeletes() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]int(nil), e.deletes...)
 }
 
 type syncBuffer struct {
@@ -215,6 +226,11 @@ func startEdge(t *testing.T) *edge {
 			}
 		},
 		ModifyResponse: func(r *http.Response) error {
+			if r.Request.Method == http.MethodDelete && strings.Contains(r.Request.URL.Path, "/whep/") {
+				e.mu.Lock()
+				e.deletes = append(e.deletes, r.StatusCode)
+				e.mu.Unlock()
+			}
 			if !isWHEPOffer(r.Request) || r.StatusCode != http.StatusCreated {
 				return nil
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,6 +129,24 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 	}
 	if got := strings.Join(path, "→"); got != "webrtc→hls→webrtc" {
 		t.Errorf("expected switches webrtc→hls→webrtc, got %s (%+v)", got, res.Switches)
+	}
+	// The player ends each WebRTC session it gives up with its session
+	// token: at least the one that failed at the cut, while hedge still had
+	// it; none refused (a probe hedge already closed for not connecting in
+	// time answers 404).
+	dels := e.whepDeletes()
+	ok := 0
+	for _, st := range dels {
+		switch st {
+		case http.StatusOK:
+			ok++
+		case http.StatusNotFound:
+		default:
+			t.Errorf("the player's DELETE of a WHEP session: expected 200 (or 404 once hedge closed it), got %d (all: %v)", st, dels)
+		}
+	}
+	if ok == 0 {
+		t.Errorf("expected the player to end at least one WHEP session with DELETE (200), got %v", dels)
 	}
 	t.Logf("time to first frame: WebRTC %.0f ms, LL-HLS %.0f ms (after the fallback started); the probe that returned to WebRTC started %.0f ms before its first frame (while UDP was still cut, as a player retries)",
 		res.WebRTCTTFF, res.HLSTTFF, res.WebRTCReturnTTFF)

@@ -69,12 +69,17 @@ var httpClient = &http.Client{
 	Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second},
 }
 
+// resource is a WHIP or WHEP session's Location (absolute) and the bearer
+// token that controls it: the session token of a WHEP 201, or the studio
+// token that created a WHIP session.
+type resource struct{ location, token string }
+
 // postSDP sends an offer to a WHIP or WHEP endpoint and returns the answer
-// and the session's Location (absolute).
-func postSDP(ctx context.Context, url, token, offer string) (answer, location string, err error) {
+// and the session's resource.
+func postSDP(ctx context.Context, url, token, offer string) (answer string, res resource, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(offer)))
 	if err != nil {
-		return "", "", err
+		return "", res, err
 	}
 	req.Header.Set("Content-Type", "application/sdp")
 	if token != "" {
@@ -82,29 +87,36 @@ func postSDP(ctx context.Context, url, token, offer string) (answer, location st
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return "", "", err
+		return "", res, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusCreated {
-		return "", "", fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(body))
+		return "", res, fmt.Errorf("POST %s: %d %s", url, resp.StatusCode, bytes.TrimSpace(body))
 	}
 	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
 	if err != nil {
-		return "", "", err
+		return "", res, err
 	}
-	return string(body), loc.String(), nil
+	res = resource{location: loc.String(), token: token}
+	if t := resp.Header.Get("Session-Token"); t != "" {
+		res.token = t
+	}
+	return string(body), res, nil
 }
 
 // deleteSession ends a WHIP/WHEP session (errors ignored: the peer
 // connection is closed anyway).
-func deleteSession(location string) {
-	if location == "" {
+func deleteSession(r resource) {
+	if r.location == "" {
 		return
 	}
-	req, err := http.NewRequest(http.MethodDelete, location, nil)
+	req, err := http.NewRequest(http.MethodDelete, r.location, nil)
 	if err != nil {
 		return
+	}
+	if r.token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
 	if resp, err := httpClient.Do(req); err == nil {
 		_, _ = io.Copy(io.Discard, resp.Body)

@@ -112,7 +112,8 @@ func (c *child) stop(grace time.Duration) {
 
 // hedgeConfig is two regions of one node each, a plain-HTTP listener with
 // the stream route as the demo configures it (WAF on, block mode PL1, as
-// in the demo), ICE on each listener's host at one UDP port.
+// in the demo), ICE on each listener's host at one UDP port, and no
+// viewer caps or per-address limits.
 const hedgeConfig = `# written by e2e/streambench
 deployment: streambench
 data_dir: {{dir}}/data
@@ -130,6 +131,13 @@ streams:
     - {name: bench, token: {{token}}}
   ice: {udp_port: {{udp}}}
   relay_grace: 5s
+  # The bench finds the fan-out's limit itself (and its overload
+  # protection), with every viewer from one address: no cap or
+  # per-address limit of the defaults may refuse them first.
+  max_viewers_per_stream: -1
+  max_viewers_per_node: -1
+  max_connecting_viewers: -1
+  per_address: {rate: 100000/s, burst: 100000, max_sessions: -1}
 regions:
   - name: a
     nodes:

@@ -24,7 +24,7 @@ import (
 type publisher struct {
 	pc           *webrtc.PeerConnection
 	video, audio *webrtc.TrackLocalStaticRTP
-	location     string
+	session      resource
 	forceKey     atomic.Bool
 	plis         atomic.Int64
 	keyframes    atomic.Int64
@@ -73,11 +73,11 @@ func runPublisher(whip, token string, bitrate int) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	answer, loc, err := postSDP(ctx, whip, token, offer)
+	answer, sess, err := postSDP(ctx, whip, token, offer)
 	if err != nil {
 		return err
 	}
-	p.location = loc
+	p.session = sess
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func runPublisher(whip, token string, bitrate int) error {
 }
 
 func (p *publisher) close() {
-	deleteSession(p.location)
+	deleteSession(p.session)
 	_ = p.pc.Close()
 }
 

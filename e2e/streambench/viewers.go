@@ -26,7 +26,7 @@ type viewerSet struct {
 type viewer struct {
 	set      *viewerSet
 	peer     *peer
-	location string
+	session  resource
 	posted   time.Time
 	count    [2]atomic.Int64
 	firstPkt atomic.Int64 // Unix ns of the first packet, 0 until then
@@ -157,12 +157,12 @@ func (vs *viewerSet) join(url string, record bool) (*viewer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	v.posted = time.Now()
-	answer, loc, err := postSDP(ctx, url, "", offer)
+	answer, sess, err := postSDP(ctx, url, "", offer)
 	if err != nil {
 		v.close()
 		return nil, err
 	}
-	v.location = loc
+	v.session = sess
 	if err := p.answer(answer); err != nil {
 		v.close()
 		return nil, err
@@ -201,7 +201,7 @@ func (v *viewer) onRTP(pkt []byte, at time.Time) {
 }
 
 func (v *viewer) close() {
-	deleteSession(v.location)
+	deleteSession(v.session)
 	v.peer.close()
 }
 

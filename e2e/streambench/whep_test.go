@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { srv.Handle(ctx, []byte("req-1")) }}
+	hs := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { srv.Handle(ctx, []byte("req-1"), netip.Addr{}) }}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() { _ = hs.Shutdown(); _ = srv.Close() })
 	base := "http://" + ln.Addr().String() + "/live/t1/"
@@ -79,7 +80,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, loc, err := postSDP(ctx, base+"whep", "", offer)
+	answer, sess, err := postSDP(ctx, base+"whep", "", offer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +109,7 @@ func TestPeerWatchesNode(t *testing.T) {
 	if st := srv.Stats(); st.Viewers != 1 {
 		t.Fatalf("node counts %d viewers, want 1", st.Viewers)
 	}
-	deleteSession(loc)
+	deleteSession(sess)
 	p.close()
 	deadline := time.Now().Add(5 * time.Second)
 	for srv.Stats().Viewers != 0 {

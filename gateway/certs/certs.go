@@ -43,6 +43,14 @@ type Option func(*options)
 
 type options struct {
 	listenerAddress string
+	caNames         []string
+}
+
+// CANames are every name the internal CA issues for in the deployment
+// (configs.InternalCANames). A root created by this Manager is constrained
+// to them; without the option, to the listener's own names.
+func CANames(names []string) Option {
+	return func(o *options) { o.caNames = names }
 }
 
 // ListenerAddress tells the Manager where its listener is bound (the
@@ -117,8 +125,15 @@ func New(t configs.TLS, dataDir string, log *slog.Logger, opts ...Option) (*Mana
 		return m, nil
 
 	case ModeInternal:
-		ca, err := loadOrCreateCA(dataDir, m.log)
+		caNames := o.caNames
+		if caNames == nil {
+			caNames = m.names
+		}
+		ca, err := loadOrCreateCA(dataDir, caNames, m.log)
 		if err != nil {
+			return nil, err
+		}
+		if err := ca.checkCovers(m.names); err != nil {
 			return nil, err
 		}
 		m.rootPath = ca.certPath

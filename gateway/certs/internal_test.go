@@ -46,6 +46,12 @@ func TestInternal(t *testing.T) {
 	}
 	root := parsePEMCert(t, rootPEM)
 	checkRoot(t, root)
+	if got := root.PermittedDNSDomains; !slices.Equal(got, []string{"hedge.test"}) {
+		t.Errorf("root permits DNS %q, want [hedge.test] (the parent of the configured names)", got)
+	}
+	if got := root.PermittedIPRanges; len(got) != 1 || got[0].String() != "127.0.0.0/8" {
+		t.Errorf("root permits IP ranges %v, want [127.0.0.0/8]", got)
+	}
 	if st, err := os.Stat(filepath.Join(dataDir, "ca", "root.key")); err != nil {
 		t.Fatal(err)
 	} else if st.Mode().Perm() != 0o600 {
@@ -151,8 +157,11 @@ func checkRoot(t *testing.T, root *x509.Certificate) {
 	if !strings.HasPrefix(root.Subject.CommonName, "hedge internal CA ") {
 		t.Errorf("root CN = %q, want prefix \"hedge internal CA \"", root.Subject.CommonName)
 	}
-	if years := root.NotAfter.Sub(root.NotBefore).Hours() / 24 / 365; years < 9.9 || years > 10.1 {
-		t.Errorf("root validity = %.2f years, want 10", years)
+	if days := root.NotAfter.Sub(root.NotBefore).Hours() / 24; days < 365 || days > 366 {
+		t.Errorf("root validity = %.1f days, want a year", days)
+	}
+	if !root.PermittedDNSDomainsCritical || len(root.PermittedDNSDomains) == 0 {
+		t.Errorf("root has no critical DNS name constraints: permitted %q", root.PermittedDNSDomains)
 	}
 	if err := root.CheckSignatureFrom(root); err != nil {
 		t.Errorf("root is not self-signed: %v", err)
@@ -236,7 +245,7 @@ func TestInternalCARace(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			// createCA without caMu, as separate processes would run it.
-			wg.Go(func() { cas[i], _, errs[i] = createCA(dir) })
+			wg.Go(func() { cas[i], _, errs[i] = createCA(dir, []string{"play.hedge.test"}) })
 		}
 		wg.Wait()
 		for i := range n {

@@ -66,3 +66,20 @@ func ParseIdempotencyKey(dst, v []byte) ([]byte, error) {
 	}
 	return dst[:n0], ErrIdempotencyKeyMalformed // no closing quote
 }
+
+// AppendIdempotencyKey appends the one spelling of key that the edge sends
+// upstream: a Structured Field String (RFC 8941 §3.3.3), `"` + key with `"`
+// and `\` escaped + `"`. Whatever form the client used (quoted, bare, with
+// surrounding space), a writer sees the same bytes for the same key, so a
+// retry through any edge deduplicates at the writer too. key is what
+// ParseIdempotencyKey returned: printable ASCII only.
+func AppendIdempotencyKey(dst, key []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range key {
+		if c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, '"')
+}

@@ -27,6 +27,17 @@ type memShard struct {
 	m     map[string]*memEntry
 	order []string // insertion order, for expiry and eviction
 	head  int
+	// pins are keys sent upstream without a known outcome; they are not
+	// evicted (losing one could send a retry to another upstream) and
+	// expire with the retention period.
+	pins map[string]memPin
+}
+
+type memPin struct {
+	fp       Fingerprint
+	upstream string
+	created  time.Time
+	expires  int64
 }
 
 type memEntry struct {
@@ -42,6 +53,7 @@ func NewMemory(maxEntries int, retention, inflight time.Duration) *Memory {
 	m := &Memory{retention: retention, inflight: inflight, perShard: max(maxEntries/shards, 1), seed: maphash.MakeSeed()}
 	for i := range m.shard {
 		m.shard[i].m = make(map[string]*memEntry)
+		m.shard[i].pins = make(map[string]memPin)
 	}
 	return m
 }
@@ -63,13 +75,28 @@ func (m *Memory) Claim(_ context.Context, key string, fp Fingerprint) (Claim, er
 		}
 		delete(s.m, key)
 	}
-	if len(s.m) >= m.perShard && !s.evict(now.UnixNano(), m.perShard) {
-		return Claim{}, ErrFull
+	pin, pinned := s.pins[key]
+	if pinned && pin.expires <= now.UnixNano() {
+		delete(s.pins, key)
+		pinned = false
+	}
+	if pinned && pin.fp != fp {
+		return Claim{Existing: &Record{Fingerprint: pin.fp, Created: pin.created, Pinned: pin.upstream}}, nil
+	}
+	if len(s.m)+len(s.pins) >= m.perShard {
+		for k, p := range s.pins {
+			if p.expires <= now.UnixNano() {
+				delete(s.pins, k)
+			}
+		}
+		if !s.evict(now.UnixNano(), m.perShard-len(s.pins)) {
+			return Claim{}, ErrFull
+		}
 	}
 	tok := m.next.Add(1)
 	s.m[key] = &memEntry{rec: Record{Fingerprint: fp, Created: now}, token: tok, expires: now.Add(m.inflight).UnixNano()}
 	s.order = append(s.order, key)
-	return Claim{Won: true, token: tok}, nil
+	return Claim{Won: true, token: tok, Pinned: pin.upstream}, nil
 }
 
 // evict makes room for one key: expired and completed records go, oldest
@@ -102,6 +129,20 @@ func (m *Memory) Complete(_ context.Context, key string, c Claim, fp Fingerprint
 	if e, ok := s.m[key]; ok && e.token == c.token {
 		e.rec = Record{Fingerprint: fp, Done: true, Response: resp, Created: e.rec.Created}
 		e.expires = time.Now().Add(m.retention).UnixNano()
+		delete(s.pins, key)
+	}
+	return nil
+}
+
+// Pin implements Store.
+func (m *Memory) Pin(_ context.Context, key string, c Claim, fp Fingerprint, upstream string) error {
+	s := m.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok && e.token == c.token && !e.rec.Done {
+		delete(s.m, key)
+		now := time.Now()
+		s.pins[key] = memPin{fp: fp, upstream: upstream, created: e.rec.Created, expires: now.Add(m.retention).UnixNano()}
 	}
 	return nil
 }
@@ -117,13 +158,14 @@ func (m *Memory) Release(_ context.Context, key string, c Claim) error {
 	return nil
 }
 
-// Len counts the keys held (expired ones included until evicted).
+// Len counts the keys held, pinned ones included (expired ones included
+// until evicted).
 func (m *Memory) Len() int {
 	n := 0
 	for i := range m.shard {
 		s := &m.shard[i]
 		s.mu.Lock()
-		n += len(s.m)
+		n += len(s.m) + len(s.pins)
 		s.mu.Unlock()
 	}
 	return n

@@ -43,18 +43,27 @@ type Response struct {
 // Record is what a Store holds for one key.
 type Record struct {
 	Fingerprint Fingerprint
-	// Done is false while the first request is in flight.
+	// Done is false while the first request is in flight, and for a key
+	// pinned after an unknown outcome (Pinned set).
 	Done     bool
 	Response Response
 	Created  time.Time
+	// Pinned is the upstream an earlier request with this key was sent to
+	// without a known outcome (see Store.Pin).
+	Pinned string
 }
 
 // Claim is the outcome of claiming a key.
 type Claim struct {
-	// Won is true when this request owns the key and must Complete or
-	// Release it; otherwise Existing is the record that was there.
+	// Won is true when this request owns the key and must Complete,
+	// Release or Pin it; otherwise Existing is the record that was there.
 	Won      bool
 	Existing *Record
+	// Pinned, on a won claim, is the upstream that an earlier request with
+	// this key reached without a known outcome: the request must go there
+	// and nowhere else, since another upstream that does not share its
+	// deduplication could apply it a second time.
+	Pinned string
 	// token identifies the owner, so only it can complete or release;
 	// value is the in-flight record as a shared store holds it.
 	token uint64
@@ -72,8 +81,16 @@ type Store interface {
 	Complete(ctx context.Context, key string, c Claim, fp Fingerprint, resp Response) error
 	// Release forgets an in-flight claim whose outcome is not final (the
 	// request failed before the writer, or its outcome is unknown), so the
-	// client's retry with the same key is forwarded again.
+	// client's retry with the same key is forwarded again. A pin the key
+	// had stays.
 	Release(ctx context.Context, key string, c Claim) error
+	// Pin releases an in-flight claim whose request reached upstream but
+	// got no answer, and remembers for the retention period which upstream
+	// that was: the next claim of the key with the same fingerprint wins
+	// with Claim.Pinned set; one with another fingerprint finds the pinned
+	// record (a different request under a used key). Complete removes the
+	// pin.
+	Pin(ctx context.Context, key string, c Claim, fp Fingerprint, upstream string) error
 	Close() error
 }
 

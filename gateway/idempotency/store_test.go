@@ -182,3 +182,64 @@ func BenchmarkMemoryClaimComplete(b *testing.B) {
 		}
 	}
 }
+
+// TestPinKeepsUnknownOutcomeWithItsUpstream: a key whose request reached
+// an upstream without a known outcome is pinned to it: the retry with the
+// same request wins the key and learns where it must go, a different
+// request under the key is told the key is used, a release of the retry
+// keeps the pin, and completion removes it.
+func TestPinKeepsUnknownOutcomeWithItsUpstream(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			fp := FingerprintOf([]byte("POST"), []byte("/cashier/deposit"), []byte(`{"amount":"10.00"}`))
+			other := FingerprintOf([]byte("POST"), []byte("/cashier/deposit"), []byte(`{"amount":"99.00"}`))
+			key := ScopedKey([]byte("player-1"), []byte("dep-1"))
+			c, err := s.Claim(ctx, key, fp)
+			if err != nil || !c.Won || c.Pinned != "" {
+				t.Fatalf("first claim: want won and unpinned, got %+v %v", c, err)
+			}
+			if err := s.Pin(ctx, key, c, fp, "http://rail-a:7100"); err != nil {
+				t.Fatal(err)
+			}
+			diff, err := s.Claim(ctx, key, other)
+			if err != nil || diff.Won || diff.Existing == nil || diff.Existing.Fingerprint != fp || diff.Existing.Pinned != "http://rail-a:7100" {
+				t.Fatalf("another request under the pinned key: want the pinned record, got %+v %v", diff, err)
+			}
+			retry, err := s.Claim(ctx, key, fp)
+			if err != nil || !retry.Won || retry.Pinned != "http://rail-a:7100" {
+				t.Fatalf("the retry: want won and pinned to rail-a, got %+v %v", retry, err)
+			}
+			if c2, _ := s.Claim(ctx, key, fp); c2.Won || c2.Existing == nil || c2.Existing.Done {
+				t.Fatalf("while the retry is in flight: want it in flight, got %+v", c2)
+			}
+			// The pinned upstream was unreachable: the retry lets go, the pin stays.
+			if err := s.Release(ctx, key, retry); err != nil {
+				t.Fatal(err)
+			}
+			again, _ := s.Claim(ctx, key, fp)
+			if !again.Won || again.Pinned != "http://rail-a:7100" {
+				t.Fatalf("after a release: want the pin kept, got %+v", again)
+			}
+			if err := s.Complete(ctx, key, again, fp, Response{Status: 200, Body: []byte(`{"ok":true}`)}); err != nil {
+				t.Fatal(err)
+			}
+			done, _ := s.Claim(ctx, key, fp)
+			if done.Won || done.Existing == nil || !done.Existing.Done || done.Existing.Pinned != "" {
+				t.Fatalf("after completion: want the stored response and no pin, got %+v", done)
+			}
+			// A loser cannot pin the owner's claim away.
+			k2 := ScopedKey([]byte("player-1"), []byte("dep-2"))
+			owner, _ := s.Claim(ctx, k2, fp)
+			loser, _ := s.Claim(ctx, k2, fp)
+			s.Pin(ctx, k2, loser, fp, "http://rail-b:7100")
+			if c, _ := s.Claim(ctx, k2, fp); c.Won {
+				t.Fatal("a loser's pin released the owner's claim")
+			}
+			s.Release(ctx, k2, owner)
+			if c, _ := s.Claim(ctx, k2, fp); !c.Won || c.Pinned != "" {
+				t.Fatalf("a loser's pin stuck: %+v", c)
+			}
+		})
+	}
+}

@@ -1,7 +1,8 @@
 // Package jwtauth verifies players' bearer tokens (JWT: HS256, RS256,
 // ES256, EdDSA) with github.com/golang-jwt/jwt/v5. The token's subject is
-// the principal that idempotency keys are scoped to; a configured claim may
-// name the ledger domain.
+// the principal that idempotency keys are scoped to and that the edge
+// asserts to writers and rails, so it must be a safe identifier (see
+// httpx.ValidPrincipal); a configured claim may name the ledger domain.
 package jwtauth
 
 import (
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"hedge/configs"
+	"hedge/gateway/httpx"
 )
 
 // Claims is what the edge takes from a verified token.
@@ -48,6 +51,10 @@ type Verifier struct {
 	parser      *jwt.Parser
 	audience    []string
 	domainClaim string
+	// subject, when set, is the operator's pattern for subjects; it
+	// applies on top of ValidSubject, never instead of it.
+	subject    *regexp.Regexp
+	subjectMax int
 
 	// cache remembers verified tokens until they expire, so a player's
 	// token costs one signature check (ES256 is ~50 µs), not one per bet.
@@ -58,9 +65,30 @@ type Verifier struct {
 // ErrNoToken means the request carried no bearer token.
 var ErrNoToken = errors.New("no bearer token")
 
+// ErrSubject means a validly signed token names a subject that is not a
+// safe identifier: it is refused rather than passed on to a writer.
+var ErrSubject = errors.New("token subject is not an acceptable identifier")
+
+// DefaultSubjectPattern is what a subject may look like unless
+// auth.jwt.subject_pattern says otherwise: letters, digits and ._:@-.
+const DefaultSubjectPattern = `[A-Za-z0-9._:@-]+`
+
 // New loads the keys of cfg.
 func New(cfg configs.JWT) (*Verifier, error) {
-	v := &Verifier{audience: cfg.Audience, domainClaim: cfg.DomainClaim, cache: map[[32]byte]Claims{}}
+	v := &Verifier{audience: cfg.Audience, domainClaim: cfg.DomainClaim, cache: map[[32]byte]Claims{},
+		subjectMax: cfg.SubjectMaxLength}
+	if v.subjectMax <= 0 {
+		v.subjectMax = configs.DefaultSubjectMaxLength
+	}
+	pattern := cfg.SubjectPattern
+	if pattern == "" {
+		pattern = DefaultSubjectPattern
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
+	if err != nil {
+		return nil, fmt.Errorf("auth.jwt.subject_pattern: %w", err)
+	}
+	v.subject = re
 	for _, kc := range cfg.Keys {
 		k, err := loadKey(kc)
 		if err != nil {
@@ -124,6 +152,9 @@ func (v *Verifier) Verify(token []byte) (Claims, error) {
 	if sub == "" {
 		return Claims{}, errors.New("token has no subject")
 	}
+	if !httpx.ValidPrincipal(sub, v.subjectMax) || !v.subject.MatchString(sub) {
+		return Claims{}, ErrSubject
+	}
 	exp, _ := claims.GetExpirationTime()
 	c = Claims{Subject: sub, Expires: exp.Time}
 	if d, ok := claims[v.domainClaim].(string); ok {
@@ -141,6 +172,11 @@ func (v *Verifier) Verify(token []byte) (Claims, error) {
 // keyFor picks the verification key: by kid when the token names one,
 // else the only key of the token's algorithm.
 func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	// No extension is understood, so a token that names one as critical
+	// must be refused (RFC 7515 §4.1.11).
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New("the token names critical header parameters; none is understood")
+	}
 	kid, _ := t.Header["kid"].(string)
 	alg := t.Method.Alg()
 	var found *key

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,80 @@ func BenchmarkVerifyCachedES256(b *testing.B) {
 		if _, err := v.Verify([]byte(tok)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSubjectGrammar: a validly signed token whose subject could be read
+// as something else by a writer (a list of key=value pairs, a NUL that a
+// C string would end at, a second header line) is refused, whatever the
+// configured pattern; the pattern narrows what is accepted further.
+func TestSubjectGrammar(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	sign := func(sub string) []byte {
+		claims := jwt.MapClaims{"sub": sub, "iss": "hedge-test", "aud": "play.edge.test", "exp": time.Now().Add(time.Minute).Unix()}
+		s, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		return []byte(s)
+	}
+	cases := []struct {
+		name, pattern, sub string
+		ok                 bool
+	}{
+		{"plain", "", "player-1", true},
+		{"email-like", "", "p.1@casino.example:eu", true},
+		{"at the length bound", "", strings.Repeat("a", 128), true},
+		{"over the length bound", "", strings.Repeat("a", 129), false},
+		{"key=value smuggling", "", "mallory;sub=victim-3", false},
+		{"comma list", "", "mallory,victim-3", false},
+		{"NUL", "", "bob\x00x", false},
+		{"CRLF", "", "bob\r\nLedger-Account: victim", false},
+		{"space", "", "bob x", false},
+		{"quote", "", `bob"x`, false},
+		{"backslash", "", `bob\x`, false},
+		{"non-ASCII", "", "böb", false},
+		{"default pattern refuses pipe", "", "auth0|123", false},
+		{"pattern admits pipe", `auth0\|[0-9a-f]+`, "auth0|123", true},
+		{"pattern is anchored", `auth0\|[0-9a-f]+`, "auth0|123x", false},
+		{"pattern cannot admit a separator", `.+`, "mallory;sub=victim-3", false},
+		{"pattern cannot admit a NUL", `(?s).+`, "bob\x00x", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := baseJWT(configs.JWTKey{ID: "hs", Alg: "HS256", Secret: secret})
+			cfg.SubjectPattern = c.pattern
+			v, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			claims, err := v.Verify(sign(c.sub))
+			switch {
+			case c.ok && err != nil:
+				t.Fatalf("subject %q: want accepted, got %v", c.sub, err)
+			case !c.ok && err == nil:
+				t.Fatalf("subject %q: want refused, got accepted as %q", c.sub, claims.Subject)
+			case !c.ok && !errors.Is(err, ErrSubject):
+				t.Fatalf("subject %q: want ErrSubject, got %v", c.sub, err)
+			}
+		})
+	}
+}
+
+// TestCriticalHeaderRefused: a token naming any critical header parameter
+// is refused (RFC 7515 §4.1.11): no extension is understood.
+func TestCriticalHeaderRefused(t *testing.T) {
+	secret := strings.Repeat("s", 32)
+	v, err := New(baseJWT(configs.JWTKey{ID: "hs", Alg: "HS256", Secret: secret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := jwt.MapClaims{"sub": "p", "iss": "hedge-test", "aud": "play.edge.test", "exp": time.Now().Add(time.Minute).Unix(), "x-bind": "dpop"}
+	tk := jwt.NewWithClaims(jwt.SigningMethodHS256, claims)
+	good, _ := tk.SignedString([]byte(secret))
+	if _, err := v.Verify([]byte(good)); err != nil {
+		t.Fatalf("the token without crit is refused: %v", err)
+	}
+	tk.Header["crit"] = []string{"x-bind"}
+	crit, _ := tk.SignedString([]byte(secret))
+	if c, err := v.Verify([]byte(crit)); err == nil {
+		t.Fatalf("a token with crit: want refused, got %+v", c)
 	}
 }

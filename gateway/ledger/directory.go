@@ -8,6 +8,7 @@ package ledger
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -91,11 +92,25 @@ type Directory struct {
 	once   sync.Once
 }
 
+// Option adjusts how New builds a Directory.
+type Option func(*http.Transport)
+
+// ProbeTLS is how the role probes reach writers with https:// URLs: the
+// CA that verifies them and the edge's client certificate
+// (ledger.writer_tls, built by upstream.ClientTLS).
+func ProbeTLS(c *tls.Config) Option {
+	return func(t *http.Transport) { t.TLSClientConfig = c }
+}
+
 // New builds the directory from the configured writers. onChange hears
 // every change of a designation (for logs, metrics and audit).
-func New(cfg *configs.Config, onChange func(old, cur Designation)) *Directory {
+func New(cfg *configs.Config, onChange func(old, cur Designation), opts ...Option) *Directory {
+	tr := &http.Transport{DisableKeepAlives: true}
+	for _, o := range opts {
+		o(tr)
+	}
 	d := &Directory{probe: cfg.Ledger.Probe, domains: map[string]*domainState{}, onChange: onChange,
-		client: &http.Client{Timeout: cfg.Ledger.Probe.Timeout.D(), Transport: &http.Transport{DisableKeepAlives: true}}}
+		client: &http.Client{Timeout: cfg.Ledger.Probe.Timeout.D(), Transport: tr}}
 	for _, r := range cfg.Regions {
 		for _, w := range r.Writers {
 			ds := d.domains[w.Domain]

@@ -41,8 +41,12 @@ var (
 	Overloaded         = Type{"overloaded", "Too many connections", fasthttp.StatusServiceUnavailable}
 	Unauthorized       = Type{"unauthorized", "Authentication required", fasthttp.StatusUnauthorized}
 	Forbidden          = Type{"forbidden", "Forbidden", fasthttp.StatusForbidden}
+	RoleMissing        = Type{"admin-role-missing", "The admin token lacks the role this needs", fasthttp.StatusForbidden}
 	UnprocessableInput = Type{"invalid-input", "Invalid input", fasthttp.StatusUnprocessableEntity}
 	Internal           = Type{"internal", "Internal error", fasthttp.StatusInternalServerError}
+	// ProtectedHeader: the request's Connection header names a header the
+	// edge relies on, which a hop-by-hop removal would take away.
+	ProtectedHeader = Type{"connection-names-protected-header", "Connection names a header the edge relies on", fasthttp.StatusBadRequest}
 
 	// Money routes.
 	InvalidToken           = Type{"invalid-token", "Missing or invalid bearer token", fasthttp.StatusUnauthorized}
@@ -55,6 +59,10 @@ var (
 	WriterUnavailable      = Type{"writer-unavailable", "No designated ledger writer", fasthttp.StatusServiceUnavailable}
 	OutcomeUnknown         = Type{"outcome-unknown", "Outcome unknown: retry with the same Idempotency-Key", fasthttp.StatusGatewayTimeout}
 	Shed                   = Type{"shed", "Temporarily unavailable while the wallet is degraded", fasthttp.StatusServiceUnavailable}
+	// PinnedUnavailable: an earlier request with this key reached an
+	// upstream without a known outcome, and that upstream is down; the
+	// request goes nowhere else, so it cannot be applied twice.
+	PinnedUnavailable = Type{"pinned-upstream-unavailable", "The upstream that holds this Idempotency-Key's outcome is unavailable", fasthttp.StatusServiceUnavailable}
 
 	// The protective layer (waf). A blocked request learns nothing of the
 	// rule that stopped it; the audit log has the details.
@@ -75,6 +83,11 @@ var (
 	InvalidSDP            = Type{"invalid-sdp", "Malformed SDP", fasthttp.StatusBadRequest}
 	NoUsableCodec         = Type{"no-usable-codec", "No usable codec offered", fasthttp.StatusUnprocessableEntity}
 	PreconditionFailed    = Type{"precondition-failed", "If-Match does not match the session's ETag", fasthttp.StatusPreconditionFailed}
+	// A client address over its share of session creation (stream.AddressLimits).
+	StreamSessionRate  = Type{"stream-session-rate", "Too many stream sessions started from this address", fasthttp.StatusTooManyRequests}
+	StreamSessionLimit = Type{"stream-session-limit", "Too many stream sessions open from this address: watch over LL-HLS", fasthttp.StatusTooManyRequests}
+	// PATCH or DELETE on a session with credentials that are not the session's.
+	StreamSessionForbidden = Type{"stream-session-forbidden", "These credentials do not control this stream session", fasthttp.StatusForbidden}
 
 	// Framing and connections, checked before routing. BadFraming: the
 	// edge cannot tell for sure where the request ends (the shapes of

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"hedge/gateway/httpx"
 )
 
 // Ledger roles as reported by GET /role and accepted by POST /admin/role.
@@ -54,7 +56,12 @@ type LedgerSettings struct {
 	// tests; the record grows with every request, so leave it off for
 	// anything long-running.
 	KeepReceipts bool
-	Logger       *slog.Logger // may be nil
+	// NoDedupe makes the ledger apply every bet it receives, known key or
+	// not, as a writer that left deduplication to the edge would. Tests
+	// that prove the edge's exactly-once turn it on, so a duplicate the
+	// edge forwards shows as a second debit instead of being absorbed.
+	NoDedupe bool
+	Logger   *slog.Logger // may be nil
 }
 
 // Validate reports whether the settings can build a Ledger. NewLedger
@@ -89,7 +96,7 @@ func (s LedgerSettings) Validate() error {
 // is listed with Replicated set: the debit was applied there, not here, and
 // Count says how many times the key has arrived here since (each a replay).
 type AppliedKey struct {
-	Key        string `json:"key"` // as the client sent it
+	Key        string `json:"key"` // the key itself, whichever spelling carried it
 	Account    string `json:"account"`
 	Count      int    `json:"count"`
 	Replicated bool   `json:"replicated,omitempty"`
@@ -106,7 +113,10 @@ const (
 // fencing and exactly-once from the writer's side: which key and epoch each
 // request carried, when it arrived and what became of it.
 type Receipt struct {
-	Key     string `json:"key"`
+	Key string `json:"key"` // parsed; empty when missing or malformed
+	// RawKey is the Idempotency-Key header exactly as it arrived (several
+	// joined with "\n"), so a test can see which spelling reached the writer.
+	RawKey  string `json:"raw_key"`
 	Account string `json:"account"`
 	// Epoch is the request's Ledger-Epoch header; -1 when it had none (or
 	// a malformed one).
@@ -116,6 +126,9 @@ type Receipt struct {
 	At      time.Time `json:"at"`
 	Outcome string    `json:"outcome"`           // ReceiptApplied, ReceiptReplayed or ReceiptRefused
 	Problem string    `json:"problem,omitempty"` // the refusal's problem slug, e.g. "stale-epoch"
+	// RequestID is the request's X-Request-Id, which the edge sets: it
+	// ties the receipt to the edge's access-log line for the request.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Ledger is an in-memory ledger writer. It is safe for concurrent use.
@@ -138,6 +151,7 @@ type Ledger struct {
 	replica atomic.Pointer[Ledger]
 
 	keepReceipts bool
+	noDedupe     bool
 	receiptsMu   sync.Mutex // guards receipts only, so recording never holds mu
 	receipts     []Receipt
 
@@ -213,6 +227,7 @@ func NewLedger(s LedgerSettings) *Ledger {
 		adminToken:   s.AdminToken,
 		log:          orDiscard(s.Logger).With("component", "ledgersim", "domain", s.Domain),
 		keepReceipts: s.KeepReceipts,
+		noDedupe:     s.NoDedupe,
 		role:         s.Role,
 		epoch:        s.Epoch,
 		balances:     make(map[string]int64),
@@ -319,6 +334,12 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 				Applied []AppliedKey `json:"applied"`
 			}{l.Applied()})
 		}
+	case "/receipts":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, struct {
+				Receipts []Receipt `json:"receipts"`
+			}{l.Receipts()})
+		}
 	case "/healthz":
 		if allow(w, r, http.MethodGet, http.MethodHead) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -337,8 +358,8 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
-	key := r.Header.Get("Idempotency-Key")
-	rc := Receipt{Key: key, Account: accountOf(r), Epoch: -1, At: time.Now(), Outcome: ReceiptRefused}
+	rc := Receipt{RawKey: strings.Join(r.Header.Values("Idempotency-Key"), "\n"), Epoch: -1, At: time.Now(), Outcome: ReceiptRefused,
+		RequestID: r.Header.Get("X-Request-Id")}
 	if l.keepReceipts {
 		defer func() {
 			l.receiptsMu.Lock()
@@ -350,16 +371,27 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		rc.Problem = slug
 		writeProblem(w, status, slug, title, detail)
 	}
-	if key == "" {
+	account, status, slug, detail := principalOf(r)
+	if status != 0 {
+		refuse(status, slug, "Principal missing or malformed", detail)
+		return
+	}
+	rc.Account = account
+	if !l.ownDomain(w, r) {
+		rc.Problem = "wrong-domain"
+		return
+	}
+	key, err := idempotencyKey(r)
+	switch {
+	case errors.Is(err, httpx.ErrIdempotencyKeyMissing):
 		refuse(http.StatusBadRequest, "missing-idempotency-key", "Idempotency-Key required",
 			"every bet must carry an Idempotency-Key header so that a retry cannot debit twice")
 		return
-	}
-	if len(key) > maxKeyLen {
-		refuse(http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed",
-			fmt.Sprintf("Idempotency-Key is %d bytes; at most %d are accepted", len(key), maxKeyLen))
+	case err != nil:
+		refuse(http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed", err.Error())
 		return
 	}
+	rc.Key = key
 	// Read before taking the lock: the fencing check below must see the
 	// epoch as it is when the bet applies, not when the request arrived.
 	fence, hasFence, err := requestEpoch(r)
@@ -393,7 +425,6 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	}
 	// Normalise so "12.5" and "12.50" count as the same bet on a retry.
 	req.Amount = formatMinor(amount)
-	account := rc.Account
 	if d := time.Duration(l.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
@@ -414,7 +445,7 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("request carries epoch %d but this writer is at epoch %d", fence, epoch))
 		return
 	}
-	if slot, ok := l.bets[sc]; ok {
+	if slot, ok := l.bets[sc]; ok && !l.noDedupe {
 		if slot.req != req {
 			l.mu.Unlock()
 			refuse(http.StatusUnprocessableEntity, "idempotency-key-reused", "Idempotency-Key reused",
@@ -452,7 +483,11 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		Epoch:    epoch,
 		Domain:   l.domain,
 	}
-	l.bets[sc] = &betSlot{req: req, resp: resp, count: 1}
+	if slot, ok := l.bets[sc]; ok {
+		slot.count++ // NoDedupe: a second debit under a known key
+	} else {
+		l.bets[sc] = &betSlot{req: req, resp: resp, count: 1}
+	}
 	l.mu.Unlock()
 	rc.Outcome = ReceiptApplied
 
@@ -506,7 +541,14 @@ func (l *Ledger) setFaults(w http.ResponseWriter, r *http.Request) {
 }
 
 func (l *Ledger) balance(w http.ResponseWriter, r *http.Request) {
-	account := accountOf(r)
+	account, status, slug, detail := principalOf(r)
+	if status != 0 {
+		writeProblem(w, status, slug, "Principal missing or malformed", detail)
+		return
+	}
+	if !l.ownDomain(w, r) {
+		return
+	}
 	l.mu.Lock()
 	balance, ok := l.balances[account]
 	epoch := l.epoch
@@ -593,28 +635,58 @@ func (l *Ledger) domainOrLedger() string {
 	return l.domain
 }
 
-// accountOf names the account a request acts on. Ledger-Account wins so
-// tests can address accounts directly; otherwise the principal the gateway
-// authenticated, which is either a bare subject or a list of key=value
-// pairs (separated by ";" or ",") containing sub=<subject>.
-func accountOf(r *http.Request) string {
-	if a := strings.TrimSpace(r.Header.Get("Ledger-Account")); a != "" {
-		return a
+// maxPrincipalLen bounds the principal header; the edge's own bound
+// (auth.jwt.subject_max_length) is lower.
+const maxPrincipalLen = 1024
+
+// principalOf names the account a request acts on: the principal the edge
+// authenticated, from exactly one X-Hedge-Principal header that holds a
+// safe identifier (httpx.ValidPrincipal) and nothing else. No other header
+// can name an account, and the value is never parsed for parts: a writer
+// that took the account from a header a client can set, or read
+// "sub=..." out of a list, would let a player debit someone else. On
+// failure it returns the status and problem to answer with.
+func principalOf(r *http.Request) (account string, status int, slug, detail string) {
+	vs := r.Header.Values(httpx.PrincipalHeader)
+	switch {
+	case len(vs) == 0:
+		return "", http.StatusUnauthorized, "missing-principal", "the request carries no " + httpx.PrincipalHeader + ": it did not come through the edge"
+	case len(vs) > 1:
+		return "", http.StatusBadRequest, "invalid-principal", "more than one " + httpx.PrincipalHeader + " header"
+	case !httpx.ValidPrincipal(vs[0], maxPrincipalLen):
+		return "", http.StatusBadRequest, "invalid-principal", httpx.PrincipalHeader + " is not a safe identifier"
 	}
-	p := strings.TrimSpace(r.Header.Get("X-Hedge-Principal"))
-	if p == "" {
-		return "anonymous"
-	}
-	if !strings.Contains(p, "=") {
-		return p
-	}
-	for field := range strings.FieldsFuncSeq(p, func(c rune) bool { return c == ';' || c == ',' }) {
-		k, v, _ := strings.Cut(strings.TrimSpace(field), "=")
-		if strings.EqualFold(k, "sub") && strings.TrimSpace(v) != "" {
-			return strings.Trim(strings.TrimSpace(v), `"`)
+	return vs[0], 0, "", ""
+}
+
+// idempotencyKey parses the request's one Idempotency-Key header, in
+// either spelling the draft's clients use (the edge always sends the
+// structured-field string).
+func idempotencyKey(r *http.Request) (string, error) {
+	vs := r.Header.Values("Idempotency-Key")
+	switch len(vs) {
+	case 0:
+		return "", httpx.ErrIdempotencyKeyMissing
+	case 1:
+		k, err := httpx.ParseIdempotencyKey(nil, []byte(vs[0]))
+		if errors.Is(err, httpx.ErrIdempotencyKeyMalformed) {
+			return "", fmt.Errorf("Idempotency-Key %q: want 1 to %d printable characters, bare or as a quoted string", vs[0], maxKeyLen)
 		}
+		return string(k), err
 	}
-	return p
+	return "", errors.New("more than one Idempotency-Key header")
+}
+
+// ownDomain refuses, with 421, a request the edge addressed to another
+// ledger domain than this ledger's: a misrouted call is not applied here.
+func (l *Ledger) ownDomain(w http.ResponseWriter, r *http.Request) bool {
+	d := r.Header.Get("Ledger-Domain")
+	if d == "" || l.domain == "" || d == l.domain {
+		return true
+	}
+	writeProblem(w, http.StatusMisdirectedRequest, "wrong-domain", "Wrong ledger domain",
+		fmt.Sprintf("this ledger holds domain %q, the request is for %q", l.domain, d))
+	return false
 }
 
 func requestEpoch(r *http.Request) (epoch int64, ok bool, err error) {

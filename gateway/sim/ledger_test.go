@@ -25,7 +25,7 @@ type result struct {
 }
 
 // call sends one request and returns what came back; headers are name,
-// value pairs.
+// value pairs (a name given twice is sent twice).
 func call(t *testing.T, base, method, path, body string, headers ...string) result {
 	t.Helper()
 	r, err := send(base, method, path, body, headers...)
@@ -46,8 +46,19 @@ func send(base, method, path, body string, headers ...string) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	// Requests come from the edge, which always names the principal;
+	// a test names another, or none with an empty value.
+	req.Header.Set("X-Hedge-Principal", "anonymous")
+	set := map[string]bool{}
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+		name := http.CanonicalHeaderKey(headers[i])
+		if !set[name] {
+			req.Header.Del(name)
+			set[name] = true
+		}
+		if headers[i+1] != "" {
+			req.Header.Add(name, headers[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -102,7 +113,7 @@ func decode[T any](t *testing.T, r result) T {
 
 func balanceOf(t *testing.T, base, account string) string {
 	t.Helper()
-	r := call(t, base, http.MethodGet, "/balance", "", "Ledger-Account", account)
+	r := call(t, base, http.MethodGet, "/balance", "", "X-Hedge-Principal", account)
 	if r.status != http.StatusOK {
 		t.Fatalf("GET /balance: expected 200, got %d %s", r.status, r.body)
 	}
@@ -135,6 +146,15 @@ func TestLedgerBetRejections(t *testing.T) {
 		{"amount huge", LedgerSettings{}, `{"amount":"9999999999999999999"}`, []string{"Idempotency-Key", "k1"}, 422, "urn:hedge:problem:invalid-amount"},
 		{"other currency", LedgerSettings{}, `{"amount":"1.00","currency":"USD"}`, []string{"Idempotency-Key", "k1"}, 422, "urn:hedge:problem:currency-mismatch"},
 		{"insufficient funds", LedgerSettings{StartBalance: "10.00"}, betBody, []string{"Idempotency-Key", "k1"}, 422, "urn:hedge:problem:insufficient-funds"},
+		{"no principal", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", ""}, 401, "urn:hedge:problem:missing-principal"},
+		{"account header instead of principal", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", "", "Ledger-Account", "victim-1"}, 401, "urn:hedge:problem:missing-principal"},
+		{"two principals", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", "mallory", "X-Hedge-Principal", "victim-1"}, 400, "urn:hedge:problem:invalid-principal"},
+		{"principal as pairs", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", "iss=casino; sub=victim-3"}, 400, "urn:hedge:problem:invalid-principal"},
+		{"principal list", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", "mallory,victim-3"}, 400, "urn:hedge:problem:invalid-principal"},
+		{"principal with space", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "X-Hedge-Principal", "bob x"}, 400, "urn:hedge:problem:invalid-principal"},
+		{"two keys", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1", "Idempotency-Key", "k2"}, 400, "urn:hedge:problem:malformed-idempotency-key"},
+		{"key list", LedgerSettings{}, betBody, []string{"Idempotency-Key", "k1, k2"}, 400, "urn:hedge:problem:malformed-idempotency-key"},
+		{"other domain", LedgerSettings{Domain: "sea"}, betBody, []string{"Idempotency-Key", "k1", "Ledger-Domain", "eu"}, 421, "urn:hedge:problem:wrong-domain"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,10 +186,9 @@ func TestLedgerBetApplies(t *testing.T) {
 		wantBalance string
 		wantStatus  int
 	}{
-		{"ledger account header", []string{"Ledger-Account", "alice"}, betBody, "alice", "12.50", "987.50", 201},
-		{"principal bare subject", []string{"X-Hedge-Principal", "bob"}, betBody, "bob", "12.50", "987.50", 201},
-		{"principal pairs", []string{"X-Hedge-Principal", "iss=casino; sub=carol; scope=bet"}, betBody, "carol", "12.50", "987.50", 201},
-		{"account header wins", []string{"Ledger-Account", "dave", "X-Hedge-Principal", "erin"}, betBody, "dave", "12.50", "987.50", 201},
+		{"principal", []string{"X-Hedge-Principal", "bob"}, betBody, "bob", "12.50", "987.50", 201},
+		{"principal with email-like subject", []string{"X-Hedge-Principal", "p.7@casino.example"}, betBody, "p.7@casino.example", "12.50", "987.50", 201},
+		{"other headers name no account", []string{"X-Hedge-Principal", "bob", "Ledger-Account", "victim-1", "X-Account", "victim-1"}, betBody, "bob", "12.50", "987.50", 201},
 		{"anonymous", nil, betBody, "anonymous", "12.50", "987.50", 201},
 		{"amount normalised", nil, `{"amount":"7.5"}`, "anonymous", "7.50", "992.50", 201},
 		{"whole amount", nil, `{"amount":"1000"}`, "anonymous", "1000.00", "0.00", 201},
@@ -199,6 +218,25 @@ func TestLedgerBetApplies(t *testing.T) {
 	}
 }
 
+// TestLedgerKeySpellings: the structured-field string and the bare token
+// are one key, so a writer reached directly by a client's spelling and by
+// the edge's canonical one still applies the bet once.
+func TestLedgerKeySpellings(t *testing.T) {
+	l, base := startLedger(t, LedgerSettings{Domain: "sea", KeepReceipts: true})
+	first := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", `"k1"`, "X-Hedge-Principal", "bob")
+	again := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", `k1`, "X-Hedge-Principal", "bob")
+	if first.status != 201 || again.status != 201 || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf(`"k1" then k1: want 201 and a replayed 201, got %d and %d (replayed %q)`, first.status, again.status, again.header.Get("Idempotent-Replayed"))
+	}
+	if b := balanceOf(t, base, "bob"); b != "987.50" {
+		t.Fatalf("balance: want 987.50 (one debit), got %s", b)
+	}
+	rs := l.Receipts()
+	if len(rs) != 2 || rs[0].Key != "k1" || rs[0].RawKey != `"k1"` || rs[1].Key != "k1" || rs[1].RawKey != "k1" {
+		t.Fatalf("receipts: want key k1 under both spellings, got %+v", rs)
+	}
+}
+
 func TestLedgerExactDecimal(t *testing.T) {
 	_, base := startLedger(t, LedgerSettings{StartBalance: "0.30"})
 	for i, amount := range []string{"0.10", "0.20"} {
@@ -215,13 +253,13 @@ func TestLedgerExactDecimal(t *testing.T) {
 
 func TestLedgerReplay(t *testing.T) {
 	l, base := startLedger(t, LedgerSettings{Domain: "sea"})
-	first := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "alice")
+	first := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "X-Hedge-Principal", "alice")
 	if first.status != http.StatusCreated {
 		t.Fatalf("first: expected 201, got %d %s", first.status, first.body)
 	}
 	// Same bet, amount written differently: still the same bet.
 	second := call(t, base, http.MethodPost, "/bets", strings.Replace(betBody, "12.50", "12.5", 1),
-		"Idempotency-Key", "k1", "Ledger-Account", "alice")
+		"Idempotency-Key", "k1", "X-Hedge-Principal", "alice")
 
 	if second.status != first.status {
 		t.Errorf("replay status: expected %d, got %d", first.status, second.status)
@@ -237,7 +275,7 @@ func TestLedgerReplay(t *testing.T) {
 	}
 
 	reused := call(t, base, http.MethodPost, "/bets", strings.Replace(betBody, "12.50", "99.00", 1),
-		"Idempotency-Key", "k1", "Ledger-Account", "alice")
+		"Idempotency-Key", "k1", "X-Hedge-Principal", "alice")
 	if reused.status != http.StatusUnprocessableEntity {
 		t.Fatalf("key reused for another bet: expected 422, got %d %s", reused.status, reused.body)
 	}
@@ -246,7 +284,7 @@ func TestLedgerReplay(t *testing.T) {
 	}
 
 	// Another player using the same key string is a different bet.
-	other := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "bob")
+	other := call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "X-Hedge-Principal", "bob")
 	if other.status != http.StatusCreated || other.header.Get("Idempotent-Replayed") != "" {
 		t.Errorf("same key, other account: expected a fresh 201, got %d replayed=%q %s",
 			other.status, other.header.Get("Idempotent-Replayed"), other.body)
@@ -270,7 +308,7 @@ func TestLedgerExactlyOnceConcurrent(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			results[i], errs[i] = send(base, http.MethodPost, "/bets", betBody,
-				"Idempotency-Key", "same-key", "Ledger-Account", "alice", "Ledger-Epoch", "1")
+				"Idempotency-Key", "same-key", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1")
 		})
 	}
 	close(start)
@@ -510,7 +548,7 @@ func TestLedgerReplication(t *testing.T) {
 	w2, base2 := startLedger(t, LedgerSettings{Domain: "sea", Role: RoleReplica, Epoch: 1})
 	w1.ReplicateTo(w2)
 
-	first := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "1")
+	first := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1")
 	if first.status != http.StatusCreated {
 		t.Fatalf("bet at the writer: expected 201, got %d %s", first.status, first.body)
 	}
@@ -522,7 +560,7 @@ func TestLedgerReplication(t *testing.T) {
 	}
 
 	call(t, base2, http.MethodPost, "/admin/role", `{"role":"writer","epoch":2}`)
-	again := call(t, base2, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "2")
+	again := call(t, base2, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "2")
 	if again.status != http.StatusCreated || again.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(again.body, first.body) {
 		t.Fatalf("retry of k1 at the promoted replica: expected the writer's 201 replayed, got %d %q %s",
 			again.status, again.header.Get("Idempotent-Replayed"), again.body)
@@ -533,7 +571,7 @@ func TestLedgerReplication(t *testing.T) {
 
 	// The old writer, still claiming epoch 1, applies k2: the promoted
 	// replica refuses to import it.
-	if r := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k2", "Ledger-Account", "alice", "Ledger-Epoch", "1"); r.status != http.StatusCreated {
+	if r := call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k2", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1"); r.status != http.StatusCreated {
 		t.Fatalf("bet at the old writer: expected 201, got %d %s", r.status, r.body)
 	}
 	for _, a := range w2.Applied() {
@@ -546,7 +584,7 @@ func TestLedgerReplication(t *testing.T) {
 	}
 
 	w1.ReplicateTo(nil)
-	call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k3", "Ledger-Account", "alice", "Ledger-Epoch", "1")
+	call(t, base1, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k3", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1")
 	if n := len(w2.Applied()); n != 1 {
 		t.Errorf("after ReplicateTo(nil): expected the replica to hold 1 key, got %d", n)
 	}
@@ -561,21 +599,21 @@ func TestLedgerReceipts(t *testing.T) {
 		headers []string
 		want    Receipt
 	}{
-		{[]string{"Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "2"}, Receipt{Key: "k1", Account: "alice", Epoch: 2, Outcome: ReceiptApplied}},
-		{[]string{"Idempotency-Key", "k1", "Ledger-Account", "alice", "Ledger-Epoch", "3"}, Receipt{Key: "k1", Account: "alice", Epoch: 3, Outcome: ReceiptReplayed}},
-		{[]string{"Idempotency-Key", "k2", "Ledger-Account", "bob", "Ledger-Epoch", "1"}, Receipt{Key: "k2", Account: "bob", Epoch: 1, Outcome: ReceiptRefused, Problem: "stale-epoch"}},
-		{[]string{"Idempotency-Key", "k3", "X-Hedge-Principal", "carol"}, Receipt{Key: "k3", Account: "carol", Epoch: -1, Outcome: ReceiptApplied}},
-		{[]string{"Ledger-Account", "dave"}, Receipt{Account: "dave", Epoch: -1, Outcome: ReceiptRefused, Problem: "missing-idempotency-key"}},
+		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "2"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 2, Outcome: ReceiptApplied}},
+		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "3"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 3, Outcome: ReceiptReplayed}},
+		{[]string{"Idempotency-Key", "k2", "X-Hedge-Principal", "bob", "Ledger-Epoch", "1"}, Receipt{Key: "k2", RawKey: "k2", Account: "bob", Epoch: 1, Outcome: ReceiptRefused, Problem: "stale-epoch"}},
+		{[]string{"Idempotency-Key", "k3", "X-Hedge-Principal", "carol"}, Receipt{Key: "k3", RawKey: "k3", Account: "carol", Epoch: -1, Outcome: ReceiptApplied}},
+		{[]string{"X-Hedge-Principal", "dave"}, Receipt{Account: "dave", Epoch: -1, Outcome: ReceiptRefused, Problem: "missing-idempotency-key"}},
 	}
 	for _, st := range steps {
 		call(t, base, http.MethodPost, "/bets", betBody, st.headers...)
 	}
 	call(t, base, http.MethodPost, "/admin/role", `{"role":"replica"}`)
-	call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k4", "Ledger-Account", "erin", "Ledger-Epoch", "2")
+	call(t, base, http.MethodPost, "/bets", betBody, "Idempotency-Key", "k4", "X-Hedge-Principal", "erin", "Ledger-Epoch", "2")
 	steps = append(steps, struct {
 		headers []string
 		want    Receipt
-	}{nil, Receipt{Key: "k4", Account: "erin", Epoch: 2, Outcome: ReceiptRefused, Problem: "not-writer"}})
+	}{nil, Receipt{Key: "k4", RawKey: "k4", Account: "erin", Epoch: 2, Outcome: ReceiptRefused, Problem: "not-writer"}})
 
 	got := l.Receipts()
 	if len(got) != len(steps) {

@@ -1,13 +1,19 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
+
+	"hedge/gateway/httpx"
 )
 
 // RailSettings configures a Rail.
@@ -25,10 +31,30 @@ type Rail struct {
 	handler http.Handler
 	life    *lifecycle
 
+	// delay holds every deposit answer back, after the deposit is booked:
+	// a slow rail whose outcome the edge cannot know when it times out.
+	delay atomic.Int64
+
 	mu       sync.Mutex
 	healthy  bool
 	seq      int64
-	deposits map[scope]depositResponse
+	deposits map[scope]*depositSlot
+}
+
+type depositSlot struct {
+	resp  depositResponse
+	count int // times the key arrived; booked once
+}
+
+// Deposit is one Idempotency-Key a rail booked a deposit for, and how many
+// times the key arrived (the deposit was booked once however large Count
+// is). A test that proves a deposit was booked once across rails sums the
+// rails' lists.
+type Deposit struct {
+	Key     string `json:"key"`
+	Account string `json:"account"`
+	ID      string `json:"deposit_id"`
+	Count   int    `json:"count"`
 }
 
 type depositResponse struct {
@@ -46,7 +72,7 @@ func NewRail(s RailSettings) *Rail {
 		name:     s.Name,
 		log:      orDiscard(s.Logger).With("component", "railsim", "rail", s.Name),
 		healthy:  true,
-		deposits: make(map[scope]depositResponse),
+		deposits: make(map[scope]*depositSlot),
 	}
 	r.handler = http.HandlerFunc(r.route)
 	r.life = newLifecycle(r.handler, r.log)
@@ -98,9 +124,19 @@ func (r *Rail) route(w http.ResponseWriter, req *http.Request) {
 				r.unavailable(w)
 			}
 		}
+	case p == "/deposits":
+		if allow(w, req, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, struct {
+				Deposits []Deposit `json:"deposits"`
+			}{r.Deposits()})
+		}
 	case p == "/admin/health":
 		if allow(w, req, http.MethodPost) {
 			r.setHealth(w, req)
+		}
+	case p == "/admin/faults":
+		if allow(w, req, http.MethodPost) {
+			r.setFaults(w, req)
 		}
 	default:
 		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+p)
@@ -111,8 +147,17 @@ func (r *Rail) deposit(w http.ResponseWriter, req *http.Request) {
 	// The body is not inspected, but reading it lets the connection be
 	// reused, and the limit keeps a stand-in from buffering anything huge.
 	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, req.Body, maxBodyLen))
-	key := req.Header.Get("Idempotency-Key")
-	sc := scope{account: accountOf(req), key: key}
+	account, status, slug, detail := principalOf(req)
+	if status != 0 {
+		writeProblem(w, status, slug, "Principal missing or malformed", detail)
+		return
+	}
+	key, err := idempotencyKey(req)
+	if err != nil && !errors.Is(err, httpx.ErrIdempotencyKeyMissing) {
+		writeProblem(w, http.StatusBadRequest, "malformed-idempotency-key", "Idempotency-Key malformed", err.Error())
+		return
+	}
+	sc := scope{account: account, key: key}
 
 	r.mu.Lock()
 	if !r.healthy {
@@ -121,8 +166,11 @@ func (r *Rail) deposit(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if key != "" {
-		if resp, ok := r.deposits[sc]; ok {
+		if slot, ok := r.deposits[sc]; ok {
+			slot.count++
+			resp := slot.resp
 			r.mu.Unlock()
+			r.slow()
 			w.Header().Set("Idempotent-Replayed", "true")
 			writeJSON(w, http.StatusOK, resp)
 			return
@@ -136,12 +184,62 @@ func (r *Rail) deposit(w http.ResponseWriter, req *http.Request) {
 	}
 	// Without a key nothing can be replayed, so there is nothing to keep.
 	if key != "" {
-		r.deposits[sc] = resp
+		r.deposits[sc] = &depositSlot{resp: resp, count: 1}
 	}
 	r.mu.Unlock()
 
 	r.log.Debug("deposit accepted", "deposit_id", resp.DepositID, "path", req.URL.Path)
+	r.slow()
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// slow waits out the delay set by SetDelay, after the deposit is booked
+// (or found), before the answer.
+func (r *Rail) slow() {
+	if d := time.Duration(r.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// Deposits lists the keyed deposits the rail booked, sorted by key and
+// account.
+func (r *Rail) Deposits() []Deposit {
+	r.mu.Lock()
+	out := make([]Deposit, 0, len(r.deposits))
+	for sc, slot := range r.deposits {
+		out = append(out, Deposit{Key: sc.key, Account: sc.account, ID: slot.resp.DepositID, Count: slot.count})
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Account < out[j].Account
+	})
+	return out
+}
+
+// SetDelay makes the rail answer every deposit d late, after booking it.
+func (r *Rail) SetDelay(d time.Duration) { r.delay.Store(int64(d)) }
+
+// setFaults is POST /admin/faults {"delay":"2s"}.
+func (r *Rail) setFaults(w http.ResponseWriter, req *http.Request) {
+	var body struct {
+		Delay *string `json:"delay"`
+	}
+	if err := decodeBody(w, req, &body); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return
+	}
+	if body.Delay != nil {
+		d, err := time.ParseDuration(*body.Delay)
+		if err != nil || d < 0 {
+			writeProblem(w, http.StatusUnprocessableEntity, "invalid-delay", "Invalid delay", "delay is a duration such as 2s")
+			return
+		}
+		r.SetDelay(d)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rail": r.name, "delay": time.Duration(r.delay.Load()).String()})
 }
 
 func (r *Rail) setHealth(w http.ResponseWriter, req *http.Request) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func TestRailHealthToggle(t *testing.T) {
 		if h.status != st.health {
 			t.Errorf("%s: /healthz expected %d, got %d", st.name, st.health, h.status)
 		}
-		d := call(t, base, http.MethodPost, "/cashier/deposit", `{}`, "Idempotency-Key", "k-"+st.name)
+		d := call(t, base, http.MethodPost, "/cashier/deposit", `{}`, "Idempotency-Key", "k-"+strings.ReplaceAll(st.name, " ", "-"))
 		if d.status != st.deposit {
 			t.Errorf("%s: deposit expected %d, got %d %s", st.name, st.deposit, d.status, d.body)
 		}

@@ -6,6 +6,7 @@ package upstream
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -67,12 +68,21 @@ func New(p configs.Pool, onChange func(pool string, c health.Change)) (*Pool, er
 			DisableHeaderNamesNormalizing: false,
 			Dial:                          Dialer(p.Timeouts.Connect.D()),
 		}
+		var tc *tls.Config
 		if isTLS {
-			client.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+			// The pool's CA and client certificate (mTLS), verified against
+			// tls.server_name or the member's host; the health probes
+			// present and verify the same.
+			if tc, err = ClientTLS(p.TLS, u.Hostname()); err != nil {
+				return nil, fmt.Errorf("member %s: tls: %w", m.Name, err)
+			}
+			client.TLSConfig = tc
+			client.Dial = TLSDialer(p.Timeouts.Connect.D(), tc)
 		}
 		name := m.Name
 		spec := health.Spec{
 			URL:      m.URL + p.Health.Path,
+			TLS:      tc,
 			Interval: p.Health.Interval.D(), Timeout: p.Health.Timeout.D(),
 			Rise: p.Health.Rise, Fall: p.Health.Fall,
 			MaxFails: p.Passive.MaxFails, EjectFor: p.Passive.EjectFor.D(),
@@ -145,6 +155,16 @@ func (p *Pool) Pick(tried []*Member) *Member {
 	for i := range n {
 		m := p.Members[(start+i)%n]
 		if m.Health.Healthy() && !contains(tried, m) {
+			return m
+		}
+	}
+	return nil
+}
+
+// Member returns the member whose URL is url, or nil.
+func (p *Pool) Member(url string) *Member {
+	for _, m := range p.Members {
+		if m.URL == url {
 			return m
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ func TestPublisherToLLHLS(t *testing.T) {
 			hlsHandler(ctx)
 			return
 		}
-		srv.Handle(ctx, []byte("t"))
+		srv.Handle(ctx, []byte("t"), netip.Addr{})
 	}}
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -106,15 +106,17 @@
     });
   }
 
-  function authHeaders(h) {
-    if (token) h.Authorization = 'Bearer ' + token;
+  function authHeaders(h, bearer) {
+    if (bearer || token) h.Authorization = 'Bearer ' + (bearer || token);
     return h;
   }
 
   // openWebRTC negotiates one WHEP session into vRTC.
   async function openWebRTC() {
     const pc = new RTCPeerConnection({ iceServers: desc.iceServers || [] });
-    const sess = { pc, resource: null, stop: () => {}, promoted: false, frames: 0 };
+    // secret: the session's own token (Session-Token), which its resource
+    // needs; the Location alone does not end or change the session.
+    const sess = { pc, resource: null, secret: null, stop: () => {}, promoted: false, frames: 0 };
     try {
       pc.addTransceiver('video', { direction: 'recvonly' });
       pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -135,6 +137,7 @@
       const body = await res.text();
       if (res.status !== 201) throw new Error('WHEP answered ' + res.status + ': ' + body.slice(0, 200));
       if (res.headers.get('Location')) sess.resource = new URL(res.headers.get('Location'), whep).href;
+      sess.secret = res.headers.get('Session-Token');
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
       return sess;
     } catch (e) {
@@ -152,7 +155,7 @@
       /* already closed */
     }
     if (sess.resource) {
-      fetch(sess.resource, { method: 'DELETE', headers: authHeaders({}) }).catch(() => {});
+      fetch(sess.resource, { method: 'DELETE', headers: authHeaders({}, sess.secret) }).catch(() => {});
     }
   }
 

@@ -33,6 +33,9 @@
   let pc = null;
   let media = null;
   let statsTimer = null;
+  // The session's resource answers only to the studio token that created
+  // it (RFC 9725 §4.4): kept here, so editing the field does not matter.
+  let sessionToken = null;
 
   const set = (s, err) => {
     state.state = s;
@@ -115,6 +118,7 @@
       const body = await res.text();
       if (res.status !== 201) throw new Error('WHIP answered ' + res.status + ': ' + body.slice(0, 300));
       if (res.headers.get('Location')) state.resource = new URL(res.headers.get('Location'), whip).href;
+      sessionToken = token;
       await pc.setRemoteDescription({ type: 'answer', sdp: body });
       const m = /a=rtpmap:\d+ (H264|VP8|VP9|AV1)\//i.exec(body);
       state.codec = m ? m[1] : null;
@@ -140,8 +144,9 @@
   function stop() {
     clearInterval(statsTimer);
     if (state.resource) {
-      fetch(state.resource, { method: 'DELETE', headers: { Authorization: 'Bearer ' + tokenField.value.trim() } }).catch(() => {});
+      fetch(state.resource, { method: 'DELETE', headers: { Authorization: 'Bearer ' + sessionToken } }).catch(() => {});
       state.resource = null;
+      sessionToken = null;
     }
     if (pc) pc.close();
     pc = null;
