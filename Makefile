@@ -69,6 +69,8 @@ test: deps lint build e2e-deps
 
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt
+	@# The argument limits: counting cost, and the worst request the defaults admit vs a browser GET (≤ 10×).
+	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench 'ArgTally|WorstCaseVsGET' -benchmem ./waf/ | tee bin/bench-waf-limits.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
 	$(GO) run ./e2e/wafbench -hedge ./$(BIN)
@@ -82,11 +84,14 @@ bench: bench-deps build
 # Ctrl-C itself): the demo runs in a temporary directory, `hedge loadgen` feeds
 # vegeta bets, retries and balance reads of 100 test players at LOAD_RATE
 # for LOAD_DURATION, half to each edge by its own name (sea.edge.test,
-# eu.edge.test; TLS verified against the demo's CA),
+# eu.edge.test; TLS verified against the demo's CA), from LOAD_ADDR (the
+# address the demo's per-address rate limit exempts) on at most 200
+# connections per edge (its max_conns_per_ip is 256),
 # vegeta reports, and `hedge loadgen -verify` checks every acknowledged bet
 # against what the ledger simulators applied. The demo is stopped by PID.
 LOAD_RATE     ?= 500
 LOAD_DURATION ?= 20s
+LOAD_ADDR     ?= 127.0.0.99
 
 load: build
 	$(GO) build -o bin/vegeta github.com/tsenart/vegeta/v12
@@ -109,7 +114,7 @@ load: build
 	if [ -z "$$ready" ]; then echo "load: the demo did not become ready in 30s:"; tail -20 $$tmp/demo.log; exit 1; fi; \
 	echo "load: demo (PID $$pid) ready in $$tmp; vegeta at $(LOAD_RATE)/s for $(LOAD_DURATION) against both edges"; \
 	$$hedge loadgen -count 0 -edge https://sea.edge.test:8443,https://eu.edge.test:8443 | \
-	  $$vegeta attack -lazy -format=json -rate=$(LOAD_RATE)/s -duration=$(LOAD_DURATION) -root-certs $$ca \
+	  $$vegeta attack -lazy -format=json -rate=$(LOAD_RATE)/s -duration=$(LOAD_DURATION) -root-certs $$ca -laddr $(LOAD_ADDR) -max-connections 200 \
 	  -connect-to sea.edge.test:8443:127.0.0.11:8443 -connect-to eu.edge.test:8443:127.0.0.12:8443 \
 	  -output $$tmp/results.bin || exit 1; \
 	$$vegeta report $$tmp/results.bin | awk '/^Error Set:/ { e = 1 } e && ++n > 11 { m++; next } { print } END { if (m) print "… and " m " more" }'; \

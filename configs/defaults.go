@@ -15,6 +15,7 @@ const (
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxConnsPerIP     = 256 // a browser opens ≤ 6 per host: room for dozens of players behind one NAT
 	DefaultHSTSMaxAge        = 365 * 24 * time.Hour
 	DefaultACMEDirectory     = "https://acme-v02.api.letsencrypt.org/directory"
 	DefaultACMEHTTPAddress   = ":80"
@@ -169,6 +170,7 @@ func listenerDefaults(l *Listener, index int) {
 	setDur(&l.Limits.ReadTimeout, DefaultReadTimeout)
 	setDur(&l.Limits.WriteTimeout, DefaultWriteTimeout)
 	setDur(&l.Limits.IdleTimeout, DefaultIdleTimeout)
+	setInt(&l.Limits.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	switch l.TLS.Mode {
 	case "acme":
 		setStr(&l.TLS.ACME.Directory, DefaultACMEDirectory)

@@ -236,6 +236,18 @@ type Limits struct {
 	ReadTimeout    Duration `yaml:"read_timeout"`
 	WriteTimeout   Duration `yaml:"write_timeout"`
 	IdleTimeout    Duration `yaml:"idle_timeout"`
+	// MaxConnsPerIP bounds the open connections of one client address
+	// (an IPv6 client's /64); past it a new connection is closed at once.
+	// Connections from trusted_proxies are not counted (max_conns bounds
+	// them).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// The argument limits of every route on the listener (a route's own
+	// override them): see RouteLimits.
+	MaxArgs          int  `yaml:"max_args"`
+	MaxArgNameBytes  Size `yaml:"max_arg_name_bytes"`
+	MaxArgValueBytes Size `yaml:"max_arg_value_bytes"`
+	MaxArgsBytes     Size `yaml:"max_args_bytes"`
+	MaxJSONDepth     int  `yaml:"max_json_depth"`
 }
 
 // Route sends matching requests somewhere. Kind says where: "proxy" sends

@@ -410,6 +410,7 @@ func (v *validator) node(c *Config, p string, n *Node) {
 		if l.Limits.MaxConns < 0 {
 			v.bad(lp+".limits.max_conns", "must not be negative")
 		}
+		v.atLeast(lp+".limits.max_conns_per_ip", l.Limits.MaxConnsPerIP, 1)
 		v.positive(lp+".limits.read_timeout", int64(l.Limits.ReadTimeout))
 		v.positive(lp+".limits.write_timeout", int64(l.Limits.WriteTimeout))
 		v.positive(lp+".limits.idle_timeout", int64(l.Limits.IdleTimeout))

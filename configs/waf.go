@@ -70,6 +70,16 @@ type RouteLimits struct {
 	// MaxMultipartParts bounds the parts of a multipart body (413): a
 	// thousand tiny parts cost the rule engine a thousand arguments.
 	MaxMultipartParts int `yaml:"max_multipart_parts" json:"max_multipart_parts"`
+
+	// Argument limits (400), checked in one pass before the rule engine:
+	// what the query, the cookies and the body hand the Core Rule Set as
+	// arguments (waf/args.go), whose cost grows with their number. 0 takes
+	// the listener's.
+	MaxArgs          int  `yaml:"max_args" json:"max_args,omitempty"`
+	MaxArgNameBytes  Size `yaml:"max_arg_name_bytes" json:"max_arg_name_bytes,omitempty"`
+	MaxArgValueBytes Size `yaml:"max_arg_value_bytes" json:"max_arg_value_bytes,omitempty"`
+	MaxArgsBytes     Size `yaml:"max_args_bytes" json:"max_args_bytes,omitempty"`
+	MaxJSONDepth     int  `yaml:"max_json_depth" json:"max_json_depth,omitempty"`
 }
 
 // RateLimit is one token-bucket policy.
@@ -202,6 +212,17 @@ const (
 	DefaultMaxURIBytes       = 8 << 10
 	DefaultMaxHeaders        = 100
 	DefaultMaxMultipartParts = 100
+
+	// The argument limits' defaults (README, Protection, says why).
+	DefaultMaxArgs          = 64
+	DefaultMaxArgNameBytes  = 128
+	DefaultMaxArgValueBytes = 8 << 10
+	DefaultMaxArgsBytes     = 16 << 10
+	DefaultMaxJSONDepth     = 16
+	// MaxJSONDepthLimit bounds max_json_depth: no client of a betting
+	// platform nests deeper, and the counting pass keeps one small entry
+	// per open level.
+	MaxJSONDepthLimit = 64
 )
 
 func wafDefaults(c *Config) {
@@ -215,6 +236,18 @@ func wafDefaults(c *Config) {
 		// request always passed on to the upstream.
 		c.WAF.Mode = "detect"
 		c.WAF.ParanoiaLevel = 4
+	}
+	for i := range c.Regions {
+		for j := range c.Regions[i].Nodes {
+			for k := range c.Regions[i].Nodes[j].Listeners {
+				lim := &c.Regions[i].Nodes[j].Listeners[k].Limits
+				setInt(&lim.MaxArgs, DefaultMaxArgs)
+				setSize(&lim.MaxArgNameBytes, DefaultMaxArgNameBytes)
+				setSize(&lim.MaxArgValueBytes, DefaultMaxArgValueBytes)
+				setSize(&lim.MaxArgsBytes, DefaultMaxArgsBytes)
+				setInt(&lim.MaxJSONDepth, DefaultMaxJSONDepth)
+			}
+		}
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -240,8 +273,10 @@ func (v *validator) waf(c *Config) {
 	for i := range c.Regions {
 		for j := range c.Regions[i].Nodes {
 			for k := range c.Regions[i].Nodes[j].Listeners {
-				p := fmt.Sprintf("regions[%d].nodes[%d].listeners[%d].waf", i, j, k)
-				v.wafSettings(p, &c.Regions[i].Nodes[j].Listeners[k].WAF, false)
+				p := fmt.Sprintf("regions[%d].nodes[%d].listeners[%d]", i, j, k)
+				l := &c.Regions[i].Nodes[j].Listeners[k]
+				v.wafSettings(p+".waf", &l.WAF, false)
+				v.argLimits(p+".limits", l.Limits.MaxArgs, l.Limits.MaxArgNameBytes, l.Limits.MaxArgValueBytes, l.Limits.MaxArgsBytes, l.Limits.MaxJSONDepth, 1)
 			}
 		}
 	}
@@ -257,6 +292,8 @@ func (v *validator) waf(c *Config) {
 		if r.Limits.MaxHeaderBytes < 0 {
 			v.bad(p+".limits.max_header_bytes", "must not be negative")
 		}
+		rl := &r.Limits
+		v.argLimits(p+".limits", rl.MaxArgs, rl.MaxArgNameBytes, rl.MaxArgValueBytes, rl.MaxArgsBytes, rl.MaxJSONDepth, 0)
 		for j, ct := range r.Limits.ContentTypes {
 			if t, sub, ok := strings.Cut(ct, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(ct, " ;,") {
 				v.bad(fmt.Sprintf("%s.limits.content_types[%d]", p, j), "%q is not a media type such as application/json", ct)
@@ -272,6 +309,18 @@ func (v *validator) waf(c *Config) {
 				v.bad(p+".limits.content_types", "a route with a JSON schema accepts only application/json")
 			}
 		}
+	}
+}
+
+// argLimits checks a listener's (least 1: they are defaulted) or a route's
+// (least 0: the listener's) argument limits.
+func (v *validator) argLimits(p string, args int, name, value, total Size, depth, least int) {
+	v.atLeast(p+".max_args", args, least)
+	v.atLeast(p+".max_arg_name_bytes", int(min(name, 1<<40)), least)
+	v.atLeast(p+".max_arg_value_bytes", int(min(value, 1<<40)), least)
+	v.atLeast(p+".max_args_bytes", int(min(total, 1<<40)), least)
+	if depth < least || depth > MaxJSONDepthLimit {
+		v.bad(p+".max_json_depth", "must be %d to %d, got %d", least, MaxJSONDepthLimit, depth)
 	}
 }
 

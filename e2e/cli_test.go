@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -354,6 +356,16 @@ func testServeReload(t *testing.T, mode string) {
 	}
 	kc := newCountingClient(t, tlsConfig)
 	base := scheme + "://" + edge
+	if mode == "internal" {
+		// As curl --resolve does: the name in the URL, so in SNI and Host,
+		// and the edge's address dialled. (A Host naming another server
+		// than the connection's SNI, the IP address here, is 421.)
+		_, port, _ := net.SplitHostPort(edge)
+		base = "https://" + serverName + ":" + port
+		tr := kc.Client.Transport.(*http.Transport)
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) { return dial(ctx, network, edge) }
+	}
 	bet := func(key string) httpResult {
 		return do(t, kc.Client, "POST", base+"/api/bets", `{"table":"t1","amount":"5.00","currency":"EUR","selection":"player"}`,
 			"Content-Type", "application/json", "Idempotency-Key", key)

@@ -131,6 +131,7 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if err := g.startDev(g.cfg.Dev); err != nil {
 		return err
 	}
+	g.checkFileLimit(g.cfg)
 	for _, n := range g.nodes {
 		st, err := n.buildState(ctx, g.cfg)
 		if err != nil {

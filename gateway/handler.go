@@ -2,9 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,10 +55,11 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	ls := st.listeners[l.name]
 	if ls == nil {
 		// A reload removed this listener; it is shutting down. Finish the
-		// connection politely.
-		ctx.SetConnectionClose()
+		// connection politely. (problem.Write resets the response, so the
+		// close is set after it.)
 		problem.Write(ctx, problem.Draining, "this listener is closing", nil)
 		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.SetConnectionClose()
 		return
 	}
 	r := requestPool.Get().(*Request)
@@ -88,14 +92,29 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	// A copy: forwarding rewrites the request's path in place, and the
 	// access log must name the path the client asked for.
 	path := append(r.pathBuf[:0], ctx.Path()...)
-	switch {
+	h := &ctx.Request.Header
+	switch fault := httpx.CheckFraming(h.RawHeaders(), !h.IsHTTP11()); {
+	case fault != httpx.FramingOK:
+		// Framing is the edge's to decide, before any route: where this
+		// request ends is uncertain, so nothing after it on the connection
+		// can be trusted to be a request (RFC 9112 §6.3).
+		problem.Write(ctx, problem.BadFraming, fault.Detail(), r.ID)
+		ctx.SetConnectionClose()
+		lingerOnClose(ctx) // a client still sending reads the 400, not a reset
+		n.wafEvent(&waf.Event{Layer: waf.LayerFraming, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
+			Method: ctx.Method(), Path: path, Blocked: true, Status: problem.BadFraming.Status, Rule: fault.Rule(), Detail: fault.Detail()})
 	case string(path) == "/healthz":
 		routeName = "_healthz"
 		n.healthz(ctx, st)
-	case !supportedProtocol(ctx.Request.Header.Protocol()):
+	case !supportedProtocol(h.Protocol()):
+		// A version the edge does not speak has framing it cannot vouch for.
 		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.1 and HTTP/1.0", r.ID)
+		ctx.SetConnectionClose()
+		lingerOnClose(ctx)
 	case len(ctx.Request.Header.Host()) == 0:
 		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
+	case ls.tls && misdirected(ctx, r):
+		problem.Write(ctx, problem.Misdirected, "this connection was opened for another server name: open one for this Host", r.ID)
 	case ctx.IsConnect():
 		// An edge, not a forward proxy: no tunnels.
 		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)
@@ -215,11 +234,28 @@ func peerAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 
 // onError answers requests fasthttp could not read (headers too large, a
 // body over the limit, a timeout, garbage) as problem+json with a fresh
-// request id, like every other answer.
+// request id, like every other answer, and writes their access-log line.
+// fasthttp closes the connection after the answer: whatever follows on it
+// cannot be trusted to start a request.
 func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
+	if tc, ok := ctx.Conn().(interface{ ConnectionState() tls.ConnectionState }); ok && !tc.ConnectionState().HandshakeComplete {
+		// The TLS handshake did not finish (a client too slow for
+		// read_timeout, or not speaking TLS): there are no keys to write
+		// an answer with, and no request to log. The connection closes.
+		l.node.log.Debug("connection closed before its TLS handshake completed", "listener", l.name, "peer", ctx.RemoteAddr().String(), "error", err)
+		return
+	}
+	// The write deadline fasthttp set for this connection was set before
+	// the read that failed (at the handshake, or at the previous answer):
+	// a read that timed out after read_timeout has usually outlived it, and
+	// the answer would not be written (over TLS: cut off mid-record, then a
+	// close_notify alert). The answer gets its own.
+	if l.writeTimeout > 0 {
+		_ = ctx.Conn().SetWriteDeadline(time.Now().Add(l.writeTimeout))
+	}
 	var buf [64]byte
 	id := l.node.g.ids.Append(buf[:0])
-	errorHandler(ctx, err, id)
+	rule := errorHandler(ctx, err, id)
 	// fasthttp closes the connection after this answer, perhaps with the
 	// client still sending (a body over the limit): close lingering, so
 	// the client reads the answer rather than a reset.
@@ -227,20 +263,69 @@ func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		lingerOnClose(ctx)
 	}
+	n := l.node
+	h := &ctx.Request.Header
+	// fasthttp resets the request when it cannot read it (the header, and
+	// on most body errors the whole request): what is left names it.
+	method, host, path := []byte("-"), []byte("-"), []byte("-")
+	if len(h.RawHeaders()) > 0 {
+		method, host, path = h.Method(), h.Host(), h.RequestURI()
+		if i := bytes.IndexByte(path, '?'); i >= 0 {
+			path = path[:i]
+		}
+	}
+	client := peerAddr(ctx)
+	if rule != "" {
+		n.wafEvent(&waf.Event{Layer: waf.LayerFraming, Listener: l.name, Route: "-", ID: id, Client: client,
+			Method: method, Path: path, Blocked: true, Status: problem.BadFraming.Status, Rule: rule})
+	}
+	status := ctx.Response.StatusCode()
+	n.unrouted.count(status)
+	if a := n.g.access; a != nil {
+		var cb [48]byte
+		a.write(&entry{
+			start: time.Now(), region: n.region, node: n.name, listener: l.name, route: "-",
+			id: id, client: client.AppendTo(cb[:0]), method: method, host: host, path: path,
+			status: status, bytesOut: len(ctx.Response.Body()),
+		})
+	}
 }
 
-// errorHandler answers requests fasthttp could not parse, as problem+json.
-func errorHandler(ctx *fasthttp.RequestCtx, err error, id []byte) {
+// errorHandler answers requests fasthttp could not parse, as problem+json,
+// and returns the framing fault's rule name when the error was one.
+func errorHandler(ctx *fasthttp.RequestCtx, err error, id []byte) (framing string) {
 	var small *fasthttp.ErrSmallBuffer
+	var chunk fasthttp.ErrBrokenChunk
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
 		problem.Write(ctx, problem.HeadersTooLarge, "", id)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		problem.Write(ctx, problem.BodyTooLarge, "", id)
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout(),
+		// A read that timed out inside a chunk's size line comes wrapped
+		// in ErrBrokenChunk, which does not unwrap.
+		errors.As(err, &chunk) && strings.Contains(err.Error(), os.ErrDeadlineExceeded.Error()):
 		problem.Write(ctx, problem.RequestTimeout, "", id)
+	case errors.Is(err, fasthttp.ErrDuplicateContentLength):
+		framing = httpx.FramingCLInvalid.Rule()
+		problem.Write(ctx, problem.BadFraming, httpx.FramingCLInvalid.Detail(), id)
+	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
+		// fasthttp's one error for a second Transfer-Encoding and for a
+		// coding it does not decode (with SecureErrorLogMessage).
+		framing = httpx.FramingTECoding.Rule()
+		problem.Write(ctx, problem.BadFraming, httpx.FramingTECoding.Detail(), id)
+	case errors.As(err, &chunk), strings.Contains(err.Error(), "hex number"):
+		// A chunk size line fasthttp could not read: ErrBrokenChunk, or
+		// its untyped "empty/too large hex number".
+		framing = "chunk"
+		problem.Write(ctx, problem.BadFraming, "the chunked body is malformed (RFC 9112 §7.1)", id)
+	case strings.Contains(err.Error(), "Content-Length"):
+		// fasthttp's parse errors of the value carry no type of their own.
+		framing = httpx.FramingCLInvalid.Rule()
+		problem.Write(ctx, problem.BadFraming, httpx.FramingCLInvalid.Detail(), id)
 	default:
 		problem.Write(ctx, problem.BadRequest, "the request could not be parsed", id)
 	}
+	return framing
 }

@@ -93,11 +93,21 @@ func (c *lingerConn) drain() {
 // response being written ends the connection, perhaps before the request
 // was read to its end.
 func lingerOnClose(ctx *fasthttp.RequestCtx) {
-	c := ctx.Conn()
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if lc, ok := c.(*lingerConn); ok {
-		lc.linger.Store(true)
+	// The lingering connection is under the edge's other wrappers: the
+	// per-address count (cappedConn) and TLS (sniConn).
+	for c := ctx.Conn(); ; {
+		switch x := c.(type) {
+		case *lingerConn:
+			x.linger.Store(true)
+			return
+		case *sniConn:
+			c = x.Conn.NetConn()
+		case *tls.Conn:
+			c = x.NetConn()
+		case *cappedConn:
+			c = x.Conn
+		default:
+			return
+		}
 	}
 }

@@ -86,6 +86,10 @@ type edgeListener struct {
 	ln      net.Listener
 	srv     *fasthttp.Server
 	done    chan struct{}
+	// writeTimeout is the listener's write_timeout as the server started
+	// with it, for answers written from onError.
+	writeTimeout time.Duration
+	conns        *connCap // open connections per client address
 }
 
 // buildState assembles a node's complete state from cfg; nothing is shared
@@ -293,14 +297,18 @@ func (n *Node) install(st *nodeState) error {
 }
 
 func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	tcp, err := net.Listen("tcp", lc.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 	}
-	ln = &lingerListener{Listener: ln} // below TLS: see lingerOnClose
 	el := &edgeListener{node: n, name: lc.Name, address: lc.Address, tls: lc.TLS.Mode != "off", done: make(chan struct{})}
+	// Lingering close is below the cap and TLS (see lingerOnClose);
+	// connections over their address's cap are closed before the TLS
+	// handshake, so they cost no handshake.
+	el.conns = newConnCap(&lingerListener{Listener: tcp}, el)
+	var ln net.Listener = el.conns
 	if el.tls {
-		ln = tls.NewListener(ln, &tls.Config{
+		ln = tlsListener{Listener: ln, cfg: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			// Certificates follow reloads: each handshake asks the current state.
 			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -310,7 +318,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 				}
 				return ls.certs.TLSConfig(), nil
 			},
-		})
+		}}
 	}
 	el.ln = ln
 	return el, nil
@@ -318,6 +326,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 
 func (el *edgeListener) start(lc configs.Listener) {
 	lim := lc.Limits
+	el.writeTimeout = lim.WriteTimeout.D()
 	el.srv = &fasthttp.Server{
 		Handler:               el.serve,
 		HeaderReceived:        el.headerReceived,
@@ -337,7 +346,10 @@ func (el *edgeListener) start(lc configs.Listener) {
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		DisableHeaderNamesNormalizing: false,
-		Logger:                        fasthttpLogger{el.node.log},
+		// Typed errors for framing refusals (onError), and no request
+		// bytes in error messages, which may carry credentials.
+		SecureErrorLogMessage: true,
+		Logger:                fasthttpLogger{el.node.log},
 	}
 	go func() {
 		defer close(el.done)

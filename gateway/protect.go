@@ -20,22 +20,27 @@ import (
 
 // protectMetrics count what the protective layer stopped or saw.
 type protectMetrics struct {
-	stops   *prometheus.CounterVec
-	matches *prometheus.CounterVec
+	stops        *prometheus.CounterVec
+	matches      *prometheus.CounterVec
+	connsRefused *prometheus.CounterVec
 }
 
 func newProtectMetrics(reg *prometheus.Registry) *protectMetrics {
 	m := &protectMetrics{
 		stops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedge_waf_blocked_total",
-			Help: "Requests the protective layer stopped, by route, layer (acl, shape, rate_limit, schema, crs) and rule (the CRS rule id or rate-limit policy).",
+			Help: "Requests the protective layer stopped, by route, layer (framing, acl, shape, rate_limit, schema, crs) and rule (the framing fault, the shape limit, the rate-limit policy or the CRS rule id).",
 		}, []string{"region", "node", "route", "layer", "rule"}),
 		matches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hedge_waf_rule_matches_total",
 			Help: "Core Rule Set rules that matched, by route, rule id and action (blocked, detected).",
 		}, []string{"region", "node", "route", "rule", "action"}),
 	}
-	reg.MustRegister(m.stops, m.matches)
+	m.connsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hedge_connections_refused_total",
+		Help: "Connections closed as soon as they were accepted, by listener and reason (per_ip: the address had limits.max_conns_per_ip open).",
+	}, []string{"region", "node", "listener", "reason"})
+	reg.MustRegister(m.stops, m.matches, m.connsRefused)
 	return m
 }
 
@@ -77,8 +82,11 @@ func (n *Node) wafEvent(ev *waf.Event) {
 		return
 	}
 	rule := ev.Policy
-	if ev.Layer == waf.LayerCRS {
+	switch {
+	case ev.Layer == waf.LayerCRS:
 		rule = blockingRule(ev.Matches)
+	case ev.Rule != "":
+		rule = ev.Rule
 	}
 	pm.stops.WithLabelValues(n.region, n.name, ev.Route, string(ev.Layer), rule).Inc()
 }

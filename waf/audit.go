@@ -65,6 +65,7 @@ type auditLine struct {
 	Action   string      `json:"action"` // blocked | detected
 	Status   int         `json:"status,omitempty"`
 	Policy   string      `json:"policy,omitempty"`
+	Rule     string      `json:"rule,omitempty"`
 	Detail   string      `json:"detail,omitempty"`
 	Rules    []auditRule `json:"rules,omitempty"`
 }
@@ -74,7 +75,7 @@ func (a *AuditLog) Write(region, node string, ev *Event) {
 	l := auditLine{
 		At: time.Now().UTC(), Region: region, Node: node, Listener: ev.Listener, Route: ev.Route,
 		ID: string(ev.ID), Client: ev.Client.String(), Method: string(ev.Method), Path: truncate(string(ev.Path), 256),
-		Layer: ev.Layer, Action: "detected", Policy: ev.Policy, Detail: ev.Detail,
+		Layer: ev.Layer, Action: "detected", Policy: ev.Policy, Rule: ev.Rule, Detail: ev.Detail,
 	}
 	if ev.Blocked {
 		l.Action = "blocked"

@@ -115,7 +115,7 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 	if maxBody == 0 {
 		maxBody = int64(l.Limits.MaxBodyBytes)
 	}
-	g := &Guard{listener: sc.Listener, route: r.Name, hooks: hooks, shape: NewShape(r.Limits, maxBody)}
+	g := &Guard{listener: sc.Listener, route: r.Name, hooks: hooks, shape: NewShape(r.Limits, maxBody), args: newArgLimits(r.Limits, l.Limits)}
 	acl, err := NewACL(r.ACL)
 	if err != nil {
 		return nil, fmt.Errorf("route %s: %w", r.Name, err)

@@ -20,11 +20,14 @@ import (
 type Layer string
 
 const (
-	LayerACL    Layer = "acl"
-	LayerShape  Layer = "shape"
-	LayerRate   Layer = "rate_limit"
-	LayerSchema Layer = "schema"
-	LayerCRS    Layer = "crs"
+	// LayerFraming is the edge's check of a request's message framing,
+	// before routing (gateway); it uses Event to report like the others.
+	LayerFraming Layer = "framing"
+	LayerACL     Layer = "acl"
+	LayerShape   Layer = "shape"
+	LayerRate    Layer = "rate_limit"
+	LayerSchema  Layer = "schema"
+	LayerCRS     Layer = "crs"
 )
 
 // Event is what a layer reports about one request it stopped, or, for the
@@ -42,6 +45,10 @@ type Event struct {
 	Status   int
 	// Policy is the rate limit that denied the request.
 	Policy string
+	// Rule is the limit or check that stopped the request in the framing
+	// and shape layers: the limits field it broke (max_args) or the
+	// framing fault (cl-te).
+	Rule string
 	// Detail is the reason given to the client (never rule details).
 	Detail string
 	// Matches are the rule engine's matched rules (LayerCRS only).
@@ -74,6 +81,7 @@ type Guard struct {
 	listener, route string
 	acl             *ACL
 	shape           Shape
+	args            argLimits
 	limits          []limitRef
 	schema          *schema.Schema
 	engine          *crs.Engine
@@ -108,21 +116,40 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	var pass Pass
 	if !g.acl.Admits(client) {
 		problem.Write(ctx, problem.AddressDenied, "", id)
-		g.report(ctx, LayerACL, id, client, "", "")
+		g.report(ctx, LayerACL, id, client, "", "", "")
 		return pass, false
 	}
-	if !g.shape.Check(ctx, id) {
-		g.report(ctx, LayerShape, id, client, "", "")
+	if rule := g.shape.Check(ctx, id); rule != "" {
+		g.report(ctx, LayerShape, id, client, "", rule, "")
 		return pass, false
+	}
+	// The arguments of the query and the cookies, and of the body unless a
+	// schema will hand the rule engine a reduced document (counted below).
+	tally := argTally{l: &g.args}
+	h := &ctx.Request.Header
+	body := ctx.Request.Body()
+	if !tally.query(h.RequestURI()) || !tally.cookies(h.RawHeaders()) ||
+		g.schema == nil && !g.bodyless && len(body) > 0 && !tally.body(h.ContentType(), body) {
+		return pass, g.refuseArgs(ctx, &tally, id, client)
 	}
 	if len(g.limits) > 0 && !g.limit(ctx, id, client, &pass) {
 		return pass, false
 	}
 	// JSON is UTF-8 (RFC 8259); a body that is not is malformed, whatever
 	// an upstream's parser would make of it.
-	if body := ctx.Request.Body(); len(body) > 0 && isJSON(ctx.Request.Header.ContentType()) && !utf8.Valid(body) {
+	if len(body) > 0 && isJSON(h.ContentType()) && !utf8.Valid(body) {
 		problem.Write(ctx, problem.MalformedBody, "the JSON body is not valid UTF-8", id)
-		g.report(ctx, LayerShape, id, client, "", "invalid UTF-8")
+		g.report(ctx, LayerShape, id, client, "", "utf8", "invalid UTF-8")
+		return pass, false
+	}
+	// A JSON body the counting pass could not read would be flattened by
+	// the rule engine on a best-effort basis, at the cost of every argument
+	// it finds, and then refused as malformed anyway: in block mode, refuse
+	// it first. (In detect mode the engine reads it, so that its log shows
+	// what it would have matched.)
+	if tally.malformedDoc && g.engine != nil && g.engine.Info().Mode == crs.Block {
+		problem.Write(ctx, problem.MalformedBody, "the body could not be parsed as its content type says", id)
+		g.report(ctx, LayerShape, id, client, "", "json", "malformed JSON")
 		return pass, false
 	}
 	var reduced []byte
@@ -138,13 +165,19 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 			}
 			detail := v.Error()
 			problem.Write(ctx, t, detail, id)
-			g.report(ctx, LayerSchema, id, client, "", detail)
+			g.report(ctx, LayerSchema, id, client, "", "", detail)
 			return pass, false
 		}
 		if g.engine != nil {
 			buf = reducedPool.Get().(*[]byte)
 			reduced = g.schema.Reduce((*buf)[:0], body)
 			*buf = reduced
+			// What the rule engine reads of the body is the reduced
+			// document: it counts against the argument limits.
+			if !g.bodyless && !tally.json(reduced) {
+				reducedPool.Put(buf)
+				return pass, g.refuseArgs(ctx, &tally, id, client)
+			}
 		}
 	}
 	if g.engine == nil {
@@ -240,7 +273,7 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 			p := lr.l.Policy()
 			problem.Write(ctx, problem.RateLimited, "rate limit "+strconv.Quote(p.Name)+" exceeded", id)
 			ratelimit.SetHeaders(&ctx.Response.Header, p, d)
-			g.report(ctx, LayerRate, id, client, p.Name, "")
+			g.report(ctx, LayerRate, id, client, p.Name, "", "")
 			return false
 		}
 		// Clients see one policy while allowed: the one closest to
@@ -255,14 +288,22 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 	return true
 }
 
-func (g *Guard) report(ctx *fasthttp.RequestCtx, layer Layer, id []byte, client netip.Addr, policy, detail string) {
+// refuseArgs answers a request that broke an argument limit.
+func (g *Guard) refuseArgs(ctx *fasthttp.RequestCtx, t *argTally, id []byte, client netip.Addr) bool {
+	r := &g.args.refusals[t.broken]
+	problem.Write(ctx, r.t, r.detail, id)
+	g.report(ctx, LayerShape, id, client, "", r.rule, "")
+	return false
+}
+
+func (g *Guard) report(ctx *fasthttp.RequestCtx, layer Layer, id []byte, client netip.Addr, policy, rule, detail string) {
 	if g.hooks == nil || g.hooks.Event == nil {
 		return
 	}
 	g.hooks.Event(&Event{
 		Layer: layer, Listener: g.listener, Route: g.route, ID: id, Client: client,
 		Method: ctx.Method(), Path: ctx.Path(), Blocked: true, Status: ctx.Response.StatusCode(),
-		Policy: policy, Detail: detail,
+		Policy: policy, Rule: rule, Detail: detail,
 	})
 }
 

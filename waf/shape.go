@@ -12,9 +12,10 @@ import (
 
 // Shape holds a route's request shape limits. The listener already bounds
 // header bytes and body bytes while reading (fasthttp's read buffer and
-// MaxRequestBodySize); Shape adds the route's tighter limits, checked before
-// anything looks inside the request. Methods are the route's match.methods,
-// answered 405 with Allow by the router.
+// MaxRequestBodySize), and the edge refuses ambiguous framing before
+// routing (gateway, httpx.CheckFraming); Shape adds the route's tighter
+// limits, checked before anything looks inside the request. Methods are the
+// route's match.methods, answered 405 with Allow by the router.
 type Shape struct {
 	maxURI         int
 	maxHeaders     int
@@ -34,47 +35,38 @@ func NewShape(l configs.RouteLimits, maxBody int64) Shape {
 	return s
 }
 
-var contentLengthHeader = []byte("content-length:")
-
-// Check answers a request of the wrong shape with its problem and reports
-// false; it reports true when the request may go on.
-func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) bool {
+// Check answers a request of the wrong shape with its problem and returns
+// the limit it broke (the limits field, for metrics and the audit log); ""
+// when the request may go on.
+func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) string {
 	h := &ctx.Request.Header
 	if s.maxURI > 0 && len(h.RequestURI()) > s.maxURI {
 		problem.Write(ctx, problem.URITooLong, "the request target exceeds "+strconv.Itoa(s.maxURI)+" bytes", id)
-		return false
+		return "max_uri_bytes"
 	}
 	if s.maxHeaders > 0 && h.Len() > s.maxHeaders {
 		problem.Write(ctx, problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers", id)
-		return false
+		return "max_headers"
 	}
-	raw := h.RawHeaders()
-	if s.maxHeaderBytes > 0 && len(raw) > s.maxHeaderBytes {
+	if s.maxHeaderBytes > 0 && len(h.RawHeaders()) > s.maxHeaderBytes {
 		problem.Write(ctx, problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes", id)
-		return false
-	}
-	// A chunked body with a Content-Length beside it is the classic
-	// request-smuggling shape: fasthttp drops the Content-Length, but the
-	// upstream or a proxy in between might not.
-	if h.ContentLength() == -1 && hasHeaderLine(raw, contentLengthHeader) {
-		problem.Write(ctx, problem.BadRequest, "Content-Length and Transfer-Encoding together are not accepted", id)
-		return false
+		return "max_header_bytes"
 	}
 	body := len(ctx.Request.Body())
 	if s.maxBody > 0 && (body > s.maxBody || h.ContentLength() > s.maxBody) {
 		problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(s.maxBody)+" bytes", id)
-		return false
+		return "max_body_bytes"
 	}
 	if len(s.contentTypes) > 0 && body > 0 && !s.acceptsType(h.ContentType()) {
 		problem.Write(ctx, problem.UnsupportedMedia, "this route accepts "+s.typesText(), id)
 		ctx.Response.Header.Set("Accept-Post", s.typesText())
-		return false
+		return "content_types"
 	}
 	if s.maxParts > 0 && body > 0 && multipartParts(h.ContentType(), ctx.Request.Body(), s.maxParts) > s.maxParts {
 		problem.Write(ctx, problem.BodyTooLarge, "more than "+strconv.Itoa(s.maxParts)+" multipart parts", id)
-		return false
+		return "max_multipart_parts"
 	}
-	return true
+	return ""
 }
 
 // multipartParts counts the parts of a multipart body, stopping past max;
@@ -83,7 +75,7 @@ func multipartParts(ct, body []byte, max int) int {
 	if len(ct) < 10 || !bytes.EqualFold(ct[:10], []byte("multipart/")) {
 		return 0
 	}
-	i := bytes.Index(bytes.ToLower(ct), []byte("boundary="))
+	i := indexFold(ct, "boundary=")
 	if i < 0 {
 		return 0
 	}
@@ -129,21 +121,4 @@ func (s *Shape) typesText() string {
 		b = append(b, t...)
 	}
 	return string(b)
-}
-
-// hasHeaderLine reports whether the raw header block has a line starting
-// with name (lower-case, with its colon), in any case.
-func hasHeaderLine(raw, name []byte) bool {
-	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
-		if len(line) >= len(name) && bytes.EqualFold(line[:len(name)], name) {
-			return true
-		}
-	}
-	return false
 }

@@ -88,6 +88,20 @@ var (
 	StreamSessionLimit = Type{"stream-session-limit", "Too many stream sessions open from this address: watch over LL-HLS", fasthttp.StatusTooManyRequests}
 	// PATCH or DELETE on a session with credentials that are not the session's.
 	StreamSessionForbidden = Type{"stream-session-forbidden", "These credentials do not control this stream session", fasthttp.StatusForbidden}
+
+	// Framing and connections, checked before routing. BadFraming: the
+	// edge cannot tell for sure where the request ends (the shapes of
+	// request smuggling); the connection is closed after the answer.
+	BadFraming  = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
+	Misdirected = Type{"misdirected-request", "Host does not match the TLS server name of the connection", fasthttp.StatusMisdirectedRequest}
+
+	// Argument limits (the shape layer): what the rule engine would read
+	// as arguments, bounded before it runs.
+	TooManyArgs     = Type{"too-many-args", "Too many arguments", fasthttp.StatusBadRequest}
+	ArgNameTooLong  = Type{"arg-name-too-long", "Argument name too long", fasthttp.StatusBadRequest}
+	ArgValueTooLong = Type{"arg-value-too-long", "Argument value too long", fasthttp.StatusBadRequest}
+	ArgsTooLarge    = Type{"args-too-large", "Arguments too large", fasthttp.StatusBadRequest}
+	JSONTooDeep     = Type{"json-too-deep", "JSON body nested too deeply", fasthttp.StatusBadRequest}
 )
 
 // Write answers ctx with problem t. detail may be empty; requestID is echoed

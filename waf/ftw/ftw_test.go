@@ -245,7 +245,10 @@ regions:
           - name: ftw
             address: "{{ADDR}}"
             tls: {mode: "off"}
-            limits: {max_body_bytes: 16MiB, max_header_bytes: 64KiB}
+            # The suite checks the rule engine: the argument limits in front
+            # of it would answer its many- and long-argument tests first.
+            limits: {max_body_bytes: 16MiB, max_header_bytes: 64KiB, max_args: 100000, max_arg_name_bytes: 1MiB,
+                     max_arg_value_bytes: 16MiB, max_args_bytes: 16MiB, max_json_depth: 64}
     pools:
       - name: albedo
         members:
