@@ -279,6 +279,16 @@ func token(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hedge token:", err)
 		return 2
 	}
+	// A token the edge would refuse (a subject outside the grammar, say)
+	// is no use to anyone: say why instead of printing it.
+	v, err := jwtauth.New(cfg.Auth.JWT)
+	if err == nil {
+		_, err = v.Verify([]byte(tok))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hedge token: the edge would refuse this token: %v\n", err)
+		return 2
+	}
 	fmt.Fprintln(stdout, tok)
 	return 0
 }

@@ -259,11 +259,19 @@ data_dir: "{{DATA}}"
 log: {level: info, format: text}
 admin: {allow_loopback: true}
 lifecycle: {drain_period: 100ms, shutdown_timeout: 2s}
+# The ledger simulator takes the account from the principal the edge
+# asserts, so the routes authenticate players.
+auth:
+  jwt:
+    issuer: hedge-e2e
+    audience: [edge.e2e.test]
+    keys: [{id: k1, alg: HS256, secret: "serve-reload-secret-0123456789abcdef"}]
 routes:
   - name: bets
     match: {path_prefix: /api/bets, methods: [POST]}
     pool: ledger
     rewrite: /bets
+    auth: jwt
 regions:
   - name: lab
     nodes:
@@ -297,6 +305,7 @@ const balanceRoute = `  - name: balance
     match: {path_prefix: /api/wallet/balance, methods: [GET]}
     pool: ledger
     rewrite: /balance
+    auth: jwt
 `
 
 // TestServeReload runs `hedge serve -c FILE -region R -node N` in front of
@@ -336,6 +345,11 @@ func testServeReload(t *testing.T, mode string) {
 	v2 := strings.Replace(v1, "routes:\n", "routes:\n"+balanceRoute, 1)
 	file := filepath.Join(dir, "hedge.yaml")
 	writeFile(t, file, v1)
+	tr := runHedge(t, dir, "token", "-c", file, "-sub", "e2e-player")
+	if tr.code != 0 {
+		t.Fatalf("hedge token -c %s -sub e2e-player: exit %d: %s", file, tr.code, tr.stderr)
+	}
+	auth := "Bearer " + strings.TrimSpace(tr.stdout)
 
 	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
 	waitUntil(t, p, "hedge serve ready: admin /healthz answers 200", 20*time.Second, 50*time.Millisecond, func() (bool, string) {
@@ -368,7 +382,7 @@ func testServeReload(t *testing.T, mode string) {
 	}
 	bet := func(key string) httpResult {
 		return do(t, kc.Client, "POST", base+"/api/bets", `{"table":"t1","amount":"5.00","currency":"EUR","selection":"player"}`,
-			"Content-Type", "application/json", "Idempotency-Key", key)
+			"Content-Type", "application/json", "Idempotency-Key", key, "Authorization", auth)
 	}
 
 	r := bet("e2e-1")
@@ -378,7 +392,7 @@ func testServeReload(t *testing.T, mode string) {
 	if sts := r.header.Get("Strict-Transport-Security"); (mode == "off") != (sts == "") {
 		t.Errorf("tls %s: Strict-Transport-Security is sent on TLS listeners only; got %q", mode, sts)
 	}
-	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", ""); r.status != 404 {
+	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth); r.status != 404 {
 		t.Fatalf("GET /api/wallet/balance before the reload: want 404 (no such route yet), got %v", r)
 	}
 
@@ -387,7 +401,7 @@ func testServeReload(t *testing.T, mode string) {
 	writeFile(t, file, v2)
 	p.signal(t, syscall.SIGHUP)
 	waitUntil(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
-		r, err := tryDo(kc.Client, "GET", base+"/api/wallet/balance", "")
+		r, err := tryDo(kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -413,7 +427,7 @@ func testServeReload(t *testing.T, mode string) {
 		log := p.stderr.String()
 		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), lastLines(log, 3)
 	})
-	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", ""); r.status != 200 {
+	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth); r.status != 200 {
 		t.Errorf("after a rejected reload the previous routes serve: want 200 for the balance, got %v", r)
 	}
 	if r := bet("e2e-3"); r.status != 201 {
@@ -444,5 +458,18 @@ func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatalf("write %s: %v", path, err)
+	}
+}
+
+// TestTokenRefusesWhatTheEdgeRefuses: hedge token does not print a token
+// the edge would refuse, such as one whose subject is not a safe
+// identifier; it says why.
+func TestTokenRefusesWhatTheEdgeRefuses(t *testing.T) {
+	if r := runHedge(t, t.TempDir(), "token", "-sub", "player-1"); r.code != 0 || strings.Count(strings.TrimSpace(r.stdout), ".") != 2 {
+		t.Fatalf("hedge token -sub player-1: want exit 0 and a JWT, got exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r := runHedge(t, t.TempDir(), "token", "-sub", "mallory;sub=victim")
+	if r.code != 2 || r.stdout != "" || !strings.Contains(r.stderr, "the edge would refuse this token") {
+		t.Fatalf("hedge token -sub 'mallory;sub=victim': want exit 2, no token and the reason, got exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
