@@ -440,7 +440,10 @@ regions:
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
-        health: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1}
+        # Probes slow enough that a busy machine does not take a rail down
+        # by accident; a slow deposit is not a failed probe.
+        health: {interval: 200ms, timeout: 150ms, rise: 1, fall: 2}
+        passive: {max_fails: 100}
         timeouts: {connect: 200ms, response: 300ms}
         retries: {attempts: 2}
 `
