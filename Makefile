@@ -129,7 +129,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./configs/
 	$(GO) test -run '^$$' -fuzz FuzzServeDNS -fuzztime 60s ./dnsfail/
 	for f in FuzzClientAddr FuzzForwarded FuzzTraceparent FuzzIdempotencyKey; do \
-		$(GO) test -run '^$$' -fuzz $$f -fuzztime 30s ./gateway/httpx/ || exit 1; done
+		$(GO) test -run '^$$' -fuzz $$f -fuzztime 30s ./internal/httpx/ || exit 1; done
 	$(GO) test -tags '$(GOTAGS)' -run '^$$' -fuzz FuzzMoneyRouteHeaders -fuzztime 60s ./gateway/
 
 clean:

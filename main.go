@@ -28,12 +28,12 @@ import (
 	"hedge/configs"
 	"hedge/dnsfail"
 	"hedge/gateway"
-	"hedge/gateway/adminauth"
-	"hedge/gateway/certs"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/loadgen"
-	"hedge/gateway/problem"
-	"hedge/gateway/sim"
+	"hedge/internal/adminauth"
+	"hedge/internal/certs"
+	"hedge/internal/problem"
+	"hedge/internal/sim"
 	"hedge/waf"
 )
 
@@ -129,6 +129,15 @@ func serve(args []string) int {
 		abs, _ := filepath.Abs(root)
 		log.Info("internal CA root certificate (trust it in clients, e.g. curl --cacert)", "path", abs)
 	}
+	// The development stand-ins the configuration asks for (the demo's
+	// ledger simulators and payment rails) serve before the edges that
+	// probe them, and stop after them.
+	dev, err := sim.StartDev(cfg.Dev, log)
+	if err != nil {
+		log.Error("development stand-ins", "error", err)
+		return 1
+	}
+	defer dev.Close()
 	g, err := gateway.New(cfg, gateway.Options{
 		Region: *region, Node: *node, Logger: log, Version: version,
 		Reload: func() (*configs.Config, error) { return loadConfig(*file) },

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"hedge/configs"
-	"hedge/gateway/adminauth"
-	"hedge/gateway/health"
+	"hedge/internal/adminauth"
+	"hedge/internal/health"
 )
 
 // Status is the DNS part of GET /status.

@@ -3,7 +3,7 @@
 // It serves the zones of the deployment's configuration (dns.zones) over UDP
 // and TCP: static records (SOA, NS, A, AAAA, CNAME, TXT, CAA, MX, SRV) and
 // service names whose answers are computed from the health of the
-// deployment's edges, probed with hedge/gateway/health. A service's policy
+// deployment's edges, probed with hedge/internal/health. A service's policy
 // (failover, nearest, all) picks which healthy edges answer; when none is
 // healthy the answer fails open with every candidate and says so in the
 // metrics and the status.

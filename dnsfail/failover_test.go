@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedge/configs"
-	"hedge/gateway/adminauth"
+	"hedge/internal/adminauth"
 )
 
 // waitFor polls play-like name until cond holds for its A answer, and

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"hedge/configs"
-	"hedge/gateway/certs"
-	"hedge/gateway/health"
+	"hedge/internal/certs"
+	"hedge/internal/health"
 )
 
 // edge is one edge node as a candidate of one service: the addresses

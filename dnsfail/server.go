@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedge/configs"
-	"hedge/gateway/health"
+	"hedge/internal/health"
 )
 
 // Limits of what the server says and accepts.

@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"hedge/gateway/linelog"
-	"hedge/gateway/problem"
+	"hedge/internal/linelog"
+	"hedge/internal/problem"
 )
 
 // accessLog writes one JSON line per request through a linelog.Writer,

@@ -14,15 +14,15 @@ import (
 
 	"hedge/configs"
 	"hedge/dnsfail"
-	"hedge/gateway/adminauth"
-	"hedge/gateway/certs"
-	"hedge/gateway/health"
 	"hedge/gateway/ledger"
-	"hedge/gateway/problem"
+	"hedge/internal/adminauth"
+	"hedge/internal/certs"
+	"hedge/internal/health"
+	"hedge/internal/problem"
 )
 
 // adminServer is a node's admin listener: metrics, status, pprof, drain,
-// reload and promotions, each behind the role it needs (gateway/adminauth).
+// reload and promotions, each behind the role it needs (internal/adminauth).
 // It is net/http, not fasthttp: nothing here is a hot path, and pprof and
 // promhttp are net/http handlers.
 type adminServer struct {

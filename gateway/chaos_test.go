@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"hedge/configs"
-	"hedge/gateway/internal/testredis"
 	"hedge/gateway/ledger"
-	"hedge/gateway/sim"
+	"hedge/internal/sim"
+	"hedge/internal/testredis"
 )
 
 // chaosConfig: region sea with two edge nodes sharing one Redis, and two

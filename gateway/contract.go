@@ -6,7 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/httpx"
+	"hedge/internal/httpx"
 )
 
 // The edge is the trust boundary. What it sends on a money route (a ledger

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"hedge/gateway/httpx"
+	"hedge/internal/httpx"
 )
 
 // contractConfig: a ledger route whose writer, a cashier route whose rail

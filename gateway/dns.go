@@ -9,8 +9,8 @@ import (
 
 	"hedge/configs"
 	"hedge/dnsfail"
-	"hedge/gateway/adminauth"
-	"hedge/gateway/problem"
+	"hedge/internal/adminauth"
+	"hedge/internal/problem"
 )
 
 // dnsRunner is the authoritative DNS server a node of this process serves

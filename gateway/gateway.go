@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +18,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"hedge/configs"
-	"hedge/gateway/audit"
-	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
-	"hedge/gateway/sim"
+	"hedge/internal/audit"
+	"hedge/internal/httpx"
 	"hedge/waf"
 )
 
@@ -96,9 +94,8 @@ func New(cfg *configs.Config, opts Options) (*Gateway, error) {
 // Nodes lists the nodes this process runs.
 func (g *Gateway) Nodes() []*Node { return g.nodes }
 
-// Start runs the development stand-ins the configuration lists, obtains
-// certificates, binds every listener and starts health checks. On error
-// everything started is stopped again.
+// Start obtains certificates, binds every listener and starts health
+// checks. On error everything started is stopped again.
 func (g *Gateway) Start(ctx context.Context) (err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -128,9 +125,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	g.wafAudit = wa
 	g.closer = append(g.closer, wa.Close)
-	if err := g.startDev(g.cfg.Dev); err != nil {
-		return err
-	}
 	g.checkFileLimit(g.cfg)
 	for _, n := range g.nodes {
 		st, err := n.buildState(ctx, g.cfg)
@@ -151,39 +145,6 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	if err := g.startDNS(); err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	return nil
-}
-
-// startDev runs the ledger simulators and payment rails of the demo.
-func (g *Gateway) startDev(d configs.Dev) error {
-	for _, l := range d.Ledgers {
-		s := sim.LedgerSettings{Domain: l.Domain, Role: l.Role, Epoch: l.Epoch, Logger: g.log.With("sim", "ledger", "domain", l.Domain)}
-		if err := s.Validate(); err != nil {
-			return fmt.Errorf("dev ledger %s: %w", l.Address, err)
-		}
-		led := sim.NewLedger(s)
-		if err := g.serveDev(l.Address, led.Serve, led.Close); err != nil {
-			return fmt.Errorf("dev ledger %s: %w", l.Address, err)
-		}
-		g.log.Info("ledger simulator serving", "address", l.Address, "domain", l.Domain, "role", l.Role, "epoch", l.Epoch)
-	}
-	for _, r := range d.Rails {
-		rail := sim.NewRail(sim.RailSettings{Name: r.Name, Logger: g.log.With("sim", "rail", "rail", r.Name)})
-		if err := g.serveDev(r.Address, rail.Serve, rail.Close); err != nil {
-			return fmt.Errorf("dev rail %s: %w", r.Name, err)
-		}
-		g.log.Info("payment rail simulator serving", "address", r.Address, "rail", r.Name)
-	}
-	return nil
-}
-
-func (g *Gateway) serveDev(addr string, serve func(net.Listener) error, stop func() error) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	go serve(ln)
-	g.closer = append(g.closer, stop)
 	return nil
 }
 

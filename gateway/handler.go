@@ -13,8 +13,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/httpx"
-	"hedge/gateway/problem"
+	"hedge/internal/httpx"
+	"hedge/internal/problem"
 	"hedge/waf"
 )
 

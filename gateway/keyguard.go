@@ -6,10 +6,10 @@ import (
 	"errors"
 	"time"
 
-	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
 	"hedge/gateway/jwtauth"
-	"hedge/gateway/problem"
+	"hedge/internal/httpx"
+	"hedge/internal/problem"
 )
 
 // keyGuard authenticates players and enforces Idempotency-Key for the

@@ -10,12 +10,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/httpx"
 	"hedge/gateway/idempotency"
 	"hedge/gateway/jwtauth"
 	"hedge/gateway/ledger"
-	"hedge/gateway/problem"
 	"hedge/gateway/upstream"
+	"hedge/internal/httpx"
+	"hedge/internal/problem"
 )
 
 // moneyDeps is what every money route of a node shares.

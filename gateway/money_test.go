@@ -17,7 +17,7 @@ import (
 
 	"hedge/configs"
 	"hedge/gateway/jwtauth"
-	"hedge/gateway/sim"
+	"hedge/internal/sim"
 )
 
 const moneySecret = "test-secret-0123456789abcdef-0123456789"

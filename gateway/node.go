@@ -16,12 +16,12 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/adminauth"
-	"hedge/gateway/certs"
-	"hedge/gateway/health"
-	"hedge/gateway/httpx"
 	"hedge/gateway/ledger"
 	"hedge/gateway/upstream"
+	"hedge/internal/adminauth"
+	"hedge/internal/certs"
+	"hedge/internal/health"
+	"hedge/internal/httpx"
 	"hedge/waf"
 )
 

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"hedge/configs"
-	"hedge/gateway/adminauth"
 	"hedge/gateway/ledger"
-	"hedge/gateway/problem"
+	"hedge/internal/adminauth"
+	"hedge/internal/problem"
 )
 
 // promotions are operators' requests to designate a writer. One operator

@@ -8,9 +8,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/httpx"
-	"hedge/gateway/problem"
 	"hedge/gateway/upstream"
+	"hedge/internal/httpx"
+	"hedge/internal/problem"
 )
 
 // proxyRoute sends requests to an upstream pool.

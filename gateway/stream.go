@@ -18,8 +18,8 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"hedge/configs"
-	"hedge/gateway/certs"
-	"hedge/gateway/problem"
+	"hedge/internal/certs"
+	"hedge/internal/problem"
 	"hedge/stream"
 	"hedge/stream/hls"
 	"hedge/stream/hls/hubfeed"

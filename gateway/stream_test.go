@@ -18,7 +18,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
-	"hedge/gateway/certs"
+	"hedge/internal/certs"
 	"hedge/stream/streamtest"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"hedge/gateway/sim"
+	"hedge/internal/sim"
 )
 
 // startTLSLedger runs a ledger simulator over HTTPS with certFile, and with

@@ -10,7 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"golang.org/x/time/rate"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // AddressLimits bound what one client address may start: a session costs

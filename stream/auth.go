@@ -14,7 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Studio may publish the streams whose names match one of Streams (path.Match

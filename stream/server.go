@@ -17,7 +17,7 @@ import (
 	"github.com/pion/logging"
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Options configure a Server. Zero durations and sizes take the defaults

@@ -14,7 +14,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // session is one WHIP publisher or WHEP viewer: a PeerConnection and the

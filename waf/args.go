@@ -5,7 +5,7 @@ import (
 	"strconv"
 
 	"hedge/configs"
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Argument limits bound what the Core Rule Set reads as arguments — the

@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"hedge/gateway/linelog"
+	"hedge/internal/linelog"
 )
 
 // AuditLog appends one JSON line per stopped request and per request with

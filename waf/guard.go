@@ -10,7 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 	"hedge/waf/crs"
 	"hedge/waf/ratelimit"
 	"hedge/waf/schema"

@@ -7,7 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Shape holds a route's request shape limits. The listener already bounds

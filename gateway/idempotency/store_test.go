@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"hedge/gateway/internal/testredis"
+	"hedge/internal/testredis"
 )
 
 func stores(t *testing.T) map[string]Store {

@@ -27,7 +27,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"hedge/configs"
-	"hedge/gateway/httpx"
+	"hedge/internal/httpx"
 )
 
 // Claims is what the edge takes from a verified token.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"hedge/gateway/sim"
+	"hedge/internal/sim"
 )
 
 // ledger runs a real ledger simulator and returns its URL.

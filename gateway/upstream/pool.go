@@ -15,7 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/health"
+	"hedge/internal/health"
 )
 
 // Member is one upstream server of a pool.

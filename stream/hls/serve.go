@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Problems this package answers with, besides the gateway's own.

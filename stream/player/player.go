@@ -24,7 +24,7 @@ import (
 	"strconv"
 	"strings"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 //go:embed web

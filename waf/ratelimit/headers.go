@@ -7,7 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // Header names (draft-ietf-httpapi-ratelimit-headers-10, and RFC 9110 for

@@ -15,7 +15,7 @@ import (
 
 	"github.com/pion/rtp"
 
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 	"hedge/stream"
 	"hedge/stream/hls"
 )

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"hedge/gateway/httpx"
+	"hedge/internal/httpx"
 )
 
 // Ledger roles as reported by GET /role and accepted by POST /admin/role.

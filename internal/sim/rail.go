@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"hedge/gateway/httpx"
+	"hedge/internal/httpx"
 )
 
 // RailSettings configures a Rail.

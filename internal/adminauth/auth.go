@@ -20,7 +20,7 @@ import (
 	"strings"
 
 	"hedge/configs"
-	"hedge/gateway/problem"
+	"hedge/internal/problem"
 )
 
 // LoopbackName is the identity of loopback callers without a token.

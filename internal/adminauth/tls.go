@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"hedge/configs"
-	"hedge/gateway/certs"
+	"hedge/internal/certs"
 )
 
 // ServerTLS is an admin listener's TLS for one configuration: certificates
-// from gateway/certs (internal CA or files) and, with client_ca, the
+// from internal/certs (internal CA or files) and, with client_ca, the
 // client certificates it requires. A reload builds a new one, so files are
 // read again.
 type ServerTLS struct {
