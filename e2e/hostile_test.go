@@ -14,12 +14,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/stream/streamtest"
 )
 
 // The hostile-client suite: a player with a valid token of their own, the
-// README in hand and a raw socket, against the real binary. Every case
-// checks the answer and what the writers and rails hold afterwards: money
-// applied once, to the right account, or not at all.
+// README in hand and a raw socket, against the real binary — headers that
+// name another account, one key in two spellings through two edges, two
+// keys, Connection: Idempotency-Key, smuggled subjects, a refused bet
+// retried, a deposit whose outcome is unknown, request smuggling, argument
+// floods, session floods, someone else's stream session, and an admin
+// token used beyond its role. Every case checks the answer and what the
+// writers and rails hold afterwards: money applied once, to the right
+// account, or not at all.
 
 const hostileSecret = "hostile-e2e-secret-0123456789abcdef0123"
 
@@ -30,7 +37,11 @@ const hostileSecret = "hostile-e2e-secret-0123456789abcdef0123"
 const hostileConfig = `deployment: hostile
 data_dir: "{{DATA}}"
 log: {level: info, format: text, access: {enabled: false}}
-admin: {allow_loopback: true}
+admin:
+  allow_loopback: true
+  tokens:
+    - {name: prometheus, token: hostile-prometheus-3f9c2a71b6d04e58a1c7, roles: [read]}
+    - {name: alice, token: hostile-alice-8b1e4d92c7a35f06e2d9b4a1, roles: [read, operate, promote]}
 lifecycle: {drain_period: 100ms, shutdown_timeout: 2s}
 auth:
   jwt:
@@ -57,6 +68,15 @@ routes:
     idempotency: required
     schema: builtin:cashier-deposit
     limits: {content_types: [application/json]}
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios:
+    - {name: studio-a, token: studio-a-token-0123456789abcdef}
+    - {name: studio-b, token: studio-b-token-0123456789abcdef}
+  ice: {udp_port: {{ICE}}}
 regions:
   - name: sea
     nodes:
@@ -104,9 +124,10 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 	e.seaW, e.euW = freeAddr(t), freeAddr(t)
 	startHedge(t, "ledgersim sea", e.dir, "ledgersim", "-listen", e.seaW, "-domain", "sea", "-receipts")
 	startHedge(t, "ledgersim eu", e.dir, "ledgersim", "-listen", e.euW, "-domain", "eu", "-receipts", "-balance", "10.00")
-	sea, eu, seaAdmin, euAdmin := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	// Each node takes ICE on its listener's host: two hosts, one port.
+	sea, eu, seaAdmin, euAdmin := freeAddrOn(t, "127.0.77.1"), freeAddrOn(t, "127.0.77.2"), freeAddr(t), freeAddr(t)
 	e.railA, e.railB = freeAddr(t), freeAddr(t)
-	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu,
+	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu, "{{ICE}}", freeUDPPort(t),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{SEAW}}", e.seaW, "{{EUW}}", e.euW,
 		"{{RAILA}}", e.railA, "{{RAILB}}", e.railB).Replace(hostileConfig)
 	file := filepath.Join(e.dir, "hedge.yaml")
@@ -253,6 +274,36 @@ func rawExchange(t *testing.T, addr, raw string, pipelined bool) (resp *http.Res
 	return resp, string(b), err != nil
 }
 
+// freeUDPPort returns a UDP port free on both edges' hosts right now.
+func freeUDPPort(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		c, err := net.ListenPacket("udp", "127.0.77.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		if c2, err := net.ListenPacket("udp", fmt.Sprintf("127.0.77.2:%d", port)); err == nil {
+			c2.Close()
+			return fmt.Sprint(port)
+		}
+	}
+	t.Fatal("no UDP port free on both 127.0.77.1 and 127.0.77.2")
+	return ""
+}
+
+// freeAddrOn returns a TCP address on host that nothing listens on now.
+func freeAddrOn(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func problemSlug(body string) string {
 	var p struct{ Type string }
 	json.Unmarshal([]byte(body), &p)
@@ -393,6 +444,131 @@ func TestHostileClients(t *testing.T) {
 		a, b := e.railDeposits(t, e.railA, "unknown-1"), e.railDeposits(t, e.railB, "unknown-1")
 		if len(a) != 1 || len(b) != 0 {
 			t.Fatalf("unknown-1: want one deposit, at rail-a; got rail-a %+v, rail-b %+v", a, b)
+		}
+	})
+
+	t.Run("ambiguous framing is refused and the connection closed", func(t *testing.T) {
+		before := len(e.writerReceipts(t, e.seaW))
+		smuggled := "POST /api/wallet/balance HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory + "\r\n\r\n"
+		for name, head := range map[string]string{
+			"CL with chunked, empty body": "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+			"chunked then CL":             "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n",
+			"two lengths":                 "Content-Length: 0\r\nContent-Length: 5\r\n",
+			"coding other than chunked":   "Transfer-Encoding: gzip\r\n",
+		} {
+			raw := "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
+				"\r\nIdempotency-Key: frame-1\r\nContent-Type: application/json\r\n" + head + "\r\n0\r\n\r\n" + smuggled
+			resp, body, closed := rawExchange(t, seaAddr, raw, true)
+			if resp.StatusCode != 400 || problemSlug(body) != "bad-framing" || !closed {
+				t.Errorf("%s: want 400 bad-framing and the connection closed before the smuggled request, got %d %s (closed %v)", name, resp.StatusCode, body, closed)
+			}
+		}
+		if after := len(e.writerReceipts(t, e.seaW)); after != before {
+			t.Errorf("framing refusals reached the writer: %d requests", after-before)
+		}
+	})
+
+	t.Run("thousands of arguments are refused before the rule engine", func(t *testing.T) {
+		var q strings.Builder
+		for i := range 500 {
+			fmt.Fprintf(&q, "a%d=%d&", i, i)
+		}
+		start := time.Now()
+		r := do(t, e.client, "GET", e.sea+"/api/wallet/balance?"+q.String(), "", "Authorization", "Bearer "+mallory)
+		if r.status != 400 || problemSlug(r.body) != "too-many-args" {
+			t.Fatalf("a query of 500 arguments: want 400 too-many-args, got %v", r)
+		}
+		t.Logf("500 arguments refused in %s", time.Since(start).Round(time.Millisecond))
+		// 2,000 of them do not fit the listener's header buffer at all.
+		q.Reset()
+		for i := range 2000 {
+			fmt.Fprintf(&q, "a%d=%d&", i, i)
+		}
+		if r := do(t, e.client, "GET", e.sea+"/api/wallet/balance?"+q.String(), "", "Authorization", "Bearer "+mallory); r.status != 431 && r.status != 414 {
+			t.Fatalf("a query of 2,000 arguments: want 431 or 414, got %v", r)
+		}
+		deep := strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40)
+		r = do(t, e.client, "POST", e.sea+"/cashier/deposit", deep, "Authorization", "Bearer "+mallory, "Content-Type", "application/json", "Idempotency-Key", "deep-1")
+		// The cashier's schema (a positive model) or the depth limit stops it.
+		if slug := problemSlug(r.body); !(r.status == 400 && slug == "json-too-deep" || r.status == 422 && slug == "schema-violation") {
+			t.Fatalf("JSON nested 40 deep: want 400 json-too-deep or 422 schema-violation, got %v", r)
+		}
+		if n := len(e.railDeposits(t, e.railA, "deep-1")) + len(e.railDeposits(t, e.railB, "deep-1")); n != 0 {
+			t.Fatalf("the deep deposit was booked %d times", n)
+		}
+	})
+
+	t.Run("one address cannot create sessions by the hundred", func(t *testing.T) {
+		var statuses []int
+		limited := false
+		for range 60 {
+			r := do(t, e.client, "POST", e.sea+"/live/bacc-99/whep", "v=0 not an offer", "Content-Type", "application/sdp")
+			statuses = append(statuses, r.status)
+			if r.status == 429 {
+				limited = problemSlug(r.body) == "stream-session-rate" && r.header.Get("Retry-After") != ""
+				break
+			}
+		}
+		if !limited {
+			t.Fatalf("60 WHEP offers from one address: want 429 stream-session-rate with Retry-After before the end, got %v", statuses)
+		}
+		if statuses[0] == 429 {
+			t.Fatalf("the first offer was already refused: %v", statuses)
+		}
+	})
+
+	t.Run("a session answers only to its own credentials", func(t *testing.T) {
+		api := streamtest.DefaultAPI(t)
+		pub := streamtest.NewPublisher(t, api)
+		offer := streamtest.Offer(t, pub.PC)
+		r := do(t, e.client, "POST", e.sea+"/live/bacc-07/whip", offer, "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token-0123456789abcdef")
+		loc := r.header.Get("Location")
+		if r.status != 201 || loc == "" {
+			t.Fatalf("studio-a publishes bacc-07: want 201 with a Location, got %v", r)
+		}
+		url := e.sea + loc
+		if !strings.HasPrefix(loc, "/") {
+			url = loc
+		}
+		if r := do(t, e.client, "DELETE", url, ""); r.status != 401 {
+			t.Errorf("DELETE of studio-a's session without a credential: want 401, got %v", r)
+		}
+		if r := do(t, e.client, "DELETE", url, "", "Authorization", "Bearer studio-b-token-0123456789abcdef"); r.status != 403 || problemSlug(r.body) != "stream-session-forbidden" {
+			t.Errorf("DELETE of studio-a's session by studio-b: want 403 stream-session-forbidden, got %v", r)
+		}
+		if r := do(t, e.client, "DELETE", url, "", "Authorization", "Bearer studio-a-token-0123456789abcdef"); r.status != 200 {
+			t.Errorf("studio-a ends its own session: want 200, got %v", r)
+		}
+	})
+
+	t.Run("a scraper's token cannot drain or be the second pair of eyes", func(t *testing.T) {
+		scraper := []string{"Authorization", "Bearer hostile-prometheus-3f9c2a71b6d04e58a1c7"}
+		alice := []string{"Authorization", "Bearer hostile-alice-8b1e4d92c7a35f06e2d9b4a1"}
+		if r := do(t, quickClient, "GET", e.seaAdmin+"/metrics", "", scraper...); r.status != 200 {
+			t.Fatalf("the scraper reads metrics: want 200, got %v", r)
+		}
+		if r := do(t, quickClient, "POST", e.seaAdmin+"/admin/drain", "", scraper...); r.status != 403 || problemSlug(r.body) != "admin-role-missing" {
+			t.Errorf("the scraper drains the node: want 403 admin-role-missing, got %v", r)
+		}
+		req := `{"domain":"sea","url":"http://` + e.euW + `","epoch":5,"reason":"hostile: move sea's money to eu's writer"}`
+		if r := do(t, quickClient, "POST", e.seaAdmin+"/admin/ledger/promotions", req, scraper...); r.status != 403 {
+			t.Errorf("the scraper requests a promotion: want 403, got %v", r)
+		}
+		r := do(t, quickClient, "POST", e.seaAdmin+"/admin/ledger/promotions", req, alice...)
+		var pr struct{ ID string }
+		decodeJSON(t, "promotion request", r.body, &pr)
+		if r.status != 202 || pr.ID == "" {
+			t.Fatalf("alice requests a promotion: want 202, got %v", r)
+		}
+		for who, hdr := range map[string][]string{"the scraper": scraper, "alice herself": alice, "loopback without a token": nil} {
+			if r := do(t, quickClient, "POST", e.seaAdmin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", hdr...); r.status != 403 {
+				t.Errorf("%s approves alice's promotion: want 403, got %v", who, r)
+			}
+		}
+		// Nothing moved: sea's bets still go to sea's writer.
+		r = e.bet(t, e.sea, mallory, "after-promotion-1")
+		if r.status != 201 || len(receiptsFor(e.writerReceipts(t, e.seaW), "after-promotion-1")) != 1 {
+			t.Fatalf("after the refused approvals: want the bet at sea's writer, got %v", r)
 		}
 	})
 }
