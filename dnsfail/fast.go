@@ -53,21 +53,15 @@ func buildFast(st *state) *fastTable {
 			if !ok {
 				continue
 			}
-			// NODATA, NXDOMAIN, answers that depend on the client (policy
-			// nearest) and CNAME chases (their target may be a service
-			// whose answers change) take the full handler.
-			var types []uint16
-			switch {
-			case len(o.rrset(dns.TypeCNAME)) > 0:
+			// NODATA, NXDOMAIN, referrals, answers that depend on the
+			// client (policy nearest) and CNAME chases (their target may
+			// be a service whose answers change) take the full handler.
+			if kind, _ := z.locate(name, false); kind != exact {
+				continue
+			}
+			types := o.types()
+			if len(o.rrset(dns.TypeCNAME)) > 0 {
 				types = []uint16{dns.TypeCNAME}
-			case o.service != nil:
-				if _, near := o.service.policy.(nearestPolicy); !near {
-					types = []uint16{dns.TypeA, dns.TypeAAAA}
-				}
-			default:
-				for _, set := range o.sets {
-					types = append(types, set.t)
-				}
 			}
 			for _, t := range types {
 				slot := &fastSlot{}
@@ -103,14 +97,27 @@ func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
 	q.SetQuestion(name, qtype)
 	q.Id = 0
 	q.RecursionDesired = false
-	m, _ := st.answer(q, netip.Addr{}, true)
+	m, info := st.answer(q, netip.Addr{}, true)
 	m.Compress = true
 	wire, err := m.Pack()
 	if err != nil || len(m.Extra) > 0 && m.Extra[len(m.Extra)-1].Header().Rrtype == dns.TypeOPT {
 		return nil
 	}
+	// A service's own addresses are prepared again when they change
+	// (refreshFast); other replies that hold a service's addresses, and
+	// every answer of policy nearest, depend on more than the name.
+	o := st.owner(name)
+	own := o != nil && o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA)
+	if own {
+		if _, near := o.service.policy.(nearestPolicy); near {
+			return nil
+		}
+	}
+	if info.dynamic && !own {
+		return nil
+	}
 	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode}
-	if o := st.owner(name); o != nil && o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+	if own {
 		e.ttlSvc = o.service
 		e.ttlOff = answerTTLOffsets(e.wire)
 	}
@@ -232,7 +239,7 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 		if off+11 > len(query) || query[off] != 0 || binary.BigEndian.Uint16(query[off+1:]) != dns.TypeOPT || query[off+6] != 0 {
 			return nil, fastSlow
 		}
-		size = max(int(binary.BigEndian.Uint16(query[off+3:])), dns.MinMsgSize)
+		size = min(max(int(binary.BigEndian.Uint16(query[off+3:])), dns.MinMsgSize), advertisedUDPSize)
 		do = query[off+7]&0x80 != 0
 		rdlen := int(binary.BigEndian.Uint16(query[off+9:]))
 		opts := query[off+11:]

@@ -101,6 +101,21 @@ dns:
         - {name: a.b.deep, type: A, value: 192.0.2.1}
         - {name: "@", type: TXT, value: '"hedge test zone"'}
         - {name: "@", type: CAA, value: '0 issue "letsencrypt.org"'}
+        - {name: sub, type: NS, value: ns.sub.edge.test.}
+        - {name: sub, type: NS, value: ns1.edge.test.}
+        - {name: ns.sub, type: A, value: 192.0.2.53}
+        - {name: ns.sub, type: AAAA, value: "2001:db8::53"}
+        - {name: "*.wild", type: A, value: 192.0.2.80}
+        - {name: "*.wild", type: TXT, value: '"wild"'}
+        - {name: "*.wc", type: CNAME, value: play.edge.test.}
+        - {name: tow, type: CNAME, value: x.wild.edge.test.}
+        - {name: tosub, type: CNAME, value: x.sub.edge.test.}
+        - {name: tonx, type: CNAME, value: nosuch.edge.test.}
+        - {name: loop1, type: CNAME, value: loop2.edge.test.}
+        - {name: loop2, type: CNAME, value: loop1.edge.test.}
+        - {name: mx, type: MX, value: 10 sea.edge.test.}
+        - {name: mx, type: MX, value: 20 play.edge.test.}
+        - {name: srv, type: SRV, value: 0 0 443 sea.edge.test.}
 %s      services:
         - {name: play, policy: all, regions: [sea, eu], health: %s}
         - {name: fo, policy: failover, regions: [sea, eu], health: %s}

@@ -2,7 +2,6 @@ package dnsfail
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -141,39 +140,18 @@ func (u *udpServer) loop(conn *net.UDPConn) {
 	}
 }
 
-// slow does what the dns package's server does with a packet: drop what
-// is not a query, answer FORMERR / NOTIMP from the header alone, else parse
-// it and call the handler.
+// slow answers what the fast path did not: replies are dropped, the rest
+// is parsed and goes to the full handler, as a bare header (FORMERR) when
+// it does not parse.
 func (u *udpServer) slow(conn *net.UDPConn, wire []byte, from netip.AddrPort) {
-	if len(wire) < 12 {
+	if len(wire) < 12 || wire[2]&0x80 != 0 {
 		return
 	}
-	h := dns.Header{Id: binary.BigEndian.Uint16(wire), Bits: binary.BigEndian.Uint16(wire[2:]),
-		Qdcount: binary.BigEndian.Uint16(wire[4:]), Ancount: binary.BigEndian.Uint16(wire[6:]),
-		Nscount: binary.BigEndian.Uint16(wire[8:]), Arcount: binary.BigEndian.Uint16(wire[10:])}
-	w := &udpWriter{conn: conn, to: from}
-	action := dns.DefaultMsgAcceptFunc(h)
 	req := new(dns.Msg)
-	if action == dns.MsgAccept {
-		if req.Unpack(wire) == nil {
-			u.s.ServeDNS(w, req)
-			return
-		}
-		action = dns.MsgReject
+	if wireFormErr(wire) || req.Unpack(wire) != nil {
+		req = headerOnly(wire)
 	}
-	if action == dns.MsgIgnore {
-		return
-	}
-	req = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Opcode: int(h.Bits>>11) & 0xF,
-		RecursionDesired: h.Bits&(1<<8) != 0, CheckingDisabled: h.Bits&(1<<4) != 0}}
-	opcode := req.Opcode
-	req.SetRcodeFormatError(req)
-	if action == dns.MsgRejectNotImplemented {
-		req.Opcode = opcode
-		req.Rcode = dns.RcodeNotImplemented
-	}
-	u.s.metrics.query(true, req.Rcode)
-	w.WriteMsg(req)
+	u.s.ServeDNS(&udpWriter{conn: conn, to: from}, req)
 }
 
 // udpWriter is the dns.ResponseWriter of one UDP query.
