@@ -113,8 +113,9 @@ func (st *state) answer(r *dns.Msg, client netip.Addr, udp bool) (*dns.Msg, answ
 			}
 		}
 	}
+	// A query with two OPTs gets none back: its EDNS is what is wrong.
 	var ro *dns.OPT
-	if opt != nil {
+	if opt != nil && !optBad {
 		ro = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 		ro.SetUDPSize(advertisedUDPSize)
 		if opt.Do() {
@@ -253,7 +254,7 @@ func (res *resolver) resolve(z *zone, name, lname string, qtype uint16) {
 			m.Ns = append(m.Ns, negativeSOA(z))
 			return
 		}
-		if cn := o.rrset(dns.TypeCNAME); len(cn) > 0 && qtype != dns.TypeCNAME && qtype != dns.TypeANY {
+		if cn := o.rrset(dns.TypeCNAME); len(cn) > 0 && followsCNAME(qtype) {
 			m.Answer = append(m.Answer, rename(cn[0], name))
 			chain = append(chain, lname)
 			target := cn[0].(*dns.CNAME).Target
@@ -281,6 +282,18 @@ func (res *resolver) resolve(z *zone, name, lname string, qtype uint16) {
 		res.additional(z, rrs)
 		return
 	}
+}
+
+// followsCNAME says whether a query of type qtype at a CNAME owner gets the
+// CNAME's target: not when it asks for the CNAME itself, or ANY (RFC 1034
+// §4.3.2 step 3a), or the DNSSEC records that live beside a CNAME (RFC
+// 4035 §2.5: RRSIG and NSEC).
+func followsCNAME(qtype uint16) bool {
+	switch qtype {
+	case dns.TypeCNAME, dns.TypeANY, dns.TypeRRSIG, dns.TypeNSEC:
+		return false
+	}
+	return true
 }
 
 // additional adds the addresses of the NS, MX and SRV targets in rrs that
