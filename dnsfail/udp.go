@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/miekg/dns"
@@ -20,9 +21,21 @@ import (
 // path in the reading goroutine, and hands the rest to the full handler
 // exactly as the dns package's server would.
 type udpServer struct {
-	s     *Server
-	conns []*net.UDPConn
-	wg    sync.WaitGroup
+	s       *Server
+	conns   []*net.UDPConn
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	mu      sync.Mutex
+	wakers  []func() // unblock the system-call loops' reads
+}
+
+// wake unblocks every loop blocked in a read, so it sees closing.
+func (u *udpServer) wake() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, w := range u.wakers {
+		w()
+	}
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {
@@ -62,12 +75,18 @@ func (u *udpServer) start() {
 		u.wg.Add(1)
 		go func() {
 			defer u.wg.Done()
-			u.loop(c)
+			// The system-call loop where there is one (udp_linux.go),
+			// else the portable one.
+			if !u.loopSyscalls(c) {
+				u.loop(c)
+			}
 		}()
 	}
 }
 
 func (u *udpServer) close() {
+	u.closing.Store(true)
+	u.wake()
 	for _, c := range u.conns {
 		c.Close()
 	}
@@ -82,6 +101,7 @@ const batch = 32
 // get FORMERR. (Queries are a question and an OPT record: hundreds of bytes.)
 const maxQuery = 4096
 
+// loop is the portable UDP loop: batches through golang.org/x/net.
 func (u *udpServer) loop(conn *net.UDPConn) {
 	var pc interface {
 		ReadBatch([]ipv4.Message, int) (int, error)

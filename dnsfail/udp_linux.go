@@ -1,0 +1,144 @@
+//go:build linux && (amd64 || arm64)
+
+package dnsfail
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// The Linux UDP loop reads and writes with recvmmsg and sendmmsg directly,
+// as gdnsd and Knot do: its own descriptor (a dup of the socket's) in
+// blocking mode, so a query costs two system calls — no poller wake-up, no
+// retried read — and no allocation (addresses stay in their raw form).
+
+// mmsghdr is struct mmsghdr of 64-bit Linux.
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// rawBatch is the memory of one direction of a loop: headers, buffers and
+// the peers' addresses, set up once.
+type rawBatch struct {
+	msgs  [batch]mmsghdr
+	iovs  [batch]syscall.Iovec
+	names [batch]syscall.RawSockaddrInet6
+}
+
+func (b *rawBatch) init(bufs [][]byte) {
+	for i := range b.msgs {
+		h := &b.msgs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
+		h.Iov = &b.iovs[i]
+		h.Iovlen = 1
+		if bufs != nil {
+			b.iovs[i].Base = &bufs[i][0]
+			b.iovs[i].SetLen(len(bufs[i]))
+		}
+	}
+}
+
+// loopSyscalls serves conn until the server closes; false when it cannot
+// start (the portable loop takes over).
+func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	fd := -1
+	if rc.Control(func(s uintptr) { fd, err = syscall.Dup(int(s)) }) != nil || err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	// Blocking reads that give up every 200ms, and a shutdown on close:
+	// either way the loop sees closing.
+	if syscall.SetNonblock(fd, false) != nil ||
+		syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Usec: int64(200 * time.Millisecond / time.Microsecond)}) != nil {
+		return false
+	}
+	u.mu.Lock()
+	if u.closing.Load() {
+		u.mu.Unlock()
+		return true
+	}
+	u.wakers = append(u.wakers, func() { syscall.Shutdown(fd, syscall.SHUT_RD) })
+	u.mu.Unlock()
+
+	in := make([][]byte, batch)
+	out := make([][]byte, batch)
+	for i := range in {
+		in[i] = make([]byte, maxQuery)
+		out[i] = make([]byte, 0, 65535)
+	}
+	var rb, wb rawBatch
+	rb.init(in)
+	wb.init(nil)
+	for !u.closing.Load() {
+		for i := range rb.msgs {
+			rb.msgs[i].hdr.Namelen = uint32(unsafe.Sizeof(rb.names[i]))
+		}
+		r, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&rb.msgs[0])), batch, msgWaitForOne, 0, 0)
+		if e != 0 {
+			if errors.Is(e, syscall.EBADF) {
+				return true
+			}
+			continue // EAGAIN (the timeout), EINTR
+		}
+		n := int(r)
+		st := u.s.st.Load()
+		k := 0
+		for i := range n {
+			from, ok := addrPort(&rb.names[i], rb.msgs[i].hdr.Namelen)
+			if !ok {
+				continue
+			}
+			wire := in[i][:rb.msgs[i].n]
+			reply, res := st.serveFast(wire, out[k][:0], from.Addr(), u.s.metrics)
+			switch res {
+			case fastReply:
+				out[k] = reply[:0]
+				wb.names[k] = rb.names[i]
+				wb.msgs[k].hdr.Namelen = rb.msgs[i].hdr.Namelen
+				wb.iovs[k].Base = &reply[0]
+				wb.iovs[k].SetLen(len(reply))
+				k++
+			case fastSlow:
+				u.slow(conn, wire, from)
+			}
+		}
+		for sent := 0; sent < k; {
+			w, _, e := syscall.Syscall6(sysSendmmsg, uintptr(fd), uintptr(unsafe.Pointer(&wb.msgs[sent])), uintptr(k-sent), 0, 0, 0)
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != 0 || w == 0 {
+				break // the kernel refused this batch; clients retry
+			}
+			sent += int(w)
+		}
+	}
+	return true
+}
+
+// addrPort reads a peer's address as recvmmsg wrote it.
+func addrPort(sa *syscall.RawSockaddrInet6, n uint32) (netip.AddrPort, bool) {
+	port := uint16(sa.Port>>8 | sa.Port<<8) // network byte order
+	switch sa.Family {
+	case syscall.AF_INET:
+		if n < syscall.SizeofSockaddrInet4 {
+			return netip.AddrPort{}, false
+		}
+		sa4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port), true
+	case syscall.AF_INET6:
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port), true
+	}
+	return netip.AddrPort{}, false
+}
