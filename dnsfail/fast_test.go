@@ -15,8 +15,12 @@ func TestFastPathMatchesHandler(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
 	st := d.srv.st.Load()
 	names := []string{"play.edge.test.", "PlAy.EdGe.TeSt.", "edge.test.", "EDGE.test.", "sea.edge.test.", "www.edge.test.",
-		"near.edge.test.", "big.edge.test.", "b.deep.edge.test.", "a.b.deep.edge.test.", "nosuch.edge.test.", "example.com.", "fo.edge.test."}
-	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS, dns.TypeTXT, dns.TypeCAA, dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, 65000}
+		"near.edge.test.", "big.edge.test.", "b.deep.edge.test.", "a.b.deep.edge.test.", "nosuch.edge.test.", "example.com.", "fo.edge.test.",
+		"NoSuch.Deep.Edge.Test.", "x.y.b.deep.edge.test.", "sub.edge.test.", "x.sub.edge.test.", "ns.sub.edge.test.", "y.ns.sub.edge.test.",
+		"foo.wild.edge.test.", "wild.edge.test.", "*.wild.edge.test.", "x.*.wild.edge.test.", "foo.wc.edge.test.", "tow.edge.test.",
+		"tonx.edge.test.", "loop1.edge.test.", "mx.edge.test.", "x.mx.edge.test.", "x.play.edge.test.", "x.near.edge.test.", "edge.test.edge.test."}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS, dns.TypeTXT, dns.TypeCAA, dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, 65000,
+		dns.TypeDS, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNULL}
 	variants := []struct {
 		name string
 		edit func(*dns.Msg)
@@ -32,7 +36,7 @@ func TestFastPathMatchesHandler(t *testing.T) {
 		{"ecs", withECS("10.1.0.0", 16)},
 		{"edns v1", func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) }},
 	}
-	fast := 0
+	fast, byRcode := 0, map[string]int{}
 	client := netip.MustParseAddr("127.0.0.1")
 	for _, name := range names {
 		for _, qt := range types {
@@ -55,6 +59,11 @@ func TestFastPathMatchesHandler(t *testing.T) {
 				if err := got.Unpack(out); err != nil {
 					t.Fatalf("%s %s %s: fast reply does not parse: %v", name, dns.TypeToString[qt], v.name, err)
 				}
+				kind := dns.RcodeToString[got.Rcode]
+				if got.Rcode == dns.RcodeSuccess && len(got.Answer) == 0 {
+					kind = "NODATA"
+				}
+				byRcode[kind]++
 				w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
 				d.srv.ServeDNS(w, q)
 				want := new(dns.Msg)
@@ -68,10 +77,12 @@ func TestFastPathMatchesHandler(t *testing.T) {
 			}
 		}
 	}
-	if fast < 60 {
-		t.Fatalf("the fast path answered only %d queries", fast)
+	t.Logf("fast path answered %d of %d queries: %v", fast, len(names)*len(types)*len(variants), byRcode)
+	for kind, least := range map[string]int{"NOERROR": 60, "NODATA": 100, "NXDOMAIN": 40} {
+		if byRcode[kind] < least {
+			t.Errorf("the fast path answered only %d %s queries, want at least %d", byRcode[kind], kind, least)
+		}
 	}
-	t.Logf("fast path answered %d of %d queries", fast, len(names)*len(types)*len(variants))
 }
 
 // TestFastPathFollowsHealth: a service's prepared replies change with its
@@ -123,6 +134,9 @@ func BenchmarkFastPath(b *testing.B) {
 		{"service", benchQuery(b, "PLAY.edge.test.", dns.TypeA, false)},
 		{"service-edns", benchQuery(b, "play.edge.test.", dns.TypeA, true)},
 		{"static", benchQuery(b, "sea.edge.test.", dns.TypeA, false)},
+		{"nodata", benchQuery(b, "sea.edge.test.", dns.TypeAAAA, true)},
+		{"nxdomain", benchQuery(b, "NoSuch.edge.test.", dns.TypeA, true)},
+		{"nxdomain-deep", benchQuery(b, "a.b.c.nosuch.edge.test.", dns.TypeA, true)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			out := make([]byte, 0, 4096)
