@@ -3,18 +3,16 @@
 package dnsfail
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"syscall"
-	"time"
 	"unsafe"
 )
 
-// The Linux UDP loop reads and writes with recvmmsg and sendmmsg directly,
-// as gdnsd and Knot do: its own descriptor (a dup of the socket's) in
-// blocking mode, so a query costs two system calls — no poller wake-up, no
-// retried read — and no allocation (addresses stay in their raw form).
+// The Linux UDP loop reads and writes batches with recvmmsg and sendmmsg
+// directly, as gdnsd and Knot do, through the runtime's poller (a read
+// that finds nothing parks the goroutine); the peers' addresses stay in
+// their raw form, so a query allocates nothing.
 
 // mmsghdr is struct mmsghdr of 64-bit Linux.
 type mmsghdr struct {
@@ -45,32 +43,13 @@ func (b *rawBatch) init(bufs [][]byte) {
 	}
 }
 
-// loopSyscalls serves conn until the server closes; false when it cannot
-// start (the portable loop takes over).
+// loopSyscalls serves conn until it is closed; false when it cannot start
+// (the portable loop takes over).
 func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return false
 	}
-	fd := -1
-	if rc.Control(func(s uintptr) { fd, err = syscall.Dup(int(s)) }) != nil || err != nil {
-		return false
-	}
-	defer syscall.Close(fd)
-	// Blocking reads that give up every 200ms, and a shutdown on close:
-	// either way the loop sees closing.
-	if syscall.SetNonblock(fd, false) != nil ||
-		syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Usec: int64(200 * time.Millisecond / time.Microsecond)}) != nil {
-		return false
-	}
-	u.mu.Lock()
-	if u.closing.Load() {
-		u.mu.Unlock()
-		return true
-	}
-	u.wakers = append(u.wakers, func() { syscall.Shutdown(fd, syscall.SHUT_RD) })
-	u.mu.Unlock()
-
 	in := make([][]byte, batch)
 	out := make([][]byte, batch)
 	for i := range in {
@@ -80,20 +59,42 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 	var rb, wb rawBatch
 	rb.init(in)
 	wb.init(nil)
-	for !u.closing.Load() {
+	var n int
+	var errno syscall.Errno
+	recv := func(fd uintptr) bool {
 		for i := range rb.msgs {
 			rb.msgs[i].hdr.Namelen = uint32(unsafe.Sizeof(rb.names[i]))
 		}
-		r, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&rb.msgs[0])), batch, msgWaitForOne, 0, 0)
-		if e != 0 {
-			if errors.Is(e, syscall.EBADF) {
+		r, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&rb.msgs[0])), batch, syscall.MSG_DONTWAIT, 0, 0)
+		n, errno = int(r), e
+		return e != syscall.EAGAIN
+	}
+	var k, sent int
+	send := func(fd uintptr) bool {
+		for sent < k {
+			w, _, e := syscall.Syscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&wb.msgs[sent])), uintptr(k-sent), syscall.MSG_DONTWAIT, 0, 0)
+			switch {
+			case e == syscall.EAGAIN:
+				return false
+			case e == syscall.EINTR:
+				continue
+			case e != 0 || w == 0:
+				sent = k // the kernel refused this batch; clients retry
 				return true
 			}
-			continue // EAGAIN (the timeout), EINTR
+			sent += int(w)
 		}
-		n := int(r)
+		return true
+	}
+	for {
+		if err := rc.Read(recv); err != nil {
+			return true // closed
+		}
+		if errno != 0 {
+			continue
+		}
 		st := u.s.st.Load()
-		k := 0
+		k = 0
 		for i := range n {
 			from, ok := addrPort(&rb.names[i], rb.msgs[i].hdr.Namelen)
 			if !ok {
@@ -113,18 +114,11 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 				u.slow(conn, wire, from)
 			}
 		}
-		for sent := 0; sent < k; {
-			w, _, e := syscall.Syscall6(sysSendmmsg, uintptr(fd), uintptr(unsafe.Pointer(&wb.msgs[sent])), uintptr(k-sent), 0, 0, 0)
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 || w == 0 {
-				break // the kernel refused this batch; clients retry
-			}
-			sent += int(w)
+		sent = 0
+		if k > 0 && rc.Write(send) != nil {
+			return true
 		}
 	}
-	return true
 }
 
 // addrPort reads a peer's address as recvmmsg wrote it.
