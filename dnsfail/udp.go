@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/miekg/dns"
@@ -21,21 +20,9 @@ import (
 // path in the reading goroutine, and hands the rest to the full handler
 // exactly as the dns package's server would.
 type udpServer struct {
-	s       *Server
-	conns   []*net.UDPConn
-	wg      sync.WaitGroup
-	closing atomic.Bool
-	mu      sync.Mutex
-	wakers  []func() // unblock the system-call loops' reads
-}
-
-// wake unblocks every loop blocked in a read, so it sees closing.
-func (u *udpServer) wake() {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	for _, w := range u.wakers {
-		w()
-	}
+	s     *Server
+	conns []*net.UDPConn
+	wg    sync.WaitGroup
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {
@@ -85,8 +72,6 @@ func (u *udpServer) start() {
 }
 
 func (u *udpServer) close() {
-	u.closing.Store(true)
-	u.wake()
 	for _, c := range u.conns {
 		c.Close()
 	}
