@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -242,4 +243,29 @@ func ReadZoneFileLines(file, apex string, defaultTTL time.Duration) ([]ZoneFileR
 		return nil, err
 	}
 	return out, nil
+}
+
+// DNSSECKeyDir is where the DNSSEC keys of the zone apex live.
+func DNSSECKeyDir(c *Config, apex string) string {
+	name := strings.TrimSuffix(dnslib.CanonicalName(apex), ".")
+	if name == "" {
+		name = "root"
+	}
+	return filepath.Join(c.DataDir, "dnssec", name)
+}
+
+// zoneDNSSEC checks a zone's signing settings, and that its keys exist.
+func (v *validator) zoneDNSSEC(c *Config, p string, z *Zone, apex string) {
+	d := z.DNSSEC
+	v.oneOf(p+".algorithm", d.Algorithm, "ecdsap256sha256", "ed25519")
+	v.oneOf(p+".keys", d.Keys, "csk", "ksk+zsk")
+	if d.SignatureValidity < Duration(time.Hour) {
+		v.bad(p+".signature_validity", "must be at least 1h, got %s", d.SignatureValidity.D())
+	}
+	if d.Enabled && !v.keygen {
+		dir := DNSSECKeyDir(c, apex)
+		if keys, _ := filepath.Glob(filepath.Join(dir, "K*.private")); len(keys) == 0 {
+			v.bad(p+".enabled", "no keys in %s: make them with hedge dnssec keygen -c %s", dir, c.File)
+		}
+	}
 }

@@ -21,6 +21,7 @@ type validator struct {
 	errs   *Errors
 	lines  map[string]int
 	failed map[string]bool // paths that did not decode
+	keygen bool            // DNSSEC keys are about to be made
 }
 
 func (v *validator) bad(path, format string, args ...any) {
@@ -762,6 +763,7 @@ func (v *validator) dns(c *Config) {
 			}
 		}
 		v.zoneRules(p, z, apex, fileRecords)
+		v.zoneDNSSEC(c, p+".dnssec", z, apex)
 		for j := range z.Services {
 			s := &z.Services[j]
 			sp := fmt.Sprintf("%s.services[%d]", p, j)

@@ -42,6 +42,7 @@ type fastEntry struct {
 	rcode  int
 	ttlOff []int    // offsets of TTLs to patch (service answers)
 	ttlSvc *service // whose ttlNow fills them
+	signed bool     // of a signed zone: a query with DO needs the handler
 }
 
 // fastName is what the fast path knows of one name of a zone.
@@ -62,6 +63,7 @@ type fastNX struct {
 	soa     []byte
 	ptrs    []int // offsets in soa of the pointers to the apex
 	apexLen int   // length of the apex's wire name
+	signed  bool
 }
 
 func fastKey(wireName []byte, qtype uint16) string {
@@ -147,7 +149,7 @@ func (st *state) prepareNX(z *zone) *fastNX {
 	if !ok {
 		return nil
 	}
-	nx := &fastNX{apexLen: len(apex)}
+	nx := &fastNX{apexLen: len(apex), signed: z.signer != nil}
 	copy(nx.header[:], []byte{0, 0, 0x84, dns.RcodeNameError, 0, 1, 0, 0, 0, 1, 0, 0})
 	// The SOA: owner (the apex), type, class, TTL, RDLENGTH, then MNAME
 	// and RNAME (pointing to the apex where they end in it) and the five
@@ -219,6 +221,9 @@ func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
 		return nil
 	}
 	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode}
+	if z := st.zones.find(name); z != nil && z.signer != nil {
+		e.signed = true
+	}
 	if own {
 		e.ttlSvc = o.service
 		e.ttlOff = answerTTLOffsets(e.wire)
@@ -391,6 +396,8 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 	}
 	replyLen := 0
 	switch {
+	case do && (nx != nil && nx.signed || e != nil && e.signed):
+		return nil, fastSlow // signatures are the handler's
 	case nx != nil:
 		replyLen = 12 + qlen + 4 + len(nx.soa)
 	case e != nil && e.qlen == qlen:

@@ -183,7 +183,7 @@ func (st *state) answer(r *dns.Msg, client netip.Addr, udp bool) (*dns.Msg, answ
 		where, _ = netip.AddrFromSlice(ecs.Address)
 		where = where.Unmap()
 	}
-	res := resolver{st: st, m: m, client: where}
+	res := resolver{st: st, m: m, client: where, do: opt != nil && opt.Do()}
 	res.resolve(z, q.Name, lname, q.Qtype)
 	info.referral, info.dynamic = res.referral, res.dynamic
 	if ecs != nil {
@@ -228,6 +228,37 @@ type resolver struct {
 	scope    int        // the ECS scope the answer depends on
 	referral bool
 	dynamic  bool
+	do       bool // the client takes DNSSEC records (RFC 3225)
+}
+
+// sign adds the signatures of rrs when the client takes them and z is
+// signed; origTTL as signer.signed.
+func (res *resolver) sign(z *zone, rrs []dns.RR, origTTL uint32) []dns.RR {
+	if !res.do || z.signer == nil || len(rrs) == 0 {
+		return rrs
+	}
+	return z.signer.signed(rrs, origTTL)
+}
+
+// deny writes a negative answer for lname in z: NXDOMAIN (o nil) or
+// NODATA at o. Signed, both are NOERROR with the zone's SOA and the name's
+// own NSEC (RFC 9824).
+func (res *resolver) deny(z *zone, lname string, o *owner, qtype uint16) {
+	m := res.m
+	soa := negativeSOA(z)
+	if !res.do || z.signer == nil {
+		if o == nil {
+			m.Rcode = dns.RcodeNameError
+		}
+		m.Ns = append(m.Ns, soa)
+		return
+	}
+	types := []uint16{typeNXNAME}
+	if o != nil {
+		types = o.typesNow(lname, res.client, qtype)
+	}
+	m.Ns = append(m.Ns, z.signer.signed([]dns.RR{soa}, z.soa.Hdr.Ttl)...)
+	m.Ns = append(m.Ns, z.signer.signed([]dns.RR{z.signer.nsec(lname, types)}, 0)...)
 }
 
 // resolve answers name (lname: lower case) of type qtype from z into the
@@ -247,15 +278,19 @@ func (res *resolver) resolve(z *zone, name, lname string, qtype uint16) {
 			res.referral = len(m.Answer) == 0
 			ns := o.rrset(dns.TypeNS)
 			m.Ns = append(m.Ns, ns...)
+			if res.do && z.signer != nil {
+				// No DS: the delegation is insecure, and the NSEC of
+				// the delegation point proves it (RFC 4035 §3.1.4).
+				m.Ns = append(m.Ns, z.signer.signed([]dns.RR{z.signer.nsec(strings.ToLower(ns[0].Header().Name), o.types())}, 0)...)
+			}
 			res.additional(z, ns)
 			return
 		case nxdomain:
-			m.Rcode = dns.RcodeNameError
-			m.Ns = append(m.Ns, negativeSOA(z))
+			res.deny(z, lname, nil, qtype)
 			return
 		}
 		if cn := o.rrset(dns.TypeCNAME); len(cn) > 0 && followsCNAME(qtype) {
-			m.Answer = append(m.Answer, rename(cn[0], name))
+			m.Answer = append(m.Answer, res.sign(z, []dns.RR{rename(cn[0], name)}, 0)...)
 			chain = append(chain, lname)
 			target := cn[0].(*dns.CNAME).Target
 			lt := strings.ToLower(target)
@@ -271,14 +306,20 @@ func (res *resolver) resolve(z *zone, name, lname string, qtype uint16) {
 			continue
 		}
 		rrs, scope := o.lookup(name, qtype, res.client)
+		origTTL := uint32(0)
 		if o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
 			res.scope, res.dynamic = scope, true
+			if len(rrs) > 0 && (rrs[0].Header().Rrtype == dns.TypeA || rrs[0].Header().Rrtype == dns.TypeAAAA) {
+				// Signed for the service's TTL; the TTL handed out
+				// may be shorter (health.go).
+				origTTL = uint32(o.service.ttl / time.Second)
+			}
 		}
 		if len(rrs) == 0 {
-			m.Ns = append(m.Ns, negativeSOA(z))
+			res.deny(z, lname, o, qtype)
 			return
 		}
-		m.Answer = append(m.Answer, rrs...)
+		m.Answer = append(m.Answer, res.sign(z, rrs, origTTL)...)
 		res.additional(z, rrs)
 		return
 	}
@@ -329,6 +370,25 @@ func (res *resolver) additional(z *zone, rrs []dns.RR) {
 			res.m.Extra = append(res.m.Extra, rrs...)
 		}
 	}
+}
+
+// typesNow are the types o answers with now, for the NSEC of a NODATA
+// answer: a service name has A or AAAA only while it gives addresses of
+// that family; never qtype, which has just been found empty.
+func (o *owner) typesNow(name string, client netip.Addr, qtype uint16) []uint16 {
+	var out []uint16
+	for _, t := range o.types() {
+		if t == qtype {
+			continue
+		}
+		if o.service != nil && (t == dns.TypeA || t == dns.TypeAAAA) {
+			if rrs, _ := o.service.records(name, t, client); len(rrs) == 0 {
+				continue
+			}
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // lookup returns the records of type qtype at o, named as the query wrote

@@ -163,6 +163,11 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dns.zones[%d]: %w", i, err)
 		}
+		if zc.DNSSEC.Enabled {
+			if z.signer, err = newSigner(cfg, zc, z); err != nil {
+				return nil, fmt.Errorf("dns.zones[%d].dnssec: %w", i, err)
+			}
+		}
 		st.zones = append(st.zones, z)
 		for j, sc := range zc.Services {
 			name, _ := configs.DNSOwner(sc.Name, z.apex)

@@ -17,6 +17,7 @@ type zone struct {
 	soa    *dns.SOA
 	negTTL uint32
 	names  map[string]*owner
+	signer *signer // nil: not signed
 }
 
 // owner is everything at one name: static RRsets and, for a service name,
