@@ -198,25 +198,69 @@ func TestDNSSECSignatureCache(t *testing.T) {
 	}
 }
 
-// TestDNSSECFastPath: queries with DO on a signed zone leave the fast
-// path to the handler; the others keep it.
+// TestDNSSECFastPath: on a signed zone, answers to queries with DO come
+// from the fast path's signed replies, exactly as the handler gives them
+// (and follow a service's changes); negative answers with DO, whose NSEC
+// is the name's own, are the handler's.
 func TestDNSSECFastPath(t *testing.T) {
 	d := newDeployment(t, deployOpts{dnssec: "csk ecdsap256sha256"})
-	st := d.srv.st.Load()
-	for _, c := range []struct {
-		name  string
-		qtype uint16
-	}{{"sea.edge.test.", dns.TypeA}, {"play.edge.test.", dns.TypeA}, {"sea.edge.test.", dns.TypeTXT}, {"nosuch.edge.test.", dns.TypeA}} {
-		for _, do := range []bool{false, true} {
-			q := new(dns.Msg)
-			q.SetQuestion(c.name, c.qtype)
-			q.SetEdns0(1232, do)
-			wire, _ := q.Pack()
-			_, res := st.serveFast(wire, nil, netip.MustParseAddr("127.0.0.1"), d.srv.metrics)
-			if (res == fastReply) == do {
-				t.Errorf("%s %s DO=%v: fast path %v", c.name, dns.TypeToString[c.qtype], do, res == fastReply)
-			}
+	check := func(name string, qtype uint16, do, wantFast bool) *dns.Msg {
+		t.Helper()
+		q := new(dns.Msg)
+		q.SetQuestion(name, qtype)
+		q.Id = 77
+		q.SetEdns0(1232, do)
+		wire, _ := q.Pack()
+		out, res := d.srv.st.Load().serveFast(wire, nil, netip.MustParseAddr("127.0.0.1"), d.srv.metrics)
+		if (res == fastReply) != wantFast {
+			t.Fatalf("%s %s DO=%v: want fast path %v, got %v", name, dns.TypeToString[qtype], do, wantFast, res == fastReply)
 		}
+		if res != fastReply {
+			return nil
+		}
+		got := new(dns.Msg)
+		if err := got.Unpack(out); err != nil {
+			t.Fatal(err)
+		}
+		w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
+		d.srv.ServeDNS(w, q)
+		want := new(dns.Msg)
+		want.Unpack(w.wire)
+		if !strings.EqualFold(got.String(), want.String()) {
+			t.Errorf("%s %s DO=%v: fast path and handler differ:\n%s\n%s", name, dns.TypeToString[qtype], do, got, want)
+		}
+		return got
+	}
+	for _, c := range []struct {
+		name     string
+		qtype    uint16
+		fastDO   bool
+		fastNoDO bool
+	}{{"sea.edge.test.", dns.TypeA, true, true}, {"PLAY.edge.test.", dns.TypeA, true, true}, {"edge.test.", dns.TypeDNSKEY, true, true},
+		{"www.edge.test.", dns.TypeCNAME, true, true}, {"sea.edge.test.", dns.TypeTXT, false, true}, {"nosuch.edge.test.", dns.TypeA, false, true}} {
+		check(c.name, c.qtype, false, c.fastNoDO)
+		if r := check(c.name, c.qtype, true, c.fastDO); r != nil && sigOf(r, c.qtype) == nil {
+			t.Errorf("%s %s: the fast signed reply has no RRSIG:\n%s", c.name, dns.TypeToString[c.qtype], r)
+		}
+	}
+	// A signed reply whose signatures are half-way to expiring goes to the
+	// handler until refreshSigned prepares it again.
+	st := d.srv.st.Load()
+	slot := st.fast.signed[fastKey([]byte("\x03sea\x04edge\x04test\x00"), dns.TypeA)]
+	if slot == nil {
+		t.Fatal("no signed reply for sea.edge.test A")
+	}
+	stale := *slot.cur.Load()
+	stale.refreshAt = time.Now().Unix() - 1
+	slot.cur.Store(&stale)
+	check("sea.edge.test.", dns.TypeA, true, false)
+	st.fast.refreshSigned(st, time.Now())
+	check("sea.edge.test.", dns.TypeA, true, true)
+	if err := d.srv.SetEdgeDraining("eu-1", true, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r := check("play.edge.test.", dns.TypeA, true, true); len(answerAddrs(r)) != 1 {
+		t.Errorf("eu drained: the signed fast reply still has %v", answerAddrs(r))
 	}
 }
 

@@ -2,6 +2,7 @@ package dnsfail
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -28,6 +29,9 @@ import (
 type fastTable struct {
 	slots map[string]*fastSlot // lower-case wire name + qtype
 	names map[string]*fastName // lower-case wire name
+	// signed holds, for the names of signed zones, the replies with their
+	// signatures, for queries with DO; same keys as slots.
+	signed map[string]*fastSlot
 }
 
 type fastSlot struct {
@@ -42,7 +46,10 @@ type fastEntry struct {
 	rcode  int
 	ttlOff []int    // offsets of TTLs to patch (service answers)
 	ttlSvc *service // whose ttlNow fills them
-	signed bool     // of a signed zone: a query with DO needs the handler
+	signed bool     // of a signed zone: a query with DO needs the signed reply
+	// refreshAt (Unix seconds) is when the signatures of a signed reply
+	// are half-way to expiring and must be made again (refreshSigned).
+	refreshAt int64
 }
 
 // fastName is what the fast path knows of one name of a zone.
@@ -72,7 +79,7 @@ func fastKey(wireName []byte, qtype uint16) string {
 
 // buildFast prepares the replies of every name of st's zones.
 func buildFast(st *state) *fastTable {
-	ft := &fastTable{slots: map[string]*fastSlot{}, names: map[string]*fastName{}}
+	ft := &fastTable{slots: map[string]*fastSlot{}, names: map[string]*fastName{}, signed: map[string]*fastSlot{}}
 	for _, z := range st.zones {
 		nx := st.prepareNX(z)
 		for name, o := range z.names {
@@ -103,10 +110,19 @@ func buildFast(st *state) *fastTable {
 				fn.nodata = st.prepareNODATA(name, fn.types, len(wire))
 			}
 			for _, t := range types {
+				e := st.prepare(name, t, len(wire), false)
+				if e == nil {
+					continue
+				}
 				slot := &fastSlot{}
-				if e := st.prepare(name, t, len(wire)); e != nil {
-					slot.cur.Store(e)
-					ft.slots[fastKey(wire, t)] = slot
+				slot.cur.Store(e)
+				ft.slots[fastKey(wire, t)] = slot
+				if e.signed {
+					if se := st.prepare(name, t, len(wire), true); se != nil {
+						slot := &fastSlot{}
+						slot.cur.Store(se)
+						ft.signed[fastKey(wire, t)] = slot
+					}
 				}
 			}
 		}
@@ -121,7 +137,7 @@ func (st *state) prepareNODATA(name string, types []uint16, qlen int) *fastEntry
 		if slices.Contains(types, t) {
 			continue
 		}
-		e := st.prepare(name, t, qlen)
+		e := st.prepare(name, t, qlen, false)
 		if e == nil || e.rcode != dns.RcodeSuccess || binary.BigEndian.Uint16(e.wire[6:]) != 0 {
 			return nil
 		}
@@ -190,18 +206,53 @@ func (svc *service) refreshFast() {
 	}
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		if slot := st.fast.slots[fastKey(svc.fastName, t)]; slot != nil && slot.cur.Load() != nil {
-			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName)))
+			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName), false))
+		}
+		if slot := st.fast.signed[fastKey(svc.fastName, t)]; slot != nil {
+			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName), true))
 		}
 	}
 }
 
-// prepare runs the full handler once for (name, qtype) and keeps its reply.
-func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
+// refreshSigned prepares again the signed replies whose signatures are
+// half-way to expiring (the signer then makes new ones).
+func (ft *fastTable) refreshSigned(st *state, now time.Time) {
+	for k, slot := range ft.signed {
+		if e := slot.cur.Load(); e != nil && now.Unix() >= e.refreshAt {
+			name, _, err := dns.UnpackDomainName([]byte(k), 0)
+			if err == nil {
+				t := uint16(k[len(k)-2])<<8 | uint16(k[len(k)-1])
+				slot.cur.Store(st.prepare(name, t, len(k)-2, true))
+			}
+		}
+	}
+}
+
+// prepare runs the full handler once for (name, qtype) and keeps its reply
+// (do: the signed reply to a query with DO, kept when it is an answer).
+func (st *state) prepare(name string, qtype uint16, qlen int, do bool) *fastEntry {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.Id = 0
 	q.RecursionDesired = false
+	if do {
+		q.SetEdns0(advertisedUDPSize, true)
+	}
 	m, info := st.answer(q, netip.Addr{}, true)
+	var refreshAt int64
+	if do {
+		// The fast path adds the OPT itself; only positive answers.
+		if len(m.Extra) == 0 || m.Extra[len(m.Extra)-1].Header().Rrtype != dns.TypeOPT || m.Rcode != dns.RcodeSuccess || len(m.Answer) == 0 {
+			return nil
+		}
+		m.Extra = m.Extra[:len(m.Extra)-1]
+		refreshAt = math.MaxInt64
+		for _, rr := range append(append([]dns.RR{}, m.Answer...), m.Ns...) {
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				refreshAt = min(refreshAt, int64(sig.Expiration)-int64(st.zones.find(name).signer.validity/2/time.Second))
+			}
+		}
+	}
 	m.Compress = true
 	wire, err := m.Pack()
 	if err != nil || len(m.Extra) > 0 && m.Extra[len(m.Extra)-1].Header().Rrtype == dns.TypeOPT {
@@ -220,8 +271,8 @@ func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
 	if info.dynamic && !own {
 		return nil
 	}
-	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode}
-	if z := st.zones.find(name); z != nil && z.signer != nil {
+	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode, refreshAt: refreshAt}
+	if z := st.zones.find(name); z != nil && z.signer != nil && !do {
 		e.signed = true
 	}
 	if own {
@@ -374,6 +425,18 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 	nodata := false
 	if slot := ft.slots[string(k)]; slot != nil {
 		e = slot.cur.Load()
+		if do && e != nil && e.signed {
+			// The signed reply, while its signatures are fresh.
+			e = nil
+			if slot := ft.signed[string(k)]; slot != nil {
+				if se := slot.cur.Load(); se != nil && time.Now().Unix() < se.refreshAt {
+					e = se
+				}
+			}
+			if e == nil {
+				return nil, fastSlow
+			}
+		}
 	} else if fn := ft.names[string(key[:n])]; fn != nil {
 		// A known name without this type: NODATA. (A type it has but
 		// that was not prepared — policy nearest — is not.)

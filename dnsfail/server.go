@@ -56,6 +56,8 @@ type Server struct {
 	tcp     *dns.Server
 	addr    string
 	closed  bool
+	stop    chan struct{} // ends the signatures' refresh
+	bg      sync.WaitGroup
 }
 
 // state is everything a query reads, rebuilt whole on reload.
@@ -242,6 +244,9 @@ func (s *Server) Start() error {
 		}
 	}()
 	<-ready
+	s.stop = make(chan struct{})
+	s.bg.Add(1)
+	go s.refreshSignatures()
 	s.st.Load().checker.Start()
 	s.log.Info("dns serving", "address", s.addr, "zones", len(s.st.Load().zones))
 	return nil
@@ -313,8 +318,29 @@ func (s *Server) Close() {
 	if s.tcp != nil {
 		s.tcp.ShutdownContext(ctx)
 	}
+	if s.stop != nil {
+		close(s.stop)
+		s.bg.Wait()
+	}
 	s.st.Load().checker.Close()
 	s.audit.close()
+}
+
+// refreshSignatures keeps the fast path's signed replies fresh: each is
+// prepared again when half of its signatures' validity has passed.
+func (s *Server) refreshSignatures() {
+	defer s.bg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			st := s.st.Load()
+			st.fast.refreshSigned(st, now)
+		}
+	}
 }
 
 // healthChanged recomputes a service's answers after one of its edges
