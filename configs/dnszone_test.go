@@ -123,3 +123,47 @@ func TestDNSZoneRules(t *testing.T) {
 		})
 	}
 }
+
+// TestDNSSECSettings: a signed zone needs its keys (hedge dnssec keygen
+// makes them) and known settings, each problem on its field's line.
+func TestDNSSECSettings(t *testing.T) {
+	dir := t.TempDir()
+	src := func(dnssec string) string {
+		return "data_dir: " + dir + "\n" + dnsZoneYAML("", "", "") + "      dnssec: " + dnssec + "\n"
+	}
+	cases := []struct {
+		dnssec string
+		want   []string
+	}{
+		{"{enabled: false}", nil},
+		{"{enabled: true}", []string{`z.yaml:7: dns.zones[0].dnssec.enabled: no keys in ` + filepath.Join(dir, "dnssec", "edge.test") + `: make them with hedge dnssec keygen -c z.yaml`}},
+		{"{algorithm: rsasha1, keys: zsk, signature_validity: 10m}", []string{
+			`dns.zones[0].dnssec.algorithm: "rsasha1" is not one of ecdsap256sha256, ed25519`,
+			`dns.zones[0].dnssec.keys: "zsk" is not one of csk, ksk+zsk`,
+			`dns.zones[0].dnssec.signature_validity: must be at least 1h, got 10m0s`}},
+	}
+	for _, c := range cases {
+		_, err := Parse("z.yaml", []byte(src(c.dnssec)))
+		if len(c.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: want valid, got %v", c.dnssec, err)
+			}
+			continue
+		}
+		if err == nil || err.(*Errors).Len() != len(c.want) {
+			t.Errorf("%s: want %d problem(s), got %v", c.dnssec, len(c.want), err)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: want %q in:\n%v", c.dnssec, w, err)
+			}
+		}
+	}
+	// What keygen loads: the same file without the keys is fine.
+	f := filepath.Join(dir, "z.yaml")
+	os.WriteFile(f, []byte(src("{enabled: true}")), 0o600)
+	if _, err := LoadForKeygen(f); err != nil {
+		t.Errorf("LoadForKeygen: %v", err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"hedge/configs"
 )
 
 // delvAnchor writes a trust anchor for edge.test. from the DS that
@@ -303,5 +305,54 @@ func BenchmarkSigned(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestKeyGen: hedge dnssec keygen makes a zone's keys once, in the data
+// directory, the private halves readable by their owner only, and prints
+// the DS that hedge dnssec ds prints again.
+func TestKeyGen(t *testing.T) {
+	dir := t.TempDir()
+	src := "data_dir: " + dir + `
+regions: [{name: a, nodes: [{name: n, listeners: [{address: "127.0.0.1:1", tls: {mode: "off"}}]}]}]
+dns:
+  zones:
+    - {name: edge.test., ns: [ns1.edge.test.], dnssec: {enabled: true, keys: ksk+zsk, algorithm: ed25519}}
+    - {name: other.test., ns: [ns1.other.test.]}
+`
+	file := filepath.Join(dir, "z.yaml")
+	os.WriteFile(file, []byte(src), 0o600)
+	cfg, err := configs.LoadForKeygen(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, again, ds bytes.Buffer
+	if err := KeyGen(cfg, "", &first); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := filepath.Glob(filepath.Join(dir, "dnssec", "edge.test", "Kedge.test.+015+*"))
+	if len(keys) != 4 {
+		t.Fatalf("want a KSK and a ZSK (.key and .private each), got %v", keys)
+	}
+	for _, k := range keys {
+		if fi, _ := os.Stat(k); strings.HasSuffix(k, ".private") && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v", k, fi.Mode().Perm())
+		}
+	}
+	if _, err := configs.Load(file); err != nil {
+		t.Fatalf("with its keys the configuration is valid: %v", err)
+	}
+	if err := KeyGen(cfg, "", &again); err != nil || !strings.Contains(again.String(), "already has keys") {
+		t.Fatalf("a second keygen: %v\n%s", err, again.String())
+	}
+	if err := PrintDS(cfg, "", &ds); err != nil {
+		t.Fatal(err)
+	}
+	dsLine := strings.TrimSpace(ds.String())
+	if !strings.Contains(dsLine, "\tIN\tDS\t") || !strings.Contains(first.String(), dsLine) || !strings.Contains(again.String(), dsLine) {
+		t.Errorf("DS printed by keygen:\n%s\nagain:\n%s\nby ds:\n%s", first.String(), again.String(), dsLine)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dnssec", "other.test")); err == nil {
+		t.Error("keys made for a zone that is not signed")
 	}
 }
