@@ -383,15 +383,6 @@ func rcodeOf(r reply) int {
 	return r.m.Rcode
 }
 
-// sameBut says whether the summaries are equal once lines matching drop
-// are removed from both.
-func sameBut(hedge, knot reply, drop func(line string) bool) bool {
-	keep := func(lines []string) []string {
-		return slices.DeleteFunc(lines, drop)
-	}
-	return slices.Equal(keep(summary(hedge)), keep(summary(knot)))
-}
-
 func qtypeOf(q diffQuery) uint16 {
 	if q.msg == nil {
 		return 0
