@@ -440,8 +440,9 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 	} else if fn := ft.names[string(key[:n])]; fn != nil {
 		// A known name without this type: NODATA. (A type it has but
 		// that was not prepared — policy nearest — is not.)
-		if fn.nodata == nil || slices.Contains(fn.types, qtype) {
-			return nil, fastSlow
+		if fn.nodata == nil || slices.Contains(fn.types, qtype) ||
+			fn.nodata.signed && (qtype == dns.TypeNSEC || qtype == dns.TypeRRSIG) {
+			return nil, fastSlow // a signed zone answers those (resolve.go)
 		}
 		e, nodata = fn.nodata, true
 	} else {

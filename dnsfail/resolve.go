@@ -305,6 +305,20 @@ func (res *resolver) resolve(z *zone, name, lname string, qtype uint16) {
 			name, lname = target, lt
 			continue
 		}
+		if z.signer != nil && (qtype == dns.TypeNSEC || qtype == dns.TypeRRSIG) {
+			// In a signed zone every name has its own NSEC (compact
+			// denial): asked for, it is the answer, and RRSIG gets its
+			// signature — a NODATA would contradict the NSEC's bitmap.
+			nsec := z.signer.nsec(lname, o.typesNow(lname, res.client, 0))
+			nsec.Header().Name = name
+			signed := z.signer.signed([]dns.RR{nsec}, 0)
+			if qtype == dns.TypeNSEC {
+				m.Answer = append(m.Answer, res.sign(z, []dns.RR{nsec}, 0)...)
+			} else {
+				m.Answer = append(m.Answer, signed[1:]...)
+			}
+			return
+		}
 		rrs, scope := o.lookup(name, qtype, res.client)
 		origTTL := uint32(0)
 		if o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
