@@ -37,6 +37,7 @@ var (
 	clients   = flag.Int("clients", 4, "dnsperf -c")
 	outstand  = flag.Int("outstanding", 200, "dnsperf -q")
 	rounds    = flag.Int("rounds", 3, "measurements of each server and query, interleaved")
+	only      = flag.String("only", "", "comma-separated queries to measure (service, static, NXDOMAIN, NODATA, service+DO, static+DO); default all")
 )
 
 const (
@@ -133,6 +134,15 @@ func run() int {
 		{"play.edge.test", "A", "service", false}, {"sea.edge.test", "A", "static", false},
 		{"nosuch.edge.test", "A", "NXDOMAIN", false}, {"sea.edge.test", "AAAA", "NODATA", false},
 		{"play.edge.test", "A", "service+DO", true}, {"sea.edge.test", "A", "static+DO", true},
+	}
+	if *only != "" {
+		want := strings.Split(*only, ",")
+		queries = slices.DeleteFunc(queries, func(q struct {
+			name, qtype, label string
+			do                 bool
+		}) bool {
+			return !slices.Contains(want, q.label)
+		})
 	}
 	for round := range *rounds {
 		for _, q := range queries {
