@@ -3,8 +3,10 @@ package dnsfail
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -184,4 +186,52 @@ func BenchmarkUDP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestUDPBurst: a burst of queries from one client is answered whole,
+// each query once, and replies of equal length to that client leave in
+// GSO trains (where the kernel takes them).
+func TestUDPBurst(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	c, err := net.Dial("udp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Bursts of 30, each read back before the next (the client's socket
+	// buffer holds a few hundred small datagrams at most).
+	const bursts, size, n = 20, 30, 20 * 30
+	seen := map[uint16]bool{}
+	buf := make([]byte, 4096)
+	for b := range bursts {
+		for i := b * size; i < (b+1)*size; i++ {
+			q := new(dns.Msg)
+			q.SetQuestion([]string{"play.edge.test.", "sea.edge.test.", "nosuch.edge.test."}[i%3], dns.TypeA)
+			q.Id = uint16(i)
+			wire, _ := q.Pack()
+			if _, err := c.Write(wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(seen) < (b+1)*size {
+			k, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%d of %d replies, then: %v", len(seen), n, err)
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(buf[:k]); err != nil {
+				t.Fatalf("a reply does not parse: %v", err)
+			}
+			want := []int{2, 1, 0}[r.Id%3]
+			if seen[r.Id] || len(r.Answer) != want {
+				t.Fatalf("reply %d: seen before %v, %d answers (want %d)", r.Id, seen[r.Id], len(r.Answer), want)
+			}
+			seen[r.Id] = true
+		}
+	}
+	if d.srv.udp.trains.Load() == 0 && !d.srv.udp.gsoOff.Load() && runtime.GOOS == "linux" {
+		t.Errorf("no GSO train sent for %d queries in a burst", n)
+	}
+	t.Logf("%d GSO trains", d.srv.udp.trains.Load())
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/miekg/dns"
@@ -23,6 +24,10 @@ type udpServer struct {
 	s     *Server
 	conns []*net.UDPConn
 	wg    sync.WaitGroup
+	// trains counts the GSO trains sent (udp_linux.go); gsoOff is set
+	// when the kernel refused one.
+	trains atomic.Uint64
+	gsoOff atomic.Bool
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {

@@ -26,8 +26,8 @@ type mmsghdr struct {
 	_   [4]byte
 }
 
-// rawBatch is the memory of one direction of a loop: headers, buffers and
-// the peers' addresses, set up once.
+// rawBatch is the memory of a loop's reads: headers, buffers and the
+// peers' addresses, set up once.
 type rawBatch struct {
 	msgs  [batch]mmsghdr
 	iovs  [batch]syscall.Iovec
@@ -41,11 +41,77 @@ func (b *rawBatch) init(bufs [][]byte) {
 		h.Namelen = uint32(unsafe.Sizeof(b.names[i]))
 		h.Iov = &b.iovs[i]
 		h.Iovlen = 1
-		if bufs != nil {
-			b.iovs[i].Base = &bufs[i][0]
-			b.iovs[i].SetLen(len(bufs[i]))
+		b.iovs[i].Base = &bufs[i][0]
+		b.iovs[i].SetLen(len(bufs[i]))
+	}
+}
+
+// replies are the fast path's replies of one read, and the messages
+// sendmmsg sends them in: a reply alone, or a GSO train of replies to the
+// same client that are all as long as the first (the last may be shorter):
+// one message, one trip through the UDP and IP send path, cut into
+// datagrams by the kernel (UDP_SEGMENT).
+type replies struct {
+	names  [batch]syscall.RawSockaddrInet6
+	namlen [batch]uint32
+	iovs   [batch]syscall.Iovec
+	k      int // replies
+
+	msgs  [batch]mmsghdr
+	first [batch]int // each message's first reply
+	count [batch]int // and how many it carries
+	cmsgs [batch][cmsgSpace]byte
+	m     int // messages
+}
+
+const (
+	solUDP     = 17
+	udpSegment = 103
+	maxSegs    = 64 // the kernel's UDP_MAX_SEGMENTS
+	cmsgSpace  = 24 // CMSG_SPACE(2) on 64-bit Linux
+	cmsgLen    = 18 // CMSG_LEN(2)
+)
+
+// pack puts replies from..k into messages, trains when gso.
+func (r *replies) pack(from int, gso bool) {
+	r.m = 0
+	for i := from; i < r.k; i++ {
+		if gso && r.m > 0 {
+			j := r.m - 1
+			f, c := r.first[j], r.count[j]
+			seg, last, this := r.iovs[f].Len, r.iovs[f+c-1].Len, r.iovs[i].Len
+			if c < maxSegs && last == seg && this <= seg && r.namlen[i] == r.namlen[f] && sameAddr(&r.names[i], &r.names[f], r.namlen[i]) {
+				r.count[j]++
+				continue
+			}
+		}
+		r.first[r.m], r.count[r.m] = i, 1
+		r.m++
+	}
+	for j := range r.m {
+		f, c := r.first[j], r.count[j]
+		h := &r.msgs[j].hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[f]))
+		h.Namelen = r.namlen[f]
+		h.Iov = &r.iovs[f]
+		h.Iovlen = uint64(c)
+		h.Control, h.Controllen = nil, 0
+		if c > 1 {
+			cm := &r.cmsgs[j]
+			hdr := (*syscall.Cmsghdr)(unsafe.Pointer(&cm[0]))
+			hdr.Len = cmsgLen
+			hdr.Level = solUDP
+			hdr.Type = udpSegment
+			*(*uint16)(unsafe.Pointer(&cm[syscall.SizeofCmsghdr])) = uint16(r.iovs[f].Len)
+			h.Control = &cm[0]
+			h.Controllen = cmsgSpace
 		}
 	}
+}
+
+// sameAddr compares the first n bytes of two socket addresses.
+func sameAddr(a, b *syscall.RawSockaddrInet6, n uint32) bool {
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(a)), n)) == string(unsafe.Slice((*byte)(unsafe.Pointer(b)), n))
 }
 
 // loopSyscalls serves conn until it is closed; false when it cannot start
@@ -61,9 +127,10 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 		in[i] = make([]byte, maxQuery)
 		out[i] = make([]byte, 0, 65535)
 	}
-	var rb, wb rawBatch
+	var rb rawBatch
 	rb.init(in)
-	wb.init(nil)
+	w := new(replies)
+	gso := true // off for good once the kernel refuses a train
 	var n int
 	var errno syscall.Errno
 	recv := func(fd uintptr) bool {
@@ -74,20 +141,33 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 		n, errno = int(r), e
 		return e != syscall.EAGAIN
 	}
-	var k, sent int
+	sent := 0 // messages
 	send := func(fd uintptr) bool {
-		for sent < k {
-			w, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&wb.msgs[sent])), uintptr(k-sent), syscall.MSG_DONTWAIT, 0, 0)
+		for sent < w.m {
+			r, _, e := syscall.RawSyscall6(sysSendmmsg, fd, uintptr(unsafe.Pointer(&w.msgs[sent])), uintptr(w.m-sent), syscall.MSG_DONTWAIT, 0, 0)
 			switch {
 			case e == syscall.EAGAIN:
 				return false
 			case e == syscall.EINTR:
 				continue
-			case e != 0 || w == 0:
-				sent = k // the kernel refused this batch; clients retry
-				return true
+			case e != 0 && w.count[sent] > 1:
+				// The kernel refuses trains: the rest goes alone.
+				gso = false
+				u.gsoOff.Store(true)
+				w.pack(w.first[sent], false)
+				u.s.log.Info("dns: UDP GSO refused; replies go one datagram each", "error", e)
+				sent = 0
+				continue
+			case e != 0 || r == 0:
+				sent++ // this client cannot be sent to; the others can
+				continue
 			}
-			sent += int(w)
+			for _, c := range w.count[sent : sent+int(r)] {
+				if c > 1 {
+					u.trains.Add(1)
+				}
+			}
+			sent += int(r)
 		}
 		return true
 	}
@@ -99,28 +179,33 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 			continue
 		}
 		st := u.s.st.Load()
-		k = 0
+		w.k = 0
 		for i := range n {
 			from, ok := addrPort(&rb.names[i], rb.msgs[i].hdr.Namelen)
 			if !ok {
 				continue
 			}
 			wire := in[i][:rb.msgs[i].n]
+			k := w.k
 			reply, res := st.serveFast(wire, out[k][:0], from.Addr(), u.s.metrics)
 			switch res {
 			case fastReply:
 				out[k] = reply[:0]
-				wb.names[k] = rb.names[i]
-				wb.msgs[k].hdr.Namelen = rb.msgs[i].hdr.Namelen
-				wb.iovs[k].Base = &reply[0]
-				wb.iovs[k].SetLen(len(reply))
-				k++
+				w.names[k] = rb.names[i]
+				w.namlen[k] = rb.msgs[i].hdr.Namelen
+				w.iovs[k].Base = &reply[0]
+				w.iovs[k].SetLen(len(reply))
+				w.k++
 			case fastSlow:
 				u.slow(conn, wire, from)
 			}
 		}
+		if w.k == 0 {
+			continue
+		}
+		w.pack(0, gso)
 		sent = 0
-		if k > 0 && rc.Write(send) != nil {
+		if rc.Write(send) != nil {
 			return true
 		}
 	}
