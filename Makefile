@@ -14,7 +14,7 @@ BIN     := bin/hedge
 GOTAGS  ?= re2_cgo
 
 # Debian packages the tests and benchmarks use; installed only when missing.
-TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils libre2-dev \
+TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils knot libre2-dev \
               ffmpeg chromium
 BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk \
               libnginx-mod-http-modsecurity modsecurity-crs libre2-dev

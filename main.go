@@ -47,6 +47,7 @@ Usage:
   hedge check -c FILE                                 validate a configuration (exit 0 valid, 2 invalid)
   hedge token -sub PLAYER [-domain D] [-ttl 1h] [-c FILE]   print a player token signed with the configured key
   hedge dns [-c FILE] [-node NAME] [-admin ADDR]      serve the authoritative DNS alone (no -c: the demo)
+  hedge dnssec keygen|ds -c FILE [-zone NAME]         make DNSSEC keys in the data directory / print DS for the parent
   hedge ledgersim [flags]                             run the ledger simulator (development wallet)
   hedge loadgen [-c FILE] [-count N] [-verify FILE]   vegeta targets for money routes (make load); -verify checks a run
   hedge version                                       print the version
@@ -67,6 +68,8 @@ func main() {
 		code = check(args, os.Stdout, os.Stderr)
 	case "dns":
 		code = serveDNS(args)
+	case "dnssec":
+		code = dnssecCmd(args, os.Stdout, os.Stderr)
 	case "ledgersim":
 		code = ledgersim(args)
 	case "loadgen":
@@ -381,6 +384,40 @@ func serveDNS(args []string) int {
 		} else {
 			log.Info("dns configuration reloaded")
 		}
+	}
+	return 0
+}
+
+// dnssecCmd makes a signed zone's keys (keygen) or prints its DS records
+// for the parent (ds).
+func dnssecCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "keygen" && args[0] != "ds" {
+		fmt.Fprintln(stderr, "usage: hedge dnssec keygen|ds -c FILE [-zone NAME]")
+		return 2
+	}
+	fs := flag.NewFlagSet("dnssec "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration `file` (required)")
+	zone := fs.String("zone", "", "only this `zone` (default: every zone with dnssec.enabled)")
+	if fs.Parse(args[1:]) != nil {
+		return 2
+	}
+	if *file == "" {
+		fmt.Fprintf(stderr, "hedge dnssec %s: -c FILE is required\n", args[0])
+		return 2
+	}
+	load, do := configs.Load, dnsfail.PrintDS
+	if args[0] == "keygen" {
+		load, do = configs.LoadForKeygen, dnsfail.KeyGen
+	}
+	cfg, err := load(*file)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := do(cfg, *zone, stdout); err != nil {
+		fmt.Fprintf(stderr, "hedge dnssec %s: %v\n", args[0], err)
+		return 1
 	}
 	return 0
 }

@@ -51,6 +51,7 @@ const (
 	DefaultDNSStaticTTL      = time.Hour
 	DefaultDNSHealthInterval = time.Second
 	DefaultDNSHealthTimeout  = 500 * time.Millisecond
+	DefaultDNSSECValidity    = 14 * 24 * time.Hour
 	DefaultSOARefresh        = time.Hour
 	DefaultSOARetry          = 10 * time.Minute
 	DefaultSOAExpire         = 14 * 24 * time.Hour
@@ -140,6 +141,9 @@ func dnsDefaults(d *DNS) {
 			z.SOA.MName = z.NS[0]
 		}
 		setStr(&z.SOA.RName, "hostmaster."+z.Name)
+		setStr(&z.DNSSEC.Algorithm, "ecdsap256sha256")
+		setStr(&z.DNSSEC.Keys, "csk")
+		setDur(&z.DNSSEC.SignatureValidity, DefaultDNSSECValidity)
 		for j := range z.Services {
 			s := &z.Services[j]
 			setStr(&s.Policy, "failover")

@@ -36,9 +36,21 @@ func Load(path string) (*Config, error) {
 	return Parse(path, data)
 }
 
+// LoadForKeygen is Load for `hedge dnssec keygen`: a signed zone whose
+// keys do not exist yet is not an error there.
+func LoadForKeygen(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parse(path, data, true)
+}
+
 // Parse decodes, defaults and validates a configuration. Every problem is
 // reported at once, as an *Errors whose lines read FILE:LINE: field: message.
-func Parse(file string, data []byte) (*Config, error) {
+func Parse(file string, data []byte) (*Config, error) { return parse(file, data, false) }
+
+func parse(file string, data []byte, keygen bool) (*Config, error) {
 	var root yaml.Node
 	errs := &Errors{file: file}
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -57,7 +69,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	// reported at once; it stays silent on fields that failed to decode
 	// (and what is under them), which would only repeat the same mistake.
 	ApplyDefaults(cfg)
-	v := validator{errs: errs, lines: d.lines, failed: d.failed}
+	v := validator{errs: errs, lines: d.lines, failed: d.failed, keygen: keygen}
 	v.config(cfg)
 	if errs.Len() > 0 {
 		return nil, errs

@@ -559,6 +559,23 @@ type Zone struct {
 	// read at start and on every reload; names are relative to the zone.
 	File     string    `yaml:"file"`
 	Services []Service `yaml:"services"`
+	// DNSSEC signs the zone's answers online.
+	DNSSEC ZoneDNSSEC `yaml:"dnssec"`
+}
+
+// ZoneDNSSEC is a zone's online signing: answers (static and service names
+// alike) are signed when asked for with the DO bit, signatures are cached,
+// and denial is compact (RFC 9824). The keys live in
+// <data_dir>/dnssec/<zone>/, made by `hedge dnssec keygen`.
+type ZoneDNSSEC struct {
+	Enabled bool `yaml:"enabled"`
+	// Algorithm of new keys: ecdsap256sha256 (13, default) or ed25519 (15).
+	Algorithm string `yaml:"algorithm"`
+	// Keys: csk (one combined signing key, default) or ksk+zsk.
+	Keys string `yaml:"keys"`
+	// SignatureValidity is how long a signature is valid (default 14d);
+	// a cached signature is made again when half of it has passed.
+	SignatureValidity Duration `yaml:"signature_validity"`
 }
 
 // SOA is the zone's start of authority; Minimum is the negative-answer TTL.

@@ -21,6 +21,7 @@ type validator struct {
 	errs   *Errors
 	lines  map[string]int
 	failed map[string]bool // paths that did not decode
+	keygen bool            // DNSSEC keys are about to be made
 }
 
 func (v *validator) bad(path, format string, args ...any) {
@@ -755,11 +756,15 @@ func (v *validator) dns(c *Config) {
 				v.bad(rp+".value", "%q is not valid %s data: %v", r.Value, strings.ToUpper(r.Type), err)
 			}
 		}
+		var fileRecords []ZoneFileRecord
 		if z.File != "" {
-			if _, err := ReadZoneFile(z.File, apex, z.TTL.D()); err != nil {
+			var err error
+			if fileRecords, err = ReadZoneFileLines(z.File, apex, z.TTL.D()); err != nil {
 				v.bad(p+".file", "%v", err)
 			}
 		}
+		v.zoneRules(p, z, apex, fileRecords)
+		v.zoneDNSSEC(c, p+".dnssec", z, apex)
 		for j := range z.Services {
 			s := &z.Services[j]
 			sp := fmt.Sprintf("%s.services[%d]", p, j)
@@ -772,11 +777,6 @@ func (v *validator) dns(c *Config) {
 				v.bad(sp+".name", "%s is already a service (%s)", owner, other)
 			}
 			names[owner] = sp
-			for k, r := range z.Records {
-				if o, _ := DNSOwner(r.Name, apex); o == owner && strings.EqualFold(r.Type, "CNAME") {
-					v.bad(sp+".name", "%s also has a CNAME record (%s.records[%d])", owner, p, k)
-				}
-			}
 			v.oneOf(sp+".policy", s.Policy, "failover", "nearest", "all")
 			checkRegions(sp+".regions", s.Regions)
 			if s.TTL < Duration(time.Second) {
@@ -854,28 +854,13 @@ var zoneFileTypes = []uint16{dnslib.TypeA, dnslib.TypeAAAA, dnslib.TypeCNAME, dn
 // zone apex; records without a TTL get defaultTTL. Errors name the file's
 // line.
 func ReadZoneFile(file, apex string, defaultTTL time.Duration) ([]dnslib.RR, error) {
-	f, err := os.Open(file)
+	recs, err := ReadZoneFileLines(file, apex, defaultTTL)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %v", file, unwrapPathError(err))
-	}
-	defer f.Close()
-	zp := dnslib.NewZoneParser(f, apex, file)
-	zp.SetDefaultTTL(uint32(defaultTTL / time.Second))
-	zp.SetIncludeAllowed(false)
-	var out []dnslib.RR
-	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
-		h := rr.Header()
-		if !slices.Contains(zoneFileTypes, h.Rrtype) {
-			return nil, fmt.Errorf("%s: type %s is not served from a zone file (the SOA comes from the configuration)", file, dnslib.TypeToString[h.Rrtype])
-		}
-		h.Name = dnslib.CanonicalName(h.Name)
-		if !dnslib.IsSubDomain(apex, h.Name) {
-			return nil, fmt.Errorf("%s: %s is outside the zone %s", file, h.Name, apex)
-		}
-		out = append(out, rr)
-	}
-	if err := zp.Err(); err != nil {
 		return nil, err
+	}
+	out := make([]dnslib.RR, len(recs))
+	for i, r := range recs {
+		out[i] = r.RR
 	}
 	return out, nil
 }

@@ -8,12 +8,16 @@
 // healthy the answer fails open with every candidate and says so in the
 // metrics and the status.
 //
-// Files: server.go (lifecycle, the full query handler and its rules),
-// zone.go (static records), answer.go (policies behind one small interface
-// and the computed answers), health.go (edges → health targets, TTL
-// shrink), fast.go (replies prepared in wire format, the per-query fast
-// path), udp.go (batched multi-socket UDP I/O; TCP is miekg/dns's server),
-// rrl.go (response rate limiting), admin.go (status, drain push, overrides,
-// audit), metrics.go. dnsbench/ compares hedge with gdnsd and Knot under
-// dnsperf (make bench).
+// Files: server.go (lifecycle), resolve.go (the full query handler and its
+// rules: delegations, wildcards, CNAMEs, EDNS, truncation), zone.go (static
+// records and the walk from the apex to a name), answer.go (policies behind
+// one small interface and the computed answers), health.go (edges → health
+// targets, TTL shrink), dnssec.go (keys, online signing with cached
+// signatures, compact denial), fast.go (replies prepared in wire format,
+// the per-query fast path), wire.go (malformed queries the parser lets
+// through), udp.go and udp_linux.go (batched multi-socket UDP I/O; TCP is
+// miekg/dns's server), rrl.go (response rate limiting), admin.go (status,
+// drain push, overrides, audit), metrics.go. dnsbench/ compares hedge with
+// gdnsd and Knot under dnsperf (make bench); knot_test.go compares its
+// answers with a running Knot.
 package dnsfail

@@ -2,7 +2,9 @@ package dnsfail
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -11,19 +13,25 @@ import (
 )
 
 // The fast path answers the common query — one question, class IN, no
-// EDNS or EDNS0 without Client Subnet, a name and type known in advance —
-// from answers prepared in wire format whenever health or configuration
-// changes. Per query it only reads the question, copies the prepared reply
-// and patches the id, two flag bits, the question's letter case (answers
-// point at the question's name, so they carry its case too) and, for
-// service names, the TTL. Anything else goes to the dns package's parser
-// and the full handler (server.go).
+// EDNS or EDNS0 without Client Subnet — from replies prepared in wire
+// format whenever health or configuration changes: a name and type known
+// in advance, NODATA at a known name (the question's type patched in), and
+// NXDOMAIN below a name whose children cannot be a wildcard's or a
+// delegation's (the question copied in front of the zone's SOA). Per query
+// it only reads the question, copies a prepared reply and patches the id,
+// two flag bits, the question's letter case (answers point at the
+// question's name, so they carry its case too) and, for service names, the
+// TTL. Anything else goes to the dns package's parser and the full handler
+// (resolve.go).
 
-// fastTable maps (lower-case wire name, qtype) to prepared replies. The map
-// is built once per state; the slots of service names are swapped when
-// their answers change.
+// fastTable holds the prepared replies. The maps are built once per state;
+// the slots of service names are swapped when their answers change.
 type fastTable struct {
-	slots map[string]*fastSlot
+	slots map[string]*fastSlot // lower-case wire name + qtype
+	names map[string]*fastName // lower-case wire name
+	// signed holds, for the names of signed zones, the replies with their
+	// signatures, for queries with DO; same keys as slots.
+	signed map[string]*fastSlot
 }
 
 type fastSlot struct {
@@ -38,6 +46,31 @@ type fastEntry struct {
 	rcode  int
 	ttlOff []int    // offsets of TTLs to patch (service answers)
 	ttlSvc *service // whose ttlNow fills them
+	signed bool     // of a signed zone: a query with DO needs the signed reply
+	// refreshAt (Unix seconds) is when the signatures of a signed reply
+	// are half-way to expiring and must be made again (refreshSigned).
+	refreshAt int64
+}
+
+// fastName is what the fast path knows of one name of a zone.
+type fastName struct {
+	// nodata is the NODATA reply at the name, for a type it has not got
+	// (types); nil where a NODATA is not that simple (a CNAME owner).
+	nodata *fastEntry
+	types  []uint16
+	// nx answers for the names below this one that do not exist; nil
+	// when they may be a wildcard's, or are below a delegation.
+	nx *fastNX
+}
+
+// fastNX is a zone's NXDOMAIN: the header, then the query's question,
+// then the SOA, whose names point into the question where the apex is.
+type fastNX struct {
+	header  [12]byte
+	soa     []byte
+	ptrs    []int // offsets in soa of the pointers to the apex
+	apexLen int   // length of the apex's wire name
+	signed  bool
 }
 
 func fastKey(wireName []byte, qtype uint16) string {
@@ -46,42 +79,123 @@ func fastKey(wireName []byte, qtype uint16) string {
 
 // buildFast prepares the replies of every name of st's zones.
 func buildFast(st *state) *fastTable {
-	ft := &fastTable{slots: map[string]*fastSlot{}}
+	ft := &fastTable{slots: map[string]*fastSlot{}, names: map[string]*fastName{}, signed: map[string]*fastSlot{}}
 	for _, z := range st.zones {
+		nx := st.prepareNX(z)
 		for name, o := range z.names {
 			wire, ok := wireName(name)
-			if !ok {
-				continue
-			}
-			// NODATA, NXDOMAIN, answers that depend on the client (policy
-			// nearest) and CNAME chases (their target may be a service
-			// whose answers change) take the full handler.
-			var types []uint16
-			switch {
-			case len(o.rrset(dns.TypeCNAME)) > 0:
-				types = []uint16{dns.TypeCNAME}
-			case o.service != nil:
-				if _, near := o.service.policy.(nearestPolicy); !near {
-					types = []uint16{dns.TypeA, dns.TypeAAAA}
-				}
-			default:
-				for _, set := range o.sets {
-					types = append(types, set.t)
-				}
-			}
-			for _, t := range types {
-				slot := &fastSlot{}
-				if e := st.prepare(name, t, len(wire)); e != nil {
-					slot.cur.Store(e)
-					ft.slots[fastKey(wire, t)] = slot
-				}
+			if !ok || st.zones.find(name) != z {
+				continue // a deeper zone's name (occluded here)
 			}
 			if o.service != nil {
 				o.service.fastName = wire
 			}
+			// Referrals and glue, and CNAME chases (their target may be
+			// a service whose answers change) take the full handler, as do
+			// answers that depend on the client (policy nearest).
+			// Every name is known, so that no name below a delegation
+			// is taken for one that does not exist.
+			fn := &fastName{types: o.types()}
+			ft.names[string(wire)] = fn
+			if kind, _ := z.locate(name, false); kind != exact {
+				continue
+			}
+			if z.names[wildcardOf(name)] == nil && !o.cut {
+				fn.nx = nx
+			}
+			types := fn.types
+			if len(o.rrset(dns.TypeCNAME)) > 0 {
+				types = []uint16{dns.TypeCNAME}
+			} else {
+				fn.nodata = st.prepareNODATA(name, fn.types, len(wire))
+			}
+			for _, t := range types {
+				e := st.prepare(name, t, len(wire), false)
+				if e == nil {
+					continue
+				}
+				slot := &fastSlot{}
+				slot.cur.Store(e)
+				ft.slots[fastKey(wire, t)] = slot
+				if e.signed {
+					if se := st.prepare(name, t, len(wire), true); se != nil {
+						slot := &fastSlot{}
+						slot.cur.Store(se)
+						ft.signed[fastKey(wire, t)] = slot
+					}
+				}
+			}
 		}
 	}
 	return ft
+}
+
+// prepareNODATA prepares the NODATA reply at name, for a type it has not
+// got; the fast path writes the query's type into its question.
+func (st *state) prepareNODATA(name string, types []uint16, qlen int) *fastEntry {
+	for _, t := range []uint16{dns.TypeNULL, 65280, 65281} {
+		if slices.Contains(types, t) {
+			continue
+		}
+		e := st.prepare(name, t, qlen, false)
+		if e == nil || e.rcode != dns.RcodeSuccess || binary.BigEndian.Uint16(e.wire[6:]) != 0 {
+			return nil
+		}
+		return e
+	}
+	return nil
+}
+
+// prepareNX prepares z's NXDOMAIN reply from the full handler's answer for
+// a name that does not exist.
+func (st *state) prepareNX(z *zone) *fastNX {
+	q := new(dns.Msg)
+	q.SetQuestion(wildcardOf(z.apex), dns.TypeA) // any name: only the SOA is kept
+	q.RecursionDesired = false
+	m, info := st.answer(q, netip.Addr{}, true)
+	if m.Rcode != dns.RcodeNameError || len(m.Answer) != 0 || len(m.Ns) != 1 || len(m.Extra) != 0 || info.dynamic {
+		// The apex has a wildcard child, or something else answers.
+		return nil
+	}
+	soa, ok := m.Ns[0].(*dns.SOA)
+	if !ok {
+		return nil
+	}
+	apex, ok := wireName(z.apex)
+	if !ok {
+		return nil
+	}
+	nx := &fastNX{apexLen: len(apex), signed: z.signer != nil}
+	copy(nx.header[:], []byte{0, 0, 0x84, dns.RcodeNameError, 0, 1, 0, 0, 0, 1, 0, 0})
+	// The SOA: owner (the apex), type, class, TTL, RDLENGTH, then MNAME
+	// and RNAME (pointing to the apex where they end in it) and the five
+	// numbers.
+	b := []byte{0xC0, 0}
+	nx.ptrs = append(nx.ptrs, 0)
+	b = binary.BigEndian.AppendUint16(b, dns.TypeSOA)
+	b = binary.BigEndian.AppendUint16(b, dns.ClassINET)
+	b = binary.BigEndian.AppendUint32(b, soa.Hdr.Ttl)
+	rdlen := len(b)
+	b = append(b, 0, 0)
+	for _, n := range []string{soa.Ns, soa.Mbox} {
+		w, ok := wireName(strings.ToLower(n))
+		if !ok {
+			return nil
+		}
+		if dns.IsSubDomain(z.apex, strings.ToLower(n)) {
+			b = append(b, w[:len(w)-len(apex)]...)
+			nx.ptrs = append(nx.ptrs, len(b))
+			b = append(b, 0xC0, 0)
+		} else {
+			b = append(b, w...)
+		}
+	}
+	for _, v := range []uint32{soa.Serial, soa.Refresh, soa.Retry, soa.Expire, soa.Minttl} {
+		b = binary.BigEndian.AppendUint32(b, v)
+	}
+	binary.BigEndian.PutUint16(b[rdlen:], uint16(len(b)-rdlen-2))
+	nx.soa = b
+	return nx
 }
 
 // refreshFast prepares a service's replies again after its answers changed.
@@ -92,25 +206,76 @@ func (svc *service) refreshFast() {
 	}
 	for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		if slot := st.fast.slots[fastKey(svc.fastName, t)]; slot != nil && slot.cur.Load() != nil {
-			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName)))
+			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName), false))
+		}
+		if slot := st.fast.signed[fastKey(svc.fastName, t)]; slot != nil {
+			slot.cur.Store(st.prepare(svc.name, t, len(svc.fastName), true))
 		}
 	}
 }
 
-// prepare runs the full handler once for (name, qtype) and keeps its reply.
-func (st *state) prepare(name string, qtype uint16, qlen int) *fastEntry {
+// refreshSigned prepares again the signed replies whose signatures are
+// half-way to expiring (the signer then makes new ones).
+func (ft *fastTable) refreshSigned(st *state, now time.Time) {
+	for k, slot := range ft.signed {
+		if e := slot.cur.Load(); e != nil && now.Unix() >= e.refreshAt {
+			name, _, err := dns.UnpackDomainName([]byte(k), 0)
+			if err == nil {
+				t := uint16(k[len(k)-2])<<8 | uint16(k[len(k)-1])
+				slot.cur.Store(st.prepare(name, t, len(k)-2, true))
+			}
+		}
+	}
+}
+
+// prepare runs the full handler once for (name, qtype) and keeps its reply
+// (do: the signed reply to a query with DO, kept when it is an answer).
+func (st *state) prepare(name string, qtype uint16, qlen int, do bool) *fastEntry {
 	q := new(dns.Msg)
 	q.SetQuestion(name, qtype)
 	q.Id = 0
 	q.RecursionDesired = false
-	m, _ := st.answer(q, netip.Addr{}, true)
+	if do {
+		q.SetEdns0(advertisedUDPSize, true)
+	}
+	m, info := st.answer(q, netip.Addr{}, true)
+	var refreshAt int64
+	if do {
+		// The fast path adds the OPT itself; only positive answers.
+		if len(m.Extra) == 0 || m.Extra[len(m.Extra)-1].Header().Rrtype != dns.TypeOPT || m.Rcode != dns.RcodeSuccess || len(m.Answer) == 0 {
+			return nil
+		}
+		m.Extra = m.Extra[:len(m.Extra)-1]
+		refreshAt = math.MaxInt64
+		for _, rr := range append(append([]dns.RR{}, m.Answer...), m.Ns...) {
+			if sig, ok := rr.(*dns.RRSIG); ok {
+				refreshAt = min(refreshAt, int64(sig.Expiration)-int64(st.zones.find(name).signer.validity/2/time.Second))
+			}
+		}
+	}
 	m.Compress = true
 	wire, err := m.Pack()
 	if err != nil || len(m.Extra) > 0 && m.Extra[len(m.Extra)-1].Header().Rrtype == dns.TypeOPT {
 		return nil
 	}
-	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode}
-	if o := st.owner(name); o != nil && o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA) {
+	// A service's own addresses are prepared again when they change
+	// (refreshFast); other replies that hold a service's addresses, and
+	// every answer of policy nearest, depend on more than the name.
+	o := st.owner(name)
+	own := o != nil && o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA)
+	if own {
+		if _, near := o.service.policy.(nearestPolicy); near {
+			return nil
+		}
+	}
+	if info.dynamic && !own {
+		return nil
+	}
+	e := &fastEntry{wire: wire, qlen: qlen, rcode: m.Rcode, refreshAt: refreshAt}
+	if z := st.zones.find(name); z != nil && z.signer != nil && !do {
+		e.signed = true
+	}
+	if own {
 		e.ttlSvc = o.service
 		e.ttlOff = answerTTLOffsets(e.wire)
 	}
@@ -232,7 +397,7 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 		if off+11 > len(query) || query[off] != 0 || binary.BigEndian.Uint16(query[off+1:]) != dns.TypeOPT || query[off+6] != 0 {
 			return nil, fastSlow
 		}
-		size = max(int(binary.BigEndian.Uint16(query[off+3:])), dns.MinMsgSize)
+		size = min(max(int(binary.BigEndian.Uint16(query[off+3:])), dns.MinMsgSize), advertisedUDPSize)
 		do = query[off+7]&0x80 != 0
 		rdlen := int(binary.BigEndian.Uint16(query[off+9:]))
 		opts := query[off+11:]
@@ -255,16 +420,55 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 	}
 	k := key[:n+2]
 	k[n], k[n+1] = byte(qtype>>8), byte(qtype)
-	slot := ft.slots[string(k)]
-	if slot == nil {
+	var e *fastEntry
+	var nx *fastNX
+	nodata := false
+	if slot := ft.slots[string(k)]; slot != nil {
+		e = slot.cur.Load()
+		if do && e != nil && e.signed {
+			// The signed reply, while its signatures are fresh.
+			e = nil
+			if slot := ft.signed[string(k)]; slot != nil {
+				if se := slot.cur.Load(); se != nil && time.Now().Unix() < se.refreshAt {
+					e = se
+				}
+			}
+			if e == nil {
+				return nil, fastSlow
+			}
+		}
+	} else if fn := ft.names[string(key[:n])]; fn != nil {
+		// A known name without this type: NODATA. (A type it has but
+		// that was not prepared — policy nearest — is not.)
+		if fn.nodata == nil || slices.Contains(fn.types, qtype) ||
+			fn.nodata.signed && (qtype == dns.TypeNSEC || qtype == dns.TypeRRSIG) {
+			return nil, fastSlow // a signed zone answers those (resolve.go)
+		}
+		e, nodata = fn.nodata, true
+	} else {
+		// A name that does not exist: its closest encloser, the longest
+		// suffix that does, says whether NXDOMAIN is the answer.
+		for i := 1 + int(key[0]); i < n; i += 1 + int(key[i]) {
+			if fn := ft.names[string(key[i:n])]; fn != nil {
+				nx = fn.nx
+				break
+			}
+		}
+		if nx == nil {
+			return nil, fastSlow
+		}
+	}
+	replyLen := 0
+	switch {
+	case do && (nx != nil && nx.signed || e != nil && e.signed):
+		return nil, fastSlow // signatures are the handler's
+	case nx != nil:
+		replyLen = 12 + qlen + 4 + len(nx.soa)
+	case e != nil && e.qlen == qlen:
+		replyLen = len(e.wire)
+	default:
 		return nil, fastSlow
 	}
-	e := slot.cur.Load()
-	if e == nil || e.qlen != qlen {
-		return nil, fastSlow
-	}
-	tmpl := e.wire
-	replyLen := len(tmpl)
 	if edns {
 		replyLen += len(optRR)
 	}
@@ -285,11 +489,27 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 			return out, fastReply
 		}
 	}
-	out = append(out[:0], tmpl...)
+	rcode := dns.RcodeNameError
+	if nx != nil {
+		out = append(out[:0], nx.header[:]...)
+		out = append(out, query[12:12+qlen+4]...)
+		soa := len(out)
+		out = append(out, nx.soa...)
+		ptr := uint16(0xC000 | (12 + qlen - nx.apexLen))
+		for _, p := range nx.ptrs {
+			binary.BigEndian.PutUint16(out[soa+p:], ptr)
+		}
+	} else {
+		out = append(out[:0], e.wire...)
+		copy(out[12:12+qlen], query[12:12+qlen])
+		if nodata {
+			out[12+qlen], out[13+qlen] = byte(qtype>>8), byte(qtype)
+		}
+		rcode = e.rcode
+	}
 	out[0], out[1] = query[0], query[1]
 	out[2] |= query[2] & 0x01 // RD
 	out[3] |= query[3] & 0x10 // CD
-	copy(out[12:12+qlen], query[12:12+qlen])
 	if edns {
 		out = append(out, optRR[:]...)
 		binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
@@ -297,12 +517,12 @@ func (st *state) serveFast(query []byte, out []byte, client netip.Addr, m *metri
 			out[len(out)-4] |= 0x80
 		}
 	}
-	if e.ttlSvc != nil {
+	if e != nil && e.ttlSvc != nil {
 		ttl := e.ttlSvc.ttlNow()
 		for _, o := range e.ttlOff {
 			binary.BigEndian.PutUint32(out[o:], ttl)
 		}
 	}
-	m.query(true, e.rcode)
+	m.query(true, rcode)
 	return out, fastReply
 }

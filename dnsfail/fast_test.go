@@ -3,8 +3,10 @@ package dnsfail
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -15,8 +17,12 @@ func TestFastPathMatchesHandler(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
 	st := d.srv.st.Load()
 	names := []string{"play.edge.test.", "PlAy.EdGe.TeSt.", "edge.test.", "EDGE.test.", "sea.edge.test.", "www.edge.test.",
-		"near.edge.test.", "big.edge.test.", "b.deep.edge.test.", "a.b.deep.edge.test.", "nosuch.edge.test.", "example.com.", "fo.edge.test."}
-	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS, dns.TypeTXT, dns.TypeCAA, dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, 65000}
+		"near.edge.test.", "big.edge.test.", "b.deep.edge.test.", "a.b.deep.edge.test.", "nosuch.edge.test.", "example.com.", "fo.edge.test.",
+		"NoSuch.Deep.Edge.Test.", "x.y.b.deep.edge.test.", "sub.edge.test.", "x.sub.edge.test.", "ns.sub.edge.test.", "y.ns.sub.edge.test.",
+		"foo.wild.edge.test.", "wild.edge.test.", "*.wild.edge.test.", "x.*.wild.edge.test.", "foo.wc.edge.test.", "tow.edge.test.",
+		"tonx.edge.test.", "loop1.edge.test.", "mx.edge.test.", "x.mx.edge.test.", "x.play.edge.test.", "x.near.edge.test.", "edge.test.edge.test."}
+	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSOA, dns.TypeNS, dns.TypeTXT, dns.TypeCAA, dns.TypeCNAME, dns.TypeMX, dns.TypeANY, dns.TypeAXFR, 65000,
+		dns.TypeDS, dns.TypeRRSIG, dns.TypeNSEC, dns.TypeNULL}
 	variants := []struct {
 		name string
 		edit func(*dns.Msg)
@@ -32,7 +38,7 @@ func TestFastPathMatchesHandler(t *testing.T) {
 		{"ecs", withECS("10.1.0.0", 16)},
 		{"edns v1", func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) }},
 	}
-	fast := 0
+	fast, byRcode := 0, map[string]int{}
 	client := netip.MustParseAddr("127.0.0.1")
 	for _, name := range names {
 		for _, qt := range types {
@@ -55,6 +61,11 @@ func TestFastPathMatchesHandler(t *testing.T) {
 				if err := got.Unpack(out); err != nil {
 					t.Fatalf("%s %s %s: fast reply does not parse: %v", name, dns.TypeToString[qt], v.name, err)
 				}
+				kind := dns.RcodeToString[got.Rcode]
+				if got.Rcode == dns.RcodeSuccess && len(got.Answer) == 0 {
+					kind = "NODATA"
+				}
+				byRcode[kind]++
 				w := &fakeWriter{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}}
 				d.srv.ServeDNS(w, q)
 				want := new(dns.Msg)
@@ -68,10 +79,12 @@ func TestFastPathMatchesHandler(t *testing.T) {
 			}
 		}
 	}
-	if fast < 60 {
-		t.Fatalf("the fast path answered only %d queries", fast)
+	t.Logf("fast path answered %d of %d queries: %v", fast, len(names)*len(types)*len(variants), byRcode)
+	for kind, least := range map[string]int{"NOERROR": 60, "NODATA": 100, "NXDOMAIN": 40} {
+		if byRcode[kind] < least {
+			t.Errorf("the fast path answered only %d %s queries, want at least %d", byRcode[kind], kind, least)
+		}
 	}
-	t.Logf("fast path answered %d of %d queries", fast, len(names)*len(types)*len(variants))
 }
 
 // TestFastPathFollowsHealth: a service's prepared replies change with its
@@ -123,6 +136,9 @@ func BenchmarkFastPath(b *testing.B) {
 		{"service", benchQuery(b, "PLAY.edge.test.", dns.TypeA, false)},
 		{"service-edns", benchQuery(b, "play.edge.test.", dns.TypeA, true)},
 		{"static", benchQuery(b, "sea.edge.test.", dns.TypeA, false)},
+		{"nodata", benchQuery(b, "sea.edge.test.", dns.TypeAAAA, true)},
+		{"nxdomain", benchQuery(b, "NoSuch.edge.test.", dns.TypeA, true)},
+		{"nxdomain-deep", benchQuery(b, "a.b.c.nosuch.edge.test.", dns.TypeA, true)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			out := make([]byte, 0, 4096)
@@ -170,4 +186,52 @@ func BenchmarkUDP(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestUDPBurst: a burst of queries from one client is answered whole,
+// each query once, and replies of equal length to that client leave in
+// GSO trains (where the kernel takes them).
+func TestUDPBurst(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	c, err := net.Dial("udp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Bursts of 30, each read back before the next (the client's socket
+	// buffer holds a few hundred small datagrams at most).
+	const bursts, size, n = 20, 30, 20 * 30
+	seen := map[uint16]bool{}
+	buf := make([]byte, 4096)
+	for b := range bursts {
+		for i := b * size; i < (b+1)*size; i++ {
+			q := new(dns.Msg)
+			q.SetQuestion([]string{"play.edge.test.", "sea.edge.test.", "nosuch.edge.test."}[i%3], dns.TypeA)
+			q.Id = uint16(i)
+			wire, _ := q.Pack()
+			if _, err := c.Write(wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for len(seen) < (b+1)*size {
+			k, err := c.Read(buf)
+			if err != nil {
+				t.Fatalf("%d of %d replies, then: %v", len(seen), n, err)
+			}
+			r := new(dns.Msg)
+			if err := r.Unpack(buf[:k]); err != nil {
+				t.Fatalf("a reply does not parse: %v", err)
+			}
+			want := []int{2, 1, 0}[r.Id%3]
+			if seen[r.Id] || len(r.Answer) != want {
+				t.Fatalf("reply %d: seen before %v, %d answers (want %d)", r.Id, seen[r.Id], len(r.Answer), want)
+			}
+			seen[r.Id] = true
+		}
+	}
+	if d.srv.udp.trains.Load() == 0 && !d.srv.udp.gsoOff.Load() && runtime.GOOS == "linux" {
+		t.Errorf("no GSO train sent for %d queries in a burst", n)
+	}
+	t.Logf("%d GSO trains", d.srv.udp.trains.Load())
 }

@@ -2,6 +2,7 @@ package dnsfail
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -197,5 +198,78 @@ func TestBadInput(t *testing.T) {
 	}
 	if r := d.query(t, "tcp", "play.edge.test.", dns.TypeA); len(r.Answer) != 2 {
 		t.Fatalf("still serving over TCP: %v", r)
+	}
+}
+
+// TestGarbageFlood: random datagrams, random bytes over TCP and
+// connections left half-open do not stop the server: it keeps answering
+// over both transports, and answers every well-formed query among them.
+func TestGarbageFlood(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	rng := rand.New(rand.NewPCG(7, 14))
+	seeds := seedQueries()
+	u, err := net.Dial("udp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	// 20,000 datagrams: random bytes, and seed queries with random bytes
+	// changed, as fast as the socket takes them.
+	for i := range 20000 {
+		var b []byte
+		if i%2 == 0 {
+			b = make([]byte, rng.IntN(600))
+			for j := range b {
+				b[j] = byte(rng.IntN(256))
+			}
+		} else {
+			b = append([]byte(nil), seeds[rng.IntN(len(seeds))]...)
+			for range 1 + rng.IntN(4) {
+				b[rng.IntN(len(b))] = byte(rng.IntN(256))
+			}
+		}
+		u.Write(b)
+	}
+	// Half-open and garbage TCP: connections that send nothing, half a
+	// length, a length and half a message, or noise.
+	var conns []net.Conn
+	for i := range 50 {
+		c, err := net.Dial("tcp", d.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		switch i % 4 {
+		case 1:
+			c.Write([]byte{0})
+		case 2:
+			c.Write([]byte{0, 40, 0, 1, 0, 0})
+		case 3:
+			noise := make([]byte, 300)
+			for j := range noise {
+				noise[j] = byte(rng.IntN(256))
+			}
+			c.Write(noise)
+		}
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Still serving, over both transports, while those connections hang.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, proto := range []string{"udp", "tcp"} {
+		for {
+			m := new(dns.Msg)
+			m.SetQuestion("play.edge.test.", dns.TypeA)
+			r, _, err := (&dns.Client{Net: proto, Timeout: 500 * time.Millisecond}).Exchange(m, d.addr)
+			if err == nil && len(r.Answer) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not answering after the flood: %v %v", proto, r, err)
+			}
+		}
 	}
 }

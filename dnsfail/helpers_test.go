@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,9 @@ type testDeployment struct {
 type deployOpts struct {
 	health string // the services' health mapping (YAML flow)
 	rrl    string // the rrl mapping (YAML flow)
+	// dnssec signs the zone with new keys of this layout and algorithm
+	// ("csk ecdsap256sha256", "ksk+zsk ed25519"); "" leaves it unsigned.
+	dnssec string
 }
 
 func newDeployment(t testing.TB, o deployOpts) *testDeployment {
@@ -65,6 +69,15 @@ func newDeployment(t testing.TB, o deployOpts) *testDeployment {
 		o.rrl = "{}"
 	}
 	d := &testDeployment{sea: newFakeEdge(t), eu: newFakeEdge(t)}
+	dataDir := t.TempDir()
+	dnssec := ""
+	if o.dnssec != "" {
+		layout, alg, _ := strings.Cut(o.dnssec, " ")
+		if _, err := generateKeys(filepath.Join(dataDir, "dnssec", "edge.test"), "edge.test.", alg, layout); err != nil {
+			t.Fatal(err)
+		}
+		dnssec = fmt.Sprintf("      dnssec: {enabled: true, keys: %s, algorithm: %s}\n", layout, alg)
+	}
 	var big strings.Builder
 	for i := range 40 {
 		fmt.Fprintf(&big, "        - {name: big, type: TXT, value: '\"record %02d of a set too large for 512 bytes\"'}\n", i)
@@ -101,11 +114,26 @@ dns:
         - {name: a.b.deep, type: A, value: 192.0.2.1}
         - {name: "@", type: TXT, value: '"hedge test zone"'}
         - {name: "@", type: CAA, value: '0 issue "letsencrypt.org"'}
-%s      services:
+        - {name: sub, type: NS, value: ns.sub.edge.test.}
+        - {name: sub, type: NS, value: ns1.edge.test.}
+        - {name: ns.sub, type: A, value: 192.0.2.53}
+        - {name: ns.sub, type: AAAA, value: "2001:db8::53"}
+        - {name: "*.wild", type: A, value: 192.0.2.80}
+        - {name: "*.wild", type: TXT, value: '"wild"'}
+        - {name: "*.wc", type: CNAME, value: play.edge.test.}
+        - {name: tow, type: CNAME, value: x.wild.edge.test.}
+        - {name: tosub, type: CNAME, value: x.sub.edge.test.}
+        - {name: tonx, type: CNAME, value: nosuch.edge.test.}
+        - {name: loop1, type: CNAME, value: loop2.edge.test.}
+        - {name: loop2, type: CNAME, value: loop1.edge.test.}
+        - {name: mx, type: MX, value: 10 sea.edge.test.}
+        - {name: mx, type: MX, value: 20 play.edge.test.}
+        - {name: srv, type: SRV, value: 0 0 443 sea.edge.test.}
+%s%s      services:
         - {name: play, policy: all, regions: [sea, eu], health: %s}
         - {name: fo, policy: failover, regions: [sea, eu], health: %s}
         - {name: near, policy: nearest, health: %s}
-`, t.TempDir(), d.sea.addr(), d.eu.addr(), o.rrl, big.String(), o.health, o.health, o.health)
+`, dataDir, d.sea.addr(), d.eu.addr(), o.rrl, big.String(), dnssec, o.health, o.health, o.health)
 	cfg, err := configs.Parse("test.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("test configuration:\n%v", err)
@@ -174,6 +202,11 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
+		// Debian puts knotd and knotc in /usr/sbin, which a user's PATH
+		// may lack.
+		if _, serr := os.Stat("/usr/sbin/" + name); serr == nil {
+			return "/usr/sbin/" + name
+		}
 		if os.Getenv("HEDGE_REQUIRE_TOOLS") != "" {
 			t.Fatalf("%s is required (make deps installs it)", name)
 		}

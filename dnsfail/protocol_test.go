@@ -66,7 +66,7 @@ func TestProtocol(t *testing.T) {
 		{"REFUSED for class CH", func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }, dns.RcodeRefused},
 		{"REFUSED for an unknown class", func(m *dns.Msg) { m.Question[0].Qclass = 77 }, dns.RcodeRefused},
 		{"REFUSED for AXFR", func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR }, dns.RcodeRefused},
-		{"NOERROR for class ANY", func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassANY }, dns.RcodeSuccess},
+		{"REFUSED for class ANY", func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassANY }, dns.RcodeRefused},
 	}
 	for _, c := range rcodes {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +56,8 @@ type Server struct {
 	tcp     *dns.Server
 	addr    string
 	closed  bool
+	stop    chan struct{} // ends the signatures' refresh
+	bg      sync.WaitGroup
 }
 
 // state is everything a query reads, rebuilt whole on reload.
@@ -165,6 +165,11 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dns.zones[%d]: %w", i, err)
 		}
+		if zc.DNSSEC.Enabled {
+			if z.signer, err = newSigner(cfg, zc, z); err != nil {
+				return nil, fmt.Errorf("dns.zones[%d].dnssec: %w", i, err)
+			}
+		}
 		st.zones = append(st.zones, z)
 		for j, sc := range zc.Services {
 			name, _ := configs.DNSOwner(sc.Name, z.apex)
@@ -229,7 +234,8 @@ func (s *Server) Start() error {
 	s.udp = &udpServer{s: s, conns: conns}
 	s.udp.start()
 	s.tcp = &dns.Server{Listener: ln, Handler: s, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
-		IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000}
+		IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000,
+		MsgAcceptFunc: acceptQueries, DecorateReader: func(r dns.Reader) dns.Reader { return tcpReader{r} }}
 	ready := make(chan struct{})
 	s.tcp.NotifyStartedFunc = func() { close(ready) }
 	go func() {
@@ -238,6 +244,9 @@ func (s *Server) Start() error {
 		}
 	}()
 	<-ready
+	s.stop = make(chan struct{})
+	s.bg.Add(1)
+	go s.refreshSignatures()
 	s.st.Load().checker.Start()
 	s.log.Info("dns serving", "address", s.addr, "zones", len(s.st.Load().zones))
 	return nil
@@ -309,8 +318,29 @@ func (s *Server) Close() {
 	if s.tcp != nil {
 		s.tcp.ShutdownContext(ctx)
 	}
+	if s.stop != nil {
+		close(s.stop)
+		s.bg.Wait()
+	}
 	s.st.Load().checker.Close()
 	s.audit.close()
+}
+
+// refreshSignatures keeps the fast path's signed replies fresh: each is
+// prepared again when half of its signatures' validity has passed.
+func (s *Server) refreshSignatures() {
+	defer s.bg.Done()
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			st := s.st.Load()
+			st.fast.refreshSigned(st, now)
+		}
+	}
 }
 
 // healthChanged recomputes a service's answers after one of its edges
@@ -353,265 +383,4 @@ func (s *Server) applyLocked(svc *service, reason string) {
 		s.changes = s.changes[len(s.changes)-keepChanges:]
 	}
 	s.logMu.Unlock()
-}
-
-// ServeDNS answers one query (dns.Handler).
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	st := s.st.Load()
-	var client netip.Addr
-	udp := false
-	switch a := w.RemoteAddr().(type) {
-	case *net.UDPAddr:
-		client, udp = addrOf(a.IP), true
-	case *net.TCPAddr:
-		client = addrOf(a.IP)
-	}
-	m, size := st.answer(r, client, udp)
-	if udp && st.rrl != nil {
-		switch st.rrl.check(client, time.Now()) {
-		case rrlDrop:
-			s.metrics.rrl.WithLabelValues("drop").Inc()
-			return
-		case rrlSlip:
-			s.metrics.rrl.WithLabelValues("slip").Inc()
-			m.Answer, m.Ns, m.Truncated = nil, nil, true
-			m.Extra = onlyOPT(m.Extra)
-		}
-	}
-	m.Compress = true
-	if udp && m.Len() > size {
-		m.Truncate(size)
-	}
-	s.metrics.query(udp, m.Rcode)
-	if err := w.WriteMsg(m); err != nil {
-		s.log.Debug("dns write failed", "error", err)
-	}
-}
-
-func addrOf(ip net.IP) netip.Addr {
-	a, _ := netip.AddrFromSlice(ip)
-	return a.Unmap()
-}
-
-func onlyOPT(extra []dns.RR) []dns.RR {
-	for _, rr := range extra {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			return []dns.RR{rr}
-		}
-	}
-	return nil
-}
-
-// answer builds the reply to r and the UDP payload size it must fit.
-func (st *state) answer(r *dns.Msg, client netip.Addr, udp bool) (*dns.Msg, int) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.RecursionDesired = r.RecursionDesired
-	m.CheckingDisabled = r.CheckingDisabled
-	size := dns.MinMsgSize
-	if r.Opcode != dns.OpcodeQuery {
-		m.Rcode = dns.RcodeNotImplemented
-		return m, size
-	}
-	if len(r.Question) != 1 || len(r.Answer) != 0 || len(r.Ns) != 0 {
-		m.Rcode = dns.RcodeFormatError
-		return m, size
-	}
-	var opt *dns.OPT
-	for _, rr := range r.Extra {
-		if o, ok := rr.(*dns.OPT); ok {
-			if opt != nil || o.Hdr.Name != "." {
-				m.Rcode = dns.RcodeFormatError
-				return m, size
-			}
-			opt = o
-		}
-	}
-	var ecs *dns.EDNS0_SUBNET
-	if opt != nil {
-		ro := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		ro.SetUDPSize(advertisedUDPSize)
-		if opt.Do() {
-			ro.SetDo()
-		}
-		m.Extra = append(m.Extra, ro)
-		if opt.Version() != 0 {
-			m.Rcode = dns.RcodeBadVers
-			return m, size
-		}
-		size = min(max(int(opt.UDPSize()), dns.MinMsgSize), dns.MaxMsgSize)
-		for _, o := range opt.Option {
-			if e, ok := o.(*dns.EDNS0_SUBNET); ok {
-				if !validECS(e) {
-					m.Rcode = dns.RcodeFormatError
-					return m, size
-				}
-				ecs = e
-			}
-		}
-	}
-	q := r.Question[0]
-	switch {
-	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
-		m.Rcode = dns.RcodeRefused
-		return m, size
-	case q.Qtype == dns.TypeOPT || q.Qtype == dns.TypeTSIG || q.Qtype == dns.TypeTKEY:
-		m.Rcode = dns.RcodeFormatError
-		return m, size
-	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
-		m.Rcode = dns.RcodeRefused
-		return m, size
-	case q.Qtype == dns.TypeMAILA || q.Qtype == dns.TypeMAILB:
-		m.Rcode = dns.RcodeNotImplemented
-		return m, size
-	}
-	lname := strings.ToLower(q.Name)
-	z := st.zones.find(lname)
-	if z == nil {
-		m.Rcode = dns.RcodeRefused
-		return m, size
-	}
-	m.Authoritative = true
-	where := client
-	if ecs != nil && ecs.SourceNetmask > 0 {
-		where, _ = netip.AddrFromSlice(ecs.Address)
-		where = where.Unmap()
-	}
-	scope := st.resolve(m, z, q.Name, lname, q.Qtype, where)
-	if ecs != nil {
-		e := *ecs
-		e.SourceScope = 0
-		if scope != 0 && ecs.SourceNetmask > 0 {
-			e.SourceScope = uint8(scope)
-			if scope < 0 {
-				e.SourceScope = ecs.SourceNetmask
-			}
-		}
-		ro := m.Extra[len(m.Extra)-1].(*dns.OPT)
-		ro.Option = append(ro.Option, &e)
-	}
-	return m, size
-}
-
-// validECS checks an EDNS Client Subnet option of a query (RFC 7871 §7.1.2).
-func validECS(e *dns.EDNS0_SUBNET) bool {
-	switch {
-	case e.SourceScope != 0:
-		return false
-	case e.Family == 1:
-		return e.SourceNetmask <= 32 && len(e.Address.To4()) == net.IPv4len
-	case e.Family == 2:
-		return e.SourceNetmask <= 128 && len(e.Address) == net.IPv6len
-	}
-	return false
-}
-
-// resolve fills the answer and authority sections for name in z, chasing
-// CNAMEs inside the served zones, and returns the ECS scope the answer
-// depends on.
-func (st *state) resolve(m *dns.Msg, z *zone, name, lname string, qtype uint16, client netip.Addr) int {
-	scope := 0
-	for range maxCNAMEChain {
-		o := z.names[lname]
-		if o == nil {
-			m.Rcode = dns.RcodeNameError
-			m.Ns = append(m.Ns, negativeSOA(z))
-			return scope
-		}
-		if cn := o.rrset(dns.TypeCNAME); len(cn) > 0 && qtype != dns.TypeCNAME {
-			m.Answer = append(m.Answer, rename(cn[0], name))
-			target := cn[0].(*dns.CNAME).Target
-			name, lname = target, strings.ToLower(target)
-			if z = st.zones.find(lname); z == nil {
-				return scope
-			}
-			continue
-		}
-		rrs, sc := o.lookup(name, qtype, client)
-		scope = sc
-		if len(rrs) == 0 {
-			m.Ns = append(m.Ns, negativeSOA(z))
-			return scope
-		}
-		m.Answer = append(m.Answer, rrs...)
-		if qtype == dns.TypeNS {
-			m.Extra = append(glue(st, rrs), m.Extra...)
-		}
-		return scope
-	}
-	return scope
-}
-
-// lookup returns the records of type qtype at o, named as the query wrote
-// them. ANY gets one RRset (RFC 8482).
-func (o *owner) lookup(name string, qtype uint16, client netip.Addr) ([]dns.RR, int) {
-	if o.service != nil && (qtype == dns.TypeA || qtype == dns.TypeAAAA || qtype == dns.TypeANY) {
-		return o.service.records(name, qtype, client)
-	}
-	if qtype == dns.TypeANY {
-		if len(o.sets) == 0 {
-			return nil, 0
-		}
-		qtype = o.sets[0].t
-	}
-	set := o.rrset(qtype)
-	out := make([]dns.RR, len(set))
-	for i, rr := range set {
-		out[i] = rename(rr, name)
-	}
-	return out, 0
-}
-
-// records are a service's A or AAAA answer for a client.
-func (s *service) records(name string, qtype uint16, client netip.Addr) ([]dns.RR, int) {
-	addrs, scope := s.policy.pick(s.view.Load(), client)
-	ttl := s.ttlNow()
-	var out []dns.RR
-	for _, a := range addrs {
-		hdr := dns.RR_Header{Name: name, Class: dns.ClassINET, Ttl: ttl}
-		switch {
-		case a.Is4() && qtype != dns.TypeAAAA:
-			hdr.Rrtype = dns.TypeA
-			out = append(out, &dns.A{Hdr: hdr, A: a.AsSlice()})
-		case a.Is6() && qtype == dns.TypeAAAA:
-			hdr.Rrtype = dns.TypeAAAA
-			out = append(out, &dns.AAAA{Hdr: hdr, AAAA: a.AsSlice()})
-		}
-	}
-	return out, scope
-}
-
-func rename(rr dns.RR, name string) dns.RR {
-	c := dns.Copy(rr)
-	c.Header().Name = name
-	return c
-}
-
-// negativeSOA is the zone's SOA as the authority of a negative answer, with
-// the negative-caching TTL (RFC 2308 §3).
-func negativeSOA(z *zone) dns.RR {
-	soa := dns.Copy(z.soa)
-	soa.Header().Ttl = z.negTTL
-	return soa
-}
-
-// glue adds the in-zone addresses of name servers.
-func glue(st *state, nsset []dns.RR) []dns.RR {
-	var out []dns.RR
-	for _, rr := range nsset {
-		ns, ok := rr.(*dns.NS)
-		if !ok {
-			continue
-		}
-		target := strings.ToLower(ns.Ns)
-		z := st.zones.find(target)
-		if z == nil {
-			continue
-		}
-		if o := z.names[target]; o != nil {
-			out = append(out, o.rrset(dns.TypeA)...)
-			out = append(out, o.rrset(dns.TypeAAAA)...)
-		}
-	}
-	return out
 }

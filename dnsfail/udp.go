@@ -2,13 +2,13 @@ package dnsfail
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/miekg/dns"
@@ -24,6 +24,10 @@ type udpServer struct {
 	s     *Server
 	conns []*net.UDPConn
 	wg    sync.WaitGroup
+	// trains counts the GSO trains sent (udp_linux.go); gsoOff is set
+	// when the kernel refused one.
+	trains atomic.Uint64
+	gsoOff atomic.Bool
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {
@@ -63,7 +67,11 @@ func (u *udpServer) start() {
 		u.wg.Add(1)
 		go func() {
 			defer u.wg.Done()
-			u.loop(c)
+			// The system-call loop where there is one (udp_linux.go),
+			// else the portable one.
+			if !u.loopSyscalls(c) {
+				u.loop(c)
+			}
 		}()
 	}
 }
@@ -83,6 +91,7 @@ const batch = 32
 // get FORMERR. (Queries are a question and an OPT record: hundreds of bytes.)
 const maxQuery = 4096
 
+// loop is the portable UDP loop: batches through golang.org/x/net.
 func (u *udpServer) loop(conn *net.UDPConn) {
 	var pc interface {
 		ReadBatch([]ipv4.Message, int) (int, error)
@@ -141,39 +150,18 @@ func (u *udpServer) loop(conn *net.UDPConn) {
 	}
 }
 
-// slow does what the dns package's server does with a packet: drop what
-// is not a query, answer FORMERR / NOTIMP from the header alone, else parse
-// it and call the handler.
+// slow answers what the fast path did not: replies are dropped, the rest
+// is parsed and goes to the full handler, as a bare header (FORMERR) when
+// it does not parse.
 func (u *udpServer) slow(conn *net.UDPConn, wire []byte, from netip.AddrPort) {
-	if len(wire) < 12 {
+	if len(wire) < 12 || wire[2]&0x80 != 0 {
 		return
 	}
-	h := dns.Header{Id: binary.BigEndian.Uint16(wire), Bits: binary.BigEndian.Uint16(wire[2:]),
-		Qdcount: binary.BigEndian.Uint16(wire[4:]), Ancount: binary.BigEndian.Uint16(wire[6:]),
-		Nscount: binary.BigEndian.Uint16(wire[8:]), Arcount: binary.BigEndian.Uint16(wire[10:])}
-	w := &udpWriter{conn: conn, to: from}
-	action := dns.DefaultMsgAcceptFunc(h)
 	req := new(dns.Msg)
-	if action == dns.MsgAccept {
-		if req.Unpack(wire) == nil {
-			u.s.ServeDNS(w, req)
-			return
-		}
-		action = dns.MsgReject
+	if wireFormErr(wire) || req.Unpack(wire) != nil {
+		req = headerOnly(wire)
 	}
-	if action == dns.MsgIgnore {
-		return
-	}
-	req = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Opcode: int(h.Bits>>11) & 0xF,
-		RecursionDesired: h.Bits&(1<<8) != 0, CheckingDisabled: h.Bits&(1<<4) != 0}}
-	opcode := req.Opcode
-	req.SetRcodeFormatError(req)
-	if action == dns.MsgRejectNotImplemented {
-		req.Opcode = opcode
-		req.Rcode = dns.RcodeNotImplemented
-	}
-	u.s.metrics.query(true, req.Rcode)
-	w.WriteMsg(req)
+	u.s.ServeDNS(&udpWriter{conn: conn, to: from}, req)
 }
 
 // udpWriter is the dns.ResponseWriter of one UDP query.

@@ -2,6 +2,7 @@ package dnsfail
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,14 +17,18 @@ type zone struct {
 	soa    *dns.SOA
 	negTTL uint32
 	names  map[string]*owner
+	signer *signer // nil: not signed
 }
 
 // owner is everything at one name: static RRsets and, for a service name,
 // the service that computes its A and AAAA answers. An owner with neither is
 // an empty non-terminal (it exists: queries for it get NODATA).
 type owner struct {
-	sets    []rrset // in configuration order (ANY answers the first)
+	sets    []rrset // in configuration order
 	service *service
+	// cut: NS records below the apex make this name a delegation point;
+	// the zone is not authoritative at or below it (glue lives there).
+	cut bool
 }
 
 // rrset is the records of one type at one name.
@@ -87,7 +92,71 @@ func buildZone(zc configs.Zone) (*zone, error) {
 			z.add(rr.Header().Name, rr)
 		}
 	}
+	for name, o := range z.names {
+		o.cut = name != apex && len(o.rrset(dns.TypeNS)) > 0
+	}
 	return z, nil
+}
+
+// types are the types o answers with, in ascending order.
+func (o *owner) types() []uint16 {
+	var out []uint16
+	if o.service != nil {
+		out = append(out, dns.TypeA, dns.TypeAAAA)
+	}
+	for _, set := range o.sets {
+		if !slices.Contains(out, set.t) {
+			out = append(out, set.t)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// found says what answers a name of a zone.
+type found int
+
+const (
+	exact     found = iota // the name itself
+	wildcard               // the wildcard of its closest encloser (RFC 4592 §3.3.1)
+	delegated              // a delegation point at or above it
+	nxdomain               // nothing: the name does not exist
+)
+
+// locate finds what answers lname (lower case, inside z), walking down from
+// the apex as RFC 1034 §4.3.2 step 3 does: the first delegation point on
+// the way wins (except for a DS query at the delegation point itself, which
+// the parent side answers, RFC 4035 §3.1.4.1); below the closest encloser
+// only its wildcard child can answer. The owner is the name's node, the
+// wildcard's or the delegation point's.
+func (z *zone) locate(lname string, ds bool) (found, *owner) {
+	labels := dns.Split(lname) // where each label starts
+	// The names below the apex, from the apex's child down to lname.
+	for i := len(labels) - dns.CountLabel(z.apex) - 1; i >= 0; i-- {
+		o := z.names[lname[labels[i]:]]
+		if o == nil {
+			closest := z.apex
+			if i+1 < len(labels) {
+				closest = lname[labels[i+1]:]
+			}
+			if w := z.names[wildcardOf(closest)]; w != nil {
+				return wildcard, w
+			}
+			return nxdomain, nil
+		}
+		if o.cut && (i > 0 || !ds) {
+			return delegated, o
+		}
+	}
+	return exact, z.names[lname]
+}
+
+// wildcardOf is the wildcard name directly below name.
+func wildcardOf(name string) string {
+	if name == "." {
+		return "*."
+	}
+	return "*." + name
 }
 
 func (z *zone) node(name string) *owner {
@@ -116,6 +185,10 @@ func (z *zone) add(name string, rr dns.RR) {
 	t := rr.Header().Rrtype
 	for i := range o.sets {
 		if o.sets[i].t == t {
+			// An RRset holds each record once (RFC 2181 §5).
+			if slices.ContainsFunc(o.sets[i].rrs, func(have dns.RR) bool { return dns.IsDuplicate(have, rr) }) {
+				return
+			}
 			o.sets[i].rrs = append(o.sets[i].rrs, rr)
 			return
 		}

@@ -36,14 +36,17 @@ var (
 	records   = flag.Int("records", 100000, "static records of the memory run (0 skips it)")
 	clients   = flag.Int("clients", 4, "dnsperf -c")
 	outstand  = flag.Int("outstanding", 200, "dnsperf -q")
+	rounds    = flag.Int("rounds", 3, "measurements of each server and query, interleaved")
+	only      = flag.String("only", "", "comma-separated queries to measure (service, static, NXDOMAIN, NODATA, service+DO, static+DO); default all")
 )
 
 const (
-	edgePort  = 18081
-	hedgePort = 15301
-	gdnsdPort = 15302
-	knotPort  = 15303
-	hedgeBig  = 15304
+	edgePort   = 18081
+	hedgePort  = 15301
+	gdnsdPort  = 15302
+	knotPort   = 15303
+	hedgeBig   = 15304
+	signedPort = 15305
 )
 
 var started []*exec.Cmd
@@ -84,11 +87,13 @@ func run() int {
 		port  int
 		setup func(string) (*exec.Cmd, error)
 	}{
-		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0, false) }},
+		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0, false, false) }},
+		{"signed", signedPort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, signedPort, 0, false, true) }},
 		{"gdnsd", gdnsdPort, gdnsdCmd},
 		{"knot", knotPort, knotCmd},
 	}
 	ok := map[string]bool{}
+	pids := map[string]int{}
 	for _, s := range servers {
 		sd := filepath.Join(dir, s.name)
 		os.MkdirAll(sd, 0o755)
@@ -104,57 +109,103 @@ func run() int {
 			continue
 		}
 		ok[s.name] = true
+		pids[s.name] = cmd.Process.Pid
 	}
 	// Let the health checks settle, so play answers both edges everywhere.
 	time.Sleep(3 * time.Second)
-	for _, s := range servers[:2] {
+	for _, s := range servers[:3] {
 		if ok[s.name] {
 			if a := answer(s.port, "play.edge.test."); len(a) != 2 {
 				fmt.Fprintf(os.Stderr, "%s: play.edge.test answers %v, want both edges\n", s.name, a)
 			}
 		}
 	}
-	type row struct {
-		server, query    string
-		qps, avg, median float64
+	// Each round measures every (query, server) pair once, the servers
+	// in a rotating order, so a busy moment of the machine spreads over
+	// all of them; the table shows each pair's median over the rounds.
+	type sample struct{ qps, avg, median, cpu float64 }
+	results := map[[2]string][]sample{}
+	// The signed rows ask the signed hedge with DO set; their ratio is to
+	// hedge's unsigned answers of the same name.
+	queries := []struct {
+		name, qtype, label string
+		do                 bool
+	}{
+		{"play.edge.test", "A", "service", false}, {"sea.edge.test", "A", "static", false},
+		{"nosuch.edge.test", "A", "NXDOMAIN", false}, {"sea.edge.test", "AAAA", "NODATA", false},
+		{"play.edge.test", "A", "service+DO", true}, {"sea.edge.test", "A", "static+DO", true},
 	}
-	var rows []row
-	for _, q := range []struct{ name, qtype string }{{"play.edge.test", "A"}, {"sea.edge.test", "A"}} {
-		for _, s := range servers {
-			if !ok[s.name] || (s.name == "knot" && q.name == "play.edge.test") {
-				continue
+	if *only != "" {
+		want := strings.Split(*only, ",")
+		queries = slices.DeleteFunc(queries, func(q struct {
+			name, qtype, label string
+			do                 bool
+		}) bool {
+			return !slices.Contains(want, q.label)
+		})
+	}
+	for round := range *rounds {
+		for _, q := range queries {
+			for j := range servers {
+				s := servers[(j+round)%len(servers)]
+				if !ok[s.name] || (s.name == "knot" && q.label == "service") || (s.name == "signed") != q.do {
+					continue
+				}
+				cpu0 := cpuTime(pids[s.name])
+				qps, avg, err := dnsperf(dir, s.port, q.name+" "+q.qtype, q.do)
+				cpu1 := cpuTime(pids[s.name])
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "dnsperf %s %s: %v\n", s.name, q.label, err)
+					continue
+				}
+				med := medianLatency(s.port, q.name+".", q.qtype, q.do, 5000)
+				k := [2]string{q.label, s.name}
+				results[k] = append(results[k], sample{qps, avg, med, (cpu1 - cpu0) / (qps * duration.Seconds())})
 			}
-			qps, avg, err := dnsperf(dir, s.port, q.name+" "+q.qtype)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "dnsperf %s %s: %v\n", s.name, q.name, err)
-				continue
-			}
-			med := medianLatency(s.port, q.name+".", 5000)
-			rows = append(rows, row{s.name, q.name, qps, avg, med})
 		}
 	}
-	fmt.Printf("\ndnsperf %s, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d)\n\n", *duration, *serverCPU, *perfCPU, *clients, *outstand)
-	fmt.Printf("%-16s %-8s %12s %14s %14s %10s\n", "query", "server", "queries/s", "avg lat (µs)", "median (µs)", "vs best")
-	for _, q := range []string{"play.edge.test", "sea.edge.test"} {
+	median := func(ss []sample, f func(sample) float64) (float64, float64, float64) {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = f(s)
+		}
+		slices.Sort(v)
+		return v[len(v)/2], v[0], v[len(v)-1]
+	}
+	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand)
+	fmt.Printf("%-10s %-6s %22s %10s %12s %16s %14s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)")
+	for _, q := range queries {
 		best := 0.0
-		for _, r := range rows {
-			if r.query == q && r.server != "hedge" {
-				best = max(best, r.qps)
+		for _, s := range servers {
+			if ss := results[[2]string{q.label, s.name}]; s.name != "hedge" && s.name != "signed" && len(ss) > 0 {
+				m, _, _ := median(ss, func(x sample) float64 { return x.qps })
+				best = max(best, m)
 			}
 		}
-		for _, r := range rows {
-			if r.query != q {
+		if q.do {
+			unsigned := strings.TrimSuffix(q.label, "+DO")
+			if ss := results[[2]string{unsigned, "hedge"}]; len(ss) > 0 {
+				best, _, _ = median(ss, func(x sample) float64 { return x.qps })
+			}
+		}
+		for _, s := range servers {
+			ss := results[[2]string{q.label, s.name}]
+			if len(ss) == 0 {
 				continue
 			}
+			qps, lo, hi := median(ss, func(x sample) float64 { return x.qps })
+			avg, _, _ := median(ss, func(x sample) float64 { return x.avg })
+			med, mlo, mhi := median(ss, func(x sample) float64 { return x.median })
+			cpu, _, _ := median(ss, func(x sample) float64 { return x.cpu })
 			ratio := "-"
 			if best > 0 {
-				ratio = fmt.Sprintf("%.2f×", r.qps/best)
+				ratio = fmt.Sprintf("%.2f×", qps/best)
 			}
-			fmt.Printf("%-16s %-8s %12.0f %14.1f %14.1f %10s\n", r.query, r.server, r.qps, r.avg*1e6, r.median*1e6, ratio)
+			fmt.Printf("%-10s %-6s %8.0f [%5.0fk–%4.0fk] %10s %12.1f %6.1f [%4.1f–%4.1f] %14.2f\n", q.label, s.name, qps, lo/1e3, hi/1e3, ratio, avg*1e6, med*1e6, mlo*1e6, mhi*1e6, cpu*1e6)
 		}
 	}
 	if ok["hedge"] {
-		fmt.Printf("\nhedge RSS, small zone: %s\n", rss(started[0].Process.Pid))
+		fmt.Printf("\nhedge RSS, small zone: %s\n", rss(pids["hedge"]))
 	}
 	if *records > 0 {
 		for _, zoneFile := range []bool{false, true} {
@@ -164,7 +215,7 @@ func run() int {
 			}
 			sd := filepath.Join(dir, fmt.Sprintf("hedge-big-%v", zoneFile))
 			os.MkdirAll(sd, 0o755)
-			cmd, err := hedgeCmd(sd, hedgeBig, *records, zoneFile)
+			cmd, err := hedgeCmd(sd, hedgeBig, *records, zoneFile, false)
 			if err == nil {
 				began := time.Now()
 				if err = start(cmd, filepath.Join(sd, "log.txt")); err == nil {
@@ -213,7 +264,7 @@ func pinned(cpu string, argv ...string) *exec.Cmd {
 
 // hedgeCmd writes hedge's configuration with extra static records, in the
 // YAML itself or in a zone file, and returns the pinned command.
-func hedgeCmd(dir string, port, extra int, zoneFile bool) (*exec.Cmd, error) {
+func hedgeCmd(dir string, port, extra int, zoneFile, signed bool) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `data_dir: %s
 log: {level: warn, access: {enabled: false}}
@@ -253,9 +304,17 @@ dns:
 	b.WriteString(`      services:
         - {name: play, policy: all, regions: [sea, eu]}
 `)
+	if signed {
+		b.WriteString("      dnssec: {enabled: true}\n")
+	}
 	file := filepath.Join(dir, "hedge.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o644); err != nil {
 		return nil, err
+	}
+	if signed {
+		if out, err := exec.Command(*hedgeBin, "dnssec", "keygen", "-c", file).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("hedge dnssec keygen: %v: %s", err, out)
+		}
 	}
 	return pinned(*serverCPU, *hedgeBin, "dns", "-c", file, "-admin", "off"), nil
 }
@@ -357,14 +416,18 @@ var (
 	latRE = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
 )
 
-func dnsperf(dir string, port int, query string) (qps, avg float64, err error) {
+func dnsperf(dir string, port int, query string, do bool) (qps, avg float64, err error) {
 	qf := filepath.Join(dir, "query.txt")
 	if err := os.WriteFile(qf, []byte(query+"\n"), 0o644); err != nil {
 		return 0, 0, err
 	}
 	secs := strconv.Itoa(int(duration.Seconds()))
-	out, err := pinned(*perfCPU, "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", qf, "-l", secs,
-		"-c", strconv.Itoa(*clients), "-q", strconv.Itoa(*outstand)).CombinedOutput()
+	args := []string{"dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", qf, "-l", secs,
+		"-c", strconv.Itoa(*clients), "-q", strconv.Itoa(*outstand)}
+	if do {
+		args = append(args, "-D")
+	}
+	out, err := pinned(*perfCPU, args...).CombinedOutput()
 	if err != nil {
 		return 0, 0, fmt.Errorf("%v: %s", err, out)
 	}
@@ -377,15 +440,34 @@ func dnsperf(dir string, port int, query string) (qps, avg float64, err error) {
 	return qps, avg, nil
 }
 
+// cpuTime is the user and system CPU a process has used, in seconds.
+func cpuTime(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's name (which may hold spaces).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // clock ticks (USER_HZ)
+}
+
 // medianLatency sends n sequential queries over one socket.
-func medianLatency(port int, name string, n int) float64 {
+func medianLatency(port int, name, qtype string, do bool, n int) float64 {
 	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return 0
 	}
 	defer c.Close()
 	m := new(dns.Msg)
-	m.SetQuestion(name, dns.TypeA)
+	m.SetQuestion(name, dns.StringToType[qtype])
+	if do {
+		m.SetEdns0(1232, true)
+	}
 	q, _ := m.Pack()
 	buf := make([]byte, 4096)
 	lat := make([]float64, 0, n)

@@ -1,0 +1,6 @@
+package dnsfail
+
+const (
+	sysSendmmsg   = 269
+	msgWaitForOne = 0x10000
+)
