@@ -45,6 +45,8 @@ regions:
             tls:
               mode: files
               files: {cert: {{cert}}, key: {{key}}}
+            # The load generator is one address opening many connections.
+            limits: {max_conns_per_ip: 100000}
         admin: {address: {{admin}}}
     pools:
       - name: bets

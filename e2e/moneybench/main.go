@@ -342,6 +342,8 @@ regions:
             tls:
               mode: internal
               names: [{{name}}]
+            # The load generator is one address opening many connections.
+            limits: {max_conns_per_ip: 100000}
         admin: {address: {{admin}}}
     pools:
       - name: ledger

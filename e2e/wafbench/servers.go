@@ -91,6 +91,8 @@ regions:
           - name: public
             address: {{listen}}
             tls: {mode: "off"}
+            # The load generator is one address opening many connections.
+            limits: {max_conns_per_ip: 100000}
         admin: {address: {{admin}}}
     pools:
       - name: up
