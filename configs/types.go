@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -17,15 +18,13 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // UnmarshalYAML accepts Go duration strings.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a duration such as \"5s\"")
-	}
-	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration (examples: 250ms, 5s, 1h)", n.Value)
-	}
-	*d = Duration(v)
-	return nil
+	return scalar(n, d, `want a duration such as "5s"`, func(s string) (Duration, error) {
+		v, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (examples: 250ms, 5s, 1h)", s)
+		}
+		return Duration(v), nil
+	})
 }
 
 // MarshalYAML writes the duration back in its string form.
@@ -45,14 +44,23 @@ var sizeUnits = []struct {
 
 // UnmarshalYAML accepts a plain number of bytes or a number with a unit.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	return scalar(n, s, "want a size such as 64KiB", func(text string) (Size, error) {
+		v, err := ParseSize(text)
+		return Size(v), err
+	})
+}
+
+// scalar decodes a single value with parse into dst, which is left as it
+// was on error; want says what a mapping or a list should have been.
+func scalar[T any](n *yaml.Node, dst *T, want string, parse func(string) (T, error)) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a size such as 64KiB")
+		return errors.New(want)
 	}
-	v, err := ParseSize(n.Value)
+	v, err := parse(n.Value)
 	if err != nil {
 		return err
 	}
-	*s = Size(v)
+	*dst = v
 	return nil
 }
 

@@ -133,15 +133,7 @@ func ParseRate(s string) (Rate, error) {
 
 // UnmarshalYAML accepts "N/s", "N/m" or "N/h".
 func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a rate such as \"100/s\"")
-	}
-	v, err := ParseRate(n.Value)
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
+	return scalar(n, r, `want a rate such as "100/s"`, ParseRate)
 }
 
 // MarshalYAML writes the rate back as written.
