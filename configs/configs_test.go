@@ -147,8 +147,8 @@ routes:
 func TestWritersAtSameEpochAreAmbiguous(t *testing.T) {
 	c, _ := Demo()
 	c.Regions[1].Writers[0].Domain = "sea"
-	v := validator{errs: &Errors{file: "x"}, lines: map[string]int{}, failed: map[string]bool{}}
-	v.writers(c)
+	v := newValidator(c, &Errors{file: "x"}, map[string]int{}, map[string]bool{})
+	c.validateWriters(v)
 	if v.errs.Len() != 1 || !strings.Contains(v.errs.Error(), "two writers at epoch 1") {
 		t.Fatalf("want one ambiguity error, got %v", v.errs)
 	}

@@ -57,8 +57,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	// reported at once; it stays silent on fields that failed to decode
 	// (and what is under them), which would only repeat the same mistake.
 	ApplyDefaults(cfg)
-	v := validator{errs: errs, lines: d.lines, failed: d.failed}
-	v.config(cfg)
+	cfg.validate(newValidator(cfg, errs, d.lines, d.failed))
 	if errs.Len() > 0 {
 		return nil, errs
 	}
@@ -173,7 +172,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			d.decode(item, s.Index(i), elem(path, i))
 		}
 		v.Set(s)
 	case reflect.Pointer:
@@ -201,6 +200,9 @@ func join(path, key string) string {
 	}
 	return path + "." + key
 }
+
+// elem is the path of a list's i-th element.
+func elem(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
 func structFields(t reflect.Type) map[string]int {
 	m := make(map[string]int, t.NumField())
