@@ -26,9 +26,6 @@ func (*AdminToken) mappingHint() string {
 	return "a bare token is the old form: each token now has a name, roles and a file (or inline token), e.g. " + adminTokenForm
 }
 
-// adminRoles are the roles a token may hold, in the order messages list them.
-var adminRoles = []string{RoleRead, RoleOperate, RolePromote}
-
 // IsDemo reports whether c is the embedded demo, whose published tokens
 // are exempt from the strength rules.
 func (c *Config) IsDemo() bool { return c.File == "" || c.File == DemoName }
@@ -49,10 +46,10 @@ func (a *Admin) validate(v *validator, demo bool) {
 			names[t.Name] = i
 		}
 		if len(t.Roles) == 0 {
-			v.bad(&t.Roles, "at least one role is required (%s)", strings.Join(adminRoles, ", "))
+			v.bad(&t.Roles, "at least one role is required (%s)", allowed[Role]())
 		}
 		for j := range t.Roles {
-			v.among(&t.Roles[j], t.Roles[j], adminRoles...)
+			oneOf(v, &t.Roles[j])
 		}
 		field := &t.Token
 		switch {
@@ -126,14 +123,14 @@ func (a *AdminAddr) validate(v *validator, admin *Admin) {
 	if len(admin.Tokens) == 0 && !admin.AllowLoopback {
 		v.bad(a, "an admin listener needs admin.tokens or admin.allow_loopback")
 	}
-	if a.TLS.Mode == "acme" {
+	if a.TLS.Mode == TLSACME {
 		v.bad(&a.TLS.Mode, "admin listeners are not public: use internal or files")
 	} else {
 		a.TLS.validate(v)
 	}
 	if a.ClientCA != "" {
 		v.readable(&a.ClientCA)
-		if a.TLS.Mode == "off" {
+		if a.TLS.Mode == TLSOff {
 			v.bad(&a.ClientCA, "client certificates need TLS: set tls.mode to internal or files")
 		}
 	}
@@ -157,7 +154,7 @@ func (c *Config) validateDrainPush(v *validator) {
 			continue // nobody pushes here
 		}
 		loopback := LoopbackAddress(a.Address)
-		if !loopback && a.TLS.Mode == "off" {
+		if !loopback && a.TLS.Mode == TLSOff {
 			v.bad(&a.TLS, "node %s serves DNS, so the other nodes push their drains to %s with an admin token; "+
 				"over plain http to a non-loopback address the token would cross the network in clear text: set tls (mode internal or files)",
 				t.Name, a.Address)
@@ -195,8 +192,8 @@ func LoopbackAddress(addr string) bool {
 // adminDefaults: admin listeners are plain HTTP unless told otherwise; an
 // internal certificate names the address's host unless names are given.
 func adminDefaults(a *AdminAddr) {
-	setStr(&a.TLS.Mode, "off")
-	if a.TLS.Mode != "internal" {
+	setStr(&a.TLS.Mode, TLSOff)
+	if a.TLS.Mode != TLSInternal {
 		return
 	}
 	setDur(&a.TLS.Internal.Lifetime, DefaultInternalLifetime)

@@ -80,7 +80,7 @@ func TestProductionExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with the token files in place:\n%v", err)
 	}
-	roles := map[string][]string{}
+	roles := map[string][]Role{}
 	for _, tk := range c.Admin.Tokens {
 		roles[tk.Name] = tk.Roles
 	}

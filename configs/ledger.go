@@ -21,13 +21,13 @@ func (l *Ledger) validate(v *validator) {
 
 // validate checks a region's Idempotency-Key store.
 func (id *Idempotency) validate(v *validator) {
-	if !v.among(&id.Store, id.Store, "memory", "redis") {
+	if !oneOf(v, &id.Store) {
 		return
 	}
 	positive(v, &id.Retention)
 	atLeast(v, &id.MaxEntries, 64)
 	positive(v, &id.MaxResponseBytes)
-	if id.Store == "redis" {
+	if id.Store == StoreRedis {
 		v.address(&id.Redis.Address)
 		v.readableIfSet(&id.Redis.PasswordFile)
 	}
@@ -70,7 +70,7 @@ func (d *Dev) validate(v *validator) {
 		l := &d.Ledgers[i]
 		v.address(&l.Address)
 		v.name(&l.Domain)
-		v.among(&l.Role, l.Role, "writer", "replica")
+		oneOf(v, &l.Role)
 	}
 	for i := range d.Rails {
 		r := &d.Rails[i]

@@ -13,11 +13,11 @@ func InternalCANames(c *Config) []string {
 	for _, r := range c.Regions {
 		for _, n := range r.Nodes {
 			for _, l := range n.Listeners {
-				if l.TLS.Mode == "internal" {
+				if l.TLS.Mode == TLSInternal {
 					out = append(out, l.TLS.Names...)
 				}
 			}
-			if n.Admin.Address != "" && n.Admin.TLS.Mode == "internal" {
+			if n.Admin.Address != "" && n.Admin.TLS.Mode == TLSInternal {
 				out = append(out, n.Admin.TLS.Names...)
 			}
 		}

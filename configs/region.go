@@ -42,7 +42,7 @@ func (r *Region) validate(v *validator, c *Config, nodeRegion map[string]string)
 	// Routes are shared by every region: each must find its pool in each.
 	for k := range c.Routes {
 		rt := &c.Routes[k]
-		if rt.Kind == "proxy" && rt.Pool != "" && !pools[rt.Pool] {
+		if rt.Kind == KindProxy && rt.Pool != "" && !pools[rt.Pool] {
 			v.bad(&rt.Pool, "pool %q is not defined in region %q", rt.Pool, r.Name)
 		}
 	}
@@ -100,10 +100,10 @@ func (lim *Limits) validate(v *validator) {
 
 func (t *TLS) validate(v *validator) {
 	if t.Mode == "" {
-		v.bad(&t.Mode, "required: one of acme, internal, files, off")
+		v.bad(&t.Mode, "required: one of %s", allowed[TLSMode]())
 		return
 	}
-	if !v.among(&t.Mode, t.Mode, "acme", "internal", "files", "off") {
+	if !oneOf(v, &t.Mode) {
 		return
 	}
 	for i, n := range t.Names {
@@ -112,7 +112,7 @@ func (t *TLS) validate(v *validator) {
 		}
 	}
 	switch t.Mode {
-	case "acme":
+	case TLSACME:
 		if len(t.Names) == 0 {
 			v.bad(&t.Names, "acme needs at least one name to obtain a certificate for")
 		}
@@ -120,28 +120,28 @@ func (t *TLS) validate(v *validator) {
 			v.bad(&t.ACME.Directory, "%q is not an http(s) URL", t.ACME.Directory)
 		}
 		for i := range t.ACME.Challenges {
-			v.among(&t.ACME.Challenges[i], t.ACME.Challenges[i], "http-01", "tls-alpn-01")
+			oneOf(v, &t.ACME.Challenges[i])
 		}
-		if slices.Contains(t.ACME.Challenges, "http-01") {
+		if slices.Contains(t.ACME.Challenges, ChallengeHTTP01) {
 			v.address(&t.ACME.HTTPAddress)
 		}
 		if t.ACME.TLSALPNAddress != "" {
 			v.address(&t.ACME.TLSALPNAddress)
 		}
 		v.readableIfSet(&t.ACME.CARoots)
-	case "internal":
+	case TLSInternal:
 		if len(t.Names) == 0 {
 			v.bad(&t.Names, "internal needs at least one name to issue a certificate for")
 		}
 		positive(v, &t.Internal.Lifetime)
-	case "files":
+	case TLSFiles:
 		v.requiredFile(&t.Files.Cert, "required with mode files")
 		v.requiredFile(&t.Files.Key, "required with mode files")
 	}
 }
 
 func (p *Pool) validate(v *validator) {
-	v.among(&p.Policy, p.Policy, "round_robin", "failover")
+	oneOf(v, &p.Policy)
 	if len(p.Members) == 0 {
 		v.bad(&p.Members, "at least one member is required")
 	}
@@ -172,7 +172,7 @@ func (p *Pool) validate(v *validator) {
 	}
 	atLeast(v, &p.Retries.MinPerSecond, 0)
 	atLeast(v, &p.MaxConnsPerMember, 1)
-	if p.SharedIdempotency && p.Policy == "failover" {
+	if p.SharedIdempotency && p.Policy == PolicyFailover {
 		v.bad(&p.SharedIdempotency, "a failover pool's members (primary and backup rails) deduplicate independently: a request whose outcome is unknown at one must never be sent to another")
 	}
 	p.TLS.validate(v)

@@ -18,8 +18,8 @@ func (c *Config) validateRoutes(v *validator) {
 }
 
 func (r *Route) validate(v *validator, jwt *JWT) {
-	v.among(&r.Kind, r.Kind, "proxy", "ledger", "stream")
-	if r.Kind == "ledger" {
+	oneOf(v, &r.Kind)
+	if r.Kind == KindLedger {
 		if r.Pool != "" {
 			v.bad(&r.Pool, "a ledger route goes to the designated writer of the request's domain, not to a pool")
 		}
@@ -30,15 +30,15 @@ func (r *Route) validate(v *validator, jwt *JWT) {
 		positive(v, &r.Money.ConnectTimeout)
 	}
 	if r.Auth != "" {
-		v.among(&r.Auth, r.Auth, "jwt")
+		oneOf(v, &r.Auth)
 	}
-	if r.Idempotency != "" && v.among(&r.Idempotency, r.Idempotency, "required") && r.Auth != "jwt" && r.Kind == "proxy" {
+	if r.Idempotency != "" && oneOf(v, &r.Idempotency) && r.Auth != AuthJWT && r.Kind == KindProxy {
 		v.bad(&r.Idempotency, "keys are scoped by the authenticated player: set auth: jwt too")
 	}
-	if r.Auth == "jwt" && !jwt.configured() {
+	if r.Auth == AuthJWT && !jwt.configured() {
 		v.bad(&r.Auth, "configure auth.jwt.keys or auth.jwt.jwks_file")
 	}
-	if r.Kind == "proxy" && r.Pool == "" {
+	if r.Kind == KindProxy && r.Pool == "" {
 		v.bad(&r.Pool, "required for a proxy route")
 	}
 	v.slash(&r.Match.PathPrefix)
@@ -54,7 +54,7 @@ func (r *Route) validate(v *validator, jwt *JWT) {
 		v.method(&r.Match.Methods[j])
 	}
 	notNegative(v, &r.MaxBodyBytes)
-	r.UpstreamHeaders.validate(v, r.Kind == "ledger" || r.Idempotency == "required")
+	r.UpstreamHeaders.validate(v, r.Kind == KindLedger || r.Idempotency == IdempotencyRequired)
 }
 
 // notForwardable are headers the edge itself sets or removes on every
@@ -112,10 +112,10 @@ func (j *JWT) validate(v *validator) {
 	for i := range j.Keys {
 		k := &j.Keys[i]
 		v.once(ids, &k.ID, "key id %q is used twice")
-		if !v.among(&k.Alg, k.Alg, "HS256", "RS256", "ES256", "EdDSA") {
+		if !oneOf(v, &k.Alg) {
 			continue
 		}
-		if k.Alg == "HS256" {
+		if k.Alg == AlgHS256 {
 			switch {
 			case k.Secret == "" && k.SecretFile == "":
 				v.bad(k, "HS256 needs secret or secret_file")
@@ -128,7 +128,7 @@ func (j *JWT) validate(v *validator) {
 			}
 			continue
 		}
-		v.requiredFile(&k.PublicKeyFile, "required for "+k.Alg)
+		v.requiredFile(&k.PublicKeyFile, "required for "+string(k.Alg))
 		v.readableIfSet(&k.PrivateKeyFile)
 	}
 	v.readableIfSet(&j.JWKSFile)

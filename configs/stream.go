@@ -211,7 +211,7 @@ func (s *Streams) validate(v *validator, routes []Route) {
 	positive(v, &s.MediaTimeout)
 	positive(v, &s.RelayGrace)
 	for i := range routes {
-		if routes[i].Kind == "stream" && len(s.Studios) == 0 {
+		if routes[i].Kind == KindStream && len(s.Studios) == 0 {
 			v.bad(&routes[i].Kind, "stream routes need streams.studios")
 		}
 	}

@@ -125,8 +125,8 @@ func (c *Config) validate(v *validator) {
 }
 
 func (l *Log) validate(v *validator) {
-	v.among(&l.Level, l.Level, "debug", "info", "warn", "error")
-	v.among(&l.Format, l.Format, "json", "text")
+	oneOf(v, &l.Level)
+	oneOf(v, &l.Format)
 	positive(v, &l.Access.FlushInterval)
 }
 
@@ -135,8 +135,33 @@ func (l *Lifecycle) validate(v *validator) {
 	notNegative(v, &l.DrainPeriod)
 }
 
-// The checks every section shares. Those on numbers are functions, as Go
-// methods take no type parameters.
+// The checks every section shares. Those on numbers and enums are
+// functions, as Go methods take no type parameters.
+
+// enum is a type whose values are a fixed set of words (enums.go).
+type enum[E any] interface {
+	~string
+	values() []E
+}
+
+// oneOf checks an enum's value against the values its type lists.
+func oneOf[E enum[E]](v *validator, field *E) bool {
+	return v.among(field, string(*field), valueNames((*field).values())...)
+}
+
+// allowed lists an enum's values, as messages name them.
+func allowed[E enum[E]]() string {
+	var e E
+	return strings.Join(valueNames(e.values()), ", ")
+}
+
+func valueNames[E ~string](values []E) []string {
+	names := make([]string, len(values))
+	for i, s := range values {
+		names[i] = string(s)
+	}
+	return names
+}
 
 // among checks that got, the value of field, is one of allowed.
 func (v *validator) among(field any, got string, allowed ...string) bool {

@@ -59,3 +59,22 @@ func TestValidatorRefusesCopies(t *testing.T) {
 	}()
 	v.bad(&copied.Address, "x")
 }
+
+// An enum's error lists the values of its type, in their order.
+func TestEnumErrorsListValues(t *testing.T) {
+	c, v, errs := demoValidator(t)
+	c.Routes[0].Kind = "grpc"
+	c.Regions[0].Pools[0].Policy = "random"
+	c.Log.Level = "trace"
+	if oneOf(v, &c.Routes[0].Kind) || oneOf(v, &c.Regions[0].Pools[0].Policy) || oneOf(v, &c.Log.Level) || !oneOf(v, &c.Log.Format) {
+		t.Fatal("oneOf: expected false for the three bad values and true for the good one")
+	}
+	want := []string{
+		`x:1: routes[0].kind: "grpc" is not one of proxy, ledger, stream`,
+		`x:1: regions[0].pools[0].policy: "random" is not one of round_robin, failover`,
+		`x:1: log.level: "trace" is not one of debug, info, warn, error`,
+	}
+	if got := errs.Error(); got != strings.Join(want, "\n") {
+		t.Errorf("expected:\n%s\ngot:\n%s", strings.Join(want, "\n"), got)
+	}
+}

@@ -16,7 +16,7 @@ import (
 // from the level above; a list that is set replaces the inherited one.
 type WAF struct {
 	// Mode is block | detect | off.
-	Mode string `yaml:"mode"`
+	Mode WAFMode `yaml:"mode"`
 	// ParanoiaLevel is CRS's paranoia level, 1 to 4.
 	ParanoiaLevel int `yaml:"paranoia_level"`
 	// InboundThreshold is the anomaly score at which a request is blocked.
@@ -86,7 +86,7 @@ type RouteLimits struct {
 type RateLimit struct {
 	Name string `yaml:"name" json:"name"`
 	// Key is ip | principal | route: what one bucket is for.
-	Key string `yaml:"key" json:"key"`
+	Key RateLimitKey `yaml:"key" json:"key"`
 	// Principal says where a principal key comes from: "jwt" (the verified
 	// token's subject) or "header:NAME". Requests without one are keyed by
 	// their client address.
@@ -197,7 +197,7 @@ func (w WAF) Over(base WAF) WAF {
 // Defaults of the protective layer; the README's configuration reference
 // quotes them.
 const (
-	DefaultWAFMode           = "block"
+	DefaultWAFMode           = WAFBlock
 	DefaultParanoiaLevel     = 1
 	DefaultInboundThreshold  = 5
 	DefaultOutboundThreshold = 4
@@ -226,7 +226,7 @@ func wafDefaults(c *Config) {
 	if c.WAF.TestProfile {
 		// What the CRS regression suite expects: everything detected, the
 		// request always passed on to the upstream.
-		c.WAF.Mode = "detect"
+		c.WAF.Mode = WAFDetect
 		c.WAF.ParanoiaLevel = 4
 	}
 	for i := range c.Regions {
@@ -246,15 +246,15 @@ func wafDefaults(c *Config) {
 		setSize(&r.Limits.MaxURIBytes, DefaultMaxURIBytes)
 		setInt(&r.Limits.MaxHeaders, DefaultMaxHeaders)
 		setInt(&r.Limits.MaxMultipartParts, DefaultMaxMultipartParts)
-		if r.Kind == "ledger" && r.Limits.ContentTypes == nil {
+		if r.Kind == KindLedger && r.Limits.ContentTypes == nil {
 			r.Limits.ContentTypes = []string{"application/json"}
 		}
 		for j := range r.RateLimits {
-			setStr(&r.RateLimits[j].Key, "ip")
+			setStr(&r.RateLimits[j].Key, KeyIP)
 		}
 	}
 	for j := range c.RateLimits {
-		setStr(&c.RateLimits[j].Key, "ip")
+		setStr(&c.RateLimits[j].Key, KeyIP)
 	}
 }
 
@@ -278,7 +278,7 @@ func (c *Config) validateProtection(v *validator) {
 		r := &c.Routes[i]
 		r.WAF.validate(v, false)
 		r.ACL.validate(v)
-		validateRateLimits(v, r.RateLimits, r.Kind == "ledger" || r.Auth == "jwt")
+		validateRateLimits(v, r.RateLimits, r.Kind == KindLedger || r.Auth == AuthJWT)
 		r.Limits.validate(v)
 		if r.Schema != "" {
 			if !strings.HasPrefix(r.Schema, "builtin:") {
@@ -322,7 +322,7 @@ func argLimits(v *validator, args *int, name, value, total *Size, depth *int, le
 // set at the top level only.
 func (w *WAF) validate(v *validator, top bool) {
 	if w.Mode != "" {
-		v.among(&w.Mode, w.Mode, "block", "detect", "off")
+		oneOf(v, &w.Mode)
 	}
 	if w.ParanoiaLevel != 0 && (w.ParanoiaLevel < 1 || w.ParanoiaLevel > 4) {
 		v.bad(&w.ParanoiaLevel, "must be 1, 2, 3 or 4, got %d", w.ParanoiaLevel)
@@ -375,7 +375,7 @@ func validateRateLimits(v *validator, list []RateLimit, authenticated bool) {
 	for i := range list {
 		rl := &list[i]
 		v.uniqueName(names, &rl.Name, "rate limit %q is defined twice here")
-		if v.among(&rl.Key, rl.Key, "ip", "principal", "route") && rl.Key == "principal" {
+		if oneOf(v, &rl.Key) && rl.Key == KeyPrincipal {
 			switch {
 			case rl.Principal == "jwt":
 				if !authenticated {
