@@ -13,7 +13,7 @@ import (
 )
 
 // validateDNS checks the authoritative DNS section and the nodes' DNS
-// settings.
+// settings, and reads the zones' files.
 func (c *Config) validateDNS(v *validator) {
 	regions := map[string]bool{}
 	for i := range c.Regions {
@@ -98,9 +98,11 @@ func (c *Config) validateDNS(v *validator) {
 			}
 		}
 		if z.File != "" {
-			if _, err := ReadZoneFile(z.File, apex, z.TTL.D()); err != nil {
+			rrs, err := ReadZoneFile(z.File, apex, z.TTL.D())
+			if err != nil {
 				v.bad(&z.File, "%v", err)
 			}
+			z.FileRecords = rrs
 		}
 		for j := range z.Services {
 			s := &z.Services[j]
@@ -188,7 +190,7 @@ var zoneFileTypes = []uint16{dnslib.TypeA, dnslib.TypeAAAA, dnslib.TypeCNAME, dn
 
 // ReadZoneFile parses an RFC 1035 master file of static records for the
 // zone apex; records without a TTL get defaultTTL. Errors name the file's
-// line.
+// line. Loading a configuration reads each zone's file (Zone.FileRecords).
 func ReadZoneFile(file, apex string, defaultTTL time.Duration) ([]dnslib.RR, error) {
 	f, err := os.Open(file)
 	if err != nil {

@@ -1,5 +1,7 @@
 package configs
 
+import dnslib "github.com/miekg/dns"
+
 // Config describes a whole deployment: every region, its edge nodes, ledger
 // writers and upstream pools. Each node is started with the names of the
 // region and node it plays, so every node knows all the others.
@@ -549,6 +551,10 @@ type Zone struct {
 	// read at start and on every reload; names are relative to the zone.
 	File     string    `yaml:"file"`
 	Services []Service `yaml:"services"`
+
+	// FileRecords are File's records, read and checked when the
+	// configuration is loaded.
+	FileRecords []dnslib.RR `yaml:"-"`
 }
 
 // SOA is the zone's start of authority; Minimum is the negative-answer TTL.
