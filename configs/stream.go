@@ -126,6 +126,28 @@ const (
 	DefaultStreamPerAddressRate        = "1/s"
 	DefaultStreamPerAddressBurst       = 32
 	DefaultStreamPerAddressMaxSessions = 32
+
+	// What a node's stream server (package stream) takes beyond the
+	// settings above, which the configuration does not expose.
+
+	// DefaultStreamMaxBodyBytes bounds SDP offers and PATCH bodies.
+	DefaultStreamMaxBodyBytes = 64 << 10
+	// DefaultStreamKeyframeInterval is the least time between keyframe
+	// requests to a publisher.
+	DefaultStreamKeyframeInterval = 250 * time.Millisecond
+	// DefaultStreamCachePackets is how many packets per track are kept
+	// for NACKs.
+	DefaultStreamCachePackets = 1024
+	// DefaultStreamRelayReadyTimeout bounds how long a WHEP request waits
+	// for a stream's first track (a relay being set up, a publisher about
+	// to send).
+	DefaultStreamRelayReadyTimeout = 5 * time.Second
+	// A relay pull that broke retries after 250ms, doubling up to 10s.
+	DefaultStreamRelayMinBackoff = 250 * time.Millisecond
+	DefaultStreamRelayMaxBackoff = 10 * time.Second
+	// DefaultStreamRelayNotFoundTTL is how long a stream no peer had is
+	// answered 404 without asking the peers again.
+	DefaultStreamRelayNotFoundTTL = 2 * time.Second
 )
 
 // DefaultStreamMaxViewersPerNode is the node's cap: a stream's fan-out per
