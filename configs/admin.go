@@ -1,7 +1,6 @@
 package configs
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -11,9 +10,6 @@ import (
 
 // MinAdminTokenLen is the shortest admin token accepted outside the demo.
 const MinAdminTokenLen = 32
-
-// adminRoles are the roles a token may hold, in the order messages list them.
-var adminRoles = []string{RoleRead, RoleOperate, RolePromote}
 
 // placeholderWords mark tokens copied from an example instead of generated;
 // matched case-insensitively anywhere in the token.
@@ -34,37 +30,37 @@ func (*AdminToken) mappingHint() string {
 // are exempt from the strength rules.
 func (c *Config) IsDemo() bool { return c.File == "" || c.File == DemoName }
 
-// admin checks the deployment-wide admin settings and reads the tokens
-// kept in files, so a reload reads them again (rotation).
-func (v *validator) admin(c *Config) {
-	a := &c.Admin
+// validate checks the deployment-wide admin settings and reads the tokens
+// kept in files, so a reload reads them again (rotation). The tokens of
+// the embedded demo (demo) are published, so not held to the strength
+// rules.
+func (a *Admin) validate(v *validator, demo bool) {
 	names := map[string]int{}
 	secrets := map[string]int{}
 	for i := range a.Tokens {
 		t := &a.Tokens[i]
-		p := fmt.Sprintf("admin.tokens[%d]", i)
-		v.name(p+".name", t.Name)
+		v.name(&t.Name)
 		if j, dup := names[t.Name]; dup && t.Name != "" {
-			v.bad(p+".name", "%q is already the name of admin.tokens[%d]: names identify operators in logs and audit records", t.Name, j)
+			v.bad(&t.Name, "%q is already the name of %s: names identify operators in logs and audit records", t.Name, v.path(&a.Tokens[j]))
 		} else {
 			names[t.Name] = i
 		}
 		if len(t.Roles) == 0 {
-			v.bad(p+".roles", "at least one role is required (%s)", strings.Join(adminRoles, ", "))
+			v.bad(&t.Roles, "at least one role is required (%s)", allowed[Role]())
 		}
-		for j, r := range t.Roles {
-			v.oneOf(fmt.Sprintf("%s.roles[%d]", p, j), r, adminRoles...)
+		for j := range t.Roles {
+			oneOf(v, &t.Roles[j])
 		}
-		field := p + ".token"
+		field := &t.Token
 		switch {
 		case t.Token != "" && t.TokenFile != "":
-			v.bad(p, "give token or token_file, not both")
+			v.bad(t, "give token or token_file, not both")
 			continue
 		case t.Token == "" && t.TokenFile == "":
-			v.bad(p, "token_file (or an inline token) is required, e.g. %s", adminTokenForm)
+			v.bad(t, "token_file (or an inline token) is required, e.g. %s", adminTokenForm)
 			continue
 		case t.TokenFile != "":
-			field = p + ".token_file"
+			field = &t.TokenFile
 			b, err := os.ReadFile(t.TokenFile)
 			if err != nil {
 				v.bad(field, "cannot read %s: %v", t.TokenFile, unwrapPathError(err))
@@ -83,11 +79,11 @@ func (v *validator) admin(c *Config) {
 			continue
 		}
 		if j, dup := secrets[t.Secret]; dup {
-			v.bad(field, "the same token as admin.tokens[%d]: every identity needs a token of its own", j)
+			v.bad(field, "the same token as %s: every identity needs a token of its own", v.path(&a.Tokens[j]))
 			continue
 		}
 		secrets[t.Secret] = i
-		if c.IsDemo() {
+		if demo {
 			continue
 		}
 		if w := placeholder(t.Secret); w != "" {
@@ -99,14 +95,12 @@ func (v *validator) admin(c *Config) {
 	if a.PushToken != "" {
 		switch i, ok := names[a.PushToken]; {
 		case !ok:
-			v.bad("admin.push_token", "%q is not the name of one of admin.tokens", a.PushToken)
+			v.bad(&a.PushToken, "%q is not the name of one of admin.tokens", a.PushToken)
 		case !a.Tokens[i].Has(RoleOperate):
-			v.bad("admin.push_token", "%q does not hold the role operate, which a drain push needs", a.PushToken)
+			v.bad(&a.PushToken, "%q does not hold the role operate, which a drain push needs", a.PushToken)
 		}
 	}
-	if a.CAFile != "" {
-		v.readable("admin.ca_file", a.CAFile)
-	}
+	v.readableIfSet(&a.CAFile)
 }
 
 func placeholder(secret string) string {
@@ -119,75 +113,63 @@ func placeholder(secret string) string {
 	return ""
 }
 
-// adminListener checks a node's admin block.
-func (v *validator) adminListener(c *Config, p string, n *Node) {
-	a := &n.Admin
+// validate checks a node's admin listener; admin holds the tokens it
+// would accept.
+func (a *AdminAddr) validate(v *validator, admin *Admin) {
 	if a.Address == "" {
 		return
 	}
-	v.address(p+".address", a.Address)
-	if len(c.Admin.Tokens) == 0 && !c.Admin.AllowLoopback {
-		v.bad(p, "an admin listener needs admin.tokens or admin.allow_loopback")
+	v.address(&a.Address)
+	if len(admin.Tokens) == 0 && !admin.AllowLoopback {
+		v.bad(a, "an admin listener needs admin.tokens or admin.allow_loopback")
 	}
-	if a.TLS.Mode == "acme" {
-		v.bad(p+".tls.mode", "admin listeners are not public: use internal or files")
+	if a.TLS.Mode == TLSACME {
+		v.bad(&a.TLS.Mode, "admin listeners are not public: use internal or files")
 	} else {
-		v.tls(p+".tls", &a.TLS)
+		a.TLS.validate(v)
 	}
 	if a.ClientCA != "" {
-		v.readable(p+".client_ca", a.ClientCA)
-		if a.TLS.Mode == "off" {
-			v.bad(p+".client_ca", "client certificates need TLS: set tls.mode to internal or files")
+		v.readable(&a.ClientCA)
+		if a.TLS.Mode == TLSOff {
+			v.bad(&a.ClientCA, "client certificates need TLS: set tls.mode to internal or files")
 		}
 	}
-	cc := a.ClientCert
-	switch {
-	case cc.Cert == "" && cc.Key == "":
-	case cc.Cert == "" || cc.Key == "":
-		v.bad(p+".client_cert", "give both cert and key")
-	default:
-		v.readable(p+".client_cert.cert", cc.Cert)
-		v.readable(p+".client_cert.key", cc.Key)
-	}
+	v.certificate(&a.ClientCert, &a.ClientCert.Cert, &a.ClientCert.Key, "cert and key")
 }
 
-// drainPush checks how nodes reach the admin listeners of DNS nodes, where
-// they announce their drains: never a token in clear text across the
-// network, always a token the target accepts, a client certificate when
-// the target requires one.
-func (v *validator) drainPush(c *Config) {
-	type nodeRef struct {
-		path string
-		node *Node
-	}
-	var all []nodeRef
+// validateDrainPush checks how nodes reach the admin listeners of DNS
+// nodes, where they announce their drains: never a token in clear text
+// across the network, always a token the target accepts, a client
+// certificate when the target requires one.
+func (c *Config) validateDrainPush(v *validator) {
+	var all []*Node
 	for i := range c.Regions {
 		for j := range c.Regions[i].Nodes {
-			all = append(all, nodeRef{fmt.Sprintf("regions[%d].nodes[%d].admin", i, j), &c.Regions[i].Nodes[j]})
+			all = append(all, &c.Regions[i].Nodes[j])
 		}
 	}
 	for _, t := range all {
-		a := t.node.Admin
-		if t.node.DNS.Address == "" || a.Address == "" || len(all) < 2 {
+		a := &t.Admin
+		if t.DNS.Address == "" || a.Address == "" || len(all) < 2 {
 			continue // nobody pushes here
 		}
 		loopback := LoopbackAddress(a.Address)
-		if !loopback && a.TLS.Mode == "off" {
-			v.bad(t.path+".tls", "node %s serves DNS, so the other nodes push their drains to %s with an admin token; "+
+		if !loopback && a.TLS.Mode == TLSOff {
+			v.bad(&a.TLS, "node %s serves DNS, so the other nodes push their drains to %s with an admin token; "+
 				"over plain http to a non-loopback address the token would cross the network in clear text: set tls (mode internal or files)",
-				t.node.Name, a.Address)
+				t.Name, a.Address)
 		}
 		if c.Admin.PushToken == "" && !(loopback && c.Admin.AllowLoopback) {
-			v.bad("admin.push_token", "node %s serves DNS at admin address %s, where the other nodes push their drains: "+
-				"name the token they present (one of admin.tokens, holding operate)", t.node.Name, a.Address)
+			v.bad(&c.Admin.PushToken, "node %s serves DNS at admin address %s, where the other nodes push their drains: "+
+				"name the token they present (one of admin.tokens, holding operate)", t.Name, a.Address)
 		}
 		if a.ClientCA == "" {
 			continue
 		}
 		for _, o := range all {
-			if o.node != t.node && o.node.Admin.ClientCert.Cert == "" {
-				v.bad(o.path+".client_cert", "node %s's admin listener requires client certificates (client_ca) and this node pushes its drains there: "+
-					"give the certificate it presents", t.node.Name)
+			if o != t && o.Admin.ClientCert.Cert == "" {
+				v.bad(&o.Admin.ClientCert, "node %s's admin listener requires client certificates (client_ca) and this node pushes its drains there: "+
+					"give the certificate it presents", t.Name)
 			}
 		}
 	}
@@ -210,8 +192,8 @@ func LoopbackAddress(addr string) bool {
 // adminDefaults: admin listeners are plain HTTP unless told otherwise; an
 // internal certificate names the address's host unless names are given.
 func adminDefaults(a *AdminAddr) {
-	setStr(&a.TLS.Mode, "off")
-	if a.TLS.Mode != "internal" {
+	setStr(&a.TLS.Mode, TLSOff)
+	if a.TLS.Mode != TLSInternal {
 		return
 	}
 	setDur(&a.TLS.Internal.Lifetime, DefaultInternalLifetime)

@@ -80,7 +80,7 @@ func TestProductionExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with the token files in place:\n%v", err)
 	}
-	roles := map[string][]string{}
+	roles := map[string][]Role{}
 	for _, tk := range c.Admin.Tokens {
 		roles[tk.Name] = tk.Roles
 	}
@@ -147,8 +147,8 @@ routes:
 func TestWritersAtSameEpochAreAmbiguous(t *testing.T) {
 	c, _ := Demo()
 	c.Regions[1].Writers[0].Domain = "sea"
-	v := validator{errs: &Errors{file: "x"}, lines: map[string]int{}, failed: map[string]bool{}}
-	v.writers(c)
+	v := newValidator(c, &Errors{file: "x"}, map[string]int{}, map[string]bool{})
+	c.validateWriters(v)
 	if v.errs.Len() != 1 || !strings.Contains(v.errs.Error(), "two writers at epoch 1") {
 		t.Fatalf("want one ambiguity error, got %v", v.errs)
 	}
@@ -274,8 +274,18 @@ func TestDNSZoneFile(t *testing.T) {
 		return "regions: [{name: a, nodes: [{name: n, listeners: [{address: \"127.0.0.1:1\", tls: {mode: \"off\"}}]}]}]\n" +
 			"dns:\n  zones:\n    - name: edge.test.\n      ns: [ns1.edge.test.]\n      file: " + file + "\n"
 	}
-	if _, err := Parse("z.yaml", []byte(src(good))); err != nil {
+	c, err := Parse("z.yaml", []byte(src(good)))
+	if err != nil {
 		t.Fatalf("good zone file: %v", err)
+	}
+	// Loading reads the file once, for dnsfail to serve.
+	var got []string
+	for _, rr := range c.DNS.Zones[0].FileRecords {
+		got = append(got, rr.String())
+	}
+	want := []string{"www.edge.test.\t60\tIN\tA\t192.0.2.1", "mail.edge.test.\t60\tIN\tMX\t10 mx.other.test."}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the zone file's records: expected %q, got %q", want, got)
 	}
 	for file, want := range map[string]string{
 		bad:                      "z.yaml:6: dns.zones[0].file: " + bad + ": dns: bad A A: \"not-an-address\" at line: 2",

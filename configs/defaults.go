@@ -66,8 +66,8 @@ const (
 func ApplyDefaults(c *Config) {
 	setStr(&c.Deployment, "hedge")
 	setStr(&c.DataDir, DefaultDataDir)
-	setStr(&c.Log.Level, "info")
-	setStr(&c.Log.Format, "json")
+	setStr(&c.Log.Level, LevelInfo)
+	setStr(&c.Log.Format, FormatJSON)
 	setBool(&c.Log.Access.Enabled, true)
 	setDur(&c.Log.Access.FlushInterval, DefaultAccessFlush)
 	setDur(&c.Lifecycle.DrainPeriod, DefaultDrainPeriod)
@@ -89,9 +89,9 @@ func ApplyDefaults(c *Config) {
 	setDur(&c.Ledger.Degradation.RecoverAfter, 15*time.Second)
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		setStr(&r.Kind, "proxy")
+		setStr(&r.Kind, KindProxy)
 		setStr(&r.Match.PathPrefix, "/")
-		if r.Kind == "ledger" {
+		if r.Kind == KindLedger {
 			setDur(&r.Money.Timeout, DefaultMoneyTimeout)
 			setDur(&r.Money.ConnectTimeout, DefaultMoneyConnect)
 		}
@@ -99,7 +99,7 @@ func ApplyDefaults(c *Config) {
 	for i := range c.Regions {
 		reg := &c.Regions[i]
 		setStr(&reg.DefaultDomain, reg.Name)
-		setStr(&reg.Idempotency.Store, "memory")
+		setStr(&reg.Idempotency.Store, StoreMemory)
 		setDur(&reg.Idempotency.Retention, DefaultIdemRetention)
 		setInt(&reg.Idempotency.MaxEntries, DefaultIdemMaxEntries)
 		setSize(&reg.Idempotency.MaxResponseBytes, DefaultIdemMaxResponse)
@@ -118,7 +118,7 @@ func ApplyDefaults(c *Config) {
 	wafDefaults(c)
 	streamDefaults(c)
 	for i := range c.Dev.Ledgers {
-		setStr(&c.Dev.Ledgers[i].Role, "writer")
+		setStr(&c.Dev.Ledgers[i].Role, LedgerWriter)
 		if c.Dev.Ledgers[i].Epoch == 0 {
 			c.Dev.Ledgers[i].Epoch = 1
 		}
@@ -176,19 +176,19 @@ func listenerDefaults(l *Listener, index int) {
 	setDur(&l.Limits.IdleTimeout, DefaultIdleTimeout)
 	setInt(&l.Limits.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	switch l.TLS.Mode {
-	case "acme":
+	case TLSACME:
 		setStr(&l.TLS.ACME.Directory, DefaultACMEDirectory)
 		setStr(&l.TLS.ACME.HTTPAddress, DefaultACMEHTTPAddress)
 		if len(l.TLS.ACME.Challenges) == 0 {
-			l.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+			l.TLS.ACME.Challenges = []ACMEChallenge{ChallengeHTTP01, ChallengeTLSALPN01}
 		}
-	case "internal":
+	case TLSInternal:
 		setDur(&l.TLS.Internal.Lifetime, DefaultInternalLifetime)
 	}
 }
 
 func poolDefaults(p *Pool) {
-	setStr(&p.Policy, "round_robin")
+	setStr(&p.Policy, PolicyRoundRobin)
 	setStr(&p.Health.Path, DefaultHealthPath)
 	setDur(&p.Health.Interval, DefaultHealthInterval)
 	setDur(&p.Health.Timeout, DefaultHealthTimeout)
@@ -211,7 +211,7 @@ func poolDefaults(p *Pool) {
 	}
 }
 
-func setStr(p *string, v string) {
+func setStr[T ~string](p *T, v T) {
 	if *p == "" {
 		*p = v
 	}

@@ -29,7 +29,8 @@ type zoneEntry struct {
 	owner string
 	rtype uint16 // 0 for a service name
 	rr    dnslib.RR
-	path  string // the field an error names
+	field any    // the field an error names
+	path  string // its path, for messages naming another entry
 	where string // "" for the YAML; "FILE:LINE" for a zone file record
 }
 
@@ -46,15 +47,20 @@ func (e *zoneEntry) what() string {
 
 // zoneRules checks a zone's records, zone-file records and service names
 // together. apex NS records come from z.NS.
-func (v *validator) zoneRules(p string, z *Zone, apex string, file []ZoneFileRecord) {
+func (v *validator) zoneRules(z *Zone, apex string, file []ZoneFileRecord) {
+	entry := func(e *zoneEntry) *zoneEntry {
+		e.path = v.path(e.field)
+		return e
+	}
 	var all []*zoneEntry
 	for j, ns := range z.NS {
 		if _, ok := dnslib.IsDomainName(ns); ok {
 			rr := &dnslib.NS{Hdr: dnslib.RR_Header{Name: apex, Rrtype: dnslib.TypeNS, Class: dnslib.ClassINET, Ttl: uint32(z.TTL.D() / time.Second)}, Ns: dnslib.CanonicalName(ns)}
-			all = append(all, &zoneEntry{owner: apex, rtype: dnslib.TypeNS, rr: rr, path: fmt.Sprintf("%s.ns[%d]", p, j)})
+			all = append(all, entry(&zoneEntry{owner: apex, rtype: dnslib.TypeNS, rr: rr, field: &z.NS[j]}))
 		}
 	}
-	for j, r := range z.Records {
+	for j := range z.Records {
+		r := &z.Records[j]
 		owner, ok := DNSOwner(r.Name, apex)
 		if !ok {
 			continue
@@ -68,15 +74,15 @@ func (v *validator) zoneRules(p string, z *Zone, apex string, file []ZoneFileRec
 			continue // reported as the record's value
 		}
 		rr.Header().Name = owner
-		all = append(all, &zoneEntry{owner: owner, rtype: rr.Header().Rrtype, rr: rr, path: fmt.Sprintf("%s.records[%d]", p, j)})
+		all = append(all, entry(&zoneEntry{owner: owner, rtype: rr.Header().Rrtype, rr: rr, field: r}))
 	}
 	for _, fr := range file {
-		all = append(all, &zoneEntry{owner: fr.RR.Header().Name, rtype: fr.RR.Header().Rrtype, rr: fr.RR,
-			path: p + ".file", where: fmt.Sprintf("%s:%d", z.File, fr.Line)})
+		all = append(all, entry(&zoneEntry{owner: fr.RR.Header().Name, rtype: fr.RR.Header().Rrtype, rr: fr.RR,
+			field: &z.File, where: fmt.Sprintf("%s:%d", z.File, fr.Line)}))
 	}
-	for j, s := range z.Services {
-		if owner, ok := DNSOwner(s.Name, apex); ok && s.Name != "" {
-			all = append(all, &zoneEntry{owner: owner, path: fmt.Sprintf("%s.services[%d].name", p, j)})
+	for j := range z.Services {
+		if owner, ok := DNSOwner(z.Services[j].Name, apex); ok && z.Services[j].Name != "" {
+			all = append(all, entry(&zoneEntry{owner: owner, field: &z.Services[j].Name}))
 		}
 	}
 	bad := func(e *zoneEntry, format string, args ...any) {
@@ -84,7 +90,7 @@ func (v *validator) zoneRules(p string, z *Zone, apex string, file []ZoneFileRec
 		if e.where != "" {
 			msg = e.where + ": " + msg
 		}
-		v.bad(e.path, "%s", msg)
+		v.bad(e.field, "%s", msg)
 	}
 	byOwner := map[string][]*zoneEntry{}
 	var owners []string
@@ -255,17 +261,17 @@ func DNSSECKeyDir(c *Config, apex string) string {
 }
 
 // zoneDNSSEC checks a zone's signing settings, and that its keys exist.
-func (v *validator) zoneDNSSEC(c *Config, p string, z *Zone, apex string) {
-	d := z.DNSSEC
-	v.oneOf(p+".algorithm", d.Algorithm, "ecdsap256sha256", "ed25519")
-	v.oneOf(p+".keys", d.Keys, "csk", "ksk+zsk")
+func (v *validator) zoneDNSSEC(c *Config, z *Zone, apex string) {
+	d := &z.DNSSEC
+	v.among(&d.Algorithm, d.Algorithm, "ecdsap256sha256", "ed25519")
+	v.among(&d.Keys, d.Keys, "csk", "ksk+zsk")
 	if d.SignatureValidity < Duration(time.Hour) {
-		v.bad(p+".signature_validity", "must be at least 1h, got %s", d.SignatureValidity.D())
+		v.bad(&d.SignatureValidity, "must be at least 1h, got %s", d.SignatureValidity.D())
 	}
 	if d.Enabled && !v.keygen {
 		dir := DNSSECKeyDir(c, apex)
 		if keys, _ := filepath.Glob(filepath.Join(dir, "K*.private")); len(keys) == 0 {
-			v.bad(p+".enabled", "no keys in %s: make them with hedge dnssec keygen -c %s", dir, c.File)
+			v.bad(&d.Enabled, "no keys in %s: make them with hedge dnssec keygen -c %s", dir, c.File)
 		}
 	}
 }

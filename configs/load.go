@@ -69,8 +69,9 @@ func parse(file string, data []byte, keygen bool) (*Config, error) {
 	// reported at once; it stays silent on fields that failed to decode
 	// (and what is under them), which would only repeat the same mistake.
 	ApplyDefaults(cfg)
-	v := validator{errs: errs, lines: d.lines, failed: d.failed, keygen: keygen}
-	v.config(cfg)
+	v := newValidator(cfg, errs, d.lines, d.failed)
+	v.keygen = keygen
+	cfg.validate(v)
 	if errs.Len() > 0 {
 		return nil, errs
 	}
@@ -185,7 +186,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 		for i, item := range n.Content {
-			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			d.decode(item, s.Index(i), elem(path, i))
 		}
 		v.Set(s)
 	case reflect.Pointer:
@@ -213,6 +214,9 @@ func join(path, key string) string {
 	}
 	return path + "." + key
 }
+
+// elem is the path of a list's i-th element.
+func elem(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }
 
 func structFields(t reflect.Type) map[string]int {
 	m := make(map[string]int, t.NumField())

@@ -1,5 +1,7 @@
 package configs
 
+import dnslib "github.com/miekg/dns"
+
 // Config describes a whole deployment: every region, its edge nodes, ledger
 // writers and upstream pools. Each node is started with the names of the
 // region and node it plays, so every node knows all the others.
@@ -42,8 +44,8 @@ type Config struct {
 
 // Log configures process logs (log/slog) and the access log.
 type Log struct {
-	Level  string    `yaml:"level"`  // debug | info | warn | error
-	Format string    `yaml:"format"` // json | text
+	Level  LogLevel  `yaml:"level"`  // debug | info | warn | error
+	Format LogFormat `yaml:"format"` // json | text
 	Access AccessLog `yaml:"access"`
 }
 
@@ -74,16 +76,6 @@ type Admin struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-// Admin roles a token may hold.
-const (
-	// RoleRead reads metrics, status, health, promotions and DNS status.
-	RoleRead = "read"
-	// RoleOperate drains, reloads, overrides DNS answers and profiles.
-	RoleOperate = "operate"
-	// RolePromote requests and approves writer promotions.
-	RolePromote = "promote"
-)
-
 // AdminToken is one bearer token of the admin API.
 type AdminToken struct {
 	// Name is who uses the token; logs and audit records name it, never
@@ -94,7 +86,7 @@ type AdminToken struct {
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
 	// Roles are read, operate and promote.
-	Roles []string `yaml:"roles"`
+	Roles []Role `yaml:"roles"`
 
 	// Secret is the token itself, from Token or TokenFile, set when the
 	// configuration is loaded.
@@ -102,7 +94,7 @@ type AdminToken struct {
 }
 
 // Has reports whether the token holds role.
-func (t *AdminToken) Has(role string) bool {
+func (t *AdminToken) Has(role Role) bool {
 	for _, r := range t.Roles {
 		if r == role {
 			return true
@@ -185,7 +177,7 @@ type Listener struct {
 // TLS selects how a listener gets its certificates.
 type TLS struct {
 	// Mode is acme | internal | files | off.
-	Mode string `yaml:"mode"`
+	Mode TLSMode `yaml:"mode"`
 	// Names are the server names served (and obtained, for acme/internal).
 	Names    []string    `yaml:"names"`
 	ACME     ACME        `yaml:"acme"`
@@ -198,7 +190,7 @@ type ACME struct {
 	Directory string `yaml:"directory"`
 	Email     string `yaml:"email"`
 	// Challenges enabled, from http-01 and tls-alpn-01.
-	Challenges []string `yaml:"challenges"`
+	Challenges []ACMEChallenge `yaml:"challenges"`
 	// HTTPAddress is where the HTTP-01 responder listens (":80" in production).
 	HTTPAddress string `yaml:"http_address"`
 	// TLSALPNAddress is where TLS-ALPN-01 is answered when it is not the
@@ -253,10 +245,10 @@ type Limits struct {
 // Route sends matching requests somewhere. Kind says where: "proxy" sends
 // to an upstream pool; later kinds (ledger, stream) plug in beside it.
 type Route struct {
-	Name  string `yaml:"name"`
-	Match Match  `yaml:"match"`
-	Kind  string `yaml:"kind"`
-	Pool  string `yaml:"pool"`
+	Name  string    `yaml:"name"`
+	Match Match     `yaml:"match"`
+	Kind  RouteKind `yaml:"kind"`
+	Pool  string    `yaml:"pool"`
 	// Rewrite replaces the matched path prefix before forwarding
 	// ("/api/bets" → "/bets"); empty forwards the path unchanged.
 	Rewrite string `yaml:"rewrite"`
@@ -266,11 +258,11 @@ type Route struct {
 	Money Money `yaml:"money"`
 	// Auth "jwt" makes a proxy route authenticate players like money
 	// routes do (ledger routes always do).
-	Auth string `yaml:"auth"`
+	Auth RouteAuth `yaml:"auth"`
 	// Idempotency "required" enforces Idempotency-Key on a proxy route's
 	// unsafe methods, scoped by the authenticated player (a cashier in
 	// front of payment rails); ledger routes always enforce it.
-	Idempotency string `yaml:"idempotency"`
+	Idempotency RouteIdempotency `yaml:"idempotency"`
 
 	// The protective layer, applied in cost order before the route's kind:
 	// ACL, shape limits, rate limits, schema, Core Rule Set.
@@ -345,7 +337,7 @@ type JWT struct {
 // `hedge token` sign test tokens with it.
 type JWTKey struct {
 	ID  string `yaml:"id"`
-	Alg string `yaml:"alg"` // HS256 | RS256 | ES256 | EdDSA
+	Alg JWTAlg `yaml:"alg"` // HS256 | RS256 | ES256 | EdDSA
 	// Secret (HS256) inline — for demos only — or from a file.
 	Secret     string `yaml:"secret"`
 	SecretFile string `yaml:"secret_file"`
@@ -415,11 +407,11 @@ type Promotion struct {
 
 // Idempotency configures the Idempotency-Key store of a region.
 type Idempotency struct {
-	Store            string   `yaml:"store"` // memory | redis
-	Retention        Duration `yaml:"retention"`
-	MaxEntries       int      `yaml:"max_entries"`
-	MaxResponseBytes Size     `yaml:"max_response_bytes"`
-	Redis            Redis    `yaml:"redis"`
+	Store            IdempotencyStore `yaml:"store"` // memory | redis
+	Retention        Duration         `yaml:"retention"`
+	MaxEntries       int              `yaml:"max_entries"`
+	MaxResponseBytes Size             `yaml:"max_response_bytes"`
+	Redis            Redis            `yaml:"redis"`
 }
 
 // Redis is a Redis server shared by a region's nodes.
@@ -443,7 +435,7 @@ type Match struct {
 type Pool struct {
 	Name string `yaml:"name"`
 	// Policy is round_robin or failover (members in order: primary first).
-	Policy string `yaml:"policy"`
+	Policy PoolPolicy `yaml:"policy"`
 	// Critical pools turn the node's /healthz red when no member is healthy.
 	Critical bool          `yaml:"critical"`
 	Members  []Member      `yaml:"members"`
@@ -520,10 +512,10 @@ type Dev struct {
 
 // DevLedger runs a ledger simulator (see `hedge ledgersim`).
 type DevLedger struct {
-	Address string `yaml:"address"`
-	Domain  string `yaml:"domain"`
-	Role    string `yaml:"role"`
-	Epoch   int64  `yaml:"epoch"`
+	Address string     `yaml:"address"`
+	Domain  string     `yaml:"domain"`
+	Role    LedgerRole `yaml:"role"`
+	Epoch   int64      `yaml:"epoch"`
 }
 
 // DevRail runs a simulated payment provider.
@@ -561,6 +553,10 @@ type Zone struct {
 	Services []Service `yaml:"services"`
 	// DNSSEC signs the zone's answers online.
 	DNSSEC ZoneDNSSEC `yaml:"dnssec"`
+
+	// FileRecords are File's records, read and checked when the
+	// configuration is loaded.
+	FileRecords []dnslib.RR `yaml:"-"`
 }
 
 // ZoneDNSSEC is a zone's online signing: answers (static and service names

@@ -1,7 +1,6 @@
 package configs
 
 import (
-	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -127,6 +126,28 @@ const (
 	DefaultStreamPerAddressRate        = "1/s"
 	DefaultStreamPerAddressBurst       = 32
 	DefaultStreamPerAddressMaxSessions = 32
+
+	// What a node's stream server (package stream) takes beyond the
+	// settings above, which the configuration does not expose.
+
+	// DefaultStreamMaxBodyBytes bounds SDP offers and PATCH bodies.
+	DefaultStreamMaxBodyBytes = 64 << 10
+	// DefaultStreamKeyframeInterval is the least time between keyframe
+	// requests to a publisher.
+	DefaultStreamKeyframeInterval = 250 * time.Millisecond
+	// DefaultStreamCachePackets is how many packets per track are kept
+	// for NACKs.
+	DefaultStreamCachePackets = 1024
+	// DefaultStreamRelayReadyTimeout bounds how long a WHEP request waits
+	// for a stream's first track (a relay being set up, a publisher about
+	// to send).
+	DefaultStreamRelayReadyTimeout = 5 * time.Second
+	// A relay pull that broke retries after 250ms, doubling up to 10s.
+	DefaultStreamRelayMinBackoff = 250 * time.Millisecond
+	DefaultStreamRelayMaxBackoff = 10 * time.Second
+	// DefaultStreamRelayNotFoundTTL is how long a stream no peer had is
+	// answered 404 without asking the peers again.
+	DefaultStreamRelayNotFoundTTL = 2 * time.Second
 )
 
 // DefaultStreamMaxViewersPerNode is the node's cap: a stream's fan-out per
@@ -160,69 +181,60 @@ func streamDefaults(c *Config) {
 	}
 }
 
-func (v *validator) streams(c *Config) {
-	s := &c.Streams
+// validate checks the streams section; routes of kind stream need a
+// studio that may publish.
+func (s *Streams) validate(v *validator, routes []Route) {
 	seen := map[string]bool{}
-	for i, st := range s.Studios {
-		p := fmt.Sprintf("streams.studios[%d]", i)
-		v.name(p+".name", st.Name)
-		if seen[st.Name] {
-			v.bad(p+".name", "duplicate studio %q", st.Name)
-		}
-		seen[st.Name] = true
+	for i := range s.Studios {
+		st := &s.Studios[i]
+		v.uniqueName(seen, &st.Name, "duplicate studio %q")
 		if len(st.Token) < 8 {
-			v.bad(p+".token", "too short: use at least 8 characters")
+			v.bad(&st.Token, "too short: use at least 8 characters")
 		}
 		for j, pat := range st.Streams {
 			if pat == "" || strings.ContainsAny(pat, "/ ") {
-				v.bad(fmt.Sprintf("%s.streams[%d]", p, j), "%q is not a stream name pattern", pat)
+				v.bad(&st.Streams[j], "%q is not a stream name pattern", pat)
 			}
 		}
 	}
 	if s.ViewerTokenKey != "" && len(s.ViewerTokenKey) < 16 {
-		v.bad("streams.viewer_token_key", "too short: use at least 16 characters")
+		v.bad(&s.ViewerTokenKey, "too short: use at least 16 characters")
 	}
-	for _, f := range []struct {
-		path string
-		n    int
-	}{
-		{"streams.max_viewers_per_stream", s.MaxViewersPerStream}, {"streams.max_viewers_per_node", s.MaxViewersPerNode},
-		{"streams.max_connecting_viewers", s.MaxConnectingViewers}, {"streams.per_address.max_sessions", s.PerAddress.MaxSessions},
-	} {
-		if f.n < -1 {
-			v.bad(f.path, "must be positive, or -1 for no limit; got %d", f.n)
+	for _, n := range []*int{&s.MaxViewersPerStream, &s.MaxViewersPerNode, &s.MaxConnectingViewers, &s.PerAddress.MaxSessions} {
+		if *n < -1 {
+			v.bad(n, "must be positive, or -1 for no limit; got %d", *n)
 		}
 	}
-	v.positive("streams.connect_timeout", int64(s.ConnectTimeout))
-	v.positive("streams.per_address.burst", int64(s.PerAddress.Burst))
+	positive(v, &s.ConnectTimeout)
+	positive(v, &s.PerAddress.Burst)
 	if s.ICE.UDPPort < 1 || s.ICE.UDPPort > 65535 {
-		v.bad("streams.ice.udp_port", "must be 1-65535, got %d", s.ICE.UDPPort)
+		v.bad(&s.ICE.UDPPort, "must be 1-65535, got %d", s.ICE.UDPPort)
 	}
 	if s.ICE.TCPPort < 0 || s.ICE.TCPPort > 65535 {
-		v.bad("streams.ice.tcp_port", "must be 0 (off) or 1-65535, got %d", s.ICE.TCPPort)
+		v.bad(&s.ICE.TCPPort, "must be 0 (off) or 1-65535, got %d", s.ICE.TCPPort)
 	}
 	for i, ip := range s.ICE.NAT1To1IPs {
 		if _, err := netip.ParseAddr(ip); err != nil {
-			v.bad(fmt.Sprintf("streams.ice.nat_1to1_ips[%d]", i), "%q is not an IP address", ip)
+			v.bad(&s.ICE.NAT1To1IPs[i], "%q is not an IP address", ip)
 		}
 	}
-	for i, srv := range s.ICE.Servers {
-		p := fmt.Sprintf("streams.ice.servers[%d]", i)
+	for i := range s.ICE.Servers {
+		srv := &s.ICE.Servers[i]
 		if len(srv.URLs) == 0 {
-			v.bad(p+".urls", "at least one stun:, turn: or turns: URL")
+			v.bad(&srv.URLs, "at least one stun:, turn: or turns: URL")
 		}
 		for j, u := range srv.URLs {
 			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
-				v.bad(fmt.Sprintf("%s.urls[%d]", p, j), "%q is not a stun:, turn: or turns: URL", u)
+				v.bad(&srv.URLs[j], "%q is not a stun:, turn: or turns: URL", u)
 			}
 		}
 	}
-	v.positive("streams.publisher_grace", int64(s.PublisherGrace))
-	v.positive("streams.media_timeout", int64(s.MediaTimeout))
-	v.positive("streams.relay_grace", int64(s.RelayGrace))
-	for i, r := range c.Routes {
-		if r.Kind == "stream" && len(s.Studios) == 0 {
-			v.bad(fmt.Sprintf("routes[%d].kind", i), "stream routes need streams.studios")
+	positive(v, &s.PublisherGrace)
+	positive(v, &s.MediaTimeout)
+	positive(v, &s.RelayGrace)
+	for i := range routes {
+		if routes[i].Kind == KindStream && len(s.Studios) == 0 {
+			v.bad(&routes[i].Kind, "stream routes need streams.studios")
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -17,15 +19,13 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // UnmarshalYAML accepts Go duration strings.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a duration such as \"5s\"")
-	}
-	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
-	if err != nil {
-		return fmt.Errorf("%q is not a duration (examples: 250ms, 5s, 1h)", n.Value)
-	}
-	*d = Duration(v)
-	return nil
+	return scalar(n, d, `want a duration such as "5s"`, func(s string) (Duration, error) {
+		v, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (examples: 250ms, 5s, 1h)", s)
+		}
+		return Duration(v), nil
+	})
 }
 
 // MarshalYAML writes the duration back in its string form.
@@ -45,14 +45,23 @@ var sizeUnits = []struct {
 
 // UnmarshalYAML accepts a plain number of bytes or a number with a unit.
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	return scalar(n, s, "want a size such as 64KiB", func(text string) (Size, error) {
+		v, err := ParseSize(text)
+		return Size(v), err
+	})
+}
+
+// scalar decodes a single value with parse into dst, which is left as it
+// was on error; want says what a mapping or a list should have been.
+func scalar[T any](n *yaml.Node, dst *T, want string, parse func(string) (T, error)) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a size such as 64KiB")
+		return errors.New(want)
 	}
-	v, err := ParseSize(n.Value)
+	v, err := parse(n.Value)
 	if err != nil {
 		return err
 	}
-	*s = Size(v)
+	*dst = v
 	return nil
 }
 
@@ -71,4 +80,20 @@ func ParseSize(text string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size (examples: 4096, 64KiB, 1MiB)", text)
 	}
 	return v * mult, nil
+}
+
+// ParsePrefix parses a CIDR, or a bare address as a single-address prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -16,7 +16,7 @@ import (
 // from the level above; a list that is set replaces the inherited one.
 type WAF struct {
 	// Mode is block | detect | off.
-	Mode string `yaml:"mode"`
+	Mode WAFMode `yaml:"mode"`
 	// ParanoiaLevel is CRS's paranoia level, 1 to 4.
 	ParanoiaLevel int `yaml:"paranoia_level"`
 	// InboundThreshold is the anomaly score at which a request is blocked.
@@ -86,7 +86,7 @@ type RouteLimits struct {
 type RateLimit struct {
 	Name string `yaml:"name" json:"name"`
 	// Key is ip | principal | route: what one bucket is for.
-	Key string `yaml:"key" json:"key"`
+	Key RateLimitKey `yaml:"key" json:"key"`
 	// Principal says where a principal key comes from: "jwt" (the verified
 	// token's subject) or "header:NAME". Requests without one are keyed by
 	// their client address.
@@ -133,15 +133,7 @@ func ParseRate(s string) (Rate, error) {
 
 // UnmarshalYAML accepts "N/s", "N/m" or "N/h".
 func (r *Rate) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("want a rate such as \"100/s\"")
-	}
-	v, err := ParseRate(n.Value)
-	if err != nil {
-		return err
-	}
-	*r = v
-	return nil
+	return scalar(n, r, `want a rate such as "100/s"`, ParseRate)
 }
 
 // MarshalYAML writes the rate back as written.
@@ -205,7 +197,7 @@ func (w WAF) Over(base WAF) WAF {
 // Defaults of the protective layer; the README's configuration reference
 // quotes them.
 const (
-	DefaultWAFMode           = "block"
+	DefaultWAFMode           = WAFBlock
 	DefaultParanoiaLevel     = 1
 	DefaultInboundThreshold  = 5
 	DefaultOutboundThreshold = 4
@@ -234,7 +226,7 @@ func wafDefaults(c *Config) {
 	if c.WAF.TestProfile {
 		// What the CRS regression suite expects: everything detected, the
 		// request always passed on to the upstream.
-		c.WAF.Mode = "detect"
+		c.WAF.Mode = WAFDetect
 		c.WAF.ParanoiaLevel = 4
 	}
 	for i := range c.Regions {
@@ -254,163 +246,156 @@ func wafDefaults(c *Config) {
 		setSize(&r.Limits.MaxURIBytes, DefaultMaxURIBytes)
 		setInt(&r.Limits.MaxHeaders, DefaultMaxHeaders)
 		setInt(&r.Limits.MaxMultipartParts, DefaultMaxMultipartParts)
-		if r.Kind == "ledger" && r.Limits.ContentTypes == nil {
+		if r.Kind == KindLedger && r.Limits.ContentTypes == nil {
 			r.Limits.ContentTypes = []string{"application/json"}
 		}
 		for j := range r.RateLimits {
-			setStr(&r.RateLimits[j].Key, "ip")
+			setStr(&r.RateLimits[j].Key, KeyIP)
 		}
 	}
 	for j := range c.RateLimits {
-		setStr(&c.RateLimits[j].Key, "ip")
+		setStr(&c.RateLimits[j].Key, KeyIP)
 	}
 }
 
-func (v *validator) waf(c *Config) {
-	v.wafSettings("waf", &c.WAF, true)
-	v.acl("acl", &c.ACL)
-	v.rateLimits("rate_limits", c.RateLimits, false)
+// validateProtection checks the protective layer wherever it is set: the
+// top level, each listener and each route.
+func (c *Config) validateProtection(v *validator) {
+	c.WAF.validate(v, true)
+	c.ACL.validate(v)
+	validateRateLimits(v, c.RateLimits, false)
 	for i := range c.Regions {
 		for j := range c.Regions[i].Nodes {
 			for k := range c.Regions[i].Nodes[j].Listeners {
-				p := fmt.Sprintf("regions[%d].nodes[%d].listeners[%d]", i, j, k)
 				l := &c.Regions[i].Nodes[j].Listeners[k]
-				v.wafSettings(p+".waf", &l.WAF, false)
-				v.argLimits(p+".limits", l.Limits.MaxArgs, l.Limits.MaxArgNameBytes, l.Limits.MaxArgValueBytes, l.Limits.MaxArgsBytes, l.Limits.MaxJSONDepth, 1)
+				l.WAF.validate(v, false)
+				lim := &l.Limits
+				argLimits(v, &lim.MaxArgs, &lim.MaxArgNameBytes, &lim.MaxArgValueBytes, &lim.MaxArgsBytes, &lim.MaxJSONDepth, 1)
 			}
 		}
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		p := fmt.Sprintf("routes[%d]", i)
-		v.wafSettings(p+".waf", &r.WAF, false)
-		v.acl(p+".acl", &r.ACL)
-		v.rateLimits(p+".rate_limits", r.RateLimits, r.Kind == "ledger" || r.Auth == "jwt")
-		v.positive(p+".limits.max_uri_bytes", int64(r.Limits.MaxURIBytes))
-		v.positive(p+".limits.max_headers", int64(r.Limits.MaxHeaders))
-		v.positive(p+".limits.max_multipart_parts", int64(r.Limits.MaxMultipartParts))
-		if r.Limits.MaxHeaderBytes < 0 {
-			v.bad(p+".limits.max_header_bytes", "must not be negative")
-		}
-		rl := &r.Limits
-		v.argLimits(p+".limits", rl.MaxArgs, rl.MaxArgNameBytes, rl.MaxArgValueBytes, rl.MaxArgsBytes, rl.MaxJSONDepth, 0)
-		for j, ct := range r.Limits.ContentTypes {
-			if t, sub, ok := strings.Cut(ct, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(ct, " ;,") {
-				v.bad(fmt.Sprintf("%s.limits.content_types[%d]", p, j), "%q is not a media type such as application/json", ct)
-			}
-		}
+		r.WAF.validate(v, false)
+		r.ACL.validate(v)
+		validateRateLimits(v, r.RateLimits, r.Kind == KindLedger || r.Auth == AuthJWT)
+		r.Limits.validate(v)
 		if r.Schema != "" {
 			if !strings.HasPrefix(r.Schema, "builtin:") {
-				v.readable(p+".schema", r.Schema)
+				v.readable(&r.Schema)
 			}
 			if !slices.ContainsFunc(r.Limits.ContentTypes, func(ct string) bool { return strings.EqualFold(ct, "application/json") }) {
-				v.bad(p+".schema", "a JSON schema needs limits.content_types to accept only application/json")
+				v.bad(&r.Schema, "a JSON schema needs limits.content_types to accept only application/json")
 			} else if len(r.Limits.ContentTypes) != 1 {
-				v.bad(p+".limits.content_types", "a route with a JSON schema accepts only application/json")
+				v.bad(&r.Limits.ContentTypes, "a route with a JSON schema accepts only application/json")
 			}
+		}
+	}
+}
+
+func (rl *RouteLimits) validate(v *validator) {
+	positive(v, &rl.MaxURIBytes)
+	positive(v, &rl.MaxHeaders)
+	positive(v, &rl.MaxMultipartParts)
+	notNegative(v, &rl.MaxHeaderBytes)
+	argLimits(v, &rl.MaxArgs, &rl.MaxArgNameBytes, &rl.MaxArgValueBytes, &rl.MaxArgsBytes, &rl.MaxJSONDepth, 0)
+	for j, ct := range rl.ContentTypes {
+		if t, sub, ok := strings.Cut(ct, "/"); !ok || t == "" || sub == "" || strings.ContainsAny(ct, " ;,") {
+			v.bad(&rl.ContentTypes[j], "%q is not a media type such as application/json", ct)
 		}
 	}
 }
 
 // argLimits checks a listener's (least 1: they are defaulted) or a route's
 // (least 0: the listener's) argument limits.
-func (v *validator) argLimits(p string, args int, name, value, total Size, depth, least int) {
-	v.atLeast(p+".max_args", args, least)
-	v.atLeast(p+".max_arg_name_bytes", int(min(name, 1<<40)), least)
-	v.atLeast(p+".max_arg_value_bytes", int(min(value, 1<<40)), least)
-	v.atLeast(p+".max_args_bytes", int(min(total, 1<<40)), least)
-	if depth < least || depth > MaxJSONDepthLimit {
-		v.bad(p+".max_json_depth", "must be %d to %d, got %d", least, MaxJSONDepthLimit, depth)
+func argLimits(v *validator, args *int, name, value, total *Size, depth *int, least int) {
+	atLeast(v, args, least)
+	atLeast(v, name, Size(least))
+	atLeast(v, value, Size(least))
+	atLeast(v, total, Size(least))
+	if *depth < least || *depth > MaxJSONDepthLimit {
+		v.bad(depth, "must be %d to %d, got %d", least, MaxJSONDepthLimit, *depth)
 	}
 }
 
-func (v *validator) wafSettings(p string, w *WAF, top bool) {
+// validate checks WAF settings; the test profile and the error log are
+// set at the top level only.
+func (w *WAF) validate(v *validator, top bool) {
 	if w.Mode != "" {
-		v.oneOf(p+".mode", w.Mode, "block", "detect", "off")
+		oneOf(v, &w.Mode)
 	}
 	if w.ParanoiaLevel != 0 && (w.ParanoiaLevel < 1 || w.ParanoiaLevel > 4) {
-		v.bad(p+".paranoia_level", "must be 1, 2, 3 or 4, got %d", w.ParanoiaLevel)
+		v.bad(&w.ParanoiaLevel, "must be 1, 2, 3 or 4, got %d", w.ParanoiaLevel)
 	}
 	if w.InboundThreshold < 0 {
-		v.bad(p+".inbound_threshold", "must be positive")
+		v.bad(&w.InboundThreshold, "must be positive")
 	}
 	if w.OutboundThreshold < 0 {
-		v.bad(p+".outbound_threshold", "must be positive")
+		v.bad(&w.OutboundThreshold, "must be positive")
 	}
 	for i, id := range w.Exclude.IDs {
 		if id < 1 || id > 9999999 {
-			v.bad(fmt.Sprintf("%s.exclude.ids[%d]", p, i), "%d is not a rule id", id)
+			v.bad(&w.Exclude.IDs[i], "%d is not a rule id", id)
 		}
 	}
 	for i, t := range w.Exclude.Tags {
 		if t == "" || strings.ContainsAny(t, " \"'") {
-			v.bad(fmt.Sprintf("%s.exclude.tags[%d]", p, i), "%q is not a rule tag such as attack-sqli", t)
+			v.bad(&w.Exclude.Tags[i], "%q is not a rule tag such as attack-sqli", t)
 		}
 	}
-	for i, m := range w.AllowedMethods {
-		if !validMethod(m) {
-			v.bad(fmt.Sprintf("%s.allowed_methods[%d]", p, i), "%q is not an upper-case HTTP method", m)
-		}
+	for i := range w.AllowedMethods {
+		v.method(&w.AllowedMethods[i])
 	}
-	for i, f := range w.RuleFiles {
-		v.readable(fmt.Sprintf("%s.rule_files[%d]", p, i), f)
+	for i := range w.RuleFiles {
+		v.readable(&w.RuleFiles[i])
 	}
 	if !top {
 		if w.TestProfile {
-			v.bad(p+".test_profile", "set the test profile in the top-level waf section only")
+			v.bad(&w.TestProfile, "set the test profile in the top-level waf section only")
 		}
 		if w.ErrorLog != "" {
-			v.bad(p+".error_log", "set the error log in the top-level waf section only")
+			v.bad(&w.ErrorLog, "set the error log in the top-level waf section only")
 		}
 	}
 }
 
-func (v *validator) acl(p string, a *ACL) {
-	for i, s := range a.Allow {
-		if _, err := ParsePrefix(s); err != nil {
-			v.bad(fmt.Sprintf("%s.allow[%d]", p, i), "%v", err)
-		}
+func (a *ACL) validate(v *validator) {
+	for i := range a.Allow {
+		v.prefix(&a.Allow[i])
 	}
-	for i, s := range a.Deny {
-		if _, err := ParsePrefix(s); err != nil {
-			v.bad(fmt.Sprintf("%s.deny[%d]", p, i), "%v", err)
-		}
+	for i := range a.Deny {
+		v.prefix(&a.Deny[i])
 	}
 }
 
-func (v *validator) rateLimits(p string, list []RateLimit, authenticated bool) {
+// validateRateLimits checks one list of rate limits (the top level's or a
+// route's); authenticated says the route verifies players' tokens.
+func validateRateLimits(v *validator, list []RateLimit, authenticated bool) {
 	names := map[string]bool{}
 	for i := range list {
 		rl := &list[i]
-		rp := fmt.Sprintf("%s[%d]", p, i)
-		v.name(rp+".name", rl.Name)
-		if names[rl.Name] {
-			v.bad(rp+".name", "rate limit %q is defined twice here", rl.Name)
-		}
-		names[rl.Name] = true
-		if v.oneOf(rp+".key", rl.Key, "ip", "principal", "route") && rl.Key == "principal" {
+		v.uniqueName(names, &rl.Name, "rate limit %q is defined twice here")
+		if oneOf(v, &rl.Key) && rl.Key == KeyPrincipal {
 			switch {
 			case rl.Principal == "jwt":
 				if !authenticated {
-					v.bad(rp+".principal", "\"jwt\" needs a route that authenticates players (kind ledger, or auth: jwt)")
+					v.bad(&rl.Principal, "\"jwt\" needs a route that authenticates players (kind ledger, or auth: jwt)")
 				}
 			case strings.HasPrefix(rl.Principal, "header:") && len(rl.Principal) > len("header:"):
 			default:
-				v.bad(rp+".principal", "%q is not \"jwt\" or \"header:NAME\"", rl.Principal)
+				v.bad(&rl.Principal, "%q is not \"jwt\" or \"header:NAME\"", rl.Principal)
 			}
 		} else if rl.Principal != "" {
-			v.bad(rp+".principal", "only a principal key names a principal")
+			v.bad(&rl.Principal, "only a principal key names a principal")
 		}
 		if rl.Rate.Text == "" {
-			v.bad(rp+".rate", "required, such as 100/s")
+			v.bad(&rl.Rate, "required, such as 100/s")
 		}
 		if rl.Burst < 1 {
-			v.bad(rp+".burst", "must be at least 1")
+			v.bad(&rl.Burst, "must be at least 1")
 		}
-		for j, s := range rl.Exempt {
-			if _, err := ParsePrefix(s); err != nil {
-				v.bad(fmt.Sprintf("%s.exempt[%d]", rp, j), "%v", err)
-			}
+		for j := range rl.Exempt {
+			v.prefix(&rl.Exempt[j])
 		}
 	}
 }

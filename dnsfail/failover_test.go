@@ -106,8 +106,8 @@ func TestDrainPush(t *testing.T) {
 	d.srv.Routes(mux)
 	const token, readToken = "dns-test-push-token-0123456789abcdef", "dns-test-read-token-0123456789abcdef"
 	adminCfg := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "drain-push", Secret: token, Roles: []string{configs.RoleOperate}},
-		{Name: "scraper", Secret: readToken, Roles: []string{configs.RoleRead}},
+		{Name: "drain-push", Secret: token, Roles: []configs.Role{configs.RoleOperate}},
+		{Name: "scraper", Secret: readToken, Roles: []configs.Role{configs.RoleRead}},
 	}}
 	admin := httptest.NewServer(adminauth.Guard(func() *configs.Admin { return adminCfg }, mux))
 	defer admin.Close()
@@ -206,8 +206,8 @@ func TestOverride(t *testing.T) {
 	d.srv.Routes(mux)
 	const opsToken, readToken = "dns-test-ops-token-0123456789abcdef", "dns-test-read-token-0123456789abcdef"
 	adminCfg := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "ops", Secret: opsToken, Roles: []string{configs.RoleOperate}},
-		{Name: "scraper", Secret: readToken, Roles: []string{configs.RoleRead}},
+		{Name: "ops", Secret: opsToken, Roles: []configs.Role{configs.RoleOperate}},
+		{Name: "scraper", Secret: readToken, Roles: []configs.Role{configs.RoleRead}},
 	}}
 	admin := adminauth.Guard(func() *configs.Admin { return adminCfg }, mux)
 	postAs := func(token, name, body string) int {

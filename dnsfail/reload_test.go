@@ -53,7 +53,12 @@ func TestZoneFile(t *testing.T) {
 	}
 	next := *d.cfg
 	next.DNS.Zones = append([]configs.Zone(nil), d.cfg.DNS.Zones...)
-	next.DNS.Zones[0].File = file
+	// Loading a configuration reads its zone files (configs owns them).
+	rrs, err := configs.ReadZoneFile(file, "edge.test.", next.DNS.Zones[0].TTL.D())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.DNS.Zones[0].File, next.DNS.Zones[0].FileRecords = file, rrs
 	if err := d.srv.Reload(&next); err != nil {
 		t.Fatal(err)
 	}

@@ -83,14 +83,8 @@ func buildZone(zc configs.Zone) (*zone, error) {
 		}
 		z.add(name, rr)
 	}
-	if zc.File != "" {
-		rrs, err := configs.ReadZoneFile(zc.File, apex, zc.TTL.D())
-		if err != nil {
-			return nil, err
-		}
-		for _, rr := range rrs {
-			z.add(rr.Header().Name, rr)
-		}
+	for _, rr := range zc.FileRecords {
+		z.add(rr.Header().Name, rr)
 	}
 	for name, o := range z.names {
 		o.cut = name != apex && len(o.rrset(dns.TypeNS)) > 0

@@ -193,21 +193,21 @@ func (n *Node) Status() Status {
 	s.Protection = n.protectionStatus(st)
 	s.Streams = streamStatus(n.region, n.name)
 	for _, lc := range st.node.Listeners {
-		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: lc.TLS.Mode}
+		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: string(lc.TLS.Mode)}
 		if l := st.listeners[lc.Name]; l != nil && l.certs != nil {
 			ls.Certificates = l.certs.Certificates()
 		}
 		s.Listeners = append(s.Listeners, ls)
 	}
 	for _, p := range st.poolList {
-		ps := PoolStatus{Name: p.Name, Policy: p.Cfg.Policy, Critical: p.Critical, Healthy: p.Healthy()}
+		ps := PoolStatus{Name: p.Name, Policy: string(p.Cfg.Policy), Critical: p.Critical, Healthy: p.Healthy()}
 		for _, m := range p.Members {
 			ps.Members = append(ps.Members, m.Health.Status())
 		}
 		s.Pools = append(s.Pools, ps)
 	}
 	for _, rc := range st.cfg.Routes {
-		s.Routes = append(s.Routes, RouteStatus{Name: rc.Name, Kind: rc.Kind, Match: rc.Match, Pool: rc.Pool, Rewrite: rc.Rewrite})
+		s.Routes = append(s.Routes, RouteStatus{Name: rc.Name, Kind: string(rc.Kind), Match: rc.Match, Pool: rc.Pool, Rewrite: rc.Rewrite})
 	}
 	return s
 }

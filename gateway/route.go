@@ -55,7 +55,7 @@ type Route struct {
 }
 
 func compileRoute(b *Build, rc configs.Route, listenerMaxBody int64, m *metrics) (*Route, error) {
-	kind, ok := routeKinds[rc.Kind]
+	kind, ok := routeKinds[string(rc.Kind)]
 	if !ok {
 		return nil, fmt.Errorf("route %q: unknown kind %q", rc.Name, rc.Kind)
 	}

@@ -290,12 +290,17 @@ func streamOptions(b *Build, prefix string) (stream.Options, error) {
 			Rate: c.PerAddress.Rate.PerSecond, Burst: c.PerAddress.Burst, MaxSessions: noLimit(c.PerAddress.MaxSessions),
 		},
 		PublisherGrace: c.PublisherGrace.D(), MediaTimeout: c.MediaTimeout.D(),
+		MaxBodyBytes: configs.DefaultStreamMaxBodyBytes, KeyframeInterval: configs.DefaultStreamKeyframeInterval,
+		CachePackets: configs.DefaultStreamCachePackets,
 		ICE: stream.ICE{
 			UDP:        net.JoinHostPort(host, fmt.Sprint(c.ICE.UDPPort)),
 			NAT1To1IPs: c.ICE.NAT1To1IPs,
 			Loopback:   net.ParseIP(host).IsLoopback(),
 		},
-		Relay: stream.RelayOptions{Grace: c.RelayGrace.D()},
+		Relay: stream.RelayOptions{
+			Grace: c.RelayGrace.D(), ReadyTimeout: configs.DefaultStreamRelayReadyTimeout, NotFoundTTL: configs.DefaultStreamRelayNotFoundTTL,
+			MinBackoff: configs.DefaultStreamRelayMinBackoff, MaxBackoff: configs.DefaultStreamRelayMaxBackoff,
+		},
 	}
 	if c.ViewerTokenKey != "" {
 		o.ViewerTokenKey = []byte(c.ViewerTokenKey)

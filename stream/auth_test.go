@@ -109,7 +109,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 	if r := do(t, "DELETE", base+vb.location, "", vb.token, nil); r.status != http.StatusOK {
 		t.Fatalf("DELETE viewer b with its session token: expected 200, got %d %s", r.status, r.body)
 	}
-	next := opts
+	next := *n.srv.options()
 	next.Studios = []Studio{{Name: "studio-a", Token: "studio-a-rotated", Streams: []string{"*"}}, opts.Studios[1]}
 	n.srv.Reconfigure(next)
 	if r := do(t, "DELETE", base+pub.location, "", "studio-a-rotated", nil); r.status != http.StatusOK {

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
 
+	"hedge/configs"
 	"hedge/stream/streamtest"
 )
 
@@ -34,6 +36,7 @@ type testNode struct {
 
 func startNode(t *testing.T, opts Options) *testNode {
 	t.Helper()
+	opts = withNodeDefaults(opts)
 	if opts.ICE.UDP == "" {
 		opts.ICE.UDP = "127.0.0.1:0"
 	}
@@ -60,6 +63,29 @@ func startNode(t *testing.T, opts Options) *testNode {
 	n := &testNode{t: t, srv: srv, base: "http://" + ln.Addr().String() + "/live/", ln: ln, http: hs}
 	t.Cleanup(n.stop)
 	return n
+}
+
+// withNodeDefaults gives what a test leaves out the value a node gets from
+// the configuration's defaults (caps stay 0: none), and relay peers a
+// client.
+func withNodeDefaults(o Options) Options {
+	o.Prefix = cmp.Or(o.Prefix, "/live/")
+	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, configs.DefaultStreamMaxBodyBytes)
+	o.CachePackets = cmp.Or(o.CachePackets, configs.DefaultStreamCachePackets)
+	o.PublisherGrace = cmp.Or(o.PublisherGrace, configs.DefaultStreamPublisherGrace)
+	o.MediaTimeout = cmp.Or(o.MediaTimeout, configs.DefaultStreamMediaTimeout)
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, configs.DefaultStreamConnectTimeout)
+	o.KeyframeInterval = cmp.Or(o.KeyframeInterval, configs.DefaultStreamKeyframeInterval)
+	r := &o.Relay
+	r.ReadyTimeout = cmp.Or(r.ReadyTimeout, configs.DefaultStreamRelayReadyTimeout)
+	r.Grace = cmp.Or(r.Grace, configs.DefaultStreamRelayGrace)
+	r.MinBackoff = cmp.Or(r.MinBackoff, configs.DefaultStreamRelayMinBackoff)
+	r.MaxBackoff = cmp.Or(r.MaxBackoff, configs.DefaultStreamRelayMaxBackoff)
+	r.NotFoundTTL = cmp.Or(r.NotFoundTTL, configs.DefaultStreamRelayNotFoundTTL)
+	if r.Client == nil {
+		r.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	return o
 }
 
 func (n *testNode) stop() {

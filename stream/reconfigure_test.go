@@ -30,7 +30,7 @@ func TestReconfigureKeepsLiveSessions(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "media at the viewer", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 
-	next := opts
+	next := *n.srv.options()
 	next.Studios = []Studio{{Name: "studio-b", Token: "token-b-456", Streams: []string{"*"}}}
 	next.MaxViewersPerStream = 1
 	next.PublisherGrace = 3 * time.Second

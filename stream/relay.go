@@ -21,51 +21,28 @@ type RelayOptions struct {
 	// ("https://edge.eu.example/live/"); a stream not published here is
 	// pulled over WHEP from the first of them that has it.
 	Peers []string
-	// Client makes the WHEP requests (default: 10s timeout, system roots).
+	// Client makes the WHEP requests; needed with Peers.
 	Client *http.Client
 	// ReadyTimeout bounds how long a WHEP request waits for a stream's
 	// first track (a relay being set up, a publisher about to send).
-	// Default 5s.
 	ReadyTimeout time.Duration
 	// Grace keeps a pull running after its last local viewer leaves, so a
-	// viewer who reloads finds it still there (default 10s).
+	// viewer who reloads finds it still there.
 	Grace time.Duration
-	// MinBackoff and MaxBackoff bound the retries of a pull that broke
-	// (defaults 250ms and 10s).
+	// MinBackoff and MaxBackoff bound the retries of a pull that broke.
 	MinBackoff, MaxBackoff time.Duration
 	// NotFoundTTL: once every peer has answered a new pull that it does
 	// not have the stream (404), the pull ends at once, so its waiting
 	// requests answer 404 instead of waiting ReadyTimeout, and for this long
 	// requests for the stream answer 404 without asking the peers again
-	// (default 2s; negative: ask every time). A stream that starts in
-	// another region is found at most this much later.
+	// (0 or negative: ask every time). A stream that starts in another
+	// region is found at most this much later.
 	NotFoundTTL time.Duration
 }
 
 // relayHeader marks a relay's WHEP request: the origin serves it only from a
 // stream published there, never from a relay of its own (no loops).
 const relayHeader = "X-Hedge-Relay"
-
-func (o *RelayOptions) defaults() {
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 5 * time.Second
-	}
-	if o.Grace <= 0 {
-		o.Grace = 10 * time.Second
-	}
-	if o.MinBackoff <= 0 {
-		o.MinBackoff = 250 * time.Millisecond
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = 10 * time.Second
-	}
-	if o.NotFoundTTL == 0 {
-		o.NotFoundTTL = 2 * time.Second
-	}
-}
 
 // notFound remembers, for RelayOptions.NotFoundTTL, the streams that no
 // peer had when a pull asked, so a player polling a stream that is live
@@ -363,6 +340,9 @@ func (r *relay) pullFrom(url string) pullResult {
 		// A relay token: the origin lets it past its viewer caps.
 		req.Header.Set("Authorization", "Bearer "+SignViewerToken(o.ViewerTokenKey, relayTokenName(r.stream), time.Now().Add(time.Minute)))
 	}
+	if o.Relay.Client == nil {
+		return pullFailed // relaying was turned off
+	}
 	resp, err := o.Relay.Client.Do(req)
 	if err != nil {
 		return pullFailed
@@ -421,8 +401,11 @@ func (r *relay) deleteSession(whepURL, location, token string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if resp, err := r.s.options().Relay.Client.Do(req); err == nil {
-		resp.Body.Close()
+	// No client: relaying was turned off since the pull started.
+	if c := r.s.options().Relay.Client; c != nil {
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
 	}
 }
 

@@ -20,11 +20,13 @@ import (
 	"hedge/internal/problem"
 )
 
-// Options configure a Server. Zero durations and sizes take the defaults
-// named on each field. Reconfigure changes them on a running server, all
-// but ICE's sockets (UDP, TCP, NAT1To1IPs, Loopback), OnHub and Logger.
+// Options configure a Server. The configuration (package configs) gives
+// every value, defaults included: a Server uses them as they are, so a
+// zero duration or size means zero. Reconfigure changes them on a running
+// server, all but ICE's sockets (UDP, TCP, NAT1To1IPs, Loopback), OnHub
+// and Logger.
 type Options struct {
-	// Prefix is the path before the stream name (default "/live/").
+	// Prefix is the path before the stream name ("/live/").
 	Prefix string
 	// Studios may publish; a studio always replaces its own publisher (a
 	// reconnect), another studio only when AllowTakeover is set.
@@ -43,60 +45,31 @@ type Options struct {
 	// viewer that connects while the caps are full is closed.
 	MaxConnectingViewers int
 	// ConnectTimeout closes a session whose ICE and DTLS have not
-	// completed in time, freeing what it holds (default 5s).
+	// completed in time, freeing what it holds.
 	ConnectTimeout time.Duration
 	// PerAddress limits the sessions one client address may start.
 	PerAddress AddressLimits
-	// MaxBodyBytes bounds SDP offers and PATCH bodies (default 64 KiB).
+	// MaxBodyBytes bounds SDP offers and PATCH bodies.
 	MaxBodyBytes int
 	ICE          ICE
 	// PublisherGrace is how long a stream outlives its publisher, waiting
-	// for it to reconnect (default 10s).
+	// for it to reconnect.
 	PublisherGrace time.Duration
-	// MediaTimeout closes a publisher whose media has not started in time
-	// (default 10s).
+	// MediaTimeout closes a publisher whose media has not started in time.
 	MediaTimeout time.Duration
 	// KeyframeInterval is the minimum time between keyframe requests to a
-	// publisher (default 250ms).
+	// publisher.
 	KeyframeInterval time.Duration
-	// CachePackets is how many packets per track are kept for NACKs
-	// (default 1024).
+	// CachePackets is how many packets per track are kept for NACKs.
 	CachePackets int
 	// OnHub, when set, is called when a stream starts; the returned
 	// function (may be nil) is called when it ends. The LL-HLS muxer
 	// attaches here as a Reader.
 	OnHub func(h *Hub) func()
 	// Relay pulls streams published in other regions for local viewers.
-	Relay  RelayOptions
+	Relay RelayOptions
+	// Logger receives the server's logs (nil: slog.Default()).
 	Logger *slog.Logger
-}
-
-func (o *Options) defaults() {
-	if o.Prefix == "" {
-		o.Prefix = "/live/"
-	}
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = 64 << 10
-	}
-	if o.PublisherGrace <= 0 {
-		o.PublisherGrace = 10 * time.Second
-	}
-	if o.MediaTimeout <= 0 {
-		o.MediaTimeout = 10 * time.Second
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 5 * time.Second
-	}
-	if o.KeyframeInterval <= 0 {
-		o.KeyframeInterval = 250 * time.Millisecond
-	}
-	if o.CachePackets <= 0 {
-		o.CachePackets = 1024
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	o.Relay.defaults()
 }
 
 // Server serves WHIP and WHEP for one node: POST /live/{stream}/whip and
@@ -133,7 +106,9 @@ type hubEntry struct {
 // NewServer opens the node's ICE sockets and returns a server; Close
 // releases them.
 func NewServer(opts Options) (*Server, error) {
-	opts.defaults()
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	lf := logging.NewDefaultLoggerFactory()
 	lf.DefaultLogLevel = logging.LogLevelError
 	eng, err := newEngine(opts.ICE, lf)
@@ -179,7 +154,6 @@ const (
 // (Setting*) of those that opts would change, so the caller can say that
 // they need a restart. OnHub and Logger stay as NewServer set them.
 func (s *Server) Reconfigure(opts Options) (needRestart []string) {
-	opts.defaults()
 	s.reconf.Lock()
 	defer s.reconf.Unlock()
 	old := s.options()
@@ -210,7 +184,7 @@ func (s *Server) Reconfigure(opts Options) (needRestart []string) {
 			h.setGrace(opts.PublisherGrace)
 		}
 	}
-	if old.Relay.Client != opts.Relay.Client {
+	if old.Relay.Client != opts.Relay.Client && old.Relay.Client != nil {
 		// Pulls that run finish on the old client; its idle connections go.
 		old.Relay.Client.CloseIdleConnections()
 	}

@@ -177,7 +177,7 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 }
 
 func (c *Cache) limiter(key string, rl configs.RateLimit, route string, h *Held) (limitRef, error) {
-	by, err := ratelimit.ParseKey(rl.Key)
+	by, err := ratelimit.ParseKey(string(rl.Key))
 	if err != nil {
 		return limitRef{}, err
 	}
@@ -191,7 +191,7 @@ func (c *Cache) limiter(key string, rl configs.RateLimit, route string, h *Held)
 	}
 	// The key carries the settings: a reload that changes them starts
 	// fresh buckets, one that keeps them keeps the buckets.
-	key += "\x00" + rl.Key + "\x00" + rl.Principal + "\x00" + strconv.FormatFloat(p.Rate, 'g', -1, 64) + "\x00" + strconv.Itoa(p.Burst) + "\x00" + p.Window.String() + "\x00" + prefixes(p.Exempt)
+	key += "\x00" + string(rl.Key) + "\x00" + rl.Principal + "\x00" + strconv.FormatFloat(p.Rate, 'g', -1, 64) + "\x00" + strconv.Itoa(p.Burst) + "\x00" + p.Window.String() + "\x00" + prefixes(p.Exempt)
 	c.mu.Lock()
 	e := c.limiters[key]
 	if e == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
 
+	"hedge/configs"
 	"hedge/stream"
 	"hedge/stream/streamtest"
 )
@@ -22,6 +23,10 @@ import (
 // order, and leaves: the node ends its session.
 func TestPeerWatchesNode(t *testing.T) {
 	srv, err := stream.NewServer(stream.Options{
+		// The settings of a node's stream server the test relies on, as
+		// the configuration gives them (the others may stay zero here).
+		Prefix: "/live/", MaxBodyBytes: configs.DefaultStreamMaxBodyBytes, MediaTimeout: configs.DefaultStreamMediaTimeout,
+		ConnectTimeout: configs.DefaultStreamConnectTimeout, Relay: stream.RelayOptions{ReadyTimeout: configs.DefaultStreamRelayReadyTimeout},
 		ICE:     stream.ICE{UDP: "127.0.0.1:0", Loopback: true},
 		Studios: []stream.Studio{{Name: "demo", Token: "demo-studio", Streams: []string{"*"}}},
 	})

@@ -234,7 +234,7 @@ func Sign(cfg configs.JWT, subject, domain string, ttl time.Duration) (string, e
 }
 
 func loadKey(kc configs.JWTKey) (key, error) {
-	k := key{id: kc.ID, alg: kc.Alg}
+	k := key{id: kc.ID, alg: string(kc.Alg)}
 	if kc.Alg == "HS256" {
 		secret := []byte(kc.Secret)
 		if kc.SecretFile != "" {
@@ -255,7 +255,7 @@ func loadKey(kc configs.JWTKey) (key, error) {
 	if err != nil {
 		return k, fmt.Errorf("%s: %w", kc.PublicKeyFile, err)
 	}
-	if err := checkKeyType(kc.Alg, parsed); err != nil {
+	if err := checkKeyType(string(kc.Alg), parsed); err != nil {
 		return k, fmt.Errorf("%s: %w", kc.PublicKeyFile, err)
 	}
 	k.verify = parsed

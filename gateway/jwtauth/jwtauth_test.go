@@ -44,7 +44,7 @@ func keyPair(t testing.TB, dir, alg string) configs.JWTKey {
 	}
 	pub, _ := x509.MarshalPKIXPublicKey(priv.Public())
 	pk, _ := x509.MarshalPKCS8PrivateKey(priv)
-	return configs.JWTKey{ID: alg + "-1", Alg: alg,
+	return configs.JWTKey{ID: alg + "-1", Alg: configs.JWTAlg(alg),
 		PublicKeyFile:  writePEM(t, dir, alg+".pub", "PUBLIC KEY", pub),
 		PrivateKeyFile: writePEM(t, dir, alg+".key", "PRIVATE KEY", pk)}
 }

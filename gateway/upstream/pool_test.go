@@ -13,7 +13,7 @@ import (
 
 func pool(t *testing.T, policy string, members ...string) *Pool {
 	t.Helper()
-	pc := configs.Pool{Name: "p", Policy: policy, MaxConnsPerMember: 4,
+	pc := configs.Pool{Name: "p", Policy: configs.PoolPolicy(policy), MaxConnsPerMember: 4,
 		Health:   configs.HealthCheck{Path: "/healthz", Interval: configs.Duration(time.Second), Timeout: configs.Duration(time.Second), Rise: 1, Fall: 1},
 		Passive:  configs.PassiveHealth{MaxFails: 1, EjectFor: configs.Duration(time.Minute)},
 		Timeouts: configs.Timeouts{Connect: configs.Duration(time.Second), Response: configs.Duration(time.Second)},

@@ -29,19 +29,19 @@ const LoopbackName = "loopback"
 // loopbackRoles are what allow_loopback grants: reading and operating the
 // node from its own machine keeps the one-liners of the demo working; a
 // promotion always needs operators' own tokens (four eyes).
-var loopbackRoles = []string{configs.RoleRead, configs.RoleOperate}
+var loopbackRoles = []configs.Role{configs.RoleRead, configs.RoleOperate}
 
 // Identity is an authenticated caller of the admin API.
 type Identity struct {
 	// Name is the token's name, or LoopbackName.
 	Name  string
-	Roles []string
+	Roles []configs.Role
 	// Token says the caller presented a token (false: loopback).
 	Token bool
 }
 
 // Has reports whether the caller holds role.
-func (id Identity) Has(role string) bool { return slices.Contains(id.Roles, role) }
+func (id Identity) Has(role configs.Role) bool { return slices.Contains(id.Roles, role) }
 
 type ctxKey struct{}
 
@@ -116,14 +116,18 @@ func Guard(current func() *configs.Admin, next http.Handler) http.Handler {
 
 // Require lets through callers holding role; others get 403 naming it.
 // It must run behind Guard.
-func Require(role string, next http.Handler) http.Handler {
+func Require(role configs.Role, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := From(r.Context())
 		if !id.Has(role) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin", error="insufficient_scope", scope="`+role+`"`)
-			detail := "this needs the role " + role + "; " + id.Name + " holds " + strings.Join(id.Roles, ", ")
+			w.Header().Set("WWW-Authenticate", `Bearer realm="hedge-admin", error="insufficient_scope", scope="`+string(role)+`"`)
+			held := make([]string, len(id.Roles))
+			for i, r := range id.Roles {
+				held[i] = string(r)
+			}
+			detail := "this needs the role " + string(role) + "; " + id.Name + " holds " + strings.Join(held, ", ")
 			if !id.Token {
-				detail = "this needs the role " + role + ", which loopback callers without a token never hold: send an admin token that holds it"
+				detail = "this needs the role " + string(role) + ", which loopback callers without a token never hold: send an admin token that holds it"
 			}
 			WriteProblem(w, r, problem.RoleMissing, detail)
 			return
@@ -133,7 +137,7 @@ func Require(role string, next http.Handler) http.Handler {
 }
 
 // RequireFunc is Require for a handler function.
-func RequireFunc(role string, f http.HandlerFunc) http.Handler { return Require(role, f) }
+func RequireFunc(role configs.Role, f http.HandlerFunc) http.Handler { return Require(role, f) }
 
 // WriteProblem answers with problem+json from the registry.
 func WriteProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {

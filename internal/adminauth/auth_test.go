@@ -12,8 +12,8 @@ import (
 
 func TestAuthenticate(t *testing.T) {
 	admin := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "alice", Secret: "alice-0123456789abcdef0123456789abcd", Roles: []string{configs.RoleRead, configs.RolePromote}},
-		{Name: "scraper", Secret: "scraper-0123456789abcdef0123456789ab", Roles: []string{configs.RoleRead}},
+		{Name: "alice", Secret: "alice-0123456789abcdef0123456789abcd", Roles: []configs.Role{configs.RoleRead, configs.RolePromote}},
+		{Name: "scraper", Secret: "scraper-0123456789abcdef0123456789ab", Roles: []configs.Role{configs.RoleRead}},
 	}}
 	withLoopback := *admin
 	withLoopback.AllowLoopback = true
@@ -24,20 +24,20 @@ func TestAuthenticate(t *testing.T) {
 		auth   string
 		ok     bool
 		who    string
-		roles  []string
+		roles  []configs.Role
 	}{
-		{"a known token", admin, "10.0.0.1:1234", "Bearer alice-0123456789abcdef0123456789abcd", true, "alice", []string{"read", "promote"}},
-		{"the scheme in any case", admin, "10.0.0.1:1234", "bearer scraper-0123456789abcdef0123456789ab", true, "scraper", []string{"read"}},
+		{"a known token", admin, "10.0.0.1:1234", "Bearer alice-0123456789abcdef0123456789abcd", true, "alice", []configs.Role{"read", "promote"}},
+		{"the scheme in any case", admin, "10.0.0.1:1234", "bearer scraper-0123456789abcdef0123456789ab", true, "scraper", []configs.Role{"read"}},
 		{"an unknown token", admin, "10.0.0.1:1234", "Bearer alice-0123456789abcdef0123456789abcX", false, "", nil},
 		{"a prefix of a token", admin, "10.0.0.1:1234", "Bearer alice-0123456789", false, "", nil},
 		{"another scheme", admin, "10.0.0.1:1234", "Basic YWxpY2U6eA==", false, "", nil},
 		{"an empty bearer", admin, "10.0.0.1:1234", "Bearer ", false, "", nil},
 		{"no token, loopback not allowed", admin, "127.0.0.1:1234", "", false, "", nil},
-		{"no token from loopback", &withLoopback, "127.0.0.1:1234", "", true, LoopbackName, []string{"read", "operate"}},
-		{"no token from IPv6 loopback", &withLoopback, "[::1]:1234", "", true, LoopbackName, []string{"read", "operate"}},
+		{"no token from loopback", &withLoopback, "127.0.0.1:1234", "", true, LoopbackName, []configs.Role{"read", "operate"}},
+		{"no token from IPv6 loopback", &withLoopback, "[::1]:1234", "", true, LoopbackName, []configs.Role{"read", "operate"}},
 		{"no token from elsewhere", &withLoopback, "10.0.0.1:1234", "", false, "", nil},
 		{"an unknown token from loopback", &withLoopback, "127.0.0.1:1234", "Bearer nope-0123456789abcdef0123456789abcde", false, "", nil},
-		{"a known token from loopback is that token", &withLoopback, "127.0.0.1:1234", "Bearer alice-0123456789abcdef0123456789abcd", true, "alice", []string{"read", "promote"}},
+		{"a known token from loopback is that token", &withLoopback, "127.0.0.1:1234", "Bearer alice-0123456789abcdef0123456789abcd", true, "alice", []configs.Role{"read", "promote"}},
 	} {
 		r := httptest.NewRequest("GET", "/status", nil)
 		r.RemoteAddr = c.remote
@@ -53,7 +53,7 @@ func TestAuthenticate(t *testing.T) {
 
 func TestGuardAndRequire(t *testing.T) {
 	admin := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "scraper", Secret: "scraper-0123456789abcdef0123456789ab", Roles: []string{configs.RoleRead}},
+		{Name: "scraper", Secret: "scraper-0123456789abcdef0123456789ab", Roles: []configs.Role{configs.RoleRead}},
 	}}
 	mux := http.NewServeMux()
 	mux.Handle("POST /admin/drain", RequireFunc(configs.RoleOperate, func(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +95,7 @@ func TestGuardAndRequire(t *testing.T) {
 }
 
 func TestURL(t *testing.T) {
-	for mode, want := range map[string]string{"off": "http://10.0.0.1:9090", "internal": "https://10.0.0.1:9090", "files": "https://10.0.0.1:9090"} {
+	for mode, want := range map[configs.TLSMode]string{"off": "http://10.0.0.1:9090", "internal": "https://10.0.0.1:9090", "files": "https://10.0.0.1:9090"} {
 		n := &configs.Node{Admin: configs.AdminAddr{Address: "10.0.0.1:9090", TLS: configs.TLS{Mode: mode}}}
 		if got := URL(n); got != want {
 			t.Errorf("tls mode %s: want %s, got %s", mode, want, got)
@@ -109,7 +109,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	admin := &configs.Admin{}
 	for i := range 8 {
 		admin.Tokens = append(admin.Tokens, configs.AdminToken{Name: string(rune('a' + i)),
-			Secret: "token-0123456789abcdef0123456789abcdef" + string(rune('a'+i)), Roles: []string{configs.RoleRead}})
+			Secret: "token-0123456789abcdef0123456789abcdef" + string(rune('a'+i)), Roles: []configs.Role{configs.RoleRead}})
 	}
 	r := httptest.NewRequest("GET", "/metrics", nil)
 	r.RemoteAddr = "10.0.0.1:1234"

@@ -224,7 +224,7 @@ func TestACME(t *testing.T) {
 	}
 	p := startPebble(t)
 	httpAddress := "127.0.0.1:" + strconv.Itoa(p.httpPort)
-	acmeTLS := func(name string, challenges ...string) configs.TLS {
+	acmeTLS := func(name string, challenges ...configs.ACMEChallenge) configs.TLS {
 		return configs.TLS{Mode: ModeACME, Names: []string{name}, ACME: configs.ACME{
 			Directory:   p.directory,
 			Email:       "ops@hedge.test",

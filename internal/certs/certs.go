@@ -106,7 +106,7 @@ func New(t configs.TLS, dataDir string, log *slog.Logger, opts ...Option) (*Mana
 		log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		mode:  t.Mode,
+		mode:  string(t.Mode),
 		names: slices.Clone(t.Names),
 		log:   log.With("component", "certs", "mode", t.Mode),
 	}

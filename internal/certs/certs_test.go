@@ -164,12 +164,12 @@ func TestTLSPolicy(t *testing.T) {
 
 func TestACMENextProtos(t *testing.T) {
 	tests := []struct {
-		challenges []string
+		challenges []configs.ACMEChallenge
 		want       []string
 	}{
-		{[]string{"http-01"}, []string{"http/1.1"}},
-		{[]string{"tls-alpn-01"}, []string{"http/1.1", "acme-tls/1"}},
-		{[]string{"http-01", "tls-alpn-01"}, []string{"http/1.1", "acme-tls/1"}},
+		{[]configs.ACMEChallenge{"http-01"}, []string{"http/1.1"}},
+		{[]configs.ACMEChallenge{"tls-alpn-01"}, []string{"http/1.1", "acme-tls/1"}},
+		{[]configs.ACMEChallenge{"http-01", "tls-alpn-01"}, []string{"http/1.1", "acme-tls/1"}},
 	}
 	for _, tt := range tests {
 		m, err := New(configs.TLS{Mode: ModeACME, Names: []string{"play.hedge.test"}, ACME: configs.ACME{

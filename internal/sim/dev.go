@@ -21,7 +21,7 @@ type Dev struct {
 func StartDev(d configs.Dev, log *slog.Logger) (*Dev, error) {
 	dev := &Dev{}
 	for _, l := range d.Ledgers {
-		s := LedgerSettings{Domain: l.Domain, Role: l.Role, Epoch: l.Epoch, Logger: log.With("sim", "ledger", "domain", l.Domain)}
+		s := LedgerSettings{Domain: l.Domain, Role: string(l.Role), Epoch: l.Epoch, Logger: log.With("sim", "ledger", "domain", l.Domain)}
 		if err := s.Validate(); err != nil {
 			dev.Close()
 			return nil, fmt.Errorf("dev ledger %s: %w", l.Address, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"hedge/configs"
 	"hedge/stream"
 	"hedge/stream/hls"
 	"hedge/stream/streamtest"
@@ -26,6 +27,10 @@ import (
 func TestPublisherToLLHLS(t *testing.T) {
 	set := New(hls.Options{})
 	srv, err := stream.NewServer(stream.Options{
+		// The settings of a node's stream server the test relies on, as
+		// the configuration gives them (the others may stay zero here).
+		Prefix: "/live/", MaxBodyBytes: configs.DefaultStreamMaxBodyBytes, MediaTimeout: configs.DefaultStreamMediaTimeout,
+		ConnectTimeout: configs.DefaultStreamConnectTimeout, Relay: stream.RelayOptions{ReadyTimeout: configs.DefaultStreamRelayReadyTimeout},
 		Studios: []stream.Studio{{Name: "studio", Token: "tok", Streams: []string{"*"}}},
 		ICE:     stream.ICE{UDP: "127.0.0.1:0", Loopback: true},
 		OnHub:   set.OnHub,
