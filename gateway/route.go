@@ -13,8 +13,8 @@ import (
 )
 
 // RouteHandler serves the requests of one matched route. Each route kind
-// (proxy today; ledger and stream later) is one implementation, built by a
-// RouteKind from its configuration.
+// (proxy, ledger, stream) is one implementation, built by a RouteKind from
+// its configuration.
 type RouteHandler interface {
 	Serve(r *Request)
 }
