@@ -172,7 +172,7 @@ func (c *upstreamContract) build(out *fasthttp.Request, r *Request, prefix, rewr
 	setForwarding(oh, r, &in.Header)
 	if len(c.allow.exact)+len(c.allow.prefixes) > 0 {
 		for k, v := range in.Header.All() {
-			if c.allow.has(k) && !neverAllowed.has(k) {
+			if c.allow.has(k) && !neverAllowed.has(k) && !httpx.IsHopByHop(k) {
 				oh.AddBytesKV(k, v)
 			}
 		}
@@ -180,11 +180,10 @@ func (c *upstreamContract) build(out *fasthttp.Request, r *Request, prefix, rewr
 }
 
 // neverAllowed are what no allow list passes from a client, whatever the
-// configuration says: what the edge sets itself, hop-by-hop headers and
-// the edge's namespaces (configs refuses such allow entries too).
+// configuration says, besides hop-by-hop headers: what the edge sets
+// itself and the edge's namespaces (configs refuses such allow entries too).
 var neverAllowed = newHeaderSet([]string{
-	"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-	"Upgrade", "Proxy-Authorization", "Proxy-Authenticate", "Idempotency-Key", "X-Request-Id", "Traceparent",
+	"Host", "Content-Length", "Idempotency-Key", "X-Request-Id", "Traceparent",
 	"Tracestate", "X-Forwarded-For", "X-Forwarded-Proto", "Forwarded", "Content-Type",
 }, edgeNamespaces)
 

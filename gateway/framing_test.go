@@ -60,15 +60,18 @@ func pipelined(t *testing.T, addr, first, second string) (answers []*http.Respon
 }
 
 // seenPath reports whether an upstream received a request for path.
-func (u *upstreamRecorder) seenPath(path string) bool {
+func (u *upstreamRecorder) seenPath(path string) bool { return u.request(path) != nil }
+
+// request is the last request for path the upstream received, or nil.
+func (u *upstreamRecorder) request(path string) *http.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, r := range u.seen {
-		if r.URL.Path == path {
-			return true
+	for i := len(u.seen) - 1; i >= 0; i-- {
+		if u.seen[i].URL.Path == path {
+			return u.seen[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // The edge refuses every request whose framing it cannot vouch for, before

@@ -42,10 +42,6 @@ func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
 	return pr, nil
 }
 
-// hopByHop are removed in both directions (RFC 9110 §7.6.1); fasthttp
-// itself owns Transfer-Encoding and Content-Length.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization"}
-
 // Serve proxies r to a healthy member. A request goes to another member
 // after a failure only when that cannot apply it twice: nothing was sent
 // (the connection failed), or the method is safe, or the member refused
@@ -200,28 +196,7 @@ func (p *proxyRoute) prepare(r *Request) { prepareForward(r, p.contract, p.prefi
 // rewritten, the forwarding headers, request id and trace context set.
 func prepareForward(r *Request, c *upstreamContract, prefix, rewrite []byte) {
 	h := &r.Ctx.Request.Header
-	// Every Connection header's tokens, not only the first header's.
-	var names [16][64]byte
-	var lens [16]int
-	n := 0
-	for k, v := range h.All() {
-		if !equalFoldASCII(k, connectionLower) {
-			continue
-		}
-		httpx.ConnectionTokens(v, func(t []byte) {
-			if n < len(names) && len(t) <= len(names[n]) {
-				lens[n] = copy(names[n][:], t)
-				n++
-			}
-		})
-	}
-	for i := range n {
-		h.DelBytes(names[i][:lens[i]])
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
-	h.ResetConnectionClose()
+	removeHopByHop(h)
 	c.stripInPlace(h)
 
 	if rewrite != nil {
@@ -246,12 +221,75 @@ func prepareForward(r *Request, c *upstreamContract, prefix, rewrite []byte) {
 // cleanResponse removes hop-by-hop headers of the upstream's response; the
 // client connection's own keep-alive is the edge's decision.
 func cleanResponse(resp *fasthttp.Response) {
-	h := &resp.Header
-	httpx.ConnectionTokens(h.Peek("Connection"), func(t []byte) { h.DelBytes(t) })
-	for _, name := range hopByHop {
-		h.Del(name)
+	var buf [256]byte
+	conn := buf[:0]
+	for k, v := range resp.Header.All() {
+		conn = appendConnection(conn, k, v)
+	}
+	dropHopByHop(&resp.Header, conn)
+}
+
+// removeHopByHop deletes in place what the client meant for its connection
+// to the edge only.
+func removeHopByHop(h *fasthttp.RequestHeader) {
+	var buf [256]byte
+	conn := buf[:0]
+	for k, v := range h.All() {
+		conn = appendConnection(conn, k, v)
+	}
+	dropHopByHop(h, conn)
+}
+
+// Headers meant for one connection only (RFC 9110 §7.6.1) are the
+// hop-by-hop headers (httpx.IsHopByHop, the one list) and every header the
+// message's Connection headers name, however many they name and however
+// many there are. The Connection values are copied first (appendConnection):
+// deleting headers moves the message's own.
+
+// appendConnection appends to conn the value of header name when it is a
+// Connection header.
+func appendConnection(conn, name, value []byte) []byte {
+	if !equalFoldASCII(name, connectionLower) {
+		return conn
+	}
+	return append(append(conn, ','), value...)
+}
+
+// header is a request's or a response's header, as dropHopByHop edits it.
+type header interface {
+	PeekKeys() [][]byte
+	DelBytes(key []byte)
+	ResetConnectionClose()
+}
+
+// dropHopByHop deletes from h the hop-by-hop headers and those the
+// Connection values conn name.
+func dropHopByHop(h header, conn []byte) {
+	for {
+		var name []byte
+		for _, k := range h.PeekKeys() {
+			if httpx.IsHopByHop(k) || connectionNames(conn, k) {
+				name = k
+				break
+			}
+		}
+		if name == nil {
+			break
+		}
+		h.DelBytes(name) // copies name before it deletes
 	}
 	h.ResetConnectionClose()
+}
+
+// connectionNames reports whether the Connection values conn name name.
+func connectionNames(conn, name []byte) bool {
+	for len(conn) > 0 {
+		var tok []byte
+		if tok, conn = httpx.CutToken(conn); len(tok) > 0 && bytes.EqualFold(tok, name) {
+			return true
+		}
+	}
+	return false
 }
 
 var errUpstream503 = errors.New("answered 503 Service Unavailable")
