@@ -12,19 +12,19 @@ import "bytes"
 func IsHopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFoldLower(name, "te")
+		return EqualFoldLower(name, "te")
 	case 7:
-		return equalFoldLower(name, "trailer") || equalFoldLower(name, "upgrade")
+		return EqualFoldLower(name, "trailer") || EqualFoldLower(name, "upgrade")
 	case 10:
-		return equalFoldLower(name, "connection") || equalFoldLower(name, "keep-alive")
+		return EqualFoldLower(name, "connection") || EqualFoldLower(name, "keep-alive")
 	case 16:
-		return equalFoldLower(name, "proxy-connection")
+		return EqualFoldLower(name, "proxy-connection")
 	case 17:
-		return equalFoldLower(name, "transfer-encoding")
+		return EqualFoldLower(name, "transfer-encoding")
 	case 18:
-		return equalFoldLower(name, "proxy-authenticate")
+		return EqualFoldLower(name, "proxy-authenticate")
 	case 19:
-		return equalFoldLower(name, "proxy-authorization")
+		return EqualFoldLower(name, "proxy-authorization")
 	}
 	return false
 }
