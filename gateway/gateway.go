@@ -255,14 +255,13 @@ func (g *Gateway) closeAll() {
 			n.admin.close()
 		}
 		if n.degrade != nil {
-			n.degrade.close()
-			n.degrade = nil
+			n.degrade.Close()
 		}
 		n.mu.Unlock()
 		if st := n.state.Load(); st != nil {
 			st.close()
 		}
-		closeStreams(n.region, n.name)
+		_ = n.live.Close()
 	}
 	g.wafCache.Close()
 	for _, rs := range g.stores {

@@ -48,12 +48,10 @@ regions:
 `
 
 // hlsTwoRegions starts both nodes of hlsEdgeConfig: sea on 127.0.0.1, eu on
-// 127.0.0.2. Region names of this run's own keep -count=N runs apart (a
-// node's stream server lives as long as the process).
+// 127.0.0.2.
 func hlsTwoRegions(t testing.TB, viewerCap int, startEU bool) (sea, eu *testEdge) {
 	t.Helper()
-	id := time.Now().UnixNano() % 1_000_000
-	seaName, euName := fmt.Sprintf("hsea%d", id), fmt.Sprintf("heu%d", id)
+	seaName, euName := "sea", "eu"
 	euEdge, euAdmin := hlsFreeAddr(t, "127.0.0.2"), hlsFreeAddr(t, "127.0.0.2")
 	seaEdge, seaAdmin := freeAddr(t), freeAddr(t)
 	repl := []string{

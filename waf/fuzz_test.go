@@ -63,14 +63,13 @@ routes:
 			req.SetBodyString(body)
 			ctx := &fasthttp.RequestCtx{}
 			ctx.Init(&req, &net.TCPAddr{IP: client.AsSlice(), Port: 40000}, nil)
-			pass, ok := g.Admit(ctx, []byte("fuzz"), client)
-			if ok {
+			pass, v := g.Admit(ctx, []byte("fuzz"), client, nil)
+			if v.Allowed() {
 				g.Finish(ctx, pass, []byte("fuzz"), client)
 				continue
 			}
-			st := ctx.Response.StatusCode()
-			if st < 400 || st > 499 || string(ctx.Response.Header.ContentType()) != "application/problem+json" {
-				t.Fatalf("refusal of %q %q: want a 4xx problem+json, got %d %q", ct, body, st, ctx.Response.Header.ContentType())
+			if st := v.Type.Status; st < 400 || st > 499 || v.Type.Slug == "" || v.Event.Status != st || v.Event.Layer == "" {
+				t.Fatalf("refusal of %q %q: want a 4xx problem with its event, got %+v", ct, body, v)
 			}
 		}
 	})

@@ -208,13 +208,13 @@ var benchClient = netip.MustParseAddr("198.51.100.7")
 // time it took; the request must pass.
 func admitCPU(tb testing.TB, g *waf.Guard, r benchRequest, ctx *fasthttp.RequestCtx) time.Duration {
 	start := processCPU()
-	pass, ok := g.Admit(ctx, []byte("bench"), benchClient)
-	if ok {
+	pass, v := g.Admit(ctx, []byte("bench"), benchClient, nil)
+	if v.Allowed() {
 		g.Finish(ctx, pass, nil, benchClient)
 	}
 	took := processCPU() - start
-	if !ok {
-		tb.Fatalf("%s: refused under the defaults: %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+	if !v.Allowed() {
+		tb.Fatalf("%s: refused under the defaults: %d %s", r.name, v.Type.Status, v.Detail)
 	}
 	return took
 }
@@ -231,9 +231,9 @@ func TestWorstCasesPassDefaults(t *testing.T) {
 			t.Fatalf("%s: %d bytes of request line and headers, over the listener's default %d", r.name, n, configs.DefaultMaxHeaderBytes)
 		}
 		ctx := r.ctx(t)
-		pass, ok := g.Admit(ctx, []byte("t"), benchClient)
-		if !ok {
-			t.Fatalf("%s: refused under the defaults: %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+		pass, v := g.Admit(ctx, []byte("t"), benchClient, nil)
+		if !v.Allowed() {
+			t.Fatalf("%s: refused under the defaults: %d %s", r.name, v.Type.Status, v.Detail)
 		}
 		g.Finish(ctx, pass, nil, benchClient)
 	}
@@ -244,8 +244,8 @@ func TestWorstCasesPassDefaults(t *testing.T) {
 	}
 	for _, r := range over {
 		ctx := r.ctx(t)
-		if _, ok := g.Admit(ctx, []byte("t"), benchClient); ok || ctx.Response.StatusCode() != 400 {
-			t.Errorf("%s: want 400, got %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+		if _, v := g.Admit(ctx, []byte("t"), benchClient, nil); v.Type.Status != 400 {
+			t.Errorf("%s: want 400, got %d %s", r.name, v.Type.Status, v.Detail)
 		}
 	}
 }

@@ -1,53 +1,78 @@
-package gateway
+// Package money is the edge's money path: the ledger route kind, which
+// sends money calls (bets, wallet, tournaments) to the designated writer of
+// the caller's ledger domain; the key guard, which authenticates players and
+// enforces Idempotency-Key on every route that carries money (ledger routes,
+// and proxy routes in front of payment rails); and the degradation that
+// sheds heavy routes while a domain's wallet is in trouble. Whatever fails,
+// a call is never applied twice by the edge's doing and never sent to two
+// writers: without a single designated writer it fails closed, and a call
+// whose outcome is unknown is not re-sent.
+//
+// Everything it needs comes in through Deps (the logger, the writer
+// directory, the idempotency store, the degradation, counters); what it
+// decides not to serve it returns as a refusal that the edge answers.
+package money
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/contract"
 	"hedge/gateway/idempotency"
-	"hedge/gateway/jwtauth"
 	"hedge/gateway/ledger"
+	"hedge/gateway/route"
 	"hedge/gateway/upstream"
 	"hedge/internal/httpx"
 	"hedge/internal/problem"
 )
 
-// moneyDeps is what every money route of a node shares.
-type moneyDeps struct {
-	verifier      *jwtauth.Verifier
-	directory     *ledger.Directory
-	store         idempotency.Store
-	maxResponse   int
-	defaultDomain string
-	domainHeader  string
+// Deps are what every money route of a node shares, made by the edge for
+// each state of the node.
+type Deps struct {
+	Log       *slog.Logger
+	Config    *configs.Config // the writers of every region, writer TLS
+	Directory *ledger.Directory
+	// Store holds Idempotency-Key records (shared by the region's nodes).
+	Store idempotency.Store
+	// Degradation outlives states: a reload keeps what it measured.
+	Degradation *Degradation
+	// MaxResponse bounds the answers stored for replay.
+	MaxResponse int
+	// DefaultDomain is the ledger domain of tokens that name none, and
+	// DomainHeader the header a trusted proxy may name it in instead.
+	DefaultDomain, DomainHeader string
+	// Outcomes counts money calls by route and outcome (NewCounters).
+	Outcomes *prometheus.CounterVec
+}
+
+// Counters count the outcomes of one money route.
+type Counters struct {
+	claimed, replayed, reused, inFlight, failClosed, unknown, shed prometheus.Counter
+}
+
+// NewCounters are the counters of route in outcomes, a vector by route and
+// outcome.
+func NewCounters(outcomes *prometheus.CounterVec, route string) *Counters {
+	c := outcomes.MustCurryWith(prometheus.Labels{"route": route})
+	return &Counters{
+		claimed: c.WithLabelValues("claimed"), replayed: c.WithLabelValues("replayed"),
+		reused: c.WithLabelValues("key_reused"), inFlight: c.WithLabelValues("in_flight"),
+		failClosed: c.WithLabelValues("fail_closed"), unknown: c.WithLabelValues("outcome_unknown"),
+		shed: c.WithLabelValues("shed"),
+	}
 }
 
 type writerClient struct {
 	scheme string
 	client *fasthttp.HostClient
-}
-
-func newMoneyDeps(n *Node, cfg *configs.Config, region *configs.Region, dir *ledger.Directory) (*moneyDeps, error) {
-	d := &moneyDeps{directory: dir, defaultDomain: region.DefaultDomain, domainHeader: cfg.Auth.JWT.DomainHeader,
-		maxResponse: int(region.Idempotency.MaxResponseBytes)}
-	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
-		v, err := jwtauth.New(cfg.Auth.JWT)
-		if err != nil {
-			return nil, err
-		}
-		d.verifier = v
-	}
-	var err error
-	if d.store, err = n.g.idempotencyStore(region, cfg); err != nil {
-		return nil, err
-	}
-	return d, nil
 }
 
 // writerClients makes a client per writer of the deployment, with one
@@ -86,109 +111,102 @@ func writerClients(cfg *configs.Config, timeout, connect time.Duration) (map[str
 	return clients, nil
 }
 
-// moneyRoute forwards money calls (bets, wallet, cashier) to the designated
-// writer of the caller's ledger domain, enforcing Idempotency-Key on unsafe
-// methods. Whatever fails, a call is never applied twice by the edge's doing
-// and never sent to two writers: without a single designated writer it
-// fails closed, and a call whose outcome is unknown is not re-sent.
-type moneyRoute struct {
+// Route forwards money calls to the designated writer of the caller's
+// ledger domain, enforcing Idempotency-Key on unsafe methods: the ledger
+// route kind.
+type Route struct {
 	name     string
 	prefix   []byte
 	rewrite  []byte
 	heavy    bool
-	deps     *moneyDeps
-	guard    *keyGuard
-	contract *upstreamContract
+	deps     *Deps
+	guard    *KeyGuard
+	contract *contract.Contract
 	writers  map[string]*writerClient // by URL, with this route's timeouts
-	counts   *moneyCounters
+	counts   *Counters
 }
 
-func newMoneyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
-	if b.Money == nil || b.Money.verifier == nil {
+// NewRoute builds the ledger route rc.
+func NewRoute(rc configs.Route, d *Deps) (*Route, error) {
+	if d == nil {
 		return nil, errors.New("a ledger route needs auth.jwt keys")
 	}
-	m := &moneyRoute{name: rc.Name, prefix: []byte(rc.Match.PathPrefix), heavy: rc.Money.Heavy, deps: b.Money,
-		contract: newUpstreamContract(rc), counts: b.metrics.money(b.Region.Name, b.Node.Name, rc.Name)}
-	m.guard = newKeyGuard(rc.Name, b.Money, true, m.counts)
+	m := &Route{name: rc.Name, prefix: []byte(rc.Match.PathPrefix), heavy: rc.Money.Heavy, deps: d,
+		contract: contract.New(rc), counts: NewCounters(d.Outcomes, rc.Name)}
+	m.guard = NewKeyGuard(rc.Name, d, true, m.counts)
 	if rc.Rewrite != "" {
 		m.rewrite = []byte(rc.Rewrite)
 	}
 	var err error
-	m.writers, err = writerClients(b.Config, rc.Money.Timeout.D(), rc.Money.ConnectTimeout.D())
+	m.writers, err = writerClients(d.Config, rc.Money.Timeout.D(), rc.Money.ConnectTimeout.D())
 	return m, err
 }
 
 // Close drops the route's idle writer connections when its state retires.
-func (m *moneyRoute) Close() {
+func (m *Route) Close() {
 	for _, w := range m.writers {
 		w.client.CloseIdleConnections()
 	}
 }
 
-// Serve implements RouteHandler.
-func (m *moneyRoute) Serve(r *Request) {
-	ctx := r.Ctx
-	req := &ctx.Request
+// Serve implements route.Handler.
+func (m *Route) Serve(r *route.Request) problem.Refusal {
+	req := &r.Ctx.Request
 	d := m.deps
-	claims, ok := m.guard.authenticate(r)
-	if !ok {
-		return
+	claims, f := m.guard.Authenticate(r)
+	if f.Refused() {
+		return f
 	}
 	domain := claims.Domain
-	if domain == "" && d.domainHeader != "" && r.TrustedPeer {
-		domain = string(req.Header.Peek(d.domainHeader))
+	if domain == "" && d.DomainHeader != "" && r.TrustedPeer {
+		domain = string(req.Header.Peek(d.DomainHeader))
 	}
 	if domain == "" {
-		domain = d.defaultDomain
+		domain = d.DefaultDomain
 	}
-	des := d.directory.Lookup(domain)
+	des := d.Directory.Lookup(domain)
 	if des == nil {
-		problem.Write(ctx, problem.UnknownDomain, "ledger domain "+strconv.Quote(domain)+" is not part of this deployment", r.ID)
-		return
+		return problem.Refuse(problem.UnknownDomain, "ledger domain "+strconv.Quote(domain)+" is not part of this deployment")
 	}
 	if !des.OK() {
-		m.failClosed(r, des)
-		return
+		return m.failClosed(des)
 	}
-	if m.heavy && r.Node.degrade.Degraded(domain) {
+	if m.heavy && d.Degradation.Degraded(domain) {
 		// The wallet keeps its capacity for bets while the domain is degraded.
 		m.counts.shed.Inc()
-		problem.Write(ctx, problem.Shed, "ledger domain "+domain+" is degraded; this feature is paused", r.ID)
-		ctx.Response.Header.Set("Retry-After", "5")
-		return
+		return problem.Refusal{Type: problem.Shed, Detail: "ledger domain " + domain + " is degraded; this feature is paused", RetryAfter: "5"}
 	}
-	k, ok := m.guard.claim(r, claims.Subject)
-	if !ok {
-		return
+	k, v := m.guard.Claim(r, claims.Subject)
+	if !v.GoOn() {
+		return v.Answer(r)
 	}
-	m.forward(r, claims.Subject, domain, &k)
+	return m.forward(r, claims.Subject, domain, &k)
 }
 
-func (m *moneyRoute) failClosed(r *Request, des *ledger.Designation) {
+func (m *Route) failClosed(des *ledger.Designation) problem.Refusal {
 	m.counts.failClosed.Inc()
-	problem.Write(r.Ctx, problem.WriterUnavailable, "ledger domain "+des.Domain+": "+string(des.State)+" ("+des.Reason+")", r.ID)
-	r.Ctx.Response.Header.Set("Retry-After", "1")
+	return problem.Refusal{Type: problem.WriterUnavailable, RetryAfter: "1",
+		Detail: "ledger domain " + des.Domain + ": " + string(des.State) + " (" + des.Reason + ")"}
 }
 
 // forward sends the call to the designated writer: a request built from
-// the edge's contract (contract.go), never the client's headers.
-func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
+// the edge's contract (package contract), never the client's headers.
+func (m *Route) forward(r *route.Request, principal, domain string, k *Keyed) problem.Refusal {
 	ctx := r.Ctx
 	d := m.deps
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
-	m.contract.build(out, r, m.prefix, m.rewrite, k.clientKey())
+	m.contract.Build(out, r, m.prefix, m.rewrite, k.ClientKey())
 	h := &out.Header
 	h.Set(httpx.PrincipalHeader, principal)
 	h.Set("Ledger-Domain", domain)
 
 	// Read the designation again right before sending: a change since the
 	// check above must not send the call with the old epoch.
-	des := d.directory.Lookup(domain)
+	des := d.Directory.Lookup(domain)
 	if !des.OK() {
-		k.release(r)
-		m.failClosed(r, des)
-		return
+		k.Release(r)
+		return m.failClosed(des)
 	}
 	wc := m.writers[des.Writer.URL]
 	var eb [20]byte
@@ -209,23 +227,21 @@ func (m *moneyRoute) forward(r *Request, principal, domain string, k *keyed) {
 		}
 		ctx.Response.Reset()
 	}
-	r.Node.degrade.domain(domain).observe(time.Since(sent), err != nil || ctx.Response.StatusCode() >= 500)
+	d.Degradation.Observe(domain, time.Since(sent), err != nil || ctx.Response.StatusCode() >= 500)
 	if err != nil {
-		k.release(r)
+		k.Release(r)
 		if upstream.BeforeSend(err) {
 			m.counts.failClosed.Inc()
-			problem.Write(ctx, problem.WriterUnavailable, "the designated writer of "+domain+" is unreachable", r.ID)
-			ctx.Response.Header.Set("Retry-After", "1")
-			return
+			return problem.Refusal{Type: problem.WriterUnavailable, Detail: "the designated writer of " + domain + " is unreachable", RetryAfter: "1"}
 		}
 		m.counts.unknown.Inc()
-		r.Node.log.Warn("money call outcome unknown", "route", m.name, "domain", domain, "writer", des.Writer.URL,
+		d.Log.Warn("money call outcome unknown", "route", m.name, "domain", domain, "writer", des.Writer.URL,
 			"epoch", des.Writer.Epoch, "error", err, "request_id", string(r.ID))
-		problem.Write(ctx, problem.OutcomeUnknown, "the writer did not confirm the outcome; retry with the same Idempotency-Key", r.ID)
-		return
+		return problem.Refuse(problem.OutcomeUnknown, "the writer did not confirm the outcome; retry with the same Idempotency-Key")
 	}
-	cleanResponse(&ctx.Response)
-	k.finish(r)
+	contract.CleanResponse(&ctx.Response)
+	k.Finish(r)
+	return problem.Refusal{}
 }
 
 // replayable tells which answers are stored and replayed to a retry with
@@ -243,19 +259,4 @@ func replayHeader(k []byte) bool {
 		return false
 	}
 	return true
-}
-
-// moneyCounters count the outcomes of one money route.
-type moneyCounters struct {
-	claimed, replayed, reused, inFlight, failClosed, unknown, shed interface{ Inc() }
-}
-
-func (m *metrics) money(region, node, route string) *moneyCounters {
-	c := m.moneyOutcomes.MustCurryWith(map[string]string{"region": region, "node": node, "route": route})
-	return &moneyCounters{
-		claimed: c.WithLabelValues("claimed"), replayed: c.WithLabelValues("replayed"),
-		reused: c.WithLabelValues("key_reused"), inFlight: c.WithLabelValues("in_flight"),
-		failClosed: c.WithLabelValues("fail_closed"), unknown: c.WithLabelValues("outcome_unknown"),
-		shed: c.WithLabelValues("shed"),
-	}
 }
