@@ -7,6 +7,7 @@
 package problem
 
 import (
+	"net/http"
 	"strconv"
 	"unicode/utf8"
 
@@ -139,6 +140,25 @@ func Write(ctx *fasthttp.RequestCtx, t Type, detail string, requestID []byte) {
 	}
 	b := AppendJSON(resp.Body()[:0], t, detail, requestID, ctx.Path())
 	resp.SetBodyRaw(b)
+}
+
+// WriteHTTP answers a net/http request with problem t: the one writer of
+// hedge's net/http handlers (the admin APIs, the stream pages and LL-HLS).
+// The request's X-Request-Id, which the edge sets to its own id before it
+// hands a request to a net/http handler, is echoed in the body and the
+// response header; a HEAD request gets no body.
+func WriteHTTP(w http.ResponseWriter, r *http.Request, t Type, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	id := r.Header.Get("X-Request-Id")
+	if id != "" {
+		h.Set("X-Request-Id", id)
+	}
+	w.WriteHeader(t.Status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(AppendJSON(nil, t, detail, []byte(id), []byte(r.URL.Path)))
+	}
 }
 
 // AppendJSON appends the problem document to dst.
