@@ -111,7 +111,7 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 		Reason string `json:"reason"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil {
-		adminauth.WriteProblem(w, r, problem.BadRequest, "body: "+err.Error())
+		adminauth.WriteProblem(w, r, problem.BadRequest, `the body is not a promotion: {"domain", "url", "epoch", "reason"}`)
 		return
 	}
 	if body.Domain == "" || body.URL == "" || body.Epoch <= 0 || strings.TrimSpace(body.Reason) == "" {
