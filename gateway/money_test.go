@@ -277,6 +277,11 @@ func TestMoneyProbedDesignation(t *testing.T) {
 	})
 	resp, body := f.bet(t, tok, "p-2", bet)
 	wantProblem(t, resp, body, 503, "writer-unavailable")
+	// The player learns the domain's state; the writers' addresses and
+	// the probes' errors stay in /status and the log.
+	if !strings.Contains(body, `"detail":"ledger domain sea has no designated writer (unknown)"`) || strings.Contains(body, f.seaAddr) {
+		t.Errorf("writer-unavailable detail: want the domain and its state only, got %s", body)
+	}
 	do(t, "POST", "http://"+f.seaAddr+"/admin/role", "", `{"role":"writer","epoch":2}`)
 	waitUntil(t, "sea writer back at epoch 2", 2*time.Second, func() bool {
 		resp, _ := f.bet(t, tok, "p-2", bet)

@@ -183,10 +183,13 @@ func (m *Route) Serve(r *route.Request) problem.Refusal {
 	return m.forward(r, claims.Subject, domain, &k)
 }
 
+// failClosed refuses a call whose domain has no single designated writer.
+// The detail names the state, not the reason: that names writers and
+// their errors, which /status and the log show to operators.
 func (m *Route) failClosed(des *ledger.Designation) problem.Refusal {
 	m.counts.failClosed.Inc()
 	return problem.Refusal{Type: problem.WriterUnavailable, RetryAfter: "1",
-		Detail: "ledger domain " + des.Domain + ": " + string(des.State) + " (" + des.Reason + ")"}
+		Detail: "ledger domain " + des.Domain + " has no designated writer (" + string(des.State) + ")"}
 }
 
 // forward sends the call to the designated writer: a request built from
