@@ -1,17 +1,12 @@
 package waf_test
 
 import (
-	"bufio"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
-	"go.yaml.in/yaml/v3"
 
-	"hedge/configs"
 	"hedge/waf"
 )
 
@@ -25,7 +20,7 @@ routes:
     match: {path_prefix: /api/bets}
     schema: builtin:bet
     acl: {deny: [203.0.113.0/24]}
-    limits: {max_uri_bytes: 64, content_types: [application/json], max_args: 3}
+    limits: {max_uri_bytes: 64, content_types: [application/json], max_args: 6}
     rate_limits:
       - {name: per-player, key: principal, principal: jwt, rate: 1/m, burst: 1}
   - name: tables
@@ -38,60 +33,18 @@ type identity string
 
 func (i identity) Principal() []byte { return []byte(i) }
 
-func verdictGuards(t *testing.T) map[string]*waf.Guard {
-	t.Helper()
-	var cfg configs.Config
-	if err := yaml.Unmarshal([]byte(verdictRoutes), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	configs.ApplyDefaults(&cfg)
-	cache := waf.NewCache()
-	t.Cleanup(cache.Close)
-	var held waf.Held
-	t.Cleanup(held.Release)
-	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
-	out := map[string]*waf.Guard{}
-	for _, r := range cfg.Routes {
-		g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, r, nil, &held)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Name] = g
-	}
-	return out
-}
-
-// verdictRequest is a request as a client sends it: its header block goes
-// through fasthttp's parser.
-func verdictRequest(t *testing.T, client netip.Addr, method, uri, ct, body, userAgent string) *fasthttp.RequestCtx {
-	t.Helper()
-	raw := method + " " + uri + " HTTP/1.1\r\nHost: play.edge.test\r\nUser-Agent: " + userAgent + "\r\nAccept: */*\r\n"
-	if body != "" {
-		raw += "Content-Type: " + ct + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
-	}
-	var req fasthttp.Request
-	if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw + "\r\n"))); err != nil {
-		t.Fatal(err)
-	}
-	req.SetBodyString(body)
-	ctx := &fasthttp.RequestCtx{}
-	ctx.Init(&req, &net.TCPAddr{IP: client.AsSlice(), Port: 40000}, nil)
-	return ctx
-}
-
 // TestGuardReturnsVerdicts: each layer decides and the guard answers
 // nothing — the response stays untouched — while its verdict carries what
 // the edge needs to answer and record the refusal: status, problem type,
 // detail, headers and the event naming the layer and rule.
 func TestGuardReturnsVerdicts(t *testing.T) {
-	gs := verdictGuards(t)
-	client := netip.MustParseAddr("198.51.100.7")
+	gs := testGuards(t, testConfig(t, verdictRoutes), testListener, nil, nil)
+	client := benchClient // a browser's headers, from benchRequest
 	denied := netip.MustParseAddr("203.0.113.9")
 	bet := `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker"}`
-	type request struct {
-		method, uri, ct, body string
-	}
-	betReq := request{"POST", "/api/bets", "application/json", bet}
+	scanner := "sqlmap/1.7.2#stable (https://sqlmap.org)"
+	type request = benchRequest
+	betReq := request{method: "POST", uri: "/api/bets", ct: "application/json", body: bet}
 	cases := []struct {
 		name   string
 		route  string
@@ -105,17 +58,19 @@ func TestGuardReturnsVerdicts(t *testing.T) {
 		header string // a header the answer must carry
 	}{
 		{"route ACL", "bets", denied, betReq, nil, 403, "address-denied", waf.LayerACL, "", ""},
-		{"URI length", "bets", client, request{"POST", "/api/bets?" + strings.Repeat("a", 80), "application/json", bet}, nil,
+		{"URI length", "bets", client, request{method: "POST", uri: "/api/bets?" + strings.Repeat("a", 80), ct: "application/json", body: bet}, nil,
 			414, "uri-too-long", waf.LayerShape, "max_uri_bytes", ""},
-		{"content type", "bets", client, request{"POST", "/api/bets", "text/plain", "x"}, nil,
+		{"content type", "bets", client, request{method: "POST", uri: "/api/bets", ct: "text/plain", body: "x"}, nil,
 			415, "unsupported-media-type", waf.LayerShape, "content_types", "Accept-Post"},
-		{"argument count", "bets", client, request{"POST", "/api/bets?a=1&b=2&c=3&d=4", "application/json", bet}, nil,
+		// The browser's four cookies and three parameters: seven arguments.
+		{"argument count", "bets", client, request{method: "POST", uri: "/api/bets?a=1&b=2&c=3", ct: "application/json", body: bet}, nil,
 			400, "too-many-args", waf.LayerShape, "max_args", ""},
 		// (Past the rate limits: each from a player of its own.)
-		{"schema", "bets", client, request{"POST", "/api/bets", "application/json", `{"table":"bacc-07","amount":"1.00","currency":"euro","selection":"banker"}`},
+		{"schema", "bets", client, request{method: "POST", uri: "/api/bets", ct: "application/json",
+			body: `{"table":"bacc-07","amount":"1.00","currency":"euro","selection":"banker"}`},
 			identity("player-schema"), 422, "schema-violation", waf.LayerSchema, "", ""},
-		{"rule engine", "bets", client, request{"POST", "/api/bets", "application/json",
-			`{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","comment":"1' UNION SELECT password FROM users --"}`},
+		{"rule engine", "bets", client, request{method: "POST", uri: "/api/bets", ct: "application/json",
+			body: `{"table":"bacc-07","amount":"1.00","currency":"EUR","selection":"banker","comment":"1' UNION SELECT password FROM users --"}`},
 			identity("player-crs"), 403, "request-blocked", waf.LayerCRS, "", ""},
 		// Principal limits key by the identity the edge established: the
 		// first bet of player-1 passes (burst 1), the second is over, and
@@ -125,17 +80,14 @@ func TestGuardReturnsVerdicts(t *testing.T) {
 		{"principal rate limit, another player", "bets", client, betReq, identity("player-2"), 0, "", "", "", "RateLimit"},
 		// A stream route's LL-HLS polls under its own prefix skip the rule
 		// engine; the same scanner elsewhere on the route does not.
-		{"LL-HLS under the route's prefix", "tables", client, request{"GET", "/tables/bacc-07/hls/index.m3u8", "", ""},
+		{"LL-HLS under the route's prefix", "tables", client, request{method: "GET", uri: "/tables/bacc-07/hls/index.m3u8", userAgent: scanner},
 			nil, 0, "", "", "", ""},
-		{"a scanner off the LL-HLS shape", "tables", client, request{"GET", "/tables/bacc-07/play.json", "", ""},
+		{"a scanner off the LL-HLS shape", "tables", client, request{method: "GET", uri: "/tables/bacc-07/play.json", userAgent: scanner},
 			nil, 403, "request-blocked", waf.LayerCRS, "", ""},
 	}
 	for _, c := range cases {
-		ua := "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/128.0"
-		if c.route == "tables" {
-			ua = "sqlmap/1.7.2#stable (https://sqlmap.org)"
-		}
-		ctx := verdictRequest(t, c.client, c.req.method, c.req.uri, c.req.ct, c.req.body, ua)
+		c.req.name = c.name
+		ctx := c.req.ctx(t)
 		pass, v := gs[c.route].Admit(ctx, []byte("req-1"), c.client, c.who)
 		if got := ctx.Response.StatusCode(); got != 200 || len(ctx.Response.Body()) > 0 {
 			t.Errorf("%s: the guard answered (%d %q); it must only decide", c.name, got, ctx.Response.Body())
