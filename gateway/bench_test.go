@@ -12,11 +12,9 @@ import (
 var betBody = []byte(`{"table":"bacc-07","amount":"12.50","currency":"EUR","selection":"banker","note":"` +
 	strings.Repeat("x", 200-88) + `"}`)
 
-// BenchmarkProxyPath runs the whole edge handler for a bet — request id,
-// client address, routing, header rewriting, proxying to a real upstream on
-// loopback, metrics and the access log — and reports allocations per
-// request. The upstream is fasthttp, so its own allocations are near zero.
-func BenchmarkProxyPath(b *testing.B) {
+// benchWriter is a writer on loopback that books every bet: fasthttp, so
+// its own allocations are near zero. It stops when the benchmark ends.
+func benchWriter(b *testing.B) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -27,11 +25,19 @@ func BenchmarkProxyPath(b *testing.B) {
 		ctx.SetBodyString(`{"bet_id":"sea-1-000001","balance":"987.50"}`)
 	}}
 	go up.Serve(ln)
-	defer up.Shutdown()
+	b.Cleanup(func() { up.Shutdown() })
+	return ln.Addr().String()
+}
 
+// BenchmarkProxyPath runs the whole edge handler for a bet — request id,
+// client address, routing, header rewriting, proxying to a real upstream on
+// loopback, metrics and the access log — and reports allocations per
+// request. The upstream is fasthttp, so its own allocations are near zero.
+func BenchmarkProxyPath(b *testing.B) {
+	addr := benchWriter(b)
 	cfg := strings.Replace(baseConfig, "log: {level: debug, access: {enabled: false}}",
 		"log: {level: warn, access: {enabled: true, path: {{DATA}}/access.log}}", 1)
-	e := startEdge(b, cfg, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
+	e := startEdge(b, cfg, "{{L1}}", addr, "{{G1}}", addr, "{{G2}}", addr)
 	n := e.g.Nodes()[0]
 	var el *edgeListener
 	for _, l := range n.listeners {
@@ -63,20 +69,20 @@ func BenchmarkProxyPath(b *testing.B) {
 // completion in the memory store, the designation, the upstream request
 // built from the edge's contract, proxying to a real writer on loopback —
 // and reports allocations per request.
-func BenchmarkMoneyPath(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetStatusCode(201)
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"bet_id":"sea-1-000001","balance":"987.50"}`)
-	}}
-	go up.Serve(ln)
-	defer up.Shutdown()
-	addr := ln.Addr().String()
-	e := startEdgeNode(b, contractConfig, "sea", "sea-1", "{{WRITER}}", addr, "{{RAIL}}", addr, "{{GAMES}}", addr)
+func BenchmarkMoneyPath(b *testing.B) { benchMoney(b, contractConfig) }
+
+// BenchmarkMoneyPathPlayerLimit is BenchmarkMoneyPath with a per-player
+// rate limit on the route, as the demo's bets have: the protective layer
+// keys it by the principal, which the route reads too — the token is
+// verified once for both.
+func BenchmarkMoneyPathPlayerLimit(b *testing.B) {
+	benchMoney(b, strings.Replace(contractConfig, "    money: {timeout: 2s}\n",
+		"    money: {timeout: 2s}\n    rate_limits: [{name: per-player, key: principal, principal: jwt, rate: 1000000/s, burst: 1000000}]\n", 1))
+}
+
+func benchMoney(b *testing.B, cfg string) {
+	addr := benchWriter(b)
+	e := startEdgeNode(b, cfg, "sea", "sea-1", "{{WRITER}}", addr, "{{RAIL}}", addr, "{{GAMES}}", addr)
 	var el *edgeListener
 	for _, l := range e.g.Nodes()[0].listeners {
 		el = l

@@ -101,14 +101,7 @@ routes:
   - name: games
     match: {path_prefix: /}
     pool: games
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
+` + seaListener + `            tls: {mode: off}
             trusted_proxies: [127.0.0.3/32]
             limits: {max_conns_per_ip: 3}
         admin: {address: {{ADMIN}}}

@@ -254,13 +254,7 @@ func TestDNSAdminProblems(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "not-a-dir"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-regions:
+	cfg := testHead + `regions:
   - name: sea
     nodes:
       - name: sea-1

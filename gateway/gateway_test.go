@@ -157,6 +157,29 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
 }
 
+// testHead starts most test configurations: a data directory of the
+// test's own, the protective layer off (protect_test.go tests it), no
+// access log, the admin API open to loopback, a short drain and shutdown.
+const testHead = `
+data_dir: {{DATA}}
+waf: {mode: off}
+log: {access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+`
+
+// seaListener begins the regions of a one-node configuration: node sea-1
+// of region sea, its listener public on {{EDGE}}; the listener's other
+// settings follow.
+const seaListener = `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+`
+
 const baseConfig = `
 data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).
@@ -176,14 +199,7 @@ routes:
   - name: slow
     match: {path_prefix: /slow}
     pool: games
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
+` + seaListener + `            tls: {mode: off}
             limits: {max_header_bytes: 4KiB}
         admin: {address: {{ADMIN}}}
     pools:
@@ -251,6 +267,25 @@ func wantProblem(t *testing.T, resp *http.Response, body string, status int, slu
 	}
 	if p.RequestID == "" || p.RequestID != resp.Header.Get("X-Request-Id") {
 		t.Fatalf("request id: body %q, header %q", p.RequestID, resp.Header.Get("X-Request-Id"))
+	}
+}
+
+// pathProblem is a GET a test expects a problem for.
+type pathProblem struct {
+	path   string
+	status int
+	slug   string
+}
+
+// wantProblems GETs base+path for each case, with the headers hdr, and
+// wants its problem; each case is a subtest named by its path.
+func wantProblems(t *testing.T, base string, cases []pathProblem, hdr ...string) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			resp, body := do(t, "GET", base+c.path, "", "", hdr...)
+			wantProblem(t, resp, body, c.status, c.slug)
+		})
 	}
 }
 

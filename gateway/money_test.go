@@ -22,21 +22,18 @@ import (
 
 const moneySecret = "test-secret-0123456789abcdef-0123456789"
 
-// moneyConfig: one node in sea; ledger domains sea (writer in sea) and eu
-// (writer in eu), each a real ledger simulator.
-const moneyConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-auth:
+// testJWT is how the money tests' players authenticate: tokens signed with
+// moneySecret (token()).
+const testJWT = `auth:
   jwt:
     issuer: hedge-test
     audience: [play.edge.test]
     keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
-ledger:
+`
+
+// moneyConfig: one node in sea; ledger domains sea (writer in sea) and eu
+// (writer in eu), each a real ledger simulator.
+const moneyConfig = testHead + testJWT + `ledger:
   probe: {enabled: {{PROBE}}, interval: 50ms, timeout: 40ms, fall: 1}
 routes:
   - name: bets
@@ -421,18 +418,7 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 
 // railsConfig: a cashier in front of two independent payment rails (a
 // failover pool: rail-a first), each deduplicating only its own deposits.
-const railsConfig = `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-auth:
-  jwt:
-    issuer: hedge-test
-    audience: [play.edge.test]
-    keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
-routes:
+const railsConfig = testHead + testJWT + `routes:
   - name: cashier
     match: {path_prefix: /cashier/deposit, methods: [POST]}
     pool: cashier
