@@ -235,7 +235,9 @@ func BenchmarkServeParsed(b *testing.B) {
 	// (ctx.Init would allocate a stand-in connection per request).
 	ctx.Init2(benchConn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}, nil, false)
 	b.ReportAllocs()
+	n, cpu := 0, cpuClock()
 	for b.Loop() {
+		n++
 		src.Reset(raw)
 		br.Reset(src)
 		ctx.Request.Reset()
@@ -248,6 +250,7 @@ func BenchmarkServeParsed(b *testing.B) {
 			b.Fatalf("want 200, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
+	reportCPU(b, cpu, n)
 }
 
 // benchConn stands for a client connection in handler benchmarks: only its
