@@ -50,6 +50,28 @@ func benchWriter(b *testing.B) string {
 	return ln.Addr().String()
 }
 
+var benchRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+
+// serveBet runs the edge handler of el for a bet (with the Authorization
+// auth, when not empty, and Idempotency-Key key) and wants the writer's 201.
+func serveBet(b *testing.B, el *edgeListener, ctx *fasthttp.RequestCtx, req *fasthttp.Request, auth string, key []byte) {
+	req.Reset()
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("/api/bets")
+	req.Header.SetHost("play.edge.test")
+	req.Header.SetContentType("application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.SetBytesV("Idempotency-Key", key)
+	req.SetBody(betBody)
+	ctx.Init(req, benchRemote, nil)
+	el.serve(ctx)
+	if ctx.Response.StatusCode() != 201 {
+		b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+}
+
 // BenchmarkProxyPath runs the whole edge handler for a bet — request id,
 // client address, routing, header rewriting, proxying to a real upstream on
 // loopback, metrics and the access log — and reports allocations per
@@ -63,7 +85,6 @@ func BenchmarkProxyPath(b *testing.B) {
 	for _, l := range e.g.Nodes()[0].listeners {
 		el = l
 	}
-	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 	var req fasthttp.Request
 	var ctx fasthttp.RequestCtx
 	b.ReportAllocs()
@@ -71,18 +92,7 @@ func BenchmarkProxyPath(b *testing.B) {
 	n, cpu := 0, cpuClock()
 	for b.Loop() {
 		n++
-		req.Reset()
-		req.Header.SetMethod("POST")
-		req.SetRequestURI("/api/bets")
-		req.Header.SetHost("play.edge.test")
-		req.Header.SetContentType("application/json")
-		req.Header.Set("Idempotency-Key", "0b6e2f8c-5d7a-4d0e-9a51-3f2a0c9e8b11")
-		req.SetBody(betBody)
-		ctx.Init(&req, remote, nil)
-		el.serve(&ctx)
-		if ctx.Response.StatusCode() != 201 {
-			b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-		}
+		serveBet(b, el, &ctx, &req, "", []byte("0b6e2f8c-5d7a-4d0e-9a51-3f2a0c9e8b11"))
 	}
 	reportCPU(b, cpu, n)
 }
@@ -111,7 +121,6 @@ func benchMoney(b *testing.B, cfg string) {
 		el = l
 	}
 	auth := "Bearer " + token(b, "player-1", "")
-	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 	var req fasthttp.Request
 	var ctx fasthttp.RequestCtx
 	var key [40]byte
@@ -124,19 +133,7 @@ func benchMoney(b *testing.B, cfg string) {
 		for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
 			key[j] = byte('0' + n%10)
 		}
-		req.Reset()
-		req.Header.SetMethod("POST")
-		req.SetRequestURI("/api/bets")
-		req.Header.SetHost("play.edge.test")
-		req.Header.SetContentType("application/json")
-		req.Header.Set("Authorization", auth)
-		req.Header.SetBytesV("Idempotency-Key", key[:36])
-		req.SetBody(betBody)
-		ctx.Init(&req, remote, nil)
-		el.serve(&ctx)
-		if ctx.Response.StatusCode() != 201 {
-			b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-		}
+		serveBet(b, el, &ctx, &req, auth, key[:36])
 	}
 	reportCPU(b, cpu, i)
 }
