@@ -18,6 +18,7 @@ import (
 	"hedge/configs"
 	"hedge/internal/adminauth"
 	"hedge/internal/health"
+	"hedge/internal/problem"
 )
 
 // Status is the DNS part of GET /status.
@@ -183,7 +184,7 @@ func (s *Server) Routes(mux *http.ServeMux) {
 		return adminauth.RequireFunc(configs.RoleOperate, func(w http.ResponseWriter, r *http.Request) {
 			node := r.PathValue("node")
 			if err := s.SetEdgeDraining(node, on, "drain announced by "+node+" ("+caller(r)+")"); err != nil {
-				writeError(w, http.StatusNotFound, err)
+				adminauth.WriteProblem(w, r, problem.NotFound, err.Error())
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"node": node, "draining": on})
@@ -196,16 +197,23 @@ func (s *Server) Routes(mux *http.ServeMux) {
 		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("body: %w", err))
+			adminauth.WriteProblem(w, r, problem.BadRequest, `the body is not an override: {"region", "mode": "in", "out" or "clear", "reason"}`)
 			return
 		}
 		o.By = caller(r)
 		if err := s.Override(r.PathValue("name"), o); err != nil {
-			status := http.StatusUnprocessableEntity
-			if errors.Is(err, ErrNotFound) {
-				status = http.StatusNotFound
+			// Bodies never carry internal error text: what the request got
+			// wrong (Override checks it before anything else) is said in
+			// Override's words; anything else is logged.
+			switch {
+			case errors.Is(err, ErrNotFound):
+				adminauth.WriteProblem(w, r, problem.NotFound, err.Error())
+			case o.Mode != "in" && o.Mode != "out" && o.Mode != "clear", strings.TrimSpace(o.Reason) == "":
+				adminauth.WriteProblem(w, r, problem.UnprocessableInput, err.Error())
+			default:
+				s.log.Error("dns override failed", "service", r.PathValue("name"), "error", err)
+				adminauth.WriteProblem(w, r, problem.Internal, "")
 			}
-			writeError(w, status, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, s.Status())
@@ -229,16 +237,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
-}
-
-// writeError answers with problem+json, as everything hedge writes itself.
-func writeError(w http.ResponseWriter, status int, err error) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{
-		"type": "https://hedge.dev/problems/dns-admin", "title": http.StatusText(status), "status": status, "detail": err.Error(),
-	})
 }
 
 // PushDrain tells the DNS server behind adminURL (http(s)://host:port)

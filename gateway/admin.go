@@ -15,6 +15,7 @@ import (
 	"hedge/configs"
 	"hedge/dnsfail"
 	"hedge/gateway/ledger"
+	"hedge/gateway/live"
 	"hedge/internal/adminauth"
 	"hedge/internal/certs"
 	"hedge/internal/health"
@@ -90,7 +91,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 			if errors.As(err, &ce) {
 				detail = "invalid configuration:\n" + ce.Error()
 			}
-			writeProblem(w, r, problem.UnprocessableInput, "reload rejected; the running configuration keeps serving: "+detail)
+			adminauth.WriteProblem(w, r, problem.UnprocessableInput, "reload rejected; the running configuration keeps serving: "+detail)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
@@ -102,7 +103,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	operate("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
 	operate("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, problem.NotFound, "")
+		adminauth.WriteProblem(w, r, problem.NotFound, "")
 	})
 }
 
@@ -128,13 +129,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.Encode(v)
 }
 
-func writeProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
-	w.Header().Set("Content-Type", problem.ContentType)
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(t.Status)
-	w.Write(problem.AppendJSON(nil, t, detail, nil, []byte(r.URL.Path)))
-}
-
 // Status is what GET /status reports about a node.
 type Status struct {
 	Deployment string           `json:"deployment"`
@@ -153,7 +147,7 @@ type Status struct {
 	// Protection is the protective layer: WAF per route, ACLs, limits.
 	Protection ProtectionStatus `json:"protection"`
 	// Streams is the node's live streams, if it serves any.
-	Streams *StreamStatus `json:"streams,omitempty"`
+	Streams *live.Status `json:"streams,omitempty"`
 }
 
 // ListenerStatus describes one edge listener.
@@ -191,7 +185,7 @@ func (n *Node) Status() Status {
 		DNS: n.g.dnsStatus(n.name),
 	}
 	s.Protection = n.protectionStatus(st)
-	s.Streams = streamStatus(n.region, n.name)
+	s.Streams = n.live.Status()
 	for _, lc := range st.node.Listeners {
 		ls := ListenerStatus{Name: lc.Name, Address: lc.Address, TLS: string(lc.TLS.Mode)}
 		if l := st.listeners[lc.Name]; l != nil && l.certs != nil {

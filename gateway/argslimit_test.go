@@ -29,14 +29,7 @@ routes:
     pool: games
     schema: {{SCHEMA}}
     limits: {content_types: [application/json], max_args: 2}
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
+` + seaListener + `            tls: {mode: off}
             limits: {max_args: 4}
         admin: {address: {{ADMIN}}}
     pools:

@@ -33,12 +33,7 @@ waf: {mode: off}
 log: {access: {enabled: false}}
 admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-auth:
-  jwt:
-    issuer: hedge-test
-    audience: [play.edge.test]
-    keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
-ledger:
+` + testJWT + `ledger:
   probe: {enabled: true, interval: 50ms, timeout: 40ms, fall: 1}
 routes:
   - name: bets

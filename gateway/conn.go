@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/internal/httpx"
 )
 
 // The edge's connections, below HTTP: a cap on the open connections of one
@@ -169,11 +171,11 @@ func (c *sniConn) serverName() []byte {
 // Connections without SNI (clients that dialled an IP literal) and from
 // trusted proxies (which may name the origin in their SNI and forward the
 // client's Host) are not checked.
-func misdirected(ctx *fasthttp.RequestCtx, r *Request) bool {
+func misdirected(ctx *fasthttp.RequestCtx, trustedPeer bool) bool {
 	sc, ok := ctx.Conn().(*sniConn)
-	if !ok || r.TrustedPeer {
+	if !ok || trustedPeer {
 		return false
 	}
 	name := sc.serverName()
-	return len(name) > 0 && !equalFoldASCII(hostOnly(ctx.Request.Header.Host()), name)
+	return len(name) > 0 && !httpx.EqualFoldLower(hostOnly(ctx.Request.Header.Host()), name)
 }

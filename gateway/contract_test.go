@@ -16,18 +16,7 @@ import (
 // contractConfig: a ledger route whose writer, a cashier route whose rail
 // and a plain proxy route whose pool are all recorders, so a test sees
 // exactly what the edge sent upstream.
-const contractConfig = `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-auth:
-  jwt:
-    issuer: hedge-test
-    audience: [play.edge.test]
-    keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
-routes:
+const contractConfig = testHead + testJWT + `routes:
   - name: bets
     kind: ledger
     match: {path_prefix: /api/bets, methods: [POST]}

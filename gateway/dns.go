@@ -133,7 +133,7 @@ func (g *Gateway) runs(node string) bool {
 func (g *Gateway) dnsAdmin(w http.ResponseWriter, r *http.Request) {
 	d := g.dns.cur.Load()
 	if d == nil {
-		writeProblem(w, r, problem.NotFound, "this process serves no DNS")
+		adminauth.WriteProblem(w, r, problem.NotFound, "this process serves no DNS")
 		return
 	}
 	d.mux.ServeHTTP(w, r)

@@ -242,3 +242,57 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		t.Fatalf("/admin/dns on a node without DNS: want 404, got %d", code)
 	}
 }
+
+// The DNS admin API, served on the gateway's admin listener, answers with
+// problems from the registry like every other endpoint, and their bodies
+// never carry internal error text: a decoder's message or an audit file
+// that cannot be written is not the client's business (it is logged).
+func TestDNSAdminProblems(t *testing.T) {
+	dir := t.TempDir()
+	// The audit file's directory is a regular file: every override that
+	// passes its checks fails to be audited.
+	if err := os.WriteFile(filepath.Join(dir, "not-a-dir"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testHead + `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        advertise: [127.0.0.11]
+        listeners: [{address: "{{EDGE}}", tls: {mode: "off"}}]
+        admin: {address: "{{ADMIN}}"}
+        dns: {address: "{{DNS}}"}
+dns:
+  audit_file: ` + filepath.Join(dir, "not-a-dir", "dns.jsonl") + `
+  zones:
+    - name: edge.test.
+      ns: [ns1.edge.test.]
+      services:
+        - {name: play, policy: all, health: {interval: 10s, timeout: 1s, fall: 2}}
+`
+	e := startEdge(t, cfg, "{{DNS}}", freeAddr(t))
+	cases := []struct {
+		name, path, body string
+		status           int
+		slug             string
+	}{
+		{"unknown service", "/admin/dns/services/nosuch.edge.test/override", `{"region":"sea","mode":"out","reason":"x"}`, 404, "no-route"},
+		{"unknown edge", "/admin/dns/edges/mars-1/drain", "", 404, "no-route"},
+		{"a mode that is none", "/admin/dns/services/play.edge.test/override", `{"region":"sea","mode":"sideways","reason":"x"}`, 422, "invalid-input"},
+		{"an unknown field", "/admin/dns/services/play.edge.test/override", `{"region":"sea","mode":"out","reason":"x","extra":1}`, 400, "bad-request"},
+		{"not JSON", "/admin/dns/services/play.edge.test/override", `{"region":`, 400, "bad-request"},
+		{"the audit fails", "/admin/dns/services/play.edge.test/override", `{"region":"sea","mode":"out","reason":"drill"}`, 500, "internal"},
+	}
+	for _, c := range cases {
+		resp, body := do(t, "POST", e.admin+c.path, "", c.body)
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" ||
+			!strings.Contains(body, `"type":"urn:hedge:problem:`+c.slug+`"`) {
+			t.Errorf("%s: want %d problem+json %s, got %d %s %s", c.name, c.status, c.slug, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+		for _, leak := range []string{"json:", "invalid character", "unexpected EOF", "not a directory", "not-a-dir", dir} {
+			if strings.Contains(body, leak) {
+				t.Errorf("%s: the body carries internal error text (%q): %s", c.name, leak, body)
+			}
+		}
+	}
+}

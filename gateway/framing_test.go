@@ -60,15 +60,18 @@ func pipelined(t *testing.T, addr, first, second string) (answers []*http.Respon
 }
 
 // seenPath reports whether an upstream received a request for path.
-func (u *upstreamRecorder) seenPath(path string) bool {
+func (u *upstreamRecorder) seenPath(path string) bool { return u.request(path) != nil }
+
+// request is the last request for path the upstream received, or nil.
+func (u *upstreamRecorder) request(path string) *http.Request {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, r := range u.seen {
-		if r.URL.Path == path {
-			return true
+	for i := len(u.seen) - 1; i >= 0; i-- {
+		if u.seen[i].URL.Path == path {
+			return u.seen[i]
 		}
 	}
-	return false
+	return nil
 }
 
 // The edge refuses every request whose framing it cannot vouch for, before
@@ -232,7 +235,9 @@ func BenchmarkServeParsed(b *testing.B) {
 	// (ctx.Init would allocate a stand-in connection per request).
 	ctx.Init2(benchConn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}, nil, false)
 	b.ReportAllocs()
+	n, cpu := 0, cpuClock()
 	for b.Loop() {
+		n++
 		src.Reset(raw)
 		br.Reset(src)
 		ctx.Request.Reset()
@@ -245,6 +250,7 @@ func BenchmarkServeParsed(b *testing.B) {
 			b.Fatalf("want 200, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 		}
 	}
+	reportCPU(b, cpu, n)
 }
 
 // benchConn stands for a client connection in handler benchmarks: only its

@@ -1,7 +1,14 @@
-// Package gateway is hedge's HTTP edge: listeners, TLS, routing, upstream
-// pools and their health, proxying, the admin API and metrics. A Gateway
-// runs one or more edge nodes of a deployment in one process (one in
-// production; all of them in the demo).
+// Package gateway is hedge's HTTP edge: listeners, TLS, routing, the proxy
+// route kind over upstream pools, the protective layer's wiring, the admin
+// API and metrics. A Gateway runs one or more edge nodes of a deployment in
+// one process (one in production; all of them in the demo), and owns all
+// they run.
+//
+// The request path is handler.go: each request is matched to a route, the
+// route's waf.Guard returns its verdict, the route's handler (a route.Handler:
+// proxy here, ledger in package money, stream in package live) serves it,
+// and every refusal is written in one place, answer. What the edge sends
+// upstream is package contract.
 package gateway
 
 import (
@@ -255,14 +262,13 @@ func (g *Gateway) closeAll() {
 			n.admin.close()
 		}
 		if n.degrade != nil {
-			n.degrade.close()
-			n.degrade = nil
+			n.degrade.Close()
 		}
 		n.mu.Unlock()
 		if st := n.state.Load(); st != nil {
 			st.close()
 		}
-		closeStreams(n.region, n.name)
+		_ = n.live.Close()
 	}
 	g.wafCache.Close()
 	for _, rs := range g.stores {

@@ -157,6 +157,29 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
 }
 
+// testHead starts most test configurations: a data directory of the
+// test's own, the protective layer off (protect_test.go tests it), no
+// access log, the admin API open to loopback, a short drain and shutdown.
+const testHead = `
+data_dir: {{DATA}}
+waf: {mode: off}
+log: {access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+`
+
+// seaListener begins the regions of a one-node configuration: node sea-1
+// of region sea, its listener public on {{EDGE}}; the listener's other
+// settings follow.
+const seaListener = `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+`
+
 const baseConfig = `
 data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).
@@ -176,14 +199,7 @@ routes:
   - name: slow
     match: {path_prefix: /slow}
     pool: games
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
+` + seaListener + `            tls: {mode: off}
             limits: {max_header_bytes: 4KiB}
         admin: {address: {{ADMIN}}}
     pools:
@@ -254,6 +270,25 @@ func wantProblem(t *testing.T, resp *http.Response, body string, status int, slu
 	}
 }
 
+// pathProblem is a GET a test expects a problem for.
+type pathProblem struct {
+	path   string
+	status int
+	slug   string
+}
+
+// wantProblems GETs base+path for each case, with the headers hdr, and
+// wants its problem; each case is a subtest named by its path.
+func wantProblems(t *testing.T, base string, cases []pathProblem, hdr ...string) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.path, func(t *testing.T) {
+			resp, body := do(t, "GET", base+c.path, "", "", hdr...)
+			wantProblem(t, resp, body, c.status, c.slug)
+		})
+	}
+}
+
 func TestProxyForwardsAndRewrites(t *testing.T) {
 	f := newFixture(t)
 	resp, body := do(t, "POST", f.edge.url+"/api/bets?x=1", "", `{"amount":"1.00"}`,
@@ -286,6 +321,57 @@ func TestProxyForwardsAndRewrites(t *testing.T) {
 	}
 	if resp.Header.Get("X-Upstream") != "l1" {
 		t.Error("end-to-end response header lost")
+	}
+}
+
+// TestHopByHopRemoved: what is meant for one connection never reaches the
+// upstream — the fixed hop-by-hop headers and every header a Connection
+// header names, however many it names and however many Connection headers
+// the request has — while a chunked body still arrives whole.
+func TestHopByHopRemoved(t *testing.T) {
+	f := newFixture(t)
+	addr := strings.TrimPrefix(f.edge.url, "http://")
+	var many, named strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&many, "X-Hop-%02d, ", i)
+		fmt.Fprintf(&named, "X-Hop-%02d: %d\r\n", i, i)
+	}
+	long := "X-" + strings.Repeat("L", 100)
+	cases := []struct {
+		name, headers string
+		gone          []string
+	}{
+		{"the fixed hop-by-hop headers", "Keep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: keep-alive\r\nProxy-Authorization: Basic eA==\r\n",
+			[]string{"Keep-Alive", "TE", "Upgrade", "Proxy-Connection", "Proxy-Authorization"}},
+		{"forty names in one Connection header", "Connection: keep-alive, " + many.String() + "X-Last\r\n" + named.String() + "X-Last: 1\r\n",
+			[]string{"X-Hop-00", "X-Hop-17", "X-Hop-39", "X-Last", "Connection"}},
+		{"names in a second Connection header", "Connection: keep-alive\r\nConnection: X-Second\r\nX-Second: 1\r\n", []string{"X-Second"}},
+		{"a name longer than 64 bytes", "Connection: " + long + "\r\n" + long + ": 1\r\n", []string{long}},
+	}
+	for i, c := range cases {
+		path := fmt.Sprintf("/games/hop-%d", i)
+		raw := "POST " + path + " HTTP/1.1\r\nHost: play.edge.test\r\n" + c.headers + "X-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+		resp, body := rawRequest(t, addr, raw)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: want 200, got %d %s", c.name, resp.StatusCode, body)
+			continue
+		}
+		up := f.g1.request(path)
+		if up == nil {
+			up = f.g2.request(path)
+		}
+		for _, h := range c.gone {
+			if v := up.Header.Get(h); v != "" {
+				t.Errorf("%s: the upstream saw %s: %q, want it removed", c.name, h, v)
+			}
+		}
+		if up.Header.Get("X-Kept") != "yes" {
+			t.Errorf("%s: an end-to-end header was removed: X-Kept = %q", c.name, up.Header.Get("X-Kept"))
+		}
+		if b := readBody(t, up); b != "hello world" {
+			t.Errorf("%s: the upstream got the body %q, want %q", c.name, b, "hello world")
+		}
 	}
 }
 

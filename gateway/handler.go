@@ -13,40 +13,44 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"hedge/gateway/contract"
+	"hedge/gateway/route"
 	"hedge/internal/httpx"
 	"hedge/internal/problem"
 	"hedge/waf"
 )
 
-// Request is one request on its way through the edge: what the earlier steps
-// established (id, client address, route) for the later ones. It is pooled:
-// nothing may keep it, or the fasthttp context, after Serve returns.
-type Request struct {
-	Ctx *fasthttp.RequestCtx
-	// ID is the X-Request-Id, propagated when the client sent a valid one.
-	ID []byte
-	// Client is the client's address as established from trusted proxies.
-	Client netip.Addr
-	// Peer is the address of the connection's other end.
-	Peer netip.Addr
-	// TrustedPeer reports whether the peer's forwarding headers are believed.
-	TrustedPeer bool
-	// Proto is the scheme the client used ("https" or "http").
-	Proto string
-	Route *Route
-	Node  *Node
-
-	// Upstream and Attempts are filled in by proxying, for the access log.
-	Upstream string
-	Attempts int
-
-	listener  *listenerState
+// request is one request on its way through the edge: what route kinds
+// see of it (route.Request), the route it matched, and the buffers behind
+// its id, client address and path. It is pooled: nothing may keep it, or
+// the fasthttp context, after serve returns.
+type request struct {
+	route.Request
+	matched   *Route
 	idBuf     [64]byte
 	clientBuf [48]byte
 	pathBuf   [256]byte
 }
 
-var requestPool = sync.Pool{New: func() any { return new(Request) }}
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+// answer writes a refusal as problem+json: the one place the HTTP edge
+// writes a problem. Layers decide — the protective layer's verdicts, the
+// routes' and the key guard's refusals, the edge's own checks — and the
+// edge answers.
+func answer(ctx *fasthttp.RequestCtx, f problem.Refusal, id []byte) {
+	problem.Write(ctx, f.Type, f.Detail, id)
+	h := &ctx.Response.Header
+	if f.RetryAfter != "" {
+		h.Set(fasthttp.HeaderRetryAfter, f.RetryAfter)
+	}
+	if f.Header != "" {
+		h.Set(f.Header, f.Value)
+	}
+	if f.Close {
+		ctx.SetConnectionClose()
+	}
+}
 
 // serve is the fasthttp handler of one edge listener.
 func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
@@ -55,15 +59,12 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	ls := st.listeners[l.name]
 	if ls == nil {
 		// A reload removed this listener; it is shutting down. Finish the
-		// connection politely. (problem.Write resets the response, so the
-		// close is set after it.)
-		problem.Write(ctx, problem.Draining, "this listener is closing", nil)
-		ctx.Response.Header.Set("Retry-After", "1")
-		ctx.SetConnectionClose()
+		// connection politely.
+		answer(ctx, problem.Refusal{Type: problem.Draining, Detail: "this listener is closing", RetryAfter: "1", Close: true}, nil)
 		return
 	}
-	r := requestPool.Get().(*Request)
-	*r = Request{Ctx: ctx, Node: n, listener: ls, Proto: "http"}
+	r := requestPool.Get().(*request)
+	*r = request{Request: route.Request{Ctx: ctx, Proto: "http", Verifier: st.verifier}}
 	if ls.tls {
 		r.Proto = "https"
 	}
@@ -98,8 +99,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		// Framing is the edge's to decide, before any route: where this
 		// request ends is uncertain, so nothing after it on the connection
 		// can be trusted to be a request (RFC 9112 §6.3).
-		problem.Write(ctx, problem.BadFraming, fault.Detail(), r.ID)
-		ctx.SetConnectionClose()
+		answer(ctx, problem.Refusal{Type: problem.BadFraming, Detail: fault.Detail(), Close: true}, r.ID)
 		lingerOnClose(ctx) // a client still sending reads the 400, not a reset
 		n.wafEvent(&waf.Event{Layer: waf.LayerFraming, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
 			Method: ctx.Method(), Path: path, Blocked: true, Status: problem.BadFraming.Status, Rule: fault.Rule(), Detail: fault.Detail()})
@@ -108,39 +108,42 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 		n.healthz(ctx, st)
 	case !supportedProtocol(h.Protocol()):
 		// A version the edge does not speak has framing it cannot vouch for.
-		problem.Write(ctx, problem.VersionNotSupported, "hedge speaks HTTP/1.1 and HTTP/1.0", r.ID)
-		ctx.SetConnectionClose()
+		answer(ctx, problem.Refusal{Type: problem.VersionNotSupported, Detail: "hedge speaks HTTP/1.1 and HTTP/1.0", Close: true}, r.ID)
 		lingerOnClose(ctx)
 	case len(ctx.Request.Header.Host()) == 0:
-		problem.Write(ctx, problem.BadRequest, "the request has no Host", r.ID)
-	case ls.tls && misdirected(ctx, r):
-		problem.Write(ctx, problem.Misdirected, "this connection was opened for another server name: open one for this Host", r.ID)
+		answer(ctx, problem.Refuse(problem.BadRequest, "the request has no Host"), r.ID)
+	case ls.tls && misdirected(ctx, r.TrustedPeer):
+		answer(ctx, problem.Refuse(problem.Misdirected, "this connection was opened for another server name: open one for this Host"), r.ID)
 	case ctx.IsConnect():
 		// An edge, not a forward proxy: no tunnels.
-		problem.Write(ctx, problem.MethodNotAllowed, "CONNECT is not served", r.ID)
+		answer(ctx, problem.Refuse(problem.MethodNotAllowed, "CONNECT is not served"), r.ID)
 	case refuseProtectedConnection(ctx, r.ID):
 	case !ls.acl.Admits(r.Client):
-		problem.Write(ctx, problem.AddressDenied, "", r.ID)
+		answer(ctx, problem.Refuse(problem.AddressDenied, ""), r.ID)
 		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
 			Method: ctx.Method(), Path: path, Blocked: true, Status: problem.AddressDenied.Status})
 	default:
-		route, wrong := st.router.Match(ctx.Host(), ctx.Method(), path)
+		matched, wrong := st.router.Match(ctx.Host(), ctx.Method(), path)
 		switch {
-		case route != nil:
-			r.Route = route
-			routeName = route.Name
-			guard := ls.guards[route.index]
-			pass, ok := guard.Admit(ctx, r.ID, r.Client)
-			if !ok {
+		case matched != nil:
+			r.matched = matched
+			routeName = matched.Name
+			guard := ls.guards[matched.index]
+			pass, v := guard.Admit(ctx, r.ID, r.Client, &r.Request)
+			if !v.Allowed() {
+				answer(ctx, v.Refusal, r.ID)
+				v.SetHeaders(&ctx.Response.Header)
+				n.wafEvent(&v.Event)
 				break
 			}
-			route.handler.Serve(r)
+			if f := matched.handler.Serve(&r.Request); f.Refused() {
+				answer(ctx, f, r.ID)
+			}
 			guard.Finish(ctx, pass, r.ID, r.Client)
 		case wrong != nil:
-			problem.Write(ctx, problem.MethodNotAllowed, "", r.ID)
-			ctx.Response.Header.Set("Allow", wrong.allow)
+			answer(ctx, problem.Refusal{Type: problem.MethodNotAllowed, Header: "Allow", Value: wrong.allow}, r.ID)
 		default:
-			problem.Write(ctx, problem.NotFound, "", r.ID)
+			answer(ctx, problem.Refuse(problem.NotFound, ""), r.ID)
 		}
 	}
 
@@ -151,9 +154,9 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	}
 	dur := time.Since(start)
 	status := resp.StatusCode()
-	if r.Route != nil {
-		r.Route.stats.count(status)
-		r.Route.stats.latency.Observe(dur.Seconds())
+	if r.matched != nil {
+		r.matched.stats.count(status)
+		r.matched.stats.latency.Observe(dur.Seconds())
 	} else {
 		n.unrouted.count(status)
 	}
@@ -165,7 +168,7 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 			upstream: r.Upstream, attempts: r.Attempts,
 		})
 	}
-	*r = Request{}
+	*r = request{}
 	requestPool.Put(r)
 }
 
@@ -207,15 +210,15 @@ var dotSegment = []byte("/.")
 // (Idempotency-Key, Authorization, …): a hop-by-hop removal would take it
 // away after the edge checked it. It reports whether it answered.
 func refuseProtectedConnection(ctx *fasthttp.RequestCtx, id []byte) bool {
-	name := connectionRemovesProtected(&ctx.Request.Header)
+	name := contract.ProtectedConnection(&ctx.Request.Header)
 	if name == nil {
 		return false
 	}
 	if len(name) > 64 {
 		name = name[:64]
 	}
-	problem.Write(ctx, problem.ProtectedHeader, "the Connection header names "+string(name)+", which hedge relies on and forwards itself", id)
-	ctx.SetConnectionClose()
+	answer(ctx, problem.Refusal{Type: problem.ProtectedHeader, Close: true,
+		Detail: "the Connection header names " + string(name) + ", which hedge relies on and forwards itself"}, id)
 	return true
 }
 
@@ -299,33 +302,33 @@ func errorHandler(ctx *fasthttp.RequestCtx, err error, id []byte) (framing strin
 	var ne net.Error
 	switch {
 	case errors.As(err, &small):
-		problem.Write(ctx, problem.HeadersTooLarge, "", id)
+		answer(ctx, problem.Refuse(problem.HeadersTooLarge, ""), id)
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		problem.Write(ctx, problem.BodyTooLarge, "", id)
+		answer(ctx, problem.Refuse(problem.BodyTooLarge, ""), id)
 	case errors.As(err, &ne) && ne.Timeout(),
 		// A read that timed out inside a chunk's size line comes wrapped
 		// in ErrBrokenChunk, which does not unwrap.
 		errors.As(err, &chunk) && strings.Contains(err.Error(), os.ErrDeadlineExceeded.Error()):
-		problem.Write(ctx, problem.RequestTimeout, "", id)
+		answer(ctx, problem.Refuse(problem.RequestTimeout, ""), id)
 	case errors.Is(err, fasthttp.ErrDuplicateContentLength):
 		framing = httpx.FramingCLInvalid.Rule()
-		problem.Write(ctx, problem.BadFraming, httpx.FramingCLInvalid.Detail(), id)
+		answer(ctx, problem.Refuse(problem.BadFraming, httpx.FramingCLInvalid.Detail()), id)
 	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding):
 		// fasthttp's one error for a second Transfer-Encoding and for a
 		// coding it does not decode (with SecureErrorLogMessage).
 		framing = httpx.FramingTECoding.Rule()
-		problem.Write(ctx, problem.BadFraming, httpx.FramingTECoding.Detail(), id)
+		answer(ctx, problem.Refuse(problem.BadFraming, httpx.FramingTECoding.Detail()), id)
 	case errors.As(err, &chunk), strings.Contains(err.Error(), "hex number"):
 		// A chunk size line fasthttp could not read: ErrBrokenChunk, or
 		// its untyped "empty/too large hex number".
 		framing = "chunk"
-		problem.Write(ctx, problem.BadFraming, "the chunked body is malformed (RFC 9112 §7.1)", id)
+		answer(ctx, problem.Refuse(problem.BadFraming, "the chunked body is malformed (RFC 9112 §7.1)"), id)
 	case strings.Contains(err.Error(), "Content-Length"):
 		// fasthttp's parse errors of the value carry no type of their own.
 		framing = httpx.FramingCLInvalid.Rule()
-		problem.Write(ctx, problem.BadFraming, httpx.FramingCLInvalid.Detail(), id)
+		answer(ctx, problem.Refuse(problem.BadFraming, httpx.FramingCLInvalid.Detail()), id)
 	default:
-		problem.Write(ctx, problem.BadRequest, "the request could not be parsed", id)
+		answer(ctx, problem.Refuse(problem.BadRequest, "the request could not be parsed"), id)
 	}
 	return framing
 }

@@ -179,8 +179,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			draining = 1
 		}
 		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, draining, n.region, n.name)
-		if sn := nodeStreams(n.region, n.name); sn != nil {
-			ss := sn.srv.Stats()
+		if sn := n.live.Server(); sn != nil {
+			ss := sn.Stats()
 			for i, v := range [...]int{ss.Streams, ss.Sessions, ss.Viewers, ss.Relays, ss.Connecting} {
 				ch <- prometheus.MustNewConstMetric(streamGaugeDescs[i], prometheus.GaugeValue, float64(v), n.region, n.name)
 			}

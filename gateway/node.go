@@ -13,10 +13,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/jwtauth"
 	"hedge/gateway/ledger"
+	"hedge/gateway/live"
+	"hedge/gateway/money"
 	"hedge/gateway/upstream"
 	"hedge/internal/adminauth"
 	"hedge/internal/certs"
@@ -41,7 +45,11 @@ type Node struct {
 	mu        sync.Mutex
 	listeners map[string]*edgeListener
 	admin     *adminServer
-	degrade   *degradation
+	// degrade and live outlive states: what money calls measured, and the
+	// node's stream server (created with its first stream route).
+	degrade     *money.Degradation
+	degradeOnce sync.Once
+	live        live.Host
 
 	railMu     sync.Mutex
 	activeRail map[string]string // failover pool → member serving it
@@ -58,8 +66,11 @@ type nodeState struct {
 	checker   *health.Checker
 	listeners map[string]*listenerState
 	directory *ledger.Directory
-	money     *moneyDeps
-	held      waf.Held // this state's engines, schemas and rate limiters
+	// verifier checks bearer tokens, money what money routes share; both
+	// nil without auth.jwt keys.
+	verifier *jwtauth.Verifier
+	money    *money.Deps
+	held     waf.Held // this state's engines, schemas and rate limiters
 	// adminTLS is the admin listener's TLS (nil: plain HTTP); pusher
 	// reaches the DNS nodes' admin listeners to announce drains.
 	adminTLS *adminauth.ServerTLS
@@ -122,14 +133,13 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 	}
 	st.directory = ledger.New(cfg, n.writerChanged, ledger.ProbeTLS(writerTLS))
 	if len(cfg.Auth.JWT.Keys) > 0 || cfg.Auth.JWT.JWKSFile != "" {
-		if st.money, err = newMoneyDeps(n, cfg, region, st.directory); err != nil {
+		if err := n.buildMoney(st); err != nil {
 			return nil, err
 		}
 	}
-	b := &Build{Config: cfg, Region: region, Node: node, Pools: st.pools, Money: st.money, metrics: n.g.metrics}
 	routes := make([]*Route, 0, len(cfg.Routes))
 	for _, rc := range cfg.Routes {
-		r, err := compileRoute(b, rc, maxBody, n.g.metrics)
+		r, err := n.compileRoute(st, rc, maxBody)
 		if err != nil {
 			return nil, err
 		}
@@ -184,6 +194,46 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 		return nil, fmt.Errorf("drain push: %w", err)
 	}
 	return st, nil
+}
+
+// buildMoney makes what the state's money routes share: the token
+// verifier, the region's idempotency store, the node's degradation.
+func (n *Node) buildMoney(st *nodeState) error {
+	cfg := st.cfg
+	v, err := jwtauth.New(cfg.Auth.JWT)
+	if err != nil {
+		return err
+	}
+	store, err := n.g.idempotencyStore(st.region, cfg)
+	if err != nil {
+		return err
+	}
+	st.verifier = v
+	st.money = &money.Deps{
+		Log: n.log, Config: cfg, Directory: st.directory, Store: store, Degradation: n.degradation(cfg),
+		MaxResponse: int(st.region.Idempotency.MaxResponseBytes), DefaultDomain: st.region.DefaultDomain,
+		DomainHeader: cfg.Auth.JWT.DomainHeader,
+		Outcomes:     n.g.metrics.moneyOutcomes.MustCurryWith(prometheus.Labels{"region": n.region, "node": n.name}),
+	}
+	return nil
+}
+
+// degradation is the node's, started on first use; a state's settings
+// reach it when the state is installed.
+func (n *Node) degradation(cfg *configs.Config) *money.Degradation {
+	n.degradeOnce.Do(func() {
+		n.degrade = money.NewDegradation(cfg.Ledger.Degradation, money.DegradationDeps{
+			Region: n.region, Node: n.name, Log: n.log, Audit: n.g.audit,
+			Degraded: n.g.metrics.degraded.MustCurryWith(prometheus.Labels{"region": n.region, "node": n.name}),
+			Lookup: func(domain string) *ledger.Designation {
+				if st := n.state.Load(); st != nil {
+					return st.directory.Lookup(domain)
+				}
+				return nil
+			},
+		})
+	})
+	return n.degrade
 }
 
 // close releases what a state owns (its probes and certificate managers).
@@ -267,15 +317,11 @@ func (n *Node) install(st *nodeState) error {
 	// stream server) take their new settings now, not while a reload that
 	// may still be rejected builds.
 	for _, r := range st.router.routes {
-		if h, ok := r.handler.(interface{ installed(*Node) }); ok {
-			h.installed(n)
+		if h, ok := r.handler.(interface{ Installed() }); ok {
+			h.Installed()
 		}
 	}
-	if n.degrade == nil {
-		n.degrade = newDegradation(n, st.cfg.Ledger.Degradation)
-	} else {
-		n.degrade.cfg.Store(&st.cfg.Ledger.Degradation)
-	}
+	n.degradation(st.cfg).Configure(st.cfg.Ledger.Degradation)
 	st.checker.Start()
 	for _, el := range fresh {
 		if cur := n.listeners[el.name]; cur != nil {

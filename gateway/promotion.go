@@ -111,21 +111,21 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 		Reason string `json:"reason"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil {
-		writeProblem(w, r, problem.BadRequest, "body: "+err.Error())
+		adminauth.WriteProblem(w, r, problem.BadRequest, `the body is not a promotion: {"domain", "url", "epoch", "reason"}`)
 		return
 	}
 	if body.Domain == "" || body.URL == "" || body.Epoch <= 0 || strings.TrimSpace(body.Reason) == "" {
-		writeProblem(w, r, problem.UnprocessableInput, "domain, url, a positive epoch and a reason are required")
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, "domain, url, a positive epoch and a reason are required")
 		return
 	}
 	st := n.state.Load()
 	cur := st.directory.Lookup(body.Domain)
 	switch {
 	case cur == nil:
-		writeProblem(w, r, problem.UnprocessableInput, "no ledger domain "+body.Domain)
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, "no ledger domain "+body.Domain)
 		return
 	case cur.OK() && body.Epoch <= cur.Writer.Epoch:
-		writeProblem(w, r, problem.UnprocessableInput, fmt.Sprintf("epoch %d is not higher than the current writer's %d", body.Epoch, cur.Writer.Epoch))
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, fmt.Sprintf("epoch %d is not higher than the current writer's %d", body.Epoch, cur.Writer.Epoch))
 		return
 	}
 	var id [8]byte
@@ -141,7 +141,7 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 	n.prune(p, now, st.cfg.Ledger.Promotion.Window.D())
 	if p.countPending() >= maxPendingPromotions {
 		p.mu.Unlock()
-		writeProblem(w, r, problem.UnprocessableInput, fmt.Sprintf("%d promotions are already pending: approve them or let them expire first", maxPendingPromotions))
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, fmt.Sprintf("%d promotions are already pending: approve them or let them expire first", maxPendingPromotions))
 		return
 	}
 	p.pending[pr.ID] = pr
@@ -161,13 +161,13 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 	pr := p.pending[r.PathValue("id")]
 	switch {
 	case pr == nil:
-		writeProblem(w, r, problem.NotFound, "no such promotion pending: it may have expired unapproved (see the audit log); request it again")
+		adminauth.WriteProblem(w, r, problem.NotFound, "no such promotion pending: it may have expired unapproved (see the audit log); request it again")
 		return
 	case pr.Status != "pending":
-		writeProblem(w, r, problem.UnprocessableInput, "this promotion is "+pr.Status)
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, "this promotion is "+pr.Status)
 		return
 	case who == pr.RequestedBy:
-		writeProblem(w, r, problem.Forbidden, "four eyes: an operator other than "+who+" must approve")
+		adminauth.WriteProblem(w, r, problem.Forbidden, "four eyes: an operator other than "+who+" must approve")
 		return
 	}
 	pr.Done = now
@@ -182,7 +182,7 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		pr.Status, pr.Result = "rejected", err.Error()
 		n.g.audit.Record("ledger_promotion_rejected", map[string]any{"id": pr.ID, "writer": pr.Writer, "approved_by": who, "error": err.Error()})
-		writeProblem(w, r, problem.UnprocessableInput, "promotion rejected: "+err.Error())
+		adminauth.WriteProblem(w, r, problem.UnprocessableInput, "promotion rejected: "+err.Error())
 		return
 	}
 	pr.Status, pr.Result = "applied", string(des.State)

@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
 	"hedge/waf"
@@ -16,7 +14,8 @@ import (
 
 // The protective layer (package waf) as the edge runs it: a global ACL per
 // listener, checked before routing, and one waf.Guard per route and
-// listener, run between route matching and the route's handler.
+// listener, run between route matching and the route's handler. The guard
+// decides (waf.Verdict); the edge answers (serve) and records (wafEvent).
 
 // protectMetrics count what the protective layer stopped or saw.
 type protectMetrics struct {
@@ -44,27 +43,9 @@ func newProtectMetrics(reg *prometheus.Registry) *protectMetrics {
 	return m
 }
 
-// wafHooks are a node's connections from its guards to audit, metrics and
-// identity.
-func (n *Node) wafHooks(st *nodeState) *waf.Hooks {
-	h := &waf.Hooks{Event: n.wafEvent}
-	if st.money != nil && st.money.verifier != nil {
-		v := st.money.verifier
-		h.Subject = func(ctx *fasthttp.RequestCtx) []byte {
-			auth := ctx.Request.Header.Peek("Authorization")
-			if len(auth) <= len(bearer) || !bytes.EqualFold(auth[:len(bearer)], bearer) {
-				return nil
-			}
-			c, err := v.Verify(auth[len(bearer):])
-			if err != nil {
-				return nil
-			}
-			return []byte(c.Subject)
-		}
-	}
-	return h
-}
-
+// wafEvent records what the protective layer stopped or saw: a line of the
+// WAF audit log and the metrics. Refusals come from the verdicts the edge
+// answers, the rule engine's other matches through waf.Hooks.
 func (n *Node) wafEvent(ev *waf.Event) {
 	g := n.g
 	if g.wafAudit != nil {
@@ -119,7 +100,7 @@ func (n *Node) buildProtection(st *nodeState, ls *listenerState, routes []*Route
 		return err
 	}
 	ls.acl = acl
-	hooks := n.wafHooks(st)
+	hooks := &waf.Hooks{Event: n.wafEvent}
 	ls.guards = make([]*waf.Guard, len(routes))
 	for i, rc := range st.cfg.Routes {
 		g, err := n.g.wafCache.Guard(st.cfg, waf.Scope{Region: n.region, Node: n.name, Listener: ls.cfg.Name}, ls.cfg, rc, hooks, &st.held)

@@ -50,14 +50,7 @@ routes:
     pool: games
     schema: {{SCHEMA}}
     limits: {content_types: [application/json]}
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: off}
+` + seaListener + `            tls: {mode: off}
             trusted_proxies: [127.0.0.0/8]
         admin: {address: {{ADMIN}}}
     pools:

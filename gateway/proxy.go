@@ -1,13 +1,15 @@
 package gateway
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/gateway/contract"
+	"hedge/gateway/money"
+	"hedge/gateway/route"
 	"hedge/gateway/upstream"
 	"hedge/internal/httpx"
 	"hedge/internal/problem"
@@ -15,36 +17,33 @@ import (
 
 // proxyRoute sends requests to an upstream pool.
 type proxyRoute struct {
+	node     *Node // its counters and log
 	pool     *upstream.Pool
 	prefix   []byte
 	rewrite  []byte
-	contract *upstreamContract
+	contract *contract.Contract
 	// guard authenticates and enforces Idempotency-Key when the route asks
 	// for it (auth: jwt, idempotency: required); nil otherwise.
-	guard *keyGuard
+	guard *money.KeyGuard
 }
 
-func newProxyRoute(b *Build, rc configs.Route) (RouteHandler, error) {
-	p := b.Pools[rc.Pool]
+func newProxyRoute(n *Node, st *nodeState, rc configs.Route) (route.Handler, error) {
+	p := st.pools[rc.Pool]
 	if p == nil {
-		return nil, fmt.Errorf("pool %q is not defined in region %q", rc.Pool, b.Region.Name)
+		return nil, fmt.Errorf("pool %q is not defined in region %q", rc.Pool, st.region.Name)
 	}
-	pr := &proxyRoute{pool: p, prefix: []byte(rc.Match.PathPrefix), contract: newUpstreamContract(rc)}
+	pr := &proxyRoute{node: n, pool: p, prefix: []byte(rc.Match.PathPrefix), contract: contract.New(rc)}
 	if rc.Rewrite != "" {
 		pr.rewrite = []byte(rc.Rewrite)
 	}
 	if rc.Auth == "jwt" {
-		if b.Money == nil {
+		if st.money == nil {
 			return nil, errors.New("auth: jwt needs auth.jwt keys")
 		}
-		pr.guard = newKeyGuard(rc.Name, b.Money, rc.Idempotency == "required", b.metrics.money(b.Region.Name, b.Node.Name, rc.Name))
+		pr.guard = money.NewKeyGuard(rc.Name, st.money, rc.Idempotency == "required", money.NewCounters(st.money.Outcomes, rc.Name))
 	}
 	return pr, nil
 }
-
-// hopByHop are removed in both directions (RFC 9110 §7.6.1); fasthttp
-// itself owns Transfer-Encoding and Content-Length.
-var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization"}
 
 // Serve proxies r to a healthy member. A request goes to another member
 // after a failure only when that cannot apply it twice: nothing was sent
@@ -55,50 +54,50 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "T
 // member: the key is pinned to it, the client gets 504, and its retry goes
 // to that member alone, or fails closed while it is down. Retries also need
 // the pool's retry budget.
-func (p *proxyRoute) Serve(r *Request) {
+func (p *proxyRoute) Serve(r *route.Request) problem.Refusal {
 	ctx := r.Ctx
 	req := &ctx.Request
-	var k keyed
+	var k money.Keyed
 	principal := ""
 	if p.guard != nil {
-		claims, ok := p.guard.authenticate(r)
-		if !ok {
-			return
+		claims, f := p.guard.Authenticate(r)
+		if f.Refused() {
+			return f
 		}
-		if k, ok = p.guard.claim(r, claims.Subject); !ok {
-			return
+		var v money.Verdict
+		if k, v = p.guard.Claim(r, claims.Subject); !v.GoOn() {
+			return v.Answer(r)
 		}
 		principal = claims.Subject
 	}
 	pool := p.pool
 	var pinned *upstream.Member
-	if k.claim.Pinned != "" {
-		if pinned = pool.Member(k.claim.Pinned); pinned == nil || !pinned.Health.Healthy() {
-			k.release(r) // the pin stays
-			problem.Write(ctx, problem.PinnedUnavailable, "an earlier request with this Idempotency-Key reached an upstream that is unavailable now; retry later with the same key", r.ID)
-			ctx.Response.Header.Set("Retry-After", "1")
-			return
+	if k.Pinned() != "" {
+		if pinned = pool.Member(k.Pinned()); pinned == nil || !pinned.Health.Healthy() {
+			k.Release(r) // the pin stays
+			return problem.Refusal{Type: problem.PinnedUnavailable, RetryAfter: "1",
+				Detail: "an earlier request with this Idempotency-Key reached an upstream that is unavailable now; retry later with the same key"}
 		}
 	}
 
 	clientClose := req.Header.ConnectionClose()
 	out := req
 	var origPath []byte
-	if p.contract.allowlist {
+	if p.contract.Allowlist() {
 		out = fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(out)
-		p.contract.build(out, r, p.prefix, p.rewrite, k.clientKey())
+		p.contract.Build(out, r, p.prefix, p.rewrite, k.ClientKey())
 	} else {
 		var pathBuf [128]byte
 		origPath = append(pathBuf[:0], req.URI().Path()...)
-		p.prepare(r)
+		p.contract.Prepare(r, p.prefix, p.rewrite)
 	}
 	if principal != "" {
 		out.Header.Set(httpx.PrincipalHeader, principal) // never the client's own
 	}
 	pool.Budget.Deposit()
-	safe := isSafe(out.Header.Method())
-	keyedReq := k.active || len(out.Header.Peek("Idempotency-Key")) > 0
+	safe := httpx.IsSafeMethod(out.Header.Method())
+	keyedReq := k.Active() || len(out.Header.Peek("Idempotency-Key")) > 0
 	// After an exchange whose outcome is unknown, another member may be
 	// tried only if it cannot apply the request a second time.
 	anotherAfterUnknown := safe || keyedReq && pool.Cfg.SharedIdempotency
@@ -120,7 +119,7 @@ func (p *proxyRoute) Serve(r *Request) {
 		tried[i], lastMember = m, m
 		r.Upstream, r.Attempts = m.Name, i+1
 		out.URI().SetScheme(m.Scheme)
-		if p.contract.allowlist {
+		if p.contract.Allowlist() {
 			out.URI().SetHost(m.Client.Addr)
 		}
 		err := m.Client.Do(out, &ctx.Response)
@@ -131,18 +130,18 @@ func (p *proxyRoute) Serve(r *Request) {
 			// that cannot be applied twice goes to the next member.
 			m.Health.ReportFailure(errUpstream503)
 			ctx.Response.Reset()
-			r.Node.countUpstreamError(pool.Name, "unavailable")
-			r.Node.countRetry(pool.Name)
+			p.node.countUpstreamError(pool.Name, "unavailable")
+			p.node.countRetry(pool.Name)
 			continue
 		}
 		if err == nil {
 			m.Health.ReportSuccess()
-			cleanResponse(&ctx.Response)
-			k.finish(r)
+			contract.CleanResponse(&ctx.Response)
+			k.Finish(r)
 			if clientClose {
 				ctx.SetConnectionClose()
 			}
-			return
+			return problem.Refusal{}
 		}
 		lastErr = err
 		m.Health.ReportFailure(err)
@@ -154,112 +153,38 @@ func (p *proxyRoute) Serve(r *Request) {
 		case upstream.Timeout(err):
 			kind = "timeout"
 		}
-		r.Node.countUpstreamError(pool.Name, kind)
-		r.Node.log.Debug("upstream exchange failed", "pool", pool.Name, "member", m.Name, "kind", kind, "error", err, "request_id", string(r.ID))
+		p.node.countUpstreamError(pool.Name, kind)
+		p.node.log.Debug("upstream exchange failed", "pool", pool.Name, "member", m.Name, "kind", kind, "error", err, "request_id", string(r.ID))
 		if kind != "connect" && !anotherAfterUnknown || i+1 >= attempts || !pool.Budget.Withdraw() {
 			break
 		}
-		r.Node.countRetry(pool.Name)
+		p.node.countRetry(pool.Name)
 	}
 	if origPath != nil {
 		req.URI().SetPathBytes(origPath) // problems name the path the client asked for
 	}
 	unknown := lastErr != nil && !upstream.BeforeSend(lastErr)
-	if unknown && k.active && !pool.Cfg.SharedIdempotency {
+	if unknown && k.Active() && !pool.Cfg.SharedIdempotency {
 		// Sent, and no answer: the member may have applied it. The retry
 		// must find it there, not at a member with a store of its own.
-		k.pin(r, lastMember.URL)
+		k.Pin(r, lastMember.URL)
 	} else {
-		k.release(r) // no final answer: the client's retry must go through
+		k.Release(r) // no final answer: the client's retry must go through
 	}
+	f := problem.Refusal{Close: clientClose}
 	switch {
 	case lastErr == nil:
-		problem.Write(ctx, problem.NoHealthyUpstream, "no healthy member in pool "+pool.Name, r.ID)
-		ctx.Response.Header.Set("Retry-After", "1")
-	case unknown && k.claim.Won:
-		problem.Write(ctx, problem.OutcomeUnknown, "pool "+pool.Name+" did not confirm the outcome; retry with the same Idempotency-Key", r.ID)
+		f.Type, f.Detail, f.RetryAfter = problem.NoHealthyUpstream, "no healthy member in pool "+pool.Name, "1"
+	case unknown && k.Won():
+		f.Type, f.Detail = problem.OutcomeUnknown, "pool "+pool.Name+" did not confirm the outcome; retry with the same Idempotency-Key"
 	case upstream.Timeout(lastErr):
-		problem.Write(ctx, problem.UpstreamTimeout, "pool "+pool.Name+" did not answer in time", r.ID)
+		f.Type, f.Detail = problem.UpstreamTimeout, "pool "+pool.Name+" did not answer in time"
 	case upstream.BeforeSend(lastErr) && pool.Healthy() == 0:
-		problem.Write(ctx, problem.NoHealthyUpstream, "no reachable member in pool "+pool.Name, r.ID)
-		ctx.Response.Header.Set("Retry-After", "1")
+		f.Type, f.Detail, f.RetryAfter = problem.NoHealthyUpstream, "no reachable member in pool "+pool.Name, "1"
 	default:
-		problem.Write(ctx, problem.UpstreamFailed, "pool "+pool.Name+" failed to answer", r.ID)
+		f.Type, f.Detail = problem.UpstreamFailed, "pool "+pool.Name+" failed to answer"
 	}
-	if clientClose {
-		ctx.SetConnectionClose()
-	}
-}
-
-// prepare turns the client's request into the upstream request in place.
-func (p *proxyRoute) prepare(r *Request) { prepareForward(r, p.contract, p.prefix, p.rewrite) }
-
-// prepareForward turns the client's request into the request the edge
-// sends on, in place, for routes that forward the client's headers:
-// hop-by-hop headers and the contract's strip list out, the path
-// rewritten, the forwarding headers, request id and trace context set.
-func prepareForward(r *Request, c *upstreamContract, prefix, rewrite []byte) {
-	h := &r.Ctx.Request.Header
-	// Every Connection header's tokens, not only the first header's.
-	var names [16][64]byte
-	var lens [16]int
-	n := 0
-	for k, v := range h.All() {
-		if !equalFoldASCII(k, connectionLower) {
-			continue
-		}
-		httpx.ConnectionTokens(v, func(t []byte) {
-			if n < len(names) && len(t) <= len(names[n]) {
-				lens[n] = copy(names[n][:], t)
-				n++
-			}
-		})
-	}
-	for i := range n {
-		h.DelBytes(names[i][:lens[i]])
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
-	h.ResetConnectionClose()
-	c.stripInPlace(h)
-
-	if rewrite != nil {
-		uri := r.Ctx.Request.URI()
-		path := uri.Path()
-		if bytes.HasPrefix(path, prefix) {
-			var buf [256]byte
-			np := append(append(buf[:0], rewrite...), path[len(prefix):]...)
-			uri.SetPathBytes(np)
-		}
-	}
-	setForwarding(h, r, h)
-	h.SetBytesV("X-Request-Id", r.ID)
-	if tp := h.Peek("traceparent"); len(tp) > 0 && !httpx.ValidTraceparent(tp) {
-		// An invalid traceparent must not be passed on; tracestate is
-		// meaningless without it (W3C Trace Context §3.2, §3.3).
-		h.Del("traceparent")
-		h.Del("tracestate")
-	}
-}
-
-// cleanResponse removes hop-by-hop headers of the upstream's response; the
-// client connection's own keep-alive is the edge's decision.
-func cleanResponse(resp *fasthttp.Response) {
-	h := &resp.Header
-	httpx.ConnectionTokens(h.Peek("Connection"), func(t []byte) { h.DelBytes(t) })
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
-	h.ResetConnectionClose()
+	return f
 }
 
 var errUpstream503 = errors.New("answered 503 Service Unavailable")
-
-func isSafe(m []byte) bool {
-	switch string(m) {
-	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace:
-		return true
-	}
-	return false
-}

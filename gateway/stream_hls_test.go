@@ -48,12 +48,10 @@ regions:
 `
 
 // hlsTwoRegions starts both nodes of hlsEdgeConfig: sea on 127.0.0.1, eu on
-// 127.0.0.2. Region names of this run's own keep -count=N runs apart (a
-// node's stream server lives as long as the process).
+// 127.0.0.2.
 func hlsTwoRegions(t testing.TB, viewerCap int, startEU bool) (sea, eu *testEdge) {
 	t.Helper()
-	id := time.Now().UnixNano() % 1_000_000
-	seaName, euName := fmt.Sprintf("hsea%d", id), fmt.Sprintf("heu%d", id)
+	seaName, euName := "sea", "eu"
 	euEdge, euAdmin := hlsFreeAddr(t, "127.0.0.2"), hlsFreeAddr(t, "127.0.0.2")
 	seaEdge, seaAdmin := freeAddr(t), freeAddr(t)
 	repl := []string{
@@ -270,19 +268,12 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 		t.Errorf("sea part target: expected about 200 ms, got %v", pl.PartInf.PartTarget)
 	}
 	// The packager's refusals are problems with the request's id too.
-	for _, tc := range []struct {
-		path   string
-		status int
-		slug   string
-	}{
+	wantProblems(t, live, []pathProblem{
 		{"hls/nothing.mp4", 404, "no-route"},
 		{"hls/x_video1_part999999.mp4", 404, "no-route"},
 		{"hls/video1_stream.m3u8?_HLS_msn=x", 400, "bad-request"},
 		{"hls/video1_stream.m3u8?_HLS_msn=999999", 400, "bad-request"},
-	} {
-		r, body := do(t, "GET", live+tc.path, "", "")
-		wantProblem(t, r, body, tc.status, tc.slug)
-	}
+	})
 	d, _ = descriptor(t, live+"play.json")
 	if d.State != "live" || d.Preferred != "webrtc" {
 		t.Errorf("play.json while live: expected live/webrtc, got %s/%s", d.State, d.Preferred)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -92,7 +91,7 @@ func playDescriptor(t *testing.T, url string) player.Descriptor {
 // ICE port waits for a restart; a reload that is rejected after the stream
 // route was built changes nothing.
 func TestStreamSettingsApplyOnReload(t *testing.T) {
-	region := fmt.Sprintf("reload%d", time.Now().UnixNano()%1_000_000)
+	region := "sea"
 	udp, udp2 := freeUDPPort(t), freeUDPPort(t)
 	logs := &logBuffer{}
 	e := startEdgeWith(t, edgeOptions{log: logs}, streamRouteYAML+streamsBefore+streamNodeYAML,
@@ -144,10 +143,8 @@ func TestStreamSettingsApplyOnReload(t *testing.T) {
 		t.Fatalf("WHEP before the reload: expected 201, got %d %s", resp.StatusCode, body)
 	}
 	receiving(viewer, 50, "viewer before the reload")
-	streamServers.Lock()
-	n := streamServers.m[region+"/"+region+"-1"]
-	streamServers.Unlock()
-	udpAddr := n.srv.UDPAddr()
+	n := e.g.Nodes()[0].live.Server()
+	udpAddr := n.UDPAddr()
 
 	// A reload rejected after its stream route was built (a new listener
 	// whose address is taken) leaves the running settings alone.
@@ -181,7 +178,7 @@ func TestStreamSettingsApplyOnReload(t *testing.T) {
 	if got := logs.String(); strings.Count(got, wantLine) != 1 || strings.Count(got, "needs a restart") != 1 {
 		t.Errorf("log after the reload: expected one line with %q, got:\n%s", wantLine, got)
 	}
-	if got := n.srv.UDPAddr(); got != udpAddr {
+	if got := n.UDPAddr(); got != udpAddr {
 		t.Errorf("ICE UDP socket after the reload: expected %s kept until a restart, got %s", udpAddr, got)
 	}
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -92,9 +93,7 @@ func streamPeerAPI(t *testing.T) *webrtc.API {
 // receives the studio's video and audio, content intact. Errors of the
 // stream route are problem+json with the request id.
 func TestStreamRouteThroughGateway(t *testing.T) {
-	// The node's stream server lives as long as the process (reloads keep
-	// it): a region name of this run's own keeps -count=N runs apart.
-	region := fmt.Sprintf("live%d", time.Now().UnixNano()%1_000_000)
+	region := "sea"
 	e := startEdge(t, streamConfig, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
 	api := streamPeerAPI(t)
 
@@ -205,12 +204,11 @@ func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
 		{"TLS, 8 MiB", true, 8 << 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			region := fmt.Sprintf("big%d", time.Now().UnixNano()%1_000_000)
 			cfg := streamConfig
 			if tc.tls {
 				cfg = strings.Replace(cfg, "tls: {mode: off}", "tls: {mode: internal, names: [play.edge.test]}", 1)
 			}
-			e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+			e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", "sea")
 			addr := strings.TrimPrefix(e.url, "http://")
 			var c net.Conn
 			c, err := net.Dial("tcp", addr)
@@ -259,7 +257,7 @@ func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
 // client's, each its own. Refusals and connecting viewers show in
 // /metrics.
 func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
-	region := fmt.Sprintf("addr%d", time.Now().UnixNano()%1_000_000)
+	region := "sea"
 	cfg := streamRouteYAML + `streams:
   studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
   ice: {udp_port: {{UDP}}}
@@ -319,5 +317,86 @@ func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics: expected %s, got:\n%s", want, grepLines(metrics, "hedge_stream_"))
 		}
+	}
+}
+
+// Each Gateway owns its nodes' stream servers: a second Gateway in the same
+// process, running a node of the same name, starts a server of its own on
+// its own ICE port, keeps serving when the first shuts down, and each
+// server's socket is released with its Gateway.
+func TestStreamServersBelongToTheirGateway(t *testing.T) {
+	udpA, udpB := freeUDPPort(t), freeUDPPort(t)
+	a := startEdge(t, streamConfig, "{{UDP}}", udpA, "{{REGION}}", "sea")
+	b := startEdge(t, streamConfig, "{{UDP}}", udpB, "{{REGION}}", "sea")
+	for _, c := range []struct {
+		name string
+		e    *testEdge
+		udp  string
+	}{{"first", a, udpA}, {"second", b, udpB}} {
+		if got := c.e.g.Nodes()[0].live.Server().UDPAddr(); got != "127.0.0.1:"+c.udp {
+			t.Fatalf("%s gateway's ICE socket: want 127.0.0.1:%s (its own configuration), got %s", c.name, c.udp, got)
+		}
+	}
+	api := streamPeerAPI(t)
+	publish := func(e *testEdge, stream string) int {
+		t.Helper()
+		p := streamtest.NewPublisher(t, api)
+		resp, body := do(t, "POST", e.url+"/live/"+stream+"/whip", "", streamtest.Offer(t, p.PC),
+			"Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
+		if resp.StatusCode != http.StatusCreated {
+			t.Logf("WHIP %s: %d %s", stream, resp.StatusCode, body)
+		}
+		return resp.StatusCode
+	}
+	if got := publish(b, "bacc-01"); got != http.StatusCreated {
+		t.Fatalf("WHIP through the second gateway: want 201, got %d", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a.g.Shutdown(ctx)
+	if got := publish(b, "bacc-02"); got != http.StatusCreated {
+		t.Fatalf("WHIP through the second gateway after the first shut down: want 201, got %d", got)
+	}
+	if st := b.g.Nodes()[0].Status().Streams; st == nil || st.Streams != 2 {
+		t.Errorf("the second gateway's streams after the first shut down: want 2 live, got %+v", st)
+	}
+	bindUDP := func(port string) error {
+		c, err := net.ListenPacket("udp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if err := bindUDP(udpA); err != nil {
+		t.Errorf("the first gateway's ICE port after its shutdown: want it released, got %v", err)
+	}
+	if err := bindUDP(udpB); err == nil {
+		t.Error("the second gateway's ICE port is free while it runs: its stream server is not listening")
+	}
+	b.g.Shutdown(ctx)
+	if err := bindUDP(udpB); err != nil {
+		t.Errorf("the second gateway's ICE port after its shutdown: want it released, got %v", err)
+	}
+}
+
+// Under a stream route whose prefix is not /live/, LL-HLS requests of the
+// players' exact shape still skip the rule engine (a scanner's User-Agent
+// that the Core Rule Set blocks everywhere else on the route does not stop
+// them), and the pages and descriptor live under that prefix.
+func TestStreamRouteUnderAnotherPrefix(t *testing.T) {
+	cfg := strings.Replace(streamConfig, "match: {path_prefix: /live/}", "match: {path_prefix: /tables}", 1)
+	e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", "sea")
+	wantProblems(t, e.url+"/tables/bacc-07/", []pathProblem{
+		// Not live: the stream route answers itself, the rule engine never ran.
+		{"hls/index.m3u8", 404, "stream-not-found"},
+		{"hls/video1_stream.m3u8?_HLS_msn=3&_HLS_part=1", 404, "stream-not-found"},
+		// Anything else on the route meets the Core Rule Set.
+		{"play.json", 403, "request-blocked"},
+		{"hls/index.m3u8?x=1", 403, "request-blocked"},
+	}, "User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")
+	d := playDescriptor(t, e.url+"/tables/bacc-07/play.json")
+	if d.WHEP != "/tables/bacc-07/whep" || d.HLS != "/tables/bacc-07/hls/index.m3u8" {
+		t.Errorf("play.json under /tables: want WHEP and LL-HLS URLs under the route's prefix, got %+v", d)
 	}
 }

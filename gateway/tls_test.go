@@ -27,14 +27,7 @@ routes:
   - name: games
     match: {path_prefix: /}
     pool: games
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: internal, names: [play.edge.test, sea.edge.test]}
+` + seaListener + `            tls: {mode: internal, names: [play.edge.test, sea.edge.test]}
             limits: {{LIMITS}}
         admin: {address: {{ADMIN}}}
     pools:

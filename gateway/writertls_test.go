@@ -163,18 +163,7 @@ func TestWriterTLSFailsClosed(t *testing.T) {
 	}
 }
 
-const railTLSConfig = `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-auth:
-  jwt:
-    issuer: hedge-test
-    audience: [play.edge.test]
-    keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
-routes:
+const railTLSConfig = testHead + testJWT + `routes:
   - {name: cashier, match: {path_prefix: /cashier/, methods: [POST]}, pool: rails, auth: jwt, idempotency: required}
 regions:
   - name: sea

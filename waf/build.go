@@ -164,8 +164,12 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 		// A stream route's bodies are SDP offers and ICE fragments, parsed
 		// strictly by the stream package (pion); the rule engine reads SDP
 		// as form data and mistakes attribute lines for shell commands. Its
-		// headers, path and query are inspected as everywhere.
-		g.bodyless = r.Kind == "stream"
+		// headers, path and query are inspected as everywhere, but for
+		// LL-HLS requests of the players' exact shape under its prefix.
+		if r.Kind == "stream" {
+			g.bodyless = true
+			g.hlsPrefix = []byte(strings.TrimSuffix(r.Match.PathPrefix, "/") + "/")
+		}
 		e, err := c.engine(opts, h)
 		if err != nil {
 			return nil, fmt.Errorf("route %s: waf: %w", r.Name, err)
@@ -201,7 +205,7 @@ func (c *Cache) limiter(key string, rl configs.RateLimit, route string, h *Held)
 	e.refs++
 	c.mu.Unlock()
 	h.limiters = append(h.limiters, key)
-	lr := limitRef{l: e.v, by: by, route: []byte(route)}
+	lr := limitRef{l: e.v, by: by, route: []byte(route), detail: "rate limit " + strconv.Quote(rl.Name) + " exceeded"}
 	switch {
 	case rl.Principal == "jwt":
 		lr.jwt = true

@@ -19,9 +19,7 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
-	"go.yaml.in/yaml/v3"
 
-	"hedge/configs"
 	"hedge/waf"
 )
 
@@ -97,29 +95,16 @@ routes:
   - name: api
     limits: {content_types: [application/json, application/merge-patch+json]}
     waf: {allowed_methods: [GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS]}
-  - {name: live, kind: stream}
+  - {name: live, kind: stream, match: {path_prefix: /live/}}
 `
 
 // guards builds, as the gateway does, one guard per corpus route at
 // paranoia level pl.
 func guards(t *testing.T, cache *waf.Cache, held *waf.Held, pl int) map[string]*waf.Guard {
 	t.Helper()
-	var cfg configs.Config
-	if err := yaml.Unmarshal([]byte(corpusRoutes), &cfg); err != nil {
-		t.Fatal(err)
-	}
-	configs.ApplyDefaults(&cfg)
+	cfg := testConfig(t, corpusRoutes)
 	cfg.WAF.ParanoiaLevel = pl
-	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
-	out := map[string]*waf.Guard{}
-	for _, r := range cfg.Routes {
-		g, err := cache.Guard(&cfg, waf.Scope{Region: "sea", Node: "sea-1", Listener: "public"}, l, r, nil, held)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[r.Name] = g
-	}
-	return out
+	return testGuards(t, cfg, testListener, cache, held)
 }
 
 func routeOf(r corpusRequest) string {
@@ -166,10 +151,10 @@ func TestCorpusPassesShippedDefaults(t *testing.T) {
 		for i, r := range reqs {
 			ctx := r.ctx(t, client)
 			g := gs[routeOf(r)]
-			pass, ok := g.Admit(ctx, []byte(fmt.Sprintf("corpus-%d", i)), client)
-			if !ok {
-				stopped = append(stopped, fmt.Sprintf("%s (%s %s %s → route %s): %d %s", r.Name, r.Kind, r.Method, r.URI, routeOf(r),
-					ctx.Response.StatusCode(), ctx.Response.Body()))
+			pass, v := g.Admit(ctx, []byte(fmt.Sprintf("corpus-%d", i)), client, nil)
+			if !v.Allowed() {
+				stopped = append(stopped, fmt.Sprintf("%s (%s %s %s → route %s): %d %s %s", r.Name, r.Kind, r.Method, r.URI, routeOf(r),
+					v.Type.Status, v.Type.Slug, v.Detail))
 				continue
 			}
 			g.Finish(ctx, pass, nil, client)

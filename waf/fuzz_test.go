@@ -6,10 +6,6 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
-	"go.yaml.in/yaml/v3"
-
-	"hedge/configs"
-	"hedge/waf"
 )
 
 // FuzzAdmit feeds arbitrary bodies and content types to a money route's
@@ -28,28 +24,11 @@ func FuzzAdmit(f *testing.F) {
 	} {
 		f.Add(s.ct, s.body)
 	}
-	var cfg configs.Config
-	if err := yaml.Unmarshal([]byte(`
+	guards := testGuards(f, testConfig(f, `
 routes:
   - {name: bets, kind: ledger, schema: "builtin:bet", max_body_bytes: 16KiB}
   - {name: api, waf: {allowed_methods: [GET, POST, PUT]}}
-`), &cfg); err != nil {
-		f.Fatal(err)
-	}
-	configs.ApplyDefaults(&cfg)
-	cache := waf.NewCache()
-	f.Cleanup(cache.Close)
-	var held waf.Held
-	f.Cleanup(held.Release)
-	l := configs.Listener{Name: "public", Limits: configs.Limits{MaxBodyBytes: 1 << 20}}
-	var guards []*waf.Guard
-	for _, r := range cfg.Routes {
-		g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, r, nil, &held)
-		if err != nil {
-			f.Fatal(err)
-		}
-		guards = append(guards, g)
-	}
+`), testListener, nil, nil)
 	client := netip.MustParseAddr("198.51.100.7")
 	f.Fuzz(func(t *testing.T, ct, body string) {
 		for _, g := range guards {
@@ -63,14 +42,13 @@ routes:
 			req.SetBodyString(body)
 			ctx := &fasthttp.RequestCtx{}
 			ctx.Init(&req, &net.TCPAddr{IP: client.AsSlice(), Port: 40000}, nil)
-			pass, ok := g.Admit(ctx, []byte("fuzz"), client)
-			if ok {
+			pass, v := g.Admit(ctx, []byte("fuzz"), client, nil)
+			if v.Allowed() {
 				g.Finish(ctx, pass, []byte("fuzz"), client)
 				continue
 			}
-			st := ctx.Response.StatusCode()
-			if st < 400 || st > 499 || string(ctx.Response.Header.ContentType()) != "application/problem+json" {
-				t.Fatalf("refusal of %q %q: want a 4xx problem+json, got %d %q", ct, body, st, ctx.Response.Header.ContentType())
+			if st := v.Type.Status; st < 400 || st > 499 || v.Type.Slug == "" || v.Event.Status != st || v.Event.Layer == "" {
+				t.Fatalf("refusal of %q %q: want a 4xx problem with its event, got %+v", ct, body, v)
 			}
 		}
 	})

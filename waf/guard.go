@@ -3,7 +3,6 @@ package waf
 import (
 	"bytes"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -30,9 +29,10 @@ const (
 	LayerCRS     Layer = "crs"
 )
 
-// Event is what a layer reports about one request it stopped, or, for the
-// rule engine, one request with matched rules (blocked or, in detect mode,
-// let through). It is valid only during the Hooks.Event call.
+// Event is what a layer reports about one request it stopped (a Verdict's
+// Event), or, for the rule engine, one request it let through with matched
+// rules (detect mode, response rules: Hooks.Event). Method and Path alias
+// the request: an Event is valid only while the request is.
 type Event struct {
 	Layer    Layer
 	Listener string
@@ -55,13 +55,43 @@ type Event struct {
 	Matches []crs.Match
 }
 
-// Hooks connect a guard to the gateway: identity, audit and metrics.
+// Hooks connect a guard to the gateway's audit log and metrics for what
+// is not a refusal.
 type Hooks struct {
-	// Subject returns the verified JWT subject of the request, or nil when
-	// it has none (principal rate limits then key by client address).
-	Subject func(ctx *fasthttp.RequestCtx) []byte
-	// Event receives every stop and every rule-engine match.
+	// Event receives the rule engine's matches on requests it let through
+	// (detect mode, response rules); refusals carry theirs in the Verdict.
 	Event func(ev *Event)
+}
+
+// Identity is who a request is from, as the edge established it (once per
+// request; the guard only reads it).
+type Identity interface {
+	// Principal is the verified token's subject, nil when the request has
+	// none: principal rate limits then key by the client's address.
+	Principal() []byte
+}
+
+// Verdict is the guard's decision on one request: allowed (the zero
+// Verdict), or refused. A refusal is the problem the edge answers with
+// (Refusal), the rate-limit headers of a 429 (SetHeaders), and the Event
+// for the audit log and metrics. The guard itself never writes an answer.
+type Verdict struct {
+	problem.Refusal
+	Event Event
+	limit *ratelimit.Limiter // the rate limit that refused
+	d     ratelimit.Decision
+}
+
+// Allowed reports whether the request may go on.
+func (v *Verdict) Allowed() bool { return !v.Refused() }
+
+// SetHeaders sets what a rate limit's refusal tells the client —
+// RateLimit-Policy, RateLimit and Retry-After — on h, once the problem is
+// written (writing a problem resets the response).
+func (v *Verdict) SetHeaders(h *fasthttp.ResponseHeader) {
+	if v.limit != nil {
+		ratelimit.SetHeaders(h, v.limit.Policy(), v.d)
+	}
 }
 
 // limitRef is one rate limit as a route applies it.
@@ -71,6 +101,7 @@ type limitRef struct {
 	header string // principal from this header
 	jwt    bool   // principal from the verified token's subject
 	route  []byte
+	detail string // of its refusal
 }
 
 // Guard protects the requests of one route on one listener: ACLs and shape
@@ -87,7 +118,10 @@ type Guard struct {
 	engine          *crs.Engine
 	responses       bool
 	bodyless        bool // the body is not the rule engine's to read (stream routes)
-	hooks           *Hooks
+	// hlsPrefix is a stream route's path prefix, ending in '/': LL-HLS
+	// requests of the players' exact shape under it skip the rule engine.
+	hlsPrefix []byte
+	hooks     *Hooks
 }
 
 // Engine is the guard's rule engine (nil when the route's mode is off).
@@ -109,19 +143,17 @@ var emptyDocument = []byte("{}")
 
 var reducedPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// Admit runs the layers. When it returns false the response is written and
-// the request goes no further. Otherwise the caller serves the request and
-// then calls Finish with the returned Pass.
-func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (Pass, bool) {
+// Admit runs the layers and returns their verdict. When it allows the
+// request, the caller serves it and then calls Finish with the returned
+// Pass; when it refuses, the caller answers with the verdict. who is the
+// request's identity, asked for only by principal rate limits (nil: none).
+func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, who Identity) (Pass, Verdict) {
 	var pass Pass
 	if !g.acl.Admits(client) {
-		problem.Write(ctx, problem.AddressDenied, "", id)
-		g.report(ctx, LayerACL, id, client, "", "", "")
-		return pass, false
+		return pass, g.refuse(ctx, id, client, LayerACL, problem.Refuse(problem.AddressDenied, ""), "", "")
 	}
-	if rule := g.shape.Check(ctx, id); rule != "" {
-		g.report(ctx, LayerShape, id, client, "", rule, "")
-		return pass, false
+	if f, rule := g.shape.Check(ctx); f.Refused() {
+		return pass, g.refuse(ctx, id, client, LayerShape, f, rule, "")
 	}
 	// The arguments of the query and the cookies, and of the body unless a
 	// schema will hand the rule engine a reduced document (counted below).
@@ -132,15 +164,15 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 		g.schema == nil && !g.bodyless && len(body) > 0 && !tally.body(h.ContentType(), body) {
 		return pass, g.refuseArgs(ctx, &tally, id, client)
 	}
-	if len(g.limits) > 0 && !g.limit(ctx, id, client, &pass) {
-		return pass, false
+	if len(g.limits) > 0 {
+		if v := g.limit(ctx, id, client, who, &pass); !v.Allowed() {
+			return pass, v
+		}
 	}
 	// JSON is UTF-8 (RFC 8259); a body that is not is malformed, whatever
 	// an upstream's parser would make of it.
 	if len(body) > 0 && isJSON(h.ContentType()) && !utf8.Valid(body) {
-		problem.Write(ctx, problem.MalformedBody, "the JSON body is not valid UTF-8", id)
-		g.report(ctx, LayerShape, id, client, "", "utf8", "invalid UTF-8")
-		return pass, false
+		return pass, g.refuse(ctx, id, client, LayerShape, problem.Refuse(problem.MalformedBody, "the JSON body is not valid UTF-8"), "utf8", "invalid UTF-8")
 	}
 	// A JSON body the counting pass could not read would be flattened by
 	// the rule engine on a best-effort basis, at the cost of every argument
@@ -148,9 +180,7 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	// it first. (In detect mode the engine reads it, so that its log shows
 	// what it would have matched.)
 	if tally.malformedDoc && g.engine != nil && g.engine.Info().Mode == crs.Block {
-		problem.Write(ctx, problem.MalformedBody, "the body could not be parsed as its content type says", id)
-		g.report(ctx, LayerShape, id, client, "", "json", "malformed JSON")
-		return pass, false
+		return pass, g.refuse(ctx, id, client, LayerShape, problem.Refuse(problem.MalformedBody, malformedDetail), "json", "malformed JSON")
 	}
 	var reduced []byte
 	var buf *[]byte
@@ -164,9 +194,7 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 				t = problem.MalformedBody
 			}
 			detail := v.Error()
-			problem.Write(ctx, t, detail, id)
-			g.report(ctx, LayerSchema, id, client, "", "", detail)
-			return pass, false
+			return pass, g.refuse(ctx, id, client, LayerSchema, problem.Refuse(t, detail), "", detail)
 		}
 		if g.engine != nil {
 			buf = reducedPool.Get().(*[]byte)
@@ -181,11 +209,11 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 		}
 	}
 	if g.engine == nil {
-		return pass, true
+		return pass, Verdict{}
 	}
 	if g.bodyless {
-		if hlsPositive(ctx) {
-			return pass, true
+		if hlsPositive(ctx, g.hlsPrefix) {
+			return pass, Verdict{}
 		}
 		reduced = emptyDocument
 	}
@@ -196,20 +224,16 @@ func (g *Guard) Admit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr) (P
 	// A body the engine could not parse was never inspected: refuse it in
 	// detect mode too.
 	if err := tx.BodyError(); err != nil {
-		problem.Write(ctx, problem.MalformedBody, "the body could not be parsed as its content type says", id)
-		g.reportMatches(ctx, tx, id, client, true)
-		tx.End()
-		return pass, false
+		return pass, g.refuseCRS(ctx, id, client, tx, problem.Refuse(problem.MalformedBody, malformedDetail))
 	}
 	if tx.Blocked() {
-		problem.Write(ctx, problem.Blocked, "", id)
-		g.reportMatches(ctx, tx, id, client, true)
-		tx.End()
-		return pass, false
+		return pass, g.refuseCRS(ctx, id, client, tx, problem.Refuse(problem.Blocked, ""))
 	}
 	pass.tx = tx
-	return pass, true
+	return pass, Verdict{}
 }
+
+const malformedDetail = "the body could not be parsed as its content type says"
 
 // Finish sets the rate-limit headers of an admitted request's response,
 // runs the response rules (when enabled), reports matches and ends the
@@ -225,7 +249,7 @@ func (g *Guard) Finish(ctx *fasthttp.RequestCtx, pass Pass, id []byte, client ne
 	if g.responses {
 		tx.Response(&ctx.Response)
 	}
-	g.reportMatches(ctx, tx, id, client, false)
+	g.reportMatches(ctx, tx, id, client)
 	tx.End()
 }
 
@@ -243,7 +267,7 @@ func isJSON(ct []byte) bool {
 		len(ct) > 5 && bytes.EqualFold(ct[len(ct)-5:], []byte("+json"))
 }
 
-func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pass *Pass) bool {
+func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, who Identity, pass *Pass) Verdict {
 	now := time.Now()
 	var ipBuf [16]byte
 	var shown *limitRef
@@ -255,8 +279,8 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 		case ratelimit.ByRoute:
 			key = lr.route
 		case ratelimit.ByPrincipal:
-			if lr.jwt && g.hooks != nil && g.hooks.Subject != nil {
-				key = g.hooks.Subject(ctx)
+			if lr.jwt && who != nil {
+				key = who.Principal()
 			} else if lr.header != "" {
 				key = ctx.Request.Header.Peek(lr.header)
 			}
@@ -270,11 +294,10 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 			continue
 		}
 		if !d.Allowed {
-			p := lr.l.Policy()
-			problem.Write(ctx, problem.RateLimited, "rate limit "+strconv.Quote(p.Name)+" exceeded", id)
-			ratelimit.SetHeaders(&ctx.Response.Header, p, d)
-			g.report(ctx, LayerRate, id, client, p.Name, "", "")
-			return false
+			v := g.refuse(ctx, id, client, LayerRate, problem.Refuse(problem.RateLimited, lr.detail), "", "")
+			v.Event.Policy = lr.l.Policy().Name
+			v.limit, v.d = lr.l, d
+			return v
 		}
 		// Clients see one policy while allowed: the one closest to
 		// running out.
@@ -285,39 +308,46 @@ func (g *Guard) limit(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, pa
 	if shown != nil {
 		pass.shown, pass.d = shown.l, shownD
 	}
-	return true
+	return Verdict{}
 }
 
-// refuseArgs answers a request that broke an argument limit.
-func (g *Guard) refuseArgs(ctx *fasthttp.RequestCtx, t *argTally, id []byte, client netip.Addr) bool {
+// refuseArgs is the verdict on a request that broke an argument limit.
+func (g *Guard) refuseArgs(ctx *fasthttp.RequestCtx, t *argTally, id []byte, client netip.Addr) Verdict {
 	r := &g.args.refusals[t.broken]
-	problem.Write(ctx, r.t, r.detail, id)
-	g.report(ctx, LayerShape, id, client, "", r.rule, "")
-	return false
+	return g.refuse(ctx, id, client, LayerShape, problem.Refuse(r.t, r.detail), r.rule, "")
 }
 
-func (g *Guard) report(ctx *fasthttp.RequestCtx, layer Layer, id []byte, client netip.Addr, policy, rule, detail string) {
-	if g.hooks == nil || g.hooks.Event == nil {
-		return
-	}
-	g.hooks.Event(&Event{
+// refuse is the verdict of layer refusing the request with f; rule and
+// detail are what its event records.
+func (g *Guard) refuse(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, layer Layer, f problem.Refusal, rule, detail string) Verdict {
+	return Verdict{Refusal: f, Event: Event{
 		Layer: layer, Listener: g.listener, Route: g.route, ID: id, Client: client,
-		Method: ctx.Method(), Path: ctx.Path(), Blocked: true, Status: ctx.Response.StatusCode(),
-		Policy: policy, Rule: rule, Detail: detail,
-	})
+		Method: ctx.Method(), Path: ctx.Path(), Blocked: true, Status: f.Type.Status,
+		Rule: rule, Detail: detail,
+	}}
 }
 
-func (g *Guard) reportMatches(ctx *fasthttp.RequestCtx, tx *crs.Tx, id []byte, client netip.Addr, blocked bool) {
+// refuseCRS is the rule engine's verdict refusing the request with f; its
+// event carries the matched rules. It ends tx.
+func (g *Guard) refuseCRS(ctx *fasthttp.RequestCtx, id []byte, client netip.Addr, tx *crs.Tx, f problem.Refusal) Verdict {
+	v := g.refuse(ctx, id, client, LayerCRS, f, "", "")
+	v.Event.Matches = tx.Matches()
+	tx.End()
+	return v
+}
+
+// reportMatches reports the rule engine's matches on a request it let
+// through.
+func (g *Guard) reportMatches(ctx *fasthttp.RequestCtx, tx *crs.Tx, id []byte, client netip.Addr) {
 	if g.hooks == nil || g.hooks.Event == nil {
 		return
 	}
 	m := tx.Matches()
-	if len(m) == 0 && !blocked {
+	if len(m) == 0 {
 		return
 	}
 	g.hooks.Event(&Event{
 		Layer: LayerCRS, Listener: g.listener, Route: g.route, ID: id, Client: client,
-		Method: ctx.Method(), Path: ctx.Path(), Blocked: blocked, Status: ctx.Response.StatusCode(),
-		Matches: m,
+		Method: ctx.Method(), Path: ctx.Path(), Status: ctx.Response.StatusCode(), Matches: m,
 	})
 }

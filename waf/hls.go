@@ -8,13 +8,14 @@ import (
 
 // LL-HLS is the hot path of live tables: every player polls the playlist
 // and fetches a part about five times a second. Those requests have a tiny,
-// fixed shape — GET /live/{stream}/hls/{file} with at most the blocking-
-// reload parameters — and hedge answers them itself from memory, so there
-// is no upstream the rule engine could protect. A request of exactly that
-// shape (the positive model) skips the rule engine; anything else on a
-// stream route — another parameter, a character outside the names' alphabet,
-// a body — is inspected as usual. ACLs, shape and rate limits apply to all.
-func hlsPositive(ctx *fasthttp.RequestCtx) bool {
+// fixed shape — GET {prefix}{stream}/hls/{file} with at most the blocking-
+// reload parameters, prefix being the stream route's (/live/ in the demo) —
+// and hedge answers them itself from memory, so there is no upstream the
+// rule engine could protect. A request of exactly that shape (the positive
+// model) skips the rule engine; anything else on a stream route — another
+// parameter, a character outside the names' alphabet, a body — is
+// inspected as usual. ACLs, shape and rate limits apply to all.
+func hlsPositive(ctx *fasthttp.RequestCtx, prefix []byte) bool {
 	m := ctx.Method()
 	if string(m) != fasthttp.MethodGet && string(m) != fasthttp.MethodHead || len(ctx.Request.Body()) > 0 {
 		return false
@@ -24,8 +25,8 @@ func hlsPositive(ctx *fasthttp.RequestCtx) bool {
 	if i := bytes.IndexByte(p, '?'); i >= 0 {
 		p, q = p[:i], p[i+1:]
 	}
-	rest, ok := bytes.CutPrefix(p, []byte("/live/"))
-	if !ok {
+	rest, ok := bytes.CutPrefix(p, prefix)
+	if !ok || len(prefix) == 0 {
 		return false
 	}
 	name, rest, ok := bytes.Cut(rest, []byte("/"))

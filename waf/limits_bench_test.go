@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-	"go.yaml.in/yaml/v3"
 
 	"hedge/configs"
 	"hedge/waf"
@@ -43,9 +42,9 @@ var browserHeaders = [][2]string{
 }
 
 // benchRequest is one request as a client sends it: the header block goes
-// through fasthttp's parser.
+// through fasthttp's parser. cookie and userAgent replace the browser's.
 type benchRequest struct {
-	name, method, uri, ct, body, cookie string
+	name, method, uri, ct, body, cookie, userAgent string
 }
 
 func (r benchRequest) raw() string {
@@ -54,6 +53,9 @@ func (r benchRequest) raw() string {
 	for _, h := range browserHeaders {
 		if h[0] == "Cookie" && r.cookie != "" {
 			h[1] = r.cookie
+		}
+		if h[0] == "User-Agent" && r.userAgent != "" {
+			h[1] = r.userAgent
 		}
 		b.WriteString(h[0] + ": " + h[1] + "\r\n")
 	}
@@ -169,8 +171,7 @@ var normalGET = benchRequest{name: "browser GET", method: "GET", uri: "/api/lobb
 // when it names none).
 func shippedGuard(tb testing.TB) *waf.Guard {
 	tb.Helper()
-	var cfg configs.Config
-	if err := yaml.Unmarshal([]byte(`
+	cfg := testConfig(tb, `
 routes:
   - {name: api, pool: api}
 regions:
@@ -178,20 +179,8 @@ regions:
     nodes:
       - name: n
         listeners: [{name: public, address: "127.0.0.1:8443", tls: {mode: "off"}}]
-`), &cfg); err != nil {
-		tb.Fatal(err)
-	}
-	configs.ApplyDefaults(&cfg)
-	cache := waf.NewCache()
-	tb.Cleanup(cache.Close)
-	var held waf.Held
-	tb.Cleanup(held.Release)
-	l := cfg.Regions[0].Nodes[0].Listeners[0]
-	g, err := cache.Guard(&cfg, waf.Scope{Region: "r", Node: "n", Listener: "public"}, l, cfg.Routes[0], nil, &held)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return g
+`)
+	return testGuards(tb, cfg, cfg.Regions[0].Nodes[0].Listeners[0], nil, nil)["api"]
 }
 
 func processCPU() time.Duration {
@@ -208,13 +197,13 @@ var benchClient = netip.MustParseAddr("198.51.100.7")
 // time it took; the request must pass.
 func admitCPU(tb testing.TB, g *waf.Guard, r benchRequest, ctx *fasthttp.RequestCtx) time.Duration {
 	start := processCPU()
-	pass, ok := g.Admit(ctx, []byte("bench"), benchClient)
-	if ok {
+	pass, v := g.Admit(ctx, []byte("bench"), benchClient, nil)
+	if v.Allowed() {
 		g.Finish(ctx, pass, nil, benchClient)
 	}
 	took := processCPU() - start
-	if !ok {
-		tb.Fatalf("%s: refused under the defaults: %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+	if !v.Allowed() {
+		tb.Fatalf("%s: refused under the defaults: %d %s", r.name, v.Type.Status, v.Detail)
 	}
 	return took
 }
@@ -231,9 +220,9 @@ func TestWorstCasesPassDefaults(t *testing.T) {
 			t.Fatalf("%s: %d bytes of request line and headers, over the listener's default %d", r.name, n, configs.DefaultMaxHeaderBytes)
 		}
 		ctx := r.ctx(t)
-		pass, ok := g.Admit(ctx, []byte("t"), benchClient)
-		if !ok {
-			t.Fatalf("%s: refused under the defaults: %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+		pass, v := g.Admit(ctx, []byte("t"), benchClient, nil)
+		if !v.Allowed() {
+			t.Fatalf("%s: refused under the defaults: %d %s", r.name, v.Type.Status, v.Detail)
 		}
 		g.Finish(ctx, pass, nil, benchClient)
 	}
@@ -244,8 +233,8 @@ func TestWorstCasesPassDefaults(t *testing.T) {
 	}
 	for _, r := range over {
 		ctx := r.ctx(t)
-		if _, ok := g.Admit(ctx, []byte("t"), benchClient); ok || ctx.Response.StatusCode() != 400 {
-			t.Errorf("%s: want 400, got %d %s", r.name, ctx.Response.StatusCode(), ctx.Response.Body())
+		if _, v := g.Admit(ctx, []byte("t"), benchClient, nil); v.Type.Status != 400 {
+			t.Errorf("%s: want 400, got %d %s", r.name, v.Type.Status, v.Detail)
 		}
 	}
 }

@@ -23,6 +23,8 @@ type Shape struct {
 	maxBody        int
 	contentTypes   [][]byte // lower-case media types; empty accepts any
 	maxParts       int
+	// The refusals, made once when the route is built.
+	uriTooLong, tooManyHeaders, headersTooLarge, bodyTooLarge, mediaType, tooManyParts problem.Refusal
 }
 
 // NewShape takes a route's validated limits; maxBody is its body limit (0:
@@ -32,41 +34,41 @@ func NewShape(l configs.RouteLimits, maxBody int64) Shape {
 	for _, ct := range l.ContentTypes {
 		s.contentTypes = append(s.contentTypes, bytes.ToLower([]byte(ct)))
 	}
+	s.uriTooLong = problem.Refuse(problem.URITooLong, "the request target exceeds "+strconv.Itoa(s.maxURI)+" bytes")
+	s.tooManyHeaders = problem.Refuse(problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers")
+	s.headersTooLarge = problem.Refuse(problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes")
+	s.bodyTooLarge = problem.Refuse(problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(s.maxBody)+" bytes")
+	types := string(bytes.Join(s.contentTypes, []byte(", ")))
+	s.mediaType = problem.Refusal{Type: problem.UnsupportedMedia, Detail: "this route accepts " + types, Header: "Accept-Post", Value: types}
+	s.tooManyParts = problem.Refuse(problem.BodyTooLarge, "more than "+strconv.Itoa(s.maxParts)+" multipart parts")
 	return s
 }
 
-// Check answers a request of the wrong shape with its problem and returns
-// the limit it broke (the limits field, for metrics and the audit log); ""
-// when the request may go on.
-func (s *Shape) Check(ctx *fasthttp.RequestCtx, id []byte) string {
+// Check returns the refusal of a request of the wrong shape and the limit
+// it broke (the limits field, for metrics and the audit log); the zero
+// Refusal when the request may go on.
+func (s *Shape) Check(ctx *fasthttp.RequestCtx) (problem.Refusal, string) {
 	h := &ctx.Request.Header
 	if s.maxURI > 0 && len(h.RequestURI()) > s.maxURI {
-		problem.Write(ctx, problem.URITooLong, "the request target exceeds "+strconv.Itoa(s.maxURI)+" bytes", id)
-		return "max_uri_bytes"
+		return s.uriTooLong, "max_uri_bytes"
 	}
 	if s.maxHeaders > 0 && h.Len() > s.maxHeaders {
-		problem.Write(ctx, problem.TooManyHeaders, "more than "+strconv.Itoa(s.maxHeaders)+" headers", id)
-		return "max_headers"
+		return s.tooManyHeaders, "max_headers"
 	}
 	if s.maxHeaderBytes > 0 && len(h.RawHeaders()) > s.maxHeaderBytes {
-		problem.Write(ctx, problem.HeadersTooLarge, "the headers exceed "+strconv.Itoa(s.maxHeaderBytes)+" bytes", id)
-		return "max_header_bytes"
+		return s.headersTooLarge, "max_header_bytes"
 	}
 	body := len(ctx.Request.Body())
 	if s.maxBody > 0 && (body > s.maxBody || h.ContentLength() > s.maxBody) {
-		problem.Write(ctx, problem.BodyTooLarge, "the body exceeds "+strconv.Itoa(s.maxBody)+" bytes", id)
-		return "max_body_bytes"
+		return s.bodyTooLarge, "max_body_bytes"
 	}
 	if len(s.contentTypes) > 0 && body > 0 && !s.acceptsType(h.ContentType()) {
-		problem.Write(ctx, problem.UnsupportedMedia, "this route accepts "+s.typesText(), id)
-		ctx.Response.Header.Set("Accept-Post", s.typesText())
-		return "content_types"
+		return s.mediaType, "content_types"
 	}
 	if s.maxParts > 0 && body > 0 && multipartParts(h.ContentType(), ctx.Request.Body(), s.maxParts) > s.maxParts {
-		problem.Write(ctx, problem.BodyTooLarge, "more than "+strconv.Itoa(s.maxParts)+" multipart parts", id)
-		return "max_multipart_parts"
+		return s.tooManyParts, "max_multipart_parts"
 	}
-	return ""
+	return problem.Refusal{}, ""
 }
 
 // multipartParts counts the parts of a multipart body, stopping past max;
@@ -110,15 +112,4 @@ func (s *Shape) acceptsType(ct []byte) bool {
 		}
 	}
 	return false
-}
-
-func (s *Shape) typesText() string {
-	b := make([]byte, 0, 64)
-	for i, t := range s.contentTypes {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, t...)
-	}
-	return string(b)
 }

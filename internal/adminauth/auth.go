@@ -139,10 +139,8 @@ func Require(role configs.Role, next http.Handler) http.Handler {
 // RequireFunc is Require for a handler function.
 func RequireFunc(role configs.Role, f http.HandlerFunc) http.Handler { return Require(role, f) }
 
-// WriteProblem answers with problem+json from the registry.
+// WriteProblem answers an admin request with problem+json from the
+// registry (problem.WriteHTTP, the writer of every net/http handler).
 func WriteProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
-	w.Header().Set("Content-Type", problem.ContentType)
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(t.Status)
-	w.Write(problem.AppendJSON(nil, t, detail, nil, []byte(r.URL.Path)))
+	problem.WriteHTTP(w, r, t, detail)
 }

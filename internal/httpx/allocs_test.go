@@ -35,6 +35,7 @@ func TestNoAllocs(t *testing.T) {
 		{"ParseIdempotencyKey", func() { buf, _ = ParseIdempotencyKey(buf[:0], key) }},
 		{"IsHopByHop", func() { sinkBool = IsHopByHop(conn[:10]) }},
 		{"ConnectionTokens", func() { ConnectionTokens(conn, func(tok []byte) { sinkBool = IsHopByHop(tok) }) }},
+		{"CutToken", func() { sinkBytes, _ = CutToken(conn) }},
 	} {
 		if n := testing.AllocsPerRun(100, tc.fn); n != 0 {
 			t.Errorf("%s: %v allocs per call, want 0", tc.name, n)

@@ -25,10 +25,11 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
-// equalFoldLower reports whether b equals lower (which must be lower-case
-// ASCII) ignoring ASCII case. Only A-Z are folded: folding by OR-ing 0x20
-// would also equate control bytes with punctuation ("\r" with "-").
-func equalFoldLower(b []byte, lower string) bool {
+// EqualFoldLower reports whether b equals lower (which must be lower-case
+// ASCII) ignoring ASCII case, without allocating. Only A-Z are folded:
+// folding by OR-ing 0x20 would also equate control bytes with punctuation
+// ("\r" with "-").
+func EqualFoldLower[T string | []byte](b []byte, lower T) bool {
 	if len(b) != len(lower) {
 		return false
 	}

@@ -180,13 +180,13 @@ func nextElement(s []byte, i int) (e element, next int) {
 				val = s[valStart:i]
 			}
 			switch {
-			case equalFoldLower(name, "for"):
+			case EqualFoldLower(name, "for"):
 				if e.hasFor {
 					// Two for= in one element: which hop is it?
 					return resync(s, start)
 				}
 				e.hasFor, e.forVal, e.forEsc = true, val, esc
-			case equalFoldLower(name, "proto"):
+			case EqualFoldLower(name, "proto"):
 				if e.hasProto {
 					return resync(s, start)
 				}

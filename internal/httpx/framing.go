@@ -95,17 +95,17 @@ func CheckFraming(raw []byte, http10 bool) FramingFault {
 			}
 		}
 		switch {
-		case len(name) == len("content-length") && equalFoldLower(name, "content-length"):
+		case len(name) == len("content-length") && EqualFoldLower(name, "content-length"):
 			cl++
 			if cl > 1 || !isDecimal(trimOWS(line[colon+1:])) {
 				return FramingCLInvalid
 			}
-		case len(name) == len("transfer-encoding") && equalFoldLower(name, "transfer-encoding"):
+		case len(name) == len("transfer-encoding") && EqualFoldLower(name, "transfer-encoding"):
 			te++
 			if te > 1 {
 				return FramingTERepeated
 			}
-			if !equalFoldLower(trimOWS(line[colon+1:]), "chunked") {
+			if !EqualFoldLower(trimOWS(line[colon+1:]), "chunked") {
 				return FramingTECoding
 			}
 		}

@@ -12,19 +12,19 @@ import "bytes"
 func IsHopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFoldLower(name, "te")
+		return EqualFoldLower(name, "te")
 	case 7:
-		return equalFoldLower(name, "trailer") || equalFoldLower(name, "upgrade")
+		return EqualFoldLower(name, "trailer") || EqualFoldLower(name, "upgrade")
 	case 10:
-		return equalFoldLower(name, "connection") || equalFoldLower(name, "keep-alive")
+		return EqualFoldLower(name, "connection") || EqualFoldLower(name, "keep-alive")
 	case 16:
-		return equalFoldLower(name, "proxy-connection")
+		return EqualFoldLower(name, "proxy-connection")
 	case 17:
-		return equalFoldLower(name, "transfer-encoding")
+		return EqualFoldLower(name, "transfer-encoding")
 	case 18:
-		return equalFoldLower(name, "proxy-authenticate")
+		return EqualFoldLower(name, "proxy-authenticate")
 	case 19:
-		return equalFoldLower(name, "proxy-authorization")
+		return EqualFoldLower(name, "proxy-authorization")
 	}
 	return false
 }
@@ -33,14 +33,21 @@ func IsHopByHop(name []byte) bool {
 // header value, OWS-trimmed, skipping empty list elements. token aliases v.
 func ConnectionTokens(v []byte, fn func(token []byte)) {
 	for len(v) > 0 {
-		tok := v
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			v = nil
-		}
-		if tok = trimOWS(tok); len(tok) > 0 {
+		var tok []byte
+		if tok, v = CutToken(v); len(tok) > 0 {
 			fn(tok)
 		}
 	}
+}
+
+// CutToken cuts the first element off a comma-separated list such as a
+// Connection header value: tok is the element, OWS-trimmed (empty for an
+// empty element), rest what follows its comma. Both alias list; a loop over
+// it keeps list on the stack where ConnectionTokens' callback would not.
+func CutToken(list []byte) (tok, rest []byte) {
+	tok = list
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		tok, rest = list[:i], list[i+1:]
+	}
+	return trimOWS(tok), rest
 }

@@ -7,6 +7,7 @@
 package problem
 
 import (
+	"net/http"
 	"strconv"
 	"unicode/utf8"
 
@@ -104,6 +105,28 @@ var (
 	JSONTooDeep     = Type{"json-too-deep", "JSON body nested too deeply", fasthttp.StatusBadRequest}
 )
 
+// Refusal is a decision to refuse a request with a problem, made by a
+// layer that does not write answers itself (the protective layer, a money
+// route's key guard, a route handler): the server it runs in writes it, in
+// one place per server type. The zero Refusal refuses nothing.
+type Refusal struct {
+	Type   Type
+	Detail string
+	// RetryAfter is the Retry-After value in seconds ("" for none).
+	RetryAfter string
+	// Header and Value are one more response header the answer carries
+	// (Allow, Accept-Post, WWW-Authenticate), when Header is not empty.
+	Header, Value string
+	// Close ends the connection after the answer.
+	Close bool
+}
+
+// Refuse is a Refusal of type t with detail.
+func Refuse(t Type, detail string) Refusal { return Refusal{Type: t, Detail: detail} }
+
+// Refused reports whether r refuses the request.
+func (r *Refusal) Refused() bool { return r.Type.Status != 0 }
+
 // Write answers ctx with problem t. detail may be empty; requestID is echoed
 // in the body and the X-Request-Id header. Any body already set is replaced.
 func Write(ctx *fasthttp.RequestCtx, t Type, detail string, requestID []byte) {
@@ -117,6 +140,25 @@ func Write(ctx *fasthttp.RequestCtx, t Type, detail string, requestID []byte) {
 	}
 	b := AppendJSON(resp.Body()[:0], t, detail, requestID, ctx.Path())
 	resp.SetBodyRaw(b)
+}
+
+// WriteHTTP answers a net/http request with problem t: the one writer of
+// hedge's net/http handlers (the admin APIs, the stream pages and LL-HLS).
+// The request's X-Request-Id, which the edge sets to its own id before it
+// hands a request to a net/http handler, is echoed in the body and the
+// response header; a HEAD request gets no body.
+func WriteHTTP(w http.ResponseWriter, r *http.Request, t Type, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Cache-Control", "no-store")
+	id := r.Header.Get("X-Request-Id")
+	if id != "" {
+		h.Set("X-Request-Id", id)
+	}
+	w.WriteHeader(t.Status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(AppendJSON(nil, t, detail, []byte(id), []byte(r.URL.Path)))
+	}
 }
 
 // AppendJSON appends the problem document to dst.

@@ -2,6 +2,7 @@ package problem
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -34,6 +35,31 @@ func TestWriteIsValidProblemJSON(t *testing.T) {
 	}
 	if ctx.Response.StatusCode() != 503 {
 		t.Errorf("status: want 503, got %d", ctx.Response.StatusCode())
+	}
+}
+
+// WriteHTTP writes the same document for net/http handlers, echoing the
+// request id the edge handed over, and no body to a HEAD.
+func TestWriteHTTP(t *testing.T) {
+	for _, method := range []string{"GET", "HEAD"} {
+		r := httptest.NewRequest(method, "/live/x/hls/nothing.mp4", nil)
+		r.Header.Set("X-Request-Id", "req-7")
+		w := httptest.NewRecorder()
+		WriteHTTP(w, r, StreamNotFound, "gone")
+		if w.Code != 404 || w.Header().Get("Content-Type") != ContentType || w.Header().Get("X-Request-Id") != "req-7" ||
+			w.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%s: want 404 %s with X-Request-Id req-7, got %d %v", method, ContentType, w.Code, w.Header())
+		}
+		if method == "HEAD" {
+			if w.Body.Len() != 0 {
+				t.Errorf("HEAD: want no body, got %q", w.Body)
+			}
+			continue
+		}
+		want := `{"type":"urn:hedge:problem:stream-not-found","title":"No such live stream","status":404,"detail":"gone","instance":"/live/x/hls/nothing.mp4","request_id":"req-7"}` + "\n"
+		if w.Body.String() != want {
+			t.Errorf("GET: want body %s, got %s", want, w.Body)
+		}
 	}
 }
 

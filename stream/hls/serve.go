@@ -351,15 +351,5 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
-	h := w.Header()
-	h.Set("Content-Type", problem.ContentType)
-	h.Set("Cache-Control", "no-store")
-	id := r.Header.Get("X-Request-Id")
-	if id != "" {
-		h.Set("X-Request-Id", id)
-	}
-	w.WriteHeader(t.Status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(problem.AppendJSON(nil, t, detail, []byte(id), []byte(r.URL.Path)))
-	}
+	problem.WriteHTTP(w, r, t, detail)
 }

@@ -130,11 +130,5 @@ func serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
-	h := w.Header()
-	h.Set("Content-Type", problem.ContentType)
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(t.Status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(problem.AppendJSON(nil, t, detail, []byte(r.Header.Get("X-Request-Id")), []byte(r.URL.Path)))
-	}
+	problem.WriteHTTP(w, r, t, detail)
 }

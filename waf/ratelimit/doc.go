@@ -8,8 +8,7 @@
 //	defer l.Close()
 //	d := l.Allow(time.Now(), client, key)   // key: bytes the caller may reuse
 //	if !d.Allowed {
-//		ratelimit.Reject(ctx, l.Policy(), d, requestID) // 429 problem+json + headers
-//		return
+//		// the caller answers 429 (problem.RateLimited), then:
 //	}
 //	ratelimit.SetHeaders(&ctx.Response.Header, l.Policy(), d)
 //
@@ -69,7 +68,7 @@
 // 1/s the shortest window that earns a token), q = Rate·w (the sustained
 // quota: a client that keeps to it is never limited), r = remaining whole
 // tokens capped at q, t = seconds until the bucket is full again.
-// problem.Write resets the response, so headers go on after it (Reject).
+// Writing a problem resets the response, so headers go on after it.
 //
 // # Numbers
 //

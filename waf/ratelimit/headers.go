@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"hedge/internal/problem"
 )
 
 // Header names (draft-ietf-httpapi-ratelimit-headers-10, and RFC 9110 for
@@ -77,9 +75,9 @@ func AppendRateLimit(dst []byte, p Policy, d Decision) []byte {
 func RetryAfterSeconds(d Decision) int64 { return max(ceilSeconds(d.RetryAfter), 1) }
 
 // SetHeaders sets RateLimit-Policy and RateLimit on h for decision d, and
-// Retry-After when d denied the request. problem.Write resets the response,
-// so on a 429 call SetHeaders after it (Reject does both). It does not
-// allocate once h has room for the values.
+// Retry-After when d denied the request. Writing a problem resets the
+// response, so on a 429 call SetHeaders after the problem is written. It
+// does not allocate once h has room for the values.
 func SetHeaders(h *fasthttp.ResponseHeader, p Policy, d Decision) {
 	var a [160]byte
 	h.SetBytesV(HeaderPolicy, AppendPolicy(a[:0], p))
@@ -87,14 +85,6 @@ func SetHeaders(h *fasthttp.ResponseHeader, p Policy, d Decision) {
 	if !d.Allowed {
 		h.SetBytesV(HeaderRetryAfter, strconv.AppendInt(a[:0], RetryAfterSeconds(d), 10))
 	}
-}
-
-// Reject answers ctx with 429 problem+json (problem.RateLimited) and the
-// rate limit headers of the denying decision d. The detail is fixed: a
-// flood of denials costs no formatting, and the numbers are in the headers.
-func Reject(ctx *fasthttp.RequestCtx, p Policy, d Decision, requestID []byte) {
-	problem.Write(ctx, problem.RateLimited, "Rate limit exceeded; retry after the Retry-After interval", requestID)
-	SetHeaders(&ctx.Response.Header, p, d)
 }
 
 // appendSFString appends s as a structured-field String (RFC 9651 §4.1.6):

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/internal/problem"
 )
 
 func TestHeaderValues(t *testing.T) {
@@ -106,7 +108,7 @@ func TestHeaderValues(t *testing.T) {
 // The whole path over a real socket: a fasthttp server limits by client
 // address; a client sees the headers on success and a 429 problem+json with
 // Retry-After once the burst is spent.
-func TestRejectOverHTTP(t *testing.T) {
+func TestHeadersOverHTTP(t *testing.T) {
 	p := Policy{Name: "edge", By: ByIP, Rate: 1, Burst: 2, Window: 10 * time.Second}
 	l := New(p)
 	defer l.Close()
@@ -115,10 +117,12 @@ func TestRejectOverHTTP(t *testing.T) {
 		var kb [16]byte
 		d := l.Allow(time.Now(), client, AppendAddr(kb[:0], client, 64))
 		if !d.Allowed {
-			Reject(ctx, l.Policy(), d, []byte("req-1"))
-			return
+			problem.Write(ctx, problem.RateLimited, "", []byte("req-1"))
 		}
 		SetHeaders(&ctx.Response.Header, l.Policy(), d)
+		if !d.Allowed {
+			return
+		}
 		ctx.SetBodyString("ok")
 	}}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -1,4 +1,4 @@
-package gateway
+package money
 
 import (
 	"context"
@@ -8,7 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"hedge/configs"
+	"hedge/gateway/ledger"
+	"hedge/internal/audit"
 )
 
 // latencyBounds are the buckets of money-call latency used to estimate p95.
@@ -44,20 +48,34 @@ func (h *domainHealth) observe(d time.Duration, failed bool) {
 	h.buckets[i].Add(1)
 }
 
-// degradation decides, per ledger domain, whether the wallet is degraded:
+// Degradation decides, per ledger domain, whether the wallet is degraded:
 // no designated writer, or too many failed or slow money calls over a
 // window. Heavy routes of a degraded domain are shed; it recovers only after
-// RecoverAfter without trouble, so shedding does not flap.
-type degradation struct {
-	node    *Node
+// RecoverAfter without trouble, so shedding does not flap. It outlives the
+// node's states (Configure takes a reload's settings) until Close.
+type Degradation struct {
+	deps    DegradationDeps
 	cfg     atomic.Pointer[configs.Degradation]
 	domains sync.Map // name → *domainHealth
 	stop    context.CancelFunc
 	done    chan struct{}
 }
 
-func newDegradation(n *Node, cfg configs.Degradation) *degradation {
-	d := &degradation{node: n, done: make(chan struct{})}
+// DegradationDeps are what a node's degradation reports to and reads.
+type DegradationDeps struct {
+	Region, Node string
+	Log          *slog.Logger
+	// Degraded is the gauge vector by domain (hedge_ledger_domain_degraded,
+	// curried with the node).
+	Degraded *prometheus.GaugeVec
+	Audit    *audit.Log
+	// Lookup is the domain's designation in the node's current state.
+	Lookup func(domain string) *ledger.Designation
+}
+
+// NewDegradation starts evaluating a node's money calls every window.
+func NewDegradation(cfg configs.Degradation, deps DegradationDeps) *Degradation {
+	d := &Degradation{deps: deps, done: make(chan struct{})}
 	d.cfg.Store(&cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stop = cancel
@@ -65,7 +83,16 @@ func newDegradation(n *Node, cfg configs.Degradation) *degradation {
 	return d
 }
 
-func (d *degradation) domain(name string) *domainHealth {
+// Configure takes a reload's settings.
+func (d *Degradation) Configure(cfg configs.Degradation) { d.cfg.Store(&cfg) }
+
+// Observe counts one money call to domain: how long it took, and whether
+// it failed (5xx, timeout, unreachable).
+func (d *Degradation) Observe(domain string, took time.Duration, failed bool) {
+	d.domain(domain).observe(took, failed)
+}
+
+func (d *Degradation) domain(name string) *domainHealth {
 	if h, ok := d.domains.Load(name); ok {
 		return h.(*domainHealth)
 	}
@@ -74,19 +101,20 @@ func (d *degradation) domain(name string) *domainHealth {
 }
 
 // Degraded reports whether heavy routes of domain are being shed.
-func (d *degradation) Degraded(domain string) bool {
+func (d *Degradation) Degraded(domain string) bool {
 	if h, ok := d.domains.Load(domain); ok {
 		return h.(*domainHealth).degraded.Load()
 	}
 	return false
 }
 
-func (d *degradation) close() {
+// Close stops the evaluation.
+func (d *Degradation) Close() {
 	d.stop()
 	<-d.done
 }
 
-func (d *degradation) run(ctx context.Context) {
+func (d *Degradation) run(ctx context.Context) {
 	defer close(d.done)
 	for {
 		window := d.cfg.Load().Window.D()
@@ -100,9 +128,8 @@ func (d *degradation) run(ctx context.Context) {
 }
 
 // evaluate looks at the calls since the last evaluation (one window).
-func (d *degradation) evaluate(now time.Time) {
+func (d *Degradation) evaluate(now time.Time) {
 	cfg := d.cfg.Load()
-	st := d.node.state.Load()
 	d.domains.Range(func(_, v any) bool {
 		h := v.(*domainHealth)
 		total, failed := h.total.Load(), h.failed.Load()
@@ -114,7 +141,7 @@ func (d *degradation) evaluate(now time.Time) {
 			counts[i], h.seenBuckets[i] = c-h.seenBuckets[i], c
 		}
 		reason := ""
-		if des := st.directory.Lookup(h.name); des != nil && !des.OK() {
+		if des := d.deps.Lookup(h.name); des != nil && !des.OK() {
 			reason = "no designated writer: " + string(des.State)
 		} else if n >= uint64(cfg.MinRequests) {
 			if rate := float64(f) / float64(n); rate > cfg.ErrorRate {
@@ -160,17 +187,19 @@ func latencyBoundString(d time.Duration) string {
 	return d.String()
 }
 
-func (d *degradation) changed(domain string, degraded bool, reason string) {
-	n := d.node
+// changed reports a domain's change: a log line, the gauge and an audit
+// record.
+func (d *Degradation) changed(domain string, degraded bool, reason string) {
+	dd := &d.deps
 	level := slog.LevelInfo
 	if degraded {
 		level = slog.LevelWarn
 	}
-	n.log.Log(context.Background(), level, "ledger domain degradation changed", "domain", domain, "degraded", degraded, "reason", reason)
+	dd.Log.Log(context.Background(), level, "ledger domain degradation changed", "domain", domain, "degraded", degraded, "reason", reason)
 	v := 0.0
 	if degraded {
 		v = 1
 	}
-	n.g.metrics.degraded.WithLabelValues(n.region, n.name, domain).Set(v)
-	n.g.audit.Record("ledger_domain_degradation", map[string]any{"region": n.region, "node": n.name, "domain": domain, "degraded": degraded, "reason": reason})
+	dd.Degraded.WithLabelValues(domain).Set(v)
+	dd.Audit.Record("ledger_domain_degradation", map[string]any{"region": dd.Region, "node": dd.Node, "domain": domain, "degraded": degraded, "reason": reason})
 }

@@ -9,34 +9,23 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
-	"hedge/gateway/upstream"
+	"hedge/gateway/live"
+	"hedge/gateway/money"
+	"hedge/gateway/route"
+	"hedge/internal/httpx"
 )
 
-// RouteHandler serves the requests of one matched route. Each route kind
-// (proxy today; ledger and stream later) is one implementation, built by a
-// RouteKind from its configuration.
-type RouteHandler interface {
-	Serve(r *Request)
-}
-
-// RouteKind builds the handler of one kind of route.
-type RouteKind func(b *Build, rc configs.Route) (RouteHandler, error)
-
-// routeKinds maps configs.Route.Kind to its builder. New kinds register here.
-var routeKinds = map[string]RouteKind{
-	"proxy":  newProxyRoute,
-	"ledger": newMoneyRoute,
-}
-
-// Build is what route kinds may use while a node's state is assembled.
-type Build struct {
-	Config *configs.Config
-	Region *configs.Region
-	Node   *configs.Node
-	Pools  map[string]*upstream.Pool
-	// Money is shared by the node's money routes (nil without auth).
-	Money   *moneyDeps
-	metrics *metrics
+// routeKinds maps configs.Route.Kind to the builder of its handler; a new
+// kind is one entry here and a package behind route.Handler. Each builder
+// gets what it needs from the node and the state being built, explicitly.
+var routeKinds = map[string]func(n *Node, st *nodeState, rc configs.Route) (route.Handler, error){
+	"proxy": newProxyRoute,
+	"ledger": func(_ *Node, st *nodeState, rc configs.Route) (route.Handler, error) {
+		return money.NewRoute(rc, st.money)
+	},
+	"stream": func(n *Node, st *nodeState, rc configs.Route) (route.Handler, error) {
+		return n.live.Route(rc, live.Setup{Config: st.cfg, Region: st.region, Node: st.node, Log: n.log})
+	},
 }
 
 // Route is one compiled route.
@@ -48,30 +37,26 @@ type Route struct {
 	methods  [][]byte
 	allow    string // for 405 answers
 	maxBody  int
-	rewrite  []byte
-	handler  RouteHandler
+	handler  route.Handler
 	stats    *routeStats
 	index    int // in the configuration's order; indexes listenerState.guards
 }
 
-func compileRoute(b *Build, rc configs.Route, listenerMaxBody int64, m *metrics) (*Route, error) {
+func (n *Node) compileRoute(st *nodeState, rc configs.Route, listenerMaxBody int64) (*Route, error) {
 	kind, ok := routeKinds[string(rc.Kind)]
 	if !ok {
 		return nil, fmt.Errorf("route %q: unknown kind %q", rc.Name, rc.Kind)
 	}
-	h, err := kind(b, rc)
+	h, err := kind(n, st, rc)
 	if err != nil {
 		return nil, fmt.Errorf("route %q: %w", rc.Name, err)
 	}
 	r := &Route{
 		Name: rc.Name, prefix: []byte(rc.Match.PathPrefix), handler: h,
-		maxBody: int(listenerMaxBody), stats: m.route(b.Region.Name, b.Node.Name, rc.Name),
+		maxBody: int(listenerMaxBody), stats: n.g.metrics.route(n.region, n.name, rc.Name),
 	}
 	if rc.MaxBodyBytes > 0 {
 		r.maxBody = int(rc.MaxBodyBytes)
-	}
-	if rc.Rewrite != "" {
-		r.rewrite = []byte(rc.Rewrite)
 	}
 	for _, h := range rc.Match.Hosts {
 		h = strings.TrimSuffix(strings.ToLower(h), ".")
@@ -134,12 +119,12 @@ func (r *Route) matchHost(host []byte) bool {
 		return true
 	}
 	for _, h := range r.hosts {
-		if equalFoldASCII(host, h) {
+		if httpx.EqualFoldLower(host, h) {
 			return true
 		}
 	}
 	for _, s := range r.suffixes {
-		if len(host) > len(s) && equalFoldASCII(host[len(host)-len(s):], s) {
+		if len(host) > len(s) && httpx.EqualFoldLower(host[len(host)-len(s):], s) {
 			return true
 		}
 	}
@@ -172,20 +157,4 @@ func hostOnly(h []byte) []byte {
 		h = h[:i]
 	}
 	return bytes.TrimSuffix(h, []byte("."))
-}
-
-func equalFoldASCII(a, lower []byte) bool {
-	if len(a) != len(lower) {
-		return false
-	}
-	for i := range a {
-		c := a[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -1,14 +1,6 @@
-package gateway
-
-import (
-	"bytes"
-
-	"github.com/valyala/fasthttp"
-
-	"hedge/configs"
-	"hedge/internal/httpx"
-)
-
+// Package contract is what the edge sends upstream, and what it refuses to
+// let a client remove on the way.
+//
 // The edge is the trust boundary. What it sends on a money route (a ledger
 // route, or a proxy route with `idempotency: required`: a cashier in front
 // of payment rails) is built from an allowlist, not copied from the
@@ -31,7 +23,19 @@ import (
 // edge's own namespaces and the strip list (upstream_headers.strip, by
 // default headers that name a client address, host or method the edge did
 // not establish). Either way a request whose Connection header would remove
-// a header the edge relies on is refused before it reaches any route.
+// a header the edge relies on is refused before it reaches any route
+// (ProtectedConnection).
+package contract
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/configs"
+	"hedge/gateway/route"
+	"hedge/internal/httpx"
+)
 
 // headerSet matches header names case-insensitively: exact names, and
 // prefixes written "Name-*".
@@ -57,12 +61,12 @@ func newHeaderSet(names ...[]string) headerSet {
 
 func (s *headerSet) has(name []byte) bool {
 	for _, e := range s.exact {
-		if equalFoldASCII(name, e) {
+		if httpx.EqualFoldLower(name, e) {
 			return true
 		}
 	}
 	for _, p := range s.prefixes {
-		if len(name) >= len(p) && equalFoldASCII(name[:len(p)], p) {
+		if len(name) >= len(p) && httpx.EqualFoldLower(name[:len(p)], p) {
 			return true
 		}
 	}
@@ -93,16 +97,16 @@ var protectedHeaders = newHeaderSet([]string{
 	"X-Request-Id", "Traceparent", "Tracestate", "X-Forwarded-For", "X-Forwarded-Proto", "Forwarded", "Cookie",
 }, edgeNamespaces)
 
-// connectionRemovesProtected returns the first token of the request's
-// Connection headers that names a protected header, or nil. The returned
-// slice aliases the request.
-func connectionRemovesProtected(h *fasthttp.RequestHeader) []byte {
+// ProtectedConnection returns the first token of the request's Connection
+// headers that names a protected header, or nil. The returned slice aliases
+// the request.
+func ProtectedConnection(h *fasthttp.RequestHeader) []byte {
 	if len(h.Peek(fasthttp.HeaderConnection)) == 0 {
 		return nil
 	}
 	var found []byte
 	for k, v := range h.All() {
-		if found != nil || !equalFoldASCII(k, connectionLower) {
+		if found != nil || !httpx.EqualFoldLower(k, "connection") {
 			continue
 		}
 		httpx.ConnectionTokens(v, func(t []byte) {
@@ -114,10 +118,8 @@ func connectionRemovesProtected(h *fasthttp.RequestHeader) []byte {
 	return found
 }
 
-var connectionLower = []byte("connection")
-
-// upstreamContract is what one route sends upstream.
-type upstreamContract struct {
+// Contract is what one route sends upstream.
+type Contract struct {
 	// allowlist routes build the upstream request from the allowlist;
 	// others strip the client's in place.
 	allowlist bool
@@ -125,8 +127,11 @@ type upstreamContract struct {
 	strip     headerSet // removed on other routes, with the edge namespaces
 }
 
-func newUpstreamContract(rc configs.Route) *upstreamContract {
-	c := &upstreamContract{allowlist: rc.Kind == "ledger" || rc.Idempotency == "required"}
+// New is the contract of route rc: an allowlist for money routes (ledger
+// routes, and routes with idempotency: required), the strip list for the
+// others.
+func New(rc configs.Route) *Contract {
+	c := &Contract{allowlist: rc.Kind == "ledger" || rc.Idempotency == "required"}
 	c.allow = newHeaderSet(rc.UpstreamHeaders.Allow)
 	strip := rc.UpstreamHeaders.Strip
 	if strip == nil {
@@ -136,11 +141,15 @@ func newUpstreamContract(rc configs.Route) *upstreamContract {
 	return c
 }
 
-// build writes into out the request an allowlist route sends for r: see
-// the list at the top of this file. The caller sets the upstream's scheme
+// Allowlist reports whether the route builds its upstream requests from the
+// allowlist (Build) rather than forwarding the client's (Prepare).
+func (c *Contract) Allowlist() bool { return c.allowlist }
+
+// Build writes into out the request an allowlist route sends for r: see
+// the list at the top of the package. The caller sets the upstream's scheme
 // and host and the identity headers. out's body aliases the client's, so
 // out must not outlive the request.
-func (c *upstreamContract) build(out *fasthttp.Request, r *Request, prefix, rewrite, key []byte) {
+func (c *Contract) Build(out *fasthttp.Request, r *route.Request, prefix, rewrite, key []byte) {
 	in := &r.Ctx.Request
 	oh := &out.Header
 	oh.DisableNormalizing() // names are written as the edge spells them
@@ -172,7 +181,7 @@ func (c *upstreamContract) build(out *fasthttp.Request, r *Request, prefix, rewr
 	setForwarding(oh, r, &in.Header)
 	if len(c.allow.exact)+len(c.allow.prefixes) > 0 {
 		for k, v := range in.Header.All() {
-			if c.allow.has(k) && !neverAllowed.has(k) {
+			if c.allow.has(k) && !neverAllowed.has(k) && !httpx.IsHopByHop(k) {
 				oh.AddBytesKV(k, v)
 			}
 		}
@@ -180,11 +189,10 @@ func (c *upstreamContract) build(out *fasthttp.Request, r *Request, prefix, rewr
 }
 
 // neverAllowed are what no allow list passes from a client, whatever the
-// configuration says: what the edge sets itself, hop-by-hop headers and
-// the edge's namespaces (configs refuses such allow entries too).
+// configuration says, besides hop-by-hop headers: what the edge sets
+// itself and the edge's namespaces (configs refuses such allow entries too).
 var neverAllowed = newHeaderSet([]string{
-	"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
-	"Upgrade", "Proxy-Authorization", "Proxy-Authenticate", "Idempotency-Key", "X-Request-Id", "Traceparent",
+	"Host", "Content-Length", "Idempotency-Key", "X-Request-Id", "Traceparent",
 	"Tracestate", "X-Forwarded-For", "X-Forwarded-Proto", "Forwarded", "Content-Type",
 }, edgeNamespaces)
 
@@ -194,7 +202,7 @@ const maxTracestate = 512
 
 // stripInPlace removes from a client's request, forwarded in place, the
 // headers the route strips and the edge's namespaces.
-func (c *upstreamContract) stripInPlace(h *fasthttp.RequestHeader) {
+func (c *Contract) stripInPlace(h *fasthttp.RequestHeader) {
 	for {
 		var name []byte
 		for k := range h.All() {
@@ -215,7 +223,7 @@ func (c *upstreamContract) stripInPlace(h *fasthttp.RequestHeader) {
 // dst for r: from a trusted peer the incoming chain (read from in) is kept
 // and the peer appended; from anyone else the values are the edge's own.
 // dst and in may be the same header.
-func setForwarding(dst *fasthttp.RequestHeader, r *Request, in *fasthttp.RequestHeader) {
+func setForwarding(dst *fasthttp.RequestHeader, r *route.Request, in *fasthttp.RequestHeader) {
 	var buf [256]byte
 	client := r.Client.AppendTo(buf[:0])
 	if !r.TrustedPeer {
@@ -237,4 +245,106 @@ func setForwarding(dst *fasthttp.RequestHeader, r *Request, in *fasthttp.Request
 		f = append(append(append([]byte(nil), prior...), ", "...), f...)
 	}
 	dst.SetBytesV("Forwarded", f)
+}
+
+// Prepare turns the client's request into the request the edge sends on,
+// in place, for routes that forward the client's headers: hop-by-hop
+// headers and the strip list out, the path rewritten, the forwarding
+// headers, request id and trace context set.
+func (c *Contract) Prepare(r *route.Request, prefix, rewrite []byte) {
+	h := &r.Ctx.Request.Header
+	removeHopByHop(h)
+	c.stripInPlace(h)
+
+	if rewrite != nil {
+		uri := r.Ctx.Request.URI()
+		path := uri.Path()
+		if bytes.HasPrefix(path, prefix) {
+			var buf [256]byte
+			np := append(append(buf[:0], rewrite...), path[len(prefix):]...)
+			uri.SetPathBytes(np)
+		}
+	}
+	setForwarding(h, r, h)
+	h.SetBytesV("X-Request-Id", r.ID)
+	if tp := h.Peek("traceparent"); len(tp) > 0 && !httpx.ValidTraceparent(tp) {
+		// An invalid traceparent must not be passed on; tracestate is
+		// meaningless without it (W3C Trace Context §3.2, §3.3).
+		h.Del("traceparent")
+		h.Del("tracestate")
+	}
+}
+
+// CleanResponse removes hop-by-hop headers of the upstream's response; the
+// client connection's own keep-alive is the edge's decision.
+func CleanResponse(resp *fasthttp.Response) {
+	var buf [256]byte
+	conn := buf[:0]
+	for k, v := range resp.Header.All() {
+		conn = appendConnection(conn, k, v)
+	}
+	dropHopByHop(&resp.Header, conn)
+}
+
+// removeHopByHop deletes in place what the client meant for its connection
+// to the edge only.
+func removeHopByHop(h *fasthttp.RequestHeader) {
+	var buf [256]byte
+	conn := buf[:0]
+	for k, v := range h.All() {
+		conn = appendConnection(conn, k, v)
+	}
+	dropHopByHop(h, conn)
+}
+
+// Headers meant for one connection only (RFC 9110 §7.6.1) are the
+// hop-by-hop headers (httpx.IsHopByHop, the one list) and every header the
+// message's Connection headers name, however many they name and however
+// many there are. The Connection values are copied first (appendConnection):
+// deleting headers moves the message's own.
+
+// appendConnection appends to conn the value of header name when it is a
+// Connection header.
+func appendConnection(conn, name, value []byte) []byte {
+	if !httpx.EqualFoldLower(name, "connection") {
+		return conn
+	}
+	return append(append(conn, ','), value...)
+}
+
+// header is a request's or a response's header, as dropHopByHop edits it.
+type header interface {
+	PeekKeys() [][]byte
+	DelBytes(key []byte)
+	ResetConnectionClose()
+}
+
+// dropHopByHop deletes from h the hop-by-hop headers and those the
+// Connection values conn name.
+func dropHopByHop(h header, conn []byte) {
+	for {
+		var name []byte
+		for _, k := range h.PeekKeys() {
+			if httpx.IsHopByHop(k) || connectionNames(conn, k) {
+				name = k
+				break
+			}
+		}
+		if name == nil {
+			break
+		}
+		h.DelBytes(name) // copies name before it deletes
+	}
+	h.ResetConnectionClose()
+}
+
+// connectionNames reports whether the Connection values conn name name.
+func connectionNames(conn, name []byte) bool {
+	for len(conn) > 0 {
+		var tok []byte
+		if tok, conn = httpx.CutToken(conn); len(tok) > 0 && bytes.EqualFold(tok, name) {
+			return true
+		}
+	}
+	return false
 }

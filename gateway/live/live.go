@@ -1,4 +1,15 @@
-package gateway
+// Package live is the stream route kind: under a route's prefix, per
+// stream, WHIP and WHEP with their session resources (package stream), the
+// stream's LL-HLS (hubfeed), its playback descriptor (play.json) and the
+// player and publish pages (package player) — all on the node's Server, one
+// stream.Server with the LL-HLS muxers it feeds.
+//
+// A node owns its Server through a Host: created with the node's first
+// stream route, kept by reloads (its ICE sockets, live sessions and muxers
+// survive them), closed with the node. A reload's settings reach the
+// running server when its state is installed (Route.Installed), never from
+// a state that a failed reload throws away.
+package live
 
 import (
 	"context"
@@ -6,6 +17,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +30,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
 	"hedge/configs"
+	"hedge/gateway/route"
 	"hedge/internal/certs"
 	"hedge/internal/problem"
 	"hedge/stream"
@@ -26,20 +39,14 @@ import (
 	"hedge/stream/player"
 )
 
-func init() { routeKinds["stream"] = newStreamRoute }
-
-// streamServers keeps one stream node per node until the node shuts down
-// (closeStreams): its ICE sockets, live sessions and LL-HLS muxers survive
-// configuration reloads. A reload's settings reach the running stream.Server when its
-// state is installed (streamRoute.installed), never from a state that a
-// failed reload throws away.
-var streamServers struct {
-	sync.Mutex
-	m map[string]*streamNode
+// Host holds a node's Server across the node's states.
+type Host struct {
+	mu  sync.Mutex
+	srv *Server
 }
 
-// streamNode is a node's stream.Server with the LL-HLS muxers it feeds.
-type streamNode struct {
+// Server is a node's stream.Server with the LL-HLS muxers it feeds.
+type Server struct {
 	srv    *stream.Server
 	hls    *hubfeed.Set
 	hlsH   fasthttp.RequestHandler // hls through fasthttpadaptor
@@ -50,50 +57,82 @@ type streamNode struct {
 	pending atomic.Pointer[[]string]
 }
 
-// streamRoute serves, under its prefix, per stream:
+// Setup is what a stream route is built from: the configuration, the node
+// it runs on, and where it reports.
+type Setup struct {
+	Config *configs.Config
+	Region *configs.Region
+	Node   *configs.Node
+	Log    *slog.Logger
+}
+
+// Route serves, under its prefix, per stream:
 // whip, whep and their session resources (stream.Server);
 // hls/* (LL-HLS, hubfeed); play.json (the playback descriptor);
 // "", publish and the pages' scripts (package player).
-type streamRoute struct {
-	*streamNode
+type Route struct {
+	*Server
 	prefix string
 	opts   stream.Options // this state's settings, applied when it is installed
+	log    *slog.Logger
 }
 
-func newStreamRoute(b *Build, rc configs.Route) (RouteHandler, error) {
-	key := b.Region.Name + "/" + b.Node.Name
-	prefix := rc.Match.PathPrefix
-	if !strings.HasSuffix(prefix, "/") {
-		prefix += "/"
-	}
-	opts, err := streamOptions(b, prefix)
+// Route builds the stream route rc on the host's Server, starting the
+// Server with rc's settings if the node has none yet.
+func (h *Host) Route(rc configs.Route, s Setup) (*Route, error) {
+	prefix := strings.TrimSuffix(rc.Match.PathPrefix, "/") + "/"
+	opts, err := streamOptions(s, prefix)
 	if err != nil {
 		return nil, err
 	}
-	streamServers.Lock()
-	defer streamServers.Unlock()
-	if streamServers.m == nil {
-		streamServers.m = map[string]*streamNode{}
-	}
-	if n := streamServers.m[key]; n != nil {
-		return &streamRoute{streamNode: n, prefix: prefix, opts: opts}, nil
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.srv != nil {
+		return &Route{Server: h.srv, prefix: prefix, opts: opts, log: s.Log}, nil
 	}
 	// Every stream of the node, published here or relayed from another
 	// region, gets an LL-HLS muxer as it starts.
 	set := hubfeed.New(hls.Options{})
 	opts.OnHub = set.OnHub
-	s, err := stream.NewServer(opts)
+	srv, err := stream.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
-	n := &streamNode{
-		srv: s, hls: set,
+	h.srv = &Server{
+		srv: srv, hls: set,
 		hlsH:   fasthttpadaptor.NewFastHTTPHandler(set),
 		player: fasthttpadaptor.NewFastHTTPHandler(player.Handler()),
 	}
-	streamServers.m[key] = n
-	return &streamRoute{streamNode: n, prefix: prefix, opts: opts}, nil
+	return &Route{Server: h.srv, prefix: prefix, opts: opts, log: s.Log}, nil
 }
+
+// Server is the node's stream server, nil when it serves no stream route.
+func (h *Host) Server() *Server {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.srv
+}
+
+// Close ends the node's stream server as the node shuts down (or fails to
+// start): its sessions, streams, relays, muxers and ICE sockets, and every
+// goroutine they run. Reloads keep it; only this ends it. Safe to call
+// twice.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	s := h.srv
+	h.srv = nil
+	h.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.srv.Close()
+}
+
+// Stats are the server's counts (sessions, viewers, refusals, …).
+func (s *Server) Stats() stream.Stats { return s.srv.Stats() }
+
+// UDPAddr is the address of the server's ICE UDP socket.
+func (s *Server) UDPAddr() string { return s.srv.UDPAddr() }
 
 // restartFields are the configuration fields behind stream.Server's
 // restart-only settings.
@@ -104,17 +143,17 @@ var restartFields = map[string]string{
 	stream.SettingICELoopback:   "listeners[0].address (the ICE host)",
 }
 
-// installed applies the route's settings to the node's running stream
-// server: live sessions, streams and relays carry on, studios, tokens,
-// caps, graces, ICE servers and relaying change at once. Settings that need
-// new sockets keep their running values and are logged as needing a
-// restart.
-func (sr *streamRoute) installed(n *Node) {
+// Installed applies the route's settings to the node's running stream
+// server, once the state the route belongs to is installed: live sessions,
+// streams and relays carry on, studios, tokens, caps, graces, ICE servers
+// and relaying change at once. Settings that need new sockets keep their
+// running values and are logged as needing a restart.
+func (sr *Route) Installed() {
 	var pending []string
 	for _, f := range sr.srv.Reconfigure(sr.opts) {
 		field := restartFields[f]
 		pending = append(pending, field)
-		n.log.Warn("stream setting changed: needs a restart; the running value is kept",
+		sr.log.Warn("stream setting changed: needs a restart; the running value is kept",
 			"field", field, "configured", iceSetting(sr.opts.ICE, f))
 	}
 	sr.pending.Store(&pending)
@@ -138,34 +177,37 @@ func iceSetting(ice stream.ICE, setting string) string {
 // muxer before the 404.
 const muxerWait = 5 * time.Second
 
-func (sr *streamRoute) Serve(r *Request) {
+// Serve implements route.Handler. The stream server and the LL-HLS and
+// player handlers answer their own requests (through problem.Write and
+// problem.WriteHTTP, with the request's id); what the route itself refuses
+// it returns.
+func (sr *Route) Serve(r *route.Request) problem.Refusal {
 	ctx := r.Ctx
 	rest, ok := strings.CutPrefix(string(ctx.Path()), sr.prefix)
 	name, sub, hasSub := strings.Cut(rest, "/")
 	if !ok || !stream.ValidName(name) {
 		sr.srv.Handle(ctx, r.ID, r.Client) // its 404 problems
-		return
+		return problem.Refusal{}
 	}
 	if !hasSub {
 		// /live/{stream}: the player page is /live/{stream}/.
 		if m := string(ctx.Method()); m == fasthttp.MethodGet || m == fasthttp.MethodHead {
 			ctx.Response.Header.Set("Location", sr.prefix+name+"/")
 			ctx.SetStatusCode(fasthttp.StatusPermanentRedirect)
-			return
+			return problem.Refusal{}
 		}
 		sr.srv.Handle(ctx, r.ID, r.Client)
-		return
+		return problem.Refusal{}
 	}
 	first, _, _ := strings.Cut(sub, "/")
 	switch first {
 	case "hls":
-		sr.serveHLS(r, name)
+		return sr.serveHLS(r, name)
 	case "play.json":
-		sr.serveDescriptor(r, name)
+		return sr.serveDescriptor(r, name)
 	case "", "publish", "player.js", "publish.js", "hls.min.js":
 		if sub != first {
-			problem.Write(ctx, problem.NotFound, "", r.ID)
-			return
+			return problem.Refuse(problem.NotFound, "")
 		}
 		// The pages' problems carry the request's id.
 		ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
@@ -173,20 +215,20 @@ func (sr *streamRoute) Serve(r *Request) {
 	default:
 		sr.srv.Handle(ctx, r.ID, r.Client)
 	}
+	return problem.Refusal{}
 }
 
 // serveHLS serves /{stream}/hls/*. A stream not published here is pulled
 // from another region's edge (when relaying is on), and its first requests
 // wait for its muxer; every request keeps such a pull alive.
-func (sr *streamRoute) serveHLS(r *Request, name string) {
+func (sr *Route) serveHLS(r *route.Request, name string) problem.Refusal {
 	if sr.hls.Muxer(name) == nil {
 		if h := sr.srv.Watch(name); h != nil {
 			waitMuxer(sr.hls, h, name, muxerWait)
 		}
 		if sr.hls.Muxer(name) == nil {
-			problem.Write(r.Ctx, problem.StreamNotFound, "no LL-HLS for this stream (not live, or not H.264/Opus)", r.ID)
-			r.Ctx.Response.Header.Set("Access-Control-Allow-Origin", "*")
-			return
+			return problem.Refusal{Type: problem.StreamNotFound, Detail: "no LL-HLS for this stream (not live, or not H.264/Opus)",
+				Header: "Access-Control-Allow-Origin", Value: "*"}
 		}
 	} else {
 		sr.srv.Watch(name)
@@ -194,6 +236,7 @@ func (sr *streamRoute) serveHLS(r *Request, name string) {
 	// Package hls's problems carry the request's id.
 	r.Ctx.Request.Header.SetBytesV("X-Request-Id", r.ID)
 	sr.hlsH(r.Ctx)
+	return problem.Refusal{}
 }
 
 // waitMuxer waits, at most limit, until the hub has its tracks and hubfeed
@@ -237,12 +280,10 @@ func waitReady(h *stream.Hub, limit time.Duration) bool {
 const descriptorWait = 2 * time.Second
 
 // serveDescriptor answers GET /{stream}/play.json with a player.Descriptor.
-func (sr *streamRoute) serveDescriptor(r *Request, name string) {
+func (sr *Route) serveDescriptor(r *route.Request, name string) problem.Refusal {
 	ctx := r.Ctx
 	if m := string(ctx.Method()); m != fasthttp.MethodGet && m != fasthttp.MethodHead {
-		problem.Write(ctx, problem.MethodNotAllowed, "", r.ID)
-		ctx.Response.Header.Set("Allow", "GET, HEAD")
-		return
+		return problem.Refusal{Type: problem.MethodNotAllowed, Header: "Allow", Value: "GET, HEAD"}
 	}
 	if h := sr.srv.Watch(name); h != nil {
 		waitReady(h, descriptorWait)
@@ -263,8 +304,7 @@ func (sr *streamRoute) serveDescriptor(r *Request, name string) {
 	}
 	b, err := json.Marshal(d)
 	if err != nil {
-		problem.Write(ctx, problem.Internal, "", r.ID)
-		return
+		return problem.Refuse(problem.Internal, "")
 	}
 	h := &ctx.Response.Header
 	h.SetContentType("application/json")
@@ -272,9 +312,10 @@ func (sr *streamRoute) serveDescriptor(r *Request, name string) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetBody(b)
+	return problem.Refusal{}
 }
 
-func streamOptions(b *Build, prefix string) (stream.Options, error) {
+func streamOptions(b Setup, prefix string) (stream.Options, error) {
 	c := b.Config.Streams
 	host := "127.0.0.1"
 	if len(b.Node.Listeners) > 0 {
@@ -330,7 +371,7 @@ func noLimit(n int) int { return max(n, 0) }
 // relayPeers are the other regions' edges (each node's first listener), and
 // a client that reaches them by their TLS name, trusting the internal CA
 // when they use it.
-func relayPeers(b *Build, prefix string) ([]string, *http.Client, error) {
+func relayPeers(b Setup, prefix string) ([]string, *http.Client, error) {
 	dial := map[string]string{} // name:port → listener address
 	var peers []string
 	internal := false
@@ -422,8 +463,8 @@ func relayPeers(b *Build, prefix string) ([]string, *http.Client, error) {
 	return peers, &http.Client{Timeout: 10 * time.Second, Transport: tr}, nil
 }
 
-// StreamStatus is what /status reports about a node's live streams.
-type StreamStatus struct {
+// Status is what /status reports about a node's live streams.
+type Status struct {
 	Streams  int `json:"streams"`
 	Sessions int `json:"sessions"`
 	Viewers  int `json:"viewers"`
@@ -433,37 +474,16 @@ type StreamStatus struct {
 	PendingRestart []string `json:"pending_restart,omitempty"`
 }
 
-// streamStatus is the node's live-stream status, nil when it serves none.
-func streamStatus(region, node string) *StreamStatus {
-	n := nodeStreams(region, node)
-	if n == nil {
+// Status is the node's live-stream status, nil when it serves none.
+func (h *Host) Status() *Status {
+	s := h.Server()
+	if s == nil {
 		return nil
 	}
-	st := n.srv.Stats()
-	s := &StreamStatus{Streams: st.Streams, Sessions: st.Sessions, Viewers: st.Viewers, Relays: st.Relays}
-	if p := n.pending.Load(); p != nil {
-		s.PendingRestart = *p
+	st := s.srv.Stats()
+	out := &Status{Streams: st.Streams, Sessions: st.Sessions, Viewers: st.Viewers, Relays: st.Relays}
+	if p := s.pending.Load(); p != nil {
+		out.PendingRestart = *p
 	}
-	return s
-}
-
-// closeStreams ends the node's stream server as the node shuts down (or
-// fails to start): its sessions, streams, relays, muxers and ICE sockets,
-// and every goroutine they run. Reloads keep it; only this ends it.
-func closeStreams(region, node string) {
-	streamServers.Lock()
-	n := streamServers.m[region+"/"+node]
-	delete(streamServers.m, region+"/"+node)
-	streamServers.Unlock()
-	if n != nil {
-		_ = n.srv.Close()
-	}
-}
-
-// nodeStreams is the node's stream server and muxers, nil when it serves
-// no stream route.
-func nodeStreams(region, node string) *streamNode {
-	streamServers.Lock()
-	defer streamServers.Unlock()
-	return streamServers.m[region+"/"+node]
+	return out
 }
