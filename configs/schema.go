@@ -243,7 +243,8 @@ type Limits struct {
 }
 
 // Route sends matching requests somewhere. Kind says where: "proxy" sends
-// to an upstream pool; later kinds (ledger, stream) plug in beside it.
+// to an upstream pool, "ledger" to the designated writer of the caller's
+// ledger domain, "stream" to the node's live streams.
 type Route struct {
 	Name  string    `yaml:"name"`
 	Match Match     `yaml:"match"`

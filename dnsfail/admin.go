@@ -187,7 +187,7 @@ func (s *Server) Routes(mux *http.ServeMux) {
 				adminauth.WriteProblem(w, r, problem.NotFound, err.Error())
 				return
 			}
-			writeJSON(w, http.StatusOK, map[string]any{"node": node, "draining": on})
+			adminauth.WriteJSON(w, http.StatusOK, map[string]any{"node": node, "draining": on})
 		})
 	}
 	mux.Handle("POST /admin/dns/edges/{node}/drain", drain(true))
@@ -216,10 +216,10 @@ func (s *Server) Routes(mux *http.ServeMux) {
 			}
 			return
 		}
-		writeJSON(w, http.StatusOK, s.Status())
+		adminauth.WriteJSON(w, http.StatusOK, s.Status())
 	}))
 	mux.Handle("GET /admin/dns/status", adminauth.RequireFunc(configs.RoleRead, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.Status())
+		adminauth.WriteJSON(w, http.StatusOK, s.Status())
 	}))
 }
 
@@ -228,15 +228,6 @@ func (s *Server) Routes(mux *http.ServeMux) {
 func caller(r *http.Request) string {
 	id, _ := adminauth.From(r.Context())
 	return id.Name + " from " + r.RemoteAddr
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 // PushDrain tells the DNS server behind adminURL (http(s)://host:port)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -66,18 +65,18 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 	read("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := n.Health()
 		if h.Status != "ok" {
-			writeJSON(w, http.StatusServiceUnavailable, h)
+			adminauth.WriteJSON(w, http.StatusServiceUnavailable, h)
 			return
 		}
-		writeJSON(w, http.StatusOK, h)
+		adminauth.WriteJSON(w, http.StatusOK, h)
 	}))
 	operate("POST /admin/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.SetDraining(true, "admin API, "+caller(r))
-		writeJSON(w, http.StatusOK, n.Health())
+		adminauth.WriteJSON(w, http.StatusOK, n.Health())
 	}))
 	operate("DELETE /admin/drain", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.SetDraining(false, "admin API, "+caller(r))
-		writeJSON(w, http.StatusOK, n.Health())
+		adminauth.WriteJSON(w, http.StatusOK, n.Health())
 	}))
 	// The DNS server's routes check their own roles (dnsfail.Routes).
 	mux.HandleFunc("/admin/dns/", n.g.dnsAdmin)
@@ -94,7 +93,7 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 			adminauth.WriteProblem(w, r, problem.UnprocessableInput, "reload rejected; the running configuration keeps serving: "+detail)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		adminauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 	}))
 	n.registerPromotionAPI(mux)
 	operate("/debug/pprof/", http.HandlerFunc(pprof.Index))
@@ -118,15 +117,6 @@ func (a *adminServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	a.srv.Shutdown(ctx)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 // Status is what GET /status reports about a node.
@@ -207,5 +197,5 @@ func (n *Node) Status() Status {
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, n.Status())
+	adminauth.WriteJSON(w, http.StatusOK, n.Status())
 }

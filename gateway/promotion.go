@@ -94,7 +94,7 @@ func (n *Node) registerPromotionAPI(mux *http.ServeMux) {
 		}
 		p.mu.Unlock()
 		slices.SortFunc(list, func(a, b Promotion) int { return a.RequestedAt.Compare(b.RequestedAt) })
-		writeJSON(w, http.StatusOK, map[string]any{"promotions": list})
+		adminauth.WriteJSON(w, http.StatusOK, map[string]any{"promotions": list})
 	}))
 	// Loopback callers never hold promote: four eyes are two operators'
 	// own tokens, even on the node's machine.
@@ -148,7 +148,7 @@ func (n *Node) requestPromotion(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	n.log.Warn("writer promotion requested", "id", pr.ID, "domain", body.Domain, "writer", body.URL, "epoch", body.Epoch, "by", who, "reason", body.Reason)
 	n.g.audit.Record("ledger_promotion_requested", map[string]any{"id": pr.ID, "writer": pr.Writer, "by": who, "reason": pr.Reason, "expires": pr.Expires})
-	writeJSON(w, http.StatusAccepted, pr)
+	adminauth.WriteJSON(w, http.StatusAccepted, pr)
 }
 
 func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
@@ -190,5 +190,5 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 		"requested_by", pr.RequestedBy, "approved_by", who, "state", des.State)
 	n.g.audit.Record("ledger_promotion_approved", map[string]any{"id": pr.ID, "writer": pr.Writer, "requested_by": pr.RequestedBy,
 		"approved_by": who, "reason": pr.Reason, "state": des.State})
-	writeJSON(w, http.StatusOK, map[string]any{"promotion": pr, "designation": des})
+	adminauth.WriteJSON(w, http.StatusOK, map[string]any{"promotion": pr, "designation": des})
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -143,4 +144,16 @@ func RequireFunc(role configs.Role, f http.HandlerFunc) http.Handler { return Re
 // registry (problem.WriteHTTP, the writer of every net/http handler).
 func WriteProblem(w http.ResponseWriter, r *http.Request, t problem.Type, detail string) {
 	problem.WriteHTTP(w, r, t, detail)
+}
+
+// WriteJSON answers an admin request with v as indented JSON, not to be
+// cached: the one JSON writer of the admin APIs (the gateway's and the
+// DNS server's).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }
