@@ -279,9 +279,15 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if x == nil {
 		t.Fatalf("no session %s at the edge", id)
 	}
+	// pion's GetStats reads a field that Close clears without a lock, so
+	// the edge's PeerConnection is closed here, after the stats are read,
+	// and not by pion's DTLS goroutine when the client's close_notify
+	// arrives at the end of the test.
+	stats := x.pc.GetStats()
+	x.closeSync()
 	port := candidatePort(t, sdpAttr(frag, "candidate"))
 	var remote []string
-	for _, s := range x.pc.GetStats() {
+	for _, s := range stats {
 		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
 			remote = append(remote, c.CandidateType.String()+" "+c.IP+":"+strconv.Itoa(int(c.Port)))
 			if c.CandidateType == webrtc.ICECandidateTypeHost && int(c.Port) == port {
