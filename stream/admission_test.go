@@ -119,8 +119,13 @@ func TestHalfOpenViewersAreReclaimed(t *testing.T) {
 	held := runtime.NumGoroutine() - base
 	st := n.srv.Stats()
 	t.Logf("%d half-open viewers: %d goroutines above the baseline of %d, stats %+v, posted in %v", halfOpen, held, base, st, time.Since(start).Round(time.Millisecond))
-	if st.Sessions != 1+halfOpen || held < halfOpen {
-		t.Fatalf("expected %d sessions holding goroutines before the timeout, got %+v and %d goroutines", 1+halfOpen, st, held)
+	// A busy machine may take longer than the timeout to post them all:
+	// the first ones are then closed already. Every one is open or
+	// counted as timed out (a session is counted just before it closes,
+	// so one may be both), and each open one holds goroutines.
+	open := st.Sessions - 1
+	if open > halfOpen || open+int(st.ConnectTimeouts) < halfOpen || open == 0 || held < open {
+		t.Fatalf("expected %d half-open sessions, each holding goroutines or closed by the timeout, got %+v and %d goroutines", halfOpen, st, held)
 	}
 	// Each was closed timeout after its offer; allow 2s for the closing.
 	deadline := time.Now().Add(timeout + 2*time.Second)
