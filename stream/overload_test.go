@@ -40,7 +40,7 @@ func TestFanoutBehindRefusesNewViewers(t *testing.T) {
 		t.Fatal("fan-out full before anything held it up")
 	}
 
-	h.AddReader(&stallReader{stall: 2 * fanoutBehind})
+	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
 	waitFor(t, 5*time.Second, "the fan-out to be marked full", h.FanoutFull)
 	if !n.srv.OverViewerCap("bacc-09") {
 		t.Error("play.json's preference: expected LL-HLS while the fan-out is full")

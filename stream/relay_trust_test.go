@@ -56,7 +56,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 
 	// The same holds while eu's fan-out is behind.
 	h := eu.srv.Hub("bacc-11")
-	h.AddReader(&stallReader{stall: 2 * fanoutBehind})
+	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
 	waitFor(t, 5*time.Second, "eu's fan-out to be marked full", h.FanoutFull)
 	var pulled *session
 	eu.srv.mu.Lock()
