@@ -121,7 +121,7 @@ func TestDirectivesRejectBadFlags(t *testing.T) {
 }
 
 // browserHeaders are the 14 headers of an ordinary browser request (the
-// issue's GET benchmark).
+// GET that wafbench measures).
 var browserHeaders = map[string]string{
 	"Accept":                    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
 	"Accept-Encoding":           "gzip, deflate, br",
