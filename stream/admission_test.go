@@ -29,18 +29,6 @@ func halfOpenOffer(t *testing.T) []byte {
 	return []byte(b.String())
 }
 
-// livePublisher starts a studio on stream and waits for its tracks.
-func livePublisher(t *testing.T, n *testNode, stream string) *testPublisher {
-	t.Helper()
-	pub, res := newPublisher(t, n, stream, "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
-	return pub
-}
-
 // Viewers that offer and never complete ICE and DTLS do not take the
 // stream's or the node's viewer slots: with 24 of them connecting, real
 // viewers still get the stream's two slots, and the third real one is
@@ -267,12 +255,7 @@ func TestAddressLimits(t *testing.T) {
 			n := startNode(t, c.opts)
 			// The studio publishes from an address of its own, outside the limits
 			// (its POST counts for that address only).
-			pub, res := newPublisher(t, n, "bacc-43", "demo-studio")
-			if pub == nil {
-				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-			}
-			pub.Send(1)
-			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-43"); return h != nil && len(h.Tracks()) == 2 })
+			livePublisher(t, n, "bacc-43")
 			offer := halfOpenOffer(t)
 			var created []httpResult
 			for i, p := range c.posts {

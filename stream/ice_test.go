@@ -29,15 +29,10 @@ var (
 
 func TestCreatedAdvertisesICEServers(t *testing.T) {
 	n := startNode(t, Options{ICE: ICE{Servers: testICEServers}})
-	pub, res := newPublisher(t, n, "bacc-21", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
+	_, res := livePublisher(t, n, "bacc-21")
 	if got := res.header.Values("Link"); !slices.Equal(got, wantLinks) {
 		t.Errorf("WHIP 201 Link headers:\nexpected %q\ngot      %q", wantLinks, got)
 	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-21"); return h != nil && len(h.Tracks()) == 2 })
 	v, res := newViewer(t, n, "bacc-21")
 	if v == nil {
 		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
@@ -163,13 +158,8 @@ func TestICERestartByPATCH(t *testing.T) {
 	for _, who := range []string{"whep viewer", "whip studio"} {
 		t.Run(who, func(t *testing.T) {
 			n := startNode(t, Options{})
-			pub, res := newPublisher(t, n, "bacc-22", "demo-studio")
-			if pub == nil {
-				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-			}
+			pub, res := livePublisher(t, n, "bacc-22")
 			pubAnswer, pubETag := res.body, res.header.Get("ETag")
-			pub.Send(1)
-			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
 			v, res := newViewer(t, n, "bacc-22")
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
@@ -202,12 +192,7 @@ func TestICERestartByPATCH(t *testing.T) {
 // connectivity checks.
 func TestTrickleICEByPATCH(t *testing.T) {
 	n := startNode(t, Options{})
-	pub, res := newPublisher(t, n, "bacc-23", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-23"); return h != nil && len(h.Tracks()) == 2 })
+	livePublisher(t, n, "bacc-23")
 
 	pc, err := clientAPI(t, false).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {

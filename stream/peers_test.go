@@ -158,6 +158,19 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 	return p, res
 }
 
+// livePublisher starts the demo studio publishing stream at n, waits for
+// the stream's two tracks, and returns the publisher and its WHIP 201.
+func livePublisher(t *testing.T, n *testNode, stream string) (*testPublisher, httpResult) {
+	t.Helper()
+	pub, res := newPublisher(t, n, stream, "demo-studio")
+	if pub == nil {
+		t.Fatalf("WHIP %s: expected 201, got %d %s", stream, res.status, res.body)
+	}
+	pub.Send(1)
+	waitFor(t, 10*time.Second, "the tracks of "+stream, func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
+	return pub, res
+}
+
 // testViewer is a streamtest.Viewer that posted its offer to a node.
 type testViewer struct {
 	*streamtest.Viewer
