@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 func TestVersion(t *testing.T) {
@@ -414,7 +416,7 @@ func testServeReload(t *testing.T, mode string) {
 		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials", n)
 	}
 	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
-		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", lastLines(p.stderr.String(), 20))
+		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", testkit.LastLines(p.stderr.String(), 20))
 	}
 
 	// An invalid configuration is rejected; the previous one serves on.
@@ -425,7 +427,7 @@ func testServeReload(t *testing.T, mode string) {
 	where := fmt.Sprintf("%s:%d: bogus_field: unknown field", file, strings.Count(invalid, "\n"))
 	waitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
 		log := p.stderr.String()
-		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), lastLines(log, 3)
+		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), testkit.LastLines(log, 3)
 	})
 	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth); r.status != 200 {
 		t.Errorf("after a rejected reload the previous routes serve: want 200 for the balance, got %v", r)
