@@ -328,13 +328,7 @@ func testServeReload(t *testing.T, mode string) {
 	dir := t.TempDir()
 	ledger := freeAddr(t)
 	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
-	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		r, err := tryDo(quickClient, "GET", "http://"+ledger+"/healthz", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return r.status == 200, r.String()
-	})
+	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
 
 	edge, admin, far := freeAddr(t), freeAddr(t), freeAddr(t)
 	tlsYAML, scheme := `{mode: "off"}`, "http"
@@ -354,13 +348,7 @@ func testServeReload(t *testing.T, mode string) {
 	auth := "Bearer " + strings.TrimSpace(tr.stdout)
 
 	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
-	waitUntil(t, p, "hedge serve ready: admin /healthz answers 200", 20*time.Second, 50*time.Millisecond, func() (bool, string) {
-		r, err := tryDo(quickClient, "GET", "http://"+admin+"/healthz", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return r.status == 200, r.String()
-	})
+	waitUntil(t, p, "hedge serve ready: admin /healthz answers 200", 20*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+admin+"/healthz"))
 	if c, err := net.DialTimeout("tcp", far, time.Second); err == nil {
 		c.Close()
 		t.Errorf("-region lab -node lab-1: region far's listener %s should not be bound, but it accepts connections", far)

@@ -334,6 +334,18 @@ func tryDo(client *http.Client, method, url, body string, header ...string) (htt
 	return httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
+// answers200 is a waitUntil condition: a GET of url with client (and the
+// header pairs) answers 200.
+func answers200(client *http.Client, url string, header ...string) func() (bool, string) {
+	return func() (bool, string) {
+		r, err := tryDo(client, "GET", url, "", header...)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 200, r.String()
+	}
+}
+
 // quickClient is for one-off plain HTTP calls (admin listeners,
 // simulators); it keeps no connections, so nothing holds a server open.
 var quickClient = &http.Client{
