@@ -94,20 +94,7 @@ func replaceICE(s, ufrag, pwd string) string {
 func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, token, answer, etag string) string {
 	t.Helper()
 	oldUfrag := sdpAttr(pc.LocalDescription().SDP, "ice-ufrag")
-	off, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(off); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("client ICE gathering timed out")
-	}
-	restart := pc.LocalDescription().SDP
+	restart := streamtest.OfferWith(t, pc, &webrtc.OfferOptions{ICERestart: true})
 	if sdpAttr(restart, "ice-ufrag") == oldUfrag {
 		t.Fatal("pion did not change the client's ICE credentials")
 	}
