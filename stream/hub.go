@@ -69,10 +69,10 @@ type Hub struct {
 	fullUntil  atomic.Int64  // Unix ns: the fan-out was behind; no new WebRTC viewer until then
 }
 
-// The fan-out is full when a packet waited longer than fanoutBehind (the
-// node's hubConfig.behind) before going out; new WebRTC viewers are then
-// sent to LL-HLS for fanoutCooldown after the last time it was, so those
-// watching keep a clean stream.
+// The fan-out is full when a packet waited longer than the node's
+// threshold (hubConfig.behind: fanoutBehind) before going out; new WebRTC
+// viewers are then sent to LL-HLS for fanoutCooldown after the last time
+// it was, so those watching keep a clean stream.
 const (
 	fanoutBehind   = 200 * time.Millisecond
 	fanoutCooldown = 10 * time.Second
