@@ -421,7 +421,7 @@ func testServeReload(t *testing.T, mode string) {
 		t.Errorf("POST /api/bets after the reload: want 201, got %v", r)
 	}
 	if n := kc.dials.Load(); n != 1 {
-		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials", n)
+		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials (at %s)", n, kc.dialTimes())
 	}
 	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
 		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", testkit.LastLines(p.stderr.String(), 20))
@@ -444,7 +444,7 @@ func testServeReload(t *testing.T, mode string) {
 		t.Errorf("after a rejected reload the previous routes serve: want 201 for a bet, got %v", r)
 	}
 	if n := kc.dials.Load(); n != 1 {
-		t.Errorf("after both reloads: want the one keep-alive connection still in use (1 dial), got %d dials", n)
+		t.Errorf("after both reloads: want the one keep-alive connection still in use (1 dial), got %d dials (at %s)", n, kc.dialTimes())
 	}
 	m := do(t, quickClient, "GET", "http://"+admin+"/metrics", "")
 	samples := parseMetrics(m.body, "hedge_config_reloads_total")

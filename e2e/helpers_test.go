@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -357,6 +358,17 @@ var quickClient = &http.Client{
 type countingClient struct {
 	*http.Client
 	dials atomic.Int64
+
+	mu     sync.Mutex
+	dialed []string // when each dial started, for a failure message
+}
+
+// dialTimes says when each dial started (UTC, as hedge's log writes
+// times), to set beside the log of the hedge it dialled.
+func (c *countingClient) dialTimes() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.dialed, ", ")
 }
 
 func newCountingClient(t testing.TB, tlsConfig *tls.Config) *countingClient {
@@ -368,6 +380,9 @@ func newCountingClient(t testing.TB, tlsConfig *tls.Config) *countingClient {
 		TLSClientConfig:     tlsConfig,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c.dials.Add(1)
+			c.mu.Lock()
+			c.dialed = append(c.dialed, time.Now().UTC().Format("15:04:05.000"))
+			c.mu.Unlock()
 			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
 		},
 	}
