@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 func TestVersion(t *testing.T) {
@@ -326,15 +328,19 @@ func testServeReload(t *testing.T, mode string) {
 	dir := t.TempDir()
 	ledger := freeAddr(t)
 	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
-	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		r, err := tryDo(quickClient, "GET", "http://"+ledger+"/healthz", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return r.status == 200, r.String()
-	})
+	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
 
-	edge, admin, far := freeAddr(t), freeAddr(t), freeAddr(t)
+	edge, admin := freeAddr(t), freeAddr(t)
+	// The test holds region far's listener address: a hedge that bound it
+	// (it plays lab only) would fail to start, naming the address in use.
+	// (A port merely found free, then dialled, could meanwhile be bound by
+	// any other process on the machine.)
+	farLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer farLn.Close()
+	far := farLn.Addr().String()
 	tlsYAML, scheme := `{mode: "off"}`, "http"
 	const serverName = "edge.e2e.test"
 	if mode == "internal" {
@@ -352,17 +358,21 @@ func testServeReload(t *testing.T, mode string) {
 	auth := "Bearer " + strings.TrimSpace(tr.stdout)
 
 	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
-	waitUntil(t, p, "hedge serve ready: admin /healthz answers 200", 20*time.Second, 50*time.Millisecond, func() (bool, string) {
-		r, err := tryDo(quickClient, "GET", "http://"+admin+"/healthz", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return r.status == 200, r.String()
-	})
-	if c, err := net.DialTimeout("tcp", far, time.Second); err == nil {
-		c.Close()
-		t.Errorf("-region lab -node lab-1: region far's listener %s should not be bound, but it accepts connections", far)
-	}
+	adminUp := answers200(quickClient, "http://"+admin+"/healthz")
+	waitUntil(t, p, "hedge serve -region lab -node lab-1 ready (admin /healthz answers 200, the edge listener is bound) beside region far's address, which it must not bind",
+		20*time.Second, 50*time.Millisecond, func() (bool, string) {
+			if ok, seen := adminUp(); !ok {
+				return false, "admin: " + seen
+			}
+			// The admin listener may answer a moment before the edge's is
+			// bound; a plain connect does not count as one of kc's dials.
+			c, err := net.DialTimeout("tcp", edge, time.Second)
+			if err != nil {
+				return false, "edge: " + err.Error()
+			}
+			c.Close()
+			return true, ""
+		})
 
 	var tlsConfig *tls.Config
 	if mode == "internal" {
@@ -411,10 +421,10 @@ func testServeReload(t *testing.T, mode string) {
 		t.Errorf("POST /api/bets after the reload: want 201, got %v", r)
 	}
 	if n := kc.dials.Load(); n != 1 {
-		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials", n)
+		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials (at %s)", n, kc.dialTimes())
 	}
 	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
-		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", lastLines(p.stderr.String(), 20))
+		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", testkit.LastLines(p.stderr.String(), 20))
 	}
 
 	// An invalid configuration is rejected; the previous one serves on.
@@ -425,7 +435,7 @@ func testServeReload(t *testing.T, mode string) {
 	where := fmt.Sprintf("%s:%d: bogus_field: unknown field", file, strings.Count(invalid, "\n"))
 	waitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
 		log := p.stderr.String()
-		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), lastLines(log, 3)
+		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), testkit.LastLines(log, 3)
 	})
 	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth); r.status != 200 {
 		t.Errorf("after a rejected reload the previous routes serve: want 200 for the balance, got %v", r)
@@ -434,7 +444,7 @@ func testServeReload(t *testing.T, mode string) {
 		t.Errorf("after a rejected reload the previous routes serve: want 201 for a bet, got %v", r)
 	}
 	if n := kc.dials.Load(); n != 1 {
-		t.Errorf("after both reloads: want the one keep-alive connection still in use (1 dial), got %d dials", n)
+		t.Errorf("after both reloads: want the one keep-alive connection still in use (1 dial), got %d dials (at %s)", n, kc.dialTimes())
 	}
 	m := do(t, quickClient, "GET", "http://"+admin+"/metrics", "")
 	samples := parseMetrics(m.body, "hedge_config_reloads_total")

@@ -46,13 +46,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	p := startHedge(t, "demo", dir, "serve")
 	for _, admin := range []string{"127.0.0.11:9090", "127.0.0.12:9090"} {
-		waitUntil(t, p, "demo ready: GET http://"+admin+"/healthz answers 200", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
-			r, err := tryDo(quickClient, "GET", "http://"+admin+"/healthz", "")
-			if err != nil {
-				return false, err.Error()
-			}
-			return r.status == 200, r.String()
-		})
+		waitUntil(t, p, "demo ready: GET http://"+admin+"/healthz answers 200", 20*time.Second, 100*time.Millisecond, answers200(quickClient, "http://"+admin+"/healthz"))
 	}
 	ca := filepath.Join(dir, ".hedge", "ca", "root.crt")
 	if _, err := os.Stat(ca); err != nil {

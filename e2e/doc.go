@@ -5,8 +5,11 @@
 // demo on its fixed loopback addresses, exactly as the README shows it and
 // driven with the real curl; `hedge check` on good and broken
 // configurations; `hedge serve -c` with a small configuration of the
-// test's own, reloaded with SIGHUP and stopped with SIGTERM; and the
-// `hedge ledgersim` stand-in.
+// test's own, reloaded with SIGHUP and stopped with SIGTERM; `hedge dns`
+// with its admin API over TLS; the `hedge ledgersim` stand-in, with and
+// without mTLS; and the hostile-client suite (hostile_test.go), a player
+// with a valid token and a raw socket against two regions, checking what
+// the writers and rails hold afterwards.
 //
 // Everything listens on loopback. The demo test needs the demo's
 // addresses (127.0.0.11–12:8443 and :9090, 127.0.0.21–22:7000,

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 var (
@@ -49,34 +50,15 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	hedgeBin = filepath.Join(dir, "hedge")
-	// A race in hedge is a bug these tests should find too: when they run
-	// with -race, so does the binary, and its race reports fail the test
-	// that started it.
-	args := []string{"build", "-o", hedgeBin}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
+	// Its race reports, when the tests run with -race, fail the test that
+	// started it (startHedge).
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", append(args, ".")...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go %s in %s: %v\n%s", strings.Join(args, " "), root, err, out)
+	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	return m.Run()
-}
-
-// childEnv is the environment of hedge children. A race-enabled binary
-// sleeps a second on exit by default, for its reports to be written;
-// its reports are written to stderr, which the test holds anyway.
-func childEnv() []string {
-	env := os.Environ()
-	if raceEnabled() {
-		env = append(env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	}
-	return env
 }
 
 // findModuleRoot asks the go command where go.mod is.
@@ -94,45 +76,14 @@ func findModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
-}
-
-// syncBuffer collects a child's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a hedge child process started by a test. It is killed (by its
 // own pid) when the test ends if it is still running, and its output is
 // logged when the test failed.
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout testkit.Buffer
+	stderr testkit.Buffer
 	done   chan struct{}
 	err    error // valid once done is closed
 }
@@ -143,7 +94,7 @@ func startHedge(t testing.TB, name, dir string, args ...string) *proc {
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(hedgeBin, args...)
 	p.cmd.Dir = dir
-	p.cmd.Env = childEnv()
+	p.cmd.Env = testkit.ChildEnv()
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	// If the test binary dies, its children die with it.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -166,7 +117,7 @@ func startHedge(t testing.TB, name, dir string, args ...string) *proc {
 		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
 			t.Errorf("%s reported a data race:\n%s", p.name, p.stderr.String())
 		} else if t.Failed() {
-			t.Logf("%s (hedge %s) stderr, last lines:\n%s", p.name, strings.Join(args, " "), lastLines(p.stderr.String(), 60))
+			t.Logf("%s (hedge %s) stderr, last lines:\n%s", p.name, strings.Join(args, " "), testkit.LastLines(p.stderr.String(), 60))
 		}
 	})
 	return p
@@ -199,14 +150,6 @@ func (p *proc) wait(timeout time.Duration) (code int, ok bool) {
 	}
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // result is what a hedge command that runs to completion did.
 type result struct {
 	stdout, stderr string
@@ -220,7 +163,7 @@ func runHedge(t testing.TB, dir string, args ...string) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hedgeBin, args...)
 	cmd.Dir = dir
-	cmd.Env = childEnv()
+	cmd.Env = testkit.ChildEnv()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -392,6 +335,18 @@ func tryDo(client *http.Client, method, url, body string, header ...string) (htt
 	return httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
+// answers200 is a waitUntil condition: a GET of url with client (and the
+// header pairs) answers 200.
+func answers200(client *http.Client, url string, header ...string) func() (bool, string) {
+	return func() (bool, string) {
+		r, err := tryDo(client, "GET", url, "", header...)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 200, r.String()
+	}
+}
+
 // quickClient is for one-off plain HTTP calls (admin listeners,
 // simulators); it keeps no connections, so nothing holds a server open.
 var quickClient = &http.Client{
@@ -403,6 +358,17 @@ var quickClient = &http.Client{
 type countingClient struct {
 	*http.Client
 	dials atomic.Int64
+
+	mu     sync.Mutex
+	dialed []string // when each dial started, for a failure message
+}
+
+// dialTimes says when each dial started (UTC, as hedge's log writes
+// times), to set beside the log of the hedge it dialled.
+func (c *countingClient) dialTimes() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.dialed, ", ")
 }
 
 func newCountingClient(t testing.TB, tlsConfig *tls.Config) *countingClient {
@@ -414,6 +380,9 @@ func newCountingClient(t testing.TB, tlsConfig *tls.Config) *countingClient {
 		TLSClientConfig:     tlsConfig,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c.dials.Add(1)
+			c.mu.Lock()
+			c.dialed = append(c.dialed, time.Now().UTC().Format("15:04:05.000"))
+			c.mu.Unlock()
 			return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
 		},
 	}

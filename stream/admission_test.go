@@ -29,18 +29,6 @@ func halfOpenOffer(t *testing.T) []byte {
 	return []byte(b.String())
 }
 
-// livePublisher starts a studio on stream and waits for its tracks.
-func livePublisher(t *testing.T, n *testNode, stream string) *testPublisher {
-	t.Helper()
-	pub, res := newPublisher(t, n, stream, "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
-	return pub
-}
-
 // Viewers that offer and never complete ICE and DTLS do not take the
 // stream's or the node's viewer slots: with 24 of them connecting, real
 // viewers still get the stream's two slots, and the third real one is
@@ -119,8 +107,13 @@ func TestHalfOpenViewersAreReclaimed(t *testing.T) {
 	held := runtime.NumGoroutine() - base
 	st := n.srv.Stats()
 	t.Logf("%d half-open viewers: %d goroutines above the baseline of %d, stats %+v, posted in %v", halfOpen, held, base, st, time.Since(start).Round(time.Millisecond))
-	if st.Sessions != 1+halfOpen || held < halfOpen {
-		t.Fatalf("expected %d sessions holding goroutines before the timeout, got %+v and %d goroutines", 1+halfOpen, st, held)
+	// A busy machine may take longer than the timeout to post them all:
+	// the first ones are then closed already. Every one is open or
+	// counted as timed out (a session is counted just before it closes,
+	// so one may be both), and each open one holds goroutines.
+	open := st.Sessions - 1
+	if open > halfOpen || open+int(st.ConnectTimeouts) < halfOpen || open == 0 || held < open {
+		t.Fatalf("expected %d half-open sessions, each holding goroutines or closed by the timeout, got %+v and %d goroutines", halfOpen, st, held)
 	}
 	// Each was closed timeout after its offer; allow 2s for the closing.
 	deadline := time.Now().Add(timeout + 2*time.Second)
@@ -262,12 +255,7 @@ func TestAddressLimits(t *testing.T) {
 			n := startNode(t, c.opts)
 			// The studio publishes from an address of its own, outside the limits
 			// (its POST counts for that address only).
-			pub, res := newPublisher(t, n, "bacc-43", "demo-studio")
-			if pub == nil {
-				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-			}
-			pub.Send(1)
-			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-43"); return h != nil && len(h.Tracks()) == 2 })
+			livePublisher(t, n, "bacc-43")
 			offer := halfOpenOffer(t)
 			var created []httpResult
 			for i, p := range c.posts {

@@ -122,12 +122,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 // that controls its session; a studio's session still answers to its token.
 func TestTokenlessViewerSessionToken(t *testing.T) {
 	n := startNode(t, Options{})
-	pub, res := newPublisher(t, n, "bacc-32", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-32"); return h != nil && len(h.Tracks()) == 2 })
+	pub, _ := livePublisher(t, n, "bacc-32")
 	v, res := newViewer(t, n, "bacc-32")
 	if v == nil {
 		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)

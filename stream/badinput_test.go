@@ -25,12 +25,7 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 			{Name: "other", Token: "other-studio", Streams: []string{"bacc-*"}},
 		},
 	})
-	pub, res := newPublisher(t, n, "bacc-01", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-01"); return h != nil && len(h.Tracks()) == 2 })
+	pub, _ := livePublisher(t, n, "bacc-01")
 	good := SignViewerToken(key, "bacc-01", time.Now().Add(time.Minute))
 	v, res := newViewer(t, n, "bacc-01", "Authorization", "Bearer "+good)
 	if v == nil {

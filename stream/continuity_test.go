@@ -20,12 +20,7 @@ func TestPublisherReconnectContinuity(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := startNode(t, Options{PublisherGrace: 5 * time.Second})
-			a, res := newPublisher(t, n, "bj-3", "demo-studio")
-			if a == nil {
-				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-			}
-			a.Send(1)
-			waitFor(t, 10*time.Second, "tracks", func() bool { h := n.srv.Hub("bj-3"); return h != nil && len(h.Tracks()) == 2 })
+			a, _ := livePublisher(t, n, "bj-3")
 			v, res := newViewer(t, n, "bj-3")
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)

@@ -69,9 +69,10 @@ type Hub struct {
 	fullUntil  atomic.Int64  // Unix ns: the fan-out was behind; no new WebRTC viewer until then
 }
 
-// The fan-out is full when a packet waited longer than fanoutBehind before
-// going out; new WebRTC viewers are then sent to LL-HLS for fanoutCooldown
-// after the last time it was, so those watching keep a clean stream.
+// The fan-out is full when a packet waited longer than the node's
+// threshold (hubConfig.behind: fanoutBehind) before going out; new WebRTC
+// viewers are then sent to LL-HLS for fanoutCooldown after the last time
+// it was, so those watching keep a clean stream.
 const (
 	fanoutBehind   = 200 * time.Millisecond
 	fanoutCooldown = 10 * time.Second
@@ -79,7 +80,7 @@ const (
 
 // noteLag records how long a group waited for its fan-out.
 func (h *Hub) noteLag(lag time.Duration) {
-	if lag < fanoutBehind {
+	if lag < h.cfg.behind {
 		return
 	}
 	was := h.FanoutFull()
@@ -97,6 +98,7 @@ func (h *Hub) FanoutFull() bool { return time.Now().UnixNano() < h.fullUntil.Loa
 type hubConfig struct {
 	grace         time.Duration // publisher absence before the stream ends
 	keyframeEvery time.Duration // minimum interval between keyframe requests
+	behind        time.Duration // a fan-out lag that marks the stream full
 	cacheSize     int           // packets kept per track for NACK
 	out           *sendBatcher  // the node's ICE socket (nil: readers only)
 	onFull        func(h *Hub, lag time.Duration)

@@ -29,15 +29,10 @@ var (
 
 func TestCreatedAdvertisesICEServers(t *testing.T) {
 	n := startNode(t, Options{ICE: ICE{Servers: testICEServers}})
-	pub, res := newPublisher(t, n, "bacc-21", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
+	_, res := livePublisher(t, n, "bacc-21")
 	if got := res.header.Values("Link"); !slices.Equal(got, wantLinks) {
 		t.Errorf("WHIP 201 Link headers:\nexpected %q\ngot      %q", wantLinks, got)
 	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-21"); return h != nil && len(h.Tracks()) == 2 })
 	v, res := newViewer(t, n, "bacc-21")
 	if v == nil {
 		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
@@ -99,20 +94,7 @@ func replaceICE(s, ufrag, pwd string) string {
 func restartICE(t *testing.T, n *testNode, pc *webrtc.PeerConnection, location, token, answer, etag string) string {
 	t.Helper()
 	oldUfrag := sdpAttr(pc.LocalDescription().SDP, "ice-ufrag")
-	off, err := pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(off); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-gathered:
-	case <-time.After(5 * time.Second):
-		t.Fatal("client ICE gathering timed out")
-	}
-	restart := pc.LocalDescription().SDP
+	restart := streamtest.OfferWith(t, pc, &webrtc.OfferOptions{ICERestart: true})
 	if sdpAttr(restart, "ice-ufrag") == oldUfrag {
 		t.Fatal("pion did not change the client's ICE credentials")
 	}
@@ -163,13 +145,8 @@ func TestICERestartByPATCH(t *testing.T) {
 	for _, who := range []string{"whep viewer", "whip studio"} {
 		t.Run(who, func(t *testing.T) {
 			n := startNode(t, Options{})
-			pub, res := newPublisher(t, n, "bacc-22", "demo-studio")
-			if pub == nil {
-				t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-			}
+			pub, res := livePublisher(t, n, "bacc-22")
 			pubAnswer, pubETag := res.body, res.header.Get("ETag")
-			pub.Send(1)
-			waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-22"); return h != nil && len(h.Tracks()) == 2 })
 			v, res := newViewer(t, n, "bacc-22")
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
@@ -202,12 +179,7 @@ func TestICERestartByPATCH(t *testing.T) {
 // connectivity checks.
 func TestTrickleICEByPATCH(t *testing.T) {
 	n := startNode(t, Options{})
-	pub, res := newPublisher(t, n, "bacc-23", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-23"); return h != nil && len(h.Tracks()) == 2 })
+	livePublisher(t, n, "bacc-23")
 
 	pc, err := clientAPI(t, false).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -279,9 +251,15 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if x == nil {
 		t.Fatalf("no session %s at the edge", id)
 	}
+	// pion's GetStats reads a field that Close clears without a lock, so
+	// the edge's PeerConnection is closed here, after the stats are read,
+	// and not by pion's DTLS goroutine when the client's close_notify
+	// arrives at the end of the test.
+	stats := x.pc.GetStats()
+	x.closeSync()
 	port := candidatePort(t, sdpAttr(frag, "candidate"))
 	var remote []string
-	for _, s := range x.pc.GetStats() {
+	for _, s := range stats {
 		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
 			remote = append(remote, c.CandidateType.String()+" "+c.IP+":"+strconv.Itoa(int(c.Port)))
 			if c.CandidateType == webrtc.ICECandidateTypeHost && int(c.Port) == port {

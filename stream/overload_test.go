@@ -24,12 +24,7 @@ func (r *stallReader) OnRTP(*Track, []*rtp.Packet) { r.once.Do(func() { time.Sle
 // watching keep a whole stream; they keep receiving.
 func TestFanoutBehindRefusesNewViewers(t *testing.T) {
 	n := startNode(t, Options{})
-	pub, res := newPublisher(t, n, "bacc-09", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-09"); return h != nil && len(h.Tracks()) == 2 })
+	livePublisher(t, n, "bacc-09")
 	v, res := newViewer(t, n, "bacc-09")
 	if v == nil {
 		t.Fatalf("first viewer: expected 201, got %d %s", res.status, res.body)
@@ -40,7 +35,7 @@ func TestFanoutBehindRefusesNewViewers(t *testing.T) {
 		t.Fatal("fan-out full before anything held it up")
 	}
 
-	h.AddReader(&stallReader{stall: 2 * fanoutBehind})
+	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
 	waitFor(t, 5*time.Second, "the fan-out to be marked full", h.FanoutFull)
 	if !n.srv.OverViewerCap("bacc-09") {
 		t.Error("play.json's preference: expected LL-HLS while the fan-out is full")

@@ -26,6 +26,12 @@ import (
 // testClientHeader names the client address a test request comes from.
 const testClientHeader = "X-Test-Client"
 
+// testFanoutBehind is the test nodes' fan-out threshold: a stall of the
+// production one (fanoutBehind, 200ms) is what a busy test machine running
+// -race goes through now and then, and would refuse viewers to tests that
+// are not about the fan-out. Those that are stall a reader for longer.
+const testFanoutBehind = time.Second
+
 type testNode struct {
 	t    *testing.T
 	srv  *Server
@@ -48,6 +54,7 @@ func startNode(t *testing.T, opts Options) *testNode {
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
+	srv.fanoutBehind = testFanoutBehind
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +182,19 @@ func newPublisher(t *testing.T, n *testNode, stream, token string) (*testPublish
 	}
 	p.location, p.token = res.header.Get("Location"), token
 	return p, res
+}
+
+// livePublisher starts the demo studio publishing stream at n, waits for
+// the stream's two tracks, and returns the publisher and its WHIP 201.
+func livePublisher(t *testing.T, n *testNode, stream string) (*testPublisher, httpResult) {
+	t.Helper()
+	pub, res := newPublisher(t, n, stream, "demo-studio")
+	if pub == nil {
+		t.Fatalf("WHIP %s: expected 201, got %d %s", stream, res.status, res.body)
+	}
+	pub.Send(1)
+	waitFor(t, 10*time.Second, "the tracks of "+stream, func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
+	return pub, res
 }
 
 // testViewer is a streamtest.Viewer that posted its offer to a node.

@@ -41,12 +41,7 @@ func TestRelayNotFoundAnywhere(t *testing.T) {
 	}
 
 	// The stream goes live in eu; once the TTL is over, sea pulls it.
-	pub, res := newPublisher(t, eu, "bacc-11", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP at eu: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream at eu", func() bool { h := eu.srv.Hub("bacc-11"); return h != nil && len(h.Tracks()) == 2 })
+	livePublisher(t, eu, "bacc-11")
 	time.Sleep(time.Until(start.Add(ttl)))
 	h = sea.srv.Watch("bacc-11")
 	if h == nil {

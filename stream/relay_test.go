@@ -17,12 +17,7 @@ func TestRelayBetweenRegions(t *testing.T) {
 	eu := startNode(t, Options{})
 	sea := startNode(t, Options{Relay: RelayOptions{Peers: []string{eu.base}, Grace: 400 * time.Millisecond, MinBackoff: 50 * time.Millisecond, ReadyTimeout: 15 * time.Second}})
 
-	pub, res := newPublisher(t, eu, "bacc-09", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP at eu: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream at eu", func() bool { h := eu.srv.Hub("bacc-09"); return h != nil && len(h.Tracks()) == 2 })
+	pub, _ := livePublisher(t, eu, "bacc-09")
 
 	var vs []*testViewer
 	for i := range 3 {

@@ -16,12 +16,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	eu := startNode(t, Options{ViewerTokenKey: key, MaxViewersPerStream: 1})
 	sea := startNode(t, Options{ViewerTokenKey: key, Relay: RelayOptions{Peers: []string{eu.base}, Grace: 300 * time.Millisecond, MinBackoff: 50 * time.Millisecond, ReadyTimeout: 15 * time.Second}})
 
-	pub, res := newPublisher(t, eu, "bacc-11", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP at eu: expected 201, got %d %s", res.status, res.body)
-	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream at eu", func() bool { h := eu.srv.Hub("bacc-11"); return h != nil && len(h.Tracks()) == 2 })
+	livePublisher(t, eu, "bacc-11")
 	tok := func(name string) string { return "Bearer " + SignViewerToken(key, name, time.Now().Add(time.Minute)) }
 
 	// eu's one WebRTC slot goes to a local viewer.
@@ -56,7 +51,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 
 	// The same holds while eu's fan-out is behind.
 	h := eu.srv.Hub("bacc-11")
-	h.AddReader(&stallReader{stall: 2 * fanoutBehind})
+	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
 	waitFor(t, 5*time.Second, "eu's fan-out to be marked full", h.FanoutFull)
 	var pulled *session
 	eu.srv.mu.Lock()

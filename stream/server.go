@@ -96,6 +96,11 @@ type Server struct {
 	addrs      addrTable
 	refused    [refusals]atomic.Uint64
 	timeouts   atomic.Uint64 // sessions closed by ConnectTimeout
+
+	// fanoutBehind is the lag that marks a stream's fan-out full: the
+	// constant of that name; the package's tests raise it, so that a test
+	// machine too busy to keep up does not refuse their viewers.
+	fanoutBehind time.Duration
 }
 
 type hubEntry struct {
@@ -118,6 +123,7 @@ func NewServer(opts Options) (*Server, error) {
 	s := &Server{
 		eng: eng, log: opts.Logger,
 		hubs: map[string]*hubEntry{}, sessions: map[string]*session{}, relays: map[string]*relay{},
+		fanoutBehind: fanoutBehind,
 	}
 	s.opts.Store(&opts)
 	return s, nil
@@ -319,7 +325,7 @@ func (s *Server) hubFor(name string, create bool) (*Hub, error) {
 	o := s.options()
 	e := &hubEntry{}
 	e.hub = newHub(name, hubConfig{
-		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, cacheSize: o.CachePackets, out: s.eng.out,
+		grace: o.PublisherGrace, keyframeEvery: o.KeyframeInterval, behind: s.fanoutBehind, cacheSize: o.CachePackets, out: s.eng.out,
 		onFull: func(h *Hub, lag time.Duration) {
 			s.log.Warn("stream fan-out behind its studio: new WebRTC viewers are sent to LL-HLS",
 				"stream", h.Name(), "lag", lag.Round(time.Millisecond), "viewers", h.Viewers(), "for", fanoutCooldown)

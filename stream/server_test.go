@@ -33,15 +33,10 @@ func goroutinesSettle(t *testing.T, base int) {
 func TestFanOutPLIAndCleanup(t *testing.T) {
 	base := runtime.NumGoroutine()
 	n := startNode(t, Options{PublisherGrace: 300 * time.Millisecond, KeyframeInterval: 100 * time.Millisecond})
-	pub, res := newPublisher(t, n, "bacc-07", "demo-studio")
-	if pub == nil {
-		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
-	}
+	pub, res := livePublisher(t, n, "bacc-07")
 	if res.header.Get("ETag") == "" || res.header.Get("Content-Type") != "application/sdp" {
 		t.Errorf("WHIP 201: expected ETag and application/sdp, got ETag %q Content-Type %q", res.header.Get("ETag"), res.header.Get("Content-Type"))
 	}
-	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's first track", func() bool { h := n.srv.Hub("bacc-07"); return h != nil && len(h.Tracks()) == 2 })
 
 	const viewers = 4
 	var vs []*testViewer

@@ -13,7 +13,7 @@
 // completed. Beside it: req/s and latency of that run, p99 at a fixed
 // 2,000 req/s (vegeta), and resident memory.
 //
-// Targets (from the issue): hedge's CPU per request ≤ 1.2× nginx's, req/s
+// Targets: hedge's CPU per request ≤ 1.2× nginx's, req/s
 // ≥ 0.9× nginx's, p99 at 2,000 req/s ≤ 1.5× nginx's. Servers alternate
 // (hedge, nginx, hedge, nginx, ...) and medians are compared, so a drift of
 // the machine during the run hits both. When a target is missed (or with
@@ -57,7 +57,7 @@ import (
 	"hedge/e2e/internal/benchkit"
 )
 
-// Targets from the issue, as ratios hedge/nginx.
+// The targets, as ratios hedge/nginx.
 const (
 	targetCPU = 1.2 // CPU µs per request, at most
 	targetRPS = 0.9 // req/s, at least

@@ -37,7 +37,7 @@ type summary struct {
 	FixedBad    int     `json:"fixed_non_2xx"`
 }
 
-// ratio is hedge/nginx for one figure, against the issue's target.
+// ratio is hedge/nginx for one figure, against its target.
 type ratio struct {
 	Name   string  `json:"name"`
 	Value  float64 `json:"value"`

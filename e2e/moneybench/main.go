@@ -1,5 +1,5 @@
-// Command moneybench measures issue 4's speed requirement for money
-// routes: at a fixed 2,000 bets/s through TLS on one node with Redis on
+// Command moneybench measures what a money route costs over a plain proxy
+// route, against its target: at a fixed 2,000 bets/s through TLS on one node with Redis on
 // loopback, the money route's p99 is within 1 ms of a plain proxy route's
 // p99 measured in the same run.
 //

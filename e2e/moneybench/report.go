@@ -82,7 +82,7 @@ func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# hedge money route vs plain proxy route, %s\n\n", r.Time)
-	w("Issue 4: at a fixed %s bets/s through TLS on one node with Redis on loopback, the money route's p99 is within %s of a plain proxy route's p99 in the same run.\n\n",
+	w("Target: at a fixed %s bets/s through TLS on one node with Redis on loopback, the money route's p99 is within %s of a plain proxy route's p99 in the same run.\n\n",
 		r.Options["rate"], ms(r.TargetUS))
 	verdict := "MET"
 	if !r.Met {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // hedgeBin is the hedge under test: $HEDGE_BIN, or built by TestMain
@@ -45,32 +46,13 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	hedgeBin = filepath.Join(dir, "hedge")
-	args := []string{"build", "-o", hedgeBin}
-	if raceEnabled() {
-		args = append(args, "-race")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	build := exec.CommandContext(ctx, "go", append(args, "hedge")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e/stream: go %s hedge: %v\n%s", strings.Join(args, " "), err, out)
+	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
 		return 1
 	}
 	return m.Run()
-}
-
-func raceEnabled() bool {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
-		}
-	}
-	return false
 }
 
 // edgeConfig is one node with the demo's stream route and studio token,
@@ -110,7 +92,7 @@ type edge struct {
 	base  string // http://127.0.0.1:port of the front
 	hedge string // http://address of hedge's listener
 	proxy *udpProxy
-	out   syncBuffer // hedge's stderr
+	out   testkit.Buffer // hedge's stderr
 
 	mu      sync.Mutex
 	deletes []int // statuses of the DELETEs of WHEP sessions the page sent
@@ -122,23 +104,6 @@ func (e *edge) whepDeletes() []int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return append([]int(nil), e.deletes...)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func startEdge(t *testing.T) *edge {
@@ -153,10 +118,7 @@ func startEdge(t *testing.T) *edge {
 	}
 	cmd := exec.Command(hedgeBin, "serve", "-c", file)
 	cmd.Dir = dir
-	cmd.Env = os.Environ()
-	if raceEnabled() {
-		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0")
-	}
+	cmd.Env = testkit.ChildEnv()
 	cmd.Stdout, cmd.Stderr = &e.out, &e.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -175,7 +137,7 @@ func startEdge(t *testing.T) *edge {
 		if strings.Contains(e.out.String(), "WARNING: DATA RACE") {
 			t.Errorf("hedge reported a data race:\n%s", e.out.String())
 		} else if t.Failed() {
-			t.Logf("hedge output, last lines:\n%s", lastLines(e.out.String(), 60))
+			t.Logf("hedge output, last lines:\n%s", testkit.LastLines(e.out.String(), 60))
 		}
 	})
 	e.hedge = "http://" + edgeAddr
@@ -190,7 +152,7 @@ func startEdge(t *testing.T) *edge {
 		}
 		select {
 		case <-done:
-			t.Fatalf("hedge serve exited before it was ready:\n%s", lastLines(e.out.String(), 60))
+			t.Fatalf("hedge serve exited before it was ready:\n%s", testkit.LastLines(e.out.String(), 60))
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -297,14 +259,6 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // stripCandidates removes the ICE candidates of an SDP offer.

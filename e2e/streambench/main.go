@@ -1,5 +1,5 @@
-// Command streambench measures hedge's live-stream fan-out (issue 6,
-// "Speed"), in one bounded run on one machine:
+// Command streambench measures hedge's live-stream fan-out, in one bounded
+// run on one machine:
 //
 //	go run ./e2e/streambench -hedge ./bin/hedge      (make bench runs it)
 //

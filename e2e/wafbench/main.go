@@ -1,5 +1,5 @@
 // Command wafbench measures what the Core Rule Set costs in hedge, against
-// the servers issue 3 names, in one run on one machine:
+// bare Coraza and nginx with ModSecurity, in one run on one machine:
 //
 //	go run ./e2e/wafbench -hedge ./bin/hedge      (make bench runs it)
 //

@@ -94,7 +94,7 @@ type report struct {
 var serverOrder = []string{"hedge", "hedge-waf-off", "wafref", "nginx-modsec"}
 
 // summarize takes each server × request's median cell (by CPU per request)
-// and computes the ratios issue 3 asks for.
+// and computes hedge's ratios to each peer, against their targets.
 func (r *report) summarize() {
 	r.Summary = nil
 	for _, srv := range serverOrder {

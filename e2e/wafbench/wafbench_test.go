@@ -10,8 +10,7 @@ import (
 	"hedge/waf/schema"
 )
 
-// The measured bet must be what the issue describes — a valid 1 KB bet —
-// and the attack bet must pass the schema too, so that only the rule engine
+// The measured bet must be a valid 1 KB bet, and the attack bet must pass the schema too, so that only the rule engine
 // can refuse it.
 func TestBetBodies(t *testing.T) {
 	s, err := schema.Load("builtin:bet")

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	txhttp "github.com/corazawaf/coraza/v3/http"
 
+	"hedge/internal/testkit"
 	"hedge/waf/ftw/albedo"
 )
-
-// safeBuffer is an error log the test can read while the server writes it.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // server is wafref's handler chain on a real socket, in front of a real
 // albedo upstream.
@@ -79,7 +60,8 @@ func TestReference(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			log := &safeBuffer{}
+			// The error log, read while the server writes it.
+			log := &testkit.Buffer{}
 			s := server(t, tc.o, log)
 			req, err := http.NewRequest(tc.method, s.URL+tc.target, strings.NewReader(tc.body))
 			if err != nil {
@@ -121,7 +103,7 @@ func TestDirectivesRejectBadFlags(t *testing.T) {
 }
 
 // browserHeaders are the 14 headers of an ordinary browser request (the
-// issue's GET benchmark).
+// GET that wafbench measures).
 var browserHeaders = map[string]string{
 	"Accept":                    "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
 	"Accept-Encoding":           "gzip, deflate, br",

@@ -22,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 )
 
 // pebble is a real ACME CA (Let's Encrypt's test server) run for a test.
@@ -36,7 +37,7 @@ type pebble struct {
 	tlsListener  net.Listener // bound on tlsPort, for the tls-alpn-01 listener
 	root         *x509.Certificate
 	intermediate *x509.Certificate
-	log          *syncBuffer
+	log          *testkit.Buffer
 }
 
 func startPebble(t *testing.T) *pebble {
@@ -55,7 +56,7 @@ func startPebble(t *testing.T) *pebble {
 	certsDir := filepath.Join(strings.TrimSpace(string(modDir)), "test", "certs")
 
 	dnsAddr := startDNS(t)
-	p := &pebble{caRoots: filepath.Join(certsDir, "pebble.minica.pem"), log: &syncBuffer{}}
+	p := &pebble{caRoots: filepath.Join(certsDir, "pebble.minica.pem"), log: &testkit.Buffer{}}
 	p.tlsListener = listenLoopback(t)
 	t.Cleanup(func() { _ = p.tlsListener.Close() })
 	p.httpPort = freePort(t)

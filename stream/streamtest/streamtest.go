@@ -54,7 +54,13 @@ func DefaultAPI(t testing.TB) *webrtc.API {
 // candidates: the SDP a WHIP or WHEP client posts.
 func Offer(t testing.TB, pc *webrtc.PeerConnection) string {
 	t.Helper()
-	off, err := pc.CreateOffer(nil)
+	return OfferWith(t, pc, nil)
+}
+
+// OfferWith is Offer with options (an ICE restart's offer).
+func OfferWith(t testing.TB, pc *webrtc.PeerConnection, opts *webrtc.OfferOptions) string {
+	t.Helper()
+	off, err := pc.CreateOffer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	txhttp "github.com/corazawaf/coraza/v3/http"
 )
 
-// The reference is what hedge's speed is measured against: a plain
+// The reference hedge is measured against: a plain
 // coraza.NewWAF with the same CRS configuration (block mode, PL1) behind
 // Coraza's own net/http middleware, with no accelerations. Its @rx is Go's
 // regexp even in re2_cgo builds (see rx_re2.go).

@@ -181,8 +181,8 @@ func TestAllowedMethods(t *testing.T) {
 }
 
 func TestResponseRulesLog(t *testing.T) {
-	// An engine of this run's own: a cached one would log to the buffer
-	// of the run that made it (-count=N).
+	// An engine of its own: a shared one would keep writing to the error
+	// log of the run that built it (go test -count=2).
 	var log bytes.Buffer
 	e, err := New(Options{Mode: Block, InspectResponses: true, ErrorLog: &log})
 	if err != nil {
