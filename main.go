@@ -565,6 +565,21 @@ func loadgenCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// listFlag is a flag given several times, or once with values separated
+// by commas.
+type listFlag []string
+
+func (f *listFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*f = append(*f, s)
+		}
+	}
+	return nil
+}
+
 func ledgersim(args []string) int {
 	fs := flag.NewFlagSet("ledgersim", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.21:7000", "`address` to serve on")
@@ -578,6 +593,17 @@ func ledgersim(args []string) int {
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `file` (PEM; with -tls-key)")
 	tlsKey := fs.String("tls-key", "", "the certificate's key `file` (PEM)")
 	clientCA := fs.String("client-ca", "", "require client certificates signed by this CA `file` (PEM; mTLS, with -tls-cert)")
+	var replicas listFlag
+	fs.Var(&replicas, "replica", "writer side: stream every applied bet to the ledger at this base `URL` (repeatable or comma-separated)")
+	replication := fs.String("replication", sim.ReplicationSync, "`mode`: sync (answer a bet only once every replica has it) or async")
+	lag := fs.Duration("replication-lag", 0, "async: hold each bet for this `duration` before shipping it")
+	replTimeout := fs.Duration("replication-timeout", 500*time.Millisecond, "sync: refuse a bet (503) that no replica acknowledged within this `duration`; bounds each shipment")
+	writer := fs.String("writer", "", "replica side: base `URL` of the writer this replica follows (heartbeats to its /role)")
+	autoPromote := fs.Duration("auto-promote-after", 0, "replica side: promote to the next epoch when the writer was silent for this `duration` (0: off; needs -writer)")
+	heartbeat := fs.Duration("heartbeat", 250*time.Millisecond, "replica side: `interval` between questions to the writer's /role")
+	peerCA := fs.String("peer-ca", "", "verify https:// replicas and writer with this CA `file` (PEM; default: system roots)")
+	peerCert := fs.String("peer-cert", "", "client certificate `file` presented to replicas and writer that require one (PEM; with -peer-key)")
+	peerKey := fs.String("peer-key", "", "the client certificate's key `file` (PEM)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -589,9 +615,19 @@ func ledgersim(args []string) int {
 			return 2
 		}
 	}
+	var peerTLS *tls.Config
+	if *peerCA != "" || *peerCert != "" || *peerKey != "" {
+		var err error
+		if peerTLS, err = sim.PeerTLS(*peerCA, *peerCert, *peerKey); err != nil {
+			fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
+			return 2
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	s := sim.LedgerSettings{Domain: *domain, Role: *role, Epoch: *epoch, StartBalance: *balance,
-		Currency: *currency, AdminToken: *token, KeepReceipts: *receipts, Logger: log}
+		Currency: *currency, AdminToken: *token, KeepReceipts: *receipts, Logger: log,
+		Replicas: replicas, Replication: *replication, ReplicationLag: *lag, ReplicationTimeout: *replTimeout,
+		PeerTLS: peerTLS, Writer: *writer, AutoPromoteAfter: *autoPromote, HeartbeatInterval: *heartbeat}
 	if err := s.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "hedge ledgersim:", err)
 		return 2
@@ -606,7 +642,8 @@ func ledgersim(args []string) int {
 	}
 	l := sim.NewLedger(s)
 	log.Info("ledger simulator serving", "address", ln.Addr().String(), "domain", *domain, "role", *role, "epoch", *epoch,
-		"tls", tlsCfg != nil, "client_certificates", *clientCA != "")
+		"tls", tlsCfg != nil, "client_certificates", *clientCA != "", "replicas", []string(replicas), "replication", *replication,
+		"writer", *writer, "auto_promote_after", *autoPromote)
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

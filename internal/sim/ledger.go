@@ -2,6 +2,7 @@ package sim
 
 import (
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,10 +21,15 @@ import (
 	"hedge/internal/httpx"
 )
 
-// Ledger roles as reported by GET /role and accepted by POST /admin/role.
+// Ledger roles as reported by GET /role; POST /admin/role accepts the
+// first two.
 const (
 	RoleWriter  = "writer"
 	RoleReplica = "replica"
+	// RoleFenced is a writer that learned from a replica that a higher
+	// epoch exists (the replica was promoted): it refuses every bet with
+	// 409 stale-epoch, and /role reports the epoch it learned.
+	RoleFenced = "fenced"
 )
 
 const (
@@ -62,6 +68,29 @@ type LedgerSettings struct {
 	// edge forwards shows as a second debit instead of being absorbed.
 	NoDedupe bool
 	Logger   *slog.Logger // may be nil
+
+	// Replicas are the base URLs of the ledgers this one streams every
+	// bet it applies to (POST /replication/bets), while it is the writer.
+	Replicas []string
+	// Replication is ReplicationSync (empty means it) or ReplicationAsync.
+	Replication string
+	// ReplicationLag is how long an asynchronous writer holds a bet before
+	// shipping it.
+	ReplicationLag time.Duration
+	// ReplicationTimeout bounds a synchronous writer's wait for its
+	// replicas' acknowledgement, and each shipment; 0 means 500ms.
+	ReplicationTimeout time.Duration
+	// PeerTLS is how this ledger reaches https:// replicas and writer: the
+	// roots that verify them and the client certificate they may require.
+	PeerTLS *tls.Config
+	// Writer is the base URL of the writer a replica follows; with
+	// AutoPromoteAfter the replica asks its /role every HeartbeatInterval
+	// (0 means 250ms) and promotes itself to the next epoch when neither
+	// an answer claiming the writer role nor an import has come for
+	// AutoPromoteAfter. 0 never promotes on its own.
+	Writer            string
+	AutoPromoteAfter  time.Duration
+	HeartbeatInterval time.Duration
 }
 
 // Validate reports whether the settings can build a Ledger. NewLedger
@@ -85,6 +114,27 @@ func (s LedgerSettings) Validate() error {
 	if s.Currency != "" && !validCurrency(s.Currency) {
 		errs = append(errs, fmt.Errorf("sim: ledger currency %q: want three upper-case letters", s.Currency))
 	}
+	for _, u := range s.Replicas {
+		if err := validPeerURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("sim: ledger replica %w", err))
+		}
+	}
+	if s.Writer != "" {
+		if err := validPeerURL(s.Writer); err != nil {
+			errs = append(errs, fmt.Errorf("sim: ledger writer %w", err))
+		}
+	}
+	switch s.Replication {
+	case "", ReplicationSync, ReplicationAsync:
+	default:
+		errs = append(errs, fmt.Errorf("sim: ledger replication %q: want %q or %q", s.Replication, ReplicationSync, ReplicationAsync))
+	}
+	if s.ReplicationLag < 0 || s.ReplicationTimeout < 0 || s.AutoPromoteAfter < 0 || s.HeartbeatInterval < 0 {
+		errs = append(errs, errors.New("sim: ledger replication durations must not be negative"))
+	}
+	if s.AutoPromoteAfter > 0 && s.Writer == "" {
+		errs = append(errs, errors.New("sim: ledger auto-promotion needs the writer to watch"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -107,6 +157,10 @@ const (
 	ReceiptApplied  = "applied"  // a new debit
 	ReceiptReplayed = "replayed" // the key was known: the stored answer was sent again
 	ReceiptRefused  = "refused"  // nothing applied; Receipt.Problem says why
+	// ReceiptImported is a bet the writer applied and replicated here
+	// (POST /replication/bets): a debit of this ledger's copy, not a new
+	// one; RequestID and RawKey are empty.
+	ReceiptImported = "imported"
 )
 
 // Receipt is one POST /bets as the ledger received it, so a test can check
@@ -129,6 +183,12 @@ type Receipt struct {
 	// RequestID is the request's X-Request-Id, which the edge sets: it
 	// ties the receipt to the edge's access-log line for the request.
 	RequestID string `json:"request_id,omitempty"`
+	// For applied, replayed and imported bets: the amount, the bet's id
+	// and the epoch the debit was applied at (this ledger's for applied
+	// ones, the writer's for imported ones).
+	Amount       string `json:"amount,omitempty"`
+	BetID        string `json:"bet_id,omitempty"`
+	AppliedEpoch int64  `json:"applied_epoch,omitempty"`
 }
 
 // Ledger is an in-memory ledger writer. It is safe for concurrent use.
@@ -149,6 +209,8 @@ type Ledger struct {
 
 	// replica, when set, imports every bet this ledger applies.
 	replica atomic.Pointer[Ledger]
+	// repl is network replication (nil without replicas or writer).
+	repl *replication
 
 	keepReceipts bool
 	noDedupe     bool
@@ -175,6 +237,10 @@ type betSlot struct {
 	count int
 	// replicated marks a bet another ledger applied and this one imported.
 	replicated bool
+	// pending is open while a synchronous writer waits for its replicas'
+	// acknowledgement of this bet; a retry waits for it to close, then
+	// finds the bet committed, or gone (rolled back).
+	pending chan struct{}
 }
 
 type betRequest struct {
@@ -235,6 +301,7 @@ func NewLedger(s LedgerSettings) *Ledger {
 	}
 	l.handler = http.HandlerFunc(l.route)
 	l.life = newLifecycle(l.handler, l.log)
+	l.repl = newReplication(l, s)
 	return l
 }
 
@@ -246,9 +313,13 @@ func (l *Ledger) Handler() http.Handler { return l.handler }
 // listener's error otherwise.
 func (l *Ledger) Serve(ln net.Listener) error { return l.life.serve(ln) }
 
-// Close stops Serve and drops open connections. It is safe to call more
-// than once.
-func (l *Ledger) Close() error { return l.life.close() }
+// Close stops Serve, drops open connections and stops replication. It is
+// safe to call more than once.
+func (l *Ledger) Close() error {
+	err := l.life.close()
+	l.repl.close()
+	return err
+}
 
 // Applied lists every Idempotency-Key received on POST /bets that got as far
 // as the ledger's idempotency check, and every bet imported from the writer
@@ -352,6 +423,18 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
 			l.setFaults(w, r)
 		}
+	case "/admin/promote":
+		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
+			l.promote(w, r)
+		}
+	case replicationPath:
+		if allow(w, r, http.MethodPost) && l.authorized(w, r) {
+			l.importBets(w, r)
+		}
+	case "/replication":
+		if allow(w, r, http.MethodGet, http.MethodHead) {
+			writeJSON(w, http.StatusOK, l.repl.status())
+		}
 	default:
 		writeProblem(w, http.StatusNotFound, "not-found", "Not found", "no such endpoint: "+r.URL.Path)
 	}
@@ -431,7 +514,32 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 	sc := scope{account: account, key: key}
 
 	l.mu.Lock()
-	role, epoch := l.role, l.epoch
+	var role string
+	var epoch int64
+	for {
+		role, epoch = l.role, l.epoch
+		slot, ok := l.bets[sc]
+		if !ok || slot.pending == nil || l.noDedupe {
+			break
+		}
+		// The first request of this key waits for its replicas: its outcome
+		// decides whether this one is a replay or a new try.
+		wait := slot.pending
+		l.mu.Unlock()
+		select {
+		case <-wait:
+		case <-r.Context().Done():
+			rc.Problem = "client-gone"
+			return
+		}
+		l.mu.Lock()
+	}
+	if role == RoleFenced {
+		l.mu.Unlock()
+		refuse(http.StatusConflict, "stale-epoch", "Stale epoch",
+			fmt.Sprintf("this writer was fenced: a ledger of domain %q holds epoch %d", l.domain, epoch))
+		return
+	}
 	if role != RoleWriter {
 		l.mu.Unlock()
 		w.Header().Set("Retry-After", "1")
@@ -455,7 +563,7 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		slot.count++
 		resp := slot.resp
 		l.mu.Unlock()
-		rc.Outcome = ReceiptReplayed
+		rc.Outcome, rc.Amount, rc.BetID, rc.AppliedEpoch = ReceiptReplayed, resp.Amount, resp.BetID, resp.Epoch
 		w.Header().Set("Idempotent-Replayed", "true")
 		writeJSON(w, http.StatusCreated, resp)
 		return
@@ -483,13 +591,56 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		Epoch:    epoch,
 		Domain:   l.domain,
 	}
-	if slot, ok := l.bets[sc]; ok {
+	slot, known := l.bets[sc]
+	if known {
 		slot.count++ // NoDedupe: a second debit under a known key
 	} else {
-		l.bets[sc] = &betSlot{req: req, resp: resp, count: 1}
+		slot = &betSlot{req: req, resp: resp, count: 1}
+		l.bets[sc] = slot
+	}
+	synchronous := l.repl.syncReplicas()
+	var pending chan struct{}
+	if synchronous && !known {
+		pending = make(chan struct{})
+		slot.pending = pending
 	}
 	l.mu.Unlock()
-	rc.Outcome = ReceiptApplied
+
+	shipped := replBet{Key: key, Account: account, Amount: req.Amount, Epoch: epoch, Request: req, Response: resp}
+	if synchronous {
+		// Nothing is acknowledged that the replicas lack: without their
+		// acknowledgement the debit is undone and the bet refused.
+		err := l.repl.replicate(shipped)
+		l.mu.Lock()
+		if pending != nil {
+			slot.pending = nil
+			close(pending)
+		}
+		if err != nil {
+			l.balances[account] += amount
+			if slot.count--; slot.count == 0 {
+				delete(l.bets, sc)
+			}
+		}
+		l.mu.Unlock()
+		var fe *FencedError
+		switch {
+		case errors.As(err, &fe):
+			l.fence(fe)
+			refuse(http.StatusConflict, "stale-epoch", "Stale epoch",
+				fmt.Sprintf("this writer was fenced: a ledger of domain %q holds epoch %d", l.domain, fe.Epoch))
+			return
+		case err != nil:
+			l.log.Warn("bet refused: not replicated", "account", account, "key", key, "error", err)
+			w.Header().Set("Retry-After", "1")
+			refuse(http.StatusServiceUnavailable, "replica-unavailable", "Replica unavailable",
+				"the bet was not applied: its replica did not acknowledge it in time; retry with the same Idempotency-Key")
+			return
+		}
+	} else if l.repl != nil && len(l.repl.ships) > 0 {
+		l.repl.enqueue(shipped)
+	}
+	rc.Outcome, rc.Amount, rc.BetID, rc.AppliedEpoch = ReceiptApplied, resp.Amount, resp.BetID, resp.Epoch
 
 	if rep := l.replica.Load(); rep != nil {
 		if err := rep.importBet(sc, req, resp, amount); err != nil {
@@ -786,18 +937,21 @@ type problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
+	// Epoch, on a stale-epoch refusal of replicated bets, is the epoch the
+	// refusing ledger holds: the writer that sent them learns it is fenced.
+	Epoch int64 `json:"epoch,omitempty"`
 }
 
 // writeProblem writes an RFC 9457 problem whose type is
 // urn:hedge:problem:<slug>, the same namespace the gateway uses, so a client
 // cannot tell from the format whether the gateway or a stand-in refused it.
 func writeProblem(w http.ResponseWriter, status int, slug, title, detail string) {
-	body, _ := json.Marshal(problem{
-		Type:   "urn:hedge:problem:" + slug,
-		Title:  title,
-		Status: status,
-		Detail: detail,
-	})
+	writeProblemBody(w, problem{Type: "urn:hedge:problem:" + slug, Title: title, Status: status, Detail: detail})
+}
+
+func writeProblemBody(w http.ResponseWriter, p problem) {
+	status := p.Status
+	body, _ := json.Marshal(p)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)

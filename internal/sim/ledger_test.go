@@ -599,10 +599,10 @@ func TestLedgerReceipts(t *testing.T) {
 		headers []string
 		want    Receipt
 	}{
-		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "2"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 2, Outcome: ReceiptApplied}},
-		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "3"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 3, Outcome: ReceiptReplayed}},
+		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "2"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 2, Outcome: ReceiptApplied, Amount: "12.50", BetID: "sea-2-000001", AppliedEpoch: 2}},
+		{[]string{"Idempotency-Key", "k1", "X-Hedge-Principal", "alice", "Ledger-Epoch", "3"}, Receipt{Key: "k1", RawKey: "k1", Account: "alice", Epoch: 3, Outcome: ReceiptReplayed, Amount: "12.50", BetID: "sea-2-000001", AppliedEpoch: 2}},
 		{[]string{"Idempotency-Key", "k2", "X-Hedge-Principal", "bob", "Ledger-Epoch", "1"}, Receipt{Key: "k2", RawKey: "k2", Account: "bob", Epoch: 1, Outcome: ReceiptRefused, Problem: "stale-epoch"}},
-		{[]string{"Idempotency-Key", "k3", "X-Hedge-Principal", "carol"}, Receipt{Key: "k3", RawKey: "k3", Account: "carol", Epoch: -1, Outcome: ReceiptApplied}},
+		{[]string{"Idempotency-Key", "k3", "X-Hedge-Principal", "carol"}, Receipt{Key: "k3", RawKey: "k3", Account: "carol", Epoch: -1, Outcome: ReceiptApplied, Amount: "12.50", BetID: "sea-2-000002", AppliedEpoch: 2}},
 		{[]string{"X-Hedge-Principal", "dave"}, Receipt{Account: "dave", Epoch: -1, Outcome: ReceiptRefused, Problem: "missing-idempotency-key"}},
 	}
 	for _, st := range steps {

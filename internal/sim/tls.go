@@ -34,3 +34,32 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// PeerTLS is how a ledger reaches its replicas and its writer over HTTPS:
+// caFile (PEM) verifies them (empty: the system roots), and certFile with
+// keyFile is the client certificate presented to peers that require one.
+func PeerTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("sim: %s holds no PEM certificate", caFile)
+		}
+		c.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("sim: a peer client certificate needs both a certificate and a key")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("sim: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
