@@ -40,7 +40,7 @@ const (
 	DefaultDomainClaim       = "ledger_domain"
 	DefaultSubjectMaxLength  = 128
 	DefaultProbePath         = "/role"
-	DefaultProbeInterval     = time.Second
+	DefaultProbeInterval     = 250 * time.Millisecond
 	DefaultProbeTimeout      = 500 * time.Millisecond
 	DefaultProbeFall         = 2
 	DefaultPromotionWindow   = 5 * time.Minute

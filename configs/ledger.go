@@ -1,5 +1,10 @@
 package configs
 
+import (
+	"os"
+	"strings"
+)
+
 // validate checks writer probes, promotions, degradation and the writers' TLS.
 func (l *Ledger) validate(v *validator) {
 	pr := &l.Probe
@@ -76,5 +81,25 @@ func (d *Dev) validate(v *validator) {
 		r := &d.Rails[i]
 		v.name(&r.Name)
 		v.address(&r.Address)
+	}
+}
+
+// validateAdminToken reads the writer's admin token file, when one is
+// named: the token an approved promotion presents to the writer.
+func (w *Writer) validateAdminToken(v *validator) {
+	if w.AdminTokenFile == "" {
+		return
+	}
+	b, err := os.ReadFile(w.AdminTokenFile)
+	if err != nil {
+		v.bad(&w.AdminTokenFile, "cannot read %s: %v", w.AdminTokenFile, unwrapPathError(err))
+		return
+	}
+	w.AdminToken = strings.TrimSpace(string(b))
+	switch {
+	case w.AdminToken == "":
+		v.bad(&w.AdminTokenFile, "%s is empty", w.AdminTokenFile)
+	case !bearerRE.MatchString(w.AdminToken):
+		v.bad(&w.AdminTokenFile, "a bearer token is letters, digits and -._~+/ (e.g. the output of openssl rand -hex 32)")
 	}
 }

@@ -51,6 +51,7 @@ func (r *Region) validate(v *validator, c *Config, nodeRegion map[string]string)
 		v.name(&w.Domain)
 		v.upstreamURL(&w.URL)
 		notNegative(v, &w.Epoch)
+		w.validateAdminToken(v)
 	}
 }
 

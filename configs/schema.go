@@ -503,6 +503,14 @@ type Writer struct {
 	Domain string `yaml:"domain"`
 	URL    string `yaml:"url"`
 	Epoch  int64  `yaml:"epoch"`
+	// AdminTokenFile holds the bearer token of the writer's own admin API,
+	// with which an approved promotion is carried out at the writer
+	// (POST /admin/promote); empty sends none. Read again on every reload.
+	AdminTokenFile string `yaml:"admin_token_file"`
+
+	// AdminToken is the token read from AdminTokenFile when the
+	// configuration is loaded.
+	AdminToken string `yaml:"-"`
 }
 
 // Dev configures development stand-ins run inside `hedge serve`.

@@ -337,8 +337,9 @@ func TestFourEyesPromotion(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"state": "designated"`) {
 		t.Fatalf("approval by a second operator: want 200 designated, got %d %s", resp.StatusCode, body)
 	}
-	if resp, body := betOn("after"); resp.StatusCode != 201 || !strings.Contains(body, `"epoch":1`) {
-		t.Fatalf("bet after promotion: %d %s", resp.StatusCode, body)
+	// The promotion was carried out at the writer: it applies at epoch 2.
+	if resp, body := betOn("after"); resp.StatusCode != 201 || !strings.Contains(body, `"epoch":2`) {
+		t.Fatalf("bet after promotion: want 201 applied by the new writer at epoch 2, got %d %s", resp.StatusCode, body)
 	}
 	if applied(sea2)["player-1/after"] != 1 || applied(sea1)["player-1/after"] != 0 {
 		t.Fatalf("after promotion the bet must go to the new writer only: new %v, old %v", applied(sea2), applied(sea1))

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,8 +22,11 @@ import (
 
 // promotions are operators' requests to designate a writer. One operator
 // asks, a different one approves within the window (four eyes); only then
-// does the designation change, on every node of this process, with an audit
-// record for each step. Both operators are admin tokens holding the role
+// is the promotion carried out, at the writer itself (its admin API makes
+// it the writer at the new epoch), then on every node of this process, with
+// an audit record for each step. Nodes of other processes and regions learn
+// it from their probes of the writers' role endpoints: the writer's epoch is
+// the truth they all read. Both operators are admin tokens holding the role
 // promote, told apart by their names.
 type promotions struct {
 	mu      sync.Mutex
@@ -172,8 +177,21 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 	}
 	pr.Done = now
 	pr.ApprovedBy = who
+	// At the writer first: a designation the writer does not hold would
+	// send bets to a ledger that refuses them, and other nodes would never
+	// learn it.
+	ctx, cancel := context.WithTimeout(r.Context(), promoteAtWriterTimeout)
+	err := n.state.Load().directory.PromoteAt(ctx, pr.Writer)
+	cancel()
+	if err != nil {
+		pr.Status, pr.Result = "rejected", err.Error()
+		n.log.Error("writer promotion not taken by the writer", "id", pr.ID, "domain", pr.Writer.Domain, "writer", pr.Writer.URL,
+			"epoch", pr.Writer.Epoch, "error", err)
+		n.g.audit.Record("ledger_promotion_rejected", map[string]any{"id": pr.ID, "writer": pr.Writer, "approved_by": who, "error": err.Error()})
+		adminauth.WriteProblem(w, r, problem.PromotionFailed, promoteFailure(err))
+		return
+	}
 	var des ledger.Designation
-	var err error
 	for _, node := range n.g.nodes {
 		if des, err = node.state.Load().directory.Promote(pr.Writer); err != nil {
 			break
@@ -191,4 +209,23 @@ func (n *Node) approvePromotion(w http.ResponseWriter, r *http.Request) {
 	n.g.audit.Record("ledger_promotion_approved", map[string]any{"id": pr.ID, "writer": pr.Writer, "requested_by": pr.RequestedBy,
 		"approved_by": who, "reason": pr.Reason, "state": des.State})
 	adminauth.WriteJSON(w, http.StatusOK, map[string]any{"promotion": pr, "designation": des})
+}
+
+// promoteAtWriterTimeout bounds the call that carries a promotion out at
+// the writer.
+const promoteAtWriterTimeout = 5 * time.Second
+
+// promoteFailure says why a writer did not take a promotion, without
+// internal error text (the log and the audit record have it).
+func promoteFailure(err error) string {
+	var pe *ledger.PromoteError
+	switch {
+	case !errors.As(err, &pe):
+		return "the writer is not a configured writer of the domain"
+	case pe.Status == 0:
+		return "the writer " + pe.Writer + " could not be reached: nothing was designated; approve a new request once it answers"
+	case pe.Problem != "":
+		return fmt.Sprintf("the writer %s refused the promotion (%d %s): nothing was designated", pe.Writer, pe.Status, pe.Problem)
+	}
+	return fmt.Sprintf("the writer %s did not confirm the promotion (status %d): nothing was designated", pe.Writer, pe.Status)
 }

@@ -7,6 +7,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -57,6 +58,9 @@ func (d *Designation) OK() bool { return d != nil && d.State == Designated }
 
 type candidate struct {
 	Writer
+	// token is the writer's admin token (writers[].admin_token_file),
+	// presented when a promotion is carried out at the writer.
+	token string
 	// probe results, owned by the probe loop
 	reachable bool
 	role      string
@@ -85,6 +89,9 @@ type Directory struct {
 	order    []string
 	onChange func(old, cur Designation)
 	client   *http.Client
+	// admin reaches writers' admin APIs: the probes' transport, without
+	// their short timeout (the caller's context bounds each call).
+	admin *http.Client
 
 	mu     sync.Mutex // serialises recomputation and promotion
 	cancel context.CancelFunc
@@ -110,7 +117,7 @@ func New(cfg *configs.Config, onChange func(old, cur Designation), opts ...Optio
 		o(tr)
 	}
 	d := &Directory{probe: cfg.Ledger.Probe, domains: map[string]*domainState{}, onChange: onChange,
-		client: &http.Client{Timeout: cfg.Ledger.Probe.Timeout.D(), Transport: tr}}
+		client: &http.Client{Timeout: cfg.Ledger.Probe.Timeout.D(), Transport: tr}, admin: &http.Client{Transport: tr}}
 	for _, r := range cfg.Regions {
 		for _, w := range r.Writers {
 			ds := d.domains[w.Domain]
@@ -119,7 +126,7 @@ func New(cfg *configs.Config, onChange func(old, cur Designation), opts ...Optio
 				d.domains[w.Domain] = ds
 				d.order = append(d.order, w.Domain)
 			}
-			ds.candidates = append(ds.candidates, &candidate{Writer: Writer{Domain: w.Domain, Region: r.Name, URL: w.URL, Epoch: w.Epoch}})
+			ds.candidates = append(ds.candidates, &candidate{Writer: Writer{Domain: w.Domain, Region: r.Name, URL: w.URL, Epoch: w.Epoch}, token: w.AdminToken})
 		}
 	}
 	sort.Strings(d.order)
@@ -177,6 +184,8 @@ func (d *Directory) Inherit(old *Directory) {
 		prev, fresh := ods.cur.Load(), ds.cur.Load()
 		if prev.Source != "config" && (!prev.OK() || prev.Writer.Epoch >= fresh.Writer.Epoch && hasCandidate(ds, prev.Writer.URL)) {
 			ds.cur.Store(prev)
+		} else if d.onChange != nil && (prev.State != fresh.State || prev.Writer != fresh.Writer) {
+			d.onChange(*prev, *fresh) // the new configuration designates another writer
 		}
 	}
 }
@@ -384,6 +393,12 @@ func (d *Directory) Promote(w Writer) (Designation, error) {
 		return Designation{}, fmt.Errorf("no ledger domain %q", w.Domain)
 	}
 	cur := ds.cur.Load()
+	if cur.OK() && cur.Writer.URL == w.URL && cur.Writer.Epoch == w.Epoch {
+		// Probes found the promoted writer first: it is the designation.
+		w.Region = cur.Writer.Region
+		ds.promoted = &w
+		return *cur, nil
+	}
 	if cur.OK() && w.Epoch <= cur.Writer.Epoch {
 		return Designation{}, fmt.Errorf("epoch %d is not higher than the current writer's %d", w.Epoch, cur.Writer.Epoch)
 	}
@@ -441,3 +456,75 @@ func (d *Directory) Status() []DomainStatus {
 	}
 	return out
 }
+
+// PromoteAt carries a promotion out at the writer itself: POST
+// /admin/promote {"epoch": N} on w's admin API, with the writer's admin
+// token, over the writers' TLS. The writer's epoch is the truth every
+// node's probes read, so this is what makes a promotion reach every node
+// of every region, and fences the old writer at the ledger. A writer that
+// already writes at exactly that epoch answers as done.
+func (d *Directory) PromoteAt(ctx context.Context, w Writer) error {
+	ds := d.domains[w.Domain]
+	if ds == nil {
+		return fmt.Errorf("no ledger domain %q", w.Domain)
+	}
+	var c *candidate
+	for _, x := range ds.candidates {
+		if x.URL == w.URL {
+			c = x
+		}
+	}
+	if c == nil {
+		return fmt.Errorf("%s is not a configured writer of domain %q", w.URL, w.Domain)
+	}
+	body, _ := json.Marshal(map[string]int64{"epoch": w.Epoch})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL+"/admin/promote", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := d.admin.Do(req)
+	if err != nil {
+		return &PromoteError{Writer: w.URL, Err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var ans struct {
+		roleAnswer
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(b, &ans)
+	if resp.StatusCode != http.StatusOK {
+		return &PromoteError{Writer: w.URL, Status: resp.StatusCode, Problem: ans.Type}
+	}
+	if ans.Role != "writer" || ans.Epoch != w.Epoch || (ans.Domain != "" && ans.Domain != w.Domain) {
+		return &PromoteError{Writer: w.URL, Status: resp.StatusCode,
+			Err: fmt.Errorf("it reports %s of %q at epoch %d", ans.Role, ans.Domain, ans.Epoch)}
+	}
+	return nil
+}
+
+// PromoteError is a writer that did not take a promotion: unreachable
+// (Err), refused (Status and Problem, its problem type), or answering
+// with another role or epoch.
+type PromoteError struct {
+	Writer  string
+	Status  int
+	Problem string
+	Err     error
+}
+
+func (e *PromoteError) Error() string {
+	switch {
+	case e.Status == 0:
+		return fmt.Sprintf("writer %s unreachable: %v", e.Writer, e.Err)
+	case e.Err != nil:
+		return fmt.Sprintf("writer %s did not take the promotion: %v", e.Writer, e.Err)
+	}
+	return fmt.Sprintf("writer %s refused the promotion: %d %s", e.Writer, e.Status, e.Problem)
+}
+
+func (e *PromoteError) Unwrap() error { return e.Err }

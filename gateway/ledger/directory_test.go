@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/sim"
 )
 
 // roleServer is a writer candidate whose role endpoint the test controls.
@@ -121,5 +123,80 @@ func TestInheritKeepsFenceAndProbes(t *testing.T) {
 	d.Inherit(old)
 	if des := d.Lookup("sea"); !des.OK() || des.Writer.URL != b.URL || des.Writer.Epoch != 5 {
 		t.Fatalf("after a reload the probed designation must stay, got %+v", des)
+	}
+}
+
+// TestPromoteAt: a promotion is carried out at the writer's own admin API
+// with the writer's token; the writer's answer decides whether it took.
+func TestPromoteAt(t *testing.T) {
+	const tok = "writer-admin-token"
+	serve := func(role string, epoch int64) string {
+		l := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: role, Epoch: epoch, AdminToken: tok})
+		srv := httptest.NewServer(l.Handler())
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	replica, writer3 := serve(sim.RoleReplica, 1), serve(sim.RoleWriter, 3)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	tests := []struct {
+		name       string
+		url, token string
+		epoch      int64
+		wantStatus int    // of the PromoteError; -1: no error; 0: unreachable
+		wantType   string // the refusal's problem type
+	}{
+		{"replica promoted", replica, tok, 2, -1, ""},
+		{"a repeat is done", replica, tok, 2, -1, ""},
+		{"wrong token", replica, "nope", 5, 401, "urn:hedge:problem:unauthorized"},
+		{"epoch not above the writer's", writer3, tok, 2, 409, "urn:hedge:problem:stale-epoch"},
+		{"unreachable", gone.URL, tok, 4, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &configs.Config{Regions: []configs.Region{{Name: "sea", Writers: []configs.Writer{{Domain: "sea", URL: tc.url, Epoch: 1, AdminToken: tc.token}}}}}
+			cfg.Ledger.Probe = configs.WriterProbe{Path: "/role", Timeout: configs.Duration(time.Second), Fall: 1}
+			d := New(cfg, nil)
+			err := d.PromoteAt(context.Background(), Writer{Domain: "sea", URL: tc.url, Epoch: tc.epoch})
+			if tc.wantStatus == -1 {
+				if err != nil {
+					t.Fatalf("expected the writer to take the promotion, got %v", err)
+				}
+				return
+			}
+			var pe *PromoteError
+			if !errors.As(err, &pe) || pe.Status != tc.wantStatus || pe.Problem != tc.wantType {
+				t.Fatalf("expected a PromoteError with status %d %q, got %#v (%v)", tc.wantStatus, tc.wantType, pe, err)
+			}
+		})
+	}
+	var role struct {
+		Role  string
+		Epoch int64
+	}
+	resp, err := http.Get(replica + "/role")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&role)
+	resp.Body.Close()
+	if role.Role != "writer" || role.Epoch != 2 {
+		t.Errorf("the promoted replica's /role: expected writer at 2, got %+v", role)
+	}
+	d, _ := directory(t, false, configs.Writer{Domain: "sea", URL: replica, Epoch: 1})
+	if err := d.PromoteAt(context.Background(), Writer{Domain: "sea", URL: "http://elsewhere:1", Epoch: 9}); err == nil {
+		t.Error("a writer that is not configured: expected an error, got none")
+	}
+}
+
+// TestPromoteAfterProbes: the probes may designate the promoted writer
+// before the approving node applies the promotion; that is success.
+func TestPromoteAfterProbes(t *testing.T) {
+	a, b := newRole(t, "replica", 1), newRole(t, "writer", 2)
+	d, _ := directory(t, true, configs.Writer{Domain: "sea", URL: a.URL, Epoch: 1}, configs.Writer{Domain: "sea", URL: b.URL})
+	d.round(context.Background())
+	des, err := d.Promote(Writer{Domain: "sea", URL: b.URL, Epoch: 2})
+	if err != nil || !des.OK() || des.Writer.URL != b.URL || des.Writer.Epoch != 2 {
+		t.Fatalf("promotion of the writer probes already designate: expected b@2, got %+v %v", des, err)
 	}
 }

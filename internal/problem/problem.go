@@ -60,6 +60,9 @@ var (
 	WriterUnavailable      = Type{"writer-unavailable", "No designated ledger writer", fasthttp.StatusServiceUnavailable}
 	OutcomeUnknown         = Type{"outcome-unknown", "Outcome unknown: retry with the same Idempotency-Key", fasthttp.StatusGatewayTimeout}
 	Shed                   = Type{"shed", "Temporarily unavailable while the wallet is degraded", fasthttp.StatusServiceUnavailable}
+	// PromotionFailed: an approved promotion the writer did not take
+	// (unreachable, or it refused the epoch); nothing was designated.
+	PromotionFailed = Type{"promotion-failed", "The writer did not take the promotion", fasthttp.StatusBadGateway}
 	// PinnedUnavailable: an earlier request with this key reached an
 	// upstream without a known outcome, and that upstream is down; the
 	// request goes nowhere else, so it cannot be applied twice.
