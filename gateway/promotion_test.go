@@ -3,12 +3,16 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/gateway/ledger"
+	"hedge/internal/sim"
 )
 
 // promotionEdge runs moneyConfig's sea node with two sea writers (the
@@ -144,5 +148,178 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 	}
 	if n := len(list()); n != maxPendingPromotions {
 		t.Fatalf("list: want %d pending, got %d", maxPendingPromotions, n)
+	}
+}
+
+// crossNodeConfig: two regions, nodes sea-1, eu-1 and eu-2, each run as a
+// Gateway of its own with its own data directory (as separate processes
+// would be); ledger domain sea has its writer W1 in sea and its replica W2
+// in eu, each with its own admin token. Probes run at the default interval.
+const crossNodeConfig = `
+data_dir: {{DATA}}
+waf: {mode: off}
+log: {access: {enabled: false}}
+{{ADMINTOKENS}}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+` + testJWT + `ledger:
+  probe: {enabled: true, timeout: 200ms, fall: 2}
+routes:
+  - name: bets
+    kind: ledger
+    match: {path_prefix: /api/bets, methods: [POST]}
+    rewrite: /bets
+    money: {timeout: 2s}
+regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{name: public, address: "{{SEA1}}", tls: {mode: off}}]
+        admin: {address: "{{SEA1ADMIN}}"}
+    writers:
+      - {domain: sea, url: "http://{{W1}}", epoch: 1, admin_token_file: "{{W1TOKEN}}"}
+  - name: eu
+    nodes:
+      - name: eu-1
+        listeners: [{name: public, address: "{{EU1}}", tls: {mode: off}}]
+        admin: {address: "{{EU1ADMIN}}"}
+      - name: eu-2
+        listeners: [{name: public, address: "{{EU2}}", tls: {mode: off}}]
+        admin: {address: "{{EU2ADMIN}}"}
+    writers:
+      - {domain: sea, url: "http://{{W2}}", epoch: 0, admin_token_file: "{{W2TOKEN}}"}
+`
+
+// TestPromotionReachesEveryNode: W1, the writer of domain sea, dies; a
+// four-eyes promotion of its replica W2 is approved on sea-1. It is
+// carried out at W2 (its own admin API), so eu-1, another gateway with
+// another data directory, designates W2 within a second too, by probing;
+// eu-2, started afterwards, designates W2 from its first probes. Each node
+// leaves an audit record of the change naming its source, and a bet W1
+// acknowledged before it died is replayed by W2, not applied again.
+func TestPromotionReachesEveryNode(t *testing.T) {
+	dir := t.TempDir()
+	// A writer and its replica share one admin token: the writer presents
+	// it with every shipment of bets.
+	const pairToken = "sea-pair-admin-0123456789abcdef0123"
+	w1Token, w2Token := filepath.Join(dir, "w1.token"), filepath.Join(dir, "w2.token")
+	os.WriteFile(w1Token, []byte(pairToken), 0o600)
+	os.WriteFile(w2Token, []byte(pairToken+"\n"), 0o600)
+	quiet := slog.New(slog.DiscardHandler)
+	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, AdminToken: pairToken, KeepReceipts: true, Logger: quiet})
+	w2Addr := serveLedger(t, w2)
+	w1 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", AdminToken: pairToken, KeepReceipts: true, Logger: quiet,
+		Replicas: []string{"http://" + w2Addr}})
+	w1Addr := serveLedger(t, w1)
+	w1URL, w2URL := "http://"+w1Addr, "http://"+w2Addr
+
+	opsFile := filepath.Join(dir, "ops.token")
+	os.WriteFile(opsFile, []byte(opsToken), 0o600)
+	addrs := map[string]string{}
+	for _, k := range []string{"SEA1", "SEA1ADMIN", "EU1", "EU1ADMIN", "EU2", "EU2ADMIN"} {
+		addrs[k] = freeAddr(t)
+	}
+	// node starts one node as a gateway of its own: its own data directory
+	// and configuration file, with {{EDGE}} and {{ADMIN}} its addresses.
+	node := func(region, name, edgeKey string) *testEdge {
+		tmpl := crossNodeConfig
+		for k, v := range addrs {
+			if k == edgeKey {
+				v = "{{EDGE}}"
+			} else if k == edgeKey+"ADMIN" {
+				v = "{{ADMIN}}"
+			}
+			tmpl = strings.ReplaceAll(tmpl, "{{"+k+"}}", v)
+		}
+		tmpl = strings.Replace(tmpl, "{{ADMINTOKENS}}", adminTokens("allow_loopback: true"), 1)
+		return startEdgeNode(t, tmpl, region, name, "{{W1}}", w1Addr, "{{W2}}", w2Addr, "{{W1TOKEN}}", w1Token, "{{W2TOKEN}}", w2Token, "{{OPSFILE}}", opsFile)
+	}
+	designation := func(e *testEdge) *ledger.Designation { return e.g.Nodes()[0].state.Load().directory.Lookup("sea") }
+	is := func(e *testEdge, url string, epoch int64) bool {
+		d := designation(e)
+		return d.OK() && d.Writer.URL == url && d.Writer.Epoch == epoch
+	}
+	sea1, eu1 := node("sea", "sea-1", "SEA1"), node("eu", "eu-1", "EU1")
+	for _, e := range []*testEdge{sea1, eu1} {
+		waitUntil(t, "W1 designated at epoch 1 before the fault", 3*time.Second, func() bool { return is(e, w1URL, 1) })
+	}
+
+	// A player of domain sea bets through the eu edge: W1 applies it, W2
+	// holds it before the answer (synchronous replication).
+	tok := token(t, "player-1", "sea")
+	betVia := func(e *testEdge, key string) (*http.Response, string) {
+		return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key, "Content-Type", "application/json")
+	}
+	resp, first := betVia(eu1, "before-the-fault")
+	if resp.StatusCode != 201 || !strings.Contains(first, `"epoch":1`) {
+		t.Fatalf("bet before the fault: want 201 from W1 at epoch 1, got %d %s", resp.StatusCode, first)
+	}
+	w1.Close()
+
+	code, body := promotionCall(t, sea1, "/admin/ledger/promotions", `{"domain":"sea","url":"`+w2URL+`","epoch":2,"reason":"sea writer lost"}`, aliceToken)
+	var pr Promotion
+	if json.Unmarshal([]byte(body), &pr); code != 202 {
+		t.Fatalf("alice requests W2's promotion on sea-1: want 202, got %d %s", code, body)
+	}
+	code, body = promotionCall(t, sea1, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken)
+	approved := time.Now()
+	if code != 200 {
+		t.Fatalf("bob approves on sea-1: want 200, got %d %s", code, body)
+	}
+	if got := w2.Receipts(); len(got) != 1 || got[0].Outcome != sim.ReceiptImported {
+		t.Errorf("W2's receipts: want the one bet imported from W1, got %+v", got)
+	}
+	for _, e := range []struct {
+		name string
+		edge *testEdge
+	}{{"sea-1 (approved here)", sea1}, {"eu-1 (another gateway)", eu1}} {
+		waitUntil(t, e.name+" designates W2 at epoch 2", 5*time.Second, func() bool { return is(e.edge, w2URL, 2) })
+		lag := designation(e.edge).Since.Sub(approved)
+		if lag > time.Second {
+			t.Errorf("%s designated W2 %s after the approval: want within 1s", e.name, lag)
+		}
+		t.Logf("%s designated W2 %s after the approval returned", e.name, lag.Round(time.Millisecond))
+	}
+
+	// A node started afterwards learns it from its first probes.
+	eu2 := node("eu", "eu-2", "EU2")
+	waitUntil(t, "eu-2, started after the promotion, designates W2 at epoch 2", 2*time.Second, func() bool { return is(eu2, w2URL, 2) })
+
+	// The acknowledged bet, retried through an edge that never saw it,
+	// reaches W2, which replays W1's answer: no second debit.
+	resp, again := betVia(eu2, "before-the-fault")
+	if resp.StatusCode != 201 || resp.Header.Get("Idempotent-Replayed") != "true" || again != first {
+		t.Errorf("retry of the acknowledged bet at the promoted writer: want W1's 201 replayed, got %d replayed=%q %s",
+			resp.StatusCode, resp.Header.Get("Idempotent-Replayed"), again)
+	}
+	if resp, body := betVia(eu1, "after-the-promotion"); resp.StatusCode != 201 || !strings.Contains(body, `"epoch":2`) {
+		t.Errorf("a new bet through eu-1: want 201 from W2 at epoch 2, got %d %s", resp.StatusCode, body)
+	}
+
+	for _, e := range []struct {
+		name, source string
+		edge         *testEdge
+	}{{"sea-1", "promotion", sea1}, {"eu-1", "probe", eu1}, {"eu-2", "probe", eu2}} {
+		trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.edge.file), "audit", "audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, line := range strings.Split(strings.TrimSpace(string(trail)), "\n") {
+			var rec struct {
+				Event, Node, Source string
+				State               ledger.State
+				Writer, Previous    ledger.Writer
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Event == "ledger_designation" && rec.State == ledger.Designated &&
+				rec.Writer.URL == w2URL && rec.Writer.Epoch == 2 && rec.Node == e.name {
+				found = true
+				if rec.Source != e.source || rec.Previous.URL != w1URL || rec.Previous.Epoch != 1 {
+					t.Errorf("%s's audit record of W2's designation: want source %s, previous W1 at epoch 1, got %s", e.name, e.source, line)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s's audit log: want a ledger_designation record of W2 at epoch 2, got:\n%s", e.name, trail)
+		}
 	}
 }
