@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLedgersimPairCLI: two `hedge ledgersim` processes with the flags a
+// drill uses — a synchronous writer with -replica, a replica with -writer
+// and -auto-promote-after. A bet the writer acknowledged is on the replica;
+// SIGKILL the writer and the replica promotes itself within
+// auto-promote-after (plus a heartbeat or two); the client's retry of the
+// bet there is a replay, and GET /receipts lists it as imported.
+func TestLedgersimPairCLI(t *testing.T) {
+	dir := t.TempDir()
+	const token = "pair-admin-0123456789abcdef0123456789"
+	wAddr, rAddr := freeAddr(t), freeAddr(t)
+	replica := startHedge(t, "replica", dir, "ledgersim", "-listen", rAddr, "-domain", "sea", "-role", "replica",
+		"-admin-token", token, "-receipts", "-writer", "http://"+wAddr, "-auto-promote-after", "1s")
+	writer := startHedge(t, "writer", dir, "ledgersim", "-listen", wAddr, "-domain", "sea", "-role", "writer", "-epoch", "1",
+		"-admin-token", token, "-receipts", "-replica", "http://"+rAddr, "-replication", "sync", "-replication-timeout", "500ms")
+	waitUntil(t, replica, "the replica answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+rAddr+"/healthz"))
+	waitUntil(t, writer, "the writer answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+wAddr+"/healthz"))
+
+	bet := func(addr, key string, epoch int) httpResult {
+		return do(t, quickClient, "POST", "http://"+addr+"/bets", `{"table":"bacc-07","amount":"5.00","currency":"EUR","selection":"banker"}`,
+			"Idempotency-Key", key, "X-Hedge-Principal", "player-1", "Ledger-Epoch", fmt.Sprint(epoch), "Content-Type", "application/json")
+	}
+	first := bet(wAddr, "cli-1", 1)
+	if first.status != 201 {
+		t.Fatalf("bet at the writer: want 201, got %v", first)
+	}
+	if r := do(t, quickClient, "GET", "http://"+rAddr+"/receipts", ""); !strings.Contains(r.body, `"key":"cli-1"`) || !strings.Contains(r.body, `"outcome":"imported"`) ||
+		!strings.Contains(r.body, `"applied_epoch":1`) || !strings.Contains(r.body, `"amount":"5.00"`) {
+		t.Fatalf("replica's receipts right after the writer's 201: want cli-1 imported (amount 5.00, epoch 1), got %v", r)
+	}
+	if r := do(t, quickClient, "GET", "http://"+rAddr+"/role", ""); !strings.Contains(r.body, `"role":"replica"`) {
+		t.Fatalf("replica while its writer answers heartbeats: want role replica, got %v", r)
+	}
+
+	writer.signal(t, syscall.SIGKILL)
+	took := waitUntil(t, replica, "the replica promotes itself", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
+		r, err := tryDo(quickClient, "GET", "http://"+rAddr+"/role", "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(r.body, `"role":"writer"`) && strings.Contains(r.body, `"epoch":2`), r.body
+	})
+	t.Logf("replica promoted itself %s after the writer was killed (-auto-promote-after 1s)", took.Round(time.Millisecond))
+	if took < 750*time.Millisecond {
+		t.Errorf("replica promoted %s after the kill: want no sooner than auto-promote-after (1s) less a heartbeat", took)
+	}
+	again := bet(rAddr, "cli-1", 2)
+	if again.status != 201 || again.header.Get("Idempotent-Replayed") != "true" || again.body != first.body {
+		t.Errorf("retry at the promoted replica: want the writer's 201 replayed, got %v", again)
+	}
+	if r := bet(rAddr, "cli-old", 1); r.status != 409 || !strings.Contains(r.body, "stale-epoch") {
+		t.Errorf("bet with the old epoch at the promoted replica: want 409 stale-epoch, got %v", r)
+	}
+}
