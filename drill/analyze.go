@@ -44,6 +44,7 @@ type Second struct {
 	P50ms    float64           `json:"p50_ms"`
 	P99ms    float64           `json:"p99_ms"`
 	DNSEdges map[string]int    `json:"dns_edges,omitempty"` // region → edges named by the players' answers this second
+	Served   map[string]int    `json:"served,omitempty"`    // region → bet attempts sent to its edges
 	Writers  map[string]string `json:"writers"`             // domain → "ledger@epoch" or "none"
 }
 
@@ -277,8 +278,12 @@ func (r *run) moneyInvariants(res *Result, bets []Bet, books map[string]ledgerBo
 				continue
 			}
 			applied[scoped{rc.Account, rc.Key}]++
+			ep := rc.AppliedEpoch
+			if ep == 0 {
+				ep = rc.Epoch
+			}
 			for e, at := range epochSeen[dom] {
-				if rc.Epoch >= 0 && e > rc.Epoch && rc.At.After(at) {
+				if ep >= 0 && e > ep && rc.At.After(at) {
 					res.StaleEpochWrites++
 					break
 				}
@@ -361,7 +366,11 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 	out := make([]Second, to-from+1)
 	lat := make([][]time.Duration, len(out))
 	for i := range out {
-		out[i] = Second{T: from + i, Failed: map[string]int{}, DNSEdges: map[string]int{}, Writers: map[string]string{}}
+		out[i] = Second{T: from + i, Failed: map[string]int{}, DNSEdges: map[string]int{}, Served: map[string]int{}, Writers: map[string]string{}}
+	}
+	edgeRegion := map[string]string{}
+	for _, e := range r.d.edges {
+		edgeRegion[e.IP] = e.Region
 	}
 	for _, a := range attempts {
 		if a.Kind != "bet" {
@@ -372,6 +381,7 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 			continue
 		}
 		out[i].Bets++
+		out[i].Served[edgeRegion[a.Edge]]++
 		switch {
 		case a.Status == 201:
 			out[i].Acked++
@@ -388,10 +398,6 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 			out[i].P50ms = float64(l[len(l)/2].Microseconds()) / 1000
 			out[i].P99ms = float64(l[min(len(l)-1, int(math.Ceil(0.99*float64(len(l))))-1)].Microseconds()) / 1000
 		}
-	}
-	edgeRegion := map[string]string{}
-	for _, e := range r.d.edges {
-		edgeRegion[e.IP] = e.Region
 	}
 	for _, rs := range resolutions {
 		i := secsOf(rs.At) - from

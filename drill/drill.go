@@ -47,6 +47,16 @@ func Run(ctx context.Context, o Options) ([]*Result, error) {
 			return nil, err
 		}
 	}
+	replicates, err := ledgersimReplicates(o.Hedge)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range o.Scenarios {
+		if sc.Standby && !replicates {
+			return nil, fmt.Errorf("%s: %s ledgersim does not replicate over the network (no -replica, -writer, -replication, -auto-promote-after flags): "+
+				"there is no standby to promote, so it cannot be rehearsed with this binary", sc.Name, o.Hedge)
+		}
+	}
 	var out []*Result
 	for _, sc := range o.Scenarios {
 		if ctx.Err() != nil {
@@ -102,10 +112,6 @@ func runScenario(ctx context.Context, o Options, sc Scenario) (res *Result, err 
 	t0 := time.Now()
 	if err := d.start(ctx); err != nil {
 		return nil, err
-	}
-	if sc.Standby && !d.replication {
-		return nil, fmt.Errorf("%s ledgersim does not replicate over the network (no -replica, -writer, -replication, -auto-promote-after flags): "+
-			"there is no standby to promote, so %s cannot be rehearsed with this binary", o.Hedge, sc.Name)
 	}
 	fmt.Fprintf(o.Log, "drill %s: %d processes ready in %.1fs (%s)\n", sc.Name, len(d.procs.find("", "")), time.Since(t0).Seconds(), modeName(o.Loopback))
 

@@ -24,6 +24,9 @@ type receipt struct {
 	Epoch   int64     `json:"epoch"`
 	At      time.Time `json:"at"`
 	Outcome string    `json:"outcome"`
+	// AppliedEpoch is the epoch the ledger applied the bet at (0 from a
+	// ledger that does not say; Epoch, the edge's fencing token, then).
+	AppliedEpoch int64 `json:"applied_epoch"`
 }
 
 type appliedKey struct {

@@ -209,6 +209,12 @@ func (p *player) run(stop <-chan struct{}, start time.Time) {
 			return
 		case <-time.After(time.Until(next)):
 		}
+		// A bet that took past the next tick leaves both ready: stop wins.
+		select {
+		case <-stop:
+			return
+		default:
+		}
 		p.bet(fmt.Sprintf("%s-%s-%d", p.runID, p.account, n))
 		if p.balance {
 			p.readBalance()

@@ -41,13 +41,18 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, writers):\n")
+	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, attempts by the edges' region, writers):\n")
 	for _, s := range r.Timeline {
 		var ws []string
 		for _, d := range sortedKeys(s.Writers) {
 			ws = append(ws, d+"="+s.Writers[d])
 		}
-		fmt.Fprintf(&b, "   %4ds %4d/%-4d %-40s %6.1f/%-7.1f %s\n", s.T, s.Bets, s.Acked, fmtCounts(s.Failed), s.P50ms, s.P99ms, strings.Join(ws, " "))
+		var served []string
+		for _, reg := range sortedKeys(s.Served) {
+			served = append(served, fmt.Sprintf("%s:%d", reg, s.Served[reg]))
+		}
+		fmt.Fprintf(&b, "   %4ds %4d/%-4d %-40s %6.1f/%-7.1f %-16s %s\n", s.T, s.Bets, s.Acked, fmtCounts(s.Failed), s.P50ms, s.P99ms,
+			strings.Join(served, " "), strings.Join(ws, " "))
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "   note: %s\n", n)
