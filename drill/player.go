@@ -306,7 +306,7 @@ func (p *player) send(kind, method, path, key string) (Attempt, []byte) {
 			Type string `json:"type"`
 		}
 		json.Unmarshal(b, &pr)
-		if i := strings.LastIndexByte(pr.Type, '/'); i >= 0 {
+		if i := strings.LastIndexAny(pr.Type, "/:"); i >= 0 {
 			pr.Type = pr.Type[i+1:]
 		}
 		a.Problem = pr.Type
