@@ -334,6 +334,9 @@ func (r *run) checks(res *Result) {
 					ds.RTO99 != nil && *ds.RTO99 <= cfg.Targets.RTOAuto.Seconds())
 			} else {
 				got, ok := "no approval", false
+				if !r.approvedAt.IsZero() {
+					got = "approved, never acknowledged again"
+				}
 				if !r.approvedAt.IsZero() && ds.RTO99 != nil {
 					after := *ds.RTO99 - r.approvedAt.Sub(r.fault).Seconds()
 					got, ok = fmt.Sprintf("%.3fs", after), after <= cfg.Targets.RTOFourEyes.Seconds()

@@ -99,7 +99,7 @@ func esc(s string) string {
 // DNS move and each domain's writer as a band under the chart.
 func WriteSVG(w io.Writer, r *Result) error {
 	const (
-		left, top, plotW, plotH = 60.0, 40.0, 840.0, 220.0
+		left, top, plotW, plotH = 80.0, 40.0, 840.0, 220.0
 		bandH                   = 18.0
 	)
 	n := len(r.Timeline)
