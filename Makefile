@@ -4,6 +4,7 @@
 #   make bench  Go benchmarks plus the end-to-end comparison with nginx
 #   make lint   gofmt, go mod tidy -diff, go vet, staticcheck (pinned as a Go tool)
 #   make build  build bin/hedge
+#   make drill  rehearse a region loss: every scenario on a two-region deployment of processes
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -19,7 +20,7 @@ TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils kno
 BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk \
               libnginx-mod-http-modsecurity modsecurity-crs libre2-dev
 
-.PHONY: build run test lint bench deps bench-deps fuzz clean load web-deps e2e-deps
+.PHONY: build run test lint bench deps bench-deps fuzz clean load web-deps e2e-deps drill
 
 build: web-deps
 	$(GO) build -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -123,6 +124,16 @@ load: build
 	  END { for (k in n) printf "edge          %s: %d money requests answered\n", k, n[k] }' | sort; \
 	$$vegeta encode -to json $$tmp/results.bin | $$hedge loadgen -verify -; rc=$$?; \
 	stop; exit $$rc
+
+# The full rehearsal of a region loss (README "Rehearsing a region loss"):
+# every scenario, each on a fresh two-region deployment in network
+# namespaces (DRILL_FLAGS=--loopback without root). Reports, JSON and SVG
+# timelines go to bin/drill/<scenario>/.
+DRILL_FLAGS ?=
+drill: build
+	@command -v redis-server >/dev/null || ./.ci/debs redis-server
+	rm -rf bin/drill
+	./$(BIN) drill -scenario all -out bin/drill $(DRILL_FLAGS)
 
 # A longer fuzzing pass over the parsers of untrusted input.
 fuzz:

@@ -1,0 +1,430 @@
+package drill
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Result is one scenario's measurements.
+type Result struct {
+	Scenario    string        `json:"scenario"`
+	Description string        `json:"description"`
+	Mode        string        `json:"mode"`
+	Promotion   string        `json:"promotion"`
+	Replication string        `json:"replication"`
+	Players     int           `json:"players"`
+	LostRegion  string        `json:"lost_region"`
+	LostDomain  string        `json:"lost_domain,omitempty"`
+	Timeline    []Second      `json:"timeline"`
+	Domains     []DomainStats `json:"domains"`
+	// DNSMove: fault → no live DNS server names an edge of the lost
+	// region (seconds); nil when it never happened or does not apply.
+	DNSMove *float64 `json:"dns_move_s"`
+	// RPO: bets acknowledged to players that the domain's surviving
+	// writer does not have, and the span of their acknowledgements.
+	RPOMissing       int      `json:"rpo_missing_bets"`
+	RPOWindow        float64  `json:"rpo_window_s"`
+	DoubleApplies    int      `json:"double_applies"`
+	StaleEpochWrites int      `json:"stale_epoch_writes"`
+	Steps            []Step   `json:"promotion_steps,omitempty"`
+	Checks           []Check  `json:"checks"`
+	Notes            []string `json:"notes,omitempty"`
+}
+
+// Second is one second of the timeline, counted from the fault.
+type Second struct {
+	T        int               `json:"t"`
+	Bets     int               `json:"bet_attempts"`
+	Acked    int               `json:"acked"`
+	Failed   map[string]int    `json:"failed,omitempty"` // by status (or connection error kind)
+	P50ms    float64           `json:"p50_ms"`
+	P99ms    float64           `json:"p99_ms"`
+	DNSEdges map[string]int    `json:"dns_edges,omitempty"` // region → edges named by the players' answers this second
+	Served   map[string]int    `json:"served,omitempty"`    // region → bet attempts sent to its edges
+	Writers  map[string]string `json:"writers"`             // domain → "ledger@epoch" or "none"
+}
+
+// DomainStats are one ledger domain's numbers.
+type DomainStats struct {
+	Domain     string `json:"domain"`
+	BetsPlaced int    `json:"bets_placed"`
+	Acked      int    `json:"acked"`
+	GivenUp    int    `json:"given_up"` // not acknowledged by the retry deadline
+	Refused    int    `json:"refused"`  // a final answer other than success (not retried)
+	// RetriedTwice: bets that needed more than one retry.
+	RetriedTwice int `json:"retried_more_than_once"`
+	MaxAttempts  int `json:"max_attempts"`
+	// RTOFirst: fault → the first acknowledged bet placed after the fault;
+	// RTO99: → 99 % of the domain's players have one (seconds).
+	RTOFirst *float64 `json:"rto_first_s"`
+	RTO99    *float64 `json:"rto_99_s"`
+	// Refusals503 are 503 answers after the fault, by problem type: bets
+	// refused while the writer was unknown, ambiguous or unreachable.
+	Refusals503 map[string]int `json:"refusals_503,omitempty"`
+}
+
+// Check is one invariant or target, met or not.
+type Check struct {
+	Name   string `json:"name"`
+	Target string `json:"target"`
+	Got    string `json:"got"`
+	OK     bool   `json:"ok"`
+}
+
+// Failed reports whether any check failed.
+func (r *Result) Failed() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return true
+		}
+	}
+	return false
+}
+
+func secs(d time.Duration) *float64 {
+	v := math.Round(d.Seconds()*1000) / 1000
+	return &v
+}
+
+func (r *run) analyze(loopback bool) *Result {
+	cfg := r.d.cfg
+	res := &Result{Scenario: r.sc.Name, Description: r.sc.Description, Mode: modeName(loopback), Promotion: cfg.Promotion,
+		Replication: cfg.Replication, Players: len(r.players), LostRegion: r.lostRegion(), Steps: r.steps}
+	if r.sc.Standby {
+		res.LostDomain = r.lostDomain()
+	}
+	if !r.d.replication {
+		res.Replication = "none (this ledgersim does not replicate)"
+	}
+	var attempts []Attempt
+	var bets []Bet
+	var resolutions []Resolution
+	for _, p := range r.players {
+		attempts = append(attempts, p.attempts...)
+		bets = append(bets, p.bets...)
+		resolutions = append(resolutions, p.resolutions...)
+	}
+	r.mon.mu.Lock()
+	samples := slices.Clone(r.mon.samples)
+	books := map[string]ledgerBook{}
+	for k, v := range r.mon.books {
+		books[k] = v
+	}
+	r.mon.mu.Unlock()
+
+	res.Timeline = r.timeline(attempts, resolutions, samples)
+	edgeRegion := map[string]string{}
+	for _, e := range r.d.edges {
+		edgeRegion[e.IP] = e.Region
+	}
+
+	// DNS move: the first sample after the fault from which on no DNS
+	// server that answered named an edge of the lost region.
+	if r.sc.LosesRegion {
+		var moved time.Time
+		for _, s := range samples {
+			if s.At.Before(r.fault) {
+				continue
+			}
+			names := false
+			for _, ips := range s.DNS {
+				for _, ip := range ips {
+					if edgeRegion[ip] == r.lostRegion() {
+						names = true
+					}
+				}
+			}
+			if names {
+				moved = time.Time{}
+			} else if moved.IsZero() {
+				moved = s.At
+			}
+		}
+		if !moved.IsZero() {
+			res.DNSMove = secs(moved.Sub(r.fault))
+		}
+	}
+
+	// Per domain.
+	playersOf := map[string]int{}
+	for _, p := range r.players {
+		playersOf[p.domain]++
+	}
+	for _, dom := range cfg.Domains() {
+		ds := DomainStats{Domain: dom, Refusals503: map[string]int{}}
+		firstAfter := map[int]time.Time{}
+		for _, b := range bets {
+			if b.Domain != dom {
+				continue
+			}
+			ds.BetsPlaced++
+			ds.MaxAttempts = max(ds.MaxAttempts, b.Attempts)
+			if b.Attempts > 2 {
+				ds.RetriedTwice++
+			}
+			switch {
+			case b.Acked:
+				ds.Acked++
+				if !b.First.Before(r.fault) {
+					if t, ok := firstAfter[b.Player]; !ok || b.AckAt.Before(t) {
+						firstAfter[b.Player] = b.AckAt
+					}
+				}
+			case b.Refused == "deadline":
+				ds.GivenUp++
+			default:
+				ds.Refused++
+			}
+		}
+		for _, a := range attempts {
+			if a.Domain == dom && a.Kind == "bet" && a.Status == 503 && !a.At.Before(r.fault) {
+				ds.Refusals503[a.Problem]++
+			}
+		}
+		var times []time.Duration
+		for _, t := range firstAfter {
+			times = append(times, t.Sub(r.fault))
+		}
+		slices.Sort(times)
+		if len(times) > 0 {
+			ds.RTOFirst = secs(times[0])
+		}
+		if need := int(math.Ceil(0.99 * float64(playersOf[dom]))); need > 0 && len(times) >= need {
+			ds.RTO99 = secs(times[need-1])
+		}
+		res.Domains = append(res.Domains, ds)
+	}
+
+	r.moneyInvariants(res, bets, books, samples)
+	r.checks(res)
+	return res
+}
+
+// moneyInvariants computes RPO, double-applies and stale-epoch writes from
+// what the ledgers recorded.
+func (r *run) moneyInvariants(res *Result, bets []Bet, books map[string]ledgerBook, samples []Sample) {
+	last := Sample{}
+	if len(samples) > 0 {
+		last = samples[len(samples)-1]
+	}
+	// The surviving writer of each domain: the reachable ledger claiming
+	// the writer role at the highest epoch at the end.
+	survivor := map[string]string{}
+	best := map[string]int64{}
+	for _, l := range r.d.ledgers {
+		if ra, ok := last.Roles[l.Name]; ok && ra.Role == "writer" && ra.Epoch >= best[l.Domain] {
+			best[l.Domain], survivor[l.Domain] = ra.Epoch, l.Name
+		}
+	}
+	type scoped struct{ account, key string }
+	has := map[string]map[scoped]bool{}
+	for dom, name := range survivor {
+		has[dom] = map[scoped]bool{}
+		for _, a := range books[name].Applied {
+			has[dom][scoped{a.Account, a.Key}] = true
+		}
+	}
+	var first, lastMiss time.Time
+	for _, b := range bets {
+		if !b.Acked {
+			continue
+		}
+		keys, ok := has[b.Domain]
+		if !ok || !keys[scoped{b.Account, b.Key}] {
+			res.RPOMissing++
+			if first.IsZero() || b.AckAt.Before(first) {
+				first = b.AckAt
+			}
+			if b.AckAt.After(lastMiss) {
+				lastMiss = b.AckAt
+			}
+		}
+	}
+	if res.RPOMissing > 0 {
+		res.RPOWindow = math.Round(lastMiss.Sub(first).Seconds()*1000) / 1000
+	}
+	for _, dom := range r.d.cfg.Domains() {
+		if _, ok := survivor[dom]; !ok {
+			res.Notes = append(res.Notes, fmt.Sprintf("domain %s has no reachable writer at the end: every acknowledged bet of it counts as missing", dom))
+		}
+	}
+
+	// When each epoch of each domain was first seen.
+	epochSeen := map[string]map[int64]time.Time{}
+	domainOf := map[string]string{}
+	for _, l := range r.d.ledgers {
+		domainOf[l.Name] = l.Domain
+	}
+	for _, s := range samples {
+		for name, ra := range s.Roles {
+			dom := domainOf[name]
+			if epochSeen[dom] == nil {
+				epochSeen[dom] = map[int64]time.Time{}
+			}
+			if _, ok := epochSeen[dom][ra.Epoch]; !ok && ra.Role == "writer" {
+				epochSeen[dom][ra.Epoch] = s.At
+			}
+		}
+	}
+	applied := map[scoped]int{}
+	for name, b := range books {
+		dom := domainOf[name]
+		for _, rc := range b.Receipts {
+			if rc.Outcome != "applied" {
+				continue
+			}
+			applied[scoped{rc.Account, rc.Key}]++
+			ep := rc.AppliedEpoch
+			if ep == 0 {
+				ep = rc.Epoch
+			}
+			for e, at := range epochSeen[dom] {
+				if ep >= 0 && e > ep && rc.At.After(at) {
+					res.StaleEpochWrites++
+					break
+				}
+			}
+		}
+	}
+	for _, n := range applied {
+		if n > 1 {
+			res.DoubleApplies += n - 1
+		}
+	}
+	var names []string
+	for name, b := range books {
+		if _, up := last.Roles[name]; !up {
+			names = append(names, fmt.Sprintf("%s as of %.1fs after the fault", name, b.At.Sub(r.fault).Seconds()))
+		}
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		res.Notes = append(res.Notes, "receipts of ledgers that were down at the end were read while they lived: "+strings.Join(names, ", "))
+	}
+}
+
+func (r *run) checks(res *Result) {
+	cfg := r.d.cfg
+	add := func(name, target, got string, ok bool) {
+		res.Checks = append(res.Checks, Check{Name: name, Target: target, Got: got, OK: ok})
+	}
+	add("double-applies", "0", fmt.Sprint(res.DoubleApplies), res.DoubleApplies == 0)
+	add("stale-epoch writes accepted", "0", fmt.Sprint(res.StaleEpochWrites), res.StaleEpochWrites == 0)
+	if cfg.Replication == "sync" {
+		add("RPO (acknowledged bets missing from the surviving writer)", "0", fmt.Sprint(res.RPOMissing), res.RPOMissing == 0)
+	} else {
+		add("RPO (acknowledged bets missing from the surviving writer)", "measured (async)", fmt.Sprintf("%d bets over %.3fs", res.RPOMissing, res.RPOWindow), true)
+	}
+	for _, ds := range res.Domains {
+		lost := ds.Domain == res.LostDomain
+		if !lost {
+			add(ds.Domain+": bets given up after retries", "0", fmt.Sprint(ds.GivenUp), ds.GivenUp == 0)
+		}
+		add(ds.Domain+": bets refused for good", "0", fmt.Sprint(ds.Refused), ds.Refused == 0)
+		if r.sc.Name == "drain" {
+			add(ds.Domain+": bets that needed more than one retry", "0", fmt.Sprint(ds.RetriedTwice), ds.RetriedTwice == 0)
+		}
+		if lost {
+			if cfg.Promotion == PromoteAuto {
+				add(ds.Domain+": RTO, fault → 99 % of players acknowledged again", "≤ "+cfg.Targets.RTOAuto.String(), fmtSecs(ds.RTO99),
+					ds.RTO99 != nil && *ds.RTO99 <= cfg.Targets.RTOAuto.Seconds())
+			} else {
+				got, ok := "no approval", false
+				if !r.approvedAt.IsZero() {
+					got = "approved, never acknowledged again"
+				}
+				if !r.approvedAt.IsZero() && ds.RTO99 != nil {
+					after := *ds.RTO99 - r.approvedAt.Sub(r.fault).Seconds()
+					got, ok = fmt.Sprintf("%.3fs", after), after <= cfg.Targets.RTOFourEyes.Seconds()
+				}
+				add(ds.Domain+": RTO, second approval → 99 % of players acknowledged again", "≤ "+cfg.Targets.RTOFourEyes.String(), got, ok)
+			}
+		}
+	}
+	if r.sc.LosesRegion && r.sc.Name != "partition" {
+		add("DNS stops naming "+res.LostRegion, "≤ "+cfg.Targets.DNSMove.String(), fmtSecs(res.DNSMove),
+			res.DNSMove != nil && *res.DNSMove <= cfg.Targets.DNSMove.Seconds())
+	}
+}
+
+func fmtSecs(v *float64) string {
+	if v == nil {
+		return "never"
+	}
+	return fmt.Sprintf("%.3fs", *v)
+}
+
+// timeline buckets attempts, answers and samples by second from the fault.
+func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []Sample) []Second {
+	from := int(math.Floor(r.start.Sub(r.fault).Seconds()))
+	to := from
+	for _, a := range attempts {
+		to = max(to, int(math.Floor(a.At.Sub(r.fault).Seconds())))
+	}
+	secsOf := func(t time.Time) int { return int(math.Floor(t.Sub(r.fault).Seconds())) }
+	out := make([]Second, to-from+1)
+	lat := make([][]time.Duration, len(out))
+	for i := range out {
+		out[i] = Second{T: from + i, Failed: map[string]int{}, DNSEdges: map[string]int{}, Served: map[string]int{}, Writers: map[string]string{}}
+	}
+	edgeRegion := map[string]string{}
+	for _, e := range r.d.edges {
+		edgeRegion[e.IP] = e.Region
+	}
+	for _, a := range attempts {
+		if a.Kind != "bet" {
+			continue
+		}
+		i := secsOf(a.At) - from
+		if i < 0 || i >= len(out) {
+			continue
+		}
+		out[i].Bets++
+		out[i].Served[edgeRegion[a.Edge]]++
+		switch {
+		case a.Status == 201:
+			out[i].Acked++
+			lat[i] = append(lat[i], a.Dur)
+		case a.Status == 0:
+			out[i].Failed["conn: "+a.Err]++
+		default:
+			out[i].Failed[fmt.Sprintf("%d %s", a.Status, a.Problem)]++
+		}
+	}
+	for i := range out {
+		if l := lat[i]; len(l) > 0 {
+			slices.Sort(l)
+			out[i].P50ms = float64(l[len(l)/2].Microseconds()) / 1000
+			out[i].P99ms = float64(l[min(len(l)-1, int(math.Ceil(0.99*float64(len(l))))-1)].Microseconds()) / 1000
+		}
+	}
+	for _, rs := range resolutions {
+		i := secsOf(rs.At) - from
+		if i < 0 || i >= len(out) {
+			continue
+		}
+		for _, ip := range rs.IPs {
+			out[i].DNSEdges[edgeRegion[ip]]++
+		}
+	}
+	for _, s := range samples {
+		i := secsOf(s.At) - from
+		if i < 0 || i >= len(out) {
+			continue
+		}
+		for _, dom := range r.d.cfg.Domains() {
+			w, e := "none", int64(-1)
+			for _, l := range r.d.ledgers {
+				if ra, ok := s.Roles[l.Name]; ok && l.Domain == dom && ra.Role == "writer" && ra.Epoch > e {
+					w, e = fmt.Sprintf("%s@%d", l.Name, ra.Epoch), ra.Epoch
+				}
+			}
+			out[i].Writers[dom] = w
+		}
+	}
+	return out
+}

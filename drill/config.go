@@ -1,0 +1,172 @@
+package drill
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed drill.yaml
+var defaultYAML []byte
+
+// Config describes a rehearsal: the deployment it builds and how players
+// behave. Every field has a default (drill.yaml, embedded).
+type Config struct {
+	Zone             string        `yaml:"zone"`
+	Regions          []RegionSpec  `yaml:"regions"`
+	Players          int           `yaml:"players"`
+	BetInterval      time.Duration `yaml:"bet_interval"`
+	BalanceShare     float64       `yaml:"balance_share"`
+	RetryDeadline    time.Duration `yaml:"retry_deadline"`
+	Warmup           time.Duration `yaml:"warmup"`
+	Observe          time.Duration `yaml:"observe"`
+	DNSTTL           time.Duration `yaml:"dns_ttl"`
+	Replication      string        `yaml:"replication"`
+	ReplicationLag   time.Duration `yaml:"replication_lag"`
+	Promotion        string        `yaml:"promotion"`
+	AutoPromoteAfter time.Duration `yaml:"auto_promote_after"`
+	OperatorReaction time.Duration `yaml:"operator_reaction"`
+	Targets          Targets       `yaml:"targets"`
+}
+
+// RegionSpec is one region: its name (also the name of the ledger domain
+// homed there) and how many edge nodes it runs.
+type RegionSpec struct {
+	Name  string `yaml:"name"`
+	Edges int    `yaml:"edges"`
+}
+
+// Targets are the numbers a drill must meet; missing one fails it.
+type Targets struct {
+	RTOAuto     time.Duration `yaml:"rto_auto"`
+	RTOFourEyes time.Duration `yaml:"rto_four_eyes"`
+	DNSMove     time.Duration `yaml:"dns_move"`
+}
+
+// Promotion modes.
+const (
+	PromoteAuto     = "auto"
+	PromoteFourEyes = "four-eyes"
+)
+
+// DefaultConfig is the embedded drill.yaml.
+func DefaultConfig() *Config {
+	c, err := decode(defaultYAML, nil)
+	if err != nil {
+		panic("drill: embedded drill.yaml: " + err.Error())
+	}
+	return c
+}
+
+// LoadConfig reads file over the embedded defaults: a field the file does
+// not set keeps its default.
+func LoadConfig(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	c, err := decode(b, DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return c, nil
+}
+
+func decode(b []byte, base *Config) (*Config, error) {
+	c := base
+	if c == nil {
+		c = &Config{}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file (io.EOF) keeps every default.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem at once, each naming its field.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+	}
+	if c.Zone == "" || strings.ContainsAny(c.Zone, " /:") {
+		bad("zone", "%q is not a DNS name", c.Zone)
+	}
+	if len(c.Regions) != 2 {
+		bad("regions", "a drill has exactly two regions (each domain's replica lives in the other), got %d", len(c.Regions))
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Regions {
+		if r.Name == "" || strings.ContainsAny(r.Name, " ./:") || len(r.Name) > 8 {
+			bad(fmt.Sprintf("regions[%d].name", i), "%q: want a short name (1–8 letters, digits or -)", r.Name)
+		}
+		if seen[r.Name] {
+			bad(fmt.Sprintf("regions[%d].name", i), "%q is defined twice", r.Name)
+		}
+		seen[r.Name] = true
+		if r.Edges < 1 || r.Edges > 8 {
+			bad(fmt.Sprintf("regions[%d].edges", i), "%d: want 1 to 8", r.Edges)
+		}
+	}
+	if c.Players < 2 || c.Players > 5000 {
+		bad("players", "%d: want 2 to 5000", c.Players)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"bet_interval", c.BetInterval}, {"retry_deadline", c.RetryDeadline}, {"warmup", c.Warmup},
+		{"observe", c.Observe}, {"dns_ttl", c.DNSTTL}} {
+		if d.v <= 0 {
+			bad(d.field, "%v: must be positive", d.v)
+		}
+	}
+	if c.DNSTTL%time.Second != 0 {
+		bad("dns_ttl", "%v: DNS TTLs are whole seconds", c.DNSTTL)
+	}
+	if c.BalanceShare < 0 || c.BalanceShare > 1 {
+		bad("balance_share", "%v: want 0 to 1", c.BalanceShare)
+	}
+	switch c.Replication {
+	case "sync", "async":
+	default:
+		bad("replication", "%q: want sync or async", c.Replication)
+	}
+	if c.ReplicationLag < 0 {
+		bad("replication_lag", "%v: must not be negative", c.ReplicationLag)
+	}
+	switch c.Promotion {
+	case PromoteAuto:
+		if c.AutoPromoteAfter <= 0 {
+			bad("auto_promote_after", "%v: automatic promotion needs a positive delay", c.AutoPromoteAfter)
+		}
+	case PromoteFourEyes:
+		if c.OperatorReaction < 0 {
+			bad("operator_reaction", "%v: must not be negative", c.OperatorReaction)
+		}
+	default:
+		bad("promotion", "%q: want %s or %s", c.Promotion, PromoteAuto, PromoteFourEyes)
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// Domains are the ledger domains, one per region, homed there.
+func (c *Config) Domains() []string {
+	out := make([]string, len(c.Regions))
+	for i, r := range c.Regions {
+		out[i] = r.Name
+	}
+	return out
+}

@@ -1,0 +1,158 @@
+package drill
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Sample is what the drill's monitor saw at one moment: every ledger's
+// role and epoch, and every DNS server's answer for play.<zone>.
+type Sample struct {
+	At    time.Time             `json:"at"`
+	Roles map[string]roleAnswer `json:"roles"` // ledger name → answer; absent when it did not answer
+	DNS   map[string][]string   `json:"dns"`   // DNS server name → edges named; absent when it did not answer
+}
+
+// receipt is one bet request a ledger received (GET /receipts).
+type receipt struct {
+	Key     string    `json:"key"`
+	Account string    `json:"account"`
+	Epoch   int64     `json:"epoch"`
+	At      time.Time `json:"at"`
+	Outcome string    `json:"outcome"`
+	// AppliedEpoch is the epoch the ledger applied the bet at (0 from a
+	// ledger that does not say; Epoch, the edge's fencing token, then).
+	AppliedEpoch int64 `json:"applied_epoch"`
+}
+
+type appliedKey struct {
+	Key        string `json:"key"`
+	Account    string `json:"account"`
+	Count      int    `json:"count"`
+	Replicated bool   `json:"replicated"`
+}
+
+// ledgerBook is the last view of one ledger's records the drill could read.
+type ledgerBook struct {
+	At       time.Time
+	Receipts []receipt
+	Applied  []appliedKey
+}
+
+type monitor struct {
+	d    *deployment
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	samples []Sample
+	books   map[string]ledgerBook
+}
+
+func newMonitor(d *deployment) *monitor {
+	return &monitor{d: d, stop: make(chan struct{}), done: make(chan struct{}), books: map[string]ledgerBook{}}
+}
+
+// run samples every 200 ms and reads every ledger's books each second,
+// so a ledger that is killed leaves its records as of at most a second
+// before (and snapshot is called just before a fault).
+func (m *monitor) run() {
+	defer close(m.done)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		m.sample()
+		if i%5 == 0 {
+			m.snapshot()
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *monitor) close() {
+	close(m.stop)
+	<-m.done
+}
+
+func (m *monitor) sample() {
+	s := Sample{At: time.Now(), Roles: map[string]roleAnswer{}, DNS: map[string][]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, l := range m.d.ledgers {
+		wg.Go(func() {
+			if ra, err := m.d.role(l); err == nil {
+				mu.Lock()
+				s.Roles[l.Name] = ra
+				mu.Unlock()
+			}
+		})
+	}
+	for _, n := range m.d.dns {
+		wg.Go(func() {
+			if ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), m.d.playName(), 150*time.Millisecond); err == nil {
+				mu.Lock()
+				s.DNS[n.Name] = ips
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	m.mu.Lock()
+	m.samples = append(m.samples, s)
+	m.mu.Unlock()
+}
+
+// snapshot reads every reachable ledger's receipts and applied keys.
+func (m *monitor) snapshot() {
+	var wg sync.WaitGroup
+	for _, l := range m.d.ledgers {
+		wg.Go(func() {
+			var b ledgerBook
+			b.At = time.Now()
+			var r struct {
+				Receipts []receipt `json:"receipts"`
+			}
+			var a struct {
+				Applied []appliedKey `json:"applied"`
+			}
+			if m.getJSON(l.URL+"/receipts", &r) != nil || m.getJSON(l.URL+"/applied", &a) != nil {
+				return
+			}
+			b.Receipts, b.Applied = r.Receipts, a.Applied
+			m.mu.Lock()
+			m.books[l.Name] = b
+			m.mu.Unlock()
+		})
+	}
+	wg.Wait()
+}
+
+func (m *monitor) getJSON(url string, v any) error {
+	resp, err := m.d.http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v)
+}
+
+// latest returns the newest sample.
+func (m *monitor) latest() Sample {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.samples) == 0 {
+		return Sample{}
+	}
+	return m.samples[len(m.samples)-1]
+}
