@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"hedge/internal/testkit"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ dns:
 // hedge dnssec ds prints it again, and hedge dns serves the zone signed.
 func TestDNSSECCommands(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	file := filepath.Join(dir, "dns.yaml")
 	writeFile(t, file, strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{DNS}}", addr).Replace(dnssecConfig))
 

@@ -203,17 +203,6 @@ func waitUntil(t testing.TB, p *proc, what string, timeout, poll time.Duration, 
 	return 0
 }
 
-// freeAddr returns a 127.0.0.1 address nothing listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // bindable reports whether addr can be listened on now.
 func bindable(addr string) error {
 	ln, err := net.Listen("tcp", addr)

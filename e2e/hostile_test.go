@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -121,13 +122,13 @@ type hostileEnv struct {
 func startHostileEnv(t *testing.T) *hostileEnv {
 	t.Helper()
 	e := &hostileEnv{dir: t.TempDir(), client: &http.Client{Timeout: 10 * time.Second}}
-	e.seaW, e.euW = freeAddr(t), freeAddr(t)
+	e.seaW, e.euW = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startHedge(t, "ledgersim sea", e.dir, "ledgersim", "-listen", e.seaW, "-domain", "sea", "-receipts")
 	startHedge(t, "ledgersim eu", e.dir, "ledgersim", "-listen", e.euW, "-domain", "eu", "-receipts", "-balance", "10.00")
 	// Each node takes ICE on its listener's host: two hosts, one port.
-	sea, eu, seaAdmin, euAdmin := freeAddrOn(t, "127.0.77.1"), freeAddrOn(t, "127.0.77.2"), freeAddr(t), freeAddr(t)
-	e.railA, e.railB = freeAddr(t), freeAddr(t)
-	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu, "{{ICE}}", freeUDPPort(t),
+	sea, eu, seaAdmin, euAdmin := testkit.FreeAddrOn(t, "127.0.77.1"), testkit.FreeAddrOn(t, "127.0.77.2"), testkit.FreeAddr(t), testkit.FreeAddr(t)
+	e.railA, e.railB = testkit.FreeAddr(t), testkit.FreeAddr(t)
+	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu, "{{ICE}}", testkit.FreeUDPPort(t, "127.0.77.1", "127.0.77.2"),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{SEAW}}", e.seaW, "{{EUW}}", e.euW,
 		"{{RAILA}}", e.railA, "{{RAILB}}", e.railB).Replace(hostileConfig)
 	file := filepath.Join(e.dir, "hedge.yaml")
@@ -260,36 +261,6 @@ func rawExchange(t *testing.T, addr, raw string, pipelined bool) (resp *http.Res
 	}
 	_, err = http.ReadResponse(br, nil)
 	return resp, string(b), err != nil
-}
-
-// freeUDPPort returns a UDP port free on both edges' hosts right now.
-func freeUDPPort(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		c, err := net.ListenPacket("udp", "127.0.77.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		c.Close()
-		if c2, err := net.ListenPacket("udp", fmt.Sprintf("127.0.77.2:%d", port)); err == nil {
-			c2.Close()
-			return fmt.Sprint(port)
-		}
-	}
-	t.Fatal("no UDP port free on both 127.0.77.1 and 127.0.77.2")
-	return ""
-}
-
-// freeAddrOn returns a TCP address on host that nothing listens on now.
-func freeAddrOn(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func problemSlug(body string) string {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/tls"
 	"encoding/json"
+	"hedge/internal/testkit"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -214,9 +215,9 @@ regions:
 // reload reads again.
 func TestAdminTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca1, ca2 := newTestCA(t, dir, "operators-1"), newTestCA(t, dir, "operators-2")
-	c1, k1 := ca1.issue(t, "op-1", true)
-	c2, k2 := ca2.issue(t, "op-2", true)
+	ca1, ca2 := testkit.NewCA(t, dir, "operators-1"), testkit.NewCA(t, dir, "operators-2")
+	c1, k1 := ca1.Issue(t, "op-1", true)
+	c2, k2 := ca2.Issue(t, "op-2", true)
 	clientCA := filepath.Join(dir, "client-ca.pem")
 	copyFile(t, ca1.File, clientCA)
 	e := startEdge(t, adminTLSConfig, "{{CLIENTCA}}", clientCA)

@@ -20,6 +20,7 @@ import (
 	"hedge/configs"
 	"hedge/gateway/ledger"
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 	"hedge/internal/testredis"
 )
 
@@ -170,8 +171,8 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	w1Addr, w2Addr := serveLedger(t, w1), serveLedger(t, w2)
 
 	redisAddr := testredis.Start(t)
-	edges := []string{freeAddr(t), freeAddr(t)}
-	admins := []string{freeAddr(t), freeAddr(t)}
+	edges := []string{testkit.FreeAddr(t), testkit.FreeAddr(t)}
+	admins := []string{testkit.FreeAddr(t), testkit.FreeAddr(t)}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hedge.yaml")
 	yaml := strings.NewReplacer("{{DATA}}", dir, "{{REDIS}}", redisAddr, "{{W1}}", w1Addr, "{{W2}}", w2Addr,

@@ -17,6 +17,7 @@ import (
 
 	"hedge/configs"
 	"hedge/dnsfail"
+	"hedge/internal/testkit"
 )
 
 const dnsConfig = `
@@ -67,16 +68,16 @@ dns:
 // on sea-1 alone shows it.
 func TestDNSInServeAndDrainPush(t *testing.T) {
 	dir := t.TempDir()
-	dnsAddr := freeAddr(t)
-	seaAdmin, euAdmin := freeAddr(t), freeAddr(t)
-	ca := newTestCA(t, dir, "deployment-ca")
-	euCert, euKey := ca.issue(t, "eu-1", true)
-	opsCert, opsKey := ca.issue(t, "operator", true)
+	dnsAddr := testkit.FreeAddr(t)
+	seaAdmin, euAdmin := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	ca := testkit.NewCA(t, dir, "deployment-ca")
+	euCert, euKey := ca.Issue(t, "eu-1", true)
+	opsCert, opsKey := ca.Issue(t, "operator", true)
 	secretFile := filepath.Join(dir, "push.secret")
 	if err := os.WriteFile(secretFile, []byte("push-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", freeAddr(t), "{{EU}}", freeAddr(t),
+	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", testkit.FreeAddr(t), "{{EU}}", testkit.FreeAddr(t),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr, "{{CA}}", ca.File, "{{EUCERT}}", euCert, "{{EUKEY}}", euKey)
 	file := dir + "/hedge.yaml"
 	if err := os.WriteFile(file, []byte(r.Replace(dnsConfig)), 0o600); err != nil {
@@ -270,7 +271,7 @@ dns:
       services:
         - {name: play, policy: all, health: {interval: 10s, timeout: 1s, fall: 2}}
 `
-	e := startEdge(t, cfg, "{{DNS}}", freeAddr(t))
+	e := startEdge(t, cfg, "{{DNS}}", testkit.FreeAddr(t))
 	cases := []struct {
 		name, path, body string
 		status           int

@@ -19,18 +19,8 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 )
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // upstreamRecorder is a real HTTP upstream that records what it received.
 type upstreamRecorder struct {
@@ -125,7 +115,7 @@ func startEdgeWith(t testing.TB, o edgeOptions, tmpl string, repl ...string) *te
 }
 
 func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*testEdge, error) {
-	edge, admin := freeAddr(t), freeAddr(t)
+	edge, admin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	dir := t.TempDir()
 	r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
 	file := dir + "/hedge.yaml"

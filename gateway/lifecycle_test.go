@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 )
 
 // TestReloadUnderLoad reloads twice while keep-alive clients hammer the
@@ -208,7 +209,7 @@ func TestFailedStartReleasesListeners(t *testing.T) {
 	defer taken.Close()
 	for i := range 30 {
 		dir := t.TempDir()
-		edge := freeAddr(t)
+		edge := testkit.FreeAddr(t)
 		r := strings.NewReplacer("{{EDGE}}", edge, "{{ADMIN}}", taken.Addr().String(), "{{DATA}}", dir,
 			"{{L1}}", "127.0.0.1:9", "{{G1}}", "127.0.0.1:9", "{{G2}}", "127.0.0.1:9")
 		file := dir + "/hedge.yaml"

@@ -18,6 +18,7 @@ import (
 	"hedge/configs"
 	"hedge/gateway/jwtauth"
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 )
 
 const moneySecret = "test-secret-0123456789abcdef-0123456789"
@@ -617,7 +618,7 @@ func TestMoneyFailsClosedWithoutIdempotencyStore(t *testing.T) {
 	w := &scriptedWriter{body: `{}`}
 	addr := w.start(t)
 	_, euAddr := startLedger(t, "eu", 1, "")
-	dead := freeAddr(t) // nothing listens here
+	dead := testkit.FreeAddr(t) // nothing listens here
 	cfg := strings.Replace(moneyConfig, "regions:\n  - name: sea\n", "regions:\n  - name: sea\n    idempotency: {store: redis, redis: {address: \""+dead+"\"}}\n", 1)
 	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
 	resp, body := do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+token(t, "player-1", ""), "Idempotency-Key", "k-1", "Content-Type", "application/json")

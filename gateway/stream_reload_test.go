@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/internal/testkit"
 	"hedge/stream"
 	"hedge/stream/player"
 	"hedge/stream/streamtest"
@@ -92,7 +93,7 @@ func playDescriptor(t *testing.T, url string) player.Descriptor {
 // route was built changes nothing.
 func TestStreamSettingsApplyOnReload(t *testing.T) {
 	region := "sea"
-	udp, udp2 := freeUDPPort(t), freeUDPPort(t)
+	udp, udp2 := testkit.FreeUDPPort(t), testkit.FreeUDPPort(t)
 	logs := &logBuffer{}
 	e := startEdgeWith(t, edgeOptions{log: logs}, streamRouteYAML+streamsBefore+streamNodeYAML,
 		"{{UDP}}", udp, "{{REGION}}", region)

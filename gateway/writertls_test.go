@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 )
 
 // startTLSLedger runs a ledger simulator over HTTPS with certFile, and with
@@ -46,11 +47,11 @@ func writerTLSConfig(probe string) string {
 // probe goes through the same mTLS.
 func TestWriterMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
-	strangerCA := newTestCA(t, dir, "stranger-ca")
-	strangerCert, strangerKey := strangerCA.issue(t, "stranger", true)
+	ca := testkit.NewCA(t, dir, "wallet-ca")
+	srvCert, srvKey := ca.Issue(t, "writer", false, "127.0.0.1")
+	edgeCert, edgeKey := ca.Issue(t, "edge", true)
+	strangerCA := testkit.NewCA(t, dir, "stranger-ca")
+	strangerCert, strangerKey := strangerCA.Issue(t, "stranger", true)
 
 	sea, seaAddr := startTLSLedger(t, "sea", srvCert, srvKey, ca.File)
 	_, euAddr := startLedger(t, "eu", 1, "")
@@ -90,7 +91,7 @@ func TestWriterMTLS(t *testing.T) {
 		{"no client certificate", nil},
 		{"a certificate from another CA", []tls.Certificate{loadPair(t, strangerCert, strangerKey)}},
 	} {
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), Certificates: c.certs}}}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: c.certs}}}
 		req, _ := http.NewRequest("POST", "https://"+seaAddr+"/bets", strings.NewReader(bet))
 		req.Header.Set("Idempotency-Key", "direct-1")
 		req.Header.Set("X-Hedge-Principal", "victim-1")
@@ -114,10 +115,10 @@ func TestWriterMTLS(t *testing.T) {
 // through.
 func TestWriterTLSFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
-	impostorCA := newTestCA(t, dir, "impostor-ca")
+	ca := testkit.NewCA(t, dir, "wallet-ca")
+	srvCert, srvKey := ca.Issue(t, "writer", false, "127.0.0.1")
+	edgeCert, edgeKey := ca.Issue(t, "edge", true)
+	impostorCA := testkit.NewCA(t, dir, "impostor-ca")
 	trusted := dir + "/trusted-ca.pem"
 	copyFile(t, impostorCA.File, trusted) // the edge trusts the wrong CA
 
@@ -184,9 +185,9 @@ regions:
 // edge's client certificate to a rail that requires it.
 func TestPoolMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "psp-ca")
-	srvCert, srvKey := ca.issue(t, "psp", false, "psp.rails.test")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
+	ca := testkit.NewCA(t, dir, "psp-ca")
+	srvCert, srvKey := ca.Issue(t, "psp", false, "psp.rails.test")
+	edgeCert, edgeKey := ca.Issue(t, "edge", true)
 	srvTLS, err := sim.ServerTLS(srvCert, srvKey, ca.File)
 	if err != nil {
 		t.Fatal(err)

@@ -110,8 +110,8 @@ func startEdge(t *testing.T) *edge {
 	t.Helper()
 	e := &edge{}
 	dir := t.TempDir()
-	edgeAddr, adminAddr, udp := freeTCP(t), freeTCP(t), freeUDPPort(t)
-	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", strconv.Itoa(udp)).Replace(edgeConfig)
+	edgeAddr, adminAddr, udp := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeUDPPort(t)
+	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", udp).Replace(edgeConfig)
 	file := filepath.Join(dir, "hedge.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,7 +162,7 @@ func startEdge(t *testing.T) *edge {
 	}
 
 	var err error
-	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(udp)))
+	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", udp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,26 +239,6 @@ func isWHEPOffer(r *http.Request) bool {
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/live/"), "/")
 	return len(parts) == 2 && parts[1] == "whep"
-}
-
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // stripCandidates removes the ICE candidates of an SDP offer.
