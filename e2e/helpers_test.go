@@ -35,30 +35,17 @@ var (
 	moduleRoot string
 )
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
+// TestMain builds hedge once (with -race when the tests run with it: its
+// race reports fail the test that started it, see startHedge), or takes
+// $HEDGE_BIN.
+func TestMain(m *testing.M) {
 	root, err := findModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		os.Exit(1)
 	}
 	moduleRoot = root
-	dir, err := os.MkdirTemp("", "hedge-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// Its race reports, when the tests run with -race, fail the test that
-	// started it (startHedge).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(testkit.RunWithHedge(m, &hedgeBin))
 }
 
 // findModuleRoot asks the go command where go.mod is.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,32 +27,7 @@ import (
 // (with -race when the test runs with it).
 var hedgeBin string
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	if b := os.Getenv("HEDGE_BIN"); b != "" {
-		abs, err := filepath.Abs(b)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-			return 1
-		}
-		hedgeBin = abs
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "hedge-e2e-stream-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(testkit.RunWithHedge(m, &hedgeBin)) }
 
 // edgeConfig is one node with the demo's stream route and studio token,
 // behind the whole request path (WAF in block mode, as the demo runs it).
