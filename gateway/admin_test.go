@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"hedge/internal/testkit"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,10 +37,7 @@ func startRoleEdge(t *testing.T, loopback bool, logs *logBuffer) (*fixture, stri
 	t.Helper()
 	f := &fixture{l1: newUpstream(t, "l1"), g1: newUpstream(t, "g1"), g2: newUpstream(t, "g2")}
 	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", adminTokens(map[bool]string{true: "allow_loopback: true", false: "allow_loopback: false"}[loopback]), 1)
-	tokenFile := filepath.Join(t.TempDir(), "ops.token")
-	if err := os.WriteFile(tokenFile, []byte(opsToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTemp(t, "ops.token", opsToken+"\n")
 	o := edgeOptions{}
 	if logs != nil {
 		o.log = logs
@@ -176,9 +172,7 @@ func TestAdminIdentityAndRotation(t *testing.T) {
 		t.Errorf("the drain's log line must name the operator ops:\n%s", logs)
 	}
 	const rotated = "ops-rotated-0123456789abcdef01234567"
-	if err := os.WriteFile(tokenFile, []byte(rotated+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, tokenFile, rotated+"\n")
 	if resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "", "Authorization", "Bearer "+opsToken); resp.StatusCode != 200 {
 		t.Fatalf("reload: %d %s", resp.StatusCode, body)
 	}
@@ -222,7 +216,7 @@ func TestAdminTLS(t *testing.T) {
 	copyFile(t, ca1.File, clientCA)
 	e := startEdge(t, adminTLSConfig, "{{CLIENTCA}}", clientCA)
 	base := strings.Replace(e.admin, "http://", "https://", 1)
-	root := rootPool(t, filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
+	root := rootPool(t, e.path("ca", "root.crt"))
 	get := func(cert []tls.Certificate, method, path string) (int, error) {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: root, Certificates: cert}}}
 		defer c.CloseIdleConnections()

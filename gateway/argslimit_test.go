@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,10 +41,7 @@ routes:
 // the upstream; requests within the limits pass.
 func TestArgumentLimits(t *testing.T) {
 	g1 := newUpstream(t, "g1")
-	schema := filepath.Join(t.TempDir(), "bet.json")
-	if err := os.WriteFile(schema, []byte(testBetSchema), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	schema := writeTemp(t, "bet.json", testBetSchema)
 	e := startEdge(t, argsConfig, "{{G1}}", g1.addr(), "{{SCHEMA}}", schema)
 	q := func(n int) string {
 		var b strings.Builder

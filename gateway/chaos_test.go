@@ -177,9 +177,7 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	file := filepath.Join(dir, "hedge.yaml")
 	yaml := strings.NewReplacer("{{DATA}}", dir, "{{REDIS}}", redisAddr, "{{W1}}", w1Addr, "{{W2}}", w2Addr,
 		"{{EDGE1}}", edges[0], "{{ADMIN1}}", admins[0], "{{EDGE2}}", edges[1], "{{ADMIN2}}", admins[1]).Replace(chaosConfig)
-	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, yaml)
 	var logs [2]*designationLog
 	var gws [2]*Gateway
 	var accessLogs [2]string

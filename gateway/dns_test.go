@@ -74,15 +74,11 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	euCert, euKey := ca.Issue(t, "eu-1", true)
 	opsCert, opsKey := ca.Issue(t, "operator", true)
 	secretFile := filepath.Join(dir, "push.secret")
-	if err := os.WriteFile(secretFile, []byte("push-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, secretFile, "push-0123456789abcdef0123456789abcdef\n")
 	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", testkit.FreeAddr(t), "{{EU}}", testkit.FreeAddr(t),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr, "{{CA}}", ca.File, "{{EUCERT}}", euCert, "{{EUKEY}}", euKey)
 	file := dir + "/hedge.yaml"
-	if err := os.WriteFile(file, []byte(r.Replace(dnsConfig)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, r.Replace(dnsConfig))
 	cfg, err := configs.Load(file)
 	if err != nil {
 		t.Fatalf("config:\n%v", err)
@@ -203,9 +199,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	// The push token is rotated on sea-1 only: eu-1's pushes, still with
 	// the old token, are refused, and eu-1 stays in the answers (the
 	// probes are too slow to take it out).
-	if err := os.WriteFile(secretFile, []byte("push-rotated-0123456789abcdef0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, secretFile, "push-rotated-0123456789abcdef0123456789\n")
 	if code, body := admin(seaClient, "POST", "https://"+seaAdmin+"/admin/reload", ops); code != 200 {
 		t.Fatalf("reload sea-1: %d %s", code, body)
 	}
@@ -252,9 +246,7 @@ func TestDNSAdminProblems(t *testing.T) {
 	dir := t.TempDir()
 	// The audit file's directory is a regular file: every override that
 	// passes its checks fails to be audited.
-	if err := os.WriteFile(filepath.Join(dir, "not-a-dir"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "not-a-dir"), "")
 	cfg := testHead + `regions:
   - name: sea
     nodes:

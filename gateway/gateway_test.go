@@ -72,11 +72,34 @@ func (u *upstreamRecorder) last() *http.Request {
 
 func (u *upstreamRecorder) addr() string { return strings.TrimPrefix(u.URL, "http://") }
 
+// writeFile writes content to path, replacing what it held.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeTemp writes content to a file name in a directory of the test's
+// own and returns its path.
+func writeTemp(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	writeFile(t, path, content)
+	return path
+}
+
 type testEdge struct {
 	g     *Gateway
 	url   string // http://addr of the edge listener
 	admin string // http://addr of the admin listener
 	file  string
+}
+
+// path is a file in the edge's data directory: ca/root.crt,
+// audit/audit.log, access.log.
+func (e *testEdge) path(elem ...string) string {
+	return filepath.Join(append([]string{filepath.Dir(e.file)}, elem...)...)
 }
 
 // startEdge runs a one-node gateway from a YAML template; {{EDGE}},
@@ -542,7 +565,7 @@ regions:
 	// right after the health change that requests may already see).
 	var trail []byte
 	waitUntil(t, "both switches audited", 2*time.Second, func() bool {
-		trail, _ = os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+		trail, _ = os.ReadFile(e.path("audit", "audit.log"))
 		return strings.Contains(string(trail), "went up")
 	})
 	for _, want := range []string{`"event":"pool_switch"`, `"to":"http://` + backup.addr() + `"`, `went down`, `went up`} {

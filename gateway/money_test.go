@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -358,7 +357,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
 		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)
 	}
-	trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, err := os.ReadFile(e.path("audit", "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,10 +23,7 @@ func promotionEdge(t *testing.T, window string) (e *testEdge, sea2Addr string) {
 		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
       - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
 	cfg = strings.Replace(cfg, "ledger:\n", "ledger:\n  promotion: {window: "+window+"}\n", 1)
-	tokenFile := filepath.Join(t.TempDir(), "ops.token")
-	if err := os.WriteFile(tokenFile, []byte(opsToken), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTemp(t, "ops.token", opsToken)
 	e = startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", sea1Addr, "{{SEA2}}", sea2Addr, "{{EU}}", euAddr,
 		"{{PROBE}}", "false", "{{OPSFILE}}", tokenFile)
 	return e, sea2Addr
@@ -83,7 +79,7 @@ func TestFourEyesNeedsTwoPromoters(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"approved_by": "bob"`) || !strings.Contains(body, `"state": "designated"`) {
 		t.Fatalf("approval by bob: want 200 designated, approved by bob, got %d %s", code, body)
 	}
-	trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, err := os.ReadFile(e.path("audit", "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +119,7 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 	if code, body := promotionCall(t, e, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken); code != 404 {
 		t.Errorf("approving an expired promotion: want 404, got %d %s", code, body)
 	}
-	trail, _ := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, _ := os.ReadFile(e.path("audit", "audit.log"))
 	if !strings.Contains(string(trail), `"event":"ledger_promotion_expired"`) || !strings.Contains(string(trail), `"id":"`+pr.ID+`"`) {
 		t.Errorf("audit log: want the promotion recorded as expired:\n%s", trail)
 	}

@@ -67,9 +67,7 @@ func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
 	if !strings.Contains(string(b), old) {
 		t.Fatalf("configuration has no %q to replace:\n%s", old, b)
 	}
-	if err := os.WriteFile(e.file, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, e.file, strings.Replace(string(b), old, new, 1))
 }
 
 func playDescriptor(t *testing.T, url string) player.Descriptor {
