@@ -193,6 +193,17 @@ const seaListener = `regions:
             address: {{EDGE}}
 `
 
+// seaNode begins the regions of a one-node configuration with the whole
+// node: sea-1 of region sea, a plain HTTP listener on {{EDGE}} and the
+// admin listener on {{ADMIN}}; the region's pools and writers follow.
+const seaNode = `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
+        admin: {address: "{{ADMIN}}"}
+`
+
 const baseConfig = `
 data_dir: {{DATA}}
 # The protective layer has its own tests (protect_test.go).

@@ -45,13 +45,7 @@ routes:
     kind: ledger
     match: {path_prefix: /api/wallet/balance, methods: [GET]}
     rewrite: /balance
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    writers:
+` + seaNode + `    writers:
       - {domain: sea, url: "http://{{SEA}}", epoch: 1}
   - name: eu
     nodes:
@@ -424,13 +418,7 @@ const railsConfig = testHead + testJWT + `routes:
     pool: cashier
     auth: jwt
     idempotency: required
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    pools:
+` + seaNode + `    pools:
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]

@@ -166,13 +166,7 @@ func TestWriterTLSFailsClosed(t *testing.T) {
 
 const railTLSConfig = testHead + testJWT + `routes:
   - {name: cashier, match: {path_prefix: /cashier/, methods: [POST]}, pool: rails, auth: jwt, idempotency: required}
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    pools:
+` + seaNode + `    pools:
       - name: rails
         critical: true
         members: [{name: psp, url: "https://{{RAIL}}"}]
