@@ -42,14 +42,22 @@ func writerTLSConfig(probe string) string {
 	return strings.Replace(cfg, `url: "http://{{SEA}}"`, `url: "https://{{SEA}}"`, 1)
 }
 
+// walletPKI is the wallet's own CA, in dir, with the writer's server
+// certificate (for 127.0.0.1) and the edge's client certificate.
+func walletPKI(t *testing.T, dir string) (ca *testkit.CA, srvCert, srvKey, edgeCert, edgeKey string) {
+	t.Helper()
+	ca = testkit.NewCA(t, dir, "wallet-ca")
+	srvCert, srvKey = ca.Issue(t, "writer", false, "127.0.0.1")
+	edgeCert, edgeKey = ca.Issue(t, "edge", true)
+	return ca, srvCert, srvKey, edgeCert, edgeKey
+}
+
 // TestWriterMTLS: a writer that requires the edge's client certificate
 // refuses anyone else on the path and applies the edge's bets; its role
 // probe goes through the same mTLS.
 func TestWriterMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := testkit.NewCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.Issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.Issue(t, "edge", true)
+	ca, srvCert, srvKey, edgeCert, edgeKey := walletPKI(t, dir)
 	strangerCA := testkit.NewCA(t, dir, "stranger-ca")
 	strangerCert, strangerKey := strangerCA.Issue(t, "stranger", true)
 
@@ -115,9 +123,7 @@ func TestWriterMTLS(t *testing.T) {
 // through.
 func TestWriterTLSFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	ca := testkit.NewCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.Issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.Issue(t, "edge", true)
+	ca, srvCert, srvKey, edgeCert, edgeKey := walletPKI(t, dir)
 	impostorCA := testkit.NewCA(t, dir, "impostor-ca")
 	trusted := dir + "/trusted-ca.pem"
 	copyFile(t, impostorCA.File, trusted) // the edge trusts the wrong CA
