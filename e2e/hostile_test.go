@@ -84,7 +84,8 @@ regions:
       - name: sea-1
         listeners: [{name: public, address: "{{SEA}}", tls: {mode: "off"}}]
         admin: {address: "{{SEAADMIN}}"}
-    pools:
+    # Both regions use the same two rails (a YAML anchor, shared below).
+    pools: &rails
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
@@ -96,12 +97,7 @@ regions:
       - name: eu-1
         listeners: [{name: public, address: "{{EU}}", tls: {mode: "off"}}]
         admin: {address: "{{EUADMIN}}"}
-    pools:
-      - name: cashier
-        policy: failover
-        members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
-        health: {interval: 100ms, timeout: 80ms, rise: 1, fall: 1}
-        timeouts: {connect: 500ms, response: 1s}
+    pools: *rails
     writers: [{domain: eu, url: "http://{{EUW}}", epoch: 1}]
 dev:
   rails:
