@@ -33,7 +33,7 @@ func adminTokens(extra string) string {
 
 // startRoleEdge runs baseConfig's node with the admin tokens above; ops's
 // token is in a file (returned), so it can be rotated.
-func startRoleEdge(t *testing.T, loopback bool, logs *logBuffer) (*fixture, string) {
+func startRoleEdge(t *testing.T, loopback bool, logs *testkit.Buffer) (*fixture, string) {
 	t.Helper()
 	f := &fixture{l1: newUpstream(t, "l1"), g1: newUpstream(t, "g1"), g2: newUpstream(t, "g2")}
 	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", adminTokens(map[bool]string{true: "allow_loopback: true", false: "allow_loopback: false"}[loopback]), 1)
@@ -163,7 +163,7 @@ func TestAdminLoopback(t *testing.T) {
 // never show it; a token kept in a file is rotated by rewriting the file
 // and reloading.
 func TestAdminIdentityAndRotation(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	f, tokenFile := startRoleEdge(t, false, logs)
 	if resp, body := do(t, "POST", f.edge.admin+"/admin/drain", "", "", "Authorization", "Bearer "+opsToken); resp.StatusCode != 200 {
 		t.Fatalf("drain: %d %s", resp.StatusCode, body)

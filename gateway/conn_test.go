@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"hedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -201,7 +202,7 @@ func TestFileLimitRaisedAndChecked(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs testkit.Buffer
 	g1 := newUpstream(t, "g1")
 	huge := fmt.Sprint(rl.Max + 1)
 	startEdgeWith(t, edgeOptions{log: &logs}, strings.Replace(connCapConfig, "limits: {max_conns_per_ip: 3}", "limits: {max_conns: "+huge+"}", 1), "{{G1}}", g1.addr())

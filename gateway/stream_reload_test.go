@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,24 +36,6 @@ const (
   relay: false
 `
 )
-
-// logBuffer collects a gateway's log lines for a test to read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // rewriteConfig replaces old with new in the edge's configuration file.
 func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
@@ -92,7 +72,7 @@ func playDescriptor(t *testing.T, url string) player.Descriptor {
 func TestStreamSettingsApplyOnReload(t *testing.T) {
 	region := "sea"
 	udp, udp2 := testkit.FreeUDPPort(t), testkit.FreeUDPPort(t)
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	e := startEdgeWith(t, edgeOptions{log: logs}, streamRouteYAML+streamsBefore+streamNodeYAML,
 		"{{UDP}}", udp, "{{REGION}}", region)
 	api := streamPeerAPI(t)
