@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -231,34 +228,6 @@ func (e *hostileEnv) railDeposits(t *testing.T, rail, key string) []deposit {
 	return out
 }
 
-// rawExchange writes raw on a fresh connection to addr and reads the first
-// response; with pipelined set, it then reports whether the connection
-// closed without a second response (the request pipelined behind the first
-// was not served).
-func rawExchange(t *testing.T, addr, raw string, pipelined bool) (resp *http.Response, body string, closedAfter bool) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err = http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the response: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if !pipelined {
-		return resp, string(b), false
-	}
-	_, err = http.ReadResponse(br, nil)
-	return resp, string(b), err != nil
-}
-
 func problemSlug(body string) string {
 	var p struct{ Type string }
 	json.Unmarshal([]byte(body), &p)
@@ -318,7 +287,7 @@ func TestHostileClients(t *testing.T) {
 		raw := "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 			"\r\nContent-Type: application/json\r\nIdempotency-Key: dup-1\r\nIdempotency-Key: dup-2\r\nContent-Length: " +
 			fmt.Sprint(len(hostileBet)) + "\r\n\r\n" + hostileBet
-		resp, body, _ := rawExchange(t, seaAddr, raw, false)
+		resp, body, _ := testkit.RawExchange(t, seaAddr, raw, false)
 		if resp.StatusCode != 400 || problemSlug(body) != "idempotency-key-malformed" {
 			t.Fatalf("two Idempotency-Key headers: want 400 idempotency-key-malformed, got %d %s", resp.StatusCode, body)
 		}
@@ -334,7 +303,7 @@ func TestHostileClients(t *testing.T) {
 			raw := "POST /cashier/deposit HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 				"\r\nContent-Type: application/json\r\nIdempotency-Key: conn-1\r\nConnection: Idempotency-Key\r\nContent-Length: " +
 				fmt.Sprint(len(body)) + "\r\n\r\n" + body + "GET /api/wallet/balance HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory + "\r\n\r\n"
-			resp, b, closed := rawExchange(t, edge, raw, true)
+			resp, b, closed := testkit.RawExchange(t, edge, raw, true)
 			if resp.StatusCode != 400 || problemSlug(b) != "connection-names-protected-header" || !closed {
 				t.Fatalf("edge %d, Connection: Idempotency-Key: want 400 connection-names-protected-header and the connection closed, got %d %s (closed %v)", i, resp.StatusCode, b, closed)
 			}
@@ -413,7 +382,7 @@ func TestHostileClients(t *testing.T) {
 		} {
 			raw := "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 				"\r\nIdempotency-Key: frame-1\r\nContent-Type: application/json\r\n" + head + "\r\n0\r\n\r\n" + smuggled
-			resp, body, closed := rawExchange(t, seaAddr, raw, true)
+			resp, body, closed := testkit.RawExchange(t, seaAddr, raw, true)
 			if resp.StatusCode != 400 || problemSlug(body) != "bad-framing" || !closed {
 				t.Errorf("%s: want 400 bad-framing and the connection closed before the smuggled request, got %d %s (closed %v)", name, resp.StatusCode, body, closed)
 			}

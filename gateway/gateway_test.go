@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -376,7 +374,7 @@ func TestHopByHopRemoved(t *testing.T) {
 		path := fmt.Sprintf("/games/hop-%d", i)
 		raw := "POST " + path + " HTTP/1.1\r\nHost: play.edge.test\r\n" + c.headers + "X-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-		resp, body := rawRequest(t, addr, raw)
+		resp, body, _ := testkit.RawExchange(t, addr, raw, false)
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: want 200, got %d %s", c.name, resp.StatusCode, body)
 			continue
@@ -456,36 +454,18 @@ func TestErrorsAreProblems(t *testing.T) {
 	}
 }
 
-// rawRequest sends bytes on a fresh connection and returns the response.
-func rawRequest(t *testing.T, addr, raw string) (*http.Response, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, raw)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading response: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
-
 func TestMalformedRequests(t *testing.T) {
 	f := newFixture(t)
 	addr := strings.TrimPrefix(f.edge.url, "http://")
-	resp, body := rawRequest(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n")
+	resp, body, _ := testkit.RawExchange(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n", false)
 	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("oversized headers: want 431 problem+json, got %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
-	resp, body = rawRequest(t, addr, "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: 5000000\r\n\r\n")
+	resp, body, _ = testkit.RawExchange(t, addr, "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: 5000000\r\n\r\n", false)
 	if resp.StatusCode != 413 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("body over the listener limit: want 413 problem+json, got %d %s", resp.StatusCode, body)
 	}
-	resp, _ = rawRequest(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: zz\r\n\r\n")
+	resp, _, _ = testkit.RawExchange(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: zz\r\n\r\n", false)
 	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("malformed Content-Length: want 400 problem+json, got %d", resp.StatusCode)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hedge/internal/testkit"
 	"net"
 	"net/http"
 	"os"
@@ -376,7 +377,7 @@ func TestProtectBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp, body := rawRequest(t, addr, c.raw)
+			resp, body, _ := testkit.RawExchange(t, addr, c.raw, false)
 			ok := false
 			for _, s := range c.status {
 				ok = ok || resp.StatusCode == s
