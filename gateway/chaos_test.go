@@ -27,12 +27,7 @@ import (
 // chaosConfig: region sea with two edge nodes sharing one Redis, and two
 // writers of domain sea that the nodes probe every 50ms: W1 (the writer,
 // epoch 1) and W2 (a replica of W1 until it is promoted).
-const chaosConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
+const chaosConfig = quietHead + `admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 ` + testJWT + `ledger:
   probe: {enabled: true, interval: 50ms, timeout: 40ms, fall: 1}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -20,12 +19,7 @@ import (
 	"hedge/internal/testkit"
 )
 
-const dnsConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin:
+const dnsConfig = quietHead + `admin:
   tokens:
     - {name: ops, token: gateway-dns-test-ops-0123456789abcdef, roles: [read, operate]}
     - {name: drain-push, token_file: "{{DATA}}/push.secret", roles: [operate]}
@@ -88,18 +82,10 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		if testing.Verbose() {
 			log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		}
-		g, err := New(cfg, Options{Region: region, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+		g, err := runGateway(t, cfg, Options{Region: region, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			g.Shutdown(ctx)
-		})
 		return g
 	}
 	start("sea")

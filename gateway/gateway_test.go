@@ -153,7 +153,17 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := New(cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := runGateway(t, cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	if err != nil {
+		return nil, err
+	}
+	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+}
+
+// runGateway creates and starts a Gateway that is shut down when the test
+// ends.
+func runGateway(t testing.TB, cfg *configs.Config, o Options) (*Gateway, error) {
+	g, err := New(cfg, o)
 	if err != nil {
 		return nil, err
 	}
@@ -165,18 +175,23 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 		defer cancel()
 		g.Shutdown(ctx)
 	})
-	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+	return g, nil
 }
 
 // testHead starts most test configurations: a data directory of the
 // test's own, the protective layer off (protect_test.go tests it), no
 // access log, the admin API open to loopback, a short drain and shutdown.
-const testHead = `
+const testHead = quietHead + `admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+`
+
+// quietHead is testHead without the admin and lifecycle settings, for
+// configurations that set their own.
+const quietHead = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
 log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 `
 
 // seaListener begins the regions of a one-node configuration: node sea-1
@@ -523,12 +538,7 @@ func TestConnectFailureRetriedForAnyMethod(t *testing.T) {
 
 func TestFailoverPolicy(t *testing.T) {
 	primary, backup := newUpstream(t, "primary"), newUpstream(t, "backup")
-	cfg := `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-routes: [{name: cashier, match: {path_prefix: /cashier/}, pool: cashier}]
+	cfg := quietHead + `routes: [{name: cashier, match: {path_prefix: /cashier/}, pool: cashier}]
 regions:
   - name: eu
     nodes: [{name: eu-1, listeners: [{address: "{{EDGE}}", tls: {mode: off}}]}]
