@@ -1,13 +1,14 @@
 package e2e
 
 import (
-	"hedge/internal/testkit"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"hedge/internal/testkit"
 )
 
 const dnssecConfig = `data_dir: "{{DATA}}"

@@ -1,10 +1,11 @@
 package e2e
 
 import (
-	"hedge/internal/testkit"
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // TestLedgersimMTLS: `hedge ledgersim -tls-cert -tls-key -client-ca`

@@ -3,12 +3,13 @@ package gateway
 import (
 	"crypto/tls"
 	"encoding/json"
-	"hedge/internal/testkit"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // The tokens of the admin tests: one per kind of caller.

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"hedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/internal/testkit"
 )
 
 // roundTrip writes one request on c and reads its answer.

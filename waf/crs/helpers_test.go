@@ -2,7 +2,6 @@ package crs
 
 import (
 	"bufio"
-	"hedge/waf/waftest"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/waf/waftest"
 )
 
 // Compiling the CRS takes a second or more (much more under -race), so tests
