@@ -36,6 +36,20 @@ func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) 
 	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
 }
 
+// NginxHTTPCommon is what every harness's nginx sets in its http block:
+// the temporary paths, which Debian's build points at /var/lib/nginx,
+// moved into the run's directory ({{dir}}), and keep-alive connections
+// that last the whole run.
+const NginxHTTPCommon = `    client_body_temp_path {{dir}}/body;
+    proxy_temp_path {{dir}}/proxy;
+    fastcgi_temp_path {{dir}}/fastcgi;
+    uwsgi_temp_path {{dir}}/uwsgi;
+    scgi_temp_path {{dir}}/scgi;
+    keepalive_requests 100000;
+    keepalive_timeout 120s;
+    server_tokens off;
+`
+
 // StartNginx checks the configuration conf with `nginx -t`, then runs
 // nginx in the foreground (daemon off) with its master pinned to cpu; the
 // workers inherit the affinity. The system's nginx service and files are
