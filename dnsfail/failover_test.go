@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hedge/configs"
-	"hedge/internal/adminauth"
 )
 
 // waitFor polls play-like name until cond holds for its A answer, and
@@ -102,14 +101,8 @@ func TestCrashedEdge(t *testing.T) {
 // the push counter name the push itself.
 func TestDrainPush(t *testing.T) {
 	d := newDeployment(t, deployOpts{health: "{interval: 10s, timeout: 1s, fall: 2}"})
-	mux := http.NewServeMux()
-	d.srv.Routes(mux)
-	const token, readToken = "dns-test-push-token-0123456789abcdef", "dns-test-read-token-0123456789abcdef"
-	adminCfg := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "drain-push", Secret: token, Roles: []configs.Role{configs.RoleOperate}},
-		{Name: "scraper", Secret: readToken, Roles: []configs.Role{configs.RoleRead}},
-	}}
-	admin := httptest.NewServer(adminauth.Guard(func() *configs.Admin { return adminCfg }, mux))
+	const token = "dns-test-push-token-0123456789abcdef"
+	admin := httptest.NewServer(guardedAdmin(d, "drain-push", token))
 	defer admin.Close()
 	ctx := context.Background()
 
@@ -202,14 +195,8 @@ func TestFailOpen(t *testing.T) {
 
 func TestOverride(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
-	mux := http.NewServeMux()
-	d.srv.Routes(mux)
-	const opsToken, readToken = "dns-test-ops-token-0123456789abcdef", "dns-test-read-token-0123456789abcdef"
-	adminCfg := &configs.Admin{Tokens: []configs.AdminToken{
-		{Name: "ops", Secret: opsToken, Roles: []configs.Role{configs.RoleOperate}},
-		{Name: "scraper", Secret: readToken, Roles: []configs.Role{configs.RoleRead}},
-	}}
-	admin := adminauth.Guard(func() *configs.Admin { return adminCfg }, mux)
+	const opsToken = "dns-test-ops-token-0123456789abcdef"
+	admin := guardedAdmin(d, "ops", opsToken)
 	postAs := func(token, name, body string) int {
 		req := httptest.NewRequest("POST", "/admin/dns/services/"+name+"/override", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)

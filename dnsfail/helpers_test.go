@@ -18,6 +18,7 @@ import (
 	"github.com/miekg/dns"
 
 	"hedge/configs"
+	"hedge/internal/adminauth"
 )
 
 // fakeEdge is an edge's /healthz whose answer a test turns red or green.
@@ -58,6 +59,22 @@ type deployOpts struct {
 	// dnssec signs the zone with new keys of this layout and algorithm
 	// ("csk ecdsap256sha256", "ksk+zsk ed25519"); "" leaves it unsigned.
 	dnssec string
+}
+
+// readToken is a read-only token of the admin API guardedAdmin builds.
+const readToken = "dns-test-read-token-0123456789abcdef"
+
+// guardedAdmin is the DNS server's admin API behind the admin guard, as
+// `hedge dns` serves it: the token secret named name holds the role
+// operate, readToken (scraper) the role read.
+func guardedAdmin(d *testDeployment, name, secret string) http.Handler {
+	mux := http.NewServeMux()
+	d.srv.Routes(mux)
+	cfg := &configs.Admin{Tokens: []configs.AdminToken{
+		{Name: name, Secret: secret, Roles: []configs.Role{configs.RoleOperate}},
+		{Name: "scraper", Secret: readToken, Roles: []configs.Role{configs.RoleRead}},
+	}}
+	return adminauth.Guard(func() *configs.Admin { return cfg }, mux)
 }
 
 func newDeployment(t testing.TB, o deployOpts) *testDeployment {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 const dnsAdminConfig = `deployment: e2e-dns
@@ -39,11 +41,11 @@ dns:
 // kept in a file.
 func TestDNSAdminTLS(t *testing.T) {
 	dir := t.TempDir()
-	admin := freeAddr(t)
+	admin := testkit.FreeAddr(t)
 	ops := filepath.Join(dir, "ops.token")
 	writeFile(t, ops, "e2e-ops-0123456789abcdef0123456789abc\n")
 	file := filepath.Join(dir, "dns.yaml")
-	writeFile(t, file, strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{ADMIN}}", admin, "{{DNS}}", freeAddr(t),
+	writeFile(t, file, strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{ADMIN}}", admin, "{{DNS}}", testkit.FreeAddr(t),
 		"{{OPS}}", ops).Replace(dnsAdminConfig))
 	p := startHedge(t, "hedge dns", dir, "dns", "-c", file)
 	waitUntil(t, p, "the internal CA's root", 10*time.Second, 50*time.Millisecond, func() (bool, string) {

@@ -233,7 +233,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 }
 
 func TestLedgersimRole(t *testing.T) {
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	p := startHedge(t, "ledgersim", t.TempDir(), "ledgersim", "-listen", addr, "-domain", "sea", "-epoch", "3")
 	var r httpResult
 	waitUntil(t, p, "ledgersim to answer GET /role", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
@@ -326,11 +326,11 @@ func TestServeReload(t *testing.T) {
 
 func testServeReload(t *testing.T, mode string) {
 	dir := t.TempDir()
-	ledger := freeAddr(t)
+	ledger := testkit.FreeAddr(t)
 	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
 	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
 
-	edge, admin := freeAddr(t), freeAddr(t)
+	edge, admin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	// The test holds region far's listener address: a hedge that bound it
 	// (it plays lab only) would fail to start, naming the address in use.
 	// (A port merely found free, then dialled, could meanwhile be bound by
@@ -347,7 +347,7 @@ func testServeReload(t *testing.T, mode string) {
 		tlsYAML, scheme = `{mode: internal, names: [`+serverName+`]}`, "https"
 	}
 	v1 := strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{EDGE}}", edge, "{{ADMIN}}", admin,
-		"{{LEDGER}}", ledger, "{{FAR}}", far, "{{FARLEDGER}}", freeAddr(t), "{{TLS}}", tlsYAML).Replace(serveConfig)
+		"{{LEDGER}}", ledger, "{{FAR}}", far, "{{FARLEDGER}}", testkit.FreeAddr(t), "{{TLS}}", tlsYAML).Replace(serveConfig)
 	v2 := strings.Replace(v1, "routes:\n", "routes:\n"+balanceRoute, 1)
 	file := filepath.Join(dir, "hedge.yaml")
 	writeFile(t, file, v1)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"hedge/internal/testkit"
 )
 
 const dnssecConfig = `data_dir: "{{DATA}}"
@@ -32,7 +34,7 @@ dns:
 // hedge dnssec ds prints it again, and hedge dns serves the zone signed.
 func TestDNSSECCommands(t *testing.T) {
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	file := filepath.Join(dir, "dns.yaml")
 	writeFile(t, file, strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{DNS}}", addr).Replace(dnssecConfig))
 

@@ -35,30 +35,17 @@ var (
 	moduleRoot string
 )
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
+// TestMain builds hedge once (with -race when the tests run with it: its
+// race reports fail the test that started it, see startHedge), or takes
+// $HEDGE_BIN.
+func TestMain(m *testing.M) {
 	root, err := findModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
+		os.Exit(1)
 	}
 	moduleRoot = root
-	dir, err := os.MkdirTemp("", "hedge-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	// Its race reports, when the tests run with -race, fail the test that
-	// started it (startHedge).
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(testkit.RunWithHedge(m, &hedgeBin))
 }
 
 // findModuleRoot asks the go command where go.mod is.
@@ -201,17 +188,6 @@ func waitUntil(t testing.TB, p *proc, what string, timeout, poll time.Duration, 
 	}
 	t.Fatalf("waited %v for %s; last seen: %s", timeout, what, last)
 	return 0
-}
-
-// freeAddr returns a 127.0.0.1 address nothing listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // bindable reports whether addr can be listened on now.

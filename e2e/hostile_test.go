@@ -1,20 +1,18 @@
 package e2e
 
 import (
-	"bufio"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -83,7 +81,8 @@ regions:
       - name: sea-1
         listeners: [{name: public, address: "{{SEA}}", tls: {mode: "off"}}]
         admin: {address: "{{SEAADMIN}}"}
-    pools:
+    # Both regions use the same two rails (a YAML anchor, shared below).
+    pools: &rails
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
@@ -95,12 +94,7 @@ regions:
       - name: eu-1
         listeners: [{name: public, address: "{{EU}}", tls: {mode: "off"}}]
         admin: {address: "{{EUADMIN}}"}
-    pools:
-      - name: cashier
-        policy: failover
-        members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
-        health: {interval: 100ms, timeout: 80ms, rise: 1, fall: 1}
-        timeouts: {connect: 500ms, response: 1s}
+    pools: *rails
     writers: [{domain: eu, url: "http://{{EUW}}", epoch: 1}]
 dev:
   rails:
@@ -121,13 +115,13 @@ type hostileEnv struct {
 func startHostileEnv(t *testing.T) *hostileEnv {
 	t.Helper()
 	e := &hostileEnv{dir: t.TempDir(), client: &http.Client{Timeout: 10 * time.Second}}
-	e.seaW, e.euW = freeAddr(t), freeAddr(t)
+	e.seaW, e.euW = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	startHedge(t, "ledgersim sea", e.dir, "ledgersim", "-listen", e.seaW, "-domain", "sea", "-receipts")
 	startHedge(t, "ledgersim eu", e.dir, "ledgersim", "-listen", e.euW, "-domain", "eu", "-receipts", "-balance", "10.00")
 	// Each node takes ICE on its listener's host: two hosts, one port.
-	sea, eu, seaAdmin, euAdmin := freeAddrOn(t, "127.0.77.1"), freeAddrOn(t, "127.0.77.2"), freeAddr(t), freeAddr(t)
-	e.railA, e.railB = freeAddr(t), freeAddr(t)
-	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu, "{{ICE}}", freeUDPPort(t),
+	sea, eu, seaAdmin, euAdmin := testkit.FreeAddrOn(t, "127.0.77.1"), testkit.FreeAddrOn(t, "127.0.77.2"), testkit.FreeAddr(t), testkit.FreeAddr(t)
+	e.railA, e.railB = testkit.FreeAddr(t), testkit.FreeAddr(t)
+	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(e.dir, "data"), "{{SEA}}", sea, "{{EU}}", eu, "{{ICE}}", testkit.FreeUDPPort(t, "127.0.77.1", "127.0.77.2"),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{SEAW}}", e.seaW, "{{EUW}}", e.euW,
 		"{{RAILA}}", e.railA, "{{RAILB}}", e.railB).Replace(hostileConfig)
 	file := filepath.Join(e.dir, "hedge.yaml")
@@ -234,64 +228,6 @@ func (e *hostileEnv) railDeposits(t *testing.T, rail, key string) []deposit {
 	return out
 }
 
-// rawExchange writes raw on a fresh connection to addr and reads the first
-// response; with pipelined set, it then reports whether the connection
-// closed without a second response (the request pipelined behind the first
-// was not served).
-func rawExchange(t *testing.T, addr, raw string, pipelined bool) (resp *http.Response, body string, closedAfter bool) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err = http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("reading the response: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	if !pipelined {
-		return resp, string(b), false
-	}
-	_, err = http.ReadResponse(br, nil)
-	return resp, string(b), err != nil
-}
-
-// freeUDPPort returns a UDP port free on both edges' hosts right now.
-func freeUDPPort(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		c, err := net.ListenPacket("udp", "127.0.77.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := c.LocalAddr().(*net.UDPAddr).Port
-		c.Close()
-		if c2, err := net.ListenPacket("udp", fmt.Sprintf("127.0.77.2:%d", port)); err == nil {
-			c2.Close()
-			return fmt.Sprint(port)
-		}
-	}
-	t.Fatal("no UDP port free on both 127.0.77.1 and 127.0.77.2")
-	return ""
-}
-
-// freeAddrOn returns a TCP address on host that nothing listens on now.
-func freeAddrOn(t *testing.T, host string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func problemSlug(body string) string {
 	var p struct{ Type string }
 	json.Unmarshal([]byte(body), &p)
@@ -351,7 +287,7 @@ func TestHostileClients(t *testing.T) {
 		raw := "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 			"\r\nContent-Type: application/json\r\nIdempotency-Key: dup-1\r\nIdempotency-Key: dup-2\r\nContent-Length: " +
 			fmt.Sprint(len(hostileBet)) + "\r\n\r\n" + hostileBet
-		resp, body, _ := rawExchange(t, seaAddr, raw, false)
+		resp, body, _ := testkit.RawExchange(t, seaAddr, raw, false)
 		if resp.StatusCode != 400 || problemSlug(body) != "idempotency-key-malformed" {
 			t.Fatalf("two Idempotency-Key headers: want 400 idempotency-key-malformed, got %d %s", resp.StatusCode, body)
 		}
@@ -367,7 +303,7 @@ func TestHostileClients(t *testing.T) {
 			raw := "POST /cashier/deposit HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 				"\r\nContent-Type: application/json\r\nIdempotency-Key: conn-1\r\nConnection: Idempotency-Key\r\nContent-Length: " +
 				fmt.Sprint(len(body)) + "\r\n\r\n" + body + "GET /api/wallet/balance HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory + "\r\n\r\n"
-			resp, b, closed := rawExchange(t, edge, raw, true)
+			resp, b, closed := testkit.RawExchange(t, edge, raw, true)
 			if resp.StatusCode != 400 || problemSlug(b) != "connection-names-protected-header" || !closed {
 				t.Fatalf("edge %d, Connection: Idempotency-Key: want 400 connection-names-protected-header and the connection closed, got %d %s (closed %v)", i, resp.StatusCode, b, closed)
 			}
@@ -446,7 +382,7 @@ func TestHostileClients(t *testing.T) {
 		} {
 			raw := "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nAuthorization: Bearer " + mallory +
 				"\r\nIdempotency-Key: frame-1\r\nContent-Type: application/json\r\n" + head + "\r\n0\r\n\r\n" + smuggled
-			resp, body, closed := rawExchange(t, seaAddr, raw, true)
+			resp, body, closed := testkit.RawExchange(t, seaAddr, raw, true)
 			if resp.StatusCode != 400 || problemSlug(body) != "bad-framing" || !closed {
 				t.Errorf("%s: want 400 bad-framing and the connection closed before the smuggled request, got %d %s (closed %v)", name, resp.StatusCode, body, closed)
 			}

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // TestLedgersimPairCLI: two `hedge ledgersim` processes with the flags a
@@ -17,7 +19,7 @@ import (
 func TestLedgersimPairCLI(t *testing.T) {
 	dir := t.TempDir()
 	const token = "pair-admin-0123456789abcdef0123456789"
-	wAddr, rAddr := freeAddr(t), freeAddr(t)
+	wAddr, rAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	replica := startHedge(t, "replica", dir, "ledgersim", "-listen", rAddr, "-domain", "sea", "-role", "replica",
 		"-admin-token", token, "-receipts", "-writer", "http://"+wAddr, "-auto-promote-after", "1s")
 	writer := startHedge(t, "writer", dir, "ledgersim", "-listen", wAddr, "-domain", "sea", "-role", "writer", "-epoch", "1",

@@ -4,11 +4,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // The tokens of the admin tests: one per kind of caller.
@@ -33,14 +34,11 @@ func adminTokens(extra string) string {
 
 // startRoleEdge runs baseConfig's node with the admin tokens above; ops's
 // token is in a file (returned), so it can be rotated.
-func startRoleEdge(t *testing.T, loopback bool, logs *logBuffer) (*fixture, string) {
+func startRoleEdge(t *testing.T, loopback bool, logs *testkit.Buffer) (*fixture, string) {
 	t.Helper()
 	f := &fixture{l1: newUpstream(t, "l1"), g1: newUpstream(t, "g1"), g2: newUpstream(t, "g2")}
 	cfg := strings.Replace(baseConfig, "admin: {allow_loopback: true}", adminTokens(map[bool]string{true: "allow_loopback: true", false: "allow_loopback: false"}[loopback]), 1)
-	tokenFile := filepath.Join(t.TempDir(), "ops.token")
-	if err := os.WriteFile(tokenFile, []byte(opsToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTemp(t, "ops.token", opsToken+"\n")
 	o := edgeOptions{}
 	if logs != nil {
 		o.log = logs
@@ -166,7 +164,7 @@ func TestAdminLoopback(t *testing.T) {
 // never show it; a token kept in a file is rotated by rewriting the file
 // and reloading.
 func TestAdminIdentityAndRotation(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	f, tokenFile := startRoleEdge(t, false, logs)
 	if resp, body := do(t, "POST", f.edge.admin+"/admin/drain", "", "", "Authorization", "Bearer "+opsToken); resp.StatusCode != 200 {
 		t.Fatalf("drain: %d %s", resp.StatusCode, body)
@@ -175,9 +173,7 @@ func TestAdminIdentityAndRotation(t *testing.T) {
 		t.Errorf("the drain's log line must name the operator ops:\n%s", logs)
 	}
 	const rotated = "ops-rotated-0123456789abcdef01234567"
-	if err := os.WriteFile(tokenFile, []byte(rotated+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, tokenFile, rotated+"\n")
 	if resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "", "Authorization", "Bearer "+opsToken); resp.StatusCode != 200 {
 		t.Fatalf("reload: %d %s", resp.StatusCode, body)
 	}
@@ -214,14 +210,14 @@ regions:
 // reload reads again.
 func TestAdminTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca1, ca2 := newTestCA(t, dir, "operators-1"), newTestCA(t, dir, "operators-2")
-	c1, k1 := ca1.issue(t, "op-1", true)
-	c2, k2 := ca2.issue(t, "op-2", true)
+	ca1, ca2 := testkit.NewCA(t, dir, "operators-1"), testkit.NewCA(t, dir, "operators-2")
+	c1, k1 := ca1.Issue(t, "op-1", true)
+	c2, k2 := ca2.Issue(t, "op-2", true)
 	clientCA := filepath.Join(dir, "client-ca.pem")
 	copyFile(t, ca1.File, clientCA)
 	e := startEdge(t, adminTLSConfig, "{{CLIENTCA}}", clientCA)
 	base := strings.Replace(e.admin, "http://", "https://", 1)
-	root := rootPool(t, filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
+	root := rootPool(t, e.path("ca", "root.crt"))
 	get := func(cert []tls.Certificate, method, path string) (int, error) {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: root, Certificates: cert}}}
 		defer c.CloseIdleConnections()

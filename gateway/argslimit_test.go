@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,31 +41,21 @@ routes:
 // the upstream; requests within the limits pass.
 func TestArgumentLimits(t *testing.T) {
 	g1 := newUpstream(t, "g1")
-	schema := filepath.Join(t.TempDir(), "bet.json")
-	if err := os.WriteFile(schema, []byte(testBetSchema), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	schema := writeTemp(t, "bet.json", testBetSchema)
 	e := startEdge(t, argsConfig, "{{G1}}", g1.addr(), "{{SCHEMA}}", schema)
-	q := func(n int) string {
+	// n arguments pa=1, pb=1, … (or ca=1, …) joined by sep.
+	args := func(n int, prefix, sep string) string {
 		var b strings.Builder
 		for i := range n {
 			if i > 0 {
-				b.WriteByte('&')
+				b.WriteString(sep)
 			}
-			b.WriteString("p" + string(rune('a'+i)) + "=1")
+			b.WriteString(prefix + string(rune('a'+i)) + "=1")
 		}
 		return b.String()
 	}
-	cookies := func(n int) string {
-		var b strings.Builder
-		for i := range n {
-			if i > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString("c" + string(rune('a'+i)) + "=1")
-		}
-		return b.String()
-	}
+	q := func(n int) string { return args(n, "p", "&") }
+	cookies := func(n int) string { return args(n, "c", "; ") }
 	const bet = `{"table_id":"0b9e1c8a-6a53-4f7e-9d0f-3c8e2a1b4d5f","amount":"12.50","currency":"EUR","comment":"gl hf"}`
 	json := []string{"Content-Type", "application/json"}
 	cases := []struct {

@@ -20,18 +20,14 @@ import (
 	"hedge/configs"
 	"hedge/gateway/ledger"
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 	"hedge/internal/testredis"
 )
 
 // chaosConfig: region sea with two edge nodes sharing one Redis, and two
 // writers of domain sea that the nodes probe every 50ms: W1 (the writer,
 // epoch 1) and W2 (a replica of W1 until it is promoted).
-const chaosConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
+const chaosConfig = quietHead + `admin: {allow_loopback: true, tokens: [{name: alice, token: operator-alice-0123456789abcdef0123, roles: [read, operate, promote]}, {name: bob, token: operator-bob-0123456789abcdef01234, roles: [read, operate, promote]}]}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 ` + testJWT + `ledger:
   probe: {enabled: true, interval: 50ms, timeout: 40ms, fall: 1}
@@ -170,15 +166,13 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 	w1Addr, w2Addr := serveLedger(t, w1), serveLedger(t, w2)
 
 	redisAddr := testredis.Start(t)
-	edges := []string{freeAddr(t), freeAddr(t)}
-	admins := []string{freeAddr(t), freeAddr(t)}
+	edges := []string{testkit.FreeAddr(t), testkit.FreeAddr(t)}
+	admins := []string{testkit.FreeAddr(t), testkit.FreeAddr(t)}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "hedge.yaml")
 	yaml := strings.NewReplacer("{{DATA}}", dir, "{{REDIS}}", redisAddr, "{{W1}}", w1Addr, "{{W2}}", w2Addr,
 		"{{EDGE1}}", edges[0], "{{ADMIN1}}", admins[0], "{{EDGE2}}", edges[1], "{{ADMIN2}}", admins[1]).Replace(chaosConfig)
-	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, yaml)
 	var logs [2]*designationLog
 	var gws [2]*Gateway
 	var accessLogs [2]string

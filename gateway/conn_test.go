@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"hedge/internal/testkit"
 )
 
 // roundTrip writes one request on c and reads its answer.
@@ -201,7 +203,7 @@ func TestFileLimitRaisedAndChecked(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
+	var logs testkit.Buffer
 	g1 := newUpstream(t, "g1")
 	huge := fmt.Sprint(rl.Max + 1)
 	startEdgeWith(t, edgeOptions{log: &logs}, strings.Replace(connCapConfig, "limits: {max_conns_per_ip: 3}", "limits: {max_conns: "+huge+"}", 1), "{{G1}}", g1.addr())

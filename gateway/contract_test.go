@@ -39,13 +39,7 @@ const contractConfig = testHead + testJWT + `routes:
     match: {path_prefix: /lobby/}
     pool: games
     upstream_headers: {strip: [X-Tenant-*]}
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    pools:
+` + seaNode + `    pools:
       - name: cashier
         members: [{name: rail, url: "http://{{RAIL}}"}]
         health: {interval: 1s, timeout: 500ms}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
@@ -17,14 +16,10 @@ import (
 
 	"hedge/configs"
 	"hedge/dnsfail"
+	"hedge/internal/testkit"
 )
 
-const dnsConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-admin:
+const dnsConfig = quietHead + `admin:
   tokens:
     - {name: ops, token: gateway-dns-test-ops-0123456789abcdef, roles: [read, operate]}
     - {name: drain-push, token_file: "{{DATA}}/push.secret", roles: [operate]}
@@ -67,21 +62,17 @@ dns:
 // on sea-1 alone shows it.
 func TestDNSInServeAndDrainPush(t *testing.T) {
 	dir := t.TempDir()
-	dnsAddr := freeAddr(t)
-	seaAdmin, euAdmin := freeAddr(t), freeAddr(t)
-	ca := newTestCA(t, dir, "deployment-ca")
-	euCert, euKey := ca.issue(t, "eu-1", true)
-	opsCert, opsKey := ca.issue(t, "operator", true)
+	dnsAddr := testkit.FreeAddr(t)
+	seaAdmin, euAdmin := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	ca := testkit.NewCA(t, dir, "deployment-ca")
+	euCert, euKey := ca.Issue(t, "eu-1", true)
+	opsCert, opsKey := ca.Issue(t, "operator", true)
 	secretFile := filepath.Join(dir, "push.secret")
-	if err := os.WriteFile(secretFile, []byte("push-0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", freeAddr(t), "{{EU}}", freeAddr(t),
+	writeFile(t, secretFile, "push-0123456789abcdef0123456789abcdef\n")
+	r := strings.NewReplacer("{{DATA}}", dir, "{{SEA}}", testkit.FreeAddr(t), "{{EU}}", testkit.FreeAddr(t),
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr, "{{CA}}", ca.File, "{{EUCERT}}", euCert, "{{EUKEY}}", euKey)
 	file := dir + "/hedge.yaml"
-	if err := os.WriteFile(file, []byte(r.Replace(dnsConfig)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, file, r.Replace(dnsConfig))
 	cfg, err := configs.Load(file)
 	if err != nil {
 		t.Fatalf("config:\n%v", err)
@@ -91,18 +82,10 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		if testing.Verbose() {
 			log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		}
-		g, err := New(cfg, Options{Region: region, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+		g, err := runGateway(t, cfg, Options{Region: region, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			g.Shutdown(ctx)
-		})
 		return g
 	}
 	start("sea")
@@ -202,9 +185,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	// The push token is rotated on sea-1 only: eu-1's pushes, still with
 	// the old token, are refused, and eu-1 stays in the answers (the
 	// probes are too slow to take it out).
-	if err := os.WriteFile(secretFile, []byte("push-rotated-0123456789abcdef0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, secretFile, "push-rotated-0123456789abcdef0123456789\n")
 	if code, body := admin(seaClient, "POST", "https://"+seaAdmin+"/admin/reload", ops); code != 200 {
 		t.Fatalf("reload sea-1: %d %s", code, body)
 	}
@@ -251,9 +232,7 @@ func TestDNSAdminProblems(t *testing.T) {
 	dir := t.TempDir()
 	// The audit file's directory is a regular file: every override that
 	// passes its checks fails to be audited.
-	if err := os.WriteFile(filepath.Join(dir, "not-a-dir"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "not-a-dir"), "")
 	cfg := testHead + `regions:
   - name: sea
     nodes:
@@ -270,7 +249,7 @@ dns:
       services:
         - {name: play, policy: all, health: {interval: 10s, timeout: 1s, fall: 2}}
 `
-	e := startEdge(t, cfg, "{{DNS}}", freeAddr(t))
+	e := startEdge(t, cfg, "{{DNS}}", testkit.FreeAddr(t))
 	cases := []struct {
 		name, path, body string
 		status           int

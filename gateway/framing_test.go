@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -186,7 +185,7 @@ func TestFramingRefusedAndConnectionClosed(t *testing.T) {
 
 	// Every refusal, those fasthttp reports included, is an access-log
 	// line with its request id and status, and framing faults are counted.
-	logPath := filepath.Join(filepath.Dir(f.edge.file), "access.log")
+	logPath := f.edge.path("access.log")
 	waitUntil(t, "every refusal in the access log", 5*time.Second, func() bool {
 		b, _ := os.ReadFile(logPath)
 		for _, id := range ids {

@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,18 +17,8 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 )
-
-// freeAddr returns a loopback address with a port that was free just now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // upstreamRecorder is a real HTTP upstream that records what it received.
 type upstreamRecorder struct {
@@ -82,11 +70,34 @@ func (u *upstreamRecorder) last() *http.Request {
 
 func (u *upstreamRecorder) addr() string { return strings.TrimPrefix(u.URL, "http://") }
 
+// writeFile writes content to path, replacing what it held.
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeTemp writes content to a file name in a directory of the test's
+// own and returns its path.
+func writeTemp(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	writeFile(t, path, content)
+	return path
+}
+
 type testEdge struct {
 	g     *Gateway
 	url   string // http://addr of the edge listener
 	admin string // http://addr of the admin listener
 	file  string
+}
+
+// path is a file in the edge's data directory: ca/root.crt,
+// audit/audit.log, access.log.
+func (e *testEdge) path(elem ...string) string {
+	return filepath.Join(append([]string{filepath.Dir(e.file)}, elem...)...)
 }
 
 // startEdge runs a one-node gateway from a YAML template; {{EDGE}},
@@ -125,7 +136,7 @@ func startEdgeWith(t testing.TB, o edgeOptions, tmpl string, repl ...string) *te
 }
 
 func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*testEdge, error) {
-	edge, admin := freeAddr(t), freeAddr(t)
+	edge, admin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	dir := t.TempDir()
 	r := strings.NewReplacer(append([]string{"{{EDGE}}", edge, "{{ADMIN}}", admin, "{{DATA}}", dir}, repl...)...)
 	file := dir + "/hedge.yaml"
@@ -142,7 +153,17 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	g, err := New(cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := runGateway(t, cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	if err != nil {
+		return nil, err
+	}
+	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+}
+
+// runGateway creates and starts a Gateway that is shut down when the test
+// ends.
+func runGateway(t testing.TB, cfg *configs.Config, o Options) (*Gateway, error) {
+	g, err := New(cfg, o)
 	if err != nil {
 		return nil, err
 	}
@@ -154,18 +175,23 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 		defer cancel()
 		g.Shutdown(ctx)
 	})
-	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+	return g, nil
 }
 
 // testHead starts most test configurations: a data directory of the
 // test's own, the protective layer off (protect_test.go tests it), no
 // access log, the admin API open to loopback, a short drain and shutdown.
-const testHead = `
+const testHead = quietHead + `admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+`
+
+// quietHead is testHead without the admin and lifecycle settings, for
+// configurations that set their own.
+const quietHead = `
 data_dir: {{DATA}}
+# The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
 log: {access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 `
 
 // seaListener begins the regions of a one-node configuration: node sea-1
@@ -178,6 +204,17 @@ const seaListener = `regions:
         listeners:
           - name: public
             address: {{EDGE}}
+`
+
+// seaNode begins the regions of a one-node configuration with the whole
+// node: sea-1 of region sea, a plain HTTP listener on {{EDGE}} and the
+// admin listener on {{ADMIN}}; the region's pools and writers follow.
+const seaNode = `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
+        admin: {address: "{{ADMIN}}"}
 `
 
 const baseConfig = `
@@ -352,7 +389,7 @@ func TestHopByHopRemoved(t *testing.T) {
 		path := fmt.Sprintf("/games/hop-%d", i)
 		raw := "POST " + path + " HTTP/1.1\r\nHost: play.edge.test\r\n" + c.headers + "X-Kept: yes\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-		resp, body := rawRequest(t, addr, raw)
+		resp, body, _ := testkit.RawExchange(t, addr, raw, false)
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: want 200, got %d %s", c.name, resp.StatusCode, body)
 			continue
@@ -432,36 +469,18 @@ func TestErrorsAreProblems(t *testing.T) {
 	}
 }
 
-// rawRequest sends bytes on a fresh connection and returns the response.
-func rawRequest(t *testing.T, addr, raw string) (*http.Response, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, raw)
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("reading response: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
-
 func TestMalformedRequests(t *testing.T) {
 	f := newFixture(t)
 	addr := strings.TrimPrefix(f.edge.url, "http://")
-	resp, body := rawRequest(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n")
+	resp, body, _ := testkit.RawExchange(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nX-Big: "+strings.Repeat("a", 8192)+"\r\n\r\n", false)
 	if resp.StatusCode != 431 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("oversized headers: want 431 problem+json, got %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
-	resp, body = rawRequest(t, addr, "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: 5000000\r\n\r\n")
+	resp, body, _ = testkit.RawExchange(t, addr, "POST /api/bets HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: 5000000\r\n\r\n", false)
 	if resp.StatusCode != 413 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("body over the listener limit: want 413 problem+json, got %d %s", resp.StatusCode, body)
 	}
-	resp, _ = rawRequest(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: zz\r\n\r\n")
+	resp, _, _ = testkit.RawExchange(t, addr, "GET /games/a HTTP/1.1\r\nHost: play.edge.test\r\nContent-Length: zz\r\n\r\n", false)
 	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("malformed Content-Length: want 400 problem+json, got %d", resp.StatusCode)
 	}
@@ -519,12 +538,7 @@ func TestConnectFailureRetriedForAnyMethod(t *testing.T) {
 
 func TestFailoverPolicy(t *testing.T) {
 	primary, backup := newUpstream(t, "primary"), newUpstream(t, "backup")
-	cfg := `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
-waf: {mode: off}
-log: {access: {enabled: false}}
-routes: [{name: cashier, match: {path_prefix: /cashier/}, pool: cashier}]
+	cfg := quietHead + `routes: [{name: cashier, match: {path_prefix: /cashier/}, pool: cashier}]
 regions:
   - name: eu
     nodes: [{name: eu-1, listeners: [{address: "{{EDGE}}", tls: {mode: off}}]}]
@@ -552,7 +566,7 @@ regions:
 	// right after the health change that requests may already see).
 	var trail []byte
 	waitUntil(t, "both switches audited", 2*time.Second, func() bool {
-		trail, _ = os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+		trail, _ = os.ReadFile(e.path("audit", "audit.log"))
 		return strings.Contains(string(trail), "went up")
 	})
 	for _, want := range []string{`"event":"pool_switch"`, `"to":"http://` + backup.addr() + `"`, `went down`, `went up`} {

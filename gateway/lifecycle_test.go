@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 )
 
 // TestReloadUnderLoad reloads twice while keep-alive clients hammer the
@@ -65,7 +66,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	orig, _ := os.ReadFile(f.edge.file)
 	next := strings.Replace(string(orig), "routes:\n", "routes:\n  - name: extra\n    match: {path_prefix: /extra/}\n    pool: games\n", 1)
-	os.WriteFile(f.edge.file, []byte(next), 0o600)
+	writeFile(t, f.edge.file, next)
 	if err := f.edge.g.Reload(context.Background()); err != nil {
 		t.Fatalf("valid reload rejected: %v", err)
 	}
@@ -75,7 +76,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	mid := sent.Load()
 	waitUntil(t, "load after reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
 
-	os.WriteFile(f.edge.file, []byte(next+"\nbogus_field: 1\n"), 0o600)
+	writeFile(t, f.edge.file, next+"\nbogus_field: 1\n")
 	resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "")
 	if resp.StatusCode != 422 || !strings.Contains(body, "bogus_field") || !strings.Contains(body, "hedge.yaml:") {
 		t.Fatalf("invalid reload: want 422 naming file and field, got %d %s", resp.StatusCode, body)
@@ -164,8 +165,8 @@ func TestNoGoroutineLeak(t *testing.T) {
 	addr := strings.TrimPrefix(e.url, "http://")
 	do(t, "POST", e.url+"/api/bets", "", "{}")
 	do(t, "GET", e.url+"/nowhere", "", "")
-	rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
-	rawRequest(t, addr, "POST /api/bets HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+	testkit.RawExchange(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", false)
+	testkit.RawExchange(t, addr, "POST /api/bets HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n", false)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	e.g.Shutdown(ctx)
@@ -208,13 +209,11 @@ func TestFailedStartReleasesListeners(t *testing.T) {
 	defer taken.Close()
 	for i := range 30 {
 		dir := t.TempDir()
-		edge := freeAddr(t)
+		edge := testkit.FreeAddr(t)
 		r := strings.NewReplacer("{{EDGE}}", edge, "{{ADMIN}}", taken.Addr().String(), "{{DATA}}", dir,
 			"{{L1}}", "127.0.0.1:9", "{{G1}}", "127.0.0.1:9", "{{G2}}", "127.0.0.1:9")
 		file := dir + "/hedge.yaml"
-		if err := os.WriteFile(file, []byte(r.Replace(baseConfig)), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, file, r.Replace(baseConfig))
 		cfg, err := configs.Load(file)
 		if err != nil {
 			t.Fatal(err)

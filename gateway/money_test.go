@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"hedge/configs"
 	"hedge/gateway/jwtauth"
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 )
 
 const moneySecret = "test-secret-0123456789abcdef-0123456789"
@@ -45,13 +45,7 @@ routes:
     kind: ledger
     match: {path_prefix: /api/wallet/balance, methods: [GET]}
     rewrite: /balance
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    writers:
+` + seaNode + `    writers:
       - {domain: sea, url: "http://{{SEA}}", epoch: 1}
   - name: eu
     nodes:
@@ -358,7 +352,7 @@ func TestFourEyesPromotion(t *testing.T) {
 	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
 		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)
 	}
-	trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, err := os.ReadFile(e.path("audit", "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,13 +419,7 @@ const railsConfig = testHead + testJWT + `routes:
     pool: cashier
     auth: jwt
     idempotency: required
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    pools:
+` + seaNode + `    pools:
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]
@@ -618,7 +606,7 @@ func TestMoneyFailsClosedWithoutIdempotencyStore(t *testing.T) {
 	w := &scriptedWriter{body: `{}`}
 	addr := w.start(t)
 	_, euAddr := startLedger(t, "eu", 1, "")
-	dead := freeAddr(t) // nothing listens here
+	dead := testkit.FreeAddr(t) // nothing listens here
 	cfg := strings.Replace(moneyConfig, "regions:\n  - name: sea\n", "regions:\n  - name: sea\n    idempotency: {store: redis, redis: {address: \""+dead+"\"}}\n", 1)
 	e := startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", addr, "{{EU}}", euAddr, "{{PROBE}}", "false")
 	resp, body := do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+token(t, "player-1", ""), "Idempotency-Key", "k-1", "Content-Type", "application/json")

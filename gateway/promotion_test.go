@@ -13,6 +13,7 @@ import (
 
 	"hedge/gateway/ledger"
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 )
 
 // promotionEdge runs moneyConfig's sea node with two sea writers (the
@@ -28,10 +29,7 @@ func promotionEdge(t *testing.T, window string) (e *testEdge, sea2Addr string) {
 		`      - {domain: sea, url: "http://{{SEA}}", epoch: 1}
       - {domain: sea, url: "http://{{SEA2}}", epoch: 0}`, 1)
 	cfg = strings.Replace(cfg, "ledger:\n", "ledger:\n  promotion: {window: "+window+"}\n", 1)
-	tokenFile := filepath.Join(t.TempDir(), "ops.token")
-	if err := os.WriteFile(tokenFile, []byte(opsToken), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokenFile := writeTemp(t, "ops.token", opsToken)
 	e = startEdgeNode(t, cfg, "sea", "sea-1", "{{SEA}}", sea1Addr, "{{SEA2}}", sea2Addr, "{{EU}}", euAddr,
 		"{{PROBE}}", "false", "{{OPSFILE}}", tokenFile)
 	return e, sea2Addr
@@ -87,7 +85,7 @@ func TestFourEyesNeedsTwoPromoters(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"approved_by": "bob"`) || !strings.Contains(body, `"state": "designated"`) {
 		t.Fatalf("approval by bob: want 200 designated, approved by bob, got %d %s", code, body)
 	}
-	trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, err := os.ReadFile(e.path("audit", "audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +125,7 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 	if code, body := promotionCall(t, e, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken); code != 404 {
 		t.Errorf("approving an expired promotion: want 404, got %d %s", code, body)
 	}
-	trail, _ := os.ReadFile(filepath.Join(filepath.Dir(e.file), "audit", "audit.log"))
+	trail, _ := os.ReadFile(e.path("audit", "audit.log"))
 	if !strings.Contains(string(trail), `"event":"ledger_promotion_expired"`) || !strings.Contains(string(trail), `"id":"`+pr.ID+`"`) {
 		t.Errorf("audit log: want the promotion recorded as expired:\n%s", trail)
 	}
@@ -202,8 +200,8 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 	// it with every shipment of bets.
 	const pairToken = "sea-pair-admin-0123456789abcdef0123"
 	w1Token, w2Token := filepath.Join(dir, "w1.token"), filepath.Join(dir, "w2.token")
-	os.WriteFile(w1Token, []byte(pairToken), 0o600)
-	os.WriteFile(w2Token, []byte(pairToken+"\n"), 0o600)
+	writeFile(t, w1Token, pairToken)
+	writeFile(t, w2Token, pairToken+"\n")
 	quiet := slog.New(slog.DiscardHandler)
 	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, AdminToken: pairToken, KeepReceipts: true, Logger: quiet})
 	w2Addr := serveLedger(t, w2)
@@ -216,7 +214,7 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 	os.WriteFile(opsFile, []byte(opsToken), 0o600)
 	addrs := map[string]string{}
 	for _, k := range []string{"SEA1", "SEA1ADMIN", "EU1", "EU1ADMIN", "EU2", "EU2ADMIN"} {
-		addrs[k] = freeAddr(t)
+		addrs[k] = testkit.FreeAddr(t)
 	}
 	// node starts one node as a gateway of its own: its own data directory
 	// and configuration file, with {{EDGE}} and {{ADMIN}} its addresses.

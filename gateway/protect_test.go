@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // The protective layer through a real listener: every layer's answer, the
@@ -80,12 +82,9 @@ type protectFixture struct {
 func newProtectFixture(t *testing.T) *protectFixture {
 	t.Helper()
 	f := &protectFixture{g1: newUpstream(t, "g1")}
-	schema := filepath.Join(t.TempDir(), "bet.json")
-	if err := os.WriteFile(schema, []byte(testBetSchema), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	schema := writeTemp(t, "bet.json", testBetSchema)
 	f.edge = startEdge(t, protectConfig, "{{G1}}", f.g1.addr(), "{{SCHEMA}}", schema)
-	f.dir = filepath.Dir(f.edge.file)
+	f.dir = f.edge.path()
 	return f
 }
 
@@ -313,14 +312,7 @@ func TestProtectionReloadsAndShowsInStatus(t *testing.T) {
 	if resp, _ := do(t, "GET", f.edge.url+attack, "", ""); resp.StatusCode != 403 {
 		t.Fatalf("before reload: want 403, got %d", resp.StatusCode)
 	}
-	cfg, err := os.ReadFile(f.edge.file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = []byte(strings.Replace(string(cfg), "waf: {mode: block, paranoia_level: 1}", "waf: {mode: detect, paranoia_level: 2}", 1))
-	if err := os.WriteFile(f.edge.file, cfg, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rewriteConfig(t, f.edge, "waf: {mode: block, paranoia_level: 1}", "waf: {mode: detect, paranoia_level: 2}")
 	if err := f.edge.g.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -386,7 +378,7 @@ func TestProtectBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp, body := rawRequest(t, addr, c.raw)
+			resp, body, _ := testkit.RawExchange(t, addr, c.raw, false)
 			ok := false
 			for _, s := range c.status {
 				ok = ok || resp.StatusCode == s

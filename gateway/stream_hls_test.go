@@ -15,6 +15,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/valyala/fasthttp"
 
+	"hedge/internal/testkit"
 	"hedge/stream/player"
 	"hedge/stream/streamtest"
 )
@@ -53,9 +54,9 @@ func hlsTwoRegions(t testing.TB, viewerCap int, startEU bool) (sea, eu *testEdge
 	t.Helper()
 	seaName, euName := "sea", "eu"
 	euEdge, euAdmin := hlsFreeAddr(t, "127.0.0.2"), hlsFreeAddr(t, "127.0.0.2")
-	seaEdge, seaAdmin := freeAddr(t), freeAddr(t)
+	seaEdge, seaAdmin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	repl := []string{
-		"{{UDP}}", freeUDPPortOn(t), "{{CAP}}", fmt.Sprint(viewerCap), "{{SEA}}", seaName, "{{EU}}", euName,
+		"{{UDP}}", testkit.FreeUDPPort(t, "127.0.0.1", "127.0.0.2"), "{{CAP}}", fmt.Sprint(viewerCap), "{{SEA}}", seaName, "{{EU}}", euName,
 		"{{SEA_EDGE}}", seaEdge, "{{SEA_ADMIN}}", seaAdmin, "{{EU_EDGE}}", euEdge, "{{EU_ADMIN}}", euAdmin,
 	}
 	sea = startEdgeNode(t, hlsEdgeConfig, seaName, seaName+"-1", repl...)
@@ -75,26 +76,6 @@ func hlsFreeAddr(t testing.TB, host string) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// freeUDPPortOn returns a UDP port free on both 127.0.0.1 and 127.0.0.2.
-func freeUDPPortOn(t testing.TB) string {
-	t.Helper()
-	for range 20 {
-		a, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := a.LocalAddr().(*net.UDPAddr).Port
-		b, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.2:%d", port))
-		a.Close()
-		if err == nil {
-			b.Close()
-			return fmt.Sprint(port)
-		}
-	}
-	t.Fatal("no UDP port free on both 127.0.0.1 and 127.0.0.2")
-	return ""
 }
 
 // publishSample publishes package hls's H.264 sample in a loop at 30 fps

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -9,12 +8,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/internal/testkit"
 	"hedge/stream"
 	"hedge/stream/player"
 	"hedge/stream/streamtest"
@@ -38,24 +37,6 @@ const (
 `
 )
 
-// logBuffer collects a gateway's log lines for a test to read.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // rewriteConfig replaces old with new in the edge's configuration file.
 func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
 	t.Helper()
@@ -66,9 +47,7 @@ func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
 	if !strings.Contains(string(b), old) {
 		t.Fatalf("configuration has no %q to replace:\n%s", old, b)
 	}
-	if err := os.WriteFile(e.file, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, e.file, strings.Replace(string(b), old, new, 1))
 }
 
 func playDescriptor(t *testing.T, url string) player.Descriptor {
@@ -92,8 +71,8 @@ func playDescriptor(t *testing.T, url string) player.Descriptor {
 // route was built changes nothing.
 func TestStreamSettingsApplyOnReload(t *testing.T) {
 	region := "sea"
-	udp, udp2 := freeUDPPort(t), freeUDPPort(t)
-	logs := &logBuffer{}
+	udp, udp2 := testkit.FreeUDPPort(t), testkit.FreeUDPPort(t)
+	logs := &testkit.Buffer{}
 	e := startEdgeWith(t, edgeOptions{log: logs}, streamRouteYAML+streamsBefore+streamNodeYAML,
 		"{{UDP}}", udp, "{{REGION}}", region)
 	api := streamPeerAPI(t)

@@ -20,6 +20,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"hedge/internal/certs"
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -58,17 +59,6 @@ const streamConfig = streamRouteYAML + `streams:
   relay: false
 ` + streamNodeYAML
 
-// freeUDPPort returns a loopback UDP port that was free just now.
-func freeUDPPort(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return fmt.Sprint(c.LocalAddr().(*net.UDPAddr).Port)
-}
-
 // streamPeerAPI is a pion API for the test's studio and player: loopback
 // UDP only, the codecs a browser offers for a live table.
 func streamPeerAPI(t *testing.T) *webrtc.API {
@@ -94,7 +84,7 @@ func streamPeerAPI(t *testing.T) *webrtc.API {
 // stream route are problem+json with the request id.
 func TestStreamRouteThroughGateway(t *testing.T) {
 	region := "sea"
-	e := startEdge(t, streamConfig, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+	e := startEdge(t, streamConfig, "{{UDP}}", testkit.FreeUDPPort(t), "{{REGION}}", region)
 	api := streamPeerAPI(t)
 
 	// Studio: H.264 + Opus, each payload carrying a counter.
@@ -208,7 +198,7 @@ func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
 			if tc.tls {
 				cfg = strings.Replace(cfg, "tls: {mode: off}", "tls: {mode: internal, names: [play.edge.test]}", 1)
 			}
-			e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", "sea")
+			e := startEdge(t, cfg, "{{UDP}}", testkit.FreeUDPPort(t), "{{REGION}}", "sea")
 			addr := strings.TrimPrefix(e.url, "http://")
 			var c net.Conn
 			c, err := net.Dial("tcp", addr)
@@ -264,7 +254,7 @@ func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
   relay: false
   per_address: {rate: 1/m, burst: 2, max_sessions: 5}
 ` + strings.Replace(streamNodeYAML, "tls: {mode: off}", "tls: {mode: off}\n            trusted_proxies: [127.0.0.0/8]", 1)
-	e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", region)
+	e := startEdge(t, cfg, "{{UDP}}", testkit.FreeUDPPort(t), "{{REGION}}", region)
 	api := streamPeerAPI(t)
 	pub := streamtest.NewPublisher(t, api)
 	resp, body := do(t, "POST", e.url+"/live/bacc-01/whip", "", streamtest.Offer(t, pub.PC), "Content-Type", "application/sdp", "Authorization", "Bearer studio-a-token")
@@ -325,7 +315,7 @@ func TestStreamSessionLimitsUseTheEdgesClientAddress(t *testing.T) {
 // its own ICE port, keeps serving when the first shuts down, and each
 // server's socket is released with its Gateway.
 func TestStreamServersBelongToTheirGateway(t *testing.T) {
-	udpA, udpB := freeUDPPort(t), freeUDPPort(t)
+	udpA, udpB := testkit.FreeUDPPort(t), testkit.FreeUDPPort(t)
 	a := startEdge(t, streamConfig, "{{UDP}}", udpA, "{{REGION}}", "sea")
 	b := startEdge(t, streamConfig, "{{UDP}}", udpB, "{{REGION}}", "sea")
 	for _, c := range []struct {
@@ -386,7 +376,7 @@ func TestStreamServersBelongToTheirGateway(t *testing.T) {
 // them), and the pages and descriptor live under that prefix.
 func TestStreamRouteUnderAnotherPrefix(t *testing.T) {
 	cfg := strings.Replace(streamConfig, "match: {path_prefix: /live/}", "match: {path_prefix: /tables}", 1)
-	e := startEdge(t, cfg, "{{UDP}}", freeUDPPort(t), "{{REGION}}", "sea")
+	e := startEdge(t, cfg, "{{UDP}}", testkit.FreeUDPPort(t), "{{REGION}}", "sea")
 	wantProblems(t, e.url+"/tables/bacc-07/", []pathProblem{
 		// Not live: the stream route answers itself, the rule engine never ran.
 		{"hls/index.m3u8", 404, "stream-not-found"},

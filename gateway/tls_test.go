@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +45,7 @@ func startTLSEdge(t *testing.T, limits string) *tlsEdge {
 	t.Helper()
 	g1 := newUpstream(t, "g1")
 	e := startEdge(t, tlsConfig, "{{G1}}", g1.addr(), "{{LIMITS}}", limits)
-	pem, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
+	pem, err := os.ReadFile(e.path("ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +84,7 @@ func (e *tlsEdge) dial(t *testing.T, sni string) *tls.Conn {
 // accessLine waits for the access-log line of request id and returns it.
 func (e *tlsEdge) accessLine(t *testing.T, id string) map[string]any {
 	t.Helper()
-	path := filepath.Join(filepath.Dir(e.file), "access.log")
+	path := e.path("access.log")
 	var line map[string]any
 	waitUntil(t, "the access-log line of request "+id, 5*time.Second, func() bool {
 		b, _ := os.ReadFile(path)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hedge/internal/sim"
+	"hedge/internal/testkit"
 )
 
 // startTLSLedger runs a ledger simulator over HTTPS with certFile, and with
@@ -41,16 +42,24 @@ func writerTLSConfig(probe string) string {
 	return strings.Replace(cfg, `url: "http://{{SEA}}"`, `url: "https://{{SEA}}"`, 1)
 }
 
+// walletPKI is the wallet's own CA, in dir, with the writer's server
+// certificate (for 127.0.0.1) and the edge's client certificate.
+func walletPKI(t *testing.T, dir string) (ca *testkit.CA, srvCert, srvKey, edgeCert, edgeKey string) {
+	t.Helper()
+	ca = testkit.NewCA(t, dir, "wallet-ca")
+	srvCert, srvKey = ca.Issue(t, "writer", false, "127.0.0.1")
+	edgeCert, edgeKey = ca.Issue(t, "edge", true)
+	return ca, srvCert, srvKey, edgeCert, edgeKey
+}
+
 // TestWriterMTLS: a writer that requires the edge's client certificate
 // refuses anyone else on the path and applies the edge's bets; its role
 // probe goes through the same mTLS.
 func TestWriterMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
-	strangerCA := newTestCA(t, dir, "stranger-ca")
-	strangerCert, strangerKey := strangerCA.issue(t, "stranger", true)
+	ca, srvCert, srvKey, edgeCert, edgeKey := walletPKI(t, dir)
+	strangerCA := testkit.NewCA(t, dir, "stranger-ca")
+	strangerCert, strangerKey := strangerCA.Issue(t, "stranger", true)
 
 	sea, seaAddr := startTLSLedger(t, "sea", srvCert, srvKey, ca.File)
 	_, euAddr := startLedger(t, "eu", 1, "")
@@ -90,7 +99,7 @@ func TestWriterMTLS(t *testing.T) {
 		{"no client certificate", nil},
 		{"a certificate from another CA", []tls.Certificate{loadPair(t, strangerCert, strangerKey)}},
 	} {
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool(), Certificates: c.certs}}}
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: c.certs}}}
 		req, _ := http.NewRequest("POST", "https://"+seaAddr+"/bets", strings.NewReader(bet))
 		req.Header.Set("Idempotency-Key", "direct-1")
 		req.Header.Set("X-Hedge-Principal", "victim-1")
@@ -114,10 +123,8 @@ func TestWriterMTLS(t *testing.T) {
 // through.
 func TestWriterTLSFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "wallet-ca")
-	srvCert, srvKey := ca.issue(t, "writer", false, "127.0.0.1")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
-	impostorCA := newTestCA(t, dir, "impostor-ca")
+	ca, srvCert, srvKey, edgeCert, edgeKey := walletPKI(t, dir)
+	impostorCA := testkit.NewCA(t, dir, "impostor-ca")
 	trusted := dir + "/trusted-ca.pem"
 	copyFile(t, impostorCA.File, trusted) // the edge trusts the wrong CA
 
@@ -165,13 +172,7 @@ func TestWriterTLSFailsClosed(t *testing.T) {
 
 const railTLSConfig = testHead + testJWT + `routes:
   - {name: cashier, match: {path_prefix: /cashier/, methods: [POST]}, pool: rails, auth: jwt, idempotency: required}
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners: [{name: public, address: "{{EDGE}}", tls: {mode: off}}]
-        admin: {address: "{{ADMIN}}"}
-    pools:
+` + seaNode + `    pools:
       - name: rails
         critical: true
         members: [{name: psp, url: "https://{{RAIL}}"}]
@@ -184,9 +185,9 @@ regions:
 // edge's client certificate to a rail that requires it.
 func TestPoolMTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, dir, "psp-ca")
-	srvCert, srvKey := ca.issue(t, "psp", false, "psp.rails.test")
-	edgeCert, edgeKey := ca.issue(t, "edge", true)
+	ca := testkit.NewCA(t, dir, "psp-ca")
+	srvCert, srvKey := ca.Issue(t, "psp", false, "psp.rails.test")
+	edgeCert, edgeKey := ca.Issue(t, "edge", true)
 	srvTLS, err := sim.ServerTLS(srvCert, srvKey, ca.File)
 	if err != nil {
 		t.Fatal(err)

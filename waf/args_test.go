@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"hedge/configs"
+	"hedge/waf/waftest"
 )
 
 // testLimits are small limits, so that each case reaches one.
@@ -131,7 +132,7 @@ func TestArgTallyNoAllocs(t *testing.T) {
 	l := newArgLimits(configs.RouteLimits{}, configs.Limits{})
 	uri := []byte("/api/lobby/tables?category=baccarat&limit=20&sort=popular")
 	raw := []byte("Host: play.edge.test\r\nCookie: sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; consent=analytics%3Dfalse; theme=dark; _lang=en-GB\r\n\r\n")
-	bet := []byte(testBet)
+	bet := []byte(waftest.Bet)
 	var a argTally
 	n := testing.AllocsPerRun(100, func() {
 		a = argTally{l: &l}
@@ -147,23 +148,11 @@ func TestArgTallyNoAllocs(t *testing.T) {
 	}
 }
 
-// testBet is a 1 KB bet with side bets and client fields, as the README's
-// benchmarks send.
-const testBet = `{"table":"bacc-07","round":"3f2b8c1e-7d4a-4c55-9b0e-2a6f1d9c8e47","amount":"12.50","currency":"EUR",` +
-	`"selection":"banker","odds":"0.95","side_bets":[{"type":"pair_player","amount":"2.00"},{"type":"pair_banker","amount":"2.00"},` +
-	`{"type":"tie","amount":"1.00"}],"client":{"device":"desktop","os":"Windows 10","browser":"Chrome 124","app_version":"5.12.3",` +
-	`"locale":"en-GB","timezone":"Europe/London","screen":"1920x1080","connection":"wifi"},"session":{"id":"6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90",` +
-	`"started_at":"2026-05-01T18:22:41Z","table_joined_at":"2026-05-01T18:40:03Z","stream":"webrtc","latency_ms":412},` +
-	`"limits":{"min":"1.00","max":"5000.00","currency":"EUR"},"nickname":"Zoë the lucky one","message":"good luck everyone, 100% banker tonight!",` +
-	`"promo_code":"SPRING-2026","chips":[{"value":"5.00","count":2},{"value":"2.50","count":1}],"auto_rebet":false,"confirm":true,` +
-	`"placed_at":"2026-05-01T18:41:27.512Z","sequence":1842,"dealer":"anna-k","shoe":"shoe-2026-05-01-07","hand":37,` +
-	`"idempotency_key":"7f1c2a9e-demo-1","geo":{"country":"GB","region":"ENG"},"responsible_gaming":{"session_limit_ms":7200000,"reality_check":true}}`
-
 func BenchmarkArgTally(b *testing.B) {
 	l := newArgLimits(configs.RouteLimits{}, configs.Limits{})
 	uri := []byte("/api/lobby/tables?category=baccarat&limit=20&sort=popular")
 	raw := []byte("Host: play.edge.test\r\nCookie: sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; consent=analytics%3Dfalse; theme=dark; _lang=en-GB\r\n\r\n")
-	bet := []byte(testBet)
+	bet := []byte(waftest.Bet)
 	b.Run("browser-GET", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -244,7 +233,7 @@ func referenceJSON(doc []byte) (args, longest, depth int, err error) {
 // json.Valid accepts is never read as malformed, is counted to the same
 // number of arguments and depth, and its names are never measured shorter.
 func FuzzArgTallyJSON(f *testing.F) {
-	for _, s := range []string{testBet, `{"a":[1,[2,{"b":null}]],"c":"\u00e9\""}`, `[]`, `"x"`, `{"a":{}}`, `[[[[1]]]]`, `{"a":1,}`, `{"a\\"b":1}`} {
+	for _, s := range []string{waftest.Bet, `{"a":[1,[2,{"b":null}]],"c":"\u00e9\""}`, `[]`, `"x"`, `{"a":{}}`, `[[[[1]]]]`, `{"a":1,}`, `{"a\\"b":1}`} {
 		f.Add(s)
 	}
 	l := newArgLimits(configs.RouteLimits{MaxArgs: 1 << 20, MaxArgNameBytes: 1 << 20, MaxArgValueBytes: 1 << 20, MaxArgsBytes: 1 << 30, MaxJSONDepth: maxJSONDepth}, configs.Limits{})

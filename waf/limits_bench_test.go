@@ -15,6 +15,7 @@ import (
 
 	"hedge/configs"
 	"hedge/waf"
+	"hedge/waf/waftest"
 )
 
 // The argument limits exist so that no request a client can send costs the
@@ -23,23 +24,6 @@ import (
 // Core Rule Set in block mode at paranoia level 1) with the shipped
 // defaults: an ordinary browser GET against the most expensive requests
 // that still pass every default limit.
-
-// browserHeaders are the 13 headers of an ordinary browser request.
-var browserHeaders = [][2]string{
-	{"Host", "play.edge.test"},
-	{"User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
-	{"Accept", "application/json, text/plain, */*"},
-	{"Accept-Language", "en-GB,en;q=0.9,de;q=0.8"},
-	{"Accept-Encoding", "gzip, deflate, br, zstd"},
-	{"Referer", "https://play.edge.test/lobby"},
-	{"Cookie", "sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; consent=analytics%3Dfalse%26ads%3Dfalse; theme=dark; _lang=en-GB"},
-	{"sec-ch-ua", `"Chromium";v="124", "Google Chrome";v="124", "Not-A.Brand";v="99"`},
-	{"sec-ch-ua-mobile", "?0"},
-	{"sec-ch-ua-platform", `"Windows"`},
-	{"Sec-Fetch-Site", "same-origin"},
-	{"Sec-Fetch-Mode", "cors"},
-	{"Sec-Fetch-Dest", "empty"},
-}
 
 // benchRequest is one request as a client sends it: the header block goes
 // through fasthttp's parser. cookie and userAgent replace the browser's.
@@ -50,7 +34,7 @@ type benchRequest struct {
 func (r benchRequest) raw() string {
 	var b strings.Builder
 	b.WriteString(r.method + " " + r.uri + " HTTP/1.1\r\n")
-	for _, h := range browserHeaders {
+	for _, h := range waftest.BrowserHeaders {
 		if h[0] == "Cookie" && r.cookie != "" {
 			h[1] = r.cookie
 		}

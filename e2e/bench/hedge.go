@@ -16,22 +16,7 @@ import (
 const hedgeConfig = `# written by e2e/bench for one measured run
 deployment: bench
 data_dir: {{dir}}/hedge-data
-# The proxy and money paths alone: the protective layer's cost is
-# measured by e2e/wafbench against nginx + ModSecurity.
-waf: {mode: off}
-log:
-  level: warn
-  format: json
-  access:
-    enabled: true
-    path: {{dir}}/hedge-access.log
-    flush_interval: 1s
-admin:
-  allow_loopback: true
-lifecycle:
-  drain_period: 10ms
-  shutdown_timeout: 2s
-routes:
+` + benchkit.HedgeProxyHead + `routes:
   - name: bets
     match: {path_prefix: /api/bets, methods: [POST]}
     pool: bets
@@ -86,7 +71,7 @@ func startHedge(e *env, cpu int) (*server, error) {
 	return &server{
 		name: "hedge", proc: p, addr: listen, adminAddr: admin,
 		pids:      func() []int { return []int{p.PID()} },
-		accessLog: filepath.Join(dir, "hedge-access.log"),
+		accessLog: filepath.Join(dir, "access.log"),
 		// SIGTERM drains (10 ms, configured above) and exits.
 		stop: func() { p.Stop(syscall.SIGTERM, 5*time.Second) },
 	}, nil

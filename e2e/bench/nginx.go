@@ -37,15 +37,7 @@ events {
 
 http {
     access_log {{dir}}/access.log combined buffer=64k flush=1s;
-    client_body_temp_path {{dir}}/body;
-    proxy_temp_path {{dir}}/proxy;
-    fastcgi_temp_path {{dir}}/fastcgi;
-    uwsgi_temp_path {{dir}}/uwsgi;
-    scgi_temp_path {{dir}}/scgi;
-
-    keepalive_requests 100000;
-    keepalive_timeout 120s;
-    server_tokens off;
+` + benchkit.NginxHTTPCommon + `
 
     limit_req_zone $binary_remote_addr zone=z:10m rate=1000000r/s;
 

@@ -292,22 +292,7 @@ func run(o options) (err error) {
 const hedgeConfig = `# written by e2e/moneybench for one run
 deployment: moneybench
 data_dir: {{dir}}/data
-# The proxy and money paths alone: the protective layer's cost is
-# measured by e2e/wafbench against nginx + ModSecurity.
-waf: {mode: off}
-log:
-  level: warn
-  format: json
-  access:
-    enabled: true
-    path: {{dir}}/access.log
-    flush_interval: 1s
-admin:
-  allow_loopback: true
-lifecycle:
-  drain_period: 10ms
-  shutdown_timeout: 2s
-auth:
+` + benchkit.HedgeProxyHead + `auth:
   jwt:
     issuer: hedge-moneybench
     audience: [{{name}}]

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -28,32 +27,7 @@ import (
 // (with -race when the test runs with it).
 var hedgeBin string
 
-func TestMain(m *testing.M) { os.Exit(runTests(m)) }
-
-func runTests(m *testing.M) int {
-	if b := os.Getenv("HEDGE_BIN"); b != "" {
-		abs, err := filepath.Abs(b)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-			return 1
-		}
-		hedgeBin = abs
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "hedge-e2e-stream-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if hedgeBin, err = testkit.BuildHedge(ctx, dir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e/stream:", err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(testkit.RunWithHedge(m, &hedgeBin)) }
 
 // edgeConfig is one node with the demo's stream route and studio token,
 // behind the whole request path (WAF in block mode, as the demo runs it).
@@ -110,8 +84,8 @@ func startEdge(t *testing.T) *edge {
 	t.Helper()
 	e := &edge{}
 	dir := t.TempDir()
-	edgeAddr, adminAddr, udp := freeTCP(t), freeTCP(t), freeUDPPort(t)
-	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", strconv.Itoa(udp)).Replace(edgeConfig)
+	edgeAddr, adminAddr, udp := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeUDPPort(t)
+	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", udp).Replace(edgeConfig)
 	file := filepath.Join(dir, "hedge.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,7 +136,7 @@ func startEdge(t *testing.T) *edge {
 	}
 
 	var err error
-	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(udp)))
+	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", udp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,26 +213,6 @@ func isWHEPOffer(r *http.Request) bool {
 	}
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/live/"), "/")
 	return len(parts) == 2 && parts[1] == "whep"
-}
-
-func freeTCP(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // stripCandidates removes the ICE candidates of an SDP offer.

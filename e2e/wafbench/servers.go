@@ -184,15 +184,7 @@ pid {{dir}}/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log off;
-    client_body_temp_path {{dir}}/body;
-    proxy_temp_path {{dir}}/proxy;
-    fastcgi_temp_path {{dir}}/fastcgi;
-    uwsgi_temp_path {{dir}}/uwsgi;
-    scgi_temp_path {{dir}}/scgi;
-    keepalive_requests 100000;
-    keepalive_timeout 120s;
-    server_tokens off;
-    upstream u {
+` + benchkit.NginxHTTPCommon + `    upstream u {
         server {{upstream}};
         keepalive 64;
         keepalive_requests 100000;

@@ -59,8 +59,8 @@ func startPebble(t *testing.T) *pebble {
 	p := &pebble{caRoots: filepath.Join(certsDir, "pebble.minica.pem"), log: &testkit.Buffer{}}
 	p.tlsListener = listenLoopback(t)
 	t.Cleanup(func() { _ = p.tlsListener.Close() })
-	p.httpPort = freePort(t)
-	listen, management := freePort(t), freePort(t)
+	p.httpPort = testkit.FreePort(t)
+	listen, management := testkit.FreePort(t), testkit.FreePort(t)
 
 	var cfg struct {
 		Pebble map[string]any `json:"pebble"`
@@ -150,13 +150,6 @@ func fetchCert(t *testing.T, c *http.Client, url string) *x509.Certificate {
 		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
 	}
 	return parsePEMCert(t, body)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln := listenLoopback(t)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // startDNS answers A 127.0.0.1 for every name under hedge.test, over TCP

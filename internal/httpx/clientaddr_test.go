@@ -62,9 +62,7 @@ func TestClientAddr(t *testing.T) {
 		proxy    = "10.0.0.1"
 		stranger = "203.0.113.7"
 	)
-	tests := []struct {
-		name, peer, xff, want string
-	}{
+	tests := []addrCase{
 		{"untrusted peer ignores header", stranger, "198.51.100.1", stranger},
 		{"untrusted peer, no header", stranger, "", stranger},
 		{"trusted peer, no header", proxy, "", proxy},
@@ -100,18 +98,7 @@ func TestClientAddr(t *testing.T) {
 		{"quoted is malformed", proxy, `"198.51.100.1"`, proxy},
 		{"stop keeps last trusted hop", proxy, "198.51.100.1, 10.0.0.2 10.0.0.3, 10.0.0.4", "10.0.0.4"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			peer := netip.MustParseAddr(tt.peer)
-			want := netip.MustParseAddr(tt.want)
-			if got := ClientAddr(peer, []byte(tt.xff), testTrusted); got != want {
-				t.Errorf("ClientAddr(%s, %q) = %s, want %s", tt.peer, tt.xff, got, want)
-			}
-			if got := refClientAddr(peer, tt.xff, testTrusted); got != want {
-				t.Errorf("reference ClientAddr(%s, %q) = %s, want %s (test reference is wrong)", tt.peer, tt.xff, got, want)
-			}
-		})
-	}
+	runAddrCases(t, "ClientAddr", ClientAddr, refClientAddr, tests)
 	if got := ClientAddr(netip.Addr{}, []byte("198.51.100.1"), testTrusted); got.IsValid() {
 		t.Errorf("ClientAddr(invalid peer) = %s, want invalid", got)
 	}
@@ -231,6 +218,51 @@ var fuzzPeers = []netip.Addr{
 	{},
 }
 
+// addrCase is a client-address function's case: the peer, the header it
+// sent, the client address the edge must take.
+type addrCase struct {
+	name, peer, header, want string
+}
+
+// runAddrCases checks a client-address function, and its reference, on
+// cases.
+func runAddrCases(t *testing.T, name string, fn func(netip.Addr, []byte, Trusted) netip.Addr,
+	ref func(netip.Addr, string, Trusted) netip.Addr, cases []addrCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			peer := netip.MustParseAddr(tt.peer)
+			want := netip.MustParseAddr(tt.want)
+			if got := fn(peer, []byte(tt.header), testTrusted); got != want {
+				t.Errorf("%s(%s, %q) = %s, want %s", name, tt.peer, tt.header, got, want)
+			}
+			if got := ref(peer, tt.header, testTrusted); got != want {
+				t.Errorf("reference %s(%s, %q) = %s, want %s (test reference is wrong)", name, tt.peer, tt.header, got, want)
+			}
+		})
+	}
+}
+
+// fuzzAddr runs a client-address function on a fuzzer's input as the edge
+// does (the header's bytes, the peer chosen by peerIdx) and checks that it
+// leaves its input alone, agrees with its reference and keeps what every
+// client-address function promises. It returns the input and the result.
+func fuzzAddr(t *testing.T, name string, fn func(netip.Addr, []byte, Trusted) netip.Addr,
+	ref func(netip.Addr, string, Trusted) netip.Addr, header string, peerIdx uint8) ([]byte, netip.Addr) {
+	t.Helper()
+	peer := fuzzPeers[int(peerIdx)%len(fuzzPeers)]
+	in := []byte(header)
+	got := fn(peer, in, testTrusted)
+	if string(in) != header {
+		t.Fatalf("%s modified its input: %q became %q", name, header, in)
+	}
+	if want := ref(peer, header, testTrusted); got != want {
+		t.Fatalf("%s(%s, %q) = %s, reference says %s", name, peer, header, got, want)
+	}
+	checkAddrResult(t, peer, in, got)
+	return in, got
+}
+
 // checkAddrResult checks what any client-address function must promise.
 func checkAddrResult(t *testing.T, peer netip.Addr, input []byte, got netip.Addr) {
 	t.Helper()
@@ -260,16 +292,7 @@ func FuzzClientAddr(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, xff string, peerIdx uint8) {
-		peer := fuzzPeers[int(peerIdx)%len(fuzzPeers)]
-		in := []byte(xff)
-		got := ClientAddr(peer, in, testTrusted)
-		if string(in) != xff {
-			t.Fatalf("ClientAddr modified its input: %q became %q", xff, in)
-		}
-		if want := refClientAddr(peer, xff, testTrusted); got != want {
-			t.Fatalf("ClientAddr(%s, %q) = %s, reference says %s", peer, xff, got, want)
-		}
-		checkAddrResult(t, peer, in, got)
+		fuzzAddr(t, "ClientAddr", ClientAddr, refClientAddr, xff, peerIdx)
 	})
 }
 

@@ -13,9 +13,7 @@ func TestForwardedFor(t *testing.T) {
 		proxy    = "10.0.0.1"
 		stranger = "203.0.113.7"
 	)
-	tests := []struct {
-		name, peer, fwd, want string
-	}{
+	tests := []addrCase{
 		// RFC 7239 §4 and §7 examples.
 		{"rfc7239 4: obfuscated", proxy, `for="_gazonk"`, proxy},
 		{"rfc7239 4: quoted v6 with port, name in capitals", proxy, `For="[2001:db8:cafe::17]:4711"`, "2001:db8:cafe::17"},
@@ -60,18 +58,7 @@ func TestForwardedFor(t *testing.T) {
 		{"dangling escape", proxy, `for="\`, proxy},
 		{"trailing semicolon then nothing", proxy, `for=198.51.100.1;`, "198.51.100.1"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			peer := netip.MustParseAddr(tt.peer)
-			want := netip.MustParseAddr(tt.want)
-			if got := ForwardedFor(peer, []byte(tt.fwd), testTrusted); got != want {
-				t.Errorf("ForwardedFor(%s, %q) = %s, want %s", tt.peer, tt.fwd, got, want)
-			}
-			if got := refForwardedFor(peer, tt.fwd, testTrusted); got != want {
-				t.Errorf("reference ForwardedFor(%s, %q) = %s, want %s (test reference is wrong)", tt.peer, tt.fwd, got, want)
-			}
-		})
-	}
+	runAddrCases(t, "ForwardedFor", ForwardedFor, refForwardedFor, tests)
 }
 
 func TestForwardedProto(t *testing.T) {
@@ -326,16 +313,7 @@ func FuzzForwarded(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, fwd string, peerIdx uint8, proto, host string) {
-		peer := fuzzPeers[int(peerIdx)%len(fuzzPeers)]
-		in := []byte(fwd)
-		got := ForwardedFor(peer, in, testTrusted)
-		if string(in) != fwd {
-			t.Fatalf("ForwardedFor modified its input: %q became %q", fwd, in)
-		}
-		if want := refForwardedFor(peer, fwd, testTrusted); got != want {
-			t.Fatalf("ForwardedFor(%s, %q) = %s, reference says %s", peer, fwd, got, want)
-		}
-		checkAddrResult(t, peer, in, got)
+		in, got := fuzzAddr(t, "ForwardedFor", ForwardedFor, refForwardedFor, fwd, peerIdx)
 
 		p := ForwardedProto(in)
 		if want := refForwardedProto(fwd); string(p) != want {

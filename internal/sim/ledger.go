@@ -198,8 +198,7 @@ type Ledger struct {
 	start      int64 // minor units
 	adminToken string
 	log        *slog.Logger
-	handler    http.Handler
-	life       *lifecycle
+	*server    // Handler, Serve, Close
 
 	// Faults for tests: delay slows every bet down before it applies;
 	// failAfterApply applies a new bet, then drops the connection without
@@ -299,24 +298,15 @@ func NewLedger(s LedgerSettings) *Ledger {
 		balances:     make(map[string]int64),
 		bets:         make(map[scope]*betSlot),
 	}
-	l.handler = http.HandlerFunc(l.route)
-	l.life = newLifecycle(l.handler, l.log)
+	l.server = newServer(http.HandlerFunc(l.route), l.log)
 	l.repl = newReplication(l, s)
 	return l
 }
 
-// Handler returns the ledger's HTTP API, for callers that run their own
-// server (httptest, or a mux shared with other stand-ins).
-func (l *Ledger) Handler() http.Handler { return l.handler }
-
-// Serve answers on ln until Close. It returns nil after Close and the
-// listener's error otherwise.
-func (l *Ledger) Serve(ln net.Listener) error { return l.life.serve(ln) }
-
 // Close stops Serve, drops open connections and stops replication. It is
 // safe to call more than once.
 func (l *Ledger) Close() error {
-	err := l.life.close()
+	err := l.server.Close()
 	l.repl.close()
 	return err
 }
@@ -672,17 +662,11 @@ func (l *Ledger) setFaults(w http.ResponseWriter, r *http.Request) {
 		Delay          *string `json:"delay"`
 		FailAfterApply *bool   `json:"fail_after_apply"`
 	}
-	if err := decodeBody(w, r, &body); err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+	if !readBody(w, r, &body) {
 		return
 	}
-	if body.Delay != nil {
-		d, err := time.ParseDuration(*body.Delay)
-		if err != nil || d < 0 {
-			writeProblem(w, http.StatusUnprocessableEntity, "invalid-delay", "Invalid delay", "delay is a duration such as 2s")
-			return
-		}
-		l.SetDelay(d)
+	if !setDelay(w, body.Delay, l.SetDelay) {
+		return
 	}
 	if body.FailAfterApply != nil {
 		l.SetFailAfterApply(*body.FailAfterApply)
@@ -728,8 +712,7 @@ func (l *Ledger) setRole(w http.ResponseWriter, r *http.Request) {
 		Role  *string `json:"role"`
 		Epoch *int64  `json:"epoch"`
 	}
-	if err := decodeBody(w, r, &req); err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+	if !readBody(w, r, &req) {
 		return
 	}
 	if req.Role != nil && *req.Role != RoleWriter && *req.Role != RoleReplica {
@@ -932,6 +915,31 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// readBody decodes an admin request's JSON body into v, or answers 400
+// malformed-body and returns false.
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := decodeBody(w, r, v); err != nil {
+		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+		return false
+	}
+	return true
+}
+
+// setDelay applies the delay a faults request names, if it names one,
+// with set, or answers 422 invalid-delay and returns false.
+func setDelay(w http.ResponseWriter, delay *string, set func(time.Duration)) bool {
+	if delay == nil {
+		return true
+	}
+	d, err := time.ParseDuration(*delay)
+	if err != nil || d < 0 {
+		writeProblem(w, http.StatusUnprocessableEntity, "invalid-delay", "Invalid delay", "delay is a duration such as 2s")
+		return false
+	}
+	set(d)
+	return true
+}
+
 type problem struct {
 	Type   string `json:"type"`
 	Title  string `json:"title"`
@@ -977,16 +985,18 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 	return log
 }
 
-// lifecycle owns one http.Server so Serve and Close behave the same for
-// every stand-in: Close is idempotent and Serve reports a Close as nil.
-type lifecycle struct {
+// server is a stand-in's HTTP API and the one http.Server that serves it,
+// so Handler, Serve and Close behave the same for every stand-in: Close is
+// idempotent and Serve reports a Close as nil.
+type server struct {
+	handler  http.Handler
 	srv      *http.Server
 	once     sync.Once
 	closeErr error
 }
 
-func newLifecycle(h http.Handler, log *slog.Logger) *lifecycle {
-	return &lifecycle{srv: &http.Server{
+func newServer(h http.Handler, log *slog.Logger) *server {
+	return &server{handler: h, srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       60 * time.Second,
@@ -994,15 +1004,23 @@ func newLifecycle(h http.Handler, log *slog.Logger) *lifecycle {
 	}}
 }
 
-func (lc *lifecycle) serve(ln net.Listener) error {
-	err := lc.srv.Serve(ln)
+// Handler returns the stand-in's HTTP API, for callers that run their own
+// server (httptest, or a mux shared with other stand-ins).
+func (s *server) Handler() http.Handler { return s.handler }
+
+// Serve answers on ln until Close. It returns nil after Close and the
+// listener's error otherwise.
+func (s *server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-func (lc *lifecycle) close() error {
-	lc.once.Do(func() { lc.closeErr = lc.srv.Close() })
-	return lc.closeErr
+// Close stops Serve and drops open connections. It is safe to call more
+// than once.
+func (s *server) Close() error {
+	s.once.Do(func() { s.closeErr = s.srv.Close() })
+	return s.closeErr
 }

@@ -37,6 +37,50 @@ func call(t *testing.T, base, method, path, body string, headers ...string) resu
 
 // send is call for goroutines other than the test's, which must not stop
 // the test themselves.
+// sendAtOnce sends n requests with send, released together, and returns
+// their results in order.
+func sendAtOnce(t *testing.T, n int, send func() (result, error)) []result {
+	t.Helper()
+	results := make([]result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = send()
+		})
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return results
+}
+
+// checkOneApplied checks the answers to requests that all carried one
+// Idempotency-Key: every one has status and the same body, and all but
+// one are marked as replays.
+func checkOneApplied(t *testing.T, results []result, status int) {
+	t.Helper()
+	fresh := 0
+	for i, r := range results {
+		if r.status != status {
+			t.Fatalf("request %d: expected %d, got %d %s", i, status, r.status, r.body)
+		}
+		if r.header.Get("Idempotent-Replayed") != "true" {
+			fresh++
+		}
+		if !bytes.Equal(r.body, results[0].body) {
+			t.Errorf("request %d body:\nexpected %s\n     got %s", i, results[0].body, r.body)
+		}
+	}
+	if fresh != 1 {
+		t.Errorf("answers not marked as replays: expected 1, got %d", fresh)
+	}
+}
+
 func send(base, method, path, body string, headers ...string) (result, error) {
 	var rd io.Reader
 	if body != "" {
@@ -300,38 +344,11 @@ func TestLedgerExactlyOnceConcurrent(t *testing.T) {
 	const n = 50
 	l, base := startLedger(t, LedgerSettings{Domain: "sea"})
 
-	results := make([]result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			results[i], errs[i] = send(base, http.MethodPost, "/bets", betBody,
-				"Idempotency-Key", "same-key", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1")
-		})
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-
-	fresh := 0
-	for i, r := range results {
-		if r.status != http.StatusCreated {
-			t.Fatalf("request %d: expected 201, got %d %s", i, r.status, r.body)
-		}
-		if r.header.Get("Idempotent-Replayed") == "" {
-			fresh++
-		}
-		if !bytes.Equal(r.body, results[0].body) {
-			t.Errorf("request %d body:\nexpected %s\n     got %s", i, results[0].body, r.body)
-		}
-	}
-	if fresh != 1 {
-		t.Errorf("responses not marked as replays: expected 1, got %d", fresh)
-	}
+	results := sendAtOnce(t, n, func() (result, error) {
+		return send(base, http.MethodPost, "/bets", betBody,
+			"Idempotency-Key", "same-key", "X-Hedge-Principal", "alice", "Ledger-Epoch", "1")
+	})
+	checkOneApplied(t, results, http.StatusCreated)
 	if b := balanceOf(t, base, "alice"); b != "987.50" {
 		t.Errorf("balance: expected 987.50 (one debit of 12.50), got %s", b)
 	}
@@ -503,11 +520,20 @@ func TestLedgerServeClose(t *testing.T) {
 	if r.status != http.StatusOK {
 		t.Fatalf("healthz over a real listener: expected 200, got %d", r.status)
 	}
-	if err := l.Close(); err != nil {
-		t.Errorf("first Close: expected nil, got %v", err)
+	checkCloseStopsServe(t, l, done)
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Errorf("dial after Close: expected the listener to be closed, got a connection")
 	}
-	if err := l.Close(); err != nil {
-		t.Errorf("second Close: expected nil, got %v", err)
+}
+
+// checkCloseStopsServe closes a stand-in twice, each Close returning nil,
+// and expects its Serve, running in the background, to report nil on done.
+func checkCloseStopsServe(t *testing.T, c io.Closer, done <-chan error) {
+	t.Helper()
+	for i := range 2 {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close #%d: expected nil, got %v", i+1, err)
+		}
 	}
 	select {
 	case err := <-done:
@@ -516,9 +542,6 @@ func TestLedgerServeClose(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Serve did not return within 5s of Close")
-	}
-	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
-		t.Errorf("dial after Close: expected the listener to be closed, got a connection")
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -28,8 +27,7 @@ type RailSettings struct {
 type Rail struct {
 	name    string
 	log     *slog.Logger
-	handler http.Handler
-	life    *lifecycle
+	*server // Handler, Serve, Close
 
 	// delay holds every deposit answer back, after the deposit is booked:
 	// a slow rail whose outcome the edge cannot know when it times out.
@@ -74,21 +72,9 @@ func NewRail(s RailSettings) *Rail {
 		healthy:  true,
 		deposits: make(map[scope]*depositSlot),
 	}
-	r.handler = http.HandlerFunc(r.route)
-	r.life = newLifecycle(r.handler, r.log)
+	r.server = newServer(http.HandlerFunc(r.route), r.log)
 	return r
 }
-
-// Handler returns the rail's HTTP API.
-func (r *Rail) Handler() http.Handler { return r.handler }
-
-// Serve answers on ln until Close. It returns nil after Close and the
-// listener's error otherwise.
-func (r *Rail) Serve(ln net.Listener) error { return r.life.serve(ln) }
-
-// Close stops Serve and drops open connections. It is safe to call more
-// than once.
-func (r *Rail) Close() error { return r.life.close() }
 
 // SetHealthy turns the rail up (deposits succeed, /healthz is 200) or down
 // (both answer 503).
@@ -227,17 +213,11 @@ func (r *Rail) setFaults(w http.ResponseWriter, req *http.Request) {
 	var body struct {
 		Delay *string `json:"delay"`
 	}
-	if err := decodeBody(w, req, &body); err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+	if !readBody(w, req, &body) {
 		return
 	}
-	if body.Delay != nil {
-		d, err := time.ParseDuration(*body.Delay)
-		if err != nil || d < 0 {
-			writeProblem(w, http.StatusUnprocessableEntity, "invalid-delay", "Invalid delay", "delay is a duration such as 2s")
-			return
-		}
-		r.SetDelay(d)
+	if !setDelay(w, body.Delay, r.SetDelay) {
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"rail": r.name, "delay": time.Duration(r.delay.Load()).String()})
 }
@@ -246,8 +226,7 @@ func (r *Rail) setHealth(w http.ResponseWriter, req *http.Request) {
 	var body struct {
 		Healthy *bool `json:"healthy"`
 	}
-	if err := decodeBody(w, req, &body); err != nil {
-		writeProblem(w, http.StatusBadRequest, "malformed-body", "Malformed request body", err.Error())
+	if !readBody(w, req, &body) {
 		return
 	}
 	if body.Healthy == nil {

@@ -1,15 +1,11 @@
 package sim
 
 import (
-	"bytes"
-	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 func startRail(t *testing.T, name string) (*Rail, string) {
@@ -49,33 +45,10 @@ func TestRailDeposit(t *testing.T) {
 func TestRailIdempotent(t *testing.T) {
 	_, base := startRail(t, "primary")
 	const n = 20
-	results := make([]result, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			results[i], errs[i] = send(base, http.MethodPost, "/cashier/deposit", `{}`, "Idempotency-Key", "d1")
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	fresh := 0
-	for i, r := range results {
-		if r.status != http.StatusOK {
-			t.Fatalf("request %d: expected 200, got %d %s", i, r.status, r.body)
-		}
-		if r.header.Get("Idempotent-Replayed") != "true" {
-			fresh++
-		}
-		if !bytes.Equal(r.body, results[0].body) {
-			t.Errorf("request %d body:\nexpected %s\n     got %s", i, results[0].body, r.body)
-		}
-	}
-	if fresh != 1 {
-		t.Errorf("deposits not marked as replays: expected 1, got %d", fresh)
-	}
+	results := sendAtOnce(t, n, func() (result, error) {
+		return send(base, http.MethodPost, "/cashier/deposit", `{}`, "Idempotency-Key", "d1")
+	})
+	checkOneApplied(t, results, http.StatusOK)
 
 	// Requests without a key are never replays of each other.
 	a := decode[depositResponse](t, call(t, base, http.MethodPost, "/deposit", `{}`))
@@ -168,17 +141,5 @@ func TestRailServeClose(t *testing.T) {
 	if got := decode[depositResponse](t, r); got.Rail != "rail" {
 		t.Errorf("default name: expected \"rail\", got %q", got.Rail)
 	}
-	for i := range 2 {
-		if err := rail.Close(); err != nil {
-			t.Errorf("Close #%d: expected nil, got %v", i+1, err)
-		}
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Serve after Close: expected nil, got %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return within 5s of Close")
-	}
+	checkCloseStopsServe(t, rail, done)
 }

@@ -1,7 +1,10 @@
 // Package testkit is the scaffolding that tests in several folders share:
-// a buffer that a test reads while other goroutines write to it, and the
-// build of the hedge binary that end-to-end tests run as a child, with
-// -race when the tests run with it. Only tests import it.
+// a buffer that a test reads while other goroutines write to it, the build
+// of the hedge binary that end-to-end tests run as a child (with -race when
+// the tests run with it, RunWithHedge for their TestMain), free loopback
+// addresses and ports, a CA that writes certificates to files, and a raw
+// HTTP/1.1 exchange for requests no client library would send. Only tests
+// import it.
 package testkit
 
 import (
@@ -14,6 +17,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 )
 
 // Buffer collects what other goroutines write (a child process's output,
@@ -83,4 +88,32 @@ func LastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// RunWithHedge is a TestMain's body for tests that run hedge as a child:
+// it sets *bin to $HEDGE_BIN when that is set, or else builds hedge into
+// a temporary directory (removed after the tests), and runs the tests.
+func RunWithHedge(m *testing.M, bin *string) int {
+	if b := os.Getenv("HEDGE_BIN"); b != "" {
+		abs, err := filepath.Abs(b)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "HEDGE_BIN:", err)
+			return 1
+		}
+		*bin = abs
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "hedge-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "build hedge:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if *bin, err = BuildHedge(ctx, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "build hedge:", err)
+		return 1
+	}
+	return m.Run()
 }

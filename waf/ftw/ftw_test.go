@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/testkit"
 	"hedge/waf/ftw"
 	"hedge/waf/ftw/albedo"
 )
@@ -265,7 +266,7 @@ func startHedge(t *testing.T, ctx context.Context, env *suiteEnv, errorLog strin
 	// The listener's port is chosen free and then bound by hedge; another
 	// process may take it in between, so a failed start is retried.
 	for attempt := 1; ; attempt++ {
-		port := freePort(t)
+		port := testkit.FreePort(t)
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		cfg := strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{ERRLOG}}", errorLog,
 			"{{ADDR}}", addr, "{{UPSTREAM}}", env.upstream).Replace(hedgeConfig)
@@ -427,16 +428,6 @@ func waitHTTP(addr string, p *process, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func splitHostPort(addr string) (string, int, error) {

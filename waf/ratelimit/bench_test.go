@@ -72,24 +72,31 @@ func BenchmarkAllowHitParallel(b *testing.B) {
 	})
 }
 
+// limiterWithKeys returns a limiter that never refuses, holding the n keys
+// keyOf(0) … keyOf(n-1). Keys are computed, not read from a slice, so that
+// a benchmark loop's only memory traffic is the limiter's own; keyOf's
+// result is valid until its next call.
+func limiterWithKeys(n int) (*Limiter, func(i int) []byte) {
+	l := New(Policy{Name: "b", Rate: 1e9, Burst: MaxBurst}, WithSweep(0, 0), WithEpoch(t0))
+	var key [4]byte
+	keyOf := func(i int) []byte {
+		binary.BigEndian.PutUint32(key[:], uint32(i)*2654435761) // distinct: odd multiplier
+		return key[:]
+	}
+	for i := range n {
+		l.Allow(t0, netip.Addr{}, keyOf(i))
+	}
+	return l, keyOf
+}
+
 // Lookups of existing keys, visited in a scattered order, as the key count
 // grows: the per-lookup cost stays flat apart from cache misses once the
 // table outgrows the CPU caches.
 func BenchmarkAllowKeys(b *testing.B) {
 	for _, n := range []int{1e3, 1e5, 1e6} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			l := New(Policy{Name: "b", Rate: 1e9, Burst: MaxBurst}, WithSweep(0, 0), WithEpoch(t0))
+			l, keyOf := limiterWithKeys(n)
 			defer l.Close()
-			// Keys are computed, not read from a slice, so that the loop's
-			// only memory traffic is the limiter's own.
-			var key [4]byte
-			keyOf := func(i int) []byte {
-				binary.BigEndian.PutUint32(key[:], uint32(i)*2654435761) // distinct: odd multiplier
-				return key[:]
-			}
-			for i := range n {
-				l.Allow(t0, netip.Addr{}, keyOf(i))
-			}
 			b.ReportAllocs()
 			i := 0
 			cpu0 := cpuTime()
@@ -112,16 +119,8 @@ func BenchmarkAllowKeys(b *testing.B) {
 func BenchmarkAllowActiveAmongKeys(b *testing.B) {
 	for _, n := range []int{1e3, 1e5, 1e6} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			l := New(Policy{Name: "b", Rate: 1e9, Burst: MaxBurst}, WithSweep(0, 0), WithEpoch(t0))
+			l, keyOf := limiterWithKeys(n)
 			defer l.Close()
-			var key [4]byte
-			keyOf := func(i int) []byte {
-				binary.BigEndian.PutUint32(key[:], uint32(i)*2654435761)
-				return key[:]
-			}
-			for i := range n {
-				l.Allow(t0, netip.Addr{}, keyOf(i))
-			}
 			const active = 1000
 			stride := n / active // active clients spread over the table
 			b.ReportAllocs()

@@ -36,6 +36,41 @@ func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) 
 	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
 }
 
+// HedgeProxyHead is what the harnesses that measure the proxy and money
+// paths (e2e/bench, e2e/moneybench) configure besides the node, its
+// routes and their auth: the WAF off, warnings and a buffered JSON access
+// log at {{dir}}/access.log, the admin API on loopback, a quick drain.
+const HedgeProxyHead = `# The proxy and money paths alone: the protective layer's cost is
+# measured by e2e/wafbench against nginx + ModSecurity.
+waf: {mode: off}
+log:
+  level: warn
+  format: json
+  access:
+    enabled: true
+    path: {{dir}}/access.log
+    flush_interval: 1s
+admin:
+  allow_loopback: true
+lifecycle:
+  drain_period: 10ms
+  shutdown_timeout: 2s
+`
+
+// NginxHTTPCommon is what every harness's nginx sets in its http block:
+// the temporary paths, which Debian's build points at /var/lib/nginx,
+// moved into the run's directory ({{dir}}), and keep-alive connections
+// that last the whole run.
+const NginxHTTPCommon = `    client_body_temp_path {{dir}}/body;
+    proxy_temp_path {{dir}}/proxy;
+    fastcgi_temp_path {{dir}}/fastcgi;
+    uwsgi_temp_path {{dir}}/uwsgi;
+    scgi_temp_path {{dir}}/scgi;
+    keepalive_requests 100000;
+    keepalive_timeout 120s;
+    server_tokens off;
+`
+
 // StartNginx checks the configuration conf with `nginx -t`, then runs
 // nginx in the foreground (daemon off) with its master pinned to cpu; the
 // workers inherit the affinity. The system's nginx service and files are
