@@ -139,3 +139,28 @@ func checkPrefilter(t testing.TB, expr string, latin1 bool, pf *prefilter, value
 		}
 	}
 }
+
+// The scan runs for every value every @rx rule inspects: it must not
+// allocate.
+func TestPrefilterAllocs(t *testing.T) {
+	p := newPrefilter(`(?sm)(?i)(?:union|select|insert|update|delete)\s`, false)
+	ua := browserGET.headers[1][1]
+	if n := testing.AllocsPerRun(100, func() { p.mayMatch(ua) }); n != 0 {
+		t.Errorf("mayMatch allocates %v times per call, want 0", n)
+	}
+}
+
+// BenchmarkPrefilter scans a browser User-Agent with the prefilter of a
+// CRS-sized keyword alternation.
+func BenchmarkPrefilter(b *testing.B) {
+	p := newPrefilter(`(?sm)(?i)\b(?:a(?:dd(?:group|user)|lias|pt(?:-get|itude))|c(?:at|h(?:mod|own)|url)|n(?:c|map|etcat)|p(?:erl|ython|hp)|s(?:udo|sh|leep)|w(?:get|hoami))\b`, false)
+	if p == nil {
+		b.Fatal("no prefilter")
+	}
+	ua := browserGET.headers[1][1]
+	b.ReportAllocs()
+	b.SetBytes(int64(len(ua)))
+	for b.Loop() {
+		p.mayMatch(ua)
+	}
+}
