@@ -33,9 +33,12 @@ type prefilter struct {
 	// class maps a byte (after ASCII lowering) to its column in next.
 	class  [256]uint8
 	nclass int
-	next   []uint16 // next[state*nclass+class]
-	final  []bool   // a literal ends in this state
+	// next[state*nclass+class] is the next state; finalBit is set when a
+	// literal ends there.
+	next []uint16
 }
+
+const finalBit = 1 << 15
 
 // Limits of the literal analysis: an exact set (every string the node can
 // match) is kept while it has at most maxExact strings; a required set at
@@ -44,7 +47,7 @@ const (
 	maxExact     = 64
 	maxRequired  = 2048
 	maxClassRune = 32
-	maxStates    = 1 << 15
+	maxStates    = finalBit
 )
 
 // newPrefilter builds the prefilter of expr (Go/RE2 syntax, with the flags
@@ -463,7 +466,7 @@ func buildPrefilter(lits []string) *prefilter {
 	// Breadth-first: failure links and the full transition table.
 	n := len(trie)
 	p.next = make([]uint16, n*p.nclass)
-	p.final = make([]bool, n)
+	final := make([]bool, n)
 	fail := make([]uint16, n)
 	queue := make([]uint32, 0, n)
 	for c := 0; c < p.nclass; c++ {
@@ -472,11 +475,10 @@ func buildPrefilter(lits []string) *prefilter {
 			queue = append(queue, nx)
 		}
 	}
-	p.final[0] = trie[0].final
 	for len(queue) > 0 {
 		s := queue[0]
 		queue = queue[1:]
-		p.final[s] = trie[s].final || p.final[fail[s]]
+		final[s] = trie[s].final || final[fail[s]]
 		for c := 0; c < p.nclass; c++ {
 			if nx, ok := trie[s].child[uint8(c)]; ok {
 				fail[nx] = p.next[int(fail[s])*p.nclass+c]
@@ -485,6 +487,13 @@ func buildPrefilter(lits []string) *prefilter {
 			} else {
 				p.next[int(s)*p.nclass+c] = p.next[int(fail[s])*p.nclass+c]
 			}
+		}
+	}
+	// Mark the transitions into final states, so that the scan reads one
+	// table.
+	for i, nx := range p.next {
+		if final[nx] {
+			p.next[i] |= finalBit
 		}
 	}
 	return p
@@ -499,10 +508,11 @@ func (p *prefilter) mayMatch(s string) bool {
 	state := 0
 	nclass := p.nclass
 	for i := 0; i < len(s); i++ {
-		state = int(p.next[state*nclass+int(p.class[s[i]])])
-		if p.final[state] {
+		nx := p.next[state*nclass+int(p.class[s[i]])]
+		if nx&finalBit != 0 {
 			return true
 		}
+		state = int(nx)
 	}
 	return false
 }
