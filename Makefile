@@ -66,7 +66,7 @@ test: deps lint build e2e-deps
 	@# The go-ftw test profile exists only in binaries built with hedge_ftw.
 	$(GO) test -tags '$(GOTAGS) hedge_ftw' -race -count=1 ./waf/crs/
 	@# Heavy Core Rule Set suites, without -race (it slows the rule engine tenfold).
-	$(GO) test -tags '$(GOTAGS)' -count=1 -run 'Corpus' ./waf/
+	$(GO) test -tags '$(GOTAGS)' -count=1 -run 'Corpus' ./waf/ ./waf/crs/
 
 bench: bench-deps build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./gateway/... | tee bin/bench-go.txt

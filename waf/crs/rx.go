@@ -3,5 +3,7 @@
 package crs
 
 // regexEngine names the @rx implementation in Info: without the re2_cgo tag
-// hedge keeps Coraza's own operator (Go's regexp).
+// hedge's operator (rxop.go) runs Go's regexp, as Coraza's own does.
 const regexEngine = "go regexp"
+
+func compile(expr string, binary bool) (matcher, error) { return compileGo(expr, binary) }
