@@ -72,7 +72,8 @@ type h2State struct {
 	// http.Server (timeouts, header bound, HTTP2Config); its Shutdown sends
 	// GOAWAY to this state's connections.
 	base        *http.Server
-	maxHeader   int // limits.max_header_bytes: the request head as HTTP/1.1 bytes
+	maxHeader   int           // limits.max_header_bytes: the request head as HTTP/1.1 bytes
+	readTimeout time.Duration // limits.read_timeout: the client's preface must arrive within it
 	errs        *prometheus.CounterVec
 	floodBudget time.Duration // see h2Guard
 }
@@ -92,7 +93,7 @@ func (n *Node) buildH2(ls *listenerState) {
 		return
 	}
 	lim := lc.Limits
-	h := &h2State{maxHeader: int(lim.MaxHeaderBytes), floodBudget: time.Second / h2FloodPerSecond}
+	h := &h2State{maxHeader: int(lim.MaxHeaderBytes), readTimeout: lim.ReadTimeout.D(), floodBudget: time.Second / h2FloodPerSecond}
 	h.tls = ls.certs.TLSConfig().Clone()
 	h.tls.NextProtos = append([]string{http2.NextProtoTLS}, h.tls.NextProtos...)
 	h.errs = n.g.metrics.h2.MustCurryWith(prometheus.Labels{"region": n.region, "node": n.name, "listener": lc.Name})
@@ -111,7 +112,9 @@ func (n *Node) buildH2(ls *listenerState) {
 		ErrorLog:       slog.NewLogLogger(n.log.With("listener", lc.Name).Handler(), slog.LevelDebug),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lc.HTTP2.MaxConcurrentStreams,
-			CountError:           func(reason string) { errs.WithLabelValues(reason).Inc() },
+			// RFC 9113's initial value: no frame buffer larger than 16 KiB.
+			MaxReadFrameSize: 16 << 10,
+			CountError:       func(reason string) { errs.WithLabelValues(reason).Inc() },
 		},
 	}
 	h.srv = &http2.Server{IdleTimeout: lim.IdleTimeout.D()}
@@ -170,6 +173,12 @@ func (el *edgeListener) serveH2(c net.Conn) error {
 		return c.Close()
 	}
 	sc.serverName() // read once, before streams read it concurrently
+	// x/net waits 10 s for the client's preface; the listener's
+	// read_timeout bounds it, as it bounds an HTTP/1.1 request's head
+	// (Read lifts the deadline once the preface is in).
+	if err := sc.SetReadDeadline(time.Now().Add(ls.h2.readTimeout)); err != nil {
+		return c.Close()
+	}
 	hc := &h2Conn{sniConn: sc, el: el, state: ls.h2}
 	hc.view.c = hc
 	el.h2.add(ls.h2, 1)
@@ -198,9 +207,13 @@ func (c *h2Conn) Read(p []byte) (int, error) {
 		return 0, c.guard.err
 	}
 	n, err := c.sniConn.Read(p)
+	inPreface := c.guard.preface > 0 || !c.guard.started
 	if n > 0 && c.guard.scan(p[:n], c.state.floodBudget) {
 		c.state.errs.WithLabelValues("flood").Inc()
 		c.el.node.log.Warn("HTTP/2 flood: connection closed with ENHANCE_YOUR_CALM", "listener", c.el.name, "peer", c.RemoteAddr().String())
+	}
+	if inPreface && c.guard.preface == 0 && c.guard.started {
+		_ = c.sniConn.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
@@ -255,11 +268,10 @@ func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := &x.ctx
 	ctx.Init2(&c.view, fasthttpLogger{c.el.node.log}, false)
 	if err := x.readRequest(r, c); err != nil {
-		if errors.Is(err, errH2BodyRead) {
-			// The client reset the stream or went away: nothing to answer.
-			x.release()
-			return
-		}
+		// A head that is no request, a body over the limit, late (408),
+		// or cut short — by a reset, or shorter than its content-length
+		// (malformed, RFC 9113 §8.1.1: answered 400 before the stream
+		// ends): answered as fasthttp's read errors are.
 		c.el.onError(ctx, err)
 	} else {
 		c.el.serveAt(ctx, start)
@@ -286,7 +298,7 @@ func (x *h2Exchange) release() {
 
 var (
 	errH2Malformed = errors.New("the HTTP/2 request's pseudo-headers cannot be a request line")
-	errH2BodyRead  = errors.New("the HTTP/2 request body could not be read")
+	errH2BodyRead  = errors.New("the HTTP/2 request body ended early")
 )
 
 // readRequest fills the exchange's fasthttp request from r: the head
