@@ -241,11 +241,12 @@ var errH2View = errors.New("an HTTP/2 stream writes through its ResponseWriter")
 
 // h2Exchange is one HTTP/2 request on its way through the edge; pooled.
 type h2Exchange struct {
-	ctx  fasthttp.RequestCtx
-	head []byte        // the request head as HTTP/1.1 bytes
-	body []byte        // the request body
-	src  bytes.Reader  // over head
-	rd   *bufio.Reader // over src, max_header_bytes large
+	ctx    fasthttp.RequestCtx
+	head   []byte        // the request head as HTTP/1.1 bytes
+	body   []byte        // the request body
+	fields []byte        // the answer's header fields (writeH2Response)
+	src    bytes.Reader  // over head
+	rd     *bufio.Reader // over src, max_header_bytes large
 }
 
 var h2ExchangePool = sync.Pool{New: func() any { return new(h2Exchange) }}
@@ -276,7 +277,7 @@ func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		c.el.serveAt(ctx, start)
 	}
-	writeH2Response(w, r, &ctx.Response)
+	writeH2Response(w, r, &ctx.Response, &x.fields)
 	x.release()
 }
 
@@ -451,23 +452,37 @@ func fieldValue(s string) bool {
 
 // writeH2Response copies the edge's answer to the stream: status, header
 // fields but those HTTP/2 forbids (RFC 9113 §8.2.2), the body (streamed,
-// flushed as it comes, when the route streams it).
-func writeH2Response(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response) {
-	h := w.Header()
-	typed := false
+// flushed as it comes, when the route streams it). The fields' names and
+// values become one string and their value lists one slice: two
+// allocations per answer, whatever its number of fields (scratch is the
+// exchange's buffer for it).
+func writeH2Response(w http.ResponseWriter, r *http.Request, resp *fasthttp.Response, scratch *[]byte) {
+	b, n, typed := (*scratch)[:0], 0, false
 	for k, v := range resp.Header.All() {
-		switch string(k) {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+		if !h2Field(k, resp) {
 			continue
-		case "Content-Length":
-			if resp.IsBodyStream() {
-				continue
-			}
-		case "Content-Type":
-			typed = true
 		}
-		name := string(k)
-		h[name] = append(h[name], string(v))
+		typed = typed || string(k) == fasthttp.HeaderContentType
+		b = append(append(b, k...), v...)
+		n++
+	}
+	*scratch = b
+	all, vals := string(b), make([]string, n)
+	h, at, i := w.Header(), 0, 0
+	for k, v := range resp.Header.All() {
+		if !h2Field(k, resp) {
+			continue
+		}
+		name := all[at : at+len(k)]
+		at += len(k)
+		vals[i] = all[at : at+len(v)]
+		at += len(v)
+		if prev := h[name]; prev != nil {
+			h[name] = append(prev, vals[i])
+		} else {
+			h[name] = vals[i : i+1 : i+1]
+		}
+		i++
 	}
 	if !typed {
 		// As over HTTP/1.1: no Content-Type unless the edge set one (x/net
@@ -482,9 +497,22 @@ func writeH2Response(w http.ResponseWriter, r *http.Request, resp *fasthttp.Resp
 		_ = resp.BodyWriteTo(flushWriter{w})
 		return
 	}
-	if b := resp.Body(); len(b) > 0 {
-		_, _ = w.Write(b)
+	if body := resp.Body(); len(body) > 0 {
+		_, _ = w.Write(body)
 	}
+}
+
+// h2Field reports whether a response field goes on an HTTP/2 stream: not
+// the connection-specific ones, nor a length that a streamed body does not
+// have.
+func h2Field(name []byte, resp *fasthttp.Response) bool {
+	switch string(name) {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+		return false
+	case "Content-Length":
+		return !resp.IsBodyStream()
+	}
+	return true
 }
 
 // flushWriter sends what a streamed answer writes at once (an LL-HLS
