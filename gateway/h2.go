@@ -84,6 +84,7 @@ type h2State struct {
 const (
 	h2FloodBurst     = 200
 	h2FloodPerSecond = 100
+	h2ResetDebt      = 400 // see h2Guard
 )
 
 // buildH2 prepares HTTP/2 for a TLS listener that enables it.

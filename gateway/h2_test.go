@@ -65,7 +65,7 @@ regions:
     pools:
       - name: games
         members: [{name: g1, url: "http://{{G1}}"}]
-        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
+        health: {interval: 1s, timeout: 1s, rise: 1, fall: 10}
     writers:
       - {domain: sea, url: "http://{{WRITER}}", epoch: 3}
 `
