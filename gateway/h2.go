@@ -67,6 +67,7 @@ func newH2Metrics(reg *prometheus.Registry) *prometheus.CounterVec {
 // new connections.
 type h2State struct {
 	tls *tls.Config // the certificates' configuration with h2 first in ALPN
+	//lint:ignore SA1019 x/net/http2 is deprecated in favour of net/http's HTTP/2, which serves only connections its own listener accepted; ServeConn (kept in Go 1.27, wrapping net/http's) serves one fasthttp accepted.
 	srv *http2.Server
 	// base carries the per-connection settings x/net reads from an
 	// http.Server (timeouts, header bound, HTTP2Config); its Shutdown sends
@@ -118,9 +119,11 @@ func (n *Node) buildH2(ls *listenerState) {
 			CountError:       func(reason string) { errs.WithLabelValues(reason).Inc() },
 		},
 	}
+	//lint:ignore SA1019 see h2State.srv
 	h.srv = &http2.Server{IdleTimeout: lim.IdleTimeout.D()}
 	// Registers the state's connections, so base.Shutdown reaches them;
 	// its only error is about base.TLSConfig, which is not used.
+	//lint:ignore SA1019 see h2State.srv
 	_ = http2.ConfigureServer(h.base, h.srv)
 	ls.h2 = h
 }
@@ -184,7 +187,7 @@ func (el *edgeListener) serveH2(c net.Conn) error {
 	hc.view.c = hc
 	el.h2.add(ls.h2, 1)
 	defer el.h2.add(ls.h2, -1)
-	//lint:ignore SA1019 ServeConn is how x/net serves a connection accepted elsewhere (here: by fasthttp, after ALPN); net/http offers no equivalent.
+	//lint:ignore SA1019 see h2State.srv
 	ls.h2.srv.ServeConn(hc, &http2.ServeConnOpts{BaseConfig: ls.h2.base, Handler: hc})
 	return nil
 }

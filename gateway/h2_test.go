@@ -17,7 +17,6 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/net/http2"
 
 	"hedge/stream/streamtest"
 )
@@ -98,7 +97,7 @@ func startH2Edge(t testing.TB, limits, h2 string) *h2Edge {
 	return &h2Edge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), plain: "http://" + plain, roots: roots, games: games, writer: writer}
 }
 
-// tlsConfig is a client configuration that trusts the edge, offering protos.
+// clientTLS is a client configuration that trusts the edge, offering protos.
 func (e *h2Edge) clientTLS(protos ...string) *tls.Config {
 	return &tls.Config{RootCAs: e.roots, ServerName: "play.edge.test", NextProtos: protos}
 }
@@ -107,24 +106,18 @@ func (e *h2Edge) clientTLS(protos ...string) *tls.Config {
 // dialling its address whatever the URL's host.
 func (e *h2Edge) client(t testing.TB, proto string) *http.Client {
 	t.Helper()
-	dial := func(network, _ string) (net.Conn, error) { return net.Dial(network, e.addr) }
+	var protos http.Protocols
+	tlsConf := e.clientTLS("http/1.1")
 	if proto == "2" {
-		tr := &http2.Transport{TLSClientConfig: e.clientTLS("h2"),
-			DialTLS: func(network, _ string, cfg *tls.Config) (net.Conn, error) {
-				c, err := tls.Dial(network, e.addr, cfg)
-				if err != nil {
-					return nil, err
-				}
-				if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
-					c.Close()
-					return nil, fmt.Errorf("ALPN: want h2, got %q", p)
-				}
-				return c, nil
-			}}
-		t.Cleanup(tr.CloseIdleConnections)
-		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		protos.SetHTTP2(true)
+		tlsConf = e.clientTLS("h2")
+	} else {
+		protos.SetHTTP1(true)
 	}
-	tr := &http.Transport{TLSClientConfig: e.clientTLS("http/1.1"), Dial: dial, ForceAttemptHTTP2: false}
+	tr := &http.Transport{TLSClientConfig: tlsConf, Protocols: &protos, ForceAttemptHTTP2: proto == "2",
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, e.addr)
+		}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }

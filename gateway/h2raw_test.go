@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -225,5 +224,3 @@ func settingsPayload(pairs ...uint32) []byte {
 	}
 	return b
 }
-
-func hexs(b []byte) string { return fmt.Sprintf("%x", b) }
