@@ -18,7 +18,7 @@ GOTAGS  ?= re2_cgo
 TEST_DEBS  := curl ca-certificates redis-server bind9-dnsutils knot-dnsutils knot libre2-dev \
               ffmpeg chromium
 BENCH_DEBS := nginx-light curl ca-certificates util-linux dnsperf gdnsd knot redis-server wrk \
-              libnginx-mod-http-modsecurity modsecurity-crs libre2-dev
+              libnginx-mod-http-modsecurity modsecurity-crs libre2-dev nghttp2-client
 
 .PHONY: build run test lint bench deps bench-deps fuzz clean load web-deps e2e-deps drill
 
@@ -74,6 +74,7 @@ bench: bench-deps build
 	$(GO) test -tags '$(GOTAGS)' -run '^$$' -bench 'ArgTally|WorstCaseVsGET' -benchmem ./waf/ | tee bin/bench-waf-limits.txt
 	$(GO) run ./e2e/bench -hedge ./$(BIN)
 	$(GO) run ./e2e/moneybench -hedge ./$(BIN)
+	$(GO) run ./e2e/h2bench -hedge ./$(BIN)
 	$(GO) run ./e2e/wafbench -hedge ./$(BIN)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./dnsfail/ | tee bin/bench-dns-go.txt
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./stream/ ./stream/hls/ | tee bin/bench-stream-go.txt

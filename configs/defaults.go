@@ -17,6 +17,7 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxConnsPerIP     = 256 // a browser opens ≤ 6 per host: room for dozens of players behind one NAT
 	DefaultHSTSMaxAge        = 365 * 24 * time.Hour
+	DefaultHTTP2Streams      = 128 // a lobby's parallel requests with room to spare (nginx allows 128)
 	DefaultACMEDirectory     = "https://acme-v02.api.letsencrypt.org/directory"
 	DefaultACMEHTTPAddress   = ":80"
 	DefaultInternalLifetime  = 24 * time.Hour
@@ -175,6 +176,8 @@ func listenerDefaults(l *Listener, index int) {
 	setDur(&l.Limits.WriteTimeout, DefaultWriteTimeout)
 	setDur(&l.Limits.IdleTimeout, DefaultIdleTimeout)
 	setInt(&l.Limits.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	setBool(&l.HTTP2.Enabled, true)
+	setInt(&l.HTTP2.MaxConcurrentStreams, DefaultHTTP2Streams)
 	switch l.TLS.Mode {
 	case TLSACME:
 		setStr(&l.TLS.ACME.Directory, DefaultACMEDirectory)

@@ -83,6 +83,21 @@ func (l *Listener) validate(v *validator) {
 	if *l.HSTS.Enabled {
 		notNegative(v, &l.HSTS.MaxAge)
 	}
+	l.HTTP2.validate(v)
+}
+
+// MaxHTTP2Streams bounds http2.max_concurrent_streams: each stream may
+// hold a request's headers and body in memory.
+const MaxHTTP2Streams = 1000
+
+func (h *HTTP2) validate(v *validator) {
+	if !*h.Enabled {
+		return
+	}
+	atLeast(v, &h.MaxConcurrentStreams, 1)
+	if h.MaxConcurrentStreams > MaxHTTP2Streams {
+		v.bad(&h.MaxConcurrentStreams, "must be at most %d, got %d", MaxHTTP2Streams, h.MaxConcurrentStreams)
+	}
 }
 
 // validate checks a listener's connection and request limits; its

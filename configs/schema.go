@@ -172,6 +172,18 @@ type Listener struct {
 	Limits         Limits   `yaml:"limits"`
 	// WAF overrides the top-level waf settings for this listener.
 	WAF WAF `yaml:"waf"`
+	// HTTP2 offers HTTP/2 (ALPN h2) on a TLS listener, beside HTTP/1.1.
+	HTTP2 HTTP2 `yaml:"http2"`
+}
+
+// HTTP2 is a TLS listener's HTTP/2: the same edge as HTTP/1.1, with the
+// limits HTTP/2 adds. Header sizes, bodies and timeouts are the
+// listener's limits.
+type HTTP2 struct {
+	Enabled *bool `yaml:"enabled"`
+	// MaxConcurrentStreams bounds the requests one connection may have
+	// open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
 
 // TLS selects how a listener gets its certificates.

@@ -296,6 +296,49 @@ func TestDemo(t *testing.T) {
 		}
 	})
 
+	t.Run("curl --http2 gets the answers curl --http1.1 gets", func(t *testing.T) {
+		problemType := func(r httpResult) string {
+			var p struct {
+				Type string `json:"type"`
+			}
+			json.Unmarshal([]byte(r.body), &p)
+			return p.Type
+		}
+		answers := map[string][]httpResult{}
+		for _, proto := range []string{"--http1.1", "--http2"} {
+			bet := with(sea, proto, "-H", "Content-Type: application/json", "-H", "Idempotency-Key: curl"+proto,
+				"-d", betBody, "https://play.edge.test:8443/api/bets")
+			for _, args := range [][]string{
+				bet, bet, // the bet, then its replay
+				with(sea, proto, "-H", "Content-Type: application/json", "-H", "Idempotency-Key: curl"+proto,
+					"-d", strings.Replace(betBody, "12.50", "13.00", 1), "https://play.edge.test:8443/api/bets"),
+				with(sea, proto, "https://play.edge.test:8443/nope"),
+				with(eu, proto, "https://play.edge.test:8443/api/wallet/balance"),
+				with(sea, proto, "https://play.edge.test:8443/live/bacc-07/play.json"),
+				with(sea, proto, "https://play.edge.test:8443/api/wallet/balance?q=1%27%20OR%201=1--"),
+			} {
+				r := curl(t, args...)
+				if want := map[string]string{"--http1.1": "HTTP/1.1", "--http2": "HTTP/2"}[proto]; r.proto != want {
+					t.Fatalf("curl %s: want an answer over %s, got %s", proto, want, r.proto)
+				}
+				answers[proto] = append(answers[proto], r)
+			}
+		}
+		for i, h1 := range answers["--http1.1"] {
+			h2 := answers["--http2"][i]
+			if h1.status != h2.status || problemType(h1) != problemType(h2) || h1.header.Get("Idempotent-Replayed") != h2.header.Get("Idempotent-Replayed") {
+				t.Errorf("request %d: HTTP/1.1 answered %v, HTTP/2 %v", i, h1, h2)
+			}
+		}
+		if r := answers["--http2"]; r[0].status != 201 || r[1].header.Get("Idempotent-Replayed") != "true" || r[2].status != 422 || r[3].status != 404 {
+			t.Errorf("over HTTP/2: want the bet 201, its replay marked, the other bet under its key 422 and /nope 404; got %v", r[:4])
+		}
+		samples := parseMetrics(curl(t, "http://127.0.0.11:9090/metrics").body, "hedge_requests_total")
+		if v, ok := findSample(samples, map[string]string{"node": "sea-1", "route": "bets", "proto": "2", "status": "201"}); !ok || v < 2 {
+			t.Errorf("metrics: want hedge_requests_total{route=\"bets\",proto=\"2\",status=\"201\"} ≥ 2, got %v %v", ok, v)
+		}
+	})
+
 	t.Run("drain turns healthz red and back", func(t *testing.T) {
 		healthz := func(args []string) httpResult { return curl(t, with(args, "https://play.edge.test:8443/healthz")...) }
 		if r := curl(t, "-X", "POST", "http://127.0.0.11:9090/admin/drain"); r.status != 200 {

@@ -201,6 +201,7 @@ func bindable(addr string) error {
 
 // httpResult is one HTTP exchange, from curl or Go's client.
 type httpResult struct {
+	proto  string // as curl printed it: HTTP/1.1, HTTP/2
 	status int
 	header http.Header
 	body   string
@@ -272,7 +273,7 @@ func parseCurl(out string) (httpResult, error) {
 			out = body
 			continue
 		}
-		return httpResult{status: code, header: http.Header(mime), body: body}, nil
+		return httpResult{proto: proto, status: code, header: http.Header(mime), body: body}, nil
 	}
 }
 

@@ -30,6 +30,7 @@ type entry struct {
 	region   string
 	node     string
 	listener string
+	proto    string // "1.1" or "2"
 	route    string
 	id       []byte
 	client   []byte
@@ -56,6 +57,8 @@ func (a *accessLog) write(e *entry) {
 	b = append(b, e.node...)
 	b = append(b, `","listener":"`...)
 	b = append(b, e.listener...)
+	b = append(b, `","proto":"`...)
+	b = append(b, e.proto...)
 	b = append(b, `","id":`...)
 	b = problem.AppendString(b, e.id)
 	b = append(b, `,"client":"`...)

@@ -142,7 +142,8 @@ func (l tlsListener) Accept() (net.Conn, error) {
 
 // sniConn is a TLS connection of an edge listener. It embeds *tls.Conn, so
 // fasthttp still sees a TLS connection (RequestCtx.IsTLS). fasthttp serves a
-// connection's requests one after another on one goroutine, so the cached
+// connection's requests one after another on one goroutine, and HTTP/2
+// reads the name once before its streams start (serveH2), so the cached
 // name needs no lock.
 type sniConn struct {
 	*tls.Conn
@@ -172,7 +173,8 @@ func (c *sniConn) serverName() []byte {
 // trusted proxies (which may name the origin in their SNI and forward the
 // client's Host) are not checked.
 func misdirected(ctx *fasthttp.RequestCtx, trustedPeer bool) bool {
-	sc, ok := ctx.Conn().(*sniConn)
+	// An HTTP/1.1 connection (*sniConn) or an HTTP/2 stream's view of one.
+	sc, ok := ctx.Conn().(interface{ serverName() []byte })
 	if !ok || trustedPeer {
 		return false
 	}

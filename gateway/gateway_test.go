@@ -689,8 +689,8 @@ func TestAdminStatusAndMetrics(t *testing.T) {
 	do(t, "GET", f.edge.url+"/nowhere", "", "")
 	_, metrics := do(t, "GET", f.edge.admin+"/metrics", "", "")
 	for _, want := range []string{
-		`hedge_requests_total{node="sea-1",region="sea",route="bets",status="200"} 1`,
-		`hedge_requests_total{node="sea-1",region="sea",route="-",status="404"} 1`,
+		`hedge_requests_total{node="sea-1",proto="1.1",region="sea",route="bets",status="200"} 1`,
+		`hedge_requests_total{node="sea-1",proto="1.1",region="sea",route="-",status="404"} 1`,
 		`hedge_upstream_member_healthy{member="g1",node="sea-1",pool="games",region="sea"} 1`,
 		`hedge_request_duration_seconds_bucket{node="sea-1",region="sea",route="bets"`,
 	} {

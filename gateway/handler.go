@@ -53,7 +53,12 @@ func answer(ctx *fasthttp.RequestCtx, f problem.Refusal, id []byte) {
 }
 
 // serve is the fasthttp handler of one edge listener.
-func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
+func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) { l.serveAt(ctx, ctx.Time()) }
+
+// serveAt serves a request that arrived at start: over HTTP/1.1 from
+// fasthttp, over HTTP/2 from the adapter (h2.go), whose contexts carry no
+// fasthttp time.
+func (l *edgeListener) serveAt(ctx *fasthttp.RequestCtx, start time.Time) {
 	n := l.node
 	st := n.state.Load()
 	ls := st.listeners[l.name]
@@ -68,7 +73,6 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	if ls.tls {
 		r.Proto = "https"
 	}
-	start := ctx.Time()
 
 	if v := ctx.Request.Header.Peek("X-Request-Id"); httpx.ValidRequestID(v) {
 		r.ID = append(r.idBuf[:0], v...)
@@ -154,15 +158,16 @@ func (l *edgeListener) serve(ctx *fasthttp.RequestCtx) {
 	}
 	dur := time.Since(start)
 	status := resp.StatusCode()
+	proto := connProto(ctx)
 	if r.matched != nil {
-		r.matched.stats.count(status)
+		r.matched.stats.count(proto, status)
 		r.matched.stats.latency.Observe(dur.Seconds())
 	} else {
-		n.unrouted.count(status)
+		n.unrouted.count(proto, status)
 	}
 	if a := n.g.access; a != nil {
 		a.write(&entry{
-			start: start, dur: dur, region: n.region, node: n.name, listener: l.name, route: routeName,
+			start: start, dur: dur, region: n.region, node: n.name, listener: l.name, proto: protoNames[proto], route: routeName,
 			id: r.ID, client: r.Client.AppendTo(r.clientBuf[:0]), method: ctx.Method(), host: ctx.Host(), path: path,
 			status: status, bytesIn: len(ctx.Request.Body()), bytesOut: len(resp.Body()),
 			upstream: r.Upstream, attempts: r.Attempts,
@@ -283,11 +288,12 @@ func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
 			Method: method, Path: path, Blocked: true, Status: problem.BadFraming.Status, Rule: rule})
 	}
 	status := ctx.Response.StatusCode()
-	n.unrouted.count(status)
+	proto := connProto(ctx)
+	n.unrouted.count(proto, status)
 	if a := n.g.access; a != nil {
 		var cb [48]byte
 		a.write(&entry{
-			start: time.Now(), region: n.region, node: n.name, listener: l.name, route: "-",
+			start: time.Now(), region: n.region, node: n.name, listener: l.name, proto: protoNames[proto], route: "-",
 			id: id, client: client.AppendTo(cb[:0]), method: method, host: host, path: path,
 			status: status, bytesOut: len(ctx.Response.Body()),
 		})

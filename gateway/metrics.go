@@ -28,6 +28,7 @@ type metrics struct {
 	degraded      *prometheus.GaugeVec
 	switches      *prometheus.CounterVec
 	protect       *protectMetrics
+	h2            *prometheus.CounterVec // hedge_http2_errors_total
 
 	mu     sync.Mutex
 	routes map[string]*routeStats
@@ -36,15 +37,15 @@ type metrics struct {
 
 type routeStats struct {
 	region, node, route string
-	status              [600]atomic.Uint64
+	status              [2][600]atomic.Uint64 // by proto (protoHTTP1, protoHTTP2), then status code
 	latency             prometheus.Observer
 }
 
-func (s *routeStats) count(status int) {
-	if status < 0 || status >= len(s.status) {
+func (s *routeStats) count(proto uint8, status int) {
+	if status < 0 || status >= len(s.status[0]) {
 		status = 0
 	}
-	s.status[status].Add(1)
+	s.status[proto&1][status].Add(1)
 }
 
 func newMetrics() *metrics {
@@ -83,6 +84,7 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.latency, m.retries, m.upErrors, m.changes, m.reloads, m.moneyOutcomes, m.designations, m.degraded, m.switches, m,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.protect = newProtectMetrics(m.reg)
+	m.h2 = newH2Metrics(m.reg)
 	return m
 }
 
@@ -107,7 +109,7 @@ func (m *metrics) addNode(n *Node) {
 
 var (
 	requestsDesc = prometheus.NewDesc("hedge_requests_total",
-		"Requests answered, by route and status code.", []string{"region", "node", "route", "status"}, nil)
+		"Requests answered, by route, protocol (1.1, 2) and status code.", []string{"region", "node", "route", "proto", "status"}, nil)
 	memberDesc = prometheus.NewDesc("hedge_upstream_member_healthy",
 		"1 when a pool member may receive requests.", []string{"region", "node", "pool", "member"}, nil)
 	poolDesc = prometheus.NewDesc("hedge_upstream_pool_healthy_members",
@@ -162,10 +164,12 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	nodes := append([]*Node(nil), m.nodes...)
 	m.mu.Unlock()
 	for _, s := range routes {
-		for code := range s.status {
-			if n := s.status[code].Load(); n > 0 {
-				ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n),
-					s.region, s.node, s.route, strconv.Itoa(code))
+		for proto := range s.status {
+			for code := range s.status[proto] {
+				if n := s.status[proto][code].Load(); n > 0 {
+					ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n),
+						s.region, s.node, s.route, protoNames[proto], strconv.Itoa(code))
+				}
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http2"
 
 	"hedge/configs"
 	"hedge/gateway/jwtauth"
@@ -86,6 +87,7 @@ type listenerState struct {
 	certs   *certs.Manager
 	acl     *waf.ACL     // the global ACL, checked before routing
 	guards  []*waf.Guard // by Route.index
+	h2      *h2State     // nil: HTTP/2 is not offered (h2.go)
 }
 
 // edgeListener is one bound listener; it outlives reloads.
@@ -101,6 +103,7 @@ type edgeListener struct {
 	// with it, for answers written from onError.
 	writeTimeout time.Duration
 	conns        *connCap // open connections per client address
+	h2           h2Conns  // HTTP/2 connections being served, for their GOAWAY at shutdown
 }
 
 // buildState assembles a node's complete state from cfg; nothing is shared
@@ -171,6 +174,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 			ls.certs = m
+			n.buildH2(ls)
 			st.listeners[lc.Name] = ls
 			if err := m.Start(ctx); err != nil {
 				st.close()
@@ -362,7 +366,7 @@ func (n *Node) bind(lc configs.Listener) (*edgeListener, error) {
 				if ls == nil || ls.certs == nil {
 					return nil, fmt.Errorf("listener %s has no certificates", el.name)
 				}
-				return ls.certs.TLSConfig(), nil
+				return ls.serverTLS(), nil
 			},
 		}}
 	}
@@ -397,6 +401,11 @@ func (el *edgeListener) start(lc configs.Listener) {
 		SecureErrorLogMessage: true,
 		Logger:                fasthttpLogger{el.node.log},
 	}
+	if el.tls {
+		// Always registered: the ALPN a state offers decides whether a
+		// connection negotiates h2, so a reload turns HTTP/2 on or off.
+		el.srv.NextProto(http2.NextProtoTLS, el.serveH2)
+	}
 	go func() {
 		defer close(el.done)
 		el.srv.Serve(el.ln)
@@ -407,6 +416,7 @@ func (el *edgeListener) start(lc configs.Listener) {
 func (el *edgeListener) shutdown(ctx context.Context, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	el.h2.goAway(ctx) // HTTP/2 connections finish their streams, then close
 	if el.srv != nil {
 		el.srv.ShutdownWithContext(ctx)
 		// A Serve that had not started when Shutdown ran does not know it

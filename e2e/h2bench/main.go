@@ -1,0 +1,466 @@
+// Command h2bench compares hedge and nginx over HTTP/2 (and, with the same
+// tool, HTTP/1.1) in one run: h2load (Debian's nghttp2-client) over TLS
+// with keep-alive, 100 streams per connection, a GET and a 200-byte POST
+// proxied to a fast upstream.
+//
+//	go run ./e2e/h2bench -hedge ./bin/hedge      (make bench runs it)
+//
+// The server under test is pinned to one CPU, h2load and the upstream to
+// the other. The primary figure is the server's CPU time per request
+// (utime + stime of its processes over the run, divided by the requests
+// h2load completed); req/s is capped by the load generator's CPU on two
+// cores. Servers alternate within each round, and the report gives the
+// median over rounds and hedge/nginx ratios. Target (issue: HTTP/2 and
+// HTTP/3): hedge's CPU per request over HTTP/2 ≤ 1.5× nginx's, and over
+// HTTP/1.1 the ratio unchanged from e2e/bench's.
+//
+// nginx 1.22 (Debian 12) is configured equivalently: TLS with the same
+// certificate, `listen ... ssl http2` (1.22's spelling of `http2 on`),
+// http2_max_concurrent_streams 128 (hedge's default), a keep-alive
+// upstream pool, a buffered access log.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"hedge/e2e/internal/benchkit"
+)
+
+const (
+	targetH2 = 1.5 // hedge/nginx CPU per request over HTTP/2, at most
+	nginxBin = "/usr/sbin/nginx"
+)
+
+var bet = []byte(`{"table":"bacc-07","amount":"12.50","currency":"EUR","selection":"banker","client":"web-4.12.0","round":"r-000417","note":"` +
+	strings.Repeat("x", 200-118) + `"}`)
+
+type options struct {
+	hedge              string
+	requests, rounds   int
+	loadCPU, serverCPU int
+	out                string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.hedge, "hedge", "", "path of the hedge `binary` to measure (required)")
+	flag.IntVar(&o.requests, "n", 100000, "requests per measured run")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx, on every workload")
+	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for h2load and the upstream")
+	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
+	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the markdown report")
+	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
+	flag.Parse()
+	if *upstream != "" {
+		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
+		return
+	}
+	benchkit.ExitOnError("h2bench:", run(o))
+}
+
+// serveUpstream answers every request at once: GETs with a short JSON
+// document, POSTs with a ledger's acknowledgement.
+func serveUpstream(addr string) error {
+	ack := []byte(`{"bet_id":"b-7f3a9c21","status":"accepted","balance":"987.50","currency":"EUR","round":"r-000417"}`)
+	lobby := []byte(`{"tables":[{"id":"bacc-07","players":41},{"id":"rlt-02","players":17}]}`)
+	return (&fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		if ctx.IsPost() {
+			ctx.SetStatusCode(http.StatusCreated)
+			ctx.SetBody(ack)
+			return
+		}
+		ctx.SetBody(lobby)
+	}}).ListenAndServe(addr)
+}
+
+type env struct {
+	dir, self, hedgeBin, cert, key, upstream, betFile string
+}
+
+type server struct {
+	name string
+	addr string
+	pids func() []int
+	stop func()
+}
+
+// workload is one h2load invocation.
+type workload struct {
+	name string
+	args []string // besides the URL
+	path string
+}
+
+func run(o options) error {
+	if o.hedge == "" {
+		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
+	}
+	for _, tool := range []string{"taskset", "h2load", nginxBin} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not found: install the Debian packages util-linux nghttp2-client nginx-light (make bench-deps)", tool)
+		}
+	}
+	e := &env{}
+	var err error
+	if e.self, err = os.Executable(); err != nil {
+		return err
+	}
+	if e.dir, err = os.MkdirTemp("", "hedge-h2bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.dir)
+	if err := os.Chmod(e.dir, 0o755); err != nil {
+		return err
+	}
+	if e.hedgeBin, err = filepath.Abs(o.hedge); err != nil {
+		return err
+	}
+	if e.hedgeBin, err = benchkit.CopyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
+		return err
+	}
+	if err := writeCert(e); err != nil {
+		return err
+	}
+	e.betFile = filepath.Join(e.dir, "bet.json")
+	if err := os.WriteFile(e.betFile, bet, 0o644); err != nil {
+		return err
+	}
+	if e.upstream, err = benchkit.FreeAddr(); err != nil {
+		return err
+	}
+	up, err := benchkit.StartPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstream)
+	if err != nil {
+		return err
+	}
+	defer up.Stop(syscall.SIGTERM, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
+	defer cancel()
+	plain := &http.Client{Timeout: 2 * time.Second}
+	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return benchkit.GetOK(plain, "http://"+e.upstream+"/") }); err != nil {
+		return err
+	}
+
+	post := []string{"-d", e.betFile, "-H", "content-type: application/json"}
+	workloads := []workload{
+		{"HTTP/2 GET", []string{"-c", "4", "-m", "100"}, "/games/lobby"},
+		{"HTTP/2 POST 200 B", append([]string{"-c", "4", "-m", "100"}, post...), "/api/bets"},
+		{"HTTP/1.1 GET", []string{"--h1", "-c", "64", "-m", "1"}, "/games/lobby"},
+		{"HTTP/1.1 POST 200 B", append([]string{"--h1", "-c", "64", "-m", "1"}, post...), "/api/bets"},
+	}
+	// cpu[workload][server] holds µs per request, one per round.
+	cpu := map[string]map[string][]float64{}
+	rps := map[string]map[string][]float64{}
+	for _, w := range workloads {
+		cpu[w.name], rps[w.name] = map[string][]float64{}, map[string][]float64{}
+	}
+	for round := 1; round <= o.rounds; round++ {
+		for _, name := range []string{"hedge", "nginx"} {
+			s, err := map[string]func(*env, int) (*server, error){"hedge": startHedge, "nginx": startNginx}[name](e, o.serverCPU)
+			if err != nil {
+				return err
+			}
+			ready := func() error {
+				c, err := net.DialTimeout("tcp", s.addr, time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}
+			for deadline := time.Now().Add(20 * time.Second); ready() != nil; time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					s.stop()
+					return fmt.Errorf("%s did not listen on %s", name, s.addr)
+				}
+			}
+			for _, w := range workloads {
+				url := "https://" + s.addr + w.path
+				// Warm up (connections, pools, the runtime), then measure.
+				if _, _, err := h2load(o.loadCPU, 5000, w.args, url); err != nil {
+					s.stop()
+					return fmt.Errorf("%s, %s, warm-up: %w", name, w.name, err)
+				}
+				before, err := benchkit.CPUTicks(s.pids()...)
+				if err != nil {
+					s.stop()
+					return err
+				}
+				done, reqps, err := h2load(o.loadCPU, o.requests, w.args, url)
+				if err != nil {
+					s.stop()
+					return fmt.Errorf("%s, %s: %w", name, w.name, err)
+				}
+				after, err := benchkit.CPUTicks(s.pids()...)
+				if err != nil {
+					s.stop()
+					return err
+				}
+				us := float64(after-before) * 1e6 / 100 / float64(done) // clock ticks are 10 ms
+				cpu[w.name][name] = append(cpu[w.name][name], us)
+				rps[w.name][name] = append(rps[w.name][name], reqps)
+				fmt.Printf("round %d %-6s %-20s %8.1f µs CPU/req %9.0f req/s\n", round, name, w.name, us, reqps)
+			}
+			s.stop()
+		}
+	}
+	var md strings.Builder
+	fmt.Fprintf(&md, "## h2load: hedge vs nginx %s, %d rounds × %d requests, server on CPU %d, h2load and upstream on CPU %d\n\n",
+		nginxVersion(), o.rounds, o.requests, o.serverCPU, o.loadCPU)
+	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
+	for _, w := range workloads {
+		h, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["nginx"])
+		fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.0f | %.0f |\n", w.name, h, n, h/n,
+			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), median(rps[w.name]["hedge"]), median(rps[w.name]["nginx"]))
+	}
+	fmt.Fprintf(&md, "\nTarget: HTTP/2 ratio ≤ %.1f.\n", targetH2)
+	fmt.Println()
+	fmt.Print(md.String())
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(o.out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
+}
+
+var (
+	doneRE     = regexp.MustCompile(`requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded`)
+	finishedRE = regexp.MustCompile(`finished in [^,]+, ([\d.]+) req/s`)
+)
+
+// h2load runs h2load pinned to cpu and returns the requests that succeeded
+// and the rate it reports.
+func h2load(cpu, n int, args []string, url string) (int, float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := benchkit.Command(ctx, cpu, "h2load", append(append([]string{"-n", strconv.Itoa(n), "-t", "1"}, args...), url)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return 0, 0, fmt.Errorf("h2load: %v\n%s", err, out.String())
+	}
+	m, f := doneRE.FindStringSubmatch(out.String()), finishedRE.FindStringSubmatch(out.String())
+	if m == nil || f == nil {
+		return 0, 0, fmt.Errorf("h2load's output has no totals:\n%s", out.String())
+	}
+	done, _ := strconv.Atoi(m[1])
+	ok, _ := strconv.Atoi(m[2])
+	if ok != n || done != n {
+		return 0, 0, fmt.Errorf("h2load: %d of %d requests succeeded:\n%s", ok, n, out.String())
+	}
+	reqps, _ := strconv.ParseFloat(f[1], 64)
+	return ok, reqps, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func ratios(h, n []float64) string {
+	var out []string
+	for i := range min(len(h), len(n)) {
+		out = append(out, fmt.Sprintf("%.2f", h[i]/n[i]))
+	}
+	return strings.Join(out, ", ")
+}
+
+const hedgeConfig = `# written by e2e/h2bench for one measured run
+deployment: bench
+data_dir: {{dir}}/hedge-data
+waf: {mode: off}
+log:
+  level: warn
+  access: {enabled: true, path: {{dir}}/hedge-access.log, flush_interval: 1s}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 2s}
+routes:
+  - name: bets
+    match: {path_prefix: /api/bets, methods: [POST]}
+    pool: up
+  - name: games
+    match: {path_prefix: /games/, methods: [GET]}
+    pool: up
+regions:
+  - name: bench
+    nodes:
+      - name: bench-1
+        listeners:
+          - name: public
+            address: {{listen}}
+            tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}
+            limits: {max_conns_per_ip: 100000}
+        admin: {address: {{admin}}}
+    pools:
+      - name: up
+        members: [{name: upstream, url: "http://{{upstream}}"}]
+        health: {interval: 1s}
+`
+
+func startHedge(e *env, cpu int) (*server, error) {
+	listen, err := benchkit.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := benchkit.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.dir, "hedge-")
+	if err != nil {
+		return nil, err
+	}
+	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
+		"{{cert}}", e.cert, "{{key}}", e.key, "{{upstream}}", e.upstream).Replace(hedgeConfig)
+	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
+	if err != nil {
+		return nil, err
+	}
+	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
+	if err != nil {
+		return nil, err
+	}
+	return &server{name: "hedge", addr: listen, pids: func() []int { return []int{p.PID()} },
+		stop: func() { p.Stop(syscall.SIGTERM, 5*time.Second) }}, nil
+}
+
+const nginxConfig = `# written by e2e/h2bench for one measured run
+worker_processes 1;
+error_log {{dir}}/error.log warn;
+pid {{dir}}/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log {{dir}}/access.log combined buffer=64k flush=1s;
+    client_body_temp_path {{dir}}/body;
+    proxy_temp_path {{dir}}/proxy;
+    fastcgi_temp_path {{dir}}/fastcgi;
+    uwsgi_temp_path {{dir}}/uwsgi;
+    scgi_temp_path {{dir}}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    http2_max_concurrent_streams 128;
+    http2_max_requests 1000000;
+    server_tokens off;
+    upstream u {
+        server {{upstream}};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen {{listen}} ssl http2;
+        ssl_certificate {{cert}};
+        ssl_certificate_key {{key}};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_prefer_server_ciphers on;
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+        add_header Strict-Transport-Security "max-age=31536000" always;
+        location /api/bets {
+            limit_except POST { deny all; }
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location /games/ {
+            limit_except GET { deny all; }
+            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }
+        location / { return 404; }
+    }
+}
+`
+
+func startNginx(e *env, cpu int) (*server, error) {
+	listen, err := benchkit.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(e.dir, "nginx-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{cert}}", e.cert, "{{key}}", e.key,
+		"{{upstream}}", e.upstream).Replace(nginxConfig)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
+	if err != nil {
+		return nil, err
+	}
+	master := p.PID()
+	return &server{name: "nginx", addr: listen,
+		pids: func() []int { return append([]int{master}, benchkit.Children(master)...) },
+		stop: func() { p.Stop(syscall.SIGQUIT, 5*time.Second) }}, nil
+}
+
+func nginxVersion() string {
+	out, _ := exec.Command(nginxBin, "-v").CombinedOutput()
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	return v
+}
+
+// writeCert makes the self-signed ECDSA P-256 certificate both servers
+// present (h2load does not verify it).
+func writeCert(e *env) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "hedge h2bench"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	e.cert, e.key = filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
+	if err := os.WriteFile(e.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(e.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+}
