@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/valyala/fasthttp"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -83,9 +84,9 @@ type h2Edge struct {
 func startH2Edge(t testing.TB, limits, h2 string) *h2Edge {
 	t.Helper()
 	games, writer := newUpstream(t, "games"), newUpstream(t, "writer")
-	plain := freeAddr(t)
+	plain := testkit.FreeAddr(t)
 	e := startEdge(t, h2Config, "{{G1}}", games.addr(), "{{WRITER}}", writer.addr(), "{{LIMITS}}", limits, "{{H2}}", h2,
-		"{{PLAIN}}", plain, "{{UDP}}", freeUDPPortOn(t))
+		"{{PLAIN}}", plain, "{{UDP}}", testkit.FreeUDPPort(t))
 	pem, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
