@@ -32,6 +32,8 @@ type Config struct {
 	ReplicationLag   time.Duration `yaml:"replication_lag"`
 	Promotion        string        `yaml:"promotion"`
 	AutoPromoteAfter time.Duration `yaml:"auto_promote_after"`
+	Witness          bool          `yaml:"witness"`
+	Lease            time.Duration `yaml:"lease"`
 	OperatorReaction time.Duration `yaml:"operator_reaction"`
 	Targets          Targets       `yaml:"targets"`
 }
@@ -140,6 +142,9 @@ func (c *Config) Validate() error {
 	case "sync", "async":
 	default:
 		bad("replication", "%q: want sync or async", c.Replication)
+	}
+	if c.Witness && (c.Lease < time.Second || c.Lease > time.Minute) {
+		bad("lease", "%v: want 1s to 1m (renewed every 250ms)", c.Lease)
 	}
 	if c.ReplicationLag < 0 {
 		bad("replication_lag", "%v: must not be negative", c.ReplicationLag)
