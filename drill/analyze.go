@@ -421,6 +421,9 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 			for _, l := range r.d.ledgers {
 				if ra, ok := s.Roles[l.Name]; ok && l.Domain == dom && ra.Role == "writer" && ra.Epoch > e {
 					w, e = fmt.Sprintf("%s@%d", l.Name, ra.Epoch), ra.Epoch
+					if ra.Replication == "degraded" {
+						w += " degraded"
+					}
 				}
 			}
 			out[i].Writers[dom] = w

@@ -483,6 +483,9 @@ type roleAnswer struct {
 	Role   string `json:"role"`
 	Domain string `json:"domain"`
 	Epoch  int64  `json:"epoch"`
+	// Replication is a writer's state at the witness: synced, degraded
+	// (acknowledging without its replica), async or unreplicated.
+	Replication string `json:"replication,omitempty"`
 }
 
 func (d *deployment) role(l ledger) (roleAnswer, error) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // WriteJSON writes the result as indented JSON.
@@ -88,6 +89,10 @@ func fmtCounts(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// textWidth estimates the width of s at font-size 11 in a sans-serif
+// face (an average advance of 6.2px), to keep labels inside the picture.
+func textWidth(s string) float64 { return 6.2 * float64(utf8.RuneCountInString(s)) }
+
 func esc(s string) string {
 	var b bytes.Buffer
 	xml.EscapeText(&b, []byte(s))
@@ -153,6 +158,12 @@ func WriteSVG(w io.Writer, r *Result) error {
 	mark := func(t float64, color, label string, row int) {
 		px := left + (t-float64(r.Timeline[0].T))*bw
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4 3"/>`+"\n", px, top, px, top+plotH, color)
+		// A label that would run past the chart's right edge ends at
+		// the line instead of starting there.
+		if px+3+textWidth(label) > left+plotW {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" text-anchor="end">%s</text>`+"\n", px-3, top+12+12*float64(row), color, esc(label))
+			return
+		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`+"\n", px+3, top+12+12*float64(row), color, esc(label))
 	}
 	mark(0, "#000", "fault", 0)
