@@ -345,7 +345,7 @@ func (r *run) checks(res *Result) {
 			}
 		}
 	}
-	if r.sc.LosesRegion && r.sc.Name != "partition" {
+	if r.sc.LosesRegion {
 		add("DNS stops naming "+res.LostRegion, "≤ "+cfg.Targets.DNSMove.String(), fmtSecs(res.DNSMove),
 			res.DNSMove != nil && *res.DNSMove <= cfg.Targets.DNSMove.Seconds())
 	}

@@ -44,7 +44,8 @@ type deployment struct {
 	redis   []node
 	witness *node // the Redis that arbitrates the ledgers' leases, on the WAN side (nil: none)
 
-	http *http.Client // verified against the drill's CA, for admin and health calls
+	http  *http.Client // verified against the drill's CA, for admin and health calls
+	books *http.Client // reads ledgers' receipts, which grow to megabytes: a longer timeout
 }
 
 type node struct {
@@ -284,6 +285,7 @@ func (d *deployment) start(ctx context.Context) error {
 	}
 	d.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: d.pki.Pool}, MaxIdleConnsPerHost: 4, IdleConnTimeout: 5 * time.Second}}
+	d.books = &http.Client{Timeout: 10 * time.Second, Transport: d.http.Transport}
 	for dom, file := range d.ledgerTokenFiles {
 		if err := os.WriteFile(file, []byte(d.ledgerTokens[dom]+"\n"), 0o600); err != nil {
 			return err
@@ -388,7 +390,7 @@ func (d *deployment) waitReady(ctx context.Context) error {
 		}
 	}
 	for _, l := range d.ledgers {
-		if err := check(l.Name+" to answer /role", func() error { _, err := d.role(l); return err }); err != nil {
+		if err := check(l.Name+" to answer /role", func() error { _, err := d.roleWithin(l, 2*time.Second); return err }); err != nil {
 			return err
 		}
 	}
@@ -488,9 +490,17 @@ type roleAnswer struct {
 	Replication string `json:"replication,omitempty"`
 }
 
-func (d *deployment) role(l ledger) (roleAnswer, error) {
+func (d *deployment) role(l ledger) (roleAnswer, error) { return d.roleWithin(l, 400*time.Millisecond) }
+
+// roleWithin asks l's GET /role, waiting at most timeout. The monitor's
+// is short: it samples every 200 ms, and a ledger cut off by a partition
+// must not hold a sample up for the client's whole timeout.
+func (d *deployment) roleWithin(l ledger, timeout time.Duration) (roleAnswer, error) {
 	var ra roleAnswer
-	resp, err := d.http.Get(l.URL + "/role")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.URL+"/role", nil)
+	resp, err := d.http.Do(req)
 	if err != nil {
 		return ra, err
 	}

@@ -181,8 +181,8 @@ func runScenario(ctx context.Context, o Options, sc Scenario) (res *Result, err 
 		// Let the old writer hear it has been fenced before reading it.
 		sleepCtx(ctx, 2*time.Second)
 	}
-	r.mon.sample()
-	r.mon.snapshot()
+	r.mon.close() // no periodic read may land after the final one
+	r.mon.final()
 	return r.analyze(o.Loopback), nil
 }
 
