@@ -2,6 +2,7 @@ package drill
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,65 @@ func TestTimelineWriters(t *testing.T) {
 	}
 	if s := byT[0]; s.Bets != 7 || s.Acked != 2 || s.Failed["503 writer-unavailable"] != 5 {
 		t.Errorf("second 0: expected 7 attempts, 2 acknowledged, 5 × 503 writer-unavailable, got %d, %d, %v", s.Bets, s.Acked, s.Failed)
+	}
+}
+
+// TestVideoStats: a table's interruption is its viewers' longest wait for
+// a new part from the fault on (to the end of the run for a viewer that
+// never got one again), beside the longest wait before the fault.
+func TestVideoStats(t *testing.T) {
+	f := newFixture(t, PromoteAuto)
+	f.clean()
+	st := &studio{table: "table-sea"}
+	vid := &video{studios: []*studio{st}}
+	every := func(from, to, step float64) []time.Time {
+		var out []time.Time
+		for s := from; s <= to+1e-9; s += step {
+			out = append(out, f.at(s))
+		}
+		return out
+	}
+	observe := f.r.d.cfg.Observe.Seconds()
+	vid.viewers = []*viewer{
+		{table: "table-sea", progress: every(-4, observe, 0.2)},                                   // never interrupted
+		{table: "table-sea", progress: append(every(-4, -0.1, 0.3), every(3.4, observe, 0.2)...)}, // 3.5s gap over the fault
+		{table: "table-sea", progress: every(-4, -0.5, 0.2)},                                      // never resumed
+		{table: "table-eu", progress: every(-4, observe, 0.2)},
+	}
+	f.r.video = vid
+	res := f.r.analyze(true)
+	if len(res.Video) != 1 {
+		t.Fatalf("video stats: expected one table, got %+v", res.Video)
+	}
+	v := res.Video[0]
+	want := VideoStats{Table: "table-sea", Viewers: 3, BaselineMax: 0.3, InterruptedMax: observe + 0.6, InterruptedP50: 3.5, NeverResumed: 1}
+	v.Studio = nil
+	if !reflect.DeepEqual(v, want) {
+		t.Errorf("table-sea: expected %+v, got %+v", want, v)
+	}
+	byT := map[int]Second{}
+	for _, s := range res.Timeline {
+		byT[s.T] = s
+	}
+	if s := byT[1]; s.Viewers != 4 || s.Watching != 2 {
+		t.Errorf("second 1: expected 2 of 4 viewers with a new part, got %d of %d", s.Watching, s.Viewers)
+	}
+}
+
+// TestPlaylistParsing: the viewer follows the first media playlist of a
+// multivariant playlist and the newest part of a media playlist.
+func TestPlaylistParsing(t *testing.T) {
+	multi := "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS=\"avc1.42e01f\"\nvideo1_stream.m3u8\n"
+	if got := firstURI([]byte(multi)); got != "video1_stream.m3u8" {
+		t.Errorf("firstURI: expected video1_stream.m3u8, got %q", got)
+	}
+	for _, tc := range []struct{ name, playlist, want string }{
+		{"parts after the last segment", "#EXTM3U\n#EXTINF:1.0,\nseg7.mp4\n#EXT-X-PART:DURATION=0.2,URI=\"part8.0.mp4\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"part8.1.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part8.2.mp4\"\n", "part8.1.mp4"},
+		{"a segment just completed", "#EXTM3U\n#EXT-X-PART:DURATION=0.2,URI=\"part8.4.mp4\"\n#EXTINF:1.0,\nseg8.mp4\n", "seg8.mp4"},
+		{"empty", "#EXTM3U\n", ""},
+	} {
+		if got := lastPart([]byte(tc.playlist)); got != tc.want {
+			t.Errorf("lastPart, %s: expected %q, got %q", tc.name, tc.want, got)
+		}
 	}
 }

@@ -33,6 +33,7 @@ type Config struct {
 	ReplicationLag   time.Duration `yaml:"replication_lag"`
 	Promotion        string        `yaml:"promotion"`
 	AutoPromoteAfter time.Duration `yaml:"auto_promote_after"`
+	Viewers          int           `yaml:"viewers"`
 	Witness          bool          `yaml:"witness"`
 	Lease            time.Duration `yaml:"lease"`
 	OperatorReaction time.Duration `yaml:"operator_reaction"`
@@ -221,6 +222,9 @@ func (c *Config) check() []fieldError {
 	}
 	if c.DNSTTL%time.Second != 0 {
 		bad("dns_ttl", "%v: DNS TTLs are whole seconds", c.DNSTTL)
+	}
+	if c.Viewers < 0 || c.Viewers > 100 {
+		bad("viewers", "%d: want 0 to 100", c.Viewers)
 	}
 	if c.BalanceShare < 0 || c.BalanceShare > 1 {
 		bad("balance_share", "%v: want 0 to 1", c.BalanceShare)

@@ -29,7 +29,7 @@ type deployment struct {
 	dir    string
 	pki    *pki
 	procs  *procs
-	tokens struct{ Alice, Bob, Pusher, JWT string }
+	tokens struct{ Alice, Bob, Pusher, JWT, Studio string }
 	// ledgerTokens is each domain's ledger admin token (its writer and
 	// replica share it, for replication and promotion); ledgerTokenFiles
 	// the 0600 files the edges' configurations name.
@@ -74,7 +74,7 @@ func randomToken() string {
 func newDeployment(cfg *Config, topo *Topology, hedge, dir string) *deployment {
 	d := &deployment{cfg: cfg, topo: topo, hedge: hedge, dir: dir, procs: &procs{logs: filepath.Join(dir, "logs")}}
 	d.tokens.Alice, d.tokens.Bob, d.tokens.Pusher = randomToken(), randomToken(), randomToken()
-	d.tokens.JWT = randomToken()
+	d.tokens.JWT, d.tokens.Studio = randomToken(), randomToken()
 	d.ledgerTokens, d.ledgerTokenFiles = map[string]string{}, map[string]string{}
 	for _, dom := range cfg.Domains() {
 		d.ledgerTokens[dom] = randomToken()
@@ -164,6 +164,14 @@ routes:
     kind: ledger
     match: {path_prefix: /api/wallet/balance, methods: [GET]}
     rewrite: /balance
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios:
+    - {name: drill-studio, token: "{{.Tok.Studio}}"}
+  ice: {udp_port: 8189}
 regions:
 {{- range .Regions}}
   - name: {{.Name}}
@@ -329,7 +337,11 @@ func (d *deployment) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.procs.start(e.Name, e.Region, KindEdge, d.topo.Command(e.Region, d.hedge, "serve", "-c", file, "-region", e.Region, "-node", e.Name)); err != nil {
+		cmd := d.topo.Command(e.Region, d.hedge, "serve", "-c", file, "-region", e.Region, "-node", e.Name)
+		// The drill's CA is the public CA of this world: an edge relaying
+		// a live table from another region's edge verifies it.
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+d.pki.RootFile)
+		if _, err := d.procs.start(e.Name, e.Region, KindEdge, cmd); err != nil {
 			return err
 		}
 	}

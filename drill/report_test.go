@@ -72,6 +72,10 @@ func TestWriteSVG(t *testing.T) {
 	f := newFixture(t, PromoteAuto)
 	f.clean()
 	res := f.r.analyze(true)
+	res.Video = []VideoStats{{Table: "table-sea", Viewers: 2, InterruptedMax: 3.25}}
+	for i := range res.Timeline {
+		res.Timeline[i].Viewers, res.Timeline[i].Watching = 2, i%3
+	}
 	// A step late in the run, whose label would overflow on the right.
 	res.Steps = append(res.Steps, Step{What: "a long label of a step that happened at the very end of the run", At: float64(res.Timeline[len(res.Timeline)-1].T)})
 	var b bytes.Buffer
@@ -123,7 +127,7 @@ func TestWriteSVG(t *testing.T) {
 		t.Errorf("series: expected %d green bars, %d red bars, 1 p99 line, got %d, %d, %d", len(res.Timeline), failedSeconds, green, red, polylines)
 	}
 	all := strings.Join(texts, "\n")
-	for _, want := range []string{"fault", "DNS moved +1.20s", "sea writer", "eu writer", "sea-writer@1", "sea-replica@2", "eu-writer@1 degraded", "region-down"} {
+	for _, want := range []string{"fault", "DNS moved +1.20s", "sea writer", "eu writer", "sea-writer@1", "sea-replica@2", "eu-writer@1 degraded", "region-down", "video", "longest interruption: table-sea 3.2s"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("SVG labels: expected %q among them, got:\n%s", want, all)
 		}
