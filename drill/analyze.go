@@ -152,7 +152,8 @@ func (r *run) analyze(loopback bool) *Result {
 	if r.sc.LosesRegion {
 		var moved time.Time
 		for _, s := range samples {
-			if s.At.Before(r.fault) {
+			// After a partition heals the region is back, and named again.
+			if s.At.Before(r.fault) || (!r.healed.IsZero() && !s.At.Before(r.healed)) {
 				continue
 			}
 			names := false

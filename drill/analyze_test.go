@@ -316,3 +316,20 @@ func TestPlaylistParsing(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSMoveBeforeHealing: after a partition heals, DNS names the region
+// again; the move is measured on the samples before the healing.
+func TestDNSMoveBeforeHealing(t *testing.T) {
+	f := newFixture(t, PromoteAuto)
+	f.clean()
+	both := append(f.edgeIPs("sea"), f.edgeIPs("eu")...)
+	f.r.healed = f.at(20)
+	f.sample(21, nil, map[string][]string{"eu-dns": both, "sea-dns": both})
+	if res := f.r.analyze(true); res.DNSMove == nil || *res.DNSMove != 1.2 {
+		t.Errorf("DNS move with a healed partition: expected 1.2s, got %s", fmtSecs(res.DNSMove))
+	}
+	f.r.healed = time.Time{}
+	if res := f.r.analyze(true); res.DNSMove != nil {
+		t.Errorf("DNS move when the region is named again without healing: expected never, got %s", fmtSecs(res.DNSMove))
+	}
+}

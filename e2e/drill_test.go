@@ -88,6 +88,14 @@ func TestDrill(t *testing.T) {
 				t.Errorf("%s: lost domain %s: want 99%% of its players acknowledged again within 10s, got %v", sc, d.Domain, fmtPtr(d.RTO99))
 			}
 		}
+		if len(res.Video) != 2 {
+			t.Errorf("%s: want a live table per region watched over LL-HLS, got %+v", sc, res.Video)
+		}
+		for _, v := range res.Video {
+			if v.Viewers == 0 || v.NeverResumed != 0 {
+				t.Errorf("%s: live table %s: want viewers that all watch again after the fault, got %d viewers, %d never resumed", sc, v.Table, v.Viewers, v.NeverResumed)
+			}
+		}
 		if len(res.Checks) == 0 || res.Failed() {
 			t.Errorf("%s: checks: %+v", sc, res.Checks)
 		}
