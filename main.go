@@ -742,11 +742,15 @@ func drillCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "hedge drill:", err)
 		return 2
 	}
+	failed := false
 	for _, r := range results {
 		if r.Failed() {
 			fmt.Fprintf(stdout, "drill FAILED: %s missed a check (see above)\n", r.Scenario)
-			return 1
+			failed = true
 		}
+	}
+	if failed {
+		return 1
 	}
 	fmt.Fprintln(stdout, "drill passed: every invariant held and every target was met")
 	return 0
