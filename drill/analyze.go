@@ -481,14 +481,18 @@ func (r *run) videoStats() []VideoStats {
 	}
 	end := r.fault.Add(r.d.cfg.Observe)
 	var out []VideoStats
-	for _, st := range r.video.studios {
-		vs := VideoStats{Table: st.table}
-		st.mu.Lock()
-		vs.Studio = slices.Clone(st.sessions)
-		st.mu.Unlock()
+	for _, reg := range r.d.cfg.Regions {
+		vs := VideoStats{Table: "table-" + reg.Name}
+		for _, st := range r.video.studios {
+			if st.table == vs.Table {
+				st.mu.Lock()
+				vs.Studio = append(vs.Studio, st.sessions...)
+				st.mu.Unlock()
+			}
+		}
 		var after []float64
 		for _, v := range r.video.viewers {
-			if v.table != st.table {
+			if v.table != vs.Table {
 				continue
 			}
 			vs.Viewers++

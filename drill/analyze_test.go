@@ -281,8 +281,8 @@ func TestVideoStats(t *testing.T) {
 	}
 	f.r.video = vid
 	res := f.r.analyze(true)
-	if len(res.Video) != 1 {
-		t.Fatalf("video stats: expected one table, got %+v", res.Video)
+	if len(res.Video) != 2 || res.Video[1].Table != "table-eu" || res.Video[1].NeverResumed != 0 {
+		t.Fatalf("video stats: expected table-sea and an uninterrupted table-eu, got %+v", res.Video)
 	}
 	v := res.Video[0]
 	want := VideoStats{Table: "table-sea", Viewers: 3, BaselineMax: 0.3, InterruptedMax: observe + 0.6, InterruptedP50: 3.5, NeverResumed: 1}

@@ -48,13 +48,16 @@ func accessUnits(raw []byte) [][]byte {
 	return aus
 }
 
-// studio publishes one live table over WHIP to an edge of its region, as
-// a studio's encoder does, and publishes again to an edge DNS names when
-// its session fails (its region lost).
+// studio publishes one live table over WHIP to one edge, as a studio's
+// encoder does, and publishes again when its session fails (its edge or
+// region lost) to an edge DNS names. An edge relays tables from other
+// regions only, so a table is published to every edge of its region: one
+// studio each.
 type studio struct {
 	d      *deployment
 	table  string
 	first  string // the edge it publishes to first
+	index  int    // among its table's studios: where it starts among DNS's edges
 	wanIP  string // its own address, for ICE
 	events chan string
 
@@ -71,8 +74,9 @@ type studioSession struct {
 func (s *studio) run(stop <-chan struct{}) {
 	aus := accessUnits(studioH264)
 	edge := s.first
+	var next []string
 	for {
-		err := s.publish(stop, edge, aus)
+		held, err := s.publish(stop, edge, aus)
 		select {
 		case <-stop:
 			return
@@ -81,27 +85,41 @@ func (s *studio) run(stop <-chan struct{}) {
 		s.mu.Lock()
 		s.sessions = append(s.sessions, studioSession{Edge: edge, Start: time.Now(), Err: shortErr(err)})
 		s.mu.Unlock()
-		// Publish again to an edge the studio's DNS names, another one
-		// than the edge that failed when it can.
 		time.Sleep(300 * time.Millisecond)
-		for _, n := range s.d.dns {
-			ips, _, rerr := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), s.d.playName(), 400*time.Millisecond)
-			if rerr == nil {
-				edge = ips[0]
-				for _, ip := range ips {
-					if ip != edge && ip != s.first {
-						edge = ip
-						break
-					}
-				}
-				break
-			}
+		if held {
+			next = nil // a session ended: ask DNS afresh
+		}
+		if len(next) == 0 {
+			next = s.candidates(edge)
+		}
+		if len(next) > 0 {
+			edge, next = next[0], next[1:]
 		}
 	}
 }
 
-// publish holds one WHIP session until it fails or stop closes.
-func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error {
+// candidates are the edges DNS names, the failed one last, rotated so the
+// studios of one table spread over them.
+func (s *studio) candidates(failed string) []string {
+	for _, n := range s.d.dns {
+		ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), s.d.playName(), 400*time.Millisecond)
+		if err != nil {
+			continue
+		}
+		var out []string
+		for i := range ips {
+			if ip := ips[(i+s.index)%len(ips)]; ip != failed {
+				out = append(out, ip)
+			}
+		}
+		return append(out, failed)
+	}
+	return nil
+}
+
+// publish holds one WHIP session until it fails or stop closes; held says
+// whether the session was established.
+func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held bool, err error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -115,12 +133,12 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error 
 	se.SetICETimeouts(2*time.Second, 4*time.Second, 500*time.Millisecond)
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterDefaultCodecs(); err != nil {
-		return err
+		return false, err
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer pc.Close()
 	failed := make(chan struct{})
@@ -133,11 +151,11 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error 
 	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: studioFmtp}, "video", "studio")
 	if err != nil {
-		return err
+		return false, err
 	}
 	tc, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 	if err != nil {
-		return err
+		return false, err
 	}
 	go func() {
 		for {
@@ -148,16 +166,16 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error 
 	}()
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
-		return err
+		return false, err
 	}
 	select {
 	case <-gathered:
 	case <-time.After(3 * time.Second):
-		return errors.New("ICE gathering timed out")
+		return false, errors.New("ICE gathering timed out")
 	}
 	url := "https://" + net.JoinHostPort(edge, fmt.Sprint(portEdge)) + "/live/" + s.table + "/whip"
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
@@ -166,15 +184,15 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error 
 	req.Header.Set("Authorization", "Bearer "+s.d.tokens.Studio)
 	resp, err := s.d.httpTo(edge).Do(req)
 	if err != nil {
-		return err
+		return false, err
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("WHIP answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+		return false, fmt.Errorf("WHIP answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		return err
+		return false, err
 	}
 	s.mu.Lock()
 	s.sessions = append(s.sessions, studioSession{Edge: edge, Start: time.Now()})
@@ -184,9 +202,9 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) error 
 	for i := 0; ; i++ {
 		select {
 		case <-stop:
-			return nil
+			return true, nil
 		case <-failed:
-			return errors.New("session " + pc.ConnectionState().String())
+			return true, errors.New("session " + pc.ConnectionState().String())
 		case <-tick.C:
 		}
 		_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
@@ -366,17 +384,12 @@ func (d *deployment) startVideo(ctx context.Context) (*video, error) {
 	if d.cfg.Viewers == 0 {
 		return v, nil
 	}
-	var firsts []node
-	for _, r := range d.cfg.Regions {
-		for _, e := range d.edges {
-			if e.Region == r.Name {
-				firsts = append(firsts, e)
-				break
-			}
-		}
-	}
-	for _, e := range firsts {
-		s := &studio{d: d, table: "table-" + e.Region, first: e.IP, wanIP: d.topo.WANIP()}
+	var firsts []node // each studio's first edge
+	index := map[string]int{}
+	for _, e := range d.edges {
+		s := &studio{d: d, table: "table-" + e.Region, first: e.IP, index: index[e.Region], wanIP: d.topo.WANIP()}
+		index[e.Region]++
+		firsts = append(firsts, e)
 		v.studios = append(v.studios, s)
 		v.wg.Go(func() { s.run(v.stop) })
 	}
@@ -412,7 +425,7 @@ func (d *deployment) startVideo(ctx context.Context) (*video, error) {
 			n := d.dns[(near+k)%len(d.dns)]
 			resolvers = append(resolvers, net.JoinHostPort(n.IP, fmt.Sprint(portDNS)))
 		}
-		vw := newViewer(d, i, v.studios[(i/len(d.dns))%len(v.studios)].table, resolvers)
+		vw := newViewer(d, i, "table-"+d.cfg.Regions[(i/len(d.dns))%len(d.cfg.Regions)].Name, resolvers)
 		v.viewers = append(v.viewers, vw)
 		v.wg.Go(func() { vw.run(v.stop) })
 	}
