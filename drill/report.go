@@ -132,7 +132,7 @@ func WriteSVG(w io.Writer, r *Result) error {
 	if len(r.Video) > 0 {
 		bands++
 	}
-	height := top + plotH + 40 + (bandH+14)*float64(bands) + 30
+	height := top + plotH + 40 + (bandH+14)*float64(bands) + 10
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", left+plotW+80, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
@@ -213,9 +213,11 @@ func WriteSVG(w io.Writer, r *Result) error {
 	// Video band: viewers that got a new LL-HLS part each second.
 	if len(r.Video) > 0 {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">video</text>`+"\n", left-4, by+12)
-		for _, s := range r.Timeline {
+		for i, s := range r.Timeline {
 			c := "#74c476"
 			switch {
+			case s.Watching == 0 && (i == 0 || i == len(r.Timeline)-1):
+				c = "#dddddd" // a partial second: before the viewers start, after they stop
 			case s.Watching == 0:
 				c = "#d64545"
 			case s.Watching < s.Viewers:
