@@ -54,12 +54,11 @@ func accessUnits(raw []byte) [][]byte {
 // regions only, so a table is published to every edge of its region: one
 // studio each.
 type studio struct {
-	d      *deployment
-	table  string
-	first  string // the edge it publishes to first
-	index  int    // among its table's studios: where it starts among DNS's edges
-	wanIP  string // its own address, for ICE
-	events chan string
+	d     *deployment
+	table string
+	first string // the edge it publishes to first
+	index int    // among its table's studios: where it starts among DNS's edges
+	wanIP string // its own address, for ICE
 
 	mu       sync.Mutex
 	sessions []studioSession

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -49,10 +48,6 @@ const (
 	// WitnessUnreplicated: a writer without replicas (a promoted replica).
 	WitnessUnreplicated = "unreplicated"
 )
-
-// promotable says whether the witness may grant a writer's domain to a
-// replica once the writer's lease has expired.
-func promotable(state string) bool { return state == WitnessSynced || state == WitnessAsync }
 
 const (
 	defaultLease      = 2 * time.Second
@@ -174,10 +169,6 @@ func (w *witness) force(ctx context.Context, epoch int64) (witnessAnswer, error)
 }
 
 func (w *witness) close() { w.rdb.Close() }
-
-// errNoLease refuses a bet that would be acknowledged without the replica
-// while the writer cannot show a live lease.
-var errNoLease = errors.New("no live lease at the witness")
 
 // witnessState is what this writer tells the witness; l.mu is held.
 func (rp *replication) witnessState() string {
