@@ -127,14 +127,21 @@ load: build
 	stop; exit $$rc
 
 # The full rehearsal of a region loss (README "Rehearsing a region loss"):
-# every scenario, each on a fresh two-region deployment in network
+# every scenario with synchronous replication and automatic promotion, then
+# region-down with four-eyes promotion and with asynchronous replication
+# (both promotions), each on a fresh two-region deployment in network
 # namespaces (DRILL_FLAGS=--loopback without root). Reports, JSON and SVG
-# timelines go to bin/drill/<scenario>/.
+# timelines go to bin/drill/<variant>/<scenario>/; it fails when any run does.
 DRILL_FLAGS ?=
 drill: build
 	@command -v redis-server >/dev/null || ./.ci/debs redis-server
 	rm -rf bin/drill
-	./$(BIN) drill -scenario all -out bin/drill $(DRILL_FLAGS)
+	@rc=0; \
+	./$(BIN) drill -scenario all -out bin/drill/sync-auto $(DRILL_FLAGS) || rc=1; \
+	./$(BIN) drill -scenario region-down -promotion four-eyes -out bin/drill/sync-four-eyes $(DRILL_FLAGS) || rc=1; \
+	./$(BIN) drill -scenario region-down -replication async -out bin/drill/async-auto $(DRILL_FLAGS) || rc=1; \
+	./$(BIN) drill -scenario region-down -replication async -promotion four-eyes -out bin/drill/async-four-eyes $(DRILL_FLAGS) || rc=1; \
+	exit $$rc
 
 # A longer fuzzing pass over the parsers of untrusted input.
 fuzz:

@@ -26,13 +26,15 @@ type Result struct {
 	DNSMove *float64 `json:"dns_move_s"`
 	// RPO: bets acknowledged to players that the domain's surviving
 	// writer does not have, and the span of their acknowledgements.
-	RPOMissing       int      `json:"rpo_missing_bets"`
-	RPOWindow        float64  `json:"rpo_window_s"`
-	DoubleApplies    int      `json:"double_applies"`
-	StaleEpochWrites int      `json:"stale_epoch_writes"`
-	Steps            []Step   `json:"promotion_steps,omitempty"`
-	Checks           []Check  `json:"checks"`
-	Notes            []string `json:"notes,omitempty"`
+	RPOMissing       int     `json:"rpo_missing_bets"`
+	RPOWindow        float64 `json:"rpo_window_s"`
+	DoubleApplies    int     `json:"double_applies"`
+	StaleEpochWrites int     `json:"stale_epoch_writes"`
+	Steps            []Step  `json:"promotion_steps,omitempty"`
+	// Video is each live table's continuity as its LL-HLS viewers saw it.
+	Video  []VideoStats `json:"video,omitempty"`
+	Checks []Check      `json:"checks"`
+	Notes  []string     `json:"notes,omitempty"`
 }
 
 // Second is one second of the timeline, counted from the fault.
@@ -46,6 +48,29 @@ type Second struct {
 	DNSEdges map[string]int    `json:"dns_edges,omitempty"` // region → edges named by the players' answers this second
 	Served   map[string]int    `json:"served,omitempty"`    // region → bet attempts sent to its edges
 	Writers  map[string]string `json:"writers"`             // domain → "ledger@epoch" or "none"
+	// Watching: viewers that received a new LL-HLS part this second, of
+	// Viewers.
+	Watching int `json:"watching"`
+	Viewers  int `json:"viewers"`
+}
+
+// VideoStats is one live table's continuity: the longest wait for a new
+// LL-HLS part each viewer had, before the fault (the baseline) and from
+// the fault on (the interruption; a viewer that never got one again counts
+// until the end of the run).
+type VideoStats struct {
+	Table   string `json:"table"`
+	Viewers int    `json:"viewers"`
+	// Seconds: the worst viewer's longest gap before the fault, and from
+	// the fault on; the median viewer's from the fault on.
+	BaselineMax    float64 `json:"baseline_max_gap_s"`
+	InterruptedMax float64 `json:"interrupted_max_s"`
+	InterruptedP50 float64 `json:"interrupted_p50_s"`
+	// NeverResumed viewers got no part after the fault.
+	NeverResumed int `json:"never_resumed"`
+	// Studio: each WHIP session the studio held (a new one after its
+	// edge was lost).
+	Studio []studioSession `json:"studio_sessions"`
 }
 
 // DomainStats are one ledger domain's numbers.
@@ -127,7 +152,8 @@ func (r *run) analyze(loopback bool) *Result {
 	if r.sc.LosesRegion {
 		var moved time.Time
 		for _, s := range samples {
-			if s.At.Before(r.fault) {
+			// After a partition heals the region is back, and named again.
+			if s.At.Before(r.fault) || (!r.healed.IsZero() && !s.At.Before(r.healed)) {
 				continue
 			}
 			names := false
@@ -199,6 +225,7 @@ func (r *run) analyze(loopback bool) *Result {
 		res.Domains = append(res.Domains, ds)
 	}
 
+	res.Video = r.videoStats()
 	r.moneyInvariants(res, bets, books, samples)
 	r.checks(res)
 	return res
@@ -345,7 +372,7 @@ func (r *run) checks(res *Result) {
 			}
 		}
 	}
-	if r.sc.LosesRegion && r.sc.Name != "partition" {
+	if r.sc.LosesRegion {
 		add("DNS stops naming "+res.LostRegion, "≤ "+cfg.Targets.DNSMove.String(), fmtSecs(res.DNSMove),
 			res.DNSMove != nil && *res.DNSMove <= cfg.Targets.DNSMove.Seconds())
 	}
@@ -411,6 +438,21 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 			out[i].DNSEdges[edgeRegion[ip]]++
 		}
 	}
+	if r.video != nil {
+		for i := range out {
+			out[i].Viewers = len(r.video.viewers)
+		}
+		for _, v := range r.video.viewers {
+			seen := map[int]bool{}
+			for _, t := range v.progress {
+				i := secsOf(t) - from
+				if i >= 0 && i < len(out) && !seen[i] {
+					seen[i] = true
+					out[i].Watching++
+				}
+			}
+		}
+	}
 	for _, s := range samples {
 		i := secsOf(s.At) - from
 		if i < 0 || i >= len(out) {
@@ -421,10 +463,72 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 			for _, l := range r.d.ledgers {
 				if ra, ok := s.Roles[l.Name]; ok && l.Domain == dom && ra.Role == "writer" && ra.Epoch > e {
 					w, e = fmt.Sprintf("%s@%d", l.Name, ra.Epoch), ra.Epoch
+					if ra.Replication == "degraded" {
+						w += " degraded"
+					}
 				}
 			}
 			out[i].Writers[dom] = w
 		}
+	}
+	return out
+}
+
+// videoStats measures each table's continuity from its viewers' parts.
+func (r *run) videoStats() []VideoStats {
+	if r.video == nil {
+		return nil
+	}
+	end := r.fault.Add(r.d.cfg.Observe)
+	var out []VideoStats
+	for _, reg := range r.d.cfg.Regions {
+		vs := VideoStats{Table: "table-" + reg.Name}
+		for _, st := range r.video.studios {
+			if st.table == vs.Table {
+				st.mu.Lock()
+				vs.Studio = append(vs.Studio, st.sessions...)
+				st.mu.Unlock()
+			}
+		}
+		var after []float64
+		for _, v := range r.video.viewers {
+			if v.table != vs.Table {
+				continue
+			}
+			vs.Viewers++
+			base, gap := 0.0, 0.0
+			resumed := false
+			var prev time.Time
+			for _, t := range v.progress {
+				if t.After(r.fault) {
+					resumed = true
+					from := prev
+					if from.IsZero() {
+						from = r.fault
+					}
+					gap = max(gap, t.Sub(from).Seconds())
+				} else if !prev.IsZero() {
+					base = max(base, t.Sub(prev).Seconds())
+				}
+				prev = t
+			}
+			if prev.IsZero() {
+				prev = r.fault
+			}
+			gap = max(gap, end.Sub(prev).Seconds())
+			if !resumed {
+				vs.NeverResumed++
+			}
+			vs.BaselineMax = max(vs.BaselineMax, base)
+			after = append(after, gap)
+		}
+		slices.Sort(after)
+		if len(after) > 0 {
+			vs.InterruptedMax = math.Round(after[len(after)-1]*1000) / 1000
+			vs.InterruptedP50 = math.Round(after[len(after)/2]*1000) / 1000
+		}
+		vs.BaselineMax = math.Round(vs.BaselineMax*1000) / 1000
+		out = append(out, vs)
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,6 +33,9 @@ type Config struct {
 	ReplicationLag   time.Duration `yaml:"replication_lag"`
 	Promotion        string        `yaml:"promotion"`
 	AutoPromoteAfter time.Duration `yaml:"auto_promote_after"`
+	Viewers          int           `yaml:"viewers"`
+	Witness          bool          `yaml:"witness"`
+	Lease            time.Duration `yaml:"lease"`
 	OperatorReaction time.Duration `yaml:"operator_reaction"`
 	Targets          Targets       `yaml:"targets"`
 }
@@ -58,7 +62,7 @@ const (
 
 // DefaultConfig is the embedded drill.yaml.
 func DefaultConfig() *Config {
-	c, err := decode(defaultYAML, nil)
+	c, err := decode("drill.yaml (embedded)", defaultYAML, nil)
 	if err != nil {
 		panic("drill: embedded drill.yaml: " + err.Error())
 	}
@@ -66,20 +70,21 @@ func DefaultConfig() *Config {
 }
 
 // LoadConfig reads file over the embedded defaults: a field the file does
-// not set keeps its default.
+// not set keeps its default. Errors name the file, the line and the field.
 func LoadConfig(file string) (*Config, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, err
 	}
-	c, err := decode(b, DefaultConfig())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	return c, nil
+	return ParseConfig(file, b)
 }
 
-func decode(b []byte, base *Config) (*Config, error) {
+// ParseConfig is LoadConfig of b, read from file.
+func ParseConfig(file string, b []byte) (*Config, error) {
+	return decode(file, b, DefaultConfig())
+}
+
+func decode(file string, b []byte, base *Config) (*Config, error) {
 	c := base
 	if c == nil {
 		c = &Config{}
@@ -88,16 +93,101 @@ func decode(b []byte, base *Config) (*Config, error) {
 	dec.KnownFields(true)
 	// An empty file (io.EOF) keeps every default.
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var lines []string
+			for _, e := range te.Errors {
+				// "line 3: field foo not found in type drill.Config"
+				lines = append(lines, file+":"+strings.TrimPrefix(e, "line "))
+			}
+			return nil, errors.New(strings.Join(lines, "\n"))
+		}
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return c, c.Validate()
+	var root yaml.Node
+	_ = yaml.Unmarshal(b, &root) // it decoded above
+	if errs := c.check(); len(errs) > 0 {
+		// In the order of the file.
+		at := make([]int, len(errs))
+		for i, e := range errs {
+			at[i] = lineOf(&root, e.field)
+		}
+		order := make([]int, len(errs))
+		for i := range order {
+			order[i] = i
+		}
+		sort.SliceStable(order, func(a, b int) bool { return at[order[a]] < at[order[b]] })
+		lines := make([]string, 0, len(errs))
+		for _, i := range order {
+			loc := file
+			if at[i] > 0 {
+				loc = fmt.Sprintf("%s:%d", file, at[i])
+			}
+			lines = append(lines, loc+": "+errs[i].field+": "+errs[i].msg)
+		}
+		return nil, errors.New(strings.Join(lines, "\n"))
+	}
+	return c, nil
 }
+
+// lineOf finds the line of field ("regions[1].name") in a YAML document;
+// 0 when the document does not set it (the value is a default), in which
+// case the nearest enclosing field that is set gives the line.
+func lineOf(doc *yaml.Node, field string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(field, ".") {
+		name, idx := part, -1
+		if i := strings.IndexByte(part, '['); i > 0 && strings.HasSuffix(part, "]") {
+			name = part[:i]
+			fmt.Sscanf(part[i+1:len(part)-1], "%d", &idx)
+		}
+		if n == nil || n.Kind != yaml.MappingNode {
+			return line
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == name {
+				line, next = n.Content[i].Line, n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+type fieldError struct{ field, msg string }
 
 // Validate reports every problem at once, each naming its field.
 func (c *Config) Validate() error {
-	var errs []string
+	errs := c.check()
+	if len(errs) == 0 {
+		return nil
+	}
+	lines := make([]string, len(errs))
+	for i, e := range errs {
+		lines[i] = e.field + ": " + e.msg
+	}
+	return errors.New(strings.Join(lines, "\n"))
+}
+
+func (c *Config) check() []fieldError {
+	var errs []fieldError
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, field+": "+fmt.Sprintf(format, args...))
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
 	}
 	if c.Zone == "" || strings.ContainsAny(c.Zone, " /:") {
 		bad("zone", "%q is not a DNS name", c.Zone)
@@ -133,6 +223,9 @@ func (c *Config) Validate() error {
 	if c.DNSTTL%time.Second != 0 {
 		bad("dns_ttl", "%v: DNS TTLs are whole seconds", c.DNSTTL)
 	}
+	if c.Viewers < 0 || c.Viewers > 100 {
+		bad("viewers", "%d: want 0 to 100", c.Viewers)
+	}
 	if c.BalanceShare < 0 || c.BalanceShare > 1 {
 		bad("balance_share", "%v: want 0 to 1", c.BalanceShare)
 	}
@@ -140,6 +233,9 @@ func (c *Config) Validate() error {
 	case "sync", "async":
 	default:
 		bad("replication", "%q: want sync or async", c.Replication)
+	}
+	if c.Witness && (c.Lease < time.Second || c.Lease > time.Minute) {
+		bad("lease", "%v: want 1s to 1m (renewed every 250ms)", c.Lease)
 	}
 	if c.ReplicationLag < 0 {
 		bad("replication_lag", "%v: must not be negative", c.ReplicationLag)
@@ -156,10 +252,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("promotion", "%q: want %s or %s", c.Promotion, PromoteAuto, PromoteFourEyes)
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "\n"))
-	}
-	return nil
+	return errs
 }
 
 // Domains are the ledger domains, one per region, homed there.

@@ -29,7 +29,11 @@ type deployment struct {
 	dir    string
 	pki    *pki
 	procs  *procs
-	tokens struct{ Alice, Bob, Pusher, Ledger, JWT string }
+	tokens struct{ Alice, Bob, Pusher, JWT, Studio string }
+	// ledgerTokens is each domain's ledger admin token (its writer and
+	// replica share it, for replication and promotion); ledgerTokenFiles
+	// the 0600 files the edges' configurations name.
+	ledgerTokens, ledgerTokenFiles map[string]string
 	// replication says whether this hedge's ledgersim replicates over
 	// the network (-replica); without it there is no standby to promote.
 	replication bool
@@ -38,8 +42,10 @@ type deployment struct {
 	dns     []node   // one per region
 	ledgers []ledger // writer and replica of each domain
 	redis   []node
+	witness *node // the Redis that arbitrates the ledgers' leases, on the WAN side (nil: none)
 
-	http *http.Client // verified against the drill's CA, for admin and health calls
+	http  *http.Client // verified against the drill's CA, for admin and health calls
+	books *http.Client // reads ledgers' receipts, which grow to megabytes: a longer timeout
 }
 
 type node struct {
@@ -53,6 +59,9 @@ type ledger struct {
 	Writer  bool // the domain's writer at the start (else its replica)
 	URL     string
 	Partner string // the other ledger of the domain
+	// TokenFile holds the domain's ledger admin token, which an edge
+	// presents to the ledger when it carries out a promotion.
+	TokenFile string
 }
 
 func randomToken() string {
@@ -65,7 +74,15 @@ func randomToken() string {
 func newDeployment(cfg *Config, topo *Topology, hedge, dir string) *deployment {
 	d := &deployment{cfg: cfg, topo: topo, hedge: hedge, dir: dir, procs: &procs{logs: filepath.Join(dir, "logs")}}
 	d.tokens.Alice, d.tokens.Bob, d.tokens.Pusher = randomToken(), randomToken(), randomToken()
-	d.tokens.Ledger, d.tokens.JWT = randomToken(), randomToken()
+	d.tokens.JWT, d.tokens.Studio = randomToken(), randomToken()
+	d.ledgerTokens, d.ledgerTokenFiles = map[string]string{}, map[string]string{}
+	for _, dom := range cfg.Domains() {
+		d.ledgerTokens[dom] = randomToken()
+		d.ledgerTokenFiles[dom] = filepath.Join(dir, "pki", "ledger-"+dom+".token")
+	}
+	if cfg.Witness {
+		d.witness = &node{Name: "witness", Region: RegionWAN, IP: topo.WANIP()}
+	}
 	n := len(cfg.Regions)
 	for ri, r := range cfg.Regions {
 		for e := 0; e < r.Edges; e++ {
@@ -76,8 +93,10 @@ func newDeployment(cfg *Config, topo *Topology, hedge, dir string) *deployment {
 	}
 	for di, dom := range cfg.Domains() {
 		home, away := di, (di+1)%n
-		w := ledger{node: node{Name: dom + "-writer", Region: cfg.Regions[home].Name, IP: topo.IP(home, hostLedger+di)}, Domain: dom, Writer: true}
-		rp := ledger{node: node{Name: dom + "-replica", Region: cfg.Regions[away].Name, IP: topo.IP(away, hostLedger+di)}, Domain: dom}
+		w := ledger{node: node{Name: dom + "-writer", Region: cfg.Regions[home].Name, IP: topo.IP(home, hostLedger+di)}, Domain: dom, Writer: true,
+			TokenFile: d.ledgerTokenFiles[dom]}
+		rp := ledger{node: node{Name: dom + "-replica", Region: cfg.Regions[away].Name, IP: topo.IP(away, hostLedger+di)}, Domain: dom,
+			TokenFile: d.ledgerTokenFiles[dom]}
 		w.URL = "http://" + net.JoinHostPort(w.IP, fmt.Sprint(portLedger))
 		rp.URL = "http://" + net.JoinHostPort(rp.IP, fmt.Sprint(portLedger))
 		w.Partner, rp.Partner = rp.URL, w.URL
@@ -145,6 +164,14 @@ routes:
     kind: ledger
     match: {path_prefix: /api/wallet/balance, methods: [GET]}
     rewrite: /balance
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios:
+    - {name: drill-studio, token: "{{.Tok.Studio}}"}
+  ice: {udp_port: 8189}
 regions:
 {{- range .Regions}}
   - name: {{.Name}}
@@ -161,7 +188,7 @@ regions:
     idempotency: {store: redis, redis: {address: "{{.Redis}}:{{$.PortRedis}}"}}
     writers:
     {{- range .Writers}}
-      - {domain: {{.Domain}}, url: "{{.URL}}", epoch: {{if .Writer}}1{{else}}0{{end}}}
+      - {domain: {{.Domain}}, url: "{{.URL}}", epoch: {{if .Writer}}1{{else}}0{{end}}, admin_token_file: "{{.TokenFile}}"}
     {{- end}}
 {{- end}}
 {{- range .DNS}}
@@ -266,8 +293,23 @@ func (d *deployment) start(ctx context.Context) error {
 	}
 	d.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: d.pki.Pool}, MaxIdleConnsPerHost: 4, IdleConnTimeout: 5 * time.Second}}
+	d.books = &http.Client{Timeout: 10 * time.Second, Transport: d.http.Transport}
+	for dom, file := range d.ledgerTokenFiles {
+		if err := os.WriteFile(file, []byte(d.ledgerTokens[dom]+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
 	if err := d.topo.Setup(d.hostsByRegion()); err != nil {
 		return fmt.Errorf("network: %w", err)
+	}
+	if w := d.witness; w != nil {
+		// In the root namespace: the WAN side, reachable from both
+		// regions unless a region's link is cut.
+		cmd := d.topo.Command("", "redis-server", "--bind", w.IP, "--port", fmt.Sprint(portWitness),
+			"--save", "", "--appendonly", "no", "--protected-mode", "no")
+		if _, err := d.procs.start(w.Name, w.Region, KindRedis, cmd); err != nil {
+			return err
+		}
 	}
 	for _, r := range d.redis {
 		cmd := d.topo.Command(r.Region, "redis-server", "--bind", r.IP, "--port", fmt.Sprint(portRedis),
@@ -295,7 +337,11 @@ func (d *deployment) start(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := d.procs.start(e.Name, e.Region, KindEdge, d.topo.Command(e.Region, d.hedge, "serve", "-c", file, "-region", e.Region, "-node", e.Name)); err != nil {
+		cmd := d.topo.Command(e.Region, d.hedge, "serve", "-c", file, "-region", e.Region, "-node", e.Name)
+		// The drill's CA is the public CA of this world: an edge relaying
+		// a live table from another region's edge verifies it.
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+d.pki.RootFile)
+		if _, err := d.procs.start(e.Name, e.Region, KindEdge, cmd); err != nil {
 			return err
 		}
 	}
@@ -306,7 +352,7 @@ func (d *deployment) start(ctx context.Context) error {
 // flags are the network ledger's; without them each ledger stands alone.
 func (d *deployment) ledgerArgs(l ledger) []string {
 	args := []string{"ledgersim", "-listen", net.JoinHostPort(l.IP, fmt.Sprint(portLedger)), "-domain", l.Domain,
-		"-epoch", "1", "-admin-token", d.tokens.Ledger, "-receipts"}
+		"-epoch", "1", "-admin-token", d.ledgerTokens[l.Domain], "-receipts"}
 	if l.Writer {
 		args = append(args, "-role", "writer")
 	} else {
@@ -314,6 +360,9 @@ func (d *deployment) ledgerArgs(l ledger) []string {
 	}
 	if !d.replication {
 		return args
+	}
+	if d.witness != nil {
+		args = append(args, "-witness", net.JoinHostPort(d.witness.IP, fmt.Sprint(portWitness)), "-lease", d.cfg.Lease.String())
 	}
 	if l.Writer {
 		args = append(args, "-replica", l.Partner, "-replication", d.cfg.Replication, "-replication-timeout", "1s")
@@ -353,8 +402,19 @@ func (d *deployment) waitReady(ctx context.Context) error {
 		}
 	}
 	for _, l := range d.ledgers {
-		if err := check(l.Name+" to answer /role", func() error { _, err := d.role(l); return err }); err != nil {
+		if err := check(l.Name+" to answer /role", func() error { _, err := d.roleWithin(l, 2*time.Second); return err }); err != nil {
 			return err
+		}
+	}
+	if d.witness != nil {
+		// Every writer holds its lease (and so has told the witness it is
+		// synced) before the first bet.
+		for _, l := range d.ledgers {
+			if l.Writer {
+				if err := check(l.Name+" to hold its lease at the witness", func() error { return d.leaseHeld(l) }); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	for _, e := range d.edges {
@@ -437,11 +497,22 @@ type roleAnswer struct {
 	Role   string `json:"role"`
 	Domain string `json:"domain"`
 	Epoch  int64  `json:"epoch"`
+	// Replication is a writer's state at the witness: synced, degraded
+	// (acknowledging without its replica), async or unreplicated.
+	Replication string `json:"replication,omitempty"`
 }
 
-func (d *deployment) role(l ledger) (roleAnswer, error) {
+func (d *deployment) role(l ledger) (roleAnswer, error) { return d.roleWithin(l, 400*time.Millisecond) }
+
+// roleWithin asks l's GET /role, waiting at most timeout. The monitor's
+// is short: it samples every 200 ms, and a ledger cut off by a partition
+// must not hold a sample up for the client's whole timeout.
+func (d *deployment) roleWithin(l ledger, timeout time.Duration) (roleAnswer, error) {
 	var ra roleAnswer
-	resp, err := d.http.Get(l.URL + "/role")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.URL+"/role", nil)
+	resp, err := d.http.Do(req)
 	if err != nil {
 		return ra, err
 	}
@@ -473,4 +544,25 @@ func tail(path string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// leaseHeld asks a writer's GET /replication whether its lease at the
+// witness is live.
+func (d *deployment) leaseHeld(l ledger) error {
+	var st struct {
+		State      string    `json:"state"`
+		LeaseUntil time.Time `json:"lease_until"`
+	}
+	resp, err := d.http.Get(l.URL + "/replication")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
+		return err
+	}
+	if st.LeaseUntil.Before(time.Now()) {
+		return fmt.Errorf("no live lease (state %q)", st.State)
+	}
+	return nil
 }

@@ -29,6 +29,7 @@ type run struct {
 	mon *monitor
 
 	players []*player
+	video   *video
 	start   time.Time // players start
 	fault   time.Time
 	healed  time.Time
@@ -118,6 +119,10 @@ func runScenario(ctx context.Context, o Options, sc Scenario) (res *Result, err 
 	r := &run{sc: sc, d: d, mon: newMonitor(d)}
 	go r.mon.run()
 	defer r.mon.close()
+	if r.video, err = d.startVideo(ctx); err != nil {
+		return nil, err
+	}
+	defer r.video.close()
 
 	// Players: half of each domain; each asks its own region's DNS
 	// server first (the nearest), the other next.
@@ -169,6 +174,7 @@ func runScenario(ctx context.Context, o Options, sc Scenario) (res *Result, err 
 	close(opStop)
 	opWG.Wait()
 	stopPlayers()
+	r.video.close()
 	wg.Wait() // bets under way finish: acknowledged or given up at their deadline
 	if !ok {
 		return nil, ctx.Err()
@@ -181,8 +187,8 @@ func runScenario(ctx context.Context, o Options, sc Scenario) (res *Result, err 
 		// Let the old writer hear it has been fenced before reading it.
 		sleepCtx(ctx, 2*time.Second)
 	}
-	r.mon.sample()
-	r.mon.snapshot()
+	r.mon.close() // no periodic read may land after the final one
+	r.mon.final()
 	return r.analyze(o.Loopback), nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -44,9 +45,10 @@ type ledgerBook struct {
 }
 
 type monitor struct {
-	d    *deployment
-	stop chan struct{}
-	done chan struct{}
+	d         *deployment
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 
 	mu      sync.Mutex
 	samples []Sample
@@ -57,18 +59,30 @@ func newMonitor(d *deployment) *monitor {
 	return &monitor{d: d, stop: make(chan struct{}), done: make(chan struct{}), books: map[string]ledgerBook{}}
 }
 
-// run samples every 200 ms and reads every ledger's books each second,
-// so a ledger that is killed leaves its records as of at most a second
-// before (and snapshot is called just before a fault).
+// run samples every 200 ms and reads every ledger's books each second
+// (on a loop of its own, so a ledger slow to list its books never holds a
+// sample up), so a ledger that is killed leaves its records as of at most
+// a second before (and snapshot is called just before a fault).
 func (m *monitor) run() {
 	defer close(m.done)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			m.snapshot()
+			select {
+			case <-m.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	})
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	for i := 0; ; i++ {
+	for {
 		m.sample()
-		if i%5 == 0 {
-			m.snapshot()
-		}
 		select {
 		case <-m.stop:
 			return
@@ -77,8 +91,9 @@ func (m *monitor) run() {
 	}
 }
 
+// close stops run and waits for it; safe to call twice.
 func (m *monitor) close() {
-	close(m.stop)
+	m.closeOnce.Do(func() { close(m.stop) })
 	<-m.done
 }
 
@@ -123,7 +138,7 @@ func (m *monitor) snapshot() {
 			var a struct {
 				Applied []appliedKey `json:"applied"`
 			}
-			if m.getJSON(l.URL+"/receipts", &r) != nil || m.getJSON(l.URL+"/applied", &a) != nil {
+			if m.getJSON(m.d.http, l.URL+"/receipts", &r) != nil || m.getJSON(m.d.http, l.URL+"/applied", &a) != nil {
 				return
 			}
 			b.Receipts, b.Applied = r.Receipts, a.Applied
@@ -135,8 +150,8 @@ func (m *monitor) snapshot() {
 	wg.Wait()
 }
 
-func (m *monitor) getJSON(url string, v any) error {
-	resp, err := m.d.http.Get(url)
+func (m *monitor) getJSON(c *http.Client, url string, v any) error {
+	resp, err := c.Get(url)
 	if err != nil {
 		return err
 	}
@@ -145,6 +160,65 @@ func (m *monitor) getJSON(url string, v any) error {
 		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v)
+}
+
+// final is the last look, once the players have stopped: every ledger
+// that is up is asked for its role and its books until it answers (a
+// loaded machine may be slow; a book read a second earlier would miss the
+// last bets and count them as lost), for up to 15 s in all.
+func (m *monitor) final() {
+	deadline := time.Now().Add(15 * time.Second)
+	s := Sample{At: time.Now(), Roles: map[string]roleAnswer{}, DNS: map[string][]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, l := range m.d.ledgers {
+		if p := m.d.procs.byName(l.Name); p == nil || p.exited() {
+			continue
+		}
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				ra, err := m.d.roleWithin(l, 3*time.Second)
+				if err != nil {
+					if time.Now().Add(time.Second).Before(deadline) {
+						time.Sleep(200 * time.Millisecond)
+					}
+					continue
+				}
+				var b ledgerBook
+				var rc struct {
+					Receipts []receipt `json:"receipts"`
+				}
+				var a struct {
+					Applied []appliedKey `json:"applied"`
+				}
+				b.At = time.Now()
+				if m.getJSON(m.d.books, l.URL+"/receipts", &rc) != nil || m.getJSON(m.d.books, l.URL+"/applied", &a) != nil {
+					continue
+				}
+				b.Receipts, b.Applied = rc.Receipts, a.Applied
+				mu.Lock()
+				s.Roles[l.Name] = ra
+				mu.Unlock()
+				m.mu.Lock()
+				m.books[l.Name] = b
+				m.mu.Unlock()
+				return
+			}
+		})
+	}
+	for _, n := range m.d.dns {
+		wg.Go(func() {
+			if ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), m.d.playName(), time.Second); err == nil {
+				mu.Lock()
+				s.DNS[n.Name] = ips
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	m.mu.Lock()
+	m.samples = append(m.samples, s)
+	m.mu.Unlock()
 }
 
 // latest returns the newest sample.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // WriteJSON writes the result as indented JSON.
@@ -34,6 +35,10 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "   DNS stopped naming %s %.3fs after the fault\n", r.LostRegion, *r.DNSMove)
 	}
 	fmt.Fprintf(&b, "   RPO %d bets (window %.3fs); double-applies %d; stale-epoch writes %d\n", r.RPOMissing, r.RPOWindow, r.DoubleApplies, r.StaleEpochWrites)
+	for _, v := range r.Video {
+		fmt.Fprintf(&b, "   video %s: %d LL-HLS viewers; longest wait for a part before the fault %.3fs, from the fault on %.3fs (median viewer %.3fs); never resumed %d; studio sessions %d\n",
+			v.Table, v.Viewers, v.BaselineMax, v.InterruptedMax, v.InterruptedP50, v.NeverResumed, len(v.Studio))
+	}
 	for _, s := range r.Steps {
 		fmt.Fprintf(&b, "   step +%.3fs %s (took %.3fs)", s.At, s.What, s.Took)
 		if s.Err != "" {
@@ -41,7 +46,7 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, attempts by the edges' region, writers):\n")
+	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, attempts by the edges' region, writers, viewers that got a new part):\n")
 	for _, s := range r.Timeline {
 		var ws []string
 		for _, d := range sortedKeys(s.Writers) {
@@ -51,8 +56,12 @@ func WriteText(w io.Writer, r *Result) error {
 		for _, reg := range sortedKeys(s.Served) {
 			served = append(served, fmt.Sprintf("%s:%d", reg, s.Served[reg]))
 		}
-		fmt.Fprintf(&b, "   %4ds %4d/%-4d %-40s %6.1f/%-7.1f %-16s %s\n", s.T, s.Bets, s.Acked, fmtCounts(s.Failed), s.P50ms, s.P99ms,
+		fmt.Fprintf(&b, "   %4ds %4d/%-4d %-40s %6.1f/%-7.1f %-16s %s", s.T, s.Bets, s.Acked, fmtCounts(s.Failed), s.P50ms, s.P99ms,
 			strings.Join(served, " "), strings.Join(ws, " "))
+		if s.Viewers > 0 {
+			fmt.Fprintf(&b, " video %d/%d", s.Watching, s.Viewers)
+		}
+		b.WriteString("\n")
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "   note: %s\n", n)
@@ -88,6 +97,10 @@ func fmtCounts(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// textWidth estimates the width of s at font-size 11 in a sans-serif
+// face (an average advance of 6.2px), to keep labels inside the picture.
+func textWidth(s string) float64 { return 6.2 * float64(utf8.RuneCountInString(s)) }
+
 func esc(s string) string {
 	var b bytes.Buffer
 	xml.EscapeText(&b, []byte(s))
@@ -115,7 +128,11 @@ func WriteSVG(w io.Writer, r *Result) error {
 	bw := plotW / float64(n)
 	x := func(t int) float64 { return left + float64(t-r.Timeline[0].T)*bw }
 	y := func(v int) float64 { return top + plotH - plotH*float64(v)/float64(maxBets) }
-	height := top + plotH + 40 + bandH*float64(len(r.Domains)) + 60
+	bands := len(r.Domains)
+	if len(r.Video) > 0 {
+		bands++
+	}
+	height := top + plotH + 40 + (bandH+14)*float64(bands) + 10
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="11">`+"\n", left+plotW+80, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
@@ -153,6 +170,12 @@ func WriteSVG(w io.Writer, r *Result) error {
 	mark := func(t float64, color, label string, row int) {
 		px := left + (t-float64(r.Timeline[0].T))*bw
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4 3"/>`+"\n", px, top, px, top+plotH, color)
+		// A label that would run past the chart's right edge ends at
+		// the line instead of starting there.
+		if px+3+textWidth(label) > left+plotW {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s" text-anchor="end">%s</text>`+"\n", px-3, top+12+12*float64(row), color, esc(label))
+			return
+		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`+"\n", px+3, top+12+12*float64(row), color, esc(label))
 	}
 	mark(0, "#000", "fault", 0)
@@ -186,6 +209,30 @@ func WriteSVG(w io.Writer, r *Result) error {
 		}
 		by += bandH + 14
 		_ = di
+	}
+	// Video band: viewers that got a new LL-HLS part each second.
+	if len(r.Video) > 0 {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">video</text>`+"\n", left-4, by+12)
+		for i, s := range r.Timeline {
+			c := "#74c476"
+			switch {
+			case s.Watching == 0 && (i == 0 || i == len(r.Timeline)-1):
+				c = "#dddddd" // a partial second: before the viewers start, after they stop
+			case s.Watching == 0:
+				c = "#d64545"
+			case s.Watching < s.Viewers:
+				c = "#f0a030"
+			}
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>t=%ds: %d of %d viewers got a new part</title></rect>`+"\n",
+				x(s.T), by, bw, bandH-4, c, s.T, s.Watching, s.Viewers)
+		}
+		var worst []string
+		for _, v := range r.Video {
+			worst = append(worst, fmt.Sprintf("%s %.1fs", v.Table, v.InterruptedMax))
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">LL-HLS viewers with a new part each second (green all, orange some, red none); longest interruption: %s</text>`+"\n",
+			left+2, by+bandH+9, esc(strings.Join(worst, ", ")))
+		by += bandH + 14
 	}
 	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f">green: acknowledged bet attempts/s · red: failed attempts/s (retried) · blue: p99 latency of acknowledged bets</text>`+"\n", left, by+10)
 	b.WriteString("</svg>\n")

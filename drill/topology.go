@@ -43,7 +43,13 @@ const (
 	portLedger = 7000
 	portDNS    = 5353
 	portRedis  = 6379
+	// portWitness is the witness Redis's, on the WAN side.
+	portWitness = 6390
 )
+
+// RegionWAN names the WAN side of the topology (the root namespace) where
+// the players, the drill's monitor and the witness run.
+const RegionWAN = "wan"
 
 // NewTopology prepares addresses for regions; Setup creates namespaces.
 func NewTopology(regions []string, loopback bool) *Topology {
@@ -64,6 +70,15 @@ func (t *Topology) IP(r, h int) string {
 		return fmt.Sprintf("127.%d.%d.%d", t.net, r+1, h)
 	}
 	return fmt.Sprintf("10.%d.%d.%d", t.net, r+1, h)
+}
+
+// WANIP is the drill's own address on the WAN side: the bridge's in the
+// root namespace (127.net.0.1 with loopback).
+func (t *Topology) WANIP() string {
+	if t.Loopback {
+		return fmt.Sprintf("127.%d.0.1", t.net)
+	}
+	return fmt.Sprintf("10.%d.0.1", t.net)
 }
 
 // CheckNamespaces says exactly what is missing for namespaces, or nil.

@@ -14,19 +14,19 @@ import (
 
 // drillShort is the make-test drill: few players, short phases, so that
 // two scenarios on fresh deployments take well under a minute.
+// Replication is synchronous with the witness (the defaults): RPO 0.
 const drillShort = `players: 40
 warmup: 4s
 observe: 10s
 retry_deadline: 10s
-replication: async
 `
 
 // TestDrill runs `hedge drill` as an operator does — every edge, DNS
-// server, Redis and ledger its own process, in network namespaces when
-// this runs as root (else --loopback) — for a planned drain and, when the
-// ledger simulator replicates over the network, a region loss, and checks
-// the money invariants and targets in the JSON reports it wrote, besides
-// its exit status.
+// server, Redis, ledger and the witness its own process, in network
+// namespaces when this runs as root (else --loopback) — for a region loss
+// (synchronous replication, automatic promotion through the witness) and a
+// planned drain, and checks the money invariants and targets in the JSON
+// reports it wrote, besides its exit status.
 func TestDrill(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is needed (make deps installs it): %v", err)
@@ -34,30 +34,19 @@ func TestDrill(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "drill.yaml")
 	writeFile(t, cfg, drillShort)
-	scenarios := "drain"
-	help, _ := exec.Command(hedgeBin, "ledgersim", "-h").CombinedOutput()
-	replicates := strings.Contains(string(help), "-replica ") && strings.Contains(string(help), "-auto-promote-after ")
-	if replicates {
-		scenarios = "region-down,drain"
-	} else {
-		// Without a standby there is nothing to promote: the drill must
-		// say so rather than report a region loss it did not rehearse.
-		r := runHedge(t, dir, "drill", "-c", cfg, "-scenario", "region-down", "--loopback", "-out", filepath.Join(dir, "refused"))
-		if r.code != 2 || !strings.Contains(r.stderr, "does not replicate over the network") {
-			t.Errorf("region-down with a ledger simulator that does not replicate: want exit 2 naming the missing replication, got %d:\n%s", r.code, r.stderr)
-		}
-		t.Logf("this hedge's ledgersim does not replicate over the network: region-down is not rehearsed, only refused")
-	}
+	const scenarios = "region-down,drain"
 	args := []string{"drill", "-c", cfg, "-scenario", scenarios, "-out", filepath.Join(dir, "out")}
 	if err := drill.CheckNamespaces(); err != nil {
 		t.Logf("network namespaces unavailable (%v): using --loopback", err)
 		args = append(args, "--loopback")
 	}
 	p := startHedge(t, "hedge drill", dir, args...)
-	code, ok := p.wait(3 * time.Minute)
+	start := time.Now()
+	code, ok := p.wait(2 * time.Minute)
 	if !ok {
-		t.Fatalf("hedge drill did not finish in 3 minutes; output:\n%s", p.stdout.String())
+		t.Fatalf("hedge drill did not finish in 2 minutes; output:\n%s", p.stdout.String())
 	}
+	t.Logf("hedge drill -scenario %s took %.1fs", scenarios, time.Since(start).Seconds())
 	if code != 0 {
 		t.Errorf("hedge drill: want exit 0 (every invariant and target met), got %d; output:\n%s\n%s", code, p.stdout.String(), p.stderr.String())
 	}
@@ -75,8 +64,12 @@ func TestDrill(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "out", sc, "timeline.svg")); err != nil {
 			t.Errorf("%s: no SVG timeline: %v", sc, err)
 		}
-		if res.DoubleApplies != 0 || res.StaleEpochWrites != 0 {
-			t.Errorf("%s: want 0 double-applies and 0 stale-epoch writes, got %d and %d", sc, res.DoubleApplies, res.StaleEpochWrites)
+		if res.DoubleApplies != 0 || res.StaleEpochWrites != 0 || res.RPOMissing != 0 {
+			t.Errorf("%s: want 0 double-applies, 0 stale-epoch writes and RPO 0 (synchronous), got %d, %d and %d",
+				sc, res.DoubleApplies, res.StaleEpochWrites, res.RPOMissing)
+		}
+		if res.Replication != "sync" {
+			t.Errorf("%s: want synchronous replication rehearsed, got %q", sc, res.Replication)
 		}
 		if res.DNSMove == nil || *res.DNSMove > 3 {
 			t.Errorf("%s: want DNS to stop naming %s within 3s, got %v", sc, res.LostRegion, fmtPtr(res.DNSMove))
@@ -93,6 +86,14 @@ func TestDrill(t *testing.T) {
 			}
 			if d.Domain == res.LostDomain && (d.RTO99 == nil || *d.RTO99 > 10) {
 				t.Errorf("%s: lost domain %s: want 99%% of its players acknowledged again within 10s, got %v", sc, d.Domain, fmtPtr(d.RTO99))
+			}
+		}
+		if len(res.Video) != 2 {
+			t.Errorf("%s: want a live table per region watched over LL-HLS, got %+v", sc, res.Video)
+		}
+		for _, v := range res.Video {
+			if v.Viewers == 0 || v.NeverResumed != 0 {
+				t.Errorf("%s: live table %s: want viewers that all watch again after the fault, got %d viewers, %d never resumed", sc, v.Table, v.Viewers, v.NeverResumed)
 			}
 		}
 		if len(res.Checks) == 0 || res.Failed() {

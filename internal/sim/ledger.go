@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
@@ -91,6 +92,19 @@ type LedgerSettings struct {
 	Writer            string
 	AutoPromoteAfter  time.Duration
 	HeartbeatInterval time.Duration
+
+	// Witness is host:port of the Redis server that arbitrates between
+	// this ledger and its writer or replicas (see witness.go): a writer
+	// renews its lease there every LeaseRenew (0 means 250ms; the lease
+	// lasts Lease, 0 means 2s) and acknowledges a bet its replicas do not
+	// hold yet only while the lease is live; a replica promotes itself only
+	// when the witness grants it the domain. WitnessHolder names this
+	// ledger there (empty: the domain; `hedge ledgersim` uses its listen
+	// address).
+	Witness       string
+	WitnessHolder string
+	Lease         time.Duration
+	LeaseRenew    time.Duration
 }
 
 // Validate reports whether the settings can build a Ledger. NewLedger
@@ -134,6 +148,15 @@ func (s LedgerSettings) Validate() error {
 	}
 	if s.AutoPromoteAfter > 0 && s.Writer == "" {
 		errs = append(errs, errors.New("sim: ledger auto-promotion needs the writer to watch"))
+	}
+	if s.Witness != "" {
+		if err := validWitness(s.Witness); err != nil {
+			errs = append(errs, fmt.Errorf("sim: ledger witness %w", err))
+		}
+	}
+	lease, renew := cmp.Or(s.Lease, defaultLease), cmp.Or(s.LeaseRenew, defaultLeaseRenew)
+	if s.Lease < 0 || s.LeaseRenew < 0 || lease < 4*renew {
+		errs = append(errs, fmt.Errorf("sim: ledger lease %v renewed every %v: want a lease of at least four renewals", lease, renew))
 	}
 	return errors.Join(errs...)
 }
@@ -387,7 +410,7 @@ func (l *Ledger) route(w http.ResponseWriter, r *http.Request) {
 		}
 	case "/role":
 		if allow(w, r, http.MethodGet, http.MethodHead) {
-			writeJSON(w, http.StatusOK, l.roleBody())
+			writeJSON(w, http.StatusOK, l.roleAnswer())
 		}
 	case "/applied":
 		if allow(w, r, http.MethodGet, http.MethodHead) {
@@ -558,6 +581,13 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusCreated, resp)
 		return
 	}
+	if l.repl.needsLease() && !l.repl.leaseLive() {
+		l.mu.Unlock()
+		w.Header().Set("Retry-After", "1")
+		refuse(http.StatusServiceUnavailable, "lease-lost", "Writer lease lost",
+			"the bet was not applied: this writer cannot acknowledge bets its replica lacks without a live lease at the witness; retry with the same Idempotency-Key")
+		return
+	}
 	balance, ok := l.balances[account]
 	if !ok {
 		balance = l.start
@@ -594,26 +624,44 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 		pending = make(chan struct{})
 		slot.pending = pending
 	}
+	shipped := replBet{Key: key, Account: account, Amount: req.Amount, Epoch: epoch, Request: req, Response: resp}
+	if !synchronous && l.repl.queued() {
+		// Queued under l.mu, so a catch-up that finds every queue empty
+		// has really shipped everything acknowledged so far.
+		l.repl.enqueue(shipped)
+	}
 	l.mu.Unlock()
 
-	shipped := replBet{Key: key, Account: account, Amount: req.Amount, Epoch: epoch, Request: req, Response: resp}
 	if synchronous {
 		// Nothing is acknowledged that the replicas lack: without their
-		// acknowledgement the debit is undone and the bet refused.
+		// acknowledgement the debit is undone and the bet refused, unless
+		// the witness has just confirmed this writer's lease and recorded
+		// it degraded (then the bet waits in the catch-up queue).
 		err := l.repl.replicate(shipped)
+		var fe *FencedError
+		degraded := false
+		if err != nil && !errors.As(err, &fe) && l.repl.wit != nil {
+			degraded = l.repl.renewOnce(WitnessDegraded)
+		}
 		l.mu.Lock()
 		if pending != nil {
 			slot.pending = nil
 			close(pending)
 		}
-		if err != nil {
+		if degraded && (l.role != RoleWriter || l.epoch != epoch || !l.repl.degraded || !l.repl.leaseLive()) {
+			degraded = false
+		}
+		switch {
+		case err != nil && degraded:
+			l.repl.enqueue(shipped)
+			err = nil
+		case err != nil:
 			l.balances[account] += amount
 			if slot.count--; slot.count == 0 {
 				delete(l.bets, sc)
 			}
 		}
 		l.mu.Unlock()
-		var fe *FencedError
 		switch {
 		case errors.As(err, &fe):
 			l.fence(fe)
@@ -627,8 +675,6 @@ func (l *Ledger) bet(w http.ResponseWriter, r *http.Request) {
 				"the bet was not applied: its replica did not acknowledge it in time; retry with the same Idempotency-Key")
 			return
 		}
-	} else if l.repl != nil && len(l.repl.ships) > 0 {
-		l.repl.enqueue(shipped)
 	}
 	rc.Outcome, rc.Amount, rc.BetID, rc.AppliedEpoch = ReceiptApplied, resp.Amount, resp.BetID, resp.Epoch
 
@@ -699,6 +745,23 @@ func (l *Ledger) balance(w http.ResponseWriter, r *http.Request) {
 		"domain":   l.domain,
 		"epoch":    epoch,
 	})
+}
+
+// roleAnswer is GET /role: the role, and for a writer with replicas or a
+// witness how it replicates (a WitnessSynced… state).
+type roleAnswer struct {
+	roleBody
+	Replication string `json:"replication,omitempty"`
+}
+
+func (l *Ledger) roleAnswer() roleAnswer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := roleAnswer{roleBody: roleBody{Role: l.role, Domain: l.domain, Epoch: l.epoch}}
+	if l.role == RoleWriter && l.repl != nil && (len(l.repl.ships) > 0 || l.repl.wit != nil) {
+		a.Replication = l.repl.witnessState()
+	}
+	return a
 }
 
 func (l *Ledger) roleBody() roleBody {

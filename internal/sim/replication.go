@@ -86,6 +86,22 @@ type replication struct {
 	lastHeard  time.Time // guarded by l.mu: last import or heartbeat from the writer
 	writerSeen int64     // guarded by l.mu: highest epoch the writer reported
 
+	// wit is the witness (nil without one). witMu serialises this
+	// ledger's lease renewals and state changes at it.
+	wit   *witness
+	witMu sync.Mutex
+	// Guarded by l.mu: degraded is a synchronous writer acknowledging
+	// without its replicas (queued for catch-up); leaseUntil is when its
+	// lease stops being live by this ledger's clock (renewal sent + lease
+	// − margin); witnessSeen the highest epoch the witness reported.
+	degraded    bool
+	leaseUntil  time.Time
+	witnessSeen int64
+	// renewFailures (under witMu) and grantRefusals (heartbeat loop only)
+	// thin out repeated log lines.
+	renewFailures int
+	grantRefusals int
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -104,7 +120,7 @@ type shipper struct {
 }
 
 func newReplication(l *Ledger, s LedgerSettings) *replication {
-	if len(s.Replicas) == 0 && s.Writer == "" {
+	if len(s.Replicas) == 0 && s.Writer == "" && s.Witness == "" {
 		return nil
 	}
 	rp := &replication{l: l, async: s.Replication == ReplicationAsync, lag: s.ReplicationLag,
@@ -125,14 +141,26 @@ func newReplication(l *Ledger, s LedgerSettings) *replication {
 	for _, u := range s.Replicas {
 		rp.ships = append(rp.ships, &shipper{url: strings.TrimSuffix(u, "/"), wake: make(chan struct{}, 1)})
 	}
+	if s.Witness != "" {
+		holder := s.WitnessHolder
+		if holder == "" {
+			holder = s.Domain
+		}
+		rp.wit = newWitness(s.Witness, s.Domain, holder, s.Lease, s.LeaseRenew)
+	}
 	rp.ctx, rp.cancel = context.WithCancel(context.Background())
-	if rp.async {
+	// A synchronous writer with a witness queues for catch-up what it
+	// acknowledged while degraded.
+	if rp.async || rp.wit != nil {
 		for _, sh := range rp.ships {
 			rp.wg.Go(func() { rp.shipLoop(sh) })
 		}
 	}
 	if rp.writer != "" && rp.autoAfter > 0 {
 		rp.wg.Go(rp.heartbeatLoop)
+	}
+	if rp.wit != nil {
+		rp.wg.Go(rp.renewLoop)
 	}
 	return rp
 }
@@ -145,11 +173,22 @@ func (rp *replication) close() {
 		rp.cancel()
 		rp.wg.Wait()
 		rp.client.CloseIdleConnections()
+		if rp.wit != nil {
+			rp.wit.close()
+		}
 	})
 }
 
-// syncReplicas reports whether bets wait for replicas' acknowledgements.
-func (rp *replication) syncReplicas() bool { return rp != nil && !rp.async && len(rp.ships) > 0 }
+// syncReplicas reports whether bets wait for replicas' acknowledgements
+// (not while degraded); l.mu is held.
+func (rp *replication) syncReplicas() bool {
+	return rp != nil && !rp.async && len(rp.ships) > 0 && !rp.degraded
+}
+
+// queued reports whether bets go to the shippers' queues; l.mu is held.
+func (rp *replication) queued() bool {
+	return rp != nil && len(rp.ships) > 0 && (rp.async || rp.degraded)
+}
 
 // replicate ships b to every replica and waits for all of them, within
 // the replication timeout. A replica that says this writer is fenced wins
@@ -257,7 +296,11 @@ func (rp *replication) shipLoop(sh *shipper) {
 				n++
 			}
 			sh.queue = sh.queue[n:]
+			empty := len(sh.queue) == 0
 			sh.mu.Unlock()
+			if empty && !rp.async {
+				rp.caughtUp()
+			}
 		case errors.As(err, &fe):
 			rp.l.fence(fe)
 			sh.mu.Lock()
@@ -341,16 +384,11 @@ func (rp *replication) heartbeatLoop() {
 			}
 		}
 		silent := time.Since(rp.lastHeard)
-		if l.role != RoleReplica || silent < rp.autoAfter {
-			l.mu.Unlock()
-			continue
-		}
-		from := l.epoch
-		l.role, l.epoch = RoleWriter, max(l.epoch, rp.writerSeen)+1
-		to := l.epoch
+		replica := l.role == RoleReplica
 		l.mu.Unlock()
-		l.log.Warn("replica promoted itself: its writer was silent", "writer", rp.writer, "silent", silent.Round(time.Millisecond),
-			"auto_promote_after", rp.autoAfter, "from_epoch", from, "to_epoch", to, "last_error", errString(err))
+		if replica && silent >= rp.autoAfter {
+			rp.autoPromote(silent, err)
+		}
 	}
 }
 
@@ -392,6 +430,13 @@ type ReplicationStatus struct {
 	Writer           string    `json:"writer,omitempty"`
 	LastHeard        time.Time `json:"last_heard,omitzero"`
 	AutoPromoteAfter string    `json:"auto_promote_after,omitempty"`
+	// Witness is the arbiter's address; State what this writer last
+	// recorded there and LeaseUntil when its lease stops being live by
+	// this ledger's clock.
+	Witness    string    `json:"witness,omitempty"`
+	Lease      string    `json:"lease,omitempty"`
+	State      string    `json:"state,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
 }
 
 // ReplicaStatus is one replica of a writer.
@@ -426,6 +471,14 @@ func (rp *replication) status() ReplicationStatus {
 		if rp.autoAfter > 0 {
 			st.AutoPromoteAfter = rp.autoAfter.String()
 		}
+	}
+	if rp.wit != nil {
+		st.Witness, st.Lease = rp.wit.addr, rp.wit.lease.String()
+		rp.l.mu.Lock()
+		if rp.l.role == RoleWriter {
+			st.State, st.LeaseUntil = rp.witnessState(), rp.leaseUntil
+		}
+		rp.l.mu.Unlock()
 	}
 	return st
 }
@@ -579,6 +632,27 @@ func (l *Ledger) promote(w http.ResponseWriter, r *http.Request) {
 	to := l.epoch + 1
 	if req.Epoch != nil {
 		to = *req.Epoch
+	}
+	if rp := l.repl; rp != nil && rp.wit != nil && to > l.epoch {
+		// Recorded at the witness first, so a writer still renewing there
+		// learns at its next renewal that it is fenced. Operators decide
+		// without the witness when it cannot be reached.
+		l.mu.Unlock()
+		sent := time.Now()
+		a, err := rp.wit.force(r.Context(), to)
+		switch {
+		case err != nil:
+			l.log.Warn("promotion not recorded at the witness: promoting anyway (operators decide)", "witness", rp.wit.addr, "error", err)
+		case a.Verdict == "stale":
+			writeProblemBody(w, problem{Type: "urn:hedge:problem:stale-epoch", Title: "Stale epoch", Status: http.StatusConflict, Epoch: a.Epoch,
+				Detail: fmt.Sprintf("the witness already granted epoch %d: %d is not above it", a.Epoch, to)})
+			return
+		}
+		l.mu.Lock()
+		if err == nil {
+			rp.leaseUntil = sent.Add(rp.wit.lease - rp.wit.margin)
+		}
+		before = roleBody{Role: l.role, Domain: l.domain, Epoch: l.epoch}
 	}
 	switch {
 	case to == l.epoch && l.role == RoleWriter:

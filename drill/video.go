@@ -1,0 +1,438 @@
+package drill
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
+)
+
+// studioH264 is a short H.264 clip (constrained baseline, a keyframe at
+// its start) that each studio publishes in a loop at 30 fps.
+//
+//go:embed studio.h264
+var studioH264 []byte
+
+const studioFmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+
+// accessUnits splits an Annex-B stream into access units, one slice each.
+func accessUnits(raw []byte) [][]byte {
+	var aus [][]byte
+	var cur []byte
+	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
+		n = bytes.TrimRight(n, "\x00")
+		if len(n) == 0 {
+			continue
+		}
+		cur = append(cur, 0, 0, 0, 1)
+		cur = append(cur, n...)
+		if t := n[0] & 0x1f; t == 1 || t == 5 {
+			aus, cur = append(aus, cur), nil
+		}
+	}
+	return aus
+}
+
+// studio publishes one live table over WHIP to one edge, as a studio's
+// encoder does, and publishes again when its session fails (its edge or
+// region lost) to an edge DNS names. An edge relays tables from other
+// regions only, so a table is published to every edge of its region: one
+// studio each.
+type studio struct {
+	d     *deployment
+	table string
+	first string // the edge it publishes to first
+	index int    // among its table's studios: where it starts among DNS's edges
+	wanIP string // its own address, for ICE
+
+	mu       sync.Mutex
+	sessions []studioSession
+}
+
+type studioSession struct {
+	Edge  string    `json:"edge"`
+	Start time.Time `json:"start"`
+	Err   string    `json:"error,omitempty"`
+}
+
+func (s *studio) run(stop <-chan struct{}) {
+	aus := accessUnits(studioH264)
+	edge := s.first
+	var next []string
+	for {
+		held, err := s.publish(stop, edge, aus)
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		s.mu.Lock()
+		s.sessions = append(s.sessions, studioSession{Edge: edge, Start: time.Now(), Err: shortErr(err)})
+		s.mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		if held {
+			next = nil // a session ended: ask DNS afresh
+		}
+		if len(next) == 0 {
+			next = s.candidates(edge)
+		}
+		if len(next) > 0 {
+			edge, next = next[0], next[1:]
+		}
+	}
+}
+
+// candidates are the edges DNS names, the failed one last, rotated so the
+// studios of one table spread over them.
+func (s *studio) candidates(failed string) []string {
+	for _, n := range s.d.dns {
+		ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), s.d.playName(), 400*time.Millisecond)
+		if err != nil {
+			continue
+		}
+		var out []string
+		for i := range ips {
+			if ip := ips[(i+s.index)%len(ips)]; ip != failed {
+				out = append(out, ip)
+			}
+		}
+		return append(out, failed)
+	}
+	return nil
+}
+
+// publish holds one WHIP session until it fails or stop closes; held says
+// whether the session was established.
+func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held bool, err error) {
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if s.d.topo.Loopback {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	} else {
+		want := net.ParseIP(s.wanIP)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(want) })
+	}
+	se.SetICETimeouts(2*time.Second, 4*time.Second, 500*time.Millisecond)
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return false, err
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return false, err
+	}
+	defer pc.Close()
+	failed := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateDisconnected || st == webrtc.PeerConnectionStateClosed {
+			once.Do(func() { close(failed) })
+		}
+	})
+	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+		SDPFmtpLine: studioFmtp}, "video", "studio")
+	if err != nil {
+		return false, err
+	}
+	tc, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return false, err
+	}
+	go func() {
+		for {
+			if _, _, err := tc.Sender().ReadRTCP(); err != nil {
+				return
+			}
+		}
+	}()
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return false, err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return false, err
+	}
+	select {
+	case <-gathered:
+	case <-time.After(3 * time.Second):
+		return false, errors.New("ICE gathering timed out")
+	}
+	url := "https://" + net.JoinHostPort(edge, fmt.Sprint(portEdge)) + "/live/" + s.table + "/whip"
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	req.Host = s.d.playName()
+	req.Header.Set("Content-Type", "application/sdp")
+	req.Header.Set("Authorization", "Bearer "+s.d.tokens.Studio)
+	resp, err := s.d.httpTo(edge).Do(req)
+	if err != nil {
+		return false, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return false, fmt.Errorf("WHIP answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	s.sessions = append(s.sessions, studioSession{Edge: edge, Start: time.Now()})
+	s.mu.Unlock()
+	tick := time.NewTicker(time.Second / 30)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return true, nil
+		case <-failed:
+			return true, errors.New("session " + pc.ConnectionState().String())
+		case <-tick.C:
+		}
+		_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
+	}
+}
+
+// viewer watches a live table over LL-HLS from the edge play.<zone>
+// resolves to, as the player page does after falling back from WebRTC:
+// it reloads the media playlist and fetches each new part, and records
+// when new media arrived. It re-resolves after a connection failure.
+type viewer struct {
+	id        int
+	table     string
+	resolvers []string
+	d         *deployment
+
+	ip        atomic.Pointer[string]
+	expires   time.Time
+	transport *http.Transport
+	client    *http.Client
+
+	progress []time.Time // when a new part arrived
+	errors   int
+}
+
+func newViewer(d *deployment, id int, table string, resolvers []string) *viewer {
+	v := &viewer{id: id, table: table, resolvers: resolvers, d: d}
+	dialer := &net.Dialer{Timeout: time.Second}
+	v.transport = &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: d.pki.Pool, ServerName: d.playName()},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			ip := v.ip.Load()
+			if ip == nil {
+				return nil, errors.New("not resolved")
+			}
+			return dialer.DialContext(ctx, network, net.JoinHostPort(*ip, strconv.Itoa(portEdge)))
+		},
+		MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
+	}
+	v.client = &http.Client{Transport: v.transport, Timeout: 3 * time.Second}
+	return v
+}
+
+func (v *viewer) lookup(avoid string) {
+	for _, srv := range v.resolvers {
+		ips, ttl, err := resolve(srv, v.d.playName(), 400*time.Millisecond)
+		if err != nil {
+			continue
+		}
+		v.expires = time.Now().Add(ttl)
+		if cur := v.ip.Load(); cur != nil && *cur != avoid && contains(ips, *cur) {
+			return
+		}
+		ip := ips[v.id%len(ips)]
+		for _, x := range ips {
+			if x != avoid && len(ips) > 1 && ip == avoid {
+				ip = x
+			}
+		}
+		v.ip.Store(&ip)
+		v.transport.CloseIdleConnections()
+		return
+	}
+}
+
+func (v *viewer) get(path string) ([]byte, int, error) {
+	req, _ := http.NewRequest(http.MethodGet, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+path, nil)
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	return b, resp.StatusCode, err
+}
+
+// run watches until stop closes.
+func (v *viewer) run(stop <-chan struct{}) {
+	base := "/live/" + v.table + "/hls/"
+	media := ""
+	last := ""
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if v.ip.Load() == nil || time.Now().After(v.expires) {
+			v.lookup("")
+		}
+		edge := ""
+		if ip := v.ip.Load(); ip != nil {
+			edge = *ip
+		}
+		if media == "" {
+			b, st, err := v.get(base + "index.m3u8")
+			if err != nil || st != http.StatusOK {
+				v.failed(err, edge)
+				continue
+			}
+			media = firstURI(b)
+			if media == "" {
+				continue
+			}
+		}
+		b, st, err := v.get(base + media)
+		if err != nil || st != http.StatusOK {
+			v.failed(err, edge)
+			media = "" // another edge's packager may name it otherwise
+			continue
+		}
+		part := lastPart(b)
+		if part == "" || part == last {
+			continue
+		}
+		if _, st, err := v.get(base + part); err != nil || st != http.StatusOK {
+			v.failed(err, edge)
+			continue
+		}
+		last = part
+		v.progress = append(v.progress, time.Now())
+	}
+}
+
+func (v *viewer) failed(err error, edge string) {
+	v.errors++
+	if err != nil {
+		v.lookup(edge)
+	}
+}
+
+// firstURI is the first media playlist a multivariant playlist names.
+func firstURI(playlist []byte) string {
+	s := bufio.NewScanner(bytes.NewReader(playlist))
+	for s.Scan() {
+		if line := strings.TrimSpace(s.Text()); line != "" && !strings.HasPrefix(line, "#") {
+			return line
+		}
+	}
+	return ""
+}
+
+// lastPart is the URI of the newest part (or segment) of a media playlist.
+func lastPart(playlist []byte) string {
+	last := ""
+	s := bufio.NewScanner(bytes.NewReader(playlist))
+	for s.Scan() {
+		line := strings.TrimSpace(s.Text())
+		if strings.HasPrefix(line, "#EXT-X-PART:") {
+			if i := strings.Index(line, `URI="`); i >= 0 {
+				if j := strings.IndexByte(line[i+5:], '"'); j >= 0 {
+					last = line[i+5 : i+5+j]
+				}
+			}
+		} else if line != "" && !strings.HasPrefix(line, "#") {
+			last = line
+		}
+	}
+	return last
+}
+
+// video is a run's live tables: a studio per region and the viewers.
+type video struct {
+	studios []*studio
+	viewers []*viewer
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// startVideo has a studio publish a table to the first edge of each region,
+// waits until each table's LL-HLS has parts at that edge, and starts
+// cfg.Viewers viewers, spread over the tables, each asking its own
+// region's DNS server first.
+func (d *deployment) startVideo(ctx context.Context) (*video, error) {
+	v := &video{stop: make(chan struct{})}
+	if d.cfg.Viewers == 0 {
+		return v, nil
+	}
+	var firsts []node // each studio's first edge
+	index := map[string]int{}
+	for _, e := range d.edges {
+		s := &studio{d: d, table: "table-" + e.Region, first: e.IP, index: index[e.Region], wanIP: d.topo.WANIP()}
+		index[e.Region]++
+		firsts = append(firsts, e)
+		v.studios = append(v.studios, s)
+		v.wg.Go(func() { s.run(v.stop) })
+	}
+	// Ready: the origin edge serves parts of its table.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for i, s := range v.studios {
+		probe := newViewer(d, 0, s.table, nil)
+		probe.ip.Store(&firsts[i].IP)
+		probe.expires = time.Now().Add(time.Hour)
+		for {
+			b, st, err := probe.get("/live/" + s.table + "/hls/index.m3u8")
+			if err == nil && st == http.StatusOK {
+				if m, st2, err2 := probe.get("/live/" + s.table + "/hls/" + firstURI(b)); err2 == nil && st2 == http.StatusOK && lastPart(m) != "" {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				v.close()
+				s.mu.Lock()
+				sessions := fmt.Sprint(s.sessions)
+				s.mu.Unlock()
+				return nil, fmt.Errorf("live table %s never had LL-HLS parts at %s (studio sessions: %s; last answer %d %v)", s.table, firsts[i].Name, sessions, st, err)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	for i := range d.cfg.Viewers {
+		near := i % len(d.dns)
+		var resolvers []string
+		for k := range d.dns {
+			n := d.dns[(near+k)%len(d.dns)]
+			resolvers = append(resolvers, net.JoinHostPort(n.IP, fmt.Sprint(portDNS)))
+		}
+		vw := newViewer(d, i, "table-"+d.cfg.Regions[(i/len(d.dns))%len(d.cfg.Regions)].Name, resolvers)
+		v.viewers = append(v.viewers, vw)
+		v.wg.Go(func() { vw.run(v.stop) })
+	}
+	return v, nil
+}
+
+// close stops the studios and viewers and waits for them; safe twice.
+func (v *video) close() {
+	v.once.Do(func() { close(v.stop) })
+	v.wg.Wait()
+}
