@@ -48,6 +48,7 @@ const (
 	DefaultIdemRetention     = 24 * time.Hour
 	DefaultIdemMaxEntries    = 1_000_000
 	DefaultIdemMaxResponse   = 64 << 10
+	DefaultIdemLiveness      = 3 * time.Second
 	DefaultDNSTTL            = 10 * time.Second
 	DefaultDNSStaticTTL      = time.Hour
 	DefaultDNSHealthInterval = time.Second
@@ -105,6 +106,7 @@ func ApplyDefaults(c *Config) {
 		setInt(&reg.Idempotency.MaxEntries, DefaultIdemMaxEntries)
 		setSize(&reg.Idempotency.MaxResponseBytes, DefaultIdemMaxResponse)
 		setStr(&reg.Idempotency.Redis.Prefix, "hedge:idem:"+reg.Name+":")
+		setDur(&reg.Idempotency.Redis.Liveness, DefaultIdemLiveness)
 		for j := range reg.Nodes {
 			for k := range reg.Nodes[j].Listeners {
 				listenerDefaults(&reg.Nodes[j].Listeners[k], k)

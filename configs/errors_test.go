@@ -47,6 +47,21 @@ routes:
 		}},
 	})
 	checkErrors(t, "", []errorCase{
+		{"idempotency liveness", `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners: [{address: "127.0.0.1:8443", tls: {mode: "off"}}]
+    idempotency: {store: redis, redis: {address: "127.0.0.1:6379", liveness: 100ms}}
+  - name: eu
+    nodes:
+      - name: eu-1
+        listeners: [{address: "127.0.0.2:8443", tls: {mode: "off"}}]
+    idempotency: {store: redis, redis: {address: "127.0.0.1:6379", liveness: 1m}}
+`, []string{
+			`p.yaml:6: regions[0].idempotency.redis.liveness: must be 300ms to 30s, got 100ms`,
+			`p.yaml:11: regions[1].idempotency.redis.liveness: must be 300ms to 30s, got 1m0s`,
+		}},
 		{"listeners, pools and writers", `regions:
   - name: sea
     nodes:

@@ -3,6 +3,7 @@ package configs
 import (
 	"os"
 	"strings"
+	"time"
 )
 
 // validate checks writer probes, promotions, degradation and the writers' TLS.
@@ -35,6 +36,11 @@ func (id *Idempotency) validate(v *validator) {
 	if id.Store == StoreRedis {
 		v.address(&id.Redis.Address)
 		v.readableIfSet(&id.Redis.PasswordFile)
+		// Renewed every third of it: below 300ms a busy node could miss
+		// it; above 30s (the shortest in-flight claim) it would not help.
+		if l := id.Redis.Liveness; l < Duration(300*time.Millisecond) || l > Duration(30*time.Second) {
+			v.bad(&id.Redis.Liveness, "must be 300ms to 30s, got %s", l.D())
+		}
 	}
 }
 

@@ -433,6 +433,10 @@ type Redis struct {
 	DB           int    `yaml:"db"`
 	PasswordFile string `yaml:"password_file"`
 	Prefix       string `yaml:"prefix"`
+	// Liveness is the TTL of each node's liveness key, renewed every third
+	// of it: a claim whose holder's key has lapsed (the node died or lost
+	// Redis) is taken over by the retry through another node.
+	Liveness Duration `yaml:"liveness"`
 }
 
 // Match selects requests by host, path prefix and method. Empty parts match

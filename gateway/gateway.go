@@ -320,7 +320,7 @@ func (g *Gateway) idempotencyStore(region *configs.Region, cfg *configs.Config) 
 			}
 			opts.Password = strings.TrimSpace(string(pw))
 		}
-		s = idempotency.NewRedis(redis.NewClient(opts), id.Redis.Prefix, id.Retention.D(), inflight)
+		s = idempotency.NewRedis(redis.NewClient(opts), id.Redis.Prefix, id.Retention.D(), inflight, id.Redis.Liveness.D())
 	default:
 		s = idempotency.NewMemory(id.MaxEntries, id.Retention.D(), inflight)
 	}

@@ -2,12 +2,15 @@ package idempotency
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,36 +20,108 @@ import (
 // Redis is the store shared by the nodes of a region. A claim is one round
 // trip on the happy path: a script returns the existing record or sets the
 // in-flight one, atomically.
+//
+// Each store keeps a liveness key of its own (prefix + "node:" + owner),
+// renewed by one goroutine every third of its TTL: a claim held by a store
+// whose liveness key is gone (its process was killed, or it lost Redis)
+// is taken over by the next claim of the same request from another node,
+// instead of blocking the key for the in-flight period. A live holder's
+// claim still lasts the in-flight period at most.
 type Redis struct {
 	c         redis.UniversalClient
 	prefix    string
 	retention time.Duration
 	inflight  time.Duration
-	owner     string // this process, so tokens are unique across nodes
+	liveness  time.Duration
+	owner     string // this store, so tokens are unique across nodes
+	alive     string // this store's liveness key
 	next      atomic.Uint64
+
+	stop      chan struct{}
+	done      chan struct{}
+	haltOnce  sync.Once
+	closeOnce sync.Once
 }
 
 // NewRedis keeps records under prefix: completed ones for retention,
-// in-flight claims for inflight.
-func NewRedis(client redis.UniversalClient, prefix string, retention, inflight time.Duration) *Redis {
+// in-flight claims for inflight, and this store's liveness key for
+// liveness, renewed until Close.
+func NewRedis(client redis.UniversalClient, prefix string, retention, inflight, liveness time.Duration) *Redis {
 	var b [8]byte
-	now := time.Now().UnixNano()
-	for i := range b {
-		b[i] = byte(now >> (8 * i))
-	}
-	return &Redis{c: client, prefix: prefix, retention: retention, inflight: inflight, owner: hex.EncodeToString(b[:])}
+	_, _ = rand.Read(b[:])
+	owner := hex.EncodeToString(b[:])
+	r := &Redis{c: client, prefix: prefix, retention: retention, inflight: inflight, liveness: liveness,
+		owner: owner, alive: livenessKey(prefix, owner), stop: make(chan struct{}), done: make(chan struct{})}
+	go r.renew()
+	return r
 }
 
-// claimScript: KEYS[1] the key, KEYS[2] its pin; ARGV[1] the in-flight
-// value; ARGV[2] the TTL in ms; ARGV[3] the fingerprint in hex. Returns
-// {1, existing value} when the key is held, {2, pin} when it is pinned
-// under another fingerprint, and {0} or {0, pin} when the claim was won.
+func livenessKey(prefix, owner string) string { return prefix + "node:" + owner }
+
+// renew keeps the liveness key until Close. A renewal that fails is not
+// retried early: the key lapses after its TTL, and then this store's own
+// claims find it gone and renew it first (see Claim).
+func (r *Redis) renew() {
+	defer close(r.done)
+	t := time.NewTicker(r.liveness / 3)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), r.liveness/3)
+		_ = r.beAlive(ctx)
+		cancel()
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// halt stops the renewals and waits for the goroutine to end.
+func (r *Redis) halt() {
+	r.haltOnce.Do(func() {
+		close(r.stop)
+		<-r.done
+	})
+}
+
+func (r *Redis) beAlive(ctx context.Context) error {
+	return r.c.Set(ctx, r.alive, strconv.FormatInt(time.Now().UnixMilli(), 10), r.liveness).Err()
+}
+
+// ErrNotAlive means this store could not prove to Redis that it is alive,
+// so it claims nothing: another node could take the claim over at once.
+var ErrNotAlive = errors.New("idempotency: this node's liveness key cannot be renewed")
+
+// claimScript: KEYS[1] the key, KEYS[2] its pin, KEYS[3] the claimant's
+// liveness key; ARGV[1] the in-flight value; ARGV[2] the TTL in ms;
+// ARGV[3] the fingerprint in hex. Returns {1, existing value} when the key
+// is held, {2, pin} when it is pinned under another fingerprint, {3} when
+// the claimant's liveness key is gone (it must renew it before claiming),
+// and {0} or {0, pin} when the claim was won.
 var claimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then return {1, v} end
 local pin = redis.call('GET', KEYS[2])
 if pin and string.sub(pin, 1, 64) ~= ARGV[3] then return {2, pin} end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {3} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if pin then return {0, pin} end
+return {0}`)
+
+// takeoverScript replaces an in-flight claim whose holder's liveness key
+// is gone. KEYS[1] the key, KEYS[2] its pin, KEYS[3] the holder's liveness
+// key, KEYS[4] the claimant's; ARGV[1] the holder's in-flight value as the
+// claimant read it, ARGV[2..4] as in claimScript. Returns as claimScript,
+// and {4} when the key changed since it was read (claim again).
+var takeoverScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v ~= ARGV[1] then return {4} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {1, v} end
+if redis.call('EXISTS', KEYS[4]) == 0 then return {3} end
+local pin = redis.call('GET', KEYS[2])
+if pin and string.sub(pin, 1, 64) ~= ARGV[4] then return {2, pin} end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if pin then return {0, pin} end
 return {0}`)
 
@@ -105,52 +180,103 @@ func (r *Redis) inflightValue(fp Fingerprint, tok uint64) ([]byte, error) {
 	return json.Marshal(redisValue{FP: fp[:], Owner: r.owner + "-" + strconv.FormatUint(tok, 10), Created: time.Now().UnixMilli()})
 }
 
-// Claim implements Store.
+// Claim implements Store. A key held in flight by another node whose
+// liveness key is gone is taken over (Claim.TakenOver) when the request is
+// the same; the check and the takeover are one script, so a holder that is
+// alive keeps its claim, and two nodes never take over the same claim.
 func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
 	tok := r.next.Add(1)
 	v, err := r.inflightValue(fp, tok)
 	if err != nil {
 		return Claim{}, err
 	}
-	res, err := claimScript.Run(ctx, r.c, r.keys(key), v, r.inflight.Milliseconds(), hex.EncodeToString(fp[:])).Slice()
-	if err != nil {
-		return Claim{}, err
+	keys := r.keys(key)
+	fpHex := hex.EncodeToString(fp[:])
+	renewed := false
+	for range 4 {
+		res, err := claimScript.Run(ctx, r.c, []string{keys[0], keys[1], r.alive}, v, r.inflight.Milliseconds(), fpHex).Slice()
+		if err != nil {
+			return Claim{}, err
+		}
+		state, val := scriptResult(res)
+		var holder string
+		if state == 1 {
+			var rec *Record
+			if rec, holder, err = parseRecord(val); err != nil {
+				return Claim{}, err
+			}
+			if rec.Done || rec.Fingerprint != fp || holder == "" || holder == r.owner {
+				return Claim{Existing: rec}, nil
+			}
+			res, err = takeoverScript.Run(ctx, r.c, []string{keys[0], keys[1], livenessKey(r.prefix, holder), r.alive},
+				val, v, r.inflight.Milliseconds(), fpHex).Slice()
+			if err != nil {
+				return Claim{}, err
+			}
+			switch state, val = scriptResult(res); state {
+			case 1: // the holder is alive: it keeps the claim
+				return Claim{Existing: rec}, nil
+			case 4: // completed, released or taken over meanwhile
+				continue
+			}
+		}
+		switch state {
+		case 0:
+			c := Claim{Won: true, TakenOver: holder, token: tok, value: v}
+			if val != "" {
+				if _, c.Pinned, _, err = parsePin(val); err != nil {
+					// The claim was won; give it back rather than send a
+					// request whose pin cannot be read anywhere.
+					_ = r.Release(ctx, key, c)
+					return Claim{}, err
+				}
+			}
+			return c, nil
+		case 2:
+			pfp, up, created, err := parsePin(val)
+			if err != nil {
+				return Claim{}, err
+			}
+			return Claim{Existing: &Record{Fingerprint: pfp, Pinned: up, Created: created}}, nil
+		case 3:
+			// This store's liveness key lapsed (Redis was out of reach):
+			// renew it before claiming, or claim nothing.
+			if renewed {
+				return Claim{}, ErrNotAlive
+			}
+			if err := r.beAlive(ctx); err != nil {
+				return Claim{}, fmt.Errorf("%w: %w", ErrNotAlive, err)
+			}
+			renewed = true
+		default:
+			return Claim{}, fmt.Errorf("idempotency: unexpected claim result %v", res)
+		}
 	}
-	var state int64
-	var val string
+	return Claim{}, errors.New("idempotency: the key kept changing while it was claimed")
+}
+
+func scriptResult(res []any) (state int64, val string) {
 	if len(res) > 0 {
 		state, _ = res[0].(int64)
 	}
 	if len(res) > 1 {
 		val, _ = res[1].(string)
 	}
-	switch state {
-	case 0:
-		c := Claim{Won: true, token: tok, value: v}
-		if val != "" {
-			if _, c.Pinned, _, err = parsePin(val); err != nil {
-				// The claim was won; give it back rather than send a
-				// request whose pin cannot be read anywhere.
-				_ = r.Release(ctx, key, c)
-				return Claim{}, err
-			}
-		}
-		return c, nil
-	case 2:
-		pfp, up, created, err := parsePin(val)
-		if err != nil {
-			return Claim{}, err
-		}
-		return Claim{Existing: &Record{Fingerprint: pfp, Pinned: up, Created: created}}, nil
-	}
+	return state, val
+}
+
+// parseRecord reads a stored value, and the store that holds it when it is
+// in flight.
+func parseRecord(val string) (*Record, string, error) {
 	var rv redisValue
 	if err := json.Unmarshal([]byte(val), &rv); err != nil {
-		return Claim{}, err
+		return nil, "", err
 	}
 	rec := &Record{Done: rv.Done, Created: time.UnixMilli(rv.Created),
 		Response: Response{Status: rv.Status, Header: rv.Header, Body: rv.Body}}
 	copy(rec.Fingerprint[:], rv.FP)
-	return Claim{Existing: rec}, nil
+	holder, _, _ := strings.Cut(rv.Owner, "-")
+	return rec, holder, nil
 }
 
 // Complete implements Store: one round trip, replacing the in-flight value
@@ -178,5 +304,17 @@ func (r *Redis) Pin(ctx context.Context, key string, c Claim, fp Fingerprint, up
 	return ownerScript.Run(ctx, r.c, r.keys(key), c.value, "", r.retention.Milliseconds(), pinValue(fp, upstream, created)).Err()
 }
 
-// Close implements Store.
-func (r *Redis) Close() error { return r.c.Close() }
+// Close implements Store: it stops renewing the liveness key and deletes
+// it, so the claims this store still holds (it can no longer complete
+// them) are taken over at once. Close is safe to call twice.
+func (r *Redis) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		r.halt()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = r.c.Del(ctx, r.alive).Err()
+		cancel()
+		err = r.c.Close()
+	})
+	return err
+}

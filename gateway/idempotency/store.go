@@ -5,7 +5,8 @@
 // authenticated principal before they reach a Store.
 //
 // Two stores implement one interface: Memory (bounded, one node) and Redis
-// (shared by the nodes of a region; a claim is one round trip).
+// (shared by the nodes of a region; a claim is one round trip, and a claim
+// held by a node that stopped renewing its liveness key is taken over).
 package idempotency
 
 import (
@@ -64,6 +65,10 @@ type Claim struct {
 	// and nowhere else, since another upstream that does not share its
 	// deduplication could apply it a second time.
 	Pinned string
+	// TakenOver, on a won claim, names the node (a store's owner id) that
+	// held the key in flight and stopped proving it is alive: it was
+	// killed or lost the shared store, and this request took its place.
+	TakenOver string
 	// token identifies the owner, so only it can complete or release;
 	// value is the in-flight record as a shared store holds it.
 	token uint64

@@ -16,7 +16,7 @@ import (
 func stores(t *testing.T) map[string]Store {
 	addr := testredis.Start(t)
 	rc := redis.NewClient(&redis.Options{Addr: addr})
-	r := NewRedis(rc, "test:", time.Hour, time.Minute)
+	r := NewRedis(rc, "test:", time.Hour, time.Minute, 3*time.Second)
 	t.Cleanup(func() { r.Close() })
 	return map[string]Store{"memory": NewMemory(1000, time.Hour, time.Minute), "redis": r}
 }
@@ -132,7 +132,7 @@ func TestMemoryIsBounded(t *testing.T) {
 func TestAbandonedClaimExpires(t *testing.T) {
 	ctx := context.Background()
 	addr := testredis.Start(t)
-	r := NewRedis(redis.NewClient(&redis.Options{Addr: addr}), "t2:", time.Hour, 100*time.Millisecond)
+	r := NewRedis(redis.NewClient(&redis.Options{Addr: addr}), "t2:", time.Hour, 100*time.Millisecond, 3*time.Second)
 	defer r.Close()
 	for name, s := range map[string]Store{"memory": NewMemory(1000, time.Hour, 100*time.Millisecond), "redis": r} {
 		abandoned := ScopedKey([]byte("p"), []byte("crash"))
@@ -241,5 +241,198 @@ func TestPinKeepsUnknownOutcomeWithItsUpstream(t *testing.T) {
 				t.Fatalf("a loser's pin stuck: %+v", c)
 			}
 		})
+	}
+}
+
+// redisNodes are stores of one region's nodes sharing a real Redis, each
+// with its own client and liveness key.
+func redisNodes(t *testing.T, n int, liveness time.Duration) []*Redis {
+	addr := testredis.Start(t)
+	nodes := make([]*Redis, n)
+	for i := range nodes {
+		nodes[i] = NewRedis(redis.NewClient(&redis.Options{Addr: addr}), "takeover:", time.Hour, time.Minute, liveness)
+		t.Cleanup(func() { nodes[i].Close() })
+	}
+	return nodes
+}
+
+// awaitTakeover claims key at s until the claim is won, failing after
+// limit; it returns the won claim and how long that took.
+func awaitTakeover(t *testing.T, s *Redis, key string, fp Fingerprint, limit time.Duration) (Claim, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		c, err := s.Claim(context.Background(), key, fp)
+		if err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+		if c.Won {
+			return c, time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("the key was not taken over within %v: still %+v", limit, c.Existing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRedisTakeoverOfDeadHolder: a key in flight at a node that stops
+// renewing its liveness key (killed, or cut off from Redis) is taken over
+// by the same request through another node within the liveness TTL (plus
+// a renewal period), keeping its pin; a live holder keeps its claim for as
+// long as it lives, a different request under the key is still refused,
+// and the dead holder can neither complete, release nor pin the claim it
+// lost.
+func TestRedisTakeoverOfDeadHolder(t *testing.T) {
+	const liveness = time.Second
+	ctx := context.Background()
+	fp := FingerprintOf([]byte("POST"), []byte("/api/bets"), []byte(`{"amount":"1.00"}`))
+	other := FingerprintOf([]byte("POST"), []byte("/api/bets"), []byte(`{"amount":"9.00"}`))
+	cases := []struct {
+		name string
+		// die ends the holder: halt simulates a SIGKILL (the key lapses
+		// after its TTL); close is a graceful stop (the key goes at once).
+		die      func(*Redis)
+		pin      string      // pin the key at the holder first, then claim it again
+		taker    Fingerprint // the request claiming through the other node
+		takeover bool
+		within   time.Duration
+	}{
+		{name: "killed holder", die: (*Redis).halt, taker: fp, takeover: true, within: liveness + time.Second},
+		{name: "closed holder", die: func(r *Redis) { r.Close() }, taker: fp, takeover: true, within: 200 * time.Millisecond},
+		{name: "killed holder of a pinned key", die: (*Redis).halt, pin: "http://rail-a:7100", taker: fp, takeover: true, within: liveness + time.Second},
+		{name: "killed holder, different request", die: (*Redis).halt, taker: other},
+		{name: "live holder", taker: fp},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			nodes := redisNodes(t, 2, liveness)
+			holder, taker := nodes[0], nodes[1]
+			key := ScopedKey([]byte("player-1"), fmt.Appendf(nil, "bet-%d", i))
+			held, err := holder.Claim(ctx, key, fp)
+			if err != nil || !held.Won {
+				t.Fatalf("holder's claim: want won, got %+v %v", held, err)
+			}
+			if c.pin != "" {
+				if err := holder.Pin(ctx, key, held, fp, c.pin); err != nil {
+					t.Fatal(err)
+				}
+				if held, err = holder.Claim(ctx, key, fp); err != nil || !held.Won || held.Pinned != c.pin {
+					t.Fatalf("holder's retry of the pinned key: want won and pinned, got %+v %v", held, err)
+				}
+			}
+			// While the holder lives, the same request elsewhere is in flight.
+			if got, err := taker.Claim(ctx, key, c.taker); err != nil || got.Won || got.Existing == nil || got.Existing.Done {
+				t.Fatalf("while the holder is alive: want the in-flight record, got %+v %v", got, err)
+			}
+			if c.die == nil {
+				// Past several liveness periods, a live holder keeps its claim.
+				deadline := time.Now().Add(3 * liveness)
+				for time.Now().Before(deadline) {
+					if got, err := taker.Claim(ctx, key, c.taker); err != nil || got.Won {
+						t.Fatalf("a live holder's claim was taken: %+v %v", got, err)
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				return
+			}
+			c.die(holder)
+			if !c.takeover {
+				// Long past the holder's liveness, another request is refused.
+				time.Sleep(liveness + 500*time.Millisecond)
+				got, err := taker.Claim(ctx, key, c.taker)
+				if err != nil || got.Won || got.Existing == nil || got.Existing.Fingerprint != fp {
+					t.Fatalf("a different request under a dead holder's key: want the holder's record, got %+v %v", got, err)
+				}
+				return
+			}
+			won, took := awaitTakeover(t, taker, key, c.taker, c.within)
+			if won.TakenOver != holder.owner || won.Pinned != c.pin {
+				t.Fatalf("want taken over from %s and pinned to %q, got from %q, pinned %q", holder.owner, c.pin, won.TakenOver, won.Pinned)
+			}
+			t.Logf("taken over after %v", took)
+			if got, _ := taker.Claim(ctx, key, fp); got.Won {
+				t.Fatal("a taken-over claim was won twice")
+			}
+			// The dead holder's late calls change nothing (a closed one
+			// cannot reach Redis at all).
+			holder.Release(ctx, key, held)
+			holder.Pin(ctx, key, held, fp, "http://rail-b:7100")
+			holder.Complete(ctx, key, held, fp, Response{Status: 201, Body: []byte(`{"by":"dead"}`)})
+			if got, _ := taker.Claim(ctx, key, fp); got.Won || got.Existing == nil || got.Existing.Done {
+				t.Fatalf("after the dead holder's calls: want the taker's claim in flight, got %+v", got)
+			}
+			if err := taker.Complete(ctx, key, won, fp, Response{Status: 201, Body: []byte(`{"by":"taker"}`)}); err != nil {
+				t.Fatal(err)
+			}
+			holder.Complete(ctx, key, held, fp, Response{Status: 201, Body: []byte(`{"by":"dead"}`)})
+			got, _ := taker.Claim(ctx, key, fp)
+			if got.Won || got.Existing == nil || !got.Existing.Done || string(got.Existing.Response.Body) != `{"by":"taker"}` || got.Existing.Pinned != "" {
+				t.Fatalf("after the taker completed: want its stored answer, got %+v", got.Existing)
+			}
+		})
+	}
+}
+
+// TestRedisOneTakerUnderContention: when a holder dies, of many nodes
+// retrying its request at once exactly one takes the key over.
+func TestRedisOneTakerUnderContention(t *testing.T) {
+	ctx := context.Background()
+	nodes := redisNodes(t, 4, time.Second)
+	for round := range 3 {
+		key := ScopedKey([]byte("p"), fmt.Appendf(nil, "race-%d", round))
+		if c, err := nodes[0].Claim(ctx, key, Fingerprint{}); err != nil || !c.Won {
+			t.Fatalf("holder's claim: %+v %v", c, err)
+		}
+		// Simulate the holder's death: its liveness key goes.
+		if err := nodes[0].c.Del(ctx, nodes[0].alive).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for _, n := range nodes[1:] {
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c, err := n.Claim(ctx, key, Fingerprint{})
+					if err != nil {
+						t.Error(err)
+					}
+					if c.Won {
+						wins.Add(1)
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		if wins.Load() != 1 {
+			t.Fatalf("round %d: want exactly 1 taker, got %d", round, wins.Load())
+		}
+		nodes[0].beAlive(ctx)
+	}
+}
+
+// TestRedisLapsedNodeRenewsBeforeClaiming: a node whose liveness key
+// lapsed (Redis was out of reach longer than its TTL) renews it before it
+// claims, so no claim it holds is ever open to takeover while it lives.
+func TestRedisLapsedNodeRenewsBeforeClaiming(t *testing.T) {
+	ctx := context.Background()
+	nodes := redisNodes(t, 2, time.Second)
+	a, b := nodes[0], nodes[1]
+	a.halt()
+	if err := a.c.Del(ctx, a.alive).Err(); err != nil {
+		t.Fatal(err)
+	}
+	key := ScopedKey([]byte("p"), []byte("lapsed"))
+	c, err := a.Claim(ctx, key, Fingerprint{})
+	if err != nil || !c.Won {
+		t.Fatalf("a lapsed node's claim: want won after renewing, got %+v %v", c, err)
+	}
+	if n, err := a.c.Exists(ctx, a.alive).Result(); err != nil || n != 1 {
+		t.Fatalf("a lapsed node claimed without renewing its liveness key (exists %d, %v)", n, err)
+	}
+	if got, _ := b.Claim(ctx, key, Fingerprint{}); got.Won {
+		t.Fatal("the claim of a node that had just renewed was taken over")
 	}
 }
