@@ -70,7 +70,7 @@ func newMetrics() *metrics {
 	}, []string{"result"})
 	m.moneyOutcomes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hedge_money_requests_total",
-		Help: "Money calls by outcome: claimed (forwarded), replayed, key_reused, in_flight, fail_closed, outcome_unknown.",
+		Help: "Money calls by outcome: claimed (forwarded), replayed, key_reused, in_flight, fail_closed, outcome_unknown, shed, taken_over (claimed from a dead node).",
 	}, []string{"region", "node", "route", "outcome"})
 	m.designations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hedge_ledger_designation_changes_total", Help: "Changes of a ledger domain's designated writer, by new state.",

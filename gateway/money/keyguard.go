@@ -155,6 +155,13 @@ func (g *KeyGuard) Claim(r *route.Request, principal string) (Keyed, Verdict) {
 		return k, g.existing(k.claim.Existing, k.fp)
 	}
 	g.counts.claimed.Inc()
+	if k.claim.TakenOver != "" {
+		// The node that held this key in flight stopped renewing its
+		// liveness (killed, or cut off from the store): the retry goes on.
+		g.counts.takenOver.Inc()
+		g.log.Warn("idempotency key taken over from a dead node", "route", g.route, "dead_owner", k.claim.TakenOver,
+			"pinned", k.claim.Pinned, "request_id", string(r.ID))
+	}
 	k.active = true
 	return k, Verdict{}
 }

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"hedge/gateway/idempotency"
 	"hedge/gateway/route"
 	"hedge/internal/problem"
+	"hedge/internal/testredis"
 )
 
 // brokenStore is an idempotency store whose every call fails.
@@ -97,4 +99,47 @@ func TestKeyGuardVerdicts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestKeyGuardTakesOverADeadNodesKey: two nodes' guards share a real
+// Redis; a bet in flight at one node is 409 through the other while the
+// first lives, and goes on (counted as taken_over) once the first is gone.
+func TestKeyGuardTakesOverADeadNodesKey(t *testing.T) {
+	addr := testredis.Start(t)
+	store := func() *idempotency.Redis {
+		s := idempotency.NewRedis(redis.NewClient(&redis.Options{Addr: addr}), "kg:", time.Hour, time.Minute, time.Second)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	dead, alive := testGuard(store()), testGuard(store())
+	const bet = `{"amount":"5.00"}`
+	if k, v := dead.Claim(keyedRequest("POST", bet, "bet-1"), "player-1"); !v.GoOn() || !k.Active() {
+		t.Fatalf("the first node: want to go on holding the key, got %+v", v)
+	}
+	takenOver := alive.counts.takenOver
+	if _, v := alive.Claim(keyedRequest("POST", bet, "bet-1"), "player-1"); v.Type != problem.KeyInFlight {
+		t.Fatalf("while the first node lives: want %s, got %+v", problem.KeyInFlight.Slug, v)
+	}
+	dead.store.Close()
+	k, v := alive.Claim(keyedRequest("POST", bet, "bet-1"), "player-1")
+	if !v.GoOn() || !k.Active() {
+		t.Fatalf("after the first node died: want the retry to go on, got %+v", v)
+	}
+	if got := counterValue(t, takenOver); got != 1 {
+		t.Fatalf("taken_over: want 1, got %v", got)
+	}
+	if _, v := alive.Claim(keyedRequest("POST", `{"amount":"6.00"}`, "bet-1"), "player-1"); v.Type != problem.KeyReused {
+		t.Fatalf("another request under the taken-over key: want %s, got %+v", problem.KeyReused.Slug, v)
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
+		t.Fatalf("gathering a counter: %v %v", mfs, err)
+	}
+	return mfs[0].GetMetric()[0].GetCounter().GetValue()
 }

@@ -55,7 +55,7 @@ type Deps struct {
 
 // Counters count the outcomes of one money route.
 type Counters struct {
-	claimed, replayed, reused, inFlight, failClosed, unknown, shed prometheus.Counter
+	claimed, replayed, reused, inFlight, failClosed, unknown, shed, takenOver prometheus.Counter
 }
 
 // NewCounters are the counters of route in outcomes, a vector by route and
@@ -66,7 +66,7 @@ func NewCounters(outcomes *prometheus.CounterVec, route string) *Counters {
 		claimed: c.WithLabelValues("claimed"), replayed: c.WithLabelValues("replayed"),
 		reused: c.WithLabelValues("key_reused"), inFlight: c.WithLabelValues("in_flight"),
 		failClosed: c.WithLabelValues("fail_closed"), unknown: c.WithLabelValues("outcome_unknown"),
-		shed: c.WithLabelValues("shed"),
+		shed: c.WithLabelValues("shed"), takenOver: c.WithLabelValues("taken_over"),
 	}
 }
 
