@@ -151,11 +151,12 @@ type redisValue struct {
 }
 
 // keys hashes the scoped key, so Redis keys have a fixed size whatever the
-// client sent: the record's key and its pin's.
+// client sent: the record's key, its pin's, and this store's liveness key
+// (the claim script's third; the others ignore it).
 func (r *Redis) keys(scoped string) []string {
 	sum := sha256.Sum256([]byte(scoped))
 	k := r.prefix + hex.EncodeToString(sum[:20])
-	return []string{k, k + ":pin"}
+	return []string{k, k + ":pin", r.alive}
 }
 
 // A pin's value is the fingerprint in hex, a space, the upstream, a space
@@ -194,7 +195,7 @@ func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 	fpHex := hex.EncodeToString(fp[:])
 	renewed := false
 	for range 4 {
-		res, err := claimScript.Run(ctx, r.c, []string{keys[0], keys[1], r.alive}, v, r.inflight.Milliseconds(), fpHex).Slice()
+		res, err := claimScript.Run(ctx, r.c, keys, v, r.inflight.Milliseconds(), fpHex).Slice()
 		if err != nil {
 			return Claim{}, err
 		}
