@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/valyala/fasthttp"
 )
 
 // h3Client is an HTTP/3 client of the edge, dialling its address whatever
@@ -375,4 +376,46 @@ func TestHTTP3Shutdown(t *testing.T) {
 		t.Fatalf("after shutdown: want the UDP port free, got %v", err)
 	}
 	udp.Close()
+}
+
+// BenchmarkH3Adapter is BenchmarkH2Adapter over HTTP/3's handler: the
+// connection's view found in the request's context, then the same adapter.
+func BenchmarkH3Adapter(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
+	go up.Serve(ln)
+	defer up.Shutdown()
+	e := startEdge(b, baseConfig, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
+	var el *edgeListener
+	for _, l := range e.g.Nodes()[0].listeners {
+		el = l
+	}
+	c := &h3Conn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, name: []byte("play.edge.test")}
+	c.view, c.early = h3View{c: c}, h3View{c: c, early: true}
+	h := &h3Listener{el: el}
+	r := (&http.Request{Method: "GET", RequestURI: "/games/lobby?category=baccarat&limit=20", Host: "play.edge.test", Body: http.NoBody,
+		TLS: &tls.ConnectionState{HandshakeComplete: true},
+		Header: http.Header{
+			"User-Agent":      {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
+			"Accept":          {"application/json, text/plain, */*"},
+			"Accept-Language": {"en-GB,en;q=0.9"},
+			"Accept-Encoding": {"gzip, deflate, br"},
+			"Referer":         {"https://play.edge.test/lobby"},
+			"Cookie":          {"sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; theme=dark"},
+		}}).WithContext(context.WithValue(context.Background(), h3ConnKey, c))
+	w := &benchResponse{h: http.Header{}}
+	b.ReportAllocs()
+	n, cpu := 0, cpuClock()
+	for b.Loop() {
+		n++
+		clear(w.h)
+		h.ServeHTTP(w, r)
+		if w.status != 200 {
+			b.Fatalf("want 200, got %d", w.status)
+		}
+	}
+	reportCPU(b, cpu, n)
 }
