@@ -354,12 +354,33 @@ func TestHTTP3RefusesUnsafeRequestsInEarlyData(t *testing.T) {
 	resp.Body.Close()
 }
 
-// Shutting the node down ends HTTP/3 too: the UDP port is given back and a
-// new QUIC connection gets no answer.
+// Shutting the node down ends HTTP/3 gracefully: a request in flight is
+// answered, then the UDP port is given back and a new QUIC connection
+// gets no answer.
 func TestHTTP3Shutdown(t *testing.T) {
 	e := startH23Edge(t, "{}", "{}", "{enabled: true}")
 	if status, err := e.tryH3(t, "/games/lobby"); err != nil || status != 200 {
 		t.Fatalf("before shutdown: want 200, got %d %v", status, err)
+	}
+	e.games.delay.Store(int64(time.Second))
+	c := e.h3Client(t)
+	inFlight := make(chan reply, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", "https://play.edge.test/games/slow", nil)
+		req.Header.Set("X-Slow", "1")
+		resp, err := c.Do(req)
+		if err != nil {
+			inFlight <- reply{body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		inFlight <- reply{status: resp.StatusCode, body: string(b)}
+	}()
+	for deadline := time.Now().Add(5 * time.Second); e.games.pathHits("/games/slow") == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow request did not reach the upstream")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -367,6 +388,9 @@ func TestHTTP3Shutdown(t *testing.T) {
 	e.g.Shutdown(ctx)
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("shutdown took %v", d)
+	}
+	if a := <-inFlight; a.status != 200 {
+		t.Errorf("the request in flight at shutdown: want 200, got %d %.200s", a.status, a.body)
 	}
 	if status, err := e.tryH3(t, "/games/lobby"); err == nil {
 		t.Errorf("after shutdown: want no HTTP/3, got %d", status)
