@@ -180,6 +180,7 @@ func listenerDefaults(l *Listener, index int) {
 	setInt(&l.Limits.MaxConnsPerIP, DefaultMaxConnsPerIP)
 	setBool(&l.HTTP2.Enabled, true)
 	setInt(&l.HTTP2.MaxConcurrentStreams, DefaultHTTP2Streams)
+	setBool(&l.HTTP3.Enabled, false)
 	switch l.TLS.Mode {
 	case TLSACME:
 		setStr(&l.TLS.ACME.Directory, DefaultACMEDirectory)

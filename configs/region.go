@@ -84,6 +84,9 @@ func (l *Listener) validate(v *validator) {
 		notNegative(v, &l.HSTS.MaxAge)
 	}
 	l.HTTP2.validate(v)
+	if *l.HTTP3.Enabled && l.TLS.Mode == TLSOff {
+		v.bad(&l.HTTP3.Enabled, "HTTP/3 needs TLS: set tls.mode, or turn http3 off")
+	}
 }
 
 // MaxHTTP2Streams bounds http2.max_concurrent_streams: each stream may

@@ -174,6 +174,8 @@ type Listener struct {
 	WAF WAF `yaml:"waf"`
 	// HTTP2 offers HTTP/2 (ALPN h2) on a TLS listener, beside HTTP/1.1.
 	HTTP2 HTTP2 `yaml:"http2"`
+	// HTTP3 offers HTTP/3 (QUIC) on a TLS listener's port over UDP.
+	HTTP3 HTTP3 `yaml:"http3"`
 }
 
 // HTTP2 is a TLS listener's HTTP/2: the same edge as HTTP/1.1, with the
@@ -184,6 +186,14 @@ type HTTP2 struct {
 	// MaxConcurrentStreams bounds the requests one connection may have
 	// open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+}
+
+// HTTP3 is a TLS listener's HTTP/3: QUIC on the same port over UDP,
+// advertised with Alt-Svc, through the same edge as HTTP/1.1 and HTTP/2.
+// Header sizes, bodies, timeouts, the per-address cap and HTTP/2's
+// max_concurrent_streams (as QUIC's stream limit) are the listener's.
+type HTTP3 struct {
+	Enabled *bool `yaml:"enabled"`
 }
 
 // TLS selects how a listener gets its certificates.

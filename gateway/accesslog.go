@@ -30,7 +30,7 @@ type entry struct {
 	region   string
 	node     string
 	listener string
-	proto    string // "1.1" or "2"
+	proto    string // "1.1", "2" or "3"
 	route    string
 	id       []byte
 	client   []byte

@@ -69,17 +69,33 @@ func (c *connCap) admit(conn net.Conn) (net.Conn, bool) {
 	if !ok {
 		return conn, true
 	}
-	peer = peer.Unmap()
+	key, counted, ok := c.take(peer.Unmap())
+	switch {
+	case !ok:
+		return nil, false
+	case !counted:
+		return conn, true
+	}
+	return &cappedConn{Conn: conn, cap: c, key: key}, true
+}
+
+// take counts a connection from peer (a TCP one, or a QUIC one: both
+// protocols share the cap) and reports whether it is admitted; a counted
+// connection gives its place back with release(key) when it closes.
+func (c *connCap) take(peer netip.Addr) (key netip.Addr, counted, ok bool) {
+	if !peer.IsValid() {
+		return key, false, true
+	}
 	n := c.el.node
 	st := n.state.Load()
 	if st == nil {
-		return conn, true
+		return key, false, true
 	}
 	ls := st.listeners[c.el.name]
 	if ls == nil || ls.trusted.Contains(peer) {
 		// A listener being removed, or a trusted proxy: the proxy carries
 		// many clients, and max_conns bounds it.
-		return conn, true
+		return key, false, true
 	}
 	key, limit := capKey(peer), ls.cfg.Limits.MaxConnsPerIP
 	c.mu.Lock()
@@ -87,11 +103,11 @@ func (c *connCap) admit(conn net.Conn) (net.Conn, bool) {
 		c.mu.Unlock()
 		n.g.metrics.protect.connsRefused.WithLabelValues(n.region, n.name, c.el.name, "per_ip").Inc()
 		n.log.Debug("connection refused: too many from one address", "listener", c.el.name, "peer", peer, "max_conns_per_ip", limit)
-		return nil, false
+		return key, false, false
 	}
 	c.open[key]++
 	c.mu.Unlock()
-	return &cappedConn{Conn: conn, cap: c, key: key}, true
+	return key, true, true
 }
 
 func (c *connCap) release(key netip.Addr) {

@@ -43,12 +43,15 @@ const (
 	protoHTTP2
 )
 
-var protoNames = [2]string{"1.1", "2"}
+var protoNames = [3]string{"1.1", "2", "3"}
 
 // connProto is the protocol of the connection a request came on.
 func connProto(ctx *fasthttp.RequestCtx) uint8 {
-	if _, ok := ctx.Conn().(*h2View); ok {
+	switch ctx.Conn().(type) {
+	case *h2View:
 		return protoHTTP2
+	case *h3View:
+		return protoHTTP3
 	}
 	return protoHTTP1
 }
@@ -120,7 +123,14 @@ func (n *Node) buildH2(ls *listenerState) {
 		},
 	}
 	//lint:ignore SA1019 see h2State.srv
-	h.srv = &http2.Server{IdleTimeout: lim.IdleTimeout.D()}
+	h.srv = &http2.Server{IdleTimeout: lim.IdleTimeout.D(),
+		// Control frames first, then the streams' in no order: the edge
+		// does not honour client priorities (RFC 9218 leaves that to the
+		// server), and the default round-robin bookkeeping costs CPU on
+		// every frame of every stream.
+		//lint:ignore SA1019 see h2State.srv
+		NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() },
+	}
 	// Registers the state's connections, so base.Shutdown reaches them;
 	// its only error is about base.TLSConfig, which is not used.
 	//lint:ignore SA1019 see h2State.srv
@@ -261,25 +271,33 @@ const (
 	h2KeepBody = 64 << 10
 )
 
-// ServeHTTP serves one stream: the one adapter between HTTP/2 and the edge.
+// ServeHTTP serves one HTTP/2 stream.
 func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		// Reset before its turn came (x/net queues streams past
 		// max_concurrent_streams): a rapid reset costs no edge work.
 		return
 	}
+	c.el.serveStream(w, r, &c.view, c.state.maxHeader)
+}
+
+// serveStream serves one request of a multiplexed connection (an HTTP/2
+// or HTTP/3 stream): the one adapter between net/http's request and
+// answer and the edge. view is what the request's fasthttp.RequestCtx
+// sees as its connection; maxHeader is the listener's max_header_bytes.
+func (el *edgeListener) serveStream(w http.ResponseWriter, r *http.Request, view net.Conn, maxHeader int) {
 	start := time.Now()
 	x := h2ExchangePool.Get().(*h2Exchange)
 	ctx := &x.ctx
-	ctx.Init2(&c.view, fasthttpLogger{c.el.node.log}, false)
-	if err := x.readRequest(r, c); err != nil {
+	ctx.Init2(view, fasthttpLogger{el.node.log}, false)
+	if err := x.readRequest(r, el, maxHeader); err != nil {
 		// A head that is no request, a body over the limit, late (408),
 		// or cut short — by a reset, or shorter than its content-length
 		// (malformed, RFC 9113 §8.1.1: answered 400 before the stream
 		// ends): answered as fasthttp's read errors are.
-		c.el.onError(ctx, err)
+		el.onError(ctx, err)
 	} else {
-		c.el.serveAt(ctx, start)
+		el.serveAt(ctx, start)
 	}
 	writeH2Response(w, r, &ctx.Response, &x.fields)
 	x.release()
@@ -310,13 +328,13 @@ var (
 // written as HTTP/1.1 and parsed by fasthttp (the listener's header limit
 // applies as when reading from a socket: 431 past it), then the body under
 // the limit of the listener or route (413 past it).
-func (x *h2Exchange) readRequest(r *http.Request, c *h2Conn) error {
+func (x *h2Exchange) readRequest(r *http.Request, el *edgeListener, maxHeader int) error {
 	var ok bool
 	x.head, ok = appendH2Head(x.head[:0], r)
 	if !ok {
 		return errH2Malformed
 	}
-	size := max(c.state.maxHeader, 1024)
+	size := max(maxHeader, 1024)
 	if x.rd == nil || x.rd.Size() != size {
 		x.rd = bufio.NewReaderSize(&x.src, size)
 	}
@@ -326,7 +344,7 @@ func (x *h2Exchange) readRequest(r *http.Request, c *h2Conn) error {
 	if err := req.Header.Read(x.rd); err != nil {
 		return err
 	}
-	limit := c.el.headerReceived(&req.Header).MaxRequestBodySize
+	limit := el.headerReceived(&req.Header).MaxRequestBodySize
 	if limit <= 0 {
 		limit = fasthttp.DefaultMaxRequestBodySize
 	}

@@ -58,6 +58,7 @@ regions:
             tls: {mode: internal, names: [play.edge.test]}
             limits: {{LIMITS}}
             http2: {{H2}}
+            http3: {{H3}}
           - name: studio
             address: {{PLAIN}}
             tls: {mode: off}
@@ -83,9 +84,15 @@ type h2Edge struct {
 // ("{}" for the defaults).
 func startH2Edge(t testing.TB, limits, h2 string) *h2Edge {
 	t.Helper()
+	return startH23Edge(t, limits, h2, "{}")
+}
+
+// startH23Edge is startH2Edge with the listener's http3 settings too.
+func startH23Edge(t testing.TB, limits, h2, h3 string) *h2Edge {
+	t.Helper()
 	games, writer := newUpstream(t, "games"), newUpstream(t, "writer")
 	plain := testkit.FreeAddr(t)
-	e := startEdge(t, h2Config, "{{G1}}", games.addr(), "{{WRITER}}", writer.addr(), "{{LIMITS}}", limits, "{{H2}}", h2,
+	e := startEdge(t, h2Config, "{{G1}}", games.addr(), "{{WRITER}}", writer.addr(), "{{LIMITS}}", limits, "{{H2}}", h2, "{{H3}}", h3,
 		"{{PLAIN}}", plain, "{{UDP}}", testkit.FreeUDPPort(t))
 	pem, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
 	if err != nil {
@@ -103,10 +110,13 @@ func (e *h2Edge) clientTLS(protos ...string) *tls.Config {
 	return &tls.Config{RootCAs: e.roots, ServerName: "play.edge.test", NextProtos: protos}
 }
 
-// client is an HTTP client that speaks proto ("1.1" or "2") to the edge,
-// dialling its address whatever the URL's host.
+// client is an HTTP client that speaks proto ("1.1", "2" or "3") to the
+// edge, dialling its address whatever the URL's host.
 func (e *h2Edge) client(t testing.TB, proto string) *http.Client {
 	t.Helper()
+	if proto == "3" {
+		return e.h3Client(t)
+	}
 	var protos http.Protocols
 	tlsConf := e.clientTLS("http/1.1")
 	if proto == "2" {
@@ -164,13 +174,13 @@ func send(t testing.TB, c *http.Client, method, url, body string, hdr ...string)
 	return a
 }
 
-// The same requests over HTTP/1.1 and HTTP/2 against one node get the same
+// The same requests over HTTP/1.1, HTTP/2 and HTTP/3 against one node get the same
 // answers: status, problem type, content type and body. Every route kind
 // and every layer that answers is in the table, so a second implementation
 // of any of them, or an adapter that loses a header, a body or a status,
 // shows as a difference.
 func TestSameAnswersOverHTTP1AndHTTP2(t *testing.T) {
-	e := startH2Edge(t, "{}", "{}")
+	e := startH23Edge(t, "{}", "{}", "{enabled: true}")
 	// A studio publishes over plain HTTP/1.1; players read over TLS.
 	streamtest.PublishSample(t, streamtest.DefaultAPI(t), e.plain+"/live/bacc-07/whip", "studio-a-token",
 		streamtest.Frames(t, "../stream/hls/testdata/sample.h264"), 0)
@@ -231,8 +241,9 @@ func TestSameAnswersOverHTTP1AndHTTP2(t *testing.T) {
 		t.Cleanup(v.Close)
 		return streamtest.Offer(t, v.PC)
 	}
-	got := map[string][2]reply{}
-	for i, proto := range []string{"1.1", "2"} {
+	protos := []string{"1.1", "2", "3"}
+	got := map[string][3]reply{}
+	for i, proto := range protos {
 		c := e.client(t, proto)
 		for _, s := range steps {
 			body := s.body
@@ -246,7 +257,7 @@ func TestSameAnswersOverHTTP1AndHTTP2(t *testing.T) {
 				}
 			}
 			a := send(t, c, s.method, base+s.path, body, hdr...)
-			if want := map[string]int{"1.1": 1, "2": 2}[proto]; a.proto != want {
+			if want := map[string]int{"1.1": 1, "2": 2, "3": 3}[proto]; a.proto != want {
 				t.Fatalf("%s over %s: answered over HTTP/%d", s.name, proto, a.proto)
 			}
 			if a.status != s.status {
@@ -263,24 +274,35 @@ func TestSameAnswersOverHTTP1AndHTTP2(t *testing.T) {
 			got[s.name] = pair
 		}
 	}
+	wantAltSvc := `h3=":` + e.addr[strings.LastIndexByte(e.addr, ':')+1:] + `"; ma=86400`
 	for _, s := range steps {
-		h1, h2 := got[s.name][0], got[s.name][1]
-		if h1.status != h2.status || h1.problem != h2.problem || h1.contentType != h2.contentType {
-			t.Errorf("%s: HTTP/1.1 answered %d %q %q, HTTP/2 %d %q %q", s.name, h1.status, h1.problem, h1.contentType, h2.status, h2.problem, h2.contentType)
+		answers := got[s.name]
+		h1 := answers[0]
+		for i, h2 := range answers[1:] {
+			p := protos[i+1]
+			if h1.status != h2.status || h1.problem != h2.problem || h1.contentType != h2.contentType {
+				t.Errorf("%s: HTTP/1.1 answered %d %q %q, HTTP/%s %d %q %q", s.name, h1.status, h1.problem, h1.contentType, p, h2.status, h2.problem, h2.contentType)
+			}
+			if s.sameBody && h1.body != h2.body {
+				t.Errorf("%s: bodies differ:\nHTTP/1.1: %.300s\nHTTP/%s:   %.300s", s.name, h1.body, p, h2.body)
+			}
+			if h1.header.Get("X-Request-Id") == "" || h2.header.Get("X-Request-Id") == "" {
+				t.Errorf("%s: want X-Request-Id over HTTP/1.1 and HTTP/%s, got %q and %q", s.name, p, h1.header.Get("X-Request-Id"), h2.header.Get("X-Request-Id"))
+			}
+			if (h1.header.Get("Strict-Transport-Security") == "") != (h2.header.Get("Strict-Transport-Security") == "") {
+				t.Errorf("%s: Strict-Transport-Security %q over HTTP/1.1, %q over HTTP/%s", s.name, h1.header.Get("Strict-Transport-Security"), h2.header.Get("Strict-Transport-Security"), p)
+			}
 		}
-		if s.sameBody && h1.body != h2.body {
-			t.Errorf("%s: bodies differ:\nHTTP/1.1: %.300s\nHTTP/2:   %.300s", s.name, h1.body, h2.body)
-		}
-		if h1.header.Get("X-Request-Id") == "" || h2.header.Get("X-Request-Id") == "" {
-			t.Errorf("%s: want X-Request-Id on both, got %q and %q", s.name, h1.header.Get("X-Request-Id"), h2.header.Get("X-Request-Id"))
-		}
-		if (h1.header.Get("Strict-Transport-Security") == "") != (h2.header.Get("Strict-Transport-Security") == "") {
-			t.Errorf("%s: Strict-Transport-Security %q over HTTP/1.1, %q over HTTP/2", s.name, h1.header.Get("Strict-Transport-Security"), h2.header.Get("Strict-Transport-Security"))
+		for i, a := range answers {
+			// HTTP/3 is on: every TLS answer advertises it.
+			if v := a.header.Get("Alt-Svc"); v != wantAltSvc {
+				t.Errorf("%s over HTTP/%s: want Alt-Svc %q, got %q", s.name, protos[i], wantAltSvc, v)
+			}
 		}
 	}
 	// LL-HLS blocking playlist reload (the player asks for the next part,
 	// and the answer waits for it) works over both.
-	for _, proto := range []string{"1.1", "2"} {
+	for _, proto := range protos {
 		c := e.client(t, proto)
 		a := send(t, c, "GET", base+"/live/bacc-07/hls/"+media, "")
 		var pl playlist.Media
@@ -308,8 +330,8 @@ func TestSameAnswersOverHTTP1AndHTTP2(t *testing.T) {
 		}
 	}
 	e.writer.mu.Unlock()
-	if bets != 2 {
-		t.Errorf("writer: want one bet per protocol (2), got %d", bets)
+	if bets != len(protos) {
+		t.Errorf("writer: want one bet per protocol (%d), got %d", len(protos), bets)
 	}
 }
 

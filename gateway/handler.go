@@ -122,6 +122,7 @@ func (l *edgeListener) serveAt(ctx *fasthttp.RequestCtx, start time.Time) {
 		// An edge, not a forward proxy: no tunnels.
 		answer(ctx, problem.Refuse(problem.MethodNotAllowed, "CONNECT is not served"), r.ID)
 	case refuseProtectedConnection(ctx, r.ID):
+	case refuseEarlyData(ctx, r.ID):
 	case !ls.acl.Admits(r.Client):
 		answer(ctx, problem.Refuse(problem.AddressDenied, ""), r.ID)
 		n.wafEvent(&waf.Event{Layer: waf.LayerACL, Listener: l.name, Route: "-", ID: r.ID, Client: r.Client,
@@ -155,6 +156,9 @@ func (l *edgeListener) serveAt(ctx *fasthttp.RequestCtx, start time.Time) {
 	resp.Header.SetBytesV("X-Request-Id", r.ID)
 	if ls.hsts != "" {
 		resp.Header.Set("Strict-Transport-Security", ls.hsts)
+	}
+	if h := l.h3.Load(); h != nil && ls.tls {
+		resp.Header.Set("Alt-Svc", h.altSvc)
 	}
 	dur := time.Since(start)
 	status := resp.StatusCode()
@@ -264,6 +268,9 @@ func (l *edgeListener) onError(ctx *fasthttp.RequestCtx, err error) {
 	var buf [64]byte
 	id := l.node.g.ids.Append(buf[:0])
 	rule := errorHandler(ctx, err, id)
+	if h := l.h3.Load(); h != nil && l.tls {
+		ctx.Response.Header.Set("Alt-Svc", h.altSvc)
+	}
 	// fasthttp closes the connection after this answer, perhaps with the
 	// client still sending (a body over the limit): close lingering, so
 	// the client reads the answer rather than a reset.

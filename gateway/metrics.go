@@ -37,7 +37,7 @@ type metrics struct {
 
 type routeStats struct {
 	region, node, route string
-	status              [2][600]atomic.Uint64 // by proto (protoHTTP1, protoHTTP2), then status code
+	status              [len(protoNames)][600]atomic.Uint64 // by proto (protoHTTP1, protoHTTP2, protoHTTP3), then status code
 	latency             prometheus.Observer
 }
 
@@ -45,7 +45,10 @@ func (s *routeStats) count(proto uint8, status int) {
 	if status < 0 || status >= len(s.status[0]) {
 		status = 0
 	}
-	s.status[proto&1][status].Add(1)
+	if int(proto) >= len(s.status) {
+		proto = protoHTTP1
+	}
+	s.status[proto][status].Add(1)
 }
 
 func newMetrics() *metrics {
@@ -109,7 +112,7 @@ func (m *metrics) addNode(n *Node) {
 
 var (
 	requestsDesc = prometheus.NewDesc("hedge_requests_total",
-		"Requests answered, by route, protocol (1.1, 2) and status code.", []string{"region", "node", "route", "proto", "status"}, nil)
+		"Requests answered, by route, protocol (1.1, 2, 3) and status code.", []string{"region", "node", "route", "proto", "status"}, nil)
 	memberDesc = prometheus.NewDesc("hedge_upstream_member_healthy",
 		"1 when a pool member may receive requests.", []string{"region", "node", "pool", "member"}, nil)
 	poolDesc = prometheus.NewDesc("hedge_upstream_pool_healthy_members",

@@ -88,6 +88,7 @@ type listenerState struct {
 	acl     *waf.ACL     // the global ACL, checked before routing
 	guards  []*waf.Guard // by Route.index
 	h2      *h2State     // nil: HTTP/2 is not offered (h2.go)
+	h3tls   *tls.Config  // nil: HTTP/3 is not offered (h3.go)
 }
 
 // edgeListener is one bound listener; it outlives reloads.
@@ -102,8 +103,9 @@ type edgeListener struct {
 	// writeTimeout is the listener's write_timeout as the server started
 	// with it, for answers written from onError.
 	writeTimeout time.Duration
-	conns        *connCap // open connections per client address
-	h2           h2Conns  // HTTP/2 connections being served, for their GOAWAY at shutdown
+	conns        *connCap                   // open connections per client address
+	h2           h2Conns                    // HTTP/2 connections being served, for their GOAWAY at shutdown
+	h3           atomic.Pointer[h3Listener] // HTTP/3 while served (h3.go)
 }
 
 // buildState assembles a node's complete state from cfg; nothing is shared
@@ -175,6 +177,7 @@ func (n *Node) buildState(ctx context.Context, cfg *configs.Config) (*nodeState,
 			}
 			ls.certs = m
 			n.buildH2(ls)
+			n.buildH3(ls)
 			st.listeners[lc.Name] = ls
 			if err := m.Start(ctx); err != nil {
 				st.close()
@@ -312,6 +315,14 @@ func (n *Node) install(st *nodeState) error {
 		}
 		fresh = append(fresh, el)
 	}
+	// HTTP/3's UDP sockets too, for listeners that turn it on.
+	h3on, err := n.bindH3s(st, fresh)
+	if err != nil {
+		for _, f := range fresh {
+			f.ln.Close()
+		}
+		return err
+	}
 	if old != nil {
 		st.directory.Inherit(old.directory)
 	}
@@ -340,6 +351,7 @@ func (n *Node) install(st *nodeState) error {
 			go el.shutdown(context.Background(), st.cfg.Lifecycle.ShutdownTimeout.D())
 		}
 	}
+	n.startH3s(st, h3on)
 	if old != nil {
 		old.close()
 	}
@@ -416,6 +428,14 @@ func (el *edgeListener) start(lc configs.Listener) {
 func (el *edgeListener) shutdown(ctx context.Context, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	h3done := make(chan struct{})
+	go func() {
+		defer close(h3done)
+		if h := el.h3.Load(); h != nil {
+			h.shutdown(ctx) // GOAWAY, then requests finish
+		}
+	}()
+	defer func() { <-h3done }()
 	el.h2.goAway(ctx) // HTTP/2 connections finish their streams, then close
 	if el.srv != nil {
 		el.srv.ShutdownWithContext(ctx)

@@ -18,6 +18,13 @@
 // certificate, `listen ... ssl http2` (1.22's spelling of `http2 on`),
 // http2_max_concurrent_streams 128 (hedge's default), a keep-alive
 // upstream pool, a buffered access log.
+//
+// HTTP/3: hedge's listener has http3 on, and the same workloads run over
+// it with a small quic-go client (Debian's h2load is built without
+// HTTP/3), this binary run with -h3load, pinned where h2load is. nginx
+// 1.22 has no HTTP/3: the HTTP/3 rows compare hedge with itself over
+// HTTP/2. -before PATH measures a second hedge binary in the same run
+// (hedge-before), for a change's before/after ratios.
 package main
 
 import (
@@ -26,12 +33,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -42,9 +51,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/quic-go/quic-go/http3"
 	"github.com/valyala/fasthttp"
 
 	"hedge/e2e/internal/benchkit"
@@ -59,15 +71,21 @@ var bet = []byte(`{"table":"bacc-07","amount":"12.50","currency":"EUR","selectio
 	strings.Repeat("x", 200-118) + `"}`)
 
 type options struct {
-	hedge              string
+	hedge, before      string
 	requests, rounds   int
 	loadCPU, serverCPU int
 	out                string
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-h3load" {
+		// internal: the HTTP/3 load generator, with h2load-like flags.
+		benchkit.ExitOnError("h3load:", h3load(os.Args[2:]))
+		return
+	}
 	var o options
 	flag.StringVar(&o.hedge, "hedge", "", "path of the hedge `binary` to measure (required)")
+	flag.StringVar(&o.before, "before", "", "path of a second hedge `binary` to measure in the same run (hedge-before)")
 	flag.IntVar(&o.requests, "n", 100000, "requests per measured run")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx, on every workload")
 	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for h2load and the upstream")
@@ -79,6 +97,7 @@ func main() {
 		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
 		return
 	}
+
 	benchkit.ExitOnError("h2bench:", run(o))
 }
 
@@ -99,7 +118,7 @@ func serveUpstream(addr string) error {
 }
 
 type env struct {
-	dir, self, hedgeBin, cert, key, upstream, betFile string
+	dir, self, hedgeBin, beforeBin, cert, key, upstream, betFile string
 }
 
 type server struct {
@@ -143,6 +162,14 @@ func run(o options) error {
 	if e.hedgeBin, err = benchkit.CopyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
+	if o.before != "" {
+		if e.beforeBin, err = filepath.Abs(o.before); err != nil {
+			return err
+		}
+		if e.beforeBin, err = benchkit.CopyExecutable(e.beforeBin, filepath.Join(e.dir, "hedge-before")); err != nil {
+			return err
+		}
+	}
 	if err := writeCert(e); err != nil {
 		return err
 	}
@@ -171,7 +198,15 @@ func run(o options) error {
 		{"HTTP/2 POST 200 B", append([]string{"-c", "4", "-m", "100"}, post...), "/api/bets"},
 		{"HTTP/1.1 GET", []string{"--h1", "-c", "64", "-m", "1"}, "/games/lobby"},
 		{"HTTP/1.1 POST 200 B", append([]string{"--h1", "-c", "64", "-m", "1"}, post...), "/api/bets"},
+		{"HTTP/3 GET", []string{"--h3", "-c", "4", "-m", "100"}, "/games/lobby"},
+		{"HTTP/3 POST 200 B", append([]string{"--h3", "-c", "4", "-m", "100"}, post...), "/api/bets"},
 	}
+	servers := []string{"hedge", "nginx"}
+	if e.beforeBin != "" {
+		servers = []string{"hedge", "hedge-before", "nginx"}
+	}
+	starts := map[string]func(*env, int) (*server, error){"hedge": startHedge, "nginx": startNginx,
+		"hedge-before": func(e *env, cpu int) (*server, error) { return startHedgeBin(e, cpu, e.beforeBin, false) }}
 	// cpu[workload][server] holds µs per request, one per round.
 	cpu := map[string]map[string][]float64{}
 	rps := map[string]map[string][]float64{}
@@ -179,8 +214,8 @@ func run(o options) error {
 		cpu[w.name], rps[w.name] = map[string][]float64{}, map[string][]float64{}
 	}
 	for round := 1; round <= o.rounds; round++ {
-		for _, name := range []string{"hedge", "nginx"} {
-			s, err := map[string]func(*env, int) (*server, error){"hedge": startHedge, "nginx": startNginx}[name](e, o.serverCPU)
+		for _, name := range servers {
+			s, err := starts[name](e, o.serverCPU)
 			if err != nil {
 				return err
 			}
@@ -198,6 +233,9 @@ func run(o options) error {
 				}
 			}
 			for _, w := range workloads {
+				if w.args[0] == "--h3" && name != "hedge" {
+					continue // nginx 1.22 has no HTTP/3; hedge-before may not either
+				}
 				url := "https://" + s.addr + w.path
 				// Warm up (connections, pools, the runtime), then measure.
 				if _, _, err := h2load(o.loadCPU, 5000, w.args, url); err != nil {
@@ -233,8 +271,26 @@ func run(o options) error {
 	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, w := range workloads {
 		h, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["nginx"])
+		if w.args[0] == "--h3" {
+			// Against hedge's own HTTP/2 on the same request.
+			h2 := strings.Replace(w.name, "HTTP/3", "HTTP/2", 1)
+			fmt.Fprintf(&md, "| %s | %.1f µs | (none: no HTTP/3) | %.2f × hedge's %s (rounds: %s) | %.0f | |\n", w.name, h,
+				h/median(cpu[h2]["hedge"]), h2, ratios(cpu[w.name]["hedge"], cpu[h2]["hedge"]), median(rps[w.name]["hedge"]))
+			continue
+		}
 		fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.0f | %.0f |\n", w.name, h, n, h/n,
 			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), median(rps[w.name]["hedge"]), median(rps[w.name]["nginx"]))
+	}
+	if e.beforeBin != "" {
+		md.WriteString("\nThe same run, hedge against the -before binary:\n\n| workload | hedge CPU/req | hedge-before CPU/req | hedge / before (median) | before / nginx |\n|---|--:|--:|--:|--:|\n")
+		for _, w := range workloads {
+			if w.args[0] == "--h3" {
+				continue
+			}
+			h, b, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["hedge-before"]), median(cpu[w.name]["nginx"])
+			fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.2f |\n", w.name, h, b, h/b,
+				ratios(cpu[w.name]["hedge"], cpu[w.name]["hedge-before"]), b/n)
+		}
 	}
 	fmt.Fprintf(&md, "\nTarget: HTTP/2 ratio ≤ %.1f.\n", targetH2)
 	fmt.Println()
@@ -256,6 +312,13 @@ func h2load(cpu, n int, args []string, url string) (int, float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := benchkit.Command(ctx, cpu, "h2load", append(append([]string{"-n", strconv.Itoa(n), "-t", "1"}, args...), url)...)
+	if args[0] == "--h3" {
+		self, err := os.Executable()
+		if err != nil {
+			return 0, 0, err
+		}
+		cmd = benchkit.Command(ctx, cpu, self, append(append([]string{"-h3load", "-n", strconv.Itoa(n)}, args[1:]...), url)...)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -319,6 +382,7 @@ regions:
             address: {{listen}}
             tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}
             limits: {max_conns_per_ip: 100000}
+            {{http3}}
         admin: {address: {{admin}}}
     pools:
       - name: up
@@ -326,7 +390,10 @@ regions:
         health: {interval: 1s}
 `
 
-func startHedge(e *env, cpu int) (*server, error) {
+func startHedge(e *env, cpu int) (*server, error) { return startHedgeBin(e, cpu, e.hedgeBin, true) }
+
+// startHedgeBin starts bin, with HTTP/3 on its listener when h3.
+func startHedgeBin(e *env, cpu int, bin string, h3 bool) (*server, error) {
 	listen, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -339,13 +406,17 @@ func startHedge(e *env, cpu int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	h3conf := ""
+	if h3 {
+		h3conf = "http3: {enabled: true}"
+	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
-		"{{cert}}", e.cert, "{{key}}", e.key, "{{upstream}}", e.upstream).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
+		"{{cert}}", e.cert, "{{key}}", e.key, "{{upstream}}", e.upstream, "{{http3}}", h3conf).Replace(hedgeConfig)
+	path, err := benchkit.WriteHedgeConfig(bin, dir, conf)
 	if err != nil {
 		return nil, err
 	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
+	p, err := benchkit.StartHedge("hedge", dir, cpu, bin, path, "bench", "bench-1")
 	if err != nil {
 		return nil, err
 	}
@@ -463,4 +534,73 @@ func writeCert(e *env) error {
 		return err
 	}
 	return os.WriteFile(e.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+}
+
+// h3load is the HTTP/3 load generator: h2load's -n, -c, -m, -d and -H
+// over quic-go's client (-c connections, -m requests in flight on each),
+// printing h2load's totals lines so the same parser reads them.
+func h3load(args []string) error {
+	fs := flag.NewFlagSet("h3load", flag.ContinueOnError)
+	n := fs.Int("n", 1000, "requests")
+	conns := fs.Int("c", 4, "connections")
+	streams := fs.Int("m", 100, "requests in flight per connection")
+	data := fs.String("d", "", "POST this `file`'s contents")
+	header := fs.String("H", "", "one `header: value`")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("one URL")
+	}
+	url := fs.Arg(0)
+	var body []byte
+	if *data != "" {
+		var err error
+		if body, err = os.ReadFile(*data); err != nil {
+			return err
+		}
+	}
+	hname, hvalue, _ := strings.Cut(*header, ":")
+	var next, ok, failed atomic.Int64
+	var wg sync.WaitGroup
+	began := time.Now()
+	for range *conns {
+		tr := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} // the bench's own self-signed certificate
+		defer tr.Close()
+		c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+		for range *streams {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= int64(*n) {
+					method, rd := http.MethodGet, io.Reader(nil)
+					if body != nil {
+						method, rd = http.MethodPost, bytes.NewReader(body)
+					}
+					req, _ := http.NewRequest(method, url, rd)
+					if hname != "" {
+						req.Header.Set(hname, strings.TrimSpace(hvalue))
+					}
+					resp, err := c.Do(req)
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode/100 == 2 {
+						ok.Add(1)
+					} else {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	d := time.Since(began)
+	done := ok.Load() + failed.Load()
+	fmt.Printf("finished in %.2fs, %.2f req/s\n", d.Seconds(), float64(done)/d.Seconds())
+	fmt.Printf("requests: %d total, %d started, %d done, %d succeeded, %d failed\n", *n, *n, done, ok.Load(), failed.Load())
+	return nil
 }

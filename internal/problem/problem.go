@@ -98,6 +98,11 @@ var (
 	// request smuggling); the connection is closed after the answer.
 	BadFraming  = Type{"bad-framing", "Ambiguous request framing", fasthttp.StatusBadRequest}
 	Misdirected = Type{"misdirected-request", "Host does not match the TLS server name of the connection", fasthttp.StatusMisdirectedRequest}
+	// A request that is not safe to replay (not GET, HEAD or OPTIONS)
+	// arrived in TLS early data (HTTP/3's 0-RTT), which an attacker can
+	// replay: the client sends it again once the handshake is done
+	// (RFC 8470).
+	TooEarly = Type{"too-early", "Request received in early data: send it again after the handshake", 425}
 
 	// Argument limits (the shape layer): what the rule engine would read
 	// as arguments, bounded before it runs.
