@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"hedge/gateway/upstream"
 	"hedge/internal/sim"
 	"hedge/internal/testkit"
@@ -146,6 +148,57 @@ func TestTakenOverDepositStaysWithItsRail(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("node A's call did not end")
 			}
+		})
+	}
+}
+
+// BenchmarkCashierPath runs the whole edge handler for a keyed deposit on
+// a cashier route to a pool of two independent rails — token, the
+// Idempotency-Key claim naming the rail it goes to and its completion, in
+// the memory store or a real Redis, the allowlisted upstream request,
+// proxying to a rail on loopback — and reports allocations per request.
+func BenchmarkCashierPath(b *testing.B) {
+	for _, store := range []string{"memory", "redis"} {
+		b.Run(store, func(b *testing.B) {
+			addr := benchWriter(b)
+			var e *testEdge
+			if store == "memory" {
+				e = startEdgeNode(b, railsConfig, "sea", "sea-1", "{{RAILA}}", addr, "{{RAILB}}", addr)
+			} else {
+				e = startEdgeNode(b, railPairConfig, "sea", "sea-1", "{{REDIS}}", testredis.Start(b), "{{RAILA}}", addr, "{{RAILB}}", addr,
+					"{{SELF}}", "sea-1", "{{OTHER}}", "sea-2", "{{PEER}}", testkit.FreeAddr(b), "{{PEERADMIN}}", testkit.FreeAddr(b))
+			}
+			var el *edgeListener
+			for _, l := range e.g.Nodes()[0].listeners {
+				el = l
+			}
+			auth := "Bearer " + token(b, "player-1", "")
+			var req fasthttp.Request
+			var ctx fasthttp.RequestCtx
+			var key [40]byte
+			copy(key[:], "0b6e2f8c-5d7a-4d0e-9a51-000000000000")
+			b.ReportAllocs()
+			i, cpu := 0, cpuClock()
+			for b.Loop() {
+				i++
+				for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
+					key[j] = byte('0' + n%10)
+				}
+				req.Reset()
+				req.Header.SetMethod("POST")
+				req.SetRequestURI("/cashier/deposit")
+				req.Header.SetHost("play.edge.test")
+				req.Header.SetContentType("application/json")
+				req.Header.Set("Authorization", auth)
+				req.Header.SetBytesV("Idempotency-Key", key[:36])
+				req.SetBodyString(`{"amount":"50.00","currency":"EUR"}`)
+				ctx.Init(&req, benchRemote, nil)
+				el.serve(&ctx)
+				if ctx.Response.StatusCode() != 201 {
+					b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+			reportCPU(b, cpu, i)
 		})
 	}
 }

@@ -126,10 +126,13 @@ func (k *Keyed) Move(r *route.Request, upstream string) problem.Refusal {
 	if !k.active || k.claim.Upstream == upstream {
 		return problem.Refusal{}
 	}
+	// A copy, so that only a move escapes to the heap, never the Keyed.
+	c := k.claim
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	err := k.g.store.Move(sctx, k.key, &k.claim, upstream)
+	err := k.g.store.Move(sctx, k.key, &c, upstream)
 	cancel()
 	if err == nil {
+		k.claim = c
 		return problem.Refusal{}
 	}
 	k.g.log.Error("idempotency store failed to move a key to another upstream", "route", k.g.route, "upstream", upstream,
