@@ -57,20 +57,32 @@ func newProxyRoute(n *Node, st *nodeState, rc configs.Route) (route.Handler, err
 func (p *proxyRoute) Serve(r *route.Request) problem.Refusal {
 	ctx := r.Ctx
 	req := &ctx.Request
+	pool := p.pool
 	var k money.Keyed
 	principal := ""
+	// On a pool of independent members, a keyed call's member is recorded
+	// with its key before the call is sent: picked before the claim, which
+	// names it, and moved (one round trip) before a send to another. A node
+	// that takes the claim over after this one died goes to that member.
+	pinFirst := p.guard != nil && len(pool.Members) > 1 && !pool.Cfg.SharedIdempotency
+	var first *upstream.Member
 	if p.guard != nil {
 		claims, f := p.guard.Authenticate(r)
 		if f.Refused() {
 			return f
 		}
+		intent := ""
+		if pinFirst {
+			if first = pool.Pick(nil); first != nil {
+				intent = first.URL
+			}
+		}
 		var v money.Verdict
-		if k, v = p.guard.Claim(r, claims.Subject); !v.GoOn() {
+		if k, v = p.guard.ClaimFor(r, claims.Subject, intent); !v.GoOn() {
 			return v.Answer(r)
 		}
 		principal = claims.Subject
 	}
-	pool := p.pool
 	var pinned *upstream.Member
 	if k.Pinned() != "" {
 		if pinned = pool.Member(k.Pinned()); pinned == nil || !pinned.Health.Healthy() {
@@ -108,13 +120,27 @@ func (p *proxyRoute) Serve(r *route.Request) problem.Refusal {
 	var lastMember *upstream.Member
 	for i := 0; i < attempts; i++ {
 		m := pinned
-		if m == nil {
+		switch {
+		case m == nil && i == 0 && first != nil:
+			m = first
+		case m == nil:
 			m = pool.Pick(tried[:i])
-		} else if i > 0 && !upstream.BeforeSend(lastErr) {
-			break
+		case i > 0 && !upstream.BeforeSend(lastErr):
+			m = nil
 		}
 		if m == nil {
 			break
+		}
+		if pinFirst {
+			if f := k.Move(r, m.URL); f.Refused() {
+				// Not recorded, so not sent: a dead node's successor could
+				// not know where it went.
+				if origPath != nil {
+					req.URI().SetPathBytes(origPath)
+				}
+				f.Close = clientClose
+				return f
+			}
 		}
 		tried[i], lastMember = m, m
 		r.Upstream, r.Attempts = m.Name, i+1

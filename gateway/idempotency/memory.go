@@ -63,7 +63,13 @@ func (m *Memory) shardOf(key string) *memShard {
 }
 
 // Claim implements Store.
-func (m *Memory) Claim(_ context.Context, key string, fp Fingerprint) (Claim, error) {
+func (m *Memory) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
+	return m.ClaimFor(ctx, key, fp, "")
+}
+
+// ClaimFor implements Store. The upstream a claim goes to matters to this
+// store's callers only: its claims die with the process that holds them.
+func (m *Memory) ClaimFor(_ context.Context, key string, fp Fingerprint, upstream string) (Claim, error) {
 	now := time.Now()
 	s := m.shardOf(key)
 	s.mu.Lock()
@@ -96,7 +102,10 @@ func (m *Memory) Claim(_ context.Context, key string, fp Fingerprint) (Claim, er
 	tok := m.next.Add(1)
 	s.m[key] = &memEntry{rec: Record{Fingerprint: fp, Created: now}, token: tok, expires: now.Add(m.inflight).UnixNano()}
 	s.order = append(s.order, key)
-	return Claim{Won: true, token: tok, Pinned: pin.upstream}, nil
+	if pin.upstream != "" {
+		upstream = pin.upstream
+	}
+	return Claim{Won: true, token: tok, Pinned: pin.upstream, Upstream: upstream}, nil
 }
 
 // evict makes room for one key: expired and completed records go, oldest
@@ -144,6 +153,18 @@ func (m *Memory) Pin(_ context.Context, key string, c Claim, fp Fingerprint, ups
 		now := time.Now()
 		s.pins[key] = memPin{fp: fp, upstream: upstream, created: e.rec.Created, expires: now.Add(m.retention).UnixNano()}
 	}
+	return nil
+}
+
+// Move implements Store.
+func (m *Memory) Move(_ context.Context, key string, c *Claim, upstream string) error {
+	s := m.shardOf(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; !ok || !c.Won || e.token != c.token || e.rec.Done || e.expires <= time.Now().UnixNano() {
+		return ErrClaimLost
+	}
+	c.Upstream = upstream
 	return nil
 }
 

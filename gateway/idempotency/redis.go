@@ -112,8 +112,11 @@ return {0}`)
 // takeoverScript replaces an in-flight claim whose holder's liveness key
 // is gone. KEYS[1] the key, KEYS[2] its pin, KEYS[3] the holder's liveness
 // key, KEYS[4] the claimant's; ARGV[1] the holder's in-flight value as the
-// claimant read it, ARGV[2..4] as in claimScript. Returns as claimScript,
-// and {4} when the key changed since it was read (claim again).
+// claimant read it, ARGV[2..4] as in claimScript; ARGV[5] the pin of the
+// upstream the holder's value names (” for none), kept ARGV[6] ms unless
+// the key is pinned already: the dead holder may have sent the request
+// there, so it goes nowhere else. Returns as claimScript, and {4} when the
+// key changed since it was read (claim again).
 var takeoverScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v ~= ARGV[1] then return {4} end
@@ -121,9 +124,20 @@ if redis.call('EXISTS', KEYS[3]) == 1 then return {1, v} end
 if redis.call('EXISTS', KEYS[4]) == 0 then return {3} end
 local pin = redis.call('GET', KEYS[2])
 if pin and string.sub(pin, 1, 64) ~= ARGV[4] then return {2, pin} end
+if not pin and ARGV[5] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+  pin = ARGV[5]
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if pin then return {0, pin} end
 return {0}`)
+
+// moveScript: KEYS[1] the key; replace the owner's in-flight value ARGV[1]
+// with ARGV[2], keeping its TTL; 0 when the claim is no longer the owner's.
+var moveScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1`)
 
 // ownerScript: replace (ARGV[2] set, kept ARGV[3] ms) or delete the key
 // only while it still holds this owner's in-flight value ARGV[1]; when
@@ -141,13 +155,16 @@ redis.call('DEL', KEYS[2])
 return 1`)
 
 type redisValue struct {
-	FP      []byte   `json:"f"`
-	Done    bool     `json:"d,omitempty"`
-	Owner   string   `json:"o,omitempty"`
-	Status  int      `json:"s,omitempty"`
-	Header  []string `json:"h,omitempty"`
-	Body    []byte   `json:"b,omitempty"`
-	Created int64    `json:"c"`
+	FP    []byte `json:"f"`
+	Done  bool   `json:"d,omitempty"`
+	Owner string `json:"o,omitempty"`
+	// Upstream is where an in-flight request goes (ClaimFor, Move); a
+	// pin of the key, when there is one, says the same.
+	Upstream string   `json:"u,omitempty"`
+	Status   int      `json:"s,omitempty"`
+	Header   []string `json:"h,omitempty"`
+	Body     []byte   `json:"b,omitempty"`
+	Created  int64    `json:"c"`
 }
 
 // keys hashes the scoped key, so Redis keys have a fixed size whatever the
@@ -177,17 +194,24 @@ func parsePin(v string) (fp Fingerprint, upstream string, created time.Time, err
 	return fp, up, time.UnixMilli(n), nil
 }
 
-func (r *Redis) inflightValue(fp Fingerprint, tok uint64) ([]byte, error) {
-	return json.Marshal(redisValue{FP: fp[:], Owner: r.owner + "-" + strconv.FormatUint(tok, 10), Created: time.Now().UnixMilli()})
+func (r *Redis) inflightValue(fp Fingerprint, tok uint64, upstream string) ([]byte, error) {
+	return json.Marshal(redisValue{FP: fp[:], Owner: r.owner + "-" + strconv.FormatUint(tok, 10), Upstream: upstream, Created: time.Now().UnixMilli()})
 }
 
-// Claim implements Store. A key held in flight by another node whose
+// Claim implements Store.
+func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
+	return r.ClaimFor(ctx, key, fp, "")
+}
+
+// ClaimFor implements Store. A key held in flight by another node whose
 // liveness key is gone is taken over (Claim.TakenOver) when the request is
 // the same; the check and the takeover are one script, so a holder that is
-// alive keeps its claim, and two nodes never take over the same claim.
-func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error) {
+// alive keeps its claim, and two nodes never take over the same claim. The
+// upstream the dead holder's claim named becomes the key's pin in the same
+// script. The upstream rides in the in-flight value: no extra round trip.
+func (r *Redis) ClaimFor(ctx context.Context, key string, fp Fingerprint, upstream string) (Claim, error) {
 	tok := r.next.Add(1)
-	v, err := r.inflightValue(fp, tok)
+	v, err := r.inflightValue(fp, tok, upstream)
 	if err != nil {
 		return Claim{}, err
 	}
@@ -201,16 +225,27 @@ func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 		}
 		state, val := scriptResult(res)
 		var holder string
+		won, goes := v, upstream
 		if state == 1 {
 			var rec *Record
-			if rec, holder, err = parseRecord(val); err != nil {
+			var sent string
+			if rec, holder, sent, err = parseRecord(val); err != nil {
 				return Claim{}, err
 			}
 			if rec.Done || rec.Fingerprint != fp || holder == "" || holder == r.owner {
 				return Claim{Existing: rec}, nil
 			}
+			pin := ""
+			if sent != "" {
+				// The holder may have sent the request to sent: so does
+				// this claim, and so does the pin a third node would find.
+				pin, goes = pinValue(fp, sent, rec.Created), sent
+				if won, err = r.inflightValue(fp, tok, sent); err != nil {
+					return Claim{}, err
+				}
+			}
 			res, err = takeoverScript.Run(ctx, r.c, []string{keys[0], keys[1], livenessKey(r.prefix, holder), r.alive},
-				val, v, r.inflight.Milliseconds(), fpHex).Slice()
+				val, won, r.inflight.Milliseconds(), fpHex, pin, r.retention.Milliseconds()).Slice()
 			if err != nil {
 				return Claim{}, err
 			}
@@ -223,7 +258,7 @@ func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 		}
 		switch state {
 		case 0:
-			c := Claim{Won: true, TakenOver: holder, token: tok, value: v}
+			c := Claim{Won: true, TakenOver: holder, Upstream: goes, token: tok, value: won}
 			if val != "" {
 				if _, c.Pinned, _, err = parsePin(val); err != nil {
 					// The claim was won; give it back rather than send a
@@ -231,6 +266,9 @@ func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 					_ = r.Release(ctx, key, c)
 					return Claim{}, err
 				}
+				// A pin outranks the upstream the value names: the pin
+				// stays while the claim is held, and is read first.
+				c.Upstream = c.Pinned
 			}
 			return c, nil
 		case 2:
@@ -256,6 +294,32 @@ func (r *Redis) Claim(ctx context.Context, key string, fp Fingerprint) (Claim, e
 	return Claim{}, errors.New("idempotency: the key kept changing while it was claimed")
 }
 
+// Move implements Store: one round trip, replacing the in-flight value
+// only while it is still c's.
+func (r *Redis) Move(ctx context.Context, key string, c *Claim, upstream string) error {
+	if !c.Won {
+		return ErrClaimLost
+	}
+	var rv redisValue
+	if err := json.Unmarshal(c.value, &rv); err != nil {
+		return err
+	}
+	rv.Upstream = upstream
+	v, err := json.Marshal(rv)
+	if err != nil {
+		return err
+	}
+	n, err := moveScript.Run(ctx, r.c, r.keys(key)[:1], c.value, v).Int()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrClaimLost
+	}
+	c.value, c.Upstream = v, upstream
+	return nil
+}
+
 func scriptResult(res []any) (state int64, val string) {
 	if len(res) > 0 {
 		state, _ = res[0].(int64)
@@ -267,17 +331,17 @@ func scriptResult(res []any) (state int64, val string) {
 }
 
 // parseRecord reads a stored value, and the store that holds it when it is
-// in flight.
-func parseRecord(val string) (*Record, string, error) {
+// in flight, with the upstream the holder's request goes to.
+func parseRecord(val string) (rec *Record, holder, upstream string, err error) {
 	var rv redisValue
 	if err := json.Unmarshal([]byte(val), &rv); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	rec := &Record{Done: rv.Done, Created: time.UnixMilli(rv.Created),
+	rec = &Record{Done: rv.Done, Created: time.UnixMilli(rv.Created),
 		Response: Response{Status: rv.Status, Header: rv.Header, Body: rv.Body}}
 	copy(rec.Fingerprint[:], rv.FP)
-	holder, _, _ := strings.Cut(rv.Owner, "-")
-	return rec, holder, nil
+	holder, _, _ = strings.Cut(rv.Owner, "-")
+	return rec, holder, rv.Upstream, nil
 }
 
 // Complete implements Store: one round trip, replacing the in-flight value

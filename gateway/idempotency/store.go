@@ -65,6 +65,11 @@ type Claim struct {
 	// and nowhere else, since another upstream that does not share its
 	// deduplication could apply it a second time.
 	Pinned string
+	// Upstream, on a won claim, is where the request goes: Pinned when
+	// set, else the upstream given to ClaimFor or to Move. The store keeps
+	// it with the in-flight record, so a claim taken over from a dead node
+	// is pinned to the upstream that node may have sent the request to.
+	Upstream string
 	// TakenOver, on a won claim, names the node (a store's owner id) that
 	// held the key in flight and stopped proving it is alive: it was
 	// killed or lost the shared store, and this request took its place.
@@ -78,10 +83,26 @@ type Claim struct {
 // ErrFull means the store cannot take another key now.
 var ErrFull = errors.New("idempotency store is full")
 
+// ErrClaimLost means a claim is no longer its owner's (it expired, or was
+// taken over from a node that looked dead).
+var ErrClaimLost = errors.New("idempotency: the claim is no longer this request's")
+
 // Store keeps idempotency records.
 type Store interface {
 	// Claim creates an in-flight record for key unless one exists.
 	Claim(ctx context.Context, key string, fp Fingerprint) (Claim, error)
+	// ClaimFor is Claim for a request that goes to upstream unless the key
+	// is pinned elsewhere: the record says so before the request is sent,
+	// so that when its holder dies mid-call the claim passes on pinned to
+	// upstream (see Move), never free to reach an upstream that does not
+	// share upstream's deduplication.
+	ClaimFor(ctx context.Context, key string, fp Fingerprint, upstream string) (Claim, error)
+	// Move records, before anything is sent there, that the owner's claim
+	// now goes to another upstream (the first one was not reached, or
+	// refused without applying the request); c.Upstream becomes upstream.
+	// It fails with ErrClaimLost when the claim is no longer c's owner's:
+	// the request must then not be sent at all.
+	Move(ctx context.Context, key string, c *Claim, upstream string) error
 	// Complete stores the final response of the claim's owner.
 	Complete(ctx context.Context, key string, c Claim, fp Fingerprint, resp Response) error
 	// Release forgets an in-flight claim whose outcome is not final (the

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -434,5 +435,118 @@ func TestRedisLapsedNodeRenewsBeforeClaiming(t *testing.T) {
 	}
 	if got, _ := b.Claim(ctx, key, Fingerprint{}); got.Won {
 		t.Fatal("the claim of a node that had just renewed was taken over")
+	}
+}
+
+// TestClaimNamesItsUpstream: a claim made for an upstream says where its
+// request goes, its owner can move it to another before sending, a loser
+// cannot, and a pinned key's claim goes to the pin whatever it asked for.
+func TestClaimNamesItsUpstream(t *testing.T) {
+	ctx := context.Background()
+	fp := FingerprintOf([]byte("POST"), []byte("/cashier/deposit"), []byte(`{"amount":"10.00"}`))
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			key := ScopedKey([]byte("player-1"), []byte("named-1"))
+			c, err := s.ClaimFor(ctx, key, fp, "http://rail-a:7100")
+			if err != nil || !c.Won || c.Upstream != "http://rail-a:7100" || c.Pinned != "" {
+				t.Fatalf("claim for rail-a: want won, going to rail-a, unpinned; got %+v %v", c, err)
+			}
+			if err := s.Move(ctx, key, &c, "http://rail-b:7100"); err != nil || c.Upstream != "http://rail-b:7100" {
+				t.Fatalf("owner's move to rail-b: want it recorded, got %q %v", c.Upstream, err)
+			}
+			loser, _ := s.ClaimFor(ctx, key, fp, "http://rail-a:7100")
+			if loser.Won {
+				t.Fatal("a claim in flight was won twice")
+			}
+			if err := s.Move(ctx, key, &loser, "http://rail-a:7100"); !errors.Is(err, ErrClaimLost) {
+				t.Fatalf("a loser's move: want ErrClaimLost, got %v", err)
+			}
+			// The request went to rail-b without an answer: the retry goes
+			// there, whatever it would have picked.
+			if err := s.Pin(ctx, key, c, fp, c.Upstream); err != nil {
+				t.Fatal(err)
+			}
+			retry, err := s.ClaimFor(ctx, key, fp, "http://rail-a:7100")
+			if err != nil || !retry.Won || retry.Pinned != "http://rail-b:7100" || retry.Upstream != "http://rail-b:7100" {
+				t.Fatalf("the retry of a key pinned to rail-b: want won and going to rail-b, got %+v %v", retry, err)
+			}
+			// A completed claim cannot be moved.
+			if err := s.Complete(ctx, key, retry, fp, Response{Status: 200}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Move(ctx, key, &retry, "http://rail-a:7100"); !errors.Is(err, ErrClaimLost) {
+				t.Fatalf("moving a completed claim: want ErrClaimLost, got %v", err)
+			}
+		})
+	}
+}
+
+// TestRedisTakeoverPinsTheHoldersUpstream: a node that dies holding a
+// claim may have sent its request to the upstream the claim named (at
+// claim time, or moved before sending); the node taking the claim over
+// goes there, and the key stays pinned there even if the taker lets go
+// (its send failed before reaching the upstream), so no later retry
+// through any node picks another upstream. A claim that named no upstream
+// (a ledger route) passes on unpinned; a pin the key had outranks the
+// claim's own choice.
+func TestRedisTakeoverPinsTheHoldersUpstream(t *testing.T) {
+	const liveness = time.Second
+	ctx := context.Background()
+	fp := FingerprintOf([]byte("POST"), []byte("/cashier/deposit"), []byte(`{"amount":"10.00"}`))
+	cases := []struct {
+		name    string
+		pinned  string // the key's pin before the holder claims it
+		claimed string // the upstream the holder's claim names
+		moved   string // where the holder moves it before dying
+		want    string
+	}{
+		{name: "claimed for rail-a", claimed: "http://rail-a:7100", want: "http://rail-a:7100"},
+		{name: "moved to rail-b before sending", claimed: "http://rail-a:7100", moved: "http://rail-b:7100", want: "http://rail-b:7100"},
+		{name: "no upstream named", want: ""},
+		{name: "pinned key claimed for another", pinned: "http://rail-a:7100", claimed: "http://rail-b:7100", want: "http://rail-a:7100"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			nodes := redisNodes(t, 3, liveness)
+			holder, taker, third := nodes[0], nodes[1], nodes[2]
+			key := ScopedKey([]byte("player-1"), fmt.Appendf(nil, "dep-%d", i))
+			if c.pinned != "" {
+				first, _ := holder.Claim(ctx, key, fp)
+				if err := holder.Pin(ctx, key, first, fp, c.pinned); err != nil {
+					t.Fatal(err)
+				}
+			}
+			held, err := holder.ClaimFor(ctx, key, fp, c.claimed)
+			if err != nil || !held.Won {
+				t.Fatalf("holder's claim: want won, got %+v %v", held, err)
+			}
+			if c.moved != "" {
+				if err := holder.Move(ctx, key, &held, c.moved); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if held.Upstream != c.want {
+				t.Fatalf("holder's claim: want it going to %q, got %q", c.want, held.Upstream)
+			}
+			holder.Close() // dies without completing: its claims pass on at once
+			won, _ := awaitTakeover(t, taker, key, fp, 500*time.Millisecond)
+			if won.TakenOver != holder.owner || won.Pinned != c.want || won.Upstream != c.want {
+				t.Fatalf("taken over: want from %s, pinned to and going to %q; got from %q, pinned %q, going to %q",
+					holder.owner, c.want, won.TakenOver, won.Pinned, won.Upstream)
+			}
+			// The taker could not reach the pinned upstream and lets go:
+			// a third node's retry is still pinned.
+			if err := taker.Release(ctx, key, won); err != nil {
+				t.Fatal(err)
+			}
+			again, err := third.ClaimFor(ctx, key, fp, "http://rail-c:7100")
+			want := c.want
+			if want == "" {
+				want = "http://rail-c:7100"
+			}
+			if err != nil || !again.Won || again.Pinned != c.want || again.Upstream != want {
+				t.Fatalf("a retry after the taker let go: want won, pinned to %q, going to %q; got %+v %v", c.want, want, again, err)
+			}
+		})
 	}
 }

@@ -114,10 +114,45 @@ func (k *Keyed) Won() bool { return k.claim.Won }
 // without a known outcome ("" for none): the request goes there or nowhere.
 func (k *Keyed) Pinned() string { return k.claim.Pinned }
 
+// Upstream is where the claim says the request goes (see ClaimFor): the
+// pin, the upstream it was claimed for, or the one it moved to.
+func (k *Keyed) Upstream() string { return k.claim.Upstream }
+
+// Move records, before the request is sent to upstream instead of the one
+// its claim names, that it goes there now. When that fails the request
+// must not be sent: the claim is released (if it is still this request's)
+// and the refusal returned.
+func (k *Keyed) Move(r *route.Request, upstream string) problem.Refusal {
+	if !k.active || k.claim.Upstream == upstream {
+		return problem.Refusal{}
+	}
+	// A copy, so that only a move escapes to the heap, never the Keyed.
+	c := k.claim
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	err := k.g.store.Move(sctx, k.key, &c, upstream)
+	cancel()
+	if err == nil {
+		k.claim = c
+		return problem.Refusal{}
+	}
+	k.g.log.Error("idempotency store failed to move a key to another upstream", "route", k.g.route, "upstream", upstream,
+		"error", err, "request_id", string(r.ID))
+	k.Release(r)
+	return problem.Refusal{Type: problem.IdempotencyUnavailable, RetryAfter: "1"}
+}
+
 // Claim enforces Idempotency-Key on unsafe methods: the request goes on
 // holding its key, or is refused (400, 409, 422, 503), or gets the stored
 // answer of the request that completed with this key before.
 func (g *KeyGuard) Claim(r *route.Request, principal string) (Keyed, Verdict) {
+	return g.ClaimFor(r, principal, "")
+}
+
+// ClaimFor is Claim for a request that goes to upstream unless its key is
+// pinned elsewhere (Keyed.Upstream says where it goes): the claim records
+// the upstream before anything is sent, so a node that takes the claim
+// over after this one died sends the retry there too.
+func (g *KeyGuard) ClaimFor(r *route.Request, principal, upstream string) (Keyed, Verdict) {
 	req := &r.Ctx.Request
 	k := Keyed{g: g}
 	if g.store == nil || httpx.IsSafeMethod(req.Header.Method()) {
@@ -145,7 +180,7 @@ func (g *KeyGuard) Claim(r *route.Request, principal string) (Keyed, Verdict) {
 	k.fp = idempotency.FingerprintOf(req.Header.Method(), req.URI().RequestURI(), req.Body())
 	k.key = idempotency.ScopedKey([]byte(principal), key)
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	k.claim, err = g.store.Claim(sctx, k.key, k.fp)
+	k.claim, err = g.store.ClaimFor(sctx, k.key, k.fp, upstream)
 	cancel()
 	if err != nil {
 		g.log.Error("idempotency store failed", "route", g.route, "error", err, "request_id", string(r.ID))

@@ -25,6 +25,10 @@ func (brokenStore) Claim(context.Context, string, idempotency.Fingerprint) (idem
 	return idempotency.Claim{}, errors.New("redis: connection refused")
 }
 
+func (brokenStore) ClaimFor(context.Context, string, idempotency.Fingerprint, string) (idempotency.Claim, error) {
+	return idempotency.Claim{}, errors.New("redis: connection refused")
+}
+
 func testGuard(store idempotency.Store) *KeyGuard {
 	d := &Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: store, MaxResponse: 1 << 10,
 		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "t"}, []string{"route", "outcome"})}
