@@ -16,25 +16,13 @@ func TestHTTP2Settings(t *testing.T) {
 	if h := c.Regions[0].Nodes[0].Listeners[0].HTTP2; !*h.Enabled || h.MaxConcurrentStreams != DefaultHTTP2Streams {
 		t.Fatalf("want http2 enabled with %d streams by default, got enabled %v, %d", DefaultHTTP2Streams, *h.Enabled, h.MaxConcurrentStreams)
 	}
-	src := `regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - address: "127.0.0.1:8443"
+	_, err = Parse("h2.yaml", []byte(withListeners(`          - address: "127.0.0.1:8443"
             tls: {mode: "off"}
             http2: {max_concurrent_streams: 5000}
           - address: "127.0.0.1:8444"
             tls: {mode: "off"}
             http2: {enabled: false, max_concurrent_streams: 5000}
-    pools:
-      - name: games
-        members: [{url: "http://127.0.0.1:1"}]
-routes:
-  - name: api
-    pool: games
-`
-	_, err = Parse("h2.yaml", []byte(src))
+`)))
 	if err == nil {
 		t.Fatal("want an error, got none")
 	}
@@ -45,4 +33,21 @@ routes:
 	if strings.Contains(err.Error(), "listeners[1].http2") {
 		t.Errorf("a listener with HTTP/2 off was checked:\n%v", err)
 	}
+}
+
+// withListeners is a configuration with one node whose listeners are the
+// YAML given (indented as a listeners list's items, starting at line 6).
+func withListeners(listeners string) string {
+	return `regions:
+  - name: sea
+    nodes:
+      - name: sea-1
+        listeners:
+` + listeners + `    pools:
+      - name: games
+        members: [{url: "http://127.0.0.1:1"}]
+routes:
+  - name: api
+    pool: games
+`
 }

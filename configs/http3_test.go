@@ -17,25 +17,13 @@ func TestHTTP3Settings(t *testing.T) {
 			t.Fatalf("want http3 off by default, got it on for listener %s", l.Name)
 		}
 	}
-	src := `regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - address: "127.0.0.1:8443"
+	_, err = Parse("h3.yaml", []byte(withListeners(`          - address: "127.0.0.1:8443"
             tls: {mode: "off"}
             http3: {enabled: true}
           - address: "127.0.0.1:8444"
             tls: {mode: internal, names: [localhost]}
             http3: {enabled: true}
-    pools:
-      - name: games
-        members: [{url: "http://127.0.0.1:1"}]
-routes:
-  - name: api
-    pool: games
-`
-	_, err = Parse("h3.yaml", []byte(src))
+`)))
 	if err == nil {
 		t.Fatal("want an error, got none")
 	}

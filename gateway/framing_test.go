@@ -206,23 +206,32 @@ func TestFramingRefusedAndConnectionClosed(t *testing.T) {
 	}
 }
 
-// BenchmarkServeParsed runs a browser's GET as it arrives — parsed by
-// fasthttp's reader, so the framing check reads a real header block — through
-// the whole edge handler to an upstream on loopback, and reports allocations
-// per request (0 is the target: the framing check must not add any).
-func BenchmarkServeParsed(b *testing.B) {
+// benchEdgeListener starts baseConfig's edge with every upstream on one
+// loopback fasthttp server answering "ok", and returns its listener, for
+// benchmarks that drive the edge handler directly.
+func benchEdgeListener(b *testing.B) *edgeListener {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
 	go up.Serve(ln)
-	defer up.Shutdown()
+	b.Cleanup(func() { up.Shutdown() })
 	e := startEdge(b, baseConfig, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
 	var el *edgeListener
 	for _, l := range e.g.Nodes()[0].listeners {
 		el = l
 	}
+	return el
+}
+
+// BenchmarkServeParsed runs a browser's GET as it arrives — parsed by
+// fasthttp's reader, so the framing check reads a real header block — through
+// the whole edge handler to an upstream on loopback, and reports allocations
+// per request (0 is the target: the framing check must not add any).
+func BenchmarkServeParsed(b *testing.B) {
+	el := benchEdgeListener(b)
 	raw := []byte("GET /games/lobby?category=baccarat&limit=20 HTTP/1.1\r\nHost: play.edge.test\r\n" +
 		"User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36\r\n" +
 		"Accept: application/json, text/plain, */*\r\nAccept-Language: en-GB,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br\r\n" +

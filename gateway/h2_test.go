@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
-	"github.com/valyala/fasthttp"
 
 	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
@@ -356,18 +355,7 @@ func mediaPlaylistName(t testing.TB, url string) string {
 // the ResponseWriter's header map). x/net's own per-stream work is not in
 // it (h2load measures the whole).
 func BenchmarkH2Adapter(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
-	go up.Serve(ln)
-	defer up.Shutdown()
-	e := startEdge(b, baseConfig, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
-	var el *edgeListener
-	for _, l := range e.g.Nodes()[0].listeners {
-		el = l
-	}
+	el := benchEdgeListener(b)
 	conn := benchConn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
 	hc := &h2Conn{sniConn: &sniConn{Conn: tls.Server(conn, &tls.Config{})}, el: el, state: &h2State{maxHeader: 4 << 10}}
 	hc.view.c = hc

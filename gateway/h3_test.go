@@ -14,7 +14,6 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
-	"github.com/valyala/fasthttp"
 )
 
 // h3Client is an HTTP/3 client of the edge, dialling its address whatever
@@ -405,18 +404,7 @@ func TestHTTP3Shutdown(t *testing.T) {
 // BenchmarkH3Adapter is BenchmarkH2Adapter over HTTP/3's handler: the
 // connection's view found in the request's context, then the same adapter.
 func BenchmarkH3Adapter(b *testing.B) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") }}
-	go up.Serve(ln)
-	defer up.Shutdown()
-	e := startEdge(b, baseConfig, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
-	var el *edgeListener
-	for _, l := range e.g.Nodes()[0].listeners {
-		el = l
-	}
+	el := benchEdgeListener(b)
 	c := &h3Conn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, name: []byte("play.edge.test")}
 	c.view, c.early = h3View{c: c}, h3View{c: c, early: true}
 	h := &h3Listener{el: el}
