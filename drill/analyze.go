@@ -31,7 +31,8 @@ type Result struct {
 	DoubleApplies    int     `json:"double_applies"`
 	StaleEpochWrites int     `json:"stale_epoch_writes"`
 	Steps            []Step  `json:"promotion_steps,omitempty"`
-	// Video is each live table's continuity as its LL-HLS viewers saw it.
+	// Video is each live table's continuity as its viewers saw it (WHEP,
+	// falling back to LL-HLS).
 	Video  []VideoStats `json:"video,omitempty"`
 	Checks []Check      `json:"checks"`
 	Notes  []string     `json:"notes,omitempty"`
@@ -48,14 +49,15 @@ type Second struct {
 	DNSEdges map[string]int    `json:"dns_edges,omitempty"` // region → edges named by the players' answers this second
 	Served   map[string]int    `json:"served,omitempty"`    // region → bet attempts sent to its edges
 	Writers  map[string]string `json:"writers"`             // domain → "ledger@epoch" or "none"
-	// Watching: viewers that received a new LL-HLS part this second, of
+	// Watching: viewers that received new media (a WHEP video packet or an
+	// LL-HLS part) this second, of
 	// Viewers.
 	Watching int `json:"watching"`
 	Viewers  int `json:"viewers"`
 }
 
-// VideoStats is one live table's continuity: the longest wait for a new
-// LL-HLS part each viewer had, before the fault (the baseline) and from
+// VideoStats is one live table's continuity: the longest wait for new
+// media (a WHEP video packet or an LL-HLS part) each viewer had, before the fault (the baseline) and from
 // the fault on (the interruption; a viewer that never got one again counts
 // until the end of the run).
 type VideoStats struct {
@@ -66,8 +68,21 @@ type VideoStats struct {
 	BaselineMax    float64 `json:"baseline_max_gap_s"`
 	InterruptedMax float64 `json:"interrupted_max_s"`
 	InterruptedP50 float64 `json:"interrupted_p50_s"`
-	// NeverResumed viewers got no part after the fault.
+	// NeverResumed viewers got no media after the fault.
 	NeverResumed int `json:"never_resumed"`
+	// InterruptedWebRTC and InterruptedHLS split InterruptedMax by the
+	// transport that ended the gap (for a viewer that never resumed, the
+	// one it was on at the end): the longest interruption WebRTC recovered
+	// from, and the longest LL-HLS did.
+	InterruptedWebRTC float64 `json:"interrupted_webrtc_max_s"`
+	InterruptedHLS    float64 `json:"interrupted_llhls_max_s"`
+	// OnWebRTC and OnHLS: viewers on each transport at the end.
+	OnWebRTC int `json:"on_webrtc"`
+	OnHLS    int `json:"on_llhls"`
+	// WHEPSessions that played video, and WHEP attempts or sessions that
+	// failed (each one a fallback to LL-HLS), over the whole run.
+	WHEPSessions int `json:"whep_sessions"`
+	WHEPFailures int `json:"whep_failures"`
 	// Studio: each WHIP session the studio held (a new one after its
 	// edge was lost).
 	Studio []studioSession `json:"studio_sessions"`
@@ -444,8 +459,8 @@ func (r *run) timeline(attempts []Attempt, resolutions []Resolution, samples []S
 		}
 		for _, v := range r.video.viewers {
 			seen := map[int]bool{}
-			for _, t := range v.progress {
-				i := secsOf(t) - from
+			for _, a := range v.progress {
+				i := secsOf(a.At) - from
 				if i >= 0 && i < len(out) && !seen[i] {
 					seen[i] = true
 					out[i].Watching++
@@ -496,32 +511,24 @@ func (r *run) videoStats() []VideoStats {
 				continue
 			}
 			vs.Viewers++
-			base, gap := 0.0, 0.0
-			resumed := false
-			var prev time.Time
-			for _, t := range v.progress {
-				if t.After(r.fault) {
-					resumed = true
-					from := prev
-					if from.IsZero() {
-						from = r.fault
-					}
-					gap = max(gap, t.Sub(from).Seconds())
-				} else if !prev.IsZero() {
-					base = max(base, t.Sub(prev).Seconds())
-				}
-				prev = t
+			if transport(v.mode.Load()) == viaWebRTC {
+				vs.OnWebRTC++
+			} else {
+				vs.OnHLS++
 			}
-			if prev.IsZero() {
-				prev = r.fault
-			}
-			gap = max(gap, end.Sub(prev).Seconds())
-			if !resumed {
+			g := videoGaps(v.progress, r.fault, end, transport(v.mode.Load()))
+			if !g.Resumed {
 				vs.NeverResumed++
 			}
-			vs.BaselineMax = max(vs.BaselineMax, base)
-			after = append(after, gap)
+			vs.BaselineMax = max(vs.BaselineMax, g.Baseline)
+			vs.InterruptedWebRTC = max(vs.InterruptedWebRTC, g.By[viaWebRTC])
+			vs.InterruptedHLS = max(vs.InterruptedHLS, g.By[viaHLS])
+			vs.WHEPSessions += v.whep
+			vs.WHEPFailures += v.whepFail
+			after = append(after, g.Interrupted)
 		}
+		vs.InterruptedWebRTC = math.Round(vs.InterruptedWebRTC*1000) / 1000
+		vs.InterruptedHLS = math.Round(vs.InterruptedHLS*1000) / 1000
 		slices.Sort(after)
 		if len(after) > 0 {
 			vs.InterruptedMax = math.Round(after[len(after)-1]*1000) / 1000
@@ -531,4 +538,44 @@ func (r *run) videoStats() []VideoStats {
 		out = append(out, vs)
 	}
 	return out
+}
+
+// gaps is one viewer's continuity: its longest wait for new media before
+// the fault and from the fault on, the latter also by the transport that
+// ended it.
+type gaps struct {
+	Baseline    float64
+	Interrupted float64
+	By          [2]float64 // by transport
+	Resumed     bool
+}
+
+// videoGaps measures a viewer's arrivals (in time order) around fault; a
+// viewer's wait after its last arrival runs until end, charged to its
+// transport at the end (now).
+func videoGaps(progress []arrival, fault, end time.Time, now transport) gaps {
+	var g gaps
+	var prev time.Time
+	for _, a := range progress {
+		if a.At.After(fault) {
+			from := prev
+			if from.IsZero() {
+				from = fault
+			}
+			gap := a.At.Sub(from).Seconds()
+			g.Resumed = true
+			g.Interrupted = max(g.Interrupted, gap)
+			g.By[a.Via] = max(g.By[a.Via], gap)
+		} else if !prev.IsZero() {
+			g.Baseline = max(g.Baseline, a.At.Sub(prev).Seconds())
+		}
+		prev = a.At
+	}
+	if prev.IsZero() {
+		prev = fault
+	}
+	tail := end.Sub(prev).Seconds()
+	g.Interrupted = max(g.Interrupted, tail)
+	g.By[now] = max(g.By[now], tail)
+	return g
 }

@@ -265,10 +265,10 @@ func TestVideoStats(t *testing.T) {
 	f.clean()
 	st := &studio{table: "table-sea"}
 	vid := &video{studios: []*studio{st}}
-	every := func(from, to, step float64) []time.Time {
-		var out []time.Time
+	every := func(from, to, step float64) []arrival {
+		var out []arrival
 		for s := from; s <= to+1e-9; s += step {
-			out = append(out, f.at(s))
+			out = append(out, arrival{At: f.at(s), Via: viaHLS})
 		}
 		return out
 	}
@@ -285,7 +285,8 @@ func TestVideoStats(t *testing.T) {
 		t.Fatalf("video stats: expected table-sea and an uninterrupted table-eu, got %+v", res.Video)
 	}
 	v := res.Video[0]
-	want := VideoStats{Table: "table-sea", Viewers: 3, BaselineMax: 0.3, InterruptedMax: observe + 0.6, InterruptedP50: 3.5, NeverResumed: 1}
+	want := VideoStats{Table: "table-sea", Viewers: 3, BaselineMax: 0.3, InterruptedMax: observe + 0.6, InterruptedP50: 3.5, NeverResumed: 1,
+		InterruptedHLS: observe + 0.6, OnHLS: 3}
 	v.Studio = nil
 	if !reflect.DeepEqual(v, want) {
 		t.Errorf("table-sea: expected %+v, got %+v", want, v)
@@ -331,5 +332,54 @@ func TestDNSMoveBeforeHealing(t *testing.T) {
 	f.r.healed = time.Time{}
 	if res := f.r.analyze(true); res.DNSMove != nil {
 		t.Errorf("DNS move when the region is named again without healing: expected never, got %s", fmtSecs(res.DNSMove))
+	}
+}
+
+// TestVideoGaps: a viewer's interruption is its longest wait for new media
+// from the fault on, whichever transport brought it, and is charged to the
+// transport that ended it (the wait after the last arrival, to the one the
+// viewer is on at the end).
+func TestVideoGaps(t *testing.T) {
+	fault := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return fault.Add(time.Duration(s * float64(time.Second))) }
+	run := func(via transport, from, to, step float64) []arrival {
+		var out []arrival
+		for s := from; s <= to+1e-9; s += step {
+			out = append(out, arrival{At: at(s), Via: via})
+		}
+		return out
+	}
+	cat := func(parts ...[]arrival) []arrival {
+		var out []arrival
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	end := at(10)
+	tests := []struct {
+		name     string
+		progress []arrival
+		now      transport
+		want     gaps
+	}{
+		{"WebRTC throughout", run(viaWebRTC, -2, 10, 0.5), viaWebRTC,
+			gaps{Baseline: 0.5, Interrupted: 0.5, By: [2]float64{viaWebRTC: 0.5}, Resumed: true}},
+		{"WebRTC lost, LL-HLS resumes, WebRTC takes over again",
+			cat(run(viaWebRTC, -2, -0.5, 0.5), run(viaHLS, 2.5, 5, 0.5), run(viaWebRTC, 5.25, 10, 0.25)), viaWebRTC,
+			gaps{Baseline: 0.5, Interrupted: 3, By: [2]float64{viaHLS: 3, viaWebRTC: 0.25}, Resumed: true}},
+		{"LL-HLS lost, WebRTC resumes", cat(run(viaHLS, -2, 0, 1), run(viaWebRTC, 4, 10, 1)), viaWebRTC,
+			gaps{Baseline: 1, Interrupted: 4, By: [2]float64{viaWebRTC: 4}, Resumed: true}},
+		{"never resumed: waits to the end on its last transport", run(viaWebRTC, -2, -1, 1), viaHLS,
+			gaps{Baseline: 1, Interrupted: 11, By: [2]float64{viaHLS: 11}}},
+		{"stalls at the end", run(viaHLS, -1, 6, 1), viaHLS,
+			gaps{Baseline: 1, Interrupted: 4, By: [2]float64{viaHLS: 4}, Resumed: true}},
+		{"nothing at all", nil, viaWebRTC, gaps{Interrupted: 10, By: [2]float64{viaWebRTC: 10}}},
+	}
+	for _, tc := range tests {
+		got := videoGaps(tc.progress, fault, end, tc.now)
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: expected %+v, got %+v", tc.name, tc.want, got)
+		}
 	}
 }

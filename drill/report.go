@@ -36,8 +36,9 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintf(&b, "   RPO %d bets (window %.3fs); double-applies %d; stale-epoch writes %d\n", r.RPOMissing, r.RPOWindow, r.DoubleApplies, r.StaleEpochWrites)
 	for _, v := range r.Video {
-		fmt.Fprintf(&b, "   video %s: %d LL-HLS viewers; longest wait for a part before the fault %.3fs, from the fault on %.3fs (median viewer %.3fs); never resumed %d; studio sessions %d\n",
-			v.Table, v.Viewers, v.BaselineMax, v.InterruptedMax, v.InterruptedP50, v.NeverResumed, len(v.Studio))
+		fmt.Fprintf(&b, "   video %s: %d viewers (at the end %d on WebRTC, %d on LL-HLS); longest wait for media before the fault %.3fs, from the fault on %.3fs (median viewer %.3fs; ended by WebRTC %.3fs, by LL-HLS %.3fs); never resumed %d; WHEP sessions %d, failed %d; studio sessions %d\n",
+			v.Table, v.Viewers, v.OnWebRTC, v.OnHLS, v.BaselineMax, v.InterruptedMax, v.InterruptedP50, v.InterruptedWebRTC, v.InterruptedHLS,
+			v.NeverResumed, v.WHEPSessions, v.WHEPFailures, len(v.Studio))
 	}
 	for _, s := range r.Steps {
 		fmt.Fprintf(&b, "   step +%.3fs %s (took %.3fs)", s.At, s.What, s.Took)
@@ -46,7 +47,7 @@ func WriteText(w io.Writer, r *Result) error {
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, attempts by the edges' region, writers, viewers that got a new part):\n")
+	b.WriteString("   timeline (t: bet attempts/acknowledged, failures, p50/p99 ms, attempts by the edges' region, writers, viewers that got new video):\n")
 	for _, s := range r.Timeline {
 		var ws []string
 		for _, d := range sortedKeys(s.Writers) {
@@ -210,7 +211,7 @@ func WriteSVG(w io.Writer, r *Result) error {
 		by += bandH + 14
 		_ = di
 	}
-	// Video band: viewers that got a new LL-HLS part each second.
+	// Video band: viewers that got new media each second.
 	if len(r.Video) > 0 {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">video</text>`+"\n", left-4, by+12)
 		for i, s := range r.Timeline {
@@ -223,14 +224,14 @@ func WriteSVG(w io.Writer, r *Result) error {
 			case s.Watching < s.Viewers:
 				c = "#f0a030"
 			}
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>t=%ds: %d of %d viewers got a new part</title></rect>`+"\n",
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>t=%ds: %d of %d viewers got new video</title></rect>`+"\n",
 				x(s.T), by, bw, bandH-4, c, s.T, s.Watching, s.Viewers)
 		}
 		var worst []string
 		for _, v := range r.Video {
 			worst = append(worst, fmt.Sprintf("%s %.1fs", v.Table, v.InterruptedMax))
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">LL-HLS viewers with a new part each second (green all, orange some, red none); longest interruption: %s</text>`+"\n",
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="9">viewers with new video each second, WebRTC or LL-HLS (green all, orange some, red none); longest interruption: %s</text>`+"\n",
 			left+2, by+bandH+9, esc(strings.Join(worst, ", ")))
 		by += bandH + 14
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	playjson "hedge/stream/player"
 )
 
 // studioH264 is a short H.264 clip (constrained baseline, a keyframe at
@@ -210,10 +213,14 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held 
 	}
 }
 
-// viewer watches a live table over LL-HLS from the edge play.<zone>
-// resolves to, as the player page does after falling back from WebRTC:
-// it reloads the media playlist and fetches each new part, and records
-// when new media arrived. It re-resolves after a connection failure.
+// viewer watches a live table as the player page does: it resolves
+// play.<zone>, reads the table's play.json from that edge, watches over
+// WebRTC (WHEP) when play.json prefers it, and falls back to LL-HLS when
+// WHEP fails (offer refused, ICE/DTLS not connected within a few seconds,
+// or no video for 2 s), trying WHEP again after 5 s, then 10, 20, 30 while
+// LL-HLS keeps playing; the first WHEP video packet takes over. It records
+// when new media arrived and over which transport, and re-resolves after a
+// connection failure.
 type viewer struct {
 	id        int
 	table     string
@@ -221,13 +228,42 @@ type viewer struct {
 	d         *deployment
 
 	ip        atomic.Pointer[string]
-	expires   time.Time
 	transport *http.Transport
 	client    *http.Client
+	mode      atomic.Uint32 // the transport it watches over now
 
-	progress []time.Time // when a new part arrived
+	mu       sync.Mutex
+	expires  time.Time
+	progress []arrival // new LL-HLS parts and WHEP video packets (at most one per arrivalGrain)
 	errors   int
+	whep     int // WHEP sessions that played
+	whepFail int // WHEP attempts or sessions that failed
 }
+
+// transport is how a viewer receives a table.
+type transport uint8
+
+const (
+	viaHLS transport = iota
+	viaWebRTC
+)
+
+func (t transport) String() string {
+	if t == viaWebRTC {
+		return "WebRTC"
+	}
+	return "LL-HLS"
+}
+
+// arrival is when new media came, and over which transport.
+type arrival struct {
+	At  time.Time
+	Via transport
+}
+
+// arrivalGrain bounds how often WHEP packets are recorded: a gap is
+// measured at most this much longer than it was.
+const arrivalGrain = 20 * time.Millisecond
 
 func newViewer(d *deployment, id int, table string, resolvers []string) *viewer {
 	v := &viewer{id: id, table: table, resolvers: resolvers, d: d}
@@ -248,6 +284,8 @@ func newViewer(d *deployment, id int, table string, resolvers []string) *viewer 
 }
 
 func (v *viewer) lookup(avoid string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
 	for _, srv := range v.resolvers {
 		ips, ttl, err := resolve(srv, v.d.playName(), 400*time.Millisecond)
 		if err != nil {
@@ -269,6 +307,23 @@ func (v *viewer) lookup(avoid string) {
 	}
 }
 
+// resolveIfDue resolves when it has no answer or its TTL has passed.
+func (v *viewer) resolveIfDue() {
+	v.mu.Lock()
+	due := v.ip.Load() == nil || time.Now().After(v.expires)
+	v.mu.Unlock()
+	if due {
+		v.lookup("")
+	}
+}
+
+func (v *viewer) edge() string {
+	if ip := v.ip.Load(); ip != nil {
+		return *ip
+	}
+	return ""
+}
+
 func (v *viewer) get(path string) ([]byte, int, error) {
 	req, _ := http.NewRequest(http.MethodGet, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+path, nil)
 	resp, err := v.client.Do(req)
@@ -280,26 +335,276 @@ func (v *viewer) get(path string) ([]byte, int, error) {
 	return b, resp.StatusCode, err
 }
 
+// arrived records new media over via.
+func (v *viewer) arrived(via transport) {
+	now := time.Now()
+	v.mu.Lock()
+	if n := len(v.progress); n == 0 || v.progress[n-1].Via != via || now.Sub(v.progress[n-1].At) >= arrivalGrain {
+		v.progress = append(v.progress, arrival{At: now, Via: via})
+	}
+	v.mu.Unlock()
+}
+
+// WHEP retry delays after a fallback, as the player page's.
+const (
+	whepRetryMin = 5 * time.Second
+	whepRetryMax = 30 * time.Second
+)
+
 // run watches until stop closes.
 func (v *viewer) run(stop <-chan struct{}) {
-	base := "/live/" + v.table + "/hls/"
+	var hls chan struct{} // closes the LL-HLS fallback; nil when not running
+	var hlsDone sync.WaitGroup
+	stopHLS := func() {
+		if hls != nil {
+			close(hls)
+			hlsDone.Wait()
+			hls = nil
+		}
+	}
+	defer stopHLS()
+	retry := whepRetryMin
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		v.resolveIfDue()
+		edge := v.edge()
+		desc, err := v.descriptor()
+		if err != nil {
+			v.failed(err, edge)
+		}
+		if err == nil && desc.WHEP != "" && desc.Preferred == playjson.ModeWebRTC {
+			played, err := v.watchWHEP(stop, desc.WHEP, stopHLS)
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if played {
+				retry = whepRetryMin
+			}
+			v.mu.Lock()
+			v.whepFail++
+			v.mu.Unlock()
+			v.failed(err, edge)
+		}
+		if hls == nil {
+			hls = make(chan struct{})
+			base := "/live/" + v.table + "/hls/index.m3u8"
+			if err == nil && desc.HLS != "" {
+				base = desc.HLS
+			}
+			q := hls
+			hlsDone.Go(func() { v.watchHLS(stop, q, base) })
+		}
+		v.mode.Store(uint32(viaHLS))
+		select {
+		case <-stop:
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, whepRetryMax)
+	}
+}
+
+// descriptor is the table's play.json at the viewer's edge.
+func (v *viewer) descriptor() (playjson.Descriptor, error) {
+	var desc playjson.Descriptor
+	b, st, err := v.get("/live/" + v.table + "/play.json")
+	if err != nil {
+		return desc, err
+	}
+	if st != http.StatusOK {
+		return desc, fmt.Errorf("play.json answered %d", st)
+	}
+	return desc, json.Unmarshal(b, &desc)
+}
+
+// whepSettings are the ICE settings of the drill's WebRTC clients: UDP
+// over IPv4 from the address the drill's process has on the WAN (or
+// loopback), no mDNS, failure noticed within seconds.
+func (d *deployment) whepSettings() webrtc.SettingEngine {
+	se := webrtc.SettingEngine{}
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if d.topo.Loopback {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	} else {
+		want := net.ParseIP(d.topo.WANIP())
+		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(want) })
+	}
+	se.SetICETimeouts(2*time.Second, 4*time.Second, 500*time.Millisecond)
+	return se
+}
+
+// WHEP session limits: ICE and DTLS must connect within whepConnect, and
+// video must keep coming (no gap over whepSilence).
+const (
+	whepConnect = 4 * time.Second
+	whepSilence = 2 * time.Second
+)
+
+// watchWHEP plays one WHEP session at the viewer's edge until it fails or
+// stop closes. Its first video packet takes over from LL-HLS (takeover
+// stops it). played says whether video came; the error says why it
+// ended.
+func (v *viewer) watchWHEP(stop <-chan struct{}, url string, takeover func()) (played bool, err error) {
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return false, err
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(v.d.whepSettings()))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return false, err
+	}
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			return false, err
+		}
+	}
+	connected, failed := make(chan struct{}), make(chan struct{})
+	var onceC, onceF sync.Once
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		switch st {
+		case webrtc.PeerConnectionStateConnected:
+			onceC.Do(func() { close(connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateDisconnected, webrtc.PeerConnectionStateClosed:
+			onceF.Do(func() { close(failed) })
+		}
+	})
+	var last atomic.Int64 // unix nanoseconds of the last video packet, 0 before
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		readers.Add(1)
+		defer readers.Done()
+		video := tr.Kind() == webrtc.RTPCodecTypeVideo
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			if video {
+				last.Store(time.Now().UnixNano())
+				if v.mode.Load() == uint32(viaWebRTC) {
+					v.arrived(viaWebRTC)
+				}
+			}
+		}
+	})
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return false, err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return false, err
+	}
+	select {
+	case <-gathered:
+	case <-time.After(3 * time.Second):
+		return false, errors.New("ICE gathering timed out")
+	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+url, strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return false, fmt.Errorf("WHEP answered %d", resp.StatusCode)
+	}
+	defer v.endWHEP(resp.Header.Get("Location"), resp.Header.Get("Session-Token"))
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+		return false, err
+	}
+	select {
+	case <-stop:
+		return false, nil
+	case <-failed:
+		return false, errors.New("WHEP session " + pc.ConnectionState().String())
+	case <-connected:
+	case <-time.After(whepConnect):
+		return false, errors.New("WHEP: ICE/DTLS not connected within " + whepConnect.String())
+	}
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return played, nil
+		case <-failed:
+			return played, errors.New("WHEP session " + pc.ConnectionState().String())
+		case <-tick.C:
+		}
+		at := last.Load()
+		if at == 0 {
+			if time.Since(start) > whepSilence {
+				return false, errors.New("WHEP: no video within " + whepSilence.String())
+			}
+			continue
+		}
+		if !played {
+			played = true
+			takeover()
+			v.mode.Store(uint32(viaWebRTC))
+			v.arrived(viaWebRTC)
+			v.mu.Lock()
+			v.whep++
+			v.mu.Unlock()
+		}
+		if time.Since(time.Unix(0, at)) > whepSilence {
+			return true, errors.New("WHEP: no video for " + whepSilence.String())
+		}
+	}
+}
+
+// endWHEP deletes a WHEP session (best effort: its edge may be gone).
+func (v *viewer) endWHEP(location, token string) {
+	if location == "" {
+		return
+	}
+	if !strings.HasPrefix(location, "/") {
+		return // only the edge's own paths
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodDelete, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+location, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if resp, err := v.client.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// watchHLS watches over LL-HLS from the multivariant playlist at master
+// until stop or quit closes: it reloads the media playlist and fetches
+// each new part.
+func (v *viewer) watchHLS(stop <-chan struct{}, quit <-chan struct{}, master string) {
+	base := master[:strings.LastIndexByte(master, '/')+1]
 	media := ""
 	last := ""
 	for {
 		select {
 		case <-stop:
 			return
+		case <-quit:
+			return
 		case <-time.After(200 * time.Millisecond):
 		}
-		if v.ip.Load() == nil || time.Now().After(v.expires) {
-			v.lookup("")
-		}
-		edge := ""
-		if ip := v.ip.Load(); ip != nil {
-			edge = *ip
-		}
+		v.resolveIfDue()
+		edge := v.edge()
 		if media == "" {
-			b, st, err := v.get(base + "index.m3u8")
+			b, st, err := v.get(master)
 			if err != nil || st != http.StatusOK {
 				v.failed(err, edge)
 				continue
@@ -324,12 +629,14 @@ func (v *viewer) run(stop <-chan struct{}) {
 			continue
 		}
 		last = part
-		v.progress = append(v.progress, time.Now())
+		v.arrived(viaHLS)
 	}
 }
 
 func (v *viewer) failed(err error, edge string) {
+	v.mu.Lock()
 	v.errors++
+	v.mu.Unlock()
 	if err != nil {
 		v.lookup(edge)
 	}
