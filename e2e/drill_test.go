@@ -89,11 +89,14 @@ func TestDrill(t *testing.T) {
 			}
 		}
 		if len(res.Video) != 2 {
-			t.Errorf("%s: want a live table per region watched over LL-HLS, got %+v", sc, res.Video)
+			t.Errorf("%s: want a live table per region watched over WHEP or LL-HLS, got %+v", sc, res.Video)
 		}
 		for _, v := range res.Video {
 			if v.Viewers == 0 || v.NeverResumed != 0 {
 				t.Errorf("%s: live table %s: want viewers that all watch again after the fault, got %d viewers, %d never resumed", sc, v.Table, v.Viewers, v.NeverResumed)
+			}
+			if v.WHEPSessions == 0 {
+				t.Errorf("%s: live table %s: want viewers that played WebRTC (WHEP), got no WHEP session with video (%d failed)", sc, v.Table, v.WHEPFailures)
 			}
 		}
 		if len(res.Checks) == 0 || res.Failed() {
