@@ -166,18 +166,8 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held 
 			}
 		}
 	}()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
+	if err := offerGathered(pc); err != nil {
 		return false, err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return false, err
-	}
-	select {
-	case <-gathered:
-	case <-time.After(3 * time.Second):
-		return false, errors.New("ICE gathering timed out")
 	}
 	url := "https://" + net.JoinHostPort(edge, fmt.Sprint(portEdge)) + "/live/" + s.table + "/whip"
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
@@ -497,18 +487,8 @@ func (v *viewer) watchWHEP(stop <-chan struct{}, url string, takeover func()) (p
 			}
 		}
 	})
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
+	if err := offerGathered(pc); err != nil {
 		return false, err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return false, err
-	}
-	select {
-	case <-gathered:
-	case <-time.After(3 * time.Second):
-		return false, errors.New("ICE gathering timed out")
 	}
 	req, _ := http.NewRequest(http.MethodPost, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+url, strings.NewReader(pc.LocalDescription().SDP))
 	req.Header.Set("Content-Type", "application/sdp")
@@ -742,4 +722,23 @@ func (d *deployment) startVideo(ctx context.Context) (*video, error) {
 func (v *video) close() {
 	v.once.Do(func() { close(v.stop) })
 	v.wg.Wait()
+}
+
+// offerGathered sets an offer as pc's local description and waits (up to
+// 3 s) until its ICE candidates are gathered, so the SDP carries them.
+func offerGathered(pc *webrtc.PeerConnection) error {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+		return nil
+	case <-time.After(3 * time.Second):
+		return errors.New("ICE gathering timed out")
+	}
 }

@@ -359,7 +359,15 @@ func BenchmarkH2Adapter(b *testing.B) {
 	conn := benchConn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}}
 	hc := &h2Conn{sniConn: &sniConn{Conn: tls.Server(conn, &tls.Config{})}, el: el, state: &h2State{maxHeader: 4 << 10}}
 	hc.view.c = hc
+	benchAdapter(b, hc, context.Background(), nil)
+}
+
+// benchAdapter serves a browser's GET through h (an adapter's handler) in
+// a loop and reports CPU per request; ctx and tlsState are what the
+// protocol's server would put on the request.
+func benchAdapter(b *testing.B, h http.Handler, ctx context.Context, tlsState *tls.ConnectionState) {
 	r := (&http.Request{Method: "GET", RequestURI: "/games/lobby?category=baccarat&limit=20", Host: "play.edge.test", Body: http.NoBody,
+		TLS: tlsState,
 		Header: http.Header{
 			"User-Agent":      {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
 			"Accept":          {"application/json, text/plain, */*"},
@@ -367,14 +375,14 @@ func BenchmarkH2Adapter(b *testing.B) {
 			"Accept-Encoding": {"gzip, deflate, br"},
 			"Referer":         {"https://play.edge.test/lobby"},
 			"Cookie":          {"sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; theme=dark"},
-		}}).WithContext(context.Background())
+		}}).WithContext(ctx)
 	w := &benchResponse{h: http.Header{}}
 	b.ReportAllocs()
 	n, cpu := 0, cpuClock()
 	for b.Loop() {
 		n++
 		clear(w.h)
-		hc.ServeHTTP(w, r)
+		h.ServeHTTP(w, r)
 		if w.status != 200 {
 			b.Fatalf("want 200, got %d", w.status)
 		}

@@ -408,26 +408,5 @@ func BenchmarkH3Adapter(b *testing.B) {
 	c := &h3Conn{remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, name: []byte("play.edge.test")}
 	c.view, c.early = h3View{c: c}, h3View{c: c, early: true}
 	h := &h3Listener{el: el}
-	r := (&http.Request{Method: "GET", RequestURI: "/games/lobby?category=baccarat&limit=20", Host: "play.edge.test", Body: http.NoBody,
-		TLS: &tls.ConnectionState{HandshakeComplete: true},
-		Header: http.Header{
-			"User-Agent":      {"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"},
-			"Accept":          {"application/json, text/plain, */*"},
-			"Accept-Language": {"en-GB,en;q=0.9"},
-			"Accept-Encoding": {"gzip, deflate, br"},
-			"Referer":         {"https://play.edge.test/lobby"},
-			"Cookie":          {"sid=6f1c2a9e4b7d4e0f9a3c8b1d2e5f7a90; theme=dark"},
-		}}).WithContext(context.WithValue(context.Background(), h3ConnKey, c))
-	w := &benchResponse{h: http.Header{}}
-	b.ReportAllocs()
-	n, cpu := 0, cpuClock()
-	for b.Loop() {
-		n++
-		clear(w.h)
-		h.ServeHTTP(w, r)
-		if w.status != 200 {
-			b.Fatalf("want 200, got %d", w.status)
-		}
-	}
-	reportCPU(b, cpu, n)
+	benchAdapter(b, h, context.WithValue(context.Background(), h3ConnKey, c), &tls.ConnectionState{HandshakeComplete: true})
 }
