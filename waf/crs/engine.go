@@ -65,6 +65,19 @@ type Options struct {
 	// interrupts it with 413, Detect mode inspects the first BodyLimit bytes
 	// and reports a match with ID RuleBodyTooLarge.
 	BodyLimit int
+	// ExcludeTargets remove one argument from some rules' targets
+	// (SecRuleUpdateTargetById ID "!ARGS:key"): that argument is no longer
+	// inspected by those rules, everything else still is.
+	ExcludeTargets []TargetExclusion
+}
+
+// TargetExclusion takes the argument Arg out of the targets of the rules
+// IDs. Arg is an argument's name as the engine reads it (json.comment, q)
+// or, between slashes, a regular expression over names
+// (/^json\.items\.[0-9]+\.text$/).
+type TargetExclusion struct {
+	Arg string
+	IDs []int
 }
 
 // Info describes a built engine for status pages.
@@ -163,6 +176,16 @@ func validate(o Options) error {
 			errs = append(errs, fmt.Errorf("excluded tag %q is empty or holds a quote, backslash or newline", t))
 		}
 	}
+	for _, x := range o.ExcludeTargets {
+		if x.Arg == "" || strings.ContainsAny(x.Arg, "\"|,\r\n '") || len(x.IDs) == 0 {
+			errs = append(errs, fmt.Errorf("target exclusion %q: want an argument name without quotes, pipes, commas or spaces, and rule ids", x.Arg))
+		}
+		for _, id := range x.IDs {
+			if id <= 0 {
+				errs = append(errs, fmt.Errorf("target exclusion %q: rule id %d is not positive", x.Arg, id))
+			}
+		}
+	}
 	if o.AllowedMethods != nil && len(o.AllowedMethods) == 0 {
 		errs = append(errs, errors.New("allowed methods: an empty list would block every request; use nil for the CRS default"))
 	}
@@ -254,6 +277,11 @@ func exclusions(o Options) string {
 	}
 	for _, t := range o.ExcludeTags {
 		fmt.Fprintf(&b, "SecRuleRemoveByTag \"%s\"\n", t)
+	}
+	for _, x := range o.ExcludeTargets {
+		for _, id := range x.IDs {
+			fmt.Fprintf(&b, "SecRuleUpdateTargetById %d \"!ARGS:%s\"\n", id, x.Arg)
+		}
 	}
 	return b.String()
 }

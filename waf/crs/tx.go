@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/corazawaf/coraza/v3/experimental"
@@ -30,7 +31,13 @@ type Match struct {
 	Data     string // matched data, at most MaxMatchData bytes (cut at a rune boundary)
 	Severity int    // syslog severity as in CRS: 0 emergency .. 7 debug; -1 unset
 	Phase    int    // 1 request headers, 2 request body, 3 response headers, 4 response body, 5 logging
+	// Vars are the variables the rule matched in, as VARIABLE:key
+	// (ARGS:json.comment, REQUEST_HEADERS:user-agent), at most MaxMatchVars.
+	Vars []string
 }
+
+// MaxMatchVars is how many matched variables a Match keeps.
+const MaxMatchVars = 4
 
 // ErrBody is wrapped by Tx.BodyError.
 var ErrBody = errors.New("request body not parsable by the rule engine")
@@ -220,8 +227,27 @@ func (t *Tx) snapshot() {
 			Data:     truncate(mr.Data(), MaxMatchData),
 			Severity: int(r.Severity()),
 			Phase:    int(r.Phase()),
+			Vars:     matchVars(mr.MatchedDatas()),
 		})
 	}
+}
+
+// matchVars names where a rule matched (copies, never request memory).
+func matchVars(mds []types.MatchData) []string {
+	var out []string
+	for _, md := range mds {
+		if len(out) == MaxMatchVars {
+			break
+		}
+		v := md.Variable().Name()
+		if k := md.Key(); k != "" {
+			v += ":" + truncate(k, MaxMatchData)
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence, and
