@@ -142,9 +142,12 @@ const (
 	WAFBlock  WAFMode = "block"
 	WAFDetect WAFMode = "detect"
 	WAFOff    WAFMode = "off"
+	// WAFLearn runs the rules as detect does and records the shape of the
+	// traffic the route lets through, for `hedge waf suggest`.
+	WAFLearn WAFMode = "learn"
 )
 
-func (WAFMode) values() []WAFMode { return []WAFMode{WAFBlock, WAFDetect, WAFOff} }
+func (WAFMode) values() []WAFMode { return []WAFMode{WAFBlock, WAFDetect, WAFOff, WAFLearn} }
 
 // RateLimitKey is what one rate-limit bucket is for.
 type RateLimitKey string

@@ -15,7 +15,8 @@ import (
 // and a route's `waf` overrides the listener's. A field left out inherits
 // from the level above; a list that is set replaces the inherited one.
 type WAF struct {
-	// Mode is block | detect | off.
+	// Mode is block | detect | off | learn (detect, and record the traffic's
+	// shape for `hedge waf suggest`).
 	Mode WAFMode `yaml:"mode"`
 	// ParanoiaLevel is CRS's paranoia level, 1 to 4.
 	ParanoiaLevel int `yaml:"paranoia_level"`
@@ -39,6 +40,78 @@ type WAF struct {
 	// ErrorLog is a file that receives one ModSecurity-format line per
 	// matched rule (top level only; what go-ftw reads).
 	ErrorLog string `yaml:"error_log"`
+
+	// ExcludeFields take one field out of some rules' targets (a route's
+	// only): the field is no longer inspected by those rules, every other
+	// field and the rest of the request still is.
+	ExcludeFields []FieldExclusion `yaml:"exclude_fields"`
+}
+
+// FieldExclusion names a field of a route's requests and the rules that no
+// longer inspect it. Field is a JSON pointer into the body (/comment,
+// /items/*/text: * is any array index) or ?NAME for a query parameter.
+type FieldExclusion struct {
+	Field string `yaml:"field" json:"field"`
+	IDs   []int  `yaml:"ids" json:"ids"`
+}
+
+// FieldSegments splits a body field's pointer into its segments; ok is
+// false for a query parameter (?NAME) or a pointer that is not one.
+func (f FieldExclusion) FieldSegments() (segs []string, ok bool) {
+	if !strings.HasPrefix(f.Field, "/") {
+		return nil, false
+	}
+	return strings.Split(f.Field[1:], "/"), true
+}
+
+// QueryParam is the query parameter the exclusion names ("" for a body
+// field).
+func (f FieldExclusion) QueryParam() string {
+	name, _ := strings.CutPrefix(f.Field, "?")
+	if name == f.Field {
+		return ""
+	}
+	return name
+}
+
+// fieldNameOK is what a field's segment (or query parameter) may hold: the
+// rule engine names arguments by joining segments with dots and reads a
+// quote, pipe or slash as syntax.
+func fieldNameOK(s string, wildcard bool) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	if wildcard && s == "*" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *FieldExclusion) validate(v *validator) {
+	if segs, ok := f.FieldSegments(); ok {
+		for _, s := range segs {
+			if !fieldNameOK(s, true) {
+				v.bad(&f.Field, "%q: each segment of a JSON pointer is letters, digits, _ or - (or * for any array index)", f.Field)
+				break
+			}
+		}
+	} else if q := f.QueryParam(); !fieldNameOK(q, false) {
+		v.bad(&f.Field, "%q is not a body field (/comment, /items/*/text) or a query parameter (?q) of letters, digits, _ and -", f.Field)
+	}
+	if len(f.IDs) == 0 {
+		v.bad(&f.IDs, "name the rules that no longer inspect %s", f.Field)
+	}
+	for i, id := range f.IDs {
+		if id < 1 || id > 9999999 {
+			v.bad(&f.IDs[i], "%d is not a rule id", id)
+		}
+	}
 }
 
 // Exclude removes CRS rules.
@@ -191,6 +264,9 @@ func (w WAF) Over(base WAF) WAF {
 	if w.InspectResponses != nil {
 		out.InspectResponses = w.InspectResponses
 	}
+	if w.ExcludeFields != nil {
+		out.ExcludeFields = w.ExcludeFields
+	}
 	return out
 }
 
@@ -261,14 +337,14 @@ func wafDefaults(c *Config) {
 // validateProtection checks the protective layer wherever it is set: the
 // top level, each listener and each route.
 func (c *Config) validateProtection(v *validator) {
-	c.WAF.validate(v, true)
+	c.WAF.validate(v, true, false)
 	c.ACL.validate(v)
 	validateRateLimits(v, c.RateLimits, false)
 	for i := range c.Regions {
 		for j := range c.Regions[i].Nodes {
 			for k := range c.Regions[i].Nodes[j].Listeners {
 				l := &c.Regions[i].Nodes[j].Listeners[k]
-				l.WAF.validate(v, false)
+				l.WAF.validate(v, false, false)
 				lim := &l.Limits
 				argLimits(v, &lim.MaxArgs, &lim.MaxArgNameBytes, &lim.MaxArgValueBytes, &lim.MaxArgsBytes, &lim.MaxJSONDepth, 1)
 			}
@@ -276,7 +352,10 @@ func (c *Config) validateProtection(v *validator) {
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		r.WAF.validate(v, false)
+		r.WAF.validate(v, false, true)
+		for j := range r.WAF.ExcludeFields {
+			r.WAF.ExcludeFields[j].validate(v)
+		}
 		r.ACL.validate(v)
 		validateRateLimits(v, r.RateLimits, r.Kind == KindLedger || r.Auth == AuthJWT)
 		r.Limits.validate(v)
@@ -320,7 +399,7 @@ func argLimits(v *validator, args *int, name, value, total *Size, depth *int, le
 
 // validate checks WAF settings; the test profile and the error log are
 // set at the top level only.
-func (w *WAF) validate(v *validator, top bool) {
+func (w *WAF) validate(v *validator, top, route bool) {
 	if w.Mode != "" {
 		oneOf(v, &w.Mode)
 	}
@@ -356,6 +435,9 @@ func (w *WAF) validate(v *validator, top bool) {
 		if w.ErrorLog != "" {
 			v.bad(&w.ErrorLog, "set the error log in the top-level waf section only")
 		}
+	}
+	if w.ExcludeFields != nil && !route {
+		v.bad(&w.ExcludeFields, "field exclusions name a route's fields: set them in a route's waf section")
 	}
 }
 

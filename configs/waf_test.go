@@ -47,7 +47,7 @@ func TestWAFErrors(t *testing.T) {
 	checkErrors(t, protectedBase, []errorCase{
 		{"valid", "waf: {mode: detect, paranoia_level: 2, exclude: {ids: [942100], tags: [attack-xss]}, allowed_methods: [GET, PATCH]}\n", nil},
 		{"mode", "waf: {mode: strict}\n", []string{
-			`p.yaml:7: waf.mode: "strict" is not one of block, detect, off`,
+			`p.yaml:7: waf.mode: "strict" is not one of block, detect, off, learn`,
 		}},
 		{"paranoia level and thresholds", `waf:
   paranoia_level: 5
@@ -79,13 +79,36 @@ func TestWAFErrors(t *testing.T) {
   - name: api
     pool: games
     waf:
-      mode: learn
+      mode: watch
       test_profile: true
       error_log: /tmp/waf.log
 `, []string{
-			`p.yaml:11: routes[0].waf.mode: "learn" is not one of block, detect, off`,
+			`p.yaml:11: routes[0].waf.mode: "watch" is not one of block, detect, off, learn`,
 			`p.yaml:12: routes[0].waf.test_profile: set the test profile in the top-level waf section only`,
 			`p.yaml:13: routes[0].waf.error_log: set the error log in the top-level waf section only`,
+		}},
+		{"a route's field exclusions", `routes:
+  - name: api
+    pool: games
+    waf:
+      mode: learn
+      exclude_fields:
+        - {field: /comment, ids: [942100, 942200]}
+        - {field: /items/*/text, ids: [942100]}
+        - {field: "?q", ids: [942100]}
+        - {field: comment, ids: [942100]}
+        - {field: /a.b, ids: [942100]}
+        - {field: "?q|x", ids: [0]}
+        - {field: /note}
+`, []string{
+			`p.yaml:16: routes[0].waf.exclude_fields[3].field: "comment" is not a body field (/comment, /items/*/text) or a query parameter (?q) of letters, digits, _ and -`,
+			`p.yaml:17: routes[0].waf.exclude_fields[4].field: "/a.b": each segment of a JSON pointer is letters, digits, _ or - (or * for any array index)`,
+			`p.yaml:18: routes[0].waf.exclude_fields[5].field: "?q|x" is not a body field (/comment, /items/*/text) or a query parameter (?q) of letters, digits, _ and -`,
+			`p.yaml:18: routes[0].waf.exclude_fields[5].ids[0]: 0 is not a rule id`,
+			`p.yaml:19: routes[0].waf.exclude_fields[6].ids: name the rules that no longer inspect /note`,
+		}},
+		{"field exclusions outside a route", "waf: {exclude_fields: [{field: /comment, ids: [942100]}]}\n", []string{
+			`p.yaml:7: waf.exclude_fields: field exclusions name a route's fields: set them in a route's waf section`,
 		}},
 	})
 	// A listener's waf.

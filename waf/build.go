@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"hedge/configs"
 	"hedge/waf/crs"
+	"hedge/waf/learn"
 	"hedge/waf/ratelimit"
 	"hedge/waf/schema"
 )
@@ -28,6 +30,36 @@ type Cache struct {
 	schemas  map[string]*cached[*schema.Schema]
 	limiters map[string]*cached[*ratelimit.Limiter]
 	logs     map[string]*os.File
+	learning *learn.Store // the models of routes in learn mode (Learn)
+}
+
+// Learn keeps the models of routes in learn mode in the file path (loaded
+// now, written every interval and on Close), across reloads and restarts.
+// Without it, a learn route's model lives until the process ends.
+func (c *Cache) Learn(path string, every time.Duration) error {
+	st, err := learn.Open(path, every)
+	if err != nil {
+		return fmt.Errorf("waf learning: %w", err)
+	}
+	c.mu.Lock()
+	old := c.learning
+	c.learning = st
+	c.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return nil
+}
+
+// model is route's model, for a guard in learn mode.
+func (c *Cache) model(route string) *learn.Model {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.learning == nil {
+		st, _ := learn.Open("", 0) // in memory: nothing to load
+		c.learning = st
+	}
+	return c.learning.Model(route)
 }
 
 type cached[T any] struct {
@@ -57,6 +89,10 @@ func (c *Cache) Close() {
 	}
 	clear(c.limiters)
 	clear(c.logs)
+	if c.learning != nil {
+		_ = c.learning.Close()
+		c.learning = nil
+	}
 }
 
 // Held is what one node state holds in the cache; Release gives it back.
@@ -161,6 +197,10 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 		if len(r.Limits.ContentTypes) > 0 || r.Kind == "stream" {
 			opts.ExcludeIDs = append(slices.Clone(opts.ExcludeIDs), ruleContentTypes)
 		}
+		opts.ExcludeTargets = targetExclusions(eff.ExcludeFields, r.Schema != "")
+		if eff.Mode == configs.WAFLearn {
+			g.learn = c.model(r.Name)
+		}
 		// A stream route's bodies are SDP offers and ICE fragments, parsed
 		// strictly by the stream package (pion); the rule engine reads SDP
 		// as form data and mistakes attribute lines for shell commands. Its
@@ -178,6 +218,41 @@ func (c *Cache) Guard(cfg *configs.Config, sc Scope, l configs.Listener, r confi
 		g.responses = opts.InspectResponses
 	}
 	return g, nil
+}
+
+// targetExclusions are a route's field exclusions as the rule engine names
+// the arguments: a body field /a/b is json.a.b, or json./a/b on a route
+// with a schema (whose reduced document is keyed by JSON pointer); * (any
+// array index) makes the name a regular expression; ?q is the query
+// parameter q.
+func targetExclusions(fs []configs.FieldExclusion, schema bool) []crs.TargetExclusion {
+	var out []crs.TargetExclusion
+	for _, f := range fs {
+		x := crs.TargetExclusion{IDs: f.IDs}
+		segs, ok := f.FieldSegments()
+		switch {
+		case !ok:
+			x.Arg = f.QueryParam()
+		case !schema && !slices.Contains(segs, "*"):
+			x.Arg = "json." + strings.Join(segs, ".")
+		default:
+			// SecLang reads a slash in an argument's name as the start of
+			// a regular expression: a pointer is written as one, escaped.
+			lead, sep := `^json\.`, `\.`
+			if schema {
+				lead, sep = `^json\.\/`, `\/`
+			}
+			parts := slices.Clone(segs)
+			for i, s := range parts {
+				if s == "*" {
+					parts[i] = "[0-9]+"
+				}
+			}
+			x.Arg = "/" + lead + strings.Join(parts, sep) + "$/"
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 func (c *Cache) limiter(key string, rl configs.RateLimit, route string, h *Held) (limitRef, error) {
@@ -268,7 +343,7 @@ func (c *Cache) engineOptions(top, eff configs.WAF, l configs.Listener) (crs.Opt
 	switch eff.Mode {
 	case "block":
 		o.Mode = crs.Block
-	case "detect":
+	case "detect", "learn":
 		o.Mode = crs.Detect
 	}
 	if top.ErrorLog != "" {
@@ -303,6 +378,9 @@ func (c *Cache) engine(o crs.Options, h *Held) (*crs.Engine, error) {
 		o.ExcludeIDs, o.ExcludeTags, o.AllowedMethods, o.InspectResponses, o.TestProfile, o.BodyLimit, o.ErrorLog)
 	for _, f := range o.RuleFiles {
 		key += "|" + f + "@" + fileStamp(f)
+	}
+	for _, x := range o.ExcludeTargets {
+		key += fmt.Sprintf("|!%s%v", x.Arg, x.IDs)
 	}
 	c.mu.Lock()
 	e := c.engines[key]

@@ -11,6 +11,7 @@ import (
 
 	"hedge/internal/problem"
 	"hedge/waf/crs"
+	"hedge/waf/learn"
 	"hedge/waf/ratelimit"
 	"hedge/waf/schema"
 )
@@ -122,10 +123,15 @@ type Guard struct {
 	// requests of the players' exact shape under it skip the rule engine.
 	hlsPrefix []byte
 	hooks     *Hooks
+	// learn records the shape of what the route lets through (learn mode).
+	learn *learn.Model
 }
 
 // Engine is the guard's rule engine (nil when the route's mode is off).
 func (g *Guard) Engine() *crs.Engine { return g.engine }
+
+// Model is what the route learned (nil unless its mode is learn).
+func (g *Guard) Model() *learn.Model { return g.learn }
 
 // Schema is the route's JSON schema, if it has one.
 func (g *Guard) Schema() *schema.Schema { return g.schema }
@@ -243,6 +249,14 @@ func (g *Guard) Finish(ctx *fasthttp.RequestCtx, pass Pass, id []byte, client ne
 		ratelimit.SetHeaders(&ctx.Response.Header, pass.shown.Policy(), pass.d)
 	}
 	tx := pass.tx
+	if g.learn != nil {
+		var m []crs.Match
+		if tx != nil {
+			m = tx.Matches()
+		}
+		h := &ctx.Request.Header
+		g.learn.Observe(ctx.URI().QueryString(), string(h.ContentType()), ctx.Request.Body(), client, m)
+	}
 	if tx == nil {
 		return
 	}
