@@ -448,6 +448,8 @@ func main() {
 		add(Request{Name: fmt.Sprintf("descriptor-%03d", i), Kind: "stream", Method: "GET", URI: "/live/" + pick(tables) + "/play", Headers: apiHeaders(p, false)})
 	}
 
+	platform(add, q)
+
 	f, err := os.Create(*out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -467,6 +469,155 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Fprintf(os.Stderr, "%d requests written to %s\n", len(reqs), *out)
+}
+
+// platform adds the rest of a betting platform's API: odds and markets,
+// the games lobby, search, support tickets quoting the app's own words,
+// promotions, bet history, KYC documents, responsible-gambling limits,
+// withdrawals and favourites. Appended last, so the requests above keep
+// their bytes.
+func platform(add func(Request), q func(kv ...string) string) {
+	jsonCT := [2]string{"Content-Type", "application/json"}
+	sports := []string{"football", "tennis", "basketball", "ice_hockey", "cricket", "esports"}
+	leagues := []string{"premier-league", "bundesliga", "la-liga", "serie-a", "atp-madrid", "nba", "nhl", "ipl", "cs2-major"}
+	markets := []string{"1x2", "ou_2.5", "btts", "handicap_-1", "correct_score", "double_chance", "draw_no_bet", "first_goalscorer"}
+	for i := range 30 {
+		p := pick(players)
+		var uri string
+		switch i % 3 {
+		case 0:
+			uri = "/api/sports/events?" + q("sport", pick(sports), "league", pick(leagues), "date", fmt.Sprintf("2026-05-%02d", rng.IntN(28)+1),
+				"markets", strings.Join([]string{pick(markets), pick(markets)}, ","), "live", pick([]string{"true", "false"}))
+		case 1:
+			uri = fmt.Sprintf("/api/markets/m-%07d/odds?format=%s&currency=%s", rng.IntN(9999999), pick([]string{"decimal", "fractional", "american"}), pick(currencies))
+		case 2:
+			uri = fmt.Sprintf("/api/events/e-%06d/markets?group=%s&include=selections,limits", rng.IntN(999999), pick([]string{"main", "goals", "corners", "cards", "player_props"}))
+		}
+		add(Request{Name: fmt.Sprintf("odds-%03d", i), Kind: "proxy", Method: "GET", URI: uri, Headers: apiHeaders(p, i%2 == 0)})
+	}
+	providers := []string{"evolution", "pragmatic-play", "netent", "play-n-go", "hacksaw", "nolimit-city", "ezugi"}
+	for i := range 20 {
+		p := pick(players)
+		uri := "/api/games?" + q("category", pick([]string{"slots", "live-casino", "table-games", "jackpots", "new", "megaways"}),
+			"provider", pick(providers), "sort", pick([]string{"popular", "new", "a-z", "rtp"}), "page", fmt.Sprint(rng.IntN(5)+1), "per_page", "48")
+		if i%4 == 0 {
+			uri += "&features=" + url.QueryEscape("bonus_buy,free_spins") + "&min_rtp=96.5"
+		}
+		add(Request{Name: fmt.Sprintf("games-%03d", i), Kind: "proxy", Method: "GET", URI: uri, Headers: apiHeaders(p, false)})
+	}
+	searches := []string{"Man Utd v Liverpool", "both teams to score", "over 2.5 goals", "Real Madrid - Barcelona", "O'Neill",
+		"Book of Dead", "Gates of Olympus 1000", "Sweet Bonanza (Xmas)", "1st half & 2nd half", "Djoković", "Müller anytime scorer",
+		"Lightning Roulette", "Crazy Time: live", "Mbappé to score 2+", "ставки на теннис", "足球", "cash out", "acca boost 10%",
+		"select your bet builder", "\"Monopoly Live\""}
+	for i := range 20 {
+		p := pick(players)
+		add(Request{Name: fmt.Sprintf("search-%03d", i), Kind: "proxy", Method: "GET",
+			URI: "/api/search?" + q("q", searches[i%len(searches)], "scope", pick([]string{"all", "sports", "casino"}), "limit", "10"), Headers: apiHeaders(p, false)})
+	}
+	// Support tickets: players copy what the app told them, quotes,
+	// dashes and all.
+	messages := []string{
+		"I clicked 'Cash out' and it said: Selection -- suspended",
+		"Bet rejected: \"Odds changed\" -- please accept new odds (1.95 -> 2.10). Why?",
+		"Why was my bet voided? It said 'Market closed; stake returned'",
+		"I'd like to know why my withdrawal of 100 EUR is 'pending' for 3 days",
+		"My name is O'Connor and the form says 'invalid characters in name' -- can you update it to O'Connor?",
+		"why does the app say 'Union of Bets' when I open the acca builder? also 'select from list' is empty",
+		"The 'Union of Bets' screen: select from the list of legs -- nothing shows",
+		"Hello, I'd like to self-exclude for 6 months; please close my account & delete my card details",
+		"I was charged twice: order 'DEP-2026-05-01-0042' and 'DEP-2026-05-01-0043' -- please refund one of them",
+		"The chat says: /bet 10 banker -- and then 'command not found'",
+		"Copy-paste from the app: Selection suspended (code: SEL_SUSP) -- 'Your bet has not been placed'; retry?",
+		"It shows 'null' as my balance and then 'NaN' -- and the page said Session expired",
+		"Select Deposit -> choose 'Card' -> enter amount -> 'Confirm' -- nothing happens",
+		"Ich habe auf 'Auszahlen' geklickt, aber es kommt: 'Auswahl gesperrt' – was nun?",
+		"J'ai cliqué sur « Encaisser » et ça affiche : Sélection -- suspendue",
+		"Нажал 'Кэшаут', пишет: 'Выбор приостановлен' -- что делать?",
+		"The free bet from 'Bet £10, get £30' wasn't credited. T&Cs say min odds 1/2 (1.5) -- mine were 1.80",
+		"where's my payout? 5/1 each-way on 'Horse #3', the result page says 'win or place'",
+	}
+	for i := range 36 {
+		p := pick(players)
+		fields := []any{"category", pick([]string{"betting", "payments", "account", "bonus", "technical"}), "subject",
+			pick([]string{"Cash out not working", "Withdrawal pending", "Bonus not credited", "Bet voided?", "Change my name", "Charged twice", "App error"}),
+			"message", messages[i%len(messages)], "locale", strings.SplitN(p.lang, ",", 2)[0]}
+		if i%3 == 0 {
+			fields = append(fields, "bet_ref", fmt.Sprintf("B-%08d", rng.IntN(99999999)))
+		}
+		if i%4 == 1 {
+			fields = append(fields, "attachments", []map[string]any{{"name": pick([]string{"screenshot 2026-05-01 at 21.14.png", "IMG_4411.JPG", "bank statement (May).pdf"}),
+				"size": 20000 + rng.IntN(900000), "type": pick([]string{"image/png", "image/jpeg", "application/pdf"})}})
+		}
+		add(Request{Name: fmt.Sprintf("support-%03d", i), Kind: "proxy", Method: "POST", URI: "/api/support/tickets",
+			Headers: apiHeaders(p, true, jsonCT), Body: jsonBody(fields...)})
+	}
+	// Promotions: the banner's wording comes back in the claim.
+	banners := []string{"Bet £10, get £30 in free bets -- T&Cs apply; 18+ only", "Deposit £20, get 100% up to £200 + 50 free spins on 'Book of Dead'",
+		"Weekend Reload: 25% back (max. €50) -- 'sports' & 'casino' only", "Acca Boost: up to 50% more on 5+ folds", "Refer a friend & get €20 (when they bet €20)",
+		"Early payout: if your team goes 2 goals up, we pay out!", "Price boost: 'Kane to score 2+' was 5/1 now 7/1"}
+	for i := range 24 {
+		p := pick(players)
+		if i%3 == 0 {
+			add(Request{Name: fmt.Sprintf("promotions-%03d", i), Kind: "proxy", Method: "GET",
+				URI: fmt.Sprintf("/api/promotions/promo-%04d?lang=%s&include=terms", rng.IntN(9999), strings.SplitN(p.lang, "-", 2)[0]), Headers: apiHeaders(p, true)})
+			continue
+		}
+		add(Request{Name: fmt.Sprintf("promotions-%03d", i), Kind: "proxy", Method: "POST", URI: fmt.Sprintf("/api/promotions/promo-%04d/claim", rng.IntN(9999)),
+			Headers: apiHeaders(p, true, jsonCT), Body: jsonBody("code", pick([]string{"WELCOME100", "RELOAD25", "ACCA50", "FRIEND20", ""}),
+				"accept_terms", true, "terms_version", fmt.Sprintf("2026.%d", rng.IntN(5)+1), "source", banners[i%len(banners)])})
+	}
+	for i := range 25 {
+		p := pick(players)
+		from := fmt.Sprintf("2026-0%d-%02d", rng.IntN(4)+1, rng.IntN(28)+1)
+		uri := "/api/bets/history?" + q("from", from, "to", "2026-05-31", "status", pick([]string{"settled", "open", "settled,void", "won,lost,cashed_out"}),
+			"sort", pick([]string{"-placed_at", "placed_at", "-stake"}), "page", fmt.Sprint(rng.IntN(4)+1))
+		if i%3 == 0 {
+			uri += "&sport=" + pick(sports) + "&min_stake=5.00&max_odds=10.5"
+		}
+		if i%5 == 0 {
+			uri += "&q=" + url.QueryEscape(pick([]string{"Liverpool", "O'Neill", "acca", "bet builder: 3 legs"}))
+		}
+		add(Request{Name: fmt.Sprintf("history-%03d", i), Kind: "proxy", Method: "GET", URI: uri, Headers: apiHeaders(p, true)})
+	}
+	for i := range 16 {
+		p := pick(players)
+		add(Request{Name: fmt.Sprintf("kyc-%03d", i), Kind: "proxy", Method: "POST", URI: "/api/kyc/documents",
+			Headers: apiHeaders(p, true, jsonCT), Body: jsonBody("type", pick([]string{"passport", "id_card", "driving_licence", "proof_of_address", "bank_statement"}),
+				"country", pick([]string{"DE", "GB", "FR", "BR", "SE", "PL", "IN"}), "side", pick([]string{"front", "back"}),
+				"file_name", pick([]string{"passport scan (1).jpg", "IMG_20260501_101522.jpg", "utility bill - May 2026.pdf", "Personalausweis_Rückseite.png", "relevé d'identité.pdf"}),
+				"size", 50000+rng.IntN(4000000), "mime", pick([]string{"image/jpeg", "image/png", "application/pdf"}),
+				"issued", fmt.Sprintf("20%02d-%02d-%02d", 15+rng.IntN(10), rng.IntN(12)+1, rng.IntN(28)+1), "expires", fmt.Sprintf("20%02d-%02d-%02d", 27+rng.IntN(8), rng.IntN(12)+1, rng.IntN(28)+1),
+				"upload_id", uuid())})
+	}
+	reasons := []string{"", "I want to keep it to a weekly budget", "Spent too much last month -- lowering it", "Taking a break for exams", "my partner asked me to set it"}
+	for i := range 16 {
+		p := pick(players)
+		add(Request{Name: fmt.Sprintf("limits-%03d", i), Kind: "proxy", Method: "PUT", URI: "/api/limits/" + pick([]string{"deposit", "loss", "wager", "session"}),
+			Headers: apiHeaders(p, true, jsonCT), Body: jsonBody("period", pick([]string{"day", "week", "month"}), "amount", amount(), "currency", pick(currencies),
+				"reason", reasons[i%len(reasons)], "effective", pick([]string{"now", "next_period"}))})
+	}
+	for i := range 20 {
+		p := pick(players)
+		if i%4 == 0 {
+			add(Request{Name: fmt.Sprintf("withdraw-%03d", i), Kind: "proxy", Method: "GET", URI: "/api/cashier/methods?" + q("country", pick([]string{"DE", "GB", "BR"}), "currency", pick(currencies), "direction", "withdrawal"), Headers: apiHeaders(p, true)})
+			continue
+		}
+		add(Request{Name: fmt.Sprintf("withdraw-%03d", i), Kind: "proxy", Method: "POST", URI: "/api/cashier/withdrawals",
+			Headers: apiHeaders(p, true, jsonCT, [2]string{"Idempotency-Key", uuid()}), Body: jsonBody("amount", amount(), "currency", pick(currencies),
+				"method", pick([]string{"card", "bank_transfer", "e_wallet"}), "method_id", "pm_"+hexN(14), "note", pick([]string{"", "rent money", "Winnings from Saturday's acca :)", "to my 'savings' account"}))})
+	}
+	for i := range 16 {
+		p := pick(players)
+		ids := []string{pick(tables), pick(tables), fmt.Sprintf("e-%06d", rng.IntN(999999))}
+		if i%2 == 0 {
+			add(Request{Name: fmt.Sprintf("favourites-%03d", i), Kind: "proxy", Method: "PUT", URI: "/api/me/favourites", Headers: apiHeaders(p, true, jsonCT),
+				Body: jsonBody("ids", ids, "notify", map[string]bool{"kick_off": true, "goals": i%4 == 0, "odds_drop": false})})
+			continue
+		}
+		add(Request{Name: fmt.Sprintf("favourites-%03d", i), Kind: "proxy", Method: "PATCH", URI: "/api/me/settings", Headers: apiHeaders(p, true, [2]string{"Content-Type", "application/merge-patch+json"}),
+			Body: jsonBody("odds_format", pick([]string{"decimal", "fractional", "american"}), "quick_bet_stake", amount(), "theme", pick([]string{"dark", "light", "system"}),
+				"reality_check_min", pick([]int{30, 60, 90}))})
+	}
 }
 
 // sdpOffer is a browser- or encoder-style offer: H.264 + Opus, BUNDLE,
