@@ -132,6 +132,11 @@ func (g *Gateway) Start(ctx context.Context) (err error) {
 	}
 	g.wafAudit = wa
 	g.closer = append(g.closer, wa.Close)
+	// Routes in learn mode keep their models here, written periodically
+	// and when the cache closes (on stop).
+	if err := g.wafCache.Learn(waf.LearnFile(g.cfg.DataDir), waf.LearnSaveInterval); err != nil {
+		return err
+	}
 	g.checkFileLimit(g.cfg)
 	for _, n := range g.nodes {
 		st, err := n.buildState(ctx, g.cfg)

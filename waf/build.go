@@ -33,6 +33,13 @@ type Cache struct {
 	learning *learn.Store // the models of routes in learn mode (Learn)
 }
 
+// LearnFile is where a node with data directory dir keeps what its routes
+// in learn mode saw (`hedge waf suggest` reads it).
+func LearnFile(dir string) string { return filepath.Join(dir, "waf", "learn.json") }
+
+// LearnSaveInterval is how often the models are written while learning.
+const LearnSaveInterval = 10 * time.Second
+
 // Learn keeps the models of routes in learn mode in the file path (loaded
 // now, written every interval and on Close), across reloads and restarts.
 // Without it, a learn route's model lives until the process ends.

@@ -140,6 +140,9 @@ func (s *Store) Save() error {
 		models = append(models, m)
 	}
 	s.mu.Unlock()
+	if len(models) == 0 {
+		return nil // no route learns: leave no file
+	}
 	sort.Slice(models, func(i, j int) bool { return models[i].Route < models[j].Route })
 	out := []byte(`{"version":1,"saved":` + fmt.Sprintf("%q", time.Now().UTC().Format(time.RFC3339)) + `,"routes":[`)
 	for i, m := range models {

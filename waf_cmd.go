@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"hedge/waf"
+	"hedge/waf/learn"
+)
+
+// wafCmd is `hedge waf suggest`: what the routes in learn mode saw, as a
+// JSON schema per route and the field exclusions that would have removed
+// the rule engine's matches, each with the counts that justify it.
+func wafCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "suggest" {
+		fmt.Fprintln(stderr, "usage: hedge waf suggest -c FILE [-data DIR] [-route NAME] [-o DIR] [-min-clients N] [-json]")
+		return 2
+	}
+	fs := flag.NewFlagSet("waf suggest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("c", "", "configuration `file` (its data_dir holds the learned models); empty: the embedded demo")
+	data := fs.String("data", "", "data `directory` to read instead of the configuration's")
+	route := fs.String("route", "", "only this `route`")
+	outDir := fs.String("o", "", "write each route's schema to `dir`/ROUTE.schema.json (the configuration names the file)")
+	minClients := fs.Int("min-clients", 2, "suggest an exclusion only for rule matches from at least `n` client addresses")
+	asJSON := fs.Bool("json", false, "print the suggestions as JSON")
+	if fs.Parse(args[1:]) != nil {
+		return 2
+	}
+	dir := *data
+	if dir == "" {
+		cfg, err := loadConfig(*file)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		dir = cfg.DataDir
+	}
+	path := waf.LearnFile(dir)
+	f, err := learn.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "hedge waf suggest: %v (is a route in waf.mode learn, and has its node stopped or saved since?)\n", err)
+		return 1
+	}
+	var out []learn.Suggestion
+	for _, m := range f.Routes {
+		if *route != "" && m.Route != *route {
+			continue
+		}
+		out = append(out, learn.Suggest(m, learn.Options{MinClients: *minClients}))
+	}
+	if *route != "" && len(out) == 0 {
+		fmt.Fprintf(stderr, "hedge waf suggest: %s has no model of route %q\n", path, *route)
+		return 1
+	}
+	files := make([]string, len(out))
+	if *outDir != "" {
+		if err := os.MkdirAll(*outDir, 0o750); err != nil {
+			fmt.Fprintln(stderr, "hedge waf suggest:", err)
+			return 1
+		}
+		for i, s := range out {
+			if s.Schema == nil {
+				continue
+			}
+			files[i], _ = filepath.Abs(filepath.Join(*outDir, s.Route+".schema.json"))
+			if err := os.WriteFile(files[i], append(slices.Clone(s.Schema), '\n'), 0o640); err != nil {
+				fmt.Fprintln(stderr, "hedge waf suggest:", err)
+				return 1
+			}
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stdout, "# learned models in %s (saved %s); review before applying: every line says what it rests on\n", path, f.Saved)
+	for i := range out {
+		fmt.Fprintln(stdout)
+		out[i].Write(stdout, files[i])
+	}
+	return 0
+}
