@@ -38,7 +38,7 @@ type corpusRequest struct {
 	Body    string      `json:"body"`
 }
 
-func loadCorpus(t *testing.T) []corpusRequest {
+func loadCorpus(t testing.TB) []corpusRequest {
 	t.Helper()
 	b, err := os.ReadFile(corpusFile)
 	if err != nil {
@@ -60,7 +60,7 @@ func loadCorpus(t *testing.T) []corpusRequest {
 	return reqs
 }
 
-func (r corpusRequest) ctx(t *testing.T, client netip.Addr) *fasthttp.RequestCtx {
+func (r corpusRequest) ctx(t testing.TB, client netip.Addr) *fasthttp.RequestCtx {
 	t.Helper()
 	var raw strings.Builder
 	raw.WriteString(r.Method + " " + r.URI + " HTTP/1.1\r\n")

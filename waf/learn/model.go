@@ -54,7 +54,7 @@ type Model struct {
 type Dropped struct {
 	Fields  int64 `json:"fields,omitempty"`  // values of fields past MaxFields
 	Params  int64 `json:"params,omitempty"`  // values of parameters past MaxParams
-	Values  int64 `json:"values,omitempty"`  // distinct values past MaxValues or longer than MaxValueLen
+	Values  int64 `json:"values,omitempty"`  // fields whose distinct values stopped being kept (past MaxValues, or one longer than MaxValueLen): no enum candidates
 	Pairs   int64 `json:"pairs,omitempty"`   // matches of pairs past MaxPairs
 	Clients int64 `json:"clients,omitempty"` // addresses past MaxClients in a pair
 	Leaves  int64 `json:"leaves,omitempty"`  // bodies cut at MaxLeaves or MaxDepth

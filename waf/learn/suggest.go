@@ -218,7 +218,9 @@ func (b *schemaBuilder) field(path string, f *Field) map[string]any {
 func (b *schemaBuilder) str(path string, f *Field) map[string]any {
 	s := map[string]any{"type": "string"}
 	switch {
-	case !f.Many && len(f.Values) > 0 && f.Count >= 3*int64(len(f.Values)) && f.Chars&^(Lower|Upper|Digit|Dash|Dot|Space) == 0:
+	// A few values, each seen three times on average: the client picks
+	// from a list (a category, a MIME type), not a keyboard.
+	case !f.Many && len(f.Values) > 0 && f.Count >= 3*int64(len(f.Values)) && f.Chars&Control == 0:
 		vs := make([]string, 0, len(f.Values))
 		for v := range f.Values {
 			vs = append(vs, v)
@@ -301,7 +303,7 @@ func pow10Above(v float64) float64 {
 // it was written), and the route's configuration to paste.
 func (s *Suggestion) Write(w io.Writer, schemaFile string) {
 	fmt.Fprintf(w, "# route %s: %d requests, %d JSON bodies\n", s.Route, s.Requests, s.Bodies)
-	if d := s.Dropped; d != (Dropped{}) {
+	if d := s.Dropped; d.Fields+d.Params+d.Pairs+d.Clients+d.Leaves+d.Bodies > 0 {
 		fmt.Fprintf(w, "# the model's bounds dropped: %+v (the suggestion covers what was kept)\n", d)
 	}
 	if s.Schema != nil {

@@ -1,0 +1,190 @@
+package learn
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"hedge/waf/crs"
+	"hedge/waf/schema"
+)
+
+func TestFieldOf(t *testing.T) {
+	for _, c := range []struct{ v, want string }{
+		{"ARGS:json.comment", "/comment"},
+		{"ARGS:json.items.0.text", "/items/*/text"},
+		{"ARGS:json./items/3/text", "/items/*/text"}, // a schema route's reduced document
+		{"ARGS_POST:json.note", "/note"},
+		{"ARGS:q", "?q"},
+		{"ARGS_GET:q", "?q"},
+		{"ARGS_POST:name", ""},
+		{"REQUEST_HEADERS:user-agent", ""},
+		{"ARGS_NAMES:json.x", ""},
+		{"REQUEST_FILENAME", ""},
+	} {
+		if got := FieldOf(c.v); got != c.want {
+			t.Errorf("FieldOf(%q) = %q; want %q", c.v, got, c.want)
+		}
+	}
+}
+
+// Whatever clients send, a model stays within its bounds and counts what
+// it could not keep.
+func TestModelBounds(t *testing.T) {
+	m := NewModel("r")
+	a := netip.MustParseAddr("198.51.100.1")
+	// Fields: one request with far more fields than MaxFields.
+	var b strings.Builder
+	b.WriteByte('{')
+	for i := range MaxFields + 50 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"f%d":%d`, i, i)
+	}
+	b.WriteByte('}')
+	m.Observe(nil, "application/json", []byte(b.String()), a, nil)
+	// Values: one field with ever new values; a value too long to be an enum.
+	for i := range MaxValues * 4 {
+		m.Observe(nil, "application/json", []byte(fmt.Sprintf(`{"f0":"v%d"}`, i)), a, nil)
+	}
+	// Depth (on a model with room for the fields).
+	deep := NewModel("deep")
+	deep.Observe(nil, "application/json", []byte(`{"deep":`+strings.Repeat("[", MaxDepth+5)+strings.Repeat("]", MaxDepth+5)+`}`), a, nil)
+	// Query parameters.
+	var q strings.Builder
+	for i := range MaxParams + 10 {
+		fmt.Fprintf(&q, "p%d=1&", i)
+	}
+	m.Observe([]byte(q.String()), "", nil, a, nil)
+	// Pairs and clients.
+	for i := range MaxPairs + 20 {
+		m.Observe(nil, "", nil, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}),
+			[]crs.Match{{ID: 942100, Vars: []string{fmt.Sprintf("ARGS:json.f%d", i)}}, {ID: 942200, Vars: []string{"ARGS:json.x"}}, {ID: 949110}})
+	}
+	if len(m.Fields) > MaxFields || m.Dropped.Fields == 0 {
+		t.Errorf("fields: %d kept, %d dropped; want at most %d kept and the rest counted", len(m.Fields), m.Dropped.Fields, MaxFields)
+	}
+	if f := m.Fields["/f0"]; f == nil || !f.Many || f.Values != nil || m.Dropped.Values == 0 {
+		t.Errorf("/f0 saw %d distinct values: want Many with no values kept; got %+v", MaxValues*4, f)
+	}
+	if len(m.Params) != MaxParams || m.Dropped.Params != 10 {
+		t.Errorf("params: %d kept, %d dropped; want %d and 10", len(m.Params), m.Dropped.Params, MaxParams)
+	}
+	if deep.Dropped.Leaves == 0 || len(deep.Fields) > MaxDepth {
+		t.Errorf("a body nested %d deep was walked whole; want it cut at %d and counted", MaxDepth+5, MaxDepth)
+	}
+	if len(m.Pairs) != MaxPairs || m.Dropped.Pairs == 0 {
+		t.Errorf("pairs: %d kept, %d dropped; want %d and the rest counted", len(m.Pairs), m.Dropped.Pairs, MaxPairs)
+	}
+	for _, p := range m.Pairs {
+		if p.Rule == 949110 {
+			t.Errorf("the anomaly score rule was recorded as a pair: %+v", p)
+		}
+		if p.Var == "ARGS:json.x" && (len(p.Clients) != MaxClients || !p.ManyClients || p.Requests != MaxPairs+20) {
+			t.Errorf("942200 in /x: %d clients kept (many: %v), %d requests; want %d, true, %d", len(p.Clients), p.ManyClients, p.Requests, MaxClients, MaxPairs+20)
+		}
+	}
+}
+
+// The suggested schema compiles, accepts every body it was learned from,
+// pins identifiers, enums, formats and numbers down and leaves free text
+// to the rule engine; unknown fields and wrong types are refused.
+func TestSuggestedSchema(t *testing.T) {
+	m := NewModel("tickets")
+	msgs := []string{"I clicked 'Cash out' -- Selection suspended", "Where is my payout?", "Bonus not credited (ref 12)", "Hi", "Danke!"}
+	var bodies []string
+	for i := range 30 {
+		b, _ := json.Marshal(map[string]any{
+			"id": fmt.Sprintf("01J%07d", i*37), "category": []string{"betting", "payments", "account"}[i%3],
+			"ref": fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", i, i, i, i, i), "created": fmt.Sprintf("2026-05-%02dT10:00:00Z", i%28+1),
+			"amount": fmt.Sprintf("%d.%02d", i+1, i%100), "stake": i * 3, "odds": 1.5 + float64(i)/10, "urgent": i%2 == 0,
+			"message": msgs[i%len(msgs)] + strings.Repeat("!", i), "tags": []string{"a", "b"}[:i%3%2+1]})
+		bodies = append(bodies, string(b))
+		m.Observe([]byte("lang=en&page="+fmt.Sprint(i)), "application/json", b, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), nil)
+	}
+	s := Suggest(m, Options{})
+	if s.Schema == nil {
+		t.Fatal("no schema")
+	}
+	t.Logf("%s", s.Schema)
+	sch, err := schema.CompileBytes("learned", s.Schema)
+	if err != nil {
+		t.Fatalf("the suggested schema does not compile: %v", err)
+	}
+	for _, b := range bodies {
+		if v := sch.Check([]byte(b)); v != nil {
+			t.Fatalf("a learned body breaks the suggested schema: %v: %s", v, b)
+		}
+	}
+	if !slices.Equal(s.FreeText, []string{"/message"}) {
+		t.Errorf("free text: got %v; want [/message]", s.FreeText)
+	}
+	if red := string(sch.Reduce(nil, []byte(bodies[7]))); !strings.HasPrefix(red, `{"/message":`) || strings.Count(red, `":`) != 1 {
+		t.Errorf("the rule engine should read only /message; the reduced document is %s", red)
+	}
+	for _, c := range []struct{ name, body string }{
+		{"unknown field", strings.Replace(bodies[0], `{`, `{"x":"1",`, 1)},
+		{"identifier", strings.Replace(bodies[0], `"id":"01J0000000"`, `"id":"1' OR '1'='1"`, 1)},
+		{"enum", strings.Replace(bodies[0], `"category":"betting"`, `"category":"casino"`, 1)},
+		{"uuid", strings.Replace(bodies[0], `"ref":"00000000-0000-4000-8000-000000000000"`, `"ref":"x"`, 1)},
+		{"date-time", strings.Replace(bodies[0], `"created":"2026-05-01T10:00:00Z"`, `"created":"yesterday"`, 1)},
+		{"amount", strings.Replace(bodies[0], `"amount":"1.00"`, `"amount":"1e9"`, 1)},
+		{"integer", strings.Replace(bodies[0], `"stake":0`, `"stake":0.5`, 1)},
+		{"boolean", strings.Replace(bodies[0], `"urgent":true`, `"urgent":"yes"`, 1)},
+		{"required", strings.Replace(bodies[0], `,"urgent":true`, ``, 1)},
+	} {
+		if c.body == bodies[0] {
+			t.Fatalf("%s: the replacement did not apply to %s", c.name, bodies[0])
+		}
+		if v := sch.Check([]byte(c.body)); v == nil {
+			t.Errorf("%s: the suggested schema accepts %s", c.name, c.body)
+		}
+	}
+	if len(s.Params) != 2 || s.Params[0].Name != "lang" || !strings.Contains(s.Params[0].Shape, `"enum":["en"]`) {
+		t.Errorf("query parameters: got %+v; want lang (an enum) and page", s.Params)
+	}
+}
+
+// A store written on Close is what the next Open continues from, and
+// ReadFile reads it; the write is atomic (no temporary file left behind).
+func TestStorePersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "waf", "learn.json")
+	st, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Model("support").Observe([]byte("q=a"), "application/json", []byte(`{"n":1}`), netip.MustParseAddr("198.51.100.1"),
+		[]crs.Match{{ID: 942100, Vars: []string{"ARGS:q"}}})
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
+	}
+	st2, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2.Model("support").Observe(nil, "application/json", []byte(`{"n":2}`), netip.MustParseAddr("198.51.100.2"), nil)
+	if err := st2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Routes) != 1 || f.Routes[0].Requests != 2 || f.Routes[0].Fields["/n"].Max != 2 || len(f.Routes[0].Pairs) != 1 || f.Routes[0].Pairs[0].Field != "?q" {
+		b, _ := json.Marshal(f)
+		t.Errorf("after two runs: want route support with 2 requests, /n up to 2 and the pair 942100 in ?q; got %s", b)
+	}
+	ents, _ := os.ReadDir(filepath.Dir(path))
+	if len(ents) != 1 {
+		t.Errorf("the store's directory holds %d entries; want only learn.json", len(ents))
+	}
+}
