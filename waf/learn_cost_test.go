@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hedge/waf"
 	"hedge/waf/learn"
@@ -185,9 +186,12 @@ func TestLearnedRouteCost(t *testing.T) {
 }
 
 // BenchmarkLearnedRoute compares, through the whole guard (CRS block mode,
-// PL1), one support ticket on a generic route (no schema), the same on the
-// route with the learned schema and exclusions, and a bet with free text on
-// the hand-written bet schema's route.
+// PL1), one support ticket on a generic route (no schema), the same ticket
+// on the route with the learned schema and exclusions, and a bet with free
+// text on the hand-written bet schema's route. The three run interleaved —
+// each iteration runs each once — so a machine getting busier moves them
+// together; it reports their CPU time (cpu-µs/…) and the learned route's
+// ratios to the other two.
 func BenchmarkLearnedRoute(b *testing.B) {
 	reqs := loadCorpus(b)
 	generic, learned, bets, support, _ := learnedSupport(b, reqs)
@@ -205,21 +209,41 @@ func BenchmarkLearnedRoute(b *testing.B) {
 		}
 	}
 	client := netip.MustParseAddr("198.51.100.9")
-	for _, c := range []struct {
+	cases := []struct {
 		name string
 		g    *waf.Guard
 		r    corpusRequest
-	}{{"generic-route", generic, ticket}, {"learned-schema", learned, ticket}, {"bet-schema", bets, bet}} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				ctx := c.r.ctx(b, client)
-				pass, v := c.g.Admit(ctx, nil, client, nil)
-				if !v.Allowed() {
-					b.Fatalf("%s refused: %d", c.r.Name, v.Type.Status)
-				}
-				c.g.Finish(ctx, pass, nil, client)
-			}
-		})
+	}{{"generic", generic, ticket}, {"learned", learned, ticket}, {"bet", bets, bet}}
+	run := func(i int) time.Duration {
+		c := cases[i]
+		ctx := c.r.ctx(b, client)
+		start := processCPU()
+		pass, v := c.g.Admit(ctx, nil, client, nil)
+		if v.Allowed() {
+			c.g.Finish(ctx, pass, nil, client)
+		}
+		took := processCPU() - start
+		if !v.Allowed() {
+			b.Fatalf("%s: %s refused: %d", c.name, c.r.Name, v.Type.Status)
+		}
+		return took
 	}
+	for i := range cases {
+		run(i) // warm up
+	}
+	cpu := make([]time.Duration, len(cases))
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		for i := range cases {
+			cpu[i] += run(i)
+		}
+		n++
+	}
+	per := func(i int) float64 { return float64(cpu[i]) / float64(n) }
+	for i, c := range cases {
+		b.ReportMetric(per(i)/1e3, "cpu-µs/"+c.name)
+	}
+	b.ReportMetric(per(0)/per(1), "generic/learned")
+	b.ReportMetric(per(1)/per(2), "learned/bet")
 }
