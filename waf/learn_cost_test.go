@@ -112,12 +112,12 @@ func engineArgs(tb testing.TB, body []byte) (args, size int) {
 	return args, size
 }
 
-// TestLearnedRouteCost: after applying what learn mode suggested, the
+// TestCorpusLearnedRouteCost: after applying what learn mode suggested, the
 // support route's rule engine reads only the free-text fields — as few
 // arguments per request as a bet on the hand-written schema route reads,
 // within one — while the benign corpus passes it with 0 blocks. The
 // measure is deterministic: the arguments and bytes the engine is handed.
-func TestLearnedRouteCost(t *testing.T) {
+func TestCorpusLearnedRouteCost(t *testing.T) {
 	reqs := loadCorpus(t)
 	generic, learned, _, support, sch := learnedSupport(t, reqs)
 	bet, err := schema.Load("builtin:bet")

@@ -188,3 +188,17 @@ func TestStorePersists(t *testing.T) {
 		t.Errorf("the store's directory holds %d entries; want only learn.json", len(ents))
 	}
 }
+
+// BenchmarkObserve is learn mode's per-request cost on top of detect: one
+// support ticket with its query and one matched rule.
+func BenchmarkObserve(b *testing.B) {
+	m := NewModel("support")
+	body := []byte(`{"category":"betting","subject":"Cash out not working","message":"I clicked 'Cash out' and it said: Selection -- suspended","locale":"en-GB","bet_ref":"B-01234567","attachments":[{"name":"IMG_4411.JPG","size":123456,"type":"image/jpeg"}]}`)
+	q := []byte("lang=en&page=2")
+	a := netip.MustParseAddr("198.51.100.7")
+	ms := []crs.Match{{ID: 942270, Vars: []string{"ARGS:json.message"}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Observe(q, "application/json", body, a, ms)
+	}
+}
