@@ -162,6 +162,9 @@ func (n *Node) protectionStatus(st *nodeState) ProtectionStatus {
 					info := e.Info()
 					ws.Mode, ws.ParanoiaLevel, ws.CRSVersion, ws.Rules, ws.Engine = info.Mode.String(), info.ParanoiaLevel, info.CRSVersion, info.RuleCount, info.Engine
 				}
+				if ls.guards[i].Model() != nil {
+					ws.Mode = "learn" // the engine detects; the route also records
+				}
 			}
 			ps.WAF = append(ps.WAF, ws)
 		}
