@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -149,6 +150,49 @@ routes:
 	for _, c := range cases {
 		if ok, st := send(applied["support"], attacker, "/api/support/tickets", strings.ReplaceAll(c.body, "'", "'")); ok || st != c.status {
 			t.Errorf("%s: want %d; got allowed=%v status %d", c.name, c.status, ok, st)
+		}
+	}
+}
+
+// TestExcludeFieldsTargetOneArgument: a field exclusion takes exactly that
+// argument out of the named rules — any index of an array, a query
+// parameter — on a route with and without a schema, and nothing else: the
+// same words in a sibling field or another parameter are still blocked.
+func TestExcludeFieldsTargetOneArgument(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "items.schema.json")
+	if err := os.WriteFile(file, []byte(`{"type":"object","properties":{"items":{"type":"array","items":{"type":"object","properties":{"text":{"type":"string"},"note":{"type":"string"}}}}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const excl = `[{field: /items/*/text, ids: [942190, 942270]}, {field: "?q", ids: [942190, 942270]}]`
+	gs := testGuards(t, testConfig(t, `
+routes:
+  - {name: plain, limits: {content_types: [application/json]}, waf: {exclude_fields: `+excl+`}}
+  - {name: schema, schema: `+file+`, limits: {content_types: [application/json]}, waf: {exclude_fields: `+excl+`}}
+`), testListener, nil, nil)
+	fp := supportMessages[5] // trips 942190 and 942270
+	body := func(field string) string {
+		b, _ := json.Marshal(map[string]any{"items": []map[string]string{{"text": "hi"}, {field: fp}}})
+		return string(b)
+	}
+	client := netip.MustParseAddr("198.51.100.4")
+	for _, route := range []string{"plain", "schema"} {
+		for _, c := range []struct {
+			name, uri, body string
+			allowed         bool
+		}{
+			{"excluded field, second item", "/t", body("text"), true},
+			{"sibling field", "/t", body("note"), false},
+			{"excluded parameter", "/t?q=" + url.QueryEscape(fp), `{}`, true},
+			{"another parameter", "/t?r=" + url.QueryEscape(fp), `{}`, false},
+		} {
+			ctx := benchRequest{name: c.name, method: "POST", uri: c.uri, ct: "application/json", body: c.body}.ctx(t)
+			pass, v := gs[route].Admit(ctx, nil, client, nil)
+			if v.Allowed() != c.allowed {
+				t.Errorf("route %s, %s: allowed %v; want %v (%d %s)", route, c.name, v.Allowed(), c.allowed, v.Type.Status, v.Detail)
+			}
+			if v.Allowed() {
+				gs[route].Finish(ctx, pass, nil, client)
+			}
 		}
 	}
 }
