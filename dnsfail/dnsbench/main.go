@@ -18,12 +18,16 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -38,6 +42,8 @@ var (
 	outstand  = flag.Int("outstanding", 200, "dnsperf -q")
 	rounds    = flag.Int("rounds", 3, "measurements of each server and query, interleaved")
 	only      = flag.String("only", "", "comma-separated queries to measure (service, static, NXDOMAIN, NODATA, service+DO, static+DO); default all")
+	latency   = flag.String("latency-client", "", "(internal) run as the latency client: \"PORT NAME TYPE DO N\"")
+	hold      = flag.Bool("hold", false, "start the servers, print their ports and PIDs, and keep them up until interrupted (to look at them with strace or perf)")
 )
 
 const (
@@ -53,6 +59,9 @@ var started []*exec.Cmd
 
 func main() {
 	flag.Parse()
+	if *latency != "" {
+		os.Exit(latencyClient(*latency))
+	}
 	code := run()
 	for _, c := range started {
 		c.Process.Kill()
@@ -119,6 +128,17 @@ func run() int {
 				fmt.Fprintf(os.Stderr, "%s: play.edge.test answers %v, want both edges\n", s.name, a)
 			}
 		}
+	}
+	if *hold {
+		for _, s := range servers {
+			if ok[s.name] {
+				fmt.Printf("%-6s port %d pid %d\n", s.name, s.port, pids[s.name])
+			}
+		}
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return 0
 	}
 	// Each round measures every (query, server) pair once, the servers
 	// in a rotating order, so a busy moment of the machine spreads over
@@ -456,13 +476,57 @@ func cpuTime(pid int) float64 {
 	return (u + s) / 100 // clock ticks (USER_HZ)
 }
 
-// medianLatency sends n sequential queries over one socket.
+// medianLatency runs the latency client (latencyClient) as its own
+// process pinned to dnsperf's CPU, so every server is measured from the
+// same place: an unpinned client in this process landed on the servers'
+// CPU for some runs and on the other for others, and a wake-up across CPUs
+// costs most of a round trip (on a VM, tens of µs), which made the medians
+// depend on where the client happened to run more than on the server.
 func medianLatency(port int, name, qtype string, do bool, n int) float64 {
-	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	self, err := os.Executable()
 	if err != nil {
 		return 0
 	}
-	defer c.Close()
+	cmd := pinned(*perfCPU, self, "-latency-client", fmt.Sprintf("%d %s %s %v %d", port, name, qtype, do, n))
+	out, err := cmd.Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "latency client: %v\n", err)
+		return 0
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// latencyClient sends n sequential queries over one connected UDP socket
+// with blocking system calls on one thread, made raw so that the runtime
+// neither hands its P to another thread while the read blocks nor takes it
+// back after (the process runs nothing else): the same system calls, and
+// the same wake-up, as a C client's. It prints the median round trip in
+// seconds.
+func latencyClient(spec string) int {
+	var port, n int
+	var name, qtype string
+	var do bool
+	if _, err := fmt.Sscanf(spec, "%d %s %s %t %d", &port, &name, &qtype, &do, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 2
+	}
+	runtime.LockOSThread()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 1
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 1
+	}
+	tv := syscall.Timeval{Sec: 1}
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.StringToType[qtype])
 	if do {
@@ -470,21 +534,30 @@ func medianLatency(port int, name, qtype string, do bool, n int) float64 {
 	}
 	q, _ := m.Pack()
 	buf := make([]byte, 4096)
-	lat := make([]float64, 0, n)
-	for range n {
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		q[0], q[1] = byte(i>>8), byte(i)
 		t := time.Now()
-		c.Write(q)
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := c.Read(buf); err != nil {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&q[0])), uintptr(len(q))); e != 0 {
 			continue
 		}
-		lat = append(lat, time.Since(t).Seconds())
+		k, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		for e == syscall.EINTR {
+			k, _, e = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		}
+		d := time.Since(t)
+		if e != 0 || k < 12 || buf[0] != q[0] || buf[1] != q[1] {
+			continue
+		}
+		lat = append(lat, d)
 	}
 	if len(lat) == 0 {
+		fmt.Println(0)
 		return 0
 	}
 	slices.Sort(lat)
-	return lat[len(lat)/2]
+	fmt.Println(lat[len(lat)/2].Seconds())
+	return 0
 }
 
 func rss(pid int) string {
