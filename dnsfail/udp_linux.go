@@ -13,7 +13,8 @@ import (
 
 // The Linux UDP loop reads and writes batches with recvmmsg and sendmmsg
 // directly, as gdnsd and Knot do, through the runtime's poller (a read
-// that finds nothing parks the goroutine); the peers' addresses stay in
+// that finds nothing parks the goroutine, once it has read on for as long
+// as the spinner below allows); the peers' addresses stay in
 // their raw form, so a query allocates nothing. Both calls are made with
 // MSG_DONTWAIT and return at once, so they go through RawSyscall6: a
 // system call the runtime is told about may outlast a scheduler tick (a
