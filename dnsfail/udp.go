@@ -28,6 +28,9 @@ type udpServer struct {
 	// when the kernel refused one.
 	trains atomic.Uint64
 	gsoOff atomic.Bool
+	// spins counts the reads made after a batch instead of parking
+	// (udp_linux.go's spinner).
+	spins atomic.Uint64
 }
 
 func reusePort(_, _ string, c syscall.RawConn) error {

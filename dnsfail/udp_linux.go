@@ -5,13 +5,16 @@ package dnsfail
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 // The Linux UDP loop reads and writes batches with recvmmsg and sendmmsg
 // directly, as gdnsd and Knot do, through the runtime's poller (a read
-// that finds nothing parks the goroutine); the peers' addresses stay in
+// that finds nothing parks the goroutine, once it has read on for as long
+// as the spinner below allows); the peers' addresses stay in
 // their raw form, so a query allocates nothing. Both calls are made with
 // MSG_DONTWAIT and return at once, so they go through RawSyscall6: a
 // system call the runtime is told about may outlast a scheduler tick (a
@@ -133,13 +136,28 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 	gso := true // off for good once the kernel refuses a train
 	var n int
 	var errno syscall.Errno
-	recv := func(fd uintptr) bool {
+	try := func(fd uintptr) bool {
 		for i := range rb.msgs {
 			rb.msgs[i].hdr.Namelen = uint32(unsafe.Sizeof(rb.names[i]))
 		}
 		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&rb.msgs[0])), batch, syscall.MSG_DONTWAIT, 0, 0)
 		n, errno = int(r), e
 		return e != syscall.EAGAIN
+	}
+	var sp spinner // how long to read on before parking
+	recv := func(fd uintptr) bool {
+		if try(fd) {
+			return true
+		}
+		for sp.more(time.Now()) {
+			runtime.Gosched() // the P's other goroutines go first
+			u.spins.Add(1)
+			if try(fd) {
+				return true
+			}
+		}
+		sp.park()
+		return false
 	}
 	sent := 0 // messages
 	send := func(fd uintptr) bool {
@@ -175,6 +193,7 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 		if err := rc.Read(recv); err != nil {
 			return true // closed
 		}
+		sp.woke(time.Now())
 		if errno != 0 {
 			continue
 		}
@@ -201,6 +220,7 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 			}
 		}
 		if w.k == 0 {
+			sp.served(time.Now())
 			continue
 		}
 		w.pack(0, gso)
@@ -208,6 +228,60 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 		if rc.Write(send) != nil {
 			return true
 		}
+		sp.served(time.Now())
+	}
+}
+
+// spinner decides how long a UDP loop keeps reading after it served a
+// batch before it parks in the runtime's poller, adapting as the guest
+// halt-polling of Linux's cpuidle-haltpoll does: a read that parked and
+// was woken within spinMax of the last batch grows the window (twice as
+// long, at least spinMax/8, at most spinMax); one woken later halves it,
+// down to nothing. Parking costs a wake-up when the next query comes — on
+// a VM whose idle CPU halts, tens of µs of the round trip, and under load
+// an epoll_wait and a pass through the scheduler per wake — while a loop
+// that keeps reading finds the next query at once. A server at rest
+// spends nothing: the window only opens after queries arrived close
+// together, and one query after a long silence shuts it again.
+type spinner struct {
+	window time.Duration
+	last   time.Time // when the last batch was sent
+	until  time.Time // the current spin's end
+	parked bool
+}
+
+// spinMax bounds the time a loop spends reading an empty socket after a
+// batch.
+const spinMax = 100 * time.Microsecond
+
+func (sp *spinner) served(now time.Time) {
+	sp.last = now
+	sp.until = now.Add(sp.window)
+}
+
+// more reports whether to read again rather than park.
+func (sp *spinner) more(now time.Time) bool {
+	return sp.window > 0 && now.Before(sp.until)
+}
+
+func (sp *spinner) park() {
+	sp.parked = true
+	sp.until = time.Time{} // after a wake-up, no second spin
+}
+
+// woke adapts the window after a read returned.
+func (sp *spinner) woke(now time.Time) {
+	if !sp.parked {
+		return
+	}
+	sp.parked = false
+	if sp.last.IsZero() {
+		return
+	}
+	if now.Sub(sp.last) <= spinMax {
+		sp.window = min(spinMax, max(2*sp.window, spinMax/8))
+	} else if sp.window /= 2; sp.window < spinMax/8 {
+		sp.window = 0
 	}
 }
 

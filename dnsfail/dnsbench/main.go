@@ -18,12 +18,16 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -38,21 +42,28 @@ var (
 	outstand  = flag.Int("outstanding", 200, "dnsperf -q")
 	rounds    = flag.Int("rounds", 3, "measurements of each server and query, interleaved")
 	only      = flag.String("only", "", "comma-separated queries to measure (service, static, NXDOMAIN, NODATA, service+DO, static+DO); default all")
+	latency   = flag.String("latency-client", "", "(internal) run as the latency client: \"PORT NAME TYPE DO N\"")
+	compare   = flag.String("compare", "", "a second hedge binary measured beside the first on the unsigned queries (server \"hedge-b\"), to compare two builds in one run")
+	hold      = flag.Bool("hold", false, "start the servers, print their ports and PIDs, and keep them up until interrupted (to look at them with strace or perf)")
 )
 
 const (
-	edgePort   = 18081
-	hedgePort  = 15301
-	gdnsdPort  = 15302
-	knotPort   = 15303
-	hedgeBig   = 15304
-	signedPort = 15305
+	edgePort    = 18081
+	hedgePort   = 15301
+	gdnsdPort   = 15302
+	knotPort    = 15303
+	hedgeBig    = 15304
+	signedPort  = 15305
+	comparePort = 15306
 )
 
 var started []*exec.Cmd
 
 func main() {
 	flag.Parse()
+	if *latency != "" {
+		os.Exit(latencyClient(*latency))
+	}
 	code := run()
 	for _, c := range started {
 		c.Process.Kill()
@@ -62,7 +73,11 @@ func main() {
 }
 
 func run() int {
-	for _, tool := range []string{"dnsperf", "taskset", "gdnsd", "knotd", *hedgeBin} {
+	tools := []string{"dnsperf", "taskset", "gdnsd", "knotd", *hedgeBin}
+	if *compare != "" {
+		tools = append(tools, *compare)
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			fmt.Fprintf(os.Stderr, "dnsbench: %s not found (make bench-deps installs dnsperf, gdnsd, knot)\n", tool)
 			return 2
@@ -87,10 +102,17 @@ func run() int {
 		port  int
 		setup func(string) (*exec.Cmd, error)
 	}{
-		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, hedgePort, 0, false, false) }},
-		{"signed", signedPort, func(d string) (*exec.Cmd, error) { return hedgeCmd(d, signedPort, 0, false, true) }},
+		{"hedge", hedgePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(*hedgeBin, d, hedgePort, 0, false, false) }},
 		{"gdnsd", gdnsdPort, gdnsdCmd},
+		{"signed", signedPort, func(d string) (*exec.Cmd, error) { return hedgeCmd(*hedgeBin, d, signedPort, 0, false, true) }},
 		{"knot", knotPort, knotCmd},
+	}
+	if *compare != "" {
+		servers = append(servers, struct {
+			name  string
+			port  int
+			setup func(string) (*exec.Cmd, error)
+		}{"hedge-b", comparePort, func(d string) (*exec.Cmd, error) { return hedgeCmd(*compare, d, comparePort, 0, false, false) }})
 	}
 	ok := map[string]bool{}
 	pids := map[string]int{}
@@ -113,12 +135,23 @@ func run() int {
 	}
 	// Let the health checks settle, so play answers both edges everywhere.
 	time.Sleep(3 * time.Second)
-	for _, s := range servers[:3] {
-		if ok[s.name] {
+	for _, s := range servers {
+		if ok[s.name] && s.name != "knot" {
 			if a := answer(s.port, "play.edge.test."); len(a) != 2 {
 				fmt.Fprintf(os.Stderr, "%s: play.edge.test answers %v, want both edges\n", s.name, a)
 			}
 		}
+	}
+	if *hold {
+		for _, s := range servers {
+			if ok[s.name] {
+				fmt.Printf("%-6s port %d pid %d\n", s.name, s.port, pids[s.name])
+			}
+		}
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return 0
 	}
 	// Each round measures every (query, server) pair once, the servers
 	// in a rotating order, so a busy moment of the machine spreads over
@@ -173,11 +206,11 @@ func run() int {
 		return v[len(v)/2], v[0], v[len(v)-1]
 	}
 	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand)
-	fmt.Printf("%-10s %-6s %22s %10s %12s %16s %14s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)")
+	fmt.Printf("%-10s %-7s %22s %10s %12s %16s %14s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)")
 	for _, q := range queries {
 		best := 0.0
 		for _, s := range servers {
-			if ss := results[[2]string{q.label, s.name}]; s.name != "hedge" && s.name != "signed" && len(ss) > 0 {
+			if ss := results[[2]string{q.label, s.name}]; !strings.HasPrefix(s.name, "hedge") && s.name != "signed" && len(ss) > 0 {
 				m, _, _ := median(ss, func(x sample) float64 { return x.qps })
 				best = max(best, m)
 			}
@@ -201,8 +234,64 @@ func run() int {
 			if best > 0 {
 				ratio = fmt.Sprintf("%.2f×", qps/best)
 			}
-			fmt.Printf("%-10s %-6s %8.0f [%5.0fk–%4.0fk] %10s %12.1f %6.1f [%4.1f–%4.1f] %14.2f\n", q.label, s.name, qps, lo/1e3, hi/1e3, ratio, avg*1e6, med*1e6, mlo*1e6, mhi*1e6, cpu*1e6)
+			fmt.Printf("%-10s %-7s %8.0f [%5.0fk–%4.0fk] %10s %12.1f %6.1f [%4.1f–%4.1f] %14.2f\n", q.label, s.name, qps, lo/1e3, hi/1e3, ratio, avg*1e6, med*1e6, mlo*1e6, mhi*1e6, cpu*1e6)
 		}
+	}
+	// The targets, each judged on this run's medians.
+	stat := func(label, server string, f func(sample) float64) (float64, bool) {
+		ss := results[[2]string{label, server}]
+		if len(ss) == 0 {
+			return 0, false
+		}
+		m, _, _ := median(ss, f)
+		return m, true
+	}
+	qpsOf := func(x sample) float64 { return x.qps }
+	medOf := func(x sample) float64 { return x.median }
+	fmt.Printf("\ntargets (this run's medians):\n")
+	verdict := func(what string, met bool, detail string) {
+		v := "NOT MET"
+		if met {
+			v = "met"
+		}
+		fmt.Printf("  %-62s %-8s %s\n", what, v, detail)
+	}
+	ratioTarget := func(what, label, server, peer string, want float64) {
+		h, ok1 := stat(label, server, qpsOf)
+		p, ok2 := stat(label, peer, qpsOf)
+		if !ok1 || !ok2 || p == 0 {
+			fmt.Printf("  %-62s not measured\n", what)
+			return
+		}
+		verdict(what, h/p >= want, fmt.Sprintf("%.2f× (%.1fk vs %.1fk q/s)", h/p, h/1e3, p/1e3))
+	}
+	ratioTarget("service name queries/s ≥ 1.0× gdnsd", "service", "hedge", "gdnsd", 1)
+	ratioTarget("static name queries/s ≥ 1.0× Knot", "static", "hedge", "knot", 1)
+	for _, label := range []string{"service", "static"} {
+		what := "median latency, " + label + " name, no worse than gdnsd and Knot"
+		h, ok1 := stat(label, "hedge", medOf)
+		if !ok1 {
+			fmt.Printf("  %-62s not measured\n", what)
+			continue
+		}
+		met, detail := true, fmt.Sprintf("hedge %.1f µs", h*1e6)
+		for _, peer := range []string{"gdnsd", "knot"} {
+			if p, ok := stat(label, peer, medOf); ok {
+				met = met && h <= p
+				detail += fmt.Sprintf(", %s %.1f", peer, p*1e6)
+			}
+		}
+		verdict(what, met, detail)
+	}
+	for _, label := range []string{"service", "static"} {
+		what := "signed " + label + " name with DO ≥ 0.5× unsigned"
+		sg, ok1 := stat(label+"+DO", "signed", qpsOf)
+		u, ok2 := stat(label, "hedge", qpsOf)
+		if !ok1 || !ok2 || u == 0 {
+			fmt.Printf("  %-62s not measured\n", what)
+			continue
+		}
+		verdict(what, sg/u >= 0.5, fmt.Sprintf("%.2f× (%.1fk vs %.1fk q/s)", sg/u, sg/1e3, u/1e3))
 	}
 	if ok["hedge"] {
 		fmt.Printf("\nhedge RSS, small zone: %s\n", rss(pids["hedge"]))
@@ -215,7 +304,7 @@ func run() int {
 			}
 			sd := filepath.Join(dir, fmt.Sprintf("hedge-big-%v", zoneFile))
 			os.MkdirAll(sd, 0o755)
-			cmd, err := hedgeCmd(sd, hedgeBig, *records, zoneFile, false)
+			cmd, err := hedgeCmd(*hedgeBin, sd, hedgeBig, *records, zoneFile, false)
 			if err == nil {
 				began := time.Now()
 				if err = start(cmd, filepath.Join(sd, "log.txt")); err == nil {
@@ -264,7 +353,7 @@ func pinned(cpu string, argv ...string) *exec.Cmd {
 
 // hedgeCmd writes hedge's configuration with extra static records, in the
 // YAML itself or in a zone file, and returns the pinned command.
-func hedgeCmd(dir string, port, extra int, zoneFile, signed bool) (*exec.Cmd, error) {
+func hedgeCmd(bin, dir string, port, extra int, zoneFile, signed bool) (*exec.Cmd, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `data_dir: %s
 log: {level: warn, access: {enabled: false}}
@@ -316,7 +405,7 @@ dns:
 			return nil, fmt.Errorf("hedge dnssec keygen: %v: %s", err, out)
 		}
 	}
-	return pinned(*serverCPU, *hedgeBin, "dns", "-c", file, "-admin", "off"), nil
+	return pinned(*serverCPU, bin, "dns", "-c", file, "-admin", "off"), nil
 }
 
 const staticZone = `$TTL 3600
@@ -456,13 +545,57 @@ func cpuTime(pid int) float64 {
 	return (u + s) / 100 // clock ticks (USER_HZ)
 }
 
-// medianLatency sends n sequential queries over one socket.
+// medianLatency runs the latency client (latencyClient) as its own
+// process pinned to dnsperf's CPU, so every server is measured from the
+// same place: an unpinned client in this process landed on the servers'
+// CPU for some runs and on the other for others, and a wake-up across CPUs
+// costs most of a round trip (on a VM, tens of µs), which made the medians
+// depend on where the client happened to run more than on the server.
 func medianLatency(port int, name, qtype string, do bool, n int) float64 {
-	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	self, err := os.Executable()
 	if err != nil {
 		return 0
 	}
-	defer c.Close()
+	cmd := pinned(*perfCPU, self, "-latency-client", fmt.Sprintf("%d %s %s %v %d", port, name, qtype, do, n))
+	out, err := cmd.Output()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "latency client: %v\n", err)
+		return 0
+	}
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// latencyClient sends n sequential queries over one connected UDP socket
+// with blocking system calls on one thread, made raw so that the runtime
+// neither hands its P to another thread while the read blocks nor takes it
+// back after (the process runs nothing else): the same system calls, and
+// the same wake-up, as a C client's. It prints the median round trip in
+// seconds.
+func latencyClient(spec string) int {
+	var port, n int
+	var name, qtype string
+	var do bool
+	if _, err := fmt.Sscanf(spec, "%d %s %s %t %d", &port, &name, &qtype, &do, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 2
+	}
+	runtime.LockOSThread()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 1
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		fmt.Fprintln(os.Stderr, "latency client:", err)
+		return 1
+	}
+	tv := syscall.Timeval{Sec: 1}
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.StringToType[qtype])
 	if do {
@@ -470,21 +603,30 @@ func medianLatency(port int, name, qtype string, do bool, n int) float64 {
 	}
 	q, _ := m.Pack()
 	buf := make([]byte, 4096)
-	lat := make([]float64, 0, n)
-	for range n {
+	lat := make([]time.Duration, 0, n)
+	for i := range n {
+		q[0], q[1] = byte(i>>8), byte(i)
 		t := time.Now()
-		c.Write(q)
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := c.Read(buf); err != nil {
+		if _, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&q[0])), uintptr(len(q))); e != 0 {
 			continue
 		}
-		lat = append(lat, time.Since(t).Seconds())
+		k, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		for e == syscall.EINTR {
+			k, _, e = syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		}
+		d := time.Since(t)
+		if e != 0 || k < 12 || buf[0] != q[0] || buf[1] != q[1] {
+			continue
+		}
+		lat = append(lat, d)
 	}
 	if len(lat) == 0 {
+		fmt.Println(0)
 		return 0
 	}
 	slices.Sort(lat)
-	return lat[len(lat)/2]
+	fmt.Println(lat[len(lat)/2].Seconds())
+	return 0
 }
 
 func rss(pid int) string {
