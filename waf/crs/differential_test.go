@@ -24,7 +24,6 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
-	"github.com/corazawaf/coraza/v3/types"
 	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
@@ -318,37 +317,6 @@ func (r request) parses() bool {
 	return h.Read(bufio.NewReader(strings.NewReader(r.raw()))) == nil
 }
 
-// plainRun feeds ctx to plain Coraza the way Begin feeds hedge's engine,
-// and returns the logged rule ids and the interruption.
-func plainRun(waf coraza.WAF, ctx *fasthttp.RequestCtx) ([]int, *types.Interruption) {
-	tx := waf.NewTransaction()
-	defer tx.Close()
-	tx.ProcessConnection(client.String(), 0, "127.0.0.1", 0)
-	h := &ctx.Request.Header
-	tx.ProcessURI(string(h.RequestURI()), string(h.Method()), string(h.Protocol()))
-	for k, v := range h.AllInOrder() {
-		tx.AddRequestHeader(string(k), string(v))
-	}
-	it := tx.ProcessRequestHeaders()
-	if it == nil {
-		if body := ctx.Request.Body(); len(body) > 0 {
-			it, _, _ = tx.WriteRequestBody(body)
-		}
-		if it == nil {
-			it, _ = tx.ProcessRequestBody()
-		}
-	}
-	tx.ProcessLogging()
-	var ids []int
-	for _, mr := range tx.MatchedRules() {
-		if l, ok := mr.(logged); ok && !l.Log() {
-			continue
-		}
-		ids = append(ids, mr.Rule().ID())
-	}
-	return ids, it
-}
-
 // TestDifferentialCorpus sends benign traffic, the regression suite's own
 // requests and its payloads placed in the query, headers, cookies, JSON
 // and form fields through hedge's engine and through plain Coraza with the
@@ -358,7 +326,7 @@ func plainRun(waf coraza.WAF, ctx *fasthttp.RequestCtx) ([]int, *types.Interrupt
 func TestDifferentialCorpus(t *testing.T) {
 	c := loadAttackCorpus(t)
 	e := blockEngine(t)
-	plain, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(e.directives()))
+	plain, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(e.directives("")))
 	if err != nil {
 		t.Fatal(err)
 	}
