@@ -23,7 +23,6 @@ import (
 	"time"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
-	"github.com/corazawaf/coraza/v3"
 	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
@@ -321,15 +320,13 @@ func (r request) parses() bool {
 // requests and its payloads placed in the query, headers, cookies, JSON
 // and form fields through hedge's engine and through plain Coraza with the
 // same configuration and rules and none of hedge's accelerations (Go's
-// regexp, no prefilter), and requires the same rule ids, in the same
-// order, and the same verdict for each request.
+// regexp, no prefilter, no rule pruning), and requires the same rule ids,
+// in the same order, and the same verdict for each request. A sample is
+// then sent twice more, so that the pruning memo answers for attack values
+// as well as benign ones.
 func TestDifferentialCorpus(t *testing.T) {
 	c := loadAttackCorpus(t)
-	e := blockEngine(t)
-	plain, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(e.directives("")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, plain := pruneFixture(t)
 	var attacks []request
 	for i, p := range c.payloads {
 		attacks = append(attacks, placed(p, i))
@@ -347,10 +344,7 @@ func TestDifferentialCorpus(t *testing.T) {
 		reqs = append(reqs, attacks[i])
 	}
 	ran, blocked, benignBlocked := 0, 0, 0
-	for i, r := range reqs {
-		if !r.parses() {
-			continue
-		}
+	check := func(pass string, i int, r request) {
 		ctx := r.ctx(t)
 		tx := e.Begin(ctx, []byte("diff"), client, nil)
 		tx.End()
@@ -364,16 +358,40 @@ func TestDifferentialCorpus(t *testing.T) {
 			}
 		}
 		if !slices.Equal(got, want) || tx.RuleID() != wantRule || tx.Status() != wantStatus {
-			t.Errorf("request %d %s %s (%d header(s), %d-byte body):\nhedge: rules %v, blocked by %d with %d\nplain: rules %v, blocked by %d with %d",
-				i, r.method, r.uri, len(r.headers), len(r.body), got, tx.RuleID(), tx.Status(), want, wantRule, wantStatus)
+			t.Errorf("%s: request %d %s %s (%d header(s), %d-byte body):\nhedge: rules %v, blocked by %d with %d\nplain: rules %v, blocked by %d with %d",
+				pass, i, r.method, r.uri, len(r.headers), len(r.body), got, tx.RuleID(), tx.Status(), want, wantRule, wantStatus)
 		}
-		ran++
-		if tx.Blocked() {
-			blocked++
-			if i < 400 {
-				benignBlocked++
+		if pass == "first pass" {
+			ran++
+			if tx.Blocked() {
+				blocked++
+				if i < 400 {
+					benignBlocked++
+				}
 			}
 		}
+	}
+	for i, r := range reqs {
+		if r.parses() {
+			check("first pass", i, r)
+		}
+	}
+	pruned := e.pruner.pruned.Load()
+	// Again, a sample twice in a row: its values, benign and attacks, are
+	// now seen a second and third time, so the memo keeps them and answers
+	// from its entries, for values that match rules and values that do not.
+	again := 0
+	for i := 0; i < len(reqs); i += 6 {
+		if r := reqs[i]; r.parses() {
+			check("second pass", i, r)
+			check("third pass", i, r)
+			again++
+		}
+	}
+	t.Logf("%d rules pruned in the first pass, %d in %d requests repeated twice; %d values learned",
+		pruned, e.pruner.pruned.Load()-pruned, again, e.pruner.learned.Load())
+	if pruned < int64(100*len(reqs)/4) || e.pruner.pruned.Load()-pruned < int64(100*again) {
+		t.Errorf("%d rules pruned in the first pass and %d in the repeats: the corpus barely exercises pruning", pruned, e.pruner.pruned.Load()-pruned)
 	}
 	t.Logf("%d requests compared (%d benign), %d blocked (%d benign)", ran, 400, blocked, benignBlocked)
 	if ran < 3500 || blocked < 1500 {
