@@ -1,6 +1,7 @@
 package crs
 
 import (
+	"hash/maphash"
 	"os"
 	"reflect"
 	"regexp"
@@ -65,7 +66,7 @@ const (
 	pruneHookPhase2 = 9990011
 	maxPruned       = 512 // prunable rules tracked; later ones always run
 	maxMemoValue    = 512
-	memoGeneration  = 4096
+	memoGeneration  = 2048
 	seenLimit       = 16384
 	learnPerPhase   = 8
 )
@@ -383,10 +384,18 @@ func (noState) CaptureField(int, string)                                {}
 func (noState) LastPhase() types.RulePhase                              { return 0 }
 
 // memo maps (class, value) to the prunable rules that do not match value.
+// seen holds hashes of the values offered once: a collision only admits a
+// value early.
 type memo struct {
 	mu        sync.RWMutex
 	cur, prev map[memoKey]ruleSet
-	seen      map[memoKey]struct{}
+	seen      map[seenKey]struct{}
+	seed      maphash.Seed
+}
+
+type seenKey struct {
+	class int
+	hash  uint64
 }
 
 type memoKey struct {
@@ -397,7 +406,8 @@ type memoKey struct {
 func (m *memo) init() {
 	m.cur = make(map[memoKey]ruleSet)
 	m.prev = make(map[memoKey]ruleSet)
-	m.seen = make(map[memoKey]struct{})
+	m.seen = make(map[seenKey]struct{})
+	m.seed = maphash.MakeSeed()
 }
 
 func (m *memo) get(ci int, v string) (ruleSet, bool) {
@@ -424,12 +434,12 @@ func (m *memo) put(ci int, v string, nm ruleSet) {
 		m.prev, m.cur = m.cur, make(map[memoKey]ruleSet, memoGeneration)
 	}
 	m.cur[k] = nm
-	delete(m.seen, k)
+	delete(m.seen, seenKey{ci, maphash.String(m.seed, v)})
 }
 
 // seenBefore reports whether (ci, v) was offered before, and records it.
 func (m *memo) seenBefore(ci int, v string) bool {
-	k := memoKey{ci, v}
+	k := seenKey{ci, maphash.String(m.seed, v)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.seen[k]; ok {
@@ -438,7 +448,7 @@ func (m *memo) seenBefore(ci int, v string) bool {
 	if len(m.seen) >= seenLimit {
 		clear(m.seen)
 	}
-	m.seen[memoKey{ci, strings.Clone(v)}] = struct{}{}
+	m.seen[k] = struct{}{}
 	return false
 }
 
