@@ -137,7 +137,7 @@ func New(o Options) (*Engine, error) {
 	}
 	e.waf = waf
 	if token != "" {
-		e.pruner = newPruner(waf)
+		e.pruner = newPruner(waf, o.ParanoiaLevel)
 		*slot = e.pruner
 	}
 	if rc, ok := waf.(interface{ RulesCount() int }); ok {

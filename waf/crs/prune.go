@@ -25,8 +25,7 @@ import (
 // Coraza fetches their variables, transforms the values and expands their
 // messages. Most of a request's values repeat across requests (User-Agent,
 // Accept-*, Sec-Ch-*, Referer, static cookies, common query parameters), so
-// the proof is a memo of (variable, value) -> the set of rules that do not
-// match that value, computed with the rule's own transformation functions
+// the proof is a memo of value -> the set of rules that do not match it, computed with the rule's own transformation functions
 // and operator, the ones Coraza would call.
 //
 // A rule is prunable when nothing but the values it inspects decides
@@ -45,21 +44,24 @@ import (
 // not match". When the first rule of a chain does not match, the chain
 // stops there, so its later rules do not matter. A rule that does not match
 // has no other effect on the transaction than setting RULE:* for itself,
-// which the next evaluated rule sets again.
+// which the next evaluated rule sets again (CRS never reads RULE; an extra
+// rule file that does turns pruning off). Rules tagged for a paranoia
+// level above the engine's are not pruned: CRS skips them anyway.
 //
 // skip:N makes the next N rules of the phase that are not removed skip; a
 // removed rule does not count. So the N rules after a skip action are never
 // pruned, and when a runtime ctl could remove one of them without removing
 // the skipping rule too, nothing after the skipping rule in its phase is.
 //
-// A value not in the memo is learned when all the new values of its
-// collection fit in the request's budget (learnPerPhase per phase), so
-// that learning buys pruning; it is kept in the memo only the second time
-// it is seen, and only when at most maxMemoValue bytes long. The memo holds
-// two generations of at most memoGeneration entries each, and an entry hit
-// moves to the current generation. A client sending fresh values can therefore neither grow it
-// nor, cheaply, push out the values the rest of the traffic keeps hitting;
-// a value not in the memo only means its rules run as usual.
+// A value the memo does not know is evaluated by the hook for the rules
+// still in question (Coraza would evaluate it anyway; the hook does it with
+// the transformation prefixes shared, as Coraza does, and without Coraza's
+// per-rule work), and is kept in the memo the second time it is seen, when
+// at most maxMemoValue bytes long. The memo holds two generations of at most
+// memoGeneration entries each, and an entry hit moves to the current
+// generation: a client sending fresh values can neither grow it nor, cheaply,
+// push out the values the rest of the traffic keeps hitting. A rule the
+// hook evaluated and found matching stays, and Coraza evaluates it again.
 
 const (
 	pruneHookPhase1 = 9990010
@@ -68,34 +70,26 @@ const (
 	maxMemoValue    = 512
 	memoGeneration  = 2048
 	seenLimit       = 16384
-	learnPerPhase   = 8
+	// maxLongPerRequest bounds the per-request list of long values.
+	maxLongPerRequest = 16
 )
 
 // ruleSet is a set of prunable rules, by index.
 type ruleSet [maxPruned / 64]uint64
 
-func (s *ruleSet) add(i int)      { s[i/64] |= 1 << (i % 64) }
-func (s *ruleSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
+func (s *ruleSet) add(i int) { s[i/64] |= 1 << (i % 64) }
 func (s *ruleSet) andNot(o *ruleSet) {
 	for i := range s {
 		s[i] &^= o[i]
 	}
 }
 
-// or adds to s the rules of using that are not in nomatch.
-func (s *ruleSet) or(nomatch, using *ruleSet) {
+func (s *ruleSet) and(o *ruleSet) {
 	for i := range s {
-		s[i] |= using[i] &^ nomatch[i]
+		s[i] &= o[i]
 	}
 }
-func (s *ruleSet) intersects(o *ruleSet) bool {
-	for i := range s {
-		if s[i]&o[i] != 0 {
-			return true
-		}
-	}
-	return false
-}
+func (s *ruleSet) empty() bool { return *s == ruleSet{} }
 
 // pureOperators are the operators whose result depends only on the value
 // (and their argument, when it has no macro).
@@ -120,37 +114,50 @@ var requestVariables = map[variables.RuleVariable]bool{
 }
 
 type prunedRule struct {
-	id      int
-	op      plugintypes.Operator
-	tr      []plugintypes.Transformation
-	multi   bool
-	classes []int
+	id    int
+	op    plugintypes.Operator
+	tr    []plugintypes.Transformation
+	node  int // the transformation chain's last node in pruner.nodes
+	multi bool
+}
+
+// chainNode is one step of a transformation chain: fn applied to the
+// parent node's value; node 0 is the value untransformed.
+type chainNode struct {
+	parent int
+	fn     plugintypes.Transformation
 }
 
 type pruner struct {
-	rules   []prunedRule
-	phase   [3]ruleSet // prunable rules of phases 1 and 2
-	classes []variables.RuleVariable
-	using   []ruleSet // by class: the rules naming it
-	memo    memo
+	rules     []prunedRule
+	phase     [3]ruleSet // prunable rules of phases 1 and 2
+	classes   []variables.RuleVariable
+	using     []ruleSet // by class: the rules naming it
+	nodes     []chainNode
+	memo      memo
+	cachePool sync.Pool
 
 	// Counters for tests and the benchmark.
 	pruned, learned atomic.Int64
 }
 
 // newPruner reads the compiled rules of waf; nil when the rule group cannot
-// be read (another Coraza version) or nothing is prunable.
-func newPruner(waf coraza.WAF) *pruner {
+// be read (another Coraza version) or nothing is prunable. Rules tagged for
+// a paranoia level above pl are left alone: CRS skips them anyway, so
+// evaluating them while learning would be wasted.
+func newPruner(waf coraza.WAF, pl int) *pruner {
 	rules, ok := ruleGroup(waf)
 	if !ok {
 		return nil
 	}
-	p := &pruner{}
+	p := &pruner{nodes: []chainNode{{}}}
+	p.cachePool.New = func() any { return &learnCache{} }
+	nodeIndex := map[[2]uintptr]int{}
 	blocked := blockedBySkip(rules)
 	classIndex := map[variables.RuleVariable]int{}
 	for i := range rules {
 		r := &rules[i]
-		if blocked[i] || r.id == 0 || r.op == nil || r.negated || (r.phase != 1 && r.phase != 2) ||
+		if blocked[i] || r.id == 0 || r.op == nil || r.negated || (r.phase != 1 && r.phase != 2) || aboveLevel(r.tags, pl) ||
 			!pureOperators[strings.TrimPrefix(r.opName, "@")] || strings.Contains(r.opData, "%{") ||
 			len(r.vars) == 0 || len(p.rules) == maxPruned {
 			continue
@@ -166,6 +173,16 @@ func newPruner(waf coraza.WAF) *pruner {
 			continue
 		}
 		pr := prunedRule{id: r.id, op: r.op, tr: r.tr, multi: r.multi}
+		for _, t := range r.tr {
+			k := [2]uintptr{uintptr(pr.node), reflect.ValueOf(t).Pointer()}
+			n, ok := nodeIndex[k]
+			if !ok {
+				n = len(p.nodes)
+				nodeIndex[k] = n
+				p.nodes = append(p.nodes, chainNode{parent: pr.node, fn: t})
+			}
+			pr.node = n
+		}
 		idx := len(p.rules)
 		for _, v := range r.vars {
 			ci, seen := classIndex[v.variable]
@@ -175,10 +192,7 @@ func newPruner(waf coraza.WAF) *pruner {
 				p.classes = append(p.classes, v.variable)
 				p.using = append(p.using, ruleSet{})
 			}
-			if !p.using[ci].has(idx) {
-				p.using[ci].add(idx)
-				pr.classes = append(pr.classes, ci)
-			}
+			p.using[ci].add(idx)
 		}
 		p.phase[r.phase].add(idx)
 		p.rules = append(p.rules, pr)
@@ -188,6 +202,18 @@ func newPruner(waf coraza.WAF) *pruner {
 	}
 	p.memo.init()
 	return p
+}
+
+// aboveLevel reports whether tags put a rule at a paranoia level above pl.
+func aboveLevel(tags []string, pl int) bool {
+	for _, t := range tags {
+		if l, ok := strings.CutPrefix(t, "paranoia-level/"); ok {
+			if n, err := strconv.Atoi(l); err == nil && n > pl {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // blockedBySkip marks the rules a skip:N action could land on differently
@@ -250,7 +276,10 @@ func blockedBySkip(rules []compiledRule) []bool {
 }
 
 // prune removes from tx the prunable rules of the phase that no value of
-// the transaction can match.
+// the transaction can match. A value the memo does not know (or knows only
+// for some of the rules) is evaluated here for the rules still in question,
+// which is the same work Coraza would do for it, without its per-rule
+// overhead; a rule is no longer in question once a value may match it.
 func (p *pruner) prune(phase types.RulePhase, tx plugintypes.TransactionState) {
 	if phase != 1 && phase != 2 {
 		return
@@ -260,114 +289,181 @@ func (p *pruner) prune(phase types.RulePhase, tx plugintypes.TransactionState) {
 		return
 	}
 	skip := p.phase[phase]
-	learn := learnPerPhase
+	var lc *learnCache
 	for ci, v := range p.classes {
-		if !skip.intersects(&p.using[ci]) {
+		want := skip
+		want.and(&p.using[ci])
+		if want.empty() {
 			continue
 		}
 		col := tx.Collection(v)
 		if col == nil {
 			continue
 		}
-		values := col.FindAll()
-		// Rules naming this class that may match one of its values stay.
-		var keep ruleSet
-		misses := 0
-		for _, md := range values {
-			if nm, ok := p.memo.get(ci, md.Value()); ok {
-				keep.or(&nm, &p.using[ci])
-			} else {
-				misses++
+		for _, md := range col.FindAll() {
+			val := md.Value()
+			var e memoEntry
+			known, short := false, len(val) <= maxMemoValue
+			li := -1
+			if short {
+				e, known = p.memo.get(val)
+			} else if lc != nil {
+				// Long values are not kept, but one often stands in several
+				// collections (ARGS and ARGS_GET, a cookie and its header).
+				li = lc.findLong(val)
+				if li >= 0 {
+					e = lc.long[li].e
+				}
+			}
+			missing := want
+			missing.andNot(&e.known)
+			if !missing.empty() {
+				if lc == nil {
+					lc = p.cachePool.Get().(*learnCache)
+					lc.long = lc.long[:0]
+				}
+				p.learn(val, &missing, &e, lc)
+				switch {
+				case short && (known || p.memo.seenBefore(val)):
+					p.memo.put(val, e)
+				case !short && li >= 0:
+					lc.long[li].e = e
+				case !short && len(lc.long) < maxLongPerRequest:
+					lc.long = append(lc.long, longValue{val, e})
+				}
+			}
+			// The rules val may match stay.
+			may := want
+			may.andNot(&e.nomatch)
+			skip.andNot(&may)
+			want.andNot(&may)
+			if want.empty() {
+				break
 			}
 		}
-		if misses > 0 {
-			// A value not known yet is learned (once the budget allows all
-			// of this class's), and kept in the memo the second time it is
-			// seen; else the class's rules run as usual.
-			fits := misses <= learn
-			for _, md := range values {
-				val := md.Value()
-				if _, ok := p.memo.get(ci, val); ok {
-					continue
-				}
-				again := len(val) <= maxMemoValue && p.memo.seenBefore(ci, val)
-				if learn == 0 || !(fits || again) {
-					fits = false
-					continue
-				}
-				learn--
-				nm := p.learn(ci, val)
-				if again {
-					p.memo.put(ci, val, nm)
-				}
-				keep.or(&nm, &p.using[ci])
-			}
-			if !fits {
-				keep = p.using[ci]
-			}
-		}
-		skip.andNot(&keep)
+	}
+	if lc != nil {
+		clear(lc.long) // no request data kept in the pool
+		lc.long = lc.long[:0]
+		clear(lc.vals)
+		p.cachePool.Put(lc)
 	}
 	n := 0
 	for w, bits := range skip {
 		for bits != 0 {
-			b := trailingZeros(bits)
-			bits &^= 1 << b
-			rm.RemoveRuleByID(p.rules[w*64+b].id)
+			b := bits & -bits
+			bits &^= b
+			rm.RemoveRuleByID(p.rules[w*64+bitIndex(b)].id)
 			n++
 		}
 	}
 	p.pruned.Add(int64(n))
 }
 
-func trailingZeros(x uint64) int {
+func bitIndex(b uint64) int {
 	n := 0
-	for x&1 == 0 {
-		x >>= 1
+	for b > 1 {
+		b >>= 1
 		n++
 	}
 	return n
 }
 
-// learn evaluates every rule naming class ci on val, as Coraza would, and
-// returns the rules that do not match it.
-func (p *pruner) learn(ci int, val string) ruleSet {
+// learn evaluates the rules of missing on val, as Coraza would, and adds
+// them to e: known, and nomatch for those that do not match.
+func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCache) {
 	p.learned.Add(1)
-	var nm ruleSet
-	for i := range p.rules {
-		if p.using[ci].has(i) && !p.rules[i].matches(val) {
-			nm.add(i)
+	lc.reset(len(p.nodes))
+	for w, bits := range missing {
+		for bits != 0 {
+			b := bits & -bits
+			bits &^= b
+			i := w*64 + bitIndex(b)
+			r := &p.rules[i]
+			var match bool
+			if r.multi {
+				match = r.matchesMulti(val)
+			} else {
+				match = r.op.Evaluate(noState{}, p.transformed(r.node, val, lc))
+			}
+			e.known.add(i)
+			if !match {
+				e.nomatch.add(i)
+			}
 		}
 	}
-	return nm
 }
 
-// matches runs the rule's transformations and operator on val exactly as
-// Coraza's Rule.doEvaluate does (a failing transformation leaves the value
-// as it was; multiMatch tries the value and each changed intermediate).
-func (r *prunedRule) matches(val string) bool {
-	if r.multi {
+// transformed is val after the transformation chain ending at node, each
+// prefix computed once per value (Coraza shares prefixes the same way). A
+// transformation that fails leaves the value as it was, as in Coraza.
+func (p *pruner) transformed(node int, val string, lc *learnCache) string {
+	if node == 0 {
+		return val
+	}
+	if lc.stamp[node] == lc.gen {
+		return lc.vals[node]
+	}
+	in := p.transformed(p.nodes[node].parent, val, lc)
+	out := in
+	if v, _, err := p.nodes[node].fn(in); err == nil {
+		out = v
+	}
+	lc.vals[node], lc.stamp[node] = out, lc.gen
+	return out
+}
+
+// learnCache holds one value's transformed forms by chain node, and what
+// this request learnt of its long values.
+type learnCache struct {
+	vals  []string
+	stamp []uint32
+	gen   uint32
+	long  []longValue
+}
+
+type longValue struct {
+	val string
+	e   memoEntry
+}
+
+func (lc *learnCache) findLong(v string) int {
+	for i := range lc.long {
+		if lc.long[i].val == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func (lc *learnCache) reset(n int) {
+	if len(lc.vals) < n {
+		lc.vals, lc.stamp, lc.gen = make([]string, n), make([]uint32, n), 0
+	}
+	lc.gen++
+	if lc.gen == 0 { // wrapped: forget every stamp
+		clear(lc.stamp)
+		lc.gen = 1
+	}
+}
+
+// matchesMulti is multiMatch evaluation as in Coraza: the value and each
+// intermediate that a transformation changed.
+func (r *prunedRule) matchesMulti(val string) bool {
+	if r.op.Evaluate(noState{}, val) {
+		return true
+	}
+	for _, t := range r.tr {
+		v, changed, err := t(val)
+		if err != nil || !changed {
+			continue
+		}
+		val = v
 		if r.op.Evaluate(noState{}, val) {
 			return true
 		}
-		for _, t := range r.tr {
-			v, changed, err := t(val)
-			if err != nil || !changed {
-				continue
-			}
-			val = v
-			if r.op.Evaluate(noState{}, val) {
-				return true
-			}
-		}
-		return false
 	}
-	for _, t := range r.tr {
-		if v, _, err := t(val); err == nil {
-			val = v
-		}
-	}
-	return r.op.Evaluate(noState{}, val)
+	return false
 }
 
 // noState is the transaction the pure operators see while learning: they
@@ -383,63 +479,64 @@ func (noState) Capturing() bool                                         { return
 func (noState) CaptureField(int, string)                                {}
 func (noState) LastPhase() types.RulePhase                              { return 0 }
 
-// memo maps (class, value) to the prunable rules that do not match value.
-// seen holds hashes of the values offered once: a collision only admits a
-// value early.
+// memoEntry says, for one value, which rules it was evaluated for (known)
+// and which of those do not match it (nomatch).
+type memoEntry struct{ known, nomatch ruleSet }
+
+// memo maps a value to what is known of the rules on it (whatever
+// collection it came from: an operator sees only the value). seen holds
+// hashes of the values offered once: a collision only admits a value early.
 type memo struct {
 	mu        sync.RWMutex
-	cur, prev map[memoKey]ruleSet
-	seen      map[seenKey]struct{}
+	cur, prev map[string]memoEntry
+	seen      map[uint64]struct{}
 	seed      maphash.Seed
 }
 
-type seenKey struct {
-	class int
-	hash  uint64
-}
-
-type memoKey struct {
-	class int
-	value string
-}
-
 func (m *memo) init() {
-	m.cur = make(map[memoKey]ruleSet)
-	m.prev = make(map[memoKey]ruleSet)
-	m.seen = make(map[seenKey]struct{})
+	m.cur = make(map[string]memoEntry)
+	m.prev = make(map[string]memoEntry)
+	m.seen = make(map[uint64]struct{})
 	m.seed = maphash.MakeSeed()
 }
 
-func (m *memo) get(ci int, v string) (ruleSet, bool) {
-	k := memoKey{ci, v}
+func (m *memo) get(v string) (memoEntry, bool) {
 	m.mu.RLock()
-	nm, ok := m.cur[k]
+	e, ok := m.cur[v]
 	if ok {
 		m.mu.RUnlock()
-		return nm, true
+		return e, true
 	}
-	nm, ok = m.prev[k]
+	e, ok = m.prev[v]
 	m.mu.RUnlock()
 	if ok {
-		m.put(ci, v, nm) // still in use: into the current generation
+		m.put(v, e) // still in use: into the current generation
 	}
-	return nm, ok
+	return e, ok
 }
 
-func (m *memo) put(ci int, v string, nm ruleSet) {
-	k := memoKey{ci, strings.Clone(v)}
+// put records e for v, merged with what the current generation knows.
+func (m *memo) put(v string, e memoEntry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.cur) >= memoGeneration {
-		m.prev, m.cur = m.cur, make(map[memoKey]ruleSet, memoGeneration)
+	if old, ok := m.cur[v]; ok {
+		for i := range e.known {
+			e.known[i] |= old.known[i]
+			e.nomatch[i] |= old.nomatch[i]
+		}
+		m.cur[v] = e
+		return
 	}
-	m.cur[k] = nm
-	delete(m.seen, seenKey{ci, maphash.String(m.seed, v)})
+	if len(m.cur) >= memoGeneration {
+		m.prev, m.cur = m.cur, make(map[string]memoEntry, memoGeneration)
+	}
+	m.cur[strings.Clone(v)] = e
+	delete(m.seen, maphash.String(m.seed, v))
 }
 
-// seenBefore reports whether (ci, v) was offered before, and records it.
-func (m *memo) seenBefore(ci int, v string) bool {
-	k := seenKey{ci, maphash.String(m.seed, v)}
+// seenBefore reports whether v was offered before, and records it.
+func (m *memo) seenBefore(v string) bool {
+	k := maphash.String(m.seed, v)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.seen[k]; ok {
