@@ -212,6 +212,53 @@ func TestPrefilterCorpus(t *testing.T) {
 	}
 }
 
+// TestMultiFilterCorpus puts the literals of every CRS pattern into
+// multi-rule automata and requires, for every value of the corpus, that a
+// scan reports a rule exactly when that rule's own prefilter lets the value
+// through: rule pruning relies on it to skip rules' own scans.
+func TestMultiFilterCorpus(t *testing.T) {
+	c := loadAttackCorpus(t)
+	values := slices.Clone(benignValues)
+	for _, p := range c.payloads {
+		values = append(values, p, strings.ToLower(p))
+		if d, err := url.QueryUnescape(p); err == nil {
+			values = append(values, d)
+		}
+	}
+	var rules []filterRule
+	var pfs []*prefilter
+	for _, p := range crsPatterns(t) {
+		lits, ok := requiredLiterals(p.expr, p.latin1)
+		if !ok || len(rules) == maxPruned {
+			continue
+		}
+		pf := buildPrefilter(lits)
+		if pf == nil {
+			continue
+		}
+		rules = append(rules, filterRule{index: len(rules), lits: lits, states: len(pf.next) / pf.nclass})
+		pfs = append(pfs, pf)
+	}
+	fs, covered := buildMultiFilters(rules)
+	t.Logf("%d patterns in %d automata", len(rules), len(fs))
+	for _, r := range rules {
+		if !covered.has(r.index) {
+			t.Errorf("pattern %d (literals %q) in no automaton", r.index, r.lits)
+		}
+	}
+	for _, v := range values {
+		var found ruleSet
+		for _, f := range fs {
+			f.scan(v, &found)
+		}
+		for i, pf := range pfs {
+			if found.has(i) != pf.mayMatch(v) {
+				t.Fatalf("value %q: multi-rule scan says %v for pattern %d (literals %q), its prefilter %v", v, found.has(i), i, rules[i].lits, pf.mayMatch(v))
+			}
+		}
+	}
+}
+
 var benignValues = []string{
 	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
 	"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",

@@ -77,7 +77,8 @@ const (
 // ruleSet is a set of prunable rules, by index.
 type ruleSet [maxPruned / 64]uint64
 
-func (s *ruleSet) add(i int) { s[i/64] |= 1 << (i % 64) }
+func (s *ruleSet) add(i int)      { s[i/64] |= 1 << (i % 64) }
+func (s *ruleSet) has(i int) bool { return s[i/64]&(1<<(i%64)) != 0 }
 func (s *ruleSet) andNot(o *ruleSet) {
 	for i := range s {
 		s[i] &^= o[i]
@@ -122,10 +123,13 @@ type prunedRule struct {
 }
 
 // chainNode is one step of a transformation chain: fn applied to the
-// parent node's value; node 0 is the value untransformed.
+// parent node's value; node 0 is the value untransformed. filters hold the
+// literals of the @rx rules whose chain ends here (filtered).
 type chainNode struct {
-	parent int
-	fn     plugintypes.Transformation
+	parent   int
+	fn       plugintypes.Transformation
+	filters  []*multiFilter
+	filtered ruleSet
 }
 
 type pruner struct {
@@ -199,6 +203,15 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 	}
 	if len(p.rules) == 0 {
 		return nil
+	}
+	byNode := map[int][]filterRule{}
+	for i, r := range p.rules {
+		if rx, ok := r.op.(*rxOp); ok && !r.multi && rx.lits != nil {
+			byNode[r.node] = append(byNode[r.node], filterRule{index: i, lits: rx.lits, states: len(rx.pf.next) / rx.pf.nclass})
+		}
+	}
+	for n, rs := range byNode {
+		p.nodes[n].filters, p.nodes[n].filtered = buildMultiFilters(rs)
 	}
 	p.memo.init()
 	return p
@@ -381,9 +394,12 @@ func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCach
 			i := w*64 + bitIndex(b)
 			r := &p.rules[i]
 			var match bool
-			if r.multi {
+			switch {
+			case r.multi:
 				match = r.matchesMulti(val)
-			} else {
+			case p.nodes[r.node].filtered.has(i) && !p.passes(r.node, val, lc).has(i):
+				// None of its literals occurs: its own prefilter would say no.
+			default:
 				match = r.op.Evaluate(noState{}, p.transformed(r.node, val, lc))
 			}
 			e.known.add(i)
@@ -413,13 +429,29 @@ func (p *pruner) transformed(node int, val string, lc *learnCache) string {
 	return out
 }
 
-// learnCache holds one value's transformed forms by chain node, and what
-// this request learnt of its long values.
+// passes is the set of @rx rules at node whose literals occur in val
+// transformed, one scan per automaton, once per value.
+func (p *pruner) passes(node int, val string, lc *learnCache) *ruleSet {
+	if lc.pstamp[node] != lc.gen {
+		lc.passes[node] = ruleSet{}
+		tv := p.transformed(node, val, lc)
+		for _, f := range p.nodes[node].filters {
+			f.scan(tv, &lc.passes[node])
+		}
+		lc.pstamp[node] = lc.gen
+	}
+	return &lc.passes[node]
+}
+
+// learnCache holds one value's transformed forms and filter results by
+// chain node, and what this request learnt of its long values.
 type learnCache struct {
-	vals  []string
-	stamp []uint32
-	gen   uint32
-	long  []longValue
+	vals   []string
+	stamp  []uint32
+	passes []ruleSet
+	pstamp []uint32
+	gen    uint32
+	long   []longValue
 }
 
 type longValue struct {
@@ -439,10 +471,12 @@ func (lc *learnCache) findLong(v string) int {
 func (lc *learnCache) reset(n int) {
 	if len(lc.vals) < n {
 		lc.vals, lc.stamp, lc.gen = make([]string, n), make([]uint32, n), 0
+		lc.passes, lc.pstamp = make([]ruleSet, n), make([]uint32, n)
 	}
 	lc.gen++
 	if lc.gen == 0 { // wrapped: forget every stamp
 		clear(lc.stamp)
+		clear(lc.pstamp)
 		lc.gen = 1
 	}
 }

@@ -341,3 +341,60 @@ func BenchmarkPrune(b *testing.B) {
 		e.pruner.prune(1, st)
 	}
 }
+
+// TestMultiFilter: one scan reports exactly the rules one of whose literals
+// occurs, overlapping and nested literals and case included, across
+// automata when the rules do not fit in one.
+func TestMultiFilter(t *testing.T) {
+	rules := []filterRule{
+		{index: 0, lits: []string{"abc"}, states: 4},
+		{index: 1, lits: []string{"bc"}, states: 3},
+		{index: 2, lits: []string{"c", "zz"}, states: 4},
+		{index: 3, lits: []string{"xbcd"}, states: 5},
+		{index: 70, lits: []string{"select", "union"}, states: 12},
+		{index: 71, lits: []string{"<script"}, states: 8},
+	}
+	for _, split := range []bool{false, true} {
+		rs := slices.Clone(rules)
+		if split { // each rule too big to share an automaton
+			for i := range rs {
+				rs[i].states = multiStates - 1
+			}
+		}
+		fs, covered := buildMultiFilters(rs)
+		if want := map[bool]int{false: 1, true: len(rs)}[split]; len(fs) != want {
+			t.Fatalf("split %v: %d automata, want %d", split, len(fs), want)
+		}
+		for _, r := range rs {
+			if !covered.has(r.index) {
+				t.Errorf("split %v: rule %d not covered", split, r.index)
+			}
+		}
+		for _, tc := range []struct {
+			in   string
+			want []int
+		}{
+			{"", nil},
+			{"xbcd", []int{1, 2, 3}},
+			{"ABC", []int{0, 1, 2}},
+			{"1 UNION SeLeCt 2", []int{2, 70}}, // "c" in select
+			{"<SCRIPT>", []int{2, 71}},
+			{"zz", []int{2}},
+			{"ab", nil},
+		} {
+			var found ruleSet
+			for _, f := range fs {
+				f.scan(tc.in, &found)
+			}
+			var got []int
+			for _, r := range rs {
+				if found.has(r.index) {
+					got = append(got, r.index)
+				}
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("split %v: scan(%q) found rules %v, want %v", split, tc.in, got, tc.want)
+			}
+		}
+	}
+}
