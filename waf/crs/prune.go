@@ -2,6 +2,7 @@ package crs
 
 import (
 	"hash/maphash"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"regexp"
@@ -622,7 +623,8 @@ func pruneSlot() (token string, slot **pruner, release func()) {
 	prunersMu.Lock()
 	defer prunersMu.Unlock()
 	pruneSeq++
-	token = "e" + strconv.Itoa(pruneSeq)
+	// Unguessable, so that no rule file can name another engine's hook.
+	token = "e" + strconv.Itoa(pruneSeq) + "-" + strconv.FormatUint(rand.Uint64(), 36)
 	slot = new(*pruner)
 	pruners[token] = slot
 	return token, slot, func() {
