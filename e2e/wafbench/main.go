@@ -16,8 +16,10 @@
 // Every server proxies to the same upstream, which, like this program and
 // its load generator, runs pinned to the other CPU (-load-cpu, 0), so
 // neither is counted as the server's. Requests: (a) GET with 14 browser
-// headers (cookie, bearer JWT, sec-ch-ua, sec-fetch-*, …) and (b) POST of a
-// 1 KB JSON bet whose free-text fields hold ordinary table chat.
+// headers (cookie, bearer JWT, sec-ch-ua, sec-fetch-*, …), (b) POST of a
+// 1 KB JSON bet whose free-text fields hold ordinary table chat, and (c)
+// the same POST to a route without a schema (hedge's rule engine reads the
+// whole body, as the peers always do).
 //
 // Before any load, each server must answer both requests with 200 and, in
 // block mode, an SQL injection in the query and in the bet's comment with
@@ -296,7 +298,7 @@ func measureServer(ctx context.Context, e *env, o options, start func() (*server
 			return fail(err)
 		}
 	}
-	for _, k := range []kind{get, post} {
+	for _, k := range kinds {
 		c, err := measureCell(ctx, o, s, k)
 		if err != nil {
 			return fail(err)
@@ -324,7 +326,7 @@ func verify(addr string, block bool) error {
 		k      kind
 		attack bool
 		want   int
-	}{{get, false, 200}, {post, false, 200}, {get, true, want}, {post, true, want}} {
+	}{{get, false, 200}, {post, false, 200}, {postGeneric, false, 200}, {get, true, want}, {post, true, want}, {postGeneric, true, want}} {
 		code, body, err := once(addr, t.k, t.attack)
 		if err != nil {
 			return fmt.Errorf("verify %s (attack %v): %w", t.k, t.attack, err)

@@ -98,7 +98,8 @@ var serverOrder = []string{"hedge", "hedge-waf-off", "wafref", "nginx-modsec"}
 func (r *report) summarize() {
 	r.Summary = nil
 	for _, srv := range serverOrder {
-		for _, req := range []string{"GET", "POST"} {
+		for _, k := range kinds {
+			req := k.String()
 			var cs []cell
 			for _, c := range r.Cells {
 				if c.Server == srv && c.Request == req {
@@ -148,12 +149,15 @@ func (r *report) summarize() {
 		}
 		r.Ratios = append(r.Ratios, rt)
 	}
-	add("wafref", "GET", "hedge vs reference (bare Coraza), GET", 1.5, "≥ 1.5")
+	add("wafref", "GET", "hedge vs reference (bare Coraza), GET", 3, "≥ 3")
 	add("wafref", "POST", "hedge vs reference (bare Coraza), POST bet", 5, "≥ 5")
-	add("nginx-modsec", "GET", "hedge vs nginx + ModSecurity, GET", 1, "> 1")
+	add("wafref", "POST no schema", "hedge vs reference (bare Coraza), POST bet, route without schema", 4, "≥ 4")
+	add("nginx-modsec", "GET", "hedge vs nginx + ModSecurity, GET", 1.5, "≥ 1.5")
 	add("nginx-modsec", "POST", "hedge vs nginx + ModSecurity, POST bet", 1, "> 1")
+	add("nginx-modsec", "POST no schema", "hedge vs nginx + ModSecurity, POST bet, route without schema", 1.5, "≥ 1.5")
 	add("hedge-waf-off", "GET", "hedge WAF on vs off, GET (protection's share)", 0, "")
 	add("hedge-waf-off", "POST", "hedge WAF on vs off, POST bet (protection's share)", 0, "")
+	add("hedge-waf-off", "POST no schema", "hedge WAF on vs off, POST bet without schema (protection's share)", 0, "")
 }
 
 func (r *report) markdown() string {
@@ -199,7 +203,8 @@ func (r *report) markdown() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.2f× | %s | %s |\n", what, v, rt.ByReqPerSec, rt.Target, met)
 	}
-	for _, req := range []string{"GET", "POST"} {
+	for _, k := range kinds {
+		req := k.String()
 		var on, off *cell
 		for i := range r.Summary {
 			c := &r.Summary[i]

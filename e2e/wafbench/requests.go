@@ -14,6 +14,9 @@ const (
 	host     = "play.edge.test"
 	getPath  = "/api/lobby/tables?category=baccarat&limit=20&lang=en-GB"
 	postPath = "/api/bets"
+	// genericPath takes the same bet on a route with no schema: the rule
+	// engine reads the whole body, as on an operator's routes without one.
+	genericPath = "/api/feedback"
 )
 
 // jwt is a bearer token as a player's client sends it: HS256, three base64url
@@ -63,13 +66,20 @@ type kind int
 const (
 	get kind = iota
 	post
+	postGeneric
 )
 
+// kinds are the measured requests, in report order.
+var kinds = []kind{get, post, postGeneric}
+
 func (k kind) String() string {
-	if k == get {
+	switch k {
+	case get:
 		return "GET"
+	case post:
+		return "POST"
 	}
-	return "POST"
+	return "POST no schema"
 }
 
 // fill writes the request of kind k (or its attack) into req. The client
@@ -87,9 +97,13 @@ func fill(req *fasthttp.Request, k kind, attack bool) {
 		} else {
 			req.SetRequestURI(getPath)
 		}
-	case post:
+	case post, postGeneric:
 		req.Header.SetMethod(fasthttp.MethodPost)
-		req.SetRequestURI(postPath)
+		if k == post {
+			req.SetRequestURI(postPath)
+		} else {
+			req.SetRequestURI(genericPath)
+		}
 		req.Header.Set("Origin", "https://play.edge.test")
 		req.Header.SetContentType("application/json")
 		req.Header.Set("Idempotency-Key", "5d1e7c3a-2b9f-4c8e-a1d0-6f3b2e9c7a41")

@@ -53,10 +53,10 @@ func serveUpstream(addr string) error {
 	return s.ListenAndServe(addr)
 }
 
-// hedgeConfig is one node with a plain-HTTP listener and two proxy routes to
-// the upstream: the lobby GET and the bet POST, the bet route checked
-// against the built-in bet schema (so only the bet's free text reaches the
-// rule engine). The access log is off, as it is for the reference and nginx;
+// hedgeConfig is one node with a plain-HTTP listener and three proxy routes
+// to the upstream: the lobby GET, the bet POST, checked against the
+// built-in bet schema (so only the bet's free text reaches the rule
+// engine), and a POST route without a schema (the whole body does). The access log is off, as it is for the reference and nginx;
 // request ids and metrics stay on.
 const hedgeConfig = `# written by e2e/wafbench for one measured run
 deployment: wafbench
@@ -82,6 +82,11 @@ routes:
     pool: up
     max_body_bytes: 16KiB
     schema: builtin:bet
+    limits: {content_types: [application/json]}
+  - name: feedback
+    match: {path_prefix: /api/feedback, methods: [POST]}
+    pool: up
+    max_body_bytes: 16KiB
     limits: {content_types: [application/json]}
 regions:
   - name: bench

@@ -49,6 +49,8 @@ func TestFill(t *testing.T) {
 		{get, true, "GET", attackQuery, "", 14},
 		{post, false, "POST", postPath, betBody, 16},
 		{post, true, "POST", postPath, attackBet, 16},
+		{postGeneric, false, "POST", genericPath, betBody, 16},
+		{postGeneric, true, "POST", genericPath, attackBet, 16},
 	} {
 		var req fasthttp.Request
 		fill(&req, tc.k, tc.attack)
@@ -121,6 +123,9 @@ func TestSummarize(t *testing.T) {
 		c("nginx-modsec", "GET", 1, 400, 2400),
 		c("nginx-modsec", "POST", 1, 2000, 480),
 		c("hedge-waf-off", "GET", 1, 50, 15000),
+		c("hedge", "POST no schema", 1, 1000, 1000),
+		c("wafref", "POST no schema", 1, 5000, 200),
+		c("nginx-modsec", "POST no schema", 1, 1200, 800),
 	}}
 	r.summarize()
 	var hedgeGET cell
@@ -136,12 +141,15 @@ func TestSummarize(t *testing.T) {
 		v, rps float64
 		met    string // "yes", "no", "" for no target
 	}{
-		"hedge vs reference (bare Coraza), GET":              {2, 2, "yes"},
-		"hedge vs reference (bare Coraza), POST bet":         {4, 3.75, "no"},
-		"hedge vs nginx + ModSecurity, GET":                  {0.8, 0.75, "no"},
-		"hedge vs nginx + ModSecurity, POST bet":             {2, 1.875, "yes"},
-		"hedge WAF on vs off, GET (protection's share)":      {0.1, 0.12, ""},
-		"hedge WAF on vs off, POST bet (protection's share)": {},
+		"hedge vs reference (bare Coraza), GET":                             {2, 2, "no"},
+		"hedge vs reference (bare Coraza), POST bet":                        {4, 3.75, "no"},
+		"hedge vs reference (bare Coraza), POST bet, route without schema":  {5, 5, "yes"},
+		"hedge vs nginx + ModSecurity, GET":                                 {0.8, 0.75, "no"},
+		"hedge vs nginx + ModSecurity, POST bet":                            {2, 1.875, "yes"},
+		"hedge vs nginx + ModSecurity, POST bet, route without schema":      {1.2, 1.25, "no"},
+		"hedge WAF on vs off, GET (protection's share)":                     {0.1, 0.12, ""},
+		"hedge WAF on vs off, POST bet (protection's share)":                {},
+		"hedge WAF on vs off, POST bet without schema (protection's share)": {},
 	}
 	got := map[string]bool{}
 	for _, rt := range r.Ratios {
@@ -159,13 +167,13 @@ func TestSummarize(t *testing.T) {
 			t.Errorf("%s = %.3f (req/s %.3f, met %q), want %.3f (req/s %.3f, met %q)", rt.What, rt.Value, rt.ByReqPerSec, met, w.v, w.rps, w.met)
 		}
 	}
-	// No hedge-waf-off POST cell: that ratio must be absent, every other present.
+	// No hedge-waf-off POST cells: those ratios must be absent, every other present.
 	for what := range want {
-		if present := got[what]; present != (what != "hedge WAF on vs off, POST bet (protection's share)") {
+		if present := got[what]; present != !strings.HasPrefix(what, "hedge WAF on vs off, POST") {
 			t.Errorf("ratio %q present = %v", what, present)
 		}
 	}
-	if md := r.markdown(); !strings.Contains(md, "| hedge vs reference (bare Coraza), GET | 2.00× | 2.00× | ≥ 1.5 | yes |") {
+	if md := r.markdown(); !strings.Contains(md, "| hedge vs reference (bare Coraza), GET | 2.00× | 2.00× | ≥ 3 | **no** |") {
 		t.Errorf("markdown lacks the GET ratio row:\n%s", md)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
 	txhttp "github.com/corazawaf/coraza/v3/http"
+	"github.com/valyala/fasthttp"
 )
 
 // The reference hedge is measured against: a plain
@@ -88,6 +90,79 @@ func BenchmarkGETBrowser(b *testing.B) {
 func BenchmarkPOSTBet1KB(b *testing.B) {
 	b.Run("hedge", func(b *testing.B) { benchHedge(b, betPOST(betJSON), nil) })
 	b.Run("reference", func(b *testing.B) { benchReference(b, betPOST(betJSON), "") })
+}
+
+// BenchmarkGETBrowserFresh is the browser GET with every header value and
+// argument made new for each request (a counter appended), so that rule
+// pruning's memo never knows them: the hook evaluates every value itself.
+// Real traffic lies between this and GETBrowser (session cookies, tokens
+// and some arguments change, the browser's headers repeat).
+func BenchmarkGETBrowserFresh(b *testing.B) {
+	const pool = 4000
+	reqs := make([]request, pool)
+	for i := range reqs {
+		r := browserGET
+		r.uri += "&page=" + strconv.Itoa(i)
+		r.headers = nil
+		for _, h := range browserGET.headers {
+			v := h[1]
+			if !strings.EqualFold(h[0], "Host") {
+				v += " " + strconv.Itoa(i)
+			}
+			if strings.EqualFold(h[0], "Cookie") {
+				v = h[1] + "; n=" + strconv.Itoa(i)
+			}
+			r.headers = append(r.headers, [2]string{h[0], v})
+		}
+		reqs[i] = r
+	}
+	b.Run("hedge", func(b *testing.B) {
+		e, err := New(Options{Mode: Block}) // an empty memo
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctxs := make([]*fasthttp.RequestCtx, pool)
+		for i, r := range reqs {
+			ctxs[i] = r.ctx(b)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		defer cpuPerOp(b)()
+		i := 0
+		for b.Loop() {
+			if i == pool {
+				b.Fatalf("more than %d iterations: values would repeat", pool)
+			}
+			tx := e.Begin(ctxs[i], nil, client, nil)
+			if tx.Blocked() {
+				b.Fatalf("request %d blocked: %v", i, ids(tx.Matches()))
+			}
+			tx.End()
+			i++
+		}
+	})
+	b.Run("reference", func(b *testing.B) {
+		i := 0
+		h := reference(b)
+		b.ReportAllocs()
+		b.ResetTimer()
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			r := reqs[i%pool]
+			req := httptest.NewRequest(r.method, r.uri, nil)
+			req.RemoteAddr = "192.0.2.10:40000"
+			for _, kv := range r.headers {
+				req.Header.Add(kv[0], kv[1])
+			}
+			req.Host = "play.edge.test"
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("reference answered %d", w.Code)
+			}
+			i++
+		}
+	})
 }
 
 // The reduced bet: the schema layer hands the rule engine only the free-text

@@ -23,8 +23,6 @@ import (
 	"time"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
-	"github.com/corazawaf/coraza/v3"
-	"github.com/corazawaf/coraza/v3/types"
 	"github.com/valyala/fasthttp"
 	"go.yaml.in/yaml/v3"
 
@@ -214,6 +212,53 @@ func TestPrefilterCorpus(t *testing.T) {
 	}
 }
 
+// TestMultiFilterCorpus puts the literals of every CRS pattern into
+// multi-rule automata and requires, for every value of the corpus, that a
+// scan reports a rule exactly when that rule's own prefilter lets the value
+// through: rule pruning relies on it to skip rules' own scans.
+func TestMultiFilterCorpus(t *testing.T) {
+	c := loadAttackCorpus(t)
+	values := slices.Clone(benignValues)
+	for _, p := range c.payloads {
+		values = append(values, p, strings.ToLower(p))
+		if d, err := url.QueryUnescape(p); err == nil {
+			values = append(values, d)
+		}
+	}
+	var rules []filterRule
+	var pfs []*prefilter
+	for _, p := range crsPatterns(t) {
+		lits, ok := requiredLiterals(p.expr, p.latin1)
+		if !ok || len(rules) == maxPruned {
+			continue
+		}
+		pf := buildPrefilter(lits)
+		if pf == nil {
+			continue
+		}
+		rules = append(rules, filterRule{index: len(rules), lits: lits, states: len(pf.next) / pf.nclass})
+		pfs = append(pfs, pf)
+	}
+	fs, covered := buildMultiFilters(rules)
+	t.Logf("%d patterns in %d automata", len(rules), len(fs))
+	for _, r := range rules {
+		if !covered.has(r.index) {
+			t.Errorf("pattern %d (literals %q) in no automaton", r.index, r.lits)
+		}
+	}
+	for _, v := range values {
+		var found ruleSet
+		for _, f := range fs {
+			f.scan(v, &found)
+		}
+		for i, pf := range pfs {
+			if found.has(i) != pf.mayMatch(v) {
+				t.Fatalf("value %q: multi-rule scan says %v for pattern %d (literals %q), its prefilter %v", v, found.has(i), i, rules[i].lits, pf.mayMatch(v))
+			}
+		}
+	}
+}
+
 var benignValues = []string{
 	"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
 	"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -318,50 +363,17 @@ func (r request) parses() bool {
 	return h.Read(bufio.NewReader(strings.NewReader(r.raw()))) == nil
 }
 
-// plainRun feeds ctx to plain Coraza the way Begin feeds hedge's engine,
-// and returns the logged rule ids and the interruption.
-func plainRun(waf coraza.WAF, ctx *fasthttp.RequestCtx) ([]int, *types.Interruption) {
-	tx := waf.NewTransaction()
-	defer tx.Close()
-	tx.ProcessConnection(client.String(), 0, "127.0.0.1", 0)
-	h := &ctx.Request.Header
-	tx.ProcessURI(string(h.RequestURI()), string(h.Method()), string(h.Protocol()))
-	for k, v := range h.AllInOrder() {
-		tx.AddRequestHeader(string(k), string(v))
-	}
-	it := tx.ProcessRequestHeaders()
-	if it == nil {
-		if body := ctx.Request.Body(); len(body) > 0 {
-			it, _, _ = tx.WriteRequestBody(body)
-		}
-		if it == nil {
-			it, _ = tx.ProcessRequestBody()
-		}
-	}
-	tx.ProcessLogging()
-	var ids []int
-	for _, mr := range tx.MatchedRules() {
-		if l, ok := mr.(logged); ok && !l.Log() {
-			continue
-		}
-		ids = append(ids, mr.Rule().ID())
-	}
-	return ids, it
-}
-
 // TestDifferentialCorpus sends benign traffic, the regression suite's own
 // requests and its payloads placed in the query, headers, cookies, JSON
 // and form fields through hedge's engine and through plain Coraza with the
 // same configuration and rules and none of hedge's accelerations (Go's
-// regexp, no prefilter), and requires the same rule ids, in the same
-// order, and the same verdict for each request.
+// regexp, no prefilter, no rule pruning), and requires the same rule ids,
+// in the same order, and the same verdict for each request. A sample is
+// then sent twice more, so that the pruning memo answers for attack values
+// as well as benign ones.
 func TestDifferentialCorpus(t *testing.T) {
 	c := loadAttackCorpus(t)
-	e := blockEngine(t)
-	plain, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(e.directives()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, plain := pruneFixture(t)
 	var attacks []request
 	for i, p := range c.payloads {
 		attacks = append(attacks, placed(p, i))
@@ -379,10 +391,7 @@ func TestDifferentialCorpus(t *testing.T) {
 		reqs = append(reqs, attacks[i])
 	}
 	ran, blocked, benignBlocked := 0, 0, 0
-	for i, r := range reqs {
-		if !r.parses() {
-			continue
-		}
+	check := func(pass string, i int, r request) {
 		ctx := r.ctx(t)
 		tx := e.Begin(ctx, []byte("diff"), client, nil)
 		tx.End()
@@ -396,16 +405,40 @@ func TestDifferentialCorpus(t *testing.T) {
 			}
 		}
 		if !slices.Equal(got, want) || tx.RuleID() != wantRule || tx.Status() != wantStatus {
-			t.Errorf("request %d %s %s (%d header(s), %d-byte body):\nhedge: rules %v, blocked by %d with %d\nplain: rules %v, blocked by %d with %d",
-				i, r.method, r.uri, len(r.headers), len(r.body), got, tx.RuleID(), tx.Status(), want, wantRule, wantStatus)
+			t.Errorf("%s: request %d %s %s (%d header(s), %d-byte body):\nhedge: rules %v, blocked by %d with %d\nplain: rules %v, blocked by %d with %d",
+				pass, i, r.method, r.uri, len(r.headers), len(r.body), got, tx.RuleID(), tx.Status(), want, wantRule, wantStatus)
 		}
-		ran++
-		if tx.Blocked() {
-			blocked++
-			if i < 400 {
-				benignBlocked++
+		if pass == "first pass" {
+			ran++
+			if tx.Blocked() {
+				blocked++
+				if i < 400 {
+					benignBlocked++
+				}
 			}
 		}
+	}
+	for i, r := range reqs {
+		if r.parses() {
+			check("first pass", i, r)
+		}
+	}
+	pruned := e.pruner.pruned.Load()
+	// Again, a sample twice in a row: its values, benign and attacks, are
+	// now seen a second and third time, so the memo keeps them and answers
+	// from its entries, for values that match rules and values that do not.
+	again := 0
+	for i := 0; i < len(reqs); i += 6 {
+		if r := reqs[i]; r.parses() {
+			check("second pass", i, r)
+			check("third pass", i, r)
+			again++
+		}
+	}
+	t.Logf("%d rules pruned in the first pass, %d in %d requests repeated twice; %d values learned",
+		pruned, e.pruner.pruned.Load()-pruned, again, e.pruner.learned.Load())
+	if pruned < int64(100*len(reqs)/4) || e.pruner.pruned.Load()-pruned < int64(100*again) {
+		t.Errorf("%d rules pruned in the first pass and %d in the repeats: the corpus barely exercises pruning", pruned, e.pruner.pruned.Load()-pruned)
 	}
 	t.Logf("%d requests compared (%d benign), %d blocked (%d benign)", ran, 400, blocked, benignBlocked)
 	if ran < 3500 || blocked < 1500 {

@@ -97,6 +97,7 @@ type Engine struct {
 	info      Info
 	bodyLimit int
 	logMu     sync.Mutex
+	pruner    *pruner // nil: every rule runs (prune.go)
 }
 
 // ErrTestProfile is returned by New when Options.TestProfile is set in a build
@@ -128,7 +129,12 @@ func New(o Options) (*Engine, error) {
 	if o.Mode == Off {
 		return e, nil
 	}
-	cfg := coraza.NewWAFConfig().WithRootFS(rootFS{}).WithDirectives(e.directives())
+	token, slot, release := "", new(*pruner), func() {}
+	if !readsRuleCollection(o.RuleFiles) {
+		token, slot, release = pruneSlot()
+	}
+	defer release()
+	cfg := coraza.NewWAFConfig().WithRootFS(rootFS{}).WithDirectives(e.directives(token))
 	for _, f := range o.RuleFiles {
 		cfg = cfg.WithDirectivesFromFile(f)
 	}
@@ -143,6 +149,10 @@ func New(o Options) (*Engine, error) {
 		return nil, fmt.Errorf("crs: %w", e.locate(err))
 	}
 	e.waf = waf
+	if token != "" {
+		e.pruner = newPruner(waf, o.ParanoiaLevel)
+		*slot = e.pruner
+	}
 	if rc, ok := waf.(interface{ RulesCount() int }); ok {
 		e.info.RuleCount = rc.RulesCount()
 	}
@@ -219,8 +229,9 @@ func isToken(s string) bool {
 // directives is the configuration in load order: Coraza's recommended base,
 // hedge's overrides of it, the test profile when built, CRS setup, hedge's
 // CRS variables (rules 900000-900200 run before CRS's own initialization in
-// phase 1, so CRS keeps them), then the rules.
-func (e *Engine) directives() string {
+// phase 1, so CRS keeps them), the pruning hooks when pruneToken is set
+// (prune.go; first of their phase among the CRS rules), then the rules.
+func (e *Engine) directives(pruneToken string) string {
 	o := e.opts
 	var b strings.Builder
 	b.WriteString("Include @coraza.conf-recommended\n")
@@ -263,6 +274,9 @@ func (e *Engine) directives() string {
 	if o.AllowedMethods != nil {
 		fmt.Fprintf(&b, "SecAction \"id:900200,phase:1,pass,t:none,nolog,tag:'OWASP_CRS',setvar:'tx.allowed_methods=%s'\"\n",
 			strings.Join(o.AllowedMethods, " "))
+	}
+	if pruneToken != "" {
+		b.WriteString(pruneDirectives(pruneToken))
 	}
 	b.WriteString("Include @owasp_crs/*.conf\n")
 	return b.String()

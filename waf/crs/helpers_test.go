@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/corazawaf/coraza/v3"
+	"github.com/corazawaf/coraza/v3/types"
 	"github.com/valyala/fasthttp"
 
 	"hedge/waf/waftest"
@@ -145,4 +147,35 @@ func netipAddr(a net.Addr) (netip.Addr, bool) {
 		return ap.Addr().Unmap(), true
 	}
 	return netip.Addr{}, false
+}
+
+// plainRun feeds ctx to plain Coraza the way Begin feeds hedge's engine,
+// and returns the logged rule ids and the interruption.
+func plainRun(waf coraza.WAF, ctx *fasthttp.RequestCtx) ([]int, *types.Interruption) {
+	tx := waf.NewTransaction()
+	defer tx.Close()
+	tx.ProcessConnection(client.String(), 0, "127.0.0.1", 0)
+	h := &ctx.Request.Header
+	tx.ProcessURI(string(h.RequestURI()), string(h.Method()), string(h.Protocol()))
+	for k, v := range h.AllInOrder() {
+		tx.AddRequestHeader(string(k), string(v))
+	}
+	it := tx.ProcessRequestHeaders()
+	if it == nil {
+		if body := ctx.Request.Body(); len(body) > 0 {
+			it, _, _ = tx.WriteRequestBody(body)
+		}
+		if it == nil {
+			it, _ = tx.ProcessRequestBody()
+		}
+	}
+	tx.ProcessLogging()
+	var ids []int
+	for _, mr := range tx.MatchedRules() {
+		if l, ok := mr.(logged); ok && !l.Log() {
+			continue
+		}
+		ids = append(ids, mr.Rule().ID())
+	}
+	return ids, it
 }

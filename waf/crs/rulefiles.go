@@ -17,7 +17,7 @@ func (e *Engine) locate(err error) error {
 	if len(e.opts.RuleFiles) == 0 {
 		return err
 	}
-	base := coraza.NewWAFConfig().WithRootFS(rootFS{}).WithDirectives(e.directives())
+	base := coraza.NewWAFConfig().WithRootFS(rootFS{}).WithDirectives(e.directives(""))
 	compiles := func(cfg coraza.WAFConfig) bool {
 		w, err := coraza.NewWAF(cfg)
 		if err == nil {

@@ -35,8 +35,9 @@ type matcher interface {
 }
 
 type rxOp struct {
-	re matcher
-	pf *prefilter // nil: none
+	re   matcher
+	pf   *prefilter // nil: none
+	lits []string   // pf's literals (rule pruning scans them for many rules at once)
 }
 
 func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
@@ -53,7 +54,13 @@ func newRX(o plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &rxOp{re: re, pf: newPrefilter(expr, binary)}, nil
+		op := &rxOp{re: re}
+		if lits, ok := requiredLiterals(expr, binary); ok {
+			if op.pf = buildPrefilter(lits); op.pf != nil {
+				op.lits = lits
+			}
+		}
+		return op, nil
 	})
 	if err != nil {
 		// RE2 refuses a few constructs Go accepts; such a rule keeps Go's
