@@ -27,7 +27,7 @@ type deployment struct {
 	topo   *Topology
 	hedge  string // the hedge binary
 	dir    string
-	pki    *pki
+	pki    *edgePKI
 	procs  *procs
 	tokens struct{ Alice, Bob, Pusher, JWT, Studio string }
 	// ledgerTokens is each domain's ledger admin token (its writer and
@@ -227,7 +227,7 @@ func (d *deployment) writeConfig(name string) (string, error) {
 	data := struct {
 		DataDir                                 string
 		Tok                                     any
-		PKI                                     *pki
+		PKI                                     *edgePKI
 		Play, Zone, TTL                         string
 		PortEdge, PortAdmin, PortRedis, PortDNS int
 		Regions                                 []tmplRegion

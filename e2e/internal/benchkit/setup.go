@@ -2,19 +2,14 @@ package benchkit
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"hedge/internal/pki"
 )
 
 // Slot makes what one measured server needs of its own: a directory under
@@ -54,41 +49,18 @@ func StartUpstream(ctx context.Context, dir string, cpu int, self, path string) 
 	return addr, p, nil
 }
 
-// SelfSignedCert writes a self-signed ECDSA P-256 certificate for
-// 127.0.0.1 and localhost, valid for a day, to dir/cert.pem and its key to
-// dir/key.pem: what every server of a run presents. It returns the files
-// and the certificate, for a client that trusts it.
+// SelfSignedCert writes a self-signed certificate for 127.0.0.1 and
+// localhost to dir/cert.pem and its key to dir/key.pem: what every server
+// of a run presents. It returns the files and the certificate, for a
+// client that trusts it.
 func SelfSignedCert(dir, commonName string) (certFile, keyFile string, cert *x509.Certificate, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", nil, err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: commonName},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", nil, err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
+	certPEM, keyPEM, cert, err := pki.SelfSigned(commonName, "127.0.0.1", "localhost")
 	if err != nil {
 		return "", "", nil, err
 	}
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(certFile, certPEM, 0o644); err != nil {
 		return "", "", nil, err
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return "", "", nil, err
-	}
-	cert, err = x509.ParseCertificate(der)
-	return certFile, keyFile, cert, err
+	return certFile, keyFile, cert, os.WriteFile(keyFile, keyPEM, 0o600)
 }
