@@ -211,7 +211,7 @@ func run(o options) (err error) {
 	fmt.Println()
 	md := rep.markdown()
 	fmt.Print(md)
-	return rep.write(o.out, md)
+	return benchkit.WriteResults(o.out, "e2e-"+rep.stamp, rep, md)
 }
 
 // writeCert makes the self-signed certificate both servers present, and a

@@ -275,7 +275,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	if err := rep.write(o.out, md); err != nil {
+	if err := benchkit.WriteResults(o.out, "money-"+rep.stamp, rep, md); err != nil {
 		return err
 	}
 	// A missed latency target is a finding, reported above; wrong answers

@@ -238,12 +238,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	base, err := benchkit.WriteResults(o.out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)
-	return nil
+	return benchkit.WriteResults(o.out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
 }
 
 // measureServer starts one server, proves it inspects, measures its GET and
