@@ -235,15 +235,7 @@ func TestCheckReportsEveryError(t *testing.T) {
 func TestLedgersimRole(t *testing.T) {
 	addr := testkit.FreeAddr(t)
 	p := startHedge(t, "ledgersim", t.TempDir(), "ledgersim", "-listen", addr, "-domain", "sea", "-epoch", "3")
-	var r httpResult
-	waitUntil(t, p, "ledgersim to answer GET /role", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		var err error
-		r, err = tryDo(quickClient, "GET", "http://"+addr+"/role", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, r.String()
-	})
+	r := firstAnswer(t, p, "ledgersim to answer GET /role", quickClient, "http://"+addr+"/role")
 	if want := `{"role":"writer","domain":"sea","epoch":3}`; r.status != 200 || strings.TrimSpace(r.body) != want {
 		t.Fatalf("GET /role: want 200 %s, got %v", want, r)
 	}

@@ -312,6 +312,22 @@ func tryDo(client *http.Client, method, url, body string, header ...string) (htt
 	return httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
+// firstAnswer waits up to 10 s for p to answer a GET of url with client
+// at all (any status), and returns that answer.
+func firstAnswer(t testing.TB, p *proc, what string, client *http.Client, url string) httpResult {
+	t.Helper()
+	var r httpResult
+	waitUntil(t, p, what, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		var err error
+		r, err = tryDo(client, "GET", url, "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, r.String()
+	})
+	return r
+}
+
 // answers200 is a waitUntil condition: a GET of url with client (and the
 // header pairs) answers 200.
 func answers200(client *http.Client, url string, header ...string) func() (bool, string) {
