@@ -185,14 +185,22 @@ func ExitOnError(prefix string, err error) {
 
 // GetOK fetches url with c and fails unless it answers 200: a readiness
 // probe for WaitFor.
-func GetOK(c *http.Client, url string) error {
-	resp, err := c.Get(url)
+func GetOK(c *http.Client, url string) error { return Expect(c, http.MethodGet, url, http.StatusOK) }
+
+// Expect sends a bodiless method request for url with c and fails unless
+// it answers status.
+func Expect(c *http.Client, method, url string, status int) error {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	if resp.StatusCode != status {
+		return fmt.Errorf("%s %s: %s, want %d", method, url, resp.Status, status)
 	}
 	return nil
 }
