@@ -387,8 +387,8 @@ func (d *deployment) waitReady(ctx context.Context) error {
 		var last error
 		for {
 			for _, p := range d.procs.find("", "") {
-				if p.exited() {
-					return fmt.Errorf("%s exited while starting (%v); last lines of %s:\n%s", p.Name, p.err, p.logPath, tail(p.logPath, 15))
+				if p.Exited() {
+					return fmt.Errorf("%s exited while starting (%v); last lines of %s:\n%s", p.Name, p.Err(), p.logPath, tail(p.logPath, 15))
 				}
 			}
 			if last = ok(); last == nil {

@@ -186,7 +186,7 @@ func (m *monitor) getJSON(c *http.Client, url string, v any) error {
 func (m *monitor) final() {
 	deadline := time.Now().Add(15 * time.Second)
 	m.record(func(l ledger) (roleAnswer, bool) {
-		if p := m.d.procs.byName(l.Name); p == nil || p.exited() {
+		if p := m.d.procs.byName(l.Name); p == nil || p.Exited() {
 			return roleAnswer{}, false
 		}
 		for time.Now().Before(deadline) {
