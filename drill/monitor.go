@@ -1,9 +1,8 @@
 package drill
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -67,22 +66,16 @@ func (m *monitor) run() {
 	defer close(m.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			m.snapshot()
-			select {
-			case <-m.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	tick := time.NewTicker(200 * time.Millisecond)
+	wg.Go(func() { m.every(time.Second, m.snapshot) })
+	m.every(200*time.Millisecond, m.sample)
+}
+
+// every calls f at once and then every d until stop is closed.
+func (m *monitor) every(d time.Duration, f func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
-		m.sample()
+		f()
 		select {
 		case <-m.stop:
 			return
@@ -154,10 +147,10 @@ func (m *monitor) readBook(c *http.Client, l ledger) error {
 	var a struct {
 		Applied []appliedKey `json:"applied"`
 	}
-	if err := m.getJSON(c, l.URL+"/receipts", &r); err != nil {
+	if err := getJSON(context.Background(), c, l.URL+"/receipts", 256<<20, &r); err != nil {
 		return err
 	}
-	if err := m.getJSON(c, l.URL+"/applied", &a); err != nil {
+	if err := getJSON(context.Background(), c, l.URL+"/applied", 256<<20, &a); err != nil {
 		return err
 	}
 	b.Receipts, b.Applied = r.Receipts, a.Applied
@@ -165,18 +158,6 @@ func (m *monitor) readBook(c *http.Client, l ledger) error {
 	m.books[l.Name] = b
 	m.mu.Unlock()
 	return nil
-}
-
-func (m *monitor) getJSON(c *http.Client, url string, v any) error {
-	resp, err := c.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v)
 }
 
 // final is the last look, once the players have stopped: every ledger
