@@ -9,12 +9,32 @@ import (
 // lines known: every problem on line 1).
 func demoValidator(t *testing.T) (c *Config, v *validator, errs *Errors) {
 	t.Helper()
-	c, err := Demo()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = demo(t)
 	errs = &Errors{file: "x"}
 	return c, newValidator(c, errs, map[string]int{}, map[string]bool{}), errs
+}
+
+// demo is the embedded demo configuration, parsed, defaulted and valid.
+func demo(t *testing.T) *Config {
+	t.Helper()
+	c, err := Demo()
+	if err != nil {
+		t.Fatalf("embedded demo does not validate:\n%v", err)
+	}
+	return c
+}
+
+// wantProblems fails the test unless err reports every line of want.
+func wantProblems(t *testing.T, err error, want ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want problems, got none; expected:\n  %s", strings.Join(want, "\n  "))
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
 }
 
 // The validator names a field from its address: the path the decoder gives

@@ -27,7 +27,7 @@ type deployment struct {
 	topo   *Topology
 	hedge  string // the hedge binary
 	dir    string
-	pki    *pki
+	pki    *edgePKI
 	procs  *procs
 	tokens struct{ Alice, Bob, Pusher, JWT, Studio string }
 	// ledgerTokens is each domain's ledger admin token (its writer and
@@ -227,7 +227,7 @@ func (d *deployment) writeConfig(name string) (string, error) {
 	data := struct {
 		DataDir                                 string
 		Tok                                     any
-		PKI                                     *pki
+		PKI                                     *edgePKI
 		Play, Zone, TTL                         string
 		PortEdge, PortAdmin, PortRedis, PortDNS int
 		Regions                                 []tmplRegion
@@ -387,8 +387,8 @@ func (d *deployment) waitReady(ctx context.Context) error {
 		var last error
 		for {
 			for _, p := range d.procs.find("", "") {
-				if p.exited() {
-					return fmt.Errorf("%s exited while starting (%v); last lines of %s:\n%s", p.Name, p.err, p.logPath, tail(p.logPath, 15))
+				if p.Exited() {
+					return fmt.Errorf("%s exited while starting (%v); last lines of %s:\n%s", p.Name, p.Err(), p.logPath, tail(p.logPath, 15))
 				}
 			}
 			if last = ok(); last == nil {
@@ -511,16 +511,26 @@ func (d *deployment) roleWithin(l ledger, timeout time.Duration) (roleAnswer, er
 	var ra roleAnswer
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, l.URL+"/role", nil)
-	resp, err := d.http.Do(req)
+	err := getJSON(ctx, d.http, l.URL+"/role", 4096, &ra)
+	return ra, err
+}
+
+// getJSON GETs url with c and decodes its 200 answer, of at most limit
+// bytes, into v.
+func getJSON(ctx context.Context, c *http.Client, url string, limit int64, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return ra, err
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return ra, fmt.Errorf("GET /role answered %d", resp.StatusCode)
+		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
 	}
-	return ra, json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&ra)
+	return json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v)
 }
 
 // stop ends every process and removes the network. Safe to call twice.

@@ -1,9 +1,8 @@
 package drill
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -67,22 +66,16 @@ func (m *monitor) run() {
 	defer close(m.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() {
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			m.snapshot()
-			select {
-			case <-m.stop:
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	tick := time.NewTicker(200 * time.Millisecond)
+	wg.Go(func() { m.every(time.Second, m.snapshot) })
+	m.every(200*time.Millisecond, m.sample)
+}
+
+// every calls f at once and then every d until stop is closed.
+func (m *monitor) every(d time.Duration, f func()) {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
-		m.sample()
+		f()
 		select {
 		case <-m.stop:
 			return
@@ -98,12 +91,22 @@ func (m *monitor) close() {
 }
 
 func (m *monitor) sample() {
+	m.record(func(l ledger) (roleAnswer, bool) {
+		ra, err := m.d.role(l)
+		return ra, err == nil
+	}, 150*time.Millisecond)
+}
+
+// record appends a sample of every ledger's role (those role does not
+// answer for are left out) and every DNS server's answer for the play
+// name, each asked at the same time.
+func (m *monitor) record(role func(ledger) (roleAnswer, bool), dnsTimeout time.Duration) {
 	s := Sample{At: time.Now(), Roles: map[string]roleAnswer{}, DNS: map[string][]string{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, l := range m.d.ledgers {
 		wg.Go(func() {
-			if ra, err := m.d.role(l); err == nil {
+			if ra, ok := role(l); ok {
 				mu.Lock()
 				s.Roles[l.Name] = ra
 				mu.Unlock()
@@ -112,7 +115,7 @@ func (m *monitor) sample() {
 	}
 	for _, n := range m.d.dns {
 		wg.Go(func() {
-			if ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), m.d.playName(), 150*time.Millisecond); err == nil {
+			if ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), m.d.playName(), dnsTimeout); err == nil {
 				mu.Lock()
 				s.DNS[n.Name] = ips
 				mu.Unlock()
@@ -129,37 +132,32 @@ func (m *monitor) sample() {
 func (m *monitor) snapshot() {
 	var wg sync.WaitGroup
 	for _, l := range m.d.ledgers {
-		wg.Go(func() {
-			var b ledgerBook
-			b.At = time.Now()
-			var r struct {
-				Receipts []receipt `json:"receipts"`
-			}
-			var a struct {
-				Applied []appliedKey `json:"applied"`
-			}
-			if m.getJSON(m.d.http, l.URL+"/receipts", &r) != nil || m.getJSON(m.d.http, l.URL+"/applied", &a) != nil {
-				return
-			}
-			b.Receipts, b.Applied = r.Receipts, a.Applied
-			m.mu.Lock()
-			m.books[l.Name] = b
-			m.mu.Unlock()
-		})
+		wg.Go(func() { m.readBook(m.d.http, l) })
 	}
 	wg.Wait()
 }
 
-func (m *monitor) getJSON(c *http.Client, url string, v any) error {
-	resp, err := c.Get(url)
-	if err != nil {
+// readBook reads l's receipts and applied keys with c and keeps them as
+// l's book.
+func (m *monitor) readBook(c *http.Client, l ledger) error {
+	b := ledgerBook{At: time.Now()}
+	var r struct {
+		Receipts []receipt `json:"receipts"`
+	}
+	var a struct {
+		Applied []appliedKey `json:"applied"`
+	}
+	if err := getJSON(context.Background(), c, l.URL+"/receipts", 256<<20, &r); err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("%s answered %d", url, resp.StatusCode)
+	if err := getJSON(context.Background(), c, l.URL+"/applied", 256<<20, &a); err != nil {
+		return err
 	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(v)
+	b.Receipts, b.Applied = r.Receipts, a.Applied
+	m.mu.Lock()
+	m.books[l.Name] = b
+	m.mu.Unlock()
+	return nil
 }
 
 // final is the last look, once the players have stopped: every ledger
@@ -168,57 +166,25 @@ func (m *monitor) getJSON(c *http.Client, url string, v any) error {
 // last bets and count them as lost), for up to 15 s in all.
 func (m *monitor) final() {
 	deadline := time.Now().Add(15 * time.Second)
-	s := Sample{At: time.Now(), Roles: map[string]roleAnswer{}, DNS: map[string][]string{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, l := range m.d.ledgers {
-		if p := m.d.procs.byName(l.Name); p == nil || p.exited() {
-			continue
+	m.record(func(l ledger) (roleAnswer, bool) {
+		if p := m.d.procs.byName(l.Name); p == nil || p.Exited() {
+			return roleAnswer{}, false
 		}
-		wg.Go(func() {
-			for time.Now().Before(deadline) {
-				ra, err := m.d.roleWithin(l, 3*time.Second)
-				if err != nil {
-					if time.Now().Add(time.Second).Before(deadline) {
-						time.Sleep(200 * time.Millisecond)
-					}
-					continue
+		for time.Now().Before(deadline) {
+			ra, err := m.d.roleWithin(l, 3*time.Second)
+			if err != nil {
+				if time.Now().Add(time.Second).Before(deadline) {
+					time.Sleep(200 * time.Millisecond)
 				}
-				var b ledgerBook
-				var rc struct {
-					Receipts []receipt `json:"receipts"`
-				}
-				var a struct {
-					Applied []appliedKey `json:"applied"`
-				}
-				b.At = time.Now()
-				if m.getJSON(m.d.books, l.URL+"/receipts", &rc) != nil || m.getJSON(m.d.books, l.URL+"/applied", &a) != nil {
-					continue
-				}
-				b.Receipts, b.Applied = rc.Receipts, a.Applied
-				mu.Lock()
-				s.Roles[l.Name] = ra
-				mu.Unlock()
-				m.mu.Lock()
-				m.books[l.Name] = b
-				m.mu.Unlock()
-				return
+				continue
 			}
-		})
-	}
-	for _, n := range m.d.dns {
-		wg.Go(func() {
-			if ips, _, err := resolve(net.JoinHostPort(n.IP, fmt.Sprint(portDNS)), m.d.playName(), time.Second); err == nil {
-				mu.Lock()
-				s.DNS[n.Name] = ips
-				mu.Unlock()
+			if m.readBook(m.d.books, l) != nil {
+				continue
 			}
-		})
-	}
-	wg.Wait()
-	m.mu.Lock()
-	m.samples = append(m.samples, s)
-	m.mu.Unlock()
+			return ra, true
+		}
+		return roleAnswer{}, false
+	}, time.Second)
 }
 
 // latest returns the newest sample.

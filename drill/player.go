@@ -129,22 +129,29 @@ func newPlayer(d *deployment, id int, domain string, resolvers []string, balance
 	if p.token, err = playerToken(d.tokens.JWT, d.playName(), p.account, domain); err != nil {
 		return nil, err
 	}
+	p.transport = d.edgeTransport(&p.ip, 1)
+	p.client = &http.Client{Transport: p.transport, Timeout: 7 * time.Second}
+	return p, nil
+}
+
+// edgeTransport connects to the edge a client's own DNS lookup chose
+// (*ip, nil until the first answer) on the edge port, and verifies it as
+// play.<zone> against the drill's root, as a player's browser does.
+func (d *deployment) edgeTransport(ip *atomic.Pointer[string], maxIdlePerHost int) *http.Transport {
 	dialer := &net.Dialer{Timeout: time.Second}
-	p.transport = &http.Transport{
+	return &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: d.pki.Pool, ServerName: d.playName()},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			ip := p.ip.Load()
+			ip := ip.Load()
 			if ip == nil {
 				return nil, errors.New("not resolved")
 			}
 			return dialer.DialContext(ctx, network, net.JoinHostPort(*ip, strconv.Itoa(portEdge)))
 		},
-		MaxIdleConnsPerHost: 1,
+		MaxIdleConnsPerHost: maxIdlePerHost,
 		IdleConnTimeout:     30 * time.Second,
 		TLSHandshakeTimeout: 2 * time.Second,
 	}
-	p.client = &http.Client{Transport: p.transport, Timeout: 7 * time.Second}
-	return p, nil
 }
 
 // lookup resolves play.<zone> through the player's resolvers in order,

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"hedge/internal/child"
 )
 
 // Kinds of process in a deployment.
@@ -22,28 +24,17 @@ const (
 // proc is one process of the deployment, in its own process group so a
 // signal reaches whatever it started too.
 type proc struct {
+	*child.Process
 	Name, Region, Kind string
-	cmd                *exec.Cmd
 	logPath            string
-	done               chan struct{}
-	err                error
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // signal sends sig to p's process group.
 func (p *proc) signal(sig syscall.Signal) error {
-	if p.exited() {
+	if p.Exited() {
 		return nil
 	}
-	return syscall.Kill(-p.cmd.Process.Pid, sig)
+	return syscall.Kill(-p.PID(), sig)
 }
 
 // procs owns every process a drill starts.
@@ -59,20 +50,17 @@ func (ps *procs) start(name, region, kind string, cmd *exec.Cmd) (*proc, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The child has its own copy of the log file once started.
+	defer f.Close()
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own group, so signals reach it and anything it runs; and if
 	// the drill dies, its children die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
+	c, err := child.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{Name: name, Region: region, Kind: kind, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
+	p := &proc{Process: c, Name: name, Region: region, Kind: kind, logPath: logPath}
 	ps.mu.Lock()
 	ps.all = append(ps.all, p)
 	ps.mu.Unlock()
@@ -117,15 +105,15 @@ func (ps *procs) stopAll(grace time.Duration) error {
 	var errs []error
 	for _, p := range all {
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-deadline:
 		}
-		if !p.exited() {
+		if !p.Exited() {
 			p.signal(syscall.SIGKILL)
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(10 * time.Second):
-				errs = append(errs, fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.cmd.Process.Pid))
+				errs = append(errs, fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.PID()))
 			}
 		}
 	}

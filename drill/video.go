@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
 
+	"hedge/internal/h264"
 	playjson "hedge/stream/player"
 )
 
@@ -32,24 +32,6 @@ import (
 var studioH264 []byte
 
 const studioFmtp = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-
-// accessUnits splits an Annex-B stream into access units, one slice each.
-func accessUnits(raw []byte) [][]byte {
-	var aus [][]byte
-	var cur []byte
-	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
-		n = bytes.TrimRight(n, "\x00")
-		if len(n) == 0 {
-			continue
-		}
-		cur = append(cur, 0, 0, 0, 1)
-		cur = append(cur, n...)
-		if t := n[0] & 0x1f; t == 1 || t == 5 {
-			aus, cur = append(aus, cur), nil
-		}
-	}
-	return aus
-}
 
 // studio publishes one live table over WHIP to one edge, as a studio's
 // encoder does, and publishes again when its session fails (its edge or
@@ -74,7 +56,7 @@ type studioSession struct {
 }
 
 func (s *studio) run(stop <-chan struct{}) {
-	aus := accessUnits(studioH264)
+	aus := h264.AccessUnits(studioH264)
 	edge := s.first
 	var next []string
 	for {
@@ -257,18 +239,7 @@ const arrivalGrain = 20 * time.Millisecond
 
 func newViewer(d *deployment, id int, table string, resolvers []string) *viewer {
 	v := &viewer{id: id, table: table, resolvers: resolvers, d: d}
-	dialer := &net.Dialer{Timeout: time.Second}
-	v.transport = &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: d.pki.Pool, ServerName: d.playName()},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			ip := v.ip.Load()
-			if ip == nil {
-				return nil, errors.New("not resolved")
-			}
-			return dialer.DialContext(ctx, network, net.JoinHostPort(*ip, strconv.Itoa(portEdge)))
-		},
-		MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second, TLSHandshakeTimeout: 2 * time.Second,
-	}
+	v.transport = d.edgeTransport(&v.ip, 2)
 	v.client = &http.Client{Transport: v.transport, Timeout: 3 * time.Second}
 	return v
 }

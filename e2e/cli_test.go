@@ -235,20 +235,12 @@ func TestCheckReportsEveryError(t *testing.T) {
 func TestLedgersimRole(t *testing.T) {
 	addr := testkit.FreeAddr(t)
 	p := startHedge(t, "ledgersim", t.TempDir(), "ledgersim", "-listen", addr, "-domain", "sea", "-epoch", "3")
-	var r httpResult
-	waitUntil(t, p, "ledgersim to answer GET /role", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		var err error
-		r, err = tryDo(quickClient, "GET", "http://"+addr+"/role", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, r.String()
-	})
+	r := firstAnswer(t, p, "ledgersim to answer GET /role", quickClient, "http://"+addr+"/role")
 	if want := `{"role":"writer","domain":"sea","epoch":3}`; r.status != 200 || strings.TrimSpace(r.body) != want {
 		t.Fatalf("GET /role: want 200 %s, got %v", want, r)
 	}
-	p.signal(t, syscall.SIGTERM)
-	if code, ok := p.wait(5 * time.Second); !ok || code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code, ok := p.Wait(5 * time.Second); !ok || code != 0 {
 		t.Errorf("ledgersim on SIGTERM: want exit 0 within 5s, got exited=%v code %d", ok, code)
 	}
 }
@@ -328,7 +320,7 @@ func testServeReload(t *testing.T, mode string) {
 	dir := t.TempDir()
 	ledger := testkit.FreeAddr(t)
 	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
-	waitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
+	testkit.WaitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
 
 	edge, admin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	// The test holds region far's listener address: a hedge that bound it
@@ -359,7 +351,7 @@ func testServeReload(t *testing.T, mode string) {
 
 	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
 	adminUp := answers200(quickClient, "http://"+admin+"/healthz")
-	waitUntil(t, p, "hedge serve -region lab -node lab-1 ready (admin /healthz answers 200, the edge listener is bound) beside region far's address, which it must not bind",
+	testkit.WaitUntil(t, p, "hedge serve -region lab -node lab-1 ready (admin /healthz answers 200, the edge listener is bound) beside region far's address, which it must not bind",
 		20*time.Second, 50*time.Millisecond, func() (bool, string) {
 			if ok, seen := adminUp(); !ok {
 				return false, "admin: " + seen
@@ -409,8 +401,8 @@ func testServeReload(t *testing.T, mode string) {
 	// A valid new configuration: the new route works, on the connection
 	// opened before the reload.
 	writeFile(t, file, v2)
-	p.signal(t, syscall.SIGHUP)
-	waitUntil(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+	p.Signal(t, syscall.SIGHUP)
+	testkit.WaitUntil(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
 		r, err := tryDo(kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth)
 		if err != nil {
 			return false, err.Error()
@@ -423,18 +415,18 @@ func testServeReload(t *testing.T, mode string) {
 	if n := kc.dials.Load(); n != 1 {
 		t.Errorf("SIGHUP reload: want the keep-alive connection opened before it reused (1 dial), got %d dials (at %s)", n, kc.dialTimes())
 	}
-	if !strings.Contains(p.stderr.String(), "configuration reloaded") {
-		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", testkit.LastLines(p.stderr.String(), 20))
+	if !strings.Contains(p.Stderr.String(), "configuration reloaded") {
+		t.Errorf("SIGHUP reload: want \"configuration reloaded\" in the log, got:\n%s", testkit.LastLines(p.Stderr.String(), 20))
 	}
 
 	// An invalid configuration is rejected; the previous one serves on.
 	invalid := v2 + "bogus_field: 1\n"
 	writeFile(t, file, invalid)
-	p.signal(t, syscall.SIGHUP)
+	p.Signal(t, syscall.SIGHUP)
 	// The rejection names the file, line and field, like `hedge check`.
 	where := fmt.Sprintf("%s:%d: bogus_field: unknown field", file, strings.Count(invalid, "\n"))
-	waitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
-		log := p.stderr.String()
+	testkit.WaitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+		log := p.Stderr.String()
 		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), testkit.LastLines(log, 3)
 	})
 	if r := do(t, kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth); r.status != 200 {
@@ -454,12 +446,12 @@ func testServeReload(t *testing.T, mode string) {
 		}
 	}
 
-	p.signal(t, syscall.SIGTERM)
-	if code, ok := p.wait(5 * time.Second); !ok || code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code, ok := p.Wait(5 * time.Second); !ok || code != 0 {
 		t.Errorf("hedge serve on SIGTERM: want exit 0 within drain 100ms + 5s, got exited=%v code %d", ok, code)
 	}
-	lp.signal(t, syscall.SIGTERM)
-	if code, ok := lp.wait(5 * time.Second); !ok || code != 0 {
+	lp.Signal(t, syscall.SIGTERM)
+	if code, ok := lp.Wait(5 * time.Second); !ok || code != 0 {
 		t.Errorf("ledgersim on SIGTERM: want exit 0 within 5s, got exited=%v code %d", ok, code)
 	}
 }

@@ -42,13 +42,13 @@ func TestDrill(t *testing.T) {
 	}
 	p := startHedge(t, "hedge drill", dir, args...)
 	start := time.Now()
-	code, ok := p.wait(2 * time.Minute)
+	code, ok := p.Wait(2 * time.Minute)
 	if !ok {
-		t.Fatalf("hedge drill did not finish in 2 minutes; output:\n%s", p.stdout.String())
+		t.Fatalf("hedge drill did not finish in 2 minutes; output:\n%s", p.Stdout.String())
 	}
 	t.Logf("hedge drill -scenario %s took %.1fs", scenarios, time.Since(start).Seconds())
 	if code != 0 {
-		t.Errorf("hedge drill: want exit 0 (every invariant and target met), got %d; output:\n%s\n%s", code, p.stdout.String(), p.stderr.String())
+		t.Errorf("hedge drill: want exit 0 (every invariant and target met), got %d; output:\n%s\n%s", code, p.Stdout.String(), p.Stderr.String())
 	}
 	for _, sc := range strings.Split(scenarios, ",") {
 		b, err := os.ReadFile(filepath.Join(dir, "out", sc, "report.json"))

@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,78 +62,13 @@ func findModuleRoot() (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// proc is a hedge child process started by a test. It is killed (by its
-// own pid) when the test ends if it is still running, and its output is
-// logged when the test failed.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	stdout testkit.Buffer
-	stderr testkit.Buffer
-	done   chan struct{}
-	err    error // valid once done is closed
-}
+// proc is a hedge child process a test started.
+type proc = testkit.Proc
 
-// startHedge runs hedgeBin with args in dir.
+// startHedge runs hedgeBin with args in dir (see testkit.StartHedge).
 func startHedge(t testing.TB, name, dir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(hedgeBin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = testkit.ChildEnv()
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	// If the test binary dies, its children die with it.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s (hedge %s): %v", name, strings.Join(args, " "), err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if !p.exited() {
-			p.cmd.Process.Kill()
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, p.cmd.Process.Pid)
-			}
-		}
-		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("%s reported a data race:\n%s", p.name, p.stderr.String())
-		} else if t.Failed() {
-			t.Logf("%s (hedge %s) stderr, last lines:\n%s", p.name, strings.Join(args, " "), testkit.LastLines(p.stderr.String(), 60))
-		}
-	})
-	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("send %v to %s: %v", sig, p.name, err)
-	}
-}
-
-// wait waits up to timeout for the process to exit and returns its exit
-// code; ok is false when it is still running.
-func (p *proc) wait(timeout time.Duration) (code int, ok bool) {
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode(), true
-	case <-time.After(timeout):
-		return 0, false
-	}
+	return testkit.StartHedge(t, hedgeBin, name, dir, args...)
 }
 
 // result is what a hedge command that runs to completion did.
@@ -162,32 +96,6 @@ func runHedge(t testing.TB, dir string, args ...string) result {
 		t.Fatalf("hedge %s: did not finish in 30s", strings.Join(args, " "))
 	}
 	return result{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
-}
-
-// waitUntil polls cond every poll until it reports true or timeout passes;
-// cond also describes what it saw, for the failure message. When p is not
-// nil and exits meanwhile, waiting stops at once.
-func waitUntil(t testing.TB, p *proc, what string, timeout, poll time.Duration, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	last := "(not checked)"
-	for i := 0; i <= int(timeout/poll)+1; i++ {
-		ok, seen := cond()
-		if ok {
-			return time.Since(start)
-		}
-		last = seen
-		if p != nil && p.exited() {
-			t.Fatalf("waiting for %s: %s exited (%v); last seen: %s", what, p.name, p.err, last)
-		}
-		if time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(poll)
-	}
-	t.Fatalf("waited %v for %s; last seen: %s", timeout, what, last)
-	return 0
 }
 
 // bindable reports whether addr can be listened on now.
@@ -310,6 +218,22 @@ func tryDo(client *http.Client, method, url, body string, header ...string) (htt
 		return httpResult{}, err
 	}
 	return httpResult{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
+}
+
+// firstAnswer waits up to 10 s for p to answer a GET of url with client
+// at all (any status), and returns that answer.
+func firstAnswer(t testing.TB, p *proc, what string, client *http.Client, url string) httpResult {
+	t.Helper()
+	var r httpResult
+	testkit.WaitUntil(t, p, what, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+		var err error
+		r, err = tryDo(client, "GET", url, "")
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, r.String()
+	})
+	return r
 }
 
 // answers200 is a waitUntil condition: a GET of url with client (and the

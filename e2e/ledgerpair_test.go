@@ -25,8 +25,8 @@ func TestLedgersimPairCLI(t *testing.T) {
 		"-admin-token", token, "-receipts", "-writer", "http://"+wAddr, "-auto-promote-after", "1s")
 	writer := startHedge(t, "writer", dir, "ledgersim", "-listen", wAddr, "-domain", "sea", "-role", "writer", "-epoch", "1",
 		"-admin-token", token, "-receipts", "-replica", "http://"+rAddr, "-replication", "sync", "-replication-timeout", "500ms")
-	waitUntil(t, replica, "the replica answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+rAddr+"/healthz"))
-	waitUntil(t, writer, "the writer answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+wAddr+"/healthz"))
+	testkit.WaitUntil(t, replica, "the replica answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+rAddr+"/healthz"))
+	testkit.WaitUntil(t, writer, "the writer answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+wAddr+"/healthz"))
 
 	bet := func(addr, key string, epoch int) httpResult {
 		return do(t, quickClient, "POST", "http://"+addr+"/bets", `{"table":"bacc-07","amount":"5.00","currency":"EUR","selection":"banker"}`,
@@ -44,8 +44,8 @@ func TestLedgersimPairCLI(t *testing.T) {
 		t.Fatalf("replica while its writer answers heartbeats: want role replica, got %v", r)
 	}
 
-	writer.signal(t, syscall.SIGKILL)
-	took := waitUntil(t, replica, "the replica promotes itself", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
+	writer.Signal(t, syscall.SIGKILL)
+	took := testkit.WaitUntil(t, replica, "the replica promotes itself", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
 		r, err := tryDo(quickClient, "GET", "http://"+rAddr+"/role", "")
 		if err != nil {
 			return false, err.Error()
@@ -91,7 +91,7 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 		}
 		return r.body
 	}
-	waitUntil(t, writer, "the writer holds its lease, synced", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitUntil(t, writer, "the writer holds its lease, synced", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		b := role(wAddr)
 		return strings.Contains(b, `"replication":"synced"`), b
 	})
@@ -103,7 +103,7 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 		t.Fatalf("bet with the replica up: want 201, got %v", r)
 	}
 
-	replica.signal(t, syscall.SIGSTOP)
+	replica.Signal(t, syscall.SIGSTOP)
 	for _, k := range []string{"alone-1", "alone-2", "alone-3"} {
 		if r := bet(wAddr, k, 1); r.status != 201 {
 			t.Fatalf("bet %s with the replica stopped: want 201 (the witness records the writer degraded), got %v", k, r)
@@ -113,8 +113,8 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 		t.Errorf("writer's /role with its replica stopped: want replication degraded, got %s", b)
 	}
 
-	replica.signal(t, syscall.SIGCONT)
-	waitUntil(t, writer, "the writer is synced again", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	replica.Signal(t, syscall.SIGCONT)
+	testkit.WaitUntil(t, writer, "the writer is synced again", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		b := role(wAddr)
 		return strings.Contains(b, `"replication":"synced"`), b
 	})
@@ -135,8 +135,8 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	writer.signal(t, syscall.SIGKILL)
-	took := waitUntil(t, replica, "the witness grants the replica the domain", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
+	writer.Signal(t, syscall.SIGKILL)
+	took := testkit.WaitUntil(t, replica, "the witness grants the replica the domain", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
 		b := role(rAddr)
 		return strings.Contains(b, `"role":"writer"`) && strings.Contains(b, `"epoch":2`), b
 	})

@@ -3,7 +3,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"hedge/internal/testkit"
 )
@@ -20,15 +19,7 @@ func TestLedgersimMTLS(t *testing.T) {
 	p := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", addr, "-domain", "sea",
 		"-tls-cert", srvCert, "-tls-key", srvKey, "-client-ca", ca.File)
 	edge := tlsClient(ca.Pool(), edgeCert, edgeKey)
-	var r httpResult
-	waitUntil(t, p, "ledgersim to answer GET /role over mTLS", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
-		var err error
-		r, err = tryDo(edge, "GET", "https://"+addr+"/role", "")
-		if err != nil {
-			return false, err.Error()
-		}
-		return true, r.String()
-	})
+	r := firstAnswer(t, p, "ledgersim to answer GET /role over mTLS", edge, "https://"+addr+"/role")
 	if r.status != 200 || !strings.Contains(r.body, `"role":"writer"`) {
 		t.Fatalf("GET /role with the edge's certificate: want 200 writer, got %v", r)
 	}

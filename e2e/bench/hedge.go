@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -44,18 +43,11 @@ regions:
 // schema mistake is reported as such, not as a server that never came up)
 // and starts `hedge serve` pinned to cpu.
 func startHedge(e *env, cpu int) (*server, error) {
-	listen, err := benchkit.FreeAddr()
+	dir, addrs, err := benchkit.Slot(e.dir, "hedge-", 2)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := benchkit.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(e.dir, "hedge-")
-	if err != nil {
-		return nil, err
-	}
+	listen, admin := addrs[0], addrs[1]
 	conf := strings.NewReplacer(
 		"{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,

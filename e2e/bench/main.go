@@ -32,18 +32,11 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,7 +56,6 @@ const (
 	targetRPS = 0.9 // req/s, at least
 	targetP99 = 1.5 // p99 at the fixed rate, at most
 	fixedRate = 2000
-	loopback  = "127.0.0.1" // the only address anything here listens on
 )
 
 type options struct {
@@ -182,18 +174,11 @@ func run(o options) (err error) {
 
 	// The upstream shares the load generator's CPU: the server's CPU is
 	// left to the server alone.
-	if e.upstreamAddr, err = benchkit.FreeAddr(); err != nil {
-		return err
-	}
-	up, err := benchkit.StartPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstreamAddr)
-	if err != nil {
+	var up *benchkit.Proc
+	if e.upstreamAddr, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, e.self, "/healthz"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
-	plain := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return benchkit.GetOK(plain, "http://"+e.upstreamAddr+"/healthz") }); err != nil {
-		return err
-	}
 
 	starts := map[string]func(*env, int) (*server, error){"hedge": startHedge, "nginx": startNginx}
 	order := []string{"hedge", "nginx"}
@@ -226,44 +211,14 @@ func run(o options) (err error) {
 	fmt.Println()
 	md := rep.markdown()
 	fmt.Print(md)
-	return rep.write(o.out, md)
+	return benchkit.WriteResults(o.out, "e2e-"+rep.stamp, rep, md)
 }
 
-// writeCert makes the self-signed ECDSA P-256 certificate both servers
-// present, and a client that trusts it.
-func writeCert(e *env) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "hedge bench"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP(loopback)},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	e.certFile, e.keyFile = filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
-	if err := os.WriteFile(e.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(e.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
+// writeCert makes the self-signed certificate both servers present, and a
+// client that trusts it.
+func writeCert(e *env) (err error) {
+	var cert *x509.Certificate
+	if e.certFile, e.keyFile, cert, err = benchkit.SelfSignedCert(e.dir, "hedge bench"); err != nil {
 		return err
 	}
 	roots := x509.NewCertPool()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -81,28 +80,16 @@ const nginxBin = "/usr/sbin/nginx"
 // inherits it. The system's nginx service and files are not touched: -p,
 // -c and -e point everything into the run's directory.
 func startNginx(e *env, cpu int) (*server, error) {
-	listen, err := benchkit.FreeAddr()
+	dir, addrs, err := benchkit.Slot(e.dir, "nginx-", 1)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(e.dir, "nginx-")
-	if err != nil {
-		return nil, err
-	}
-	// The worker runs as an unprivileged user when we are root; it must be
-	// able to reach its temp paths.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
+	listen := addrs[0]
 	conf := strings.NewReplacer(
 		"{{dir}}", dir, "{{listen}}", listen,
 		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
 	).Replace(nginxConfig)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, conf)
 	if err != nil {
 		return nil, err
 	}

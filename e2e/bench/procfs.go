@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -38,26 +39,39 @@ func ticksBetween(t0, t1 uint64) float64 {
 // KiB. For nginx this counts pages the master and worker share twice; the
 // master is small, so the sum is close to what the pair costs.
 func rssKB(pids []int) (rss, hwm int64) {
+	v := sumFields(pids, "status", "VmRSS", "VmHWM")
+	return v[0], v[1]
+}
+
+// sumFields sums, over pids, the values of keys in /proc/PID/file, in the
+// order of keys.
+func sumFields(pids []int, file string, keys ...string) []int64 {
+	sums := make([]int64, len(keys))
 	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
+		procFields(fmt.Sprintf("/proc/%d/%s", pid, file), func(k string, n int64) {
+			if i := slices.Index(keys, k); i >= 0 {
+				sums[i] += n
+			}
+		})
+	}
+	return sums
+}
+
+// procFields calls f with each "key: number" line of a /proc file (a
+// "kB" unit dropped); a missing file (the process has gone) has none.
+func procFields(path string, f func(k string, n int64)) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
 			continue
 		}
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			if !ok {
-				continue
-			}
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			switch k {
-			case "VmRSS":
-				rss += n
-			case "VmHWM":
-				hwm += n
-			}
-		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		f(k, n)
 	}
-	return rss, hwm
 }
 
 var errNoOutput = errors.New("no result line in output")
@@ -70,16 +84,11 @@ func ctxSwitches(pids []int) int64 {
 	for _, pid := range pids {
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		for _, t := range tasks {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
-			if err != nil {
-				continue
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
-					n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			procFields(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()), func(k string, n int64) {
+				if strings.HasSuffix(k, "ctxt_switches") {
 					sum += n
 				}
-			}
+			})
 		}
 	}
 	return sum
@@ -90,21 +99,6 @@ func ctxSwitches(pids []int) int64 {
 // time they tell whether a server does more kernel round trips per request
 // or more work per round trip.
 func ioCalls(pids []int) (reads, writes int64) {
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, _ := strings.Cut(line, ":")
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			switch k {
-			case "syscr":
-				reads += n
-			case "syscw":
-				writes += n
-			}
-		}
-	}
-	return reads, writes
+	v := sumFields(pids, "io", "syscr", "syscw")
+	return v[0], v[1]
 }

@@ -182,16 +182,6 @@ func (rep *report) markdown() string {
 	return b.String()
 }
 
-// write stores the report as JSON and markdown under dir.
-func (rep *report) write(dir, md string) error {
-	base, err := benchkit.WriteResults(dir, "e2e-"+rep.stamp, rep, md)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nwritten: %s.json, %s.md\n", base, base)
-	return nil
-}
-
 // machine describes where the numbers were taken.
 func machine(hedgeBin string) map[string]string {
 	nginx := nginxVersion()

@@ -30,18 +30,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -177,20 +170,13 @@ func run(o options) error {
 	if err := os.WriteFile(e.betFile, bet, 0o644); err != nil {
 		return err
 	}
-	if e.upstream, err = benchkit.FreeAddr(); err != nil {
-		return err
-	}
-	up, err := benchkit.StartPinned("upstream", e.dir, o.loadCPU, e.self, "-upstream", e.upstream)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
+	defer cancel()
+	var up *benchkit.Proc
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, e.self, "/"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
-	defer cancel()
-	plain := &http.Client{Timeout: 2 * time.Second}
-	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return benchkit.GetOK(plain, "http://"+e.upstream+"/") }); err != nil {
-		return err
-	}
 
 	post := []string{"-d", e.betFile, "-H", "content-type: application/json"}
 	workloads := []workload{
@@ -394,18 +380,11 @@ func startHedge(e *env, cpu int) (*server, error) { return startHedgeBin(e, cpu,
 
 // startHedgeBin starts bin, with HTTP/3 on its listener when h3.
 func startHedgeBin(e *env, cpu int, bin string, h3 bool) (*server, error) {
-	listen, err := benchkit.FreeAddr()
+	dir, addrs, err := benchkit.Slot(e.dir, "hedge-", 2)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := benchkit.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp(e.dir, "hedge-")
-	if err != nil {
-		return nil, err
-	}
+	listen, admin := addrs[0], addrs[1]
 	h3conf := ""
 	if h3 {
 		h3conf = "http3: {enabled: true}"
@@ -431,16 +410,8 @@ pid {{dir}}/nginx.pid;
 events { worker_connections 4096; }
 http {
     access_log {{dir}}/access.log combined buffer=64k flush=1s;
-    client_body_temp_path {{dir}}/body;
-    proxy_temp_path {{dir}}/proxy;
-    fastcgi_temp_path {{dir}}/fastcgi;
-    uwsgi_temp_path {{dir}}/uwsgi;
-    scgi_temp_path {{dir}}/scgi;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    http2_max_concurrent_streams 128;
+` + benchkit.NginxHTTPCommon + `    http2_max_concurrent_streams 128;
     http2_max_requests 1000000;
-    server_tokens off;
     upstream u {
         server {{upstream}};
         keepalive 64;
@@ -476,24 +447,14 @@ http {
 `
 
 func startNginx(e *env, cpu int) (*server, error) {
-	listen, err := benchkit.FreeAddr()
+	dir, addrs, err := benchkit.Slot(e.dir, "nginx-", 1)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(e.dir, "nginx-")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
+	listen := addrs[0]
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{cert}}", e.cert, "{{key}}", e.key,
 		"{{upstream}}", e.upstream).Replace(nginxConfig)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -509,31 +470,11 @@ func nginxVersion() string {
 	return v
 }
 
-// writeCert makes the self-signed ECDSA P-256 certificate both servers
-// present (h2load does not verify it).
-func writeCert(e *env) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "hedge h2bench"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return err
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	e.cert, e.key = filepath.Join(e.dir, "cert.pem"), filepath.Join(e.dir, "key.pem")
-	if err := os.WriteFile(e.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(e.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+// writeCert makes the self-signed certificate both servers present
+// (h2load does not verify it).
+func writeCert(e *env) (err error) {
+	e.cert, e.key, _, err = benchkit.SelfSignedCert(e.dir, "hedge h2bench")
+	return err
 }
 
 // h3load is the HTTP/3 load generator: h2load's -n, -c, -m, -d and -H

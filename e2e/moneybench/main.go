@@ -275,7 +275,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	if err := rep.write(o.out, md); err != nil {
+	if err := benchkit.WriteResults(o.out, "money-"+rep.stamp, rep, md); err != nil {
 		return err
 	}
 	// A missed latency target is a finding, reported above; wrong answers
@@ -381,19 +381,23 @@ func ready(ctx context.Context, e *env, hedge *benchkit.Proc, token string) (str
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return resp.StatusCode, resp.Header, string(b), nil
 	}
+	// created is a readiness probe: a bet through path with key answers 201.
+	created := func(what, path, key string) error {
+		code, _, body, err := bet(path, key)
+		if err != nil {
+			return err
+		}
+		if code != http.StatusCreated {
+			return fmt.Errorf("%s probe: %d %s", what, code, body)
+		}
+		return nil
+	}
 	n := 0
 	var key string
 	err = benchkit.WaitFor(ctx, hedge, 30*time.Second, func() error {
 		n++
 		key = e.run + "-ready-" + strconv.Itoa(n)
-		code, _, body, err := bet(moneyPath, key)
-		if err != nil {
-			return err
-		}
-		if code != http.StatusCreated {
-			return fmt.Errorf("money probe: %d %s", code, body)
-		}
-		return nil
+		return created("money", moneyPath, key)
 	})
 	if err != nil {
 		return "", err
@@ -409,16 +413,7 @@ func ready(ctx context.Context, e *env, hedge *benchkit.Proc, token string) (str
 	if err != nil || keys == "0" {
 		return "", fmt.Errorf("redis holds %q keys (%v) after a money call: is the store Redis?", keys, err)
 	}
-	err = benchkit.WaitFor(ctx, hedge, 10*time.Second, func() error {
-		code, _, body, err := bet(plainPath, e.run+"-ready-plain")
-		if err != nil {
-			return err
-		}
-		if code != http.StatusCreated {
-			return fmt.Errorf("plain probe: %d %s", code, body)
-		}
-		return nil
-	})
+	err = benchkit.WaitFor(ctx, hedge, 10*time.Second, func() error { return created("plain", plainPath, e.run+"-ready-plain") })
 	if err != nil {
 		return "", err
 	}

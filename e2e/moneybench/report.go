@@ -126,12 +126,3 @@ func (r *report) markdown() string {
 	w("Command: `%s`\n", r.Command)
 	return b.String()
 }
-
-func (r *report) write(dir, md string) error {
-	base, err := benchkit.WriteResults(dir, "money-"+r.stamp, r, md)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)
-	return nil
-}

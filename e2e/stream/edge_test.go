@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -66,7 +65,6 @@ type edge struct {
 	base  string // http://127.0.0.1:port of the front
 	hedge string // http://address of hedge's listener
 	proxy *udpProxy
-	out   testkit.Buffer // hedge's stderr
 
 	mu      sync.Mutex
 	deletes []int // statuses of the DELETEs of WHEP sessions the page sent
@@ -90,50 +88,22 @@ func startEdge(t *testing.T) *edge {
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hedgeBin, "serve", "-c", file)
-	cmd.Dir = dir
-	cmd.Env = testkit.ChildEnv()
-	cmd.Stdout, cmd.Stderr = &e.out, &e.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	p := testkit.StartHedge(t, hedgeBin, "hedge serve", dir, "serve", "-c", file)
+	// Registered after StartHedge's, so it runs first: a graceful stop,
+	// then StartHedge's SIGKILL if hedge is still there.
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if strings.Contains(e.out.String(), "WARNING: DATA RACE") {
-			t.Errorf("hedge reported a data race:\n%s", e.out.String())
-		} else if t.Failed() {
-			t.Logf("hedge output, last lines:\n%s", testkit.LastLines(e.out.String(), 60))
-		}
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		p.Wait(15 * time.Second)
 	})
 	e.hedge = "http://" + edgeAddr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testkit.WaitUntil(t, p, "hedge serve: /healthz 200", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
 		resp, err := http.Get(e.hedge + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		select {
-		case <-done:
-			t.Fatalf("hedge serve exited before it was ready:\n%s", testkit.LastLines(e.out.String(), 60))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hedge serve: /healthz not 200 within 60 s (last error %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
 
 	var err error
 	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", udp))

@@ -232,12 +232,7 @@ func run(o options) error {
 	r.Finished = time.Now().UTC()
 	md := r.markdown()
 	fmt.Print("\n" + md)
-	base, err := benchkit.WriteResults(o.out, "stream-"+r.Started.Format("20060102-150405"), r, md)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nwrote %s.md and %s.json\n", base, base)
-	return nil
+	return benchkit.WriteResults(o.out, "stream-"+r.Started.Format("20060102-150405"), r, md)
 }
 
 // measureStep brings the viewers to k and measures one window.

@@ -190,16 +190,7 @@ func startHedge(ctx context.Context, hedgeBin, dir, conf, region string, cpu int
 		return nil, err
 	}
 	err = benchkit.WaitFor(ctx, p, 30*time.Second, func() error {
-		req, _ := http.NewRequest(http.MethodOptions, base+"probe/whep", nil)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("OPTIONS %sprobe/whep: %d", base, resp.StatusCode)
-		}
-		return nil
+		return benchkit.Expect(httpClient, http.MethodOptions, base+"probe/whep", http.StatusNoContent)
 	})
 	if err != nil {
 		p.Stop(syscall.SIGKILL, time.Second)

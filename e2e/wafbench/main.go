@@ -140,14 +140,11 @@ type env struct {
 
 // slot makes a directory and two free loopback addresses for one server.
 func (e *env) slot(name string) (listen, admin, dir string, err error) {
-	if listen, err = benchkit.FreeAddr(); err != nil {
-		return
+	dir, addrs, err := benchkit.Slot(e.dir, name+"-", 2)
+	if err != nil {
+		return "", "", "", err
 	}
-	if admin, err = benchkit.FreeAddr(); err != nil {
-		return
-	}
-	dir, err = os.MkdirTemp(e.dir, name+"-")
-	return
+	return addrs[0], addrs[1], dir, nil
 }
 
 func run(o options) (err error) {
@@ -201,21 +198,15 @@ func run(o options) (err error) {
 		}
 	}
 
-	if e.upstream, err = benchkit.FreeAddr(); err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	up, err := benchkit.StartPinned("upstream", e.dir, o.loadCPU, self, "-upstream", e.upstream)
-	if err != nil {
+	var up *benchkit.Proc
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, self, "/healthz"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
-	if err := benchkit.WaitFor(ctx, up, 10*time.Second, func() error { return upstreamUp(e.upstream) }); err != nil {
-		return err
-	}
 
 	type contender struct {
 		start func() (*server, error)
@@ -249,12 +240,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	base, err := benchkit.WriteResults(o.out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)
-	return nil
+	return benchkit.WriteResults(o.out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
 }
 
 // measureServer starts one server, proves it inspects, measures its GET and
@@ -432,15 +418,6 @@ func onlineCPUs() int {
 func cpuBusy(cpu int) uint64 {
 	b, _ := benchkit.CPUBusy(cpu)
 	return b
-}
-
-func upstreamUp(addr string) error {
-	c := &fasthttp.Client{}
-	code, _, err := c.GetTimeout(nil, "http://"+addr+"/healthz", 2*time.Second)
-	if err == nil && code != fasthttp.StatusOK {
-		err = fmt.Errorf("upstream answered %d", code)
-	}
-	return err
 }
 
 // median of xs (the lower middle for an even count); xs is sorted in place.

@@ -221,11 +221,6 @@ func startNginx(e *env, cpu int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The worker runs as www-data when we are root; it must reach its
-	// temp paths.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o777); err != nil {
 		return nil, err
 	}
@@ -233,11 +228,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "modsec.conf"), []byte(r.Replace(modsecConfig)), 0o644); err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(r.Replace(nginxConfig)), 0o644); err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartNginx(dir, cpu, nginxBin, path)
+	p, err := benchkit.StartNginx(dir, cpu, nginxBin, r.Replace(nginxConfig))
 	if err != nil {
 		return nil, err
 	}

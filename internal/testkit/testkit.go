@@ -1,10 +1,10 @@
 // Package testkit is the scaffolding that tests in several folders share:
 // a buffer that a test reads while other goroutines write to it, the build
 // of the hedge binary that end-to-end tests run as a child (with -race when
-// the tests run with it, RunWithHedge for their TestMain), free loopback
-// addresses and ports, a CA that writes certificates to files, and a raw
-// HTTP/1.1 exchange for requests no client library would send. Only tests
-// import it.
+// the tests run with it, RunWithHedge for their TestMain) and running it
+// (StartHedge, WaitUntil), free loopback addresses and ports, a CA that
+// writes certificates to files, and a raw HTTP/1.1 exchange for requests
+// no client library would send. Only tests import it.
 package testkit
 
 import (

@@ -5,7 +5,6 @@
 package streamtest
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -22,6 +21,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media"
+
+	"hedge/internal/h264"
 )
 
 // H264Fmtp is the H.264 profile browsers offer for a live table
@@ -84,20 +85,7 @@ func Frames(t testing.TB, path string) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var aus [][]byte
-	var cur []byte
-	for _, n := range bytes.Split(raw, []byte{0, 0, 1}) {
-		n = bytes.TrimRight(n, "\x00")
-		if len(n) == 0 {
-			continue
-		}
-		cur = append(cur, 0, 0, 0, 1)
-		cur = append(cur, n...)
-		if t := n[0] & 0x1f; t == 1 || t == 5 { // a slice ends the access unit
-			aus, cur = append(aus, cur), nil
-		}
-	}
-	return aus
+	return h264.AccessUnits(raw)
 }
 
 // SamplePublisher is a studio publishing access units over WHIP in a loop

@@ -1,11 +1,14 @@
 package benchkit
 
 import (
+	"crypto/tls"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -66,5 +69,49 @@ func TestCopyExecutable(t *testing.T) {
 	}
 	if fi.Mode().Perm()&0o100 == 0 || fi.Size() != 10 {
 		t.Fatalf("copy: mode %v, size %d", fi.Mode(), fi.Size())
+	}
+}
+
+func TestSlot(t *testing.T) {
+	parent := t.TempDir()
+	dir, addrs, err := Slot(parent, "srv-", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(dir) != parent || !strings.HasPrefix(filepath.Base(dir), "srv-") {
+		t.Fatalf("Slot dir = %s, want srv-… under %s", dir, parent)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("Slot dir mode: %v, %v; want 0755 (nginx's worker reaches it)", fi.Mode(), err)
+	}
+	if len(addrs) != 2 || addrs[0] == addrs[1] {
+		t.Fatalf("Slot addrs = %v, want two different addresses", addrs)
+	}
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Fatalf("Slot address %s cannot be bound: %v", a, err)
+		}
+		l.Close()
+	}
+}
+
+func TestSelfSignedCert(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, cert, err := SelfSignedCert(dir, "kit test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+		t.Fatalf("the files are not a key pair: %v", err)
+	}
+	if err := cert.VerifyHostname("127.0.0.1"); err != nil {
+		t.Fatalf("certificate for 127.0.0.1: %v", err)
+	}
+	if err := cert.VerifyHostname("localhost"); err != nil {
+		t.Fatalf("certificate for localhost: %v", err)
+	}
+	if cert.Subject.CommonName != "kit test" {
+		t.Fatalf("common name %q, want %q", cert.Subject.CommonName, "kit test")
 	}
 }

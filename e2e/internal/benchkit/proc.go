@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"hedge/internal/child"
 )
 
 // Proc is a child process a harness started, in its own process group so
@@ -19,11 +21,9 @@ import (
 // by that group's id, and killed by the kernel if the harness dies without
 // cleaning up (Pdeathsig).
 type Proc struct {
+	*child.Process
 	name string
-	cmd  *exec.Cmd
 	log  string // its stdout and stderr
-	done chan struct{}
-	err  error // valid once done is closed
 }
 
 // Command makes the command `taskset -c cpu bin args...`, or `bin args...`
@@ -73,37 +73,15 @@ func StartCmd(name, dir string, cmd *exec.Cmd) (*Proc, error) {
 	}
 	defer f.Close()
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	c, err := child.Start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &Proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	return p, nil
+	return &Proc{Process: c, name: name, log: logPath}, nil
 }
 
 // Name is the name the process was started with.
 func (p *Proc) Name() string { return p.name }
-
-// PID is the child's process id, and the id of its process group.
-func (p *Proc) PID() int { return p.cmd.Process.Pid }
-
-// Exited reports whether the child has exited (and been waited for).
-func (p *Proc) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Err is how the child exited; valid once Exited is true.
-func (p *Proc) Err() error {
-	if !p.Exited() {
-		return nil
-	}
-	return p.err
-}
 
 // Stop sends sig to the child's process group (its pid: Setpgid made it
 // the leader), and SIGKILL to the group if it has not exited after grace.
@@ -116,10 +94,10 @@ func (p *Proc) Stop(sig syscall.Signal, grace time.Duration) {
 	pgid := p.PID()
 	syscall.Kill(-pgid, sig)
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(grace):
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
+		<-p.Done()
 	}
 }
 
@@ -149,7 +127,7 @@ func WaitFor(ctx context.Context, p *Proc, timeout time.Duration, ok func() erro
 			return nil
 		}
 		if p != nil && p.Exited() {
-			return fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.Tail())
+			return fmt.Errorf("%s exited: %v\n%s", p.name, p.Err(), p.Tail())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s not ready after %s: %w", p.name, timeout, last)
@@ -185,14 +163,22 @@ func ExitOnError(prefix string, err error) {
 
 // GetOK fetches url with c and fails unless it answers 200: a readiness
 // probe for WaitFor.
-func GetOK(c *http.Client, url string) error {
-	resp, err := c.Get(url)
+func GetOK(c *http.Client, url string) error { return Expect(c, http.MethodGet, url, http.StatusOK) }
+
+// Expect sends a bodiless method request for url with c and fails unless
+// it answers status.
+func Expect(c *http.Client, method, url string, status int) error {
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	if resp.StatusCode != status {
+		return fmt.Errorf("%s %s: %s, want %d", method, url, resp.Status, status)
 	}
 	return nil
 }

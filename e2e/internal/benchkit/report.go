@@ -2,6 +2,7 @@ package benchkit
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,18 +42,19 @@ func WriteJSON(path string, v any) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// WriteResults stores a report under dir (made if missing) as base.json (v)
-// and base.md (md), where base is dir/name, and returns base.
-func WriteResults(dir, name string, v any, md string) (base string, err error) {
+// WriteResults stores a report under dir (made if missing) as
+// dir/name.json (v) and dir/name.md (md), and says where on stdout.
+func WriteResults(dir, name string, v any, md string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return err
 	}
-	base = filepath.Join(dir, name)
+	base := filepath.Join(dir, name)
 	if err := WriteJSON(base+".json", v); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.WriteFile(base+".md", []byte(md), 0o644); err != nil {
-		return "", err
+		return err
 	}
-	return base, nil
+	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)
+	return nil
 }

@@ -66,18 +66,23 @@ const NginxHTTPCommon = `    client_body_temp_path {{dir}}/body;
     fastcgi_temp_path {{dir}}/fastcgi;
     uwsgi_temp_path {{dir}}/uwsgi;
     scgi_temp_path {{dir}}/scgi;
-    keepalive_requests 100000;
+    keepalive_requests 1000000;
     keepalive_timeout 120s;
     server_tokens off;
 `
 
-// StartNginx checks the configuration conf with `nginx -t`, then runs
-// nginx in the foreground (daemon off) with its master pinned to cpu; the
-// workers inherit the affinity. The system's nginx service and files are
-// left alone: -p, -c and -e point everything into dir, where its error log
-// is error.log and its output nginx.out. SIGQUIT stops it gracefully.
+// StartNginx writes the configuration conf to dir/nginx.conf, checks it
+// with `nginx -t`, then runs nginx in the foreground (daemon off) with its
+// master pinned to cpu; the workers inherit the affinity. The system's
+// nginx service and files are left alone: -p, -c and -e point everything
+// into dir, where its error log is error.log and its output nginx.out.
+// SIGQUIT stops it gracefully.
 func StartNginx(dir string, cpu int, nginxBin, conf string) (*Proc, error) {
-	args := []string{"-p", dir + "/", "-c", conf, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	args := []string{"-p", dir + "/", "-c", path, "-e", filepath.Join(dir, "error.log"), "-g", "daemon off; master_process on;"}
 	if out, err := exec.Command(nginxBin, append(args, "-t", "-q")...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
 	}
