@@ -99,7 +99,7 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 	writeLearnConfig(t, cfgFile, dir, edge, upstream, routes.String(), "[{field: /unused, ids: [942100]}]")
 	p := startHedge(t, "serve (learning)", dir, "serve", "-c", cfgFile)
 	clients := loopbackClients(12)
-	waitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
+	testkit.WaitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
 		st, err := sendCorpus(clients[0], edge, corpus[0])
 		return err == nil && st == 200, fmt.Sprint(st, err)
 	})
@@ -108,8 +108,8 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 			t.Fatalf("learning: %s got %d %v; learn mode must let the corpus through", r.Name, st, err)
 		}
 	}
-	p.signal(t, syscall.SIGTERM)
-	if code, ok := p.wait(15 * time.Second); !ok || code != 0 {
+	p.Signal(t, syscall.SIGTERM)
+	if code, ok := p.Wait(15 * time.Second); !ok || code != 0 {
 		t.Fatalf("the learning node did not stop cleanly: exited %v, code %d", ok, code)
 	}
 
@@ -158,7 +158,7 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 		t.Fatalf("the configuration with the suggestion applied does not check: %s%s", res.stdout, res.stderr)
 	}
 	p = startHedge(t, "serve (applied)", dir, "serve", "-c", cfgFile)
-	waitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
+	testkit.WaitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
 		st, err := sendCorpus(clients[0], edge, corpus[0])
 		return err == nil && st == 200, fmt.Sprint(st, err)
 	})
@@ -213,8 +213,8 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 	if refused == 0 {
 		t.Fatal("no attack placement was refused: the test proves nothing")
 	}
-	p.signal(t, syscall.SIGTERM)
-	p.wait(15 * time.Second)
+	p.Signal(t, syscall.SIGTERM)
+	p.Wait(15 * time.Second)
 }
 
 func excludedField(s learn.Suggestion, field string) bool {
