@@ -504,18 +504,7 @@ func TestPromoteEndpoint(t *testing.T) {
 	}
 	for _, st := range steps {
 		r := call(t, base, http.MethodPost, "/admin/promote", st.body, st.headers...)
-		if r.status != st.status {
-			t.Fatalf("%s: expected %d, got %d %s", st.name, st.status, r.status, r.body)
-		}
-		if st.problem != "" {
-			if got := problemType(t, r); got != st.problem {
-				t.Errorf("%s: expected problem %q, got %q", st.name, st.problem, got)
-			}
-			continue
-		}
-		if got := decode[roleBody](t, r); got != st.want {
-			t.Errorf("%s: expected %+v, got %+v", st.name, st.want, got)
-		}
+		wantRoleAnswer(t, st.name, r, st.status, st.problem, st.want)
 	}
 }
 
