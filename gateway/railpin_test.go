@@ -18,12 +18,7 @@ import (
 // addresses are {{PEER}} and {{PEERADMIN}}. Active health checks are off,
 // so each node's view of its members is what the test sets.
 const railPairConfig = testHead + testJWT + `routes:
-  - name: cashier
-    match: {path_prefix: /cashier/deposit, methods: [POST]}
-    pool: cashier
-    auth: jwt
-    idempotency: required
-regions:
+` + cashierRoute + `regions:
   - name: sea
     idempotency: {store: redis, redis: {address: "{{REDIS}}"}}
     nodes:
