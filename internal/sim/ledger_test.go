@@ -35,8 +35,6 @@ func call(t *testing.T, base, method, path, body string, headers ...string) resu
 	return r
 }
 
-// send is call for goroutines other than the test's, which must not stop
-// the test themselves.
 // sendAtOnce sends n requests with send, released together, and returns
 // their results in order.
 func sendAtOnce(t *testing.T, n int, send func() (result, error)) []result {
@@ -81,6 +79,8 @@ func checkOneApplied(t *testing.T, results []result, status int) {
 	}
 }
 
+// send is call for goroutines other than the test's, which must not stop
+// the test themselves.
 func send(base, method, path, body string, headers ...string) (result, error) {
 	var rd io.Reader
 	if body != "" {

@@ -585,23 +585,11 @@ func TestSyncReplicationConcurrentDuplicates(t *testing.T) {
 			if cut {
 				n = 8 // each waits out the one before it: 200ms apiece
 			}
-			results := make([]result, n)
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					results[i], errs[i] = send(wBase, http.MethodPost, "/bets", betBody, "Idempotency-Key", "dup", "X-Hedge-Principal", "alice")
-				})
-			}
-			close(start)
-			wg.Wait()
+			results := sendAtOnce(t, n, func() (result, error) {
+				return send(wBase, http.MethodPost, "/bets", betBody, "Idempotency-Key", "dup", "X-Hedge-Principal", "alice")
+			})
 			fresh := 0
 			for i, r := range results {
-				if errs[i] != nil {
-					t.Fatal(errs[i])
-				}
 				switch {
 				case cut && r.status != http.StatusServiceUnavailable:
 					t.Errorf("request %d while partitioned: expected 503, got %d %s", i, r.status, r.body)
