@@ -576,15 +576,11 @@ regions:
 	}
 }
 
+// waitUntil polls cond until it holds; the test fails when limit passes
+// first.
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitUntil(t, what, limit, cond)
 }
 
 func TestTimeoutsAndRetries(t *testing.T) {
