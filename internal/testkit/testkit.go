@@ -2,9 +2,9 @@
 // a buffer that a test reads while other goroutines write to it, the build
 // of the hedge binary that end-to-end tests run as a child (with -race when
 // the tests run with it, RunWithHedge for their TestMain), free loopback
-// addresses and ports, a CA that writes certificates to files, and a raw
-// HTTP/1.1 exchange for requests no client library would send. Only tests
-// import it.
+// addresses and ports, a CA that writes certificates to files, a raw
+// HTTP/1.1 exchange for requests no client library would send, and a poll
+// that waits for a condition with a deadline. Only tests import it.
 package testkit
 
 import (
