@@ -48,7 +48,7 @@ func TestDNSAdminTLS(t *testing.T) {
 	writeFile(t, file, strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{ADMIN}}", admin, "{{DNS}}", testkit.FreeAddr(t),
 		"{{OPS}}", ops).Replace(dnsAdminConfig))
 	p := startHedge(t, "hedge dns", dir, "dns", "-c", file)
-	testkit.WaitUntil(t, p, "the internal CA's root", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "the internal CA's root", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		if _, err := os.ReadFile(filepath.Join(dir, "data", "ca", "root.crt")); err != nil {
 			return false, err.Error()
 		}
@@ -56,7 +56,7 @@ func TestDNSAdminTLS(t *testing.T) {
 	})
 	client := tlsClient(certPool(t, filepath.Join(dir, "data", "ca", "root.crt")), "", "")
 	base := "https://" + admin
-	testkit.WaitUntil(t, p, "the DNS admin listener over HTTPS", 10*time.Second, 50*time.Millisecond, answers200(client, base+"/status", "Authorization", "Bearer e2e-scraper-0123456789abcdef0123456"))
+	testkit.WaitFor(t, p, "the DNS admin listener over HTTPS", 10*time.Second, 50*time.Millisecond, answers200(client, base+"/status", "Authorization", "Bearer e2e-scraper-0123456789abcdef0123456"))
 	override := `{"region":"lab","mode":"out","reason":"e2e"}`
 	for _, c := range []struct {
 		method, path, body, token string
@@ -83,7 +83,7 @@ func TestDNSAdminTLS(t *testing.T) {
 
 	writeFile(t, ops, "e2e-ops-rotated-0123456789abcdef01234\n")
 	p.Signal(t, syscall.SIGHUP)
-	testkit.WaitUntil(t, p, "the rotated token to be accepted", 10*time.Second, 50*time.Millisecond, answers200(client, base+"/status", "Authorization", "Bearer e2e-ops-rotated-0123456789abcdef01234"))
+	testkit.WaitFor(t, p, "the rotated token to be accepted", 10*time.Second, 50*time.Millisecond, answers200(client, base+"/status", "Authorization", "Bearer e2e-ops-rotated-0123456789abcdef01234"))
 	if r := do(t, client, "GET", base+"/status", "", "Authorization", "Bearer e2e-ops-0123456789abcdef0123456789abc"); r.status != 401 {
 		t.Errorf("the token replaced in its file, after SIGHUP: want 401, got %v", r)
 	}

@@ -320,7 +320,7 @@ func testServeReload(t *testing.T, mode string) {
 	dir := t.TempDir()
 	ledger := testkit.FreeAddr(t)
 	lp := startHedge(t, "ledgersim", dir, "ledgersim", "-listen", ledger, "-domain", "x")
-	testkit.WaitUntil(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
+	testkit.WaitFor(t, lp, "ledgersim ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+ledger+"/healthz"))
 
 	edge, admin := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	// The test holds region far's listener address: a hedge that bound it
@@ -351,7 +351,7 @@ func testServeReload(t *testing.T, mode string) {
 
 	p := startHedge(t, "hedge serve", dir, "serve", "-c", file, "-region", "lab", "-node", "lab-1")
 	adminUp := answers200(quickClient, "http://"+admin+"/healthz")
-	testkit.WaitUntil(t, p, "hedge serve -region lab -node lab-1 ready (admin /healthz answers 200, the edge listener is bound) beside region far's address, which it must not bind",
+	testkit.WaitFor(t, p, "hedge serve -region lab -node lab-1 ready (admin /healthz answers 200, the edge listener is bound) beside region far's address, which it must not bind",
 		20*time.Second, 50*time.Millisecond, func() (bool, string) {
 			if ok, seen := adminUp(); !ok {
 				return false, "admin: " + seen
@@ -402,7 +402,7 @@ func testServeReload(t *testing.T, mode string) {
 	// opened before the reload.
 	writeFile(t, file, v2)
 	p.Signal(t, syscall.SIGHUP)
-	testkit.WaitUntil(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "the route added by SIGHUP to answer", 5*time.Second, 50*time.Millisecond, func() (bool, string) {
 		r, err := tryDo(kc.Client, "GET", base+"/api/wallet/balance", "", "Authorization", auth)
 		if err != nil {
 			return false, err.Error()
@@ -425,7 +425,7 @@ func testServeReload(t *testing.T, mode string) {
 	p.Signal(t, syscall.SIGHUP)
 	// The rejection names the file, line and field, like `hedge check`.
 	where := fmt.Sprintf("%s:%d: bogus_field: unknown field", file, strings.Count(invalid, "\n"))
-	testkit.WaitUntil(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "the rejection of the invalid configuration to be logged, naming "+where, 5*time.Second, 50*time.Millisecond, func() (bool, string) {
 		log := p.Stderr.String()
 		return strings.Contains(log, "configuration reload rejected") && strings.Contains(log, where), testkit.LastLines(log, 3)
 	})

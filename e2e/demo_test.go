@@ -48,7 +48,7 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	p := startHedge(t, "demo", dir, "serve")
 	for _, admin := range []string{"127.0.0.11:9090", "127.0.0.12:9090"} {
-		testkit.WaitUntil(t, p, "demo ready: GET http://"+admin+"/healthz answers 200", 20*time.Second, 100*time.Millisecond, answers200(quickClient, "http://"+admin+"/healthz"))
+		testkit.WaitFor(t, p, "demo ready: GET http://"+admin+"/healthz answers 200", 20*time.Second, 100*time.Millisecond, answers200(quickClient, "http://"+admin+"/healthz"))
 	}
 	ca := filepath.Join(dir, ".hedge", "ca", "root.crt")
 	if _, err := os.Stat(ca); err != nil {
@@ -154,11 +154,11 @@ func TestDemo(t *testing.T) {
 		// Health interval 1s and fall 2 in the demo: rail-a is out within
 		// about 2–3 s; a client retries with the same key meanwhile.
 		setRailA("false")
-		took := testkit.WaitUntil(t, p, "deposits to fail over to rail-b (expected within ~3 s: interval 1s, fall 2)",
+		took := testkit.WaitFor(t, p, "deposits to fail over to rail-b (expected within ~3 s: interval 1s, fall 2)",
 			4*time.Second, 200*time.Millisecond, railIs("dep-2", "rail-b"))
 		t.Logf("rail-a down: deposits answered by rail-b after %v", took.Round(time.Millisecond))
 		setRailA("true")
-		took = testkit.WaitUntil(t, p, "deposits to return to rail-a (expected within ~3 s: interval 1s, rise 2)",
+		took = testkit.WaitFor(t, p, "deposits to return to rail-a (expected within ~3 s: interval 1s, rise 2)",
 			4*time.Second, 200*time.Millisecond, railIs("dep-3", "rail-a"))
 		t.Logf("rail-a up: deposits back on rail-a after %v", took.Round(time.Millisecond))
 	})
@@ -368,7 +368,7 @@ func TestDemo(t *testing.T) {
 		p.Signal(t, syscall.SIGTERM)
 		// Health goes red first, so DNS moves players away before the
 		// listeners close.
-		testkit.WaitUntil(t, nil, "sea's /healthz to answer 503 after SIGTERM", time.Second, 50*time.Millisecond, func() (bool, string) {
+		testkit.WaitFor(t, nil, "sea's /healthz to answer 503 after SIGTERM", time.Second, 50*time.Millisecond, func() (bool, string) {
 			r, err := tryDo(quickClient, "GET", "http://127.0.0.11:9090/healthz", "")
 			if err != nil {
 				return false, err.Error()

@@ -60,7 +60,7 @@ func TestDNSSECCommands(t *testing.T) {
 
 	p := startHedge(t, "hedge dns", dir, "dns", "-c", file, "-admin", "off")
 	var r *dns.Msg
-	testkit.WaitUntil(t, p, "a signed answer", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "a signed answer", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		m := new(dns.Msg)
 		m.SetQuestion("play.e2e.test.", dns.TypeA)
 		m.SetEdns0(1232, true)

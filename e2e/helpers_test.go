@@ -225,7 +225,7 @@ func tryDo(client *http.Client, method, url, body string, header ...string) (htt
 func firstAnswer(t testing.TB, p *proc, what string, client *http.Client, url string) httpResult {
 	t.Helper()
 	var r httpResult
-	testkit.WaitUntil(t, p, what, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, what, 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		var err error
 		r, err = tryDo(client, "GET", url, "")
 		if err != nil {

@@ -129,10 +129,10 @@ func startHostileEnv(t *testing.T) *hostileEnv {
 	e.serve = startHedge(t, "hedge serve", e.dir, "serve", "-c", file)
 	e.sea, e.eu, e.seaAdmin, e.euAdmin = "http://"+sea, "http://"+eu, "http://"+seaAdmin, "http://"+euAdmin
 	for _, admin := range []string{e.seaAdmin, e.euAdmin} {
-		testkit.WaitUntil(t, e.serve, "hedge serve ready: "+admin+"/healthz answers 200", 30*time.Second, 50*time.Millisecond, answers200(quickClient, admin+"/healthz"))
+		testkit.WaitFor(t, e.serve, "hedge serve ready: "+admin+"/healthz answers 200", 30*time.Second, 50*time.Millisecond, answers200(quickClient, admin+"/healthz"))
 	}
 	for _, w := range []string{e.seaW, e.euW} {
-		testkit.WaitUntil(t, nil, "ledgersim "+w+" ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+w+"/healthz"))
+		testkit.WaitFor(t, nil, "ledgersim "+w+" ready", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+w+"/healthz"))
 	}
 	return e
 }

@@ -99,7 +99,7 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 	writeLearnConfig(t, cfgFile, dir, edge, upstream, routes.String(), "[{field: /unused, ids: [942100]}]")
 	p := startHedge(t, "serve (learning)", dir, "serve", "-c", cfgFile)
 	clients := loopbackClients(12)
-	testkit.WaitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
 		st, err := sendCorpus(clients[0], edge, corpus[0])
 		return err == nil && st == 200, fmt.Sprint(st, err)
 	})
@@ -158,7 +158,7 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 		t.Fatalf("the configuration with the suggestion applied does not check: %s%s", res.stdout, res.stderr)
 	}
 	p = startHedge(t, "serve (applied)", dir, "serve", "-c", cfgFile)
-	testkit.WaitUntil(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
 		st, err := sendCorpus(clients[0], edge, corpus[0])
 		return err == nil && st == 200, fmt.Sprint(st, err)
 	})

@@ -25,8 +25,8 @@ func TestLedgersimPairCLI(t *testing.T) {
 		"-admin-token", token, "-receipts", "-writer", "http://"+wAddr, "-auto-promote-after", "1s")
 	writer := startHedge(t, "writer", dir, "ledgersim", "-listen", wAddr, "-domain", "sea", "-role", "writer", "-epoch", "1",
 		"-admin-token", token, "-receipts", "-replica", "http://"+rAddr, "-replication", "sync", "-replication-timeout", "500ms")
-	testkit.WaitUntil(t, replica, "the replica answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+rAddr+"/healthz"))
-	testkit.WaitUntil(t, writer, "the writer answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+wAddr+"/healthz"))
+	testkit.WaitFor(t, replica, "the replica answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+rAddr+"/healthz"))
+	testkit.WaitFor(t, writer, "the writer answers", 10*time.Second, 50*time.Millisecond, answers200(quickClient, "http://"+wAddr+"/healthz"))
 
 	bet := func(addr, key string, epoch int) httpResult {
 		return do(t, quickClient, "POST", "http://"+addr+"/bets", `{"table":"bacc-07","amount":"5.00","currency":"EUR","selection":"banker"}`,
@@ -45,7 +45,7 @@ func TestLedgersimPairCLI(t *testing.T) {
 	}
 
 	writer.Signal(t, syscall.SIGKILL)
-	took := testkit.WaitUntil(t, replica, "the replica promotes itself", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
+	took := testkit.WaitFor(t, replica, "the replica promotes itself", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
 		r, err := tryDo(quickClient, "GET", "http://"+rAddr+"/role", "")
 		if err != nil {
 			return false, err.Error()
@@ -91,7 +91,7 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 		}
 		return r.body
 	}
-	testkit.WaitUntil(t, writer, "the writer holds its lease, synced", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, writer, "the writer holds its lease, synced", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		b := role(wAddr)
 		return strings.Contains(b, `"replication":"synced"`), b
 	})
@@ -114,7 +114,7 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 	}
 
 	replica.Signal(t, syscall.SIGCONT)
-	testkit.WaitUntil(t, writer, "the writer is synced again", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, writer, "the writer is synced again", 10*time.Second, 50*time.Millisecond, func() (bool, string) {
 		b := role(wAddr)
 		return strings.Contains(b, `"replication":"synced"`), b
 	})
@@ -136,7 +136,7 @@ func TestLedgersimWitnessCLI(t *testing.T) {
 	}
 
 	writer.Signal(t, syscall.SIGKILL)
-	took := testkit.WaitUntil(t, replica, "the witness grants the replica the domain", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
+	took := testkit.WaitFor(t, replica, "the witness grants the replica the domain", 10*time.Second, 20*time.Millisecond, func() (bool, string) {
 		b := role(rAddr)
 		return strings.Contains(b, `"role":"writer"`) && strings.Contains(b, `"epoch":2`), b
 	})

@@ -8,12 +8,7 @@ import (
 // argsConfig: a route with small argument limits of its own, a route that
 // takes the listener's, and a schema route whose rule engine reads only the
 // free-text fields.
-const argsConfig = `
-data_dir: {{DATA}}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-waf: {mode: block, paranoia_level: 1}
+const argsConfig = debugHead + `waf: {mode: block, paranoia_level: 1}
 routes:
   - name: api
     match: {path_prefix: /api/}
@@ -29,12 +24,7 @@ routes:
     limits: {content_types: [application/json], max_args: 2}
 ` + seaListener + `            tls: {mode: off}
             limits: {max_args: 4}
-        admin: {address: {{ADMIN}}}
-    pools:
-      - name: games
-        members: [{name: g1, url: "http://{{G1}}"}]
-        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
-`
+` + seaTail
 
 // Requests over an argument limit are answered 400 with the limit's own
 // problem type before the rule engine, counted by limit, and never reach

@@ -55,21 +55,59 @@ var benchRemote = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
 // serveBet runs the edge handler of el for a bet (with the Authorization
 // auth, when not empty, and Idempotency-Key key) and wants the writer's 201.
 func serveBet(b *testing.B, el *edgeListener, ctx *fasthttp.RequestCtx, req *fasthttp.Request, auth string, key []byte) {
+	servePost(b, el, ctx, req, "/api/bets", betBody, auth, key)
+}
+
+// servePost runs the edge handler of el for a JSON POST of body to path
+// (with the Authorization auth, when not empty, and Idempotency-Key key)
+// and wants the upstream's 201.
+func servePost(b *testing.B, el *edgeListener, ctx *fasthttp.RequestCtx, req *fasthttp.Request, path string, body []byte, auth string, key []byte) {
 	req.Reset()
 	req.Header.SetMethod("POST")
-	req.SetRequestURI("/api/bets")
+	req.SetRequestURI(path)
 	req.Header.SetHost("play.edge.test")
 	req.Header.SetContentType("application/json")
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
 	req.Header.SetBytesV("Idempotency-Key", key)
-	req.SetBody(betBody)
+	req.SetBody(body)
 	ctx.Init(req, benchRemote, nil)
 	el.serve(ctx)
 	if ctx.Response.StatusCode() != 201 {
 		b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
 	}
+}
+
+// onlyListener is the listener of e's first node, which has only one.
+func onlyListener(e *testEdge) *edgeListener {
+	var el *edgeListener
+	for _, l := range e.g.Nodes()[0].listeners {
+		el = l
+	}
+	return el
+}
+
+// benchKeyedPosts measures e's edge handler for player-1's JSON POSTs of
+// body to path, each with an Idempotency-Key of its own, as a money route
+// takes them.
+func benchKeyedPosts(b *testing.B, e *testEdge, path string, body []byte) {
+	el := onlyListener(e)
+	auth := "Bearer " + token(b, "player-1", "")
+	var req fasthttp.Request
+	var ctx fasthttp.RequestCtx
+	var key [40]byte
+	copy(key[:], "0b6e2f8c-5d7a-4d0e-9a51-000000000000")
+	b.ReportAllocs()
+	i, cpu := 0, cpuClock()
+	for b.Loop() {
+		i++
+		for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
+			key[j] = byte('0' + n%10)
+		}
+		servePost(b, el, &ctx, &req, path, body, auth, key[:36])
+	}
+	reportCPU(b, cpu, i)
 }
 
 // BenchmarkProxyPath runs the whole edge handler for a bet — request id,
@@ -81,10 +119,7 @@ func BenchmarkProxyPath(b *testing.B) {
 	cfg := strings.Replace(baseConfig, "log: {level: debug, access: {enabled: false}}",
 		"log: {level: warn, access: {enabled: true, path: {{DATA}}/access.log}}", 1)
 	e := startEdge(b, cfg, "{{L1}}", addr, "{{G1}}", addr, "{{G2}}", addr)
-	var el *edgeListener
-	for _, l := range e.g.Nodes()[0].listeners {
-		el = l
-	}
+	el := onlyListener(e)
 	var req fasthttp.Request
 	var ctx fasthttp.RequestCtx
 	b.ReportAllocs()
@@ -116,24 +151,6 @@ func BenchmarkMoneyPathPlayerLimit(b *testing.B) {
 func benchMoney(b *testing.B, cfg string) {
 	addr := benchWriter(b)
 	e := startEdgeNode(b, cfg, "sea", "sea-1", "{{WRITER}}", addr, "{{RAIL}}", addr, "{{GAMES}}", addr)
-	var el *edgeListener
-	for _, l := range e.g.Nodes()[0].listeners {
-		el = l
-	}
-	auth := "Bearer " + token(b, "player-1", "")
-	var req fasthttp.Request
-	var ctx fasthttp.RequestCtx
-	var key [40]byte
-	copy(key[:], "0b6e2f8c-5d7a-4d0e-9a51-000000000000")
-	b.ReportAllocs()
 	b.SetBytes(int64(len(betBody)))
-	i, cpu := 0, cpuClock()
-	for b.Loop() {
-		i++
-		for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
-			key[j] = byte('0' + n%10)
-		}
-		serveBet(b, el, &ctx, &req, auth, key[:36])
-	}
-	reportCPU(b, cpu, i)
+	benchKeyedPosts(b, e, "/api/bets", betBody)
 }

@@ -32,11 +32,7 @@ lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 ` + testJWT + `ledger:
   probe: {enabled: true, interval: 50ms, timeout: 40ms, fall: 1}
 routes:
-  - name: bets
-    kind: ledger
-    match: {path_prefix: /api/bets, methods: [POST]}
-    rewrite: /bets
-    money: {timeout: 500ms}
+` + betsRoute + `    money: {timeout: 500ms}
 regions:
   - name: sea
     idempotency: {store: redis, redis: {address: "{{REDIS}}"}}

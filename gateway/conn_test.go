@@ -93,12 +93,7 @@ func TestHostSNIMismatchFromTrustedProxy(t *testing.T) {
 
 // connCapConfig is one plain listener with a cap of 3 connections per
 // address; 127.0.0.3 is a trusted proxy.
-const connCapConfig = `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+const connCapConfig = debugHead + `waf: {mode: off}
 routes:
   - name: games
     match: {path_prefix: /}
@@ -106,12 +101,7 @@ routes:
 ` + seaListener + `            tls: {mode: off}
             trusted_proxies: [127.0.0.3/32]
             limits: {max_conns_per_ip: 3}
-        admin: {address: {{ADMIN}}}
-    pools:
-      - name: games
-        members: [{name: g1, url: "http://{{G1}}"}]
-        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
-`
+` + seaTail
 
 // dialFrom opens a connection to addr from the local address from and
 // checks that the edge serves it.

@@ -17,22 +17,9 @@ import (
 // and a plain proxy route whose pool are all recorders, so a test sees
 // exactly what the edge sent upstream.
 const contractConfig = testHead + testJWT + `routes:
-  - name: bets
-    kind: ledger
-    match: {path_prefix: /api/bets, methods: [POST]}
-    rewrite: /bets
-    money: {timeout: 2s}
-  - name: balance
-    kind: ledger
-    match: {path_prefix: /api/wallet/balance, methods: [GET]}
-    rewrite: /balance
-    upstream_headers: {allow: [Accept-Language]}
-  - name: cashier
-    match: {path_prefix: /cashier/deposit, methods: [POST]}
-    pool: cashier
-    auth: jwt
-    idempotency: required
-  - name: games
+` + betsRoute + `    money: {timeout: 2s}
+` + balanceRoute + `    upstream_headers: {allow: [Accept-Language]}
+` + cashierRoute + `  - name: games
     match: {path_prefix: /games/}
     pool: games
   - name: lobby

@@ -219,11 +219,7 @@ func benchEdgeListener(b *testing.B) *edgeListener {
 	go up.Serve(ln)
 	b.Cleanup(func() { up.Shutdown() })
 	e := startEdge(b, baseConfig, "{{L1}}", ln.Addr().String(), "{{G1}}", ln.Addr().String(), "{{G2}}", ln.Addr().String())
-	var el *edgeListener
-	for _, l := range e.g.Nodes()[0].listeners {
-		el = l
-	}
-	return el
+	return onlyListener(e)
 }
 
 // BenchmarkServeParsed runs a browser's GET as it arrives — parsed by

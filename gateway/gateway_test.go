@@ -206,6 +206,27 @@ const seaListener = `regions:
             address: {{EDGE}}
 `
 
+// debugHead starts configurations that log at debug level: a data
+// directory of the test's own, no access log, the admin API open to
+// loopback, a short drain and shutdown. The protective layer's mode
+// follows.
+const debugHead = `
+data_dir: {{DATA}}
+log: {level: debug, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+`
+
+// seaTail ends a one-node configuration begun with seaListener: the node's
+// admin listener on {{ADMIN}} and the region's pool games, whose one
+// member g1 is on {{G1}}.
+const seaTail = `        admin: {address: {{ADMIN}}}
+    pools:
+      - name: games
+        members: [{name: g1, url: "http://{{G1}}"}]
+        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
+`
+
 // seaNode begins the regions of a one-node configuration with the whole
 // node: sea-1 of region sea, a plain HTTP listener on {{EDGE}} and the
 // admin listener on {{ADMIN}}; the region's pools and writers follow.
@@ -217,13 +238,8 @@ const seaNode = `regions:
         admin: {address: "{{ADMIN}}"}
 `
 
-const baseConfig = `
-data_dir: {{DATA}}
-# The protective layer has its own tests (protect_test.go).
+const baseConfig = debugHead + `# The protective layer has its own tests (protect_test.go).
 waf: {mode: off}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 routes:
   - name: bets
     match: {path_prefix: /api/bets, methods: [POST]}
@@ -576,15 +592,11 @@ regions:
 	}
 }
 
+// waitUntil polls cond until it holds; the test fails when limit passes
+// first.
 func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitUntil(t, what, limit, cond)
 }
 
 func TestTimeoutsAndRetries(t *testing.T) {

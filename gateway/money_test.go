@@ -31,21 +31,37 @@ const testJWT = `auth:
     keys: [{id: k1, alg: HS256, secret: "` + moneySecret + `"}]
 `
 
+// betsRoute begins the ledger route players place bets on; the route's
+// money timeout follows.
+const betsRoute = `  - name: bets
+    kind: ledger
+    match: {path_prefix: /api/bets, methods: [POST]}
+    rewrite: /bets
+`
+
+// balanceRoute is the ledger route players read their balance on.
+const balanceRoute = `  - name: balance
+    kind: ledger
+    match: {path_prefix: /api/wallet/balance, methods: [GET]}
+    rewrite: /balance
+`
+
+// cashierRoute is the deposit route in front of pool cashier: a player's
+// token and an Idempotency-Key on every deposit.
+const cashierRoute = `  - name: cashier
+    match: {path_prefix: /cashier/deposit, methods: [POST]}
+    pool: cashier
+    auth: jwt
+    idempotency: required
+`
+
 // moneyConfig: one node in sea; ledger domains sea (writer in sea) and eu
 // (writer in eu), each a real ledger simulator.
 const moneyConfig = testHead + testJWT + `ledger:
   probe: {enabled: {{PROBE}}, interval: 50ms, timeout: 40ms, fall: 1}
 routes:
-  - name: bets
-    kind: ledger
-    match: {path_prefix: /api/bets, methods: [POST]}
-    rewrite: /bets
-    money: {timeout: 300ms}
-  - name: balance
-    kind: ledger
-    match: {path_prefix: /api/wallet/balance, methods: [GET]}
-    rewrite: /balance
-` + seaNode + `    writers:
+` + betsRoute + `    money: {timeout: 300ms}
+` + balanceRoute + seaNode + `    writers:
       - {domain: sea, url: "http://{{SEA}}", epoch: 1}
   - name: eu
     nodes:
@@ -414,12 +430,7 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 // railsConfig: a cashier in front of two independent payment rails (a
 // failover pool: rail-a first), each deduplicating only its own deposits.
 const railsConfig = testHead + testJWT + `routes:
-  - name: cashier
-    match: {path_prefix: /cashier/deposit, methods: [POST]}
-    pool: cashier
-    auth: jwt
-    idempotency: required
-` + seaNode + `    pools:
+` + cashierRoute + seaNode + `    pools:
       - name: cashier
         policy: failover
         members: [{name: rail-a, url: "http://{{RAILA}}"}, {name: rail-b, url: "http://{{RAILB}}"}]

@@ -153,20 +153,12 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 // Gateway of its own with its own data directory (as separate processes
 // would be); ledger domain sea has its writer W1 in sea and its replica W2
 // in eu, each with its own admin token. Probes run at the default interval.
-const crossNodeConfig = `
-data_dir: {{DATA}}
-waf: {mode: off}
-log: {access: {enabled: false}}
-{{ADMINTOKENS}}
+const crossNodeConfig = quietHead + `{{ADMINTOKENS}}
 lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
 ` + testJWT + `ledger:
   probe: {enabled: true, timeout: 200ms, fall: 2}
 routes:
-  - name: bets
-    kind: ledger
-    match: {path_prefix: /api/bets, methods: [POST]}
-    rewrite: /bets
-    money: {timeout: 2s}
+` + betsRoute + `    money: {timeout: 2s}
 regions:
   - name: sea
     nodes:

@@ -18,12 +18,7 @@ import (
 
 // The protective layer through a real listener: every layer's answer, the
 // audit log, the metrics, /status and reload.
-const protectConfig = `
-data_dir: {{DATA}}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-waf: {mode: block, paranoia_level: 1}
+const protectConfig = debugHead + `waf: {mode: block, paranoia_level: 1}
 acl: {deny: [203.0.113.0/24]}
 rate_limits:
   - {name: per-ip, key: ip, rate: 1000/s, burst: 1000}
@@ -54,12 +49,7 @@ routes:
     limits: {content_types: [application/json]}
 ` + seaListener + `            tls: {mode: off}
             trusted_proxies: [127.0.0.0/8]
-        admin: {address: {{ADMIN}}}
-    pools:
-      - name: games
-        members: [{name: g1, url: "http://{{G1}}"}]
-        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
-`
+` + seaTail
 
 const testBetSchema = `{
   "type": "object",

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"hedge/gateway/upstream"
 	"hedge/internal/sim"
 	"hedge/internal/testkit"
@@ -20,12 +18,7 @@ import (
 // addresses are {{PEER}} and {{PEERADMIN}}. Active health checks are off,
 // so each node's view of its members is what the test sets.
 const railPairConfig = testHead + testJWT + `routes:
-  - name: cashier
-    match: {path_prefix: /cashier/deposit, methods: [POST]}
-    pool: cashier
-    auth: jwt
-    idempotency: required
-regions:
+` + cashierRoute + `regions:
   - name: sea
     idempotency: {store: redis, redis: {address: "{{REDIS}}"}}
     nodes:
@@ -168,37 +161,7 @@ func BenchmarkCashierPath(b *testing.B) {
 				e = startEdgeNode(b, railPairConfig, "sea", "sea-1", "{{REDIS}}", testredis.Start(b), "{{RAILA}}", addr, "{{RAILB}}", addr,
 					"{{SELF}}", "sea-1", "{{OTHER}}", "sea-2", "{{PEER}}", testkit.FreeAddr(b), "{{PEERADMIN}}", testkit.FreeAddr(b))
 			}
-			var el *edgeListener
-			for _, l := range e.g.Nodes()[0].listeners {
-				el = l
-			}
-			auth := "Bearer " + token(b, "player-1", "")
-			var req fasthttp.Request
-			var ctx fasthttp.RequestCtx
-			var key [40]byte
-			copy(key[:], "0b6e2f8c-5d7a-4d0e-9a51-000000000000")
-			b.ReportAllocs()
-			i, cpu := 0, cpuClock()
-			for b.Loop() {
-				i++
-				for j, n := 35, i; j > 23 && n > 0; j, n = j-1, n/10 {
-					key[j] = byte('0' + n%10)
-				}
-				req.Reset()
-				req.Header.SetMethod("POST")
-				req.SetRequestURI("/cashier/deposit")
-				req.Header.SetHost("play.edge.test")
-				req.Header.SetContentType("application/json")
-				req.Header.Set("Authorization", auth)
-				req.Header.SetBytesV("Idempotency-Key", key[:36])
-				req.SetBodyString(`{"amount":"50.00","currency":"EUR"}`)
-				ctx.Init(&req, benchRemote, nil)
-				el.serve(&ctx)
-				if ctx.Response.StatusCode() != 201 {
-					b.Fatalf("want 201, got %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
-				}
-			}
-			reportCPU(b, cpu, i)
+			benchKeyedPosts(b, e, "/cashier/deposit", []byte(`{"amount":"50.00","currency":"EUR"}`))
 		})
 	}
 }

@@ -23,30 +23,14 @@ import (
 // hlsEdgeConfig is a two-region deployment whose nodes serve /live/ as a
 // stream route (streamRouteYAML); sea's node allows one WebRTC viewer.
 // Each node takes ICE on its own loopback address, on the same UDP port.
-const hlsEdgeConfig = streamRouteYAML + `streams:
+var hlsEdgeConfig = streamRouteYAML + `streams:
   studios: [{name: studio-a, token: studio-a-token}]
   ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}, {urls: ["turn:turn.example.net:3478"], username: u1, credential: c1}]}
   max_viewers_per_node: {{CAP}}
   relay: true
   relay_grace: 2s
 regions:
-  - name: {{SEA}}
-    nodes:
-      - name: {{SEA}}-1
-        listeners:
-          - name: public
-            address: {{SEA_EDGE}}
-            tls: {mode: off}
-        admin: {address: {{SEA_ADMIN}}}
-  - name: {{EU}}
-    nodes:
-      - name: {{EU}}-1
-        listeners:
-          - name: public
-            address: {{EU_EDGE}}
-            tls: {mode: off}
-        admin: {address: {{EU_ADMIN}}}
-`
+` + streamRegionYAML("{{SEA}}", "{{SEA_EDGE}}", "{{SEA_ADMIN}}") + streamRegionYAML("{{EU}}", "{{EU_EDGE}}", "{{EU_ADMIN}}")
 
 // hlsTwoRegions starts both nodes of hlsEdgeConfig: sea on 127.0.0.1, eu on
 // 127.0.0.2.

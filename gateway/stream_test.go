@@ -27,12 +27,7 @@ import (
 // streamRouteYAML is the head of the stream tests' configurations: /live/
 // is a stream route behind the whole request path (WAF in block mode at
 // PL1, as the demo runs it).
-const streamRouteYAML = `
-data_dir: {{DATA}}
-waf: {mode: block, paranoia_level: 1}
-log: {level: debug, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+const streamRouteYAML = debugHead + `waf: {mode: block, paranoia_level: 1}
 routes:
   - name: live
     kind: stream
@@ -41,19 +36,24 @@ routes:
 `
 
 // streamNodeYAML is the one region and node of the stream tests.
-const streamNodeYAML = `regions:
-  - name: {{REGION}}
+var streamNodeYAML = "regions:\n" + streamRegionYAML("{{REGION}}", "{{EDGE}}", "{{ADMIN}}")
+
+// streamRegionYAML is a region of the stream tests, named region, with its
+// one node: a plain listener on edge, the admin API on admin.
+func streamRegionYAML(region, edge, admin string) string {
+	return `  - name: ` + region + `
     nodes:
-      - name: {{REGION}}-1
+      - name: ` + region + `-1
         listeners:
           - name: public
-            address: {{EDGE}}
+            address: ` + edge + `
             tls: {mode: off}
-        admin: {address: {{ADMIN}}}
+        admin: {address: ` + admin + `}
 `
+}
 
 // streamConfig is one node whose /live/ route is a stream route.
-const streamConfig = streamRouteYAML + `streams:
+var streamConfig = streamRouteYAML + `streams:
   studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
   ice: {udp_port: {{UDP}}, servers: [{urls: ["stun:stun.example.net:3478"]}]}
   relay: false

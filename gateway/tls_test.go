@@ -28,12 +28,7 @@ routes:
     pool: games
 ` + seaListener + `            tls: {mode: internal, names: [play.edge.test, sea.edge.test]}
             limits: {{LIMITS}}
-        admin: {address: {{ADMIN}}}
-    pools:
-      - name: games
-        members: [{name: g1, url: "http://{{G1}}"}]
-        health: {interval: 100ms, timeout: 100ms, rise: 1, fall: 2}
-`
+` + seaTail
 
 type tlsEdge struct {
 	*testEdge

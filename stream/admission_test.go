@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -57,7 +58,7 @@ func TestHalfOpenViewersTakeNoViewerSlot(t *testing.T) {
 		if v == nil {
 			t.Fatalf("real viewer %d beside %d half-open ones: expected 201, got %d %s", i, halfOpen, res.status, res.body)
 		}
-		waitFor(t, 10*time.Second, fmt.Sprintf("real viewer %d's media", i), func() bool { vid, _ := v.Snapshot(); return len(vid) >= 10 })
+		testkit.WaitUntil(t, fmt.Sprintf("real viewer %d's media", i), 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 10 })
 	}
 	if st := n.srv.Stats(); st.Viewers != 2 || st.Connecting != halfOpen {
 		t.Fatalf("expected 2 connected viewers and the %d half-open still connecting, got %+v", halfOpen, st)
@@ -230,7 +231,7 @@ func TestAddressLimits(t *testing.T) {
 				if r := do(t, "DELETE", "http://"+n.ln.Addr().String()+first.header.Get("Location"), "", first.header.Get(SessionTokenHeader), nil); r.status != http.StatusOK {
 					t.Fatalf("DELETE: expected 200, got %d %s", r.status, r.body)
 				}
-				waitFor(t, 5*time.Second, "the slot to be released", func() bool { return n.srv.addrs.held(a) == 1 })
+				testkit.WaitUntil(t, "the slot to be released", 5*time.Second, func() bool { return n.srv.addrs.held(a) == 1 })
 				if r := do(t, "POST", n.base+"bacc-43/whep", "application/sdp", "", halfOpenOffer(t), testClientHeader, a.String()); r.status != http.StatusCreated {
 					t.Fatalf("POST from %s after one of its sessions ended: expected 201, got %d %s", a, r.status, r.body)
 				}
@@ -312,11 +313,11 @@ func TestViewerConnectingOverCapIsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "one viewer in, the other closed", func() bool {
+	testkit.WaitUntil(t, "one viewer in, the other closed", 10*time.Second, func() bool {
 		st := n.srv.Stats()
 		return st.Viewers == 1 && st.Connecting == 0 && st.Sessions == 2 && st.Refused[RefusedCapAtConnect] == 1
 	})
-	waitFor(t, 10*time.Second, "media at the viewer that got the slot", func() bool {
+	testkit.WaitUntil(t, "media at the viewer that got the slot", 10*time.Second, func() bool {
 		a, _ := vs[0].Snapshot()
 		b, _ := vs[1].Snapshot()
 		return len(a) >= 10 || len(b) >= 10

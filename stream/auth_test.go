@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // A session resource (PATCH, DELETE on its Location) answers only to the
@@ -32,7 +34,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 		t.Errorf("WHIP 201: expected no %s (the studio token controls the session), got %q", SessionTokenHeader, tok)
 	}
 	pub.Send(1)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("bacc-31"); return h != nil && len(h.Tracks()) == 2 })
+	testkit.WaitUntil(t, "the stream's tracks", 10*time.Second, func() bool { h := n.srv.Hub("bacc-31"); return h != nil && len(h.Tracks()) == 2 })
 	// Three different valid viewer tokens (a token is its stream and expiry).
 	tokA := SignViewerToken(key, "bacc-31", time.Now().Add(time.Minute))
 	tokB := SignViewerToken(key, "*", time.Now().Add(time.Minute))
@@ -51,7 +53,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 	if va.token == vb.token {
 		t.Fatal("two sessions got the same session token")
 	}
-	waitFor(t, 10*time.Second, "media at both viewers", func() bool {
+	testkit.WaitUntil(t, "media at both viewers", 10*time.Second, func() bool {
 		a, _ := va.Snapshot()
 		b, _ := vb.Snapshot()
 		return len(a) >= 10 && len(b) >= 10
@@ -98,7 +100,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 	}
 	for name, v := range map[string]*testViewer{"a": va, "b": vb} {
 		before, _ := v.Snapshot()
-		waitFor(t, 5*time.Second, "viewer "+name+"'s media to go on after the refused requests", func() bool { now, _ := v.Snapshot(); return len(now) > len(before)+10 })
+		testkit.WaitUntil(t, "viewer "+name+"'s media to go on after the refused requests", 5*time.Second, func() bool { now, _ := v.Snapshot(); return len(now) > len(before)+10 })
 	}
 
 	// The right credentials: viewer a's own viewer token, viewer b's session
@@ -115,7 +117,7 @@ func TestSessionResourcesNeedTheirCredentials(t *testing.T) {
 	if r := do(t, "DELETE", base+pub.location, "", "studio-a-rotated", nil); r.status != http.StatusOK {
 		t.Fatalf("DELETE the publisher with its studio's rotated token: expected 200, got %d %s", r.status, r.body)
 	}
-	waitFor(t, 5*time.Second, "every session to end", func() bool { return n.srv.Stats().Sessions == 0 })
+	testkit.WaitUntil(t, "every session to end", 5*time.Second, func() bool { return n.srv.Stats().Sessions == 0 })
 }
 
 // Without a viewer token key, a viewer's session token is the only thing

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -32,7 +33,7 @@ func TestBadInputIsProblemJSON(t *testing.T) {
 		t.Fatalf("WHEP with a valid token: expected 201, got %d %s", res.status, res.body)
 	}
 	// The cap counts the viewer once it has connected.
-	waitFor(t, 10*time.Second, "the viewer to connect", func() bool { return n.srv.Stats().Viewers == 1 })
+	testkit.WaitUntil(t, "the viewer to connect", 10*time.Second, func() bool { return n.srv.Stats().Viewers == 1 })
 
 	// A viewer's offer that only accepts VP8 cannot play this H.264 stream.
 	vp8PC, err := clientAPI(t, false, webrtc.RTPCodecParameters{PayloadType: 96, RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}).NewPeerConnection(webrtc.Configuration{})
@@ -135,7 +136,7 @@ func TestSilentPublisherTimesOut(t *testing.T) {
 	if st := n.srv.Stats(); st.Sessions != 1 {
 		t.Fatalf("expected 1 session right after the answer, got %+v", st)
 	}
-	waitFor(t, 5*time.Second, "the silent session and its stream to end", func() bool {
+	testkit.WaitUntil(t, "the silent session and its stream to end", 5*time.Second, func() bool {
 		st := n.srv.Stats()
 		return st.Sessions == 0 && st.Streams == 0 && st.UDPMappings == 0
 	})

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -25,10 +26,10 @@ func TestPublisherReconnectContinuity(t *testing.T) {
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 			}
-			waitFor(t, 10*time.Second, "packets of the first publisher", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 30 })
+			testkit.WaitUntil(t, "packets of the first publisher", 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 30 })
 			if c.dropFirst {
 				a.Close()
-				waitFor(t, 10*time.Second, "the first publisher's session to end", func() bool { return n.srv.Stats().Sessions == 1 })
+				testkit.WaitUntil(t, "the first publisher's session to end", 10*time.Second, func() bool { return n.srv.Stats().Sessions == 1 })
 				time.Sleep(200 * time.Millisecond)
 			}
 			b, res := newPublisher(t, n, "bj-3", "demo-studio")
@@ -36,12 +37,12 @@ func TestPublisherReconnectContinuity(t *testing.T) {
 				t.Fatalf("reconnecting WHIP: expected 201, got %d %s", res.status, res.body)
 			}
 			b.Send(100000) // a new encoder: new SSRC, sequence numbers and timestamps
-			waitFor(t, 10*time.Second, "packets of the second publisher", func() bool {
+			testkit.WaitUntil(t, "packets of the second publisher", 10*time.Second, func() bool {
 				vid, _ := v.Snapshot()
 				return len(vid) > 0 && streamtest.Counter(vid[len(vid)-1]) >= 100030
 			})
 			if !c.dropFirst {
-				waitFor(t, 5*time.Second, "the replaced session to end", func() bool { return n.srv.Stats().Sessions == 2 })
+				testkit.WaitUntil(t, "the replaced session to end", 5*time.Second, func() bool { return n.srv.Stats().Sessions == 2 })
 			}
 			vid, _ := v.Snapshot()
 			switched := false

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -128,7 +129,7 @@ func videoContinues(t *testing.T, v *testViewer, what string) {
 	t.Helper()
 	vid, _ := v.Snapshot()
 	before := len(vid)
-	waitFor(t, 15*time.Second, "video "+what, func() bool { vid, _ := v.Snapshot(); return len(vid) >= before+100 })
+	testkit.WaitUntil(t, "video "+what, 15*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= before+100 })
 	vid, _ = v.Snapshot()
 	for j := max(1, before); j < len(vid); j++ {
 		if ds, dc := vid[j].SequenceNumber-vid[j-1].SequenceNumber, streamtest.Counter(vid[j])-streamtest.Counter(vid[j-1]); ds != uint16(dc) {
@@ -151,7 +152,7 @@ func TestICERestartByPATCH(t *testing.T) {
 			if v == nil {
 				t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 			}
-			waitFor(t, 10*time.Second, "video before the restart", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
+			testkit.WaitUntil(t, "video before the restart", 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 
 			pc, location, token, answer, etag := v.PC, v.location, v.token, res.body, res.header.Get("ETag")
 			if who == "whip studio" {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"hedge/internal/testkit"
 )
 
 // stallReader holds up its stream's fan-out once, as a core too busy for
@@ -29,14 +31,14 @@ func TestFanoutBehindRefusesNewViewers(t *testing.T) {
 	if v == nil {
 		t.Fatalf("first viewer: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 10*time.Second, "packets at the first viewer", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
+	testkit.WaitUntil(t, "packets at the first viewer", 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 	h := n.srv.Hub("bacc-09")
 	if h.FanoutFull() || n.srv.OverViewerCap("bacc-09") {
 		t.Fatal("fan-out full before anything held it up")
 	}
 
 	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
-	waitFor(t, 5*time.Second, "the fan-out to be marked full", h.FanoutFull)
+	testkit.WaitUntil(t, "the fan-out to be marked full", 5*time.Second, h.FanoutFull)
 	if !n.srv.OverViewerCap("bacc-09") {
 		t.Error("play.json's preference: expected LL-HLS while the fan-out is full")
 	}
@@ -46,7 +48,7 @@ func TestFanoutBehindRefusesNewViewers(t *testing.T) {
 		t.Fatalf("viewer while the fan-out is full: expected 503 stream-viewer-cap naming the fan-out and LL-HLS, got %d %v %s", res.status, res.header, res.body)
 	}
 	before, _ := v.Snapshot()
-	waitFor(t, 5*time.Second, "the first viewer to keep receiving", func() bool { vid, _ := v.Snapshot(); return len(vid) >= len(before)+20 })
+	testkit.WaitUntil(t, "the first viewer to keep receiving", 5*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= len(before)+20 })
 	if got := n.srv.Stats().Viewers; got != 1 {
 		t.Errorf("viewers: expected the first one only, got %d", got)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -193,7 +194,7 @@ func livePublisher(t *testing.T, n *testNode, stream string) (*testPublisher, ht
 		t.Fatalf("WHIP %s: expected 201, got %d %s", stream, res.status, res.body)
 	}
 	pub.Send(1)
-	waitFor(t, 10*time.Second, "the tracks of "+stream, func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
+	testkit.WaitUntil(t, "the tracks of "+stream, 10*time.Second, func() bool { h := n.srv.Hub(stream); return h != nil && len(h.Tracks()) == 2 })
 	return pub, res
 }
 
@@ -217,18 +218,6 @@ func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testVi
 	}
 	v.location, v.token = res.header.Get("Location"), res.header.Get(SessionTokenHeader)
 	return v, res
-}
-
-// waitFor polls cond every 20ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func problemType(body string) string {

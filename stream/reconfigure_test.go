@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // Reconfigure swaps studios, caps and ICE servers on a running server while
@@ -28,7 +30,7 @@ func TestReconfigureKeepsLiveSessions(t *testing.T) {
 	if v == nil {
 		t.Fatalf("WHEP before reconfigure: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 10*time.Second, "media at the viewer", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
+	testkit.WaitUntil(t, "media at the viewer", 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 20 })
 
 	next := *n.srv.options()
 	next.Studios = []Studio{{Name: "studio-b", Token: "token-b-456", Streams: []string{"*"}}}
@@ -75,7 +77,7 @@ func TestReconfigureKeepsLiveSessions(t *testing.T) {
 		t.Errorf("second viewer over the new cap of 1: expected 503 stream-viewer-cap, got %d %s", res.status, res.body)
 	}
 	before, _ := v.Snapshot()
-	waitFor(t, 10*time.Second, "the first viewer still receiving after reconfigure", func() bool {
+	testkit.WaitUntil(t, "the first viewer still receiving after reconfigure", 10*time.Second, func() bool {
 		vid, _ := v.Snapshot()
 		return len(vid) >= len(before)+20
 	})

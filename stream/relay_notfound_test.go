@@ -3,6 +3,8 @@ package stream
 import (
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // TestRelayNotFoundAnywhere: a stream no region has ends its pull as soon as
@@ -20,7 +22,7 @@ func TestRelayNotFoundAnywhere(t *testing.T) {
 	if h == nil {
 		t.Fatal("Watch of a stream not here: expected a pull to start, got nil")
 	}
-	waitFor(t, 4*time.Second, "the pull to end on eu's 404", h.Ended)
+	testkit.WaitUntil(t, "the pull to end on eu's 404", 4*time.Second, h.Ended)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("expected the pull of a stream no region has to end well before ReadyTimeout (5 s), took %v", d)
 	}

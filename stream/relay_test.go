@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -39,7 +40,7 @@ func TestRelayBetweenRegions(t *testing.T) {
 			}
 			t.Logf("viewer %d: video %d audio %d, eu stats %+v", i, len(vid), aud, eu.srv.Stats())
 		}()
-		waitFor(t, 10*time.Second, "relayed video and audio", func() bool { vid, aud := v.Snapshot(); return len(vid) >= 40 && aud >= 10 })
+		testkit.WaitUntil(t, "relayed video and audio", 10*time.Second, func() bool { vid, aud := v.Snapshot(); return len(vid) >= 40 && aud >= 10 })
 		vid, _ := v.Snapshot()
 		last := vid[len(vid)-1]
 		// The publisher counts a packet after writing it, so the relay may
@@ -73,9 +74,9 @@ func TestRelayBetweenRegions(t *testing.T) {
 	}
 	pulled.closeSync()
 	r := sea.srv.relays["bacc-09"]
-	waitFor(t, 15*time.Second, "the relay to reconnect", func() bool { return r.pulls.Load() >= 2 })
+	testkit.WaitUntil(t, "the relay to reconnect", 15*time.Second, func() bool { return r.pulls.Load() >= 2 })
 	mark := pub.Sent()
-	waitFor(t, 10*time.Second, "content sent after the reconnect at every sea viewer", func() bool {
+	testkit.WaitUntil(t, "content sent after the reconnect at every sea viewer", 10*time.Second, func() bool {
 		for _, v := range vs {
 			vid, _ := v.Snapshot()
 			if len(vid) == 0 || streamtest.Counter(vid[len(vid)-1]) < mark+20 {
@@ -96,7 +97,7 @@ func TestRelayBetweenRegions(t *testing.T) {
 	for _, v := range vs {
 		v.Close()
 	}
-	waitFor(t, 10*time.Second, "the relay to stop after the last viewer left", func() bool {
+	testkit.WaitUntil(t, "the relay to stop after the last viewer left", 10*time.Second, func() bool {
 		return sea.srv.Stats().Relays == 0 && sea.srv.Stats().Streams == 0 && eu.srv.Stats().Viewers == 0
 	})
 	pub.Close()

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // With the deployment's viewer token key, a relay pull proves it comes from
@@ -24,7 +26,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	if local == nil {
 		t.Fatalf("local viewer at eu: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 10*time.Second, "eu's local viewer to connect", func() bool { return eu.srv.Stats().Viewers == 1 })
+	testkit.WaitUntil(t, "eu's local viewer to connect", 10*time.Second, func() bool { return eu.srv.Stats().Viewers == 1 })
 	if _, res := newViewer(t, eu, "bacc-11", "Authorization", tok("bacc-11")); res.status != http.StatusServiceUnavailable {
 		t.Fatalf("second viewer at eu over its cap of 1: expected 503, got %d %s", res.status, res.body)
 	}
@@ -44,7 +46,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	if v == nil {
 		t.Fatalf("viewer at sea: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 15*time.Second, "relayed media at sea's viewer", func() bool { vid, aud := v.Snapshot(); return len(vid) >= 20 && aud >= 5 })
+	testkit.WaitUntil(t, "relayed media at sea's viewer", 15*time.Second, func() bool { vid, aud := v.Snapshot(); return len(vid) >= 20 && aud >= 5 })
 	if st := eu.srv.Stats(); st.Viewers != 2 {
 		t.Fatalf("eu: expected its local viewer and sea's relay, got %+v", st)
 	}
@@ -52,7 +54,7 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	// The same holds while eu's fan-out is behind.
 	h := eu.srv.Hub("bacc-11")
 	h.AddReader(&stallReader{stall: 2 * testFanoutBehind})
-	waitFor(t, 5*time.Second, "eu's fan-out to be marked full", h.FanoutFull)
+	testkit.WaitUntil(t, "eu's fan-out to be marked full", 5*time.Second, h.FanoutFull)
 	var pulled *session
 	eu.srv.mu.Lock()
 	for _, x := range eu.srv.sessions {
@@ -66,5 +68,5 @@ func TestSignedRelayPassesCaps(t *testing.T) {
 	}
 	pulled.closeSync() // sea's pull breaks and comes back
 	r := sea.srv.relays["bacc-11"]
-	waitFor(t, 15*time.Second, "sea's relay to reconnect while eu's fan-out is full", func() bool { return r.pulls.Load() >= 2 && eu.srv.Stats().Viewers == 2 })
+	testkit.WaitUntil(t, "sea's relay to reconnect while eu's fan-out is full", 15*time.Second, func() bool { return r.pulls.Load() >= 2 && eu.srv.Stats().Viewers == 2 })
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pion/rtcp"
 
+	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
 
@@ -48,10 +49,10 @@ func TestFanOutPLIAndCleanup(t *testing.T) {
 		}
 		vs = append(vs, v)
 		// A keyframe request reaches the publisher once the viewer connects.
-		waitFor(t, 5*time.Second, "a PLI at the publisher after a viewer joined", func() bool { return pub.PLIs() > before })
+		testkit.WaitUntil(t, "a PLI at the publisher after a viewer joined", 5*time.Second, func() bool { return pub.PLIs() > before })
 	}
 	for i, v := range vs {
-		waitFor(t, 10*time.Second, "video and audio at every viewer", func() bool { vid, aud := v.Snapshot(); return len(vid) >= 50 && aud >= 20 })
+		testkit.WaitUntil(t, "video and audio at every viewer", 10*time.Second, func() bool { vid, aud := v.Snapshot(); return len(vid) >= 50 && aud >= 20 })
 		vid, _ := v.Snapshot()
 		// The same content in the same order: consecutive sequence numbers
 		// carry consecutive counters.
@@ -81,7 +82,7 @@ func TestFanOutPLIAndCleanup(t *testing.T) {
 		t.Fatalf("DELETE publisher: expected 200, got %d %s", r.status, r.body)
 	}
 	pub.Close()
-	waitFor(t, 5*time.Second, "no sessions, streams or UDP mappings", func() bool {
+	testkit.WaitUntil(t, "no sessions, streams or UDP mappings", 5*time.Second, func() bool {
 		st := n.srv.Stats()
 		return st.Sessions == 0 && st.Streams == 0 && st.Viewers == 0 && st.UDPMappings == 0
 	})
@@ -96,12 +97,12 @@ func TestNACKFromStreamCache(t *testing.T) {
 		t.Fatalf("WHIP: expected 201, got %d %s", res.status, res.body)
 	}
 	pub.Send(1000)
-	waitFor(t, 10*time.Second, "the stream's tracks", func() bool { h := n.srv.Hub("roulette-1"); return h != nil && len(h.Tracks()) == 2 })
+	testkit.WaitUntil(t, "the stream's tracks", 10*time.Second, func() bool { h := n.srv.Hub("roulette-1"); return h != nil && len(h.Tracks()) == 2 })
 	v, res := newViewer(t, n, "roulette-1")
 	if v == nil {
 		t.Fatalf("WHEP: expected 201, got %d %s", res.status, res.body)
 	}
-	waitFor(t, 10*time.Second, "60 video packets", func() bool { vid, _ := v.Snapshot(); return len(vid) >= 60 })
+	testkit.WaitUntil(t, "60 video packets", 10*time.Second, func() bool { vid, _ := v.Snapshot(); return len(vid) >= 60 })
 	vid, _ := v.Snapshot()
 	want := map[uint16]uint32{}
 	var nacks []rtcp.NackPair
@@ -113,7 +114,7 @@ func TestNACKFromStreamCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Each NACKed packet arrives a second time, with the same content.
-	waitFor(t, 5*time.Second, "the NACKed packets again", func() bool {
+	testkit.WaitUntil(t, "the NACKed packets again", 5*time.Second, func() bool {
 		vid, _ := v.Snapshot()
 		seen := map[uint16]int{}
 		for _, p := range vid {

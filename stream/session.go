@@ -86,6 +86,16 @@ func (x *session) onCloseDo(f func()) {
 	x.mu.Unlock()
 }
 
+// register makes x one of s's sessions and starts watching its
+// connection's state with the current timeouts.
+func (s *Server) register(x *session) {
+	s.mu.Lock()
+	s.sessions[x.id] = x
+	s.mu.Unlock()
+	o := s.options()
+	x.watchState(o.ConnectTimeout, o.MediaTimeout)
+}
+
 // watchState closes the session when its connection fails or closes, when
 // its ICE and DTLS have not completed within connect (a client that
 // offered and went away, or never meant to connect, holds nothing longer),
@@ -248,11 +258,7 @@ func (s *Server) publish(ctx *fasthttp.RequestCtx, stream string, requestID []by
 	hub.expectTracks(sendingSections(offer))
 	x.onCloseDo(func() { hub.detach(gen) })
 	pc.OnTrack(p.onTrack)
-	s.mu.Lock()
-	s.sessions[x.id] = x
-	s.mu.Unlock()
-	o := s.options()
-	x.watchState(o.ConnectTimeout, o.MediaTimeout)
+	s.register(x)
 	ans, err := x.answer(offer)
 	if err != nil {
 		x.closeSync()
@@ -497,11 +503,7 @@ func (s *Server) play(ctx *fasthttp.RequestCtx, stream string, requestID []byte,
 		x.close()
 	}
 	x.onCloseDo(slot.release)
-	s.mu.Lock()
-	s.sessions[x.id] = x
-	s.mu.Unlock()
-	o := s.options()
-	x.watchState(o.ConnectTimeout, o.MediaTimeout)
+	s.register(x)
 	ans, err := x.localAnswer(string(offer))
 	if err != nil {
 		x.closeSync()

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"hedge/configs"
+	"hedge/internal/httpx"
 	"hedge/internal/problem"
 )
 
@@ -126,12 +127,8 @@ func (t *argTally) query(uri []byte) bool {
 // urlencoded counts name=value pairs separated by '&'.
 func (t *argTally) urlencoded(b []byte) bool {
 	for len(b) > 0 {
-		pair := b
-		if i := bytes.IndexByte(b, '&'); i >= 0 {
-			pair, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		var pair []byte
+		pair, b = httpx.CutByte(b, '&')
 		if len(pair) == 0 {
 			continue
 		}
@@ -154,23 +151,15 @@ var cookieHeader = []byte("cookie")
 // the header is forwarded.
 func (t *argTally) cookies(raw []byte) bool {
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = httpx.CutByte(raw, '\n')
 		colon := bytes.IndexByte(line, ':')
 		if colon != len(cookieHeader) || !bytes.EqualFold(line[:colon], cookieHeader) {
 			continue
 		}
 		for v := line[colon+1:]; len(v) > 0; {
-			part := v
-			if i := bytes.IndexByte(v, ';'); i >= 0 {
-				part, v = v[:i], v[i+1:]
-			} else {
-				v = nil
-			}
+			var part []byte
+			part, v = httpx.CutByte(v, ';')
 			name, value := part, part[:0]
 			if i := bytes.IndexByte(part, '='); i >= 0 {
 				name, value = part[:i], part[i+1:]
@@ -244,20 +233,10 @@ func boolByte(b bool) byte {
 	return 0
 }
 
+// hasPrefixFold reports whether b begins with prefix (lower-case ASCII),
+// ignoring ASCII case.
 func hasPrefixFold(b []byte, prefix string) bool {
-	if len(b) < len(prefix) {
-		return false
-	}
-	for i := range len(prefix) {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
+	return len(b) >= len(prefix) && httpx.EqualFoldLower(b[:len(prefix)], prefix)
 }
 
 // body counts the arguments of a body of the given content type.

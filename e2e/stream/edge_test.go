@@ -96,7 +96,7 @@ func startEdge(t *testing.T) *edge {
 		p.Wait(15 * time.Second)
 	})
 	e.hedge = "http://" + edgeAddr
-	testkit.WaitUntil(t, p, "hedge serve: /healthz 200", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
+	testkit.WaitFor(t, p, "hedge serve: /healthz 200", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
 		resp, err := http.Get(e.hedge + "/healthz")
 		if err != nil {
 			return false, err.Error()

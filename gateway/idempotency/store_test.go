@@ -75,28 +75,37 @@ func TestOneWinnerUnderContention(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for round := range 20 {
 				key := ScopedKey([]byte("p"), fmt.Appendf(nil, "race-%d", round))
-				var wins atomic.Int32
-				var wg sync.WaitGroup
-				for range 16 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						c, err := s.Claim(ctx, key, Fingerprint{})
-						if err != nil {
-							t.Error(err)
-						}
-						if c.Won {
-							wins.Add(1)
-						}
-					}()
-				}
-				wg.Wait()
-				if wins.Load() != 1 {
-					t.Fatalf("round %d: want exactly 1 winner, got %d", round, wins.Load())
+				if wins := claimAtOnce(t, ctx, key, []Store{s}, 16); wins != 1 {
+					t.Fatalf("round %d: want exactly 1 winner, got %d", round, wins)
 				}
 			}
 		})
 	}
+}
+
+// claimAtOnce has each store claim key from each of perStore goroutines
+// at once and returns how many of those claims were won.
+func claimAtOnce(t *testing.T, ctx context.Context, key string, claimers []Store, perStore int) int32 {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for _, s := range claimers {
+		for range perStore {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := s.Claim(ctx, key, Fingerprint{})
+				if err != nil {
+					t.Error(err)
+				}
+				if c.Won {
+					wins.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	return wins.Load()
 }
 
 func TestMemoryIsBounded(t *testing.T) {
@@ -389,26 +398,12 @@ func TestRedisOneTakerUnderContention(t *testing.T) {
 		if err := nodes[0].c.Del(ctx, nodes[0].alive).Err(); err != nil {
 			t.Fatal(err)
 		}
-		var wins atomic.Int32
-		var wg sync.WaitGroup
+		takers := make([]Store, 0, len(nodes)-1)
 		for _, n := range nodes[1:] {
-			for range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					c, err := n.Claim(ctx, key, Fingerprint{})
-					if err != nil {
-						t.Error(err)
-					}
-					if c.Won {
-						wins.Add(1)
-					}
-				}()
-			}
+			takers = append(takers, n)
 		}
-		wg.Wait()
-		if wins.Load() != 1 {
-			t.Fatalf("round %d: want exactly 1 taker, got %d", round, wins.Load())
+		if wins := claimAtOnce(t, ctx, key, takers, 8); wins != 1 {
+			t.Fatalf("round %d: want exactly 1 taker, got %d", round, wins)
 		}
 		nodes[0].beAlive(ctx)
 	}

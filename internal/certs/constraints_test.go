@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -64,11 +63,7 @@ func TestNameConstraintsBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startWithin(t, m, 20*time.Second)
 	good := serveTLS(t, listenLoopback(t), m.TLSConfig())
 	ca, err := loadCA(filepath.Join(dataDir, "ca"))
 	if err != nil {
@@ -147,11 +142,7 @@ func TestUnconstrainedRootIsKept(t *testing.T) {
 		t.Fatalf("an existing root without name constraints: want it kept, got %v", err)
 	}
 	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startWithin(t, m, 20*time.Second)
 	root := readCert(t, m.RootPath())
 	if len(root.PermittedDNSDomains) != 0 || root.Subject.CommonName != "hedge internal CA old" {
 		t.Fatalf("the old root was replaced: %s permits %q", root.Subject.CommonName, root.PermittedDNSDomains)

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -31,6 +32,17 @@ func testLogger(t *testing.T) (*slog.Logger, *testkit.Buffer) {
 		}
 	})
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+// startWithin starts m and fails the test when its certificates are not
+// ready within limit.
+func startWithin(t *testing.T, m *Manager, limit time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func listenLoopback(t *testing.T) net.Listener {

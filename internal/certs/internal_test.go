@@ -180,11 +180,7 @@ func TestInternalRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	startWithin(t, m, 10*time.Second)
 	addr := serveTLS(t, listenLoopback(t), m.TLSConfig())
 	root := readCert(t, m.RootPath())
 	client := &tls.Config{ServerName: name, RootCAs: poolOf(root)}

@@ -8,20 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s", what, limit)
-	return 0
-}
+	"hedge/internal/testkit"
+)
 
 func TestRiseFallHysteresis(t *testing.T) {
 	var healthy atomic.Bool
@@ -42,12 +31,13 @@ func TestRiseFallHysteresis(t *testing.T) {
 	defer c.Close()
 
 	healthy.Store(false)
-	took := waitFor(t, "down after 3 failed probes", 2*time.Second, func() bool { return !tg.Healthy() })
+	start := time.Now()
+	took := testkit.WaitUntil(t, "down after 3 failed probes", 2*time.Second, func() bool { return !tg.Healthy() }).Sub(start)
 	if took < 2*spec.Interval {
 		t.Errorf("went down after %s: fall=3 at %s needs at least %s", took, spec.Interval, 2*spec.Interval)
 	}
 	healthy.Store(true)
-	waitFor(t, "up after 2 good probes", 2*time.Second, tg.Healthy)
+	testkit.WaitUntil(t, "up after 2 good probes", 2*time.Second, tg.Healthy)
 	c.Close()
 	c.Close() // twice is fine
 
@@ -69,7 +59,7 @@ func TestUnreachableTargetGoesDown(t *testing.T) {
 	c := NewChecker(tg)
 	c.Start()
 	defer c.Close()
-	waitFor(t, "down", time.Second, func() bool { return !tg.Healthy() })
+	testkit.WaitUntil(t, "down", time.Second, func() bool { return !tg.Healthy() })
 	if tg.Status().LastError == "" {
 		t.Fatal("want the probe error in status")
 	}
@@ -90,7 +80,7 @@ func TestPassiveEjection(t *testing.T) {
 	if tg.Healthy() {
 		t.Fatal("not ejected after 3 consecutive failures")
 	}
-	waitFor(t, "ejection ends", time.Second, tg.Healthy)
+	testkit.WaitUntil(t, "ejection ends", time.Second, tg.Healthy)
 }
 
 func TestInheritKeepsState(t *testing.T) {

@@ -1,6 +1,9 @@
 package httpx
 
-import "unsafe"
+import (
+	"bytes"
+	"unsafe"
+)
 
 // b2s views b as a string without copying, for handing header bytes to
 // standard-library parsers (netip.ParseAddr) that take strings. Converting
@@ -9,6 +12,17 @@ import "unsafe"
 // input only inside the error it returns, which callers here discard.
 func b2s(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// CutByte slices b around its first sep: the bytes before it and those
+// after it, or all of b and nil when sep does not occur. It is bytes.Cut
+// for one byte, for loops that take a header block, a list or a playlist
+// apart piece by piece without allocating.
+func CutByte(b []byte, sep byte) (before, after []byte) {
+	if i := bytes.IndexByte(b, sep); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
 }
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
@@ -46,7 +60,11 @@ func EqualFoldLower[T string | []byte](b []byte, lower T) bool {
 }
 
 // tchar is RFC 9110's token character set.
-var tchar = func() (t [256]bool) {
+var tchar = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd is the set of ASCII letters and digits and the bytes of extra,
+// as a table indexed by byte.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
@@ -54,11 +72,11 @@ var tchar = func() (t [256]bool) {
 		t[c] = true
 		t[c-'a'+'A'] = true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
+	for _, c := range extra {
 		t[c] = true
 	}
 	return t
-}()
+}
 
 func isToken(b []byte) bool {
 	if len(b) == 0 {

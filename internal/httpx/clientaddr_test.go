@@ -107,17 +107,29 @@ func TestClientAddr(t *testing.T) {
 // refClientAddr is a slow, straightforward ClientAddr the fuzzer compares
 // against: split, trim, parse with the standard library's string functions.
 func refClientAddr(peer netip.Addr, xff string, t Trusted) netip.Addr {
+	parts := strings.Split(xff, ",")
+	for i, p := range parts {
+		parts[i] = strings.Trim(p, " \t")
+	}
+	return refRightmostUntrusted(peer, t, parts, func(p string) bool { return p == "" }, func(p string) (netip.Addr, bool) {
+		return refParseNode(p, true, false)
+	})
+}
+
+// refRightmostUntrusted is the rule both client-address headers follow,
+// written plainly: from the peer leftwards through the header's entries
+// (empty ones skipped), the first address not trusted is the client; an
+// entry that does not parse stops the walk at the last address read.
+func refRightmostUntrusted[E any](peer netip.Addr, t Trusted, entries []E, empty func(E) bool, parse func(E) (netip.Addr, bool)) netip.Addr {
 	last := peer.Unmap()
 	if !t.Contains(last) {
 		return last
 	}
-	parts := strings.Split(xff, ",")
-	for i := len(parts) - 1; i >= 0; i-- {
-		p := strings.Trim(parts[i], " \t")
-		if p == "" {
+	for i := len(entries) - 1; i >= 0; i-- {
+		if empty(entries[i]) {
 			continue
 		}
-		a, ok := refParseNode(p, true, false)
+		a, ok := parse(entries[i])
 		if !ok {
 			return last
 		}

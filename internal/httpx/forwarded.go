@@ -101,15 +101,7 @@ func appendParam(dst []byte, name string, v []byte) []byte {
 			return dst
 		}
 	}
-	dst = append(dst, name...)
-	dst = append(dst, '"')
-	for _, c := range v {
-		if c == '"' || c == '\\' {
-			dst = append(dst, '\\')
-		}
-		dst = append(dst, c)
-	}
-	return append(dst, '"')
+	return appendQuoted(append(dst, name...), v)
 }
 
 // element is one forwarded-element. Values are raw, without their quotes;

@@ -128,26 +128,7 @@ func TestAppendForwardedElement(t *testing.T) {
 // collects the elements first, then walks them right to left as the
 // definition says.
 func refForwardedFor(peer netip.Addr, fwd string, t Trusted) netip.Addr {
-	last := peer.Unmap()
-	if !t.Contains(last) {
-		return last
-	}
-	els := refElements(fwd)
-	for i := len(els) - 1; i >= 0; i-- {
-		e := els[i]
-		if e.empty {
-			continue
-		}
-		a, ok := refForAddr(e)
-		if !ok {
-			return last
-		}
-		last = a
-		if !t.Contains(a) {
-			return a
-		}
-	}
-	return last
+	return refRightmostUntrusted(peer, t, refElements(fwd), func(e refElement) bool { return e.empty }, refForAddr)
 }
 
 var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)

@@ -67,12 +67,8 @@ func (f FramingFault) Detail() string { return framingText[f].detail }
 func CheckFraming(raw []byte, http10 bool) FramingFault {
 	cl, te := 0, 0
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = CutByte(raw, '\n')
 		if n := len(line); n > 0 && line[n-1] == '\r' {
 			line = line[:n-1]
 		}

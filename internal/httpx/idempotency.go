@@ -74,8 +74,15 @@ func ParseIdempotencyKey(dst, v []byte) ([]byte, error) {
 // retry through any edge deduplicates at the writer too. key is what
 // ParseIdempotencyKey returned: printable ASCII only.
 func AppendIdempotencyKey(dst, key []byte) []byte {
+	return appendQuoted(dst, key)
+}
+
+// appendQuoted appends v as a quoted string with '"' and '\\' escaped, the
+// form RFC 9110's quoted-string and RFC 8941's String share. v holds no
+// control bytes (callers check).
+func appendQuoted(dst, v []byte) []byte {
 	dst = append(dst, '"')
-	for _, c := range key {
+	for _, c := range v {
 		if c == '"' || c == '\\' {
 			dst = append(dst, '\\')
 		}

@@ -26,19 +26,7 @@ func ValidRequestID(v []byte) bool {
 	return true
 }
 
-var requestIDChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "._:@/+=-" {
-		t[c] = true
-	}
-	return t
-}()
+var requestIDChar = alnumAnd("._:@/+=-")
 
 // IDGen makes request ids "<16 hex random>-<16 hex counter>". The random
 // prefix, drawn once per generator, keeps ids from different processes and

@@ -35,8 +35,6 @@ func call(t *testing.T, base, method, path, body string, headers ...string) resu
 	return r
 }
 
-// send is call for goroutines other than the test's, which must not stop
-// the test themselves.
 // sendAtOnce sends n requests with send, released together, and returns
 // their results in order.
 func sendAtOnce(t *testing.T, n int, send func() (result, error)) []result {
@@ -81,6 +79,8 @@ func checkOneApplied(t *testing.T, results []result, status int) {
 	}
 }
 
+// send is call for goroutines other than the test's, which must not stop
+// the test themselves.
 func send(base, method, path, body string, headers ...string) (result, error) {
 	var rd io.Reader
 	if body != "" {
@@ -397,18 +397,25 @@ func TestLedgerRoleChange(t *testing.T) {
 	}
 	for _, st := range steps {
 		r := call(t, base, st.method, st.path, st.body, st.headers...)
-		if r.status != st.status {
-			t.Fatalf("%s: status expected %d, got %d (body %s)", st.name, st.status, r.status, r.body)
+		wantRoleAnswer(t, st.name, r, st.status, st.problem, st.wantRole)
+	}
+}
+
+// wantRoleAnswer checks one answer of the role admin: its status, then
+// the problem type when one is expected, else the role it reports.
+func wantRoleAnswer(t *testing.T, step string, r result, status int, problem string, role roleBody) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: status expected %d, got %d (body %s)", step, status, r.status, r.body)
+	}
+	if problem != "" {
+		if got := problemType(t, r); got != problem {
+			t.Errorf("%s: problem expected %q, got %q", step, problem, got)
 		}
-		if st.problem != "" {
-			if got := problemType(t, r); got != st.problem {
-				t.Errorf("%s: problem expected %q, got %q", st.name, st.problem, got)
-			}
-			continue
-		}
-		if got := decode[roleBody](t, r); got != st.wantRole {
-			t.Errorf("%s: role expected %+v, got %+v", st.name, st.wantRole, got)
-		}
+		return
+	}
+	if got := decode[roleBody](t, r); got != role {
+		t.Errorf("%s: role expected %+v, got %+v", step, role, got)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // serveLedger runs a ledger with settings s on a loopback listener of its
@@ -122,18 +124,6 @@ func receiptsBy(l *Ledger, outcome string) map[string]Receipt {
 		}
 	}
 	return out
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Now()
 }
 
 // TestSyncReplicationRPOZero: a synchronous writer acknowledges a bet only
@@ -303,7 +293,7 @@ func TestAsyncReplicationLag(t *testing.T) {
 			t.Fatalf("bet a%d: expected 201, got %d %s", i, r.status, r.body)
 		}
 	}
-	waitFor(t, "the replica imports the first ten bets", 10*time.Second, func() bool { return len(receiptsBy(replica, ReceiptImported)) == 10 })
+	testkit.WaitUntil(t, "the replica imports the first ten bets", 10*time.Second, func() bool { return len(receiptsBy(replica, ReceiptImported)) == 10 })
 	applied := receiptsBy(writer, ReceiptApplied)
 	for k, imp := range receiptsBy(replica, ReceiptImported) {
 		if d := imp.At.Sub(applied[k].At); d < lag {
@@ -353,7 +343,7 @@ func TestFencedWriter(t *testing.T) {
 			if r := placeBet(t, wBase, "alice", "k1"); r.status != http.StatusCreated {
 				t.Fatalf("k1: expected 201, got %d %s", r.status, r.body)
 			}
-			waitFor(t, "the replica imports k1", 5*time.Second, func() bool { return len(receiptsBy(replica, ReceiptImported)) == 1 })
+			testkit.WaitUntil(t, "the replica imports k1", 5*time.Second, func() bool { return len(receiptsBy(replica, ReceiptImported)) == 1 })
 			if r := call(t, rBase, http.MethodPost, "/admin/promote", `{"epoch":5}`); r.status != http.StatusOK {
 				t.Fatalf("promote: expected 200, got %d %s", r.status, r.body)
 			}
@@ -372,7 +362,7 @@ func TestFencedWriter(t *testing.T) {
 					t.Fatalf("k2 at the old async writer: expected 201 (acknowledged before shipping), got %d %s", r.status, r.body)
 				}
 			}
-			waitFor(t, "the old writer reports itself fenced", 5*time.Second, func() bool { return roleOf(t, wBase).Role == RoleFenced })
+			testkit.WaitUntil(t, "the old writer reports itself fenced", 5*time.Second, func() bool { return roleOf(t, wBase).Role == RoleFenced })
 			if got, want := roleOf(t, wBase), (roleBody{RoleFenced, "sea", 5}); got != want {
 				t.Errorf("old writer's /role: expected %+v, got %+v", want, got)
 			}
@@ -398,7 +388,7 @@ func TestFencedWriter(t *testing.T) {
 			if mode == ReplicationSync && r.status != http.StatusConflict {
 				t.Errorf("first bet at the restarted sync writer: expected 409 stale-epoch, got %d %s", r.status, r.body)
 			}
-			waitFor(t, "the restarted writer learns it is fenced", 5*time.Second, func() bool { return roleOf(t, wBase2).Role == RoleFenced })
+			testkit.WaitUntil(t, "the restarted writer learns it is fenced", 5*time.Second, func() bool { return roleOf(t, wBase2).Role == RoleFenced })
 			if mode == ReplicationSync && len(restarted.Applied()) != 0 {
 				t.Errorf("restarted sync writer: expected nothing applied, got %+v", restarted.Applied())
 			}
@@ -451,7 +441,7 @@ func TestPartitionAutoPromotion(t *testing.T) {
 			t.Errorf("bet p%d at the partitioned writer: expected 503 replica-unavailable, got %d %s", i, r.status, r.body)
 		}
 	}
-	promoted := waitFor(t, "the replica promotes itself", after+5*time.Second, func() bool { return roleOf(t, rBase).Role == RoleWriter })
+	promoted := testkit.WaitUntil(t, "the replica promotes itself", after+5*time.Second, func() bool { return roleOf(t, rBase).Role == RoleWriter })
 	if d := promoted.Sub(cut); d < after-beat {
 		t.Errorf("replica promoted %s after the partition: expected no sooner than auto-promote-after (%s) less one heartbeat", d, after)
 	}
@@ -504,18 +494,7 @@ func TestPromoteEndpoint(t *testing.T) {
 	}
 	for _, st := range steps {
 		r := call(t, base, http.MethodPost, "/admin/promote", st.body, st.headers...)
-		if r.status != st.status {
-			t.Fatalf("%s: expected %d, got %d %s", st.name, st.status, r.status, r.body)
-		}
-		if st.problem != "" {
-			if got := problemType(t, r); got != st.problem {
-				t.Errorf("%s: expected problem %q, got %q", st.name, st.problem, got)
-			}
-			continue
-		}
-		if got := decode[roleBody](t, r); got != st.want {
-			t.Errorf("%s: expected %+v, got %+v", st.name, st.want, got)
-		}
+		wantRoleAnswer(t, st.name, r, st.status, st.problem, st.want)
 	}
 }
 
@@ -596,23 +575,11 @@ func TestSyncReplicationConcurrentDuplicates(t *testing.T) {
 			if cut {
 				n = 8 // each waits out the one before it: 200ms apiece
 			}
-			results := make([]result, n)
-			errs := make([]error, n)
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					results[i], errs[i] = send(wBase, http.MethodPost, "/bets", betBody, "Idempotency-Key", "dup", "X-Hedge-Principal", "alice")
-				})
-			}
-			close(start)
-			wg.Wait()
+			results := sendAtOnce(t, n, func() (result, error) {
+				return send(wBase, http.MethodPost, "/bets", betBody, "Idempotency-Key", "dup", "X-Hedge-Principal", "alice")
+			})
 			fresh := 0
 			for i, r := range results {
-				if errs[i] != nil {
-					t.Fatal(errs[i])
-				}
 				switch {
 				case cut && r.status != http.StatusServiceUnavailable:
 					t.Errorf("request %d while partitioned: expected 503, got %d %s", i, r.status, r.body)

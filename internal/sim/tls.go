@@ -22,13 +22,9 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
 	if clientCAFile != "" {
-		pem, err := os.ReadFile(clientCAFile)
+		pool, err := loadPool(clientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("sim: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("sim: %s holds no PEM certificate", clientCAFile)
+			return nil, err
 		}
 		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
@@ -41,13 +37,9 @@ func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 func PeerTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pool, err := loadPool(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("sim: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("sim: %s holds no PEM certificate", caFile)
+			return nil, err
 		}
 		c.RootCAs = pool
 	}
@@ -62,4 +54,17 @@ func PeerTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
+}
+
+// loadPool reads the PEM certificates of file into a pool.
+func loadPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("sim: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("sim: %s holds no PEM certificate", file)
+	}
+	return pool, nil
 }

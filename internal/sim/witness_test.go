@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"hedge/internal/testkit"
 	"hedge/internal/testredis"
 )
 
@@ -53,7 +54,7 @@ func newPair(t *testing.T, mode string, autoAfter time.Duration) *pair {
 		Witness: hostPort(p.wWitness), WitnessHolder: "writer", Lease: testLease, LeaseRenew: testRenew})
 	go p.writer.Serve(ln)
 	t.Cleanup(func() { p.writer.Close() })
-	waitFor(t, "the writer takes its lease", 5*time.Second, func() bool { return p.witnessState(t)["holder"] == "writer" })
+	testkit.WaitUntil(t, "the writer takes its lease", 5*time.Second, func() bool { return p.witnessState(t)["holder"] == "writer" })
 	return p
 }
 
@@ -104,7 +105,7 @@ func TestWitnessDegradedWriter(t *testing.T) {
 	}
 
 	p.toReplica.setCut(false)
-	waitFor(t, "the writer records itself synced again", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "the writer records itself synced again", 5*time.Second, func() bool {
 		return p.witnessState(t)["state"] == WitnessSynced && replicationOf(t, p.wBase) == WitnessSynced
 	})
 	imported := receiptsBy(p.replica, ReceiptImported)
@@ -130,7 +131,7 @@ func TestWitnessGrantsAfterLease(t *testing.T) {
 	}
 	p.writer.Close()
 	died := time.Now()
-	promoted := waitFor(t, "the replica is granted the domain", 5*time.Second, func() bool { return roleOf(t, p.rBase).Role == RoleWriter })
+	promoted := testkit.WaitUntil(t, "the replica is granted the domain", 5*time.Second, func() bool { return roleOf(t, p.rBase).Role == RoleWriter })
 	// The writer's last renewal was at most one renewal before it died.
 	if d := promoted.Sub(died); d < testLease-testRenew {
 		t.Errorf("replica promoted %s after the writer died: expected no sooner than the lease (%s) less one renewal", d, testLease)
@@ -169,7 +170,7 @@ func TestWitnessPartitionedWriter(t *testing.T) {
 			t.Errorf("bet p%d at the partitioned writer: expected 503, got %d %s", i, r.status, r.body)
 		}
 	}
-	promoted := waitFor(t, "the replica is granted the domain", 5*time.Second, func() bool { return roleOf(t, p.rBase).Role == RoleWriter })
+	promoted := testkit.WaitUntil(t, "the replica is granted the domain", 5*time.Second, func() bool { return roleOf(t, p.rBase).Role == RoleWriter })
 	if d := promoted.Sub(cut); d < testLease-testRenew {
 		t.Errorf("replica promoted %s after the partition: expected no sooner than the lease (%s) less one renewal", d, testLease)
 	}
@@ -183,7 +184,7 @@ func TestWitnessPartitionedWriter(t *testing.T) {
 	}
 
 	partition(false)
-	waitFor(t, "the old writer learns it is fenced", 5*time.Second, func() bool { return roleOf(t, p.wBase).Role == RoleFenced })
+	testkit.WaitUntil(t, "the old writer learns it is fenced", 5*time.Second, func() bool { return roleOf(t, p.wBase).Role == RoleFenced })
 	if r := placeBet(t, p.wBase, "alice", "late"); r.status != http.StatusConflict {
 		t.Errorf("bet at the fenced old writer: expected 409 stale-epoch, got %d %s", r.status, r.body)
 	}
@@ -202,7 +203,7 @@ func TestWitnessRefusesDegradedTakeover(t *testing.T) {
 	p.writer.Close()
 	died := time.Now()
 	// Well past the lease, the witness still refuses the replica.
-	waitFor(t, "the lease runs out", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "the lease runs out", 5*time.Second, func() bool {
 		n, err := p.redis.Exists(context.Background(), witnessPrefix+"sea:lease").Result()
 		return err == nil && n == 0
 	})
@@ -232,7 +233,7 @@ func TestWitnessAsyncWriterNeedsLease(t *testing.T) {
 	cut := time.Now()
 	var r result
 	n := 0
-	refused := waitFor(t, "the async writer refuses without its lease", 5*time.Second, func() bool {
+	refused := testkit.WaitUntil(t, "the async writer refuses without its lease", 5*time.Second, func() bool {
 		n++
 		r = placeBet(t, p.wBase, "alice", fmt.Sprintf("cut%d", n))
 		return r.status == http.StatusServiceUnavailable
@@ -246,7 +247,7 @@ func TestWitnessAsyncWriterNeedsLease(t *testing.T) {
 		t.Errorf("async writer still acknowledged %s after losing the witness: expected it to stop within the lease (%s)", d, testLease)
 	}
 	p.wWitness.setCut(false)
-	waitFor(t, "the async writer acknowledges again", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "the async writer acknowledges again", 5*time.Second, func() bool {
 		n++
 		return placeBet(t, p.wBase, "alice", fmt.Sprintf("healed%d", n)).status == http.StatusCreated
 	})

@@ -61,10 +61,10 @@ func (p *Proc) Signal(t testing.TB, sig syscall.Signal) {
 	}
 }
 
-// WaitUntil polls cond every poll until it reports true or timeout passes;
+// WaitFor polls cond every poll until it reports true or timeout passes;
 // cond also describes what it saw, for the failure message. When p is not
 // nil and exits meanwhile, waiting stops at once.
-func WaitUntil(t testing.TB, p *Proc, what string, timeout, poll time.Duration, cond func() (bool, string)) time.Duration {
+func WaitFor(t testing.TB, p *Proc, what string, timeout, poll time.Duration, cond func() (bool, string)) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)

@@ -2,9 +2,10 @@
 // a buffer that a test reads while other goroutines write to it, the build
 // of the hedge binary that end-to-end tests run as a child (with -race when
 // the tests run with it, RunWithHedge for their TestMain) and running it
-// (StartHedge, WaitUntil), free loopback addresses and ports, a CA that
-// writes certificates to files, and a raw HTTP/1.1 exchange for requests
-// no client library would send. Only tests import it.
+// (StartHedge, WaitFor), free loopback addresses and ports, a CA
+// that writes certificates to files, a raw HTTP/1.1 exchange for requests
+// no client library would send, and a poll that waits for a condition with
+// a deadline (WaitUntil). Only tests import it.
 package testkit
 
 import (

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"hedge/internal/httpx"
 	"hedge/internal/problem"
 )
 
@@ -164,12 +165,8 @@ func (m *Muxer) noteHint(playlistName string, pl []byte) {
 func hintPosition(pl []byte) (msn, part uint64, ok bool) {
 	var seq, segs, trailing uint64
 	for len(pl) > 0 {
-		line := pl
-		if j := bytes.IndexByte(pl, '\n'); j >= 0 {
-			line, pl = pl[:j], pl[j+1:]
-		} else {
-			pl = nil
-		}
+		var line []byte
+		line, pl = httpx.CutByte(pl, '\n')
 		line = bytes.TrimRight(line, "\r")
 		switch {
 		case bytes.HasPrefix(line, []byte("#EXT-X-MEDIA-SEQUENCE:")):

@@ -88,14 +88,57 @@ func Frames(t testing.TB, path string) [][]byte {
 	return h264.AccessUnits(raw)
 }
 
-// SamplePublisher is a studio publishing access units over WHIP in a loop
-// at 30 fps, counting the keyframe requests (PLIs) it gets.
-type SamplePublisher struct {
-	pc   *webrtc.PeerConnection
+// sending is what both kinds of publisher are made of: the peer, the
+// count of keyframe requests (PLIs) its senders read, and the goroutines
+// that Close stops.
+type sending struct {
+	PC   *webrtc.PeerConnection
 	plis atomic.Int64
 	stop chan struct{}
 	once sync.Once
 	wg   sync.WaitGroup
+}
+
+func newSending(pc *webrtc.PeerConnection) sending {
+	return sending{PC: pc, stop: make(chan struct{})}
+}
+
+// countPLIs reads the RTCP that arrives for sender until the peer closes,
+// counting keyframe requests.
+func (s *sending) countPLIs(sender *webrtc.RTPSender) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, x := range pkts {
+				if _, ok := x.(*rtcp.PictureLossIndication); ok {
+					s.plis.Add(1)
+				}
+			}
+		}
+	}()
+}
+
+// PLIs is how many keyframe requests the publisher has had.
+func (s *sending) PLIs() int64 { return s.plis.Load() }
+
+// Close stops sending and closes the peer; it may be called again.
+func (s *sending) Close() {
+	s.once.Do(func() {
+		close(s.stop)
+		_ = s.PC.Close()
+		s.wg.Wait()
+	})
+}
+
+// SamplePublisher is a studio publishing access units over WHIP in a loop
+// at 30 fps, counting the keyframe requests (PLIs) it gets.
+type SamplePublisher struct {
+	sending
 }
 
 // PublishSample publishes aus (from Frames) through the WHIP endpoint whip
@@ -107,7 +150,7 @@ func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]by
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &SamplePublisher{pc: pc, stop: make(chan struct{})}
+	p := &SamplePublisher{sending: newSending(pc)}
 	t.Cleanup(p.Close)
 	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: H264Fmtp}, "video", "studio")
@@ -118,21 +161,7 @@ func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]by
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			pkts, _, err := tc.Sender().ReadRTCP()
-			if err != nil {
-				return
-			}
-			for _, x := range pkts {
-				if _, ok := x.(*rtcp.PictureLossIndication); ok {
-					p.plis.Add(1)
-				}
-			}
-		}
-	}()
+	p.countPLIs(tc.Sender())
 	req, err := http.NewRequest("POST", whip, strings.NewReader(Offer(t, pc)))
 	if err != nil {
 		t.Fatal(err)
@@ -168,30 +197,14 @@ func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]by
 	return p
 }
 
-// PLIs is how many keyframe requests the publisher has had.
-func (p *SamplePublisher) PLIs() int64 { return p.plis.Load() }
-
-// Close stops publishing and closes the peer; it may be called again.
-func (p *SamplePublisher) Close() {
-	p.once.Do(func() {
-		close(p.stop)
-		_ = p.pc.Close()
-		p.wg.Wait()
-	})
-}
-
 // Publisher is a studio sending a synthetic H.264 + Opus stream whose
 // payloads carry a counter, so that receivers can check content, not just
 // sequence numbers. It counts the keyframe requests (PLIs) it gets.
 type Publisher struct {
-	PC    *webrtc.PeerConnection
+	sending
 	video *webrtc.TrackLocalStaticRTP
 	audio *webrtc.TrackLocalStaticRTP
-	plis  atomic.Int64
 	sent  atomic.Uint32 // video counter
-	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
 }
 
 // NewPublisher makes a publisher's peer with api, its sendonly video and
@@ -203,7 +216,7 @@ func NewPublisher(t testing.TB, api *webrtc.API) *Publisher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Publisher{PC: pc, stop: make(chan struct{})}
+	p := &Publisher{sending: newSending(pc)}
 	t.Cleanup(p.Close)
 	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264Fmtp}, "video", "studio")
 	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
@@ -212,22 +225,7 @@ func NewPublisher(t testing.TB, api *webrtc.API) *Publisher {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sender := tc.Sender()
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				pkts, _, err := sender.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, x := range pkts {
-					if _, ok := x.(*rtcp.PictureLossIndication); ok {
-						p.plis.Add(1)
-					}
-				}
-			}
-		}()
+		p.countPLIs(tc.Sender())
 	}
 	return p
 }
@@ -259,20 +257,8 @@ func (p *Publisher) Send(start uint32) {
 	}()
 }
 
-// PLIs is how many keyframe requests the publisher has had.
-func (p *Publisher) PLIs() int64 { return p.plis.Load() }
-
 // Sent is the counter of the last video packet sent.
 func (p *Publisher) Sent() uint32 { return p.sent.Load() }
-
-// Close stops sending and closes the peer; it may be called again.
-func (p *Publisher) Close() {
-	p.once.Do(func() {
-		close(p.stop)
-		_ = p.PC.Close()
-		p.wg.Wait()
-	})
-}
 
 // Viewer is a player's peer that records what arrives: the video packets
 // (headers and the counter, Counter) and how many audio packets.
