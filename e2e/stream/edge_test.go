@@ -86,54 +86,8 @@ func startEdge(t *testing.T) *edge {
 	dir := t.TempDir()
 	edgeAddr, adminAddr, udp := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeUDPPort(t)
 	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", udp).Replace(edgeConfig)
-	file := filepath.Join(dir, "hedge.yaml")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(hedgeBin, "serve", "-c", file)
-	cmd.Dir = dir
-	cmd.Env = testkit.ChildEnv()
-	cmd.Stdout, cmd.Stderr = &e.out, &e.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if strings.Contains(e.out.String(), "WARNING: DATA RACE") {
-			t.Errorf("hedge reported a data race:\n%s", e.out.String())
-		} else if t.Failed() {
-			t.Logf("hedge output, last lines:\n%s", testkit.LastLines(e.out.String(), 60))
-		}
-	})
 	e.hedge = "http://" + edgeAddr
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get(e.hedge + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("hedge serve exited before it was ready:\n%s", testkit.LastLines(e.out.String(), 60))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hedge serve: /healthz not 200 within 60 s (last error %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	serveHedge(t, dir, cfg, &e.out, http.DefaultClient, e.hedge+"/healthz")
 
 	var err error
 	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", udp))
@@ -204,6 +158,61 @@ func startEdge(t *testing.T) *edge {
 		e.proxy.Close()
 	})
 	return e
+}
+
+// serveHedge runs `hedge serve` with cfg (written to dir) until the test
+// ends, its output in out, and waits until health answers 200 through
+// client.
+func serveHedge(t *testing.T, dir, cfg string, out *testkit.Buffer, client *http.Client, health string) {
+	t.Helper()
+	file := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(hedgeBin, "serve", "-c", file)
+	cmd.Dir = dir
+	cmd.Env = testkit.ChildEnv()
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if strings.Contains(out.String(), "WARNING: DATA RACE") {
+			t.Errorf("hedge reported a data race:\n%s", out.String())
+		} else if t.Failed() {
+			t.Logf("hedge output, last lines:\n%s", testkit.LastLines(out.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := client.Get(health)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("hedge serve exited before it was ready:\n%s", testkit.LastLines(out.String(), 60))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hedge serve: /healthz not 200 within 60 s (last error %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 }
 
 // isWHEPOffer: POST /live/{stream}/whep (not a session resource).
