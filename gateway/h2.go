@@ -91,6 +91,15 @@ const (
 	h2ResetDebt      = 400 // see h2Guard
 )
 
+// h2HeaderListCap is the header list x/net decodes and stores at most for
+// a listener whose max_header_bytes is maxHeader: 64 KiB, or twice
+// max_header_bytes when that is more. Per stream, not per connection; a
+// connection holds at most its streams' worth (max_concurrent_streams,
+// and x/net's queue of handlers past it).
+func h2HeaderListCap(maxHeader int) int {
+	return max(64<<10, 2*maxHeader)
+}
+
 // buildH2 prepares HTTP/2 for a TLS listener that enables it.
 func (n *Node) buildH2(ls *listenerState) {
 	lc := ls.cfg
@@ -110,10 +119,12 @@ func (n *Node) buildH2(ls *listenerState) {
 		WriteTimeout: lim.WriteTimeout.D(),
 		IdleTimeout:  lim.IdleTimeout.D(),
 		// The header list x/net decodes at most (SETTINGS_MAX_HEADER_LIST_SIZE,
-		// and the bound on what an HPACK bomb expands to). The edge answers
-		// 431 problem+json above max_header_bytes itself, as over HTTP/1.1;
-		// this bound, twice that, is x/net's own 431.
-		MaxHeaderBytes: 2 * int(lim.MaxHeaderBytes),
+		// and the bound on what an HPACK bomb expands to): a hard cap well
+		// above max_header_bytes, so that the edge itself answers 431
+		// problem+json to every header list over max_header_bytes that a
+		// client heeding the advertised bound can send, as over HTTP/1.1;
+		// only past the cap x/net answers its own 431.
+		MaxHeaderBytes: h2HeaderListCap(int(lim.MaxHeaderBytes)),
 		ErrorLog:       slog.NewLogLogger(n.log.With("listener", lc.Name).Handler(), slog.LevelDebug),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lc.HTTP2.MaxConcurrentStreams,
