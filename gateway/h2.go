@@ -28,7 +28,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -222,6 +224,25 @@ type h2Conn struct {
 	state *h2State
 	view  h2View
 	guard h2Guard
+	// busy counts the streams whose handler is running (ServeHTTP), for
+	// Write's coalescing.
+	busy atomic.Int32
+}
+
+// Write is x/net's flush of its buffered frames to the TLS connection
+// (from a goroutine it starts per flush, while it queues further frames).
+// When other streams of the connection are being handled, it first lets
+// every goroutine that is ready to run do so: the handlers whose answers
+// came back at the same moment hand their frames to x/net, which queues
+// them behind this flush and sends them together in the next one — one
+// TLS record and write for a batch of answers instead of one or two per
+// answer. Nothing waits on a timer: with no other goroutine ready to run
+// (a lone answer), Gosched returns at once.
+func (c *h2Conn) Write(p []byte) (int, error) {
+	if c.busy.Load() > 0 {
+		runtime.Gosched()
+	}
+	return c.sniConn.Write(p)
 }
 
 // Read is the TLS connection's, watched by the flood guard: past its
@@ -289,7 +310,9 @@ func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// max_concurrent_streams): a rapid reset costs no edge work.
 		return
 	}
+	c.busy.Add(1)
 	c.el.serveStream(w, r, &c.view, c.state.maxHeader)
+	c.busy.Add(-1)
 }
 
 // serveStream serves one request of a multiplexed connection (an HTTP/2
