@@ -91,7 +91,9 @@ try {
     for (const e of [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]) {
       if (e.name.endsWith('/whep')) continue; // refused by the driver, never sent
       const kind = e.entryType === 'navigation' ? 'page' : e.name.includes('/hls/') ? 'hls' : 'other';
-      const k = `${kind} ${e.nextHopProtocol || '(none)'}`;
+      // A request hls.js abandoned (a blocking playlist reload it no longer
+      // needs) has no response and no protocol.
+      const k = e.responseStatus === 0 ? `${kind} abandoned` : `${kind} ${e.nextHopProtocol || '(none)'}`;
       by[k] = (by[k] || 0) + 1;
     }
     return by;
