@@ -311,8 +311,8 @@ func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.busy.Add(1)
+	defer c.busy.Add(-1)
 	c.el.serveStream(w, r, &c.view, c.state.maxHeader)
-	c.busy.Add(-1)
 }
 
 // serveStream serves one request of a multiplexed connection (an HTTP/2
