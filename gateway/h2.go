@@ -28,7 +28,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,6 +93,15 @@ const (
 	h2ResetDebt      = 400 // see h2Guard
 )
 
+// h2HeaderListCap is the header list x/net decodes and stores at most for
+// a listener whose max_header_bytes is maxHeader: 64 KiB, or twice
+// max_header_bytes when that is more. Per stream, not per connection; a
+// connection holds at most its streams' worth (max_concurrent_streams,
+// and x/net's queue of handlers past it).
+func h2HeaderListCap(maxHeader int) int {
+	return max(64<<10, 2*maxHeader)
+}
+
 // buildH2 prepares HTTP/2 for a TLS listener that enables it.
 func (n *Node) buildH2(ls *listenerState) {
 	lc := ls.cfg
@@ -110,10 +121,12 @@ func (n *Node) buildH2(ls *listenerState) {
 		WriteTimeout: lim.WriteTimeout.D(),
 		IdleTimeout:  lim.IdleTimeout.D(),
 		// The header list x/net decodes at most (SETTINGS_MAX_HEADER_LIST_SIZE,
-		// and the bound on what an HPACK bomb expands to). The edge answers
-		// 431 problem+json above max_header_bytes itself, as over HTTP/1.1;
-		// this bound, twice that, is x/net's own 431.
-		MaxHeaderBytes: 2 * int(lim.MaxHeaderBytes),
+		// and the bound on what an HPACK bomb expands to): a hard cap well
+		// above max_header_bytes, so that the edge itself answers 431
+		// problem+json to every header list over max_header_bytes that a
+		// client heeding the advertised bound can send, as over HTTP/1.1;
+		// only past the cap x/net answers its own 431.
+		MaxHeaderBytes: h2HeaderListCap(int(lim.MaxHeaderBytes)),
 		ErrorLog:       slog.NewLogLogger(n.log.With("listener", lc.Name).Handler(), slog.LevelDebug),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lc.HTTP2.MaxConcurrentStreams,
@@ -211,6 +224,25 @@ type h2Conn struct {
 	state *h2State
 	view  h2View
 	guard h2Guard
+	// busy counts the streams whose handler is running (ServeHTTP), for
+	// Write's coalescing.
+	busy atomic.Int32
+}
+
+// Write is x/net's flush of its buffered frames to the TLS connection
+// (from a goroutine it starts per flush, while it queues further frames).
+// When other streams of the connection are being handled, it first lets
+// every goroutine that is ready to run do so: the handlers whose answers
+// came back at the same moment hand their frames to x/net, which queues
+// them behind this flush and sends them together in the next one — one
+// TLS record and write for a batch of answers instead of one or two per
+// answer. Nothing waits on a timer: with no other goroutine ready to run
+// (a lone answer), Gosched returns at once.
+func (c *h2Conn) Write(p []byte) (int, error) {
+	if c.busy.Load() > 0 {
+		runtime.Gosched()
+	}
+	return c.sniConn.Write(p)
 }
 
 // Read is the TLS connection's, watched by the flood guard: past its
@@ -278,6 +310,8 @@ func (c *h2Conn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// max_concurrent_streams): a rapid reset costs no edge work.
 		return
 	}
+	c.busy.Add(1)
+	defer c.busy.Add(-1)
 	c.el.serveStream(w, r, &c.view, c.state.maxHeader)
 }
 

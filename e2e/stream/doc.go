@@ -6,5 +6,8 @@
 // proxy in front of hedge points the viewer's WHEP answer at a UDP proxy the
 // test can block) and checks that the player falls back to LL-HLS with
 // hls.js, then restores it and checks that the player returns to WebRTC. It
-// prints time-to-first-frame for both modes and the LL-HLS latency.
+// prints time-to-first-frame for both modes and the LL-HLS latency. A
+// second test plays LL-HLS from a TLS listener over HTTP/2 and over HTTP/3
+// (Chromium with QUIC forced on for the node's origin) and checks, from the
+// browser's Resource Timing, that every request went by that protocol.
 package streame2e

@@ -84,26 +84,8 @@ func startEdge(t *testing.T) *edge {
 	dir := t.TempDir()
 	edgeAddr, adminAddr, udp := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeUDPPort(t)
 	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", udp).Replace(edgeConfig)
-	file := filepath.Join(dir, "hedge.yaml")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := testkit.StartHedge(t, hedgeBin, "hedge serve", dir, "serve", "-c", file)
-	// Registered after StartHedge's, so it runs first: a graceful stop,
-	// then StartHedge's SIGKILL if hedge is still there.
-	t.Cleanup(func() {
-		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
-		p.Wait(15 * time.Second)
-	})
 	e.hedge = "http://" + edgeAddr
-	testkit.WaitFor(t, p, "hedge serve: /healthz 200", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
-		resp, err := http.Get(e.hedge + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	serveHedge(t, dir, cfg, http.DefaultClient, e.hedge+"/healthz")
 
 	var err error
 	e.proxy, err = newUDPProxy(net.JoinHostPort("127.0.0.1", udp))
@@ -174,6 +156,33 @@ func startEdge(t *testing.T) *edge {
 		e.proxy.Close()
 	})
 	return e
+}
+
+// serveHedge runs `hedge serve` with cfg (written to dir) until the test
+// ends, its output in out, and waits until health answers 200 through
+// client.
+func serveHedge(t *testing.T, dir, cfg string, client *http.Client, health string) *testkit.Proc {
+	t.Helper()
+	file := filepath.Join(dir, "hedge.yaml")
+	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := testkit.StartHedge(t, hedgeBin, "hedge serve", dir, "serve", "-c", file)
+	// Registered after StartHedge's, so it runs first: a graceful stop,
+	// then StartHedge's SIGKILL if hedge is still there.
+	t.Cleanup(func() {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+		p.Wait(15 * time.Second)
+	})
+	testkit.WaitFor(t, p, "hedge serve: "+health+" 200", 60*time.Second, 200*time.Millisecond, func() (bool, string) {
+		resp, err := client.Get(health)
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	return p
 }
 
 // isWHEPOffer: POST /live/{stream}/whep (not a session resource).

@@ -1,0 +1,163 @@
+package streame2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"hedge/internal/testkit"
+)
+
+// tlsEdgeConfig is one node with the demo's stream route on a TLS listener
+// with HTTP/2 (on by default) and HTTP/3.
+const tlsEdgeConfig = `
+data_dir: {{DATA}}
+waf: {mode: block, paranoia_level: 1}
+log: {level: info, access: {enabled: false}}
+admin: {allow_loopback: true}
+lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
+routes:
+  - name: live
+    kind: stream
+    match: {path_prefix: /live/}
+    max_body_bytes: 64KiB
+streams:
+  studios: [{name: demo, token: demo-studio}]
+  ice: {udp_port: {{UDP}}}
+  relay: false
+regions:
+  - name: lab
+    nodes:
+      - name: lab-1
+        listeners:
+          - name: public
+            address: {{EDGE}}
+            tls: {mode: files, names: [play.edge.test], files: {cert: {{CERT}}, key: {{KEY}}}}
+            http3: {enabled: true}
+        admin: {address: {{ADMIN}}}
+`
+
+// TestBrowserPlaysLLHLSOverHTTP2AndHTTP3: Chromium publishes its fake
+// camera through WHIP and a second page plays it in LL-HLS (hls.js, its
+// WHEP offers refused) from a TLS listener, once with QUIC off (so over
+// ALPN h2) and once with QUIC forced on for the node's origin; the browser
+// must report, for the page and every LL-HLS request that was answered,
+// the protocol the case names, and the LL-HLS latency is logged.
+func TestBrowserPlaysLLHLSOverHTTP2AndHTTP3(t *testing.T) {
+	chromium, node := tools(t)
+	const host = "play.edge.test"
+	dir := t.TempDir()
+	ca := testkit.NewCA(t, dir, "hedge e2e")
+	certFile, keyFile := ca.Issue(t, host, false, host)
+	edgeAddr, adminAddr, udp := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeUDPPort(t)
+	_, port, _ := net.SplitHostPort(edgeAddr)
+	cfg := strings.NewReplacer("{{DATA}}", dir, "{{EDGE}}", edgeAddr, "{{ADMIN}}", adminAddr, "{{UDP}}", udp,
+		"{{CERT}}", certFile, "{{KEY}}", keyFile).Replace(tlsEdgeConfig)
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool()},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, edgeAddr)
+		},
+	}}
+	base := "https://" + net.JoinHostPort(host, port)
+	serveHedge(t, dir, cfg, client, base+"/healthz")
+	spki := spkiHash(t, certFile)
+
+	for _, tc := range []struct{ proto, want string }{
+		{"h2", "h2"},
+		{"h3", "h3"},
+	} {
+		t.Run(tc.proto, func(t *testing.T) {
+			// A stream of its own: the other case's segments are not in its
+			// playlist.
+			res := runPlay(t, chromium, node, base, "table-"+tc.proto, tc.proto, spki, net.JoinHostPort(host, port))
+			if !res.OK {
+				t.Fatalf("expected LL-HLS to play over %s, got: %s", tc.want, res.Error)
+			}
+			if res.Protocols["page "+tc.want] != 1 || res.Protocols["hls "+tc.want] < 10 {
+				t.Errorf("expected the player page and at least 10 LL-HLS requests over %s (nextHopProtocol), got %v", tc.want, res.Protocols)
+			}
+			for k, n := range res.Protocols {
+				if !strings.HasSuffix(k, " "+tc.want) && !strings.HasSuffix(k, " abandoned") {
+					t.Errorf("expected every request of the player over %s, got %d as %q (all: %v)", tc.want, n, k, res.Protocols)
+				}
+			}
+			t.Logf("over %s: LL-HLS time to first frame %.0f ms; latency in hls.js (now − PROGRAM-DATE-TIME at the playhead): median %.2f s (min %.2f, max %.2f, n=%d over 8 s); %d stalls; requests by protocol %v",
+				tc.want, res.HLSTTFF, res.HLSLatency.Median, res.HLSLatency.Min, res.HLSLatency.Max, res.HLSLatency.N, res.HLSStalls, res.Protocols)
+		})
+	}
+}
+
+type playResult struct {
+	driveResult
+	Protocols map[string]int `json:"protocols"`
+}
+
+// runPlay runs play.mjs against the node and returns its result.
+func runPlay(t *testing.T, chromium, node, base, stream, proto, spki, hostport string) playResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "play.mjs", base, stream, "demo-studio", proto, spki, hostport)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	cmd.Stderr = os.Stderr
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var raw string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if j, ok := strings.CutPrefix(line, "RESULT "); ok {
+			raw = j
+			continue
+		}
+		t.Log(line)
+	}
+	werr := cmd.Wait()
+	if raw == "" {
+		t.Fatalf("driver printed no result (exit: %v)", werr)
+	}
+	var res playResult
+	if err := json.Unmarshal([]byte(raw), &res); err != nil {
+		t.Fatalf("driver result %q: %v", raw, err)
+	}
+	return res
+}
+
+// spkiHash is the base64 SHA-256 of the certificate's public key, as
+// Chromium's --ignore-certificate-errors-spki-list takes it.
+func spkiHash(t *testing.T, certFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", certFile)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(h[:])
+}
