@@ -167,9 +167,12 @@ func (c *rawH2) headers1(id uint32, blk []byte) {
 }
 
 // awaitGoAway reads until the server's GOAWAY (or the end of the
-// connection), skipping the answers an attack's requests got.
+// connection), skipping the answers an attack's requests got. The wait is
+// long: before its GOAWAY the server works through every frame it read
+// ahead of the one that spent the budget (hundreds of streams, each proxied
+// upstream), which on a loaded machine under -race takes seconds.
 func awaitGoAway(c *rawH2) outcome {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		c.conn.SetReadDeadline(deadline)
 		f, err := c.fr.ReadFrame()
