@@ -93,6 +93,7 @@ func (f *fixture) clean() {
 
 	f.bet(0, "s0-before", -1, -0.99)
 	f.bet(1, "s1-before", -0.5, -0.49)
+	f.bet(1, "s1-warm-up", -3, -2.5, 503, 503) // retried twice, but done before the fault
 	f.bet(0, "s0-after", 0.1, 2.3, 503, 503)
 	f.bet(1, "s1-after", 0.4, 3.1, 503, 503, 503)
 	f.bet(2, "e2-after", 0.2, 0.25)
@@ -101,7 +102,7 @@ func (f *fixture) clean() {
 	for _, k := range []string{"s0-before", "s0-after"} {
 		replica = append(replica, appliedKey{Key: k, Account: "p0000", Count: 1})
 	}
-	for _, k := range []string{"s1-before", "s1-after"} {
+	for _, k := range []string{"s1-before", "s1-warm-up", "s1-after"} {
 		replica = append(replica, appliedKey{Key: k, Account: "p0001", Count: 1})
 	}
 	f.book("sea-replica", []receipt{
