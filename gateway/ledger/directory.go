@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/fetch"
 )
 
 // Writer is one ledger writer of a domain.
@@ -278,19 +280,10 @@ func (d *Directory) round(ctx context.Context) {
 
 func (d *Directory) ask(ctx context.Context, base string) (roleAnswer, error) {
 	var ans roleAnswer
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+d.probe.Path, nil)
-	if err != nil {
-		return ans, err
+	err := fetch.JSON(ctx, d.client, base+d.probe.Path, 64<<10, &ans)
+	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
+		err = fmt.Errorf("role endpoint answered %d", se.Code)
 	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ans, fmt.Errorf("role endpoint answered %d", resp.StatusCode)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
 	return ans, err
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hedge/internal/fetch"
 )
 
 // Replication modes of a writer that has replicas (LedgerSettings.Replicas).
@@ -396,19 +398,10 @@ func (rp *replication) askWriter() (roleBody, error) {
 	var ans roleBody
 	ctx, cancel := context.WithTimeout(rp.ctx, rp.heartbeat)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rp.writer+"/role", nil)
-	if err != nil {
-		return ans, err
+	err := fetch.JSON(ctx, rp.client, rp.writer+"/role", 64<<10, &ans)
+	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
+		err = fmt.Errorf("writer's /role answered %d", se.Code)
 	}
-	resp, err := rp.client.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ans, fmt.Errorf("writer's /role answered %d", resp.StatusCode)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
 	return ans, err
 }
 
