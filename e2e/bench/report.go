@@ -93,7 +93,7 @@ func us(v float64) string {
 func newReport(o options, hedgeBin string, runs []result, stamp string) *report {
 	rep := &report{Time: time.Now().UTC().Format(time.RFC3339), Runs: runs, stamp: stamp, Machine: machine(hedgeBin), Options: map[string]string{
 		"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": strconv.Itoa(o.rounds),
-		"conns": strconv.Itoa(o.conns), "load_cpu": strconv.Itoa(o.loadCPU), "server_cpu": strconv.Itoa(o.serverCPU),
+		"conns": strconv.Itoa(o.conns), "load_cpu": strconv.Itoa(o.LoadCPU), "server_cpu": strconv.Itoa(o.ServerCPU),
 		"fixed_rate": strconv.Itoa(fixedRate), "body_bytes": strconv.Itoa(len(betBody)),
 	}}
 	by := map[string]*summary{}
@@ -204,7 +204,7 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		return "", "", err
 	}
 	fmt.Println("profiling hedge under load ...")
-	s, err := startHedge(e, o.serverCPU)
+	s, err := startHedge(e, o.ServerCPU)
 	if err != nil {
 		return "", "", err
 	}
@@ -216,7 +216,7 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 	d := time.Duration(secs+3) * time.Second
 	wrkDone := make(chan error, 1)
 	go func() {
-		_, err := runWrk(ctx, e.dir, o.loadCPU, s.url(), stamp+"-profile", o.conns, d)
+		_, err := runWrk(ctx, e.dir, o.LoadCPU, s.url(), stamp+"-profile", o.conns, d)
 		wrkDone <- err
 	}()
 	time.Sleep(time.Second) // past connection set-up
@@ -237,10 +237,10 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 	if resp.StatusCode != http.StatusOK {
 		return "", "", fmt.Errorf("pprof: %s: %s", resp.Status, prof)
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return "", "", err
 	}
-	file = filepath.Join(o.out, "hedge-cpu-"+stamp+".pprof")
+	file = filepath.Join(o.Out, "hedge-cpu-"+stamp+".pprof")
 	if err := os.WriteFile(file, prof, 0o644); err != nil {
 		return "", "", err
 	}

@@ -64,10 +64,9 @@ var bet = []byte(`{"table":"bacc-07","amount":"12.50","currency":"EUR","selectio
 	strings.Repeat("x", 200-118) + `"}`)
 
 type options struct {
-	hedge, before      string
-	requests, rounds   int
-	loadCPU, serverCPU int
-	out                string
+	hedge, before    string
+	requests, rounds int
+	benchkit.Placement
 }
 
 func main() {
@@ -81,9 +80,7 @@ func main() {
 	flag.StringVar(&o.before, "before", "", "path of a second hedge `binary` to measure in the same run (hedge-before)")
 	flag.IntVar(&o.requests, "n", 100000, "requests per measured run")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx, on every workload")
-	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for h2load and the upstream")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
-	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the markdown report")
+	o.Flags("h2load and the upstream", "the server under test", "the markdown report")
 	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
 	flag.Parse()
 	if *upstream != "" {
@@ -173,7 +170,7 @@ func run(o options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
 	defer cancel()
 	var up *benchkit.Proc
-	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, e.self, "/"); err != nil {
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, e.self, "/"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
@@ -201,7 +198,7 @@ func run(o options) error {
 	}
 	for round := 1; round <= o.rounds; round++ {
 		for _, name := range servers {
-			s, err := starts[name](e, o.serverCPU)
+			s, err := starts[name](e, o.ServerCPU)
 			if err != nil {
 				return err
 			}
@@ -224,7 +221,7 @@ func run(o options) error {
 				}
 				url := "https://" + s.addr + w.path
 				// Warm up (connections, pools, the runtime), then measure.
-				if _, _, err := h2load(o.loadCPU, 5000, w.args, url); err != nil {
+				if _, _, err := h2load(o.LoadCPU, 5000, w.args, url); err != nil {
 					s.stop()
 					return fmt.Errorf("%s, %s, warm-up: %w", name, w.name, err)
 				}
@@ -233,7 +230,7 @@ func run(o options) error {
 					s.stop()
 					return err
 				}
-				done, reqps, err := h2load(o.loadCPU, o.requests, w.args, url)
+				done, reqps, err := h2load(o.LoadCPU, o.requests, w.args, url)
 				if err != nil {
 					s.stop()
 					return fmt.Errorf("%s, %s: %w", name, w.name, err)
@@ -253,7 +250,7 @@ func run(o options) error {
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "## h2load: hedge vs nginx %s, %d rounds × %d requests, server on CPU %d, h2load and upstream on CPU %d\n\n",
-		nginxVersion(), o.rounds, o.requests, o.serverCPU, o.loadCPU)
+		nginxVersion(), o.rounds, o.requests, o.ServerCPU, o.LoadCPU)
 	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, w := range workloads {
 		h, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["nginx"])
@@ -281,10 +278,10 @@ func run(o options) error {
 	fmt.Fprintf(&md, "\nTarget: HTTP/2 ratio ≤ %.1f.\n", targetH2)
 	fmt.Println()
 	fmt.Print(md.String())
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(o.out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
+	return os.WriteFile(filepath.Join(o.Out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
 }
 
 var (
