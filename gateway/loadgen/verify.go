@@ -213,7 +213,7 @@ func fetchApplied(ctx context.Context, client *http.Client, base string) ([]appl
 	}
 	err := fetch.JSON(ctx, client, strings.TrimRight(base, "/")+"/applied", 0, &body)
 	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
-		return nil, fmt.Errorf("loadgen: %v (is it a ledger simulator?)", se)
+		return nil, fmt.Errorf("loadgen: GET %s: %s (is it a ledger simulator?)", se.URL, se.Status)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: ledger %s: %w", base, err)

@@ -1,6 +1,6 @@
 // Package fetch asks other processes for JSON: the ledger directory its
-// writers' roles, a replica its writer's role, loadgen's verifier the
-// simulators' applied bets. Timeouts stay with the caller (its context
+// writers' roles, a replica its writer's role, loadgen's verifier and the
+// drill the simulators' applied bets. Timeouts stay with the caller (its context
 // and client); what differs between callers is only what they call the
 // answer when it is not 200 OK, so that is a typed error they can word.
 package fetch
@@ -21,7 +21,7 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("GET %s: %s", e.URL, e.Status)
+	return fmt.Sprintf("GET %s answered %d", e.URL, e.Code)
 }
 
 // JSON GETs url with client and decodes the 200 OK answer into v, reading

@@ -52,7 +52,8 @@ func TestJSON(t *testing.T) {
 		var se *StatusError
 		switch {
 		case tc.code != 0:
-			if !errors.As(err, &se) || se.Code != tc.code || se.Status != "503 Service Unavailable" || se.URL != srv.URL+tc.path {
+			if !errors.As(err, &se) || se.Code != tc.code || se.Status != "503 Service Unavailable" || se.URL != srv.URL+tc.path ||
+				se.Error() != "GET "+srv.URL+tc.path+" answered 503" {
 				t.Errorf("%s: got error %v, want a StatusError %d for the URL", tc.path, err, tc.code)
 			}
 		case tc.errText != "":
