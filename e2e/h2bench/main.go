@@ -219,28 +219,11 @@ func run(o options) error {
 				if w.args[0] == "--h3" && name != "hedge" {
 					continue // nginx 1.22 has no HTTP/3; hedge-before may not either
 				}
-				url := "https://" + s.addr + w.path
-				// Warm up (connections, pools, the runtime), then measure.
-				if _, _, err := h2load(o.LoadCPU, 5000, w.args, url); err != nil {
-					s.stop()
-					return fmt.Errorf("%s, %s, warm-up: %w", name, w.name, err)
-				}
-				before, err := benchkit.CPUTicks(s.pids()...)
-				if err != nil {
-					s.stop()
-					return err
-				}
-				done, reqps, err := h2load(o.LoadCPU, o.requests, w.args, url)
+				us, reqps, err := measure(o, s, w.args, "https://"+s.addr+w.path)
 				if err != nil {
 					s.stop()
 					return fmt.Errorf("%s, %s: %w", name, w.name, err)
 				}
-				after, err := benchkit.CPUTicks(s.pids()...)
-				if err != nil {
-					s.stop()
-					return err
-				}
-				us := float64(after-before) * 1e6 / 100 / float64(done) // clock ticks are 10 ms
 				cpu[w.name][name] = append(cpu[w.name][name], us)
 				rps[w.name][name] = append(rps[w.name][name], reqps)
 				fmt.Printf("round %d %-6s %-20s %8.1f µs CPU/req %9.0f req/s\n", round, name, w.name, us, reqps)
@@ -282,6 +265,28 @@ func run(o options) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(o.Out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
+}
+
+// measure warms s up (connections, pools, the runtime) with h2load's args
+// on url, then measures: the server's CPU time per request (µs) and the
+// requests per second.
+func measure(o options, s *server, args []string, url string) (us, reqps float64, err error) {
+	if _, _, err := h2load(o.LoadCPU, 5000, args, url); err != nil {
+		return 0, 0, fmt.Errorf("warm-up: %w", err)
+	}
+	before, err := benchkit.CPUTicks(s.pids()...)
+	if err != nil {
+		return 0, 0, err
+	}
+	done, reqps, err := h2load(o.LoadCPU, o.requests, args, url)
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := benchkit.CPUTicks(s.pids()...)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(after-before) * 1e6 / 100 / float64(done), reqps, nil // clock ticks are 10 ms
 }
 
 var (
