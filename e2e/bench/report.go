@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,9 +116,9 @@ func newReport(o options, hedgeBin string, runs []result, stamp string) *report 
 		if len(cpu) == 0 {
 			continue
 		}
-		s.CPUUSPerReq, s.ReqPerSec, s.P50US, s.P99US = median(cpu), median(rps), median(p50), median(p99)
-		s.FixedP50US, s.FixedP99US, s.FixedRate = median(fp50), median(fp99), median(frate)
-		s.RSSMB, s.PeakRSSMB, s.CtxSwitches, s.Syscalls = median(rss), median(hwm), median(cs), median(sys)
+		s.CPUUSPerReq, s.ReqPerSec, s.P50US, s.P99US = benchkit.Median(cpu), benchkit.Median(rps), benchkit.Median(p50), benchkit.Median(p99)
+		s.FixedP50US, s.FixedP99US, s.FixedRate = benchkit.Median(fp50), benchkit.Median(fp99), benchkit.Median(frate)
+		s.RSSMB, s.PeakRSSMB, s.CtxSwitches, s.Syscalls = benchkit.Median(rss), benchkit.Median(hwm), benchkit.Median(cs), benchkit.Median(sys)
 		rep.Summary = append(rep.Summary, s)
 		by[name] = &rep.Summary[len(rep.Summary)-1]
 	}
@@ -249,18 +248,4 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		return fmt.Sprintf("go tool pprof failed: %v\n%s", err, out), file, nil
 	}
 	return strings.TrimSpace(string(out)), file, nil
-}
-
-// median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
 }

@@ -41,7 +41,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -236,16 +235,16 @@ func run(o options) error {
 		nginxVersion(), o.rounds, o.requests, o.ServerCPU, o.LoadCPU)
 	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, w := range workloads {
-		h, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["nginx"])
+		h, n := benchkit.Median(cpu[w.name]["hedge"]), benchkit.Median(cpu[w.name]["nginx"])
 		if w.args[0] == "--h3" {
 			// Against hedge's own HTTP/2 on the same request.
 			h2 := strings.Replace(w.name, "HTTP/3", "HTTP/2", 1)
 			fmt.Fprintf(&md, "| %s | %.1f µs | (none: no HTTP/3) | %.2f × hedge's %s (rounds: %s) | %.0f | |\n", w.name, h,
-				h/median(cpu[h2]["hedge"]), h2, ratios(cpu[w.name]["hedge"], cpu[h2]["hedge"]), median(rps[w.name]["hedge"]))
+				h/benchkit.Median(cpu[h2]["hedge"]), h2, ratios(cpu[w.name]["hedge"], cpu[h2]["hedge"]), benchkit.Median(rps[w.name]["hedge"]))
 			continue
 		}
 		fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.0f | %.0f |\n", w.name, h, n, h/n,
-			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), median(rps[w.name]["hedge"]), median(rps[w.name]["nginx"]))
+			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), benchkit.Median(rps[w.name]["hedge"]), benchkit.Median(rps[w.name]["nginx"]))
 	}
 	if e.beforeBin != "" {
 		md.WriteString("\nThe same run, hedge against the -before binary:\n\n| workload | hedge CPU/req | hedge-before CPU/req | hedge / before (median) | before / nginx |\n|---|--:|--:|--:|--:|\n")
@@ -253,7 +252,7 @@ func run(o options) error {
 			if w.args[0] == "--h3" {
 				continue
 			}
-			h, b, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["hedge-before"]), median(cpu[w.name]["nginx"])
+			h, b, n := benchkit.Median(cpu[w.name]["hedge"]), benchkit.Median(cpu[w.name]["hedge-before"]), benchkit.Median(cpu[w.name]["nginx"])
 			fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.2f |\n", w.name, h, b, h/b,
 				ratios(cpu[w.name]["hedge"], cpu[w.name]["hedge-before"]), b/n)
 		}
@@ -323,18 +322,6 @@ func h2load(cpu, n int, args []string, url string) (int, float64, error) {
 	}
 	reqps, _ := strconv.ParseFloat(f[1], 64)
 	return ok, reqps, nil
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ratios(h, n []float64) string {
