@@ -2,7 +2,9 @@ package fetch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,5 +65,43 @@ func TestJSON(t *testing.T) {
 		case err != nil || got != tc.want:
 			t.Errorf("%s limit %d: got %+v, %v; want %+v", tc.path, tc.limit, got, err, tc.want)
 		}
+	}
+}
+
+func TestPostJSON(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]int64
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" ||
+			json.NewDecoder(r.Body).Decode(&in) != nil {
+			http.Error(w, "not a JSON post", http.StatusBadRequest)
+			return
+		}
+		if r.URL.Path == "/refuse" {
+			w.WriteHeader(http.StatusConflict)
+		}
+		fmt.Fprintf(w, `{"epoch":%d,"auth":%q}`, in["epoch"], r.Header.Get("Authorization"))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		path, token string
+		limit       int64
+		status      int
+		body        string
+	}{
+		{"/ok", "", 1 << 10, 200, `{"epoch":7,"auth":""}`},
+		{"/ok", "s3cret", 1 << 10, 200, `{"epoch":7,"auth":"Bearer s3cret"}`},
+		{"/refuse", "", 1 << 10, 409, `{"epoch":7,"auth":""}`},
+		{"/ok", "", 10, 200, `{"epoch":7`},
+	} {
+		status, body, err := PostJSON(context.Background(), srv.Client(), srv.URL+tc.path, tc.token, map[string]int64{"epoch": 7}, tc.limit)
+		if err != nil || status != tc.status || string(body) != tc.body {
+			t.Errorf("%s token %q limit %d: got %d %q %v; want %d %q", tc.path, tc.token, tc.limit, status, body, err, tc.status, tc.body)
+		}
+	}
+	if _, _, err := PostJSON(context.Background(), srv.Client(), srv.URL, "", func() {}, 1<<10); err == nil {
+		t.Error("a value JSON cannot encode was posted; want the encoding error")
+	}
+	if _, _, err := PostJSON(context.Background(), srv.Client(), "http://127.0.0.1:0/", "", 1, 1<<10); err == nil {
+		t.Error("a post to a port nothing listens on succeeded; want the connection error")
 	}
 }
