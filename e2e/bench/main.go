@@ -86,22 +86,13 @@ func main() {
 
 	// Child roles: this program re-executes itself for the upstream and
 	// the constant-rate client, so each can be pinned to the load CPU.
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	fixed := flag.String("fixed-rate", "", "internal: be the constant-rate client of `url`")
 	rate := flag.Int("rate", fixedRate, "internal: requests per second of -fixed-rate")
 	ca := flag.String("ca", "", "internal: certificate `file` -fixed-rate trusts")
 	runID := flag.String("run-id", "", "internal: prefix of -fixed-rate's Idempotency-Keys")
-	flag.Parse()
-
-	switch {
-	case *upstream != "":
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	case *fixed != "":
-		benchkit.ExitOnError("fixed-rate:", fixedRateMain(*fixed, *ca, *runID, *rate, o.warmup, o.duration))
-		return
-	}
-	benchkit.ExitOnError("bench:", run(o))
+	benchkit.Main("bench", func() error { return run(o) }, benchkit.Upstream(serveUpstream),
+		benchkit.NewRole("fixed-rate", "internal: be the constant-rate client of `url`", func(url string) error {
+			return fixedRateMain(url, *ca, *runID, *rate, o.warmup, o.duration)
+		}))
 }
 
 // env is what every measured run shares.

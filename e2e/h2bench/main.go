@@ -80,14 +80,7 @@ func main() {
 	flag.IntVar(&o.requests, "n", 100000, "requests per measured run")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx, on every workload")
 	o.Flags("h2load and the upstream", "the server under test", "the markdown report")
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	flag.Parse()
-	if *upstream != "" {
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	}
-
-	benchkit.ExitOnError("h2bench:", run(o))
+	benchkit.Main("h2bench", func() error { return run(o) }, benchkit.Upstream(serveUpstream))
 }
 
 // serveUpstream answers every request at once: GETs with a short JSON

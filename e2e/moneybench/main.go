@@ -89,14 +89,8 @@ func main() {
 	flag.IntVar(&o.players, "players", 1000, "test players (one token each), used round robin")
 	flag.DurationVar(&o.target, "target", time.Millisecond, "the largest p99(money) − p99(plain) that meets the requirement")
 	o.Flags("the load generator, Redis and the ledger simulator (-1: unpinned)", "hedge (-1: unpinned)", "the JSON and markdown reports")
-	attack := flag.String("attack", "", "internal: be the load generator, with the parameters in `file`")
-	flag.Parse()
-
-	if *attack != "" {
-		benchkit.ExitOnError("attack:", runAttack(*attack))
-		return
-	}
-	benchkit.ExitOnError("moneybench:", run(o))
+	benchkit.Main("moneybench", func() error { return run(o) },
+		benchkit.NewRole("attack", "internal: be the load generator, with the parameters in `file`", runAttack))
 }
 
 // env is what the run's steps share.

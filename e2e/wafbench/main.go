@@ -96,15 +96,12 @@ func main() {
 	flag.BoolVar(&o.skipNginx, "skip-nginx", false, "leave nginx + ModSecurity out")
 	flag.BoolVar(&o.profile, "profile", false, "take a CPU profile of hedge (WAF on) during each of its cells; the report lists the top functions")
 	flag.IntVar(&o.profileSecs, "profile-seconds", 5, "length of each profile; keep it below a cell's duration")
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	flag.Parse()
-
-	if *upstream != "" {
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	}
-	benchkit.ExitOnError("wafbench:", pinSelf(o.LoadCPU))
-	benchkit.ExitOnError("wafbench:", run(o))
+	benchkit.Main("wafbench", func() error {
+		if err := pinSelf(o.LoadCPU); err != nil {
+			return err
+		}
+		return run(o)
+	}, benchkit.Upstream(serveUpstream))
 }
 
 // pinSelf re-executes this program under `taskset -c cpu`, once, so that it
