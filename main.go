@@ -115,18 +115,35 @@ func setup(file string) (*configs.Config, *slog.Logger, bool) {
 	return cfg, log, true
 }
 
-func serve(args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	file := fs.String("c", "", "configuration `file` (default: the embedded two-region demo)")
-	region := fs.String("region", "", "region this node plays (default: every region in the file)")
-	node := fs.String("node", "", "node this process plays (default: the region's only node, or all)")
-	if fs.Parse(args) != nil {
-		return 2
+// nodeFlags are the flags of the subcommands that run a node: the
+// configuration file (-c) and the node it plays (-node).
+type nodeFlags struct {
+	*flag.FlagSet
+	file, node *string
+}
+
+func newNodeFlags(name, fileUsage, nodeUsage string) nodeFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return nodeFlags{fs, fs.String("c", "", fileUsage), fs.String("node", "", nodeUsage)}
+}
+
+// load parses args and sets the configuration up; false means exit 2.
+func (f nodeFlags) load(args []string) (*configs.Config, *slog.Logger, bool) {
+	if f.Parse(args) != nil {
+		return nil, nil, false
 	}
-	cfg, log, ok := setup(*file)
+	return setup(*f.file)
+}
+
+func serve(args []string) int {
+	fs := newNodeFlags("serve", "configuration `file` (default: the embedded two-region demo)",
+		"node this process plays (default: the region's only node, or all)")
+	region := fs.String("region", "", "region this node plays (default: every region in the file)")
+	cfg, log, ok := fs.load(args)
 	if !ok {
 		return 2
 	}
+	file, node := fs.file, fs.node
 	if *file == "" {
 		log.Info("no -c given: running the embedded two-region demo (configs/demo.yaml)")
 	}
@@ -315,17 +332,14 @@ func token(args []string, stdout, stderr io.Writer) int {
 // serveDNS runs the authoritative DNS server of one node alone, with its
 // admin API (status, drain announcements, overrides, metrics).
 func serveDNS(args []string) int {
-	fs := flag.NewFlagSet("dns", flag.ContinueOnError)
-	file := fs.String("c", "", "configuration `file` (default: the embedded demo)")
-	node := fs.String("node", "", "node whose dns.address to serve (default: the first node that has one)")
+	fs := newNodeFlags("dns", "configuration `file` (default: the embedded demo)",
+		"node whose dns.address to serve (default: the first node that has one)")
 	adminAddr := fs.String("admin", "", "admin listener `address` (default: the node's admin.address; \"off\" for none)")
-	if fs.Parse(args) != nil {
-		return 2
-	}
-	cfg, log, ok := setup(*file)
+	cfg, log, ok := fs.load(args)
 	if !ok {
 		return 2
 	}
+	file, node := fs.file, fs.node
 	reg := prometheus.NewRegistry()
 	srv, err := dnsfail.New(cfg, dnsfail.Options{Node: *node, Logger: log, Registerer: reg})
 	if err != nil {

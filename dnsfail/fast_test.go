@@ -172,11 +172,7 @@ func BenchmarkHandler(b *testing.B) {
 // the socket layer allocates the sender's address).
 func BenchmarkUDP(b *testing.B) {
 	d := newDeployment(b, deployOpts{})
-	c, err := net.Dial("udp", d.addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := d.udpConn(b)
 	q := benchQuery(b, "play.edge.test.", dns.TypeA, false)
 	buf := make([]byte, 4096)
 	b.ReportAllocs()
@@ -193,11 +189,7 @@ func BenchmarkUDP(b *testing.B) {
 // GSO trains (where the kernel takes them).
 func TestUDPBurst(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
-	c, err := net.Dial("udp", d.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.udpConn(t)
 	// Bursts of 30, each read back before the next (the client's socket
 	// buffer holds a few hundred small datagrams at most).
 	const bursts, size, n = 20, 30, 20 * 30

@@ -146,11 +146,7 @@ func TestBadInput(t *testing.T) {
 		// zone is not served.
 		{"trailing garbage", append(append(header(9, 0, 1, 0, 0, 0), q(0, 0, 6, 0, 1)...), 1, 2, 3), dns.RcodeRefused},
 	}
-	conn, err := net.Dial("udp", d.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := d.udpConn(t)
 	buf := make([]byte, 65535)
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
@@ -208,11 +204,7 @@ func TestGarbageFlood(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
 	rng := rand.New(rand.NewPCG(7, 14))
 	seeds := seedQueries()
-	u, err := net.Dial("udp", d.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
+	u := d.udpConn(t)
 	// 20,000 datagrams: random bytes, and seed queries with random bytes
 	// changed, as fast as the socket takes them.
 	for i := range 20000 {

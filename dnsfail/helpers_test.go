@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -170,6 +171,18 @@ dns:
 	t.Cleanup(srv.Close)
 	d.srv, d.addr = srv, srv.Addr()
 	return d
+}
+
+// udpConn dials the deployment's DNS server over UDP; the socket closes
+// when the test ends.
+func (d *testDeployment) udpConn(t testing.TB) net.Conn {
+	t.Helper()
+	c, err := net.Dial("udp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // query sends one question over net ("udp" or "tcp") and fails the test on

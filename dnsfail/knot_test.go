@@ -2,6 +2,7 @@ package dnsfail
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -123,12 +124,7 @@ func freePort(t *testing.T) int {
 // the answers they give client now.
 func zoneText(st *state, z *zone, client netip.Addr) string {
 	var b strings.Builder
-	names := make([]string, 0, len(z.names))
-	for n := range z.names {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(z.names)) {
 		o := z.names[n]
 		for _, set := range o.sets {
 			for _, rr := range set.rrs {

@@ -3,7 +3,6 @@
 package dnsfail
 
 import (
-	"net"
 	"testing"
 	"time"
 
@@ -61,11 +60,7 @@ func TestSpinnerAdapts(t *testing.T) {
 // parks: a server at rest makes no reads.
 func TestUDPSpinStopsAtRest(t *testing.T) {
 	d := newDeployment(t, deployOpts{})
-	c, err := net.Dial("udp", d.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := d.udpConn(t)
 	q := new(dns.Msg)
 	q.SetQuestion("sea.edge.test.", dns.TypeA)
 	wire, _ := q.Pack()

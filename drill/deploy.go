@@ -18,6 +18,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"hedge/internal/fetch"
 )
 
 // deployment is one running two-region deployment: its layout, its
@@ -511,26 +513,8 @@ func (d *deployment) roleWithin(l ledger, timeout time.Duration) (roleAnswer, er
 	var ra roleAnswer
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := getJSON(ctx, d.http, l.URL+"/role", 4096, &ra)
+	err := fetch.JSON(ctx, d.http, l.URL+"/role", 4096, &ra)
 	return ra, err
-}
-
-// getJSON GETs url with c and decodes its 200 answer, of at most limit
-// bytes, into v.
-func getJSON(ctx context.Context, c *http.Client, url string, limit int64, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s answered %d", url, resp.StatusCode)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, limit)).Decode(v)
 }
 
 // stop ends every process and removes the network. Safe to call twice.

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"hedge/internal/fetch"
 )
 
 // Sample is what the drill's monitor saw at one moment: every ledger's
@@ -147,10 +149,10 @@ func (m *monitor) readBook(c *http.Client, l ledger) error {
 	var a struct {
 		Applied []appliedKey `json:"applied"`
 	}
-	if err := getJSON(context.Background(), c, l.URL+"/receipts", 256<<20, &r); err != nil {
+	if err := fetch.JSON(context.Background(), c, l.URL+"/receipts", 256<<20, &r); err != nil {
 		return err
 	}
-	if err := getJSON(context.Background(), c, l.URL+"/applied", 256<<20, &a); err != nil {
+	if err := fetch.JSON(context.Background(), c, l.URL+"/applied", 256<<20, &a); err != nil {
 		return err
 	}
 	b.Receipts, b.Applied = r.Receipts, a.Applied

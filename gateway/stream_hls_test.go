@@ -201,6 +201,7 @@ func TestStreamLLHLSPlayerAndDescriptor(t *testing.T) {
 		{"publish", "text/html; charset=utf-8", `src="publish.js"`},
 		{"player.js", "text/javascript; charset=utf-8", "play.json"},
 		{"hls.min.js", "text/javascript; charset=utf-8", "Hls"},
+		{"webrtc.js", "text/javascript; charset=utf-8", "hedgeWebRTC"},
 	} {
 		resp, b := getOK(t, live+tc.path)
 		if ct := resp.Header.Get("Content-Type"); ct != tc.ctype || !bytes.Contains(b, []byte(tc.contains)) {

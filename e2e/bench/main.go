@@ -65,9 +65,7 @@ type options struct {
 	rounds    int
 	conns     int
 	skipNginx bool
-	loadCPU   int
-	serverCPU int
-	out       string
+	benchkit.Placement
 	profile   bool
 	retries   int
 	quietWait time.Duration
@@ -81,31 +79,20 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx")
 	flag.IntVar(&o.conns, "conns", 64, "keep-alive connections of the saturating run")
 	flag.BoolVar(&o.skipNginx, "skip-nginx", false, "measure hedge only (no ratios)")
-	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for wrk, the fixed-rate client and the upstream")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
-	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the JSON and markdown reports")
+	o.Flags("wrk, the fixed-rate client and the upstream", "the server under test", "the JSON and markdown reports")
 	flag.IntVar(&o.retries, "retries", 2, "measure a run again, up to this many times, when other processes disturbed it")
 	flag.DurationVar(&o.quietWait, "quiet-wait", time.Minute, "before each run, wait at most this long for other processes to leave the CPUs")
 	flag.BoolVar(&o.profile, "profile", false, "profile hedge under load after the rounds even when every target is met")
 
 	// Child roles: this program re-executes itself for the upstream and
 	// the constant-rate client, so each can be pinned to the load CPU.
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	fixed := flag.String("fixed-rate", "", "internal: be the constant-rate client of `url`")
 	rate := flag.Int("rate", fixedRate, "internal: requests per second of -fixed-rate")
 	ca := flag.String("ca", "", "internal: certificate `file` -fixed-rate trusts")
 	runID := flag.String("run-id", "", "internal: prefix of -fixed-rate's Idempotency-Keys")
-	flag.Parse()
-
-	switch {
-	case *upstream != "":
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	case *fixed != "":
-		benchkit.ExitOnError("fixed-rate:", fixedRateMain(*fixed, *ca, *runID, *rate, o.warmup, o.duration))
-		return
-	}
-	benchkit.ExitOnError("bench:", run(o))
+	benchkit.Main("bench", func() error { return run(o) }, benchkit.Upstream(serveUpstream),
+		benchkit.NewRole("fixed-rate", "internal: be the constant-rate client of `url`", func(url string) error {
+			return fixedRateMain(url, *ca, *runID, *rate, o.warmup, o.duration)
+		}))
 }
 
 // env is what every measured run shares.
@@ -126,8 +113,8 @@ func run(o options) (err error) {
 	if o.rounds < 1 || o.conns < 1 || o.duration < time.Second || o.warmup < time.Second {
 		return errors.New("-rounds and -conns must be ≥ 1, -duration and -warmup ≥ 1s")
 	}
-	if n := runtime.NumCPU(); o.loadCPU == o.serverCPU || max(o.loadCPU, o.serverCPU) >= n {
-		return fmt.Errorf("need two distinct CPUs below %d for -load-cpu (%d) and -server-cpu (%d)", n, o.loadCPU, o.serverCPU)
+	if n := runtime.NumCPU(); o.LoadCPU == o.ServerCPU || max(o.LoadCPU, o.ServerCPU) >= n {
+		return fmt.Errorf("need two distinct CPUs below %d for -load-cpu (%d) and -server-cpu (%d)", n, o.LoadCPU, o.ServerCPU)
 	}
 	need := []string{"taskset", "wrk"}
 	if !o.skipNginx {
@@ -175,7 +162,7 @@ func run(o options) (err error) {
 	// The upstream shares the load generator's CPU: the server's CPU is
 	// left to the server alone.
 	var up *benchkit.Proc
-	if e.upstreamAddr, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, e.self, "/healthz"); err != nil {
+	if e.upstreamAddr, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, e.self, "/healthz"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
@@ -211,7 +198,7 @@ func run(o options) (err error) {
 	fmt.Println()
 	md := rep.markdown()
 	fmt.Print(md)
-	return benchkit.WriteResults(o.out, "e2e-"+rep.stamp, rep, md)
+	return benchkit.WriteResults(o.Out, "e2e-"+rep.stamp, rep, md)
 }
 
 // writeCert makes the self-signed certificate both servers present, and a

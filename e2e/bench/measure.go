@@ -158,7 +158,7 @@ func waitQuiet(ctx context.Context, o options, limit time.Duration) error {
 // measure starts one server, proves it answers correctly, warms it up,
 // runs the saturating and the fixed-rate load, and stops it.
 func measure(ctx context.Context, e *env, o options, start func(*env, int) (*server, error), round int, runID string) (result, error) {
-	s, err := start(e, o.serverCPU)
+	s, err := start(e, o.ServerCPU)
 	if err != nil {
 		return result{}, err
 	}
@@ -187,7 +187,7 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	}
 	r := result{Server: s.name, Round: round, UpstreamSaw: saw}
 
-	if _, err := runWrk(ctx, e.dir, o.loadCPU, s.url(), runID+"-warm", o.conns, o.warmup); err != nil {
+	if _, err := runWrk(ctx, e.dir, o.LoadCPU, s.url(), runID+"-warm", o.conns, o.warmup); err != nil {
 		return fail(err)
 	}
 	pids := s.pids()
@@ -197,7 +197,7 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	if err != nil {
 		return fail(err)
 	}
-	w, err := runWrk(ctx, e.dir, o.loadCPU, s.url(), runID, o.conns, o.duration)
+	w, err := runWrk(ctx, e.dir, o.LoadCPU, s.url(), runID, o.conns, o.duration)
 	if err != nil {
 		return fail(err)
 	}
@@ -228,7 +228,7 @@ func measure(ctx context.Context, e *env, o options, start func(*env, int) (*ser
 	if err != nil {
 		return fail(err)
 	}
-	if r.Fixed, err = runFixed(ctx, e.self, o.loadCPU, s.url(), e.certFile, runID+"-fixed", fixedRate, o.warmup, o.duration); err != nil {
+	if r.Fixed, err = runFixed(ctx, e.self, o.LoadCPU, s.url(), e.certFile, runID+"-fixed", fixedRate, o.warmup, o.duration); err != nil {
 		return fail(err)
 	}
 	if after, err = takeSnap(o, pids); err != nil {
@@ -262,10 +262,10 @@ type snap struct {
 
 func takeSnap(o options, serverPIDs []int) (sn snap, err error) {
 	sn.at = time.Now()
-	if sn.loadBusy, err = benchkit.CPUBusy(o.loadCPU); err != nil {
+	if sn.loadBusy, err = benchkit.CPUBusy(o.LoadCPU); err != nil {
 		return sn, err
 	}
-	if sn.serverBusy, err = benchkit.CPUBusy(o.serverCPU); err != nil {
+	if sn.serverBusy, err = benchkit.CPUBusy(o.ServerCPU); err != nil {
 		return sn, err
 	}
 	sn.others = othersTicks()

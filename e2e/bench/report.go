@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -93,7 +92,7 @@ func us(v float64) string {
 func newReport(o options, hedgeBin string, runs []result, stamp string) *report {
 	rep := &report{Time: time.Now().UTC().Format(time.RFC3339), Runs: runs, stamp: stamp, Machine: machine(hedgeBin), Options: map[string]string{
 		"duration": o.duration.String(), "warmup": o.warmup.String(), "rounds": strconv.Itoa(o.rounds),
-		"conns": strconv.Itoa(o.conns), "load_cpu": strconv.Itoa(o.loadCPU), "server_cpu": strconv.Itoa(o.serverCPU),
+		"conns": strconv.Itoa(o.conns), "load_cpu": strconv.Itoa(o.LoadCPU), "server_cpu": strconv.Itoa(o.ServerCPU),
 		"fixed_rate": strconv.Itoa(fixedRate), "body_bytes": strconv.Itoa(len(betBody)),
 	}}
 	by := map[string]*summary{}
@@ -117,9 +116,9 @@ func newReport(o options, hedgeBin string, runs []result, stamp string) *report 
 		if len(cpu) == 0 {
 			continue
 		}
-		s.CPUUSPerReq, s.ReqPerSec, s.P50US, s.P99US = median(cpu), median(rps), median(p50), median(p99)
-		s.FixedP50US, s.FixedP99US, s.FixedRate = median(fp50), median(fp99), median(frate)
-		s.RSSMB, s.PeakRSSMB, s.CtxSwitches, s.Syscalls = median(rss), median(hwm), median(cs), median(sys)
+		s.CPUUSPerReq, s.ReqPerSec, s.P50US, s.P99US = benchkit.Median(cpu), benchkit.Median(rps), benchkit.Median(p50), benchkit.Median(p99)
+		s.FixedP50US, s.FixedP99US, s.FixedRate = benchkit.Median(fp50), benchkit.Median(fp99), benchkit.Median(frate)
+		s.RSSMB, s.PeakRSSMB, s.CtxSwitches, s.Syscalls = benchkit.Median(rss), benchkit.Median(hwm), benchkit.Median(cs), benchkit.Median(sys)
 		rep.Summary = append(rep.Summary, s)
 		by[name] = &rep.Summary[len(rep.Summary)-1]
 	}
@@ -204,7 +203,7 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		return "", "", err
 	}
 	fmt.Println("profiling hedge under load ...")
-	s, err := startHedge(e, o.serverCPU)
+	s, err := startHedge(e, o.ServerCPU)
 	if err != nil {
 		return "", "", err
 	}
@@ -216,7 +215,7 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 	d := time.Duration(secs+3) * time.Second
 	wrkDone := make(chan error, 1)
 	go func() {
-		_, err := runWrk(ctx, e.dir, o.loadCPU, s.url(), stamp+"-profile", o.conns, d)
+		_, err := runWrk(ctx, e.dir, o.LoadCPU, s.url(), stamp+"-profile", o.conns, d)
 		wrkDone <- err
 	}()
 	time.Sleep(time.Second) // past connection set-up
@@ -237,10 +236,10 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 	if resp.StatusCode != http.StatusOK {
 		return "", "", fmt.Errorf("pprof: %s: %s", resp.Status, prof)
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return "", "", err
 	}
-	file = filepath.Join(o.out, "hedge-cpu-"+stamp+".pprof")
+	file = filepath.Join(o.Out, "hedge-cpu-"+stamp+".pprof")
 	if err := os.WriteFile(file, prof, 0o644); err != nil {
 		return "", "", err
 	}
@@ -249,18 +248,4 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		return fmt.Sprintf("go tool pprof failed: %v\n%s", err, out), file, nil
 	}
 	return strings.TrimSpace(string(out)), file, nil
-}
-
-// median of xs (the mean of the middle two for an even count).
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
 }

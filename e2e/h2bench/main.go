@@ -41,7 +41,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,10 +63,9 @@ var bet = []byte(`{"table":"bacc-07","amount":"12.50","currency":"EUR","selectio
 	strings.Repeat("x", 200-118) + `"}`)
 
 type options struct {
-	hedge, before      string
-	requests, rounds   int
-	loadCPU, serverCPU int
-	out                string
+	hedge, before    string
+	requests, rounds int
+	benchkit.Placement
 }
 
 func main() {
@@ -81,17 +79,8 @@ func main() {
 	flag.StringVar(&o.before, "before", "", "path of a second hedge `binary` to measure in the same run (hedge-before)")
 	flag.IntVar(&o.requests, "n", 100000, "requests per measured run")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures hedge, then nginx, on every workload")
-	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for h2load and the upstream")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
-	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the markdown report")
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	flag.Parse()
-	if *upstream != "" {
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	}
-
-	benchkit.ExitOnError("h2bench:", run(o))
+	o.Flags("h2load and the upstream", "the server under test", "the markdown report")
+	benchkit.Main("h2bench", func() error { return run(o) }, benchkit.Upstream(serveUpstream))
 }
 
 // serveUpstream answers every request at once: GETs with a short JSON
@@ -173,7 +162,7 @@ func run(o options) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
 	defer cancel()
 	var up *benchkit.Proc
-	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, e.self, "/"); err != nil {
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, e.self, "/"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
@@ -201,7 +190,7 @@ func run(o options) error {
 	}
 	for round := 1; round <= o.rounds; round++ {
 		for _, name := range servers {
-			s, err := starts[name](e, o.serverCPU)
+			s, err := starts[name](e, o.ServerCPU)
 			if err != nil {
 				return err
 			}
@@ -222,28 +211,11 @@ func run(o options) error {
 				if w.args[0] == "--h3" && name != "hedge" {
 					continue // nginx 1.22 has no HTTP/3; hedge-before may not either
 				}
-				url := "https://" + s.addr + w.path
-				// Warm up (connections, pools, the runtime), then measure.
-				if _, _, err := h2load(o.loadCPU, 5000, w.args, url); err != nil {
-					s.stop()
-					return fmt.Errorf("%s, %s, warm-up: %w", name, w.name, err)
-				}
-				before, err := benchkit.CPUTicks(s.pids()...)
-				if err != nil {
-					s.stop()
-					return err
-				}
-				done, reqps, err := h2load(o.loadCPU, o.requests, w.args, url)
+				us, reqps, err := measure(o, s, w.args, "https://"+s.addr+w.path)
 				if err != nil {
 					s.stop()
 					return fmt.Errorf("%s, %s: %w", name, w.name, err)
 				}
-				after, err := benchkit.CPUTicks(s.pids()...)
-				if err != nil {
-					s.stop()
-					return err
-				}
-				us := float64(after-before) * 1e6 / 100 / float64(done) // clock ticks are 10 ms
 				cpu[w.name][name] = append(cpu[w.name][name], us)
 				rps[w.name][name] = append(rps[w.name][name], reqps)
 				fmt.Printf("round %d %-6s %-20s %8.1f µs CPU/req %9.0f req/s\n", round, name, w.name, us, reqps)
@@ -253,19 +225,19 @@ func run(o options) error {
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "## h2load: hedge vs nginx %s, %d rounds × %d requests, server on CPU %d, h2load and upstream on CPU %d\n\n",
-		nginxVersion(), o.rounds, o.requests, o.serverCPU, o.loadCPU)
+		nginxVersion(), o.rounds, o.requests, o.ServerCPU, o.LoadCPU)
 	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, w := range workloads {
-		h, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["nginx"])
+		h, n := benchkit.Median(cpu[w.name]["hedge"]), benchkit.Median(cpu[w.name]["nginx"])
 		if w.args[0] == "--h3" {
 			// Against hedge's own HTTP/2 on the same request.
 			h2 := strings.Replace(w.name, "HTTP/3", "HTTP/2", 1)
 			fmt.Fprintf(&md, "| %s | %.1f µs | (none: no HTTP/3) | %.2f × hedge's %s (rounds: %s) | %.0f | |\n", w.name, h,
-				h/median(cpu[h2]["hedge"]), h2, ratios(cpu[w.name]["hedge"], cpu[h2]["hedge"]), median(rps[w.name]["hedge"]))
+				h/benchkit.Median(cpu[h2]["hedge"]), h2, ratios(cpu[w.name]["hedge"], cpu[h2]["hedge"]), benchkit.Median(rps[w.name]["hedge"]))
 			continue
 		}
 		fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.0f | %.0f |\n", w.name, h, n, h/n,
-			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), median(rps[w.name]["hedge"]), median(rps[w.name]["nginx"]))
+			ratios(cpu[w.name]["hedge"], cpu[w.name]["nginx"]), benchkit.Median(rps[w.name]["hedge"]), benchkit.Median(rps[w.name]["nginx"]))
 	}
 	if e.beforeBin != "" {
 		md.WriteString("\nThe same run, hedge against the -before binary:\n\n| workload | hedge CPU/req | hedge-before CPU/req | hedge / before (median) | before / nginx |\n|---|--:|--:|--:|--:|\n")
@@ -273,7 +245,7 @@ func run(o options) error {
 			if w.args[0] == "--h3" {
 				continue
 			}
-			h, b, n := median(cpu[w.name]["hedge"]), median(cpu[w.name]["hedge-before"]), median(cpu[w.name]["nginx"])
+			h, b, n := benchkit.Median(cpu[w.name]["hedge"]), benchkit.Median(cpu[w.name]["hedge-before"]), benchkit.Median(cpu[w.name]["nginx"])
 			fmt.Fprintf(&md, "| %s | %.1f µs | %.1f µs | %.2f (rounds: %s) | %.2f |\n", w.name, h, b, h/b,
 				ratios(cpu[w.name]["hedge"], cpu[w.name]["hedge-before"]), b/n)
 		}
@@ -281,10 +253,32 @@ func run(o options) error {
 	fmt.Fprintf(&md, "\nTarget: HTTP/2 ratio ≤ %.1f.\n", targetH2)
 	fmt.Println()
 	fmt.Print(md.String())
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(o.out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
+	return os.WriteFile(filepath.Join(o.Out, "h2-"+time.Now().UTC().Format("20060102-150405")+".md"), []byte(md.String()), 0o644)
+}
+
+// measure warms s up (connections, pools, the runtime) with h2load's args
+// on url, then measures: the server's CPU time per request (µs) and the
+// requests per second.
+func measure(o options, s *server, args []string, url string) (us, reqps float64, err error) {
+	if _, _, err := h2load(o.LoadCPU, 5000, args, url); err != nil {
+		return 0, 0, fmt.Errorf("warm-up: %w", err)
+	}
+	before, err := benchkit.CPUTicks(s.pids()...)
+	if err != nil {
+		return 0, 0, err
+	}
+	done, reqps, err := h2load(o.LoadCPU, o.requests, args, url)
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := benchkit.CPUTicks(s.pids()...)
+	if err != nil {
+		return 0, 0, err
+	}
+	return float64(after-before) * 1e6 / 100 / float64(done), reqps, nil // clock ticks are 10 ms
 }
 
 var (
@@ -321,18 +315,6 @@ func h2load(cpu, n int, args []string, url string) (int, float64, error) {
 	}
 	reqps, _ := strconv.ParseFloat(f[1], 64)
 	return ok, reqps, nil
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ratios(h, n []float64) string {

@@ -71,15 +71,13 @@ const (
 )
 
 type options struct {
-	hedge     string
-	rate      int
-	duration  time.Duration
-	warmup    time.Duration
-	players   int
-	target    time.Duration
-	loadCPU   int
-	serverCPU int
-	out       string
+	hedge    string
+	rate     int
+	duration time.Duration
+	warmup   time.Duration
+	players  int
+	target   time.Duration
+	benchkit.Placement
 }
 
 func main() {
@@ -90,17 +88,9 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 6*time.Second, "warm-up before it, not counted: a ramp to the rate over two thirds, then the rate")
 	flag.IntVar(&o.players, "players", 1000, "test players (one token each), used round robin")
 	flag.DurationVar(&o.target, "target", time.Millisecond, "the largest p99(money) − p99(plain) that meets the requirement")
-	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for the load generator, Redis and the ledger simulator (-1: unpinned)")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for hedge (-1: unpinned)")
-	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the JSON and markdown reports")
-	attack := flag.String("attack", "", "internal: be the load generator, with the parameters in `file`")
-	flag.Parse()
-
-	if *attack != "" {
-		benchkit.ExitOnError("attack:", runAttack(*attack))
-		return
-	}
-	benchkit.ExitOnError("moneybench:", run(o))
+	o.Flags("the load generator, Redis and the ledger simulator (-1: unpinned)", "hedge (-1: unpinned)", "the JSON and markdown reports")
+	benchkit.Main("moneybench", func() error { return run(o) },
+		benchkit.NewRole("attack", "internal: be the load generator, with the parameters in `file`", runAttack))
 }
 
 // env is what the run's steps share.
@@ -129,12 +119,12 @@ func run(o options) (err error) {
 		return errors.New("redis-server not found: install the Debian package redis-server (make deps)")
 	}
 	pinning := "taskset"
-	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 || o.loadCPU == o.serverCPU ||
-		max(o.loadCPU, o.serverCPU) >= runtime.NumCPU() {
-		o.loadCPU, o.serverCPU, pinning = -1, -1, "none (needs taskset and two distinct CPUs)"
+	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 || o.LoadCPU == o.ServerCPU ||
+		max(o.LoadCPU, o.ServerCPU) >= runtime.NumCPU() {
+		o.LoadCPU, o.ServerCPU, pinning = -1, -1, "none (needs taskset and two distinct CPUs)"
 	}
-	if o.loadCPU < 0 || o.serverCPU < 0 {
-		o.loadCPU, o.serverCPU = -1, -1
+	if o.LoadCPU < 0 || o.ServerCPU < 0 {
+		o.LoadCPU, o.ServerCPU = -1, -1
 		if pinning == "taskset" {
 			pinning = "none (-load-cpu or -server-cpu is -1)"
 		}
@@ -173,7 +163,7 @@ func run(o options) (err error) {
 	// Redis and the simulator share the load generator's CPU: hedge's CPU
 	// is left to hedge alone.
 	_, redisPort, _ := net.SplitHostPort(e.redisAddr)
-	redis, err := benchkit.Start("redis", e.dir, o.loadCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
+	redis, err := benchkit.Start("redis", e.dir, o.LoadCPU, "redis-server", "--port", redisPort, "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", e.dir, "--daemonize", "no", "--logfile", "")
 	if err != nil {
 		return err
@@ -183,7 +173,7 @@ func run(o options) (err error) {
 		return err
 	}
 
-	ledger, err := benchkit.Start("ledgersim", e.dir, o.loadCPU, e.hedge, "ledgersim", "-listen", e.ledgerAddr, "-domain", domain,
+	ledger, err := benchkit.Start("ledgersim", e.dir, o.LoadCPU, e.hedge, "ledgersim", "-listen", e.ledgerAddr, "-domain", domain,
 		"-epoch", "1", "-balance", "100000000.00")
 	if err != nil {
 		return err
@@ -201,7 +191,7 @@ func run(o options) (err error) {
 	if err := benchkit.CheckHedgeConfig(ctx, e.hedge, e.config); err != nil {
 		return err
 	}
-	hedge, err := benchkit.Start("hedge", e.dir, o.serverCPU, e.hedge, "serve", "-c", e.config, "-region", region, "-node", node)
+	hedge, err := benchkit.Start("hedge", e.dir, o.ServerCPU, e.hedge, "serve", "-c", e.config, "-region", region, "-node", node)
 	if err != nil {
 		return err
 	}
@@ -231,7 +221,7 @@ func run(o options) (err error) {
 	p := attackParams{
 		Base: "https://" + serverName + ":" + port(e.listen), Dial: e.listen, CA: e.ca, Tokens: tokens, Run: e.run,
 		Rate: o.rate, Warmup: o.warmup, Duration: o.duration, AckedFile: filepath.Join(e.dir, "acked.txt"),
-		HarnessPID: os.Getpid(), HedgePID: hedge.PID(), LoadCPU: max(o.loadCPU, 0), ServerCPU: max(o.serverCPU, 1%runtime.NumCPU()),
+		HarnessPID: os.Getpid(), HedgePID: hedge.PID(), LoadCPU: max(o.LoadCPU, 0), ServerCPU: max(o.ServerCPU, 1%runtime.NumCPU()),
 	}
 	paramsFile := filepath.Join(e.dir, "attack.json")
 	if err := benchkit.WriteJSON(paramsFile, p); err != nil {
@@ -241,7 +231,7 @@ func run(o options) (err error) {
 		o.rate, o.duration, o.warmup, pinning)
 	actx, acancel := context.WithTimeout(ctx, o.warmup+o.duration+time.Minute)
 	defer acancel()
-	cmd := benchkit.Command(actx, o.loadCPU, e.self, "-attack", paramsFile)
+	cmd := benchkit.Command(actx, o.LoadCPU, e.self, "-attack", paramsFile)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -275,7 +265,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	if err := benchkit.WriteResults(o.out, "money-"+rep.stamp, rep, md); err != nil {
+	if err := benchkit.WriteResults(o.Out, "money-"+rep.stamp, rep, md); err != nil {
 		return err
 	}
 	// A missed latency target is a finding, reported above; wrong answers

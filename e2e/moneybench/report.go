@@ -40,7 +40,7 @@ func newReport(e *env, ar attackResult, ver []verification, stamp, pinning, load
 		RedisKeys: redisKeys, AccessBytes: accessBytes, TargetUS: float64(o.target.Microseconds()), stamp: stamp,
 		Options: map[string]string{
 			"rate": strconv.Itoa(o.rate), "duration": o.duration.String(), "warmup": o.warmup.String(),
-			"players": strconv.Itoa(o.players), "load_cpu": strconv.Itoa(o.loadCPU), "server_cpu": strconv.Itoa(o.serverCPU),
+			"players": strconv.Itoa(o.players), "load_cpu": strconv.Itoa(o.LoadCPU), "server_cpu": strconv.Itoa(o.ServerCPU),
 			"body_bytes": strconv.Itoa(len(betBody)),
 		},
 	}

@@ -65,18 +65,16 @@ import (
 )
 
 type options struct {
-	hedge       string
-	wafref      string
-	n           int
-	warmup      int
-	conns       int
-	rounds      int
-	loadCPU     int
-	serverCPU   int
+	hedge  string
+	wafref string
+	n      int
+	warmup int
+	conns  int
+	rounds int
+	benchkit.Placement
 	cellMax     time.Duration
 	max         time.Duration
 	skipNginx   bool
-	out         string
 	profile     bool
 	profileSecs int
 }
@@ -92,23 +90,18 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 200, "warm-up requests before each cell, not counted")
 	flag.IntVar(&o.conns, "conns", 16, "keep-alive connections of the closed-loop generator")
 	flag.IntVar(&o.rounds, "rounds", 1, "rounds over all servers; the report keeps each cell's median")
-	flag.IntVar(&o.loadCPU, "load-cpu", 0, "`cpu` for this program, its load generator and the upstream")
-	flag.IntVar(&o.serverCPU, "server-cpu", 1, "`cpu` for the server under test")
+	o.Flags("this program, its load generator and the upstream", "the server under test", "the JSON and markdown reports")
 	flag.DurationVar(&o.cellMax, "cell-max", 75*time.Second, "stop a cell after this long (the report marks it)")
 	flag.DurationVar(&o.max, "max", 5*time.Minute, "bound of the whole run")
 	flag.BoolVar(&o.skipNginx, "skip-nginx", false, "leave nginx + ModSecurity out")
-	flag.StringVar(&o.out, "out", "e2e/bench/results", "`dir`ectory for the JSON and markdown reports")
 	flag.BoolVar(&o.profile, "profile", false, "take a CPU profile of hedge (WAF on) during each of its cells; the report lists the top functions")
 	flag.IntVar(&o.profileSecs, "profile-seconds", 5, "length of each profile; keep it below a cell's duration")
-	upstream := flag.String("upstream", "", "internal: serve as the upstream on `addr`")
-	flag.Parse()
-
-	if *upstream != "" {
-		benchkit.ExitOnError("upstream:", serveUpstream(*upstream))
-		return
-	}
-	benchkit.ExitOnError("wafbench:", pinSelf(o.loadCPU))
-	benchkit.ExitOnError("wafbench:", run(o))
+	benchkit.Main("wafbench", func() error {
+		if err := pinSelf(o.LoadCPU); err != nil {
+			return err
+		}
+		return run(o)
+	}, benchkit.Upstream(serveUpstream))
 }
 
 // pinSelf re-executes this program under `taskset -c cpu`, once, so that it
@@ -155,10 +148,10 @@ func run(o options) (err error) {
 		return errors.New("-n must be ≥ 100, -conns and -rounds ≥ 1, -warmup ≥ 0")
 	}
 	// Not runtime.NumCPU: this process is pinned to one CPU by now.
-	_, errL := benchkit.CPUBusy(o.loadCPU)
-	_, errS := benchkit.CPUBusy(o.serverCPU)
-	if o.loadCPU == o.serverCPU || errL != nil || errS != nil {
-		return fmt.Errorf("need two distinct CPUs of this machine for -load-cpu (%d) and -server-cpu (%d)", o.loadCPU, o.serverCPU)
+	_, errL := benchkit.CPUBusy(o.LoadCPU)
+	_, errS := benchkit.CPUBusy(o.ServerCPU)
+	if o.LoadCPU == o.ServerCPU || errL != nil || errS != nil {
+		return fmt.Errorf("need two distinct CPUs of this machine for -load-cpu (%d) and -server-cpu (%d)", o.LoadCPU, o.ServerCPU)
 	}
 	if !o.skipNginx {
 		for _, f := range []string{nginxBin, modsecModule, debianCRS} {
@@ -203,7 +196,7 @@ func run(o options) (err error) {
 		return err
 	}
 	var up *benchkit.Proc
-	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.loadCPU, self, "/healthz"); err != nil {
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, self, "/healthz"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)
@@ -213,16 +206,16 @@ func run(o options) (err error) {
 		block bool // the WAF blocks: attacks must get 403
 	}
 	contenders := []contender{
-		{func() (*server, error) { return startHedge(e, o.serverCPU, "block") }, true},
-		{func() (*server, error) { return startHedge(e, o.serverCPU, "off") }, false},
-		{func() (*server, error) { return startWafref(e, o.serverCPU) }, true},
+		{func() (*server, error) { return startHedge(e, o.ServerCPU, "block") }, true},
+		{func() (*server, error) { return startHedge(e, o.ServerCPU, "off") }, false},
+		{func() (*server, error) { return startWafref(e, o.ServerCPU) }, true},
 	}
 	if !o.skipNginx {
-		contenders = append(contenders, contender{func() (*server, error) { return startNginx(e, o.serverCPU) }, true})
+		contenders = append(contenders, contender{func() (*server, error) { return startNginx(e, o.ServerCPU) }, true})
 	}
 
 	rep := &report{Started: time.Now().UTC(), Machine: benchkit.Machine(e.hedgeBin), Versions: versions(),
-		N: o.n, Warmup: o.warmup, Conns: o.conns, Rounds: o.rounds, LoadCPU: o.loadCPU, ServerCPU: o.serverCPU}
+		N: o.n, Warmup: o.warmup, Conns: o.conns, Rounds: o.rounds, LoadCPU: o.LoadCPU, ServerCPU: o.ServerCPU}
 	rep.Machine["cpus"] = strconv.Itoa(onlineCPUs()) // Machine counts the CPUs we are pinned to
 	for round := 1; round <= o.rounds; round++ {
 		for _, c := range contenders {
@@ -240,7 +233,7 @@ func run(o options) (err error) {
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
-	return benchkit.WriteResults(o.out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
+	return benchkit.WriteResults(o.Out, "waf-"+rep.Started.Format("20060102-150405"), rep, md)
 }
 
 // measureServer starts one server, proves it inspects, measures its GET and
@@ -355,19 +348,19 @@ func measureCell(ctx context.Context, o options, s *server, k kind) (cell, error
 	if err != nil {
 		return c, err
 	}
-	others0, busy0 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.serverCPU)
+	others0, busy0 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.ServerCPU)
 	var prof chan profileResult
 	if o.profile && s.name == "hedge" {
 		prof = make(chan profileResult, 1)
 		name := fmt.Sprintf("waf-hedge-%s-%s", k, time.Now().UTC().Format("20060102-150405"))
-		go func() { prof <- takeProfile(ctx, s.admin, o.profileSecs, o.out, name) }()
+		go func() { prof <- takeProfile(ctx, s.admin, o.profileSecs, o.Out, name) }()
 	}
 	r := closedLoop(ctx, s.addr, k, o.n*s.scale, o.conns, o.cellMax)
 	t1, err := benchkit.CPUTicks(pids...)
 	if err != nil {
 		return c, fmt.Errorf("reading CPU times after the cell (did it exit?): %w", err)
 	}
-	others1, busy1 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.serverCPU)
+	others1, busy1 := benchkit.OthersTicks(os.Getpid()), cpuBusy(o.ServerCPU)
 	if prof != nil {
 		if c.Profile = <-prof; c.Profile.Err != "" {
 			fmt.Printf("  (profile of %s: %s)\n", k, c.Profile.Err)

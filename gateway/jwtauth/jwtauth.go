@@ -247,26 +247,18 @@ func loadKey(kc configs.JWTKey) (key, error) {
 		k.verify, k.secret = secret, secret
 		return k, nil
 	}
-	pub, err := readPEM(kc.PublicKeyFile)
+	parsed, err := readPEM(kc.PublicKeyFile, x509.ParsePKIXPublicKey)
 	if err != nil {
 		return k, err
-	}
-	parsed, err := x509.ParsePKIXPublicKey(pub)
-	if err != nil {
-		return k, fmt.Errorf("%s: %w", kc.PublicKeyFile, err)
 	}
 	if err := checkKeyType(string(kc.Alg), parsed); err != nil {
 		return k, fmt.Errorf("%s: %w", kc.PublicKeyFile, err)
 	}
 	k.verify = parsed
 	if kc.PrivateKeyFile != "" {
-		der, err := readPEM(kc.PrivateKeyFile)
+		priv, err := readPEM(kc.PrivateKeyFile, x509.ParsePKCS8PrivateKey)
 		if err != nil {
 			return k, err
-		}
-		priv, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return k, fmt.Errorf("%s: %w", kc.PrivateKeyFile, err)
 		}
 		k.sign, _ = priv.(crypto.Signer)
 	}
@@ -291,16 +283,23 @@ func checkKeyType(alg string, k any) error {
 	return nil
 }
 
-func readPEM(file string) ([]byte, error) {
+// readPEM parses the first PEM block of file with parse; its errors name
+// the file.
+func readPEM[T any](file string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	blk, _ := pem.Decode(b)
 	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", file)
+		return zero, fmt.Errorf("%s: no PEM block", file)
 	}
-	return blk.Bytes, nil
+	v, err := parse(blk.Bytes)
+	if err != nil {
+		return zero, fmt.Errorf("%s: %w", file, err)
+	}
+	return v, nil
 }
 
 // loadJWKS reads public keys from a JSON Web Key Set.

@@ -7,12 +7,11 @@
 package ledger
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"sort"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/fetch"
 )
 
 // Writer is one ledger writer of a domain.
@@ -278,19 +278,10 @@ func (d *Directory) round(ctx context.Context) {
 
 func (d *Directory) ask(ctx context.Context, base string) (roleAnswer, error) {
 	var ans roleAnswer
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+d.probe.Path, nil)
-	if err != nil {
-		return ans, err
+	err := fetch.JSON(ctx, d.client, base+d.probe.Path, 64<<10, &ans)
+	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
+		err = fmt.Errorf("role endpoint answered %d", se.Code)
 	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ans, fmt.Errorf("role endpoint answered %d", resp.StatusCode)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
 	return ans, err
 }
 
@@ -477,31 +468,20 @@ func (d *Directory) PromoteAt(ctx context.Context, w Writer) error {
 	if c == nil {
 		return fmt.Errorf("%s is not a configured writer of domain %q", w.URL, w.Domain)
 	}
-	body, _ := json.Marshal(map[string]int64{"epoch": w.Epoch})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL+"/admin/promote", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := d.admin.Do(req)
+	status, b, err := fetch.PostJSON(ctx, d.admin, w.URL+"/admin/promote", c.token, map[string]int64{"epoch": w.Epoch}, 64<<10)
 	if err != nil {
 		return &PromoteError{Writer: w.URL, Err: err}
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	var ans struct {
 		roleAnswer
 		Type string `json:"type"`
 	}
 	_ = json.Unmarshal(b, &ans)
-	if resp.StatusCode != http.StatusOK {
-		return &PromoteError{Writer: w.URL, Status: resp.StatusCode, Problem: ans.Type}
+	if status != http.StatusOK {
+		return &PromoteError{Writer: w.URL, Status: status, Problem: ans.Type}
 	}
 	if ans.Role != "writer" || ans.Epoch != w.Epoch || (ans.Domain != "" && ans.Domain != w.Domain) {
-		return &PromoteError{Writer: w.URL, Status: resp.StatusCode,
+		return &PromoteError{Writer: w.URL, Status: status,
 			Err: fmt.Errorf("it reports %s of %q at epoch %d", ans.Role, ans.Domain, ans.Epoch)}
 	}
 	return nil

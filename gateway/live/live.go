@@ -205,7 +205,7 @@ func (sr *Route) Serve(r *route.Request) problem.Refusal {
 		return sr.serveHLS(r, name)
 	case "play.json":
 		return sr.serveDescriptor(r, name)
-	case "", "publish", "player.js", "publish.js", "hls.min.js":
+	case "", "publish", "player.js", "publish.js", "webrtc.js", "hls.min.js":
 		if sub != first {
 			return problem.Refuse(problem.NotFound, "")
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"hedge/configs"
+	"hedge/internal/fetch"
 )
 
 // result is what Verify reads of one line of `vegeta encode -to json`.
@@ -207,24 +208,15 @@ func fetchApplied(ctx context.Context, client *http.Client, base string) ([]appl
 	if client == nil {
 		client = &http.Client{Timeout: 30 * time.Second}
 	}
-	u := strings.TrimRight(base, "/") + "/applied"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: ledger %s: %w", base, err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("loadgen: ledger %s: %w", base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("loadgen: GET %s: %s (is it a ledger simulator?)", u, resp.Status)
-	}
 	var body struct {
 		Applied []appliedKey `json:"applied"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("loadgen: GET %s: %w", u, err)
+	err := fetch.JSON(ctx, client, strings.TrimRight(base, "/")+"/applied", 0, &body)
+	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
+		return nil, fmt.Errorf("loadgen: GET %s: %s (is it a ledger simulator?)", se.URL, se.Status)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: ledger %s: %w", base, err)
 	}
 	return body.Applied, nil
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hedge/internal/fetch"
 )
 
 // Replication modes of a writer that has replicas (LedgerSettings.Replicas).
@@ -327,32 +329,16 @@ func (rp *replication) send(ctx context.Context, base string, batch []replBet) e
 	l.mu.Lock()
 	epoch := l.epoch
 	l.mu.Unlock()
-	body, err := json.Marshal(replBatch{Domain: l.domain, Epoch: epoch, Bets: batch})
-	if err != nil {
+	status, b, err := fetch.PostJSON(ctx, rp.client, base+replicationPath, l.adminToken,
+		replBatch{Domain: l.domain, Epoch: epoch, Bets: batch}, 64<<10)
+	if err != nil || status == http.StatusOK {
 		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+replicationPath, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if l.adminToken != "" {
-		req.Header.Set("Authorization", "Bearer "+l.adminToken)
-	}
-	resp, err := rp.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode == http.StatusOK {
-		return nil
 	}
 	var p problem
 	if json.Unmarshal(b, &p) == nil && p.Type == "urn:hedge:problem:stale-epoch" && p.Epoch > 0 {
 		return &FencedError{Replica: base, Epoch: p.Epoch}
 	}
-	return fmt.Errorf("replica %s answered %d %s", base, resp.StatusCode, p.Type)
+	return fmt.Errorf("replica %s answered %d %s", base, status, p.Type)
 }
 
 // heartbeatLoop is a replica's watch on its writer: it asks the writer's
@@ -396,19 +382,10 @@ func (rp *replication) askWriter() (roleBody, error) {
 	var ans roleBody
 	ctx, cancel := context.WithTimeout(rp.ctx, rp.heartbeat)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rp.writer+"/role", nil)
-	if err != nil {
-		return ans, err
+	err := fetch.JSON(ctx, rp.client, rp.writer+"/role", 64<<10, &ans)
+	if se, ok := errors.AsType[*fetch.StatusError](err); ok {
+		err = fmt.Errorf("writer's /role answered %d", se.Code)
 	}
-	resp, err := rp.client.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return ans, fmt.Errorf("writer's /role answered %d", resp.StatusCode)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ans)
 	return ans, err
 }
 

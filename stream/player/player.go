@@ -67,6 +67,7 @@ var files = map[string]struct {
 	"player.js":  {"web/player.js", "text/javascript; charset=utf-8"},
 	"publish.js": {"web/publish.js", "text/javascript; charset=utf-8"},
 	"hls.min.js": {"web/hls.min.js", "text/javascript; charset=utf-8"},
+	"webrtc.js":  {"web/webrtc.js", "text/javascript; charset=utf-8"},
 }
 
 // contentSecurityPolicy allows only hedge's own scripts; media may come from
@@ -78,7 +79,7 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 
 // Handler serves the pages and their assets. Mount it on the stream route
 // for GET and HEAD of /live/{stream}/, /live/{stream}/publish and
-// /live/{stream}/{player.js,publish.js,hls.min.js}; only the last path
+// /live/{stream}/{player.js,publish.js,webrtc.js,hls.min.js}; only the last path
 // element is looked at, since the pages take the stream name from their own
 // URL. Anything else is a 404 problem.
 func Handler() http.Handler {

@@ -23,9 +23,12 @@ func TestHandlerServesPagesAndAssets(t *testing.T) {
 	}{
 		{"GET", "/live/t1/", 200, "text/html; charset=utf-8", `<script src="player.js">`},
 		{"GET", "/live/t1/publish", 200, "text/html; charset=utf-8", `<script src="publish.js">`},
+		{"GET", "/live/t1/", 200, "text/html; charset=utf-8", `<script src="webrtc.js">`},
+		{"GET", "/live/t1/publish", 200, "text/html; charset=utf-8", `<script src="webrtc.js">`},
 		{"GET", "/live/t1/player.js", 200, "text/javascript; charset=utf-8", "hedgePlayer"},
 		{"GET", "/live/t1/publish.js", 200, "text/javascript; charset=utf-8", "hedgePublisher"},
 		{"GET", "/live/t1/hls.min.js", 200, "text/javascript; charset=utf-8", "Hls"},
+		{"GET", "/live/t1/webrtc.js", 200, "text/javascript; charset=utf-8", "hedgeWebRTC"},
 		{"HEAD", "/live/t1/", 200, "text/html; charset=utf-8", ""},
 		{"GET", "/live/t1/nothing.js", 404, "application/problem+json", "urn:hedge:problem:no-route"},
 		{"GET", "/live/t1/../../etc/passwd", 404, "application/problem+json", ""},
@@ -102,7 +105,7 @@ func TestScriptsParse(t *testing.T) {
 		}
 		t.Skip("node not found; make deps installs it")
 	}
-	for _, f := range []string{"web/player.js", "web/publish.js"} {
+	for _, f := range []string{"web/player.js", "web/publish.js", "web/webrtc.js"} {
 		if out, err := exec.Command(node, "--check", f).CombinedOutput(); err != nil {
 			t.Errorf("node --check %s: %v\n%s", f, err, out)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -122,12 +123,7 @@ func Suggest(m *Model, o Options) Suggestion {
 		}
 		return s.Held[i].Var < s.Held[j].Var
 	})
-	names := make([]string, 0, len(m.Params))
-	for k := range m.Params {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range slices.Sorted(maps.Keys(m.Params)) {
 		f := m.Params[k]
 		pb := schemaBuilder{m: m}
 		sh, _ := json.Marshal(pb.str("?"+k, f))
@@ -221,12 +217,7 @@ func (b *schemaBuilder) str(path string, f *Field) map[string]any {
 	// A few values, each seen three times on average: the client picks
 	// from a list (a category, a MIME type), not a keyboard.
 	case !f.Many && len(f.Values) > 0 && f.Count >= 3*int64(len(f.Values)) && f.Chars&Control == 0:
-		vs := make([]string, 0, len(f.Values))
-		for v := range f.Values {
-			vs = append(vs, v)
-		}
-		sort.Strings(vs)
-		return map[string]any{"enum": vs}
+		return map[string]any{"enum": slices.Sorted(maps.Keys(f.Values))}
 	case f.MinLen > 0 && !f.NotUUID:
 		s["format"] = "uuid"
 	case f.MinLen > 0 && !f.NotDateTime:

@@ -4,6 +4,8 @@
 // and nginx started from a configuration that was checked first
 // (WriteHedgeConfig, StartHedge, StartNginx), readings of /proc (ReadStat,
 // CPUTicks, Children, OthersTicks, CPUBusy), hedge's CPU profile
-// (TakeProfile), and the machine description and result files of their
-// reports (Machine, WriteJSON, WriteResults).
+// (TakeProfile), the machine description and result files of their
+// reports (Machine, WriteJSON, WriteResults, Median), and their command
+// lines: the flags that place them (Placement) and the roles a harness
+// re-executes itself as (Main, NewRole, Upstream).
 package benchkit

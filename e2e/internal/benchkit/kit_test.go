@@ -115,3 +115,20 @@ func TestSelfSignedCert(t *testing.T) {
 		t.Fatalf("common name %q, want %q", cert.Subject.CommonName, "kit test")
 	}
 }
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{nil, 0},
+		{[]float64{7}, 7},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		in := slices.Clone(tc.xs)
+		if got := Median(tc.xs); got != tc.want || !slices.Equal(in, tc.xs) {
+			t.Errorf("Median(%v) = %v, leaving %v; want %v, leaving the input as it was", in, got, tc.xs, tc.want)
+		}
+	}
+}

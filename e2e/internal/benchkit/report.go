@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -57,4 +58,18 @@ func WriteResults(dir, name string, v any, md string) error {
 	}
 	fmt.Printf("\nwritten: %s.md, %s.json\n", base, base)
 	return nil
+}
+
+// Median of xs (the mean of the middle two for an even count; 0 when
+// empty); xs is left as it was.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }

@@ -4,6 +4,7 @@
 (() => {
   'use strict';
 
+  const { gathered } = window.hedgeWebRTC;
   const qs = new URLSearchParams(location.search);
   const num = (k, d) => (qs.has(k) && isFinite(+qs.get(k)) ? +qs.get(k) : d);
   // Thresholds (ms). The query may shorten them for tests: ?stall=2000.
@@ -91,19 +92,6 @@
       }
       await new Promise((r) => setTimeout(r, delay));
     }
-  }
-
-  function gathered(pc, ms) {
-    if (pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-    });
   }
 
   function authHeaders(h, bearer) {

@@ -5,6 +5,7 @@
 (() => {
   'use strict';
 
+  const { gathered } = window.hedgeWebRTC;
   const state = (window.hedgePublisher = {
     state: 'idle', // idle | starting | live | stopped | failed
     error: null,
@@ -67,19 +68,6 @@
     }
   }
 
-  function gathered(ms) {
-    if (pc.iceGatheringState === 'complete') return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      pc.addEventListener('icegatheringstatechange', () => {
-        if (pc.iceGatheringState === 'complete') {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-    });
-  }
-
   async function start() {
     const token = tokenField.value.trim();
     if (!token) return set('idle', 'enter the studio token');
@@ -109,7 +97,7 @@
         if (pc.connectionState === 'failed') set('failed', 'ICE failed');
       });
       await pc.setLocalDescription(await pc.createOffer());
-      await gathered(2000);
+      await gathered(pc, 2000);
       const res = await fetch(whip, {
         method: 'POST',
         headers: { 'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token },
