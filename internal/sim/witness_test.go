@@ -54,7 +54,16 @@ func newPair(t *testing.T, mode string, autoAfter time.Duration) *pair {
 		Witness: hostPort(p.wWitness), WitnessHolder: "writer", Lease: testLease, LeaseRenew: testRenew})
 	go p.writer.Serve(ln)
 	t.Cleanup(func() { p.writer.Close() })
-	testkit.WaitUntil(t, "the writer takes its lease", 5*time.Second, func() bool { return p.witnessState(t)["holder"] == "writer" })
+	// The witness records the lease before the writer does (it records
+	// its own on the answer): wait for both, or a first bet may be refused.
+	testkit.WaitUntil(t, "the writer takes its lease", 5*time.Second, func() bool {
+		if p.witnessState(t)["holder"] != "writer" {
+			return false
+		}
+		p.writer.mu.Lock()
+		defer p.writer.mu.Unlock()
+		return p.writer.repl.leaseLive()
+	})
 	return p
 }
 
