@@ -289,3 +289,31 @@ func FuzzArgTallyBody(f *testing.F) {
 		}
 	})
 }
+
+// TestSkipJSONSpace: the eight-bytes-at-a-time skip stops where a byte
+// loop does, whatever mix of JSON whitespace and other bytes (including
+// bytes next to whitespace in value, like \v, \f and 0xa0) follows.
+func TestSkipJSONSpace(t *testing.T) {
+	alphabet := []byte{' ', '\t', '\n', '\r', '\v', '\f', 0xa0, 0x00, 'a', '{', 0x20 + 0x80}
+	seed := uint32(7)
+	for n := range 3000 {
+		b := make([]byte, n%40)
+		for i := range b {
+			seed = seed*1664525 + 1013904223
+			if seed>>28 < 13 { // mostly whitespace, so runs are long
+				b[i] = " \t\n\r"[seed>>24&3]
+			} else {
+				b[i] = alphabet[int(seed>>16)%len(alphabet)]
+			}
+		}
+		for start := 0; start <= len(b); start++ {
+			want := start
+			for want < len(b) && (b[want] == ' ' || b[want] == '\t' || b[want] == '\n' || b[want] == '\r') {
+				want++
+			}
+			if got := skipJSONSpace(b, start); got != want {
+				t.Fatalf("skipJSONSpace(%q, %d) = %d, want %d", b, start, got, want)
+			}
+		}
+	}
+}
