@@ -1,7 +1,10 @@
 package crs
 
 import (
+	"bufio"
+	"bytes"
 	"hash/maphash"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"reflect"
@@ -12,6 +15,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/collection"
 	"github.com/corazawaf/coraza/v3/debuglog"
@@ -119,7 +123,8 @@ type prunedRule struct {
 	id    int
 	op    plugintypes.Operator
 	tr    []plugintypes.Transformation
-	node  int // the transformation chain's last node in pruner.nodes
+	node  int   // the transformation chain's last node in pruner.nodes
+	path  []int // the chain's nodes, one per transformation
 	multi bool
 }
 
@@ -160,6 +165,7 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 	nodeIndex := map[[2]uintptr]int{}
 	blocked := blockedBySkip(rules)
 	classIndex := map[variables.RuleVariable]int{}
+	var pmSource [][2]string // by rule: operator name and argument
 	for i := range rules {
 		r := &rules[i]
 		if blocked[i] || r.id == 0 || r.op == nil || r.negated || (r.phase != 1 && r.phase != 2) || aboveLevel(r.tags, pl) ||
@@ -178,6 +184,7 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 			continue
 		}
 		pr := prunedRule{id: r.id, op: r.op, tr: r.tr, multi: r.multi}
+		pmSource = append(pmSource, [2]string{strings.TrimPrefix(r.opName, "@"), r.opData})
 		for _, t := range r.tr {
 			k := [2]uintptr{uintptr(pr.node), reflect.ValueOf(t).Pointer()}
 			n, ok := nodeIndex[k]
@@ -187,6 +194,7 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 				p.nodes = append(p.nodes, chainNode{parent: pr.node, fn: t})
 			}
 			pr.node = n
+			pr.path = append(pr.path, n)
 		}
 		idx := len(p.rules)
 		for _, v := range r.vars {
@@ -209,6 +217,13 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 	for i, r := range p.rules {
 		if rx, ok := r.op.(*rxOp); ok && !r.multi && rx.lits != nil {
 			byNode[r.node] = append(byNode[r.node], filterRule{index: i, lits: rx.lits, states: len(rx.pf.next) / rx.pf.nclass})
+		}
+		if dict := pmDictionary(r.op, pmSource[i]); !r.multi && dict != nil {
+			states := 1
+			for _, w := range dict {
+				states += len(w)
+			}
+			byNode[r.node] = append(byNode[r.node], filterRule{index: i, lits: dict, states: states})
 		}
 	}
 	for n, rs := range byNode {
@@ -397,7 +412,7 @@ func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCach
 			var match bool
 			switch {
 			case r.multi:
-				match = r.matchesMulti(val)
+				match = p.matchesMulti(r, val, lc)
 			case p.nodes[r.node].filtered.has(i) && !p.passes(r.node, val, lc).has(i):
 				// None of its literals occurs: its own prefilter would say no.
 			default:
@@ -422,11 +437,12 @@ func (p *pruner) transformed(node int, val string, lc *learnCache) string {
 		return lc.vals[node]
 	}
 	in := p.transformed(p.nodes[node].parent, val, lc)
-	out := in
-	if v, _, err := p.nodes[node].fn(in); err == nil {
-		out = v
+	out, changed, odd := in, false, false
+	if v, ch, err := p.nodes[node].fn(in); err == nil {
+		out, changed, odd = v, ch, !ch && v != in
 	}
 	lc.vals[node], lc.stamp[node] = out, lc.gen
+	lc.changed[node], lc.odd[node] = changed, odd
 	return out
 }
 
@@ -447,12 +463,15 @@ func (p *pruner) passes(node int, val string, lc *learnCache) *ruleSet {
 // learnCache holds one value's transformed forms and filter results by
 // chain node, and what this request learnt of its long values.
 type learnCache struct {
-	vals   []string
-	stamp  []uint32
-	passes []ruleSet
-	pstamp []uint32
-	gen    uint32
-	long   []longValue
+	vals []string
+	// changed: the node's transformation reported a change; odd: it
+	// returned another value without reporting one.
+	changed, odd []bool
+	stamp        []uint32
+	passes       []ruleSet
+	pstamp       []uint32
+	gen          uint32
+	long         []longValue
 }
 
 type longValue struct {
@@ -472,6 +491,7 @@ func (lc *learnCache) findLong(v string) int {
 func (lc *learnCache) reset(n int) {
 	if len(lc.vals) < n {
 		lc.vals, lc.stamp, lc.gen = make([]string, n), make([]uint32, n), 0
+		lc.changed, lc.odd = make([]bool, n), make([]bool, n)
 		lc.passes, lc.pstamp = make([]ruleSet, n), make([]uint32, n)
 	}
 	lc.gen++
@@ -483,12 +503,35 @@ func (lc *learnCache) reset(n int) {
 }
 
 // matchesMulti is multiMatch evaluation as in Coraza: the value and each
-// intermediate that a transformation changed.
-func (r *prunedRule) matchesMulti(val string) bool {
+// intermediate that a transformation changed, the intermediates taken from
+// the chain's shared prefixes. Coraza carries the value on only when a
+// transformation reports a change; from a transformation that returned
+// another value without reporting it (removeWhitespace does on invalid
+// UTF-8), the rest of the chain is run apart, as Coraza runs it.
+func (p *pruner) matchesMulti(r *prunedRule, val string, lc *learnCache) bool {
 	if r.op.Evaluate(noState{}, val) {
 		return true
 	}
-	for _, t := range r.tr {
+	cur := val
+	for k, n := range r.path {
+		tv := p.transformed(n, val, lc)
+		if lc.odd[n] {
+			return r.matchesMultiFrom(cur, k+1)
+		}
+		if lc.changed[n] {
+			cur = tv
+			if r.op.Evaluate(noState{}, cur) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// matchesMultiFrom is multiMatch evaluation of val from the rule's
+// transformation from on (val itself is not evaluated).
+func (r *prunedRule) matchesMultiFrom(val string, from int) bool {
+	for _, t := range r.tr[from:] {
 		v, changed, err := t(val)
 		if err != nil || !changed {
 			continue
@@ -756,4 +799,58 @@ func readsRuleCollection(files []string) bool {
 // open makes an addressable value read through unexported fields usable.
 func open(v reflect.Value) reflect.Value {
 	return reflect.NewAt(v.Type(), unsafe.Pointer(v.UnsafeAddr())).Elem()
+}
+
+// pmDictionary returns the words of a @pm or @pmFromFile operator of the
+// Core Rule Set, parsed as Coraza v3.8.1 parses them, so that the combined
+// scan decides the rule (the operator matches exactly when one of its words
+// occurs, ASCII letters folded, as in multiFilter). It returns nil — the
+// rule is evaluated by its operator — unless the compiled operator agrees:
+// the same number of words, the same shortest length, and each word matched.
+func pmDictionary(op plugintypes.Operator, src [2]string) (dict []string) {
+	defer func() {
+		if recover() != nil {
+			dict = nil
+		}
+	}()
+	switch name, arg := src[0], src[1]; name {
+	case "pm":
+		dict = strings.Split(strings.ToLower(arg), " ")
+	case "pmFromFile", "pmf":
+		data, err := fs.ReadFile(coreruleset.FS, "@owasp_crs/"+arg)
+		if err != nil {
+			return nil
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			l := strings.TrimSpace(sc.Text())
+			if len(l) == 0 || l[0] == '#' {
+				continue
+			}
+			dict = append(dict, strings.ToLower(l))
+		}
+	default:
+		return nil
+	}
+	o := reflect.ValueOf(op)
+	if o.Kind() != reflect.Pointer || o.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	minLen := int(open(o.Elem().FieldByName("minLen")).Int())
+	count := int(open(o.Elem().FieldByName("matcher")).MethodByName("PatternCount").Call(nil)[0].Int())
+	shortest := -1
+	for _, w := range dict {
+		if shortest < 0 || len(w) < shortest {
+			shortest = len(w)
+		}
+	}
+	if len(dict) == 0 || count != len(dict) || shortest != minLen || minLen == 0 {
+		return nil
+	}
+	for _, w := range dict {
+		if !op.Evaluate(noState{}, w) {
+			return nil
+		}
+	}
+	return dict
 }

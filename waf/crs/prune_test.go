@@ -398,3 +398,46 @@ func TestMultiFilter(t *testing.T) {
 		}
 	}
 }
+
+// TestPMDictionaries: the combined scan decides CRS's @pm and @pmFromFile
+// rules as their operators do — every such rule at PL1 is read back (a
+// Coraza change that stops that fails here), and on each word of each
+// dictionary, uppercased, inside other text and cut short, the scan reports
+// the rule exactly when the operator matches.
+func TestPMDictionaries(t *testing.T) {
+	e := blockEngine(t)
+	p := e.pruner
+	rules, _ := ruleGroup(e.waf)
+	byID := map[int]compiledRule{}
+	for _, r := range rules {
+		byID[r.id] = r
+	}
+	checked := 0
+	for i, r := range p.rules {
+		c := byID[r.id]
+		name := strings.TrimPrefix(c.opName, "@")
+		if name != "pm" && name != "pmFromFile" || r.multi {
+			continue
+		}
+		if !p.nodes[r.node].filtered.has(i) {
+			t.Errorf("rule %d (%s %s): not decided by the combined scan", r.id, name, c.opData)
+			continue
+		}
+		dict := pmDictionary(r.op, [2]string{name, c.opData})
+		for _, w := range dict {
+			for _, v := range []string{w, strings.ToUpper(w), "x " + w + "}", w[:len(w)-1], strings.ToUpper(w[:len(w)-1]) + "#"} {
+				var found ruleSet
+				for _, f := range p.nodes[r.node].filters {
+					f.scan(v, &found)
+				}
+				if got, want := found.has(i), r.op.Evaluate(noState{}, v); got != want {
+					t.Fatalf("rule %d on %q: scan says %v, operator %v", r.id, v, got, want)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 1000 {
+		t.Fatalf("checked %d values, want the words of CRS's dictionaries", checked)
+	}
+}
