@@ -9,7 +9,7 @@ package crs
 type multiFilter struct {
 	class  [256]uint8
 	nclass int
-	next   []uint16 // next[state*nclass+class]
+	next   []uint16 // next[state*nclass+class], | outFlag where literals end
 	out    []uint16 // by state: index into sets, 0 = no literal ends here
 	sets   []ruleSet
 }
@@ -144,8 +144,19 @@ func buildMultiFilter(rules []filterRule) *multiFilter {
 		}
 		f.out[s] = i
 	}
+	// A transition into a state where literals end carries outFlag, so
+	// that scan reads out only there.
+	for i, nx := range f.next {
+		if f.out[nx] != 0 {
+			f.next[i] = nx | outFlag
+		}
+	}
 	return f
 }
+
+// outFlag marks, in next, the states where literals end; a state index
+// fits in the other 15 bits (multiStates).
+const outFlag = 1 << 15
 
 // scan adds to found the rules one of whose literals occurs in s.
 func (f *multiFilter) scan(s string, found *ruleSet) {
@@ -153,8 +164,12 @@ func (f *multiFilter) scan(s string, found *ruleSet) {
 	nclass := f.nclass
 	last := uint16(0)
 	for i := 0; i < len(s); i++ {
-		state = int(f.next[state*nclass+int(f.class[s[i]])])
-		if o := f.out[state]; o != 0 && o != last {
+		nx := f.next[state*nclass+int(f.class[s[i]])]
+		state = int(nx &^ outFlag)
+		if nx&outFlag == 0 {
+			continue
+		}
+		if o := f.out[state]; o != last {
 			last = o
 			set := &f.sets[o]
 			for w := range found {
