@@ -12,6 +12,7 @@ type multiFilter struct {
 	next   []uint16 // next[state*nclass+class], | outFlag where literals end
 	out    []uint16 // by state: index into sets, 0 = no literal ends here
 	sets   []ruleSet
+	rules  ruleSet // the rules whose literals it holds
 }
 
 // multiStates bounds one automaton; rules whose literals need more go into
@@ -57,6 +58,9 @@ func buildMultiFilters(rules []filterRule) (fs []*multiFilter, covered ruleSet) 
 
 func buildMultiFilter(rules []filterRule) *multiFilter {
 	f := &multiFilter{sets: []ruleSet{{}}}
+	for _, r := range rules {
+		f.rules.add(r.index)
+	}
 	for _, r := range rules {
 		for _, l := range r.lits {
 			for i := 0; i < len(l); i++ {

@@ -97,6 +97,15 @@ func (s *ruleSet) and(o *ruleSet) {
 }
 func (s *ruleSet) empty() bool { return *s == ruleSet{} }
 
+func (s *ruleSet) intersects(o *ruleSet) bool {
+	for i := range s {
+		if s[i]&o[i] != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // pureOperators are the operators whose result depends only on the value
 // (and their argument, when it has no macro).
 var pureOperators = map[string]bool{
@@ -413,7 +422,7 @@ func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCach
 			switch {
 			case r.multi:
 				match = p.matchesMulti(r, val, lc)
-			case p.nodes[r.node].filtered.has(i) && !p.passes(r.node, val, lc).has(i):
+			case p.nodes[r.node].filtered.has(i) && !p.passes(r.node, val, missing, lc).has(i):
 				// None of its literals occurs: its own prefilter would say no.
 			default:
 				match = r.op.Evaluate(noState{}, p.transformed(r.node, val, lc))
@@ -446,14 +455,17 @@ func (p *pruner) transformed(node int, val string, lc *learnCache) string {
 	return out
 }
 
-// passes is the set of @rx rules at node whose literals occur in val
-// transformed, one scan per automaton, once per value.
-func (p *pruner) passes(node int, val string, lc *learnCache) *ruleSet {
+// passes is the set of rules at node whose literals occur in val
+// transformed, one scan per automaton holding rules of missing, once per
+// value (missing does not change while one value is learnt).
+func (p *pruner) passes(node int, val string, missing *ruleSet, lc *learnCache) *ruleSet {
 	if lc.pstamp[node] != lc.gen {
 		lc.passes[node] = ruleSet{}
 		tv := p.transformed(node, val, lc)
 		for _, f := range p.nodes[node].filters {
-			f.scan(tv, &lc.passes[node])
+			if f.rules.intersects(missing) {
+				f.scan(tv, &lc.passes[node])
+			}
 		}
 		lc.pstamp[node] = lc.gen
 	}
