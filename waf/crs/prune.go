@@ -360,14 +360,26 @@ func (p *pruner) prune(phase types.RulePhase, tx plugintypes.TransactionState) {
 					lc = p.cachePool.Get().(*learnCache)
 					lc.long = lc.long[:0]
 				}
-				p.learn(val, &missing, &e, lc)
+				// A long value keeps its transformed forms and scans for
+				// the rest of the request: it is often learnt again for the
+				// few rules of another collection it stands in.
+				vc := &lc.short
+				if !short && li < 0 && len(lc.long) < maxLongPerRequest {
+					lc.long = append(lc.long, longValue{val: val, vc: lc.spareCache()})
+					li = len(lc.long) - 1
+					lc.long[li].vc.reset(len(p.nodes))
+				}
+				if li >= 0 {
+					vc = lc.long[li].vc
+				} else {
+					vc.reset(len(p.nodes))
+				}
+				p.learn(val, &missing, &e, vc)
 				switch {
 				case short && (known || p.memo.seenBefore(val)):
 					p.memo.put(val, e)
-				case !short && li >= 0:
+				case li >= 0:
 					lc.long[li].e = e
-				case !short && len(lc.long) < maxLongPerRequest:
-					lc.long = append(lc.long, longValue{val, e})
 				}
 			}
 			// The rules val may match stay.
@@ -381,9 +393,14 @@ func (p *pruner) prune(phase types.RulePhase, tx plugintypes.TransactionState) {
 		}
 	}
 	if lc != nil {
-		clear(lc.long) // no request data kept in the pool
+		// No request data kept in the pool.
+		for _, l := range lc.long {
+			clear(l.vc.vals)
+			lc.spare = append(lc.spare, l.vc)
+		}
+		clear(lc.long)
 		lc.long = lc.long[:0]
-		clear(lc.vals)
+		clear(lc.short.vals)
 		p.cachePool.Put(lc)
 	}
 	n := 0
@@ -409,9 +426,8 @@ func bitIndex(b uint64) int {
 
 // learn evaluates the rules of missing on val, as Coraza would, and adds
 // them to e: known, and nomatch for those that do not match.
-func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCache) {
+func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *valueCache) {
 	p.learned.Add(1)
-	lc.reset(len(p.nodes))
 	for w, bits := range missing {
 		for bits != 0 {
 			b := bits & -bits
@@ -438,7 +454,7 @@ func (p *pruner) learn(val string, missing *ruleSet, e *memoEntry, lc *learnCach
 // transformed is val after the transformation chain ending at node, each
 // prefix computed once per value (Coraza shares prefixes the same way). A
 // transformation that fails leaves the value as it was, as in Coraza.
-func (p *pruner) transformed(node int, val string, lc *learnCache) string {
+func (p *pruner) transformed(node int, val string, lc *valueCache) string {
 	if node == 0 {
 		return val
 	}
@@ -456,39 +472,37 @@ func (p *pruner) transformed(node int, val string, lc *learnCache) string {
 }
 
 // passes is the set of rules at node whose literals occur in val
-// transformed, one scan per automaton holding rules of missing, once per
-// value (missing does not change while one value is learnt).
-func (p *pruner) passes(node int, val string, missing *ruleSet, lc *learnCache) *ruleSet {
+// transformed, as far as known: each automaton holding rules of missing
+// scans the value once (the first 64 of a node; any further one each time).
+func (p *pruner) passes(node int, val string, missing *ruleSet, lc *valueCache) *ruleSet {
 	if lc.pstamp[node] != lc.gen {
-		lc.passes[node] = ruleSet{}
-		tv := p.transformed(node, val, lc)
-		for _, f := range p.nodes[node].filters {
-			if f.rules.intersects(missing) {
-				f.scan(tv, &lc.passes[node])
-			}
+		lc.passes[node], lc.scanned[node], lc.pstamp[node] = ruleSet{}, 0, lc.gen
+	}
+	for k, f := range p.nodes[node].filters {
+		bit := uint64(1) << (k % 64)
+		if k < 64 && lc.scanned[node]&bit != 0 || !f.rules.intersects(missing) {
+			continue
 		}
-		lc.pstamp[node] = lc.gen
+		f.scan(p.transformed(node, val, lc), &lc.passes[node])
+		if k < 64 {
+			lc.scanned[node] |= bit
+		}
 	}
 	return &lc.passes[node]
 }
 
-// learnCache holds one value's transformed forms and filter results by
-// chain node, and what this request learnt of its long values.
+// learnCache is what one request's pruning learns: the caches of one short
+// value at a time and of each long value.
 type learnCache struct {
-	vals []string
-	// changed: the node's transformation reported a change; odd: it
-	// returned another value without reporting one.
-	changed, odd []bool
-	stamp        []uint32
-	passes       []ruleSet
-	pstamp       []uint32
-	gen          uint32
-	long         []longValue
+	short valueCache
+	long  []longValue
+	spare []*valueCache
 }
 
 type longValue struct {
 	val string
 	e   memoEntry
+	vc  *valueCache
 }
 
 func (lc *learnCache) findLong(v string) int {
@@ -500,11 +514,35 @@ func (lc *learnCache) findLong(v string) int {
 	return -1
 }
 
-func (lc *learnCache) reset(n int) {
+func (lc *learnCache) spareCache() *valueCache {
+	if n := len(lc.spare); n > 0 {
+		vc := lc.spare[n-1]
+		lc.spare = lc.spare[:n-1]
+		return vc
+	}
+	return &valueCache{}
+}
+
+// valueCache holds one value's transformed forms and filter results by
+// chain node; an entry counts when its stamp is gen.
+type valueCache struct {
+	vals []string
+	// changed: the node's transformation reported a change; odd: it
+	// returned another value without reporting one.
+	changed, odd []bool
+	stamp        []uint32
+	passes       []ruleSet
+	scanned      []uint64 // by node: the automata (by index) scanned into passes
+	pstamp       []uint32
+	gen          uint32
+}
+
+// reset forgets the value the cache held.
+func (lc *valueCache) reset(n int) {
 	if len(lc.vals) < n {
 		lc.vals, lc.stamp, lc.gen = make([]string, n), make([]uint32, n), 0
 		lc.changed, lc.odd = make([]bool, n), make([]bool, n)
-		lc.passes, lc.pstamp = make([]ruleSet, n), make([]uint32, n)
+		lc.passes, lc.pstamp, lc.scanned = make([]ruleSet, n), make([]uint32, n), make([]uint64, n)
 	}
 	lc.gen++
 	if lc.gen == 0 { // wrapped: forget every stamp
@@ -520,7 +558,7 @@ func (lc *learnCache) reset(n int) {
 // transformation reports a change; from a transformation that returned
 // another value without reporting it (removeWhitespace does on invalid
 // UTF-8), the rest of the chain is run apart, as Coraza runs it.
-func (p *pruner) matchesMulti(r *prunedRule, val string, lc *learnCache) bool {
+func (p *pruner) matchesMulti(r *prunedRule, val string, lc *valueCache) bool {
 	if r.op.Evaluate(noState{}, val) {
 		return true
 	}
