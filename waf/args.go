@@ -395,13 +395,14 @@ func (t *argTally) json(b []byte) bool {
 
 // skipJSONSpace returns the index of the first byte at or after i that is
 // not JSON whitespace, or len(b): eight bytes at a time, so that a body
-// padded to its limit costs little to walk.
+// padded to its limit costs little to walk. '\t' and '\r' differ only in
+// bit 2, so three comparisons per word tell the four.
 func skipJSONSpace(b []byte, i int) int {
 	const ones, lows, highs = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
 	zero := func(x uint64) uint64 { return ^(((x & lows) + lows) | x | lows) } // 0x80 in each zero byte
 	for ; i+8 <= len(b); i += 8 {
 		x := binary.LittleEndian.Uint64(b[i:])
-		if zero(x^(ones*' '))|zero(x^(ones*'\t'))|zero(x^(ones*'\n'))|zero(x^(ones*'\r')) != highs {
+		if zero(x^(ones*' '))|zero((x&^(ones*4))^(ones*'\t'))|zero(x^(ones*'\n')) != highs {
 			break
 		}
 	}
