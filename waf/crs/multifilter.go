@@ -58,85 +58,29 @@ func buildMultiFilters(rules []filterRule) (fs []*multiFilter, covered ruleSet) 
 
 func buildMultiFilter(rules []filterRule) *multiFilter {
 	f := &multiFilter{sets: []ruleSet{{}}}
+	var words []string
+	var outs []ruleSet
 	for _, r := range rules {
 		f.rules.add(r.index)
-	}
-	for _, r := range rules {
 		for _, l := range r.lits {
-			for i := 0; i < len(l); i++ {
-				if f.class[l[i]] == 0 {
-					if f.nclass == 254 {
-						return nil
-					}
-					f.nclass++
-					f.class[l[i]] = uint8(f.nclass)
-				}
-			}
+			var one ruleSet
+			one.add(r.index)
+			words, outs = append(words, l), append(outs, one)
 		}
 	}
-	f.nclass++
-	for c := 'A'; c <= 'Z'; c++ {
-		f.class[c] = f.class[c+'a'-'A']
-	}
-	type trieNode struct {
-		child map[uint8]uint32
-		out   ruleSet
-	}
-	trie := []trieNode{{child: map[uint8]uint32{}}}
-	for _, r := range rules {
-		for _, l := range r.lits {
-			s := uint32(0)
-			for i := 0; i < len(l); i++ {
-				c := f.class[l[i]]
-				nx, ok := trie[s].child[c]
-				if !ok {
-					nx = uint32(len(trie))
-					trie = append(trie, trieNode{child: map[uint8]uint32{}})
-					trie[s].child[c] = nx
-				}
-				s = nx
-			}
-			trie[s].out.add(r.index)
-			if len(trie) > multiStates {
-				return nil
-			}
+	a := buildAC(words, outs, func(into *ruleSet, from ruleSet) {
+		for i := range into {
+			into[i] |= from[i]
 		}
+	}, func(s ruleSet) bool { return s != ruleSet{} })
+	if a == nil {
+		return nil
 	}
-	n := len(trie)
-	f.next = make([]uint16, n*f.nclass)
-	fail := make([]uint16, n)
-	queue := make([]uint32, 0, n)
-	for c := 0; c < f.nclass; c++ {
-		if nx, ok := trie[0].child[uint8(c)]; ok {
-			f.next[c] = uint16(nx)
-			queue = append(queue, nx)
-		}
-	}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
-		// A state reports its own literals and those of its failure
-		// chain (suffixes that are literals too).
-		if s != 0 {
-			fo := trie[fail[s]].out
-			for i := range trie[s].out {
-				trie[s].out[i] |= fo[i]
-			}
-		}
-		for c := 0; c < f.nclass; c++ {
-			if nx, ok := trie[s].child[uint8(c)]; ok {
-				fail[nx] = f.next[int(fail[s])*f.nclass+c]
-				f.next[int(s)*f.nclass+c] = uint16(nx)
-				queue = append(queue, nx)
-			} else {
-				f.next[int(s)*f.nclass+c] = f.next[int(fail[s])*f.nclass+c]
-			}
-		}
-	}
-	f.out = make([]uint16, n)
+	f.class, f.nclass, f.next = a.class, a.nclass, a.next
+	// Each distinct set of rules is stored once; out names it by state.
+	f.out = make([]uint16, len(a.out))
 	index := map[ruleSet]uint16{{}: 0}
-	for s := range trie {
-		o := trie[s].out
+	for s, o := range a.out {
 		i, ok := index[o]
 		if !ok {
 			if len(f.sets) == 1<<16-1 {
@@ -148,19 +92,10 @@ func buildMultiFilter(rules []filterRule) *multiFilter {
 		}
 		f.out[s] = i
 	}
-	// A transition into a state where literals end carries outFlag, so
-	// that scan reads out only there.
-	for i, nx := range f.next {
-		if f.out[nx] != 0 {
-			f.next[i] = nx | outFlag
-		}
-	}
 	return f
 }
 
-// outFlag marks, in next, the states where literals end; a state index
-// fits in the other 15 bits (multiStates).
-const outFlag = 1 << 15
+const outFlag = acEnd
 
 // scan adds to found the rules one of whose literals occurs in s.
 func (f *multiFilter) scan(s string, found *ruleSet) {

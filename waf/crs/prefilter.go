@@ -38,7 +38,7 @@ type prefilter struct {
 	next []uint16
 }
 
-const finalBit = 1 << 15
+const finalBit = acEnd
 
 // Limits of the literal analysis: an exact set (every string the node can
 // match) is kept while it has at most maxExact strings; a required set at
@@ -47,7 +47,6 @@ const (
 	maxExact     = 64
 	maxRequired  = 2048
 	maxClassRune = 32
-	maxStates    = finalBit
 )
 
 // newPrefilter builds the prefilter of expr (Go/RE2 syntax, with the flags
@@ -418,85 +417,18 @@ func lowerASCII(s string) string {
 }
 
 // buildPrefilter compiles lits (lowered, none empty) into a dense
-// Aho-Corasick automaton over byte classes. It returns nil when the
-// automaton would be too large to be worth it.
+// Aho-Corasick automaton over byte classes (buildAC). It returns nil when
+// the automaton would be too large to be worth it.
 func buildPrefilter(lits []string) *prefilter {
-	p := &prefilter{}
-	// Byte classes: every byte that occurs in a literal gets its own
-	// column (upper-case letters share their lower case's); all others
-	// share column 0.
-	for _, l := range lits {
-		for i := 0; i < len(l); i++ {
-			if p.class[l[i]] == 0 {
-				if p.nclass == 254 {
-					return nil
-				}
-				p.nclass++
-				p.class[l[i]] = uint8(p.nclass)
-			}
-		}
+	outs := make([]bool, len(lits))
+	for i := range outs {
+		outs[i] = true
 	}
-	p.nclass++
-	for c := 'A'; c <= 'Z'; c++ {
-		p.class[c] = p.class[c+'a'-'A']
+	a := buildAC(lits, outs, func(into *bool, from bool) { *into = *into || from }, func(end bool) bool { return end })
+	if a == nil {
+		return nil
 	}
-	// The trie.
-	type trieNode struct {
-		child map[uint8]uint32
-		final bool
-	}
-	trie := []trieNode{{child: map[uint8]uint32{}}}
-	for _, l := range lits {
-		s := uint32(0)
-		for i := 0; i < len(l); i++ {
-			c := p.class[l[i]]
-			nx, ok := trie[s].child[c]
-			if !ok {
-				nx = uint32(len(trie))
-				trie = append(trie, trieNode{child: map[uint8]uint32{}})
-				trie[s].child[c] = nx
-			}
-			s = nx
-		}
-		trie[s].final = true
-		if len(trie) > maxStates {
-			return nil
-		}
-	}
-	// Breadth-first: failure links and the full transition table.
-	n := len(trie)
-	p.next = make([]uint16, n*p.nclass)
-	final := make([]bool, n)
-	fail := make([]uint16, n)
-	queue := make([]uint32, 0, n)
-	for c := 0; c < p.nclass; c++ {
-		if nx, ok := trie[0].child[uint8(c)]; ok {
-			p.next[c] = uint16(nx)
-			queue = append(queue, nx)
-		}
-	}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
-		final[s] = trie[s].final || final[fail[s]]
-		for c := 0; c < p.nclass; c++ {
-			if nx, ok := trie[s].child[uint8(c)]; ok {
-				fail[nx] = p.next[int(fail[s])*p.nclass+c]
-				p.next[int(s)*p.nclass+c] = uint16(nx)
-				queue = append(queue, nx)
-			} else {
-				p.next[int(s)*p.nclass+c] = p.next[int(fail[s])*p.nclass+c]
-			}
-		}
-	}
-	// Mark the transitions into final states, so that the scan reads one
-	// table.
-	for i, nx := range p.next {
-		if final[nx] {
-			p.next[i] |= finalBit
-		}
-	}
-	return p
+	return &prefilter{class: a.class, nclass: a.nclass, next: a.next}
 }
 
 // mayMatch reports whether one of the literals occurs in s (ASCII letters
