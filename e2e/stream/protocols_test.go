@@ -20,34 +20,10 @@ import (
 	"hedge/internal/testkit"
 )
 
-// tlsEdgeConfig is one node with the demo's stream route on a TLS listener
-// with HTTP/2 (on by default) and HTTP/3.
-const tlsEdgeConfig = `
-data_dir: {{DATA}}
-waf: {mode: block, paranoia_level: 1}
-log: {level: info, access: {enabled: false}}
-admin: {allow_loopback: true}
-lifecycle: {drain_period: 10ms, shutdown_timeout: 5s}
-routes:
-  - name: live
-    kind: stream
-    match: {path_prefix: /live/}
-    max_body_bytes: 64KiB
-streams:
-  studios: [{name: demo, token: demo-studio}]
-  ice: {udp_port: {{UDP}}}
-  relay: false
-regions:
-  - name: lab
-    nodes:
-      - name: lab-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: files, names: [play.edge.test], files: {cert: {{CERT}}, key: {{KEY}}}}
-            http3: {enabled: true}
-        admin: {address: {{ADMIN}}}
-`
+// tlsEdgeConfig is edgeConfig's node on a TLS listener with HTTP/2 (on by
+// default) and HTTP/3.
+var tlsEdgeConfig = strings.Replace(edgeConfig, "tls: {mode: off}",
+	"tls: {mode: files, names: [play.edge.test], files: {cert: {{CERT}}, key: {{KEY}}}}\n            http3: {enabled: true}", 1)
 
 // TestBrowserPlaysLLHLSOverHTTP2AndHTTP3: Chromium publishes its fake
 // camera through WHIP and a second page plays it in LL-HLS (hls.js, its
@@ -108,9 +84,16 @@ type playResult struct {
 // runPlay runs play.mjs against the node and returns its result.
 func runPlay(t *testing.T, chromium, node, base, stream, proto, spki, hostport string) playResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runDriver[playResult](t, 2*time.Minute, chromium, node, "play.mjs", base, stream, "demo-studio", proto, spki, hostport)
+}
+
+// runDriver runs a Node driver script with Chromium within limit, logs
+// what it prints and decodes the JSON of its "RESULT " line.
+func runDriver[R any](t *testing.T, limit time.Duration, chromium, node string, args ...string) R {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "play.mjs", base, stream, "demo-studio", proto, spki, hostport)
+	cmd := exec.CommandContext(ctx, node, args...)
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	cmd.Stderr = os.Stderr
 	cmd.WaitDelay = 10 * time.Second
@@ -135,7 +118,7 @@ func runPlay(t *testing.T, chromium, node, base, stream, proto, spki, hostport s
 	if raw == "" {
 		t.Fatalf("driver printed no result (exit: %v)", werr)
 	}
-	var res playResult
+	var res R
 	if err := json.Unmarshal([]byte(raw), &res); err != nil {
 		t.Fatalf("driver result %q: %v", raw, err)
 	}

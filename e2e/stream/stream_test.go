@@ -1,9 +1,6 @@
 package streame2e
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -82,37 +79,7 @@ func TestBrowserFallsBackToLLHLSAndReturns(t *testing.T) {
 	chromium, node := tools(t)
 	e := startEdge(t)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "drive.mjs", e.base, "table1", "demo-studio")
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	cmd.Stderr = os.Stderr
-	cmd.WaitDelay = 10 * time.Second
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var res driveResult
-	var raw string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		line := sc.Text()
-		if j, ok := strings.CutPrefix(line, "RESULT "); ok {
-			raw = j
-			continue
-		}
-		t.Log(line)
-	}
-	werr := cmd.Wait()
-	if raw == "" {
-		t.Fatalf("driver printed no result (exit: %v)", werr)
-	}
-	if err := json.Unmarshal([]byte(raw), &res); err != nil {
-		t.Fatalf("driver result %q: %v", raw, err)
-	}
+	res := runDriver[driveResult](t, 4*time.Minute, chromium, node, "drive.mjs", e.base, "table1", "demo-studio")
 	t.Logf("UDP proxy dropped %d datagrams while the viewer was cut off", e.proxy.dropped.Load())
 	if !res.OK {
 		t.Fatalf("expected publish → WebRTC → LL-HLS → WebRTC, got: %s", res.Error)
