@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,8 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"hedge/internal/testkit"
 	"hedge/waf/ftw"
@@ -355,42 +352,20 @@ func detectedPayloads(t *testing.T, c *http.Client, edge string, n int) []string
 			all = append(all, s)
 		}
 	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var f struct {
-			Tests []struct {
-				Stages []struct {
-					Input struct {
-						URI  string `yaml:"uri"`
-						Data string `yaml:"data"`
-					} `yaml:"input"`
-				} `yaml:"stages"`
-			} `yaml:"tests"`
-		}
-		_ = yaml.Unmarshal(b, &f)
-		for _, tc := range f.Tests {
-			for _, st := range tc.Stages {
-				if _, q, ok := strings.Cut(st.Input.URI, "?"); ok {
-					for _, kv := range strings.Split(q, "&") {
-						_, v, _ := strings.Cut(kv, "=")
-						if d, err := url.QueryUnescape(v); err == nil {
-							add(d)
-						}
-					}
-				}
-				add(st.Input.Data)
-			}
-		}
-		return nil
-	})
+	inputs, err := ftw.Inputs(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, in := range inputs {
+		if _, q, ok := strings.Cut(in.URI, "?"); ok {
+			for _, kv := range strings.Split(q, "&") {
+				_, v, _ := strings.Cut(kv, "=")
+				if d, err := url.QueryUnescape(v); err == nil {
+					add(d)
+				}
+			}
+		}
+		add(in.Data)
 	}
 	if len(all) < 1000 {
 		t.Fatalf("CRS regression suite in %s: %d payloads; want at least 1000", dir, len(all))

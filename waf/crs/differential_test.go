@@ -14,8 +14,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -24,24 +22,15 @@ import (
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/valyala/fasthttp"
-	"go.yaml.in/yaml/v3"
 
 	"hedge/waf/ftw"
 )
-
-// ftwInput is one stage's request in a CRS regression test file.
-type ftwInput struct {
-	Method  string            `yaml:"method"`
-	URI     string            `yaml:"uri"`
-	Headers map[string]string `yaml:"headers"`
-	Data    string            `yaml:"data"`
-}
 
 // attackCorpus is what the CRS regression suite sends: its requests as
 // written, and the payloads in them (query and form values, bodies, header
 // values other than the suite's defaults), deduplicated, in a fixed order.
 type attackCorpus struct {
-	requests []ftwInput
+	requests []ftw.Input
 	payloads []string
 }
 
@@ -61,53 +50,33 @@ func loadAttackCorpus(t testing.TB) attackCorpus {
 			c.payloads = append(c.payloads, p)
 		}
 	}
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		var f struct {
-			Tests []struct {
-				Stages []struct {
-					Input ftwInput `yaml:"input"`
-				} `yaml:"stages"`
-			} `yaml:"tests"`
-		}
-		_ = yaml.Unmarshal(b, &f) // a few files use shapes this reader skips
-		for _, tc := range f.Tests {
-			for _, st := range tc.Stages {
-				in := st.Input
-				c.requests = append(c.requests, in)
-				if i := strings.IndexByte(in.URI, '?'); i >= 0 {
-					add(in.URI[i+1:])
-					for _, vs := range parseQueryLoose(in.URI[i+1:]) {
-						add(vs)
-					}
-				}
-				add(in.Data)
-				for _, vs := range parseQueryLoose(in.Data) {
-					add(vs)
-				}
-				for k, v := range in.Headers {
-					switch strings.ToLower(k) {
-					case "host", "accept", "content-length", "connection":
-						continue
-					case "user-agent":
-						if v == "OWASP CRS test agent" {
-							continue
-						}
-					}
-					add(v)
-				}
+	inputs, err := ftw.Inputs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range inputs {
+		c.requests = append(c.requests, in)
+		if i := strings.IndexByte(in.URI, '?'); i >= 0 {
+			add(in.URI[i+1:])
+			for _, vs := range parseQueryLoose(in.URI[i+1:]) {
+				add(vs)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("reading %s: %v", dir, err)
+		add(in.Data)
+		for _, vs := range parseQueryLoose(in.Data) {
+			add(vs)
+		}
+		for k, v := range in.Headers {
+			switch strings.ToLower(k) {
+			case "host", "accept", "content-length", "connection":
+				continue
+			case "user-agent":
+				if v == "OWASP CRS test agent" {
+					continue
+				}
+			}
+			add(v)
+		}
 	}
 	if len(c.requests) < 4000 || len(c.payloads) < 2000 {
 		t.Fatalf("CRS regression suite in %s: %d requests, %d payloads; want at least 4000 and 2000", dir, len(c.requests), len(c.payloads))
@@ -337,7 +306,7 @@ func placed(p string, where int) request {
 
 // fromSuite is a regression-suite request as written (when fasthttp can
 // parse it as such).
-func fromSuite(in ftwInput) (request, bool) {
+func fromSuite(in ftw.Input) (request, bool) {
 	if in.Method == "" || in.URI == "" || !strings.HasPrefix(in.URI, "/") || strings.ContainsAny(in.URI, " \r\n") {
 		return request{}, false
 	}

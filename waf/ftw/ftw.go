@@ -53,6 +53,48 @@ func TestsDir(ctx context.Context, moduleDir string) (string, error) {
 	return dir, nil
 }
 
+// Input is one stage's request in a CRS regression test file, as written.
+type Input struct {
+	Method  string            `yaml:"method"`
+	URI     string            `yaml:"uri"`
+	Headers map[string]string `yaml:"headers"`
+	Data    string            `yaml:"data"`
+}
+
+// Inputs reads the requests of every test file below dir (TestsDir), in
+// the files' order. A file whose shape this reader does not know (a few
+// use others) gives what it could read.
+func Inputs(dir string) ([]Input, error) {
+	var in []Input
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		var f struct {
+			Tests []struct {
+				Stages []struct {
+					Input Input `yaml:"input"`
+				} `yaml:"stages"`
+			} `yaml:"tests"`
+		}
+		_ = yaml.Unmarshal(b, &f)
+		for _, tc := range f.Tests {
+			for _, st := range tc.Stages {
+				in = append(in, st.Input)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ftw: reading %s: %w", dir, err)
+	}
+	return in, nil
+}
+
 // BuildGoFTW builds go-ftw from the tools module in toolsDir into dst.
 func BuildGoFTW(ctx context.Context, toolsDir, dst string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dst, "github.com/coreruleset/go-ftw/v2")
