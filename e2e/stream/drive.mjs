@@ -4,28 +4,14 @@
 // and, last, one line "RESULT {json}".
 //
 //   node drive.mjs BASE STREAM TOKEN
-import { chromium } from 'playwright-core';
+import { launch, log, publish, waitFor } from './chromium.mjs';
 
 const [base, stream, token] = process.argv.slice(2);
 if (!base || !stream || !token) {
   console.error('usage: node drive.mjs BASE STREAM TOKEN');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const t0 = Date.now();
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const result = { ok: false };
-
-async function waitFor(page, what, fn, arg, timeoutMs) {
-  const start = Date.now();
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 200 });
-  } catch (e) {
-    const st = await page.evaluate(() => window.hedgePlayer || window.hedgePublisher).catch(() => null);
-    throw new Error(`${what}: not within ${timeoutMs} ms; state ${JSON.stringify(st)}`);
-  }
-  return Date.now() - start;
-}
 
 // advancing resolves when the player's currentTime advances by more than
 // `by` seconds in mode `mode` within timeoutMs.
@@ -77,32 +63,9 @@ async function control(what) {
   if (!res.ok) throw new Error(`control ${what}: HTTP ${res.status}`);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-    '--use-fake-device-for-media-stream=fps=30',
-    '--use-fake-ui-for-media-stream',
-    '--allow-loopback-in-peer-connection',
-    '--autoplay-policy=no-user-gesture-required',
-  ],
-});
+const browser = await launch(['--disable-quic']);
 try {
-  const pubCtx = await browser.newContext();
-  const pub = await pubCtx.newPage();
-  pub.on('console', (m) => m.type() !== 'log' && log('publisher console:', m.text()));
-  pub.on('response', (r) => r.status() >= 400 && log('publisher got', r.status(), 'for', r.url()));
-  await pub.goto(`${base}/live/${stream}/publish`);
-  await pub.fill('#token', token);
-  await pub.click('#start');
-  await waitFor(pub, 'publisher live', () => window.hedgePublisher.state === 'live' && window.hedgePublisher.framesEncoded > 0, null, 30000);
+  const pub = await publish(browser, base, stream, token);
   result.publisherCodec = await pub.evaluate(() => window.hedgePublisher.codec);
   log('publisher live, codec', result.publisherCodec);
 

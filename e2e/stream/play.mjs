@@ -6,39 +6,17 @@
 // Prints progress lines and, last, one line "RESULT {json}".
 //
 //   node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT
-import { chromium } from 'playwright-core';
+import { launch, log, publish, waitFor } from './chromium.mjs';
 
 const [base, stream, token, proto, spki, hostport] = process.argv.slice(2);
 if (!base || !stream || !token || !proto || !spki || !hostport) {
   console.error('usage: node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const t0 = Date.now();
-const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
 const result = { ok: false };
 const host = hostport.slice(0, hostport.lastIndexOf(':'));
 
-async function waitFor(page, what, fn, arg, timeoutMs) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: timeoutMs, polling: 200 });
-  } catch (e) {
-    const st = await page.evaluate(() => window.hedgePlayer || window.hedgePublisher).catch(() => null);
-    throw new Error(`${what}: not within ${timeoutMs} ms; state ${JSON.stringify(st)}`);
-  }
-}
-
 const args = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--use-fake-device-for-media-stream=fps=30',
-  '--use-fake-ui-for-media-stream',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
   `--host-resolver-rules=MAP ${host} 127.0.0.1`,
   // Trusts the test node's certificates (their public keys), and only them.
   `--ignore-certificate-errors-spki-list=${spki}`,
@@ -48,16 +26,9 @@ if (proto === 'h3') {
 } else {
   args.push('--disable-quic');
 }
-const browser = await chromium.launch({ executablePath, headless: true, args });
+const browser = await launch(args);
 try {
-  const pubCtx = await browser.newContext();
-  const pub = await pubCtx.newPage();
-  pub.on('console', (m) => m.type() !== 'log' && log('publisher console:', m.text()));
-  pub.on('response', (r) => r.status() >= 400 && log('publisher got', r.status(), 'for', r.url()));
-  await pub.goto(`${base}/live/${stream}/publish`);
-  await pub.fill('#token', token);
-  await pub.click('#start');
-  await waitFor(pub, 'publisher live', () => window.hedgePublisher.state === 'live' && window.hedgePublisher.framesEncoded > 0, null, 30000);
+  await publish(browser, base, stream, token);
   log('publisher live');
 
   const viewCtx = await browser.newContext();
