@@ -159,9 +159,9 @@ func startEdge(t *testing.T) *edge {
 }
 
 // serveHedge runs `hedge serve` with cfg (written to dir) until the test
-// ends, its output in out, and waits until health answers 200 through
-// client.
-func serveHedge(t *testing.T, dir, cfg string, client *http.Client, health string) *testkit.Proc {
+// ends (SIGTERM first, then testkit's SIGKILL), and waits until health
+// answers 200 through client; the process's output is testkit's.
+func serveHedge(t *testing.T, dir, cfg string, client *http.Client, health string) {
 	t.Helper()
 	file := filepath.Join(dir, "hedge.yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -182,7 +182,6 @@ func serveHedge(t *testing.T, dir, cfg string, client *http.Client, health strin
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, resp.Status
 	})
-	return p
 }
 
 // isWHEPOffer: POST /live/{stream}/whep (not a session resource).
