@@ -162,7 +162,7 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 	}
 	held[0].Close()
 	el := e.g.Nodes()[0].listeners["public"]
-	waitUntil(t, "the closed connection's place freed", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "the closed connection's place freed", 5*time.Second, func() bool {
 		return el.conns.openFrom(netip.MustParseAddr("127.0.0.1")) == 2
 	})
 	if _, _, err := dialFrom(t, "127.0.0.1", addr); err != nil {

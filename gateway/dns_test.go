@@ -104,7 +104,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		}
 		return out
 	}
-	waitUntil(t, "both edges answer", 3*time.Second, func() bool { return len(answers()) == 2 })
+	testkit.WaitUntil(t, "both edges answer", 3*time.Second, func() bool { return len(answers()) == 2 })
 
 	// sea-1's admin: HTTPS from the internal CA, a client certificate
 	// from the deployment's CA, and still a token.
@@ -160,7 +160,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	if code, body := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("drain eu-1: %d %s", code, body)
 	}
-	waitUntil(t, "eu-1 leaves the answers", 500*time.Millisecond, func() bool {
+	testkit.WaitUntil(t, "eu-1 leaves the answers", 500*time.Millisecond, func() bool {
 		a := answers()
 		return len(a) == 1 && a[0] == "127.0.0.11"
 	})
@@ -180,7 +180,7 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	if code, _ := admin(http.DefaultClient, "DELETE", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("undrain eu-1: %d", code)
 	}
-	waitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
+	testkit.WaitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
 
 	// The push token is rotated on sea-1 only: eu-1's pushes, still with
 	// the old token, are refused, and eu-1 stays in the answers (the
@@ -207,15 +207,15 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 	if code, _ := admin(http.DefaultClient, "POST", "http://"+euAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("drain eu-1 after the rotation: %d", code)
 	}
-	waitUntil(t, "eu-1 leaves the answers after the rotation", 500*time.Millisecond, func() bool { return len(answers()) == 1 })
+	testkit.WaitUntil(t, "eu-1 leaves the answers after the rotation", 500*time.Millisecond, func() bool { return len(answers()) == 1 })
 	admin(http.DefaultClient, "DELETE", "http://"+euAdmin+"/admin/drain", ops)
-	waitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
+	testkit.WaitUntil(t, "eu-1 returns", 2*time.Second, func() bool { return len(answers()) == 2 })
 
 	// The same process: sea-1 serves DNS and drains itself.
 	if code, _ := admin(seaClient, "POST", "https://"+seaAdmin+"/admin/drain", ops); code != 200 {
 		t.Fatalf("drain sea-1: %d", code)
 	}
-	waitUntil(t, "sea-1 leaves the answers", 500*time.Millisecond, func() bool {
+	testkit.WaitUntil(t, "sea-1 leaves the answers", 500*time.Millisecond, func() bool {
 		a := answers()
 		return len(a) == 1 && a[0] == "127.0.0.12"
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -186,7 +187,7 @@ func TestFramingRefusedAndConnectionClosed(t *testing.T) {
 	// Every refusal, those fasthttp reports included, is an access-log
 	// line with its request id and status, and framing faults are counted.
 	logPath := f.edge.path("access.log")
-	waitUntil(t, "every refusal in the access log", 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "every refusal in the access log", 5*time.Second, func() bool {
 		b, _ := os.ReadFile(logPath)
 		for _, id := range ids {
 			if !strings.Contains(string(b), `"id":"`+id+`"`) {

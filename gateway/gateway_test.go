@@ -524,7 +524,7 @@ func TestRoundRobinAndFailoverOnDeadMember(t *testing.T) {
 		}
 	}
 	// ...and once health checks have taken it out, every request goes to g1.
-	waitUntil(t, "g2 marked down", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "g2 marked down", 2*time.Second, func() bool {
 		return !f.edge.g.Nodes()[0].state.Load().pools["games"].Members[1].Health.Healthy()
 	})
 	for range 6 {
@@ -575,13 +575,13 @@ regions:
 		}
 	}
 	primary.healthy.Store(false)
-	waitUntil(t, "switch to backup", 2*time.Second, func() bool { return get() == "backup" })
+	testkit.WaitUntil(t, "switch to backup", 2*time.Second, func() bool { return get() == "backup" })
 	primary.healthy.Store(true)
-	waitUntil(t, "switch back to primary", 2*time.Second, func() bool { return get() == "primary" })
+	testkit.WaitUntil(t, "switch back to primary", 2*time.Second, func() bool { return get() == "primary" })
 	// Both switches are audited with their reason (the record is written
 	// right after the health change that requests may already see).
 	var trail []byte
-	waitUntil(t, "both switches audited", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "both switches audited", 2*time.Second, func() bool {
 		trail, _ = os.ReadFile(e.path("audit", "audit.log"))
 		return strings.Contains(string(trail), "went up")
 	})
@@ -590,13 +590,6 @@ regions:
 			t.Errorf("audit log lacks %s:\n%s", want, trail)
 		}
 	}
-}
-
-// waitUntil polls cond until it holds; the test fails when limit passes
-// first.
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	testkit.WaitUntil(t, what, limit, cond)
 }
 
 func TestTimeoutsAndRetries(t *testing.T) {
@@ -655,7 +648,7 @@ func TestSharedIdempotencyRetriesKeyed(t *testing.T) {
 func TestNoHealthyMember(t *testing.T) {
 	f := newFixture(t)
 	f.l1.healthy.Store(false)
-	waitUntil(t, "ledger member down", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "ledger member down", 2*time.Second, func() bool {
 		resp, _ := do(t, "POST", f.edge.url+"/api/bets", "", "{}")
 		return resp.StatusCode == 503
 	})

@@ -8,6 +8,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"hedge/internal/testkit"
 )
 
 // Each of HTTP/2's own attacks, against a running node, from a raw client,
@@ -214,7 +216,7 @@ func TestHTTP2ConnectionLimits(t *testing.T) {
 		b.conn.Close()
 	})
 	t.Run("a header list over max_header_bytes is 431 problem+json", func(t *testing.T) {
-		waitUntil(t, "the first connections' places are free", 5*time.Second, func() bool {
+		testkit.WaitUntil(t, "the first connections' places are free", 5*time.Second, func() bool {
 			c, err := net.Dial("tcp", e.addr)
 			if err != nil {
 				return false

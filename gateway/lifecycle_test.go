@@ -62,7 +62,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		}()
 	}
-	waitUntil(t, "load running", 5*time.Second, func() bool { return sent.Load() > 200 })
+	testkit.WaitUntil(t, "load running", 5*time.Second, func() bool { return sent.Load() > 200 })
 
 	orig, _ := os.ReadFile(f.edge.file)
 	next := strings.Replace(string(orig), "routes:\n", "routes:\n  - name: extra\n    match: {path_prefix: /extra/}\n    pool: games\n", 1)
@@ -74,7 +74,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("route added by reload: want 200, got %d", resp.StatusCode)
 	}
 	mid := sent.Load()
-	waitUntil(t, "load after reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
+	testkit.WaitUntil(t, "load after reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
 
 	writeFile(t, f.edge.file, next+"\nbogus_field: 1\n")
 	resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "")
@@ -85,7 +85,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("after a rejected reload the previous configuration must serve, got %d", resp.StatusCode)
 	}
 	mid = sent.Load()
-	waitUntil(t, "load after rejected reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
+	testkit.WaitUntil(t, "load after rejected reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
 	stop()
 	wg.Wait()
 	t.Logf("requests %d, failed %d, connections opened %d", sent.Load(), failed.Load(), dials.Load())
@@ -122,14 +122,14 @@ func TestShutdownDrainsThenFinishesInFlight(t *testing.T) {
 		resp.Body.Close()
 		inflight <- result{status: resp.StatusCode}
 	}()
-	waitUntil(t, "slow request reached the upstream", 2*time.Second, func() bool { return l1.hits.Load() == 1 })
+	testkit.WaitUntil(t, "slow request reached the upstream", 2*time.Second, func() bool { return l1.hits.Load() == 1 })
 
 	done := make(chan struct{})
 	go func() {
 		e.g.Shutdown(context.Background())
 		close(done)
 	}()
-	waitUntil(t, "healthz red while draining", time.Second, func() bool {
+	testkit.WaitUntil(t, "healthz red while draining", time.Second, func() bool {
 		resp, err := http.Get(e.url + "/healthz")
 		if err != nil {
 			return false

@@ -272,13 +272,13 @@ func TestMoneyProbedDesignation(t *testing.T) {
 	tok := token(t, "player-1", "")
 	// The probes run every 50 ms with a 40 ms timeout: on a busy machine
 	// the first may time out, and the domain waits for the next.
-	waitUntil(t, "the probed writer designated", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "the probed writer designated", 2*time.Second, func() bool {
 		resp, _ := f.bet(t, tok, "p-1", bet)
 		return resp.StatusCode == 201
 	})
 	// The sea ledger steps down: no writer left for sea → fail closed.
 	do(t, "POST", "http://"+f.seaAddr+"/admin/role", "", `{"role":"replica"}`)
-	waitUntil(t, "domain sea without a writer", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "domain sea without a writer", 2*time.Second, func() bool {
 		_, body := f.bet(t, tok, "p-2", bet)
 		return strings.Contains(body, "writer-unavailable")
 	})
@@ -290,7 +290,7 @@ func TestMoneyProbedDesignation(t *testing.T) {
 		t.Errorf("writer-unavailable detail: want the domain and its state only, got %s", body)
 	}
 	do(t, "POST", "http://"+f.seaAddr+"/admin/role", "", `{"role":"writer","epoch":2}`)
-	waitUntil(t, "sea writer back at epoch 2", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "sea writer back at epoch 2", 2*time.Second, func() bool {
 		resp, _ := f.bet(t, tok, "p-2", bet)
 		return resp.StatusCode == 201
 	})
@@ -407,7 +407,7 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 	for i := range 10 {
 		post("/api/bets", fmt.Sprintf("fail-%d", i))
 	}
-	waitUntil(t, "heavy route shed", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "heavy route shed", 2*time.Second, func() bool {
 		_, body := post("/api/missions", "m-1")
 		return strings.Contains(body, "urn:hedge:problem:shed")
 	})
@@ -421,7 +421,7 @@ func TestHeavyRoutesShedWhileDegraded(t *testing.T) {
 	if applied(sea)["player-1/m-1"] != 0 {
 		t.Fatal("a shed call reached the writer")
 	}
-	waitUntil(t, "heavy route back after recovery", 3*time.Second, func() bool {
+	testkit.WaitUntil(t, "heavy route back after recovery", 3*time.Second, func() bool {
 		resp, _ := post("/api/missions", "m-2")
 		return resp.StatusCode == 201
 	})
@@ -491,7 +491,7 @@ func TestUnknownDepositStaysWithItsRail(t *testing.T) {
 	wantProblem(t, resp, body, 504, "outcome-unknown")
 	// rail-a goes down: the key fails closed instead of moving to rail-b.
 	railA.SetHealthy(false)
-	waitUntil(t, "rail-a down at the edge", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "rail-a down at the edge", 2*time.Second, func() bool {
 		resp, _ := do(t, "GET", e.admin+"/status", "", "")
 		_, st := do(t, "GET", e.admin+"/status", "", "")
 		return resp.StatusCode == 200 && strings.Contains(st, `"healthy": 1`)
@@ -513,7 +513,7 @@ func TestUnknownDepositStaysWithItsRail(t *testing.T) {
 	// rail-a is back and fast: the retry finds its booking there.
 	railA.SetDelay(0)
 	railA.SetHealthy(true)
-	waitUntil(t, "rail-a back", 2*time.Second, func() bool {
+	testkit.WaitUntil(t, "rail-a back", 2*time.Second, func() bool {
 		resp, _ := deposit("dep-1")
 		return resp.StatusCode == 200
 	})

@@ -121,7 +121,7 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 	if l := list(); len(l) != 1 || l[0].ID != pr.ID || l[0].Status != "pending" {
 		t.Fatalf("list: want the one pending promotion, got %+v", l)
 	}
-	waitUntil(t, "the unapproved promotion leaves the list", 3*time.Second, func() bool { return len(list()) == 0 })
+	testkit.WaitUntil(t, "the unapproved promotion leaves the list", 3*time.Second, func() bool { return len(list()) == 0 })
 	if code, body := promotionCall(t, e, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken); code != 404 {
 		t.Errorf("approving an expired promotion: want 404, got %d %s", code, body)
 	}
@@ -230,7 +230,7 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 	}
 	sea1, eu1 := node("sea", "sea-1", "SEA1"), node("eu", "eu-1", "EU1")
 	for _, e := range []*testEdge{sea1, eu1} {
-		waitUntil(t, "W1 designated at epoch 1 before the fault", 3*time.Second, func() bool { return is(e, w1URL, 1) })
+		testkit.WaitUntil(t, "W1 designated at epoch 1 before the fault", 3*time.Second, func() bool { return is(e, w1URL, 1) })
 	}
 
 	// A player of domain sea bets through the eu edge: W1 applies it, W2
@@ -262,7 +262,7 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 		name string
 		edge *testEdge
 	}{{"sea-1 (approved here)", sea1}, {"eu-1 (another gateway)", eu1}} {
-		waitUntil(t, e.name+" designates W2 at epoch 2", 5*time.Second, func() bool { return is(e.edge, w2URL, 2) })
+		testkit.WaitUntil(t, e.name+" designates W2 at epoch 2", 5*time.Second, func() bool { return is(e.edge, w2URL, 2) })
 		lag := designation(e.edge).Since.Sub(approved)
 		if lag > time.Second {
 			t.Errorf("%s designated W2 %s after the approval: want within 1s", e.name, lag)
@@ -272,7 +272,7 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 
 	// A node started afterwards learns it from its first probes.
 	eu2 := node("eu", "eu-2", "EU2")
-	waitUntil(t, "eu-2, started after the promotion, designates W2 at epoch 2", 2*time.Second, func() bool { return is(eu2, w2URL, 2) })
+	testkit.WaitUntil(t, "eu-2, started after the promotion, designates W2 at epoch 2", 2*time.Second, func() bool { return is(eu2, w2URL, 2) })
 
 	// The acknowledged bet, retried through an edge that never saw it,
 	// reaches W2, which replays W1's answer: no second debit.

@@ -110,7 +110,7 @@ func TestTakenOverDepositStaysWithItsRail(t *testing.T) {
 				resp.Body.Close()
 				first <- resp.StatusCode
 			}()
-			waitUntil(t, "rail-b books the deposit sent by node A", 2*time.Second, func() bool { return booked(railB, key) == 1 })
+			testkit.WaitUntil(t, "rail-b books the deposit sent by node A", 2*time.Second, func() bool { return booked(railB, key) == 1 })
 			// A dies holding the claim, before its timeout could pin the key.
 			killStore(t, a)
 			railB.SetDelay(0)

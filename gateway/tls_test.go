@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"hedge/internal/testkit"
 	"io"
 	"net"
 	"net/http"
@@ -81,7 +82,7 @@ func (e *tlsEdge) accessLine(t *testing.T, id string) map[string]any {
 	t.Helper()
 	path := e.path("access.log")
 	var line map[string]any
-	waitUntil(t, "the access-log line of request "+id, 5*time.Second, func() bool {
+	testkit.WaitUntil(t, "the access-log line of request "+id, 5*time.Second, func() bool {
 		b, _ := os.ReadFile(path)
 		for _, l := range strings.Split(string(b), "\n") {
 			var m map[string]any

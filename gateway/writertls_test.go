@@ -70,7 +70,7 @@ func TestWriterMTLS(t *testing.T) {
 		return do(t, "POST", e.url+"/api/bets", "", bet, "Authorization", "Bearer "+tok, "Idempotency-Key", key, "Content-Type", "application/json")
 	}
 	// The probe reached the writer's /role over mTLS.
-	waitUntil(t, "the sea writer's role probed over mTLS", 3*time.Second, func() bool {
+	testkit.WaitUntil(t, "the sea writer's role probed over mTLS", 3*time.Second, func() bool {
 		_, body := do(t, "GET", e.admin+"/status", "", "")
 		var st Status
 		json.Unmarshal([]byte(body), &st)
@@ -215,7 +215,7 @@ func TestPoolMTLS(t *testing.T) {
 	// a busy machine held past its timeout says nothing, so the test waits
 	// for a probe that got through.
 	var first time.Time
-	waitUntil(t, "a first health probe", 3*time.Second, func() bool {
+	testkit.WaitUntil(t, "a first health probe", 3*time.Second, func() bool {
 		first = member().Members[0].LastProbe
 		return !first.IsZero()
 	})
