@@ -1,9 +1,10 @@
 // Package fetch asks other processes for JSON and posts JSON to them: the
 // ledger directory asks its writers' roles and posts promotions, a writer
 // posts bets to its replicas and a replica asks its writer's role,
-// loadgen's verifier and the drill ask the simulators' applied bets. Timeouts stay with the caller (its context
-// and client); what differs between callers is only what they call the
-// answer when it is not 200 OK, so that is a typed error they can word.
+// loadgen's verifier and the drill ask the simulators' applied bets.
+// Timeouts stay with the caller (its context and client); what differs
+// between callers is only what they call the answer when it is not 200 OK,
+// so that is a typed error they can word.
 package fetch
 
 import (
@@ -41,6 +42,9 @@ func JSON(ctx context.Context, client *http.Client, url string, limit int64, v a
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		// A short refusal read to its end keeps the connection for the
+		// next probe.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return &StatusError{URL: url, Code: resp.StatusCode, Status: resp.Status}
 	}
 	var body io.Reader = resp.Body
