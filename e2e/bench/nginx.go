@@ -60,12 +60,7 @@ http {
         location /api/bets {
             limit_req zone=z burst=100000 nodelay;
             limit_except POST { deny all; }
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }
+` + benchkit.NginxProxyPass + `        }
         location / {
             return 404;
         }

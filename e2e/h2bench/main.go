@@ -409,20 +409,10 @@ http {
         add_header Strict-Transport-Security "max-age=31536000" always;
         location /api/bets {
             limit_except POST { deny all; }
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }
+` + benchkit.NginxProxyPass + `        }
         location /games/ {
             limit_except GET { deny all; }
-            proxy_pass http://u;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-        }
+` + benchkit.NginxProxyPass + `        }
         location / { return 404; }
     }
 }

@@ -71,6 +71,16 @@ const NginxHTTPCommon = `    client_body_temp_path {{dir}}/body;
     server_tokens off;
 `
 
+// NginxProxyPass is how every harness's nginx location proxies to the
+// upstream u: HTTP/1.1 keep-alive, the client's address and scheme
+// forwarded, as hedge forwards them.
+const NginxProxyPass = `            proxy_pass http://u;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+`
+
 // StartNginx writes the configuration conf to dir/nginx.conf, checks it
 // with `nginx -t`, then runs nginx in the foreground (daemon off) with its
 // master pinned to cpu; the workers inherit the affinity. The system's
