@@ -389,6 +389,10 @@ func TestRedisTakeoverOfDeadHolder(t *testing.T) {
 func TestRedisOneTakerUnderContention(t *testing.T) {
 	ctx := context.Background()
 	nodes := redisNodes(t, 4, time.Second)
+	// The holder renews nothing on its own: its renewal loop could bring
+	// back the liveness key the test deletes before the takers claim.
+	// (Its claims renew the key themselves when it is gone.)
+	nodes[0].halt()
 	for round := range 3 {
 		key := ScopedKey([]byte("p"), fmt.Appendf(nil, "race-%d", round))
 		if c, err := nodes[0].Claim(ctx, key, Fingerprint{}); err != nil || !c.Won {
