@@ -2,12 +2,12 @@ package waf
 
 import (
 	"bytes"
-	"encoding/binary"
 	"strconv"
 
 	"hedge/configs"
 	"hedge/internal/httpx"
 	"hedge/internal/problem"
+	"hedge/waf/crs/jsonbody"
 )
 
 // Argument limits bound what the Core Rule Set reads as arguments — the
@@ -275,15 +275,17 @@ type jsonLevel struct {
 // json counts a JSON document's leaves and non-empty arrays (the engine
 // adds one argument per array, holding its length), names as the engine
 // flattens them, and checks the nesting depth. It stops at the first byte
-// that cannot continue a JSON document and sets malformedDoc; it does not
-// otherwise validate (numbers and literals are taken as tokens).
+// that cannot continue a JSON document and sets malformedDoc, by the grammar
+// the engine's JSON processor validates with: a document it would flatten
+// leniently and then refuse as invalid is malformed here, before the engine
+// spends anything on it.
 func (t *argTally) json(b []byte) bool {
 	var stack [maxJSONDepth + 1]jsonLevel
 	depth, state, name := 0, stValue, len("json")
 	for i := 0; i < len(b); {
 		c := b[i]
 		if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-			i = skipJSONSpace(b, i+1)
+			i = jsonbody.SkipSpace(b, i+1)
 			continue
 		}
 		switch state {
@@ -301,7 +303,7 @@ func (t *argTally) json(b []byte) bool {
 				t.malformedDoc = true
 				return true
 			}
-			end := skipString(b, i)
+			end := jsonbody.StringAfter(b, i)
 			if end < 0 {
 				t.malformedDoc = true
 				return true
@@ -343,7 +345,7 @@ func (t *argTally) json(b []byte) bool {
 				}
 				continue
 			case '"':
-				end := skipString(b, i)
+				end := jsonbody.StringAfter(b, i)
 				if end < 0 {
 					t.malformedDoc = true
 					return true
@@ -353,11 +355,8 @@ func (t *argTally) json(b []byte) bool {
 				}
 				i = end
 			default:
-				end := i
-				for end < len(b) && !isJSONDelim(b[end]) {
-					end++
-				}
-				if end == i {
+				end := jsonbody.ScalarAfter(b, i)
+				if end < 0 {
 					t.malformedDoc = true
 					return true
 				}
@@ -393,52 +392,12 @@ func (t *argTally) json(b []byte) bool {
 	return true
 }
 
-// skipJSONSpace returns the index of the first byte at or after i that is
-// not JSON whitespace, or len(b): eight bytes at a time, so that a body
-// padded to its limit costs little to walk. '\t' and '\r' differ only in
-// bit 2, so three comparisons per word tell the four.
-func skipJSONSpace(b []byte, i int) int {
-	const ones, lows, highs = 0x0101010101010101, 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
-	zero := func(x uint64) uint64 { return ^(((x & lows) + lows) | x | lows) } // 0x80 in each zero byte
-	for ; i+8 <= len(b); i += 8 {
-		x := binary.LittleEndian.Uint64(b[i:])
-		if zero(x^(ones*' '))|zero((x&^(ones*4))^(ones*'\t'))|zero(x^(ones*'\n')) != highs {
-			break
-		}
-	}
-	for ; i < len(b); i++ {
-		if c := b[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
-			return i
-		}
-	}
-	return i
-}
-
 // afterValue is the state after a value closes at depth.
 func afterValue(depth int) int {
 	if depth == 0 {
 		return stDone
 	}
 	return stAfter
-}
-
-// skipString returns the index after the JSON string starting at b[i]
-// (a '"'), or -1 when it does not end.
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '"':
-			return j + 1
-		case '\\':
-			j++ // and the byte it escapes
-		}
-	}
-	return -1
-}
-
-func isJSONDelim(c byte) bool {
-	return c == ',' || c == ']' || c == '}' || c == ':' || c == '"' || c == '{' || c == '[' ||
-		c == ' ' || c == '\t' || c == '\n' || c == '\r'
 }
 
 func decimalLen(n int) int {
