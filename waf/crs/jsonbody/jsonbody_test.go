@@ -189,27 +189,24 @@ func randomValue(r *rand.Rand, depth int) string {
 		k = 4 + r.IntN(6)
 	}
 	switch k {
-	case 0, 1:
+	case 0, 1, 2, 3:
+		object := k < 2
+		open, end := "[", "]"
+		if object {
+			open, end = "{", "}"
+		}
 		var b strings.Builder
-		b.WriteString("{" + ws())
+		b.WriteString(open + ws())
 		for i := range r.IntN(5) {
 			if i > 0 {
 				b.WriteString("," + ws())
 			}
-			b.WriteString(randomString(r) + ws() + ":" + ws() + randomValue(r, depth+1) + ws())
-		}
-		b.WriteString("}")
-		return b.String()
-	case 2, 3:
-		var b strings.Builder
-		b.WriteString("[" + ws())
-		for i := range r.IntN(5) {
-			if i > 0 {
-				b.WriteString("," + ws())
+			if object {
+				b.WriteString(randomString(r) + ws() + ":" + ws())
 			}
 			b.WriteString(randomValue(r, depth+1) + ws())
 		}
-		b.WriteString("]")
+		b.WriteString(end)
 		return b.String()
 	case 4, 5:
 		return randomString(r)
