@@ -205,3 +205,52 @@ func BenchmarkObserve(b *testing.B) {
 		m.Observe(q, "application/json", body, a, ms)
 	}
 }
+
+// TestSuggestHoldsFieldsOneClientMadeUp: a field only one address sent
+// while learning (a player trying fields, junk a client adds) is left out of
+// the schema, which then refuses it; the fields many players send are in it.
+// Behind one address (a proxy the edge cannot see through) nothing is held.
+func TestSuggestHoldsFieldsOneClientMadeUp(t *testing.T) {
+	players := []netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("2001:db8::3")}
+	m := NewModel("profile")
+	for i := range 30 {
+		m.Observe(nil, "application/json", []byte(fmt.Sprintf(`{"nickname":"p%d","prefs":{"lang":"en"}}`, i)), players[i%3], nil)
+	}
+	for range 5 {
+		m.Observe(nil, "application/json", []byte(`{"nickname":"x","is_admin":true,"prefs":{"lang":"en","debug":1}}`), players[0], nil)
+	}
+	s := Suggest(m, Options{})
+	var held []string
+	for _, h := range s.HeldFields {
+		held = append(held, fmt.Sprintf("%s %d %v", h.Field, h.Requests, h.Clients))
+	}
+	if want := []string{"/is_admin 5 [198.51.100.1]", "/prefs/debug 5 [198.51.100.1]"}; !slices.Equal(held, want) {
+		t.Errorf("held fields %q, want %q", held, want)
+	}
+	c, err := schema.CompileBytes("profile.json", s.Schema)
+	if err != nil {
+		t.Fatalf("the suggested schema does not compile: %v\n%s", err, s.Schema)
+	}
+	for body, ok := range map[string]bool{
+		`{"nickname":"p9","prefs":{"lang":"en"}}`: true,
+		`{"nickname":"x","is_admin":true,"prefs":{"lang":"en"}}`: false,
+		`{"nickname":"x","prefs":{"lang":"en","debug":1}}`: false,
+	} {
+		if v := c.Check([]byte(body)); (v == nil) != ok {
+			t.Errorf("%s: schema verdict %v, want accepted %v", body, v, ok)
+		}
+	}
+	var out strings.Builder
+	s.Write(&out, "")
+	if !strings.Contains(out.String(), "# held field /is_admin: 5 requests from 1 client address(es) (198.51.100.1)") {
+		t.Errorf("the printed suggestion does not say why /is_admin is left out:\n%s", out.String())
+	}
+
+	one := NewModel("behind-a-proxy")
+	for i := range 10 {
+		one.Observe(nil, "application/json", []byte(fmt.Sprintf(`{"nickname":"p%d","promo":"x"}`, i)), players[0], nil)
+	}
+	if s := Suggest(one, Options{}); len(s.HeldFields) > 0 || !strings.Contains(string(s.Schema), `"promo"`) {
+		t.Errorf("one address behind everything: held %v, schema %s; want nothing held", s.HeldFields, s.Schema)
+	}
+}

@@ -16,8 +16,9 @@ import (
 // Bounds of one route's model. Whatever clients send, a model holds at most
 // MaxFields body fields, MaxParams query parameters, MaxValues distinct
 // values per field, MaxPairs (rule, field) pairs with MaxClients addresses
-// each, and reads at most MaxLeaves values of one body; what it could not
-// keep is counted in Dropped.
+// each, MaxFieldClients addresses per field and for the route, and reads at
+// most MaxLeaves values of one body; what it could not keep is counted in
+// Dropped.
 const (
 	MaxFields   = 256
 	MaxParams   = 64
@@ -25,9 +26,12 @@ const (
 	MaxValueLen = 64
 	MaxPairs    = 256
 	MaxClients  = 64
-	MaxLeaves   = 1024
-	MaxDepth    = 16
-	MaxData     = 64 // bytes of matched data kept as a pair's example
+	// MaxFieldClients is enough addresses to tell a field many clients
+	// send from one that one client made up.
+	MaxFieldClients = 8
+	MaxLeaves       = 1024
+	MaxDepth        = 16
+	MaxData         = 64 // bytes of matched data kept as a pair's example
 )
 
 // Model is what one route in learn mode saw of the requests it let
@@ -48,6 +52,34 @@ type Model struct {
 	Params       map[string]*Field `json:"params"` // query parameters by name
 	Pairs        []*Pair           `json:"pairs"`  // would-be false positives
 	Dropped      Dropped           `json:"dropped"`
+	// Senders are the first client addresses the route saw.
+	Senders ClientSet `json:"senders"`
+}
+
+// ClientSet keeps the first distinct client addresses of something, up to a
+// bound; Many says more came.
+type ClientSet struct {
+	Clients     []string `json:"clients,omitempty"`
+	ManyClients bool     `json:"many_clients,omitempty"`
+}
+
+// add notes addr; it reports false when addr is new and the set is full.
+func (c *ClientSet) add(addr string, bound int) bool {
+	switch {
+	case c.ManyClients, containsStr(c.Clients, addr):
+	case len(c.Clients) >= bound:
+		c.ManyClients = true
+		return false
+	default:
+		c.Clients = append(c.Clients, addr)
+	}
+	return true
+}
+
+// Fewer reports whether fewer than n distinct addresses were seen. A set
+// read from a model saved before addresses were kept is empty: not fewer.
+func (c *ClientSet) Fewer(n int) bool {
+	return len(c.Clients) > 0 && len(c.Clients) < n && !c.ManyClients
 }
 
 // Dropped counts what the bounds kept out of a model.
@@ -88,6 +120,9 @@ type Field struct {
 	Decimals int     `json:"decimals"` // most decimal places of a number
 	MaxItems int     `json:"max_items,omitempty"`
 	Numbers  bool    `json:"numbers,omitempty"` // Min and Max are set
+
+	// The addresses that sent the field (the first MaxFieldClients).
+	ClientSet
 }
 
 // Chars are character classes, as bits.
@@ -110,15 +145,14 @@ const (
 // let through: a would-be false positive, with the requests and distinct
 // client addresses behind it.
 type Pair struct {
-	Rule     int      `json:"rule"`
-	Var      string   `json:"var"`             // as the engine names it: ARGS:json.comment
-	Field    string   `json:"field,omitempty"` // /comment or ?q; empty when not a field
-	Requests int64    `json:"requests"`
-	Clients  []string `json:"clients"`
-	// ManyClients says more addresses than MaxClients were seen.
-	ManyClients bool   `json:"many_clients,omitempty"`
-	Msg         string `json:"msg,omitempty"`
-	Example     string `json:"example,omitempty"`
+	Rule     int    `json:"rule"`
+	Var      string `json:"var"`             // as the engine names it: ARGS:json.comment
+	Field    string `json:"field,omitempty"` // /comment or ?q; empty when not a field
+	Requests int64  `json:"requests"`
+	// The addresses behind the matches (the first MaxClients).
+	ClientSet
+	Msg     string `json:"msg,omitempty"`
+	Example string `json:"example,omitempty"`
 }
 
 // NewModel returns an empty model of route.
@@ -132,7 +166,9 @@ func (m *Model) Observe(query []byte, contentType string, body []byte, client ne
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.Requests++
-	m.observeQuery(query)
+	addr := client.String()
+	m.Senders.add(addr, MaxFieldClients)
+	m.observeQuery(query, addr)
 	if len(body) > 0 {
 		ct, _, _ := strings.Cut(contentType, ";")
 		ct = strings.ToLower(strings.TrimSpace(ct))
@@ -140,17 +176,17 @@ func (m *Model) Observe(query []byte, contentType string, body []byte, client ne
 			m.ContentTypes[ct]++
 		}
 		if ct == "application/json" || strings.HasSuffix(ct, "+json") {
-			m.observeJSON(body)
+			m.observeJSON(body, addr)
 		} else {
 			m.OtherBodies++
 		}
 	}
 	for i := range matches {
-		m.observeMatch(&matches[i], client)
+		m.observeMatch(&matches[i], addr)
 	}
 }
 
-func (m *Model) observeQuery(q []byte) {
+func (m *Model) observeQuery(q []byte, client string) {
 	leaves := 0
 	for len(q) > 0 {
 		var kv []byte
@@ -178,6 +214,7 @@ func (m *Model) observeQuery(q []byte) {
 			m.Params[name] = f
 		}
 		f.Count++
+		f.add(client, MaxFieldClients)
 		f.str(val, &m.Dropped)
 	}
 }
@@ -197,7 +234,7 @@ func (m *Model) field(path string) *Field {
 	return f
 }
 
-func (m *Model) observeJSON(body []byte) {
+func (m *Model) observeJSON(body []byte, client string) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
@@ -206,7 +243,7 @@ func (m *Model) observeJSON(body []byte) {
 		return
 	}
 	m.Bodies++
-	w := walker{m: m}
+	w := walker{m: m, client: client}
 	w.value("", v, 0)
 	if w.cut {
 		m.Dropped.Leaves++
@@ -215,6 +252,7 @@ func (m *Model) observeJSON(body []byte) {
 
 type walker struct {
 	m      *Model
+	client string
 	leaves int
 	cut    bool
 }
@@ -232,6 +270,7 @@ func (w *walker) value(path string, v any, depth int) {
 			return
 		}
 		f.Count++
+		f.add(w.client, MaxFieldClients)
 	}
 	switch x := v.(type) {
 	case map[string]any:
@@ -423,7 +462,7 @@ func digits(s string) bool {
 	return true
 }
 
-func (m *Model) observeMatch(mt *crs.Match, client netip.Addr) {
+func (m *Model) observeMatch(mt *crs.Match, client string) {
 	if mt.ID >= 949000 && mt.ID < 950000 || mt.ID >= 980000 && mt.ID < 990000 {
 		return // the anomaly evaluation and reporting rules
 	}
@@ -448,14 +487,8 @@ func (m *Model) observeMatch(mt *crs.Match, client netip.Addr) {
 			m.Pairs = append(m.Pairs, p)
 		}
 		p.Requests++
-		a := client.String()
-		switch {
-		case p.ManyClients, containsStr(p.Clients, a):
-		case len(p.Clients) >= MaxClients:
-			p.ManyClients = true
+		if !p.add(client, MaxClients) {
 			m.Dropped.Clients++
-		default:
-			p.Clients = append(p.Clients, a)
 		}
 	}
 }

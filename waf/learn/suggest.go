@@ -15,8 +15,9 @@ import (
 // Options tune a suggestion.
 type Options struct {
 	// MinClients is the least number of distinct client addresses behind a
-	// (rule, field) pair for its exclusion to be suggested: what one client
-	// sent is a burst (or an attack), not a pattern. 0 means 2.
+	// (rule, field) pair for its exclusion to be suggested, and behind a
+	// body field for the schema to allow it: what one client sent is a
+	// burst (or an attack), not a pattern. 0 means 2.
 	MinClients int
 }
 
@@ -36,9 +37,13 @@ type Suggestion struct {
 	Exclusions []Exclusion `json:"exclude_fields,omitempty"`
 	// Held are pairs not suggested: too few clients, not a field (a
 	// header, a cookie, the path), or a field the schema pins down.
-	Held    []Evidence `json:"held,omitempty"`
-	Params  []Param    `json:"params,omitempty"`
-	Dropped Dropped    `json:"dropped"`
+	Held []Evidence `json:"held,omitempty"`
+	// HeldFields are body fields left out of the schema (which then
+	// refuses them): fewer than MinClients addresses sent them, while the
+	// route saw more.
+	HeldFields []HeldField `json:"held_fields,omitempty"`
+	Params     []Param     `json:"params,omitempty"`
+	Dropped    Dropped     `json:"dropped"`
 }
 
 // Exclusion is a route's waf.exclude_fields entry, with its evidence.
@@ -61,6 +66,13 @@ type Evidence struct {
 	Why         string `json:"why,omitempty"` // why it is held
 }
 
+// HeldField is a body field the suggested schema leaves out.
+type HeldField struct {
+	Field    string   `json:"field"`
+	Requests int64    `json:"requests"`
+	Clients  []string `json:"clients"`
+}
+
 // Param describes a query parameter (reported; a schema covers bodies).
 type Param struct {
 	Name     string `json:"name"`
@@ -77,6 +89,11 @@ func Suggest(m *Model, o Options) Suggestion {
 	defer m.mu.Unlock()
 	s := Suggestion{Route: m.Route, Requests: m.Requests, Bodies: m.Bodies, Dropped: m.Dropped}
 	b := schemaBuilder{m: m}
+	// Hold back what too few clients sent only when the route saw enough
+	// of them: behind one proxy address every field would look made up.
+	if !m.Senders.Fewer(o.MinClients) {
+		b.minClients = o.MinClients
+	}
 	if m.Bodies > 0 && m.OtherBodies == 0 && m.Dropped.Bodies == 0 && m.Dropped.Fields == 0 {
 		root := b.object("", m.Bodies)
 		root["$schema"] = "https://json-schema.org/draft/2020-12/schema"
@@ -84,6 +101,7 @@ func Suggest(m *Model, o Options) Suggestion {
 		s.Schema, _ = json.MarshalIndent(root, "", "  ")
 		s.FreeText = b.free
 		sort.Strings(s.FreeText)
+		s.HeldFields = b.held
 	}
 	byField := map[string]*Exclusion{}
 	for _, p := range m.Pairs {
@@ -133,8 +151,10 @@ func Suggest(m *Model, o Options) Suggestion {
 }
 
 type schemaBuilder struct {
-	m    *Model
-	free []string
+	m          *Model
+	minClients int // a field fewer addresses sent is held (0: none is)
+	free       []string
+	held       []HeldField
 }
 
 // children are the fields one segment below path.
@@ -155,6 +175,10 @@ func (b *schemaBuilder) object(path string, occurrences int64) map[string]any {
 	for _, c := range b.children(path) {
 		name := strings.ReplaceAll(strings.ReplaceAll(c[len(path)+1:], "~1", "/"), "~0", "~")
 		f := b.m.Fields[c]
+		if b.minClients > 0 && f.Fewer(b.minClients) {
+			b.held = append(b.held, HeldField{Field: c, Requests: f.Count, Clients: f.Clients})
+			continue
+		}
 		props[name] = b.field(c, f)
 		if f.Count >= occurrences {
 			required = append(required, name)
@@ -333,6 +357,10 @@ func (s *Suggestion) Write(w io.Writer, schemaFile string) {
 	}
 	for _, e := range s.Held {
 		fmt.Fprintf(w, "# held: %s — %s\n", e.line(), e.Why)
+	}
+	for _, h := range s.HeldFields {
+		fmt.Fprintf(w, "# held field %s: %d requests from %d client address(es) (%s) — left out of the schema, which refuses it\n",
+			h.Field, h.Requests, len(h.Clients), strings.Join(h.Clients, ", "))
 	}
 	for _, p := range s.Params {
 		fmt.Fprintf(w, "# query parameter %s: %d requests, %s\n", p.Name, p.Requests, p.Shape)
