@@ -232,9 +232,9 @@ func TestSuggestHoldsFieldsOneClientMadeUp(t *testing.T) {
 		t.Fatalf("the suggested schema does not compile: %v\n%s", err, s.Schema)
 	}
 	for body, ok := range map[string]bool{
-		`{"nickname":"p9","prefs":{"lang":"en"}}`: true,
+		`{"nickname":"p9","prefs":{"lang":"en"}}`:                true,
 		`{"nickname":"x","is_admin":true,"prefs":{"lang":"en"}}`: false,
-		`{"nickname":"x","prefs":{"lang":"en","debug":1}}`: false,
+		`{"nickname":"x","prefs":{"lang":"en","debug":1}}`:       false,
 	} {
 		if v := c.Check([]byte(body)); (v == nil) != ok {
 			t.Errorf("%s: schema verdict %v, want accepted %v", body, v, ok)
