@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"hedge/waf"
 	"hedge/waf/learn"
@@ -18,44 +19,60 @@ import (
 // the rule engine's matches, each with the counts that justify it.
 func wafCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "suggest" {
-		fmt.Fprintln(stderr, "usage: hedge waf suggest -c FILE [-data DIR] [-route NAME] [-o DIR] [-min-clients N] [-json]")
+		fmt.Fprintln(stderr, "usage: hedge waf suggest -c FILE [-data DIR]... [-route NAME] [-o DIR] [-min-clients N] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("waf suggest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("c", "", "configuration `file` (its data_dir holds the learned models); empty: the embedded demo")
-	data := fs.String("data", "", "data `directory` to read instead of the configuration's")
+	var dirs []string
+	fs.Func("data", "data `directory` to read instead of the configuration's; repeat it to merge the models several nodes learned",
+		func(d string) error { dirs = append(dirs, d); return nil })
 	route := fs.String("route", "", "only this `route`")
 	outDir := fs.String("o", "", "write each route's schema to `dir`/ROUTE.schema.json (the configuration names the file)")
-	minClients := fs.Int("min-clients", 2, "suggest an exclusion only for rule matches from at least `n` client addresses")
+	minClients := fs.Int("min-clients", 2, "suggest an exclusion for rule matches, and let the schema allow a body field, only when at least `n` client addresses sent them")
 	asJSON := fs.Bool("json", false, "print the suggestions as JSON")
 	if fs.Parse(args[1:]) != nil {
 		return 2
 	}
-	dir := *data
-	if dir == "" {
+	if len(dirs) == 0 {
 		cfg, err := loadConfig(*file)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		dir = cfg.DataDir
+		dirs = []string{cfg.DataDir}
 	}
-	path := waf.LearnFile(dir)
-	f, err := learn.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "hedge waf suggest: %v (is a route in waf.mode learn, and has its node stopped or saved since?)\n", err)
-		return 1
+	// One model per route, the nodes' models of it merged.
+	var models []*learn.Model
+	byRoute := map[string]*learn.Model{}
+	var read []string
+	for _, dir := range dirs {
+		path := waf.LearnFile(dir)
+		f, err := learn.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "hedge waf suggest: %v (is a route in waf.mode learn, and has its node stopped or saved since?)\n", err)
+			return 1
+		}
+		read = append(read, fmt.Sprintf("%s (saved %s)", path, f.Saved))
+		for _, m := range f.Routes {
+			if prev := byRoute[m.Route]; prev != nil {
+				prev.Merge(m)
+				continue
+			}
+			byRoute[m.Route] = m
+			models = append(models, m)
+		}
 	}
 	var out []learn.Suggestion
-	for _, m := range f.Routes {
+	for _, m := range models {
 		if *route != "" && m.Route != *route {
 			continue
 		}
 		out = append(out, learn.Suggest(m, learn.Options{MinClients: *minClients}))
 	}
 	if *route != "" && len(out) == 0 {
-		fmt.Fprintf(stderr, "hedge waf suggest: %s has no model of route %q\n", path, *route)
+		fmt.Fprintf(stderr, "hedge waf suggest: %s: no model of route %q\n", strings.Join(read, ", "), *route)
 		return 1
 	}
 	files := make([]string, len(out))
@@ -83,7 +100,7 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(stdout, "# learned models in %s (saved %s); review before applying: every line says what it rests on\n", path, f.Saved)
+	fmt.Fprintf(stdout, "# learned models in %s; review before applying: every line says what it rests on\n", strings.Join(read, ", "))
 	for i := range out {
 		fmt.Fprintln(stdout)
 		out[i].Write(stdout, files[i])

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"hedge/internal/testkit"
+	"hedge/waf"
 	"hedge/waf/ftw"
 	"hedge/waf/learn"
 )
@@ -385,4 +387,54 @@ func detectedPayloads(t *testing.T, c *http.Client, edge string, n int) []string
 		t.Fatalf("only %d of the suite's payloads are blocked on the control route; want at least %d", len(out), n/2)
 	}
 	return out
+}
+
+// TestSuggestMergesNodes: `hedge waf suggest -data A -data B` merges the
+// models two nodes learned of one route, so a field each node saw from a
+// different player reaches the schema as a field two players sent.
+func TestSuggestMergesNodes(t *testing.T) {
+	dir := t.TempDir()
+	var dirs []string
+	for i, node := range []struct{ body, client string }{
+		{`{"market":"m-1","stake":"2.50","promo":"WELCOME"}`, "198.51.100.1"},
+		{`{"market":"m-2","stake":"4.00","promo":"SPRING"}`, "198.51.100.2"},
+	} {
+		d := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		s, err := learn.Open(waf.LearnFile(d), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			s.Model("bets").Observe(nil, "application/json", []byte(node.body), netip.MustParseAddr(node.client), nil)
+		}
+		// Another player on each node, without the promo field.
+		s.Model("bets").Observe(nil, "application/json", []byte(`{"market":"m-3","stake":"1.00"}`), netip.MustParseAddr("203.0.113.9"), nil)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, d)
+	}
+	suggest := func(args ...string) learn.Suggestion {
+		t.Helper()
+		res := runHedge(t, dir, append([]string{"waf", "suggest", "-json"}, args...)...)
+		var out []learn.Suggestion
+		if res.code != 0 || json.Unmarshal([]byte(res.stdout), &out) != nil || len(out) != 1 {
+			t.Fatalf("hedge waf suggest %q: exit %d, %d suggestions\n%s%s", args, res.code, len(out), res.stdout, res.stderr)
+		}
+		return out[0]
+	}
+	one := suggest("-data", dirs[0])
+	both := suggest("-data", dirs[0], "-data", dirs[1])
+	if one.Requests != 4 || both.Requests != 8 || both.Bodies != 8 {
+		t.Errorf("requests: one node %d, both %d (bodies %d); want 4, 8, 8", one.Requests, both.Requests, both.Bodies)
+	}
+	if len(one.HeldFields) != 1 || one.HeldFields[0].Field != "/promo" || strings.Contains(string(one.Schema), `"promo"`) {
+		t.Errorf("one node: held %v, schema %s; want /promo held (one player sent it)", one.HeldFields, one.Schema)
+	}
+	if len(both.HeldFields) != 0 || !strings.Contains(string(both.Schema), `"promo"`) {
+		t.Errorf("both nodes: held %v, schema %s; want /promo in the schema (two players sent it)", both.HeldFields, both.Schema)
+	}
+	if res := runHedge(t, dir, "waf", "suggest", "-data", dirs[0], "-data", filepath.Join(dir, "nowhere")); res.code != 1 || !strings.Contains(res.stderr, "nowhere") {
+		t.Errorf("a data directory without models: exit %d, %s; want 1 and its path", res.code, res.stderr)
+	}
 }

@@ -254,3 +254,77 @@ func TestSuggestHoldsFieldsOneClientMadeUp(t *testing.T) {
 		t.Errorf("one address behind everything: held %v, schema %s; want nothing held", s.HeldFields, s.Schema)
 	}
 }
+
+// TestMergeIsObservingBoth: two nodes that each learned half of a route's
+// traffic, merged, suggest what one node that saw all of it suggests.
+func TestMergeIsObservingBoth(t *testing.T) {
+	whole, a, b := NewModel("bets"), NewModel("bets"), NewModel("bets")
+	for i := range 120 {
+		client := netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 7)})
+		body := fmt.Sprintf(`{"market":"m-%d","stake":"%d.50","side":"%s","note":"gl %d","legs":[{"id":%d}]}`,
+			i%5, i, []string{"back", "lay"}[i%2], i, i)
+		if i%11 == 0 {
+			body = fmt.Sprintf(`{"market":"m-1","stake":"1.00","side":"back","promo":"P%d"}`, i)
+		}
+		var ms []crs.Match
+		if i%4 == 0 {
+			ms = []crs.Match{{ID: 942270, Msg: "sqli", Vars: []string{"ARGS:json.note"}}}
+		}
+		query := []byte(fmt.Sprintf("lang=%s", []string{"en", "de"}[i%2]))
+		whole.Observe(query, "application/json", []byte(body), client, ms)
+		half := a
+		if i%3 == 0 {
+			half = b
+		}
+		half.Observe(query, "application/json", []byte(body), client, ms)
+	}
+	a.Merge(b)
+	got, want := Suggest(a, Options{}), Suggest(whole, Options{})
+	if string(got.Schema) != string(want.Schema) {
+		t.Errorf("merged schema:\n%s\nwhole:\n%s", got.Schema, want.Schema)
+	}
+	summary := func(s Suggestion) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d requests %d bodies free %v params %v", s.Requests, s.Bodies, s.FreeText, s.Params)
+		for _, x := range s.Exclusions {
+			fmt.Fprintf(&b, " exclude %s %v", x.Field, x.IDs)
+			for _, e := range x.Evidence {
+				fmt.Fprintf(&b, " (%d requests, %d clients)", e.Requests, e.Clients)
+			}
+		}
+		for _, h := range s.HeldFields {
+			fmt.Fprintf(&b, " held %s %d", h.Field, h.Requests)
+		}
+		return b.String()
+	}
+	if g, w := summary(got), summary(want); g != w {
+		t.Errorf("merged: %s\nwhole:  %s", g, w)
+	}
+	if len(want.Exclusions) == 0 || want.Schema == nil {
+		t.Fatalf("the traffic suggests no schema or no exclusion: the test compares nothing")
+	}
+}
+
+// TestMergeKeepsBounds: merged models hold no more than one model may, and
+// count what they could not keep.
+func TestMergeKeepsBounds(t *testing.T) {
+	x, y := NewModel("r"), NewModel("r")
+	y.Observe(nil, "application/json", []byte(`{"x0":"a"}`), netip.MustParseAddr("198.51.100.9"), nil)
+	for i := range MaxFields {
+		x.Observe(nil, "application/json", []byte(fmt.Sprintf(`{"x%d":1}`, i)), netip.MustParseAddr("198.51.100.1"), nil)
+		if i < MaxFields-1 {
+			y.Observe(nil, "application/json", []byte(fmt.Sprintf(`{"y%d":"v%d"}`, i, i)), netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), nil)
+		}
+	}
+	x.Merge(y)
+	// y's own fields but /x0 find no room.
+	if len(x.Fields) != MaxFields || x.Dropped.Fields != MaxFields-1 {
+		t.Errorf("%d fields kept, %d values dropped; want %d and %d", len(x.Fields), x.Dropped.Fields, MaxFields, MaxFields-1)
+	}
+	if f := x.Fields["/x0"]; f.Count != 2 || f.Types["integer"] != 1 || f.Types["string"] != 1 || len(f.Clients) != 2 {
+		t.Errorf("/x0 after the merge: %+v", f)
+	}
+	if len(x.Senders.Clients) != MaxFieldClients || !x.Senders.ManyClients {
+		t.Errorf("route's addresses: %d kept, many %v; want %d, true", len(x.Senders.Clients), x.Senders.ManyClients, MaxFieldClients)
+	}
+}

@@ -471,13 +471,7 @@ func (m *Model) observeMatch(mt *crs.Match, client string) {
 		vars = []string{""}
 	}
 	for _, v := range vars {
-		var p *Pair
-		for _, q := range m.Pairs {
-			if q.Rule == mt.ID && q.Var == v {
-				p = q
-				break
-			}
-		}
+		p := m.pair(mt.ID, v)
 		if p == nil {
 			if len(m.Pairs) >= MaxPairs {
 				m.Dropped.Pairs++
@@ -491,6 +485,16 @@ func (m *Model) observeMatch(mt *crs.Match, client string) {
 			m.Dropped.Clients++
 		}
 	}
+}
+
+// pair is the model's (rule, variable) pair, or nil.
+func (m *Model) pair(rule int, v string) *Pair {
+	for _, p := range m.Pairs {
+		if p.Rule == rule && p.Var == v {
+			return p
+		}
+	}
+	return nil
 }
 
 func containsStr(s []string, v string) bool {
