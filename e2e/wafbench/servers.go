@@ -243,8 +243,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 // versions names what was measured besides hedge.
 func versions() map[string]string {
 	m := map[string]string{}
-	if out, err := exec.Command(nginxBin, "-v").CombinedOutput(); err == nil {
-		_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	if v := benchkit.NginxVersion(nginxBin); v != "" {
 		m["nginx"] = v
 	}
 	for pkg, key := range map[string]string{"libmodsecurity3": "modsecurity", "modsecurity-crs": "debian_crs"} {

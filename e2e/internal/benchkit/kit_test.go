@@ -1,6 +1,7 @@
 package benchkit
 
 import (
+	"context"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -130,5 +131,76 @@ func TestMedian(t *testing.T) {
 		if got := Median(tc.xs); got != tc.want || !slices.Equal(in, tc.xs) {
 			t.Errorf("Median(%v) = %v, leaving %v; want %v, leaving the input as it was", in, got, tc.xs, tc.want)
 		}
+	}
+}
+
+func TestWorkspace(t *testing.T) {
+	if _, err := NewWorkspace("kit-", ""); err == nil || !strings.Contains(err.Error(), "-hedge") {
+		t.Fatalf("NewWorkspace without -hedge: %v, want an error naming -hedge", err)
+	}
+	src := filepath.Join(t.TempDir(), "hedge")
+	if err := os.WriteFile(src, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWorkspace("kit-", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(w.Dir); err != nil || fi.Mode().Perm() != 0o755 || !strings.HasPrefix(filepath.Base(w.Dir), "kit-") {
+		t.Fatalf("workspace %s: %v, %v; want a kit-… directory of mode 0755", w.Dir, fi, err)
+	}
+	if self, _ := os.Executable(); w.Self != self {
+		t.Errorf("Self = %q, want %q", w.Self, self)
+	}
+	if fi, err := os.Stat(w.Hedge); err != nil || filepath.Dir(w.Hedge) != w.Dir || fi.Mode().Perm()&0o100 == 0 {
+		t.Fatalf("Hedge = %s (%v, %v), want an executable copy in %s", w.Hedge, fi, err, w.Dir)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(w.Dir); !os.IsNotExist(err) {
+		t.Fatalf("after Close: stat %s = %v, want it gone", w.Dir, err)
+	}
+}
+
+func TestNeedTools(t *testing.T) {
+	if err := NeedTools("coreutils", "sh"); err != nil {
+		t.Fatalf("NeedTools(sh): %v", err)
+	}
+	err := NeedTools("the Debian package nothing", "sh", "hedge-no-such-tool")
+	if err == nil || err.Error() != "hedge-no-such-tool not found: install the Debian package nothing" {
+		t.Fatalf("NeedTools of a missing tool: %v, want it named with what installs it", err)
+	}
+}
+
+func TestBoundedEndsOnSignal(t *testing.T) {
+	ctx, stop := Bounded(time.Minute)
+	defer stop()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGHUP did not end the run's context")
+	}
+	ctx, stop2 := Bounded(time.Millisecond)
+	defer stop2()
+	<-ctx.Done()
+	if ctx.Err() != context.DeadlineExceeded {
+		t.Fatalf("after the timeout: %v, want %v", ctx.Err(), context.DeadlineExceeded)
+	}
+}
+
+func TestNginxVersion(t *testing.T) {
+	fake := filepath.Join(t.TempDir(), "nginx")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho 'nginx version: nginx/1.22.1' >&2\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if v := NginxVersion(fake); v != "nginx/1.22.1" {
+		t.Errorf("NginxVersion = %q, want %q", v, "nginx/1.22.1")
+	}
+	if v := NginxVersion(filepath.Join(t.TempDir(), "missing")); v != "" {
+		t.Errorf("NginxVersion of a missing binary = %q, want \"\"", v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // WriteHedgeConfig writes conf to dir/hedge.yaml and checks it with
@@ -97,4 +98,15 @@ func StartNginx(dir string, cpu int, nginxBin, conf string) (*Proc, error) {
 		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
 	}
 	return StartPinned("nginx", dir, cpu, nginxBin, args...)
+}
+
+// NginxVersion is what `nginxBin -v` names ("nginx/1.22.1"), for the
+// reports; "" when it cannot be run.
+func NginxVersion(nginxBin string) string {
+	out, err := exec.Command(nginxBin, "-v").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	return v
 }
