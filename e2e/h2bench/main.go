@@ -304,7 +304,7 @@ func ratios(h, n []float64) string {
 	return strings.Join(out, ", ")
 }
 
-const hedgeConfig = `# written by e2e/h2bench for one measured run
+var hedgeConfig = `# written by e2e/h2bench for one measured run
 deployment: bench
 data_dir: {{dir}}/hedge-data
 waf: {mode: off}
@@ -320,22 +320,7 @@ routes:
   - name: games
     match: {path_prefix: /games/, methods: [GET]}
     pool: up
-regions:
-  - name: bench
-    nodes:
-      - name: bench-1
-        listeners:
-          - name: public
-            address: {{listen}}
-            tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}
-            limits: {max_conns_per_ip: 100000}
-            {{http3}}
-        admin: {address: {{admin}}}
-    pools:
-      - name: up
-        members: [{name: upstream, url: "http://{{upstream}}"}]
-        health: {interval: 1s}
-`
+` + benchkit.HedgeBenchRegions("1s", "tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}", "{{http3}}")
 
 func startHedge(e *env, cpu int) (*server, error) { return startHedgeBin(e, cpu, e.hedgeBin, true) }
 
@@ -356,7 +341,7 @@ func startHedgeBin(e *env, cpu int, bin string, h3 bool) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, bin, path, "bench", "bench-1")
+	p, err := benchkit.StartHedge("hedge", dir, cpu, bin, path, benchkit.BenchRegion, benchkit.BenchNode)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hedge/configs"
 )
 
 func TestCPUTicksAndChildren(t *testing.T) {
@@ -202,5 +204,35 @@ func TestNginxVersion(t *testing.T) {
 	}
 	if v := NginxVersion(filepath.Join(t.TempDir(), "missing")); v != "" {
 		t.Errorf("NginxVersion of a missing binary = %q, want \"\"", v)
+	}
+}
+
+// TestHedgeBenchRegions: the harnesses' region, filled in as they fill it,
+// is a valid configuration naming the node StartHedge is given, with the
+// listener's own settings in place.
+func TestHedgeBenchRegions(t *testing.T) {
+	conf := strings.NewReplacer("{{listen}}", "127.0.0.1:8443", "{{admin}}", "127.0.0.1:9090",
+		"{{upstream}}", "127.0.0.1:8080", "{{dir}}", t.TempDir()).Replace(`data_dir: {{dir}}
+admin: {allow_loopback: true}
+routes:
+  - name: bets
+    match: {path_prefix: /api/bets, methods: [POST]}
+    pool: up
+` + HedgeBenchRegions("5s", `tls: {mode: "off"}`, "http3: {enabled: false}"))
+	cfg, err := configs.Parse("bench.yaml", []byte(conf))
+	if err != nil {
+		t.Fatalf("HedgeBenchRegions does not parse: %v\n%s", err, conf)
+	}
+	if len(cfg.Regions) != 1 || cfg.Regions[0].Name != BenchRegion || len(cfg.Regions[0].Nodes) != 1 || cfg.Regions[0].Nodes[0].Name != BenchNode {
+		t.Fatalf("regions %+v, want one region %s with one node %s", cfg.Regions, BenchRegion, BenchNode)
+	}
+	n := cfg.Regions[0].Nodes[0]
+	if len(n.Listeners) != 1 || n.Listeners[0].Address != "127.0.0.1:8443" || n.Listeners[0].TLS.Mode != "off" ||
+		n.Listeners[0].Limits.MaxConnsPerIP != 100000 || n.Admin.Address != "127.0.0.1:9090" {
+		t.Fatalf("node %+v, want the public listener at 127.0.0.1:8443 with TLS off and 100000 connections per address, admin at 127.0.0.1:9090", n)
+	}
+	p := cfg.Regions[0].Pools
+	if len(p) != 1 || p[0].Name != "up" || len(p[0].Members) != 1 || p[0].Members[0].URL != "http://127.0.0.1:8080" || p[0].Health.Interval.D() != 5*time.Second {
+		t.Fatalf("pools %+v, want up with the one member http://127.0.0.1:8080, checked every 5s", p)
 	}
 }

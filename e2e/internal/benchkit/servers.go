@@ -37,6 +37,43 @@ func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) 
 	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
 }
 
+// BenchRegion, BenchNode: the node a single-node harness starts
+// (StartHedge) from a configuration whose regions are HedgeBenchRegions.
+const BenchRegion, BenchNode = "bench", "bench-1"
+
+// HedgeBenchRegions is the regions section of the harnesses that measure
+// one hedge node against a peer (e2e/bench, e2e/h2bench, e2e/wafbench):
+// node BenchNode of region BenchRegion with its public listener at
+// {{listen}}, open to any number of connections from the load generator's
+// one address, its admin API at {{admin}}, and the pool "up" whose one
+// member is the harness's upstream at {{upstream}}, health-checked every
+// health. listener holds the listener's own settings (its tls, http3),
+// one YAML line each.
+func HedgeBenchRegions(health string, listener ...string) string {
+	var b strings.Builder
+	b.WriteString(`regions:
+  - name: ` + BenchRegion + `
+    nodes:
+      - name: ` + BenchNode + `
+        listeners:
+          - name: public
+            address: {{listen}}
+            # The load generator is one address opening many connections.
+            limits: {max_conns_per_ip: 100000}
+`)
+	for _, l := range listener {
+		b.WriteString("            " + l + "\n")
+	}
+	b.WriteString(`        admin: {address: {{admin}}}
+    pools:
+      - name: up
+        members:
+          - {name: upstream, url: "http://{{upstream}}"}
+        health: {interval: ` + health + `}
+`)
+	return b.String()
+}
+
 // HedgeProxyHead is what the harnesses that measure the proxy and money
 // paths (e2e/bench, e2e/moneybench) configure besides the node, its
 // routes and their auth: the WAF off, warnings and a buffered JSON access
