@@ -200,19 +200,7 @@ func startHedge(ctx context.Context, hedgeBin, dir, conf, region string, cpu int
 }
 
 // rssBytes is VmRSS of pid.
-func rssBytes(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func rssBytes(pid int) int64 { return benchkit.SumFields([]int{pid}, "status", "VmRSS")[0] << 10 }
 
 // cpuTicks is utime+stime of pid, in clock ticks.
 func cpuTicks(pid int) uint64 {

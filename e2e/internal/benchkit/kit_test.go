@@ -236,3 +236,22 @@ routes:
 		t.Fatalf("pools %+v, want up with the one member http://127.0.0.1:8080, checked every 5s", p)
 	}
 }
+
+func TestProcFields(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status")
+	if err := os.WriteFile(path, []byte("Name:\tbench\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nno colon\nvoluntary_ctxt_switches:\t7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	ProcFields(path, func(k string, n int64) { got[k] = n })
+	want := map[string]int64{"Name": 0, "VmHWM": 2048, "VmRSS": 1024, "voluntary_ctxt_switches": 7}
+	if len(got) != len(want) {
+		t.Fatalf("ProcFields: got %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("ProcFields %s: got %d, want %d", k, got[k], n)
+		}
+	}
+	ProcFields(filepath.Join(t.TempDir(), "gone"), func(k string, _ int64) { t.Errorf("a missing file gave field %q", k) })
+}
