@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -161,13 +160,9 @@ func runFixed(ctx context.Context, self string, cpu int, target, caFile, runID s
 // a warm-up whose results are dropped, then the measured attack. Latencies
 // are kept and sorted, so percentiles are exact.
 func fixedRateMain(target, caFile, runID string, rate int, warmup, d time.Duration) error {
-	pem, err := os.ReadFile(caFile)
+	roots, err := benchkit.CertPool(caFile)
 	if err != nil {
 		return err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s: no certificate", caFile)
 	}
 	// One client for the warm-up and the measured attack, so the measured
 	// one reuses the warm connections. (An Attacker stops itself at the

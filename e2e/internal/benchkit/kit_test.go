@@ -3,6 +3,7 @@ package benchkit
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -116,6 +117,16 @@ func TestSelfSignedCert(t *testing.T) {
 	}
 	if cert.Subject.CommonName != "kit test" {
 		t.Fatalf("common name %q, want %q", cert.Subject.CommonName, "kit test")
+	}
+	roots, err := CertPool(certFile)
+	if err != nil {
+		t.Fatalf("CertPool(%s): %v", certFile, err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost"}); err != nil {
+		t.Fatalf("the certificate does not verify against CertPool of its own file: %v", err)
+	}
+	if _, err := CertPool(keyFile); err == nil {
+		t.Fatal("CertPool of a key file did not fail")
 	}
 }
 
