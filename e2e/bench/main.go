@@ -37,7 +37,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -105,8 +104,8 @@ func run(o options) (err error) {
 	if o.rounds < 1 || o.conns < 1 || o.duration < time.Second || o.warmup < time.Second {
 		return errors.New("-rounds and -conns must be ≥ 1, -duration and -warmup ≥ 1s")
 	}
-	if n := runtime.NumCPU(); o.LoadCPU == o.ServerCPU || max(o.LoadCPU, o.ServerCPU) >= n {
-		return fmt.Errorf("need two distinct CPUs below %d for -load-cpu (%d) and -server-cpu (%d)", n, o.LoadCPU, o.ServerCPU)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	need := []string{"taskset", "wrk"}
 	if !o.skipNginx {

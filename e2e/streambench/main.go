@@ -112,10 +112,8 @@ func run(o options) error {
 	if err := benchkit.NeedTools("util-linux (make bench-deps)", "taskset"); err != nil {
 		return err
 	}
-	_, errH := benchkit.CPUBusy(o.hedgeCPU)
-	_, errC := benchkit.CPUBusy(o.clientCPU)
-	if o.hedgeCPU == o.clientCPU || errH != nil || errC != nil {
-		return fmt.Errorf("need two distinct CPUs for -hedge-cpu (%d) and -client-cpu (%d)", o.hedgeCPU, o.clientCPU)
+	if err := benchkit.DistinctCPUs("-hedge-cpu", o.hedgeCPU, "-client-cpu", o.clientCPU); err != nil {
+		return err
 	}
 	ctx, stop := benchkit.Bounded(o.max)
 	defer stop()

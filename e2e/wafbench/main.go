@@ -144,10 +144,8 @@ func run(o options) (err error) {
 		return errors.New("-n must be ≥ 100, -conns and -rounds ≥ 1, -warmup ≥ 0")
 	}
 	// Not runtime.NumCPU: this process is pinned to one CPU by now.
-	_, errL := benchkit.CPUBusy(o.LoadCPU)
-	_, errS := benchkit.CPUBusy(o.ServerCPU)
-	if o.LoadCPU == o.ServerCPU || errL != nil || errS != nil {
-		return fmt.Errorf("need two distinct CPUs of this machine for -load-cpu (%d) and -server-cpu (%d)", o.LoadCPU, o.ServerCPU)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	if !o.skipNginx {
 		for _, f := range []string{nginxBin, modsecModule, debianCRS} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -265,4 +266,25 @@ func TestProcFields(t *testing.T) {
 		}
 	}
 	ProcFields(filepath.Join(t.TempDir(), "gone"), func(k string, _ int64) { t.Errorf("a missing file gave field %q", k) })
+}
+
+func TestDistinctCPUs(t *testing.T) {
+	if _, err := CPUBusy(0); err != nil {
+		t.Skipf("no /proc/stat line for cpu0: %v", err)
+	}
+	for _, tc := range []struct{ a, b int }{
+		{0, 0},
+		{0, -1},
+		{0, 1 << 20},
+	} {
+		err := DistinctCPUs("-x", tc.a, "-y", tc.b)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("-x (%d) and -y (%d)", tc.a, tc.b)) {
+			t.Errorf("DistinctCPUs(%d, %d) = %v, want an error naming both flags and CPUs", tc.a, tc.b, err)
+		}
+	}
+	if _, err := CPUBusy(1); err == nil {
+		if err := DistinctCPUs("-x", 0, "-y", 1); err != nil {
+			t.Errorf("DistinctCPUs(0, 1) on a machine with cpu1: %v", err)
+		}
+	}
 }

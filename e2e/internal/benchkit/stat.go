@@ -116,6 +116,19 @@ func OthersTicks(root int) uint64 {
 	return sum
 }
 
+// DistinctCPUs fails unless a and b are two different CPUs of this
+// machine: online ones, read from /proc/stat, so that the answer does not
+// depend on the CPUs this process is pinned to. flagA and flagB name the
+// flags that chose them, for the error.
+func DistinctCPUs(flagA string, a int, flagB string, b int) error {
+	_, errA := CPUBusy(a)
+	_, errB := CPUBusy(b)
+	if a == b || errA != nil || errB != nil {
+		return fmt.Errorf("need two distinct CPUs of this machine for %s (%d) and %s (%d)", flagA, a, flagB, b)
+	}
+	return nil
+}
+
 // CPUBusy is the time CPU cpu spent running anything (user, nice, system,
 // irq, softirq) since boot, in clock ticks, from /proc/stat.
 func CPUBusy(cpu int) (uint64, error) {
