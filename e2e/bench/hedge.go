@@ -34,11 +34,7 @@ func startHedge(e *env, cpu int) (*server, error) {
 		"{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
 	).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, benchkit.BenchRegion, benchkit.BenchNode)
+	p, err := benchkit.StartBenchHedge(dir, cpu, e.hedgeBin, conf)
 	if err != nil {
 		return nil, err
 	}

@@ -337,11 +337,7 @@ func startHedgeBin(e *env, cpu int, bin string, h3 bool) (*server, error) {
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.cert, "{{key}}", e.key, "{{upstream}}", e.upstream, "{{http3}}", h3conf).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(bin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, bin, path, benchkit.BenchRegion, benchkit.BenchNode)
+	p, err := benchkit.StartBenchHedge(dir, cpu, bin, conf)
 	if err != nil {
 		return nil, err
 	}

@@ -99,11 +99,7 @@ func startHedge(e *env, cpu int, mode string) (*server, error) {
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{upstream}}", e.upstream, "{{mode}}", strconv.Quote(mode)).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, benchkit.BenchRegion, benchkit.BenchNode)
+	p, err := benchkit.StartBenchHedge(dir, cpu, e.hedgeBin, conf)
 	if err != nil {
 		return nil, err
 	}

@@ -37,8 +37,8 @@ func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) 
 	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
 }
 
-// BenchRegion, BenchNode: the node a single-node harness starts
-// (StartHedge) from a configuration whose regions are HedgeBenchRegions.
+// BenchRegion, BenchNode: the node StartBenchHedge starts from a
+// configuration whose regions are HedgeBenchRegions.
 const BenchRegion, BenchNode = "bench", "bench-1"
 
 // HedgeBenchRegions is the regions section of the harnesses that measure
@@ -72,6 +72,18 @@ func HedgeBenchRegions(health string, listener ...string) string {
         health: {interval: ` + health + `}
 `)
 	return b.String()
+}
+
+// StartBenchHedge writes conf, a configuration whose regions are
+// HedgeBenchRegions, to dir/hedge.yaml, checks it (WriteHedgeConfig) and
+// runs hedgeBin as its one node, pinned to cpu (StartHedge), with its
+// output in dir/hedge.out.
+func StartBenchHedge(dir string, cpu int, hedgeBin, conf string) (*Proc, error) {
+	path, err := WriteHedgeConfig(hedgeBin, dir, conf)
+	if err != nil {
+		return nil, err
+	}
+	return StartHedge("hedge", dir, cpu, hedgeBin, path, BenchRegion, BenchNode)
 }
 
 // HedgeProxyHead is what the harnesses that measure the proxy and money
