@@ -48,7 +48,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -115,15 +114,14 @@ func run(o options) (err error) {
 		return err
 	}
 	pinning := "taskset"
-	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 || o.LoadCPU == o.ServerCPU ||
-		max(o.LoadCPU, o.ServerCPU) >= runtime.NumCPU() {
-		o.LoadCPU, o.ServerCPU, pinning = -1, -1, "none (needs taskset and two distinct CPUs)"
+	switch {
+	case o.LoadCPU < 0 || o.ServerCPU < 0:
+		pinning = "none (-load-cpu or -server-cpu is -1)"
+	case benchkit.NeedTools("util-linux", "taskset") != nil || o.Check() != nil:
+		pinning = "none (needs taskset and two distinct CPUs)"
 	}
-	if o.LoadCPU < 0 || o.ServerCPU < 0 {
+	if pinning != "taskset" {
 		o.LoadCPU, o.ServerCPU = -1, -1
-		if pinning == "taskset" {
-			pinning = "none (-load-cpu or -server-cpu is -1)"
-		}
 	}
 
 	// The whole run is bounded, and so is every step in it.
