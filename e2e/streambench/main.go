@@ -250,13 +250,13 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 	}
 	time.Sleep(time.Until(from))
 	t0 := time.Now()
-	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
+	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.PID())+cpuTicks(pub.PID())
 	b0, _ := benchkit.CPUBusy(o.hedgeCPU)
 	if profile != nil {
 		s.Profile = profile() // returns about a second before the window ends
 	}
 	time.Sleep(time.Until(to))
-	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
+	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.PID())+cpuTicks(pub.PID())
 	b1, _ := benchkit.CPUBusy(o.hedgeCPU)
 	// The readings' own interval: a late profile or a slow machine may
 	// stretch it beyond the window.
