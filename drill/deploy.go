@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -547,12 +546,7 @@ func (d *deployment) leaseHeld(l ledger) error {
 		State      string    `json:"state"`
 		LeaseUntil time.Time `json:"lease_until"`
 	}
-	resp, err := d.http.Get(l.URL + "/replication")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
+	if err := fetch.JSON(context.Background(), d.http, l.URL+"/replication", 64<<10, &st); err != nil {
 		return err
 	}
 	if st.LeaseUntil.Before(time.Now()) {

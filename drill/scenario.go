@@ -2,14 +2,16 @@ package drill
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"syscall"
 	"time"
+
+	"hedge/internal/fetch"
 )
 
 // Scenario is one fault the drill rehearses.
@@ -117,12 +119,12 @@ func (r *run) fourEyes(stop <-chan struct{}) {
 		}
 	}
 	base := "https://" + net.JoinHostPort(admin.IP, fmt.Sprint(portAdmin))
-	body, _ := json.Marshal(map[string]any{"domain": dom, "url": replica.URL, "epoch": epoch, "reason": "drill: " + r.sc.Name})
+	request := map[string]any{"domain": dom, "url": replica.URL, "epoch": epoch, "reason": "drill: " + r.sc.Name}
 	t0 := time.Now()
 	var pr struct {
 		ID string `json:"id"`
 	}
-	err := r.adminCall(base+"/admin/ledger/promotions", r.d.tokens.Alice, body, http.StatusAccepted, &pr)
+	err := r.adminCall(base+"/admin/ledger/promotions", r.d.tokens.Alice, request, http.StatusAccepted, &pr)
 	r.step("alice requests the promotion on "+admin.Name, t0, time.Since(t0), err)
 	if err != nil {
 		return
@@ -147,18 +149,16 @@ func (r *run) step(what string, at time.Time, took time.Duration, err error) {
 	r.mu.Unlock()
 }
 
-func (r *run) adminCall(url, token string, body []byte, want int, out any) error {
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := r.d.http.Do(req)
+// adminCall posts in as JSON to an admin API's url with token and decodes
+// the answer into out (unless nil); an answer other than want fails with
+// its body.
+func (r *run) adminCall(url, token string, in any, want int, out any) error {
+	code, b, err := fetch.PostJSON(context.Background(), r.d.http, url, token, in, 8192)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s answered %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
+	if code != want {
+		return fmt.Errorf("%s answered %d: %s", url, code, bytes.TrimSpace(b))
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)

@@ -43,7 +43,6 @@ type studio struct {
 	table string
 	first string // the edge it publishes to first
 	index int    // among its table's studios: where it starts among DNS's edges
-	wanIP string // its own address, for ICE
 
 	mu       sync.Mutex
 	sessions []studioSession
@@ -104,23 +103,7 @@ func (s *studio) candidates(failed string) []string {
 // publish holds one WHIP session until it fails or stop closes; held says
 // whether the session was established.
 func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held bool, err error) {
-	se := webrtc.SettingEngine{}
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if s.d.topo.Loopback {
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	} else {
-		want := net.ParseIP(s.wanIP)
-		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(want) })
-	}
-	se.SetICETimeouts(2*time.Second, 4*time.Second, 500*time.Millisecond)
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return false, err
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := s.d.newPeerConnection()
 	if err != nil {
 		return false, err
 	}
@@ -148,24 +131,11 @@ func (s *studio) publish(stop <-chan struct{}, edge string, aus [][]byte) (held 
 			}
 		}
 	}()
-	if err := offerGathered(pc); err != nil {
-		return false, err
-	}
 	url := "https://" + net.JoinHostPort(edge, fmt.Sprint(portEdge)) + "/live/" + s.table + "/whip"
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
-	req.Host = s.d.playName()
-	req.Header.Set("Content-Type", "application/sdp")
-	req.Header.Set("Authorization", "Bearer "+s.d.tokens.Studio)
-	resp, err := s.d.httpTo(edge).Do(req)
-	if err != nil {
-		return false, err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return false, fmt.Errorf("WHIP answered %d: %s", resp.StatusCode, bytes.TrimSpace(body))
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+	if _, err := negotiate(pc, s.d.httpTo(edge), "WHIP", url, func(req *http.Request) {
+		req.Host = s.d.playName()
+		req.Header.Set("Authorization", "Bearer "+s.d.tokens.Studio)
+	}); err != nil {
 		return false, err
 	}
 	s.mu.Lock()
@@ -384,10 +354,11 @@ func (v *viewer) descriptor() (playjson.Descriptor, error) {
 	return desc, json.Unmarshal(b, &desc)
 }
 
-// whepSettings are the ICE settings of the drill's WebRTC clients: UDP
-// over IPv4 from the address the drill's process has on the WAN (or
+// newPeerConnection makes a peer connection of the drill's WebRTC clients
+// (studios and viewers) with the default codecs and these ICE settings:
+// UDP over IPv4 from the address the drill's process has on the WAN (or
 // loopback), no mDNS, failure noticed within seconds.
-func (d *deployment) whepSettings() webrtc.SettingEngine {
+func (d *deployment) newPeerConnection() (*webrtc.PeerConnection, error) {
 	se := webrtc.SettingEngine{}
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
@@ -399,7 +370,38 @@ func (d *deployment) whepSettings() webrtc.SettingEngine {
 		se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(want) })
 	}
 	se.SetICETimeouts(2*time.Second, 4*time.Second, 500*time.Millisecond)
-	return se
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+}
+
+// negotiate is WHIP's and WHEP's offer/answer: it posts pc's offer, its
+// ICE candidates gathered, to url with client (prepare, unless nil, adds
+// what the protocol needs to the request) and takes the 201 answer as
+// pc's remote description. It returns the answer's header (WHEP's session
+// Location) once the resource was created, even when the answer could not
+// be applied, so that the caller can delete it.
+func negotiate(pc *webrtc.PeerConnection, client *http.Client, what, url string, prepare func(*http.Request)) (http.Header, error) {
+	if err := offerGathered(pc); err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	req.Header.Set("Content-Type", "application/sdp")
+	if prepare != nil {
+		prepare(req)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("%s answered %d: %s", what, resp.StatusCode, bytes.TrimSpace(body))
+	}
+	return resp.Header, pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)})
 }
 
 // WHEP session limits: ICE and DTLS must connect within whepConnect, and
@@ -414,12 +416,7 @@ const (
 // stops it). played says whether video came; the error says why it
 // ended.
 func (v *viewer) watchWHEP(stop <-chan struct{}, url string, takeover func()) (played bool, err error) {
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		return false, err
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(v.d.whepSettings()))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := v.d.newPeerConnection()
 	if err != nil {
 		return false, err
 	}
@@ -458,22 +455,11 @@ func (v *viewer) watchWHEP(stop <-chan struct{}, url string, takeover func()) (p
 			}
 		}
 	})
-	if err := offerGathered(pc); err != nil {
-		return false, err
+	header, err := negotiate(pc, v.client, "WHEP", "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+url, nil)
+	if header != nil {
+		defer v.endWHEP(header.Get("Location"), header.Get("Session-Token"))
 	}
-	req, _ := http.NewRequest(http.MethodPost, "https://"+v.d.playName()+":"+strconv.Itoa(portEdge)+url, strings.NewReader(pc.LocalDescription().SDP))
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := v.client.Do(req)
 	if err != nil {
-		return false, err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return false, fmt.Errorf("WHEP answered %d", resp.StatusCode)
-	}
-	defer v.endWHEP(resp.Header.Get("Location"), resp.Header.Get("Session-Token"))
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		return false, err
 	}
 	select {
@@ -644,7 +630,7 @@ func (d *deployment) startVideo(ctx context.Context) (*video, error) {
 	var firsts []node // each studio's first edge
 	index := map[string]int{}
 	for _, e := range d.edges {
-		s := &studio{d: d, table: "table-" + e.Region, first: e.IP, index: index[e.Region], wanIP: d.topo.WANIP()}
+		s := &studio{d: d, table: "table-" + e.Region, first: e.IP, index: index[e.Region]}
 		index[e.Region]++
 		firsts = append(firsts, e)
 		v.studios = append(v.studios, s)

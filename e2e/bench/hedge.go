@@ -12,32 +12,14 @@ import (
 // hedgeConfig is one node with one TLS listener and the bet route to a
 // one-member pool: the same job the nginx configuration does, with hedge's
 // own per-request work switched on (request ids, metrics, access log).
-const hedgeConfig = `# written by e2e/bench for one measured run
+var hedgeConfig = `# written by e2e/bench for one measured run
 deployment: bench
 data_dir: {{dir}}/hedge-data
 ` + benchkit.HedgeProxyHead + `routes:
   - name: bets
     match: {path_prefix: /api/bets, methods: [POST]}
-    pool: bets
-regions:
-  - name: bench
-    nodes:
-      - name: bench-1
-        listeners:
-          - name: public
-            address: {{listen}}
-            tls:
-              mode: files
-              files: {cert: {{cert}}, key: {{key}}}
-            # The load generator is one address opening many connections.
-            limits: {max_conns_per_ip: 100000}
-        admin: {address: {{admin}}}
-    pools:
-      - name: bets
-        members:
-          - {name: upstream, url: "http://{{upstream}}"}
-        health: {interval: 1s}
-`
+    pool: up
+` + benchkit.HedgeBenchRegions("1s", "tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}")
 
 // startHedge writes the configuration, checks it with `hedge check` (so a
 // schema mistake is reported as such, not as a server that never came up)
@@ -52,11 +34,7 @@ func startHedge(e *env, cpu int) (*server, error) {
 		"{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.certFile, "{{key}}", e.keyFile, "{{upstream}}", e.upstreamAddr,
 	).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
+	p, err := benchkit.StartBenchHedge(dir, cpu, e.hedgeBin, conf)
 	if err != nil {
 		return nil, err
 	}

@@ -4,12 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +16,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"hedge/e2e/internal/benchkit"
 )
 
 // betBody is the request body: a bet as a client sends it, padded with a
@@ -105,8 +105,7 @@ func runWrk(ctx context.Context, dir string, cpu int, url, runID string, conns i
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
 	secs := max(1, int(d.Round(time.Second)/time.Second))
-	cmd := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(cpu),
-		"wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "5s", "-s", path, url)
+	cmd := benchkit.Command(ctx, cpu, "wrk", "-t1", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(secs)+"s", "--timeout", "5s", "-s", path, url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -143,8 +142,7 @@ type fixedResult struct {
 func runFixed(ctx context.Context, self string, cpu int, target, caFile, runID string, rate int, warmup, d time.Duration) (fixedResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, warmup+d+30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "taskset", "-c", strconv.Itoa(cpu), self,
-		"-fixed-rate", target, "-rate", strconv.Itoa(rate), "-ca", caFile, "-run-id", runID,
+	cmd := benchkit.Command(ctx, cpu, self, "-fixed-rate", target, "-rate", strconv.Itoa(rate), "-ca", caFile, "-run-id", runID,
 		"-warmup", warmup.String(), "-duration", d.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -162,13 +160,9 @@ func runFixed(ctx context.Context, self string, cpu int, target, caFile, runID s
 // a warm-up whose results are dropped, then the measured attack. Latencies
 // are kept and sorted, so percentiles are exact.
 func fixedRateMain(target, caFile, runID string, rate int, warmup, d time.Duration) error {
-	pem, err := os.ReadFile(caFile)
+	roots, err := benchkit.CertPool(caFile)
 	if err != nil {
 		return err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("%s: no certificate", caFile)
 	}
 	// One client for the warm-up and the measured attack, so the measured
 	// one reuses the warm connections. (An Attacker stops itself at the

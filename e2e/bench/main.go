@@ -31,18 +31,12 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -107,55 +101,33 @@ type env struct {
 }
 
 func run(o options) (err error) {
-	if o.hedge == "" {
-		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
-	}
 	if o.rounds < 1 || o.conns < 1 || o.duration < time.Second || o.warmup < time.Second {
 		return errors.New("-rounds and -conns must be ≥ 1, -duration and -warmup ≥ 1s")
 	}
-	if n := runtime.NumCPU(); o.LoadCPU == o.ServerCPU || max(o.LoadCPU, o.ServerCPU) >= n {
-		return fmt.Errorf("need two distinct CPUs below %d for -load-cpu (%d) and -server-cpu (%d)", n, o.LoadCPU, o.ServerCPU)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	need := []string{"taskset", "wrk"}
 	if !o.skipNginx {
 		need = append(need, nginxBin)
 	}
-	for _, tool := range need {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: install the Debian packages util-linux wrk nginx-light (make bench-deps)", tool)
-		}
+	if err := benchkit.NeedTools("the Debian packages util-linux wrk nginx-light (make bench-deps)", need...); err != nil {
+		return err
 	}
 
 	// Every run is bounded; so is the whole: each attempt may first wait
 	// for quiet CPUs.
 	perRun := 15*time.Second + 2*(o.warmup+o.duration) + o.quietWait
-	total := time.Duration(o.rounds*2*(o.retries+1)+2)*perRun + time.Minute
-	ctx, cancel := context.WithTimeout(context.Background(), total)
-	defer cancel()
-	// SIGPIPE too: when whoever reads our output goes away, stop and clean up.
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-	defer stopSignals()
+	ctx, stop := benchkit.Bounded(time.Duration(o.rounds*2*(o.retries+1)+2)*perRun + time.Minute)
+	defer stop()
 
-	e := &env{}
-	if e.hedgeBin, err = filepath.Abs(o.hedge); err != nil {
+	w, err := benchkit.NewWorkspace("hedge-bench-", o.hedge)
+	if err != nil {
 		return err
 	}
-	if e.self, err = os.Executable(); err != nil {
-		return err
-	}
-	if e.dir, err = os.MkdirTemp("", "hedge-bench-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(e.dir)
-	if err := os.Chmod(e.dir, 0o755); err != nil { // nginx's worker reaches its dir through it
-		return err
-	}
+	defer w.Close()
+	e := &env{dir: w.Dir, self: w.Self, hedgeBin: w.Hedge}
 	if err := writeCert(e); err != nil {
-		return err
-	}
-	// Measure a copy: bin/hedge may be rebuilt while the rounds run, and
-	// every round must measure the same program.
-	if e.hedgeBin, err = benchkit.CopyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
 		return err
 	}
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -99,14 +98,4 @@ func startNginx(e *env, cpu int) (*server, error) {
 		// SIGQUIT is nginx's graceful shutdown.
 		stop: func() { p.Stop(syscall.SIGQUIT, 5*time.Second) },
 	}, nil
-}
-
-// nginxVersion is "nginx/1.22.1" or "" when nginx is missing.
-func nginxVersion() string {
-	out, err := exec.Command(nginxBin, "-v").CombinedOutput()
-	if err != nil {
-		return ""
-	}
-	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
-	return v
 }

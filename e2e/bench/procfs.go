@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
-	"strconv"
 	"strings"
 
 	"hedge/e2e/internal/benchkit"
@@ -39,39 +37,8 @@ func ticksBetween(t0, t1 uint64) float64 {
 // KiB. For nginx this counts pages the master and worker share twice; the
 // master is small, so the sum is close to what the pair costs.
 func rssKB(pids []int) (rss, hwm int64) {
-	v := sumFields(pids, "status", "VmRSS", "VmHWM")
+	v := benchkit.SumFields(pids, "status", "VmRSS", "VmHWM")
 	return v[0], v[1]
-}
-
-// sumFields sums, over pids, the values of keys in /proc/PID/file, in the
-// order of keys.
-func sumFields(pids []int, file string, keys ...string) []int64 {
-	sums := make([]int64, len(keys))
-	for _, pid := range pids {
-		procFields(fmt.Sprintf("/proc/%d/%s", pid, file), func(k string, n int64) {
-			if i := slices.Index(keys, k); i >= 0 {
-				sums[i] += n
-			}
-		})
-	}
-	return sums
-}
-
-// procFields calls f with each "key: number" line of a /proc file (a
-// "kB" unit dropped); a missing file (the process has gone) has none.
-func procFields(path string, f func(k string, n int64)) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		f(k, n)
-	}
 }
 
 var errNoOutput = errors.New("no result line in output")
@@ -84,7 +51,7 @@ func ctxSwitches(pids []int) int64 {
 	for _, pid := range pids {
 		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		for _, t := range tasks {
-			procFields(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()), func(k string, n int64) {
+			benchkit.ProcFields(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()), func(k string, n int64) {
 				if strings.HasSuffix(k, "ctxt_switches") {
 					sum += n
 				}
@@ -99,6 +66,6 @@ func ctxSwitches(pids []int) int64 {
 // time they tell whether a server does more kernel round trips per request
 // or more work per round trip.
 func ioCalls(pids []int) (reads, writes int64) {
-	v := sumFields(pids, "io", "syscr", "syscw")
+	v := benchkit.SumFields(pids, "io", "syscr", "syscw")
 	return v[0], v[1]
 }

@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -183,7 +181,7 @@ func (rep *report) markdown() string {
 
 // machine describes where the numbers were taken.
 func machine(hedgeBin string) map[string]string {
-	nginx := nginxVersion()
+	nginx := benchkit.NginxVersion(nginxBin)
 	m := benchkit.Machine(hedgeBin)
 	m["nginx"] = nginx
 	if b, err := os.ReadFile(hedgeBin); err == nil {
@@ -219,33 +217,15 @@ func profileHedge(ctx context.Context, e *env, o options, stamp string) (top, fi
 		wrkDone <- err
 	}()
 	time.Sleep(time.Second) // past connection set-up
-	c := &http.Client{Timeout: time.Duration(secs+10) * time.Second, Transport: &http.Transport{Proxy: nil}}
-	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.adminAddr, secs))
-	if err != nil {
-		<-wrkDone
+	p := benchkit.TakeProfile(ctx, s.adminAddr, secs, 35, o.Out, "hedge-cpu-"+stamp)
+	if err := <-wrkDone; err != nil {
 		return "", "", err
 	}
-	prof, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if werr := <-wrkDone; err == nil && werr != nil {
-		err = werr
+	switch {
+	case p.File == "":
+		return "", "", errors.New(p.Err)
+	case p.Err != "":
+		return p.Err, p.File, nil // the profile is kept; only its summary failed
 	}
-	if err != nil {
-		return "", "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", "", fmt.Errorf("pprof: %s: %s", resp.Status, prof)
-	}
-	if err := os.MkdirAll(o.Out, 0o755); err != nil {
-		return "", "", err
-	}
-	file = filepath.Join(o.Out, "hedge-cpu-"+stamp+".pprof")
-	if err := os.WriteFile(file, prof, 0o644); err != nil {
-		return "", "", err
-	}
-	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=35", e.hedgeBin, file).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("go tool pprof failed: %v\n%s", err, out), file, nil
-	}
-	return strings.TrimSpace(string(out)), file, nil
+	return p.Top, p.File, nil
 }

@@ -38,7 +38,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -118,37 +117,17 @@ type workload struct {
 }
 
 func run(o options) error {
-	if o.hedge == "" {
-		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
-	}
-	for _, tool := range []string{"taskset", "h2load", nginxBin} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not found: install the Debian packages util-linux nghttp2-client nginx-light (make bench-deps)", tool)
-		}
-	}
-	e := &env{}
-	var err error
-	if e.self, err = os.Executable(); err != nil {
+	if err := benchkit.NeedTools("the Debian packages util-linux nghttp2-client nginx-light (make bench-deps)", "taskset", "h2load", nginxBin); err != nil {
 		return err
 	}
-	if e.dir, err = os.MkdirTemp("", "hedge-h2bench-"); err != nil {
+	w, err := benchkit.NewWorkspace("hedge-h2bench-", o.hedge)
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(e.dir)
-	if err := os.Chmod(e.dir, 0o755); err != nil {
-		return err
-	}
-	if e.hedgeBin, err = filepath.Abs(o.hedge); err != nil {
-		return err
-	}
-	if e.hedgeBin, err = benchkit.CopyExecutable(e.hedgeBin, filepath.Join(e.dir, "hedge")); err != nil {
-		return err
-	}
+	defer w.Close()
+	e := &env{dir: w.Dir, self: w.Self, hedgeBin: w.Hedge}
 	if o.before != "" {
-		if e.beforeBin, err = filepath.Abs(o.before); err != nil {
-			return err
-		}
-		if e.beforeBin, err = benchkit.CopyExecutable(e.beforeBin, filepath.Join(e.dir, "hedge-before")); err != nil {
+		if e.beforeBin, err = w.Copy(o.before, "hedge-before"); err != nil {
 			return err
 		}
 	}
@@ -159,8 +138,8 @@ func run(o options) error {
 	if err := os.WriteFile(e.betFile, bet, 0o644); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(o.rounds)*10*time.Minute)
-	defer cancel()
+	ctx, stop := benchkit.Bounded(time.Duration(o.rounds) * 10 * time.Minute)
+	defer stop()
 	var up *benchkit.Proc
 	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, e.self, "/"); err != nil {
 		return err
@@ -225,7 +204,7 @@ func run(o options) error {
 	}
 	var md strings.Builder
 	fmt.Fprintf(&md, "## h2load: hedge vs nginx %s, %d rounds × %d requests, server on CPU %d, h2load and upstream on CPU %d\n\n",
-		nginxVersion(), o.rounds, o.requests, o.ServerCPU, o.LoadCPU)
+		benchkit.NginxVersion(nginxBin), o.rounds, o.requests, o.ServerCPU, o.LoadCPU)
 	md.WriteString("| workload | hedge CPU/req | nginx CPU/req | ratio (median) | hedge req/s | nginx req/s |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, w := range workloads {
 		h, n := benchkit.Median(cpu[w.name]["hedge"]), benchkit.Median(cpu[w.name]["nginx"])
@@ -278,7 +257,7 @@ func measure(o options, s *server, args []string, url string) (us, reqps float64
 	if err != nil {
 		return 0, 0, err
 	}
-	return float64(after-before) * 1e6 / 100 / float64(done), reqps, nil // clock ticks are 10 ms
+	return float64(after-before) * 1e6 / benchkit.ClockTicks / float64(done), reqps, nil
 }
 
 var (
@@ -325,7 +304,7 @@ func ratios(h, n []float64) string {
 	return strings.Join(out, ", ")
 }
 
-const hedgeConfig = `# written by e2e/h2bench for one measured run
+var hedgeConfig = `# written by e2e/h2bench for one measured run
 deployment: bench
 data_dir: {{dir}}/hedge-data
 waf: {mode: off}
@@ -341,22 +320,7 @@ routes:
   - name: games
     match: {path_prefix: /games/, methods: [GET]}
     pool: up
-regions:
-  - name: bench
-    nodes:
-      - name: bench-1
-        listeners:
-          - name: public
-            address: {{listen}}
-            tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}
-            limits: {max_conns_per_ip: 100000}
-            {{http3}}
-        admin: {address: {{admin}}}
-    pools:
-      - name: up
-        members: [{name: upstream, url: "http://{{upstream}}"}]
-        health: {interval: 1s}
-`
+` + benchkit.HedgeBenchRegions("1s", "tls: {mode: files, files: {cert: {{cert}}, key: {{key}}}}", "{{http3}}")
 
 func startHedge(e *env, cpu int) (*server, error) { return startHedgeBin(e, cpu, e.hedgeBin, true) }
 
@@ -373,11 +337,7 @@ func startHedgeBin(e *env, cpu int, bin string, h3 bool) (*server, error) {
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{cert}}", e.cert, "{{key}}", e.key, "{{upstream}}", e.upstream, "{{http3}}", h3conf).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(bin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, bin, path, "bench", "bench-1")
+	p, err := benchkit.StartBenchHedge(dir, cpu, bin, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -434,12 +394,6 @@ func startNginx(e *env, cpu int) (*server, error) {
 	return &server{name: "nginx", addr: listen,
 		pids: func() []int { return append([]int{master}, benchkit.Children(master)...) },
 		stop: func() { p.Stop(syscall.SIGQUIT, 5*time.Second) }}, nil
-}
-
-func nginxVersion() string {
-	out, _ := exec.Command(nginxBin, "-v").CombinedOutput()
-	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
-	return v
 }
 
 // writeCert makes the self-signed certificate both servers present

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -377,13 +376,9 @@ func (s snap) since(b snap, requests int) window {
 // caFile, to whatever name the URL carries (SNI and certificate check),
 // always dialing dial.
 func benchClient(caFile, dial string, idle int) (*http.Client, error) {
-	pem, err := os.ReadFile(caFile)
+	roots, err := benchkit.CertPool(caFile)
 	if err != nil {
 		return nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no certificate", caFile)
 	}
 	d := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{

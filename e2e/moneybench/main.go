@@ -48,8 +48,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -109,45 +107,33 @@ type env struct {
 }
 
 func run(o options) (err error) {
-	if o.hedge == "" {
-		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
-	}
 	if o.rate < 2 || o.duration < time.Second || o.warmup < time.Second || o.players < 1 {
 		return errors.New("-rate must be ≥ 2, -duration and -warmup ≥ 1s, -players ≥ 1")
 	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		return errors.New("redis-server not found: install the Debian package redis-server (make deps)")
+	if err := benchkit.NeedTools("the Debian package redis-server (make deps)", "redis-server"); err != nil {
+		return err
 	}
 	pinning := "taskset"
-	if _, err := exec.LookPath("taskset"); err != nil || runtime.NumCPU() < 2 || o.LoadCPU == o.ServerCPU ||
-		max(o.LoadCPU, o.ServerCPU) >= runtime.NumCPU() {
-		o.LoadCPU, o.ServerCPU, pinning = -1, -1, "none (needs taskset and two distinct CPUs)"
+	switch {
+	case o.LoadCPU < 0 || o.ServerCPU < 0:
+		pinning = "none (-load-cpu or -server-cpu is -1)"
+	case benchkit.NeedTools("util-linux", "taskset") != nil || o.Check() != nil:
+		pinning = "none (needs taskset and two distinct CPUs)"
 	}
-	if o.LoadCPU < 0 || o.ServerCPU < 0 {
+	if pinning != "taskset" {
 		o.LoadCPU, o.ServerCPU = -1, -1
-		if pinning == "taskset" {
-			pinning = "none (-load-cpu or -server-cpu is -1)"
-		}
 	}
 
 	// The whole run is bounded, and so is every step in it.
-	ctx, cancel := context.WithTimeout(context.Background(), o.warmup+o.duration+3*time.Minute)
-	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+	ctx, stop := benchkit.Bounded(o.warmup + o.duration + 3*time.Minute)
+	defer stop()
 
-	e := &env{o: o}
-	if e.self, err = os.Executable(); err != nil {
+	w, err := benchkit.NewWorkspace("hedge-moneybench-", o.hedge)
+	if err != nil {
 		return err
 	}
-	if e.dir, err = os.MkdirTemp("", "hedge-moneybench-"); err != nil {
-		return err
-	}
-	defer os.RemoveAll(e.dir)
-	// Measure a copy: bin/hedge may be rebuilt while this runs.
-	if e.hedge, err = benchkit.CopyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
-		return err
-	}
+	defer w.Close()
+	e := &env{o: o, dir: w.Dir, self: w.Self, hedge: w.Hedge}
 	for _, a := range []*string{&e.redisAddr, &e.ledgerAddr, &e.listen, &e.admin} {
 		if *a, err = benchkit.FreeAddr(); err != nil {
 			return err

@@ -37,14 +37,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,31 +109,21 @@ func main() {
 const hostA, hostB = "127.0.0.61", "127.0.0.62"
 
 func run(o options) error {
-	if o.hedge == "" {
-		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
+	if err := benchkit.NeedTools("util-linux (make bench-deps)", "taskset"); err != nil {
+		return err
 	}
-	if _, err := exec.LookPath("taskset"); err != nil {
-		return errors.New("taskset not found: install util-linux (make bench-deps)")
+	if err := benchkit.DistinctCPUs("-hedge-cpu", o.hedgeCPU, "-client-cpu", o.clientCPU); err != nil {
+		return err
 	}
-	_, errH := benchkit.CPUBusy(o.hedgeCPU)
-	_, errC := benchkit.CPUBusy(o.clientCPU)
-	if o.hedgeCPU == o.clientCPU || errH != nil || errC != nil {
-		return fmt.Errorf("need two distinct CPUs for -hedge-cpu (%d) and -client-cpu (%d)", o.hedgeCPU, o.clientCPU)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.max)
-	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	defer stopSignals()
+	ctx, stop := benchkit.Bounded(o.max)
+	defer stop()
 
-	dir, err := os.MkdirTemp("", "hedge-streambench-")
+	w, err := benchkit.NewWorkspace("hedge-streambench-", o.hedge)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	hedgeBin := filepath.Join(dir, "hedge")
-	if err := copyFile(o.hedge, hedgeBin); err != nil {
-		return err
-	}
+	defer w.Close()
+	dir, hedgeBin := w.Dir, w.Hedge
 	conf, ports, err := writeConfig(hedgeBin, dir, hostA, hostB)
 	if err != nil {
 		return err
@@ -265,13 +250,13 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 	}
 	time.Sleep(time.Until(from))
 	t0 := time.Now()
-	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
+	h0, c0 := cpuTicks(hedgePID), cpuTicks(vw.PID())+cpuTicks(pub.PID())
 	b0, _ := benchkit.CPUBusy(o.hedgeCPU)
 	if profile != nil {
 		s.Profile = profile() // returns about a second before the window ends
 	}
 	time.Sleep(time.Until(to))
-	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.pid())+cpuTicks(pub.pid())
+	h1, c1 := cpuTicks(hedgePID), cpuTicks(vw.PID())+cpuTicks(pub.PID())
 	b1, _ := benchkit.CPUBusy(o.hedgeCPU)
 	// The readings' own interval: a late profile or a slow machine may
 	// stretch it beyond the window.
@@ -296,14 +281,6 @@ func measureStep(ctx context.Context, o options, hedgePID int, pub, vw *child, w
 	s.Video = lossOf(rep.Counts, 0, s.SentVideo)
 	s.Audio = lossOf(rep.Counts, 1, s.SentAudio)
 	return s, nil
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o755)
 }
 
 // freePort finds a port of network free on both hosts.

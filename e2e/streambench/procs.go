@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,14 +17,12 @@ import (
 )
 
 // child is a role process of this program (publisher, viewers) pinned to a
-// CPU, driven over its stdin and answering one JSON line per command.
+// CPU, driven over its stdin and answering one JSON line per command on
+// its stdout; its stderr goes to dir/name.out.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	in   io.WriteCloser
-	out  *bufio.Reader
-	log  string
-	done chan struct{}
+	*benchkit.Proc
+	in  io.WriteCloser
+	out *bufio.Reader
 }
 
 func startChild(name, dir string, cpu int, args ...string) (*child, error) {
@@ -35,13 +31,6 @@ func startChild(name, dir string, cpu int, args ...string) (*child, error) {
 		return nil, err
 	}
 	cmd := benchkit.Command(context.Background(), cpu, self, args...)
-	logPath := filepath.Join(dir, name+".err")
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	cmd.Stderr = f
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -50,15 +39,12 @@ func startChild(name, dir string, cpu int, args ...string) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
+	p, err := benchkit.StartCmd(name, dir, cmd)
+	if err != nil {
+		return nil, err
 	}
-	c := &child{name: name, cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20), log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	return c, nil
+	return &child{Proc: p, in: in, out: bufio.NewReaderSize(out, 1<<20)}, nil
 }
-
-func (c *child) pid() int { return c.cmd.Process.Pid }
 
 // call sends one command and decodes the answer into v, within timeout.
 func (c *child) call(timeout time.Duration, v any, cmd string, args ...any) error {
@@ -67,7 +53,7 @@ func (c *child) call(timeout time.Duration, v any, cmd string, args ...any) erro
 		line += " " + fmt.Sprint(a)
 	}
 	if _, err := io.WriteString(c.in, line+"\n"); err != nil {
-		return fmt.Errorf("%s: %s: %w\n%s", c.name, cmd, err, benchkit.TailFile(c.log, 1500))
+		return fmt.Errorf("%s: %s: %w\n%s", c.Name(), cmd, err, c.Tail())
 	}
 	return c.read(timeout, v)
 }
@@ -83,7 +69,7 @@ func (c *child) read(timeout time.Duration, v any) error {
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return fmt.Errorf("%s exited: %v\n%s", c.name, r.err, benchkit.TailFile(c.log, 1500))
+			return fmt.Errorf("%s exited: %v\n%s", c.Name(), r.err, c.Tail())
 		}
 		if v == nil {
 			return nil
@@ -91,7 +77,7 @@ func (c *child) read(timeout time.Duration, v any) error {
 		return json.Unmarshal([]byte(r.line), v)
 	case <-time.After(timeout):
 		// The reader goroutine ends when stop closes the pipe.
-		return fmt.Errorf("%s: no answer in %s\n%s", c.name, timeout, benchkit.TailFile(c.log, 1500))
+		return fmt.Errorf("%s: no answer in %s\n%s", c.Name(), timeout, c.Tail())
 	}
 }
 
@@ -103,10 +89,9 @@ func (c *child) stop(grace time.Duration) {
 	}
 	_ = c.in.Close()
 	select {
-	case <-c.done:
+	case <-c.Done():
 	case <-time.After(grace):
-		_ = syscall.Kill(-c.pid(), syscall.SIGKILL)
-		<-c.done
+		c.Stop(syscall.SIGKILL, time.Second)
 	}
 }
 
@@ -200,19 +185,7 @@ func startHedge(ctx context.Context, hedgeBin, dir, conf, region string, cpu int
 }
 
 // rssBytes is VmRSS of pid.
-func rssBytes(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func rssBytes(pid int) int64 { return benchkit.SumFields([]int{pid}, "status", "VmRSS")[0] << 10 }
 
 // cpuTicks is utime+stime of pid, in clock ticks.
 func cpuTicks(pid int) uint64 {

@@ -52,7 +52,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -141,17 +140,12 @@ func (e *env) slot(name string) (listen, admin, dir string, err error) {
 }
 
 func run(o options) (err error) {
-	if o.hedge == "" {
-		return errors.New("-hedge PATH is required (make build writes bin/hedge)")
-	}
 	if o.n < 100 || o.warmup < 0 || o.conns < 1 || o.rounds < 1 {
 		return errors.New("-n must be ≥ 100, -conns and -rounds ≥ 1, -warmup ≥ 0")
 	}
 	// Not runtime.NumCPU: this process is pinned to one CPU by now.
-	_, errL := benchkit.CPUBusy(o.LoadCPU)
-	_, errS := benchkit.CPUBusy(o.ServerCPU)
-	if o.LoadCPU == o.ServerCPU || errL != nil || errS != nil {
-		return fmt.Errorf("need two distinct CPUs of this machine for -load-cpu (%d) and -server-cpu (%d)", o.LoadCPU, o.ServerCPU)
+	if err := o.Check(); err != nil {
+		return err
 	}
 	if !o.skipNginx {
 		for _, f := range []string{nginxBin, modsecModule, debianCRS} {
@@ -160,23 +154,15 @@ func run(o options) (err error) {
 			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.max)
-	defer cancel()
-	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
-	defer stopSignals()
+	ctx, stop := benchkit.Bounded(o.max)
+	defer stop()
 
-	e := &env{}
-	if e.dir, err = os.MkdirTemp("", "hedge-wafbench-"); err != nil {
+	w, err := benchkit.NewWorkspace("hedge-wafbench-", o.hedge)
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(e.dir)
-	if err := os.Chmod(e.dir, 0o755); err != nil { // nginx's worker reaches its dir through it
-		return err
-	}
-	// Measure a copy: bin/hedge may be rebuilt while the run goes on.
-	if e.hedgeBin, err = benchkit.CopyExecutable(o.hedge, filepath.Join(e.dir, "hedge")); err != nil {
-		return err
-	}
+	defer w.Close()
+	e := &env{dir: w.Dir, hedgeBin: w.Hedge}
 	if o.wafref != "" {
 		if _, err := exec.LookPath(o.wafref); err != nil {
 			return fmt.Errorf("-wafref: %w", err)
@@ -191,12 +177,8 @@ func run(o options) (err error) {
 		}
 	}
 
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	var up *benchkit.Proc
-	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, self, "/healthz"); err != nil {
+	if e.upstream, up, err = benchkit.StartUpstream(ctx, e.dir, o.LoadCPU, w.Self, "/healthz"); err != nil {
 		return err
 	}
 	defer up.Stop(syscall.SIGTERM, 2*time.Second)

@@ -58,7 +58,7 @@ func serveUpstream(addr string) error {
 // built-in bet schema (so only the bet's free text reaches the rule
 // engine), and a POST route without a schema (the whole body does). The access log is off, as it is for the reference and nginx;
 // request ids and metrics stay on.
-const hedgeConfig = `# written by e2e/wafbench for one measured run
+var hedgeConfig = `# written by e2e/wafbench for one measured run
 deployment: wafbench
 data_dir: {{dir}}/data
 log:
@@ -88,23 +88,7 @@ routes:
     pool: up
     max_body_bytes: 16KiB
     limits: {content_types: [application/json]}
-regions:
-  - name: bench
-    nodes:
-      - name: bench-1
-        listeners:
-          - name: public
-            address: {{listen}}
-            tls: {mode: "off"}
-            # The load generator is one address opening many connections.
-            limits: {max_conns_per_ip: 100000}
-        admin: {address: {{admin}}}
-    pools:
-      - name: up
-        members:
-          - {name: upstream, url: "http://{{upstream}}"}
-        health: {interval: 5s}
-`
+` + benchkit.HedgeBenchRegions("5s", `tls: {mode: "off"}`)
 
 // startHedge writes the configuration with the WAF in mode (block or off),
 // checks it with `hedge check` and starts `hedge serve` pinned to cpu.
@@ -115,11 +99,7 @@ func startHedge(e *env, cpu int, mode string) (*server, error) {
 	}
 	conf := strings.NewReplacer("{{dir}}", dir, "{{listen}}", listen, "{{admin}}", admin,
 		"{{upstream}}", e.upstream, "{{mode}}", strconv.Quote(mode)).Replace(hedgeConfig)
-	path, err := benchkit.WriteHedgeConfig(e.hedgeBin, dir, conf)
-	if err != nil {
-		return nil, err
-	}
-	p, err := benchkit.StartHedge("hedge", dir, cpu, e.hedgeBin, path, "bench", "bench-1")
+	p, err := benchkit.StartBenchHedge(dir, cpu, e.hedgeBin, conf)
 	if err != nil {
 		return nil, err
 	}
@@ -243,8 +223,7 @@ func startNginx(e *env, cpu int) (*server, error) {
 // versions names what was measured besides hedge.
 func versions() map[string]string {
 	m := map[string]string{}
-	if out, err := exec.Command(nginxBin, "-v").CombinedOutput(); err == nil {
-		_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	if v := benchkit.NginxVersion(nginxBin); v != "" {
 		m["nginx"] = v
 	}
 	for pkg, key := range map[string]string{"libmodsecurity3": "modsecurity", "modsecurity-crs": "debian_crs"} {

@@ -19,6 +19,12 @@ func (p *Placement) Flags(load, server, reports string) {
 	flag.StringVar(&p.Out, "out", "e2e/bench/results", "`dir`ectory for "+reports)
 }
 
+// Check fails unless -load-cpu and -server-cpu are two different CPUs of
+// this machine (DistinctCPUs).
+func (p *Placement) Check() error {
+	return DistinctCPUs("-load-cpu", p.LoadCPU, "-server-cpu", p.ServerCPU)
+}
+
 // Role is a part a harness re-executes itself as (its upstream, its load
 // generator), chosen by an internal flag whose value is the role's
 // argument.

@@ -63,8 +63,8 @@ func StartPinned(name, dir string, cpu int, bin string, args ...string) (*Proc, 
 }
 
 // StartCmd starts cmd (made by Command, or with the same SysProcAttr) with
-// its stdout and stderr in dir/name.out, and waits for it in the
-// background.
+// its stderr, and its stdout unless the caller took it (StdoutPipe), in
+// dir/name.out, and waits for it in the background.
 func StartCmd(name, dir string, cmd *exec.Cmd) (*Proc, error) {
 	logPath := filepath.Join(dir, name+".out")
 	f, err := os.Create(logPath)
@@ -72,7 +72,10 @@ func StartCmd(name, dir string, cmd *exec.Cmd) (*Proc, error) {
 		return nil, err
 	}
 	defer f.Close()
-	cmd.Stdout, cmd.Stderr = f, f
+	if cmd.Stdout == nil {
+		cmd.Stdout = f
+	}
+	cmd.Stderr = f
 	c, err := child.Start(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)

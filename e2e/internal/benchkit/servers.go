@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // WriteHedgeConfig writes conf to dir/hedge.yaml and checks it with
@@ -34,6 +35,55 @@ func CheckHedgeConfig(ctx context.Context, hedgeBin, path string) error {
 // region, pinned to cpu (StartPinned); its output goes to dir/name.out.
 func StartHedge(name, dir string, cpu int, hedgeBin, conf, region, node string) (*Proc, error) {
 	return StartPinned(name, dir, cpu, hedgeBin, "serve", "-c", conf, "-region", region, "-node", node)
+}
+
+// BenchRegion, BenchNode: the node StartBenchHedge starts from a
+// configuration whose regions are HedgeBenchRegions.
+const BenchRegion, BenchNode = "bench", "bench-1"
+
+// HedgeBenchRegions is the regions section of the harnesses that measure
+// one hedge node against a peer (e2e/bench, e2e/h2bench, e2e/wafbench):
+// node BenchNode of region BenchRegion with its public listener at
+// {{listen}}, open to any number of connections from the load generator's
+// one address, its admin API at {{admin}}, and the pool "up" whose one
+// member is the harness's upstream at {{upstream}}, health-checked every
+// health. listener holds the listener's own settings (its tls, http3),
+// one YAML line each.
+func HedgeBenchRegions(health string, listener ...string) string {
+	var b strings.Builder
+	b.WriteString(`regions:
+  - name: ` + BenchRegion + `
+    nodes:
+      - name: ` + BenchNode + `
+        listeners:
+          - name: public
+            address: {{listen}}
+            # The load generator is one address opening many connections.
+            limits: {max_conns_per_ip: 100000}
+`)
+	for _, l := range listener {
+		b.WriteString("            " + l + "\n")
+	}
+	b.WriteString(`        admin: {address: {{admin}}}
+    pools:
+      - name: up
+        members:
+          - {name: upstream, url: "http://{{upstream}}"}
+        health: {interval: ` + health + `}
+`)
+	return b.String()
+}
+
+// StartBenchHedge writes conf, a configuration whose regions are
+// HedgeBenchRegions, to dir/hedge.yaml, checks it (WriteHedgeConfig) and
+// runs hedgeBin as its one node, pinned to cpu (StartHedge), with its
+// output in dir/hedge.out.
+func StartBenchHedge(dir string, cpu int, hedgeBin, conf string) (*Proc, error) {
+	path, err := WriteHedgeConfig(hedgeBin, dir, conf)
+	if err != nil {
+		return nil, err
+	}
+	return StartHedge("hedge", dir, cpu, hedgeBin, path, BenchRegion, BenchNode)
 }
 
 // HedgeProxyHead is what the harnesses that measure the proxy and money
@@ -97,4 +147,15 @@ func StartNginx(dir string, cpu int, nginxBin, conf string) (*Proc, error) {
 		return nil, fmt.Errorf("nginx -t: %v\n%s", err, out)
 	}
 	return StartPinned("nginx", dir, cpu, nginxBin, args...)
+}
+
+// NginxVersion is what `nginxBin -v` names ("nginx/1.22.1"), for the
+// reports; "" when it cannot be run.
+func NginxVersion(nginxBin string) string {
+	out, err := exec.Command(nginxBin, "-v").CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), "version: ")
+	return v
 }

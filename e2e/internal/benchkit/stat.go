@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -115,6 +116,19 @@ func OthersTicks(root int) uint64 {
 	return sum
 }
 
+// DistinctCPUs fails unless a and b are two different CPUs of this
+// machine: online ones, read from /proc/stat, so that the answer does not
+// depend on the CPUs this process is pinned to. flagA and flagB name the
+// flags that chose them, for the error.
+func DistinctCPUs(flagA string, a int, flagB string, b int) error {
+	_, errA := CPUBusy(a)
+	_, errB := CPUBusy(b)
+	if a == b || errA != nil || errB != nil {
+		return fmt.Errorf("need two distinct CPUs of this machine for %s (%d) and %s (%d)", flagA, a, flagB, b)
+	}
+	return nil
+}
+
 // CPUBusy is the time CPU cpu spent running anything (user, nice, system,
 // irq, softirq) since boot, in clock ticks, from /proc/stat.
 func CPUBusy(cpu int) (uint64, error) {
@@ -138,4 +152,35 @@ func CPUBusy(cpu int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/stat: no line for cpu%d", cpu)
+}
+
+// SumFields sums, over pids, the values of keys in /proc/PID/file, in the
+// order of keys.
+func SumFields(pids []int, file string, keys ...string) []int64 {
+	sums := make([]int64, len(keys))
+	for _, pid := range pids {
+		ProcFields(fmt.Sprintf("/proc/%d/%s", pid, file), func(k string, n int64) {
+			if i := slices.Index(keys, k); i >= 0 {
+				sums[i] += n
+			}
+		})
+	}
+	return sums
+}
+
+// ProcFields calls f with each "key: number" line of a /proc file (a
+// "kB" unit dropped); a missing file (the process has gone) has none.
+func ProcFields(path string, f func(k string, n int64)) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		f(k, n)
+	}
 }
