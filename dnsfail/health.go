@@ -2,17 +2,16 @@ package dnsfail
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
 	"hedge/configs"
 	"hedge/internal/certs"
 	"hedge/internal/health"
+	"hedge/internal/pki"
 )
 
 // edge is one edge node as a candidate of one service: the addresses
@@ -77,13 +76,9 @@ func probeSpec(cfg *configs.Config, n configs.Node, addrs []netip.Addr, svc stri
 			}
 		}
 		if caFile != "" {
-			pem, err := os.ReadFile(caFile)
+			pool, err := pki.ReadPool(caFile)
 			if err != nil {
 				return health.Spec{}, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return health.Spec{}, fmt.Errorf("%s holds no PEM certificate", caFile)
 			}
 			tc.RootCAs = pool
 		}

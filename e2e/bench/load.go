@@ -18,6 +18,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"hedge/e2e/internal/benchkit"
+	"hedge/internal/pki"
 )
 
 // betBody is the request body: a bet as a client sends it, padded with a
@@ -160,7 +161,7 @@ func runFixed(ctx context.Context, self string, cpu int, target, caFile, runID s
 // a warm-up whose results are dropped, then the measured attack. Latencies
 // are kept and sorted, so percentiles are exact.
 func fixedRateMain(target, caFile, runID string, rate int, warmup, d time.Duration) error {
-	roots, err := benchkit.CertPool(caFile)
+	roots, err := pki.ReadPool(caFile)
 	if err != nil {
 		return err
 	}

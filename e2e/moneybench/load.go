@@ -20,6 +20,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"hedge/e2e/internal/benchkit"
+	"hedge/internal/pki"
 )
 
 // The two routes under comparison: the same bet to the same ledger
@@ -376,7 +377,7 @@ func (s snap) since(b snap, requests int) window {
 // caFile, to whatever name the URL carries (SNI and certificate check),
 // always dialing dial.
 func benchClient(caFile, dial string, idle int) (*http.Client, error) {
-	roots, err := benchkit.CertPool(caFile)
+	roots, err := pki.ReadPool(caFile)
 	if err != nil {
 		return nil, err
 	}

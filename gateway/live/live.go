@@ -14,13 +14,11 @@ package live
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +30,7 @@ import (
 	"hedge/configs"
 	"hedge/gateway/route"
 	"hedge/internal/certs"
+	"hedge/internal/pki"
 	"hedge/internal/problem"
 	"hedge/stream"
 	"hedge/stream/hls"
@@ -412,13 +411,9 @@ func relayPeers(b Setup, prefix string) ([]string, *http.Client, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		pem, err := os.ReadFile(root)
-		if err != nil {
+		if tlsCfg.RootCAs, err = pki.ReadPool(root); err != nil {
 			return nil, nil, err
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(pem)
-		tlsCfg.RootCAs = pool
 	}
 	// Verify each peer against the name it serves, not the alias.
 	names := map[string]string{}

@@ -3,16 +3,15 @@ package upstream
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"hedge/configs"
+	"hedge/internal/pki"
 )
 
 // ClientTLS builds how the edge verifies an https upstream (pool member or
@@ -27,13 +26,9 @@ func ClientTLS(t configs.ClientTLS, serverName string) (*tls.Config, error) {
 		c.ServerName = t.ServerName
 	}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
+		pool, err := pki.ReadPool(t.CAFile)
 		if err != nil {
 			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
 		}
 		c.RootCAs = pool
 	}

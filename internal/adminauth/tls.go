@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"hedge/configs"
 	"hedge/internal/certs"
+	"hedge/internal/pki"
 )
 
 // ServerTLS is an admin listener's TLS for one configuration: certificates
@@ -172,14 +172,4 @@ func (p *Pusher) Close() {
 	}
 }
 
-func readPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", file)
-	}
-	return pool, nil
-}
+func readPool(file string) (*x509.CertPool, error) { return pki.ReadPool(file) }

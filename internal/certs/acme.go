@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"slices"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/mholt/acmez/v3/acme"
 
 	"hedge/configs"
+	"hedge/internal/pki"
 )
 
 // acmeSetup is the part of an ACMEIssuer that can be checked before
@@ -109,16 +109,12 @@ func (n noPrompt) PreCheck(ctx context.Context, names []string, _ bool) error {
 // rootsWith is the system's roots plus the PEM file's, so a private ACME
 // CA can be added without losing the public ones.
 func rootsWith(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("certs: acme ca_roots: %w", err)
-	}
 	pool, err := x509.SystemCertPool()
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("certs: acme ca_roots: no PEM certificate in %s", file)
+	if pool, err = pki.AppendFile(pool, file); err != nil {
+		return nil, fmt.Errorf("certs: acme ca_roots: %w", err)
 	}
 	return pool, nil
 }

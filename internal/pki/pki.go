@@ -4,7 +4,8 @@
 // writers, rails and operators), or one self-signed server certificate
 // (the benchmarks). Keys are ECDSA P-256; certificates are valid from an
 // hour ago for a day. It is not the demo's local CA (internal/certs),
-// which persists and constrains its names.
+// which persists and constrains its names. It also reads the CA files a
+// configuration names into certificate pools.
 package pki
 
 import (
@@ -14,10 +15,30 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
+	"os"
 	"time"
 )
+
+// ReadPool returns a pool of the PEM certificates in file; a file that
+// holds none is an error.
+func ReadPool(file string) (*x509.CertPool, error) {
+	return AppendFile(x509.NewCertPool(), file)
+}
+
+// AppendFile adds the PEM certificates in file to pool and returns it.
+func AppendFile(pool *x509.CertPool, file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
 
 // CA is a certificate authority that signs leaf certificates only.
 type CA struct {

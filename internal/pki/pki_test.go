@@ -3,6 +3,9 @@ package pki
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -51,6 +54,35 @@ func TestIssueVerifiesAgainstTheCA(t *testing.T) {
 	}
 	if !ca.Cert.IsCA || !ca.Cert.MaxPathLenZero {
 		t.Fatalf("CA certificate: IsCA %v, MaxPathLenZero %v; want a CA that signs leaves only", ca.Cert.IsCA, ca.Cert.MaxPathLenZero)
+	}
+}
+
+// TestReadPool: a file's certificates verify what they signed; a file
+// without one (a key) is refused, and so is a file that is not there.
+func TestReadPool(t *testing.T) {
+	certPEM, keyPEM, cert, err := SelfSigned("pool", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots, err := ReadPool(certFile)
+	if err != nil {
+		t.Fatalf("ReadPool(%s): %v", certFile, err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, DNSName: "localhost"}); err != nil {
+		t.Fatalf("the certificate does not verify against a pool of its own file: %v", err)
+	}
+	for _, f := range []string{keyFile, filepath.Join(dir, "missing.pem")} {
+		if _, err := ReadPool(f); err == nil || !strings.Contains(err.Error(), f) {
+			t.Errorf("ReadPool(%s) = %v; want an error naming the file", f, err)
+		}
 	}
 }
 

@@ -5,7 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"hedge/internal/pki"
 )
 
 // ServerTLS is how a stand-in serves HTTPS: certFile and keyFile (PEM) are
@@ -58,13 +59,9 @@ func PeerTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // loadPool reads the PEM certificates of file into a pool.
 func loadPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pool, err := pki.ReadPool(file)
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("sim: %s holds no PEM certificate", file)
 	}
 	return pool, nil
 }

@@ -3,7 +3,6 @@ package benchkit
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,18 +63,4 @@ func SelfSignedCert(dir, commonName string) (certFile, keyFile string, cert *x50
 		return "", "", nil, err
 	}
 	return certFile, keyFile, cert, os.WriteFile(keyFile, keyPEM, 0o600)
-}
-
-// CertPool reads the PEM certificates in file (a run's CA or self-signed
-// certificate) into a pool that a client verifies its servers against.
-func CertPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no certificate", file)
-	}
-	return roots, nil
 }
