@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/pki"
 	"hedge/internal/testkit"
 )
 
@@ -302,13 +303,9 @@ func decodeJSON(t testing.TB, what, body string, v any) {
 // certPool reads a PEM root certificate file.
 func certPool(t testing.TB, file string) *x509.CertPool {
 	t.Helper()
-	pem, err := os.ReadFile(file)
+	pool, err := pki.ReadPool(file)
 	if err != nil {
-		t.Fatalf("read root certificate: %v", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("%s holds no PEM certificate", file)
+		t.Fatalf("root certificate: %v", err)
 	}
 	return pool
 }

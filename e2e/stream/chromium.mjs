@@ -1,7 +1,8 @@
 // What the Chromium drivers of e2e/stream share: a log with seconds since
 // start, waiting for a page condition with the player's state in the
 // error, Debian's Chromium launched with the flags every test needs (plus
-// the driver's), and a publish page sending the fake camera over WHIP.
+// the driver's), a publish page sending the fake camera over WHIP, and the
+// run of a driver's steps ending in its one "RESULT {json}" line.
 import { chromium } from 'playwright-core';
 
 const t0 = Date.now();
@@ -54,4 +55,20 @@ export async function publish(browser, base, stream, token) {
   await pub.click('#start');
   await waitFor(pub, 'publisher live', () => window.hedgePublisher.state === 'live' && window.hedgePublisher.framesEncoded > 0, null, 30000);
   return pub;
+}
+
+// run performs steps with browser, then closes it and prints the driver's
+// last line, "RESULT {json}" of result: ok set when the steps finished,
+// error set to why they did not.
+export async function run(browser, result, steps) {
+  try {
+    await steps();
+    result.ok = true;
+  } catch (e) {
+    result.error = String(e && e.message ? e.message : e);
+    log('FAILED:', result.error);
+  } finally {
+    await browser.close().catch(() => {});
+    console.log('RESULT ' + JSON.stringify(result));
+  }
 }

@@ -4,7 +4,7 @@
 // and, last, one line "RESULT {json}".
 //
 //   node drive.mjs BASE STREAM TOKEN
-import { launch, log, publish, waitFor } from './chromium.mjs';
+import { launch, log, publish, run, waitFor } from './chromium.mjs';
 
 const [base, stream, token] = process.argv.slice(2);
 if (!base || !stream || !token) {
@@ -64,7 +64,7 @@ async function control(what) {
 }
 
 const browser = await launch(['--disable-quic']);
-try {
+await run(browser, result, async () => {
   const pub = await publish(browser, base, stream, token);
   result.publisherCodec = await pub.evaluate(() => window.hedgePublisher.codec);
   log('publisher live, codec', result.publisherCodec);
@@ -146,11 +146,4 @@ try {
   result.webrtcReturnTTFF = await view.evaluate(() => window.hedgePlayer.ttff.webrtcReturn);
   result.switches = await view.evaluate(() => window.hedgePlayer.switches);
   log('back on WebRTC', result.returnMs, 'ms after the restore');
-  result.ok = true;
-} catch (e) {
-  result.error = String(e && e.message ? e.message : e);
-  log('FAILED:', result.error);
-} finally {
-  await browser.close().catch(() => {});
-  console.log('RESULT ' + JSON.stringify(result));
-}
+});

@@ -6,7 +6,7 @@
 // Prints progress lines and, last, one line "RESULT {json}".
 //
 //   node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT
-import { launch, log, publish, waitFor } from './chromium.mjs';
+import { launch, log, publish, run, waitFor } from './chromium.mjs';
 
 const [base, stream, token, proto, spki, hostport] = process.argv.slice(2);
 if (!base || !stream || !token || !proto || !spki || !hostport) {
@@ -27,7 +27,7 @@ if (proto === 'h3') {
   args.push('--disable-quic');
 }
 const browser = await launch(args);
-try {
+await run(browser, result, async () => {
   await publish(browser, base, stream, token);
   log('publisher live');
 
@@ -70,11 +70,4 @@ try {
     return by;
   });
   log('protocols', JSON.stringify(result.protocols));
-  result.ok = true;
-} catch (e) {
-  result.error = String(e && e.message ? e.message : e);
-  log('FAILED:', result.error);
-} finally {
-  await browser.close().catch(() => {});
-  console.log('RESULT ' + JSON.stringify(result));
-}
+});
