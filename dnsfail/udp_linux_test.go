@@ -36,7 +36,7 @@ func TestSpinnerAdapts(t *testing.T) {
 			sp.park()
 			sp.woke(now) // the first query: nothing served before it
 			for _, gap := range tt.gaps {
-				sp.served(now)
+				sp.served(now, 1)
 				if sp.more(now.Add(sp.window)) {
 					t.Fatalf("spins past its window %v", sp.window)
 				}
@@ -47,9 +47,51 @@ func TestSpinnerAdapts(t *testing.T) {
 			if sp.window != tt.want {
 				t.Errorf("window after gaps %v: %v, want %v", tt.gaps, sp.window, tt.want)
 			}
-			sp.served(now)
+			sp.served(now, 1)
 			if got := sp.more(now.Add(time.Nanosecond)); got != (tt.want > 0) {
 				t.Errorf("right after a batch, more() = %v with window %v", got, sp.window)
+			}
+		})
+	}
+}
+
+// TestSpinnerParksUnderLoad: with its window open, a loop whose reads
+// find many datagrams each (load: dnsperf's ~20) parks at the first empty
+// read, and reads on again once its reads come back to one datagram.
+func TestSpinnerParksUnderLoad(t *testing.T) {
+	const us = time.Microsecond
+	tests := []struct {
+		name    string
+		batches []int // datagrams per read, each read ~10 µs after the last batch
+		want    bool  // reads on after the last
+	}{
+		{"sequential", []int{1, 1, 1, 1, 1, 1}, true},
+		{"two at a time still reads on", []int{1, 1, 1, 1, 1, 2}, true},
+		{"loaded", []int{1, 1, 1, 1, 1, 1, 20}, false},
+		{"steady load", []int{20, 18, 25, 20, 22, 19, 21}, false},
+		{"a lone datagram under load", []int{20, 18, 25, 20, 22, 19, 1}, false},
+		{"small batches", []int{1, 1, 1, 3, 3, 3, 3, 3, 3}, false},
+		{"back to sequential", []int{20, 20, 20, 20, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sp spinner
+			now := time.Unix(1e9, 0)
+			sp.park()
+			sp.woke(now)
+			for i, n := range tt.batches {
+				if i > 0 {
+					sp.park()
+					now = now.Add(10 * us)
+					sp.woke(now)
+				}
+				sp.served(now, n)
+			}
+			if sp.window == 0 {
+				t.Fatalf("window shut after reads 10 µs apart")
+			}
+			if got := sp.more(now.Add(us)); got != tt.want {
+				t.Errorf("after reads of %v datagrams: more() = %v, want %v (average %d/%d)", tt.batches, got, tt.want, sp.size, sizeScale)
 			}
 		})
 	}
