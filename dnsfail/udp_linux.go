@@ -65,6 +65,14 @@ type replies struct {
 	count [batch]int // and how many it carries
 	cmsgs [batch][cmsgSpace]byte
 	m     int // messages
+
+	// group's scratch: each reply's client, the clients' hash table and
+	// the replies in their new order.
+	client [batch]uint8
+	table  [groupSlots]uint8 // a client's number + 1; 0 is free
+	gnames [batch]syscall.RawSockaddrInet6
+	glen   [batch]uint32
+	giovs  [batch]syscall.Iovec
 }
 
 const (
@@ -110,6 +118,72 @@ func (r *replies) pack(from int, gso bool) {
 			h.Controllen = cmsgSpace
 		}
 	}
+}
+
+// groupSlots is the size of group's hash table of clients: a power of
+// two, at least twice batch.
+const groupSlots = 64
+
+// group puts the replies to one client next to each other, each client's
+// in the order they were read and the clients in the order of their first
+// reply, so that pack makes one train of them. A client with many queries
+// in flight on one socket (a forwarder, dnsperf's clients) gets them read
+// interleaved with other clients' ones: without this, no two neighbours
+// share an address and no train forms.
+func (r *replies) group() {
+	if r.k < 3 {
+		return
+	}
+	r.table = [groupSlots]uint8{}
+	var count [batch]uint8
+	clients := 0
+	for i := range r.k {
+		h := addrHash(&r.names[i]) & (groupSlots - 1)
+		for {
+			c := r.table[h]
+			if c == 0 {
+				c = uint8(clients + 1)
+				r.table[h] = c
+				r.first[clients] = i
+				clients++
+			} else if f := r.first[c-1]; r.namlen[f] != r.namlen[i] || !sameAddr(&r.names[f], &r.names[i], r.namlen[i]) {
+				h = (h + 1) & (groupSlots - 1)
+				continue
+			}
+			r.client[i] = c - 1
+			count[c-1]++
+			break
+		}
+	}
+	if clients == 1 || clients == r.k {
+		return // already grouped
+	}
+	// Each client's place in the new order, then the replies moved there.
+	at := count
+	for c, n := 0, uint8(0); c < clients; c++ {
+		at[c], n = n, n+count[c]
+	}
+	for i := range r.k {
+		j := at[r.client[i]]
+		at[r.client[i]]++
+		r.gnames[j], r.glen[j], r.giovs[j] = r.names[i], r.namlen[i], r.iovs[i]
+	}
+	copy(r.names[:r.k], r.gnames[:r.k])
+	copy(r.namlen[:r.k], r.glen[:r.k])
+	copy(r.iovs[:r.k], r.giovs[:r.k])
+}
+
+// addrHash mixes a socket address's port and the last 4 bytes of its
+// address (IPv4: the address; IPv6: its low bytes) into a table index.
+func addrHash(sa *syscall.RawSockaddrInet6) uint32 {
+	var a uint32
+	if sa.Family == syscall.AF_INET {
+		sa4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		a = uint32(sa4.Addr[0])<<24 | uint32(sa4.Addr[1])<<16 | uint32(sa4.Addr[2])<<8 | uint32(sa4.Addr[3])
+	} else {
+		a = uint32(sa.Addr[12])<<24 | uint32(sa.Addr[13])<<16 | uint32(sa.Addr[14])<<8 | uint32(sa.Addr[15])
+	}
+	return ((a ^ uint32(sa.Port)<<16 ^ uint32(sa.Port)) * 0x9e3779b1) >> 26
 }
 
 // sameAddr compares the first n bytes of two socket addresses.
@@ -222,6 +296,9 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 		if w.k == 0 {
 			sp.served(time.Now(), n)
 			continue
+		}
+		if gso {
+			w.group()
 		}
 		w.pack(0, gso)
 		sent = 0

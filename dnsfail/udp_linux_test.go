@@ -3,8 +3,13 @@
 package dnsfail
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/miekg/dns"
 )
@@ -136,4 +141,84 @@ func TestUDPSpinStopsAtRest(t *testing.T) {
 		}
 	}
 	t.Logf("%d queries, %d reads spent spinning", sent, d.srv.udp.spins.Load())
+}
+
+// TestRepliesGroup: replies to one client, read interleaved with other
+// clients' ones, leave as one GSO train per client, each client's replies
+// in the order their queries came; without trains they leave as read.
+func TestRepliesGroup(t *testing.T) {
+	v4 := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port) }
+	v6 := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("::1"), port) }
+	tests := []struct {
+		name string
+		from []netip.AddrPort // each reply's client
+		lens []int            // each reply's length (default 64)
+		gso  bool
+		want string // the messages: each the replies' indices, in order
+	}{
+		{"round robin", []netip.AddrPort{v4(1), v4(2), v4(3), v4(1), v4(2), v4(3), v4(1)}, nil, true, "[0 3 6] [1 4] [2 5]"},
+		{"no trains: as read", []netip.AddrPort{v4(1), v4(2), v4(1), v4(2)}, nil, false, "[0] [1] [2] [3]"},
+		{"one client", []netip.AddrPort{v4(1), v4(1), v4(1)}, nil, true, "[0 1 2]"},
+		{"all different", []netip.AddrPort{v4(1), v4(2), v4(3), v4(4)}, nil, true, "[0] [1] [2] [3]"},
+		{"IPv4 and IPv6 on one port", []netip.AddrPort{v4(1), v6(1), v4(1), v6(1)}, nil, true, "[0 2] [1 3]"},
+		{"same port, other address", []netip.AddrPort{v4(1), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), 1), v4(1)}, nil, true, "[0 2] [1]"},
+		{"a shorter reply ends a train", []netip.AddrPort{v4(1), v4(2), v4(1), v4(2), v4(1)}, []int{64, 64, 40, 64, 64}, true, "[0 2] [4] [1 3]"},
+		{"a longer reply starts one", []netip.AddrPort{v4(1), v4(2), v4(1), v4(2)}, []int{64, 64, 90, 64}, true, "[0] [2] [1 3]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r replies
+			bufs := make([][]byte, len(tt.from))
+			for i, ap := range tt.from {
+				n := 64
+				if tt.lens != nil {
+					n = tt.lens[i]
+				}
+				bufs[i] = make([]byte, n)
+				bufs[i][0] = byte(i) // the reply's index, to find it after
+				r.names[i], r.namlen[i] = rawSockaddr(ap)
+				r.iovs[i].Base = &bufs[i][0]
+				r.iovs[i].SetLen(n)
+			}
+			r.k = len(tt.from)
+			if tt.gso {
+				r.group()
+			}
+			r.pack(0, tt.gso)
+			var got []string
+			for j := range r.m {
+				h := &r.msgs[j].hdr
+				iovs := unsafe.Slice(h.Iov, h.Iovlen)
+				var idx []string
+				for _, iov := range iovs {
+					i := int(*iov.Base)
+					idx = append(idx, fmt.Sprint(i))
+					if ap, _ := addrPort((*syscall.RawSockaddrInet6)(unsafe.Pointer(h.Name)), h.Namelen); ap != tt.from[i] {
+						t.Errorf("message %d goes to %v, but carries reply %d to %v", j, ap, i, tt.from[i])
+					}
+				}
+				got = append(got, "["+strings.Join(idx, " ")+"]")
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Errorf("messages %s, want %s", g, tt.want)
+			}
+		})
+	}
+}
+
+// rawSockaddr is ap as recvmmsg writes a peer's address.
+func rawSockaddr(ap netip.AddrPort) (syscall.RawSockaddrInet6, uint32) {
+	var sa syscall.RawSockaddrInet6
+	port := ap.Port()
+	if ap.Addr().Is4() {
+		sa4 := (*syscall.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		sa4.Family = syscall.AF_INET
+		sa4.Port = port>>8 | port<<8
+		sa4.Addr = ap.Addr().As4()
+		return sa, syscall.SizeofSockaddrInet4
+	}
+	sa.Family = syscall.AF_INET6
+	sa.Port = port>>8 | port<<8
+	sa.Addr = ap.Addr().As16()
+	return sa, syscall.SizeofSockaddrInet6
 }
