@@ -4,6 +4,7 @@ package dnsfail
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"syscall"
@@ -221,4 +222,56 @@ func rawSockaddr(ap netip.AddrPort) (syscall.RawSockaddrInet6, uint32) {
 	sa.Port = port>>8 | port<<8
 	sa.Addr = ap.Addr().As16()
 	return sa, syscall.SizeofSockaddrInet6
+}
+
+// TestUDPInterleavedClients: queries of three clients sent interleaved
+// (as dnsperf sends them, round robin over its sockets) are each answered
+// once, to the client that asked, in the order each client asked, with
+// some replies in GSO trains. (That the gathering per client makes one
+// train per client of a read is TestRepliesGroup's; here the reads split
+// the bursts as the scheduler has it.)
+func TestUDPInterleavedClients(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	names := []string{"play.edge.test.", "sea.edge.test.", "nosuch.edge.test."}
+	answers := []int{2, 1, 0}
+	conns := make([]net.Conn, len(names))
+	for i := range conns {
+		conns[i] = d.udpConn(t)
+	}
+	const bursts, each = 20, 10 // queries per client per burst
+	buf := make([]byte, 4096)
+	trains := d.srv.udp.trains.Load()
+	for b := range bursts {
+		for i := range each {
+			for c, conn := range conns {
+				q := new(dns.Msg)
+				q.SetQuestion(names[c], dns.TypeA)
+				q.Id = uint16(b*each + i)
+				wire, _ := q.Pack()
+				if _, err := conn.Write(wire); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for c, conn := range conns {
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i := range each {
+				k, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("client %d, burst %d: %d of %d replies, then: %v", c, b, i, each, err)
+				}
+				r := new(dns.Msg)
+				if err := r.Unpack(buf[:k]); err != nil {
+					t.Fatalf("client %d: a reply does not parse: %v", c, err)
+				}
+				if want := uint16(b*each + i); r.Id != want || len(r.Question) != 1 || r.Question[0].Name != names[c] || len(r.Answer) != answers[c] {
+					t.Fatalf("client %d: reply id %d for %v with %d answers, want id %d for %s with %d", c, r.Id, r.Question, len(r.Answer), want, names[c], answers[c])
+				}
+			}
+		}
+	}
+	if d.srv.udp.trains.Load() == trains && !d.srv.udp.gsoOff.Load() {
+		t.Errorf("%d interleaved queries of %d clients and no GSO train", bursts*each*len(conns), len(conns))
+	}
+	t.Logf("%d GSO trains", d.srv.udp.trains.Load()-trains)
 }
