@@ -159,7 +159,7 @@ func (r *replies) group() {
 		return // already grouped
 	}
 	// Each client's place in the new order, then the replies moved there.
-	at := count
+	var at [batch]uint8
 	for c, n := 0, uint8(0); c < clients; c++ {
 		at[c], n = n, n+count[c]
 	}
@@ -340,7 +340,7 @@ const (
 	// spinMax bounds the time a loop spends reading an empty socket
 	// after a batch.
 	spinMax = 100 * time.Microsecond
-	// spinSize is the average datagrams per read above which the loop
+	// spinSize is the average datagrams per read from which the loop
 	// no longer reads on: the sequential regime reads one at a time.
 	spinSize  = 2
 	sizeScale = 4
