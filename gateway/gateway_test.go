@@ -143,21 +143,34 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	if err := os.WriteFile(file, []byte(r.Replace(tmpl)), 0o600); err != nil {
 		return nil, err
 	}
-	cfg, err := configs.Load(file)
-	if err != nil {
-		return nil, fmt.Errorf("config:\n%w", err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if o.log != nil {
-		log = slog.New(slog.NewTextHandler(o.log, nil))
-	} else if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	g, err := runGateway(t, cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := runConfigFile(t, file, Options{Region: o.region, Node: o.node, Logger: testLogger(o.log)})
 	if err != nil {
 		return nil, err
 	}
 	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+}
+
+// testLogger is a test gateway's logger: text to w when given, else
+// nowhere, or stderr at debug level with -v.
+func testLogger(w io.Writer) *slog.Logger {
+	switch {
+	case w != nil:
+		return slog.New(slog.NewTextHandler(w, nil))
+	case testing.Verbose():
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// runConfigFile runs a Gateway from the configuration file, which its
+// reload reads again.
+func runConfigFile(t testing.TB, file string, o Options) (*Gateway, error) {
+	cfg, err := configs.Load(file)
+	if err != nil {
+		return nil, fmt.Errorf("config:\n%w", err)
+	}
+	o.Reload = func() (*configs.Config, error) { return configs.Load(file) }
+	return runGateway(t, cfg, o)
 }
 
 // runGateway creates and starts a Gateway that is shut down when the test

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -218,7 +217,7 @@ func TestFailedStartReleasesListeners(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		g, err := New(cfg, Options{Logger: testLogger(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}

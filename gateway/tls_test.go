@@ -41,15 +41,7 @@ func startTLSEdge(t *testing.T, limits string) *tlsEdge {
 	t.Helper()
 	g1 := newUpstream(t, "g1")
 	e := startEdge(t, tlsConfig, "{{G1}}", g1.addr(), "{{LIMITS}}", limits)
-	pem, err := os.ReadFile(e.path("ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("the internal CA's root does not parse")
-	}
-	return &tlsEdge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), roots: roots}
+	return &tlsEdge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), roots: e.rootCAs(t)}
 }
 
 // dial opens a verified TLS connection with SNI sni ("" sends none).
