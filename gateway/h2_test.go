@@ -46,14 +46,7 @@ streams:
   studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
   ice: {udp_port: {{UDP}}}
   relay: false
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: internal, names: [play.edge.test]}
+` + seaListener + `            tls: {mode: internal, names: [play.edge.test]}
             limits: {{LIMITS}}
             http2: {{H2}}
             http3: {{H3}}
