@@ -39,6 +39,17 @@ func (c *rawH2) raw(typ http2.FrameType, flags http2.Flags, stream uint32, paylo
 	c.do(func() error { return c.fr.WriteRawFrame(typ, flags, stream, payload) })
 }
 
+// malformedRequest is the case of a request of fields (HEADERS with
+// END_STREAM on stream 1) that section calls malformed: refused on its
+// own, the connection serving on.
+func malformedRequest(section, name string, fields ...string) h2Case {
+	return h2Case{section: section, name: name, served: true, want: malformed,
+		send: func(c *rawH2) uint32 {
+			c.headers(1, true, fields...)
+			return 1
+		}}
+}
+
 // slowGet opens stream id with a GET the upstream answers slowly.
 func slowGet(c *rawH2, id uint32) {
 	c.headers(id, true, h2Get("/games/slow", "x-slow", "1")...)
@@ -204,48 +215,16 @@ var h2Cases = []h2Case{
 			return 1
 		},
 		want: malformed},
-	{section: "8.2", name: "an upper-case field name", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/u", "X-Upper", "1")...); return 1 },
-		want: malformed},
-	{section: "8.2.1", name: "a field value with a line feed", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/lf", "x-lf", "a\nb")...); return 1 },
-		want: malformed},
-	{section: "8.2.2", name: "a connection-specific field", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, h2Get("/games/conn", "connection", "keep-alive")...)
-			return 1
-		},
-		want: malformed},
-	{section: "8.2.2", name: "TE other than trailers", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/te", "te", "gzip")...); return 1 },
-		want: malformed},
-	{section: "8.3", name: "a pseudo-header after a regular field", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "play.edge.test", ":path", "/games/p")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: "a request without :method", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":scheme", "https", ":authority", "play.edge.test", ":path", "/games/m")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: "an empty :path", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "play.edge.test", ":path", "")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: ":path twice", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":path", "/games/b")...); return 1 },
-		want: malformed},
-	{section: "8.3", name: "an unknown pseudo-header", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":tenant", "x")...); return 1 },
-		want: malformed},
-	{section: "8.3.2", name: "a response pseudo-header in a request", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":status", "200")...); return 1 },
-		want: malformed},
+	malformedRequest("8.2", "an upper-case field name", h2Get("/games/u", "X-Upper", "1")...),
+	malformedRequest("8.2.1", "a field value with a line feed", h2Get("/games/lf", "x-lf", "a\nb")...),
+	malformedRequest("8.2.2", "a connection-specific field", h2Get("/games/conn", "connection", "keep-alive")...),
+	malformedRequest("8.2.2", "TE other than trailers", h2Get("/games/te", "te", "gzip")...),
+	malformedRequest("8.3", "a pseudo-header after a regular field", ":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "play.edge.test", ":path", "/games/p"),
+	malformedRequest("8.3.1", "a request without :method", ":scheme", "https", ":authority", "play.edge.test", ":path", "/games/m"),
+	malformedRequest("8.3.1", "an empty :path", ":method", "GET", ":scheme", "https", ":authority", "play.edge.test", ":path", ""),
+	malformedRequest("8.3.1", ":path twice", append(h2Get("/games/a"), ":path", "/games/b")...),
+	malformedRequest("8.3", "an unknown pseudo-header", append(h2Get("/games/a"), ":tenant", "x")...),
+	malformedRequest("8.3.2", "a response pseudo-header in a request", append(h2Get("/games/a"), ":status", "200")...),
 }
 
 // The RFC 9113 areas h2spec covers, against a running node: each case
