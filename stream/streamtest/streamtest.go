@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"hedge/internal/h264"
+	"hedge/internal/tick"
 )
 
 // H264Fmtp is the H.264 profile browsers offer for a live table
@@ -193,16 +194,11 @@ func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]by
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := first; ; i++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+		i := first
+		tick.Every(p.stop, time.Second/30, func(time.Time) {
 			_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
-		}
+			i++
+		})
 	}()
 	return p
 }
@@ -237,15 +233,9 @@ func (p *Publisher) Send(start uint32) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
 		seq := uint16(start * 7) // arbitrary start, differs per publisher
-		for i := start; ; i++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+		i := start
+		tick.Every(p.stop, 10*time.Millisecond, func(time.Time) {
 			payload := make([]byte, 200)
 			binary.BigEndian.PutUint32(payload, i)
 			_ = p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: i * 900, Marker: true}, Payload: payload})
@@ -254,7 +244,8 @@ func (p *Publisher) Send(start uint32) {
 			}
 			p.sent.Store(i)
 			seq++
-		}
+			i++
+		})
 	}()
 }
 
