@@ -101,22 +101,11 @@ func TestHTTP3ReloadTogglesItAndAltSvc(t *testing.T) {
 			t.Errorf("%s: want no HTTP/3, got an answer %d", s.name, status)
 		}
 	}
-	metrics := getBody(t, e.admin+"/metrics")
+	metrics := get(t, e.admin+"/metrics")
 	if !strings.Contains(metrics, `proto="3",region="sea",route="games",status="200"`) {
 		t.Errorf("metrics: want requests counted with proto=\"3\", got:\n%s", grepLines(metrics, "hedge_requests_total"))
 	}
 	e.waitAccessLog(t, `a line with "proto":"3"`, `"proto":"3"`)
-}
-
-func getBody(t testing.TB, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
 }
 
 // QUIC connections count against the listener's max_conns_per_ip with its
