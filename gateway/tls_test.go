@@ -169,6 +169,9 @@ func TestReadTimeoutOverTLSAnswers408(t *testing.T) {
 func TestReadTimeoutDuringTLSHandshakeCloses(t *testing.T) {
 	e := startTLSEdge(t, "{read_timeout: 1s, write_timeout: 1s}")
 	for _, send := range []string{"", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"} {
+		// The edge's clock starts when it accepts, which is after the dial
+		// began and may be before it returned.
+		start := time.Now()
 		c, err := net.Dial("tcp", e.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -176,7 +179,6 @@ func TestReadTimeoutDuringTLSHandshakeCloses(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.WriteString(c, send)
-		start := time.Now()
 		got, err := io.ReadAll(c)
 		if err != nil {
 			t.Fatalf("sent %q: want the connection closed, got %v", send, err)
