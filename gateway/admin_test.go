@@ -217,7 +217,7 @@ func TestAdminTLS(t *testing.T) {
 	copyFile(t, ca1.File, clientCA)
 	e := startEdge(t, adminTLSConfig, "{{CLIENTCA}}", clientCA)
 	base := strings.Replace(e.admin, "http://", "https://", 1)
-	root := rootPool(t, e.path("ca", "root.crt"))
+	root := e.rootCAs(t)
 	get := func(cert []tls.Certificate, method, path string) (int, error) {
 		c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: root, Certificates: cert}}}
 		defer c.CloseIdleConnections()

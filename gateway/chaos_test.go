@@ -155,7 +155,6 @@ func TestChaosPromotionUnderLoad(t *testing.T) {
 
 	// Writers: W2 is a replica of W1 (it holds W1's ledger) until promoted.
 	// Neither deduplicates: a key the edges forward twice is applied twice.
-	quiet := slog.New(slog.DiscardHandler)
 	w1 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Epoch: 1, KeepReceipts: true, NoDedupe: true, Logger: quiet})
 	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, Epoch: 1, KeepReceipts: true, NoDedupe: true, Logger: quiet})
 	w1.ReplicateTo(w2)

@@ -4,9 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"hedge/configs"
 	"hedge/dnsfail"
 	"hedge/internal/testkit"
 )
@@ -73,16 +70,8 @@ func TestDNSInServeAndDrainPush(t *testing.T) {
 		"{{SEAADMIN}}", seaAdmin, "{{EUADMIN}}", euAdmin, "{{DNS}}", dnsAddr, "{{CA}}", ca.File, "{{EUCERT}}", euCert, "{{EUKEY}}", euKey)
 	file := dir + "/hedge.yaml"
 	writeFile(t, file, r.Replace(dnsConfig))
-	cfg, err := configs.Load(file)
-	if err != nil {
-		t.Fatalf("config:\n%v", err)
-	}
 	start := func(region string) *Gateway {
-		log := slog.New(slog.NewTextHandler(io.Discard, nil))
-		if testing.Verbose() {
-			log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-		}
-		g, err := runGateway(t, cfg, Options{Region: region, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+		g, err := runConfigFile(t, file, Options{Region: region, Logger: testLogger(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}

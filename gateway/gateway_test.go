@@ -3,13 +3,16 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,6 +103,47 @@ func (e *testEdge) path(elem ...string) string {
 	return filepath.Join(append([]string{filepath.Dir(e.file)}, elem...)...)
 }
 
+// rewriteConfig replaces old with new in the edge's configuration file.
+func rewriteConfig(t testing.TB, e *testEdge, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(e.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("configuration has no %q to replace:\n%s", old, b)
+	}
+	writeFile(t, e.file, strings.Replace(string(b), old, new, 1))
+}
+
+// auditTrail is what the edge's audit log holds ("" before its first
+// record).
+func (e *testEdge) auditTrail(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(e.path("audit", "audit.log"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitAccessLog waits until the edge's access log holds every one of
+// wants, and fails showing what it holds if that takes over 5 s.
+func (e *testEdge) waitAccessLog(t testing.TB, what string, wants ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(e.path("access.log"))
+		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(string(b), w) }) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("access log: want %s, got:\n%s", what, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // startEdge runs a one-node gateway from a YAML template; {{EDGE}},
 // {{ADMIN}} and {{DATA}} are filled in.
 func startEdge(t testing.TB, tmpl string, repl ...string) *testEdge {
@@ -143,21 +187,38 @@ func tryStartEdge(t testing.TB, o edgeOptions, tmpl string, repl ...string) (*te
 	if err := os.WriteFile(file, []byte(r.Replace(tmpl)), 0o600); err != nil {
 		return nil, err
 	}
-	cfg, err := configs.Load(file)
-	if err != nil {
-		return nil, fmt.Errorf("config:\n%w", err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if o.log != nil {
-		log = slog.New(slog.NewTextHandler(o.log, nil))
-	} else if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	g, err := runGateway(t, cfg, Options{Region: o.region, Node: o.node, Logger: log, Reload: func() (*configs.Config, error) { return configs.Load(file) }})
+	g, err := runConfigFile(t, file, Options{Region: o.region, Node: o.node, Logger: testLogger(o.log)})
 	if err != nil {
 		return nil, err
 	}
 	return &testEdge{g: g, url: "http://" + edge, admin: "http://" + admin, file: file}, nil
+}
+
+// testLogger is a test gateway's logger: text to w when given, else
+// nowhere, or stderr at debug level with -v.
+func testLogger(w io.Writer) *slog.Logger {
+	switch {
+	case w != nil:
+		return slog.New(slog.NewTextHandler(w, nil))
+	case testing.Verbose():
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return quiet
+}
+
+// quiet is a logger that drops everything: for the simulators beside a
+// test's gateway, and for the gateway itself by default.
+var quiet = slog.New(slog.DiscardHandler)
+
+// runConfigFile runs a Gateway from the configuration file, which its
+// reload reads again.
+func runConfigFile(t testing.TB, file string, o Options) (*Gateway, error) {
+	cfg, err := configs.Load(file)
+	if err != nil {
+		return nil, fmt.Errorf("config:\n%w", err)
+	}
+	o.Reload = func() (*configs.Config, error) { return configs.Load(file) }
+	return runGateway(t, cfg, o)
 }
 
 // runGateway creates and starts a Gateway that is shut down when the test
@@ -580,13 +641,13 @@ regions:
 	testkit.WaitUntil(t, "switch back to primary", 2*time.Second, func() bool { return get() == "primary" })
 	// Both switches are audited with their reason (the record is written
 	// right after the health change that requests may already see).
-	var trail []byte
+	var trail string
 	testkit.WaitUntil(t, "both switches audited", 2*time.Second, func() bool {
-		trail, _ = os.ReadFile(e.path("audit", "audit.log"))
-		return strings.Contains(string(trail), "went up")
+		trail = e.auditTrail(t)
+		return strings.Contains(trail, "went up")
 	})
 	for _, want := range []string{`"event":"pool_switch"`, `"to":"http://` + backup.addr() + `"`, `went down`, `went up`} {
-		if !strings.Contains(string(trail), want) {
+		if !strings.Contains(trail, want) {
 			t.Errorf("audit log lacks %s:\n%s", want, trail)
 		}
 	}

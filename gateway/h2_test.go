@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -48,14 +46,7 @@ streams:
   studios: [{name: studio-a, token: studio-a-token, streams: ["bacc-*"]}]
   ice: {udp_port: {{UDP}}}
   relay: false
-regions:
-  - name: sea
-    nodes:
-      - name: sea-1
-        listeners:
-          - name: public
-            address: {{EDGE}}
-            tls: {mode: internal, names: [play.edge.test]}
+` + seaListener + `            tls: {mode: internal, names: [play.edge.test]}
             limits: {{LIMITS}}
             http2: {{H2}}
             http3: {{H3}}
@@ -94,15 +85,7 @@ func startH23Edge(t testing.TB, limits, h2, h3 string) *h2Edge {
 	plain := testkit.FreeAddr(t)
 	e := startEdge(t, h2Config, "{{G1}}", games.addr(), "{{WRITER}}", writer.addr(), "{{LIMITS}}", limits, "{{H2}}", h2, "{{H3}}", h3,
 		"{{PLAIN}}", plain, "{{UDP}}", testkit.FreeUDPPort(t))
-	pem, err := os.ReadFile(filepath.Join(filepath.Dir(e.file), "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("the internal CA's root does not parse")
-	}
-	return &h2Edge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), plain: "http://" + plain, roots: roots, games: games, writer: writer}
+	return &h2Edge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), plain: "http://" + plain, roots: e.rootCAs(t), games: games, writer: writer}
 }
 
 // clientTLS is a client configuration that trusts the edge, offering protos.

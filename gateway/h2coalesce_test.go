@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,13 +144,7 @@ func TestHTTP2CoalescesAnswersThatFinishTogether(t *testing.T) {
 	writer := newUpstream(t, "writer")
 	te := startEdge(t, h2Config, "{{G1}}", strings.TrimPrefix(games.URL, "http://"), "{{WRITER}}", writer.addr(),
 		"{{LIMITS}}", "{}", "{{H2}}", "{}", "{{H3}}", "{}", "{{PLAIN}}", testkit.FreeAddr(t), "{{UDP}}", testkit.FreeUDPPort(t))
-	pem, err := os.ReadFile(filepath.Join(filepath.Dir(te.file), "ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	e := &h2Edge{testEdge: te, addr: strings.TrimPrefix(te.url, "http://"), roots: roots}
+	e := &h2Edge{testEdge: te, addr: strings.TrimPrefix(te.url, "http://"), roots: te.rootCAs(t)}
 
 	c, rc := dialCounted(t, e)
 	ids := map[uint32]bool{}

@@ -39,6 +39,25 @@ func (c *rawH2) raw(typ http2.FrameType, flags http2.Flags, stream uint32, paylo
 	c.do(func() error { return c.fr.WriteRawFrame(typ, flags, stream, payload) })
 }
 
+// oneFrame sends one frame as it is, valid or not, on stream.
+func oneFrame(typ http2.FrameType, flags http2.Flags, stream uint32, payload []byte) func(c *rawH2) uint32 {
+	return func(c *rawH2) uint32 {
+		c.raw(typ, flags, stream, payload)
+		return stream
+	}
+}
+
+// malformedRequest is the case of a request of fields (HEADERS with
+// END_STREAM on stream 1) that section calls malformed: refused on its
+// own, the connection serving on.
+func malformedRequest(section, name string, fields ...string) h2Case {
+	return h2Case{section: section, name: name, served: true, want: malformed,
+		send: func(c *rawH2) uint32 {
+			c.headers(1, true, fields...)
+			return 1
+		}}
+}
+
 // slowGet opens stream id with a GET the upstream answers slowly.
 func slowGet(c *rawH2, id uint32) {
 	c.headers(id, true, h2Get("/games/slow", "x-slow", "1")...)
@@ -56,7 +75,7 @@ var h2Cases = []h2Case{
 		},
 		want: protocolError},
 	{section: "4.1", name: "a frame of an unknown type is ignored", served: true,
-		send: func(c *rawH2) uint32 { c.raw(0x20, 0, 0, []byte("ignore me")); return 0 }},
+		send: oneFrame(0x20, 0, 0, []byte("ignore me"))},
 	{section: "4.2", name: "a DATA frame over SETTINGS_MAX_FRAME_SIZE",
 		send: func(c *rawH2) uint32 {
 			c.headers(1, false, ":method", "POST", ":scheme", "https", ":authority", "play.edge.test", ":path", "/games/post")
@@ -78,7 +97,7 @@ var h2Cases = []h2Case{
 		},
 		want: []outcome{goAway(http2.ErrCodeCompression)}},
 	{section: "5.1", name: "DATA on an idle stream",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameData, http2.FlagDataEndStream, 1, []byte("x")); return 1 },
+		send: oneFrame(http2.FrameData, http2.FlagDataEndStream, 1, []byte("x")),
 		want: protocolError},
 	{section: "5.1", name: "DATA on a half-closed (remote) stream", slow: true, served: true,
 		send: func(c *rawH2) uint32 {
@@ -110,7 +129,7 @@ var h2Cases = []h2Case{
 		},
 		want: []outcome{rst(http2.ErrCodeRefusedStream), rst(http2.ErrCodeProtocol)}},
 	{section: "6.1", name: "DATA on stream 0",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameData, 0, 0, []byte("x")); return 0 },
+		send: oneFrame(http2.FrameData, 0, 0, []byte("x")),
 		want: protocolError},
 	{section: "6.2", name: "HEADERS on stream 0",
 		send: func(c *rawH2) uint32 {
@@ -129,7 +148,7 @@ var h2Cases = []h2Case{
 	// A stream error (§6.3) that x/net makes a connection error, as §5.4.1
 	// allows.
 	{section: "6.3", name: "a PRIORITY frame of the wrong length",
-		send: func(c *rawH2) uint32 { c.raw(http2.FramePriority, 0, 1, []byte{0, 0, 0, 0}); return 1 },
+		send: oneFrame(http2.FramePriority, 0, 1, []byte{0, 0, 0, 0}),
 		want: []outcome{rst(http2.ErrCodeFrameSize), goAway(http2.ErrCodeFrameSize)}},
 	{section: "5.3.1", name: "a stream that depends on itself", served: true,
 		send: func(c *rawH2) uint32 {
@@ -144,31 +163,31 @@ var h2Cases = []h2Case{
 		},
 		want: protocolError},
 	{section: "6.5", name: "a SETTINGS ACK with a payload",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, http2.FlagSettingsAck, 0, make([]byte, 6)); return 0 },
+		send: oneFrame(http2.FrameSettings, http2.FlagSettingsAck, 0, make([]byte, 6)),
 		want: frameSize},
 	{section: "6.5", name: "SETTINGS on a stream",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, 0, 1, settingsPayload(0x3, 100)); return 1 },
+		send: oneFrame(http2.FrameSettings, 0, 1, settingsPayload(0x3, 100)),
 		want: protocolError},
 	{section: "6.5", name: "SETTINGS of a length that is not a multiple of 6",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, 0, 0, make([]byte, 3)); return 0 },
+		send: oneFrame(http2.FrameSettings, 0, 0, make([]byte, 3)),
 		want: frameSize},
 	{section: "6.5.2", name: "SETTINGS_ENABLE_PUSH of 2",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, 0, 0, settingsPayload(0x2, 2)); return 0 },
+		send: oneFrame(http2.FrameSettings, 0, 0, settingsPayload(0x2, 2)),
 		want: protocolError},
 	{section: "6.5.2", name: "SETTINGS_INITIAL_WINDOW_SIZE over 2^31-1",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, 0, 0, settingsPayload(0x4, 1<<31)); return 0 },
+		send: oneFrame(http2.FrameSettings, 0, 0, settingsPayload(0x4, 1<<31)),
 		want: []outcome{goAway(http2.ErrCodeFlowControl)}},
 	{section: "6.5.2", name: "SETTINGS_MAX_FRAME_SIZE below 16384",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameSettings, 0, 0, settingsPayload(0x5, 16383)); return 0 },
+		send: oneFrame(http2.FrameSettings, 0, 0, settingsPayload(0x5, 16383)),
 		want: protocolError},
 	{section: "6.7", name: "PING on a stream",
-		send: func(c *rawH2) uint32 { c.raw(http2.FramePing, 0, 1, make([]byte, 8)); return 1 },
+		send: oneFrame(http2.FramePing, 0, 1, make([]byte, 8)),
 		want: protocolError},
 	{section: "6.7", name: "a PING of the wrong length",
-		send: func(c *rawH2) uint32 { c.raw(http2.FramePing, 0, 0, make([]byte, 6)); return 0 },
+		send: oneFrame(http2.FramePing, 0, 0, make([]byte, 6)),
 		want: frameSize},
 	{section: "6.9", name: "a WINDOW_UPDATE of 0 on the connection",
-		send: func(c *rawH2) uint32 { c.raw(http2.FrameWindowUpdate, 0, 0, []byte{0, 0, 0, 0}); return 0 },
+		send: oneFrame(http2.FrameWindowUpdate, 0, 0, []byte{0, 0, 0, 0}),
 		want: protocolError},
 	{section: "6.9.1", name: "a connection window over 2^31-1",
 		send: func(c *rawH2) uint32 {
@@ -204,48 +223,16 @@ var h2Cases = []h2Case{
 			return 1
 		},
 		want: malformed},
-	{section: "8.2", name: "an upper-case field name", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/u", "X-Upper", "1")...); return 1 },
-		want: malformed},
-	{section: "8.2.1", name: "a field value with a line feed", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/lf", "x-lf", "a\nb")...); return 1 },
-		want: malformed},
-	{section: "8.2.2", name: "a connection-specific field", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, h2Get("/games/conn", "connection", "keep-alive")...)
-			return 1
-		},
-		want: malformed},
-	{section: "8.2.2", name: "TE other than trailers", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, h2Get("/games/te", "te", "gzip")...); return 1 },
-		want: malformed},
-	{section: "8.3", name: "a pseudo-header after a regular field", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "play.edge.test", ":path", "/games/p")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: "a request without :method", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":scheme", "https", ":authority", "play.edge.test", ":path", "/games/m")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: "an empty :path", served: true,
-		send: func(c *rawH2) uint32 {
-			c.headers(1, true, ":method", "GET", ":scheme", "https", ":authority", "play.edge.test", ":path", "")
-			return 1
-		},
-		want: malformed},
-	{section: "8.3.1", name: ":path twice", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":path", "/games/b")...); return 1 },
-		want: malformed},
-	{section: "8.3", name: "an unknown pseudo-header", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":tenant", "x")...); return 1 },
-		want: malformed},
-	{section: "8.3.2", name: "a response pseudo-header in a request", served: true,
-		send: func(c *rawH2) uint32 { c.headers(1, true, append(h2Get("/games/a"), ":status", "200")...); return 1 },
-		want: malformed},
+	malformedRequest("8.2", "an upper-case field name", h2Get("/games/u", "X-Upper", "1")...),
+	malformedRequest("8.2.1", "a field value with a line feed", h2Get("/games/lf", "x-lf", "a\nb")...),
+	malformedRequest("8.2.2", "a connection-specific field", h2Get("/games/conn", "connection", "keep-alive")...),
+	malformedRequest("8.2.2", "TE other than trailers", h2Get("/games/te", "te", "gzip")...),
+	malformedRequest("8.3", "a pseudo-header after a regular field", ":method", "GET", ":scheme", "https", "x-a", "1", ":authority", "play.edge.test", ":path", "/games/p"),
+	malformedRequest("8.3.1", "a request without :method", ":scheme", "https", ":authority", "play.edge.test", ":path", "/games/m"),
+	malformedRequest("8.3.1", "an empty :path", ":method", "GET", ":scheme", "https", ":authority", "play.edge.test", ":path", ""),
+	malformedRequest("8.3.1", ":path twice", append(h2Get("/games/a"), ":path", "/games/b")...),
+	malformedRequest("8.3", "an unknown pseudo-header", append(h2Get("/games/a"), ":tenant", "x")...),
+	malformedRequest("8.3.2", "a response pseudo-header in a request", append(h2Get("/games/a"), ":status", "200")...),
 }
 
 // The RFC 9113 areas h2spec covers, against a running node: each case

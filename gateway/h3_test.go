@@ -3,10 +3,10 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -54,20 +54,11 @@ func (e *h2Edge) tryH3(t testing.TB, path string) (int, error) {
 // reloads it.
 func (e *h2Edge) setHTTP3(t testing.TB, on bool) {
 	t.Helper()
-	b, err := os.ReadFile(e.file)
-	if err != nil {
-		t.Fatal(err)
-	}
 	from, to := "http3: {enabled: false}", "http3: {enabled: true}"
 	if !on {
 		from, to = to, from
 	}
-	if !strings.Contains(string(b), from) {
-		t.Fatalf("the configuration has no %q", from)
-	}
-	if err := os.WriteFile(e.file, []byte(strings.Replace(string(b), from, to, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	rewriteConfig(t, e.testEdge, from, to)
 	if err := e.g.Reload(context.Background()); err != nil {
 		t.Fatalf("reload with http3 %v: %v", on, err)
 	}
@@ -110,32 +101,11 @@ func TestHTTP3ReloadTogglesItAndAltSvc(t *testing.T) {
 			t.Errorf("%s: want no HTTP/3, got an answer %d", s.name, status)
 		}
 	}
-	metrics := getBody(t, e.admin+"/metrics")
+	metrics := get(t, e.admin+"/metrics")
 	if !strings.Contains(metrics, `proto="3",region="sea",route="games",status="200"`) {
 		t.Errorf("metrics: want requests counted with proto=\"3\", got:\n%s", grepLines(metrics, "hedge_requests_total"))
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(e.path("access.log"))
-		if strings.Contains(string(b), `"proto":"3"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("access log: want a line with \"proto\":\"3\", got:\n%s", b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func getBody(t testing.TB, url string) string {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	e.waitAccessLog(t, `a line with "proto":"3"`, `"proto":"3"`)
 }
 
 // QUIC connections count against the listener's max_conns_per_ip with its
@@ -304,23 +274,11 @@ func TestHTTP3RefusesUnsafeRequestsInEarlyData(t *testing.T) {
 	// Until the client's address is validated (by its handshake packets),
 	// QUIC's anti-amplification limit holds the answers back: the edge's
 	// decisions are read from its access log, while the handshake is held.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		b, _ := os.ReadFile(e.path("access.log"))
-		n := 0
-		for _, s := range steps {
-			if strings.Contains(string(b), `"id":"early-`+s.method+`"`) {
-				n++
-			}
-		}
-		if n == len(steps) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("access log: want the %d requests sent in 0-RTT, got:\n%s", len(steps), b)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var ids []string
+	for _, s := range steps {
+		ids = append(ids, `"id":"early-`+s.method+`"`)
 	}
+	e.waitAccessLog(t, fmt.Sprintf("the %d requests sent in 0-RTT", len(steps)), ids...)
 	if got := e.games.pathHits("/games/chat") - seen; got != 1 {
 		t.Errorf("upstream: want only the GET sent in 0-RTT to arrive, got %d requests", got)
 	}

@@ -3,10 +3,8 @@ package gateway
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -64,9 +62,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	testkit.WaitUntil(t, "load running", 5*time.Second, func() bool { return sent.Load() > 200 })
 
-	orig, _ := os.ReadFile(f.edge.file)
-	next := strings.Replace(string(orig), "routes:\n", "routes:\n  - name: extra\n    match: {path_prefix: /extra/}\n    pool: games\n", 1)
-	writeFile(t, f.edge.file, next)
+	rewriteConfig(t, f.edge, "routes:\n", "routes:\n  - name: extra\n    match: {path_prefix: /extra/}\n    pool: games\n")
 	if err := f.edge.g.Reload(context.Background()); err != nil {
 		t.Fatalf("valid reload rejected: %v", err)
 	}
@@ -76,7 +72,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	mid := sent.Load()
 	testkit.WaitUntil(t, "load after reload", 5*time.Second, func() bool { return sent.Load() > mid+200 })
 
-	writeFile(t, f.edge.file, next+"\nbogus_field: 1\n")
+	rewriteConfig(t, f.edge, "routes:\n", "bogus_field: 1\nroutes:\n")
 	resp, body := do(t, "POST", f.edge.admin+"/admin/reload", "", "")
 	if resp.StatusCode != 422 || !strings.Contains(body, "bogus_field") || !strings.Contains(body, "hedge.yaml:") {
 		t.Fatalf("invalid reload: want 422 naming file and field, got %d %s", resp.StatusCode, body)
@@ -218,7 +214,7 @@ func TestFailedStartReleasesListeners(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		g, err := New(cfg, Options{Logger: testLogger(nil)})
 		if err != nil {
 			t.Fatal(err)
 		}

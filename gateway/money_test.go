@@ -4,11 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -86,7 +84,7 @@ func startLedger(t testing.TB, domain string, epoch int64, addr string) (*sim.Le
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, KeepReceipts: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Epoch: epoch, KeepReceipts: true, Logger: quiet})
 	go l.Serve(ln)
 	t.Cleanup(func() { l.Close() })
 	return l, ln.Addr().String()
@@ -368,12 +366,9 @@ func TestFourEyesPromotion(t *testing.T) {
 	if resp, _ := do(t, "POST", e.admin+"/admin/ledger/promotions/"+pr.ID+"/approve", "", "", bob...); resp.StatusCode != 422 {
 		t.Fatalf("approving twice: want 422, got %d", resp.StatusCode)
 	}
-	trail, err := os.ReadFile(e.path("audit", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	trail := e.auditTrail(t)
 	for _, ev := range []string{`"event":"ledger_promotion_requested"`, `"event":"ledger_promotion_approved"`, `"event":"ledger_designation"`, `"source":"promotion"`} {
-		if !strings.Contains(string(trail), ev) {
+		if !strings.Contains(trail, ev) {
 			t.Errorf("audit log lacks %s:\n%s", ev, trail)
 		}
 	}

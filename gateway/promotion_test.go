@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,15 +84,12 @@ func TestFourEyesNeedsTwoPromoters(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"approved_by": "bob"`) || !strings.Contains(body, `"state": "designated"`) {
 		t.Fatalf("approval by bob: want 200 designated, approved by bob, got %d %s", code, body)
 	}
-	trail, err := os.ReadFile(e.path("audit", "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(trail), `"requested_by":"alice"`) || !strings.Contains(string(trail), `"approved_by":"bob"`) {
+	trail := e.auditTrail(t)
+	if !strings.Contains(trail, `"requested_by":"alice"`) || !strings.Contains(trail, `"approved_by":"bob"`) {
 		t.Errorf("audit log: want the promotion requested by alice and approved by bob:\n%s", trail)
 	}
 	for _, secret := range []string{aliceToken, bobToken} {
-		if strings.Contains(string(trail), secret) {
+		if strings.Contains(trail, secret) {
 			t.Errorf("a token appears in the audit log")
 		}
 	}
@@ -125,8 +121,8 @@ func TestPromotionsArePrunedAndBounded(t *testing.T) {
 	if code, body := promotionCall(t, e, "/admin/ledger/promotions/"+pr.ID+"/approve", "", bobToken); code != 404 {
 		t.Errorf("approving an expired promotion: want 404, got %d %s", code, body)
 	}
-	trail, _ := os.ReadFile(e.path("audit", "audit.log"))
-	if !strings.Contains(string(trail), `"event":"ledger_promotion_expired"`) || !strings.Contains(string(trail), `"id":"`+pr.ID+`"`) {
+	trail := e.auditTrail(t)
+	if !strings.Contains(trail, `"event":"ledger_promotion_expired"`) || !strings.Contains(trail, `"id":"`+pr.ID+`"`) {
 		t.Errorf("audit log: want the promotion recorded as expired:\n%s", trail)
 	}
 
@@ -194,7 +190,6 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 	w1Token, w2Token := filepath.Join(dir, "w1.token"), filepath.Join(dir, "w2.token")
 	writeFile(t, w1Token, pairToken)
 	writeFile(t, w2Token, pairToken+"\n")
-	quiet := slog.New(slog.DiscardHandler)
 	w2 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", Role: sim.RoleReplica, AdminToken: pairToken, KeepReceipts: true, Logger: quiet})
 	w2Addr := serveLedger(t, w2)
 	w1 := sim.NewLedger(sim.LedgerSettings{Domain: "sea", AdminToken: pairToken, KeepReceipts: true, Logger: quiet,
@@ -289,12 +284,9 @@ func TestPromotionReachesEveryNode(t *testing.T) {
 		name, source string
 		edge         *testEdge
 	}{{"sea-1", "promotion", sea1}, {"eu-1", "probe", eu1}, {"eu-2", "probe", eu2}} {
-		trail, err := os.ReadFile(filepath.Join(filepath.Dir(e.edge.file), "audit", "audit.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		trail := e.edge.auditTrail(t)
 		found := false
-		for _, line := range strings.Split(strings.TrimSpace(string(trail)), "\n") {
+		for _, line := range strings.Split(strings.TrimSpace(trail), "\n") {
 			var rec struct {
 				Event, Node, Source string
 				State               ledger.State

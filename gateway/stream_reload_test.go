@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -36,19 +35,6 @@ const (
   relay: false
 `
 )
-
-// rewriteConfig replaces old with new in the edge's configuration file.
-func rewriteConfig(t *testing.T, e *testEdge, old, new string) {
-	t.Helper()
-	b, err := os.ReadFile(e.file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), old) {
-		t.Fatalf("configuration has no %q to replace:\n%s", old, b)
-	}
-	writeFile(t, e.file, strings.Replace(string(b), old, new, 1))
-}
 
 func playDescriptor(t *testing.T, url string) player.Descriptor {
 	t.Helper()

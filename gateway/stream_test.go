@@ -5,13 +5,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +16,6 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
-	"hedge/internal/certs"
 	"hedge/internal/testkit"
 	"hedge/stream/streamtest"
 )
@@ -207,17 +203,7 @@ func TestStreamOfferOverBodyLimitIs413(t *testing.T) {
 			}
 			defer c.Close()
 			if tc.tls {
-				root, err := certs.InternalRoot(filepath.Dir(e.file))
-				if err != nil {
-					t.Fatal(err)
-				}
-				pem, err := os.ReadFile(root)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pool := x509.NewCertPool()
-				pool.AppendCertsFromPEM(pem)
-				c = tls.Client(c, &tls.Config{ServerName: "play.edge.test", RootCAs: pool})
+				c = tls.Client(c, &tls.Config{ServerName: "play.edge.test", RootCAs: e.rootCAs(t)})
 			}
 			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 			head := fmt.Sprintf("POST /live/bacc-01/whip HTTP/1.1\r\nHost: play.edge.test\r\nContent-Type: application/sdp\r\n"+

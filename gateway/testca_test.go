@@ -30,6 +30,13 @@ func rootPool(t testing.TB, file string) *x509.CertPool {
 	return p
 }
 
+// rootCAs is a pool holding the edge's internal CA root: what a client that
+// trusts the edge verifies its certificates against.
+func (e *testEdge) rootCAs(t testing.TB) *x509.CertPool {
+	t.Helper()
+	return rootPool(t, e.path("ca", "root.crt"))
+}
+
 // copyFile replaces to with a copy of from.
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()

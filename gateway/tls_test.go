@@ -41,15 +41,7 @@ func startTLSEdge(t *testing.T, limits string) *tlsEdge {
 	t.Helper()
 	g1 := newUpstream(t, "g1")
 	e := startEdge(t, tlsConfig, "{{G1}}", g1.addr(), "{{LIMITS}}", limits)
-	pem, err := os.ReadFile(e.path("ca", "root.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("the internal CA's root does not parse")
-	}
-	return &tlsEdge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), roots: roots}
+	return &tlsEdge{testEdge: e, addr: strings.TrimPrefix(e.url, "http://"), roots: e.rootCAs(t)}
 }
 
 // dial opens a verified TLS connection with SNI sni ("" sends none).
@@ -177,6 +169,9 @@ func TestReadTimeoutOverTLSAnswers408(t *testing.T) {
 func TestReadTimeoutDuringTLSHandshakeCloses(t *testing.T) {
 	e := startTLSEdge(t, "{read_timeout: 1s, write_timeout: 1s}")
 	for _, send := range []string{"", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"} {
+		// The edge's clock starts when it accepts, which is after the dial
+		// began and may be before it returned.
+		start := time.Now()
 		c, err := net.Dial("tcp", e.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +179,6 @@ func TestReadTimeoutDuringTLSHandshakeCloses(t *testing.T) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.WriteString(c, send)
-		start := time.Now()
 		got, err := io.ReadAll(c)
 		if err != nil {
 			t.Fatalf("sent %q: want the connection closed, got %v", send, err)

@@ -3,8 +3,6 @@ package gateway
 import (
 	"crypto/tls"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -27,7 +25,7 @@ func startTLSLedger(t *testing.T, domain, certFile, keyFile, clientCA string) (*
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	l := sim.NewLedger(sim.LedgerSettings{Domain: domain, Logger: quiet})
 	go l.Serve(tls.NewListener(ln, cfg))
 	t.Cleanup(func() { l.Close() })
 	return l, ln.Addr().String()

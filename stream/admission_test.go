@@ -9,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/webrtc/v4"
-
 	"hedge/internal/testkit"
-	"hedge/stream/streamtest"
 )
 
 // halfOpenOffer is a viewer's offer that can never connect: no candidate,
@@ -299,19 +296,15 @@ func TestViewerConnectingOverCapIsClosed(t *testing.T) {
 	n := startNode(t, Options{MaxViewersPerStream: 1})
 	livePublisher(t, n, "bacc-45")
 	var vs [2]*testViewer
-	var answers [2]string
+	var answers [2]httpResult
 	for i := range vs {
-		v := &testViewer{Viewer: streamtest.NewViewer(t, clientAPI(t, false))}
-		res := do(t, "POST", n.base+"bacc-45/whep", "application/sdp", "", []byte(streamtest.Offer(t, v.PC)))
-		if res.status != http.StatusCreated {
-			t.Fatalf("viewer %d, before either connected: expected 201, got %d %s", i, res.status, res.body)
+		vs[i], answers[i] = postViewer(t, n, "bacc-45")
+		if answers[i].status != http.StatusCreated {
+			t.Fatalf("viewer %d, before either connected: expected 201, got %d %s", i, answers[i].status, answers[i].body)
 		}
-		vs[i], answers[i] = v, res.body
 	}
 	for i, v := range vs {
-		if err := v.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answers[i]}); err != nil {
-			t.Fatal(err)
-		}
+		v.answer(t, answers[i])
 	}
 	testkit.WaitUntil(t, "one viewer in, the other closed", 10*time.Second, func() bool {
 		st := n.srv.Stats()

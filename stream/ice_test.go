@@ -182,28 +182,8 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	n := startNode(t, Options{})
 	livePublisher(t, n, "bacc-23")
 
-	pc, err := clientAPI(t, false).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got := make(chan struct{}, 1)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			select {
-			case got <- struct{}{}:
-			default:
-			}
-		}
-	})
+	v := streamtest.NewViewer(t, clientAPI(t, false))
+	pc := v.PC
 	off, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -240,11 +220,10 @@ func TestTrickleICEByPATCH(t *testing.T) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: r.body}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no media after the trickled candidates")
-	}
+	testkit.WaitUntil(t, "media after the trickled candidates", 10*time.Second, func() bool {
+		vid, audio := v.Snapshot()
+		return len(vid) > 0 || audio > 0
+	})
 	// The edge's PeerConnection has the viewer's host candidate, with the
 	// port the viewer gathered.
 	id := location[strings.LastIndexByte(location, '/')+1:]

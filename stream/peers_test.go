@@ -205,19 +205,35 @@ type testViewer struct {
 	token    string // the session's token (Session-Token)
 }
 
+// newViewer posts a viewer's offer for stream and, once it is admitted,
+// takes the answer; a viewer refused is closed, and nil.
 func newViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testViewer, httpResult) {
 	t.Helper()
-	v := &testViewer{Viewer: streamtest.NewViewer(t, clientAPI(t, false))}
-	res := do(t, "POST", n.base+stream+"/whep", "application/sdp", "", []byte(streamtest.Offer(t, v.PC)), hdr...)
+	v, res := postViewer(t, n, stream, hdr...)
 	if res.status != http.StatusCreated {
 		v.Close()
 		return nil, res
 	}
+	v.answer(t, res)
+	return v, res
+}
+
+// postViewer posts a new viewer's offer for stream, leaving the answer to
+// the caller (answer).
+func postViewer(t *testing.T, n *testNode, stream string, hdr ...string) (*testViewer, httpResult) {
+	t.Helper()
+	v := &testViewer{Viewer: streamtest.NewViewer(t, clientAPI(t, false))}
+	return v, do(t, "POST", n.base+stream+"/whep", "application/sdp", "", []byte(streamtest.Offer(t, v.PC)), hdr...)
+}
+
+// answer takes the node's answer to the viewer's offer, and the session it
+// created.
+func (v *testViewer) answer(t *testing.T, res httpResult) {
+	t.Helper()
 	if err := v.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.body}); err != nil {
 		t.Fatal(err)
 	}
 	v.location, v.token = res.header.Get("Location"), res.header.Get(SessionTokenHeader)
-	return v, res
 }
 
 func problemType(body string) string {

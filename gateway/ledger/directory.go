@@ -21,6 +21,7 @@ import (
 
 	"hedge/configs"
 	"hedge/internal/fetch"
+	"hedge/internal/tick"
 )
 
 // Writer is one ledger writer of a domain.
@@ -202,16 +203,7 @@ func (d *Directory) Start(ctx context.Context) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		t := time.NewTicker(d.probe.Interval.D())
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				d.round(ctx)
-			}
-		}
+		tick.Every(ctx.Done(), d.probe.Interval.D(), func(time.Time) { d.round(ctx) })
 	}()
 }
 

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"hedge/internal/tick"
 )
 
 // Writer buffers lines for out and flushes them every interval.
@@ -44,18 +46,11 @@ func Open(path string, every time.Duration) (*Writer, error) {
 
 func (w *Writer) flusher(every time.Duration) {
 	defer close(w.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-w.stop:
-			return
-		case <-t.C:
-			w.mu.Lock()
-			w.w.Flush()
-			w.mu.Unlock()
-		}
-	}
+	tick.Every(w.stop, every, func(time.Time) {
+		w.mu.Lock()
+		w.w.Flush()
+		w.mu.Unlock()
+	})
 }
 
 // Write appends one line (the caller ends it with '\n'); after Close it is

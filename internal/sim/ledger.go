@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,6 +253,19 @@ type Ledger struct {
 // scope keeps one player's keys from colliding with another's.
 type scope struct{ account, key string }
 
+// byScope lists m's entries, each made by entry, sorted by key and then
+// account.
+func byScope[S, T any](m map[scope]S, entry func(scope, S) T) []T {
+	scopes := slices.SortedFunc(maps.Keys(m), func(a, b scope) int {
+		return cmp.Or(strings.Compare(a.key, b.key), strings.Compare(a.account, b.account))
+	})
+	out := make([]T, 0, len(scopes))
+	for _, sc := range scopes {
+		out = append(out, entry(sc, m[sc]))
+	}
+	return out
+}
+
 type betSlot struct {
 	req   betRequest // to tell a retry from a different bet under a reused key
 	resp  betResponse
@@ -339,18 +352,10 @@ func (l *Ledger) Close() error {
 // this ledger replicates (marked Replicated), sorted by key and then account.
 func (l *Ledger) Applied() []AppliedKey {
 	l.mu.Lock()
-	out := make([]AppliedKey, 0, len(l.bets))
-	for sc, slot := range l.bets {
-		out = append(out, AppliedKey{Key: sc.key, Account: sc.account, Count: slot.count, Replicated: slot.replicated})
-	}
-	l.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Key != out[j].Key {
-			return out[i].Key < out[j].Key
-		}
-		return out[i].Account < out[j].Account
+	defer l.mu.Unlock()
+	return byScope(l.bets, func(sc scope, slot *betSlot) AppliedKey {
+		return AppliedKey{Key: sc.key, Account: sc.account, Count: slot.count, Replicated: slot.replicated}
 	})
-	return out
 }
 
 // Receipts lists every bet request received since the ledger started, in

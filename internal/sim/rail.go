@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -191,18 +190,10 @@ func (r *Rail) slow() {
 // account.
 func (r *Rail) Deposits() []Deposit {
 	r.mu.Lock()
-	out := make([]Deposit, 0, len(r.deposits))
-	for sc, slot := range r.deposits {
-		out = append(out, Deposit{Key: sc.key, Account: sc.account, ID: slot.resp.DepositID, Count: slot.count})
-	}
-	r.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Key != out[j].Key {
-			return out[i].Key < out[j].Key
-		}
-		return out[i].Account < out[j].Account
+	defer r.mu.Unlock()
+	return byScope(r.deposits, func(sc scope, slot *depositSlot) Deposit {
+		return Deposit{Key: sc.key, Account: sc.account, ID: slot.resp.DepositID, Count: slot.count}
 	})
-	return out
 }
 
 // SetDelay makes the rail answer every deposit d late, after booking it.

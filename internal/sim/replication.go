@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hedge/internal/fetch"
+	"hedge/internal/tick"
 )
 
 // Replication modes of a writer that has replicas (LedgerSettings.Replicas).
@@ -345,36 +346,32 @@ func (rp *replication) send(ctx context.Context, base string, batch []replBet) e
 // /role every heartbeat interval and promotes this ledger when neither a
 // heartbeat nor an import has come for autoAfter.
 func (rp *replication) heartbeatLoop() {
-	t := time.NewTicker(rp.heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-rp.ctx.Done():
-			return
-		case <-t.C:
+	tick.Every(rp.ctx.Done(), rp.heartbeat, func(time.Time) { rp.watchWriter() })
+}
+
+// watchWriter is one heartbeat of a replica.
+func (rp *replication) watchWriter() {
+	if rp.l.roleBody().Role != RoleReplica {
+		return
+	}
+	ans, err := rp.askWriter()
+	l := rp.l
+	l.mu.Lock()
+	if err == nil {
+		rp.writerSeen = max(rp.writerSeen, ans.Epoch)
+		// Only a writer still claiming the role at this replica's
+		// epoch or above is alive for it; a fenced or demoted one
+		// writes nothing this replica could follow.
+		if ans.Role == RoleWriter && ans.Epoch >= l.epoch {
+			rp.lastHeard = time.Now()
+			l.epoch = max(l.epoch, ans.Epoch)
 		}
-		if rp.l.roleBody().Role != RoleReplica {
-			continue
-		}
-		ans, err := rp.askWriter()
-		l := rp.l
-		l.mu.Lock()
-		if err == nil {
-			rp.writerSeen = max(rp.writerSeen, ans.Epoch)
-			// Only a writer still claiming the role at this replica's
-			// epoch or above is alive for it; a fenced or demoted one
-			// writes nothing this replica could follow.
-			if ans.Role == RoleWriter && ans.Epoch >= l.epoch {
-				rp.lastHeard = time.Now()
-				l.epoch = max(l.epoch, ans.Epoch)
-			}
-		}
-		silent := time.Since(rp.lastHeard)
-		replica := l.role == RoleReplica
-		l.mu.Unlock()
-		if replica && silent >= rp.autoAfter {
-			rp.autoPromote(silent, err)
-		}
+	}
+	silent := time.Since(rp.lastHeard)
+	replica := l.role == RoleReplica
+	l.mu.Unlock()
+	if replica && silent >= rp.autoAfter {
+		rp.autoPromote(silent, err)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+
+	"hedge/internal/tick"
 )
 
 // The samples in testdata were made once with Debian's ffmpeg:
@@ -169,14 +171,7 @@ func (p *publisher) nextAudio() []*rtp.Packet {
 // run writes the looped sample into m at real-time pace until ctx ends.
 func (p *publisher) run(ctx context.Context, m *Muxer) {
 	start := time.Now()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	tick.Every(ctx.Done(), 5*time.Millisecond, func(time.Time) {
 		el := time.Since(start)
 		for time.Duration(p.vi)*time.Second/sampleFPS <= el {
 			for _, pkt := range p.nextVideo() {
@@ -188,5 +183,5 @@ func (p *publisher) run(ctx context.Context, m *Muxer) {
 				m.WriteRTP(Opus, 48000, pkt, time.Now())
 			}
 		}
-	}
+	})
 }

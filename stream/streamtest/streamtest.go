@@ -23,6 +23,7 @@ import (
 	"github.com/pion/webrtc/v4/pkg/media"
 
 	"hedge/internal/h264"
+	"hedge/internal/tick"
 )
 
 // H264Fmtp is the H.264 profile browsers offer for a live table
@@ -99,8 +100,26 @@ type sending struct {
 	wg   sync.WaitGroup
 }
 
-func newSending(pc *webrtc.PeerConnection) sending {
-	return sending{PC: pc, stop: make(chan struct{})}
+// open makes the publisher's peer with api, closed at the end of the test.
+func (s *sending) open(t testing.TB, api *webrtc.API) {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PC, s.stop = pc, make(chan struct{})
+	t.Cleanup(s.Close)
+}
+
+// sendTrack adds tr to the peer, sendonly, and counts the keyframe
+// requests that come back for it.
+func (s *sending) sendTrack(t testing.TB, tr webrtc.TrackLocal) {
+	t.Helper()
+	tc, err := s.PC.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.countPLIs(tc.Sender())
 }
 
 // countPLIs reads the RTCP that arrives for sender until the peer closes,
@@ -146,23 +165,15 @@ type SamplePublisher struct {
 // the end of the test.
 func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]byte, first int) *SamplePublisher {
 	t.Helper()
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &SamplePublisher{sending: newSending(pc)}
-	t.Cleanup(p.Close)
+	p := &SamplePublisher{}
+	p.open(t, api)
 	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: H264Fmtp}, "video", "studio")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := pc.AddTransceiverFromTrack(video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.countPLIs(tc.Sender())
-	req, err := http.NewRequest("POST", whip, strings.NewReader(Offer(t, pc)))
+	p.sendTrack(t, video)
+	req, err := http.NewRequest("POST", whip, strings.NewReader(Offer(t, p.PC)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,22 +188,17 @@ func PublishSample(t testing.TB, api *webrtc.API, whip, token string, aus [][]by
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("WHIP %s: expected 201, got %d: %s", whip, resp.StatusCode, body)
 	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
+	if err := p.PC.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
 		t.Fatal(err)
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		tick := time.NewTicker(time.Second / 30)
-		defer tick.Stop()
-		for i := first; ; i++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+		i := first
+		tick.Every(p.stop, time.Second/30, func(time.Time) {
 			_ = video.WriteSample(media.Sample{Data: aus[i%len(aus)], Duration: time.Second / 30})
-		}
+			i++
+		})
 	}()
 	return p
 }
@@ -212,21 +218,12 @@ type Publisher struct {
 // answer. It is closed at the end of the test.
 func NewPublisher(t testing.TB, api *webrtc.API) *Publisher {
 	t.Helper()
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Publisher{sending: newSending(pc)}
-	t.Cleanup(p.Close)
+	p := &Publisher{}
+	p.open(t, api)
 	p.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: H264Fmtp}, "video", "studio")
 	p.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "studio")
-	for _, tr := range []*webrtc.TrackLocalStaticRTP{p.video, p.audio} {
-		tc, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p.countPLIs(tc.Sender())
-	}
+	p.sendTrack(t, p.video)
+	p.sendTrack(t, p.audio)
 	return p
 }
 
@@ -236,15 +233,9 @@ func (p *Publisher) Send(start uint32) {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
 		seq := uint16(start * 7) // arbitrary start, differs per publisher
-		for i := start; ; i++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+		i := start
+		tick.Every(p.stop, 10*time.Millisecond, func(time.Time) {
 			payload := make([]byte, 200)
 			binary.BigEndian.PutUint32(payload, i)
 			_ = p.video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: i * 900, Marker: true}, Payload: payload})
@@ -253,7 +244,8 @@ func (p *Publisher) Send(start uint32) {
 			}
 			p.sent.Store(i)
 			seq++
-		}
+			i++
+		})
 	}()
 }
 

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"hedge/internal/child"
 	"hedge/internal/testkit"
 	"hedge/waf/ftw"
 	"hedge/waf/ftw/albedo"
@@ -330,22 +331,23 @@ func goBuild(t *testing.T, ctx context.Context, dir string, tags []string, out, 
 
 // process is a child server, stopped by PID when the test ends.
 type process struct {
-	cmd  *exec.Cmd
+	*child.Process
 	mu   sync.Mutex
 	out  bytes.Buffer
 	line chan string
-	done chan struct{}
 	once sync.Once
 }
 
 func start(t *testing.T, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), line: make(chan string, 64), done: make(chan struct{})}
+	cmd := exec.Command(bin, args...)
 	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = w, w
+	c, err := child.Start(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
+	p := &process{Process: c, line: make(chan string, 64)}
 	go func() {
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -361,7 +363,7 @@ func start(t *testing.T, bin string, args ...string) *process {
 		}
 		_, _ = io.Copy(io.Discard, r)
 	}()
-	go func() { _ = p.cmd.Wait(); _ = w.Close(); close(p.done) }()
+	go func() { <-p.Done(); _ = w.Close() }()
 	t.Cleanup(p.stop)
 	return p
 }
@@ -372,24 +374,15 @@ func (p *process) output() string {
 	return p.out.String()
 }
 
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // stop sends SIGTERM to the child's PID, then SIGKILL after 5s.
 func (p *process) stop() {
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-p.done:
+		case <-p.Done():
 		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
+			_ = p.Cmd.Process.Kill()
+			<-p.Done()
 		}
 	})
 }
@@ -402,7 +395,7 @@ func (p *process) waitLine(re *regexp.Regexp, timeout time.Duration) (string, er
 			if m := re.FindStringSubmatch(l); m != nil {
 				return m[1], nil
 			}
-		case <-p.done:
+		case <-p.Done():
 			return "", errors.New("exited")
 		case <-deadline:
 			return "", fmt.Errorf("no line matching %s within %s", re, timeout)
@@ -420,7 +413,7 @@ func waitHTTP(addr string, p *process, timeout time.Duration) error {
 			_ = resp.Body.Close()
 			return nil
 		}
-		if p.exited() {
+		if p.Exited() {
 			return errors.New("exited")
 		}
 		if time.Now().After(deadline) {

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"hedge/internal/tick"
 )
 
 // MaxRoutes bounds the routes a store models; routes come from the
@@ -57,16 +59,7 @@ func Open(path string, every time.Duration) (*Store, error) {
 	}
 	go func() {
 		defer close(s.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.stop:
-				return
-			case <-t.C:
-				_ = s.Save()
-			}
-		}
+		tick.Every(s.stop, every, func(time.Time) { _ = s.Save() })
 	}()
 	return s, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"hedge/internal/tick"
 )
 
 // Key names what a policy counts requests by. The gateway derives the key
@@ -241,16 +243,7 @@ func (l *Limiter) Close() error {
 
 func (l *Limiter) sweeper(every time.Duration) {
 	defer close(l.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case now := <-t.C:
-			l.Sweep(now)
-		}
-	}
+	tick.Every(l.stop, every, func(now time.Time) { l.Sweep(now) })
 }
 
 // Exempt reports whether client matches one of the policy's exempt prefixes.

@@ -317,16 +317,50 @@ func (d *decoder) strValue() (string, bool) {
 	return string(raw), true
 }
 
-func (d *decoder) object() any {
+// open steps into the object or array at d.i, closed by end; ok is false
+// when it is nested too deep, empty true when it closes at once.
+func (d *decoder) open(end byte) (empty, ok bool) {
 	if len(d.path) >= maxDepth {
 		d.fail(d.i, "nested deeper than "+strconv.Itoa(maxDepth)+" levels")
+		return false, false
+	}
+	d.i++ // '{' or '['
+	d.i = skipWS(d.b, d.i)
+	if d.i < len(d.b) && d.b[d.i] == end {
+		d.i++
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows a member of the container (in, closed by end):
+// a ',' before another member, or end, when done is true; anything else
+// fails and ok is false.
+func (d *decoder) next(end byte, in string) (done, ok bool) {
+	d.i = skipWS(d.b, d.i)
+	if d.i >= len(d.b) {
+		d.fail(d.i, "unexpected end of input in "+in)
+		return false, false
+	}
+	switch d.b[d.i] {
+	case ',':
+		d.i++
+		return false, true
+	case end:
+		d.i++
+		return true, true
+	}
+	d.fail(d.i, "want ',' or '"+string(end)+"' in "+in+", got '"+printable(d.b[d.i])+"'")
+	return false, false
+}
+
+func (d *decoder) object() any {
+	empty, ok := d.open('}')
+	if !ok {
 		return nil
 	}
-	d.i++ // '{'
 	obj := make(map[string]any)
-	d.i = skipWS(d.b, d.i)
-	if d.i < len(d.b) && d.b[d.i] == '}' {
-		d.i++
+	if empty {
 		return obj
 	}
 	for {
@@ -362,34 +396,21 @@ func (d *decoder) object() any {
 		}
 		d.path = d.path[:len(d.path)-1]
 		obj[key] = v
-		d.i = skipWS(d.b, d.i)
-		if d.i >= len(d.b) {
-			d.fail(d.i, "unexpected end of input in object")
+		if done, ok := d.next('}', "object"); !ok {
 			return nil
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
+		} else if done {
 			return obj
-		default:
-			d.fail(d.i, "want ',' or '}' in object, got '"+printable(d.b[d.i])+"'")
-			return nil
 		}
 	}
 }
 
 func (d *decoder) array() any {
-	if len(d.path) >= maxDepth {
-		d.fail(d.i, "nested deeper than "+strconv.Itoa(maxDepth)+" levels")
+	empty, ok := d.open(']')
+	if !ok {
 		return nil
 	}
-	d.i++ // '['
 	arr := []any{}
-	d.i = skipWS(d.b, d.i)
-	if d.i < len(d.b) && d.b[d.i] == ']' {
-		d.i++
+	if empty {
 		return arr
 	}
 	for n := 0; ; n++ {
@@ -400,20 +421,10 @@ func (d *decoder) array() any {
 		}
 		d.path = d.path[:len(d.path)-1]
 		arr = append(arr, v)
-		d.i = skipWS(d.b, d.i)
-		if d.i >= len(d.b) {
-			d.fail(d.i, "unexpected end of input in array")
+		if done, ok := d.next(']', "array"); !ok {
 			return nil
-		}
-		switch d.b[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
+		} else if done {
 			return arr
-		default:
-			d.fail(d.i, "want ',' or ']' in array, got '"+printable(d.b[d.i])+"'")
-			return nil
 		}
 	}
 }

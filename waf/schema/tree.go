@@ -271,18 +271,7 @@ func appendRest(cs []*jsonschema.Schema, e *jsonschema.Schema, disj bool) []*jso
 	if ap == nil && e.UnevaluatedProperties != nil {
 		ap = e.UnevaluatedProperties
 	}
-	switch ap := ap.(type) {
-	case *jsonschema.Schema:
-		return append(cs, ap)
-	case bool:
-		if !ap {
-			return cs // forbidden: nothing gets past Check
-		}
-	}
-	if disj {
-		return append(cs, nil)
-	}
-	return cs
+	return appendFallback(cs, ap, disj)
 }
 
 func appendItem(cs []*jsonschema.Schema, e *jsonschema.Schema, i int, disj bool) []*jsonschema.Schema {
@@ -308,6 +297,13 @@ func appendItem(cs []*jsonschema.Schema, e *jsonschema.Schema, i int, disj bool)
 	if rest == nil && e.UnevaluatedItems != nil {
 		rest = e.UnevaluatedItems
 	}
+	return appendFallback(cs, rest, disj)
+}
+
+// appendFallback appends what governs a member or item that no keyword
+// names on its own: the schema rest; nothing when rest is false (nothing
+// gets past Check); else (true, or absent) an unconstrained nil under disj.
+func appendFallback(cs []*jsonschema.Schema, rest any, disj bool) []*jsonschema.Schema {
 	switch r := rest.(type) {
 	case *jsonschema.Schema:
 		return append(cs, r)
