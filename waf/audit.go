@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode/utf8"
 
 	"hedge/internal/linelog"
+	"hedge/waf/crs"
 )
 
 // AuditLog appends one JSON line per stopped request and per request with
@@ -74,7 +74,7 @@ type auditLine struct {
 func (a *AuditLog) Write(region, node string, ev *Event) {
 	l := auditLine{
 		At: time.Now().UTC(), Region: region, Node: node, Listener: ev.Listener, Route: ev.Route,
-		ID: string(ev.ID), Client: ev.Client.String(), Method: string(ev.Method), Path: truncate(string(ev.Path), 256),
+		ID: string(ev.ID), Client: ev.Client.String(), Method: string(ev.Method), Path: crs.Cut(string(ev.Path), 256),
 		Layer: ev.Layer, Action: "detected", Policy: ev.Policy, Rule: ev.Rule, Detail: ev.Detail,
 	}
 	if ev.Blocked {
@@ -89,15 +89,4 @@ func (a *AuditLog) Write(region, node string, ev *Event) {
 		return
 	}
 	a.w.Write(append(b, '\n'))
-}
-
-// truncate cuts s to at most n bytes, at a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

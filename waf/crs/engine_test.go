@@ -383,3 +383,19 @@ func TestBodyLimit(t *testing.T) {
 		t.Errorf("Detect, body over limit: Blocked=%v matches=%v; want the %d match", tx.Blocked(), ids(tx.Matches()), RuleBodyTooLarge)
 	}
 }
+
+// TestCut: at most n bytes, never half a UTF-8 sequence.
+func TestCut(t *testing.T) {
+	for _, c := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"}, {"abc", 3, "abc"}, {"abcd", 3, "abc"}, {"abc", 0, ""},
+		{"aé", 2, "a"}, {"aé", 3, "aé"}, {"€uro", 2, ""}, {"€uro", 3, "€"}, {"x😀", 4, "x"}, {"\xff\xfe", 1, "\xff"},
+	} {
+		if got := Cut(c.s, c.n); got != c.want {
+			t.Errorf("Cut(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
+		}
+	}
+}

@@ -250,17 +250,23 @@ func matchVars(mds []types.MatchData) []string {
 	return out
 }
 
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence, and
-// copies it so that it never aliases request memory.
+// truncate cuts s as Cut does and copies it, so that it never aliases
+// request memory.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		i := n
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i]
+	return string(append([]byte(nil), Cut(s, n)...))
+}
+
+// Cut returns s cut to at most n bytes without splitting a UTF-8 sequence,
+// as a Match's Data is: what the audit log and learned models keep of
+// matched data.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return string(append([]byte(nil), s...))
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Response runs the response phases (3-4) over resp when the engine inspects

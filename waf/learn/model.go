@@ -477,7 +477,7 @@ func (m *Model) observeMatch(mt *crs.Match, client string) {
 				m.Dropped.Pairs++
 				continue
 			}
-			p = &Pair{Rule: mt.ID, Var: v, Field: FieldOf(v), Msg: mt.Msg, Example: cut(mt.Data, MaxData)}
+			p = &Pair{Rule: mt.ID, Var: v, Field: FieldOf(v), Msg: mt.Msg, Example: crs.Cut(mt.Data, MaxData)}
 			m.Pairs = append(m.Pairs, p)
 		}
 		p.Requests++
@@ -504,16 +504,6 @@ func containsStr(s []string, v string) bool {
 		}
 	}
 	return false
-}
-
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // FieldOf is the field a matched variable names: a body field's JSON
