@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestFailoverTiming(t *testing.T) {
 	// Let the probes settle: a few rounds green.
 	time.Sleep(1500 * time.Millisecond)
 	d.sea.red.Store(true)
-	down, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") && has(a, "127.0.0.12") })
+	down, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return !slices.Contains(a, "127.0.0.11") && slices.Contains(a, "127.0.0.12") })
 	t.Logf("sea red → left the answers after %s (budget %s); smallest TTL meanwhile %ds", down.Round(time.Millisecond), budget, ttl)
 	if down > budget {
 		t.Errorf("failover took %s, want ≤ %s", down, budget)
@@ -66,7 +67,7 @@ func TestFailoverTiming(t *testing.T) {
 	}
 
 	d.sea.red.Store(false)
-	up, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return has(a, "127.0.0.11") })
+	up, ttl := d.waitFor(t, "play.edge.test.", 10*time.Second, func(a []string) bool { return slices.Contains(a, "127.0.0.11") })
 	t.Logf("sea green → back in the answers after %s (budget %s); smallest TTL meanwhile %ds", up.Round(time.Millisecond), budget, ttl)
 	if up > budget {
 		t.Errorf("recovery took %s, want ≤ %s", up, budget)
@@ -126,7 +127,7 @@ func TestDrainPush(t *testing.T) {
 	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "sea-1", true); err != nil {
 		t.Fatal(err)
 	}
-	d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return !has(a, "127.0.0.11") })
+	d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return !slices.Contains(a, "127.0.0.11") })
 	gone := time.Since(start)
 	t.Logf("drain push → sea left the answers after %s", gone.Round(time.Microsecond))
 	if gone > 500*time.Millisecond {
@@ -142,7 +143,7 @@ func TestDrainPush(t *testing.T) {
 	if err := PushDrain(ctx, http.DefaultClient, admin.URL, token, "sea-1", false); err != nil {
 		t.Fatal(err)
 	}
-	back, _ := d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return has(a, "127.0.0.11") })
+	back, _ := d.waitFor(t, "play.edge.test.", 2*time.Second, func(a []string) bool { return slices.Contains(a, "127.0.0.11") })
 	t.Logf("undrain push → sea back after %s", back.Round(time.Microsecond))
 	if _, still := d.srv.Status().Drained["sea-1"]; still {
 		t.Error("sea-1 is still listed as drained after the undrain push")
@@ -182,7 +183,7 @@ func TestFailOpen(t *testing.T) {
 		return st.Services[0].FailOpen && st.Services[1].FailOpen
 	})
 	a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA))
-	if !has(a, "127.0.0.11") || !has(a, "127.0.0.12") {
+	if !slices.Contains(a, "127.0.0.11") || !slices.Contains(a, "127.0.0.12") {
 		t.Fatalf("fail open: want every candidate, got %v", a)
 	}
 	if a := answerAddrs(d.query(t, "udp", "fo.edge.test.", dns.TypeA)); len(a) != 1 || a[0] != "127.0.0.11" {
@@ -226,7 +227,7 @@ func TestOverride(t *testing.T) {
 	if got := post("play.edge.test", `{"region":"sea","mode":"out","reason":"drill 42"}`); got != 200 {
 		t.Fatalf("override: want 200, got %d", got)
 	}
-	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); has(a, "127.0.0.11") || !has(a, "127.0.0.12") {
+	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); slices.Contains(a, "127.0.0.11") || !slices.Contains(a, "127.0.0.12") {
 		t.Fatalf("sea forced out: got %v", a)
 	}
 	d.eu.red.Store(true)
@@ -243,7 +244,7 @@ func TestOverride(t *testing.T) {
 	if got := post("play.edge.test", `{"region":"sea","mode":"clear","reason":"drill over"}`); got != 200 {
 		t.Fatalf("clear: want 200, got %d", got)
 	}
-	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); !has(a, "127.0.0.11") {
+	if a := answerAddrs(d.query(t, "udp", "play.edge.test.", dns.TypeA)); !slices.Contains(a, "127.0.0.11") {
 		t.Fatalf("override cleared: want sea back, got %v", a)
 	}
 	data, err := os.ReadFile(auditPath(d.cfg))

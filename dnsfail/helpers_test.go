@@ -217,15 +217,6 @@ func answerAddrs(m *dns.Msg) []string {
 	return out
 }
 
-func has(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // needTool skips when a DNS client the test drives is missing; `make test`
 // installs them (bind9-dnsutils, knot-dnsutils).
 func needTool(t *testing.T, name string) string {

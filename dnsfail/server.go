@@ -14,6 +14,7 @@ import (
 
 	"hedge/configs"
 	"hedge/internal/health"
+	"hedge/internal/tick"
 )
 
 // Limits of what the server says and accepts.
@@ -330,17 +331,10 @@ func (s *Server) Close() {
 // prepared again when half of its signatures' validity has passed.
 func (s *Server) refreshSignatures() {
 	defer s.bg.Done()
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case now := <-t.C:
-			st := s.st.Load()
-			st.fast.refreshSigned(st, now)
-		}
-	}
+	tick.Every(s.stop, time.Minute, func(now time.Time) {
+		st := s.st.Load()
+		st.fast.refreshSigned(st, now)
+	})
 }
 
 // healthChanged recomputes a service's answers after one of its edges

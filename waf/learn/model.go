@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +67,7 @@ type ClientSet struct {
 // add notes addr; it reports false when addr is new and the set is full.
 func (c *ClientSet) add(addr string, bound int) bool {
 	switch {
-	case c.ManyClients, containsStr(c.Clients, addr):
+	case c.ManyClients, slices.Contains(c.Clients, addr):
 	case len(c.Clients) >= bound:
 		c.ManyClients = true
 		return false
@@ -495,15 +496,6 @@ func (m *Model) pair(rule int, v string) *Pair {
 		}
 	}
 	return nil
-}
-
-func containsStr(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // FieldOf is the field a matched variable names: a body field's JSON
