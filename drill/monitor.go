@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hedge/internal/fetch"
+	"hedge/internal/tick"
 )
 
 // Sample is what the drill's monitor saw at one moment: every ledger's
@@ -68,22 +69,8 @@ func (m *monitor) run() {
 	defer close(m.done)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { m.every(time.Second, m.snapshot) })
-	m.every(200*time.Millisecond, m.sample)
-}
-
-// every calls f at once and then every d until stop is closed.
-func (m *monitor) every(d time.Duration, f func()) {
-	tick := time.NewTicker(d)
-	defer tick.Stop()
-	for {
-		f()
-		select {
-		case <-m.stop:
-			return
-		case <-tick.C:
-		}
-	}
+	wg.Go(func() { tick.Now(m.stop, time.Second, m.snapshot) })
+	tick.Now(m.stop, 200*time.Millisecond, m.sample)
 }
 
 // close stops run and waits for it; safe to call twice.

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"hedge/internal/tick"
 )
 
 // Redis is the store shared by the nodes of a region. A claim is one round
@@ -63,18 +65,11 @@ func livenessKey(prefix, owner string) string { return prefix + "node:" + owner 
 // claims find it gone and renew it first (see Claim).
 func (r *Redis) renew() {
 	defer close(r.done)
-	t := time.NewTicker(r.liveness / 3)
-	defer t.Stop()
-	for {
+	tick.Now(r.stop, r.liveness/3, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), r.liveness/3)
 		_ = r.beAlive(ctx)
 		cancel()
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // halt stops the renewals and waits for the goroutine to end.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"hedge/internal/tick"
 )
 
 // A witness is the arbiter in a third location that a writer and its
@@ -196,16 +198,7 @@ func (rp *replication) leaseLive() bool { return time.Now().Before(rp.leaseUntil
 
 // renewLoop renews the lease while this ledger writes, recording its state.
 func (rp *replication) renewLoop() {
-	t := time.NewTicker(rp.wit.renew)
-	defer t.Stop()
-	for {
-		rp.renewOnce("")
-		select {
-		case <-rp.ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	tick.Now(rp.ctx.Done(), rp.wit.renew, func() { rp.renewOnce("") })
 }
 
 // renewOnce holds the lease once. With to set it records that state

@@ -47,3 +47,33 @@ func TestEvery(t *testing.T) {
 		})
 	}
 }
+
+// TestNow: the first call comes at once (with an hour's interval, it could
+// not come otherwise), the next ones each interval, and Now returns once
+// stop is closed.
+func TestNow(t *testing.T) {
+	for _, tc := range []struct {
+		every time.Duration
+		want  int
+	}{{time.Hour, 1}, {5 * time.Millisecond, 3}} {
+		stop, done := make(chan struct{}), make(chan struct{})
+		calls := make(chan struct{}, 100)
+		go func() {
+			defer close(done)
+			Now(stop, tc.every, func() { calls <- struct{}{} })
+		}()
+		for n := 0; n < tc.want; n++ {
+			select {
+			case <-calls:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("every %v: %d calls within 5 s, want %d", tc.every, n, tc.want)
+			}
+		}
+		close(stop)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("every %v: Now did not return within 5 s of stop being closed", tc.every)
+		}
+	}
+}
