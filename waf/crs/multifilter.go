@@ -7,7 +7,10 @@ package crs
 // when it evaluates a value it does not know: the rules outside that set
 // cannot match, and their own scans are saved.
 type multiFilter struct {
-	class  [256]uint8
+	class [256]uint8
+	// idle says which bytes leave the start state where it is: from
+	// there, the scan skips them with one look-up each.
+	idle   [256]bool
 	nclass int
 	next   []uint16 // next[state*nclass+class], | outFlag where literals end
 	out    []uint16 // by state: index into sets, 0 = no literal ends here
@@ -77,6 +80,9 @@ func buildMultiFilter(rules []filterRule) *multiFilter {
 		return nil
 	}
 	f.class, f.nclass, f.next = a.class, a.nclass, a.next
+	for b := range f.idle {
+		f.idle[b] = f.next[int(f.class[b])] == 0
+	}
 	// Each distinct set of rules is stored once; out names it by state.
 	f.out = make([]uint16, len(a.out))
 	index := map[ruleSet]uint16{{}: 0}
@@ -103,6 +109,14 @@ func (f *multiFilter) scan(s string, found *ruleSet) {
 	nclass := f.nclass
 	last := uint16(0)
 	for i := 0; i < len(s); i++ {
+		if state == 0 {
+			for i < len(s) && f.idle[s[i]] {
+				i++
+			}
+			if i == len(s) {
+				return
+			}
+		}
 		nx := f.next[state*nclass+int(f.class[s[i]])]
 		state = int(nx &^ outFlag)
 		if nx&outFlag == 0 {

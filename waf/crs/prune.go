@@ -200,7 +200,7 @@ func newPruner(waf coraza.WAF, pl int) *pruner {
 			if !ok {
 				n = len(p.nodes)
 				nodeIndex[k] = n
-				p.nodes = append(p.nodes, chainNode{parent: pr.node, fn: t})
+				p.nodes = append(p.nodes, chainNode{parent: pr.node, fn: quicker(t)})
 			}
 			pr.node = n
 			pr.path = append(pr.path, n)
