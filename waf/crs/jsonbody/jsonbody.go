@@ -73,9 +73,10 @@ func (processor) ProcessResponse(r io.Reader, v plugintypes.TransactionVariables
 	return process(body, v.ResponseArgs(), v, o.ResponseBodyRecursionLimit, o.ArgumentLimit, txVar)
 }
 
-// maxPresize bounds the buffer a Content-Length may ask for up front; a
-// longer body grows the buffer as it is read.
-const maxPresize = 64 << 20
+// maxPresize bounds the buffer a Content-Length may ask for up front (the
+// gateway refuses bodies over their route's limit before the engine reads
+// them, 1 MiB by default); a longer body grows the buffer as it is read.
+const maxPresize = 8 << 20
 
 // read returns the whole body, in one allocation when Content-Length says
 // how long it is.
