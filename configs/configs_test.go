@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -237,6 +238,16 @@ func TestDNSDefaults(t *testing.T) {
 	}
 	if c.DNS.RRL.Slip != DefaultRRLSlip || c.DNS.RRL.IPv4Prefix != 24 {
 		t.Fatalf("RRL defaults not applied: %+v", c.DNS.RRL)
+	}
+	if c.DNS.UDPReadOn == nil || !*c.DNS.UDPReadOn {
+		t.Fatalf("dns.udp_read_on: want true by default, got %v", c.DNS.UDPReadOn)
+	}
+	off, err := Parse("off.yaml", bytes.Replace(demoYAML, []byte("\ndns:\n"), []byte("\ndns:\n  udp_read_on: false\n"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.DNS.UDPReadOn == nil || *off.DNS.UDPReadOn {
+		t.Fatalf("dns.udp_read_on: false was not kept: %v", off.DNS.UDPReadOn)
 	}
 	if got := c.Regions[0].Nodes[0].DNS.Address; got != "127.0.0.1:5353" {
 		t.Fatalf("demo: sea-1 serves DNS on 127.0.0.1:5353, got %q", got)

@@ -129,6 +129,7 @@ func ApplyDefaults(c *Config) {
 }
 
 func dnsDefaults(d *DNS) {
+	setBool(&d.UDPReadOn, true)
 	for i := range d.Zones {
 		z := &d.Zones[i]
 		setDur(&z.TTL, DefaultDNSStaticTTL)

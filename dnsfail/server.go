@@ -70,6 +70,8 @@ type state struct {
 	checker  *health.Checker
 	rrl      *rrl
 	fast     *fastTable
+	// readOn lets the UDP loops read on after a batch (dns.udp_read_on).
+	readOn bool
 }
 
 // Change is one change of a service's answers, for /status.
@@ -219,6 +221,7 @@ func (s *Server) build(cfg *configs.Config, old *state) (*state, error) {
 	}
 	st.checker = health.NewChecker(targets...)
 	st.rrl = newRRL(cfg.DNS.RRL)
+	st.readOn = cfg.DNS.UDPReadOn == nil || *cfg.DNS.UDPReadOn
 	st.fast = buildFast(st)
 	return st, nil
 }

@@ -272,6 +272,7 @@ func (u *udpServer) loopSyscalls(conn *net.UDPConn) bool {
 			continue
 		}
 		st := u.s.st.Load()
+		sp.off = !st.readOn
 		w.k = 0
 		for i := range n {
 			from, ok := addrPort(&rb.names[i], rb.msgs[i].hdr.Namelen)
@@ -334,6 +335,8 @@ type spinner struct {
 	// size is the datagrams per read, a moving average scaled by
 	// sizeScale (each read weighs 1/4).
 	size int
+	// off turns reading on off (dns.udp_read_on: false).
+	off bool
 }
 
 const (
@@ -355,7 +358,7 @@ func (sp *spinner) served(now time.Time, n int) {
 
 // more reports whether to read again rather than park.
 func (sp *spinner) more(now time.Time) bool {
-	return sp.window > 0 && sp.size < spinSize*sizeScale && now.Before(sp.until)
+	return !sp.off && sp.window > 0 && sp.size < spinSize*sizeScale && now.Before(sp.until)
 }
 
 func (sp *spinner) park() {

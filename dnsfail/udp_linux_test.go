@@ -144,6 +144,55 @@ func TestUDPSpinStopsAtRest(t *testing.T) {
 	t.Logf("%d queries, %d reads spent spinning", sent, d.srv.udp.spins.Load())
 }
 
+// TestUDPReadOnSetting: with dns.udp_read_on false the UDP loops park at
+// once after every batch, from the first batch after a reload; set true
+// again, they read on again.
+func TestUDPReadOnSetting(t *testing.T) {
+	d := newDeployment(t, deployOpts{})
+	c := d.udpConn(t)
+	q := new(dns.Msg)
+	q.SetQuestion("sea.edge.test.", dns.TypeA)
+	wire, _ := q.Pack()
+	buf := make([]byte, 4096)
+	ask := func(i int) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	reload := func(on bool) {
+		t.Helper()
+		cfg := *d.cfg
+		cfg.DNS.UDPReadOn = &on
+		if err := d.srv.Reload(&cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload(false)
+	ask(0)                            // the loop that reads it learns the setting
+	time.Sleep(10 * time.Millisecond) // a spin begun before ends within 100 µs
+	before := d.srv.udp.spins.Load()
+	for i := range 300 {
+		ask(i)
+	}
+	if n := d.srv.udp.spins.Load() - before; n != 0 {
+		t.Fatalf("udp_read_on false: %d reads spent reading on over 300 sequential queries, want 0", n)
+	}
+	reload(true)
+	before = d.srv.udp.spins.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; d.srv.udp.spins.Load() == before; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("udp_read_on true again: %d sequential queries and the loop never read on", i)
+		}
+		ask(i)
+	}
+}
+
 // TestRepliesGroup: replies to one client, read interleaved with other
 // clients' ones, leave as one GSO train per client, each client's replies
 // in the order their queries came; without trains they leave as read.
