@@ -103,29 +103,40 @@ func TestSpinnerParksUnderLoad(t *testing.T) {
 	}
 }
 
-// TestUDPSpinStopsAtRest: sequential queries make the real UDP loop read
-// on after its replies instead of parking, and once they stop the loop
-// parks: a server at rest makes no reads.
-func TestUDPSpinStopsAtRest(t *testing.T) {
+// sequential is a deployment and ask, which sends it query i (sea's A
+// record) over UDP and waits for the answer, as a client that waits for
+// each answer does.
+func sequential(t *testing.T) (*testDeployment, func(i int)) {
 	d := newDeployment(t, deployOpts{})
 	c := d.udpConn(t)
 	q := new(dns.Msg)
 	q.SetQuestion("sea.edge.test.", dns.TypeA)
 	wire, _ := q.Pack()
 	buf := make([]byte, 4096)
+	return d, func(i int) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write(wire); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Read(buf); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+}
+
+// TestUDPSpinStopsAtRest: sequential queries make the real UDP loop read
+// on after its replies instead of parking, and once they stop the loop
+// parks: a server at rest makes no reads.
+func TestUDPSpinStopsAtRest(t *testing.T) {
+	d, ask := sequential(t)
 	deadline := time.Now().Add(10 * time.Second)
 	sent := 0
 	for d.srv.udp.spins.Load() == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d sequential queries and the UDP loop never read on after a reply", sent)
 		}
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(wire); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Read(buf); err != nil {
-			t.Fatalf("query %d: %v", sent, err)
-		}
+		ask(sent)
 		sent++
 	}
 	// At rest the count stops: poll until it holds still over 50 ms.
@@ -148,22 +159,7 @@ func TestUDPSpinStopsAtRest(t *testing.T) {
 // once after every batch, from the first batch after a reload; set true
 // again, they read on again.
 func TestUDPReadOnSetting(t *testing.T) {
-	d := newDeployment(t, deployOpts{})
-	c := d.udpConn(t)
-	q := new(dns.Msg)
-	q.SetQuestion("sea.edge.test.", dns.TypeA)
-	wire, _ := q.Pack()
-	buf := make([]byte, 4096)
-	ask := func(i int) {
-		t.Helper()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := c.Write(wire); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Read(buf); err != nil {
-			t.Fatalf("query %d: %v", i, err)
-		}
-	}
+	d, ask := sequential(t)
 	reload := func(on bool) {
 		t.Helper()
 		cfg := *d.cfg
