@@ -1,7 +1,5 @@
 package learn
 
-import "maps"
-
 // Merge adds what o saw to m, as if m had observed o's requests too: the
 // models of one route learned on several nodes become one. The bounds hold
 // as in Observe; what they keep out is counted in Dropped.
@@ -16,8 +14,9 @@ func (m *Model) Merge(o *Model) {
 			m.ContentTypes[ct] += n
 		}
 	}
-	m.Fields = mergeFields(m.Fields, o.Fields, MaxFields, &m.Dropped, &m.Dropped.Fields)
-	m.Params = mergeFields(m.Params, o.Params, MaxParams, &m.Dropped, &m.Dropped.Params)
+	m.Dropped.add(o.Dropped)
+	mergeFields(m.Fields, o.Fields, MaxFields, &m.Dropped, &m.Dropped.Fields)
+	mergeFields(m.Params, o.Params, MaxParams, &m.Dropped, &m.Dropped.Params)
 	for _, q := range o.Pairs {
 		p := m.pair(q.Rule, q.Var)
 		if p == nil {
@@ -33,13 +32,23 @@ func (m *Model) Merge(o *Model) {
 			m.Dropped.Clients++
 		}
 	}
-	d := &m.Dropped
-	d.Fields, d.Params, d.Values, d.Pairs = d.Fields+o.Dropped.Fields, d.Params+o.Dropped.Params, d.Values+o.Dropped.Values, d.Pairs+o.Dropped.Pairs
-	d.Clients, d.Leaves, d.Bodies = d.Clients+o.Dropped.Clients, d.Leaves+o.Dropped.Leaves, d.Bodies+o.Dropped.Bodies
 	m.Senders.merge(&o.Senders, MaxFieldClients)
 }
 
-func mergeFields(into, from map[string]*Field, bound int, d *Dropped, dropped *int64) map[string]*Field {
+// add counts what o dropped too.
+func (d *Dropped) add(o Dropped) {
+	d.Fields += o.Fields
+	d.Params += o.Params
+	d.Values += o.Values
+	d.Pairs += o.Pairs
+	d.Clients += o.Clients
+	d.Leaves += o.Leaves
+	d.Bodies += o.Bodies
+}
+
+// mergeFields merges the fields of from into into, which holds at most
+// bound of them; a field that finds no room counts its values in dropped.
+func mergeFields(into, from map[string]*Field, bound int, d *Dropped, dropped *int64) {
 	for name, g := range from {
 		f := into[name]
 		if f == nil {
@@ -52,7 +61,6 @@ func mergeFields(into, from map[string]*Field, bound int, d *Dropped, dropped *i
 		}
 		f.merge(g, d)
 	}
-	return into
 }
 
 func (f *Field) merge(g *Field, d *Dropped) {
@@ -69,20 +77,16 @@ func (f *Field) merge(g *Field, d *Dropped) {
 	case f.Many:
 	case g.Many:
 		f.Many, f.Values = true, nil
-	default:
-		values := maps.Clone(f.Values)
-		if values == nil {
-			values = map[string]int64{}
+	case len(g.Values) > 0:
+		if f.Values == nil {
+			f.Values = map[string]int64{}
 		}
 		for v, n := range g.Values {
-			values[v] += n
+			f.Values[v] += n
 		}
-		if len(values) > MaxValues {
-			f.Many, values = true, nil
+		if len(f.Values) > MaxValues {
+			f.Many, f.Values = true, nil
 			d.Values++
-		}
-		if len(values) > 0 {
-			f.Values = values
 		}
 	}
 	f.NotUUID, f.NotDateTime = f.NotUUID || g.NotUUID, f.NotDateTime || g.NotDateTime
@@ -104,8 +108,6 @@ func (c *ClientSet) merge(o *ClientSet, bound int) bool {
 	for _, a := range o.Clients {
 		ok = c.add(a, bound) && ok
 	}
-	if o.ManyClients && !c.ManyClients {
-		c.ManyClients = true
-	}
+	c.ManyClients = c.ManyClients || o.ManyClients
 	return ok
 }
