@@ -1,6 +1,9 @@
 // Command dnsbench compares hedge's DNS with gdnsd and Knot under dnsperf,
 // in one run: each server pinned with taskset to one CPU (-server-cpu) and
-// dnsperf to another (-perf-cpu). The service name play.edge.test is
+// dnsperf to another (-perf-cpu), and each server held to the same share
+// of its CPU by a cgroup quota while dnsperf runs (-cpu-share; budget in
+// cgroup.go), so that the server, not dnsperf, is what limits the
+// queries/s. The service name play.edge.test is
 // answered by hedge (policy all) and gdnsd (multifo with http_status checks
 // of the same two edges); the static name sea.edge.test by hedge, gdnsd and
 // Knot. It also reports the median latency of sequential queries and
@@ -44,6 +47,7 @@ var (
 	only      = flag.String("only", "", "comma-separated queries to measure (service, static, NXDOMAIN, NODATA, service+DO, static+DO); default all")
 	latency   = flag.String("latency-client", "", "(internal) run as the latency client: \"PORT NAME TYPE DO N\"")
 	compare   = flag.String("compare", "", "a second hedge binary measured beside the first on the unsigned queries (server \"hedge-b\"), to compare two builds in one run")
+	share     = flag.Float64("cpu-share", 0.25, "each server's CPU budget while dnsperf runs, a fraction of one CPU held by a cgroup quota; 0 leaves them open, and dnsperf's own CPU then limits every server near the same rate")
 	hold      = flag.Bool("hold", false, "start the servers, print their ports and PIDs, and keep them up until interrupted (to look at them with strace or perf)")
 )
 
@@ -57,7 +61,10 @@ const (
 	comparePort = 15306
 )
 
-var started []*exec.Cmd
+var (
+	started []*exec.Cmd
+	budgets = map[string]*budget{} // by server, with -cpu-share
+)
 
 func main() {
 	flag.Parse()
@@ -68,6 +75,9 @@ func main() {
 	for _, c := range started {
 		c.Process.Kill()
 		c.Wait()
+	}
+	for _, b := range budgets {
+		b.remove()
 	}
 	os.Exit(code)
 }
@@ -142,6 +152,22 @@ func run() int {
 			}
 		}
 	}
+	if *share > 0 && !*hold {
+		for _, s := range servers {
+			if !ok[s.name] {
+				continue
+			}
+			b, err := newBudget("dnsbench-"+s.name, *share)
+			if err == nil {
+				budgets[s.name] = b
+				err = b.add(pids[s.name])
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "dnsbench: CPU budget of %s: %v (-cpu-share 0 measures without one)\n", s.name, err)
+				return 1
+			}
+		}
+	}
 	if *hold {
 		for _, s := range servers {
 			if ok[s.name] {
@@ -184,9 +210,19 @@ func run() int {
 				if !ok[s.name] || (s.name == "knot" && q.label == "service") || (s.name == "signed") != q.do {
 					continue
 				}
+				b := budgets[s.name]
+				if b != nil {
+					if err := b.set(true); err != nil {
+						fmt.Fprintf(os.Stderr, "dnsbench: CPU budget of %s: %v\n", s.name, err)
+						return 1
+					}
+				}
 				cpu0 := cpuTime(pids[s.name])
 				qps, avg, err := dnsperf(dir, s.port, q.name+" "+q.qtype, q.do)
 				cpu1 := cpuTime(pids[s.name])
+				if b != nil {
+					b.set(false)
+				}
 				if err != nil {
 					fmt.Fprintf(os.Stderr, "dnsperf %s %s: %v\n", s.name, q.label, err)
 					continue
@@ -205,7 +241,12 @@ func run() int {
 		slices.Sort(v)
 		return v[len(v)/2], v[0], v[len(v)-1]
 	}
-	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand)
+	held := "open (no CPU budget: dnsperf's CPU may be what limits)"
+	for _, b := range budgets {
+		held = "each held to " + b.String() + " while dnsperf runs; latencies measured without the budget"
+		break
+	}
+	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\nservers %s\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand, held)
 	fmt.Printf("%-10s %-7s %22s %10s %12s %16s %14s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)")
 	for _, q := range queries {
 		best := 0.0
