@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -182,7 +183,9 @@ func run() int {
 	// Each round measures every (query, server) pair once, the servers
 	// in a rotating order, so a busy moment of the machine spreads over
 	// all of them; the table shows each pair's median over the rounds.
-	type sample struct{ qps, avg, median, cpu float64 }
+	// cpu is the server's CPU time per query; load and client the
+	// server's and dnsperf's CPU over the run, in CPUs.
+	type sample struct{ qps, avg, median, cpu, load, client float64 }
 	results := map[[2]string][]sample{}
 	// The signed rows ask the signed hedge with DO set; their ratio is to
 	// hedge's unsigned answers of the same name.
@@ -218,7 +221,7 @@ func run() int {
 					}
 				}
 				cpu0 := cpuTime(pids[s.name])
-				qps, avg, err := dnsperf(dir, s.port, q.name+" "+q.qtype, q.do)
+				qps, avg, client, err := dnsperf(dir, s.port, q.name+" "+q.qtype, q.do)
 				cpu1 := cpuTime(pids[s.name])
 				if b != nil {
 					b.set(false)
@@ -229,7 +232,8 @@ func run() int {
 				}
 				med := medianLatency(s.port, q.name+".", q.qtype, q.do, 5000)
 				k := [2]string{q.label, s.name}
-				results[k] = append(results[k], sample{qps, avg, med, (cpu1 - cpu0) / (qps * duration.Seconds())})
+				secs := duration.Seconds()
+				results[k] = append(results[k], sample{qps, avg, med, (cpu1 - cpu0) / (qps * secs), (cpu1 - cpu0) / secs, client})
 			}
 		}
 	}
@@ -247,7 +251,8 @@ func run() int {
 		break
 	}
 	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\nservers %s\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand, held)
-	fmt.Printf("%-10s %-7s %22s %10s %12s %16s %14s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)")
+	fmt.Printf("%-10s %-7s %22s %10s %12s %16s %14s %11s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)", "CPU server·dnsperf")
+	clientBound := false // dnsperf's CPU full in some run: it, not the server, set the rate
 	for _, q := range queries {
 		best := 0.0
 		for _, s := range servers {
@@ -271,11 +276,14 @@ func run() int {
 			avg, _, _ := median(ss, func(x sample) float64 { return x.avg })
 			med, mlo, mhi := median(ss, func(x sample) float64 { return x.median })
 			cpu, _, _ := median(ss, func(x sample) float64 { return x.cpu })
+			load, _, _ := median(ss, func(x sample) float64 { return x.load })
+			client, _, _ := median(ss, func(x sample) float64 { return x.client })
+			clientBound = clientBound || client >= 0.95
 			ratio := "-"
 			if best > 0 {
 				ratio = fmt.Sprintf("%.2f×", qps/best)
 			}
-			fmt.Printf("%-10s %-7s %8.0f [%5.0fk–%4.0fk] %10s %12.1f %6.1f [%4.1f–%4.1f] %14.2f\n", q.label, s.name, qps, lo/1e3, hi/1e3, ratio, avg*1e6, med*1e6, mlo*1e6, mhi*1e6, cpu*1e6)
+			fmt.Printf("%-10s %-7s %8.0f [%5.0fk–%4.0fk] %10s %12.1f %6.1f [%4.1f–%4.1f] %14.2f %6.0f%%·%3.0f%%\n", q.label, s.name, qps, lo/1e3, hi/1e3, ratio, avg*1e6, med*1e6, mlo*1e6, mhi*1e6, cpu*1e6, load*100, client*100)
 		}
 	}
 	// The targets, each judged on this run's medians.
@@ -289,6 +297,9 @@ func run() int {
 	}
 	qpsOf := func(x sample) float64 { return x.qps }
 	medOf := func(x sample) float64 { return x.median }
+	if clientBound {
+		fmt.Printf("\nnote: dnsperf used ≥ 95 %% of its CPU in some rows: there its CPU, not the server's, set the queries/s (a -cpu-share budget makes the server the limit)\n")
+	}
 	fmt.Printf("\ntargets (this run's medians):\n")
 	verdict := func(what string, met bool, detail string) {
 		v := "NOT MET"
@@ -546,10 +557,12 @@ var (
 	latRE = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
 )
 
-func dnsperf(dir string, port int, query string, do bool) (qps, avg float64, err error) {
+// dnsperf runs dnsperf against port and returns its queries/s, average
+// latency (s) and its own CPU use while it sent (in CPUs).
+func dnsperf(dir string, port int, query string, do bool) (qps, avg, cpu float64, err error) {
 	qf := filepath.Join(dir, "query.txt")
 	if err := os.WriteFile(qf, []byte(query+"\n"), 0o644); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	secs := strconv.Itoa(int(duration.Seconds()))
 	args := []string{"dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", qf, "-l", secs,
@@ -557,17 +570,29 @@ func dnsperf(dir string, port int, query string, do bool) (qps, avg float64, err
 	if do {
 		args = append(args, "-D")
 	}
-	out, err := pinned(*perfCPU, args...).CombinedOutput()
-	if err != nil {
-		return 0, 0, fmt.Errorf("%v: %s", err, out)
+	cmd := pinned(*perfCPU, args...) // taskset execs dnsperf: one process
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
 	}
-	m1, m2 := qpsRE.FindSubmatch(out), latRE.FindSubmatch(out)
+	// dnsperf's CPU is sampled inside the run: it keeps running (and
+	// spinning) after its last query, so its total says little.
+	edge := min(500*time.Millisecond, *duration/4)
+	time.Sleep(edge)
+	c0 := cpuTime(cmd.Process.Pid)
+	time.Sleep(*duration - 2*edge)
+	cpu = (cpuTime(cmd.Process.Pid) - c0) / (*duration - 2*edge).Seconds()
+	if err := cmd.Wait(); err != nil {
+		return 0, 0, 0, fmt.Errorf("%v: %s", err, out.Bytes())
+	}
+	m1, m2 := qpsRE.FindSubmatch(out.Bytes()), latRE.FindSubmatch(out.Bytes())
 	if m1 == nil || m2 == nil {
-		return 0, 0, fmt.Errorf("unexpected output: %s", out)
+		return 0, 0, 0, fmt.Errorf("unexpected output: %s", out.Bytes())
 	}
 	qps, _ = strconv.ParseFloat(string(m1[1]), 64)
 	avg, _ = strconv.ParseFloat(string(m2[1]), 64)
-	return qps, avg, nil
+	return qps, avg, cpu, nil
 }
 
 // cpuTime is the user and system CPU a process has used, in seconds.
