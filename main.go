@@ -52,7 +52,7 @@ Usage:
   hedge ledgersim [flags]                             run the ledger simulator (development wallet)
   hedge loadgen [-c FILE] [-count N] [-verify FILE]   vegeta targets for money routes (make load); -verify checks a run
   hedge drill [-c FILE] [-scenario LIST] [--loopback]   rehearse a region loss with every node its own process
-  hedge waf suggest -c FILE [-data DIR] [-o DIR]      per learn route: a JSON schema and field exclusions, with counts
+  hedge waf suggest [-c FILE|-data DIR|-file F] [-o DIR]  per learn route: a JSON schema and field exclusions, with counts
   hedge version                                       print the version
 
 Run 'hedge COMMAND -h' for a command's flags.

@@ -19,7 +19,7 @@ import (
 // the rule engine's matches, each with the counts that justify it.
 func wafCmd(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "suggest" {
-		fmt.Fprintln(stderr, "usage: hedge waf suggest -c FILE [-data DIR]... [-route NAME] [-o DIR] [-min-clients N] [-json]")
+		fmt.Fprintln(stderr, "usage: hedge waf suggest -c FILE [-data DIR]... [-file FILE]... [-route NAME] [-o DIR] [-min-clients N] [-json]")
 		return 2
 	}
 	fs := flag.NewFlagSet("waf suggest", flag.ContinueOnError)
@@ -28,6 +28,9 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 	var dirs []string
 	fs.Func("data", "data `directory` to read instead of the configuration's; repeat it to merge the models several nodes learned",
 		func(d string) error { dirs = append(dirs, d); return nil })
+	var files []string
+	fs.Func("file", "a saved or fetched model `file` (learn.json, or what GET /admin/waf/learn answers) to read instead of the configuration's; repeat it, or add -data, to merge",
+		func(f string) error { files = append(files, f); return nil })
 	route := fs.String("route", "", "only this `route`")
 	outDir := fs.String("o", "", "write each route's schema to `dir`/ROUTE.schema.json (the configuration names the file)")
 	minClients := fs.Int("min-clients", 2, "suggest an exclusion for rule matches, and let the schema allow a body field, only when at least `n` client addresses sent them")
@@ -35,20 +38,22 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.Parse(args[1:]) != nil {
 		return 2
 	}
-	if len(dirs) == 0 {
+	for _, d := range dirs {
+		files = append(files, waf.LearnFile(d))
+	}
+	if len(files) == 0 {
 		cfg, err := loadConfig(*file)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 2
 		}
-		dirs = []string{cfg.DataDir}
+		files = []string{waf.LearnFile(cfg.DataDir)}
 	}
 	// One model per route, the nodes' models of it merged.
 	var models []*learn.Model
 	byRoute := map[string]*learn.Model{}
 	var read []string
-	for _, dir := range dirs {
-		path := waf.LearnFile(dir)
+	for _, path := range files {
 		f, err := learn.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "hedge waf suggest: %v (is a route in waf.mode learn, and has its node stopped or saved since?)\n", err)
@@ -75,7 +80,7 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hedge waf suggest: %s: no model of route %q\n", strings.Join(read, ", "), *route)
 		return 1
 	}
-	files := make([]string, len(out))
+	schemaFiles := make([]string, len(out))
 	if *outDir != "" {
 		if err := os.MkdirAll(*outDir, 0o750); err != nil {
 			fmt.Fprintln(stderr, "hedge waf suggest:", err)
@@ -85,8 +90,8 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 			if s.Schema == nil {
 				continue
 			}
-			files[i], _ = filepath.Abs(filepath.Join(*outDir, s.Route+".schema.json"))
-			if err := os.WriteFile(files[i], append(slices.Clone(s.Schema), '\n'), 0o640); err != nil {
+			schemaFiles[i], _ = filepath.Abs(filepath.Join(*outDir, s.Route+".schema.json"))
+			if err := os.WriteFile(schemaFiles[i], append(slices.Clone(s.Schema), '\n'), 0o640); err != nil {
 				fmt.Fprintln(stderr, "hedge waf suggest:", err)
 				return 1
 			}
@@ -103,7 +108,7 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "# learned models in %s; review before applying: every line says what it rests on\n", strings.Join(read, ", "))
 	for i := range out {
 		fmt.Fprintln(stdout)
-		out[i].Write(stdout, files[i])
+		out[i].Write(stdout, schemaFiles[i])
 	}
 	return 0
 }

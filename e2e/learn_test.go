@@ -33,6 +33,10 @@ const learnConfig = `deployment: e2e-learn
 data_dir: "{{DATA}}"
 log: {level: info, format: text, access: {enabled: false}}
 lifecycle: {drain_period: 50ms, shutdown_timeout: 2s}
+admin:
+  tokens:
+    - {name: scraper, token: e2e-learn-scraper-0123456789abcdef0123, roles: [read]}
+    - {name: ops, token: e2e-learn-ops-0123456789abcdef0123456789, roles: [read, operate]}
 waf:
   mode: block
   paranoia_level: 1
@@ -53,6 +57,7 @@ regions:
     nodes:
       - name: lab-1
         listeners: [{name: public, address: "{{EDGE}}", tls: {mode: "off"}}]
+        admin: {address: "{{ADMIN}}"}
     pools:
       - name: api
         members: [{name: upstream, url: "http://{{UPSTREAM}}"}]
@@ -95,7 +100,8 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 	for _, r := range learnRoutes {
 		fmt.Fprintf(&routes, "  - {name: %s, match: {path_prefix: %s}, pool: api, limits: {content_types: [application/json]}, waf: {mode: learn}}\n", r.name, r.prefix)
 	}
-	writeLearnConfig(t, cfgFile, dir, edge, upstream, routes.String(), "[{field: /unused, ids: [942100]}]")
+	admin := testkit.FreeAddr(t)
+	writeLearnConfig(t, cfgFile, dir, edge, admin, upstream, routes.String(), "[{field: /unused, ids: [942100]}]")
 	p := startHedge(t, "serve (learning)", dir, "serve", "-c", cfgFile)
 	clients := loopbackClients(12)
 	testkit.WaitFor(t, p, "the edge to proxy", 20*time.Second, 100*time.Millisecond, func() (bool, string) {
@@ -107,6 +113,10 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 			t.Fatalf("learning: %s got %d %v; learn mode must let the corpus through", r.Name, st, err)
 		}
 	}
+	// The live models, from the admin API: operate role only.
+	live := filepath.Join(dir, "live.json")
+	fetchLearned(t, admin, "e2e-learn-scraper-0123456789abcdef0123", http.StatusForbidden, "")
+	fetchLearned(t, admin, "e2e-learn-ops-0123456789abcdef0123456789", http.StatusOK, live)
 	p.Signal(t, syscall.SIGTERM)
 	if code, ok := p.Wait(15 * time.Second); !ok || code != 0 {
 		t.Fatalf("the learning node did not stop cleanly: exited %v, code %d", ok, code)
@@ -120,6 +130,10 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 	var sgs []learn.Suggestion
 	if err := json.Unmarshal([]byte(res.stdout), &sgs); err != nil {
 		t.Fatalf("hedge waf suggest -json: %v\n%s", err, res.stdout)
+	}
+	// What the admin API served suggests what the node saved when it stopped.
+	if fromAPI := runHedge(t, dir, "waf", "suggest", "-file", live, "-json"); fromAPI.code != 0 || fromAPI.stdout != res.stdout {
+		t.Fatalf("hedge waf suggest -file (the admin API's models): exit %d, %s\n%s\nwant what the saved models suggest:\n%s", fromAPI.code, fromAPI.stderr, fromAPI.stdout, res.stdout)
 	}
 	text := runHedge(t, dir, "waf", "suggest", "-c", cfgFile)
 	t.Logf("hedge waf suggest:\n%s", text.stdout)
@@ -152,7 +166,7 @@ func TestLearnSuggestApplyThroughNode(t *testing.T) {
 		!slices.Contains(sup.Exclusions[0].IDs, 942190) || !slices.Contains(sup.Exclusions[0].IDs, 942270) {
 		t.Fatalf("support: want the players' false positives in /message (942190, 942270) as its one exclusion; got %+v", sup.Exclusions)
 	}
-	writeLearnConfig(t, cfgFile, dir, edge, upstream, routes.String(), "["+strings.Join(excluded, ", ")+"]")
+	writeLearnConfig(t, cfgFile, dir, edge, admin, upstream, routes.String(), "["+strings.Join(excluded, ", ")+"]")
 	if res := runHedge(t, dir, "check", "-c", cfgFile); res.code != 0 {
 		t.Fatalf("the configuration with the suggestion applied does not check: %s%s", res.stdout, res.stderr)
 	}
@@ -233,9 +247,9 @@ func maps(m map[string]any) map[string]any {
 	return out
 }
 
-func writeLearnConfig(t *testing.T, file, dir, edge, upstream, routes, excluded string) {
+func writeLearnConfig(t *testing.T, file, dir, edge, admin, upstream, routes, excluded string) {
 	t.Helper()
-	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{EDGE}}", edge, "{{UPSTREAM}}", upstream,
+	cfg := strings.NewReplacer("{{DATA}}", filepath.Join(dir, "data"), "{{EDGE}}", edge, "{{ADMIN}}", admin, "{{UPSTREAM}}", upstream,
 		"{{ROUTES}}", strings.TrimRight(routes, "\n"), "{{EXCLUDED}}", excluded).Replace(learnConfig)
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -436,5 +450,33 @@ func TestSuggestMergesNodes(t *testing.T) {
 	}
 	if res := runHedge(t, dir, "waf", "suggest", "-data", dirs[0], "-data", filepath.Join(dir, "nowhere")); res.code != 1 || !strings.Contains(res.stderr, "nowhere") {
 		t.Errorf("a data directory without models: exit %d, %s; want 1 and its path", res.code, res.stderr)
+	}
+}
+
+// fetchLearned asks the admin API for the learned models with token and
+// wants status; with 200 the answer must read as a model file, kept in file.
+func fetchLearned(t *testing.T, admin, token string, status int, file string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+admin+"/admin/waf/learn", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET /admin/waf/learn: %d %s; want %d", resp.StatusCode, b, status)
+	}
+	if status != http.StatusOK {
+		return
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("GET /admin/waf/learn: Content-Type %q", ct)
+	}
+	writeFile(t, file, string(b))
+	f, err := learn.ReadFile(file)
+	if err != nil || len(f.Routes) != len(learnRoutes) {
+		t.Fatalf("GET /admin/waf/learn answered no model file of %d routes: %v\n%.400s", len(learnRoutes), err, b)
 	}
 }

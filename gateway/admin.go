@@ -95,6 +95,17 @@ func (n *Node) adminRoutes(mux *http.ServeMux) {
 		}
 		adminauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 	}))
+	// The learned models hold values players sent and some of their
+	// addresses: operate, not read.
+	operate("GET /admin/waf/learn", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := n.g.wafCache.Learned()
+		if err != nil {
+			adminauth.WriteProblem(w, r, problem.Internal, "learned models: "+err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}))
 	n.registerPromotionAPI(mux)
 	operate("/debug/pprof/", http.HandlerFunc(pprof.Index))
 	operate("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))

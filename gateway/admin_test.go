@@ -62,6 +62,7 @@ func TestAdminRoles(t *testing.T) {
 		drain    = call{"POST", "/admin/drain"}
 		undrain  = call{"DELETE", "/admin/drain"}
 		reload   = call{"POST", "/admin/reload"}
+		learned  = call{"GET", "/admin/waf/learn"}
 		request  = call{"POST", "/admin/ledger/promotions"}
 		approve  = call{"POST", "/admin/ledger/promotions/nope/approve"}
 		unknown  = call{"GET", "/nope"}
@@ -90,6 +91,8 @@ func TestAdminRoles(t *testing.T) {
 		{undrain, opsToken, 200, "", ""},
 		{reload, scraperToken, 403, "admin-role-missing", "operate"},
 		{reload, opsToken, 200, "", ""},
+		{learned, scraperToken, 403, "admin-role-missing", "operate"},
+		{learned, opsToken, 200, "", ""},
 		{request, scraperToken, 403, "admin-role-missing", "promote"},
 		{request, opsToken, 403, "admin-role-missing", "promote"},
 		{approve, opsToken, 403, "admin-role-missing", "promote"},

@@ -58,6 +58,19 @@ func (c *Cache) Learn(path string, every time.Duration) error {
 	return nil
 }
 
+// Learned is what the routes in learn mode have seen so far, in the form
+// of LearnFile (`hedge waf suggest -file` reads it); no routes when none
+// learns.
+func (c *Cache) Learned() ([]byte, error) {
+	c.mu.Lock()
+	st := c.learning
+	c.mu.Unlock()
+	if st == nil {
+		st, _ = learn.Open("", 0) // in memory, empty
+	}
+	return st.Encode()
+}
+
 // model is route's model, for a guard in learn mode.
 func (c *Cache) model(route string) *learn.Model {
 	c.mu.Lock()

@@ -2,7 +2,9 @@ package learn
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -190,6 +192,67 @@ func TestStorePersists(t *testing.T) {
 	if len(ents) != 1 {
 		t.Errorf("the store's directory holds %d entries; want only learn.json", len(ents))
 	}
+}
+
+// TestEncodeIsTheSavedFile: what the admin API serves (Encode) reads back
+// as the store's file does, while the store keeps learning; a store that
+// models no route encodes no routes and saves no file.
+func TestEncodeIsTheSavedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "learn.json")
+	st, err := Open(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := st.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := readBytes(t, dir, empty); len(f.Routes) != 0 || f.Version != 1 {
+		t.Errorf("an empty store encodes %s", empty)
+	}
+	if err := st.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an empty store saved a file (%v)", err)
+	}
+	for i, route := range []string{"wallet", "support"} {
+		st.Model(route).Observe([]byte("q=a"), "application/json", []byte(`{"n":1}`), netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}),
+			[]crs.Match{{ID: 942100, Vars: []string{"ARGS:q"}}})
+	}
+	live, err := st.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readBytes(t, dir, live)
+	got.Saved, saved.Saved = "", ""
+	a, _ := json.Marshal(got)
+	b, _ := json.Marshal(saved)
+	if string(a) != string(b) || len(got.Routes) != 2 || got.Routes[0].Route != "support" {
+		t.Errorf("Encode read back:\n%s\nthe saved file:\n%s", a, b)
+	}
+}
+
+// readBytes reads an encoded store through ReadFile.
+func readBytes(t *testing.T, dir string, b []byte) *File {
+	t.Helper()
+	p := filepath.Join(dir, "encoded.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	return f
 }
 
 // BenchmarkObserve is learn mode's per-request cost on top of detect: one

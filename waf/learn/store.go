@@ -122,26 +122,40 @@ func (s *Store) Model(route string) *Model {
 	return m
 }
 
-// Save writes every model to the store's file, atomically.
+// Save writes every model to the store's file, atomically; a store that
+// models no route leaves no file.
 func (s *Store) Save() error {
 	if s.path == "" {
 		return nil // in memory only
 	}
+	b, n, err := s.encode()
+	if err != nil || n == 0 {
+		return err
+	}
+	return writeAtomic(s.path, b)
+}
+
+// Encode is every model as of now, in the form of the store's file
+// (ReadFile reads it): what the admin API serves.
+func (s *Store) Encode() ([]byte, error) {
+	b, _, err := s.encode()
+	return b, err
+}
+
+// encode is the store's file and the number of routes in it.
+func (s *Store) encode() ([]byte, int, error) {
 	s.mu.Lock()
 	models := make([]*Model, 0, len(s.models))
 	for _, m := range s.models {
 		models = append(models, m)
 	}
 	s.mu.Unlock()
-	if len(models) == 0 {
-		return nil // no route learns: leave no file
-	}
 	sort.Slice(models, func(i, j int) bool { return models[i].Route < models[j].Route })
 	out := []byte(`{"version":1,"saved":` + fmt.Sprintf("%q", time.Now().UTC().Format(time.RFC3339)) + `,"routes":[`)
 	for i, m := range models {
 		b, err := m.Snapshot()
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		if i > 0 {
 			out = append(out, ',')
@@ -149,7 +163,7 @@ func (s *Store) Save() error {
 		out = append(out, b...)
 	}
 	out = append(out, "]}\n"...)
-	return writeAtomic(s.path, out)
+	return out, len(models), nil
 }
 
 func writeAtomic(path string, b []byte) error {
