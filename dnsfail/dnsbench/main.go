@@ -183,8 +183,8 @@ func run() int {
 	// Each round measures every (query, server) pair once, the servers
 	// in a rotating order, so a busy moment of the machine spreads over
 	// all of them; the table shows each pair's median over the rounds.
-	// cpu is the server's CPU time per query; load and client the
-	// server's and dnsperf's CPU over the run, in CPUs.
+	// cpu is the server's CPU time per query; load the server's CPU over
+	// the run and client dnsperf's while it sent, both in CPUs.
 	type sample struct{ qps, avg, median, cpu, load, client float64 }
 	results := map[[2]string][]sample{}
 	// The signed rows ask the signed hedge with DO set; their ratio is to
