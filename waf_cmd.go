@@ -38,6 +38,7 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 	if fs.Parse(args[1:]) != nil {
 		return 2
 	}
+	given := len(files) // the -file ones come first
 	for _, d := range dirs {
 		files = append(files, waf.LearnFile(d))
 	}
@@ -53,10 +54,14 @@ func wafCmd(args []string, stdout, stderr io.Writer) int {
 	var models []*learn.Model
 	byRoute := map[string]*learn.Model{}
 	var read []string
-	for _, path := range files {
+	for i, path := range files {
 		f, err := learn.ReadFile(path)
 		if err != nil {
-			fmt.Fprintf(stderr, "hedge waf suggest: %v (is a route in waf.mode learn, and has its node stopped or saved since?)\n", err)
+			hint := "is a route in waf.mode learn, and has its node stopped or saved since?"
+			if i < given {
+				hint = "want a learn.json, or what GET /admin/waf/learn answered with 200"
+			}
+			fmt.Fprintf(stderr, "hedge waf suggest: %v (%s)\n", err, hint)
 			return 1
 		}
 		read = append(read, fmt.Sprintf("%s (saved %s)", path, f.Saved))

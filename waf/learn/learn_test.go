@@ -241,6 +241,19 @@ func TestEncodeIsTheSavedFile(t *testing.T) {
 	}
 }
 
+// TestReadFileRefusesOtherJSON: an admin API's error answer saved in place
+// of the models is JSON too; it must not read as a file of no routes.
+func TestReadFileRefusesOtherJSON(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sea-1.learn.json")
+	problem := `{"type":"urn:hedge:problem:admin-role-missing","title":"The admin token lacks the role this needs","status":403}`
+	if err := os.WriteFile(p, []byte(problem), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := ReadFile(p); err == nil || !strings.Contains(err.Error(), "not a file of learned models") {
+		t.Fatalf("a problem+json answer read as %+v, %v; want it refused", f, err)
+	}
+}
+
 // readBytes reads an encoded store through ReadFile.
 func readBytes(t *testing.T, dir string, b []byte) *File {
 	t.Helper()

@@ -74,6 +74,10 @@ func ReadFile(path string) (*File, error) {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if f.Version != 1 {
+		// An error answer saved in its place (problem+json) reads as JSON too.
+		return nil, fmt.Errorf("%s: not a file of learned models (version %d, want 1)", path, f.Version)
+	}
 	for _, m := range f.Routes {
 		if m == nil || m.Route == "" {
 			return nil, fmt.Errorf("%s: a model without a route", path)
