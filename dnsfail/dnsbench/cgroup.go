@@ -25,8 +25,8 @@ type budget struct {
 }
 
 // cgroupRoot is where the budgets' cgroups are made: the root of the
-// unified hierarchy, or of v1's cpu controller.
-const cgroupRoot = "/sys/fs/cgroup"
+// unified hierarchy, or of v1's cpu controller (a variable for the tests).
+var cgroupRoot = "/sys/fs/cgroup"
 
 // newBudget makes a cgroup named name holding its processes to share of
 // one CPU once on.
