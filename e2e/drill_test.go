@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hedge/drill"
+	"hedge/internal/testkit"
 )
 
 // drillShort is the make-test drill: few players, short phases, so that
@@ -39,6 +40,9 @@ func TestDrill(t *testing.T) {
 	if err := drill.CheckNamespaces(); err != nil {
 		t.Logf("network namespaces unavailable (%v): using --loopback", err)
 		args = append(args, "--loopback")
+	} else {
+		// Its veth pairs would fail a browser test's requests.
+		testkit.HoldHostNetwork(t, true)
 	}
 	p := startHedge(t, "hedge drill", dir, args...)
 	start := time.Now()

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hedge/internal/testkit"
 )
 
 // tools finds what the browser test needs: Debian's chromium, node, and
@@ -38,6 +40,8 @@ func tools(t *testing.T) (chromium, node string) {
 		}
 		t.Skip(msg + "; make test installs them")
 	}
+	// No test adds a network interface while Chromium runs.
+	testkit.HoldHostNetwork(t, false)
 	return chromium, node
 }
 
