@@ -3,12 +3,14 @@
 // so the player falls back at once and stays there) over the protocol the
 // test names, and report which protocol the browser itself used for each
 // request (Resource Timing's nextHopProtocol) and the LL-HLS latency.
+// With lose-hlsjs, the page's first request for hls.min.js fails as a
+// network handover fails it, and the player must load it again.
 // Prints progress lines and, last, one line "RESULT {json}".
 //
-//   node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT
+//   node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT [lose-hlsjs]
 import { launch, log, publish, run, waitFor } from './chromium.mjs';
 
-const [base, stream, token, proto, spki, hostport] = process.argv.slice(2);
+const [base, stream, token, proto, spki, hostport, fault] = process.argv.slice(2);
 if (!base || !stream || !token || !proto || !spki || !hostport) {
   console.error('usage: node play.mjs BASE STREAM TOKEN h2|h3 SPKI HOST:PORT');
   process.exit(2);
@@ -35,6 +37,10 @@ await run(browser, result, async () => {
   // LL-HLS makes many requests: keep every one's timing entry.
   await viewCtx.addInitScript(() => performance.setResourceTimingBufferSize(100000));
   await viewCtx.route('**/whep', (r) => (r.request().method() === 'POST' ? r.abort('connectionrefused') : r.continue()));
+  result.hlsLibLoads = 0;
+  await viewCtx.route('**/hls.min.js', (r) =>
+    ++result.hlsLibLoads === 1 && fault === 'lose-hlsjs' ? r.abort('internetdisconnected') : r.continue(),
+  );
   const view = await viewCtx.newPage();
   view.on('console', (m) => m.type() !== 'log' && log('player console:', m.text()));
   view.on('response', async (r) => {

@@ -51,16 +51,24 @@ func TestBrowserPlaysLLHLSOverHTTP2AndHTTP3(t *testing.T) {
 	serveHedge(t, dir, cfg, client, base+"/healthz")
 	spki := spkiHash(t, certFile)
 
-	for _, tc := range []struct{ proto, want string }{
-		{"h2", "h2"},
-		{"h3", "h3"},
+	for _, tc := range []struct{ name, proto, want, fault string }{
+		{"h2", "h2", "h2", ""},
+		{"h3", "h3", "h3", ""},
+		// The page's hls.js lost as a network handover loses a request
+		// (ERR_NETWORK_CHANGED): the player loads it again rather than
+		// leaving the stream to Chromium's own HLS, which stalls at a gap.
+		{"h2 hls.js lost", "h2", "h2", "lose-hlsjs"},
 	} {
-		t.Run(tc.proto, func(t *testing.T) {
-			// A stream of its own: the other case's segments are not in its
+		t.Run(tc.name, func(t *testing.T) {
+			// A stream of its own: the other cases' segments are not in its
 			// playlist.
-			res := runPlay(t, chromium, node, base, "table-"+tc.proto, tc.proto, spki, net.JoinHostPort(host, port))
+			stream := map[string]string{"": "table-" + tc.proto, "lose-hlsjs": "table-lost-lib"}[tc.fault]
+			res := runPlay(t, chromium, node, base, stream, tc.proto, spki, net.JoinHostPort(host, port), tc.fault)
 			if !res.OK {
 				t.Fatalf("expected LL-HLS to play over %s, got: %s", tc.want, res.Error)
+			}
+			if want := map[string]int{"": 1, "lose-hlsjs": 2}[tc.fault]; res.HLSLibLoads != want {
+				t.Errorf("expected hls.min.js requested %d times, got %d", want, res.HLSLibLoads)
 			}
 			if res.Protocols["page "+tc.want] != 1 || res.Protocols["hls "+tc.want] < 10 {
 				t.Errorf("expected the player page and at least 10 LL-HLS requests over %s (nextHopProtocol), got %v", tc.want, res.Protocols)
@@ -78,13 +86,14 @@ func TestBrowserPlaysLLHLSOverHTTP2AndHTTP3(t *testing.T) {
 
 type playResult struct {
 	driveResult
-	Protocols map[string]int `json:"protocols"`
+	Protocols   map[string]int `json:"protocols"`
+	HLSLibLoads int            `json:"hlsLibLoads"`
 }
 
 // runPlay runs play.mjs against the node and returns its result.
-func runPlay(t *testing.T, chromium, node, base, stream, proto, spki, hostport string) playResult {
+func runPlay(t *testing.T, chromium, node, base, stream, proto, spki, hostport, fault string) playResult {
 	t.Helper()
-	return runDriver[playResult](t, 2*time.Minute, chromium, node, "play.mjs", base, stream, "demo-studio", proto, spki, hostport)
+	return runDriver[playResult](t, 2*time.Minute, chromium, node, "play.mjs", base, stream, "demo-studio", proto, spki, hostport, fault)
 }
 
 // runDriver runs a Node driver script with Chromium within limit, logs

@@ -251,13 +251,53 @@
     retryDelay = Math.min(retryDelay * 2, cfg.retryMax);
   }
 
+  // hls.js comes with the page, but a request the network lost (a Wi-Fi
+  // handover: ERR_NETWORK_CHANGED) leaves no window.Hls, and Chromium would
+  // then play the stream itself, which it does for HLS but not through
+  // LL-HLS's gaps. So the library is loaded again, backing off as
+  // play.json is; after hlsLibTries failures a browser that plays HLS
+  // itself (Safari) gets the stream, the others keep trying.
+  const hlsLibTries = 4;
+  let hlsLib = null;
+  function hlsLibrary() {
+    hlsLib ||= (async () => {
+      for (let delay = 500, tries = 0; !window.Hls; delay = Math.min(delay * 2, 5000)) {
+        if (++tries > hlsLibTries && vHLS.canPlayType('application/vnd.apple.mpegurl')) return null;
+        note('LL-HLS: hls.min.js did not load; loading it again');
+        await new Promise((done) => {
+          const el = document.createElement('script');
+          el.src = 'hls.min.js';
+          el.onload = done;
+          el.onerror = () => {
+            el.remove();
+            setTimeout(done, delay);
+          };
+          document.head.appendChild(el);
+        });
+      }
+      return window.Hls;
+    })();
+    return hlsLib;
+  }
+
   function startHLS(reason) {
     if (hls) return; // already the fallback
     hlsStarted = performance.now();
     state.playing = false;
     setMode('hls', reason);
-    if (window.Hls && window.Hls.isSupported()) {
-      const h = new window.Hls({
+    // Held while hls.js loads; closeHLS (WebRTC took over) ends the wait.
+    const wait = { hls: null, close() {} };
+    hls = wait;
+    hlsLibrary().then((Hls) => {
+      if (hls !== wait) return;
+      hls = null;
+      attachHLS(Hls);
+    });
+  }
+
+  function attachHLS(Hls) {
+    if (Hls && Hls.isSupported()) {
+      const h = new Hls({
         lowLatencyMode: true,
         debug: qs.has('hlsdebug'),
         backBufferLength: 4,
@@ -278,14 +318,14 @@
         levelLoadingMaxRetry: 100,
         fragLoadingMaxRetry: 100,
       });
-      h.on(window.Hls.Events.ERROR, (_, data) => {
-        if (data.details === window.Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
+      h.on(Hls.Events.ERROR, (_, data) => {
+        if (data.details === Hls.ErrorDetails.BUFFER_STALLED_ERROR) {
           state.hlsStalls++;
           lat.stalled();
         }
         if (!data.fatal) return;
         note('LL-HLS: ' + data.type + ' ' + data.details);
-        if (data.type === window.Hls.ErrorTypes.MEDIA_ERROR) h.recoverMediaError();
+        if (data.type === Hls.ErrorTypes.MEDIA_ERROR) h.recoverMediaError();
         else setTimeout(() => hls && hls.hls === h && h.startLoad(), 1000);
       });
       h.loadSource(new URL(desc.hls, location.href).href);
