@@ -30,7 +30,9 @@ var tlsEdgeConfig = strings.Replace(edgeConfig, "tls: {mode: off}",
 // WHEP offers refused) from a TLS listener, once with QUIC off (so over
 // ALPN h2) and once with QUIC forced on for the node's origin; the browser
 // must report, for the page and every LL-HLS request that was answered,
-// the protocol the case names, and the LL-HLS latency is logged.
+// the protocol the case names, and the LL-HLS latency is logged. A third
+// case fails the page's first request for hls.js: the player must load it
+// again and play.
 func TestBrowserPlaysLLHLSOverHTTP2AndHTTP3(t *testing.T) {
 	chromium, node := tools(t)
 	const host = "play.edge.test"

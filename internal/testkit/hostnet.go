@@ -19,8 +19,10 @@ var hostNetworkLock = filepath.Join(os.TempDir(), "hedge-test-host-network.lock"
 //   - tests that drive Chromium (shared).
 //
 // Chromium watches the host's addresses over netlink and fails every
-// request in flight with ERR_NETWORK_CHANGED when one appears; a player
-// page that lost its first LL-HLS requests that way did not play in time.
+// request in flight with ERR_NETWORK_CHANGED when one appears: a test that
+// wants a page's requests to succeed cannot share the host with one that
+// adds addresses. (The player survives a lost hls.js; its test loses it
+// on purpose.)
 // The hold is an flock on a file in the temporary directory, released when
 // the test ends; waiting for it is logged.
 func HoldHostNetwork(t testing.TB, exclusive bool) {
