@@ -255,8 +255,9 @@
   // handover: ERR_NETWORK_CHANGED) leaves no window.Hls, and Chromium would
   // then play the stream itself, which it does for HLS but not through
   // LL-HLS's gaps. So the library is loaded again, backing off as
-  // play.json is; after hlsLibTries failures a browser that plays HLS
-  // itself (Safari) gets the stream, the others keep trying.
+  // play.json is. After hlsLibTries failures a browser that says it plays
+  // HLS itself gets the stream (Safari; Chromium too, as a last resort that
+  // stalls at the first gap); the others keep trying.
   const hlsLibTries = 4;
   let hlsLib = null;
   function hlsLibrary() {
