@@ -95,11 +95,6 @@ func (b *budget) write(file, v string) error {
 	return os.WriteFile(filepath.Join(b.dir, file), []byte(v), 0o644)
 }
 
-// String names the budget for the report.
-func (b *budget) String() string {
-	return fmt.Sprintf("%.2f of the CPU (cgroup quota %s per %s)", float64(b.quota)/float64(b.period), b.quota, b.period)
-}
-
 // remove deletes the cgroup once its processes have ended.
 func (b *budget) remove() {
 	for range 50 {

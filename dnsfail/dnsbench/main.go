@@ -246,9 +246,9 @@ func run() int {
 		return v[len(v)/2], v[0], v[len(v)-1]
 	}
 	held := "open (no CPU budget: dnsperf's CPU may be what limits)"
-	for _, b := range budgets {
-		held = "each held to " + b.String() + " while dnsperf runs; latencies measured without the budget"
-		break
+	if len(budgets) > 0 {
+		quota, period := quotaPeriod(*share)
+		held = fmt.Sprintf("each held to %.2f of the CPU (cgroup quota %s per %s) while dnsperf runs; latencies measured without the budget", *share, quota, period)
 	}
 	fmt.Printf("\ndnsperf %s × %d rounds, servers on CPU %s, dnsperf on CPU %s (-c %d -q %d); medians over the rounds [min–max]\nservers %s\n\n", *duration, *rounds, *serverCPU, *perfCPU, *clients, *outstand, held)
 	fmt.Printf("%-10s %-7s %22s %10s %12s %16s %14s %11s\n", "query", "server", "queries/s", "vs best", "avg (µs)", "median (µs)", "CPU/query (µs)", "CPU server·dnsperf")
